@@ -1,0 +1,94 @@
+// Synchronous Beast HTTPS client for remoractl (a CLI: exceptions are fine here).
+#include "control/cli/ca_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <openssl/ssl.h>
+
+#include <stdexcept>
+
+namespace remora::control {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+CaClientResult post_certificate_request(const CaClientOptions& options, const std::string& body) {
+    asio::io_context io;
+    ssl::context ctx(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    // The server's SVID is checked below with the SPIFFE rules, which OpenSSL's hostname-based
+    // verification does not know; no request is written before that check passes.
+    ctx.set_verify_mode(ssl::verify_none);
+    if (options.client_key) {
+        SSL_CTX* raw = ctx.native_handle();
+        if (options.client_chain.empty() ||
+            SSL_CTX_use_certificate(raw, options.client_chain.front().get()) != 1 ||
+            SSL_CTX_use_PrivateKey(raw, options.client_key->get()) != 1) {
+            throw std::runtime_error("client certificate and key do not match");
+        }
+        for (size_t i = 1; i < options.client_chain.size(); ++i) {
+            SSL_CTX_add1_chain_cert(raw, options.client_chain[i].get());
+        }
+    }
+
+    beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
+    SSL_set_tlsext_host_name(stream.native_handle(), options.host.c_str());
+    tcp::resolver resolver(io);
+    beast::error_code ec;
+    auto endpoints = resolver.resolve(options.host, options.port, ec);
+    if (ec) throw std::runtime_error("cannot resolve " + options.host + ": " + ec.message());
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+    beast::get_lowest_layer(stream).connect(endpoints, ec);
+    if (ec) {
+        throw std::runtime_error("cannot connect to " + options.host + ":" + options.port + ": " +
+                                 ec.message());
+    }
+    stream.handshake(ssl::stream_base::client, ec);
+    if (ec) throw std::runtime_error("TLS handshake with " + options.host + " failed: " + ec.message());
+
+    std::vector<certs::Certificate> server_chain;
+    if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
+        // On a client the peer chain starts with the server's leaf.
+        for (int i = 0; i < sk_X509_num(chain); ++i) {
+            server_chain.push_back(certs::Certificate::share(sk_X509_value(chain, i)));
+        }
+    }
+    auto id = certs::verify_svid(server_chain, options.bundle, {{options.trust_domain}},
+                                 std::chrono::system_clock::now());
+    if (!id) throw std::runtime_error("server certificate refused: " + id.error().message());
+    auto expected =
+        certs::SpiffeId::for_service_account(options.trust_domain, "remora-system", "remora-control");
+    if (!expected || !(*id == *expected)) {
+        throw std::runtime_error("server identity is " + id->str() + ", expected " +
+                                 (expected ? expected->str() : std::string("the control plane")));
+    }
+
+    http::request<http::string_body> req{http::verb::post, "/v1/certificates", 11};
+    req.set(http::field::host, options.host);
+    req.set(http::field::user_agent, "remoractl");
+    req.set(http::field::content_type, "application/json");
+    req.keep_alive(false);
+    if (options.bearer_token) req.set(http::field::authorization, "Bearer " + *options.bearer_token);
+    req.body() = body;
+    req.prepare_payload();
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    http::write(stream, req, ec);
+    if (ec) throw std::runtime_error("sending the request failed: " + ec.message());
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1024 * 1024);
+    http::read(stream, buffer, parser, ec);
+    if (ec) throw std::runtime_error("reading the answer failed: " + ec.message());
+    stream.shutdown(ec);  // the answer is complete; a truncated close is not an error here
+    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+}
+
+}  // namespace remora::control

@@ -1,0 +1,189 @@
+// remoractl: the command-line tool for operating a Remora mesh (in the spirit of istioctl).
+#include <boost/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+#include "certs/jwt.h"
+#include "certs/keys.h"
+#include "certs/verifier.h"
+#include "control/ca/state_dir.h"
+#include "control/cli/ca_client.h"
+#include "control/common/args.h"
+#include "control/common/files.h"
+
+namespace {
+
+using namespace remora;
+using namespace remora::control;
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+constexpr const char* kUsage = R"(usage: remoractl <command> [flags]
+
+Commands:
+  token create --namespace NS --service-account SA [--ttl 1h] [--state-dir DIR]
+               [--audience remora-ca]
+      Print a bootstrap token (JWT, ES256) signed with the control plane's key.
+  ca root [--state-dir DIR]
+      Print the mesh's root certificate (PEM).
+  cert request --control HOST:PORT --trust-bundle FILE --out DIR
+               (--token-file FILE | --cert-dir DIR) [--ttl 1h] [--trust-domain TD]
+      Generate a key and CSR, ask the CA for a certificate (first time with a bootstrap token,
+      later over mTLS with the current certificate in --cert-dir), verify what comes back, and
+      write key.pem (0600), cert-chain.pem and root-cert.pem to --out.
+
+--state-dir defaults to ./remora-state, --trust-domain to cluster.local.
+)";
+
+template <class T>
+T must(certs::Result<T> r, const std::string& what) {
+    if (!r) throw std::runtime_error(what + ": " + r.error().message());
+    return std::move(*r);
+}
+
+int token_create(const std::vector<std::string>& argv) {
+    Args args(argv, {"namespace", "service-account", "ttl", "state-dir", "audience"});
+    std::string ns = args.require("namespace");
+    std::string sa = args.require("service-account");
+    long long ttl = parse_duration_seconds("ttl", args.get_or("ttl", "1h"));
+    fs::path dir = args.get_or("state-dir", "./remora-state");
+    // Refuse names that could not become a SPIFFE ID now, not at the CA later.
+    must(certs::SpiffeId::for_service_account("cluster.local", ns, sa),
+         "--namespace/--service-account \"" + ns + "/" + sa + "\"");
+    certs::PrivateKey key = load_jwt_key(dir);
+    std::cout << certs::sign_service_account_token(key, {ns, sa},
+                                                   args.get_or("audience", "remora-ca"),
+                                                   "remora-control", std::chrono::system_clock::now(),
+                                                   std::chrono::seconds(ttl))
+              << "\n";
+    return 0;
+}
+
+int ca_root(const std::vector<std::string>& argv) {
+    Args args(argv, {"state-dir"});
+    fs::path dir = args.get_or("state-dir", "./remora-state");
+    std::string pem = read_file(dir / kRootCertFile);
+    must(certs::Certificate::from_pem(pem), (dir / kRootCertFile).string());
+    std::cout << pem;
+    return 0;
+}
+
+std::string trim(std::string s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+    size_t start = 0;
+    while (start < s.size() && std::isspace(static_cast<unsigned char>(s[start]))) ++start;
+    return s.substr(start);
+}
+
+int cert_request(const std::vector<std::string>& argv) {
+    Args args(argv, {"control", "trust-bundle", "token-file", "cert-dir", "out", "ttl", "trust-domain"});
+    std::string control = args.require("control");
+    size_t colon = control.rfind(':');
+    if (colon == std::string::npos) throw UsageError("--control \"" + control + "\": expected HOST:PORT");
+    fs::path out = args.require("out");
+    std::string bundle_file = args.require("trust-bundle");
+    if (args.has("token-file") == args.has("cert-dir")) {
+        throw UsageError("give exactly one of --token-file (first certificate) or --cert-dir (renewal)");
+    }
+
+    CaClientOptions opts;
+    opts.host = control.substr(0, colon);
+    if (opts.host.size() > 2 && opts.host.front() == '[') opts.host = opts.host.substr(1, opts.host.size() - 2);
+    opts.port = control.substr(colon + 1);
+    opts.trust_domain = args.get_or("trust-domain", "cluster.local");
+    opts.bundle = must(certs::TrustBundle::from_pem(read_file(bundle_file)), bundle_file);
+    if (auto token_file = args.get("token-file")) {
+        opts.bearer_token = trim(read_file(*token_file));
+        if (opts.bearer_token->empty()) throw UsageError("--token-file " + *token_file + " is empty");
+    } else {
+        fs::path dir = *args.get("cert-dir");
+        opts.client_chain = must(certs::Certificate::chain_from_pem(read_file(dir / "cert-chain.pem")),
+                                 (dir / "cert-chain.pem").string());
+        opts.client_key = must(certs::PrivateKey::from_pem(read_file(dir / "key.pem")),
+                               (dir / "key.pem").string());
+    }
+
+    certs::PrivateKey key = certs::PrivateKey::generate_p256();
+    json::object req;
+    req["csr"] = certs::Csr::create(key).to_pem();
+    if (auto ttl = args.get("ttl")) req["ttlSeconds"] = parse_duration_seconds("ttl", *ttl);
+    CaClientResult res = post_certificate_request(opts, json::serialize(req));
+
+    json::error_code jec;
+    json::value doc = json::parse(res.body, jec);
+    if (res.status != 200) {
+        std::string why = res.body;
+        if (!jec && doc.is_object() && doc.as_object().if_contains("error") &&
+            doc.as_object().at("error").is_string()) {
+            why = std::string(doc.as_object().at("error").as_string());
+        }
+        std::cerr << "remoractl: the CA refused (HTTP " << res.status << "): " << why << "\n";
+        return 1;
+    }
+    if (jec || !doc.is_object() || !doc.as_object().if_contains("certChain") ||
+        !doc.as_object().at("certChain").is_array() || doc.as_object().at("certChain").as_array().empty()) {
+        throw std::runtime_error("the CA's answer has no certChain array");
+    }
+    std::vector<certs::Certificate> chain;
+    for (const json::value& v : doc.as_object().at("certChain").as_array()) {
+        if (!v.is_string()) throw std::runtime_error("certChain holds a non-string");
+        auto c = must(certs::Certificate::chain_from_pem(std::string(v.as_string())), "certChain entry");
+        chain.insert(chain.end(), c.begin(), c.end());
+    }
+    // Check what came back before writing anything: it must be ours and it must verify.
+    if (!(chain.front().public_key() == key.public_key())) {
+        throw std::runtime_error("the issued certificate is not for the key this request generated");
+    }
+    certs::SpiffeId id = must(certs::verify_svid(chain, opts.bundle, {{opts.trust_domain}},
+                                                 std::chrono::system_clock::now()),
+                              "the issued certificate does not verify");
+    const certs::Certificate& root = chain.back();
+    std::vector<certs::Certificate> without_root(chain.begin(),
+                                                 chain.end() - (chain.size() > 1 && root.is_self_signed()));
+
+    std::error_code fec;
+    fs::create_directories(out, fec);
+    if (fec) throw std::runtime_error("cannot create " + out.string() + ": " + fec.message());
+    write_file_atomic(out / "key.pem", key.to_pem(), 0600);
+    write_file_atomic(out / "cert-chain.pem", certs::to_pem(without_root), 0644);
+    write_file_atomic(out / "root-cert.pem", root.to_pem(), 0644);
+    const certs::Certificate& leaf = chain.front();
+    std::cout << "identity:   " << id.str() << "\n"
+              << "serial:     " << leaf.serial_hex() << "\n"
+              << "not before: " << certs::format_time(leaf.not_before()) << "\n"
+              << "not after:  " << certs::format_time(leaf.not_after()) << "\n"
+              << "wrote:      " << (out / "key.pem").string() << ", "
+              << (out / "cert-chain.pem").string() << ", " << (out / "root-cert.pem").string()
+              << "\n";
+    return 0;
+}
+
+int run(std::vector<std::string> argv) {
+    auto pop2 = [&](std::string_view a, std::string_view b) {
+        return argv.size() >= 2 && argv[0] == a && argv[1] == b;
+    };
+    if (argv.empty() || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
+        std::cout << kUsage;
+        return argv.empty() ? 2 : 0;
+    }
+    std::vector<std::string> rest(argv.begin() + std::min<size_t>(2, argv.size()), argv.end());
+    if (pop2("token", "create")) return token_create(rest);
+    if (pop2("ca", "root")) return ca_root(rest);
+    if (pop2("cert", "request")) return cert_request(rest);
+    throw UsageError("unknown command \"" + argv[0] + (argv.size() > 1 ? " " + argv[1] : "") + "\"");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(std::vector<std::string>(argv + 1, argv + argc));
+    } catch (const UsageError& e) {
+        std::cerr << "remoractl: " << e.what() << "\n(see remoractl --help)\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "remoractl: " << e.what() << "\n";
+        return 1;
+    }
+}

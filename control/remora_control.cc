@@ -1,0 +1,201 @@
+// remora-control: the mesh's certificate authority (TLS API on 15012, monitoring on 15014).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "control/ca/ca_service.h"
+#include "control/ca/state_dir.h"
+#include "control/common/args.h"
+#include "control/common/log.h"
+#include "control/server/http_server.h"
+
+namespace {
+
+using namespace remora;
+using namespace remora::control;
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+constexpr const char* kUsage = R"(usage: remora-control [flags]
+
+The Remora control plane: the mesh's certificate authority.
+
+  --state-dir DIR        root, keys and JWKS live here (default ./remora-state)
+  --listen ADDR:PORT     TLS API: POST /v1/certificates (default 0.0.0.0:15012)
+  --monitoring ADDR:PORT /healthz and /metrics, plaintext (default 0.0.0.0:15014)
+  --trust-domain TD      SPIFFE trust domain (default cluster.local)
+  --ca-cert FILE         sign with this CA certificate (followed by its chain up to the root)
+  --ca-key FILE          the key of --ca-cert
+  --root-cert FILE       the root of --ca-cert, when --ca-cert does not end with it
+  --jwks FILE            also trust bootstrap tokens signed by these keys (repeatable)
+  --max-ttl DURATION     longest certificate lifetime a caller may ask for (default 90d)
+  --threads N            I/O threads (default 2)
+)";
+
+const std::vector<std::string> kControlDns = {"localhost", "remora-control.remora-system.svc"};
+
+// Issues the control plane's own SVID and installs a fresh TLS context for new connections.
+std::chrono::seconds renew_own_certificate(CertificateAuthority& ca, TlsContextSlot& slot) {
+    const auto ttl = std::chrono::hours(24);
+    certs::PrivateKey key = certs::PrivateKey::generate_p256();
+    auto id = certs::SpiffeId::for_service_account(ca.config().trust_domain, "remora-system",
+                                                   "remora-control")
+                  .value();
+    certs::Certificate leaf = ca.issue_own(key.public_key(), id, ttl, kControlDns);
+    slot.set(make_server_tls_context(certs::chain_for(ca.signer(), leaf), key));
+    log_line("remora-control", "serving with certificate serial=" + leaf.serial_hex() +
+                                   " identity=" + id.str() +
+                                   " not_after=" + certs::format_time(leaf.not_after()));
+    auto life = std::chrono::duration_cast<std::chrono::seconds>(leaf.not_after() -
+                                                                 std::chrono::system_clock::now());
+    return std::max(std::chrono::seconds(60), life / 2);
+}
+
+void schedule_renewal(asio::steady_timer& timer, std::chrono::seconds after, CertificateAuthority& ca,
+                      TlsContextSlot& slot) {
+    timer.expires_after(after);
+    timer.async_wait([&timer, &ca, &slot](boost::system::error_code ec) {
+        if (ec) return;
+        std::chrono::seconds next{60};
+        try {
+            next = renew_own_certificate(ca, slot);
+        } catch (const std::exception& e) {
+            log_line("remora-control", std::string("renewing own certificate failed: ") + e.what());
+        }
+        schedule_renewal(timer, next, ca, slot);
+    });
+}
+
+HttpResponse api_handler(CertificateAuthority& ca, const HttpRequest& req, const PeerInfo& peer) {
+    if (req.target() != "/v1/certificates") {
+        return json_response(404, R"({"error":"not found: the CA API is POST /v1/certificates"})",
+                             req.version());
+    }
+    if (req.method() != http::verb::post) {
+        HttpResponse res = json_response(405, R"({"error":"method not allowed: use POST"})", req.version());
+        res.set(http::field::allow, "POST");
+        return res;
+    }
+    Caller caller;
+    if (auto it = req.find(http::field::authorization); it != req.end()) {
+        caller.authorization = std::string(it->value());
+    }
+    caller.peer_chain = peer.peer_chain;
+    caller.remote = peer.remote;
+    CaResponse r = ca.sign(caller, req.body());
+    return json_response(static_cast<unsigned>(r.status), std::move(r.body), req.version());
+}
+
+HttpResponse monitoring_handler(CertificateAuthority& ca, const HttpRequest& req) {
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+        return json_response(405, R"({"error":"method not allowed: use GET"})", req.version());
+    }
+    if (req.target() == "/healthz" || req.target() == "/ready") {
+        return json_response(200, R"({"status":"ok"})", req.version());
+    }
+    if (req.target() == "/metrics") {
+        HttpResponse res = json_response(200, ca.metrics().prometheus(ca.signer().root()), req.version());
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        return res;
+    }
+    return json_response(404, R"({"error":"not found: try /healthz or /metrics"})", req.version());
+}
+
+int run(const std::vector<std::string>& argv) {
+    Args args(argv,
+              {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key", "root-cert",
+               "jwks", "max-ttl", "threads"},
+              {"help"});
+    if (args.has("help")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional().front());
+    std::string state_dir = args.get_or("state-dir", "./remora-state");
+    auto listen = parse_endpoint("listen", args.get_or("listen", "0.0.0.0:15012"));
+    auto monitoring = parse_endpoint("monitoring", args.get_or("monitoring", "0.0.0.0:15014"));
+    CaConfig config;
+    config.trust_domain = args.get_or("trust-domain", "cluster.local");
+    config.max_ttl = std::chrono::seconds(parse_duration_seconds("max-ttl", args.get_or("max-ttl", "90d")));
+    int threads = std::stoi(args.get_or("threads", "2"));
+    if (threads < 1 || threads > 64) throw UsageError("--threads must be between 1 and 64");
+
+    std::optional<OperatorCa> operator_ca;
+    if (args.has("ca-cert") || args.has("ca-key")) {
+        operator_ca = OperatorCa{args.require("ca-cert"), args.require("ca-key"),
+                                 args.get_or("root-cert", "")};
+    } else if (args.has("root-cert")) {
+        throw UsageError("--root-cert needs --ca-cert and --ca-key");
+    }
+
+    CaState state = load_or_create_ca(state_dir, config.trust_domain, operator_ca,
+                                      std::chrono::system_clock::now());
+    log_line("remora-control",
+             std::string(state.created ? "created" : "loaded") + " CA in " + state_dir +
+                 ": signer=\"" + state.signer.cert.subject() + "\" root serial=" +
+                 state.signer.root().serial_hex() +
+                 " root not_after=" + certs::format_time(state.signer.root().not_after()));
+
+    certs::Jwks trusted = certs::Jwks::parse(certs::jwks_json(state.jwt_key)).value();
+    for (const std::string& file : args.all("jwks")) {
+        certs::Jwks extra = certs::Jwks::load_file(file);
+        log_line("remora-control", "trusting " + std::to_string(extra.size()) + " token key(s) from " + file);
+        trusted.merge(extra);
+    }
+
+    CertificateAuthority ca(std::move(state.signer), std::move(trusted), config,
+                            [] { return std::chrono::system_clock::now(); },
+                            [](const std::string& m) { log_line("remora-control", m); });
+
+    asio::io_context io(threads);
+    TlsContextSlot slot;
+    asio::steady_timer renew_timer(io);
+    schedule_renewal(renew_timer, renew_own_certificate(ca, slot), ca, slot);
+
+    LogFn log = [](const std::string& m) { log_line("remora-control", m); };
+    HttpServer api(io, listen, [&ca](const HttpRequest& r, const PeerInfo& p) { return api_handler(ca, r, p); },
+                   &slot, HttpLimits{}, log);
+    HttpServer mon(io, monitoring, [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(ca, r); },
+                   nullptr, HttpLimits{}, log);
+    api.start();
+    mon.start();
+    log_line("remora-control", "serving CA API on " + format_endpoint(api.local_endpoint()) +
+                                   " (TLS), monitoring on " + format_endpoint(mon.local_endpoint()) +
+                                   ", trust domain " + config.trust_domain);
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code, int sig) {
+        log_line("remora-control", "signal " + std::to_string(sig) + ": shutting down");
+        api.stop();
+        mon.stop();
+        renew_timer.cancel();
+        io.stop();
+    });
+
+    std::vector<std::thread> pool;
+    for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+    io.run();
+    for (std::thread& t : pool) t.join();
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        return run(std::vector<std::string>(argv + 1, argv + argc));
+    } catch (const UsageError& e) {
+        std::cerr << "remora-control: " << e.what() << "\n(see remora-control --help)\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "remora-control: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,207 @@
+// Beast HTTP/1.1 server loop with coroutines; one coroutine per connection.
+#include "control/server/http_server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <openssl/ssl.h>
+
+namespace remora::control {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+    State(asio::io_context& io, const tcp::endpoint& ep, HttpHandler h, const TlsContextSlot* t,
+          HttpLimits l, LogFn lg)
+        : acceptor(io), handler(std::move(h)), tls(t), limits(l), log(std::move(lg)) {
+        acceptor.open(ep.protocol());
+        acceptor.set_option(asio::socket_base::reuse_address(true));
+        acceptor.bind(ep);
+        acceptor.listen(asio::socket_base::max_listen_connections);
+    }
+
+    tcp::acceptor acceptor;
+    HttpHandler handler;
+    const TlsContextSlot* tls;
+    HttpLimits limits;
+    LogFn log;
+    std::atomic<uint64_t> next_id{1};
+};
+
+namespace {
+
+std::string remote_of(const tcp::socket& sock) {
+    boost::system::error_code ec;
+    tcp::endpoint ep = sock.remote_endpoint(ec);
+    if (ec) return "unknown";
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// The status for a request the parser refused, or 0 when the connection just ended.
+unsigned status_for_read_error(const boost::system::error_code& ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == beast::error::timeout || ec == asio::error::connection_reset ||
+        ec == asio::ssl::error::stream_truncated || ec == asio::error::operation_aborted) {
+        return 0;
+    }
+    if (ec == http::error::body_limit) return 413;
+    if (ec == http::error::header_limit) return 431;
+    if (ec == http::error::partial_message) return 0;  // the client went away mid-request
+    if (ec.category() == make_error_code(http::error::bad_method).category()) return 400;
+    return 0;
+}
+
+std::string reason_for(unsigned status) {
+    switch (status) {
+        case 413: return "request body too large";
+        case 431: return "request header fields too large";
+        default: return "malformed HTTP request";
+    }
+}
+
+template <class Stream>
+asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer::State> st,
+                                     const PeerInfo& peer) {
+    beast::flat_buffer buffer;
+    for (;;) {
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(st->limits.header_bytes);
+        parser.body_limit(st->limits.body_bytes);
+        beast::get_lowest_layer(stream).expires_after(st->limits.read_timeout);
+        auto [rec, nread] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+        HttpResponse res;
+        bool keep_alive = false;
+        if (rec) {
+            unsigned status = status_for_read_error(rec);
+            if (status == 0) co_return;
+            st->log("conn=" + std::to_string(peer.connection_id) + " " + peer.remote +
+                    " bad request: " + rec.message());
+            res = json_response(status, "{\"error\":\"" + reason_for(status) + "\"}");
+        } else {
+            const HttpRequest& req = parser.get();
+            res = st->handler(req, peer);
+            keep_alive = req.keep_alive();
+            res.version(req.version());
+        }
+        res.keep_alive(keep_alive);
+        res.prepare_payload();
+        beast::get_lowest_layer(stream).expires_after(st->limits.write_timeout);
+        auto [wec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
+        if (wec || !keep_alive) co_return;
+    }
+}
+
+asio::awaitable<void> serve_plain(tcp::socket sock, std::shared_ptr<HttpServer::State> st) {
+    PeerInfo peer{remote_of(sock), {}, st->next_id++};
+    beast::tcp_stream stream(std::move(sock));
+    co_await serve_requests(stream, st, peer);
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<void> serve_tls(tcp::socket sock, std::shared_ptr<HttpServer::State> st) {
+    PeerInfo peer{remote_of(sock), {}, st->next_id++};
+    std::shared_ptr<ssl::context> ctx = st->tls->get();
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(sock), *ctx);
+    beast::get_lowest_layer(stream).expires_after(st->limits.handshake_timeout);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
+    if (hec) {
+        st->log("conn=" + std::to_string(peer.connection_id) + " " + peer.remote +
+                " TLS handshake failed: " + hec.message());
+        co_return;
+    }
+    SSL* ssl_handle = stream.native_handle();
+    if (X509* leaf = SSL_get0_peer_certificate(ssl_handle)) {
+        peer.peer_chain.push_back(certs::Certificate::share(leaf));
+        // On a server the peer chain excludes the leaf: these are the intermediates sent.
+        if (STACK_OF(X509)* rest = SSL_get_peer_cert_chain(ssl_handle)) {
+            for (int i = 0; i < sk_X509_num(rest); ++i) {
+                peer.peer_chain.push_back(certs::Certificate::share(sk_X509_value(rest, i)));
+            }
+        }
+    }
+    co_await serve_requests(stream, st, peer);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(use_nothrow);
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::State> st) {
+    for (;;) {
+        // Each connection gets its own strand: the stream's timer and I/O never run concurrently.
+        auto [ec, sock] = co_await st->acceptor.async_accept(
+            asio::make_strand(st->acceptor.get_executor()), use_nothrow);
+        if (ec == asio::error::operation_aborted) co_return;
+        if (ec) {
+            // EMFILE and friends: log, pause briefly so a full fd table does not spin the loop.
+            st->log(std::string("accept failed: ") + ec.message());
+            asio::steady_timer t(st->acceptor.get_executor(), std::chrono::milliseconds(50));
+            co_await t.async_wait(use_nothrow);
+            continue;
+        }
+        sock.set_option(tcp::no_delay(true), ec);
+        auto exec = sock.get_executor();
+        if (st->tls) {
+            asio::co_spawn(exec, serve_tls(std::move(sock), st), asio::detached);
+        } else {
+            asio::co_spawn(exec, serve_plain(std::move(sock), st), asio::detached);
+        }
+    }
+}
+
+}  // namespace
+
+std::shared_ptr<ssl::context> make_server_tls_context(const std::vector<certs::Certificate>& chain,
+                                                      const certs::PrivateKey& key) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    SSL_CTX* raw = ctx->native_handle();
+    SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
+    SSL_CTX_set_options(raw, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate(raw, chain.front().get()) != 1 ||
+        SSL_CTX_use_PrivateKey(raw, key.get()) != 1 || SSL_CTX_check_private_key(raw) != 1) {
+        throw std::runtime_error("TLS server context: " + certs::ossl::last_error());
+    }
+    // Intermediates (not the root) go on the wire after the leaf.
+    for (size_t i = 1; i + 1 < chain.size(); ++i) {
+        SSL_CTX_add1_chain_cert(raw, chain[i].get());
+    }
+    // Ask for a client certificate but let the handler decide: a first request has only a token.
+    SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+    return ctx;
+}
+
+HttpResponse json_response(unsigned status, std::string body, unsigned version) {
+    HttpResponse res{static_cast<http::status>(status), version};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::server, "remora-control");
+    res.body() = std::move(body);
+    return res;
+}
+
+HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, HttpHandler handler,
+                       const TlsContextSlot* tls, HttpLimits limits, LogFn log)
+    : state_(std::make_shared<State>(io, endpoint, std::move(handler), tls, limits, std::move(log))) {}
+
+void HttpServer::start() {
+    asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached);
+}
+
+void HttpServer::stop() {
+    boost::system::error_code ec;
+    state_->acceptor.close(ec);
+}
+
+tcp::endpoint HttpServer::local_endpoint() const { return state_->acceptor.local_endpoint(); }
+
+}  // namespace remora::control

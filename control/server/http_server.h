@@ -1,0 +1,77 @@
+// A small asynchronous HTTP/1.1 server (Boost.Beast, C++20 coroutines) for the control plane's
+// TLS API and its plaintext monitoring port: bounded headers and bodies, deadlines on every read
+// and write, keep-alive, and the client's certificate chain handed to the handler.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "certs/keys.h"
+
+namespace remora::control {
+
+using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+struct PeerInfo {
+    std::string remote;                          // "ip:port"
+    std::vector<certs::Certificate> peer_chain;  // empty without TLS or without a client cert
+    uint64_t connection_id = 0;
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerInfo&)>;
+using LogFn = std::function<void(const std::string&)>;
+
+struct HttpLimits {
+    uint32_t header_bytes = 16 * 1024;
+    uint64_t body_bytes = 64 * 1024;
+    std::chrono::seconds handshake_timeout{10};
+    std::chrono::seconds read_timeout{30};  // also the keep-alive idle timeout
+    std::chrono::seconds write_timeout{30};
+};
+
+// Holds the TLS context new connections use; swapped atomically when the server's certificate is
+// renewed, while live connections keep the context they started with.
+class TlsContextSlot {
+public:
+    void set(std::shared_ptr<boost::asio::ssl::context> ctx) { ctx_.store(std::move(ctx)); }
+    std::shared_ptr<boost::asio::ssl::context> get() const { return ctx_.load(); }
+
+private:
+    std::atomic<std::shared_ptr<boost::asio::ssl::context>> ctx_;
+};
+
+// A TLS 1.2+ server context with `chain` (leaf first) and `key`, asking for (not requiring) a
+// client certificate, whose verification is the handler's business (certs::verify_svid).
+std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(
+    const std::vector<certs::Certificate>& chain, const certs::PrivateKey& key);
+
+// JSON response with `status` and `body`.
+HttpResponse json_response(unsigned status, std::string body, unsigned version = 11);
+
+// Accepts on `endpoint` and serves every connection with `handler`; with `tls` set, every connection
+// does a TLS handshake first. Throws at start-up if the address cannot be bound.
+class HttpServer {
+public:
+    HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+               HttpHandler handler, const TlsContextSlot* tls, HttpLimits limits, LogFn log);
+    void start();
+    void stop();
+    boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+    struct State;  // defined in the .cc; public so the connection coroutines there can name it
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace remora::control
