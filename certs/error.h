@@ -31,8 +31,8 @@ public:
 // The token of a code from a ReasonCategory ("expired", "unknown_kid"), or "other".
 std::string_view reason_token(const error_code& ec) noexcept;
 
-// Specialize for each reason enum: static constexpr const char* name; static const ReasonText
-// table[]; static constexpr size_t size.
+// Specialize for each reason enum: static constexpr const char* name; static constexpr ReasonText
+// table[].
 template <class E>
 struct ReasonTable;
 

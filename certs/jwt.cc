@@ -288,6 +288,8 @@ Result<std::optional<Jwks::Key>> parse_jwk(const json::value& value) {
         pkey = rsa_public_key(*n, *e);
     }
     if (!pkey) return make_reason(JwtErrc::bad_jwks);
+    // A short RSA key is as good as no key: the same bar as for CSRs.
+    if (check_key_strength(pkey.get())) return make_reason(JwtErrc::bad_jwks);
     Jwks::Key key{std::string(view(*kid)), std::move(alg),
                   std::shared_ptr<EVP_PKEY>(std::move(pkey))};
     return std::optional<Jwks::Key>(std::move(key));
@@ -480,7 +482,11 @@ Jwks Jwks::load_file(const std::string& path) {
 }
 
 void Jwks::merge(const Jwks& other) {
-    keys_.insert(keys_.end(), other.keys_.begin(), other.keys_.end());
+    // kids are unique in a set: a second key under a known kid could never be tried, so the first
+    // one stays (the control plane's own key is added first).
+    for (const Key& key : other.keys_) {
+        if (!find(key.kid)) keys_.push_back(key);
+    }
 }
 
 const Jwks::Key* Jwks::find(std::string_view kid) const {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,12 +75,14 @@ public:
     };
 
     // RFC 7517 JSON: {"keys": [{"kty":"EC","crv":"P-256","x","y","kid"}, {"kty":"RSA","n","e","kid"}]}.
-    // Keys of other types are skipped; a malformed document is bad_jwks.
+    // Keys of other types are skipped; a malformed document, or an RSA key under 2048 bits, is
+    // bad_jwks.
     static Result<Jwks> parse(std::string_view json);
     // Reads and parses a file; throws std::runtime_error naming the file on failure.
     static Jwks load_file(const std::string& path);
 
     void add(Key key) { keys_.push_back(std::move(key)); }
+    // Adds the keys of `other` whose kid is not already here.
     void merge(const Jwks& other);
     const Key* find(std::string_view kid) const;
     size_t size() const { return keys_.size(); }
@@ -107,7 +110,8 @@ std::string sign_service_account_token(const PrivateKey& key, const ServiceAccou
                                        std::string_view audience, std::string_view issuer,
                                        SystemTime now, std::chrono::seconds ttl);
 
-// base64url without padding (RFC 4648 section 5); decode refuses padding-less misuse and bad chars.
+// base64url without padding (RFC 4648 section 5); decode refuses "=" padding, characters outside
+// the URL-safe alphabet and non-zero trailing bits, so a token has exactly one spelling.
 std::string base64url_encode(std::string_view data);
 Result<std::string> base64url_decode(std::string_view text);
 

@@ -45,7 +45,7 @@ inline error_code make_error_code(KeyErrc e) { return make_reason(e); }
 class PublicKey {
 public:
     static Result<PublicKey> from_pem(std::string_view pem);
-    explicit PublicKey(ossl::PkeyPtr key) : key_(std::move(key)) {}
+    explicit PublicKey(ossl::PkeyPtr key) : key_(key.release(), EVP_PKEY_free) {}
 
     std::string to_pem() const;
     EVP_PKEY* get() const { return key_.get(); }
@@ -54,14 +54,14 @@ public:
     std::string describe() const;
 
 private:
-    ossl::PkeyPtr key_;
+    std::shared_ptr<EVP_PKEY> key_;  // immutable once built, so copies share it
 };
 
 class PrivateKey {
 public:
     static PrivateKey generate_p256();
     static Result<PrivateKey> from_pem(std::string_view pem);
-    explicit PrivateKey(ossl::PkeyPtr key) : key_(std::move(key)) {}
+    explicit PrivateKey(ossl::PkeyPtr key) : key_(key.release(), EVP_PKEY_free) {}
 
     // PKCS#8 PEM, unencrypted: write it with mode 0600.
     std::string to_pem() const;
@@ -69,7 +69,7 @@ public:
     EVP_PKEY* get() const { return key_.get(); }
 
 private:
-    ossl::PkeyPtr key_;
+    std::shared_ptr<EVP_PKEY> key_;  // immutable once built, so copies share it
 };
 
 // Keys a CSR or a peer may use: EC P-256/P-384, RSA of at least 2048 bits.

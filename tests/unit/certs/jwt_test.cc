@@ -796,6 +796,23 @@ TEST_CASE("Jwks::merge keeps both sets' keys") {
     CHECK(jwks.find(key_id(b)) != nullptr);
 }
 
+TEST_CASE("Jwks::merge keeps the first key under a kid") {
+    PrivateKey a = PrivateKey::generate_p256();
+    Jwks jwks = Jwks::parse(jwks_json(a)).value();
+    const Jwks::Key* first = jwks.find(key_id(a));
+    jwks.merge(Jwks::parse(jwks_json(a)).value());
+    CHECK(jwks.size() == 1);
+    CHECK(jwks.find(key_id(a)) == first);
+}
+
+TEST_CASE("a JWKS with an RSA key under 2048 bits is refused") {
+    ossl::PkeyPtr weak(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024}));
+    json::object doc{{"keys", json::array{rsa_jwk(weak.get(), "weak")}}};
+    Result<Jwks> r = Jwks::parse(json::serialize(doc));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == JwtErrc::bad_jwks);
+}
+
 TEST_CASE("Jwks::load_file reads a JWKS and names the file when it cannot") {
     namespace fs = std::filesystem;
     std::string pattern = (fs::temp_directory_path() / "remora-jwt-test-XXXXXX").string();

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what Remora needs from Debian's packages (when missing) and builds it into ./build.
+# Usage: scripts/setup.sh [extra meson options]; BUILD_DIR overrides the build directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
+          libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev doctest-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "setup: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    meson setup "$BUILD_DIR" "$@" >/dev/null
+fi
+ninja -C "$BUILD_DIR"
