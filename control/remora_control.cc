@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -123,8 +124,13 @@ int run(const std::vector<std::string>& argv) {
     CaConfig config;
     config.trust_domain = args.get_or("trust-domain", "cluster.local");
     config.max_ttl = std::chrono::seconds(parse_duration_seconds("max-ttl", args.get_or("max-ttl", "90d")));
-    int threads = std::stoi(args.get_or("threads", "2"));
-    if (threads < 1 || threads > 64) throw UsageError("--threads must be between 1 and 64");
+    std::string threads_text = args.get_or("threads", "2");
+    int threads = 0;
+    auto [end, tec] = std::from_chars(threads_text.data(), threads_text.data() + threads_text.size(), threads);
+    if (tec != std::errc() || end != threads_text.data() + threads_text.size() || threads < 1 ||
+        threads > 64) {
+        throw UsageError("--threads \"" + threads_text + "\": must be a number from 1 to 64");
+    }
 
     std::optional<OperatorCa> operator_ca;
     if (args.has("ca-cert") || args.has("ca-key")) {
@@ -133,6 +139,26 @@ int run(const std::vector<std::string>& argv) {
     } else if (args.has("root-cert")) {
         throw UsageError("--root-cert needs --ca-cert and --ca-key");
     }
+
+    // Bind both ports before touching the state dir: a busy port must not leave a new CA behind.
+    asio::io_context io(threads);
+    std::optional<CertificateAuthority> ca;  // set below, before the servers start
+    TlsContextSlot slot;
+    LogFn log = [](const std::string& m) { log_line("remora-control", m); };
+    auto bind = [&](const char* flag, const asio::ip::tcp::endpoint& ep, HttpHandler handler,
+                    const TlsContextSlot* tls) {
+        try {
+            return std::make_unique<HttpServer>(io, ep, std::move(handler), tls, HttpLimits{}, log);
+        } catch (const std::runtime_error& e) {
+            throw std::runtime_error(std::string("--") + flag + ": " + e.what());
+        }
+    };
+    auto api = bind("listen", listen,
+                    [&ca](const HttpRequest& r, const PeerInfo& p) { return api_handler(*ca, r, p); },
+                    &slot);
+    auto mon = bind("monitoring", monitoring,
+                    [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(*ca, r); },
+                    nullptr);
 
     CaState state = load_or_create_ca(state_dir, config.trust_domain, operator_ca,
                                       std::chrono::system_clock::now());
@@ -149,31 +175,22 @@ int run(const std::vector<std::string>& argv) {
         trusted.merge(extra);
     }
 
-    CertificateAuthority ca(std::move(state.signer), std::move(trusted), config,
-                            [] { return std::chrono::system_clock::now(); },
-                            [](const std::string& m) { log_line("remora-control", m); });
-
-    asio::io_context io(threads);
-    TlsContextSlot slot;
+    ca.emplace(std::move(state.signer), std::move(trusted), config,
+               [] { return std::chrono::system_clock::now(); }, log);
     asio::steady_timer renew_timer(io);
-    schedule_renewal(renew_timer, renew_own_certificate(ca, slot), ca, slot);
+    schedule_renewal(renew_timer, renew_own_certificate(*ca, slot), *ca, slot);
 
-    LogFn log = [](const std::string& m) { log_line("remora-control", m); };
-    HttpServer api(io, listen, [&ca](const HttpRequest& r, const PeerInfo& p) { return api_handler(ca, r, p); },
-                   &slot, HttpLimits{}, log);
-    HttpServer mon(io, monitoring, [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(ca, r); },
-                   nullptr, HttpLimits{}, log);
-    api.start();
-    mon.start();
-    log_line("remora-control", "serving CA API on " + format_endpoint(api.local_endpoint()) +
-                                   " (TLS), monitoring on " + format_endpoint(mon.local_endpoint()) +
+    api->start();
+    mon->start();
+    log_line("remora-control", "serving CA API on " + format_endpoint(api->local_endpoint()) +
+                                   " (TLS), monitoring on " + format_endpoint(mon->local_endpoint()) +
                                    ", trust domain " + config.trust_domain);
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code, int sig) {
         log_line("remora-control", "signal " + std::to_string(sig) + ": shutting down");
-        api.stop();
-        mon.stop();
+        api->stop();
+        mon->stop();
         renew_timer.cancel();
         io.stop();
     });

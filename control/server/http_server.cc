@@ -13,6 +13,8 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
+
 namespace remora::control {
 
 namespace asio = boost::asio;
@@ -26,10 +28,15 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     State(asio::io_context& io, const tcp::endpoint& ep, HttpHandler h, const TlsContextSlot* t,
           HttpLimits l, LogFn lg)
         : acceptor(io), handler(std::move(h)), tls(t), limits(l), log(std::move(lg)) {
-        acceptor.open(ep.protocol());
-        acceptor.set_option(asio::socket_base::reuse_address(true));
-        acceptor.bind(ep);
-        acceptor.listen(asio::socket_base::max_listen_connections);
+        boost::system::error_code ec;
+        acceptor.open(ep.protocol(), ec);
+        if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec) acceptor.bind(ep, ec);
+        if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            throw std::runtime_error("cannot listen on " + ep.address().to_string() + ":" +
+                                     std::to_string(ep.port()) + ": " + ec.message());
+        }
     }
 
     tcp::acceptor acceptor;
@@ -71,6 +78,22 @@ std::string reason_for(unsigned status) {
     }
 }
 
+// After refusing a request whose body was not read, keep reading (and discarding) for a bounded
+// time before closing: closing with unread data makes the kernel reset the connection, which can
+// destroy the error response before the client reads it (RFC 9112, section 9.6).
+template <class Stream>
+asio::awaitable<void> drain_before_close(Stream& stream) {
+    constexpr size_t kMaxDrainBytes = 16 * 1024 * 1024;
+    std::array<char, 16 * 1024> sink;
+    size_t drained = 0;
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+    while (drained < kMaxDrainBytes) {
+        auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), use_nothrow);
+        if (ec) break;
+        drained += n;
+    }
+}
+
 template <class Stream>
 asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer::State> st,
                                      const PeerInfo& peer) {
@@ -99,6 +122,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         res.prepare_payload();
         beast::get_lowest_layer(stream).expires_after(st->limits.write_timeout);
         auto [wec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
+        if (!wec && rec) co_await drain_before_close(stream);
         if (wec || !keep_alive) co_return;
     }
 }
