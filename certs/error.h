@@ -24,7 +24,7 @@ struct ReasonText {
 
 // A category whose codes carry a short token besides the message.
 class ReasonCategory : public boost::system::error_category {
-public:
+  public:
     virtual const char* token(int ev) const noexcept = 0;
 };
 
@@ -38,7 +38,7 @@ struct ReasonTable;
 
 template <class E>
 class EnumReasonCategory final : public ReasonCategory {
-public:
+  public:
     const char* name() const noexcept override { return ReasonTable<E>::name; }
     std::string message(int ev) const override { return find(ev).message; }
     const char* token(int ev) const noexcept override { return find(ev).token; }
@@ -48,7 +48,7 @@ public:
         return category;
     }
 
-private:
+  private:
     static const ReasonText& find(int ev) noexcept {
         static const ReasonText unknown{-1, "other", "unknown reason"};
         for (const ReasonText& row : ReasonTable<E>::table) {

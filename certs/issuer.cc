@@ -82,7 +82,8 @@ Result<Signer> make_signer(const std::string& chain_pem, const std::string& key_
     if (!root_pem.empty()) {
         auto roots = Certificate::chain_from_pem(root_pem);
         if (!roots) return roots.error();
-        for (Certificate& r : *roots) chain->push_back(std::move(r));
+        for (Certificate& r : *roots)
+            chain->push_back(std::move(r));
     }
     if (X509_check_private_key(chain->front().get(), key->get()) != 1) {
         ERR_clear_error();
@@ -116,7 +117,8 @@ Result<Certificate> issue_svid(const Signer& signer, const PublicKey& key, const
     add_ext(cert.get(), issuer, NID_ext_key_usage, "serverAuth,clientAuth");
     add_ext(cert.get(), issuer, NID_authority_key_identifier, "keyid:always");
     std::string san = "critical,URI:" + id.str();
-    for (const std::string& dns : options.dns_names) san += ",DNS:" + dns;
+    for (const std::string& dns : options.dns_names)
+        san += ",DNS:" + dns;
     add_ext(cert.get(), issuer, NID_subject_alt_name, san);
     sign(cert.get(), signer.key.get());
     return Certificate(std::move(cert));

@@ -20,7 +20,9 @@ struct Signer {
     const Certificate& root() const { return chain.back(); }
 };
 
-inline std::ostream& operator<<(std::ostream& os, const Signer& s) { return os << "Signer(" << s.cert << ")"; }
+inline std::ostream& operator<<(std::ostream& os, const Signer& s) {
+    return os << "Signer(" << s.cert << ")";
+}
 
 enum class IssueErrc {
     signer_expired = 1,
@@ -40,7 +42,9 @@ struct ReasonTable<IssueErrc> {
     };
 };
 
-inline error_code make_error_code(IssueErrc e) { return make_reason(e); }
+inline error_code make_error_code(IssueErrc e) {
+    return make_reason(e);
+}
 
 // A self-signed root: CA:TRUE (critical), keyCertSign|cRLSign (critical), subject O=<td>,
 // a URI SAN spiffe://<td>, SKI, valid from now - 2 min for `lifetime`.

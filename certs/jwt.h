@@ -14,23 +14,23 @@
 namespace remora::certs {
 
 enum class JwtErrc {
-    malformed = 1,       // not three dot-separated parts, or too large
-    bad_base64,          // a part is not valid base64url
-    bad_json,            // header or payload is not a JSON object
-    alg_none,            // "alg": "none"
-    alg_hmac,            // HS256/384/512: shared secrets are refused
-    alg_unsupported,     // anything other than ES256 and RS256
-    missing_kid,         // header has no "kid"
-    unknown_kid,         // no key in the JWKS has this "kid"
-    key_mismatch,        // the key with this kid cannot verify this alg
-    bad_signature,       // signature does not verify
-    missing_exp,         // no numeric "exp"
-    expired,             // now >= exp (+ leeway)
-    not_yet_valid,       // now < nbf (- leeway)
-    wrong_audience,      // "aud" does not contain the expected audience
-    bad_subject,         // "sub" is not system:serviceaccount:<ns>:<sa>
-    claims_mismatch,     // kubernetes.io claim disagrees with "sub"
-    bad_jwks,            // a JWKS document is malformed
+    malformed = 1,    // not three dot-separated parts, or too large
+    bad_base64,       // a part is not valid base64url
+    bad_json,         // header or payload is not a JSON object
+    alg_none,         // "alg": "none"
+    alg_hmac,         // HS256/384/512: shared secrets are refused
+    alg_unsupported,  // anything other than ES256 and RS256
+    missing_kid,      // header has no "kid"
+    unknown_kid,      // no key in the JWKS has this "kid"
+    key_mismatch,     // the key with this kid cannot verify this alg
+    bad_signature,    // signature does not verify
+    missing_exp,      // no numeric "exp"
+    expired,          // now >= exp (+ leeway)
+    not_yet_valid,    // now < nbf (- leeway)
+    wrong_audience,   // "aud" does not contain the expected audience
+    bad_subject,      // "sub" is not system:serviceaccount:<ns>:<sa>
+    claims_mismatch,  // kubernetes.io claim disagrees with "sub"
+    bad_jwks,         // a JWKS document is malformed
 };
 
 template <>
@@ -57,7 +57,9 @@ struct ReasonTable<JwtErrc> {
     };
 };
 
-inline error_code make_error_code(JwtErrc e) { return make_reason(e); }
+inline error_code make_error_code(JwtErrc e) {
+    return make_reason(e);
+}
 
 struct ServiceAccount {
     std::string ns;
@@ -67,16 +69,16 @@ struct ServiceAccount {
 
 // A set of trusted public keys, each with its kid and algorithm family.
 class Jwks {
-public:
+  public:
     struct Key {
         std::string kid;
         std::string alg;  // "ES256" or "RS256"
         std::shared_ptr<EVP_PKEY> key;
     };
 
-    // RFC 7517 JSON: {"keys": [{"kty":"EC","crv":"P-256","x","y","kid"}, {"kty":"RSA","n","e","kid"}]}.
-    // Keys of other types are skipped; a malformed document, or an RSA key under 2048 bits, is
-    // bad_jwks.
+    // RFC 7517 JSON: {"keys": [{"kty":"EC","crv":"P-256","x","y","kid"},
+    // {"kty":"RSA","n","e","kid"}]}. Keys of other types are skipped; a malformed document, or an
+    // RSA key under 2048 bits, is bad_jwks.
     static Result<Jwks> parse(std::string_view json);
     // Reads and parses a file; throws std::runtime_error naming the file on failure.
     static Jwks load_file(const std::string& path);
@@ -87,7 +89,7 @@ public:
     const Key* find(std::string_view kid) const;
     size_t size() const { return keys_.size(); }
 
-private:
+  private:
     std::vector<Key> keys_;
 };
 

@@ -1,8 +1,8 @@
 // Key, CSR and certificate handling over OpenSSL 3's EVP and X509 APIs.
 #include "certs/keys.h"
 
-#include <openssl/err.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include <cctype>
@@ -23,7 +23,9 @@ std::string pem_of(int (*write)(BIO*, EVP_PKEY*), EVP_PKEY* key) {
 int write_private(BIO* bio, EVP_PKEY* key) {
     return PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
 }
-int write_public(BIO* bio, EVP_PKEY* key) { return PEM_write_bio_PUBKEY(bio, key); }
+int write_public(BIO* bio, EVP_PKEY* key) {
+    return PEM_write_bio_PUBKEY(bio, key);
+}
 
 SystemTime asn1_to_time(const ASN1_TIME* t) {
     struct tm tm {};
@@ -33,8 +35,8 @@ SystemTime asn1_to_time(const ASN1_TIME* t) {
 
 std::vector<std::string> san_values(X509* cert, int type) {
     std::vector<std::string> out;
-    ossl::GeneralNamesPtr names(
-        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+    ossl::GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
+        X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
     if (!names) return out;
     for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
         const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
@@ -57,7 +59,9 @@ Result<PublicKey> PublicKey::from_pem(std::string_view pem) {
     return PublicKey(std::move(key));
 }
 
-std::string PublicKey::to_pem() const { return pem_of(write_public, key_.get()); }
+std::string PublicKey::to_pem() const {
+    return pem_of(write_public, key_.get());
+}
 
 bool PublicKey::operator==(const PublicKey& other) const {
     return EVP_PKEY_eq(key_.get(), other.key_.get()) == 1;
@@ -71,7 +75,8 @@ std::string PublicKey::describe() const {
                                        &len);
         return std::string("EC ") + (std::string_view(group) == "prime256v1" ? "P-256" : group);
     }
-    if (EVP_PKEY_is_a(key_.get(), "RSA")) return "RSA " + std::to_string(EVP_PKEY_get_bits(key_.get()));
+    if (EVP_PKEY_is_a(key_.get(), "RSA"))
+        return "RSA " + std::to_string(EVP_PKEY_get_bits(key_.get()));
     return EVP_PKEY_get0_type_name(key_.get()) ? EVP_PKEY_get0_type_name(key_.get()) : "unknown";
 }
 
@@ -90,7 +95,9 @@ Result<PrivateKey> PrivateKey::from_pem(std::string_view pem) {
     return PrivateKey(std::move(key));
 }
 
-std::string PrivateKey::to_pem() const { return pem_of(write_private, key_.get()); }
+std::string PrivateKey::to_pem() const {
+    return pem_of(write_private, key_.get());
+}
 
 PublicKey PrivateKey::public_key() const {
     // Round-trip through DER so the public key shares nothing with the private one.
@@ -186,7 +193,8 @@ std::vector<std::string> Csr::requested_uris() const {
             const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), j);
             if (gn->type != GEN_URI) continue;
             out.emplace_back(
-                reinterpret_cast<const char*>(ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier)),
+                reinterpret_cast<const char*>(
+                    ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier)),
                 static_cast<size_t>(ASN1_STRING_length(gn->d.uniformResourceIdentifier)));
         }
     }
@@ -220,7 +228,8 @@ Result<std::vector<Certificate>> Certificate::chain_from_pem(std::string_view pe
     // Reading stops at end of input (PEM_R_NO_START_LINE) or at something that is not a cert.
     unsigned long err = ERR_peek_last_error();
     ERR_clear_error();
-    if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) {
+    if (err != 0 &&
+        !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) {
         return make_reason(KeyErrc::malformed_certificate);
     }
     if (out.empty()) return make_reason(KeyErrc::no_certificate);
@@ -238,14 +247,23 @@ std::string Certificate::serial_hex() const {
     char* hex = BN_bn2hex(bn.get());
     std::string out(hex ? hex : "");
     OPENSSL_free(hex);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
 
-SystemTime Certificate::not_before() const { return asn1_to_time(X509_get0_notBefore(cert_.get())); }
-SystemTime Certificate::not_after() const { return asn1_to_time(X509_get0_notAfter(cert_.get())); }
-std::vector<std::string> Certificate::uri_sans() const { return san_values(cert_.get(), GEN_URI); }
-std::vector<std::string> Certificate::dns_sans() const { return san_values(cert_.get(), GEN_DNS); }
+SystemTime Certificate::not_before() const {
+    return asn1_to_time(X509_get0_notBefore(cert_.get()));
+}
+SystemTime Certificate::not_after() const {
+    return asn1_to_time(X509_get0_notAfter(cert_.get()));
+}
+std::vector<std::string> Certificate::uri_sans() const {
+    return san_values(cert_.get(), GEN_URI);
+}
+std::vector<std::string> Certificate::dns_sans() const {
+    return san_values(cert_.get(), GEN_DNS);
+}
 
 std::string Certificate::subject() const {
     ossl::BioPtr bio(BIO_new(BIO_s_mem()));
@@ -253,9 +271,13 @@ std::string Certificate::subject() const {
     return ossl::drain(bio.get());
 }
 
-bool Certificate::is_ca() const { return X509_check_ca(cert_.get()) != 0; }
+bool Certificate::is_ca() const {
+    return X509_check_ca(cert_.get()) != 0;
+}
 
-bool Certificate::is_self_signed() const { return X509_self_signed(cert_.get(), 0) == 1; }
+bool Certificate::is_self_signed() const {
+    return X509_self_signed(cert_.get(), 0) == 1;
+}
 
 PublicKey Certificate::public_key() const {
     EVP_PKEY* key = X509_get0_pubkey(cert_.get());
@@ -265,7 +287,8 @@ PublicKey Certificate::public_key() const {
 
 std::string to_pem(const std::vector<Certificate>& chain) {
     std::string out;
-    for (const Certificate& c : chain) out += c.to_pem();
+    for (const Certificate& c : chain)
+        out += c.to_pem();
     return out;
 }
 
@@ -279,7 +302,8 @@ std::ostream& operator<<(std::ostream& os, const Csr& csr) {
     return os << "Csr(" << csr.public_key().describe() << ")";
 }
 std::ostream& operator<<(std::ostream& os, const Certificate& cert) {
-    return os << "Certificate(serial=" << cert.serial_hex() << " subject=\"" << cert.subject() << "\")";
+    return os << "Certificate(serial=" << cert.serial_hex() << " subject=\"" << cert.subject()
+              << "\")";
 }
 
 std::string format_time(SystemTime t) {

@@ -40,10 +40,12 @@ struct ReasonTable<KeyErrc> {
     };
 };
 
-inline error_code make_error_code(KeyErrc e) { return make_reason(e); }
+inline error_code make_error_code(KeyErrc e) {
+    return make_reason(e);
+}
 
 class PublicKey {
-public:
+  public:
     static Result<PublicKey> from_pem(std::string_view pem);
     explicit PublicKey(ossl::PkeyPtr key) : key_(key.release(), EVP_PKEY_free) {}
 
@@ -53,12 +55,12 @@ public:
     // "EC P-256", "RSA 2048": for messages.
     std::string describe() const;
 
-private:
+  private:
     std::shared_ptr<EVP_PKEY> key_;  // immutable once built, so copies share it
 };
 
 class PrivateKey {
-public:
+  public:
     static PrivateKey generate_p256();
     static Result<PrivateKey> from_pem(std::string_view pem);
     explicit PrivateKey(ossl::PkeyPtr key) : key_(key.release(), EVP_PKEY_free) {}
@@ -68,7 +70,7 @@ public:
     PublicKey public_key() const;
     EVP_PKEY* get() const { return key_.get(); }
 
-private:
+  private:
     std::shared_ptr<EVP_PKEY> key_;  // immutable once built, so copies share it
 };
 
@@ -76,7 +78,7 @@ private:
 error_code check_key_strength(EVP_PKEY* key);
 
 class Csr {
-public:
+  public:
     // A CSR with an empty subject, signed by `key`, optionally asking for one URI SAN.
     static Csr create(const PrivateKey& key, std::optional<std::string_view> uri_san = {});
     // Parses and checks the self-signature and the key strength.
@@ -87,14 +89,14 @@ public:
     // URI SANs the CSR asks for; the CA ignores them but logs what was asked.
     std::vector<std::string> requested_uris() const;
 
-private:
+  private:
     explicit Csr(ossl::X509ReqPtr req) : req_(std::move(req)) {}
     ossl::X509ReqPtr req_;
 };
 
 // A shared, immutable X.509 certificate.
 class Certificate {
-public:
+  public:
     static Result<Certificate> from_pem(std::string_view pem);
     // Every certificate in a PEM bundle, in order; an input with none is an error.
     static Result<std::vector<Certificate>> chain_from_pem(std::string_view pem);
@@ -115,7 +117,7 @@ public:
     bool is_self_signed() const;
     PublicKey public_key() const;
 
-private:
+  private:
     std::shared_ptr<X509> cert_;
 };
 

@@ -24,8 +24,8 @@ error_code validate_path(std::string_view path) {
     size_t pos = 0;
     while (pos < path.size()) {
         size_t next = path.find('/', pos + 1);
-        std::string_view seg =
-            path.substr(pos + 1, next == std::string_view::npos ? std::string_view::npos : next - pos - 1);
+        std::string_view seg = path.substr(
+            pos + 1, next == std::string_view::npos ? std::string_view::npos : next - pos - 1);
         if (seg.empty()) {
             return next == std::string_view::npos ? make_reason(SpiffeIdErrc::trailing_slash)
                                                   : make_reason(SpiffeIdErrc::empty_segment);
@@ -74,7 +74,8 @@ Result<SpiffeId> SpiffeId::parse(std::string_view uri) {
     std::string_view rest = uri.substr(kScheme.size());
     size_t slash = rest.find('/');
     std::string_view td = rest.substr(0, slash);
-    std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    std::string_view path =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
     if (error_code ec = validate_trust_domain(td)) return ec;
     if (error_code ec = validate_path(path)) return ec;
     return SpiffeId(std::string(td), std::string(path));
@@ -92,7 +93,11 @@ Result<SpiffeId> SpiffeId::for_service_account(std::string_view trust_domain, st
     return parse(uri);
 }
 
-std::optional<std::string> SpiffeId::ns() const { return ns_sa_part(path_, 1); }
-std::optional<std::string> SpiffeId::service_account() const { return ns_sa_part(path_, 3); }
+std::optional<std::string> SpiffeId::ns() const {
+    return ns_sa_part(path_, 1);
+}
+std::optional<std::string> SpiffeId::service_account() const {
+    return ns_sa_part(path_, 3);
+}
 
 }  // namespace remora::certs

@@ -32,7 +32,8 @@ struct ReasonTable<SpiffeIdErrc> {
         {1, "empty", "SPIFFE ID is empty"},
         {2, "wrong_scheme", "SPIFFE ID must start with spiffe:// (lowercase scheme)"},
         {3, "empty_trust_domain", "SPIFFE ID has an empty trust domain"},
-        {4, "bad_trust_domain_char", "trust domain may hold only lowercase a-z, 0-9, '.', '-', '_'"},
+        {4, "bad_trust_domain_char",
+         "trust domain may hold only lowercase a-z, 0-9, '.', '-', '_'"},
         {5, "port_or_userinfo", "trust domain must not carry a port or userinfo"},
         {6, "bad_path_char", "path segments may hold only a-z, A-Z, 0-9, '.', '-', '_'"},
         {7, "empty_segment", "path has an empty segment ('//')"},
@@ -43,13 +44,15 @@ struct ReasonTable<SpiffeIdErrc> {
     };
 };
 
-inline error_code make_error_code(SpiffeIdErrc e) { return make_reason(e); }
+inline error_code make_error_code(SpiffeIdErrc e) {
+    return make_reason(e);
+}
 
 // Validates a trust domain name on its own (as given to --trust-domain).
 error_code validate_trust_domain(std::string_view td);
 
 class SpiffeId {
-public:
+  public:
     static Result<SpiffeId> parse(std::string_view uri);
     // spiffe://<td>/ns/<ns>/sa/<sa>; fails if any part is not valid in a SPIFFE ID.
     static Result<SpiffeId> for_service_account(std::string_view trust_domain, std::string_view ns,
@@ -68,13 +71,16 @@ public:
 
     friend bool operator==(const SpiffeId&, const SpiffeId&) = default;
 
-private:
-    SpiffeId(std::string td, std::string path) : trust_domain_(std::move(td)), path_(std::move(path)) {}
+  private:
+    SpiffeId(std::string td, std::string path)
+        : trust_domain_(std::move(td)), path_(std::move(path)) {}
     std::string trust_domain_;
     std::string path_;
 };
 
-inline std::ostream& operator<<(std::ostream& os, const SpiffeId& id) { return os << id.str(); }
+inline std::ostream& operator<<(std::ostream& os, const SpiffeId& id) {
+    return os << id.str();
+}
 
 }  // namespace remora::certs
 

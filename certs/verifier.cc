@@ -62,7 +62,8 @@ Result<SpiffeId> verify_svid(std::span<const Certificate> chain, const TrustBund
 
     // The path first: a certificate from an unknown CA is refused as such, whatever it claims.
     ossl::X509StorePtr store(X509_STORE_new());
-    for (const Certificate& root : bundle.roots()) X509_STORE_add_cert(store.get(), root.get());
+    for (const Certificate& root : bundle.roots())
+        X509_STORE_add_cert(store.get(), root.get());
     ossl::X509StackPtr untrusted(sk_X509_new_null());
     for (size_t i = 1; i < chain.size(); ++i) {
         X509_up_ref(chain[i].get());

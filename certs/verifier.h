@@ -39,7 +39,8 @@ struct ReasonTable<SvidErrc> {
         {3, "bad_signature", "a certificate signature in the chain does not verify"},
         {4, "expired", "certificate has expired"},
         {5, "not_yet_valid", "certificate is not valid yet"},
-        {6, "invalid_chain", "certificate chain is invalid (issuer not a CA, path length or policy)"},
+        {6, "invalid_chain",
+         "certificate chain is invalid (issuer not a CA, path length or policy)"},
         {7, "no_uri_san", "leaf has no URI SAN"},
         {8, "multiple_uri_sans", "leaf has more than one URI SAN"},
         {9, "invalid_spiffe_id", "leaf URI SAN is not a valid SPIFFE ID"},
@@ -53,11 +54,13 @@ struct ReasonTable<SvidErrc> {
     };
 };
 
-inline error_code make_error_code(SvidErrc e) { return make_reason(e); }
+inline error_code make_error_code(SvidErrc e) {
+    return make_reason(e);
+}
 
 // The roots a verifier trusts.
 class TrustBundle {
-public:
+  public:
     TrustBundle() = default;
     explicit TrustBundle(std::vector<Certificate> roots) : roots_(std::move(roots)) {}
     static Result<TrustBundle> from_pem(std::string_view pem);
@@ -65,7 +68,7 @@ public:
     const std::vector<Certificate>& roots() const { return roots_; }
     std::string to_pem() const { return certs::to_pem(roots_); }
 
-private:
+  private:
     std::vector<Certificate> roots_;
 };
 

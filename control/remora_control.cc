@@ -58,8 +58,8 @@ std::chrono::seconds renew_own_certificate(CertificateAuthority& ca, TlsContextS
     return std::max(std::chrono::seconds(60), life / 2);
 }
 
-void schedule_renewal(asio::steady_timer& timer, std::chrono::seconds after, CertificateAuthority& ca,
-                      TlsContextSlot& slot) {
+void schedule_renewal(asio::steady_timer& timer, std::chrono::seconds after,
+                      CertificateAuthority& ca, TlsContextSlot& slot) {
     timer.expires_after(after);
     timer.async_wait([&timer, &ca, &slot](boost::system::error_code ec) {
         if (ec) return;
@@ -79,7 +79,8 @@ HttpResponse api_handler(CertificateAuthority& ca, const HttpRequest& req, const
                              req.version());
     }
     if (req.method() != http::verb::post) {
-        HttpResponse res = json_response(405, R"({"error":"method not allowed: use POST"})", req.version());
+        HttpResponse res =
+            json_response(405, R"({"error":"method not allowed: use POST"})", req.version());
         res.set(http::field::allow, "POST");
         return res;
     }
@@ -101,7 +102,8 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const HttpRequest& req
         return json_response(200, R"({"status":"ok"})", req.version());
     }
     if (req.target() == "/metrics") {
-        HttpResponse res = json_response(200, ca.metrics().prometheus(ca.signer().root()), req.version());
+        HttpResponse res =
+            json_response(200, ca.metrics().prometheus(ca.signer().root()), req.version());
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         return res;
     }
@@ -110,23 +112,26 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const HttpRequest& req
 
 int run(const std::vector<std::string>& argv) {
     Args args(argv,
-              {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key", "root-cert",
-               "jwks", "max-ttl", "threads"},
+              {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
+               "root-cert", "jwks", "max-ttl", "threads"},
               {"help"});
     if (args.has("help")) {
         std::cout << kUsage;
         return 0;
     }
-    if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional().front());
+    if (!args.positional().empty())
+        throw UsageError("unexpected argument " + args.positional().front());
     std::string state_dir = args.get_or("state-dir", "./remora-state");
     auto listen = parse_endpoint("listen", args.get_or("listen", "0.0.0.0:15012"));
     auto monitoring = parse_endpoint("monitoring", args.get_or("monitoring", "0.0.0.0:15014"));
     CaConfig config;
     config.trust_domain = args.get_or("trust-domain", "cluster.local");
-    config.max_ttl = std::chrono::seconds(parse_duration_seconds("max-ttl", args.get_or("max-ttl", "90d")));
+    config.max_ttl =
+        std::chrono::seconds(parse_duration_seconds("max-ttl", args.get_or("max-ttl", "90d")));
     std::string threads_text = args.get_or("threads", "2");
     int threads = 0;
-    auto [end, tec] = std::from_chars(threads_text.data(), threads_text.data() + threads_text.size(), threads);
+    auto [end, tec] =
+        std::from_chars(threads_text.data(), threads_text.data() + threads_text.size(), threads);
     if (tec != std::errc() || end != threads_text.data() + threads_text.size() || threads < 1 ||
         threads > 64) {
         throw UsageError("--threads \"" + threads_text + "\": must be a number from 1 to 64");
@@ -153,38 +158,42 @@ int run(const std::vector<std::string>& argv) {
             throw std::runtime_error(std::string("--") + flag + ": " + e.what());
         }
     };
-    auto api = bind("listen", listen,
-                    [&ca](const HttpRequest& r, const PeerInfo& p) { return api_handler(*ca, r, p); },
-                    &slot);
-    auto mon = bind("monitoring", monitoring,
-                    [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(*ca, r); },
-                    nullptr);
+    auto api = bind(
+        "listen", listen,
+        [&ca](const HttpRequest& r, const PeerInfo& p) { return api_handler(*ca, r, p); }, &slot);
+    auto mon = bind(
+        "monitoring", monitoring,
+        [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(*ca, r); },
+        nullptr);
 
     CaState state = load_or_create_ca(state_dir, config.trust_domain, operator_ca,
                                       std::chrono::system_clock::now());
     log_line("remora-control",
              std::string(state.created ? "created" : "loaded") + " CA in " + state_dir +
-                 ": signer=\"" + state.signer.cert.subject() + "\" root serial=" +
-                 state.signer.root().serial_hex() +
+                 ": signer=\"" + state.signer.cert.subject() +
+                 "\" root serial=" + state.signer.root().serial_hex() +
                  " root not_after=" + certs::format_time(state.signer.root().not_after()));
 
     certs::Jwks trusted = certs::Jwks::parse(certs::jwks_json(state.jwt_key)).value();
     for (const std::string& file : args.all("jwks")) {
         certs::Jwks extra = certs::Jwks::load_file(file);
-        log_line("remora-control", "trusting " + std::to_string(extra.size()) + " token key(s) from " + file);
+        log_line("remora-control",
+                 "trusting " + std::to_string(extra.size()) + " token key(s) from " + file);
         trusted.merge(extra);
     }
 
-    ca.emplace(std::move(state.signer), std::move(trusted), config,
-               [] { return std::chrono::system_clock::now(); }, log);
+    ca.emplace(
+        std::move(state.signer), std::move(trusted), config,
+        [] { return std::chrono::system_clock::now(); }, log);
     asio::steady_timer renew_timer(io);
     schedule_renewal(renew_timer, renew_own_certificate(*ca, slot), *ca, slot);
 
     api->start();
     mon->start();
     log_line("remora-control", "serving CA API on " + format_endpoint(api->local_endpoint()) +
-                                   " (TLS), monitoring on " + format_endpoint(mon->local_endpoint()) +
-                                   ", trust domain " + config.trust_domain);
+                                   " (TLS), monitoring on " +
+                                   format_endpoint(mon->local_endpoint()) + ", trust domain " +
+                                   config.trust_domain);
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code, int sig) {
@@ -196,9 +205,11 @@ int run(const std::vector<std::string>& argv) {
     });
 
     std::vector<std::thread> pool;
-    for (int i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+    for (int i = 1; i < threads; ++i)
+        pool.emplace_back([&io] { io.run(); });
     io.run();
-    for (std::thread& t : pool) t.join();
+    for (std::thread& t : pool)
+        t.join();
     return 0;
 }
 

@@ -55,11 +55,12 @@ std::string CaMetrics::prometheus(const Certificate& root) const {
     {
         std::lock_guard lock(mu_);
         for (const auto& [reason, n] : refused_) {
-            out << "remora_ca_requests_refused_total{reason=\"" << prom_escape(reason) << "\"} " << n
-                << "\n";
+            out << "remora_ca_requests_refused_total{reason=\"" << prom_escape(reason) << "\"} "
+                << n << "\n";
         }
     }
-    out << "# HELP remora_ca_root_cert_expiry_timestamp_seconds When the root certificate expires.\n"
+    out << "# HELP remora_ca_root_cert_expiry_timestamp_seconds When the root certificate "
+           "expires.\n"
         << "# TYPE remora_ca_root_cert_expiry_timestamp_seconds gauge\n"
         << "remora_ca_root_cert_expiry_timestamp_seconds "
         << std::chrono::duration_cast<std::chrono::seconds>(root.not_after().time_since_epoch())
@@ -81,10 +82,9 @@ Result<SpiffeId> CertificateAuthority::authenticate(const Caller& caller, Refusa
     if (caller.authorization) {
         std::string_view auth = *caller.authorization;
         constexpr std::string_view kBearer = "Bearer ";
-        if (auth.size() <= kBearer.size() || !std::equal(kBearer.begin(), kBearer.end(), auth.begin(),
-                                                         [](char a, char b) {
-                                                             return std::tolower(a) == std::tolower(b);
-                                                         })) {
+        if (auth.size() <= kBearer.size() ||
+            !std::equal(kBearer.begin(), kBearer.end(), auth.begin(),
+                        [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
             why = {401, "bad_authorization", "Authorization must be \"Bearer <JWT>\""};
             return make_reason(JwtErrc::malformed);
         }
@@ -105,7 +105,8 @@ Result<SpiffeId> CertificateAuthority::authenticate(const Caller& caller, Refusa
         return id;
     }
     if (!caller.peer_chain.empty()) {
-        auto id = verify_svid(caller.peer_chain, bundle_, VerifyOptions{{config_.trust_domain}}, clock_());
+        auto id = verify_svid(caller.peer_chain, bundle_, VerifyOptions{{config_.trust_domain}},
+                              clock_());
         if (!id) {
             why = {401, "svid_" + std::string(reason_token(id.error())),
                    "client certificate refused: " + id.error().message()};
@@ -154,8 +155,9 @@ CaResponse CertificateAuthority::sign(const Caller& caller, std::string_view bod
         if (!t->is_int64() && !t->is_uint64()) {
             return refuse(caller, {400, "malformed_request", "\"ttlSeconds\" must be an integer"});
         }
-        int64_t v = t->is_int64() ? t->as_int64() : static_cast<int64_t>(std::min<uint64_t>(
-                                                        t->as_uint64(), INT64_MAX));
+        int64_t v = t->is_int64()
+                        ? t->as_int64()
+                        : static_cast<int64_t>(std::min<uint64_t>(t->as_uint64(), INT64_MAX));
         if (v <= 0) return refuse(caller, {400, "bad_ttl", "\"ttlSeconds\" must be positive"});
         if (v > config_.max_ttl.count()) {
             return refuse(caller, {400, "ttl_too_large",
@@ -184,7 +186,8 @@ CaResponse CertificateAuthority::sign(const Caller& caller, std::string_view bod
          " not_after=" + format_time(leaf->not_after()) + " to " + caller.remote + asked);
 
     json::array chain;
-    for (const Certificate& c : chain_for(signer_, *leaf)) chain.emplace_back(c.to_pem());
+    for (const Certificate& c : chain_for(signer_, *leaf))
+        chain.emplace_back(c.to_pem());
     json::object out;
     out["certChain"] = std::move(chain);
     return {200, json::serialize(out)};
@@ -194,8 +197,9 @@ Certificate CertificateAuthority::issue_own(const PublicKey& key, const SpiffeId
                                             std::chrono::seconds ttl,
                                             const std::vector<std::string>& dns) {
     auto leaf = issue_svid(signer_, key, id, clock_(), {ttl, dns});
-    if (!leaf) throw std::runtime_error("cannot issue the control plane's own certificate: " +
-                                        leaf.error().message());
+    if (!leaf)
+        throw std::runtime_error("cannot issue the control plane's own certificate: " +
+                                 leaf.error().message());
     return *leaf;
 }
 

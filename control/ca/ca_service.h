@@ -26,7 +26,7 @@ struct CaConfig {
 
 // Who is calling, as the transport saw it.
 struct Caller {
-    std::optional<std::string> authorization;  // the Authorization header, if any
+    std::optional<std::string> authorization;    // the Authorization header, if any
     std::vector<certs::Certificate> peer_chain;  // the client certificate chain (mTLS), leaf first
     std::string remote;                          // "ip:port", for the log
 };
@@ -38,26 +38,26 @@ struct CaResponse {
 
 // Prometheus text for the CA's counters.
 class CaMetrics {
-public:
+  public:
     void issued() { issued_.fetch_add(1, std::memory_order_relaxed); }
     void refused(std::string_view reason);
     uint64_t issued_count() const { return issued_.load(std::memory_order_relaxed); }
     uint64_t refused_count(std::string_view reason) const;
     std::string prometheus(const certs::Certificate& root) const;
 
-private:
+  private:
     std::atomic<uint64_t> issued_{0};
     mutable std::mutex mu_;  // refusals are rare and off any data path
     std::map<std::string, uint64_t, std::less<>> refused_;
 };
 
 class CertificateAuthority {
-public:
+  public:
     using Clock = std::function<certs::SystemTime()>;
     using Logger = std::function<void(const std::string&)>;
 
-    CertificateAuthority(certs::Signer signer, certs::Jwks trusted_keys, CaConfig config, Clock clock,
-                         Logger log);
+    CertificateAuthority(certs::Signer signer, certs::Jwks trusted_keys, CaConfig config,
+                         Clock clock, Logger log);
 
     // POST /v1/certificates with `body`.
     CaResponse sign(const Caller& caller, std::string_view body);
@@ -71,7 +71,7 @@ public:
     const CaConfig& config() const { return config_; }
     CaMetrics& metrics() { return metrics_; }
 
-private:
+  private:
     struct Refusal {
         int status;
         std::string reason;   // metric label

@@ -11,7 +11,9 @@ namespace {
 
 template <class T>
 T must(Result<T> r, const fs::path& path, std::string_view what) {
-    if (!r) throw std::runtime_error(path.string() + ": " + std::string(what) + ": " + r.error().message());
+    if (!r)
+        throw std::runtime_error(path.string() + ": " + std::string(what) + ": " +
+                                 r.error().message());
     return std::move(*r);
 }
 
@@ -29,14 +31,17 @@ CaState load_or_create_ca(const fs::path& dir, const std::string& trust_domain,
     }
     std::error_code fec;
     fs::create_directories(dir, fec);
-    if (fec) throw std::runtime_error("cannot create state dir " + dir.string() + ": " + fec.message());
+    if (fec)
+        throw std::runtime_error("cannot create state dir " + dir.string() + ": " + fec.message());
     fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, fec);
 
     bool created = false;
     std::optional<Signer> signer;
     if (operator_ca) {
-        std::string root = operator_ca->root_file.empty() ? std::string() : read_file(operator_ca->root_file);
-        auto s = make_signer(read_file(operator_ca->cert_file), read_file(operator_ca->key_file), root);
+        std::string root =
+            operator_ca->root_file.empty() ? std::string() : read_file(operator_ca->root_file);
+        auto s =
+            make_signer(read_file(operator_ca->cert_file), read_file(operator_ca->key_file), root);
         signer = must(std::move(s), operator_ca->cert_file, "operator CA (--ca-cert/--ca-key)");
         if (!signer->cert.is_ca()) {
             throw std::runtime_error(operator_ca->cert_file + ": the certificate is not a CA");
@@ -45,8 +50,8 @@ CaState load_or_create_ca(const fs::path& dir, const std::string& trust_domain,
     } else if (fs::exists(dir / kRootCertFile) || fs::exists(dir / kRootKeyFile)) {
         Certificate root = must(Certificate::from_pem(read_file(dir / kRootCertFile)),
                                 dir / kRootCertFile, "root certificate");
-        PrivateKey key = must(PrivateKey::from_pem(read_file(dir / kRootKeyFile)), dir / kRootKeyFile,
-                              "root key");
+        PrivateKey key = must(PrivateKey::from_pem(read_file(dir / kRootKeyFile)),
+                              dir / kRootKeyFile, "root key");
         std::string pem = root.to_pem();
         signer = must(make_signer(pem, key.to_pem()), dir / kRootCertFile, "root");
     } else {

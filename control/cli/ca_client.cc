@@ -52,7 +52,8 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
                                  ec.message());
     }
     stream.handshake(ssl::stream_base::client, ec);
-    if (ec) throw std::runtime_error("TLS handshake with " + options.host + " failed: " + ec.message());
+    if (ec)
+        throw std::runtime_error("TLS handshake with " + options.host + " failed: " + ec.message());
 
     std::vector<certs::Certificate> server_chain;
     if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
@@ -64,8 +65,8 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
     auto id = certs::verify_svid(server_chain, options.bundle, {{options.trust_domain}},
                                  std::chrono::system_clock::now());
     if (!id) throw std::runtime_error("server certificate refused: " + id.error().message());
-    auto expected =
-        certs::SpiffeId::for_service_account(options.trust_domain, "remora-system", "remora-control");
+    auto expected = certs::SpiffeId::for_service_account(options.trust_domain, "remora-system",
+                                                         "remora-control");
     if (!expected || !(*id == *expected)) {
         throw std::runtime_error("server identity is " + id->str() + ", expected " +
                                  (expected ? expected->str() : std::string("the control plane")));
@@ -76,7 +77,8 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
     req.set(http::field::user_agent, "remoractl");
     req.set(http::field::content_type, "application/json");
     req.keep_alive(false);
-    if (options.bearer_token) req.set(http::field::authorization, "Bearer " + *options.bearer_token);
+    if (options.bearer_token)
+        req.set(http::field::authorization, "Bearer " + *options.bearer_token);
     req.body() = body;
     req.prepare_payload();
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));

@@ -52,10 +52,9 @@ int token_create(const std::vector<std::string>& argv) {
     must(certs::SpiffeId::for_service_account("cluster.local", ns, sa),
          "--namespace/--service-account \"" + ns + "/" + sa + "\"");
     certs::PrivateKey key = load_jwt_key(dir);
-    std::cout << certs::sign_service_account_token(key, {ns, sa},
-                                                   args.get_or("audience", "remora-ca"),
-                                                   "remora-control", std::chrono::system_clock::now(),
-                                                   std::chrono::seconds(ttl))
+    std::cout << certs::sign_service_account_token(
+                     key, {ns, sa}, args.get_or("audience", "remora-ca"), "remora-control",
+                     std::chrono::system_clock::now(), std::chrono::seconds(ttl))
               << "\n";
     return 0;
 }
@@ -70,36 +69,44 @@ int ca_root(const std::vector<std::string>& argv) {
 }
 
 std::string trim(std::string s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+        s.pop_back();
     size_t start = 0;
-    while (start < s.size() && std::isspace(static_cast<unsigned char>(s[start]))) ++start;
+    while (start < s.size() && std::isspace(static_cast<unsigned char>(s[start])))
+        ++start;
     return s.substr(start);
 }
 
 int cert_request(const std::vector<std::string>& argv) {
-    Args args(argv, {"control", "trust-bundle", "token-file", "cert-dir", "out", "ttl", "trust-domain"});
+    Args args(argv,
+              {"control", "trust-bundle", "token-file", "cert-dir", "out", "ttl", "trust-domain"});
     std::string control = args.require("control");
     size_t colon = control.rfind(':');
-    if (colon == std::string::npos) throw UsageError("--control \"" + control + "\": expected HOST:PORT");
+    if (colon == std::string::npos)
+        throw UsageError("--control \"" + control + "\": expected HOST:PORT");
     fs::path out = args.require("out");
     std::string bundle_file = args.require("trust-bundle");
     if (args.has("token-file") == args.has("cert-dir")) {
-        throw UsageError("give exactly one of --token-file (first certificate) or --cert-dir (renewal)");
+        throw UsageError(
+            "give exactly one of --token-file (first certificate) or --cert-dir (renewal)");
     }
 
     CaClientOptions opts;
     opts.host = control.substr(0, colon);
-    if (opts.host.size() > 2 && opts.host.front() == '[') opts.host = opts.host.substr(1, opts.host.size() - 2);
+    if (opts.host.size() > 2 && opts.host.front() == '[')
+        opts.host = opts.host.substr(1, opts.host.size() - 2);
     opts.port = control.substr(colon + 1);
     opts.trust_domain = args.get_or("trust-domain", "cluster.local");
     opts.bundle = must(certs::TrustBundle::from_pem(read_file(bundle_file)), bundle_file);
     if (auto token_file = args.get("token-file")) {
         opts.bearer_token = trim(read_file(*token_file));
-        if (opts.bearer_token->empty()) throw UsageError("--token-file " + *token_file + " is empty");
+        if (opts.bearer_token->empty())
+            throw UsageError("--token-file " + *token_file + " is empty");
     } else {
         fs::path dir = *args.get("cert-dir");
-        opts.client_chain = must(certs::Certificate::chain_from_pem(read_file(dir / "cert-chain.pem")),
-                                 (dir / "cert-chain.pem").string());
+        opts.client_chain =
+            must(certs::Certificate::chain_from_pem(read_file(dir / "cert-chain.pem")),
+                 (dir / "cert-chain.pem").string());
         opts.client_key = must(certs::PrivateKey::from_pem(read_file(dir / "key.pem")),
                                (dir / "key.pem").string());
     }
@@ -122,25 +129,28 @@ int cert_request(const std::vector<std::string>& argv) {
         return 1;
     }
     if (jec || !doc.is_object() || !doc.as_object().if_contains("certChain") ||
-        !doc.as_object().at("certChain").is_array() || doc.as_object().at("certChain").as_array().empty()) {
+        !doc.as_object().at("certChain").is_array() ||
+        doc.as_object().at("certChain").as_array().empty()) {
         throw std::runtime_error("the CA's answer has no certChain array");
     }
     std::vector<certs::Certificate> chain;
     for (const json::value& v : doc.as_object().at("certChain").as_array()) {
         if (!v.is_string()) throw std::runtime_error("certChain holds a non-string");
-        auto c = must(certs::Certificate::chain_from_pem(std::string(v.as_string())), "certChain entry");
+        auto c =
+            must(certs::Certificate::chain_from_pem(std::string(v.as_string())), "certChain entry");
         chain.insert(chain.end(), c.begin(), c.end());
     }
     // Check what came back before writing anything: it must be ours and it must verify.
     if (!(chain.front().public_key() == key.public_key())) {
-        throw std::runtime_error("the issued certificate is not for the key this request generated");
+        throw std::runtime_error(
+            "the issued certificate is not for the key this request generated");
     }
     certs::SpiffeId id = must(certs::verify_svid(chain, opts.bundle, {{opts.trust_domain}},
                                                  std::chrono::system_clock::now()),
                               "the issued certificate does not verify");
     const certs::Certificate& root = chain.back();
-    std::vector<certs::Certificate> without_root(chain.begin(),
-                                                 chain.end() - (chain.size() > 1 && root.is_self_signed()));
+    std::vector<certs::Certificate> without_root(
+        chain.begin(), chain.end() - (chain.size() > 1 && root.is_self_signed()));
 
     std::error_code fec;
     fs::create_directories(out, fec);
@@ -171,7 +181,8 @@ int run(std::vector<std::string> argv) {
     if (pop2("token", "create")) return token_create(rest);
     if (pop2("ca", "root")) return ca_root(rest);
     if (pop2("cert", "request")) return cert_request(rest);
-    throw UsageError("unknown command \"" + argv[0] + (argv.size() > 1 ? " " + argv[1] : "") + "\"");
+    throw UsageError("unknown command \"" + argv[0] + (argv.size() > 1 ? " " + argv[1] : "") +
+                     "\"");
 }
 
 }  // namespace

@@ -49,7 +49,9 @@ std::vector<std::string> Args::all(const std::string& flag) const {
     return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
-bool Args::has(const std::string& flag) const { return values_.count(flag) > 0; }
+bool Args::has(const std::string& flag) const {
+    return values_.count(flag) > 0;
+}
 
 std::string Args::require(const std::string& flag) const {
     auto v = get(flag);
@@ -62,15 +64,22 @@ long long parse_duration_seconds(const std::string& flag, const std::string& tex
     const char* end = text.data() + text.size();
     auto [p, ec] = std::from_chars(text.data(), end, n);
     if (ec != std::errc() || n <= 0) {
-        throw UsageError("--" + flag + " \"" + text + "\": expected a positive duration like 90d, 24h, 30m, 45s");
+        throw UsageError("--" + flag + " \"" + text +
+                         "\": expected a positive duration like 90d, 24h, 30m, 45s");
     }
     std::string unit(p, end);
     long long mult = 0;
-    if (unit.empty() || unit == "s") mult = 1;
-    else if (unit == "m") mult = 60;
-    else if (unit == "h") mult = 3600;
-    else if (unit == "d") mult = 86400;
-    else throw UsageError("--" + flag + " \"" + text + "\": unknown unit \"" + unit + "\" (use s, m, h, d)");
+    if (unit.empty() || unit == "s")
+        mult = 1;
+    else if (unit == "m")
+        mult = 60;
+    else if (unit == "h")
+        mult = 3600;
+    else if (unit == "d")
+        mult = 86400;
+    else
+        throw UsageError("--" + flag + " \"" + text + "\": unknown unit \"" + unit +
+                         "\" (use s, m, h, d)");
     if (n > (1LL << 40) / mult) throw UsageError("--" + flag + " \"" + text + "\": too large");
     return n * mult;
 }
@@ -81,10 +90,12 @@ namespace remora::control {
 
 boost::asio::ip::tcp::endpoint parse_endpoint(const std::string& flag, const std::string& text) {
     size_t colon = text.rfind(':');
-    if (colon == std::string::npos) throw UsageError("--" + flag + " \"" + text + "\": expected ADDR:PORT");
+    if (colon == std::string::npos)
+        throw UsageError("--" + flag + " \"" + text + "\": expected ADDR:PORT");
     std::string host = text.substr(0, colon);
     std::string port_text = text.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
     unsigned port = 0;
     auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc() || p != port_text.data() + port_text.size() || port > 65535) {
@@ -92,7 +103,8 @@ boost::asio::ip::tcp::endpoint parse_endpoint(const std::string& flag, const std
     }
     boost::system::error_code aec;
     auto addr = boost::asio::ip::make_address(host.empty() ? "0.0.0.0" : host, aec);
-    if (aec) throw UsageError("--" + flag + " \"" + text + "\": \"" + host + "\" is not an IP address");
+    if (aec)
+        throw UsageError("--" + flag + " \"" + text + "\": \"" + host + "\" is not an IP address");
     return {addr, static_cast<unsigned short>(port)};
 }
 

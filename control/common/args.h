@@ -12,14 +12,14 @@
 namespace remora::control {
 
 class UsageError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
 class Args {
-public:
-    // `value_flags` take a value; `bool_flags` do not. Anything else starting with "--" is an error;
-    // other words are positional.
+  public:
+    // `value_flags` take a value; `bool_flags` do not. Anything else starting with "--" is an
+    // error; other words are positional.
     Args(const std::vector<std::string>& argv, std::set<std::string> value_flags,
          std::set<std::string> bool_flags = {});
 
@@ -30,7 +30,7 @@ public:
     std::string require(const std::string& flag) const;
     const std::vector<std::string>& positional() const { return positional_; }
 
-private:
+  private:
     std::map<std::string, std::vector<std::string>> values_;
     std::vector<std::string> positional_;
 };

@@ -58,9 +58,9 @@ std::string remote_of(const tcp::socket& sock) {
 
 // The status for a request the parser refused, or 0 when the connection just ended.
 unsigned status_for_read_error(const boost::system::error_code& ec) {
-    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-        ec == beast::error::timeout || ec == asio::error::connection_reset ||
-        ec == asio::ssl::error::stream_truncated || ec == asio::error::operation_aborted) {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
+        ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated ||
+        ec == asio::error::operation_aborted) {
         return 0;
     }
     if (ec == http::error::body_limit) return 413;
@@ -72,9 +72,12 @@ unsigned status_for_read_error(const boost::system::error_code& ec) {
 
 std::string reason_for(unsigned status) {
     switch (status) {
-        case 413: return "request body too large";
-        case 431: return "request header fields too large";
-        default: return "malformed HTTP request";
+        case 413:
+            return "request body too large";
+        case 431:
+            return "request header fields too large";
+        default:
+            return "malformed HTTP request";
     }
 }
 
@@ -215,7 +218,8 @@ HttpResponse json_response(unsigned status, std::string body, unsigned version) 
 
 HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, HttpHandler handler,
                        const TlsContextSlot* tls, HttpLimits limits, LogFn log)
-    : state_(std::make_shared<State>(io, endpoint, std::move(handler), tls, limits, std::move(log))) {}
+    : state_(
+          std::make_shared<State>(io, endpoint, std::move(handler), tls, limits, std::move(log))) {}
 
 void HttpServer::start() {
     asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached);
@@ -226,6 +230,8 @@ void HttpServer::stop() {
     state_->acceptor.close(ec);
 }
 
-tcp::endpoint HttpServer::local_endpoint() const { return state_->acceptor.local_endpoint(); }
+tcp::endpoint HttpServer::local_endpoint() const {
+    return state_->acceptor.local_endpoint();
+}
 
 }  // namespace remora::control

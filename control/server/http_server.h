@@ -42,11 +42,11 @@ struct HttpLimits {
 // Holds the TLS context new connections use; swapped atomically when the server's certificate is
 // renewed, while live connections keep the context they started with.
 class TlsContextSlot {
-public:
+  public:
     void set(std::shared_ptr<boost::asio::ssl::context> ctx) { ctx_.store(std::move(ctx)); }
     std::shared_ptr<boost::asio::ssl::context> get() const { return ctx_.load(); }
 
-private:
+  private:
     std::atomic<std::shared_ptr<boost::asio::ssl::context>> ctx_;
 };
 
@@ -58,10 +58,10 @@ std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(
 // JSON response with `status` and `body`.
 HttpResponse json_response(unsigned status, std::string body, unsigned version = 11);
 
-// Accepts on `endpoint` and serves every connection with `handler`; with `tls` set, every connection
-// does a TLS handshake first. Throws at start-up if the address cannot be bound.
+// Accepts on `endpoint` and serves every connection with `handler`; with `tls` set, every
+// connection does a TLS handshake first. Throws at start-up if the address cannot be bound.
 class HttpServer {
-public:
+  public:
     HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
                HttpHandler handler, const TlsContextSlot* tls, HttpLimits limits, LogFn log);
     void start();
@@ -70,7 +70,7 @@ public:
 
     struct State;  // defined in the .cc; public so the connection coroutines there can name it
 
-private:
+  private:
     std::shared_ptr<State> state_;
 };
 

@@ -62,6 +62,7 @@ TEST_CASE("weak and unsupported CSR keys are refused") {
 
 TEST_CASE("certificate bundles parse in order, and garbage is refused") {
     CHECK(Certificate::chain_from_pem("").error() == KeyErrc::no_certificate);
-    CHECK(Certificate::chain_from_pem("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n")
-              .error() == KeyErrc::malformed_certificate);
+    CHECK(
+        Certificate::chain_from_pem("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n")
+            .error() == KeyErrc::malformed_certificate);
 }

@@ -50,7 +50,8 @@ TEST_CASE("issued leaves satisfy the X.509-SVID rules") {
     auto leaf = issue_svid(ca, key.public_key(), sa_id("default", "sleep"), fixed_now());
     REQUIRE(leaf);
 
-    CHECK(leaf->uri_sans() == std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/sleep"});
+    CHECK(leaf->uri_sans() ==
+          std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/sleep"});
     CHECK(leaf->subject().empty());
     CHECK(ext_critical(*leaf, NID_subject_alt_name));
     CHECK_FALSE(leaf->is_ca());
@@ -72,7 +73,8 @@ TEST_CASE("issued leaves satisfy the X.509-SVID rules") {
     CHECK(leaf->serial_hex().size() <= 32);
     CHECK(leaf->serial_hex().size() >= 24);  // 2^-32 chance of a shorter one
 
-    auto id = verify_svid(chain_for(ca, *leaf), TrustBundle({ca.root()}), kClusterLocal, fixed_now());
+    auto id =
+        verify_svid(chain_for(ca, *leaf), TrustBundle({ca.root()}), kClusterLocal, fixed_now());
     REQUIRE(id);
     CHECK(id->str() == "spiffe://cluster.local/ns/default/sa/sleep");
 }
@@ -87,15 +89,17 @@ TEST_CASE("NotAfter is clamped to the signing certificate's NotAfter") {
     CHECK(leaf->not_after() == short_root.not_after());
     CHECK(issue_svid(ca, key.public_key(), sa_id("a", "b"), fixed_now() + hours(2)).error() ==
           IssueErrc::signer_expired);
-    CHECK(issue_svid(ca, key.public_key(), sa_id("a", "b"), fixed_now(), {seconds(0), {}}).error() ==
-          IssueErrc::ttl_not_positive);
+    CHECK(
+        issue_svid(ca, key.public_key(), sa_id("a", "b"), fixed_now(), {seconds(0), {}}).error() ==
+        IssueErrc::ttl_not_positive);
 }
 
 TEST_CASE("DNS SANs can accompany the one URI SAN") {
     Signer ca = make_root_signer("cluster.local", fixed_now());
     PrivateKey key = PrivateKey::generate_p256();
-    auto leaf = issue_svid(ca, key.public_key(), sa_id("remora-system", "remora-control"),
-                           fixed_now(), {hours(1), {"localhost", "remora-control.remora-system.svc"}});
+    auto leaf =
+        issue_svid(ca, key.public_key(), sa_id("remora-system", "remora-control"), fixed_now(),
+                   {hours(1), {"localhost", "remora-control.remora-system.svc"}});
     REQUIRE(leaf);
     CHECK(leaf->uri_sans().size() == 1);
     CHECK(leaf->dns_sans() ==
@@ -126,7 +130,8 @@ TEST_CASE("an intermediate CA chain verifies and its NotAfter bounds the leaf") 
     CHECK(verify_error({*leaf}, TrustBundle({root.cert})) == SvidErrc::untrusted_chain);
 
     CHECK(make_signer(inter.to_pem(), int_key.to_pem()).error() == IssueErrc::chain_incomplete);
-    CHECK(make_signer(to_pem({inter, root.cert}), root.key.to_pem()).error() == IssueErrc::key_mismatch);
+    CHECK(make_signer(to_pem({inter, root.cert}), root.key.to_pem()).error() ==
+          IssueErrc::key_mismatch);
     auto with_root_file = make_signer(inter.to_pem(), int_key.to_pem(), root.cert.to_pem());
     REQUIRE(with_root_file);
     CHECK(with_root_file->root().is_self_signed());
@@ -143,15 +148,17 @@ TEST_CASE("every verifier refusal has its own reason") {
                           &ca.cert);
     };
 
-    SUBCASE("no certificate") { CHECK(verify_error({}, bundle) == SvidErrc::no_certificate); }
+    SUBCASE("no certificate") {
+        CHECK(verify_error({}, bundle) == SvidErrc::no_certificate);
+    }
     SUBCASE("unknown issuer") {
         Signer other = make_root_signer("cluster.local", now);
         auto leaf = issue_svid(other, key.public_key(), sa_id("default", "sleep"), now);
         CHECK(verify_error({*leaf}, bundle) == SvidErrc::untrusted_chain);
     }
     SUBCASE("self-signed leaf") {
-        Certificate self = build_cert({"", svid_exts(uri), now - hours(1), now + hours(1)}, key,
-                                      key, nullptr);
+        Certificate self =
+            build_cert({"", svid_exts(uri), now - hours(1), now + hours(1)}, key, key, nullptr);
         CHECK(verify_error({self}, bundle) == SvidErrc::untrusted_chain);
     }
     SUBCASE("signature does not verify") {
@@ -162,7 +169,8 @@ TEST_CASE("every verifier refusal has its own reason") {
         CHECK(verify_error({forged}, bundle) == SvidErrc::bad_signature);
     }
     SUBCASE("expired and not yet valid, against the injected clock") {
-        auto leaf = issue_svid(ca, key.public_key(), sa_id("default", "sleep"), now, {hours(1), {}});
+        auto leaf =
+            issue_svid(ca, key.public_key(), sa_id("default", "sleep"), now, {hours(1), {}});
         CHECK_FALSE(verify_error({*leaf}, bundle, now + minutes(59)));
         CHECK(verify_error({*leaf}, bundle, now + hours(2)) == SvidErrc::expired);
         CHECK(verify_error({*leaf}, bundle, now - minutes(10)) == SvidErrc::not_yet_valid);
@@ -226,8 +234,8 @@ TEST_CASE("every verifier refusal has its own reason") {
         // OpenSSL does not take a non-CA certificate as an issuer, so no path to the root exists.
         auto mid = issue_svid(ca, key.public_key(), sa_id("default", "sleep"), now);
         PrivateKey k2 = PrivateKey::generate_p256();
-        Certificate c = build_cert({"", svid_exts(uri), now - hours(1), now + hours(1)}, k2, key,
-                                   &*mid);
+        Certificate c =
+            build_cert({"", svid_exts(uri), now - hours(1), now + hours(1)}, k2, key, &*mid);
         CHECK(verify_error({c, *mid}, bundle) == SvidErrc::untrusted_chain);
     }
     SUBCASE("path length constraint violated") {
@@ -235,16 +243,18 @@ TEST_CASE("every verifier refusal has its own reason") {
         Certificate root = build_cert({"pathlen root",
                                        {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
                                         {NID_key_usage, "critical,keyCertSign,cRLSign"}},
-                                       now - hours(1), now + hours(10)},
+                                       now - hours(1),
+                                       now + hours(10)},
                                       root_key, root_key, nullptr);
         PrivateKey int_key = PrivateKey::generate_p256();
         Certificate inter = build_cert({"intermediate",
                                         {{NID_basic_constraints, "critical,CA:TRUE"},
                                          {NID_key_usage, "critical,keyCertSign,cRLSign"}},
-                                        now - hours(1), now + hours(10)},
+                                        now - hours(1),
+                                        now + hours(10)},
                                        int_key, root_key, &root);
-        Certificate leaf = build_cert({"", svid_exts(uri), now - hours(1), now + hours(1)}, key,
-                                      int_key, &inter);
+        Certificate leaf =
+            build_cert({"", svid_exts(uri), now - hours(1), now + hours(1)}, key, int_key, &inter);
         CHECK(verify_error({leaf, inter}, TrustBundle({root})) == SvidErrc::invalid_chain);
     }
     SUBCASE("reasons have distinct tokens") {

@@ -20,7 +20,8 @@ Certificate build_cert(const CertSpec& spec, const PrivateKey& subject_key,
     X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer->get()) : name);
     ASN1_TIME_set(X509_getm_notBefore(cert.get()),
                   std::chrono::system_clock::to_time_t(spec.not_before));
-    ASN1_TIME_set(X509_getm_notAfter(cert.get()), std::chrono::system_clock::to_time_t(spec.not_after));
+    ASN1_TIME_set(X509_getm_notAfter(cert.get()),
+                  std::chrono::system_clock::to_time_t(spec.not_after));
     X509_set_pubkey(cert.get(), subject_key.get());
     for (const Ext& e : spec.exts) {
         X509V3_CTX ctx;

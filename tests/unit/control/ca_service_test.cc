@@ -68,7 +68,8 @@ TEST_CASE("a valid token gets a verified SVID for its service account") {
     CHECK(f.ca.metrics().issued_count() == 1);
     REQUIRE_FALSE(f.logs.empty());
     CHECK(f.logs.back().find("serial=" + chain.front().serial_hex()) != std::string::npos);
-    CHECK(f.logs.back().find("identity=spiffe://cluster.local/ns/default/sa/sleep") != std::string::npos);
+    CHECK(f.logs.back().find("identity=spiffe://cluster.local/ns/default/sa/sleep") !=
+          std::string::npos);
 }
 
 TEST_CASE("the identity comes from the token, never from the CSR") {
@@ -125,8 +126,8 @@ TEST_CASE("missing or bad credentials are 401, checked before the body") {
     CHECK(f.ca.sign(f.bearer("a.b.c"), "not even json").status == 401);
 
     PrivateKey stranger = PrivateKey::generate_p256();
-    std::string foreign =
-        sign_service_account_token(stranger, {"default", "sleep"}, "remora-ca", "x", f.now, hours(1));
+    std::string foreign = sign_service_account_token(stranger, {"default", "sleep"}, "remora-ca",
+                                                     "x", f.now, hours(1));
     CHECK(f.ca.sign(f.bearer(foreign), body).status == 401);
     CHECK(f.ca.metrics().refused_count("jwt_unknown_kid") == 1);
 
@@ -139,18 +140,22 @@ TEST_CASE("missing or bad credentials are 401, checked before the body") {
 TEST_CASE("renewal over mTLS keeps the current identity; foreign certificates are 401") {
     Fixture f;
     PrivateKey key = PrivateKey::generate_p256();
-    auto current = f.chain_of(f.ca.sign(f.bearer(f.token("shop", "cart")), Fixture::body(Csr::create(key))));
+    auto current =
+        f.chain_of(f.ca.sign(f.bearer(f.token("shop", "cart")), Fixture::body(Csr::create(key))));
 
     PrivateKey next = PrivateKey::generate_p256();
-    CaResponse renewed = f.ca.sign(Caller{std::nullopt, current, "r"}, Fixture::body(Csr::create(next)));
+    CaResponse renewed =
+        f.ca.sign(Caller{std::nullopt, current, "r"}, Fixture::body(Csr::create(next)));
     REQUIRE(renewed.status == 200);
-    CHECK(f.chain_of(renewed).front().uri_sans().front() == "spiffe://cluster.local/ns/shop/sa/cart");
+    CHECK(f.chain_of(renewed).front().uri_sans().front() ==
+          "spiffe://cluster.local/ns/shop/sa/cart");
 
     Signer other = testing::make_root_signer("cluster.local", f.now);
-    auto foreign = issue_svid(other, key.public_key(),
-                              SpiffeId::for_service_account("cluster.local", "shop", "cart").value(),
-                              f.now);
-    CaResponse refused = f.ca.sign(Caller{std::nullopt, {*foreign}, "r"}, Fixture::body(Csr::create(next)));
+    auto foreign =
+        issue_svid(other, key.public_key(),
+                   SpiffeId::for_service_account("cluster.local", "shop", "cart").value(), f.now);
+    CaResponse refused =
+        f.ca.sign(Caller{std::nullopt, {*foreign}, "r"}, Fixture::body(Csr::create(next)));
     CHECK(refused.status == 401);
     CHECK(f.ca.metrics().refused_count("svid_untrusted_chain") == 1);
 
@@ -158,11 +163,13 @@ TEST_CASE("renewal over mTLS keeps the current identity; foreign certificates ar
     auto own = f.ca.issue_own(key.public_key(),
                               SpiffeId::parse("spiffe://cluster.local/ns/remora-system").value(),
                               hours(1), {"localhost"});
-    CHECK(f.ca.sign(Caller{std::nullopt, {own}, "r"}, Fixture::body(Csr::create(next))).status == 403);
+    CHECK(f.ca.sign(Caller{std::nullopt, {own}, "r"}, Fixture::body(Csr::create(next))).status ==
+          403);
 
     // An expired certificate cannot renew itself.
     f.now += hours(25);
-    CHECK(f.ca.sign(Caller{std::nullopt, current, "r"}, Fixture::body(Csr::create(next))).status == 401);
+    CHECK(f.ca.sign(Caller{std::nullopt, current, "r"}, Fixture::body(Csr::create(next))).status ==
+          401);
     CHECK(f.ca.metrics().refused_count("svid_expired") == 1);
 }
 

@@ -73,11 +73,12 @@ TEST_CASE("an operator CA signs, and its root is kept for remoractl ca root") {
     TempDir tmp;
     Signer root = testing::make_root_signer("cluster.local", fixed_now());
     PrivateKey int_key = PrivateKey::generate_p256();
-    Certificate inter = testing::build_cert(
-        {"corp intermediate",
-         {{NID_basic_constraints, "critical,CA:TRUE"}, {NID_key_usage, "critical,keyCertSign,cRLSign"}},
-         fixed_now() - std::chrono::hours(1), fixed_now() + std::chrono::hours(100)},
-        int_key, root.key, &root.cert);
+    Certificate inter = testing::build_cert({"corp intermediate",
+                                             {{NID_basic_constraints, "critical,CA:TRUE"},
+                                              {NID_key_usage, "critical,keyCertSign,cRLSign"}},
+                                             fixed_now() - std::chrono::hours(1),
+                                             fixed_now() + std::chrono::hours(100)},
+                                            int_key, root.key, &root.cert);
     write_file_atomic(tmp.path / "ca-cert.pem", to_pem({inter, root.cert}), 0644);
     write_file_atomic(tmp.path / "ca-key.pem", int_key.to_pem(), 0600);
     OperatorCa op{(tmp.path / "ca-cert.pem").string(), (tmp.path / "ca-key.pem").string(), ""};
@@ -107,14 +108,16 @@ TEST_CASE("atomic writes set the exact mode and replace the whole file") {
 }
 
 TEST_CASE("flags, durations and endpoints parse or say what is wrong") {
-    Args a({"--listen", "127.0.0.1:1", "--jwks=a", "--jwks", "b", "pos", "--help"}, {"listen", "jwks"},
-           {"help"});
+    Args a({"--listen", "127.0.0.1:1", "--jwks=a", "--jwks", "b", "pos", "--help"},
+           {"listen", "jwks"}, {"help"});
     CHECK(a.get("listen") == "127.0.0.1:1");
     CHECK(a.all("jwks") == std::vector<std::string>{"a", "b"});
     CHECK(a.positional() == std::vector<std::string>{"pos"});
     CHECK(a.has("help"));
-    CHECK_THROWS_WITH_AS(Args({"--bogus"}, {}), doctest::Contains("unknown flag --bogus"), UsageError);
-    CHECK_THROWS_WITH_AS(Args({"--listen"}, {"listen"}), doctest::Contains("needs a value"), UsageError);
+    CHECK_THROWS_WITH_AS(Args({"--bogus"}, {}), doctest::Contains("unknown flag --bogus"),
+                         UsageError);
+    CHECK_THROWS_WITH_AS(Args({"--listen"}, {"listen"}), doctest::Contains("needs a value"),
+                         UsageError);
     CHECK_THROWS_WITH_AS(a.require("other"), doctest::Contains("--other is required"), UsageError);
 
     CHECK(parse_duration_seconds("ttl", "90d") == 90 * 86400);
