@@ -12,14 +12,15 @@
 
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
-#include "control/common/args.h"
-#include "control/common/log.h"
-#include "control/server/http_server.h"
+#include "common/args.h"
+#include "common/log.h"
+#include "common/http_server.h"
 
 namespace {
 
 using namespace remora;
 using namespace remora::control;
+using namespace remora::common;
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 

@@ -5,6 +5,8 @@
 
 namespace remora::control {
 namespace fs = std::filesystem;
+using common::read_file;
+using common::write_file_atomic;
 using namespace remora::certs;
 
 namespace {

@@ -8,7 +8,7 @@
 
 #include "certs/issuer.h"
 #include "certs/jwt.h"
-#include "control/common/files.h"
+#include "common/files.h"
 
 namespace remora::control {
 

@@ -1,6 +1,4 @@
 // remoractl: the command-line tool for operating a Remora mesh (in the spirit of istioctl).
-#include <boost/json.hpp>
-
 #include <filesystem>
 #include <iostream>
 
@@ -8,16 +6,16 @@
 #include "certs/keys.h"
 #include "certs/verifier.h"
 #include "control/ca/state_dir.h"
-#include "control/cli/ca_client.h"
-#include "control/common/args.h"
-#include "control/common/files.h"
+#include "certs/ca_client.h"
+#include "common/args.h"
+#include "common/files.h"
 
 namespace {
 
 using namespace remora;
 using namespace remora::control;
+using namespace remora::common;
 namespace fs = std::filesystem;
-namespace json = boost::json;
 
 constexpr const char* kUsage = R"(usage: remoractl <command> [flags]
 
@@ -91,7 +89,7 @@ int cert_request(const std::vector<std::string>& argv) {
             "give exactly one of --token-file (first certificate) or --cert-dir (renewal)");
     }
 
-    CaClientOptions opts;
+    certs::CaClientOptions opts;
     opts.host = control.substr(0, colon);
     if (opts.host.size() > 2 && opts.host.front() == '[')
         opts.host = opts.host.substr(1, opts.host.size() - 2);
@@ -111,43 +109,18 @@ int cert_request(const std::vector<std::string>& argv) {
                                (dir / "key.pem").string());
     }
 
-    certs::PrivateKey key = certs::PrivateKey::generate_p256();
-    json::object req;
-    req["csr"] = certs::Csr::create(key).to_pem();
-    if (auto ttl = args.get("ttl")) req["ttlSeconds"] = parse_duration_seconds("ttl", *ttl);
-    CaClientResult res = post_certificate_request(opts, json::serialize(req));
-
-    json::error_code jec;
-    json::value doc = json::parse(res.body, jec);
-    if (res.status != 200) {
-        std::string why = res.body;
-        if (!jec && doc.is_object() && doc.as_object().if_contains("error") &&
-            doc.as_object().at("error").is_string()) {
-            why = std::string(doc.as_object().at("error").as_string());
-        }
-        std::cerr << "remoractl: the CA refused (HTTP " << res.status << "): " << why << "\n";
+    std::optional<std::chrono::seconds> ttl;
+    if (auto t = args.get("ttl")) ttl = std::chrono::seconds(parse_duration_seconds("ttl", *t));
+    std::optional<certs::IssuedSvid> svid;
+    try {
+        svid.emplace(certs::request_svid(opts, ttl));
+    } catch (const certs::CaRefused& e) {
+        std::cerr << "remoractl: " << e.what() << "\n";
         return 1;
     }
-    if (jec || !doc.is_object() || !doc.as_object().if_contains("certChain") ||
-        !doc.as_object().at("certChain").is_array() ||
-        doc.as_object().at("certChain").as_array().empty()) {
-        throw std::runtime_error("the CA's answer has no certChain array");
-    }
-    std::vector<certs::Certificate> chain;
-    for (const json::value& v : doc.as_object().at("certChain").as_array()) {
-        if (!v.is_string()) throw std::runtime_error("certChain holds a non-string");
-        auto c =
-            must(certs::Certificate::chain_from_pem(std::string(v.as_string())), "certChain entry");
-        chain.insert(chain.end(), c.begin(), c.end());
-    }
-    // Check what came back before writing anything: it must be ours and it must verify.
-    if (!(chain.front().public_key() == key.public_key())) {
-        throw std::runtime_error(
-            "the issued certificate is not for the key this request generated");
-    }
-    certs::SpiffeId id = must(certs::verify_svid(chain, opts.bundle, {{opts.trust_domain}},
-                                                 std::chrono::system_clock::now()),
-                              "the issued certificate does not verify");
+    const std::vector<certs::Certificate>& chain = svid->chain;
+    const certs::PrivateKey& key = svid->key;
+    const certs::SpiffeId& id = svid->id;
     const certs::Certificate& root = chain.back();
     std::vector<certs::Certificate> without_root(
         chain.begin(), chain.end() - (chain.size() > 1 && root.is_self_signed()));

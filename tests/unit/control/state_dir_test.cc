@@ -7,11 +7,12 @@
 
 #include "../certs/test_pki.h"
 #include "control/ca/state_dir.h"
-#include "control/common/args.h"
+#include "common/args.h"
 
 using namespace remora;
 using namespace remora::certs;
 using namespace remora::control;
+using namespace remora::common;
 namespace fs = std::filesystem;
 using remora::certs::testing::fixed_now;
 

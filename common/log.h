@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
-namespace remora::control {
+namespace remora::common {
 
 void log_line(std::string_view component, std::string_view message);
 
-}  // namespace remora::control
+}  // namespace remora::common

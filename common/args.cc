@@ -1,9 +1,9 @@
 // Flag parsing shared by the control-plane binaries.
-#include "control/common/args.h"
+#include "common/args.h"
 
 #include <charconv>
 
-namespace remora::control {
+namespace remora::common {
 
 Args::Args(const std::vector<std::string>& argv, std::set<std::string> value_flags,
            std::set<std::string> bool_flags) {
@@ -84,9 +84,9 @@ long long parse_duration_seconds(const std::string& flag, const std::string& tex
     return n * mult;
 }
 
-}  // namespace remora::control
+}  // namespace remora::common
 
-namespace remora::control {
+namespace remora::common {
 
 boost::asio::ip::tcp::endpoint parse_endpoint(const std::string& flag, const std::string& text) {
     size_t colon = text.rfind(':');
@@ -114,4 +114,4 @@ std::string format_endpoint(const boost::asio::ip::tcp::endpoint& ep) {
     return host + ":" + std::to_string(ep.port());
 }
 
-}  // namespace remora::control
+}  // namespace remora::common

@@ -1,7 +1,8 @@
 // Synchronous Beast HTTPS client for remoractl (a CLI: exceptions are fine here).
-#include "control/cli/ca_client.h"
+#include "certs/ca_client.h"
 
 #include <boost/asio/connect.hpp>
+#include <boost/json.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -12,7 +13,7 @@
 
 #include <stdexcept>
 
-namespace remora::control {
+namespace remora::certs {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -55,17 +56,17 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
     if (ec)
         throw std::runtime_error("TLS handshake with " + options.host + " failed: " + ec.message());
 
-    std::vector<certs::Certificate> server_chain;
+    std::vector<Certificate> server_chain;
     if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
         // On a client the peer chain starts with the server's leaf.
         for (int i = 0; i < sk_X509_num(chain); ++i) {
-            server_chain.push_back(certs::Certificate::share(sk_X509_value(chain, i)));
+            server_chain.push_back(Certificate::share(sk_X509_value(chain, i)));
         }
     }
-    auto id = certs::verify_svid(server_chain, options.bundle, {{options.trust_domain}},
+    auto id = verify_svid(server_chain, options.bundle, {{options.trust_domain}},
                                  std::chrono::system_clock::now());
     if (!id) throw std::runtime_error("server certificate refused: " + id.error().message());
-    auto expected = certs::SpiffeId::for_service_account(options.trust_domain, "remora-system",
+    auto expected = SpiffeId::for_service_account(options.trust_domain, "remora-system",
                                                          "remora-control");
     if (!expected || !(*id == *expected)) {
         throw std::runtime_error("server identity is " + id->str() + ", expected " +
@@ -93,4 +94,43 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
     return {static_cast<int>(parser.get().result_int()), parser.get().body()};
 }
 
-}  // namespace remora::control
+IssuedSvid request_svid(const CaClientOptions& options, std::optional<std::chrono::seconds> ttl) {
+    namespace json = boost::json;
+    PrivateKey key = PrivateKey::generate_p256();
+    json::object req;
+    req["csr"] = Csr::create(key).to_pem();
+    if (ttl) req["ttlSeconds"] = ttl->count();
+    CaClientResult res = post_certificate_request(options, json::serialize(req));
+
+    json::error_code jec;
+    json::value doc = json::parse(res.body, jec);
+    const json::object* obj = jec ? nullptr : doc.if_object();
+    if (res.status != 200) {
+        std::string why = res.body;
+        if (obj && obj->if_contains("error") && obj->at("error").is_string()) {
+            why = std::string(obj->at("error").as_string());
+        }
+        throw CaRefused(res.status, why);
+    }
+    const json::value* chain_v = obj ? obj->if_contains("certChain") : nullptr;
+    if (!chain_v || !chain_v->is_array() || chain_v->as_array().empty()) {
+        throw std::runtime_error("the CA's answer has no certChain array");
+    }
+    std::vector<Certificate> chain;
+    for (const json::value& v : chain_v->as_array()) {
+        if (!v.is_string()) throw std::runtime_error("certChain holds a non-string");
+        auto c = Certificate::chain_from_pem(std::string(v.as_string()));
+        if (!c) throw std::runtime_error("certChain entry: " + c.error().message());
+        chain.insert(chain.end(), c->begin(), c->end());
+    }
+    // Check what came back before anyone uses it: it must be ours and it must verify.
+    if (!(chain.front().public_key() == key.public_key())) {
+        throw std::runtime_error("the issued certificate is not for the key this request generated");
+    }
+    auto id = verify_svid(chain, options.bundle, {{options.trust_domain}},
+                          std::chrono::system_clock::now());
+    if (!id) throw std::runtime_error("the issued certificate does not verify: " + id.error().message());
+    return IssuedSvid{std::move(key), std::move(chain), *id};
+}
+
+}  // namespace remora::certs

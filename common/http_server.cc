@@ -1,5 +1,5 @@
 // Beast HTTP/1.1 server loop with coroutines; one coroutine per connection.
-#include "control/server/http_server.h"
+#include "common/http_server.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,7 +15,7 @@
 
 #include <array>
 
-namespace remora::control {
+namespace remora::common {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -234,4 +234,4 @@ tcp::endpoint HttpServer::local_endpoint() const {
     return state_->acceptor.local_endpoint();
 }
 
-}  // namespace remora::control
+}  // namespace remora::common

@@ -1,5 +1,5 @@
 // stderr logging for the control plane; a mutex keeps lines whole (control plane, not hot path).
-#include "control/common/log.h"
+#include "common/log.h"
 
 #include <chrono>
 #include <cstdio>
@@ -7,7 +7,7 @@
 
 #include "certs/keys.h"
 
-namespace remora::control {
+namespace remora::common {
 
 void log_line(std::string_view component, std::string_view message) {
     static std::mutex mu;
@@ -18,4 +18,4 @@ void log_line(std::string_view component, std::string_view message) {
     std::fflush(stderr);
 }
 
-}  // namespace remora::control
+}  // namespace remora::common

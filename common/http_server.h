@@ -17,7 +17,7 @@
 
 #include "certs/keys.h"
 
-namespace remora::control {
+namespace remora::common {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
@@ -74,4 +74,4 @@ class HttpServer {
     std::shared_ptr<State> state_;
 };
 
-}  // namespace remora::control
+}  // namespace remora::common

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-namespace remora::control {
+namespace remora::common {
 
 // Writes `data` to `path` via a temporary file in the same directory, fsync, rename and a directory
 // fsync; the file is created with `mode` (0600 for private keys). Throws on failure.
@@ -13,4 +13,4 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view data,
 // Reads a whole file; throws std::runtime_error naming the path.
 std::string read_file(const std::filesystem::path& path);
 
-}  // namespace remora::control
+}  // namespace remora::common

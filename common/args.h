@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace remora::control {
+namespace remora::common {
 
 class UsageError : public std::runtime_error {
   public:
@@ -38,13 +38,13 @@ class Args {
 // "90d", "24h", "30m", "45s", "3600" (seconds); throws UsageError naming `flag`.
 long long parse_duration_seconds(const std::string& flag, const std::string& text);
 
-}  // namespace remora::control
+}  // namespace remora::common
 
 #include <boost/asio/ip/tcp.hpp>
 
-namespace remora::control {
+namespace remora::common {
 // "0.0.0.0:15012", "127.0.0.1:0", "[::1]:15012"; throws UsageError naming `flag`.
 boost::asio::ip::tcp::endpoint parse_endpoint(const std::string& flag, const std::string& text);
 // "127.0.0.1:15012" or "[::1]:15012".
 std::string format_endpoint(const boost::asio::ip::tcp::endpoint& ep);
-}  // namespace remora::control
+}  // namespace remora::common

@@ -1,5 +1,5 @@
 // Crash-safe file writes for keys and certificates.
-#include "control/common/files.h"
+#include "common/files.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
-namespace remora::control {
+namespace remora::common {
 namespace fs = std::filesystem;
 
 namespace {
@@ -66,4 +66,4 @@ std::string read_file(const fs::path& path) {
     return out.str();
 }
 
-}  // namespace remora::control
+}  // namespace remora::common

@@ -1,0 +1,60 @@
+// remoractl's client for the CA API: TLS to remora-control, verifying the server's SVID against a
+// trust bundle and the expected control-plane identity before any credential is sent.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "certs/keys.h"
+#include "certs/spiffe_id.h"
+#include "certs/verifier.h"
+
+namespace remora::certs {
+
+struct CaClientOptions {
+    std::string host;  // name or address; also the TLS SNI
+    std::string port;
+    TrustBundle bundle;
+    std::string trust_domain = "cluster.local";
+    std::optional<std::string> bearer_token;
+    // The current SVID, presented over mTLS for a renewal.
+    std::vector<Certificate> client_chain;
+    std::optional<PrivateKey> client_key;
+};
+
+struct CaClientResult {
+    int status = 0;
+    std::string body;
+};
+
+// POSTs `body` to /v1/certificates. Throws std::runtime_error for connection, TLS and
+// server-identity failures, naming the reason.
+CaClientResult post_certificate_request(const CaClientOptions& options, const std::string& body);
+
+// The CA answered, and said no.
+class CaRefused : public std::runtime_error {
+public:
+    CaRefused(int status, const std::string& why)
+        : std::runtime_error("the CA refused (HTTP " + std::to_string(status) + "): " + why),
+          status_(status) {}
+    int status() const { return status_; }
+
+private:
+    int status_;
+};
+
+// A certificate the CA issued, checked: it is for `key` and verifies against the bundle.
+struct IssuedSvid {
+    PrivateKey key;
+    std::vector<Certificate> chain;  // leaf first, as returned (ends with the root)
+    SpiffeId id;
+};
+
+// Generates an ECDSA P-256 key and CSR, asks the CA, and checks the answer. Throws CaRefused when
+// the CA says no, std::runtime_error for everything else (transport, malformed or wrong answer).
+IssuedSvid request_svid(const CaClientOptions& options, std::optional<std::chrono::seconds> ttl);
+
+}  // namespace remora::certs
