@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
-          libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev doctest-dev)
+          libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev doctest-dev
+          iproute2 util-linux iptables)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

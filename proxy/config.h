@@ -1,0 +1,57 @@
+// The proxy's resolved configuration: what each listener does and where traffic may go. Immutable
+// once built; a new connection uses the newest one.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/registry/registry.h"
+#include "proxy/upstream/pool.h"
+
+namespace remora::proxy {
+
+enum class ListenerKind {
+    outbound_capture,   // 15001: iptables-redirected app traffic, SO_ORIGINAL_DST decides
+    inbound_capture,    // 15006: redirected traffic to this pod
+    outbound_explicit,  // --listen-outbound: plaintext HTTP in, every request to --upstream
+    inbound_explicit,   // --listen-inbound: mTLS in, to --app
+};
+
+enum class MtlsMode { strict, permissive };
+
+struct Limits {
+    uint32_t max_request_header_bytes = 60 * 1024;   // Envoy's default max_request_headers_kb
+    std::chrono::seconds request_header_timeout{10};  // a client slower than this gets 408
+    std::chrono::seconds idle_timeout{60};            // keep-alive idle, downstream and upstream
+    std::chrono::seconds connect_timeout{10};         // Istio's connectTimeout default
+    std::chrono::seconds tls_handshake_timeout{10};
+    std::chrono::seconds stream_idle_timeout{300};    // no byte in either direction for this long
+};
+
+struct ProxyConfig {
+    std::string ns = "default";  // this workload's namespace: short host names resolve here
+    std::string trust_domain = "cluster.local";
+    MtlsMode inbound_mode = MtlsMode::strict;
+    std::shared_ptr<const Registry> registry;  // null in explicit mode
+    // Explicit mode.
+    std::optional<UpstreamTarget> upstream;
+    std::optional<boost::asio::ip::tcp::endpoint> app;
+    Limits limits;
+};
+
+class ConfigStore {
+public:
+    std::shared_ptr<const ProxyConfig> current() const { return config_.load(); }
+    void publish(std::shared_ptr<const ProxyConfig> c) { config_.store(std::move(c)); }
+
+private:
+    std::atomic<std::shared_ptr<const ProxyConfig>> config_;
+};
+
+}  // namespace remora::proxy

@@ -1,0 +1,40 @@
+// The errors the proxy makes itself, mapped in one place to an HTTP status, a body and Envoy's
+// response flag.
+#pragma once
+
+#include <string_view>
+
+namespace remora::proxy {
+
+enum class ProxyError {
+    no_route,                 // 404 NR
+    no_healthy_upstream,      // 503 UH
+    connect_failure,          // 503 UF: connect, TLS handshake or peer identity failed
+    upstream_reset,           // 502 UC: upstream closed or reset before a complete response header
+    bad_request,              // 400
+    headers_too_large,        // 431
+    header_timeout,           // 408
+};
+
+struct ErrorReply {
+    unsigned status;
+    std::string_view flag;
+    std::string_view body;
+};
+
+constexpr ErrorReply reply_for(ProxyError e) {
+    switch (e) {
+        case ProxyError::no_route: return {404, "NR", "no route for this host\n"};
+        case ProxyError::no_healthy_upstream: return {503, "UH", "no healthy upstream\n"};
+        case ProxyError::connect_failure:
+            return {503, "UF", "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n"};
+        case ProxyError::upstream_reset:
+            return {502, "UC", "upstream connect error or disconnect/reset before headers. reset reason: connection termination\n"};
+        case ProxyError::bad_request: return {400, "", "malformed HTTP request\n"};
+        case ProxyError::headers_too_large: return {431, "", "request header fields too large\n"};
+        case ProxyError::header_timeout: return {408, "", "request header timeout\n"};
+    }
+    return {500, "", "internal error\n"};
+}
+
+}  // namespace remora::proxy

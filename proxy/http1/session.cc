@@ -1,0 +1,529 @@
+// HTTP/1.1 proxying with streamed bodies (Beast buffer_body), upstream connection reuse, mTLS on
+// the mesh side, and TCP passthrough. One coroutine per downstream connection.
+#include "proxy/http1/session.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <array>
+
+#include "proxy/http1/errors.h"
+#include "proxy/net/original_dst.h"
+
+namespace remora::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr size_t kRelayChunk = 16 * 1024;
+
+// Per-connection facts every request of it shares.
+struct Downstream {
+    uint64_t id;
+    std::string remote;
+    ListenerKind kind;
+    std::optional<tcp::endpoint> original_dst;
+    std::optional<std::string> peer_identity;  // inbound over mTLS
+    std::shared_ptr<const ProxyConfig> config;
+    std::shared_ptr<const TlsSnapshot> tls;
+};
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+void count_status(WorkerStats& stats, unsigned status) {
+    if (status >= 500) stats.inc(Counter::downstream_rq_5xx);
+    else if (status >= 400) stats.inc(Counter::downstream_rq_4xx);
+    else if (status >= 300) stats.inc(Counter::downstream_rq_3xx);
+    else if (status >= 200) stats.inc(Counter::downstream_rq_2xx);
+}
+
+void count_flag(WorkerStats& stats, std::string_view flag) {
+    if (flag == "NR") stats.inc(Counter::rq_flag_nr);
+    else if (flag == "UH") stats.inc(Counter::rq_flag_uh);
+    else if (flag == "UF") stats.inc(Counter::rq_flag_uf);
+    else if (flag == "UC") stats.inc(Counter::rq_flag_uc);
+}
+
+// Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1), plus those named in
+// Connection.
+template <class Fields>
+void strip_hop_by_hop(Fields& fields) {
+    std::vector<std::string> named;
+    for (auto it = fields.find(http::field::connection); it != fields.end() &&
+                                                         it->name() == http::field::connection;
+         ++it) {
+        for (auto token : http::token_list(it->value())) named.emplace_back(token);
+    }
+    for (const std::string& n : named) {
+        if (!beast::iequals(n, "close") && !beast::iequals(n, "keep-alive")) fields.erase(n);
+    }
+    for (auto f : {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
+                   http::field::te, http::field::trailer, http::field::upgrade,
+                   http::field::proxy_authorization}) {
+        fields.erase(f);
+    }
+}
+
+template <class Stream>
+asio::awaitable<void> send_error(Stream& stream, ProxyError e, unsigned version, WorkerStats& stats,
+                                 bool keep_alive = false) {
+    ErrorReply r = reply_for(e);
+    http::response<http::string_body> res{static_cast<http::status>(r.status), version ? version : 11};
+    res.set(http::field::content_type, "text/plain");
+    res.set(http::field::server, "remora");
+    if (!r.flag.empty()) res.set("x-remora-response-flags", r.flag);
+    res.body() = r.body;
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    count_status(stats, r.status);
+    count_flag(stats, r.flag);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+    co_await http::async_write(stream, res, use_nothrow);
+}
+
+enum class RelayResult { ok, read_failed, write_failed };
+
+// Streams a message body from `in` (whose header `p` has already read) to `out` through `sr`,
+// which writes the header first. Never holds more than one chunk.
+template <bool isRequest, class In, class Out>
+asio::awaitable<RelayResult> relay(In& in, beast::flat_buffer& inbuf,
+                                   http::parser<isRequest, http::buffer_body>& p, Out& out,
+                                   http::serializer<isRequest, http::buffer_body>& sr,
+                                   std::chrono::seconds idle) {
+    std::array<char, kRelayChunk> buf;
+    do {
+        if (!p.is_done()) {
+            p.get().body().data = buf.data();
+            p.get().body().size = buf.size();
+            beast::get_lowest_layer(in).expires_after(idle);
+            auto [ec, n] = co_await http::async_read(in, inbuf, p, use_nothrow);
+            if (ec == http::error::need_buffer) ec = {};
+            if (ec) co_return RelayResult::read_failed;
+            p.get().body().size = buf.size() - p.get().body().size;
+            p.get().body().data = buf.data();
+            p.get().body().more = !p.is_done();
+        } else {
+            p.get().body().data = nullptr;
+            p.get().body().size = 0;
+            p.get().body().more = false;
+        }
+        beast::get_lowest_layer(out).expires_after(idle);
+        auto [wec, wn] = co_await http::async_write(out, sr, use_nothrow);
+        if (wec == http::error::need_buffer) wec = {};
+        if (wec) co_return RelayResult::write_failed;
+    } while (!p.is_done() && !sr.is_done());
+    co_return RelayResult::ok;
+}
+
+// A new upstream connection: TCP connect, then for mesh endpoints the mTLS handshake and the check
+// that the server is who the registry says. Null on failure (counted).
+asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTarget& target,
+                                                                const Downstream& down,
+                                                                WorkerContext& ctx) {
+    auto exec = co_await asio::this_coro::executor;
+    auto conn = std::make_unique<UpstreamConn>();
+    conn->key = target.pool_key();
+    const Limits& limits = down.config->limits;
+    ctx.stats.inc(Counter::upstream_cx_total);
+    auto fail = [&](const std::string& why) {
+        ctx.stats.inc(Counter::upstream_cx_connect_fail);
+        ctx.log("conn=" + std::to_string(down.id) + " upstream " + endpoint_text(target.address) +
+                " (" + target.cluster + "): " + why);
+    };
+    if (!target.mtls) {
+        auto& s = conn->stream.emplace<PlainStream>(exec);
+        s.expires_after(limits.connect_timeout);
+        auto [ec] = co_await s.async_connect(target.address, use_nothrow);
+        if (ec) {
+            fail("connect failed: " + ec.message());
+            co_return nullptr;
+        }
+        s.socket().set_option(tcp::no_delay(true), ec);
+        co_return conn;
+    }
+    conn->tls = ctx.tls.current();
+    if (!conn->tls) {
+        fail("no certificate yet: mTLS is not possible");
+        co_return nullptr;
+    }
+    auto& s = conn->stream.emplace<TlsStream>(exec, *conn->tls->client);
+    beast::get_lowest_layer(s).expires_after(limits.connect_timeout);
+    auto [ec] = co_await beast::get_lowest_layer(s).async_connect(target.address, use_nothrow);
+    if (ec) {
+        fail("connect failed: " + ec.message());
+        co_return nullptr;
+    }
+    beast::get_lowest_layer(s).socket().set_option(tcp::no_delay(true), ec);
+    beast::get_lowest_layer(s).expires_after(limits.tls_handshake_timeout);
+    auto [hec] = co_await s.async_handshake(asio::ssl::stream_base::client, use_nothrow);
+    if (hec) {
+        certs::error_code why = last_verify_error();
+        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
+        fail("TLS handshake failed: " + (why ? why.message() : hec.message()));
+        co_return nullptr;
+    }
+    ctx.stats.inc(Counter::tls_handshake_ok);
+    if (target.expected_identity) {
+        auto peer = peer_spiffe_id(s.native_handle());
+        if (!peer || *peer != *target.expected_identity) {
+            ctx.stats.tls_failure("identity_mismatch");
+            fail("server identity " + peer.value_or("(none)") + " is not the expected " +
+                 *target.expected_identity);
+            co_return nullptr;
+        }
+    }
+    co_return conn;
+}
+
+// One request/response exchange on `down`. Returns whether the downstream connection may carry
+// another request.
+template <class Down>
+asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstream& info,
+                                 WorkerContext& ctx) {
+    const Limits& limits = info.config->limits;
+    http::request_parser<http::buffer_body> req_p;
+    req_p.header_limit(limits.max_request_header_bytes);
+    req_p.body_limit(boost::none);  // bodies are streamed, never held whole
+
+    // Idle wait for the next request, then a deadline for the whole header.
+    if (dbuf.size() == 0) {
+        beast::get_lowest_layer(down).expires_after(limits.idle_timeout);
+        auto [wec] = co_await beast::get_lowest_layer(down).socket().async_wait(
+            tcp::socket::wait_read, use_nothrow);
+        if (wec) co_return false;
+    }
+    beast::get_lowest_layer(down).expires_after(limits.request_header_timeout);
+    auto [rec, nread] = co_await http::async_read_header(down, dbuf, req_p, use_nothrow);
+    if (rec) {
+        if (rec == http::error::end_of_stream || rec == asio::error::eof ||
+            rec == asio::error::connection_reset || rec == asio::ssl::error::stream_truncated) {
+            co_return false;
+        }
+        ProxyError e = ProxyError::bad_request;
+        if (rec == beast::error::timeout) {
+            if (nread == 0 && dbuf.size() == 0) co_return false;  // idle, nothing started
+            e = ProxyError::header_timeout;
+            ctx.stats.inc(Counter::downstream_rq_header_timeout);
+        } else if (rec == http::error::header_limit) {
+            e = ProxyError::headers_too_large;
+            ctx.stats.inc(Counter::downstream_rq_headers_too_large);
+        } else {
+            ctx.stats.inc(Counter::downstream_rq_bad_request);
+        }
+        ctx.stats.inc(Counter::downstream_rq_total);
+        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " refused request: " +
+                rec.message());
+        co_await send_error(down, e, 11, ctx.stats);
+        co_return false;
+    }
+    ctx.stats.inc(Counter::downstream_rq_total);
+    auto& req = req_p.get();
+    const unsigned down_version = req.version();
+    const bool down_keep_alive = req.keep_alive() && !ctx.draining.load(std::memory_order_relaxed);
+    const bool is_head = req.method() == http::verb::head;
+
+    // Where it goes.
+    UpstreamTarget target;
+    if (info.kind == ListenerKind::outbound_capture || info.kind == ListenerKind::outbound_explicit) {
+        RouteResult r = resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
+        if (!r.target) {
+            ProxyError e = r.error == RouteError::no_healthy_upstream ? ProxyError::no_healthy_upstream
+                                                                      : ProxyError::no_route;
+            // The body was not read: the connection cannot carry another request safely.
+            co_await send_error(down, e, down_version, ctx.stats);
+            co_return false;
+        }
+        target = std::move(*r.target);
+    } else {
+        target.cluster = "inbound|app";
+        target.address = info.config->app ? *info.config->app
+                                          : tcp::endpoint(asio::ip::address_v4::loopback(),
+                                                          info.original_dst ? info.original_dst->port() : 80);
+        // The caller's identity, proven by its certificate; whatever it claimed is dropped.
+        req.erase("x-forwarded-client-cert");
+        if (info.peer_identity && info.tls) {
+            req.set("x-forwarded-client-cert",
+                    "By=" + info.tls->id.str() + ";URI=" + *info.peer_identity);
+        }
+    }
+
+    bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
+    strip_hop_by_hop(req);
+    req.erase(http::field::expect);
+    req.version(11);
+    req.keep_alive(true);
+    const bool request_has_body = !req_p.is_done();
+
+    // A pooled connection first; a stale one (closed while idle) is retried once on a fresh one,
+    // which is safe only while nothing of the body has been consumed.
+    std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
+    if (conn) ctx.stats.inc(Counter::upstream_cx_pool_hit);
+    for (int attempt = 0;; ++attempt) {
+        if (!conn) {
+            conn = co_await connect_upstream(target, info, ctx);
+            if (!conn) {
+                co_await send_error(down, ProxyError::connect_failure, down_version, ctx.stats);
+                co_return false;
+            }
+        }
+        const bool reused = conn->requests > 0;
+        ctx.stats.inc(Counter::upstream_rq_total);
+        if (expect_continue && attempt == 0) {
+            // Envoy's default: answer 100-continue here rather than forward the expectation.
+            beast::get_lowest_layer(down).expires_after(std::chrono::seconds(10));
+            co_await asio::async_write(down, asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
+                                       use_nothrow);
+        }
+
+        http::serializer<true, http::buffer_body> req_sr{req};
+        RelayResult sent = co_await std::visit(
+            [&](auto& up) -> asio::awaitable<RelayResult> {
+                if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
+                    co_return RelayResult::write_failed;
+                } else {
+                    co_return co_await relay(down, dbuf, req_p, up, req_sr, limits.stream_idle_timeout);
+                }
+            },
+            conn->stream);
+        if (sent == RelayResult::read_failed) co_return false;  // the client went away
+        if (sent == RelayResult::write_failed) {
+            ctx.stats.inc(Counter::upstream_rq_reset);
+            if (reused && attempt == 0 && !request_has_body) {
+                conn.reset();
+                continue;
+            }
+            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats);
+            co_return false;
+        }
+        conn->requests++;
+
+        // The response: header first (skipping any 1xx the upstream sends anyway), then the body.
+        std::optional<http::response_parser<http::buffer_body>> res_opt;
+        auto fresh_parser = [&] {
+            res_opt.emplace();
+            res_opt->body_limit(boost::none);
+            res_opt->header_limit(limits.max_request_header_bytes);
+            if (is_head) res_opt->skip(true);
+        };
+        fresh_parser();
+        boost::system::error_code hec;
+        co_await std::visit(
+            [&](auto& up) -> asio::awaitable<void> {
+                if constexpr (!std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
+                    for (;;) {
+                        beast::get_lowest_layer(up).expires_after(limits.stream_idle_timeout);
+                        auto [ec, n] =
+                            co_await http::async_read_header(up, conn->buffer, *res_opt, use_nothrow);
+                        hec = ec;
+                        unsigned code = ec ? 0 : res_opt->get().result_int();
+                        if (ec || code >= 200 || code == 101) break;
+                        fresh_parser();  // an informational response: the real one follows
+                    }
+                }
+            },
+            conn->stream);
+        auto& res_p = *res_opt;
+        if (hec) {
+            ctx.stats.inc(Counter::upstream_rq_reset);
+            if (reused && attempt == 0 && !request_has_body &&
+                (hec == http::error::end_of_stream || hec == asio::error::eof ||
+                 hec == asio::error::connection_reset)) {
+                conn.reset();
+                continue;
+            }
+            ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
+                    " failed before the response header: " + hec.message());
+            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats);
+            co_return false;
+        }
+
+        auto& res = res_p.get();
+        const bool upstream_keep_alive = res.keep_alive();
+        const unsigned status = res.result_int();
+        strip_hop_by_hop(res);
+        res.version(down_version);
+        res.keep_alive(down_keep_alive);
+        http::serializer<false, http::buffer_body> res_sr{res};
+        RelayResult back = co_await std::visit(
+            [&](auto& up) -> asio::awaitable<RelayResult> {
+                if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
+                    co_return RelayResult::read_failed;
+                } else {
+                    co_return co_await relay(up, conn->buffer, res_p, down, res_sr, limits.stream_idle_timeout);
+                }
+            },
+            conn->stream);
+        count_status(ctx.stats, status);
+        if (back == RelayResult::read_failed) {
+            // The upstream died mid-body: the client cannot be told with a status any more, so
+            // its connection closes and it sees a truncated message, never a hang.
+            ctx.stats.inc(Counter::upstream_rq_reset);
+            count_flag(ctx.stats, "UC");
+            ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
+                    " closed mid-response (UC)");
+            co_return false;
+        }
+        if (back == RelayResult::write_failed) co_return false;
+        if (upstream_keep_alive && res_p.is_done()) ctx.pool.put(std::move(conn));
+        co_return down_keep_alive && req_p.is_done();
+    }
+}
+
+template <class Down>
+asio::awaitable<void> serve_http(Down& down, Downstream& info, WorkerContext& ctx) {
+    beast::flat_buffer dbuf;
+    while (co_await handle_one(down, dbuf, info, ctx)) {
+    }
+}
+
+// Both directions of a TCP connection, byte for byte, with half-closes passed on.
+asio::awaitable<void> copy_one_way(tcp::socket& from, tcp::socket& to, bool& activity) {
+    std::array<char, kRelayChunk> buf;
+    for (;;) {
+        activity = true;
+        auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), use_nothrow);
+        if (ec) break;
+        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), use_nothrow);
+        if (wec) break;
+    }
+    boost::system::error_code ignored;
+    to.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// Closes both sockets after a whole `idle` period without a byte either way.
+asio::awaitable<void> idle_watchdog(std::chrono::seconds idle, bool& activity, tcp::socket& a,
+                                    tcp::socket& b) {
+    asio::steady_timer timer(a.get_executor());
+    do {
+        activity = false;
+        timer.expires_after(idle);
+        co_await timer.async_wait(use_nothrow);
+    } while (activity);
+    boost::system::error_code ignored;
+    a.close(ignored);
+    b.close(ignored);
+}
+
+asio::awaitable<void> passthrough(tcp::socket down, const tcp::endpoint& dst, Downstream& info,
+                                  WorkerContext& ctx) {
+    ctx.stats.inc(Counter::downstream_cx_passthrough);
+    tcp::socket up(down.get_executor());
+    asio::steady_timer connect_deadline(down.get_executor());
+    connect_deadline.expires_after(info.config->limits.connect_timeout);
+    auto result = co_await (up.async_connect(dst, use_nothrow) || connect_deadline.async_wait(use_nothrow));
+    if (result.index() != 0 || std::get<0>(std::get<0>(result))) {
+        ctx.stats.inc(Counter::upstream_cx_connect_fail);
+        ctx.log("conn=" + std::to_string(info.id) + " passthrough to " + endpoint_text(dst) +
+                " failed to connect");
+        co_return;
+    }
+    bool activity = true;
+    co_await ((copy_one_way(down, up, activity) && copy_one_way(up, down, activity)) ||
+              idle_watchdog(info.config->limits.stream_idle_timeout, activity, down, up));
+}
+
+// Peeks at the first byte without consuming it: 0x16 starts a TLS handshake.
+asio::awaitable<int> peek_first_byte(tcp::socket& s, std::chrono::seconds timeout) {
+    asio::steady_timer t(s.get_executor());
+    t.expires_after(timeout);
+    auto r = co_await (s.async_wait(tcp::socket::wait_read, use_nothrow) || t.async_wait(use_nothrow));
+    if (r.index() != 0) co_return -1;
+    unsigned char b = 0;
+    ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK);
+    co_return n == 1 ? b : -1;
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, WorkerContext& ctx) {
+    Downstream info;
+    info.id = ctx.next_connection_id++;
+    info.kind = kind;
+    info.config = ctx.config.current();
+    boost::system::error_code ec;
+    tcp::endpoint remote = socket.remote_endpoint(ec);
+    info.remote = ec ? "unknown" : endpoint_text(remote);
+    socket.set_option(tcp::no_delay(true), ec);
+    ctx.stats.inc(Counter::downstream_cx_total);
+    ctx.stats.inc(Counter::downstream_cx_active);
+    struct ActiveGuard {
+        WorkerStats& s;
+        ~ActiveGuard() { s.dec(Counter::downstream_cx_active); }
+    } guard{ctx.stats};
+
+    if (kind == ListenerKind::outbound_capture || kind == ListenerKind::inbound_capture) {
+        info.original_dst = original_destination(socket.native_handle());
+        tcp::endpoint local = socket.local_endpoint(ec);
+        if (!info.original_dst || *info.original_dst == local) {
+            // Dialled directly, not redirected: forwarding it would loop back here.
+            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
+                    " was not redirected by iptables; closing");
+            co_return;
+        }
+    }
+
+    if (kind == ListenerKind::outbound_capture || kind == ListenerKind::outbound_explicit) {
+        if (kind == ListenerKind::outbound_capture && !is_mesh_destination(*info.config, *info.original_dst)) {
+            co_await passthrough(std::move(socket), *info.original_dst, info, ctx);
+            co_return;
+        }
+        PlainStream down(std::move(socket));
+        co_await serve_http(down, info, ctx);
+        boost::system::error_code ignored;
+        down.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        co_return;
+    }
+
+    // Inbound: mTLS, or plaintext when PERMISSIVE.
+    int first = co_await peek_first_byte(socket, info.config->limits.request_header_timeout);
+    if (first < 0) co_return;
+    if (first != 0x16) {
+        if (info.config->inbound_mode == MtlsMode::strict || kind == ListenerKind::inbound_explicit) {
+            ctx.stats.inc(Counter::downstream_cx_refused_plaintext);
+            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
+                    " refused: plaintext under STRICT mTLS");
+            co_return;
+        }
+        PlainStream down(std::move(socket));
+        co_await serve_http(down, info, ctx);
+        co_return;
+    }
+    info.tls = ctx.tls.current();
+    if (!info.tls) {
+        ctx.stats.tls_failure("no_certificate_yet");
+        co_return;  // until the proxy has its certificate, every handshake is refused
+    }
+    TlsStream down(PlainStream(std::move(socket)), *info.tls->server);
+    beast::get_lowest_layer(down).expires_after(info.config->limits.tls_handshake_timeout);
+    auto [hec] = co_await down.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+    if (hec) {
+        certs::error_code why = last_verify_error();
+        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
+        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TLS handshake refused: " +
+                (why ? why.message() : hec.message()));
+        co_return;
+    }
+    ctx.stats.inc(Counter::tls_handshake_ok);
+    info.peer_identity = peer_spiffe_id(down.native_handle());
+    co_await serve_http(down, info, ctx);
+    beast::get_lowest_layer(down).expires_after(std::chrono::seconds(2));
+    co_await down.async_shutdown(use_nothrow);
+}
+
+}  // namespace remora::proxy

@@ -1,0 +1,388 @@
+// remora-proxy: the sidecar. Outbound capture on 15001, inbound on 15006, admin on 127.0.0.1:15000,
+// health on 15021; or explicit listeners for running on loopback without iptables.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <random>
+
+#include "common/args.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "proxy/identity/identity_agent.h"
+#include "proxy/server/workers.h"
+
+namespace {
+
+using namespace remora;
+using namespace remora::proxy;
+using common::Args;
+using common::UsageError;
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+constexpr const char* kUsage = R"(usage: remora-proxy [flags]
+
+The Remora sidecar proxy.
+
+Identity (one of):
+  --control HOST:PORT --token-file F   obtain the SVID from remora-control, renew at half-life
+      [--namespace NS --service-account SA] [--cert-ttl 24h]
+  --cert-chain F --key F               static SVID from files
+  --trust-bundle F                     roots to verify peers (and the CA) against (required)
+  --trust-domain TD                    default cluster.local
+
+Traffic:
+  --registry FILE          Istio ServiceEntry/WorkloadEntry YAML: the mesh's services
+  --outbound ADDR:PORT     captured outbound listener (default 0.0.0.0:15001; "off" disables)
+  --inbound ADDR:PORT      captured inbound listener (default 0.0.0.0:15006; "off" disables)
+  --mtls-mode MODE         inbound STRICT (default) or PERMISSIVE
+  --listen-outbound ADDR:PORT --upstream HOST:PORT [--upstream-identity SPIFFE-ID]
+                           explicit outbound listener: plaintext HTTP in, mTLS to --upstream
+  --listen-inbound ADDR:PORT --app HOST:PORT
+                           explicit inbound listener: mTLS in, plaintext to --app
+  (explicit listeners turn the capture listeners off unless --outbound/--inbound are given)
+
+Operation:
+  --admin ADDR:PORT        admin (default 127.0.0.1:15000)
+  --health ADDR:PORT       readiness (default 0.0.0.0:15021)
+  --concurrency N          worker threads (default 2)
+  --drain-duration D       how long SIGTERM waits for in-flight work (default 5s)
+  --request-header-timeout D  a client must send a whole request header within D (default 10s)
+  --idle-timeout D         keep-alive idle timeout (default 60s)
+  --connect-timeout D      upstream connect and TLS handshake timeout (default 10s)
+)";
+
+tcp::endpoint resolve_host_port(const std::string& flag, const std::string& text) {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos) throw UsageError("--" + flag + " \"" + text + "\": expected HOST:PORT");
+    std::string host = text.substr(0, colon);
+    if (host == "localhost") host = "127.0.0.1";
+    return common::parse_endpoint(flag, host + text.substr(colon));
+}
+
+struct Proxy {
+    asio::io_context io{1};
+    TlsStore tls;
+    ConfigStore config;
+    std::atomic<bool> draining{false};
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<ListenerSpec> listeners;
+    std::unique_ptr<IdentityAgent> identity;
+    std::unique_ptr<common::HttpServer> admin, health;
+    std::chrono::seconds drain_duration{5};
+    asio::steady_timer drain_timer{io};
+    bool exiting = false;
+
+    bool ready() const { return tls.current() && config.current(); }
+
+    std::vector<const WorkerStats*> stats() const {
+        std::vector<const WorkerStats*> out;
+        for (const auto& w : workers) out.push_back(&w->stats());
+        return out;
+    }
+
+    uint64_t active() const {
+        uint64_t n = 0;
+        for (const auto& w : workers) n += w->active_connections();
+        return n;
+    }
+
+    void start_drain(bool then_exit) {
+        exiting = exiting || then_exit;
+        if (!draining.exchange(true)) {
+            common::log_line("remora-proxy", "draining: no new connections; finishing in-flight work");
+            for (auto& w : workers) w->stop_accepting();
+        }
+        if (exiting) wait_then_exit(std::chrono::steady_clock::now() + drain_duration);
+    }
+
+    void wait_then_exit(std::chrono::steady_clock::time_point deadline) {
+        drain_timer.expires_after(std::chrono::milliseconds(100));
+        drain_timer.async_wait([this, deadline](boost::system::error_code ec) {
+            if (ec) return;
+            if (active() > 0 && std::chrono::steady_clock::now() < deadline) {
+                wait_then_exit(deadline);
+                return;
+            }
+            common::log_line("remora-proxy", "exiting with " + std::to_string(active()) +
+                                                 " connection(s) still open");
+            for (auto& w : workers) w->stop();
+            if (identity) identity->stop();
+            if (admin) admin->stop();
+            if (health) health->stop();
+            io.stop();
+        });
+    }
+
+    json::object certs_json() const {
+        json::object o;
+        auto snap = tls.current();
+        if (!snap) {
+            o["identity"] = nullptr;
+            o["state"] = "waiting for the first certificate";
+            return o;
+        }
+        auto cert = [](const certs::Certificate& c) {
+            json::object x;
+            x["serial"] = c.serial_hex();
+            x["subject"] = c.subject();
+            x["not_before"] = certs::format_time(c.not_before());
+            x["not_after"] = certs::format_time(c.not_after());
+            json::array uris;
+            for (auto& u : c.uri_sans()) uris.emplace_back(u);
+            x["uri_sans"] = std::move(uris);
+            return x;
+        };
+        o["identity"] = snap->id.str();
+        o["serial"] = snap->leaf().serial_hex();
+        o["not_before"] = certs::format_time(snap->leaf().not_before());
+        o["not_after"] = certs::format_time(snap->leaf().not_after());
+        json::array chain, roots;
+        for (auto& c : snap->chain) chain.push_back(cert(c));
+        for (auto& c : snap->bundle.roots()) roots.push_back(cert(c));
+        o["cert_chain"] = std::move(chain);
+        o["trust_bundle"] = std::move(roots);
+        return o;
+    }
+
+    json::object config_json() const {
+        json::object o;
+        auto cfg = config.current();
+        o["namespace"] = cfg->ns;
+        o["trust_domain"] = cfg->trust_domain;
+        o["inbound_mtls_mode"] = cfg->inbound_mode == MtlsMode::strict ? "STRICT" : "PERMISSIVE";
+        o["concurrency"] = workers.size();
+        json::array ls;
+        for (const ListenerSpec& l : listeners) {
+            ls.push_back(json::object{{"name", listener_name(l.kind)},
+                                      {"address", common::format_endpoint(l.address)}});
+        }
+        o["listeners"] = std::move(ls);
+        if (cfg->upstream) {
+            o["upstream"] = json::object{
+                {"address", common::format_endpoint(cfg->upstream->address)},
+                {"mtls", cfg->upstream->mtls},
+                {"expected_identity", cfg->upstream->expected_identity
+                                          ? json::value(*cfg->upstream->expected_identity)
+                                          : json::value(nullptr)}};
+        }
+        if (cfg->app) o["app"] = common::format_endpoint(*cfg->app);
+        json::array services;
+        if (cfg->registry) {
+            for (const Service& s : cfg->registry->services()) {
+                json::object j;
+                j["name"] = s.name;
+                j["namespace"] = s.ns;
+                json::array hosts, addrs, ports, eps;
+                for (auto& h : s.hosts) hosts.emplace_back(h);
+                for (auto& a : s.addresses) addrs.emplace_back(a.to_string());
+                for (auto& p : s.ports) {
+                    ports.push_back(json::object{{"number", p.number}, {"name", p.name}, {"protocol", p.protocol}});
+                }
+                for (auto& e : s.endpoints) {
+                    auto id = e.spiffe_id(cfg->trust_domain);
+                    eps.push_back(json::object{{"address", e.address.to_string()},
+                                               {"in_mesh", e.in_mesh()},
+                                               {"identity", id ? json::value(*id) : json::value(nullptr)}});
+                }
+                j["hosts"] = std::move(hosts);
+                j["addresses"] = std::move(addrs);
+                j["ports"] = std::move(ports);
+                j["endpoints"] = std::move(eps);
+                services.push_back(std::move(j));
+            }
+        }
+        o["services"] = std::move(services);
+        const Limits& l = cfg->limits;
+        o["limits"] = json::object{{"max_request_header_bytes", l.max_request_header_bytes},
+                                   {"request_header_timeout_s", l.request_header_timeout.count()},
+                                   {"idle_timeout_s", l.idle_timeout.count()},
+                                   {"connect_timeout_s", l.connect_timeout.count()},
+                                   {"stream_idle_timeout_s", l.stream_idle_timeout.count()}};
+        return o;
+    }
+
+    common::HttpResponse admin_handler(const common::HttpRequest& req) {
+        std::string_view target = req.target();
+        std::string_view path = target.substr(0, target.find('?'));
+        auto text = [&](unsigned status, std::string body) {
+            auto res = common::json_response(status, std::move(body), req.version());
+            res.set(http::field::content_type, "text/plain");
+            return res;
+        };
+        if (path == "/ready") return ready() ? text(200, "LIVE\n") : text(503, "PRE_INITIALIZING\n");
+        if (path == "/stats") {
+            bool as_json = target.find("format=json") != std::string_view::npos;
+            auto res = text(200, render_stats(stats(), as_json));
+            if (as_json) res.set(http::field::content_type, "application/json");
+            return res;
+        }
+        if (path == "/certs") return common::json_response(200, json::serialize(certs_json()), req.version());
+        if (path == "/config_dump") {
+            return common::json_response(200, json::serialize(config_json()), req.version());
+        }
+        if (path == "/drain" || path == "/quitquitquit") {
+            if (req.method() != http::verb::post) return text(405, "use POST\n");
+            bool quit = path == "/quitquitquit";
+            asio::post(io, [this, quit] { start_drain(quit); });
+            return text(200, "OK\n");
+        }
+        return text(404, "admin: /ready /stats /certs /config_dump /drain /quitquitquit\n");
+    }
+};
+
+int run(const std::vector<std::string>& argv) {
+    Args args(argv,
+              {"control", "token-file", "namespace", "service-account", "cert-ttl", "cert-chain", "key",
+               "trust-bundle", "trust-domain", "registry", "outbound", "inbound", "mtls-mode",
+               "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
+               "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
+               "connect-timeout"},
+              {"help"});
+    if (args.has("help")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional().front());
+
+    auto cfg = std::make_shared<ProxyConfig>();
+    cfg->trust_domain = args.get_or("trust-domain", "cluster.local");
+    cfg->ns = args.get_or("namespace", "default");
+    std::string mode = args.get_or("mtls-mode", "STRICT");
+    for (char& c : mode) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (mode == "STRICT") cfg->inbound_mode = MtlsMode::strict;
+    else if (mode == "PERMISSIVE") cfg->inbound_mode = MtlsMode::permissive;
+    else throw UsageError("--mtls-mode \"" + mode + "\": STRICT or PERMISSIVE");
+
+    IdentityOptions id;
+    id.trust_bundle_file = args.require("trust-bundle");
+    id.trust_domain = cfg->trust_domain;
+    if (args.has("control")) {
+        if (args.has("cert-chain") || args.has("key")) throw UsageError("--control and --cert-chain/--key exclude each other");
+        std::string control = args.require("control");
+        size_t colon = control.rfind(':');
+        if (colon == std::string::npos) throw UsageError("--control \"" + control + "\": expected HOST:PORT");
+        id.control_host = control.substr(0, colon);
+        id.control_port = control.substr(colon + 1);
+        id.token_file = args.require("token-file");
+        id.expected_ns = args.get_or("namespace", "");
+        id.expected_sa = args.get_or("service-account", "");
+        if (auto t = args.get("cert-ttl")) id.ttl = std::chrono::seconds(common::parse_duration_seconds("cert-ttl", *t));
+    } else {
+        id.cert_chain_file = args.require("cert-chain");
+        id.key_file = args.require("key");
+    }
+
+    std::vector<ListenerSpec> listeners;
+    bool explicit_mode = args.has("listen-outbound") || args.has("listen-inbound");
+    auto capture = [&](const char* flag, const char* fallback, ListenerKind kind) {
+        std::string v = args.get_or(flag, explicit_mode ? "off" : fallback);
+        if (v != "off") listeners.push_back({kind, common::parse_endpoint(flag, v)});
+    };
+    capture("outbound", "0.0.0.0:15001", ListenerKind::outbound_capture);
+    capture("inbound", "0.0.0.0:15006", ListenerKind::inbound_capture);
+    if (auto l = args.get("listen-outbound")) {
+        listeners.push_back({ListenerKind::outbound_explicit, common::parse_endpoint("listen-outbound", *l)});
+        UpstreamTarget t;
+        t.cluster = "explicit-upstream";
+        t.address = resolve_host_port("upstream", args.require("upstream"));
+        t.mtls = true;
+        if (auto want = args.get("upstream-identity")) {
+            if (!certs::SpiffeId::parse(*want)) throw UsageError("--upstream-identity \"" + *want + "\" is not a SPIFFE ID");
+            t.expected_identity = *want;
+        }
+        cfg->upstream = t;
+    }
+    if (auto l = args.get("listen-inbound")) {
+        listeners.push_back({ListenerKind::inbound_explicit, common::parse_endpoint("listen-inbound", *l)});
+        cfg->app = resolve_host_port("app", args.require("app"));
+    }
+    if (listeners.empty()) throw UsageError("no listener: every listener is off");
+    auto secs = [&](const char* flag, std::chrono::seconds fallback) {
+        auto v = args.get(flag);
+        return v ? std::chrono::seconds(common::parse_duration_seconds(flag, *v)) : fallback;
+    };
+    cfg->limits.request_header_timeout = secs("request-header-timeout", cfg->limits.request_header_timeout);
+    cfg->limits.idle_timeout = secs("idle-timeout", cfg->limits.idle_timeout);
+    cfg->limits.connect_timeout = secs("connect-timeout", cfg->limits.connect_timeout);
+    cfg->limits.tls_handshake_timeout = cfg->limits.connect_timeout;
+    if (auto r = args.get("registry")) {
+        cfg->registry = std::make_shared<const Registry>(Registry::load_file(*r));
+        for (const std::string& note : cfg->registry->notes()) common::log_line("remora-proxy", *r + ": " + note);
+    }
+
+    std::string conc = args.get_or("concurrency", "2");
+    int concurrency = 0;
+    try {
+        concurrency = std::stoi(conc);
+    } catch (...) {
+    }
+    if (concurrency < 1 || concurrency > 64 || std::to_string(concurrency) != conc) {
+        throw UsageError("--concurrency \"" + conc + "\": a number from 1 to 64");
+    }
+
+    Proxy proxy;
+    proxy.drain_duration = std::chrono::seconds(common::parse_duration_seconds("drain-duration", args.get_or("drain-duration", "5s")));
+    proxy.listeners = listeners;
+    proxy.config.publish(cfg);
+    auto log = [](const std::string& m) { common::log_line("remora-proxy", m); };
+    for (int i = 0; i < concurrency; ++i) {
+        proxy.workers.push_back(std::make_unique<Worker>(proxy.tls, proxy.config, proxy.draining, log));
+        proxy.workers.back()->bind(listeners);
+    }
+    proxy.admin = std::make_unique<common::HttpServer>(
+        proxy.io, common::parse_endpoint("admin", args.get_or("admin", "127.0.0.1:15000")),
+        [&proxy](const common::HttpRequest& r, const common::PeerInfo&) { return proxy.admin_handler(r); },
+        nullptr, common::HttpLimits{}, log);
+    proxy.health = std::make_unique<common::HttpServer>(
+        proxy.io, common::parse_endpoint("health", args.get_or("health", "0.0.0.0:15021")),
+        [&proxy](const common::HttpRequest& r, const common::PeerInfo&) {
+            if (r.target() != "/healthz/ready") return common::json_response(404, R"({"error":"try /healthz/ready"})", r.version());
+            bool ok = proxy.ready() && !proxy.draining.load();
+            return common::json_response(ok ? 200 : 503, ok ? R"({"status":"ready"})" : R"({"status":"not ready"})", r.version());
+        },
+        nullptr, common::HttpLimits{}, log);
+
+    proxy.identity = std::make_unique<IdentityAgent>(id, proxy.tls, [] { return std::chrono::system_clock::now(); },
+                                                     log, std::random_device{}());
+    proxy.identity->start();
+    for (auto& w : proxy.workers) w->start();
+    proxy.admin->start();
+    proxy.health->start();
+    std::string ls;
+    for (const ListenerSpec& l : listeners) ls += std::string(" ") + listener_name(l.kind) + "=" + common::format_endpoint(l.address);
+    common::log_line("remora-proxy", "started: concurrency=" + std::to_string(concurrency) + ls +
+                                         " admin=" + common::format_endpoint(proxy.admin->local_endpoint()) +
+                                         " health=" + common::format_endpoint(proxy.health->local_endpoint()));
+
+    asio::signal_set signals(proxy.io, SIGINT, SIGTERM);
+    signals.async_wait([&proxy](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        common::log_line("remora-proxy", "signal " + std::to_string(sig));
+        proxy.start_drain(true);
+    });
+    proxy.io.run();
+    for (auto& w : proxy.workers) w->join();
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        return run(std::vector<std::string>(argv + 1, argv + argc));
+    } catch (const UsageError& e) {
+        std::cerr << "remora-proxy: " << e.what() << "\n(see remora-proxy --help)\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "remora-proxy: " << e.what() << "\n";
+        return 1;
+    }
+}

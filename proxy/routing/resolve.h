@@ -1,0 +1,35 @@
+// Outbound routing for now: from a request's Host (and the connection's original destination) to
+// a service, and from the service to one endpoint, round robin. VirtualService routing replaces the
+// first step later; the result stays an UpstreamTarget.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "proxy/config.h"
+
+namespace remora::proxy {
+
+enum class RouteError { none, no_route, no_healthy_upstream };
+
+struct RouteResult {
+    std::optional<UpstreamTarget> target;
+    RouteError error = RouteError::none;
+};
+
+// Per-worker round-robin positions, by cluster name.
+using RoundRobin = std::unordered_map<std::string, size_t>;
+
+// Is this original destination a mesh service (VIP:port or endpoint:port)? Otherwise the
+// connection passes through untouched, as Istio's PassthroughCluster.
+bool is_mesh_destination(const ProxyConfig& config, const boost::asio::ip::tcp::endpoint& dst);
+
+RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
+                             const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
+                             RoundRobin& rr);
+
+}  // namespace remora::proxy

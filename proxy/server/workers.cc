@@ -1,0 +1,94 @@
+// Worker threads and their accept loops.
+#include "proxy/server/workers.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace remora::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+const char* listener_name(ListenerKind kind) {
+    switch (kind) {
+        case ListenerKind::outbound_capture: return "outbound";
+        case ListenerKind::inbound_capture: return "inbound";
+        case ListenerKind::outbound_explicit: return "outbound-explicit";
+        case ListenerKind::inbound_explicit: return "inbound-explicit";
+    }
+    return "?";
+}
+
+namespace {
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind, WorkerContext& ctx) {
+    constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+    for (;;) {
+        auto [ec, sock] = co_await acceptor.async_accept(use_nothrow);
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+        if (ec) {
+            // EMFILE and friends: pause so a full descriptor table does not spin the worker.
+            ctx.log(std::string("accept on ") + listener_name(kind) + " failed: " + ec.message());
+            asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+            co_await t.async_wait(use_nothrow);
+            continue;
+        }
+        asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(sock), kind, ctx),
+                       asio::detached);
+    }
+}
+
+}  // namespace
+
+Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
+               LogFn log)
+    : ctx_{tls, config, stats_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, 1} {}
+
+void Worker::bind(const std::vector<ListenerSpec>& listeners) {
+    for (const ListenerSpec& l : listeners) {
+        auto acc = std::make_unique<tcp::acceptor>(io_);
+        boost::system::error_code ec;
+        acc->open(l.address.protocol(), ec);
+        if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec) acc->set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
+        if (!ec) acc->bind(l.address, ec);
+        if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            throw std::runtime_error(std::string(listener_name(l.kind)) + " listener " +
+                                     l.address.address().to_string() + ":" +
+                                     std::to_string(l.address.port()) + ": " + ec.message());
+        }
+        acceptors_.emplace_back(l.kind, std::move(acc));
+    }
+}
+
+void Worker::start() {
+    for (auto& [kind, acc] : acceptors_) {
+        asio::co_spawn(io_, accept_loop(*acc, kind, ctx_), asio::detached);
+    }
+    thread_ = std::thread([this] { io_.run(); });
+}
+
+void Worker::stop_accepting() {
+    asio::post(io_, [this] {
+        for (auto& [kind, acc] : acceptors_) {
+            boost::system::error_code ec;
+            acc->close(ec);
+        }
+    });
+}
+
+void Worker::stop() {
+    asio::post(io_, [this] { ctx_.pool.clear(); });
+    io_.stop();
+}
+
+void Worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace remora::proxy

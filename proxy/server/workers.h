@@ -1,0 +1,46 @@
+// The worker threads: each has its own io_context, its own SO_REUSEPORT listeners, upstream pool
+// and counters, so the request path takes no lock.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "proxy/http1/session.h"
+
+namespace remora::proxy {
+
+struct ListenerSpec {
+    ListenerKind kind;
+    boost::asio::ip::tcp::endpoint address;
+};
+
+const char* listener_name(ListenerKind kind);
+
+class Worker {
+public:
+    Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
+           LogFn log);
+    // Binds every listener (SO_REUSEPORT, so each worker has its own); throws naming the address.
+    void bind(const std::vector<ListenerSpec>& listeners);
+    void start();
+    // Stop accepting; live connections finish (they see `draining` and close after a response).
+    void stop_accepting();
+    void stop();
+    void join();
+    const WorkerStats& stats() const { return stats_; }
+    uint64_t active_connections() const { return stats_.get(Counter::downstream_cx_active); }
+
+private:
+    boost::asio::io_context io_{1};
+    WorkerStats stats_;
+    WorkerContext ctx_;
+    std::vector<std::pair<ListenerKind, std::unique_ptr<boost::asio::ip::tcp::acceptor>>> acceptors_;
+    std::thread thread_;
+};
+
+}  // namespace remora::proxy

@@ -1,0 +1,67 @@
+// Counter names and the merged rendering for /stats.
+#include "proxy/stats/stats.h"
+
+#include <sstream>
+
+namespace remora::proxy {
+
+const char* counter_name(Counter c) {
+    static constexpr const char* kNames[] = {
+        "downstream_cx_total",         "downstream_cx_active",
+        "downstream_cx_passthrough",   "downstream_cx_refused_plaintext",
+        "downstream_rq_total",         "downstream_rq_2xx",
+        "downstream_rq_3xx",           "downstream_rq_4xx",
+        "downstream_rq_5xx",           "downstream_rq_bad_request",
+        "downstream_rq_headers_too_large", "downstream_rq_header_timeout",
+        "upstream_cx_total",           "upstream_cx_connect_fail",
+        "upstream_cx_pool_hit",        "upstream_rq_total",
+        "upstream_rq_reset",           "tls_handshake_ok",
+        "tls_handshake_fail",          "rq_flag_NR",
+        "rq_flag_UH",                  "rq_flag_UF",
+        "rq_flag_UC",
+    };
+    static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
+    return kNames[static_cast<size_t>(c)];
+}
+
+void WorkerStats::tls_failure(std::string_view reason) {
+    inc(Counter::tls_handshake_fail);
+    std::lock_guard lock(failures_mu_);
+    auto it = failures_.find(reason);
+    if (it == failures_.end()) it = failures_.emplace(std::string(reason), 0).first;
+    ++it->second;
+}
+
+std::map<std::string, uint64_t> WorkerStats::tls_failures() const {
+    std::lock_guard lock(failures_mu_);
+    return {failures_.begin(), failures_.end()};
+}
+
+std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json) {
+    std::map<std::string, uint64_t> total;
+    for (size_t i = 0; i < static_cast<size_t>(Counter::kCount); ++i) {
+        uint64_t sum = 0;
+        for (const WorkerStats* w : workers) sum += w->get(static_cast<Counter>(i));
+        total[std::string("remora.") + counter_name(static_cast<Counter>(i))] = sum;
+    }
+    for (const WorkerStats* w : workers) {
+        for (const auto& [reason, n] : w->tls_failures()) {
+            total["remora.tls_handshake_fail." + reason] += n;
+        }
+    }
+    std::ostringstream out;
+    if (json) {
+        out << "{";
+        bool first = true;
+        for (const auto& [name, n] : total) {
+            out << (first ? "" : ",") << "\"" << name << "\":" << n;
+            first = false;
+        }
+        out << "}";
+    } else {
+        for (const auto& [name, n] : total) out << name << ": " << n << "\n";
+    }
+    return out.str();
+}
+
+}  // namespace remora::proxy

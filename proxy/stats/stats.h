@@ -1,0 +1,68 @@
+// Per-worker counters: each worker writes only its own (relaxed atomics, no lock, no contention);
+// the admin port sums all workers when scraped.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace remora::proxy {
+
+enum class Counter : size_t {
+    downstream_cx_total,
+    downstream_cx_active,
+    downstream_cx_passthrough,
+    downstream_cx_refused_plaintext,
+    downstream_rq_total,
+    downstream_rq_2xx,
+    downstream_rq_3xx,
+    downstream_rq_4xx,
+    downstream_rq_5xx,
+    downstream_rq_bad_request,
+    downstream_rq_headers_too_large,
+    downstream_rq_header_timeout,
+    upstream_cx_total,
+    upstream_cx_connect_fail,
+    upstream_cx_pool_hit,
+    upstream_rq_total,
+    upstream_rq_reset,
+    tls_handshake_ok,
+    tls_handshake_fail,
+    rq_flag_nr,
+    rq_flag_uh,
+    rq_flag_uf,
+    rq_flag_uc,
+    kCount
+};
+
+const char* counter_name(Counter c);
+
+class WorkerStats {
+public:
+    void inc(Counter c, int64_t n = 1) {
+        counters_[static_cast<size_t>(c)].fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    }
+    void dec(Counter c) { counters_[static_cast<size_t>(c)].fetch_sub(1, std::memory_order_relaxed); }
+    uint64_t get(Counter c) const {
+        return counters_[static_cast<size_t>(c)].load(std::memory_order_relaxed);
+    }
+    // TLS handshake failures by reason token ("untrusted_chain", "no_certificate", ...). Failures
+    // are rare, so a small locked map is fine here.
+    void tls_failure(std::string_view reason);
+    std::map<std::string, uint64_t> tls_failures() const;
+
+private:
+    std::array<std::atomic<uint64_t>, static_cast<size_t>(Counter::kCount)> counters_{};
+    mutable std::mutex failures_mu_;
+    std::map<std::string, uint64_t, std::less<>> failures_;
+};
+
+// Sum over workers, as "name: value" lines (Envoy's /stats text) or JSON.
+std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json);
+
+}  // namespace remora::proxy

@@ -1,0 +1,56 @@
+// Upstream connections and the per-worker pool of idle, kept-alive ones (no locks: a pool belongs
+// to one worker thread).
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "proxy/tls/tls_store.h"
+
+namespace remora::proxy {
+
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+// Where a request goes: one endpoint of a cluster.
+struct UpstreamTarget {
+    std::string cluster;                          // for logs and /config_dump
+    boost::asio::ip::tcp::endpoint address;
+    bool mtls = false;
+    std::optional<std::string> expected_identity;  // the peer's SPIFFE ID must equal this
+
+    std::string pool_key() const;
+};
+
+struct UpstreamConn {
+    std::variant<std::monostate, PlainStream, TlsStream> stream;
+    boost::beast::flat_buffer buffer;
+    std::string key;
+    std::shared_ptr<const TlsSnapshot> tls;  // keeps the context this connection was made with
+    uint64_t requests = 0;
+};
+
+class UpstreamPool {
+public:
+    explicit UpstreamPool(size_t max_idle_per_key = 64) : max_idle_(max_idle_per_key) {}
+    // An idle connection for `key` that the peer has not closed, or null.
+    std::unique_ptr<UpstreamConn> take(const std::string& key);
+    void put(std::unique_ptr<UpstreamConn> conn);
+    size_t idle() const;
+    void clear() { idle_.clear(); }
+
+private:
+    size_t max_idle_;
+    std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
+};
+
+}  // namespace remora::proxy

@@ -1,0 +1,136 @@
+// Proxy building blocks: error mapping, counters, renewal timing, outbound resolution.
+#include <doctest/doctest.h>
+
+#include "proxy/http1/errors.h"
+#include "proxy/identity/identity_agent.h"
+#include "proxy/routing/resolve.h"
+#include "proxy/stats/stats.h"
+
+using namespace remora::proxy;
+using std::chrono::hours;
+
+TEST_CASE("proxy-made errors map to Envoy's statuses and response flags") {
+    CHECK(reply_for(ProxyError::no_route).status == 404);
+    CHECK(reply_for(ProxyError::no_route).flag == "NR");
+    CHECK(reply_for(ProxyError::no_healthy_upstream).status == 503);
+    CHECK(reply_for(ProxyError::no_healthy_upstream).flag == "UH");
+    CHECK(reply_for(ProxyError::connect_failure).status == 503);
+    CHECK(reply_for(ProxyError::connect_failure).flag == "UF");
+    CHECK(reply_for(ProxyError::upstream_reset).status == 502);
+    CHECK(reply_for(ProxyError::upstream_reset).flag == "UC");
+    CHECK(reply_for(ProxyError::bad_request).status == 400);
+    CHECK(reply_for(ProxyError::headers_too_large).status == 431);
+    CHECK(reply_for(ProxyError::header_timeout).status == 408);
+}
+
+TEST_CASE("per-worker counters sum when rendered") {
+    WorkerStats a, b;
+    a.inc(Counter::downstream_rq_total, 3);
+    b.inc(Counter::downstream_rq_total, 4);
+    a.tls_failure("untrusted_chain");
+    b.tls_failure("untrusted_chain");
+    b.tls_failure("no_certificate");
+    std::string text = render_stats({&a, &b}, false);
+    CHECK(text.find("remora.downstream_rq_total: 7\n") != std::string::npos);
+    CHECK(text.find("remora.tls_handshake_fail: 3\n") != std::string::npos);
+    CHECK(text.find("remora.tls_handshake_fail.untrusted_chain: 2\n") != std::string::npos);
+    CHECK(text.find("remora.tls_handshake_fail.no_certificate: 1\n") != std::string::npos);
+    std::string json = render_stats({&a, &b}, true);
+    CHECK(json.find("\"remora.downstream_rq_total\":7") != std::string::npos);
+}
+
+TEST_CASE("renewal is due at half-life, within 1% jitter") {
+    auto nb = std::chrono::system_clock::from_time_t(1767225600);
+    auto na = nb + hours(24);
+    CHECK(IdentityAgent::renewal_time(nb, na, 0.5) == nb + hours(12));
+    auto early = IdentityAgent::renewal_time(nb, na, 0.0);
+    auto late = IdentityAgent::renewal_time(nb, na, 1.0);
+    CHECK(early < nb + hours(12));
+    CHECK(late > nb + hours(12));
+    CHECK(nb + hours(12) - early <= std::chrono::minutes(15));  // 1% of 24 h is 14.4 min
+    CHECK(late - (nb + hours(12)) <= std::chrono::minutes(15));
+}
+
+namespace {
+
+const char* kRegistry = R"(
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: hello, namespace: default}
+spec:
+  hosts: [hello.default.svc.cluster.local]
+  addresses: [198.19.0.10]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: hello}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: hello-1, namespace: default}
+spec:
+  address: 198.18.1.2
+  labels: {app: hello, security.istio.io/tlsMode: istio}
+  serviceAccount: hello
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: hello-2, namespace: default}
+spec:
+  address: 198.18.1.3
+  labels: {app: hello}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: empty, namespace: default}
+spec:
+  hosts: [empty.default.svc.cluster.local]
+  addresses: [198.19.0.11]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: nobody}}
+)";
+
+ProxyConfig config_with_registry() {
+    ProxyConfig c;
+    c.registry = std::make_shared<const Registry>(Registry::parse(kRegistry, "mem.yaml"));
+    return c;
+}
+
+boost::asio::ip::tcp::endpoint ep(const char* ip, unsigned short port) {
+    return {boost::asio::ip::make_address(ip), port};
+}
+
+}  // namespace
+
+TEST_CASE("outbound resolution: host, original destination, round robin, identity") {
+    ProxyConfig c = config_with_registry();
+    RoundRobin rr;
+    RouteResult first = resolve_outbound(c, "hello:8080", ep("198.19.0.10", 8080), rr);
+    REQUIRE(first.target);
+    RouteResult second = resolve_outbound(c, "hello", ep("198.19.0.10", 8080), rr);
+    REQUIRE(second.target);
+    CHECK(first.target->address != second.target->address);
+    CHECK(first.target->address.port() == 8080);
+    // hello-1 runs a sidecar with a known service account; hello-2 has no tlsMode label.
+    const UpstreamTarget& meshed = first.target->mtls ? *first.target : *second.target;
+    const UpstreamTarget& plain = first.target->mtls ? *second.target : *first.target;
+    CHECK(meshed.expected_identity == "spiffe://cluster.local/ns/default/sa/hello");
+    CHECK_FALSE(plain.mtls);
+    CHECK(first.target->cluster == "outbound|8080||hello.default.svc.cluster.local");
+
+    // An unknown Host still routes by where the app connected.
+    CHECK(resolve_outbound(c, "unknown.example", ep("198.19.0.10", 8080), rr).target);
+    CHECK(resolve_outbound(c, "unknown.example", ep("203.0.113.1", 80), rr).error == RouteError::no_route);
+    CHECK(resolve_outbound(c, "empty", ep("198.19.0.11", 80), rr).error ==
+          RouteError::no_healthy_upstream);
+}
+
+TEST_CASE("only mesh services are proxied; everything else passes through") {
+    ProxyConfig c = config_with_registry();
+    CHECK(is_mesh_destination(c, ep("198.19.0.10", 8080)));
+    CHECK(is_mesh_destination(c, ep("198.18.1.2", 8080)));
+    CHECK_FALSE(is_mesh_destination(c, ep("198.19.0.10", 9999)));
+    CHECK_FALSE(is_mesh_destination(c, ep("198.18.9.9", 8080)));
+    ProxyConfig none;
+    CHECK_FALSE(is_mesh_destination(none, ep("198.19.0.10", 8080)));
+}
