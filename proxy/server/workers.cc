@@ -50,7 +50,7 @@ Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic
 
 void Worker::bind(const std::vector<ListenerSpec>& listeners) {
     for (const ListenerSpec& l : listeners) {
-        auto acc = std::make_unique<tcp::acceptor>(io_);
+        auto acc = std::make_unique<tcp::acceptor>(*io_);
         boost::system::error_code ec;
         acc->open(l.address.protocol(), ec);
         if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
@@ -68,13 +68,13 @@ void Worker::bind(const std::vector<ListenerSpec>& listeners) {
 
 void Worker::start() {
     for (auto& [kind, acc] : acceptors_) {
-        asio::co_spawn(io_, accept_loop(*acc, kind, ctx_), asio::detached);
+        asio::co_spawn(*io_, accept_loop(*acc, kind, ctx_), asio::detached);
     }
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] { io_->run(); });
 }
 
 void Worker::stop_accepting() {
-    asio::post(io_, [this] {
+    asio::post(*io_, [this] {
         for (auto& [kind, acc] : acceptors_) {
             boost::system::error_code ec;
             acc->close(ec);
@@ -82,9 +82,14 @@ void Worker::stop_accepting() {
     });
 }
 
-void Worker::stop() {
-    asio::post(io_, [this] { ctx_.pool.clear(); });
-    io_.stop();
+void Worker::stop() { io_->stop(); }
+
+Worker::~Worker() {
+    io_->stop();
+    join();
+    acceptors_.clear();
+    ctx_.pool.clear();
+    io_.reset();
 }
 
 void Worker::join() {

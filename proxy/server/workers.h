@@ -25,6 +25,7 @@ class Worker {
 public:
     Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
            LogFn log);
+    ~Worker();
     // Binds every listener (SO_REUSEPORT, so each worker has its own); throws naming the address.
     void bind(const std::vector<ListenerSpec>& listeners);
     void start();
@@ -36,7 +37,9 @@ public:
     uint64_t active_connections() const { return stats_.get(Counter::downstream_cx_active); }
 
 private:
-    boost::asio::io_context io_{1};
+    // Destroyed first (in ~Worker): pending connection coroutines hold references to the stats
+    // and context below, so those must outlive it.
+    std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
     WorkerStats stats_;
     WorkerContext ctx_;
     std::vector<std::pair<ListenerKind, std::unique_ptr<boost::asio::ip::tcp::acceptor>>> acceptors_;
