@@ -25,18 +25,20 @@ constexpr std::string_view kClusterDomain = "cluster.local";
 constexpr std::string_view kTlsModeLabel = "security.istio.io/tlsMode";
 constexpr std::array<std::string_view, 3> kApiVersions = {
     "networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"};
-constexpr std::array<std::string_view, 7> kProtocols = {"HTTP", "HTTPS", "GRPC", "HTTP2",
-                                                        "MONGO", "TCP", "TLS"};
+constexpr std::array<std::string_view, 7> kProtocols = {"HTTP",  "HTTPS", "GRPC", "HTTP2",
+                                                        "MONGO", "TCP",   "TLS"};
 
 std::string lowercase(std::string_view s) {
     std::string out(s);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
 
 std::string uppercase(std::string_view s) {
     std::string out(s);
-    for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (char& c : out)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return out;
 }
 
@@ -73,7 +75,8 @@ bool is_dns_subdomain(std::string_view s) {
 }
 
 bool all_digits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // Istio's ValidateWildcardDomain: a DNS name whose first label may be "*" or start with "*"/"*-";
@@ -137,7 +140,7 @@ std::string in_quotes(std::string_view s) {
 
 // Where errors point. yaml-cpp's marks are 0-based; messages are 1-based.
 class Source {
-public:
+  public:
     explicit Source(const std::string& file) : file_(file) {}
 
     [[noreturn]] void fail(const YAML::Mark& at, const std::string& path,
@@ -148,11 +151,9 @@ public:
         }
         throw ConfigError(loc + ": " + (path.empty() ? "document" : path) + ": " + what);
     }
-    std::string where(const YAML::Mark& at) const {
-        return "line " + std::to_string(at.line + 1);
-    }
+    std::string where(const YAML::Mark& at) const { return "line " + std::to_string(at.line + 1); }
 
-private:
+  private:
     const std::string& file_;
 };
 
@@ -164,7 +165,7 @@ struct Field {
 
 // A YAML mapping with its field path; rejects duplicate keys (yaml-cpp keeps both silently).
 class Object {
-public:
+  public:
     Object(const Source& src, const YAML::Node& node, std::string path, YAML::Mark anchor)
         : src_(src), path_(std::move(path)), anchor_(anchor) {
         if (!node.IsMap()) src_.fail(node.Mark(), path_, "must be a mapping");
@@ -201,14 +202,12 @@ public:
     Field req(const std::string& key) const {
         auto it = fields_.find(key);
         if (it == fields_.end()) src_.fail(anchor_, join(path_, key), "required");
-        if (it->second.value.IsNull()) src_.fail(it->second.key.Mark(), it->second.path, "required");
+        if (it->second.value.IsNull())
+            src_.fail(it->second.key.Mark(), it->second.path, "required");
         return it->second;
     }
 
-    bool has(const std::string& key) const { return fields_.count(key) > 0; }
-    const std::string& path() const { return path_; }
-
-private:
+  private:
     const Source& src_;
     std::string path_;
     YAML::Mark anchor_;  // where "required" errors point: the key that holds this mapping
@@ -232,8 +231,8 @@ std::string nonempty_string(const Source& src, const Field& f) {
 }
 
 // A plain (unquoted) decimal integer in [lo, hi]; `range` names the range in the message.
-uint64_t integer_value(const Source& src, const YAML::Node& v, const std::string& path,
-                       uint64_t lo, uint64_t hi, const std::string& range) {
+uint64_t integer_value(const Source& src, const YAML::Node& v, const std::string& path, uint64_t lo,
+                       uint64_t hi, const std::string& range) {
     if (!v.IsScalar()) src.fail(v.Mark(), path, "must be " + range);
     const std::string& tag = v.Tag();
     if (tag != "?" && tag != "tag:yaml.org,2002:int") {
@@ -306,14 +305,16 @@ ResourceId parse_metadata(const Source& src, const Object& top) {
     id.name_mark = name.value.Mark();
     if (!is_dns_subdomain(id.name)) {
         src.fail(name.value.Mark(), name.path,
-                 in_quotes(id.name) + " is not a DNS-1123 subdomain (lowercase letters, digits, '-', '.')");
+                 in_quotes(id.name) +
+                     " is not a DNS-1123 subdomain (lowercase letters, digits, '-', '.')");
     }
     id.ns = "default";
     if (auto ns = meta.opt("namespace")) {
         id.ns = nonempty_string(src, *ns);
         if (!is_dns_label(id.ns, false)) {
-            src.fail(ns->value.Mark(), ns->path,
-                     in_quotes(id.ns) + " is not a DNS-1123 label (lowercase letters, digits, '-')");
+            src.fail(
+                ns->value.Mark(), ns->path,
+                in_quotes(id.ns) + " is not a DNS-1123 label (lowercase letters, digits, '-')");
         }
     }
     return id;
@@ -334,7 +335,8 @@ Endpoint parse_workload(const Source& src, const Object& spec, const std::string
         Object obj(src, ports->value, ports->path, ports->key.Mark());
         for (auto it = ports->value.begin(); it != ports->value.end(); ++it) {
             const std::string& name = it->first.Scalar();
-            if (name.empty()) src.fail(it->first.Mark(), ports->path, "port names must not be empty");
+            if (name.empty())
+                src.fail(it->first.Mark(), ports->path, "port names must not be empty");
             e.ports.emplace(name, port_value(src, it->second, join(ports->path, name)));
         }
     }
@@ -365,8 +367,9 @@ ServicePort parse_port(const Source& src, const YAML::Node& node, const std::str
     Field name = obj.req("name");
     p.name = nonempty_string(src, name);
     if (!is_dns_label(p.name, true)) {
-        src.fail(name.value.Mark(), name.path,
-                 in_quotes(p.name) + " is not a valid port name (letters, digits, '-'; at most 63)");
+        src.fail(
+            name.value.Mark(), name.path,
+            in_quotes(p.name) + " is not a valid port name (letters, digits, '-'; at most 63)");
     }
     if (auto protocol = obj.opt("protocol")) {
         // "" asks for protocol detection, as in Istio.
@@ -389,7 +392,7 @@ ServicePort parse_port(const Source& src, const YAML::Node& node, const std::str
 
 // Turns documents into Services one by one, then resolves workload selectors across the file.
 class RegistryBuilder {
-public:
+  public:
     explicit RegistryBuilder(const Source& src) : src_(src) {}
 
     void add_document(const YAML::Node& doc) {
@@ -407,8 +410,9 @@ public:
         std::string api_version = string_value(src_, api);
         if (std::find(kApiVersions.begin(), kApiVersions.end(), api_version) ==
             kApiVersions.end()) {
-            src_.fail(api.value.Mark(), api.path,
-                      in_quotes(api_version) + " is not networking.istio.io/v1, v1beta1 or v1alpha3");
+            src_.fail(
+                api.value.Mark(), api.path,
+                in_quotes(api_version) + " is not networking.istio.io/v1, v1beta1 or v1alpha3");
         }
         ResourceId id = parse_metadata(src_, top);
         check_unique(kind, id);
@@ -444,7 +448,7 @@ public:
         return std::move(reg_);
     }
 
-private:
+  private:
     struct Workload {
         Endpoint endpoint;
         bool selected;
@@ -491,7 +495,8 @@ private:
 
         Field hosts = spec.req("hosts");
         auto host_list = string_list(src_, hosts);
-        if (host_list.empty()) src_.fail(hosts.value.Mark(), hosts.path, "must list at least one host");
+        if (host_list.empty())
+            src_.fail(hosts.value.Mark(), hosts.path, "must list at least one host");
         for (std::size_t i = 0; i < host_list.size(); ++i) {
             const auto& [node, host] = host_list[i];
             if (host.empty()) src_.fail(node.Mark(), at_index(hosts.path, i), "must not be empty");
@@ -512,7 +517,8 @@ private:
         }
 
         if (auto ports = spec.opt("ports")) {
-            if (!ports->value.IsSequence()) src_.fail(ports->value.Mark(), ports->path, "must be a list");
+            if (!ports->value.IsSequence())
+                src_.fail(ports->value.Mark(), ports->path, "must be a list");
             for (std::size_t i = 0; i < ports->value.size(); ++i) {
                 YAML::Node item = ports->value[i];
                 std::string path = at_index(ports->path, i);
@@ -524,8 +530,9 @@ private:
                                       at_index(ports->path, j));
                     }
                     if (s.ports[j].name == p.name) {
-                        src_.fail(item["name"].Mark(), path + ".name",
-                                  in_quotes(p.name) + " is already used by " + at_index(ports->path, j));
+                        src_.fail(
+                            item["name"].Mark(), path + ".name",
+                            in_quotes(p.name) + " is already used by " + at_index(ports->path, j));
                     }
                 }
                 s.ports.push_back(std::move(p));
@@ -563,7 +570,8 @@ private:
                     if (k.find('*') != std::string::npos ||
                         s.workload_selector->at(k).find('*') != std::string::npos) {
                         src_.fail(it->second.IsNull() ? it->first.Mark() : it->second.Mark(),
-                                  join(labels->path, k), "wildcards are not supported in a selector");
+                                  join(labels->path, k),
+                                  "wildcards are not supported in a selector");
                     }
                 }
             }
@@ -590,9 +598,9 @@ private:
                     const YAML::Node ports = item["ports"];
                     for (auto it = ports.begin(); it != ports.end(); ++it) {
                         const std::string& port_name = it->first.Scalar();
-                        bool known = std::any_of(
-                            s.ports.begin(), s.ports.end(),
-                            [&](const ServicePort& p) { return p.name == port_name; });
+                        bool known =
+                            std::any_of(s.ports.begin(), s.ports.end(),
+                                        [&](const ServicePort& p) { return p.name == port_name; });
                         if (!known) {
                             src_.fail(it->first.Mark(), join(path + ".ports", port_name),
                                       "is not the name of a port in spec.ports");
@@ -661,7 +669,8 @@ Registry Registry::parse(const std::string& yaml_text, const std::string& file_n
         src.fail(e.mark, "yaml", e.msg);
     }
     RegistryBuilder builder(src);
-    for (const YAML::Node& doc : docs) builder.add_document(doc);
+    for (const YAML::Node& doc : docs)
+        builder.add_document(doc);
     return builder.finish();
 }
 
@@ -711,10 +720,9 @@ void Registry::build_indexes() {
                 AddrPort key{vip, static_cast<uint16_t>(p.number)};
                 auto [it, inserted] = vips_.emplace(key, i);
                 if (!inserted && it->second != i) {
-                    notes_.push_back("address " + vip.to_string() + ":" +
-                                     std::to_string(p.number) + " is claimed by " +
-                                     id(it->second) + " and " + id(i) + "; " + id(it->second) +
-                                     " wins");
+                    notes_.push_back("address " + vip.to_string() + ":" + std::to_string(p.number) +
+                                     " is claimed by " + id(it->second) + " and " + id(i) + "; " +
+                                     id(it->second) + " wins");
                 }
             }
         }

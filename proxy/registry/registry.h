@@ -19,7 +19,7 @@ namespace remora::proxy {
 struct ServicePort {
     uint32_t number = 0;
     std::string name;
-    std::string protocol;  // uppercase HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP, TLS; "" = detect
+    std::string protocol;      // uppercase HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP, TLS; "" = detect
     uint32_t target_port = 0;  // 0 = same as number
 };
 
@@ -41,8 +41,8 @@ struct Endpoint {
 };
 
 struct Service {
-    std::string name, ns;  // metadata.name / metadata.namespace (default "default")
-    std::vector<std::string> hosts;                   // spec.hosts, as written
+    std::string name, ns;            // metadata.name / metadata.namespace (default "default")
+    std::vector<std::string> hosts;  // spec.hosts, as written
     std::vector<boost::asio::ip::address> addresses;  // spec.addresses (VIPs)
     std::vector<ServicePort> ports;
     std::string location;    // MESH_INTERNAL (default) or MESH_EXTERNAL
@@ -59,12 +59,12 @@ struct Service {
 
 // Message: "file:line:col: field.path: what is wrong".
 class ConfigError : public std::runtime_error {
-public:
+  public:
     using runtime_error::runtime_error;
 };
 
 class Registry {
-public:
+  public:
     // Parses a multi-document YAML text; `file_name` appears in error messages. Throws ConfigError.
     static Registry parse(const std::string& yaml_text, const std::string& file_name);
     // Reads and parses a file; throws ConfigError, also when the file cannot be read.
@@ -75,7 +75,8 @@ public:
     // reviews.<client_ns>.svc.cluster.local, "reviews.ns" and "reviews.ns.svc" ->
     // reviews.ns.svc.cluster.local): first exact hosts, then the longest matching wildcard
     // ("*.example.com"). Returns nullptr when nothing matches.
-    const Service* find_by_host(std::string_view host, std::string_view client_ns = "default") const;
+    const Service* find_by_host(std::string_view host,
+                                std::string_view client_ns = "default") const;
     // A connection's original destination: a service VIP with that port, else an endpoint address
     // whose endpoint port for one of the service's ports is `port`.
     const Service* find_by_address(const boost::asio::ip::address& addr, uint16_t port) const;
@@ -84,7 +85,7 @@ public:
     // What the parser skipped or resolved by a rule, for logs and `config_dump`.
     std::vector<std::string> notes() const { return notes_; }
 
-private:
+  private:
     friend class RegistryBuilder;
     using AddrPort = std::pair<boost::asio::ip::address, uint16_t>;
 

@@ -204,23 +204,26 @@ const Endpoint* endpoint_at(const Service& s, const char* address) {
 }
 
 // Every ServiceEntry error test starts from this head; the spec body begins on line 6.
-const std::string kSe = "apiVersion: networking.istio.io/v1\n"  // 1
-                        "kind: ServiceEntry\n"                  // 2
-                        "metadata:\n"                           // 3
-                        "  name: hello\n"                       // 4
-                        "spec:\n";                              // 5
-const std::string kWe = "apiVersion: networking.istio.io/v1\n"  // 1
-                        "kind: WorkloadEntry\n"                 // 2
-                        "metadata:\n"                           // 3
-                        "  name: hello-1\n"                     // 4
-                        "spec:\n";                              // 5
+const std::string kSe =
+    "apiVersion: networking.istio.io/v1\n"  // 1
+    "kind: ServiceEntry\n"                  // 2
+    "metadata:\n"                           // 3
+    "  name: hello\n"                       // 4
+    "spec:\n";                              // 5
+const std::string kWe =
+    "apiVersion: networking.istio.io/v1\n"  // 1
+    "kind: WorkloadEntry\n"                 // 2
+    "metadata:\n"                           // 3
+    "  name: hello-1\n"                     // 4
+    "spec:\n";                              // 5
 
 std::filesystem::path samples_dir() {
     const char* dir = std::getenv("REMORA_ISTIO_SAMPLES");
     REQUIRE_MESSAGE(dir != nullptr,
                     "REMORA_ISTIO_SAMPLES is not set; run this test through `meson test`");
     REQUIRE_MESSAGE(std::filesystem::is_directory(dir),
-                    "REMORA_ISTIO_SAMPLES=" << dir << " is not a directory (shared/istio-samples)");
+                    "REMORA_ISTIO_SAMPLES=" << std::string(dir)
+                                            << " is not a directory (shared/istio-samples)");
     return dir;
 }
 
@@ -277,7 +280,8 @@ TEST_CASE("a realistic file yields its ServiceEntries with their endpoints") {
     CHECK(services[4].resolution == "NONE");
 }
 
-TEST_CASE("find_by_host resolves short, namespaced, svc and full names from the client's namespace") {
+TEST_CASE(
+    "find_by_host resolves short, namespaced, svc and full names from the client's namespace") {
     const Registry& r = mesh();
     CHECK(name_of(r.find_by_host("hello")) == "default/hello");
     CHECK(name_of(r.find_by_host("hello", "default")) == "default/hello");
@@ -334,15 +338,15 @@ TEST_CASE("find_by_address matches VIP:port and endpoint:endpoint-port") {
     CHECK(find("198.19.0.10", 9080) == "(none)");  // a VIP only answers on the entry's ports
     CHECK(find("198.19.0.20", 9080) == "bookinfo/reviews");
     CHECK(find("198.19.0.20", 9443) == "bookinfo/reviews");
-    CHECK(find("198.18.1.2", 8080) == "default/hello");    // no endpoint port: the service port
-    CHECK(find("198.18.1.3", 18080) == "default/hello");   // the WorkloadEntry's named port
+    CHECK(find("198.18.1.2", 8080) == "default/hello");   // no endpoint port: the service port
+    CHECK(find("198.18.1.3", 18080) == "default/hello");  // the WorkloadEntry's named port
     CHECK(find("198.18.1.3", 8080) == "(none)");
     CHECK(find("198.18.2.5", 9081) == "bookinfo/reviews");  // targetPort
     CHECK(find("198.18.2.5", 9080) == "(none)");
     CHECK(find("198.18.2.5", 9443) == "bookinfo/reviews");
-    CHECK(find("198.18.3.7", 15432) == "default/db");       // inline endpoint port
+    CHECK(find("198.18.3.7", 15432) == "default/db");  // inline endpoint port
     CHECK(find("198.18.3.7", 5432) == "(none)");
-    CHECK(find("198.18.9.9", 8080) == "(none)");           // selected by no entry
+    CHECK(find("198.18.9.9", 8080) == "(none)");                 // selected by no entry
     CHECK(find("::ffff:198.19.0.10", 8080) == "default/hello");  // IPv4-mapped from a v6 socket
 }
 
@@ -400,15 +404,16 @@ TEST_CASE("empty documents and files are fine; conflicts become notes") {
     CHECK(Registry::parse("", "e.yaml").services().empty());
     CHECK(Registry::parse("---\n# only a comment\n---\n", "e.yaml").services().empty());
 
-    auto r = Registry::parse(kSe + "  hosts: [a.example.com]\n"
-                                   "---\n"
-                                   "apiVersion: networking.istio.io/v1\n"
-                                   "kind: ServiceEntry\n"
-                                   "metadata:\n"
-                                   "  name: hello\n"
-                                   "  namespace: other\n"  // same name, other namespace: fine
-                                   "spec:\n"
-                                   "  hosts: [A.example.com]\n",
+    auto r = Registry::parse(kSe +
+                                 "  hosts: [a.example.com]\n"
+                                 "---\n"
+                                 "apiVersion: networking.istio.io/v1\n"
+                                 "kind: ServiceEntry\n"
+                                 "metadata:\n"
+                                 "  name: hello\n"
+                                 "  namespace: other\n"  // same name, other namespace: fine
+                                 "spec:\n"
+                                 "  hosts: [A.example.com]\n",
                              "t.yaml");
     REQUIRE(r.services().size() == 2);
     CHECK(name_of(r.find_by_host("a.example.com")) == "default/hello");
@@ -437,12 +442,11 @@ TEST_CASE("real Istio samples: egress-rule-google-apis.yaml") {
     CHECK(s.location == "MESH_INTERNAL");
     CHECK(s.endpoints.empty());
     CHECK(r.find_by_host("www.googleapis.com:443") == &s);
-    CHECK(r.notes() ==
-          std::vector<std::string>{
-              "skipped VirtualService default/rewrite-port-for-googleapis (not a "
-              "ServiceEntry/WorkloadEntry)",
-              "skipped DestinationRule default/originate-tls-for-googleapis (not a "
-              "ServiceEntry/WorkloadEntry)"});
+    CHECK(r.notes() == std::vector<std::string>{
+                           "skipped VirtualService default/rewrite-port-for-googleapis (not a "
+                           "ServiceEntry/WorkloadEntry)",
+                           "skipped DestinationRule default/originate-tls-for-googleapis (not a "
+                           "ServiceEntry/WorkloadEntry)"});
 }
 
 TEST_CASE("real Istio samples: inline endpoints, detected protocol, testdata") {
@@ -571,24 +575,29 @@ TEST_CASE("error: hosts missing, not a list, empty, or with a bad entry") {
 TEST_CASE("error: ports[].number out of range, not a number, or missing") {
     CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: 0\n    name: http\n") ==
           "t.yaml:8:13: spec.ports[0].number: must be 1-65535");
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: 65536\n    name: http\n") ==
-          "t.yaml:8:13: spec.ports[0].number: must be 1-65535");
+    CHECK(
+        error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: 65536\n    name: http\n") ==
+        "t.yaml:8:13: spec.ports[0].number: must be 1-65535");
     CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: -1\n    name: http\n") ==
           "t.yaml:8:13: spec.ports[0].number: must be 1-65535");
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: http\n    name: http\n") ==
-          "t.yaml:8:13: spec.ports[0].number: must be 1-65535");
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: \"80\"\n    name: http\n") ==
+    CHECK(
+        error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: http\n    name: http\n") ==
+        "t.yaml:8:13: spec.ports[0].number: must be 1-65535");
+    CHECK(error_of(kSe +
+                   "  hosts: [a.example.com]\n  ports:\n  - number: \"80\"\n    name: http\n") ==
           "t.yaml:8:13: spec.ports[0].number: must be 1-65535, not a quoted string");
     CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - name: http\n") ==
           "t.yaml:8:5: spec.ports[0].number: required");
 }
 
 TEST_CASE("error: ports[].name missing or invalid") {
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: 80\n    protocol: HTTP\n") ==
+    CHECK(error_of(kSe +
+                   "  hosts: [a.example.com]\n  ports:\n  - number: 80\n    protocol: HTTP\n") ==
           "t.yaml:8:5: spec.ports[0].name: required");
     CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: 80\n    name: \"\"\n") ==
           "t.yaml:9:11: spec.ports[0].name: must not be empty");
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  ports:\n  - number: 80\n    name: http_web\n") ==
+    CHECK(error_of(kSe +
+                   "  hosts: [a.example.com]\n  ports:\n  - number: 80\n    name: http_web\n") ==
           "t.yaml:9:11: spec.ports[0].name: \"http_web\" is not a valid port name (letters, "
           "digits, '-'; at most 63)");
 }
@@ -636,7 +645,8 @@ TEST_CASE("error: endpoints[].address must be an IP address") {
                          "  - address: db.example.com\n") ==
           "t.yaml:9:14: spec.endpoints[0].address: \"db.example.com\" is not an IP address "
           "(hostnames are not supported)");
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  endpoints:\n  - address: unix:///var/db.sock\n") ==
+    CHECK(error_of(kSe +
+                   "  hosts: [a.example.com]\n  endpoints:\n  - address: unix:///var/db.sock\n") ==
           "t.yaml:8:14: spec.endpoints[0].address: unix domain sockets are not supported");
     CHECK(error_of(kSe + "  hosts: [a.example.com]\n  endpoints:\n  - labels: {app: db}\n") ==
           "t.yaml:8:5: spec.endpoints[0].address: required");
@@ -655,7 +665,8 @@ TEST_CASE("error: workloadSelector and endpoints together") {
 }
 
 TEST_CASE("error: workloadSelector labels") {
-    CHECK(error_of(kSe + "  hosts: [a.example.com]\n  workloadSelector:\n    labels: {app: \"*\"}\n") ==
+    CHECK(error_of(kSe +
+                   "  hosts: [a.example.com]\n  workloadSelector:\n    labels: {app: \"*\"}\n") ==
           "t.yaml:8:19: spec.workloadSelector.labels.app: wildcards are not supported in a "
           "selector");
     CHECK(error_of(kSe + "  hosts: [a.example.com]\n  workloadSelector:\n    app: a\n") ==
@@ -691,8 +702,9 @@ TEST_CASE("error: WorkloadEntry labels must be a map of strings") {
           "t.yaml:7:11: spec.labels: must be a mapping");
     CHECK(error_of(kWe + "  address: 10.0.0.1\n  labels:\n    app: [hello]\n") ==
           "t.yaml:8:10: spec.labels.app: must be a string");
-    CHECK(error_of(kWe + "  address: 10.0.0.1\n  labels:\n    security.istio.io/tlsMode: {a: b}\n") ==
-          "t.yaml:8:32: spec.labels[\"security.istio.io/tlsMode\"]: must be a string");
+    CHECK(
+        error_of(kWe + "  address: 10.0.0.1\n  labels:\n    security.istio.io/tlsMode: {a: b}\n") ==
+        "t.yaml:8:32: spec.labels[\"security.istio.io/tlsMode\"]: must be a string");
 }
 
 TEST_CASE("error: WorkloadEntry serviceAccount must be a service account name") {
@@ -716,12 +728,12 @@ TEST_CASE("error: duplicate WorkloadEntry name in one namespace") {
 }
 
 TEST_CASE("skipped kinds are not validated beyond kind") {
-    auto r = Registry::parse("apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-                             "metadata: {name: reviews, namespace: bookinfo}\n"
-                             "spec: {hosts: [\"*\"], whatever: 1}\n",
-                             "t.yaml");
+    auto r = Registry::parse(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: reviews, namespace: bookinfo}\n"
+        "spec: {hosts: [\"*\"], whatever: 1}\n",
+        "t.yaml");
     CHECK(r.services().empty());
-    CHECK(r.notes() == std::vector<std::string>{
-                           "skipped VirtualService bookinfo/reviews (not a "
-                           "ServiceEntry/WorkloadEntry)"});
+    CHECK(r.notes() == std::vector<std::string>{"skipped VirtualService bookinfo/reviews (not a "
+                                                "ServiceEntry/WorkloadEntry)"});
 }
