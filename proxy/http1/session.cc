@@ -99,6 +99,11 @@ asio::awaitable<void> send_error(Stream& stream, ProxyError e, unsigned version,
 
 enum class RelayResult { ok, read_failed, write_failed };
 
+struct HeaderDeadline {
+    bool fired = false;
+    bool done = false;
+};
+
 // Streams a message body from `in` (whose header `p` has already read) to `out` through `sr`,
 // which writes the header first. Never holds more than one chunk.
 template <bool isRequest, class In, class Out>
@@ -112,10 +117,14 @@ asio::awaitable<RelayResult> relay(In& in, beast::flat_buffer& inbuf,
             p.get().body().data = buf.data();
             p.get().body().size = buf.size();
             beast::get_lowest_layer(in).expires_after(idle);
-            auto [ec, n] = co_await http::async_read(in, inbuf, p, use_nothrow);
+            // read_some: pass on whatever arrived, so a slow or dying peer's bytes are not held.
+            auto [ec, n] = co_await http::async_read_some(in, inbuf, p, use_nothrow);
             if (ec == http::error::need_buffer) ec = {};
             if (ec) co_return RelayResult::read_failed;
             p.get().body().size = buf.size() - p.get().body().size;
+            // Progress without body bytes (a chunk header): nothing to pass on. An empty buffer
+            // with more to come would make the serializer end a chunked body early.
+            if (p.get().body().size == 0 && !p.is_done()) continue;
             p.get().body().data = buf.data();
             p.get().body().more = !p.is_done();
         } else {
@@ -201,15 +210,31 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     req_p.header_limit(limits.max_request_header_bytes);
     req_p.body_limit(boost::none);  // bodies are streamed, never held whole
 
-    // Idle wait for the next request, then a deadline for the whole header.
+    // Idle wait for the next request's first bytes (Beast's deadline closes an idle connection),
+    // then a deadline for the whole header. Reading, not polling the socket: with TLS, OpenSSL
+    // may already hold the request it read together with the handshake.
     if (dbuf.size() == 0) {
         beast::get_lowest_layer(down).expires_after(limits.idle_timeout);
-        auto [wec] = co_await beast::get_lowest_layer(down).socket().async_wait(
-            tcp::socket::wait_read, use_nothrow);
-        if (wec) co_return false;
+        auto [iec, n] = co_await down.async_read_some(dbuf.prepare(kRelayChunk), use_nothrow);
+        if (iec) co_return false;
+        dbuf.commit(n);
     }
-    beast::get_lowest_layer(down).expires_after(limits.request_header_timeout);
+    // The header deadline cancels the read instead of closing the socket, so the client still
+    // gets its 408.
+    auto deadline = std::make_shared<HeaderDeadline>();
+    beast::get_lowest_layer(down).expires_never();
+    asio::steady_timer header_timer(co_await asio::this_coro::executor);
+    header_timer.expires_after(limits.request_header_timeout);
+    header_timer.async_wait([deadline, &down](boost::system::error_code ec) {
+        if (ec || deadline->done) return;  // `down` is only touched while the read is pending
+        deadline->fired = true;
+        boost::system::error_code ignored;
+        beast::get_lowest_layer(down).socket().cancel(ignored);
+    });
     auto [rec, nread] = co_await http::async_read_header(down, dbuf, req_p, use_nothrow);
+    deadline->done = true;
+    header_timer.cancel();
+    if (deadline->fired) rec = beast::error::timeout;
     if (rec) {
         if (rec == http::error::end_of_stream || rec == asio::error::eof ||
             rec == asio::error::connection_reset || rec == asio::ssl::error::stream_truncated) {
@@ -217,7 +242,6 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         }
         ProxyError e = ProxyError::bad_request;
         if (rec == beast::error::timeout) {
-            if (nread == 0 && dbuf.size() == 0) co_return false;  // idle, nothing started
             e = ProxyError::header_timeout;
             ctx.stats.inc(Counter::downstream_rq_header_timeout);
         } else if (rec == http::error::header_limit) {

@@ -37,12 +37,13 @@ IdentityAgent::IdentityAgent(IdentityOptions options, TlsStore& store, WallClock
 
 IdentityAgent::~IdentityAgent() { stop(); }
 
-certs::SystemTime IdentityAgent::renewal_time(certs::SystemTime nb, certs::SystemTime na,
+certs::SystemTime IdentityAgent::renewal_time(certs::SystemTime received, certs::SystemTime na,
                                               double jitter01) {
-    auto life = na - nb;
-    auto half = life / 2;
-    auto jitter = std::chrono::duration_cast<certs::SystemTime::duration>(life * 0.01 * (2 * jitter01 - 1));
-    return nb + half + jitter;
+    auto life = na - received;
+    if (life < std::chrono::seconds(2)) return received + std::chrono::seconds(1);
+    auto jitter =
+        std::chrono::duration_cast<certs::SystemTime::duration>(life * 0.01 * (2 * jitter01 - 1));
+    return received + life / 2 + jitter;
 }
 
 void IdentityAgent::start() {
@@ -131,7 +132,7 @@ void IdentityAgent::run() {
         if (ok) {
             backoff = std::chrono::seconds(1);
             auto snap = store_.current();
-            next = renewal_time(snap->leaf().not_before(), snap->leaf().not_after(), unit(rng_));
+            next = renewal_time(clock_(), snap->leaf().not_after(), unit(rng_));
         } else {
             next = clock_() + backoff;
             backoff = std::min(backoff * 2, std::chrono::seconds(30));

@@ -42,8 +42,11 @@ public:
     void start();
     void stop();
 
-    // When the next renewal is due for a certificate valid from `nb` to `na`: half-life, ±1%.
-    static certs::SystemTime renewal_time(certs::SystemTime nb, certs::SystemTime na, double jitter01);
+    // When the next renewal is due for a certificate received at `received` and valid until `na`:
+    // half of the remaining life, ±1%. Not from NotBefore: the CA backdates it by 2 minutes, which
+    // for a short-lived certificate would put the half-life in the past.
+    static certs::SystemTime renewal_time(certs::SystemTime received, certs::SystemTime na,
+                                          double jitter01);
 
 private:
     void run();

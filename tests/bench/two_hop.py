@@ -76,8 +76,8 @@ class Procs:
         out = open(os.path.join(self.tmp, name + ".log"), "wb")
         # Own session: a terminal Ctrl-C reaches only this script, which then stops the servers
         # in order; the process group also lets us stop nginx's worker with its master.
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         out.close()
         proc.bench_name = name
         self.live.append(proc)
@@ -87,7 +87,8 @@ class Procs:
         if proc not in self.live:
             return
         self.live.remove(proc)
-        for sig, wait_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        # remora-proxy drains in-flight requests for up to 5 s (its default) on SIGTERM.
+        for sig, wait_s in ((signal.SIGTERM, 8), (signal.SIGKILL, 5)):
             if proc.poll() is not None:
                 break
             try:
@@ -441,6 +442,7 @@ def nginx_b_config(tmp, listen, app_port, certs):
 """
 
 
+TLS13 = "ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3"
 HAPROXY_HEAD = """\
 global
     nbthread 1
@@ -467,7 +469,8 @@ frontend a_in
     default_backend to_b
 backend to_b
     http-reuse always
-    server b 127.0.0.1:{b_port} ssl verify required ca-file {a['root']} crt {a['combined']} ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3
+    server b 127.0.0.1:{b_port} ssl verify required ca-file {a['root']} crt {a['combined']} \
+{TLS13}
 """
 
 
@@ -475,7 +478,8 @@ def haproxy_b_config(listen, app_port, certs):
     b = certs["b"]
     return HAPROXY_HEAD + f"""\
 frontend b_in
-    bind 127.0.0.1:{listen} backlog 4096 ssl crt {b['combined']} ca-file {b['root']} verify required ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3
+    bind 127.0.0.1:{listen} backlog 4096 ssl crt {b['combined']} ca-file {b['root']} \
+verify required {TLS13}
     default_backend app
 backend app
     http-reuse always
@@ -583,13 +587,12 @@ class LoadSampler:
         if self.cpu0 is None and elapsed >= self.warmup:
             self.cpu0, self.t0 = cpu_seconds(pids), time.monotonic()
 
-    def cpu(self, requests):
-        """(CPU % of one core, CPU microseconds per request), A+B summed."""
+    def cpu(self, rps):
+        """(CPU % of one core, CPU microseconds per request at rps), A+B summed."""
         if not self.procs or self.cpu0 is None:
             return 0.0, 0.0
-        used = cpu_seconds(server_pids(self.procs)) - self.cpu0
-        wall = time.monotonic() - self.t0
-        return 100.0 * used / wall, (1e6 * used / requests if requests else 0.0)
+        busy = (cpu_seconds(server_pids(self.procs)) - self.cpu0) / (time.monotonic() - self.t0)
+        return 100.0 * busy, (1e6 * busy / rps if rps else 0.0)
 
 
 def parse_h2load(text):
@@ -614,22 +617,20 @@ def percentile(sorted_vals, p):
 
 
 def read_latency_log(path):
-    """h2load --log-file: start time (us since epoch), status (-1 = failed), us to end of response."""
-    lat, bad, first, last = [], 0, None, None
+    """h2load --log-file rows: start (us since epoch), status (-1 failed), us to response end."""
+    lat, bad = [], 0
     with open(path) as f:
         for line in f:
             cols = line.split("\t")
             if len(cols) < 3:
                 continue
-            start, status, us = int(cols[0]), int(cols[1]), int(cols[2])
-            if status < 200 or status >= 300:
+            status, us = int(cols[1]), int(cols[2])
+            if 200 <= status < 300:
+                lat.append(us)
+            else:
                 bad += 1
-                continue
-            lat.append(us)
-            first = start if first is None else min(first, start)
-            last = start if last is None else max(last, start)
     lat.sort()
-    return lat, bad, first, last
+    return lat, bad
 
 
 def measure(bench, name, port, procs, args):
@@ -644,7 +645,7 @@ def measure(bench, name, port, procs, args):
             "-D", str(args.duration), "--warm-up-time", str(args.warmup), url]
     bench.commands.setdefault("closed", argv)
     closed = parse_h2load(run_h2load(argv, args.duration + args.warmup + 60, sampler))
-    res["cpu_pct"], res["cpu_us_req"] = sampler.cpu(closed["done"])
+    res["cpu_pct"], res["cpu_us_req"] = sampler.cpu(closed["rps"])
     res["rss_load"] = rss_kb(server_pids(procs)) if procs else 0
     res["rss_peak"] = max(sampler.peak_rss, res["rss_load"])
     res["rps"] = closed["rps"]
@@ -657,10 +658,10 @@ def measure(bench, name, port, procs, args):
             "-D", str(args.duration), "--warm-up-time", "1", "--log-file", logf, url]
     bench.commands.setdefault("rate", argv)
     rate = parse_h2load(run_h2load(argv, args.duration + 60, sampler))
-    res["rate_cpu_pct"], _ = sampler.cpu(rate["done"])
-    lat, bad, first, last = read_latency_log(logf)
+    res["rate_cpu_pct"], _ = sampler.cpu(rate["rps"])
+    lat, bad = read_latency_log(logf)
     res["rate_rps"] = rate["rps"]
-    res["rate_err"] = rate["failed"] + rate["non2xx"] + bad
+    res["rate_err"] = max(rate["failed"] + rate["non2xx"], bad)  # the same requests, twice
     res["n_lat"] = len(lat)
     for key, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
         res[key] = percentile(lat, p)

@@ -39,7 +39,7 @@ TEST_CASE("per-worker counters sum when rendered") {
     CHECK(json.find("\"remora.downstream_rq_total\":7") != std::string::npos);
 }
 
-TEST_CASE("renewal is due at half-life, within 1% jitter") {
+TEST_CASE("renewal is due at half of the remaining life, within 1% jitter") {
     auto nb = std::chrono::system_clock::from_time_t(1767225600);
     auto na = nb + hours(24);
     CHECK(IdentityAgent::renewal_time(nb, na, 0.5) == nb + hours(12));
@@ -49,6 +49,12 @@ TEST_CASE("renewal is due at half-life, within 1% jitter") {
     CHECK(late > nb + hours(12));
     CHECK(nb + hours(12) - early <= std::chrono::minutes(15));  // 1% of 24 h is 14.4 min
     CHECK(late - (nb + hours(12)) <= std::chrono::minutes(15));
+    // A short-lived certificate (the CA backdates NotBefore by 2 minutes) renews in the future,
+    // never in a loop.
+    CHECK(IdentityAgent::renewal_time(nb, nb + std::chrono::seconds(20), 0.5) ==
+          nb + std::chrono::seconds(10));
+    CHECK(IdentityAgent::renewal_time(nb, nb + std::chrono::seconds(1), 0.5) ==
+          nb + std::chrono::seconds(1));
 }
 
 namespace {
