@@ -297,7 +297,7 @@ int run(const std::vector<std::string>& argv) {
             if (!certs::SpiffeId::parse(*want)) throw UsageError("--upstream-identity \"" + *want + "\" is not a SPIFFE ID");
             t.expected_identity = *want;
         }
-        cfg->upstream = t;
+        cfg->upstream = t.finalize();
     }
     if (auto l = args.get("listen-inbound")) {
         listeners.push_back({ListenerKind::inbound_explicit, common::parse_endpoint("listen-inbound", *l)});

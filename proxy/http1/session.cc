@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <span>
 
 #include "proxy/http1/errors.h"
 #include "proxy/net/original_dst.h"
@@ -40,6 +41,11 @@ struct Downstream {
     std::optional<std::string> peer_identity;  // inbound over mTLS
     std::shared_ptr<const ProxyConfig> config;
     std::shared_ptr<const TlsSnapshot> tls;
+    std::optional<UpstreamTarget> inbound_target;  // the app, for every request of the connection
+    std::string xfcc;                              // By=<own>;URI=<peer>, when the peer is known
+    // One relay buffer per connection, reused by every request: a chunk per read, never a body.
+    std::unique_ptr<char[]> relay_storage = std::make_unique<char[]>(kRelayChunk);
+    std::span<char> relay_buffer{relay_storage.get(), kRelayChunk};
 };
 
 std::string endpoint_text(const tcp::endpoint& ep) {
@@ -107,11 +113,10 @@ struct HeaderDeadline {
 // Streams a message body from `in` (whose header `p` has already read) to `out` through `sr`,
 // which writes the header first. Never holds more than one chunk.
 template <bool isRequest, class In, class Out>
-asio::awaitable<RelayResult> relay(In& in, beast::flat_buffer& inbuf,
+asio::awaitable<RelayResult> relay(std::span<char> buf, In& in, beast::flat_buffer& inbuf,
                                    http::parser<isRequest, http::buffer_body>& p, Out& out,
                                    http::serializer<isRequest, http::buffer_body>& sr,
                                    std::chrono::seconds idle) {
-    std::array<char, kRelayChunk> buf;
     do {
         if (!p.is_done()) {
             p.get().body().data = buf.data();
@@ -262,9 +267,13 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     const bool down_keep_alive = req.keep_alive() && !ctx.draining.load(std::memory_order_relaxed);
     const bool is_head = req.method() == http::verb::head;
 
-    // Where it goes.
-    UpstreamTarget target;
-    if (info.kind == ListenerKind::outbound_capture || info.kind == ListenerKind::outbound_explicit) {
+    // Where it goes. Explicit and inbound targets are fixed per connection: computed once.
+    UpstreamTarget routed;
+    const UpstreamTarget* target_ptr = nullptr;
+    if (info.kind == ListenerKind::outbound_explicit && info.config->upstream) {
+        target_ptr = &*info.config->upstream;
+    } else if (info.kind == ListenerKind::outbound_capture ||
+               info.kind == ListenerKind::outbound_explicit) {
         RouteResult r = resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
         if (!r.target) {
             ProxyError e = r.error == RouteError::no_healthy_upstream ? ProxyError::no_healthy_upstream
@@ -273,19 +282,27 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             co_await send_error(down, e, down_version, ctx.stats);
             co_return false;
         }
-        target = std::move(*r.target);
+        routed = std::move(*r.target);
+        target_ptr = &routed;
     } else {
-        target.cluster = "inbound|app";
-        target.address = info.config->app ? *info.config->app
-                                          : tcp::endpoint(asio::ip::address_v4::loopback(),
-                                                          info.original_dst ? info.original_dst->port() : 80);
+        if (!info.inbound_target) {
+            UpstreamTarget t;
+            t.cluster = "inbound|app";
+            t.address = info.config->app
+                            ? *info.config->app
+                            : tcp::endpoint(asio::ip::address_v4::loopback(),
+                                            info.original_dst ? info.original_dst->port() : 80);
+            info.inbound_target = std::move(t.finalize());
+            if (info.peer_identity && info.tls) {
+                info.xfcc = "By=" + info.tls->id.str() + ";URI=" + *info.peer_identity;
+            }
+        }
+        target_ptr = &*info.inbound_target;
         // The caller's identity, proven by its certificate; whatever it claimed is dropped.
         req.erase("x-forwarded-client-cert");
-        if (info.peer_identity && info.tls) {
-            req.set("x-forwarded-client-cert",
-                    "By=" + info.tls->id.str() + ";URI=" + *info.peer_identity);
-        }
+        if (!info.xfcc.empty()) req.set("x-forwarded-client-cert", info.xfcc);
     }
+    const UpstreamTarget& target = *target_ptr;
 
     bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
     strip_hop_by_hop(req);
@@ -321,7 +338,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     co_return RelayResult::write_failed;
                 } else {
-                    co_return co_await relay(down, dbuf, req_p, up, req_sr, limits.stream_idle_timeout);
+                    co_return co_await relay(info.relay_buffer, down, dbuf, req_p, up, req_sr, limits.stream_idle_timeout);
                 }
             },
             conn->stream);
@@ -389,7 +406,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     co_return RelayResult::read_failed;
                 } else {
-                    co_return co_await relay(up, conn->buffer, res_p, down, res_sr, limits.stream_idle_timeout);
+                    co_return co_await relay(info.relay_buffer, up, conn->buffer, res_p, down, res_sr, limits.stream_idle_timeout);
                 }
             },
             conn->stream);

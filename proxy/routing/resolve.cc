@@ -45,6 +45,7 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
     t.address = {ep.address, static_cast<unsigned short>(service->endpoint_port(ep, *port))};
     t.mtls = ep.in_mesh();
     if (t.mtls) t.expected_identity = ep.spiffe_id(config.trust_domain);
+    t.finalize();
     return {std::move(t), RouteError::none};
 }
 

@@ -7,9 +7,10 @@
 
 namespace remora::proxy {
 
-std::string UpstreamTarget::pool_key() const {
-    return (mtls ? "tls|" : "tcp|") + address.address().to_string() + ":" +
-           std::to_string(address.port()) + "|" + expected_identity.value_or("");
+UpstreamTarget& UpstreamTarget::finalize() {
+    key = (mtls ? "tls|" : "tcp|") + address.address().to_string() + ":" +
+          std::to_string(address.port()) + "|" + expected_identity.value_or("");
+    return *this;
 }
 
 namespace {

@@ -27,8 +27,11 @@ struct UpstreamTarget {
     boost::asio::ip::tcp::endpoint address;
     bool mtls = false;
     std::optional<std::string> expected_identity;  // the peer's SPIFFE ID must equal this
+    std::string key;                               // pool key: set by finalize(), once
 
-    std::string pool_key() const;
+    // Computes `key` from the fields above; call after setting them.
+    UpstreamTarget& finalize();
+    const std::string& pool_key() const { return key; }
 };
 
 struct UpstreamConn {
