@@ -130,7 +130,9 @@ asio::awaitable<RelayResult> relay(std::span<char> buf, In& in, beast::flat_buff
             // Progress without body bytes (a chunk header): nothing to pass on. An empty buffer
             // with more to come would make the serializer end a chunked body early.
             if (p.get().body().size == 0 && !p.is_done()) continue;
-            p.get().body().data = buf.data();
+            // The end with no bytes: no buffer at all, or the chunked serializer would write an
+            // empty chunk (a terminator) and then the final chunk again.
+            p.get().body().data = p.get().body().size > 0 ? buf.data() : nullptr;
             p.get().body().more = !p.is_done();
         } else {
             p.get().body().data = nullptr;
@@ -224,22 +226,32 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         if (iec) co_return false;
         dbuf.commit(n);
     }
-    // The header deadline cancels the read instead of closing the socket, so the client still
-    // gets its 408.
-    auto deadline = std::make_shared<HeaderDeadline>();
-    beast::get_lowest_layer(down).expires_never();
-    asio::steady_timer header_timer(co_await asio::this_coro::executor);
-    header_timer.expires_after(limits.request_header_timeout);
-    header_timer.async_wait([deadline, &down](boost::system::error_code ec) {
-        if (ec || deadline->done) return;  // `down` is only touched while the read is pending
-        deadline->fired = true;
-        boost::system::error_code ignored;
-        beast::get_lowest_layer(down).socket().cancel(ignored);
-    });
-    auto [rec, nread] = co_await http::async_read_header(down, dbuf, req_p, use_nothrow);
-    deadline->done = true;
-    header_timer.cancel();
-    if (deadline->fired) rec = beast::error::timeout;
+    // Usually the whole header came with the first read: parse it from the buffer, no timer.
+    boost::system::error_code rec;
+    if (dbuf.size() > 0) {
+        req_p.eager(false);  // stop after the header, as async_read_header does; the body is relayed
+        size_t used = req_p.put(dbuf.data(), rec);
+        dbuf.consume(used);
+        if (rec == http::error::need_more) rec = {};
+    }
+    if (!rec && !req_p.is_header_done()) {
+        // The header deadline cancels the read instead of closing the socket, so the client still
+        // gets its 408.
+        auto deadline = std::make_shared<HeaderDeadline>();
+        beast::get_lowest_layer(down).expires_never();
+        asio::steady_timer header_timer(co_await asio::this_coro::executor);
+        header_timer.expires_after(limits.request_header_timeout);
+        header_timer.async_wait([deadline, &down](boost::system::error_code ec) {
+            if (ec || deadline->done) return;  // `down` is only touched while the read is pending
+            deadline->fired = true;
+            boost::system::error_code ignored;
+            beast::get_lowest_layer(down).socket().cancel(ignored);
+        });
+        auto [ec, nread] = co_await http::async_read_header(down, dbuf, req_p, use_nothrow);
+        deadline->done = true;
+        header_timer.cancel();
+        rec = deadline->fired ? beast::error::timeout : ec;
+    }
     if (rec) {
         if (rec == http::error::end_of_stream || rec == asio::error::eof ||
             rec == asio::error::connection_reset || rec == asio::ssl::error::stream_truncated) {
