@@ -30,7 +30,9 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Failure, Runner, check, clip  # noqa: E402,F401
 
 TRUST_DOMAIN = "cluster.local"
 DEFAULT_TTL = 86400
@@ -40,30 +42,7 @@ CMD_TIMEOUT = 20
 
 
 # ---------------------------------------------------------------------------------------------
-# Failures and command helpers
-
-
-class Failure(Exception):
-    """A test assertion that failed; `details` are printed indented under the FAIL line."""
-
-    def __init__(self, reason, details=()):
-        super().__init__(reason)
-        self.reason = reason
-        self.details = [d for d in details if d]
-
-
-def check(cond, reason, *details):
-    if not cond:
-        raise Failure(reason, details)
-
-
-def clip(text, limit=1500):
-    if text is None:
-        return ""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+# Command helpers (Failure, check and clip are in harness.py)
 
 
 class Run:
@@ -1420,6 +1399,18 @@ def wait_for_binaries(bins, limit=60):
         time.sleep(1)
 
 
+def reset_test_servers(ctx):
+    ctx.test_servers = []
+
+
+def server_details(ctx):
+    """The logs of the servers the failed test started, then the main server's."""
+    servers = [s for s in ctx.test_servers if s is not ctx.main]
+    if ctx.main is not None:
+        servers.append(ctx.main)
+    return [s.describe() for s in servers]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin-dir", required=True, help="build dir holding control/remora-control")
@@ -1441,49 +1432,23 @@ def main():
         return 1
 
     ctx = Context(bins, tmp)
-    passed = failed = 0
+    runner = Runner()
     started = time.monotonic()
     try:
-        for name, fn in TESTS:
-            if opts.only and opts.only not in name and name != "fresh_state_dir":
-                continue
-            ctx.test_servers = []
-            t0 = time.monotonic()
-            try:
-                fn(ctx)
-                print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-                passed += 1
-            except Failure as f:
-                failed += 1
-                print(f"FAIL {name}: {f.reason}", flush=True)
-                details = list(f.details)
-                servers = [s for s in ctx.test_servers if s is not ctx.main]
-                if ctx.main is not None:
-                    servers.append(ctx.main)
-                for s in servers:
-                    details.append(s.describe())
-                for d in details:
-                    for line in str(d).splitlines():
-                        print("    " + line)
-                sys.stdout.flush()
-            except Exception as e:  # noqa: BLE001 - a crash in a test is a failure of that test
-                failed += 1
-                print(f"FAIL {name}: {type(e).__name__}: {e}")
-                for line in traceback.format_exc().splitlines():
-                    print("    " + line)
-                sys.stdout.flush()
+        runner.run(TESTS, ctx, only=opts.only, always=("fresh_state_dir",),
+                   before_each=reset_test_servers, failure_details=server_details)
     finally:
         for s in ctx.servers:
             try:
                 s.stop()
             except Exception:  # noqa: BLE001 - keep killing the others
                 pass
-        if opts.keep or failed:
+        if opts.keep or runner.failed:
             print(f"(temporary files kept in {tmp})")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed ({time.monotonic() - started:.1f}s)")
-    return 0 if failed == 0 else 1
+    runner.summary(started)
+    return runner.exit_code()
 
 
 if __name__ == "__main__":

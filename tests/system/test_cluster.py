@@ -18,28 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import cluster  # noqa: E402
 from cluster import LocalCluster, ClusterError, ClusterUnavailable  # noqa: E402
+from harness import Failure, Runner, check  # noqa: E402,F401
 
 VIP = "198.19.0.10"
 PREFIX = f"remora-t{os.getpid()}"
-
-
-class Failure(Exception):
-    def __init__(self, reason, details=()):
-        super().__init__(reason)
-        self.reason = reason
-        self.details = [d for d in details if d]
-
-
-def check(cond, reason, *details):
-    if not cond:
-        raise Failure(reason, details)
 
 
 def describe(r):
@@ -430,6 +418,11 @@ TESTS = [
 ]
 
 
+def server_log(ctx):
+    """The tail of the log of the server the failed test started, if any."""
+    return [cluster._log_tail(ctx.server).strip()] if ctx.server is not None else []
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-k", dest="only", help="run only tests whose name contains this")
@@ -447,47 +440,25 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="remora-test-cluster-")
     ctx = Ctx(tmp)
-    passed = failed = 0
+    runner = Runner()
     started = time.monotonic()
     try:
-        for name, fn in TESTS:
-            if opts.only and opts.only not in name:
-                continue
-            t0 = time.monotonic()
-            try:
-                fn(ctx)
-                print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-                passed += 1
-            except Failure as f:
-                failed += 1
-                print(f"FAIL {name}: {f.reason}", flush=True)
-                details = list(f.details)
-                if ctx.server is not None:
-                    details.append(cluster._log_tail(ctx.server).strip())
-                for d in details:
-                    for line in str(d).splitlines():
-                        print("    " + line)
-                sys.stdout.flush()
-            except ClusterUnavailable as e:
-                print(f"SKIP: {e}")
-                return 77
-            except Exception as e:  # noqa: BLE001 - a crash in a test is a failure of that test
-                failed += 1
-                print(f"FAIL {name}: {type(e).__name__}: {e}")
-                for line in traceback.format_exc().splitlines():
-                    print("    " + line)
-                sys.stdout.flush()
+        runner.run(TESTS, ctx, only=opts.only, failure_details=server_log,
+                   reraise=(ClusterUnavailable,))
+    except ClusterUnavailable as e:
+        print(f"SKIP: {e}")
+        return 77
     finally:
         if ctx.c is not None:
             ctx.c.teardown()
         for suffix in ("", "a", "b", "c", "s", "i", "k"):
             cluster.cleanup_stale(PREFIX + suffix + "-")
-        if failed:
+        if runner.failed:
             print(f"(temporary files kept in {tmp})")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed ({time.monotonic() - started:.1f}s)")
-    return 0 if failed == 0 else 1
+    runner.summary(started)
+    return runner.exit_code()
 
 
 if __name__ == "__main__":

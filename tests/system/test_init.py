@@ -20,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import traceback
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Failure, Runner, check  # noqa: E402
 
 CMD_TIMEOUT = 20
 NS = f"remora-init-test-{os.getpid()}"
@@ -37,30 +39,11 @@ REMOTE = ("198.18.5.5", 9080)
 
 
 # ---------------------------------------------------------------------------------------------
-# Failures and command helpers
-
-
-class Failure(Exception):
-    """A test assertion that failed; `details` are printed indented under the FAIL line."""
-
-    def __init__(self, reason, details=()):
-        super().__init__(reason)
-        self.reason = reason
-        self.details = [d for d in details if d]
-
-
-def check(cond, reason, *details):
-    if not cond:
-        raise Failure(reason, details)
+# Command helpers (Failure and check are in harness.py)
 
 
 def clip(text, limit=3000):
-    if text is None:
-        return ""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+    return harness.clip(text, limit)
 
 
 class Run:
@@ -512,39 +495,19 @@ def main():
     samples = Path(opts.samples) if opts.samples else repo.parent / "shared" / "istio-samples"
 
     tmp = tempfile.mkdtemp(prefix="remora-test-init-")
-    passed = failed = 0
+    runner = Runner()
     try:
         why = make_namespace()
         if why:
             print("SKIP: " + why.replace("\n", "\n    "))
             return 77
         ctx = Context(bin_path, samples, tmp)
-        for name, fn in TESTS:
-            if opts.only and opts.only not in name:
-                continue
-            t0 = time.monotonic()
-            try:
-                fn(ctx)
-                print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-                passed += 1
-            except Failure as f:
-                failed += 1
-                print(f"FAIL {name}: {f.reason}", flush=True)
-                for d in f.details:
-                    for line in str(d).splitlines():
-                        print("    " + line)
-                sys.stdout.flush()
-            except Exception as e:  # noqa: BLE001 - a crash in a test is a failure of that test
-                failed += 1
-                print(f"FAIL {name}: {type(e).__name__}: {e}")
-                for line in traceback.format_exc().splitlines():
-                    print("    " + line)
-                sys.stdout.flush()
+        runner.run(TESTS, ctx, only=opts.only)
     finally:
         run(["ip", "netns", "del", NS])
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    runner.summary()
+    return runner.exit_code()
 
 
 if __name__ == "__main__":

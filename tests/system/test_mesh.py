@@ -40,6 +40,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from cluster import ClusterUnavailable, LocalCluster, NODE_IP  # noqa: E402
+from harness import Failure, Runner, check, clip, print_failure  # noqa: E402
 
 ECHO_APP = os.path.join(HERE, "apps", "echo_app.py")
 TRUST_DOMAIN = "cluster.local"
@@ -54,33 +55,6 @@ SIDECAR_FLAGS = ["-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "
 
 def spiffe(sa, ns="default"):
     return f"spiffe://{TRUST_DOMAIN}/ns/{ns}/sa/{sa}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Failures
-
-
-class Failure(Exception):
-    """A test assertion that failed; `details` are printed indented under the FAIL line."""
-
-    def __init__(self, reason, details=()):
-        super().__init__(reason)
-        self.reason = reason
-        self.details = [d for d in details if d]
-
-
-def check(cond, reason, *details):
-    if not cond:
-        raise Failure(reason, details)
-
-
-def clip(text, limit=1500):
-    if text is None:
-        return ""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
 def describe(proc, argv=None):
@@ -1087,12 +1061,17 @@ TESTS = [
 # ---------------------------------------------------------------------------------------------
 
 
-def print_failure(name, reason, details):
-    print(f"FAIL {name}: {reason}", flush=True)
-    for d in details:
-        for line in str(d).splitlines():
-            print("    " + line)
-    sys.stdout.flush()
+def reset_involved(mesh):
+    mesh.involved = []
+
+
+def involved_proxies(mesh):
+    """What the proxies of the pods the failed test involved say about themselves."""
+    return [mesh.proxies[p].describe(mesh) for p in mesh.involved if p in mesh.proxies]
+
+
+def first_line(e):
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def wait_for_binaries(paths, limit=60):
@@ -1123,14 +1102,14 @@ def main():
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="remora-test-mesh-")
     os.chmod(tmp, 0o755)
-    passed = failed = 0
+    runner = Runner()
     try:
         with LocalCluster(f"remora-m{os.getpid()}") as cluster:
             mesh = Mesh(cluster, os.path.abspath(opts.bin_dir), tmp)
             missing = wait_for_binaries(mesh.binaries())
             if missing:
                 print_failure("setup", f"missing binaries: {', '.join(missing)}", [])
-                failed += 1
+                runner.failed += 1
                 return 1
             try:
                 setup(mesh)
@@ -1139,40 +1118,23 @@ def main():
                 details += [p.describe() for p in mesh.proxies.values()]
                 details.append(f"control log:\n{tail(mesh.control_log)}")
                 print_failure("setup", f"{type(e).__name__}: {str(e).splitlines()[0]}", details)
-                failed += 1
+                runner.failed += 1
                 return 1
             print(f"setup: {len(cluster.pods)} pods, {len(mesh.proxies)} proxies ready "
                   f"({time.monotonic() - started:.1f}s)", flush=True)
-            for name, fn in TESTS:
-                if opts.only and opts.only not in name:
-                    continue
-                mesh.involved = []
-                t0 = time.monotonic()
-                try:
-                    fn(mesh)
-                    print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-                    passed += 1
-                except Failure as f:
-                    failed += 1
-                    print_failure(name, f.reason, list(f.details) +
-                                  [mesh.proxies[p].describe(mesh) for p in mesh.involved
-                                   if p in mesh.proxies])
-                except Exception as e:  # noqa: BLE001 - a crash in a test fails that test
-                    failed += 1
-                    print_failure(name, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                                  [traceback.format_exc()] +
-                                  [mesh.proxies[p].describe(mesh) for p in mesh.involved
-                                   if p in mesh.proxies])
+            runner.run(TESTS, mesh, only=opts.only, before_each=reset_involved,
+                       failure_details=involved_proxies, crash_details=involved_proxies,
+                       crash_reason=first_line)
     except ClusterUnavailable as e:
         print(f"SKIP: {e}")
         return 77
     finally:
-        if opts.keep or failed:
+        if opts.keep or runner.failed:
             print(f"(temporary files kept in {tmp})")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-        print(f"{passed} passed, {failed} failed ({time.monotonic() - started:.1f}s)")
-    return 0 if failed == 0 else 1
+        runner.summary(started)
+    return runner.exit_code()
 
 
 if __name__ == "__main__":
