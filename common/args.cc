@@ -2,6 +2,7 @@
 #include "common/args.h"
 
 #include <charconv>
+#include <iostream>
 
 namespace remora::common {
 
@@ -57,6 +58,19 @@ std::string Args::require(const std::string& flag) const {
     auto v = get(flag);
     if (!v || v->empty()) throw UsageError("--" + flag + " is required");
     return *v;
+}
+
+int run_tool(const char* name, int argc, char** argv,
+             int (*body)(const std::vector<std::string>& args)) {
+    try {
+        return body(std::vector<std::string>(argv + 1, argv + argc));
+    } catch (const UsageError& e) {
+        std::cerr << name << ": " << e.what() << "\n(see " << name << " --help)\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << name << ": " << e.what() << "\n";
+        return 1;
+    }
 }
 
 long long parse_duration_seconds(const std::string& flag, const std::string& text) {

@@ -35,6 +35,11 @@ class Args {
     std::vector<std::string> positional_;
 };
 
+// A command-line tool's main: runs `body` with the arguments after the program name; a UsageError
+// exits 2 with a pointer to --help, any other exception exits 1; each prints "<name>: <what>".
+int run_tool(const char* name, int argc, char** argv,
+             int (*body)(const std::vector<std::string>& args));
+
 // "90d", "24h", "30m", "45s", "3600" (seconds); throws UsageError naming `flag`.
 long long parse_duration_seconds(const std::string& flag, const std::string& text);
 

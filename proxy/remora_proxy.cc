@@ -376,13 +376,5 @@ int run(const std::vector<std::string>& argv) {
 
 int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
-    try {
-        return run(std::vector<std::string>(argv + 1, argv + argc));
-    } catch (const UsageError& e) {
-        std::cerr << "remora-proxy: " << e.what() << "\n(see remora-proxy --help)\n";
-        return 2;
-    } catch (const std::exception& e) {
-        std::cerr << "remora-proxy: " << e.what() << "\n";
-        return 1;
-    }
+    return remora::common::run_tool("remora-proxy", argc, argv, run);
 }

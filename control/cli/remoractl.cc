@@ -142,7 +142,7 @@ int cert_request(const std::vector<std::string>& argv) {
     return 0;
 }
 
-int run(std::vector<std::string> argv) {
+int run(const std::vector<std::string>& argv) {
     auto pop2 = [&](std::string_view a, std::string_view b) {
         return argv.size() >= 2 && argv[0] == a && argv[1] == b;
     };
@@ -161,13 +161,5 @@ int run(std::vector<std::string> argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(std::vector<std::string>(argv + 1, argv + argc));
-    } catch (const UsageError& e) {
-        std::cerr << "remoractl: " << e.what() << "\n(see remoractl --help)\n";
-        return 2;
-    } catch (const std::exception& e) {
-        std::cerr << "remoractl: " << e.what() << "\n";
-        return 1;
-    }
+    return remora::common::run_tool("remoractl", argc, argv, run);
 }
