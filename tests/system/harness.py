@@ -7,6 +7,7 @@ when all passed, 1 when some failed, 77 when the test cannot run here (skip).
 """
 
 import sys
+import shutil
 import time
 import traceback
 
@@ -93,6 +94,13 @@ class Runner:
         if started is not None:
             line += f" ({time.monotonic() - started:.1f}s)"
         print(line)
+
+    def keep_or_remove(self, tmp, keep=False):
+        """Keeps `tmp` for a look when asked or when anything failed; removes it otherwise."""
+        if keep or self.failed:
+            print(f"(temporary files kept in {tmp})")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def exit_code(self):
         return 0 if self.failed == 0 else 1

@@ -1443,10 +1443,7 @@ def main():
                 s.stop()
             except Exception:  # noqa: BLE001 - keep killing the others
                 pass
-        if opts.keep or runner.failed:
-            print(f"(temporary files kept in {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        runner.keep_or_remove(tmp, opts.keep)
     runner.summary(started)
     return runner.exit_code()
 

@@ -453,10 +453,7 @@ def main():
             ctx.c.teardown()
         for suffix in ("", "a", "b", "c", "s", "i", "k"):
             cluster.cleanup_stale(PREFIX + suffix + "-")
-        if runner.failed:
-            print(f"(temporary files kept in {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        runner.keep_or_remove(tmp)
     runner.summary(started)
     return runner.exit_code()
 

@@ -1129,10 +1129,7 @@ def main():
         print(f"SKIP: {e}")
         return 77
     finally:
-        if opts.keep or runner.failed:
-            print(f"(temporary files kept in {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        runner.keep_or_remove(tmp, opts.keep)
         runner.summary(started)
     return runner.exit_code()
 
