@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
-          libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev doctest-dev
-          iproute2 util-linux iptables)
+          libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libre2-dev doctest-dev
+          iproute2 util-linux iptables prometheus)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
