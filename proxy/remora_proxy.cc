@@ -13,6 +13,7 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "proxy/identity/identity_agent.h"
+#include "proxy/meshconfig/mesh_config.h"
 #include "proxy/server/workers.h"
 
 namespace {
@@ -56,6 +57,18 @@ Operation:
   --request-header-timeout D  a client must send a whole request header within D (default 10s)
   --idle-timeout D         keep-alive idle timeout (default 60s)
   --connect-timeout D      upstream connect and TLS handshake timeout (default 10s)
+  --mesh-config FILE       Istio MeshConfig YAML (accessLogFile, accessLogEncoding, trustDomain,
+                           defaultConfig.tracing, concurrency, terminationDrainDuration); flags
+                           given here override it
+Telemetry:
+  --workload-name NAME     this pod's workload (a Deployment's name), for metric labels and spans
+  --labels K=V,...         the pod's labels (app, version, service.istio.io/canonical-name, ...)
+  --pod-ip IP              this pod's address, for spans and the node id
+  --metrics ADDR:PORT      Prometheus metrics (default 0.0.0.0:15090; "off" stops recording them)
+  --access-log FILE        one line per request ("/dev/stdout"); off by default
+  --access-log-encoding E  TEXT (Envoy's format, default) or JSON
+  --zipkin-address H:P     export spans as Zipkin v2 JSON to http://H:P/api/v2/spans
+  --trace-sampling PCT     percent of new traces sampled (default 1; a caller's decision wins)
 )";
 
 tcp::endpoint resolve_host_port(const std::string& flag, const std::string& text) {
@@ -74,7 +87,8 @@ struct Proxy {
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<ListenerSpec> listeners;
     std::unique_ptr<IdentityAgent> identity;
-    std::unique_ptr<common::HttpServer> admin, health;
+    std::unique_ptr<common::HttpServer> admin, health, metrics;
+    std::shared_ptr<const TelemetryConfig> telemetry;
     std::chrono::seconds drain_duration{5};
     asio::steady_timer drain_timer{io};
     bool exiting = false;
@@ -87,6 +101,41 @@ struct Proxy {
         return out;
     }
 
+    std::string prometheus() const {
+        std::vector<const WorkerMetrics*> ms;
+        for (const auto& w : workers) ms.push_back(&w->metrics());
+        std::string out = render_istio_metrics(ms);
+        out += render_stats_prometheus(stats());
+        auto gauge = [&](const char* name, const char* help, const std::string& value) {
+            out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name +
+                   " " + value + "\n";
+        };
+        auto counter = [&](const char* name, const char* help, uint64_t value) {
+            out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+                   " " + std::to_string(value) + "\n";
+        };
+        if (auto snap = tls.current()) {
+            auto secs = std::chrono::duration_cast<std::chrono::seconds>(
+                snap->leaf().not_after().time_since_epoch()).count();
+            gauge("remora_cert_expiration_timestamp_seconds", "When this proxy's certificate expires.",
+                  std::to_string(secs));
+        }
+        gauge("remora_server_ready", "1 once certificate and configuration are loaded.", ready() ? "1" : "0");
+        gauge("remora_server_draining", "1 while draining.", draining.load() ? "1" : "0");
+        uint64_t overflow = 0;
+        for (const WorkerMetrics* m : ms) overflow += m->series_overflow();
+        counter("remora_metrics_series_overflow_total", "Requests not counted: the per-worker series limit was reached.", overflow);
+        const TelemetryConfig& t = *telemetry;
+        counter("remora_access_log_dropped_total", "Access-log lines dropped because the buffer was full.",
+                t.access_log ? t.access_log->dropped() : 0);
+        counter("remora_access_log_written_total", "Access-log lines written.", t.access_log ? t.access_log->written() : 0);
+        counter("remora_tracing_spans_sent_total", "Spans the collector accepted.", t.zipkin ? t.zipkin->sent() : 0);
+        counter("remora_tracing_spans_dropped_total", "Spans dropped: queue full or collector unreachable.",
+                t.zipkin ? t.zipkin->dropped() : 0);
+        counter("remora_tracing_export_failures_total", "Failed POSTs to the span collector.",
+                t.zipkin ? t.zipkin->failed_posts() : 0);
+        return out;
+    }
     uint64_t active() const {
         uint64_t n = 0;
         for (const auto& w : workers) n += w->active_connections();
@@ -115,6 +164,7 @@ struct Proxy {
             for (auto& w : workers) w->stop();
             if (identity) identity->stop();
             if (admin) admin->stop();
+            if (metrics) metrics->stop();
             if (health) health->stop();
             io.stop();
         });
@@ -237,13 +287,65 @@ struct Proxy {
     }
 };
 
+// Telemetry settings: the proxy's flags, else the mesh config, else Istio's defaults.
+std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const MeshConfig& mesh,
+                                                      const std::string& ns, const LogFn& log) {
+    auto t = std::make_shared<TelemetryConfig>();
+    std::map<std::string, std::string> labels;
+    if (auto l = args.get("labels")) {
+        try {
+            labels = parse_label_list(*l);
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(std::string("--labels: ") + e.what());
+        }
+    }
+    t->self = WorkloadInfo::from_labels(args.get_or("workload-name", ""), ns, std::move(labels));
+    t->peer_metadata = encode_peer_metadata(t->self);
+    t->pod_ip = args.get_or("pod-ip", "");
+    t->node_id = "sidecar~" + (t->pod_ip.empty() ? std::string("0.0.0.0") : t->pod_ip) + "~" +
+                 t->self.name + "." + ns + "~" + ns + ".svc.cluster.local";
+    t->metrics = args.get_or("metrics", "") != "off";
+    std::string sampling = args.get_or("trace-sampling", "");
+    t->sampling_percent = mesh.tracing_sampling;
+    if (!sampling.empty()) {
+        size_t used = 0;
+        try {
+            t->sampling_percent = std::stod(sampling, &used);
+        } catch (...) {
+            used = 0;
+        }
+        if (used != sampling.size() || t->sampling_percent < 0 || t->sampling_percent > 100) {
+            throw UsageError("--trace-sampling \"" + sampling + "\": a percentage from 0 to 100");
+        }
+    }
+    std::string encoding = args.get_or("access-log-encoding", mesh.access_log_encoding);
+    for (char& c : encoding) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (encoding == "JSON") t->access_log_encoding = AccessLogEncoding::json;
+    else if (encoding != "TEXT") throw UsageError("--access-log-encoding \"" + encoding + "\": TEXT or JSON");
+    std::string log_file = args.get_or("access-log", mesh.access_log_file);
+    if (!log_file.empty()) t->access_log = std::make_shared<AccessLogWriter>(log_file);
+    std::string zipkin = args.get_or("zipkin-address", mesh.zipkin_address);
+    if (!zipkin.empty()) {
+        size_t colon = zipkin.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == zipkin.size()) {
+            throw UsageError("--zipkin-address \"" + zipkin + "\": expected HOST:PORT");
+        }
+        ZipkinOptions z;
+        z.host = zipkin.substr(0, colon);
+        z.port = zipkin.substr(colon + 1);
+        t->zipkin = std::make_shared<ZipkinExporter>(z, log);
+    }
+    return t;
+}
+
 int run(const std::vector<std::string>& argv) {
     Args args(argv,
               {"control", "token-file", "namespace", "service-account", "cert-ttl", "cert-chain", "key",
                "trust-bundle", "trust-domain", "registry", "outbound", "inbound", "mtls-mode",
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
                "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
-               "connect-timeout"},
+               "connect-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
+               "access-log", "access-log-encoding", "zipkin-address", "trace-sampling"},
               {"help"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -251,8 +353,13 @@ int run(const std::vector<std::string>& argv) {
     }
     if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional().front());
 
+    MeshConfig mesh;
+    if (auto m = args.get("mesh-config")) {
+        mesh = MeshConfig::load_file(*m);
+        for (const std::string& note : mesh.notes) common::log_line("remora-proxy", *m + ": " + note);
+    }
     auto cfg = std::make_shared<ProxyConfig>();
-    cfg->trust_domain = args.get_or("trust-domain", "cluster.local");
+    cfg->trust_domain = args.get_or("trust-domain", mesh.trust_domain);
     cfg->ns = args.get_or("namespace", "default");
     std::string mode = args.get_or("mtls-mode", "STRICT");
     for (char& c : mode) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -317,7 +424,8 @@ int run(const std::vector<std::string>& argv) {
         for (const std::string& note : cfg->registry->notes()) common::log_line("remora-proxy", *r + ": " + note);
     }
 
-    std::string conc = args.get_or("concurrency", "2");
+    std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
+                                                      ? std::to_string(*mesh.concurrency) : "2");
     int concurrency = 0;
     try {
         concurrency = std::stoi(conc);
@@ -328,12 +436,17 @@ int run(const std::vector<std::string>& argv) {
     }
 
     Proxy proxy;
-    proxy.drain_duration = std::chrono::seconds(common::parse_duration_seconds("drain-duration", args.get_or("drain-duration", "5s")));
+    auto log = [](const std::string& m) { common::log_line("remora-proxy", m); };
+    proxy.drain_duration = std::chrono::seconds(common::parse_duration_seconds(
+        "drain-duration", args.get_or("drain-duration", std::to_string(mesh.termination_drain_seconds.value_or(5)) + "s")));
+    proxy.telemetry = make_telemetry(args, mesh, cfg->ns, log);
     proxy.listeners = listeners;
     proxy.config.publish(cfg);
-    auto log = [](const std::string& m) { common::log_line("remora-proxy", m); };
+    std::random_device seeds;
     for (int i = 0; i < concurrency; ++i) {
-        proxy.workers.push_back(std::make_unique<Worker>(proxy.tls, proxy.config, proxy.draining, log));
+        uint64_t seed = (static_cast<uint64_t>(seeds()) << 32) | seeds();
+        proxy.workers.push_back(std::make_unique<Worker>(proxy.tls, proxy.config, proxy.draining, log,
+                                                         proxy.telemetry, seed));
         proxy.workers.back()->bind(listeners);
     }
     proxy.admin = std::make_unique<common::HttpServer>(
@@ -349,17 +462,36 @@ int run(const std::vector<std::string>& argv) {
         },
         nullptr, common::HttpLimits{}, log);
 
+    std::string metrics_at = args.get_or("metrics", "0.0.0.0:15090");
+    if (metrics_at != "off") {
+        proxy.metrics = std::make_unique<common::HttpServer>(
+            proxy.io, common::parse_endpoint("metrics", metrics_at),
+            [&proxy](const common::HttpRequest& r, const common::PeerInfo&) {
+                std::string_view target = r.target();
+                if (target.substr(0, target.find('?')) != "/stats/prometheus") {
+                    auto res = common::json_response(404, "try /stats/prometheus\n", r.version());
+                    res.set(http::field::content_type, "text/plain");
+                    return res;
+                }
+                auto res = common::json_response(200, proxy.prometheus(), r.version());
+                res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+                return res;
+            },
+            nullptr, common::HttpLimits{}, log);
+    }
     proxy.identity = std::make_unique<IdentityAgent>(id, proxy.tls, [] { return std::chrono::system_clock::now(); },
                                                      log, std::random_device{}());
     proxy.identity->start();
     for (auto& w : proxy.workers) w->start();
     proxy.admin->start();
     proxy.health->start();
+    if (proxy.metrics) proxy.metrics->start();
     std::string ls;
     for (const ListenerSpec& l : listeners) ls += std::string(" ") + listener_name(l.kind) + "=" + common::format_endpoint(l.address);
     common::log_line("remora-proxy", "started: concurrency=" + std::to_string(concurrency) + ls +
                                          " admin=" + common::format_endpoint(proxy.admin->local_endpoint()) +
-                                         " health=" + common::format_endpoint(proxy.health->local_endpoint()));
+                                         " health=" + common::format_endpoint(proxy.health->local_endpoint()) +
+                                         (proxy.metrics ? " metrics=" + common::format_endpoint(proxy.metrics->local_endpoint()) : ""));
 
     asio::signal_set signals(proxy.io, SIGINT, SIGTERM);
     signals.async_wait([&proxy](boost::system::error_code ec, int sig) {

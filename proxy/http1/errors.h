@@ -11,8 +11,8 @@ enum class ProxyError {
     no_healthy_upstream,      // 503 UH
     connect_failure,          // 503 UF: connect, TLS handshake or peer identity failed
     upstream_reset,           // 502 UC: upstream closed or reset before a complete response header
-    bad_request,              // 400
-    headers_too_large,        // 431
+    bad_request,              // 400 DPE (downstream protocol error)
+    headers_too_large,        // 431 DPE
     header_timeout,           // 408
 };
 
@@ -30,8 +30,8 @@ constexpr ErrorReply reply_for(ProxyError e) {
             return {503, "UF", "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n"};
         case ProxyError::upstream_reset:
             return {502, "UC", "upstream connect error or disconnect/reset before headers. reset reason: connection termination\n"};
-        case ProxyError::bad_request: return {400, "", "malformed HTTP request\n"};
-        case ProxyError::headers_too_large: return {431, "", "request header fields too large\n"};
+        case ProxyError::bad_request: return {400, "DPE", "malformed HTTP request\n"};
+        case ProxyError::headers_too_large: return {431, "DPE", "request header fields too large\n"};
         case ProxyError::header_timeout: return {408, "", "request header timeout\n"};
     }
     return {500, "", "internal error\n"};

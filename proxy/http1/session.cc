@@ -18,6 +18,7 @@
 
 #include "proxy/http1/errors.h"
 #include "proxy/net/original_dst.h"
+#include "proxy/telemetry/workload.h"
 
 namespace remora::proxy {
 
@@ -35,7 +36,7 @@ constexpr size_t kRelayChunk = 16 * 1024;
 // Per-connection facts every request of it shares.
 struct Downstream {
     uint64_t id;
-    std::string remote;
+    std::string remote, local;
     ListenerKind kind;
     std::optional<tcp::endpoint> original_dst;
     std::optional<std::string> peer_identity;  // inbound over mTLS
@@ -88,8 +89,10 @@ void strip_hop_by_hop(Fields& fields) {
 
 template <class Stream>
 asio::awaitable<void> send_error(Stream& stream, ProxyError e, unsigned version, WorkerStats& stats,
-                                 bool keep_alive = false) {
+                                 RequestRecord& rec, bool keep_alive = false) {
     ErrorReply r = reply_for(e);
+    rec.status = r.status;
+    if (!r.flag.empty()) rec.flags = r.flag;
     http::response<http::string_body> res{static_cast<http::status>(r.status), version ? version : 11};
     res.set(http::field::content_type, "text/plain");
     res.set(http::field::server, "remora");
@@ -97,6 +100,7 @@ asio::awaitable<void> send_error(Stream& stream, ProxyError e, unsigned version,
     res.body() = r.body;
     res.keep_alive(keep_alive);
     res.prepare_payload();
+    rec.response_body_bytes = r.body.size();
     count_status(stats, r.status);
     count_flag(stats, r.flag);
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
@@ -116,7 +120,7 @@ template <bool isRequest, class In, class Out>
 asio::awaitable<RelayResult> relay(std::span<char> buf, In& in, beast::flat_buffer& inbuf,
                                    http::parser<isRequest, http::buffer_body>& p, Out& out,
                                    http::serializer<isRequest, http::buffer_body>& sr,
-                                   std::chrono::seconds idle) {
+                                   std::chrono::seconds idle, uint64_t& body_bytes) {
     do {
         if (!p.is_done()) {
             p.get().body().data = buf.data();
@@ -127,6 +131,7 @@ asio::awaitable<RelayResult> relay(std::span<char> buf, In& in, beast::flat_buff
             if (ec == http::error::need_buffer) ec = {};
             if (ec) co_return RelayResult::read_failed;
             p.get().body().size = buf.size() - p.get().body().size;
+            body_bytes += p.get().body().size;
             // Progress without body bytes (a chunk header): nothing to pass on. An empty buffer
             // with more to come would make the serializer end a chunked body early.
             if (p.get().body().size == 0 && !p.is_done()) continue;
@@ -207,12 +212,51 @@ asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTa
     co_return conn;
 }
 
+template <class Fields>
+uint64_t header_bytes(const Fields& fields, size_t start_line) {
+    uint64_t n = start_line + 2;
+    for (const auto& f : fields) n += f.name_string().size() + f.value().size() + 4;
+    return n + 2;
+}
+
+// The tracing headers of a request, as views into it.
+template <class Fields>
+TraceHeaders trace_headers(const Fields& f) {
+    TraceHeaders h;
+    auto get = [&](std::string_view name) {
+        auto it = f.find(name);
+        return it == f.end() ? std::string_view{} : std::string_view(it->value());
+    };
+    h.traceparent = get("traceparent");
+    h.tracestate = get("tracestate");
+    h.b3 = get("b3");
+    h.x_b3_traceid = get("x-b3-traceid");
+    h.x_b3_spanid = get("x-b3-spanid");
+    h.x_b3_parentspanid = get("x-b3-parentspanid");
+    h.x_b3_sampled = get("x-b3-sampled");
+    h.x_b3_flags = get("x-b3-flags");
+    return h;
+}
+
+// Records the request's telemetry when handle_one ends, whichever way it ends.
+struct RequestFinisher {
+    WorkerTelemetry& telemetry;
+    RequestRecord& rec;
+    bool armed = false;
+    ~RequestFinisher() {
+        if (armed) telemetry.finish(rec);
+    }
+};
+
 // One request/response exchange on `down`. Returns whether the downstream connection may carry
 // another request.
 template <class Down>
 asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstream& info,
                                  WorkerContext& ctx) {
     const Limits& limits = info.config->limits;
+    const TelemetryConfig& tcfg = ctx.telemetry.config();
+    const bool outbound = info.kind == ListenerKind::outbound_capture ||
+                          info.kind == ListenerKind::outbound_explicit;
     http::request_parser<http::buffer_body> req_p;
     req_p.header_limit(limits.max_request_header_bytes);
     req_p.body_limit(boost::none);  // bodies are streamed, never held whole
@@ -226,15 +270,23 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         if (iec) co_return false;
         dbuf.commit(n);
     }
+    RequestRecord rec;
+    rec.outbound = outbound;
+    rec.downstream_remote = info.remote;
+    rec.downstream_local = info.local;
+    rec.mtls = !outbound && info.tls != nullptr;
+    if (!outbound && info.peer_identity) rec.peer_principal = *info.peer_identity;
+    RequestFinisher finisher{ctx.telemetry, rec};
+
     // Usually the whole header came with the first read: parse it from the buffer, no timer.
-    boost::system::error_code rec;
+    boost::system::error_code rec_ec;
     if (dbuf.size() > 0) {
         req_p.eager(false);  // stop after the header, as async_read_header does; the body is relayed
-        size_t used = req_p.put(dbuf.data(), rec);
+        size_t used = req_p.put(dbuf.data(), rec_ec);
         dbuf.consume(used);
-        if (rec == http::error::need_more) rec = {};
+        if (rec_ec == http::error::need_more) rec_ec = {};
     }
-    if (!rec && !req_p.is_header_done()) {
+    if (!rec_ec && !req_p.is_header_done()) {
         // The header deadline cancels the read instead of closing the socket, so the client still
         // gets its 408.
         auto deadline = std::make_shared<HeaderDeadline>();
@@ -250,18 +302,18 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         auto [ec, nread] = co_await http::async_read_header(down, dbuf, req_p, use_nothrow);
         deadline->done = true;
         header_timer.cancel();
-        rec = deadline->fired ? beast::error::timeout : ec;
+        rec_ec = deadline->fired ? beast::error::timeout : ec;
     }
-    if (rec) {
-        if (rec == http::error::end_of_stream || rec == asio::error::eof ||
-            rec == asio::error::connection_reset || rec == asio::ssl::error::stream_truncated) {
+    if (rec_ec) {
+        if (rec_ec == http::error::end_of_stream || rec_ec == asio::error::eof ||
+            rec_ec == asio::error::connection_reset || rec_ec == asio::ssl::error::stream_truncated) {
             co_return false;
         }
         ProxyError e = ProxyError::bad_request;
-        if (rec == beast::error::timeout) {
+        if (rec_ec == beast::error::timeout) {
             e = ProxyError::header_timeout;
             ctx.stats.inc(Counter::downstream_rq_header_timeout);
-        } else if (rec == http::error::header_limit) {
+        } else if (rec_ec == http::error::header_limit) {
             e = ProxyError::headers_too_large;
             ctx.stats.inc(Counter::downstream_rq_headers_too_large);
         } else {
@@ -269,8 +321,10 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         }
         ctx.stats.inc(Counter::downstream_rq_total);
         ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " refused request: " +
-                rec.message());
-        co_await send_error(down, e, 11, ctx.stats);
+                rec_ec.message());
+        ctx.telemetry.begin(rec, {}, {});
+        finisher.armed = true;
+        co_await send_error(down, e, 11, ctx.stats, rec);
         co_return false;
     }
     ctx.stats.inc(Counter::downstream_rq_total);
@@ -279,19 +333,41 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     const bool down_keep_alive = req.keep_alive() && !ctx.draining.load(std::memory_order_relaxed);
     const bool is_head = req.method() == http::verb::head;
 
+    // Telemetry: who asked for what, the trace this hop continues, the caller's workload.
+    ctx.telemetry.begin(rec, trace_headers(req), req["x-request-id"]);
+    finisher.armed = true;
+    rec.method = req.method_string();
+    rec.path = req.target();
+    rec.authority = req[http::field::host];
+    rec.user_agent = req[http::field::user_agent];
+    rec.x_forwarded_for = req["x-forwarded-for"];
+    rec.protocol = down_version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    rec.request_header_bytes = header_bytes(req, req.method_string().size() + req.target().size() + 10);
+    if (!outbound) {
+        // Only a sidecar proven by mTLS may say which workload it is; the app never sees it.
+        if (rec.mtls) {
+            auto it = req.find(kPeerMetadataHeader);
+            if (it != req.end()) rec.peer = decode_peer_metadata(it->value());
+        }
+        req.erase(kPeerMetadataHeader);
+    }
+    for (std::string_view name : trace_header_names()) req.erase(name);
+    for (auto& [name, value] : propagation_headers(*rec.span)) req.set(name, value);
+    req.set("x-request-id", rec.request_id);
+    rec.traceparent = req["traceparent"];
+
     // Where it goes. Explicit and inbound targets are fixed per connection: computed once.
     UpstreamTarget routed;
     const UpstreamTarget* target_ptr = nullptr;
     if (info.kind == ListenerKind::outbound_explicit && info.config->upstream) {
         target_ptr = &*info.config->upstream;
-    } else if (info.kind == ListenerKind::outbound_capture ||
-               info.kind == ListenerKind::outbound_explicit) {
+    } else if (outbound) {
         RouteResult r = resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
         if (!r.target) {
             ProxyError e = r.error == RouteError::no_healthy_upstream ? ProxyError::no_healthy_upstream
                                                                       : ProxyError::no_route;
             // The body was not read: the connection cannot carry another request safely.
-            co_await send_error(down, e, down_version, ctx.stats);
+            co_await send_error(down, e, down_version, ctx.stats, rec);
             co_return false;
         }
         routed = std::move(*r.target);
@@ -299,11 +375,11 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     } else {
         if (!info.inbound_target) {
             UpstreamTarget t;
-            t.cluster = "inbound|app";
             t.address = info.config->app
                             ? *info.config->app
                             : tcp::endpoint(asio::ip::address_v4::loopback(),
                                             info.original_dst ? info.original_dst->port() : 80);
+            t.cluster = "inbound|" + std::to_string(t.address.port()) + "||";
             info.inbound_target = std::move(t.finalize());
             if (info.peer_identity && info.tls) {
                 info.xfcc = "By=" + info.tls->id.str() + ";URI=" + *info.peer_identity;
@@ -313,8 +389,38 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         // The caller's identity, proven by its certificate; whatever it claimed is dropped.
         req.erase("x-forwarded-client-cert");
         if (!info.xfcc.empty()) req.set("x-forwarded-client-cert", info.xfcc);
+        // The service asked for: the registry's name for the Host when it knows it.
+        std::string_view host = rec.authority;
+        host = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']'
+                                  ? host.size() : host.rfind(':'));
+        const Service* svc = info.config->registry && !host.empty()
+                                 ? info.config->registry->find_by_host(host, tcfg.self.ns)
+                                 : nullptr;
+        if (svc) {
+            rec.service_host = svc->hosts.empty() ? svc->name : svc->hosts.front();
+            rec.service_name = svc->name;
+            rec.service_ns = svc->ns;
+        } else if (!host.empty()) {
+            rec.service_host = host;
+        }
+        if (info.original_dst) rec.service_port = info.original_dst->port();
     }
     const UpstreamTarget& target = *target_ptr;
+    rec.upstream_cluster = target.cluster;
+    rec.upstream_host = endpoint_text(target.address);
+    if (outbound) {
+        rec.service_host = target.service_host;
+        rec.service_name = target.service_name;
+        rec.service_ns = target.service_ns;
+        rec.service_port = target.service_port;
+        rec.mtls = target.mtls;
+        if (target.mtls) {
+            if (target.expected_identity) rec.peer_principal = *target.expected_identity;
+            req.set(kPeerMetadataHeader, tcfg.peer_metadata);
+        } else {
+            req.erase(kPeerMetadataHeader);
+        }
+    }
 
     bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
     strip_hop_by_hop(req);
@@ -331,7 +437,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         if (!conn) {
             conn = co_await connect_upstream(target, info, ctx);
             if (!conn) {
-                co_await send_error(down, ProxyError::connect_failure, down_version, ctx.stats);
+                co_await send_error(down, ProxyError::connect_failure, down_version, ctx.stats, rec);
                 co_return false;
             }
         }
@@ -350,21 +456,26 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     co_return RelayResult::write_failed;
                 } else {
-                    co_return co_await relay(info.relay_buffer, down, dbuf, req_p, up, req_sr, limits.stream_idle_timeout);
+                    co_return co_await relay(info.relay_buffer, down, dbuf, req_p, up, req_sr,
+                                             limits.stream_idle_timeout, rec.request_body_bytes);
                 }
             },
             conn->stream);
-        if (sent == RelayResult::read_failed) co_return false;  // the client went away
+        if (sent == RelayResult::read_failed) {
+            rec.flags = "DC";  // the client went away
+            co_return false;
+        }
         if (sent == RelayResult::write_failed) {
             ctx.stats.inc(Counter::upstream_rq_reset);
             if (reused && attempt == 0 && !request_has_body) {
                 conn.reset();
                 continue;
             }
-            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats);
+            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats, rec);
             co_return false;
         }
         conn->requests++;
+        rec.upstream_sent = tcfg.steady_clock();
 
         // The response: header first (skipping any 1xx the upstream sends anyway), then the body.
         std::optional<http::response_parser<http::buffer_body>> res_opt;
@@ -402,23 +513,34 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             }
             ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
                     " failed before the response header: " + hec.message());
-            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats);
+            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats, rec);
             co_return false;
         }
+        rec.upstream_header = tcfg.steady_clock();
 
         auto& res = res_p.get();
         const bool upstream_keep_alive = res.keep_alive();
         const unsigned status = res.result_int();
+        rec.status = status;
+        // The peer sidecar's workload: read from the mesh side only, never shown to the app.
+        if (outbound && target.mtls) {
+            auto it = res.find(kPeerMetadataHeader);
+            if (it != res.end()) rec.peer = decode_peer_metadata(it->value());
+        }
+        res.erase(kPeerMetadataHeader);
+        if (!outbound && rec.mtls) res.set(kPeerMetadataHeader, tcfg.peer_metadata);
         strip_hop_by_hop(res);
         res.version(down_version);
         res.keep_alive(down_keep_alive);
+        rec.response_header_bytes = header_bytes(res, res.reason().size() + 13);
         http::serializer<false, http::buffer_body> res_sr{res};
         RelayResult back = co_await std::visit(
             [&](auto& up) -> asio::awaitable<RelayResult> {
                 if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     co_return RelayResult::read_failed;
                 } else {
-                    co_return co_await relay(info.relay_buffer, up, conn->buffer, res_p, down, res_sr, limits.stream_idle_timeout);
+                    co_return co_await relay(info.relay_buffer, up, conn->buffer, res_p, down, res_sr,
+                                             limits.stream_idle_timeout, rec.response_body_bytes);
                 }
             },
             conn->stream);
@@ -428,11 +550,15 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             // its connection closes and it sees a truncated message, never a hang.
             ctx.stats.inc(Counter::upstream_rq_reset);
             count_flag(ctx.stats, "UC");
+            rec.flags = "UC";
             ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
                     " closed mid-response (UC)");
             co_return false;
         }
-        if (back == RelayResult::write_failed) co_return false;
+        if (back == RelayResult::write_failed) {
+            rec.flags = "DC";
+            co_return false;
+        }
         if (upstream_keep_alive && res_p.is_done()) ctx.pool.put(std::move(conn));
         co_return down_keep_alive && req_p.is_done();
     }
@@ -445,8 +571,10 @@ asio::awaitable<void> serve_http(Down& down, Downstream& info, WorkerContext& ct
     }
 }
 
-// Both directions of a TCP connection, byte for byte, with half-closes passed on.
-asio::awaitable<void> copy_one_way(tcp::socket& from, tcp::socket& to, bool& activity) {
+// Both directions of a TCP connection, byte for byte, with half-closes passed on; `counted`
+// (when not null) gets every byte moved.
+asio::awaitable<void> copy_one_way(tcp::socket& from, tcp::socket& to, bool& activity,
+                                   std::atomic<uint64_t>* counted) {
     std::array<char, kRelayChunk> buf;
     for (;;) {
         activity = true;
@@ -454,6 +582,7 @@ asio::awaitable<void> copy_one_way(tcp::socket& from, tcp::socket& to, bool& act
         if (ec) break;
         auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), use_nothrow);
         if (wec) break;
+        if (counted) counted->fetch_add(n, std::memory_order_relaxed);
     }
     boost::system::error_code ignored;
     to.shutdown(tcp::socket::shutdown_send, ignored);
@@ -486,9 +615,16 @@ asio::awaitable<void> passthrough(tcp::socket down, const tcp::endpoint& dst, Do
                 " failed to connect");
         co_return;
     }
+    TcpSeries* series = nullptr;
+    if (ctx.telemetry.config().metrics) {
+        series = ctx.telemetry.metrics().tcp_series(passthrough_labels(endpoint_text(dst), ctx.telemetry.config()));
+    }
+    if (series) series->opened.fetch_add(1, std::memory_order_relaxed);
     bool activity = true;
-    co_await ((copy_one_way(down, up, activity) && copy_one_way(up, down, activity)) ||
+    co_await ((copy_one_way(down, up, activity, series ? &series->received : nullptr) &&
+               copy_one_way(up, down, activity, series ? &series->sent : nullptr)) ||
               idle_watchdog(info.config->limits.stream_idle_timeout, activity, down, up));
+    if (series) series->closed.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Peeks at the first byte without consuming it: 0x16 starts a TLS handshake.
@@ -512,6 +648,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
     boost::system::error_code ec;
     tcp::endpoint remote = socket.remote_endpoint(ec);
     info.remote = ec ? "unknown" : endpoint_text(remote);
+    tcp::endpoint local_ep = socket.local_endpoint(ec);
+    if (!ec) info.local = endpoint_text(local_ep);
     socket.set_option(tcp::no_delay(true), ec);
     ctx.stats.inc(Counter::downstream_cx_total);
     ctx.stats.inc(Counter::downstream_cx_active);

@@ -13,6 +13,7 @@
 #include "proxy/config.h"
 #include "proxy/routing/resolve.h"
 #include "proxy/stats/stats.h"
+#include "proxy/telemetry/telemetry.h"
 #include "proxy/tls/tls_store.h"
 #include "proxy/upstream/pool.h"
 
@@ -25,6 +26,7 @@ struct WorkerContext {
     const TlsStore& tls;
     const ConfigStore& config;
     WorkerStats& stats;
+    WorkerTelemetry& telemetry;
     const std::atomic<bool>& draining;
     LogFn log;
     UpstreamPool pool;

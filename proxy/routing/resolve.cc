@@ -43,6 +43,10 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
     UpstreamTarget t;
     t.cluster = std::move(cluster);
     t.address = {ep.address, static_cast<unsigned short>(service->endpoint_port(ep, *port))};
+    t.service_host = service->hosts.empty() ? service->name : service->hosts.front();
+    t.service_name = service->name;
+    t.service_ns = service->ns;
+    t.service_port = static_cast<uint16_t>(port->number);
     t.mtls = ep.in_mesh();
     if (t.mtls) t.expected_identity = ep.spiffe_id(config.trust_domain);
     t.finalize();

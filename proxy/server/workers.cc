@@ -45,8 +45,9 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind, Wo
 }  // namespace
 
 Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
-               LogFn log)
-    : ctx_{tls, config, stats_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, 1} {}
+               LogFn log, std::shared_ptr<const TelemetryConfig> telemetry, uint64_t seed)
+    : telemetry_(std::move(telemetry), seed),
+      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, 1} {}
 
 void Worker::bind(const std::vector<ListenerSpec>& listeners) {
     for (const ListenerSpec& l : listeners) {

@@ -24,7 +24,7 @@ const char* listener_name(ListenerKind kind);
 class Worker {
 public:
     Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
-           LogFn log);
+           LogFn log, std::shared_ptr<const TelemetryConfig> telemetry, uint64_t seed);
     ~Worker();
     // Binds every listener (SO_REUSEPORT, so each worker has its own); throws naming the address.
     void bind(const std::vector<ListenerSpec>& listeners);
@@ -34,6 +34,7 @@ public:
     void stop();
     void join();
     const WorkerStats& stats() const { return stats_; }
+    const WorkerMetrics& metrics() const { return telemetry_.metrics(); }
     uint64_t active_connections() const { return stats_.get(Counter::downstream_cx_active); }
 
 private:
@@ -41,6 +42,7 @@ private:
     // and context below, so those must outlive it.
     std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
     WorkerStats stats_;
+    WorkerTelemetry telemetry_;
     WorkerContext ctx_;
     std::vector<std::pair<ListenerKind, std::unique_ptr<boost::asio::ip::tcp::acceptor>>> acceptors_;
     std::thread thread_;

@@ -64,4 +64,30 @@ std::string render_stats(const std::vector<const WorkerStats*>& workers, bool js
     return out.str();
 }
 
+std::string render_stats_prometheus(const std::vector<const WorkerStats*>& workers) {
+    std::ostringstream out;
+    for (size_t i = 0; i < static_cast<size_t>(Counter::kCount); ++i) {
+        auto c = static_cast<Counter>(i);
+        if (c == Counter::tls_handshake_fail) continue;  // by reason, below
+        uint64_t sum = 0;
+        for (const WorkerStats* w : workers) sum += w->get(c);
+        std::string name = std::string("remora_") + counter_name(c);
+        for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const bool gauge = c == Counter::downstream_cx_active;
+        if (!gauge && !name.ends_with("_total")) name += "_total";
+        out << "# TYPE " << name << (gauge ? " gauge\n" : " counter\n") << name << " " << sum << "\n";
+    }
+    std::map<std::string, uint64_t> reasons;
+    for (const WorkerStats* w : workers) {
+        for (const auto& [reason, n] : w->tls_failures()) reasons[reason] += n;
+    }
+    out << "# HELP remora_tls_handshake_fail_total TLS handshakes refused, by reason.\n"
+        << "# TYPE remora_tls_handshake_fail_total counter\n";
+    if (reasons.empty()) out << "remora_tls_handshake_fail_total{reason=\"none\"} 0\n";
+    for (const auto& [reason, n] : reasons) {
+        out << "remora_tls_handshake_fail_total{reason=\"" << reason << "\"} " << n << "\n";
+    }
+    return out.str();
+}
+
 }  // namespace remora::proxy

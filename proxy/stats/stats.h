@@ -65,4 +65,8 @@ private:
 // Sum over workers, as "name: value" lines (Envoy's /stats text) or JSON.
 std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json);
 
+// The same counters in Prometheus' text format: remora_<name>_total counters, the active
+// connections as a gauge, handshake failures by reason.
+std::string render_stats_prometheus(const std::vector<const WorkerStats*>& workers);
+
 }  // namespace remora::proxy

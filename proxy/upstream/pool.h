@@ -28,6 +28,9 @@ struct UpstreamTarget {
     bool mtls = false;
     std::optional<std::string> expected_identity;  // the peer's SPIFFE ID must equal this
     std::string key;                               // pool key: set by finalize(), once
+    // The mesh service this endpoint serves (telemetry's destination_service labels).
+    std::string service_host, service_name, service_ns;
+    uint16_t service_port = 0;
 
     // Computes `key` from the fields above; call after setting them.
     UpstreamTarget& finalize();
