@@ -1,0 +1,376 @@
+// Multi-document YAML in, typed resources out: apiVersion/kind dispatch, metadata, Kubernetes
+// Services and pod labels for the analyzer, files and directories.
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "control/model/checks.h"
+#include "control/model/model.h"
+#include "control/model/parsers.h"
+#include "control/model/walk.h"
+
+namespace remora::control::model {
+
+namespace {
+
+using detail::Obj;
+using detail::Reporter;
+using detail::Value;
+
+constexpr const char* kNetworkingVersions[] = {"networking.istio.io/v1",
+                                               "networking.istio.io/v1beta1",
+                                               "networking.istio.io/v1alpha3"};
+constexpr const char* kSecurityVersions[] = {"security.istio.io/v1", "security.istio.io/v1beta1"};
+
+std::string format_location(const Location& l) {
+    std::string s = l.file;
+    if (l.line > 0) s += ":" + std::to_string(l.line);
+    if (l.line > 0 && l.column > 0) s += ":" + std::to_string(l.column);
+    return s;
+}
+
+// Lenient reads for Kubernetes objects (their schema is not ours to check).
+std::string scalar_at(const YAML::Node& n, std::initializer_list<const char*> path) {
+    YAML::Node cur = n;
+    for (const char* key : path) {
+        if (!cur.IsMap()) return "";
+        cur.reset(cur[key]);
+        if (!cur.IsDefined()) return "";
+    }
+    return cur.IsScalar() ? cur.Scalar() : "";
+}
+
+Labels labels_at(const YAML::Node& n, std::initializer_list<const char*> path) {
+    YAML::Node cur = n;
+    for (const char* key : path) {
+        if (!cur.IsMap()) return {};
+        cur.reset(cur[key]);
+        if (!cur.IsDefined()) return {};
+    }
+    Labels out;
+    if (!cur.IsMap()) return out;
+    for (auto it = cur.begin(); it != cur.end(); ++it) {
+        if (it->first.IsScalar() && it->second.IsScalar()) {
+            out[it->first.Scalar()] = it->second.Scalar();
+        }
+    }
+    return out;
+}
+
+class DocumentLoader {
+  public:
+    DocumentLoader(Config& config, const std::string& file)
+        : config_(config), file_(file) {}
+
+    void load(const YAML::Node& doc) {
+        if (!doc.IsDefined() || doc.IsNull()) return;
+        Reporter reporter(config_.diagnostics, file_);
+        Reporter& reporter_ = reporter;
+        if (!doc.IsMap()) {
+            reporter_.error(doc.Mark(), "document", "must be a mapping (a Kubernetes resource)");
+            return;
+        }
+        std::string kind = scalar_at(doc, {"kind"});
+        std::string api = scalar_at(doc, {"apiVersion"});
+        Location where = reporter_.location(doc.Mark());
+        where.column = 0;
+        std::string name = scalar_at(doc, {"metadata", "name"});
+        std::string ns = scalar_at(doc, {"metadata", "namespace"});
+        if (ns.empty()) ns = "default";
+        reporter_.set_resource(kind, ns, name, where);
+
+        bool networking = kind == "VirtualService" || kind == "DestinationRule" ||
+                          kind == "ServiceEntry" || kind == "WorkloadEntry";
+        bool security = kind == "PeerAuthentication" || kind == "AuthorizationPolicy";
+        if (!networking && !security) {
+            load_kubernetes(reporter, doc, kind, api, name, ns);
+            return;
+        }
+        std::size_t errors_before = reporter_.error_count();
+        {
+        Obj top(reporter_, doc, "");
+        if (kind.empty()) top.require("kind");
+        top.skip("kind");
+        top.skip("status");
+        auto api_value = top.get("apiVersion");
+        if (!api_value) {
+            top.require("apiVersion");
+        } else {
+            bool served = false;
+            if (networking) {
+                for (const char* v : kNetworkingVersions) served |= api == v;
+            } else {
+                for (const char* v : kSecurityVersions) served |= api == v;
+            }
+            if (!served) {
+                reporter_.error(api_value->mark(), "apiVersion",
+                                detail::in_quotes(api) + " does not serve " + kind + " (use " +
+                                    (networking ? "networking.istio.io/v1, v1beta1 or v1alpha3"
+                                                : "security.istio.io/v1 or v1beta1") +
+                                    ")");
+            }
+        }
+        Metadata meta;
+        meta.api_version = api;
+        meta.where = where;
+        if (!top.has("metadata")) top.require("metadata");
+        top.object("metadata", [&](Obj& m) { parse_metadata(reporter, m, meta); });
+        if (!check_unique(reporter, kind, meta, api_value ? api_value->mark() : doc.Mark())) {
+            return;
+        }
+
+        YAML::Node empty(YAML::NodeType::Map);
+        auto spec_value = top.get("spec");
+        Value spec_v = spec_value ? *spec_value : Value{empty, "spec"};
+        {
+            Obj spec(reporter_, spec_v);
+            if (kind == "VirtualService") {
+                VirtualService vs;
+                vs.meta = meta;
+                detail::parse_virtual_service(spec, vs);
+                config_.virtual_services.push_back(std::move(vs));
+            } else if (kind == "DestinationRule") {
+                DestinationRule dr;
+                dr.meta = meta;
+                detail::parse_destination_rule(spec, dr);
+                config_.destination_rules.push_back(std::move(dr));
+            } else if (kind == "ServiceEntry") {
+                ServiceEntry se;
+                se.meta = meta;
+                detail::parse_service_entry(spec, se);
+                config_.service_entries.push_back(std::move(se));
+            } else if (kind == "WorkloadEntry") {
+                WorkloadEntry we;
+                we.meta = meta;
+                detail::parse_workload_entry(spec, we.spec, false);
+                config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels});
+                config_.workload_entries.push_back(std::move(we));
+            } else if (kind == "PeerAuthentication") {
+                PeerAuthentication pa;
+                pa.meta = meta;
+                detail::parse_peer_authentication(spec, pa);
+                config_.peer_authentications.push_back(std::move(pa));
+            } else {
+                AuthorizationPolicy ap;
+                ap.meta = meta;
+                detail::parse_authorization_policy(spec, ap);
+                config_.authorization_policies.push_back(std::move(ap));
+            }
+        }
+        }  // unknown top-level fields are reported as `top` goes out of scope
+        if (reporter_.error_count() > errors_before) mark_invalid(kind);
+    }
+
+  private:
+    void parse_metadata(Reporter& reporter_, Obj& m, Metadata& meta) {
+        auto name = m.get("name");
+        if (!name) {
+            m.require("name");
+        } else if (m.str("name", meta.name) && !detail::is_dns1123_subdomain(meta.name)) {
+            reporter_.error(name->mark(), name->path,
+                            detail::in_quotes(meta.name) +
+                                " is not a DNS-1123 subdomain (lowercase letters, digits, '-', '.')");
+        }
+        if (auto ns = m.get("namespace")) {
+            if (m.str("namespace", meta.ns) && !detail::is_dns1123_label(meta.ns)) {
+                reporter_.error(ns->mark(), ns->path,
+                                detail::in_quotes(meta.ns) +
+                                    " is not a DNS-1123 label (lowercase letters, digits, '-')");
+            }
+        }
+        if (auto l = m.get("labels")) {
+            m.string_map("labels", meta.labels);
+            detail::check_labels(reporter_, *l, meta.labels);
+        }
+        m.string_map("annotations", meta.annotations);
+        // The rest of metadata (uid, resourceVersion, ...) belongs to Kubernetes.
+        for (const char* k : {"generateName", "uid", "resourceVersion", "generation",
+                              "creationTimestamp", "deletionTimestamp", "managedFields",
+                              "ownerReferences", "finalizers", "selfLink"}) {
+            m.skip(k);
+        }
+    }
+
+    bool check_unique(Reporter& reporter_, const std::string& kind, const Metadata& meta,
+                      const YAML::Mark& at) {
+        auto key = std::tuple{kind, meta.ns, meta.name};
+        auto [it, inserted] = seen_.emplace(key, meta.where);
+        if (!inserted && !meta.name.empty()) {
+            reporter_.warning(at, "metadata.name",
+                              "replaces the " + kind + " of the same name defined at " +
+                                  format_location(it->second) + " (as kubectl apply would)");
+            it->second = meta.where;
+            auto drop = [&](auto& v) {
+                std::erase_if(v, [&](const auto& r) {
+                    return r.meta.ns == meta.ns && r.meta.name == meta.name;
+                });
+            };
+            if (kind == "VirtualService") drop(config_.virtual_services);
+            if (kind == "DestinationRule") drop(config_.destination_rules);
+            if (kind == "ServiceEntry") drop(config_.service_entries);
+            if (kind == "WorkloadEntry") {
+                drop(config_.workload_entries);
+                std::erase_if(config_.workloads, [&](const Workload& w) {
+                    return w.kind == kind && w.ns == meta.ns && w.name == meta.name;
+                });
+            }
+            if (kind == "PeerAuthentication") drop(config_.peer_authentications);
+            if (kind == "AuthorizationPolicy") drop(config_.authorization_policies);
+        }
+        return true;
+    }
+
+    void mark_invalid(const std::string& kind) {
+        auto mark = [](auto& v) {
+            if (!v.empty()) v.back().meta.valid = false;
+        };
+        if (kind == "VirtualService") mark(config_.virtual_services);
+        if (kind == "DestinationRule") mark(config_.destination_rules);
+        if (kind == "ServiceEntry") mark(config_.service_entries);
+        if (kind == "WorkloadEntry") mark(config_.workload_entries);
+        if (kind == "PeerAuthentication") mark(config_.peer_authentications);
+        if (kind == "AuthorizationPolicy") mark(config_.authorization_policies);
+    }
+
+    void load_kubernetes(Reporter& reporter_, const YAML::Node& doc, const std::string& kind, const std::string& api,
+                         const std::string& name, const std::string& ns) {
+        Metadata meta;
+        meta.api_version = api;
+        meta.name = name;
+        meta.ns = ns;
+        meta.labels = labels_at(doc, {"metadata", "labels"});
+        meta.annotations = labels_at(doc, {"metadata", "annotations"});
+        meta.where = reporter_.location(doc.Mark());
+        meta.where.column = 0;
+        std::string what = (kind.empty() ? std::string("document without kind") : kind) +
+                            (name.empty() ? "" : " " + ns + "/" + name);
+        if (kind == "Service" && api == "v1") {
+            KubeService svc;
+            svc.meta = meta;
+            svc.selector = labels_at(doc, {"spec", "selector"});
+            YAML::Node ports = doc["spec"].IsMap() ? doc["spec"]["ports"] : YAML::Node();
+            if (ports.IsSequence()) {
+                for (const auto& p : ports) {
+                    KubeServicePort port;
+                    port.name = scalar_at(p, {"name"});
+                    port.protocol = scalar_at(p, {"protocol"});
+                    try {
+                        port.port = p["port"].as<uint32_t>();
+                    } catch (const YAML::Exception&) {
+                        continue;
+                    }
+                    svc.ports.push_back(port);
+                }
+            }
+            config_.kube_services.push_back(std::move(svc));
+            reporter_.note(doc.Mark(), "", "read " + what + " for host and port lookups");
+            return;
+        }
+        static const std::vector<std::string> kTemplated = {"Deployment", "StatefulSet",
+                                                            "DaemonSet", "ReplicaSet", "Job"};
+        if (std::find(kTemplated.begin(), kTemplated.end(), kind) != kTemplated.end()) {
+            config_.workloads.push_back(
+                {kind, name, ns, labels_at(doc, {"spec", "template", "metadata", "labels"})});
+            reporter_.note(doc.Mark(), "", "read " + what + " pod template labels");
+            return;
+        }
+        if (kind == "Pod" && api == "v1") {
+            config_.workloads.push_back({kind, name, ns, meta.labels});
+            reporter_.note(doc.Mark(), "", "read " + what + " labels");
+            return;
+        }
+        reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
+    }
+
+    Config& config_;
+    std::string file_;
+    std::map<std::tuple<std::string, std::string, std::string>, Location> seen_;
+};
+
+}  // namespace
+
+std::string Diagnostic::str() const {
+    std::string s = format_location(where) + ": ";
+    if (severity == Severity::Warning) s += "warning: ";
+    if (severity == Severity::Note) s += "note: ";
+    if (!kind.empty()) s += kind + " " + ns + "/" + name + ": ";
+    if (!path.empty()) s += path + ": ";
+    return s + message;
+}
+
+bool VirtualService::applies_to_mesh() const {
+    return gateways.empty() || std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
+}
+
+bool Config::has_errors() const {
+    return std::any_of(diagnostics.begin(), diagnostics.end(),
+                       [](const Diagnostic& d) { return d.severity == Severity::Error; });
+}
+
+std::vector<const Diagnostic*> Config::errors() const {
+    std::vector<const Diagnostic*> out;
+    for (const auto& d : diagnostics) {
+        if (d.severity == Severity::Error) out.push_back(&d);
+    }
+    return out;
+}
+
+std::vector<const Diagnostic*> Config::warnings() const {
+    std::vector<const Diagnostic*> out;
+    for (const auto& d : diagnostics) {
+        if (d.severity == Severity::Warning) out.push_back(&d);
+    }
+    return out;
+}
+
+void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name) {
+    std::vector<YAML::Node> docs;
+    try {
+        docs = YAML::LoadAll(yaml_text);
+    } catch (const YAML::Exception& e) {
+        Reporter r(config.diagnostics, file_name);
+        r.error(e.mark, "", "YAML syntax error: " + e.msg);
+        return;
+    }
+    DocumentLoader loader(config, file_name);
+    for (const auto& doc : docs) loader.load(doc);
+}
+
+Config load_yaml(const std::string& yaml_text, const std::string& file_name) {
+    Config config;
+    load_yaml(config, yaml_text, file_name);
+    return config;
+}
+
+void load_path(Config& config, const std::filesystem::path& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        std::vector<fs::path> files;
+        for (auto it = fs::recursive_directory_iterator(path, ec);
+             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            auto ext = it->path().extension();
+            if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+                files.push_back(it->path());
+            }
+        }
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) load_path(config, f);
+        if (!ec) return;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        Reporter r(config.diagnostics, path.string());
+        r.error(YAML::Mark::null_mark(), "", "cannot read file");
+        return;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    load_yaml(config, text.str(), path.string());
+}
+
+}  // namespace remora::control::model

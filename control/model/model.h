@@ -1,0 +1,381 @@
+// The Istio resource model: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
+// PeerAuthentication and AuthorizationPolicy as plain structs, with Istio's field names and defaults.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace remora::control::model {
+
+using Labels = std::map<std::string, std::string>;
+// Istio durations ("1.5s", "10ms", "1h"), kept to the nanosecond as written.
+using Duration = std::chrono::nanoseconds;
+
+struct Location {
+    std::string file;
+    int line = 0;  // 1-based; 0 = unknown
+    int column = 0;
+};
+
+enum class Severity { Error, Warning, Note };
+
+// One finding of the parser or validator. str():
+//   "file:line:col: Kind ns/name: field.path: message"          (errors)
+//   "file:line:col: warning: Kind ns/name: field.path: message" (warnings, notes say "note")
+struct Diagnostic {
+    Severity severity = Severity::Error;
+    Location where;
+    std::string kind, ns, name;  // the resource, when known
+    Location resource_where;     // where the resource's document starts
+    std::string path;            // field path, e.g. spec.http[0].retries.retryOn
+    std::string message;
+
+    std::string str() const;
+};
+
+struct Metadata {
+    std::string api_version;
+    std::string name;
+    std::string ns = "default";
+    Labels labels;
+    Labels annotations;
+    Location where;     // the document's first line
+    bool valid = true;  // false when validation found an error in this resource
+};
+
+// ---- networking.istio.io -------------------------------------------------------------------
+
+struct StringMatch {
+    enum class Type { Exact, Prefix, Regex };
+    Type type = Type::Exact;
+    std::string value;
+};
+
+struct Destination {
+    std::string host;
+    std::string subset;              // "" = none
+    std::optional<uint32_t> port;    // port.number
+};
+
+struct HeaderOperations {
+    std::map<std::string, std::string> set, add;
+    std::vector<std::string> remove;
+};
+
+struct Headers {
+    HeaderOperations request, response;
+};
+
+struct HTTPMatchRequest {
+    std::string name;
+    std::optional<StringMatch> uri, scheme, method, authority;
+    std::map<std::string, StringMatch> headers, query_params, without_headers;
+    bool ignore_uri_case = false;
+    uint32_t port = 0;  // 0 = any
+    Labels source_labels;
+    std::string source_namespace;
+    std::vector<std::string> gateways;
+};
+
+struct HTTPRouteDestination {
+    Destination destination;
+    int32_t weight = 0;  // relative; 0 with a single destination means all traffic
+    Headers headers;
+};
+
+struct HTTPRewrite {
+    std::string uri, authority;
+    std::optional<std::pair<std::string, std::string>> uri_regex_rewrite;  // match, rewrite
+};
+
+struct HTTPRedirect {
+    std::string uri, authority, scheme;
+    uint32_t port = 0;            // 0 = unchanged
+    std::string derive_port;      // FROM_PROTOCOL_DEFAULT / FROM_REQUEST_PORT / ""
+    uint32_t redirect_code = 301;
+};
+
+struct HTTPDirectResponse {
+    uint32_t status = 0;
+    std::optional<std::string> body;  // body.string or body.bytes (base64 as written)
+};
+
+struct HTTPMirrorPolicy {
+    Destination destination;
+    std::optional<double> percentage;  // absent = 100
+};
+
+struct HTTPRetry {
+    int32_t attempts = 0;
+    std::optional<Duration> per_try_timeout;
+    std::string retry_on;  // comma-separated, validated
+    std::optional<bool> retry_remote_localities;
+    std::optional<Duration> backoff;
+};
+
+struct HTTPFaultInjection {
+    struct Delay {
+        Duration fixed_delay{};
+        std::optional<double> percentage;  // absent = 100
+    };
+    struct Abort {
+        std::optional<int32_t> http_status;
+        std::string grpc_status;
+        std::optional<double> percentage;  // absent = 100
+    };
+    std::optional<Delay> delay;
+    std::optional<Abort> abort;
+};
+
+struct HTTPRoute {
+    std::string name;
+    std::vector<HTTPMatchRequest> match;
+    std::vector<HTTPRouteDestination> route;
+    std::optional<HTTPRedirect> redirect;
+    std::optional<HTTPDirectResponse> direct_response;
+    std::optional<HTTPRewrite> rewrite;
+    std::optional<Duration> timeout;
+    std::optional<HTTPRetry> retries;  // absent = Istio's default policy
+    std::optional<HTTPFaultInjection> fault;
+    std::optional<Destination> mirror;
+    std::optional<double> mirror_percentage;  // mirrorPercentage.value (or deprecated mirrorPercent)
+    std::vector<HTTPMirrorPolicy> mirrors;
+    Headers headers;
+    bool has_cors_policy = false;  // parsed and validated, not supported by remora
+    bool has_delegate = false;     // not supported by remora
+    Location where;
+};
+
+// tcp[] and tls[] routes: parsed so they can be reported as not supported.
+struct L4Route {
+    std::vector<HTTPRouteDestination> route;
+    Location where;
+};
+
+struct VirtualService {
+    Metadata meta;
+    std::vector<std::string> hosts;
+    std::vector<std::string> gateways;  // empty = {"mesh"}
+    std::vector<std::string> export_to;
+    std::vector<HTTPRoute> http;
+    std::vector<L4Route> tcp, tls;
+
+    bool applies_to_mesh() const;
+};
+
+struct ConnectionPoolSettings {
+    struct TCP {
+        std::optional<int32_t> max_connections;
+        std::optional<Duration> connect_timeout;
+        std::optional<Duration> max_connection_duration, idle_timeout;
+        struct Keepalive {
+            std::optional<uint32_t> probes;
+            std::optional<Duration> time, interval;
+        };
+        std::optional<Keepalive> tcp_keepalive;
+    };
+    struct HTTP {
+        std::optional<int32_t> http1_max_pending_requests, http2_max_requests;
+        std::optional<int32_t> max_requests_per_connection, max_retries, max_concurrent_streams;
+        std::optional<Duration> idle_timeout;
+        std::string h2_upgrade_policy;  // DEFAULT / DO_NOT_UPGRADE / UPGRADE / ""
+        bool use_client_protocol = false;
+    };
+    std::optional<TCP> tcp;
+    std::optional<HTTP> http;
+};
+
+struct OutlierDetection {
+    std::optional<uint32_t> consecutive_5xx_errors;      // Istio default 5
+    std::optional<uint32_t> consecutive_gateway_errors;  // default off
+    std::optional<uint32_t> consecutive_local_origin_failures;
+    bool split_external_local_origin_errors = false;
+    std::optional<Duration> interval;            // default 10s
+    std::optional<Duration> base_ejection_time;  // default 30s
+    std::optional<int32_t> max_ejection_percent;  // default 10
+    std::optional<int32_t> min_health_percent;    // default 0
+};
+
+struct LoadBalancerSettings {
+    std::string simple;  // LEAST_REQUEST (Istio's default when ""), ROUND_ROBIN, RANDOM, ...
+    struct ConsistentHash {
+        std::string http_header_name;
+        struct HttpCookie {
+            std::string name, path;
+            std::optional<Duration> ttl;
+        };
+        std::optional<HttpCookie> http_cookie;
+        bool use_source_ip = false;
+        std::string http_query_parameter_name;
+        std::optional<uint64_t> ring_hash_minimum_ring_size;
+        std::optional<uint64_t> maglev_table_size;
+        uint64_t minimum_ring_size = 0;  // deprecated form
+    };
+    std::optional<ConsistentHash> consistent_hash;
+};
+
+struct ClientTLSSettings {
+    std::string mode;  // DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL
+    std::string client_certificate, private_key, ca_certificates, credential_name, sni;
+    std::vector<std::string> subject_alt_names;
+    bool insecure_skip_verify = false;
+};
+
+struct PortTrafficPolicy {
+    uint32_t port = 0;
+    std::optional<LoadBalancerSettings> load_balancer;
+    std::optional<ConnectionPoolSettings> connection_pool;
+    std::optional<OutlierDetection> outlier_detection;
+    std::optional<ClientTLSSettings> tls;
+};
+
+struct TrafficPolicy {
+    std::optional<LoadBalancerSettings> load_balancer;
+    std::optional<ConnectionPoolSettings> connection_pool;
+    std::optional<OutlierDetection> outlier_detection;
+    std::optional<ClientTLSSettings> tls;
+    std::vector<PortTrafficPolicy> port_level_settings;
+};
+
+struct Subset {
+    std::string name;
+    Labels labels;
+    std::optional<TrafficPolicy> traffic_policy;
+};
+
+struct DestinationRule {
+    Metadata meta;
+    std::string host;
+    std::optional<TrafficPolicy> traffic_policy;
+    std::vector<Subset> subsets;
+    std::vector<std::string> export_to;
+    std::optional<Labels> workload_selector;  // not supported by remora
+};
+
+struct ServicePort {
+    uint32_t number = 0;
+    std::string protocol;  // as written; "" = detect
+    std::string name;
+    uint32_t target_port = 0;
+};
+
+// WorkloadEntry spec; also ServiceEntry spec.endpoints[].
+struct WorkloadEntrySpec {
+    std::string address;
+    std::map<std::string, uint32_t> ports;
+    Labels labels;
+    std::string network, locality, service_account;
+    uint32_t weight = 0;
+};
+
+struct WorkloadEntry {
+    Metadata meta;
+    WorkloadEntrySpec spec;
+};
+
+struct ServiceEntry {
+    Metadata meta;
+    std::vector<std::string> hosts, addresses;
+    std::vector<ServicePort> ports;
+    std::string location = "MESH_EXTERNAL";  // Istio's default (enum value 0)
+    std::string resolution = "NONE";         // Istio's default (enum value 0)
+    std::vector<WorkloadEntrySpec> endpoints;
+    std::optional<Labels> workload_selector;
+    std::vector<std::string> export_to, subject_alt_names;
+};
+
+// ---- security.istio.io ---------------------------------------------------------------------
+
+struct PeerAuthentication {
+    Metadata meta;
+    std::optional<Labels> selector;  // selector.matchLabels
+    std::string mtls_mode = "UNSET";  // UNSET, DISABLE, PERMISSIVE, STRICT
+    std::map<uint32_t, std::string> port_level_mtls;
+};
+
+struct Source {
+    std::vector<std::string> principals, not_principals, request_principals,
+        not_request_principals, namespaces, not_namespaces, service_accounts,
+        not_service_accounts, ip_blocks, not_ip_blocks, remote_ip_blocks, not_remote_ip_blocks,
+        trust_domains, not_trust_domains;
+};
+
+struct Operation {
+    std::vector<std::string> hosts, not_hosts, ports, not_ports, methods, not_methods, paths,
+        not_paths;
+};
+
+struct Condition {
+    std::string key;
+    std::vector<std::string> values, not_values;
+};
+
+struct Rule {
+    std::vector<Source> from;
+    std::vector<Operation> to;
+    std::vector<Condition> when;
+};
+
+struct AuthorizationPolicy {
+    Metadata meta;
+    std::optional<Labels> selector;  // selector.matchLabels
+    std::string action = "ALLOW";    // ALLOW, DENY, AUDIT, CUSTOM
+    std::string provider;            // provider.name, CUSTOM only
+    // nullopt: no `rules` field (ALLOW: matches nothing); an empty rule {} matches everything.
+    std::optional<std::vector<Rule>> rules;
+};
+
+// ---- Kubernetes objects the analyzer reads -------------------------------------------------
+
+struct KubeServicePort {
+    std::string name, protocol;
+    uint32_t port = 0;
+};
+
+struct KubeService {
+    Metadata meta;
+    std::vector<KubeServicePort> ports;
+    Labels selector;
+};
+
+// Pod labels from a Pod, a pod template (Deployment, StatefulSet, ...) or a WorkloadEntry.
+struct Workload {
+    std::string kind, name, ns;
+    Labels labels;
+};
+
+// Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
+// analyzer sees them; consumers that build configuration must skip them.
+struct Config {
+    std::vector<VirtualService> virtual_services;
+    std::vector<DestinationRule> destination_rules;
+    std::vector<ServiceEntry> service_entries;
+    std::vector<WorkloadEntry> workload_entries;
+    std::vector<PeerAuthentication> peer_authentications;
+    std::vector<AuthorizationPolicy> authorization_policies;
+    std::vector<KubeService> kube_services;
+    std::vector<Workload> workloads;
+    std::vector<Diagnostic> diagnostics;
+
+    bool has_errors() const;
+    std::vector<const Diagnostic*> errors() const;
+    std::vector<const Diagnostic*> warnings() const;
+};
+
+// Parses a multi-document YAML text into `config`; `file_name` appears in diagnostics.
+// Never throws for bad input: every problem becomes a Diagnostic.
+void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name);
+// A file, or every *.yaml / *.yml / *.json file under a directory (sorted, recursive).
+// Unreadable paths become diagnostics.
+void load_path(Config& config, const std::filesystem::path& path);
+Config load_yaml(const std::string& yaml_text, const std::string& file_name);
+
+// Go/Istio duration syntax ("300ms", "1.5s", "1h30m"); nullopt when malformed.
+std::optional<Duration> parse_duration(const std::string& text);
+
+}  // namespace remora::control::model

@@ -1,0 +1,24 @@
+// Internal to control/model: one parser per resource kind, reading `spec` and validating it.
+#pragma once
+
+#include "control/model/model.h"
+#include "control/model/walk.h"
+
+namespace remora::control::model::detail {
+
+void parse_virtual_service(Obj& spec, VirtualService& out);
+void parse_destination_rule(Obj& spec, DestinationRule& out);
+void parse_service_entry(Obj& spec, ServiceEntry& out);
+void parse_workload_entry(Obj& spec, WorkloadEntrySpec& out, bool inline_endpoint);
+void parse_peer_authentication(Obj& spec, PeerAuthentication& out);
+void parse_authorization_policy(Obj& spec, AuthorizationPolicy& out);
+
+// exportTo: ".", "*", "~" (ServiceEntry only) or namespace names; no duplicates; "*" alone.
+void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>& out,
+                     bool service_entry);
+// Label maps: Kubernetes key and value syntax.
+void check_labels(Reporter& r, const Value& where, const Labels& labels);
+// {matchLabels: {...}} selectors.
+void parse_selector(Obj& parent, const std::string& key, std::optional<Labels>& out);
+
+}  // namespace remora::control::model::detail

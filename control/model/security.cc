@@ -1,0 +1,312 @@
+// PeerAuthentication and AuthorizationPolicy: parsing with Istio's validation rules.
+#include <charconv>
+
+#include "control/model/checks.h"
+#include "control/model/parsers.h"
+
+namespace remora::control::model::detail {
+
+namespace {
+
+bool is_port_number(const std::string& s) {
+    int n = -1;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    return !s.empty() && ec == std::errc() && end == s.data() + s.size() && n >= 0 && n <= 65535;
+}
+
+// Reads a list of strings; reports empty entries as Istio's CheckEmptyValues does.
+void values(Obj& o, const std::string& key, std::vector<std::string>& out,
+            const std::string& istio_name) {
+    auto v = o.get(key);
+    if (!v) return;
+    o.strings(key, out);
+    for (std::size_t i = 0; i < out.size() && i < v->node.size(); ++i) {
+        if (out[i].empty()) {
+            o.reporter().error(v->node[i].Mark(), at_index(v->path, i),
+                               "empty value not allowed, found in " + istio_name);
+        }
+    }
+}
+
+void check_ips(Obj& o, const std::string& key, const std::vector<std::string>& ips) {
+    auto v = o.get(key);
+    for (std::size_t i = 0; i < ips.size(); ++i) {
+        if (!ips[i].empty() && !is_ip_or_cidr(ips[i])) {
+            o.reporter().error(v->node[i].Mark(), at_index(v->path, i),
+                               "invalid IP address or CIDR range: " + ips[i]);
+        }
+    }
+}
+
+void check_ports(Obj& o, const std::string& key, const std::vector<std::string>& ports) {
+    auto v = o.get(key);
+    for (std::size_t i = 0; i < ports.size(); ++i) {
+        if (!ports[i].empty() && !is_port_number(ports[i])) {
+            o.reporter().error(v->node[i].Mark(), at_index(v->path, i), "invalid port: " + ports[i]);
+        }
+    }
+}
+
+void parse_source(Obj& s, Source& out, std::size_t rule) {
+    Reporter& r = s.reporter();
+    values(s, "principals", out.principals, "Principals");
+    values(s, "notPrincipals", out.not_principals, "NotPrincipals");
+    values(s, "requestPrincipals", out.request_principals, "RequestPrincipals");
+    values(s, "notRequestPrincipals", out.not_request_principals, "NotRequestPrincipals");
+    values(s, "namespaces", out.namespaces, "Namespaces");
+    values(s, "notNamespaces", out.not_namespaces, "NotNamespaces");
+    values(s, "ipBlocks", out.ip_blocks, "IpBlocks");
+    values(s, "notIpBlocks", out.not_ip_blocks, "NotIpBlocks");
+    values(s, "remoteIpBlocks", out.remote_ip_blocks, "RemoteIpBlocks");
+    values(s, "notRemoteIpBlocks", out.not_remote_ip_blocks, "NotRemoteIpBlocks");
+    values(s, "serviceAccounts", out.service_accounts, "ServiceAccounts");
+    values(s, "notServiceAccounts", out.not_service_accounts, "NotServiceAccounts");
+    values(s, "trustDomains", out.trust_domains, "TrustDomains");
+    values(s, "notTrustDomains", out.not_trust_domains, "NotTrustDomains");
+    check_ips(s, "ipBlocks", out.ip_blocks);
+    check_ips(s, "notIpBlocks", out.not_ip_blocks);
+    check_ips(s, "remoteIpBlocks", out.remote_ip_blocks);
+    check_ips(s, "notRemoteIpBlocks", out.not_remote_ip_blocks);
+    for (const char* key : {"serviceAccounts", "notServiceAccounts"}) {
+        auto v = s.get(key);
+        const auto& list = std::string(key) == "serviceAccounts" ? out.service_accounts
+                                                                 : out.not_service_accounts;
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const std::string& sa = list[i];
+            auto slash = sa.find('/');
+            if (!sa.empty() && slash != std::string::npos &&
+                (slash == 0 || slash + 1 == sa.size() ||
+                 sa.find('/', slash + 1) != std::string::npos)) {
+                r.error(v->node[i].Mark(), at_index(v->path, i),
+                        "service account " + in_quotes(sa) + " must be <name> or <namespace>/<name>");
+            }
+        }
+    }
+    std::size_t ns_or_principals = out.principals.size() + out.not_principals.size() +
+                                   out.namespaces.size() + out.not_namespaces.size();
+    std::size_t sas = out.service_accounts.size() + out.not_service_accounts.size();
+    if (ns_or_principals > 0 && sas > 0) {
+        r.error(s.mark(), s.path(),
+                "cannot set serviceAccounts with namespaces or principals, found at rule " +
+                    std::to_string(rule));
+    }
+    if (ns_or_principals + sas + out.request_principals.size() +
+            out.not_request_principals.size() + out.ip_blocks.size() + out.not_ip_blocks.size() +
+            out.remote_ip_blocks.size() + out.not_remote_ip_blocks.size() +
+            out.trust_domains.size() + out.not_trust_domains.size() ==
+        0) {
+        r.error(s.mark(), s.path(),
+                "`from.source` must not be empty, found at rule " + std::to_string(rule));
+    }
+    for (const char* key : {"requestPrincipals", "notRequestPrincipals"}) {
+        s.unsupported(key, "needs RequestAuthentication (JWT)");
+    }
+}
+
+void parse_operation(Obj& o, Operation& out, std::size_t rule) {
+    values(o, "hosts", out.hosts, "Hosts");
+    values(o, "notHosts", out.not_hosts, "NotHosts");
+    values(o, "ports", out.ports, "Ports");
+    values(o, "notPorts", out.not_ports, "NotPorts");
+    values(o, "methods", out.methods, "Methods");
+    values(o, "notMethods", out.not_methods, "NotMethods");
+    values(o, "paths", out.paths, "Paths");
+    values(o, "notPaths", out.not_paths, "NotPaths");
+    check_ports(o, "ports", out.ports);
+    check_ports(o, "notPorts", out.not_ports);
+    if (out.hosts.size() + out.not_hosts.size() + out.ports.size() + out.not_ports.size() +
+            out.methods.size() + out.not_methods.size() + out.paths.size() +
+            out.not_paths.size() ==
+        0) {
+        o.reporter().error(o.mark(), o.path(),
+                           "`to.operation` must not be empty, found at rule " +
+                               std::to_string(rule));
+    }
+}
+
+// Istio's security.ValidateAttribute for `when` keys.
+std::string attribute_problem(const std::string& key, const std::vector<std::string>& vals) {
+    auto map_key = [&](const std::string& prefix) -> std::string {
+        if (!key.ends_with("]") || key.size() <= prefix.size() + 1) {
+            return "invalid key: " + key;
+        }
+        return "";
+    };
+    for (const auto& v : vals) {
+        if (v.empty()) return "empty value not allowed";
+    }
+    if (key.starts_with("request.headers[")) return map_key("request.headers[");
+    if (key.starts_with("request.auth.claims[")) return map_key("request.auth.claims[");
+    if (key.starts_with("experimental.envoy.filters.")) return "";
+    if (key == "source.ip" || key == "remote.ip" || key == "destination.ip") {
+        for (const auto& v : vals) {
+            if (!is_ip_or_cidr(v)) return "invalid IP address or CIDR range: " + v;
+        }
+        return "";
+    }
+    if (key == "destination.port") {
+        for (const auto& v : vals) {
+            if (!is_port_number(v)) return "invalid port: " + v;
+        }
+        return "";
+    }
+    static const std::vector<std::string> kPlain = {
+        "source.namespace",       "source.principal",       "source.serviceAccount",
+        "request.auth.principal", "request.auth.audiences", "request.auth.presenter",
+        "connection.sni",         "source.trustDomain"};
+    for (const auto& k : kPlain) {
+        if (key == k) return "";
+    }
+    return "unknown attribute: " + key;
+}
+
+}  // namespace
+
+void parse_peer_authentication(Obj& spec, PeerAuthentication& pa) {
+    Reporter& r = spec.reporter();
+    parse_selector(spec, "selector", pa.selector);
+    spec.object("mtls", [&](Obj& m) {
+        m.enumeration("mode", pa.mtls_mode, {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"});
+    });
+    auto plm = spec.get("portLevelMtls");
+    spec.entries("portLevelMtls", [&](const std::string& port, const YAML::Mark& at,
+                                      const Value& v) {
+        int n = 0;
+        auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+        bool ok = !port.empty() && ec == std::errc() && end == port.data() + port.size() &&
+                  n >= 1 && n <= 65535;
+        if (!ok) r.error(at, v.path, "port must be in range 1..65535");
+        std::string mode = "UNSET";
+        if (!v.node.IsNull()) {
+            Obj m(r, v);
+            m.enumeration("mode", mode, {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"});
+        }
+        if (ok) pa.port_level_mtls[static_cast<uint32_t>(n)] = mode;
+    });
+    if (plm) {
+        if (plm->node.IsMap() && plm->node.size() == 0) {
+            r.error(plm->mark(), plm->path,
+                    "port level mTLS, if defined, must have at least one element");
+        } else if (!pa.selector || pa.selector->empty()) {
+            r.error(plm->mark(), plm->path,
+                    "mesh/namespace peer authentication cannot have port level mTLS");
+        }
+    }
+}
+
+void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
+    Reporter& r = spec.reporter();
+    parse_selector(spec, "selector", ap.selector);
+    spec.unsupported("targetRef", "targetRef policies attach to gateways and waypoints");
+    spec.unsupported("targetRefs", "targetRefs policies attach to gateways and waypoints");
+    if (spec.has("selector") + spec.has("targetRef") + spec.has("targetRefs") > 1) {
+        r.error(spec.mark(), spec.path(), "only one of targetRefs or workloadSelector can be set");
+    }
+    auto action = spec.get("action");
+    spec.enumeration("action", ap.action, {"ALLOW", "DENY", "AUDIT", "CUSTOM"});
+    if (action && (ap.action == "AUDIT" || ap.action == "CUSTOM")) {
+        r.unsupported(action->mark(), action->path, "action " + ap.action);
+    }
+    auto provider = spec.get("provider");
+    spec.object("provider", [&](Obj& p) { p.str("name", ap.provider); });
+    auto rules = spec.get("rules");
+    bool has_rules = rules && rules->node.IsSequence() && rules->node.size() > 0;
+    if (ap.action == "CUSTOM") {
+        if (!has_rules) {
+            r.error(action->mark(), action->path,
+                    "CUSTOM action without `rules` is meaningless as it will never be triggered, "
+                    "add an empty rule `{}` if you want it be triggered for every request");
+        } else if (ap.provider.empty()) {
+            r.error(provider ? provider->mark() : spec.mark(), join(spec.path(), "provider.name"),
+                    "`provider.name` must not be empty");
+        }
+    } else if (provider) {
+        r.error(provider->mark(), provider->path,
+                "`provider` must not be with non CUSTOM action, found " + ap.action);
+    }
+    if (ap.action == "DENY" && !has_rules) {
+        r.error(action->mark(), action->path,
+                "DENY action without `rules` is meaningless as it will never be triggered, add an "
+                "empty rule `{}` if you want it be triggered for every request");
+    }
+    if (!rules) return;
+    std::vector<Rule> parsed;
+    spec.list("rules", [&](const Value& v, std::size_t i) {
+        if (v.node.IsNull()) {
+            r.error(v.mark(), v.path, "`rule` must not be nil, found at rule " + std::to_string(i));
+            return;
+        }
+        Obj o(r, v);
+        Rule rule;
+        if (auto from = o.get("from"); from && from->node.IsSequence() && from->node.size() == 0) {
+            r.error(from->mark(), from->path,
+                    "`from` must not be empty, found at rule " + std::to_string(i));
+        }
+        o.list("from", [&](const Value& f, std::size_t) {
+            if (f.node.IsNull()) {
+                r.error(f.mark(), f.path, "`from` must not be nil, found at rule " + std::to_string(i));
+                return;
+            }
+            Obj fo(r, f);
+            if (!fo.has("source")) {
+                r.error(f.mark(), join(f.path, "source"),
+                        "`from.source` must not be nil, found at rule " + std::to_string(i));
+            }
+            fo.object("source", [&](Obj& s) {
+                Source src;
+                parse_source(s, src, i);
+                rule.from.push_back(std::move(src));
+            });
+        });
+        if (auto to = o.get("to"); to && to->node.IsSequence() && to->node.size() == 0) {
+            r.error(to->mark(), to->path, "`to` must not be empty, found at rule " + std::to_string(i));
+        }
+        o.list("to", [&](const Value& t, std::size_t) {
+            if (t.node.IsNull()) {
+                r.error(t.mark(), t.path, "`to` must not be nil, found at rule " + std::to_string(i));
+                return;
+            }
+            Obj to(r, t);
+            if (!to.has("operation")) {
+                r.error(t.mark(), join(t.path, "operation"),
+                        "`to.operation` must not be nil, found at rule " + std::to_string(i));
+            }
+            to.object("operation", [&](Obj& op) {
+                Operation operation;
+                parse_operation(op, operation, i);
+                rule.to.push_back(std::move(operation));
+            });
+        });
+        o.objects("when", [&](Obj& w, std::size_t) {
+            Condition c;
+            auto key = w.get("key");
+            w.str("key", c.key);
+            w.strings("values", c.values);
+            w.strings("notValues", c.not_values);
+            if (c.key.empty()) {
+                r.error(key ? key->mark() : w.mark(), join(w.path(), "key"), "`key` must not be empty");
+            } else if (c.values.empty() && c.not_values.empty()) {
+                r.error(w.mark(), w.path(),
+                        "at least one of `values` or `notValues` must be set for key " + c.key);
+            } else {
+                for (const auto* list : {&c.values, &c.not_values}) {
+                    if (list->empty()) continue;
+                    if (auto p = attribute_problem(c.key, *list); !p.empty()) {
+                        r.error(key->mark(), key->path,
+                                std::string(list == &c.values ? "invalid `value`" : "invalid `notValue`") +
+                                    " for `key` " + c.key + ": " + p);
+                        break;
+                    }
+                }
+                if (c.key.starts_with("request.auth.")) {
+                    r.unsupported(key->mark(), key->path, "needs RequestAuthentication (JWT)");
+                }
+            }
+            rule.when.push_back(std::move(c));
+        });
+        parsed.push_back(std::move(rule));
+    });
+    if (!parsed.empty() || has_rules) ap.rules = std::move(parsed);
+}
+
+}  // namespace remora::control::model::detail

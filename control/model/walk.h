@@ -1,0 +1,129 @@
+// Internal to control/model: walking a YAML mapping with field paths, collecting diagnostics that
+// point at file:line:col, and reporting fields nobody read as unknown.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/model/model.h"
+
+namespace remora::control::model::detail {
+
+// Collects diagnostics for one resource of one file.
+class Reporter {
+  public:
+    Reporter(std::vector<Diagnostic>& out, std::string file) : out_(out), file_(std::move(file)) {}
+
+    void set_resource(std::string kind, std::string ns, std::string name, Location where);
+    void error(const YAML::Mark& at, const std::string& path, std::string message);
+    void warning(const YAML::Mark& at, const std::string& path, std::string message);
+    void note(const YAML::Mark& at, const std::string& path, std::string message);
+    // "<path>: not supported by remora (<why>)" as a warning.
+    void unsupported(const YAML::Mark& at, const std::string& path, const std::string& why = "");
+
+    Location location(const YAML::Mark& at) const;
+    std::size_t error_count() const { return errors_; }
+    const std::string& file() const { return file_; }
+
+  private:
+    void add(Severity s, const YAML::Mark& at, const std::string& path, std::string message);
+
+    std::vector<Diagnostic>& out_;
+    std::string file_;
+    std::string kind_, ns_, name_;
+    Location resource_where_;
+    std::size_t errors_ = 0;
+};
+
+// "a.b" for plain keys, a["x.y/z"] for keys with other characters (label keys, header names).
+std::string join(const std::string& base, std::string_view key);
+std::string at_index(const std::string& base, std::size_t i);
+std::string in_quotes(std::string_view s);
+
+// A YAML node with its field path.
+struct Value {
+    YAML::Node node;
+    std::string path;
+    YAML::Mark mark() const { return node.Mark(); }
+};
+
+// A mapping being read. Every accessor marks the key as known; finish() reports the others.
+class Obj {
+  public:
+    // When `node` is not a mapping, reports it and behaves as an empty mapping.
+    Obj(Reporter& r, const YAML::Node& node, std::string path);
+    Obj(Reporter& r, const Value& v) : Obj(r, v.node, v.path) {}
+    Obj(const Obj&) = delete;
+    ~Obj();
+
+    Reporter& reporter() const { return r_; }
+    const std::string& path() const { return path_; }
+    YAML::Mark mark() const { return node_.Mark(); }
+    bool has(const std::string& key) const;  // present and not null
+
+    // The field unless absent or null (null means unset, as in JSON).
+    std::optional<Value> get(const std::string& key);
+    // A known field this model does not keep; still marked as known.
+    void skip(const std::string& key) { known_.insert(key); }
+    // A valid Istio field Remora does not implement: a warning when present.
+    void unsupported(const std::string& key, const std::string& why = "");
+    void require(const std::string& key);  // error when absent
+
+    // Typed readers: true when present and well-typed (errors are reported otherwise).
+    bool str(const std::string& key, std::string& out);
+    bool boolean(const std::string& key, bool& out);
+    bool i64(const std::string& key, int64_t& out, int64_t lo, int64_t hi);
+    template <class T>
+    bool integer(const std::string& key, T& out, int64_t lo, int64_t hi) {
+        int64_t v = 0;
+        if (!i64(key, v, lo, hi)) return false;
+        out = static_cast<T>(v);
+        return true;
+    }
+    template <class T>
+    bool integer(const std::string& key, std::optional<T>& out, int64_t lo, int64_t hi) {
+        int64_t v = 0;
+        if (!i64(key, v, lo, hi)) return false;
+        out = static_cast<T>(v);
+        return true;
+    }
+    bool number(const std::string& key, double& out);
+    // Istio's ValidateDuration: >= 1ms, millisecond precision (unless allow_zero and "0s").
+    bool duration(const std::string& key, std::optional<Duration>& out, bool allow_zero = false);
+    bool strings(const std::string& key, std::vector<std::string>& out);
+    bool string_map(const std::string& key, std::map<std::string, std::string>& out);
+    // Enum as a string; the value must be one of `allowed`.
+    bool enumeration(const std::string& key, std::string& out,
+                     std::initializer_list<std::string_view> allowed);
+    // Percent message {value: double}; 0..100.
+    bool percent(const std::string& key, std::optional<double>& out);
+
+    void object(const std::string& key, const std::function<void(Obj&)>& f);
+    // A list of mappings.
+    void objects(const std::string& key, const std::function<void(Obj&, std::size_t)>& f);
+    void list(const std::string& key, const std::function<void(const Value&, std::size_t)>& f);
+    // A mapping with free-form keys.
+    void entries(const std::string& key,
+                 const std::function<void(const std::string&, const YAML::Mark&, const Value&)>& f);
+
+  private:
+    void finish();
+
+    Reporter& r_;
+    YAML::Node node_;
+    std::string path_;
+    bool is_map_ = false;
+    std::set<std::string> known_;
+};
+
+// Scalar readers for list items and map values.
+bool scalar_string(Reporter& r, const Value& v, std::string& out);
+bool scalar_int(Reporter& r, const Value& v, int64_t& out, int64_t lo, int64_t hi);
+
+}  // namespace remora::control::model::detail
