@@ -6,6 +6,7 @@
 #include "certs/keys.h"
 #include "certs/verifier.h"
 #include "control/ca/state_dir.h"
+#include "control/cli/trace.h"
 #include "certs/ca_client.h"
 #include "common/args.h"
 #include "common/files.h"
@@ -30,6 +31,10 @@ Commands:
       Generate a key and CSR, ask the CA for a certificate (first time with a bootstrap token,
       later over mTLS with the current certificate in --cert-dir), verify what comes back, and
       write key.pem (0600), cert-chain.pem and root-cert.pem to --out.
+
+  trace REQUEST-ID LOG-FILE...
+      What happened to one request: the access-log lines (JSON or text) of every sidecar it
+      crossed, joined by x-request-id, oldest first. Exit 1 when no line has that id.
 
 --state-dir defaults to ./remora-state, --trust-domain to cluster.local.
 )";
@@ -154,6 +159,15 @@ int run(const std::vector<std::string>& argv) {
     if (pop2("token", "create")) return token_create(rest);
     if (pop2("ca", "root")) return ca_root(rest);
     if (pop2("cert", "request")) return cert_request(rest);
+    if (argv[0] == "trace") {
+        if (argv.size() < 3) throw UsageError("usage: remoractl trace REQUEST-ID LOG-FILE...");
+        std::vector<std::string> files(argv.begin() + 2, argv.end());
+        if (trace_request(argv[1], files, std::cout) == 0) {
+            std::cerr << "remoractl: no access-log line has request id " << argv[1] << "\n";
+            return 1;
+        }
+        return 0;
+    }
     throw UsageError("unknown command \"" + argv[0] + (argv.size() > 1 ? " " + argv[1] : "") +
                      "\"");
 }

@@ -276,6 +276,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     rec.downstream_local = info.local;
     rec.mtls = !outbound && info.tls != nullptr;
     if (!outbound && info.peer_identity) rec.peer_principal = *info.peer_identity;
+    if (!outbound && info.tls) rec.self_principal = info.tls->id.str();
     RequestFinisher finisher{ctx.telemetry, rec};
 
     // Usually the whole header came with the first read: parse it from the buffer, no timer.
@@ -416,6 +417,8 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         rec.mtls = target.mtls;
         if (target.mtls) {
             if (target.expected_identity) rec.peer_principal = *target.expected_identity;
+            if (!info.tls) info.tls = ctx.tls.current();  // this connection's own identity, once
+            if (info.tls) rec.self_principal = info.tls->id.str();
             req.set(kPeerMetadataHeader, tcfg.peer_metadata);
         } else {
             req.erase(kPeerMetadataHeader);

@@ -75,7 +75,8 @@ std::string render_stats_prometheus(const std::vector<const WorkerStats*>& worke
         for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         const bool gauge = c == Counter::downstream_cx_active;
         if (!gauge && !name.ends_with("_total")) name += "_total";
-        out << "# TYPE " << name << (gauge ? " gauge\n" : " counter\n") << name << " " << sum << "\n";
+        out << "# HELP " << name << " remora." << counter_name(c) << " of /stats, summed over workers.\n"
+            << "# TYPE " << name << (gauge ? " gauge\n" : " counter\n") << name << " " << sum << "\n";
     }
     std::map<std::string, uint64_t> reasons;
     for (const WorkerStats* w : workers) {

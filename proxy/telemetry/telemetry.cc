@@ -56,7 +56,7 @@ MetricLabels labels_for(const RequestRecord& r, const TelemetryConfig& c) {
     l[Label::reporter] = r.outbound ? "source" : "destination";
     fill_workload(l, r.outbound, c.self);
     if (r.peer) fill_workload(l, !r.outbound, *r.peer);
-    const std::string own = c.principal.empty() ? "unknown" : c.principal;
+    const std::string own = r.self_principal.empty() ? "unknown" : r.self_principal;
     const std::string peer = r.peer_principal.empty() ? "unknown" : r.peer_principal;
     if (r.outbound) {
         l[Label::source_principal] = r.mtls ? own : "unknown";

@@ -23,7 +23,6 @@ enum class AccessLogEncoding { text, json };
 // Shared by every worker; immutable once the proxy starts.
 struct TelemetryConfig {
     WorkloadInfo self;
-    std::string principal;  // own SPIFFE ID (for destination_principal on inbound)
     std::string pod_ip;     // spans' localEndpoint
     std::string node_id;    // sidecar~<ip>~<workload>.<ns>~<ns>.svc.cluster.local
     std::string peer_metadata;  // encode_peer_metadata(self), sent to peer sidecars
@@ -56,6 +55,7 @@ struct RequestRecord {
     std::string service_host, service_name, service_ns;
     uint16_t service_port = 0;
     bool mtls = false;
+    std::string self_principal;          // own SPIFFE ID on this request's mTLS hop
     std::string peer_principal;          // the other side's SPIFFE ID, when proven by mTLS
     std::optional<WorkloadInfo> peer;    // from the peer-metadata header
     std::optional<SpanContext> span;     // when this hop traces the request

@@ -10,6 +10,7 @@ Special paths:
     /slow?ms=N      sleep N milliseconds, then answer as above
     /die            send a header with Content-Length: 1000, then 10 bytes, then close the socket
     /big?bytes=N    stream N bytes of text/plain (in 64 KiB writes) with a Content-Length
+    /status?code=N  answer as above, with status N
 Request bodies may come with Content-Length or chunked transfer encoding; both are read whole and
 counted. Keep-alive and pipelining work (one thread per connection, answers in order).
 """
@@ -123,7 +124,10 @@ class Handler(BaseHTTPRequestHandler):
             "peer": "%s:%d" % self.client_address[:2],
         }
         body = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-        self.send_response(200)
+        status = 200
+        if url.path == "/status":
+            status = max(200, min(int(query.get("code", "200")), 599))
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

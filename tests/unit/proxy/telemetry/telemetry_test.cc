@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "proxy/telemetry/telemetry.h"
 
 using namespace remora::proxy;
@@ -17,7 +19,6 @@ namespace {
 TelemetryConfig config_for(const std::string& workload, const std::string& app) {
     TelemetryConfig c;
     c.self = WorkloadInfo::from_labels(workload, "default", {{"app", app}, {"version", "v1"}});
-    c.principal = "spiffe://cluster.local/ns/default/sa/" + app;
     c.pod_ip = "198.18.0.9";
     c.node_id = "sidecar~198.18.0.9~" + workload + ".default~default.svc.cluster.local";
     c.peer_metadata = encode_peer_metadata(c.self);
@@ -48,6 +49,7 @@ RequestRecord outbound_record() {
     r.service_ns = "default";
     r.service_port = 9080;
     r.mtls = true;
+    r.self_principal = "spiffe://cluster.local/ns/default/sa/productpage";
     r.peer_principal = "spiffe://cluster.local/ns/default/sa/reviews";
     r.peer = WorkloadInfo::from_labels("reviews-v2", "default", {{"app", "reviews"}, {"version", "v2"}});
     return r;
@@ -79,6 +81,7 @@ TEST_CASE("destination reporter labels: the caller's metadata as source, mutual_
     TelemetryConfig c = config_for("reviews-v2", "reviews");
     RequestRecord r = outbound_record();
     r.outbound = false;
+    r.self_principal = "spiffe://cluster.local/ns/default/sa/reviews";
     r.peer_principal = "spiffe://cluster.local/ns/default/sa/productpage";
     r.peer = WorkloadInfo::from_labels("productpage-v1", "default", {{"app", "productpage"}});
     MetricLabels l = labels_for(r, c);
