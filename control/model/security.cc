@@ -217,7 +217,7 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
                     "CUSTOM action without `rules` is meaningless as it will never be triggered, "
                     "add an empty rule `{}` if you want it be triggered for every request");
         } else if (ap.provider.empty()) {
-            r.error(provider ? provider->mark() : spec.mark(), join(spec.path(), "provider.name"),
+            r.error(provider ? provider->mark() : spec.mark(), join(join(spec.path(), "provider"), "name"),
                     "`provider.name` must not be empty");
         }
     } else if (provider) {

@@ -1,0 +1,507 @@
+// Broken variants of Istio resources: one case per validation rule, each checking the whole
+// message (file:line:col, resource, field path, text); plus the "not supported by remora" warnings.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "control/model/model.h"
+
+using namespace remora::control::model;
+
+namespace {
+
+std::vector<std::string> messages(const std::string& yaml, Severity severity) {
+    Config c = load_yaml(yaml, "t.yaml");
+    std::vector<std::string> out;
+    for (const auto& d : c.diagnostics) {
+        if (d.severity == severity) out.push_back(d.str());
+    }
+    return out;
+}
+
+// The only error of a document ("" when valid, "<n errors>" plus the first when several).
+std::string error_of(const std::string& yaml) {
+    auto errors = messages(yaml, Severity::Error);
+    if (errors.empty()) return "";
+    if (errors.size() == 1) return errors[0];
+    std::string all = std::to_string(errors.size()) + " errors:";
+    for (const auto& e : errors) all += "\n  " + e;
+    return all;
+}
+
+std::vector<std::string> warnings_of(const std::string& yaml) {
+    return messages(yaml, Severity::Warning);
+}
+
+// A VirtualService whose spec.http list starts on line 8.
+std::string vs(const std::string& http) {
+    return "apiVersion: networking.istio.io/v1\n"
+           "kind: VirtualService\n"
+           "metadata:\n"
+           "  name: reviews\n"
+           "spec:\n"
+           "  hosts: [reviews]\n"
+           "  http:\n" +
+           http;
+}
+
+// A DestinationRule whose spec continues on line 7.
+std::string dr(const std::string& rest) {
+    return "apiVersion: networking.istio.io/v1beta1\n"
+           "kind: DestinationRule\n"
+           "metadata:\n"
+           "  name: reviews\n"
+           "spec:\n"
+           "  host: reviews\n" +
+           rest;
+}
+
+// A ServiceEntry whose spec continues on line 7.
+std::string se(const std::string& rest) {
+    return "apiVersion: networking.istio.io/v1alpha3\n"
+           "kind: ServiceEntry\n"
+           "metadata:\n"
+           "  name: ext\n"
+           "spec:\n"
+           "  hosts: [api.example.com]\n" +
+           rest;
+}
+
+// An AuthorizationPolicy whose spec continues on line 6.
+std::string ap(const std::string& spec) {
+    return "apiVersion: security.istio.io/v1\n"
+           "kind: AuthorizationPolicy\n"
+           "metadata:\n"
+           "  name: policy\n"
+           "spec:\n" +
+           spec;
+}
+
+const std::string kRoute =
+    "  - route:\n"
+    "    - destination:\n"
+    "        host: reviews\n";
+
+}  // namespace
+
+TEST_CASE("valid: a plain VirtualService has no diagnostics but none") {
+    CHECK(error_of(vs(kRoute)) == "");
+    CHECK(warnings_of(vs(kRoute)).empty());
+}
+
+TEST_CASE("VirtualService: unknown retry condition") {
+    CHECK(error_of(vs(kRoute + "    retries:\n      attempts: 3\n      retryOn: 5xx,5xxx\n")) ==
+          "t.yaml:13:16: VirtualService default/reviews: spec.http[0].retries.retryOn: unknown "
+          "retry condition \"5xxx\"");
+}
+
+TEST_CASE("VirtualService: retry vocabulary and numeric codes are accepted") {
+    CHECK(error_of(vs(kRoute +
+                      "    retries:\n      attempts: 3\n      retryOn: "
+                      "gateway-error,reset,connect-failure,envoy-ratelimited,refused-stream,"
+                      "retriable-4xx,retriable-status-codes,retriable-headers,cancelled,"
+                      "deadline-exceeded,internal,resource-exhausted,unavailable,503\n")) == "");
+}
+
+TEST_CASE("VirtualService: attempts 0 with perTryTimeout") {
+    CHECK(error_of(vs(kRoute + "    retries:\n      attempts: 0\n      perTryTimeout: 2s\n")) ==
+          "t.yaml:12:17: VirtualService default/reviews: spec.http[0].retries.attempts: http "
+          "retry policy configured when attempts are set to 0 (disabled)");
+}
+
+TEST_CASE("VirtualService: negative attempts") {
+    CHECK(error_of(vs(kRoute + "    retries:\n      attempts: -1\n")) ==
+          "t.yaml:12:17: VirtualService default/reviews: spec.http[0].retries.attempts: attempts "
+          "cannot be negative");
+}
+
+TEST_CASE("VirtualService: durations below 1ms") {
+    CHECK(error_of(vs(kRoute + "    retries:\n      attempts: 2\n      perTryTimeout: 500us\n")) ==
+          "t.yaml:13:22: VirtualService default/reviews: spec.http[0].retries.perTryTimeout: "
+          "duration must be greater than 1ms (is \"500us\")");
+}
+
+TEST_CASE("VirtualService: malformed duration") {
+    CHECK(error_of(vs(kRoute + "    timeout: 1.5ss\n")) ==
+          "t.yaml:11:14: VirtualService default/reviews: spec.http[0].timeout: \"1.5ss\" is not a "
+          "duration (e.g. \"10ms\", \"1.5s\", \"1m\", \"1h\")");
+}
+
+TEST_CASE("VirtualService: durations are kept to the millisecond") {
+    CHECK(error_of(vs(kRoute + "    timeout: 1.0005s\n")) ==
+          "t.yaml:11:14: VirtualService default/reviews: spec.http[0].timeout: only durations to "
+          "ms precision are supported (is \"1.0005s\")");
+    Config c = load_yaml(vs(kRoute + "    timeout: 1m30s\n"), "t.yaml");
+    REQUIRE(c.virtual_services.size() == 1);
+    CHECK(c.virtual_services[0].http[0].timeout == std::chrono::seconds(90));
+}
+
+TEST_CASE("VirtualService: negative weight") {
+    CHECK(error_of(vs("  - route:\n    - destination:\n        host: reviews\n      weight: -5\n")) ==
+          "t.yaml:11:15: VirtualService default/reviews: spec.http[0].route[0].weight: weight -5 "
+          "< 0");
+}
+
+TEST_CASE("VirtualService: zero total weight among several destinations") {
+    CHECK(error_of(vs("  - route:\n"
+                      "    - destination: {host: reviews, subset: v1}\n"
+                      "      weight: 0\n"
+                      "    - destination: {host: reviews, subset: v2}\n")) ==
+          "t.yaml:9:5: VirtualService default/reviews: spec.http[0].route: total destination "
+          "weight = 0");
+}
+
+TEST_CASE("VirtualService: weights are relative and need not sum to 100") {
+    Config c = load_yaml(vs("  - route:\n"
+                            "    - destination: {host: reviews, subset: v1}\n"
+                            "      weight: 1\n"
+                            "    - destination: {host: reviews, subset: v2}\n"
+                            "      weight: 3\n"),
+                         "t.yaml");
+    CHECK(!c.has_errors());
+    CHECK(c.virtual_services[0].http[0].route[1].weight == 3);
+}
+
+TEST_CASE("VirtualService: header match keys are lowercase") {
+    CHECK(error_of(vs("  - match:\n"
+                      "    - headers:\n"
+                      "        End-User:\n"
+                      "          exact: jason\n"
+                      "    route:\n"
+                      "    - destination:\n"
+                      "        host: reviews\n")) ==
+          "t.yaml:10:9: VirtualService default/reviews: spec.http[0].match[0].headers.End-User: "
+          "header match key \"End-User\" must be lowercase");
+}
+
+TEST_CASE("VirtualService: regexes compile with RE2") {
+    std::string e = error_of(vs("  - match:\n"
+                                "    - uri:\n"
+                                "        regex: \"/api/(v1\"\n"
+                                "    route:\n"
+                                "    - destination:\n"
+                                "        host: reviews\n"));
+    CHECK(e.starts_with("t.yaml:10:16: VirtualService default/reviews: spec.http[0].match[0].uri."
+                        "regex: invalid regex \"/api/(v1\": missing ): /api/(v1"));
+    // Perl look-ahead is not RE2.
+    CHECK(error_of(vs("  - match:\n"
+                      "    - headers:\n"
+                      "        x-id:\n"
+                      "          regex: \"(?=a)b\"\n"
+                      "    route:\n"
+                      "    - destination:\n"
+                      "        host: reviews\n")) != "");
+}
+
+TEST_CASE("VirtualService: unknown fields name their path") {
+    CHECK(error_of(vs(kRoute + "    retries:\n      attemps: 3\n")) ==
+          "t.yaml:12:7: VirtualService default/reviews: spec.http[0].retries.attemps: unknown "
+          "field");
+}
+
+TEST_CASE("VirtualService: fault percentage out of range") {
+    CHECK(error_of(vs(kRoute +
+                      "    fault:\n      delay:\n        fixedDelay: 5s\n        percentage:\n"
+                      "          value: 150\n")) ==
+          "t.yaml:15:18: VirtualService default/reviews: spec.http[0].fault.delay.percentage."
+          "value: percentage 150 is neither 0.0, nor in range [0.0001, 100.0]");
+}
+
+TEST_CASE("VirtualService: fault needs a delay or an abort") {
+    CHECK(error_of(vs(kRoute + "    fault: {}\n")) ==
+          "t.yaml:11:12: VirtualService default/reviews: spec.http[0].fault: HTTP fault injection "
+          "must have an abort and/or a delay");
+}
+
+TEST_CASE("VirtualService: abort status out of range") {
+    CHECK(error_of(vs(kRoute + "    fault:\n      abort:\n        httpStatus: 700\n")) ==
+          "t.yaml:13:21: VirtualService default/reviews: spec.http[0].fault.abort.httpStatus: HTTP "
+          "status 700 is not in range 200-599");
+}
+
+TEST_CASE("VirtualService: route and redirect together") {
+    CHECK(error_of(vs(kRoute + "    redirect:\n      uri: /v2\n")) ==
+          "t.yaml:8:5: VirtualService default/reviews: spec.http[0]: HTTP route cannot contain "
+          "both route and redirect");
+}
+
+TEST_CASE("VirtualService: a rule needs a route, redirect or direct response") {
+    CHECK(error_of(vs("  - timeout: 1s\n")) ==
+          "t.yaml:8:5: VirtualService default/reviews: spec.http[0]: HTTP route, redirect or "
+          "direct_response is required");
+}
+
+TEST_CASE("VirtualService: wildcard * host on the mesh gateway") {
+    CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+                   "  name: all\nspec:\n  hosts:\n  - \"*\"\n  http:\n" +
+                   kRoute) ==
+          "t.yaml:7:5: VirtualService default/all: spec.hosts[0]: wildcard host * is not allowed "
+          "for virtual services bound to the mesh gateway");
+}
+
+TEST_CASE("VirtualService: mirror and mirrors together") {
+    CHECK(error_of(vs(kRoute +
+                      "    mirror:\n      host: reviews\n    mirrors:\n"
+                      "    - destination:\n        host: ratings\n")) ==
+          "t.yaml:8:5: VirtualService default/reviews: spec.http[0]: HTTP route cannot contain "
+          "both mirror and mirrors");
+}
+
+TEST_CASE("VirtualService: mirror percentage above 100") {
+    CHECK(error_of(vs(kRoute + "    mirror:\n      host: reviews\n    mirrorPercentage:\n"
+                               "      value: 101\n")) ==
+          "t.yaml:14:14: VirtualService default/reviews: spec.http[0].mirrorPercentage.value: "
+          "mirror_percentage must have a max value of 100 (it has 101.000000)");
+}
+
+TEST_CASE("VirtualService: empty prefix for a method") {
+    CHECK(error_of(vs("  - match:\n"
+                      "    - method:\n"
+                      "        prefix: \"\"\n"
+                      "    route:\n"
+                      "    - destination:\n"
+                      "        host: reviews\n")) ==
+          "t.yaml:10:9: VirtualService default/reviews: spec.http[0].match[0].method.prefix: "
+          "prefix string match should not be empty");
+}
+
+TEST_CASE("VirtualService: exportTo entries") {
+    CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+                   "  name: reviews\nspec:\n  hosts: [reviews]\n  exportTo: [\".\", default]\n"
+                   "  http:\n" +
+                   kRoute) ==
+          "t.yaml:7:19: VirtualService default/reviews: spec.exportTo[1]: duplicate entries in "
+          "exportTo for entry default");
+    CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+                   "  name: reviews\nspec:\n  hosts: [reviews]\n  exportTo: [\"*\", team1]\n"
+                   "  http:\n" +
+                   kRoute) ==
+          "t.yaml:7:13: VirtualService default/reviews: spec.exportTo: cannot have both public (*) "
+          "and non-public exportTo values for a resource");
+}
+
+TEST_CASE("VirtualService: integers are not strings") {
+    CHECK(error_of(vs("  - route:\n    - destination:\n        host: reviews\n      weight: \"50\"\n")) ==
+          "t.yaml:11:15: VirtualService default/reviews: spec.http[0].route[0].weight: must be an "
+          "integer, not the string \"50\"");
+}
+
+TEST_CASE("VirtualService: destination host is required") {
+    CHECK(error_of(vs("  - route:\n    - destination:\n        subset: v1\n")) ==
+          "t.yaml:10:9: VirtualService default/reviews: spec.http[0].route[0].destination.host: "
+          "required");
+}
+
+TEST_CASE("VirtualService: subset names are DNS labels") {
+    CHECK(error_of(vs("  - route:\n    - destination:\n        host: reviews\n        subset: V1\n")) ==
+          "t.yaml:11:17: VirtualService default/reviews: spec.http[0].route[0].destination.subset: "
+          "subset name is invalid: V1");
+}
+
+TEST_CASE("VirtualService: redirect codes are 3xx") {
+    CHECK(error_of(vs("  - redirect:\n      uri: /new\n      redirectCode: 200\n")) ==
+          "t.yaml:10:21: VirtualService default/reviews: spec.http[0].redirect.redirectCode: 200 "
+          "is not a valid redirect code, must be 3xx");
+}
+
+TEST_CASE("VirtualService: hosts are DNS names") {
+    CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+                   "  name: r\nspec:\n  hosts: [\"bad_host\"]\n  http:\n" + kRoute) ==
+          "t.yaml:6:11: VirtualService default/r: spec.hosts[0]: domain name \"bad_host\" invalid "
+          "(label \"bad_host\" invalid)");
+}
+
+TEST_CASE("DestinationRule: duplicate subset names") {
+    CHECK(error_of(dr("  subsets:\n  - name: v1\n    labels: {version: v1}\n"
+                      "  - name: v1\n    labels: {version: v2}\n")) ==
+          "t.yaml:10:11: DestinationRule default/reviews: spec.subsets[1].name: duplicate subset "
+          "names: v1");
+}
+
+TEST_CASE("DestinationRule: load balancer enum") {
+    CHECK(error_of(dr("  trafficPolicy:\n    loadBalancer:\n      simple: FASTEST\n")) ==
+          "t.yaml:9:15: DestinationRule default/reviews: spec.trafficPolicy.loadBalancer.simple: "
+          "\"FASTEST\" is not one of UNSPECIFIED, LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, "
+          "LEAST_REQUEST");
+}
+
+TEST_CASE("DestinationRule: tls mode enum") {
+    CHECK(error_of(dr("  trafficPolicy:\n    tls:\n      mode: ISTIO_MTLS\n")) ==
+          "t.yaml:9:13: DestinationRule default/reviews: spec.trafficPolicy.tls.mode: "
+          "\"ISTIO_MTLS\" is not one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL");
+}
+
+TEST_CASE("DestinationRule: MUTUAL needs a client certificate and key") {
+    auto errors = messages(dr("  trafficPolicy:\n    tls:\n      mode: MUTUAL\n"), Severity::Error);
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0] == "t.yaml:9:7: DestinationRule default/reviews: "
+                       "spec.trafficPolicy.tls.clientCertificate: client certificate required for "
+                       "mutual tls");
+}
+
+TEST_CASE("DestinationRule: outlier percentages") {
+    CHECK(error_of(dr("  trafficPolicy:\n    outlierDetection:\n      maxEjectionPercent: 120\n")) ==
+          "t.yaml:9:27: DestinationRule default/reviews: "
+          "spec.trafficPolicy.outlierDetection.maxEjectionPercent: percentage 120 is not in range "
+          "0..100");
+}
+
+TEST_CASE("DestinationRule: empty connection pool and traffic policy") {
+    CHECK(error_of(dr("  trafficPolicy:\n    connectionPool: {}\n")) ==
+          "t.yaml:8:21: DestinationRule default/reviews: spec.trafficPolicy.connectionPool: "
+          "connection pool must have at least one field");
+    CHECK(error_of(dr("  trafficPolicy: {}\n")) ==
+          "t.yaml:7:18: DestinationRule default/reviews: spec.trafficPolicy: traffic policy must "
+          "have at least one field");
+}
+
+TEST_CASE("DestinationRule: negative connection limits") {
+    CHECK(error_of(dr("  trafficPolicy:\n    connectionPool:\n      tcp:\n"
+                      "        maxConnections: -1\n")) ==
+          "t.yaml:10:25: DestinationRule default/reviews: "
+          "spec.trafficPolicy.connectionPool.tcp.maxConnections: max connections must be "
+          "non-negative");
+}
+
+TEST_CASE("DestinationRule: cookie hashing needs a name") {
+    CHECK(error_of(dr("  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+                      "        httpCookie:\n          ttl: 0s\n")) ==
+          "t.yaml:11:11: DestinationRule default/reviews: "
+          "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: name required for "
+          "HttpCookie");
+}
+
+TEST_CASE("ServiceEntry: resolution and location enums") {
+    CHECK(error_of(se("  resolution: DYNAMIC\n")) ==
+          "t.yaml:7:15: ServiceEntry default/ext: spec.resolution: \"DYNAMIC\" is not one of NONE, "
+          "STATIC, DNS, DNS_ROUND_ROBIN");
+    CHECK(error_of(se("  location: OUTSIDE\n")) ==
+          "t.yaml:7:13: ServiceEntry default/ext: spec.location: \"OUTSIDE\" is not one of "
+          "MESH_EXTERNAL, MESH_INTERNAL");
+}
+
+TEST_CASE("ServiceEntry: duplicate port numbers") {
+    CHECK(error_of(se("  ports:\n  - {number: 443, name: https, protocol: TLS}\n"
+                      "  - {number: 443, name: https2, protocol: TLS}\n")) ==
+          "t.yaml:9:14: ServiceEntry default/ext: spec.ports[1].number: service entry port 443 "
+          "already defined");
+}
+
+TEST_CASE("ServiceEntry: endpoints with resolution NONE") {
+    CHECK(error_of(se("  endpoints:\n  - address: 10.0.0.1\n")) ==
+          "t.yaml:8:3: ServiceEntry default/ext: spec.endpoints: no endpoints should be provided "
+          "for resolution type none");
+}
+
+TEST_CASE("WorkloadEntry: address is required") {
+    CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n"
+                   "  name: vm\nspec:\n  labels: {app: vm}\n") ==
+          "t.yaml:6:3: WorkloadEntry default/vm: spec.address: address is required");
+}
+
+TEST_CASE("PeerAuthentication: mTLS mode enum and port-level mTLS without selector") {
+    std::string head =
+        "apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata:\n"
+        "  name: default\nspec:\n";
+    CHECK(error_of(head + "  mtls:\n    mode: STRICTT\n") ==
+          "t.yaml:7:11: PeerAuthentication default/default: spec.mtls.mode: \"STRICTT\" is not one "
+          "of UNSET, DISABLE, PERMISSIVE, STRICT");
+    CHECK(error_of(head + "  portLevelMtls:\n    8080:\n      mode: DISABLE\n") ==
+          "t.yaml:7:5: PeerAuthentication default/default: spec.portLevelMtls: mesh/namespace peer "
+          "authentication cannot have port level mTLS");
+}
+
+TEST_CASE("AuthorizationPolicy: CUSTOM needs a provider") {
+    CHECK(error_of(ap("  action: CUSTOM\n  rules:\n  - {}\n")) ==
+          "t.yaml:6:3: AuthorizationPolicy default/policy: spec.provider.name: `provider.name` "
+          "must not be empty");
+}
+
+TEST_CASE("AuthorizationPolicy: provider only with CUSTOM") {
+    CHECK(error_of(ap("  action: DENY\n  provider:\n    name: ext\n  rules:\n  - {}\n")) ==
+          "t.yaml:8:5: AuthorizationPolicy default/policy: spec.provider: `provider` must not be "
+          "with non CUSTOM action, found DENY");
+}
+
+TEST_CASE("AuthorizationPolicy: DENY without rules") {
+    CHECK(error_of(ap("  action: DENY\n")) ==
+          "t.yaml:6:11: AuthorizationPolicy default/policy: spec.action: DENY action without "
+          "`rules` is meaningless as it will never be triggered, add an empty rule `{}` if you "
+          "want it be triggered for every request");
+}
+
+TEST_CASE("AuthorizationPolicy: empty from source") {
+    CHECK(error_of(ap("  rules:\n  - from:\n    - source: {}\n")) ==
+          "t.yaml:8:15: AuthorizationPolicy default/policy: spec.rules[0].from[0].source: "
+          "`from.source` must not be empty, found at rule 0");
+    CHECK(error_of(ap("  rules:\n  - from: []\n")) ==
+          "t.yaml:7:11: AuthorizationPolicy default/policy: spec.rules[0].from: `from` must not be "
+          "empty, found at rule 0");
+}
+
+TEST_CASE("AuthorizationPolicy: unknown condition key, bad IPs and ports") {
+    CHECK(error_of(ap("  rules:\n  - when:\n    - key: source.country\n      values: [fr]\n")) ==
+          "t.yaml:8:12: AuthorizationPolicy default/policy: spec.rules[0].when[0].key: invalid "
+          "`value` for `key` source.country: unknown attribute: source.country");
+    CHECK(error_of(ap("  rules:\n  - from:\n    - source:\n        ipBlocks: [10.0.0.0/33]\n")) ==
+          "t.yaml:9:20: AuthorizationPolicy default/policy: "
+          "spec.rules[0].from[0].source.ipBlocks[0]: invalid IP address or CIDR range: "
+          "10.0.0.0/33");
+    CHECK(error_of(ap("  rules:\n  - to:\n    - operation:\n        ports: [http]\n")) ==
+          "t.yaml:9:17: AuthorizationPolicy default/policy: spec.rules[0].to[0].operation.ports[0]: "
+          "invalid port: http");
+}
+
+TEST_CASE("AuthorizationPolicy: action enum") {
+    CHECK(error_of(ap("  action: REJECT\n")) ==
+          "t.yaml:6:11: AuthorizationPolicy default/policy: spec.action: \"REJECT\" is not one of "
+          "ALLOW, DENY, AUDIT, CUSTOM");
+}
+
+TEST_CASE("documents: YAML syntax, apiVersion, metadata and duplicate keys") {
+    CHECK(error_of("kind: VirtualService\nmetadata: [\n") != "");
+    CHECK(error_of("kind: VirtualService\nmetadata: [\n").starts_with("t.yaml:3:1: YAML syntax"));
+    CHECK(error_of("apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata:\n"
+                   "  name: r\nspec:\n  hosts: [r]\n  http:\n" + kRoute) ==
+          "t.yaml:1:13: VirtualService default/r: apiVersion: \"networking.istio.io/v2\" does not "
+          "serve VirtualService (use networking.istio.io/v1, v1beta1 or v1alpha3)");
+    CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+                   "  namespace: x\nspec:\n  hosts: [r]\n  http:\n" + kRoute) ==
+          "t.yaml:4:3: VirtualService x/: metadata.name: required");
+    CHECK(error_of(vs(kRoute + "    timeout: 1s\n    timeout: 2s\n")) ==
+          "t.yaml:12:5: VirtualService default/reviews: spec.http[0].timeout: duplicate field");
+}
+
+TEST_CASE("other kinds are skipped with a note, not an error") {
+    Config c = load_yaml("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n"
+                         "  name: gw\nspec:\n  anything: 1\n",
+                         "t.yaml");
+    CHECK(!c.has_errors());
+    REQUIRE(c.diagnostics.size() == 1);
+    CHECK(c.diagnostics[0].str() == "t.yaml:1:1: note: Gateway default/gw: skipped Gateway "
+                                    "default/gw (not a resource remora reads)");
+}
+
+TEST_CASE("warnings: valid Istio features remora does not implement") {
+    auto w = warnings_of(vs(kRoute + "    corsPolicy:\n      allowOrigins:\n      - exact: a.com\n"));
+    REQUIRE(w.size() == 1);
+    CHECK(w[0] == "t.yaml:12:7: warning: VirtualService default/reviews: spec.http[0].corsPolicy: "
+                  "not supported by remora");
+    w = warnings_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+                    "  name: r\nspec:\n  hosts: [r.example.com]\n  gateways: [istio-system/gw]\n"
+                    "  tcp:\n  - route:\n    - destination:\n        host: r\n");
+    REQUIRE(w.size() == 2);
+    CHECK(w[0] == "t.yaml:7:14: warning: VirtualService default/r: spec.gateways[0]: not "
+                  "supported by remora (gateway \"istio-system/gw\"; only the mesh gateway)");
+    CHECK(w[1] == "t.yaml:9:5: warning: VirtualService default/r: spec.tcp[0]: not supported by "
+                  "remora (TCP routes)");
+    // mirror is implemented: no warning.
+    CHECK(warnings_of(vs(kRoute + "    mirror:\n      host: reviews\n    mirrorPercentage:\n"
+                                  "      value: 10\n"))
+              .empty());
+    w = warnings_of(vs("  - delegate:\n      name: reviews-v1\n"));
+    REQUIRE(w.size() == 1);
+    CHECK(w[0] == "t.yaml:9:7: warning: VirtualService default/reviews: spec.http[0].delegate: not "
+                  "supported by remora");
+}
