@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -67,34 +68,40 @@ ZipkinExporter::~ZipkinExporter() {
 }
 
 void ZipkinExporter::run() {
+    constexpr size_t kMaxBatch = 512;  // spans per POST
     std::vector<Span> batch;
     auto last_flush = std::chrono::steady_clock::now();
     std::vector<Span> pending;
     for (;;) {
         bool open = queue_.drain(batch, options_.flush_interval);
         for (Span& s : batch) pending.push_back(std::move(s));
+        batch.clear();
         auto now = std::chrono::steady_clock::now();
         bool due = now - last_flush >= options_.flush_interval || pending.size() >= 256 || !open;
         if (!pending.empty() && due) {
             last_flush = now;
-            std::string body = zipkin_json(pending);
-            std::string why;
-            bool ok = false;
-            for (int attempt = 0; attempt < options_.attempts && !ok; ++attempt) {
-                if (attempt > 0) {
-                    if (stopping_) break;
-                    std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+            for (size_t first = 0; first < pending.size(); first += kMaxBatch) {
+                size_t n = std::min(kMaxBatch, pending.size() - first);
+                std::string body = zipkin_json(pending, first, n);
+                std::string why;
+                bool ok = false;
+                for (int attempt = 0; attempt < options_.attempts && !ok; ++attempt) {
+                    if (attempt > 0) {
+                        if (stopping_) break;
+                        std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+                    }
+                    ok = post(body, why);
+                    if (!ok) failed_posts_.fetch_add(1, std::memory_order_relaxed);
                 }
-                ok = post(body, why);
-                if (!ok) failed_posts_.fetch_add(1, std::memory_order_relaxed);
-            }
-            if (ok) {
-                sent_.fetch_add(pending.size(), std::memory_order_relaxed);
-            } else {
-                queue_.count_dropped(pending.size());
-                if (log_) log_("zipkin: dropped " + std::to_string(pending.size()) + " span(s): " + why);
+                if (ok) {
+                    sent_.fetch_add(n, std::memory_order_relaxed);
+                } else {
+                    queue_.count_dropped(n);
+                    if (log_) log_("zipkin: dropped " + std::to_string(n) + " span(s): " + why);
+                }
             }
             pending.clear();
+            pending.shrink_to_fit();  // a burst's worth of spans is not kept around
         }
         if (!open) return;
     }

@@ -3,6 +3,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+
 namespace remora::proxy {
 
 namespace {
@@ -186,10 +188,12 @@ std::vector<std::pair<std::string_view, std::string>> propagation_headers(const 
     return out;
 }
 
-std::string zipkin_json(const std::vector<Span>& spans) {
-    boost::json::array arr;
-    arr.reserve(spans.size());
-    for (const Span& s : spans) {
+std::string zipkin_json(const std::vector<Span>& spans, size_t first, size_t count) {
+    // One small DOM per span, serialized into one string: a batch never exists twice in memory.
+    std::string out = "[";
+    const size_t end = std::min(spans.size(), first + count);
+    for (size_t i = first; i < end; ++i) {
+        const Span& s = spans[i];
         boost::json::object o;
         o["traceId"] = s.trace_id;
         o["id"] = s.id;
@@ -210,9 +214,11 @@ std::string zipkin_json(const std::vector<Span>& spans) {
         boost::json::object tags;
         for (const auto& [k, v] : s.tags) tags[k] = v;
         o["tags"] = std::move(tags);
-        arr.push_back(std::move(o));
+        if (i != first) out += ',';
+        out += boost::json::serialize(o);
     }
-    return boost::json::serialize(arr);
+    out += ']';
+    return out;
 }
 
 }  // namespace remora::proxy

@@ -2,6 +2,7 @@
 // x-request-id), the sampling decision, and spans in Zipkin v2 JSON.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -69,7 +70,7 @@ struct Span {
     std::map<std::string, std::string> tags;
 };
 
-// A JSON array of spans as Zipkin's POST /api/v2/spans takes it.
-std::string zipkin_json(const std::vector<Span>& spans);
+// A JSON array of spans [first, first + count) as Zipkin's POST /api/v2/spans takes it.
+std::string zipkin_json(const std::vector<Span>& spans, size_t first = 0, size_t count = SIZE_MAX);
 
 }  // namespace remora::proxy

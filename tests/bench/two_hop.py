@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 
-ALL_PATHS = ("direct", "haproxy", "nginx", "remora")
+ALL_PATHS = ("direct", "haproxy", "nginx", "remora", "remora-nometrics", "remora-trace100")
 APT_PACKAGES = {"h2load": "nghttp2-client", "nginx": "nginx", "haproxy": "haproxy"}
 
 CLIENT_ID = ("bench", "client")  # proxy A's identity
@@ -517,7 +517,10 @@ def start_nginx_path(bench):
     return p1, [a, b]
 
 
-def start_remora_path(bench):
+def start_remora_path(bench, extra=()):
+    """Remora as A and B; `remora` records Istio metrics (the default), `remora-nometrics` runs
+    with --metrics off, `remora-trace100` samples every request and exports both sidecars' spans
+    (to the app nginx, which answers the POSTs)."""
     binary = bench.remora_bin
     a, b = bench.certs["a"], bench.certs["b"]
     p1, p2 = free_port(), free_port()
@@ -526,21 +529,31 @@ def start_remora_path(bench):
         binary, "--cert-chain", b["chain"], "--key", b["key"], "--trust-bundle", b["root"],
         "--listen-inbound", f"127.0.0.1:{p2}", "--app", f"127.0.0.1:{bench.app_port}",
         "--admin", f"127.0.0.1:{adm_b}", "--health", f"127.0.0.1:{health_b}",
-        "--concurrency", "1"])
+        "--metrics", "off" if "--metrics-off" in extra else f"127.0.0.1:{free_port()}",
+        "--concurrency", "1", *telemetry_flags(bench, extra)])
     pa = bench.procs.start("remora-a", [
         binary, "--cert-chain", a["chain"], "--key", a["key"], "--trust-bundle", a["root"],
         "--listen-outbound", f"127.0.0.1:{p1}", "--upstream", f"127.0.0.1:{p2}",
         "--upstream-identity", SERVER_SPIFFE,
         "--admin", f"127.0.0.1:{adm_a}", "--health", f"127.0.0.1:{health_a}",
-        "--concurrency", "1"])
+        "--metrics", "off" if "--metrics-off" in extra else f"127.0.0.1:{free_port()}",
+        "--concurrency", "1", *telemetry_flags(bench, extra)])
     for name, port in (("remora-b", health_b), ("remora-a", health_a)):
         wait_until(f"{name} GET /healthz/ready = 200",
                    lambda port=port: http_get(port, "/healthz/ready")[0] == 200, [pa, pb])
     return p1, [pa, pb]
 
 
+def telemetry_flags(bench, extra):
+    if "--trace-all" in extra:
+        return ["--trace-sampling", "100", "--zipkin-address", f"127.0.0.1:{bench.app_port}"]
+    return []
+
+
 STARTERS = {"direct": start_direct, "haproxy": start_haproxy_path, "nginx": start_nginx_path,
-            "remora": start_remora_path}
+            "remora": start_remora_path,
+            "remora-nometrics": lambda bench: start_remora_path(bench, ["--metrics-off"]),
+            "remora-trace100": lambda bench: start_remora_path(bench, ["--trace-all"])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -695,11 +708,11 @@ def print_table(results, skipped, failed, header_notes, args):
     log("")
     table(f"Closed loop: h2load --h1, {CLOSED_LOOP_CLIENTS} connections, {args.duration} s "
           "(CPU: proxy A+B, % of one core)",
-          [("path", "{path}", 8), ("req/s", "{rps:.0f}", 9), ("errors", "{closed_err}", 7),
+          [("path", "{path}", 17), ("req/s", "{rps:.0f}", 9), ("errors", "{closed_err}", 7),
            ("cpu %", "!{cpu_pct:.0f}", 6), ("cpu us/req", "!{cpu_us_req:.1f}", 10)], results)
     table(f"Latency at a fixed {RATE_CLIENTS * RATE_PER_CLIENT} req/s offered "
           f"({RATE_CLIENTS} connections x {RATE_PER_CLIENT}/s), {args.duration} s, microseconds",
-          [("path", "{path}", 8), ("p50", "{p50}", 7), ("p90", "{p90}", 7), ("p99", "{p99}", 7),
+          [("path", "{path}", 17), ("p50", "{p50}", 7), ("p90", "{p90}", 7), ("p99", "{p99}", 7),
            ("p99.9", "{p999}", 7), ("max", "{max}", 7), ("req/s", "{rate_rps:.0f}", 7),
            ("errors", "{rate_err}", 7), ("cpu %", "!{rate_cpu_pct:.0f}", 6)], results)
     offered = RATE_CLIENTS * RATE_PER_CLIENT
@@ -711,7 +724,7 @@ def print_table(results, skipped, failed, header_notes, args):
         if r["closed_err"] or r["rate_err"]:
             log(f"note: {r['path']} had failed or non-2xx requests; its numbers are suspect")
     table("Resident memory, proxy A+B, all processes, KiB",
-          [("path", "{path}", 8), ("idle", "!{rss_idle}", 9), ("after load", "!{rss_load}", 10),
+          [("path", "{path}", 17), ("idle", "!{rss_idle}", 9), ("after load", "!{rss_load}", 10),
            ("peak", "!{rss_peak}", 9)], results)
     for name, why in skipped:
         log(f"{name}: skipped: {why}")
@@ -793,12 +806,12 @@ def main():
 
         skipped, failed, results = [], [], []
         paths = list(args.paths)
-        if "remora" in paths:
-            bench.remora_bin = os.path.join(bin_dir, "proxy", "remora-proxy")
-            if not os.access(bench.remora_bin, os.X_OK):
-                skipped.append(("remora", f"{bench.remora_bin} not found"))
-                log(f"remora: skipped ({bench.remora_bin} not found)")
-                paths.remove("remora")
+        bench.remora_bin = os.path.join(bin_dir, "proxy", "remora-proxy")
+        if not os.access(bench.remora_bin, os.X_OK):
+            for p in [p for p in paths if p.startswith("remora")]:
+                skipped.append((p, f"{bench.remora_bin} not found"))
+                log(f"{p}: skipped ({bench.remora_bin} not found)")
+                paths.remove(p)
 
         if any(p != "direct" for p in paths):
             log("issuing SVIDs from a private remora-control")
