@@ -6,6 +6,7 @@
 #include "certs/keys.h"
 #include "certs/verifier.h"
 #include "control/ca/state_dir.h"
+#include "control/cli/analyze_command.h"
 #include "control/cli/trace.h"
 #include "certs/ca_client.h"
 #include "common/args.h"
@@ -31,6 +32,12 @@ Commands:
       Generate a key and CSR, ask the CA for a certificate (first time with a bootstrap token,
       later over mTLS with the current certificate in --cert-dir), verify what comes back, and
       write key.pem (0600), cert-chain.pem and root-cert.pem to --out.
+
+  analyze [--analyzers NAME,...] [--no-remora-warnings] FILE|DIR...
+      Check Istio YAML as istioctl analyze does: schema validation (IST0106), unknown hosts,
+      ports and subsets (IST0101, IST0112), conflicting mesh VirtualServices (IST0109), subsets
+      that select no workload (IST0173), DestinationRules for unknown hosts (IST0174); then the
+      valid Istio features remora does not implement. Exit 79 when an error is found.
 
   trace REQUEST-ID LOG-FILE...
       What happened to one request: the access-log lines (JSON or text) of every sidecar it
@@ -159,6 +166,9 @@ int run(const std::vector<std::string>& argv) {
     if (pop2("token", "create")) return token_create(rest);
     if (pop2("ca", "root")) return ca_root(rest);
     if (pop2("cert", "request")) return cert_request(rest);
+    if (argv[0] == "analyze") {
+        return cli::analyze_command({argv.begin() + 1, argv.end()}, std::cout);
+    }
     if (argv[0] == "trace") {
         if (argv.size() < 3) throw UsageError("usage: remoractl trace REQUEST-ID LOG-FILE...");
         std::vector<std::string> files(argv.begin() + 2, argv.end());

@@ -195,32 +195,32 @@ class DocumentLoader {
         }
     }
 
+    // A second definition of the same resource replaces the first, as `kubectl apply` would.
     bool check_unique(Reporter& reporter_, const std::string& kind, const Metadata& meta,
                       const YAML::Mark& at) {
-        auto key = std::tuple{kind, meta.ns, meta.name};
-        auto [it, inserted] = seen_.emplace(key, meta.where);
-        if (!inserted && !meta.name.empty()) {
+        if (meta.name.empty()) return true;
+        auto drop = [&](auto& v) {
+            auto same = [&](const auto& r) {
+                return r.meta.ns == meta.ns && r.meta.name == meta.name;
+            };
+            auto it = std::find_if(v.begin(), v.end(), same);
+            if (it == v.end()) return;
             reporter_.warning(at, "metadata.name",
                               "replaces the " + kind + " of the same name defined at " +
-                                  format_location(it->second) + " (as kubectl apply would)");
-            it->second = meta.where;
-            auto drop = [&](auto& v) {
-                std::erase_if(v, [&](const auto& r) {
-                    return r.meta.ns == meta.ns && r.meta.name == meta.name;
-                });
-            };
-            if (kind == "VirtualService") drop(config_.virtual_services);
-            if (kind == "DestinationRule") drop(config_.destination_rules);
-            if (kind == "ServiceEntry") drop(config_.service_entries);
-            if (kind == "WorkloadEntry") {
-                drop(config_.workload_entries);
-                std::erase_if(config_.workloads, [&](const Workload& w) {
-                    return w.kind == kind && w.ns == meta.ns && w.name == meta.name;
-                });
-            }
-            if (kind == "PeerAuthentication") drop(config_.peer_authentications);
-            if (kind == "AuthorizationPolicy") drop(config_.authorization_policies);
+                                  format_location(it->meta.where) + " (as kubectl apply would)");
+            std::erase_if(v, same);
+        };
+        if (kind == "VirtualService") drop(config_.virtual_services);
+        if (kind == "DestinationRule") drop(config_.destination_rules);
+        if (kind == "ServiceEntry") drop(config_.service_entries);
+        if (kind == "WorkloadEntry") {
+            drop(config_.workload_entries);
+            std::erase_if(config_.workloads, [&](const Workload& w) {
+                return w.kind == kind && w.ns == meta.ns && w.name == meta.name;
+            });
         }
+        if (kind == "PeerAuthentication") drop(config_.peer_authentications);
+        if (kind == "AuthorizationPolicy") drop(config_.authorization_policies);
         return true;
     }
 
@@ -288,7 +288,6 @@ class DocumentLoader {
 
     Config& config_;
     std::string file_;
-    std::map<std::tuple<std::string, std::string, std::string>, Location> seen_;
 };
 
 }  // namespace

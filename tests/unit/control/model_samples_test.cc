@@ -99,7 +99,7 @@ TEST_CASE("samples: every Istio resource loads, except those Istio rejects") {
         CHECK(found);
     }
     // Everything was seen: the six kinds and the Kubernetes objects.
-    CHECK(all.virtual_services.size() >= 60);
+    CHECK(all.virtual_services.size() >= 45);  // same-named ones replace each other
     CHECK(all.destination_rules.size() >= 15);
     CHECK(all.service_entries.size() >= 8);
     CHECK(all.peer_authentications.size() >= 8);

@@ -1,0 +1,398 @@
+// Istio's analyzers over the resource model: destination hosts and ports, subsets, mesh gateway
+// host conflicts, subsets that select no workload, DestinationRules for unknown hosts.
+#include "control/analyze/analyzer.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace remora::control::analyze {
+
+namespace {
+
+using namespace remora::control::model;
+
+constexpr std::string_view kClusterSuffix = ".svc.cluster.local";
+
+// Go's %q for the plain strings that appear here.
+std::string go_quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+    return out;
+}
+
+// Istio's util.ConvertHostToFQDN: a short name lives in `ns`.
+std::string to_fqdn(const std::string& ns, const std::string& host) {
+    if (host.starts_with("*") || host.find('.') != std::string::npos) return host;
+    return host + "." + ns + std::string(kClusterSuffix);
+}
+
+std::string strip_wildcard(const std::string& host) {
+    return host.starts_with("*") ? host.substr(1) : host;
+}
+
+// What a host resolves to: a ServiceEntry or a Kubernetes Service, seen as Istio's analyzers see
+// them (a Service becomes a ServiceEntry with its ports and its selector as workload selector).
+struct Target {
+    std::string ns;
+    std::vector<uint32_t> ports;
+    Labels selector;
+    std::vector<Labels> inline_endpoints;  // ServiceEntry spec.endpoints labels
+};
+
+// Istio's InitServiceEntryHostMap + GetDestinationHost, keyed by (visibility scope, FQDN).
+class HostIndex {
+  public:
+    explicit HostIndex(const Config& c) {
+        for (const auto& se : c.service_entries) {
+            Target t;
+            t.ns = se.meta.ns;
+            for (const auto& p : se.ports) t.ports.push_back(p.number);
+            if (se.workload_selector) t.selector = *se.workload_selector;
+            for (const auto& e : se.endpoints) t.inline_endpoints.push_back(e.labels);
+            targets_.push_back(std::move(t));
+            std::vector<std::string> scopes;
+            bool all = se.export_to.empty() ||
+                       std::find(se.export_to.begin(), se.export_to.end(), "*") != se.export_to.end();
+            if (all) {
+                scopes = {"*"};
+            } else {
+                for (const auto& e : se.export_to) {
+                    if (e == "~") continue;
+                    scopes.push_back(e == "." ? se.meta.ns : e);
+                }
+            }
+            for (const auto& h : se.hosts) {
+                for (const auto& s : scopes) add(s, to_fqdn(se.meta.ns, h), targets_.size() - 1);
+            }
+        }
+        for (const auto& svc : c.kube_services) {
+            Target t;
+            t.ns = svc.meta.ns;
+            for (const auto& p : svc.ports) t.ports.push_back(p.port);
+            t.selector = svc.selector;
+            targets_.push_back(std::move(t));
+            std::vector<std::string> scopes;
+            auto anno = svc.meta.annotations.find("networking.istio.io/exportTo");
+            if (anno == svc.meta.annotations.end() || anno->second.empty()) {
+                scopes = {"*"};
+            } else {
+                std::string s = anno->second;
+                std::size_t start = 0;
+                while (start <= s.size()) {
+                    std::size_t comma = s.find(',', start);
+                    std::string e = s.substr(start, comma == std::string::npos ? std::string::npos
+                                                                               : comma - start);
+                    e.erase(0, e.find_first_not_of(" \t"));
+                    e.erase(e.find_last_not_of(" \t") + 1);
+                    if (!e.empty()) scopes.push_back(e == "." ? svc.meta.ns : e);
+                    if (comma == std::string::npos) break;
+                    start = comma + 1;
+                }
+            }
+            for (const auto& s : scopes) {
+                add(s, to_fqdn(svc.meta.ns, svc.meta.name), targets_.size() - 1);
+            }
+        }
+    }
+
+    const Target* find(const std::string& source_ns, const std::vector<std::string>& export_to,
+                       const std::string& host) const {
+        std::string fqdn = to_fqdn(source_ns, host);
+        if (auto t = get("*", fqdn)) return t;
+        if (export_to.empty()) {
+            if (auto t = get(source_ns, fqdn)) return t;
+        } else {
+            for (const auto& e : export_to) {
+                if (auto t = get(e == "." ? source_ns : e, fqdn)) return t;
+            }
+        }
+        std::string bare = strip_wildcard(host);
+        for (const auto& [key, index] : index_) {
+            const auto& [scope, se_host] = key;
+            if (!se_host.starts_with("*")) continue;
+            if (scope != "*" && scope != source_ns) continue;
+            if (bare.ends_with(strip_wildcard(se_host))) return &targets_[index];
+        }
+        return nullptr;
+    }
+
+  private:
+    void add(const std::string& scope, const std::string& fqdn, std::size_t index) {
+        index_.emplace(std::pair{scope, fqdn}, index);  // the first definition wins
+    }
+    const Target* get(const std::string& scope, const std::string& fqdn) const {
+        auto it = index_.find({scope, fqdn});
+        return it == index_.end() ? nullptr : &targets_[it->second];
+    }
+
+    std::vector<Target> targets_;
+    std::map<std::pair<std::string, std::string>, std::size_t> index_;
+};
+
+Message message(const std::string& code, Level level, const std::string& kind,
+                const Metadata& meta, std::string text) {
+    Message m;
+    m.code = code;
+    m.level = level;
+    m.kind = kind;
+    m.ns = meta.ns;
+    m.name = meta.name;
+    m.where = meta.where;
+    m.text = std::move(text);
+    return m;
+}
+
+std::vector<const Destination*> route_destinations(const VirtualService& vs) {
+    std::vector<const Destination*> out;
+    for (const auto& h : vs.http) {
+        for (const auto& r : h.route) out.push_back(&r.destination);
+    }
+    for (const auto* l4 : {&vs.tcp, &vs.tls}) {
+        for (const auto& t : *l4) {
+            for (const auto& r : t.route) out.push_back(&r.destination);
+        }
+    }
+    return out;
+}
+
+std::vector<const Destination*> mirror_destinations(const VirtualService& vs) {
+    std::vector<const Destination*> out;
+    for (const auto& h : vs.http) {
+        if (h.mirror) out.push_back(&*h.mirror);
+        for (const auto& m : h.mirrors) out.push_back(&m.destination);
+    }
+    return out;
+}
+
+void destination_host(const Config& c, std::vector<Message>& out) {
+    HostIndex index(c);
+    for (const auto& vs : c.virtual_services) {
+        auto check = [&](const Destination* d, const std::string& reftype) {
+            const Target* t = index.find(vs.meta.ns, vs.export_to, d->host);
+            if (!t) {
+                out.push_back(message("IST0101", Level::Error, "VirtualService", vs.meta,
+                                      "Referenced " + reftype + " not found: " + go_quote(d->host)));
+                return;
+            }
+            if (!d->port) {
+                if (t->ports.size() > 1) {
+                    std::vector<std::string> ports;
+                    for (auto p : t->ports) ports.push_back(std::to_string(p));
+                    out.push_back(message(
+                        "IST0112", Level::Error, "VirtualService", vs.meta,
+                        "This VirtualService routes to a service " + go_quote(d->host) +
+                            " that exposes multiple ports [" + join(ports, " ") +
+                            "]. Specifying a port in the destination is required to "
+                            "disambiguate."));
+                }
+                return;
+            }
+            if (std::find(t->ports.begin(), t->ports.end(), *d->port) == t->ports.end()) {
+                out.push_back(message("IST0101", Level::Error, "VirtualService", vs.meta,
+                                      "Referenced host:port not found: " +
+                                          go_quote(d->host + ":" + std::to_string(*d->port))));
+            }
+        };
+        for (const auto* d : route_destinations(vs)) check(d, "host");
+        for (const auto* d : mirror_destinations(vs)) check(d, "mirror host");
+    }
+}
+
+// Istio's util.GetResourceNameFromHost: "name.ns.svc.cluster.local" or a name in `ns`.
+std::pair<std::string, std::string> resource_name(const std::string& ns, const std::string& host) {
+    if (host.ends_with(kClusterSuffix)) {
+        std::string rest = host.substr(0, host.size() - kClusterSuffix.size());
+        auto dot = rest.rfind('.');
+        if (dot != std::string::npos && dot > 0 && dot + 1 < rest.size()) {
+            return {rest.substr(dot + 1), rest.substr(0, dot)};
+        }
+    }
+    return {ns, host};
+}
+
+void destination_rule(const Config& c, std::vector<Message>& out) {
+    std::set<std::tuple<std::string, std::string, std::string>> subsets;  // ns, name, subset
+    for (const auto& dr : c.destination_rules) {
+        auto [ns, name] = resource_name(dr.meta.ns, dr.host);
+        for (const auto& s : dr.subsets) subsets.insert({ns, name, s.name});
+    }
+    for (const auto& vs : c.virtual_services) {
+        auto check = [&](const Destination* d, const std::string& reftype) {
+            if (d->subset.empty()) return;
+            auto [ns, name] = resource_name(vs.meta.ns, d->host);
+            if (subsets.count({ns, name, d->subset})) return;
+            out.push_back(message("IST0101", Level::Error, "VirtualService", vs.meta,
+                                  "Referenced " + reftype + " not found: " +
+                                      go_quote(d->host + "+" + d->subset)));
+        };
+        for (const auto* d : route_destinations(vs)) check(d, "host+subset in destinationrule");
+        for (const auto* d : mirror_destinations(vs)) check(d, "mirror+subset in destinationrule");
+    }
+}
+
+void conflicting_mesh_gateway_hosts(const Config& c, std::vector<Message>& out) {
+    // "scope/fqdn" -> VirtualServices bound to the mesh gateway, in input order.
+    std::map<std::string, std::vector<const VirtualService*>> hosts;
+    for (const auto& vs : c.virtual_services) {
+        if (!vs.applies_to_mesh()) continue;
+        bool all = vs.export_to.empty() ||
+                   std::find(vs.export_to.begin(), vs.export_to.end(), "*") != vs.export_to.end();
+        std::string scope = all ? "*" : vs.meta.ns;
+        for (const auto& h : vs.hosts) {
+            auto& list = hosts[scope + "/" + to_fqdn(vs.meta.ns, h)];
+            if (std::find(list.begin(), list.end(), &vs) == list.end()) list.push_back(&vs);
+        }
+    }
+    std::set<const VirtualService*> reported;
+    for (const auto& [scoped, list] : hosts) {
+        std::vector<const VirtualService*> group = list;
+        if (!scoped.starts_with("*/")) {
+            // Visible in its own namespace: conflicts with the ones exported everywhere too.
+            auto wide = hosts.find("*/" + scoped.substr(scoped.find('/') + 1));
+            if (wide != hosts.end()) group.insert(group.end(), wide->second.begin(), wide->second.end());
+        }
+        if (group.size() < 2) continue;
+        std::vector<std::string> names;
+        for (const auto* vs : group) names.push_back(vs->meta.ns + "/" + vs->meta.name);
+        for (const auto* vs : group) {
+            if (!reported.insert(vs).second) continue;
+            out.push_back(message(
+                "IST0109", Level::Error, "VirtualService", vs->meta,
+                "The VirtualServices " + join(names, ",") +
+                    " associated with mesh gateway define the same host " + scoped +
+                    " which can lead to undefined behavior. This can be fixed by merging the "
+                    "conflicting VirtualServices into a single resource."));
+        }
+    }
+}
+
+bool selects(const Labels& selector, const Labels& labels) {
+    return std::all_of(selector.begin(), selector.end(), [&](const auto& kv) {
+        auto it = labels.find(kv.first);
+        return it != labels.end() && it->second == kv.second;
+    });
+}
+
+void pod_not_selected(const Config& c, std::vector<Message>& out) {
+    HostIndex index(c);
+    for (const auto& dr : c.destination_rules) {
+        const Target* t = index.find(dr.meta.ns, dr.export_to, dr.host);
+        if (!t) {
+            out.push_back(message("IST0174", Level::Warning, "DestinationRule", dr.meta,
+                                  "The host " + dr.host +
+                                      " defined in the DestinationRule does not match any "
+                                      "services in the mesh."));
+            continue;
+        }
+        for (const auto& subset : dr.subsets) {
+            Labels selector = t->selector;
+            for (const auto& [k, v] : subset.labels) selector[k] = v;
+            bool matched = std::any_of(c.workloads.begin(), c.workloads.end(), [&](const Workload& w) {
+                return w.ns == t->ns && selects(selector, w.labels);
+            });
+            matched |= std::any_of(t->inline_endpoints.begin(), t->inline_endpoints.end(),
+                                   [&](const Labels& l) { return selects(selector, l); });
+            if (!matched) {
+                out.push_back(message("IST0173", Level::Error, "DestinationRule", dr.meta,
+                                      "The Subset " + subset.name +
+                                          " defined in the DestinationRule does not select any "
+                                          "pods. Which may lead to 503 UH (NoHealthyUpstream)."));
+            }
+        }
+    }
+}
+
+void schema_validation(const Config& c, std::vector<Message>& out) {
+    for (const Diagnostic* d : c.errors()) {
+        Message m;
+        m.code = "IST0106";
+        m.level = Level::Error;
+        m.kind = d->kind;
+        m.ns = d->ns;
+        m.name = d->name;
+        m.where = d->kind.empty() ? d->where : d->resource_where;
+        if (d->kind.empty()) m.where.column = 0;
+        std::string at = d->where.file;
+        if (d->where.line > 0) {
+            at += ":" + std::to_string(d->where.line) + ":" + std::to_string(d->where.column);
+        }
+        m.text = "Schema validation error: " + at + ": " + (d->path.empty() ? "" : d->path + ": ") +
+                 d->message;
+        out.push_back(std::move(m));
+    }
+}
+
+const char* level_name(Level l) {
+    switch (l) {
+        case Level::Error:
+            return "Error";
+        case Level::Warning:
+            return "Warning";
+        case Level::Info:
+            return "Info";
+    }
+    return "Error";
+}
+
+}  // namespace
+
+std::string Message::str() const {
+    std::string origin;
+    if (!kind.empty()) origin = kind + " " + ns + "/" + name + " ";
+    origin += where.file;
+    if (where.line > 0) origin += ":" + std::to_string(where.line);
+    return std::string(level_name(level)) + " [" + code + "] (" + origin + ") " + text;
+}
+
+bool has_errors(const std::vector<Message>& messages) {
+    return std::any_of(messages.begin(), messages.end(),
+                       [](const Message& m) { return m.level == Level::Error; });
+}
+
+const char* analyzer_name(Analyzer a) {
+    switch (a) {
+        case Analyzer::SchemaValidation:
+            return "schema.ValidationAnalyzer";
+        case Analyzer::DestinationHost:
+            return "virtualservice.DestinationHostAnalyzer";
+        case Analyzer::DestinationRule:
+            return "virtualservice.DestinationRuleAnalyzer";
+        case Analyzer::ConflictingMeshGatewayHosts:
+            return "virtualservice.ConflictingMeshGatewayHostsAnalyzer";
+        case Analyzer::PodNotSelected:
+            return "destinationrule.SubsetSelectPodAnalyzer";
+    }
+    return "";
+}
+
+std::vector<Analyzer> all_analyzers() {
+    return {Analyzer::SchemaValidation, Analyzer::DestinationHost, Analyzer::DestinationRule,
+            Analyzer::ConflictingMeshGatewayHosts, Analyzer::PodNotSelected};
+}
+
+std::vector<Message> analyze(const Config& config, const Options& options) {
+    auto on = [&](Analyzer a) { return options.only.empty() || options.only.count(a); };
+    std::vector<Message> out;
+    if (on(Analyzer::SchemaValidation)) schema_validation(config, out);
+    if (on(Analyzer::DestinationHost)) destination_host(config, out);
+    if (on(Analyzer::DestinationRule)) destination_rule(config, out);
+    if (on(Analyzer::ConflictingMeshGatewayHosts)) conflicting_mesh_gateway_hosts(config, out);
+    if (on(Analyzer::PodNotSelected)) pod_not_selected(config, out);
+    std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
+        return std::tie(a.where.file, a.where.line, a.code) <
+               std::tie(b.where.file, b.where.line, b.code);
+    });
+    return out;
+}
+
+}  // namespace remora::control::analyze

@@ -1,0 +1,51 @@
+// `remoractl analyze`: consistency checks across Istio resources, with istioctl's message codes,
+// levels and texts (pkg/config/analysis/msg/messages.yaml).
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "control/model/model.h"
+
+namespace remora::control::analyze {
+
+enum class Level { Error, Warning, Info };
+
+struct Message {
+    std::string code;  // "IST0101"
+    Level level = Level::Error;
+    // The resource the message is about; kind is "" for problems of a whole file.
+    std::string kind, ns, name;
+    model::Location where;  // file and the line where the resource starts
+    std::string text;
+
+    // istioctl's line: `Error [IST0101] (VirtualService default/reviews file.yaml:12) Referenced
+    // host+subset in destinationrule not found: "reviews+v3"`
+    std::string str() const;
+};
+
+// The analyzers, named as Istio's.
+enum class Analyzer {
+    SchemaValidation,             // IST0106: the model's validation errors
+    DestinationHost,              // IST0101 host / mirror host / host:port, IST0112
+    DestinationRule,              // IST0101 host+subset / mirror+subset in destinationrule
+    ConflictingMeshGatewayHosts,  // IST0109
+    PodNotSelected,               // IST0173, IST0174
+};
+
+struct Options {
+    std::set<Analyzer> only;  // empty = all analyzers
+};
+
+// Runs the analyzers on everything in `config` (invalid resources included, as istioctl does).
+// Messages come sorted by file, line and code.
+std::vector<Message> analyze(const model::Config& config, const Options& options = {});
+
+bool has_errors(const std::vector<Message>& messages);
+
+// "host", "mirror" etc. are Istio's words; exposed for the CLI's --analyzers flag.
+const char* analyzer_name(Analyzer a);
+std::vector<Analyzer> all_analyzers();
+
+}  // namespace remora::control::analyze

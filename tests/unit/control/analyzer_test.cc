@@ -1,0 +1,210 @@
+// The analyzer on Istio's own analyzer inputs (shared/istio-samples, README.txt lists what
+// upstream istioctl reports for each, one analyzer at a time as upstream's tests run them), and
+// the message format.
+#include "control/analyze/analyzer.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+using namespace remora::control;
+using analyze::Analyzer;
+
+namespace {
+
+std::filesystem::path samples_dir() {
+    const char* dir = std::getenv("REMORA_ISTIO_SAMPLES");
+    REQUIRE_MESSAGE(dir != nullptr, "REMORA_ISTIO_SAMPLES is not set");
+    return dir;
+}
+
+std::vector<analyze::Message> run(const std::string& file, std::set<Analyzer> only = {}) {
+    model::Config c;
+    model::load_path(c, samples_dir() / file);
+    return analyze::analyze(c, {std::move(only)});
+}
+
+// "CODE ns/name", sorted, one entry per message.
+std::vector<std::string> codes(const std::vector<analyze::Message>& messages) {
+    std::vector<std::string> out;
+    for (const auto& m : messages) out.push_back(m.code + " " + m.ns + "/" + m.name);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("analyzer input virtualservice_destinationrules.yaml") {
+    auto m = run("virtualservice_destinationrules.yaml", {Analyzer::DestinationRule});
+    CHECK(codes(m) == sorted({"IST0101 default/reviews-bogussubset",
+                              "IST0101 default/reviews-mirror-bogussubset"}));
+    std::vector<std::string> lines;
+    for (const auto& msg : m) lines.push_back(msg.str());
+    std::string file = (samples_dir() / "virtualservice_destinationrules.yaml").string();
+    CHECK(lines == std::vector<std::string>{
+                       "Error [IST0101] (VirtualService default/reviews-bogussubset " + file +
+                           ":26) Referenced host+subset in destinationrule not found: "
+                           "\"reviews+bogus\"",
+                       "Error [IST0101] (VirtualService default/reviews-mirror-bogussubset " +
+                           file +
+                           ":65) Referenced mirror+subset in destinationrule not found: "
+                           "\"reviews+bogus\""});
+}
+
+TEST_CASE("analyzer input virtualservice_destinationhosts.yaml") {
+    auto m = run("virtualservice_destinationhosts.yaml", {Analyzer::DestinationHost});
+    CHECK(codes(m) == sorted({"IST0101 default/reviews-bogushost",
+                              "IST0101 default/reviews-bogushost",
+                              "IST0101 default/reviews-bookinfo-other",
+                              "IST0101 default/reviews-mirror-bogushost",
+                              "IST0101 default/reviews-bogusport",
+                              "IST0101 istio-system/cross-namespace-details",
+                              "IST0101 hello/hello-export-to-bogus",
+                              "IST0112 default/reviews-2port-missing"}));
+    std::vector<std::string> texts;
+    for (const auto& msg : m) texts.push_back(msg.text);
+    auto has = [&](const std::string& t) {
+        return std::find(texts.begin(), texts.end(), t) != texts.end();
+    };
+    CHECK(has("Referenced host not found: \"\""));
+    CHECK(has("Referenced host not found: \"reviews-bogus\""));
+    CHECK(has("Referenced mirror host not found: \"reviews-bogus\""));
+    CHECK(has("Referenced host:port not found: \"reviews:999\""));
+    CHECK(has("This VirtualService routes to a service \"reviews-2port\" that exposes multiple "
+              "ports [80 443]. Specifying a port in the destination is required to "
+              "disambiguate."));
+}
+
+TEST_CASE("analyzer input virtualservice_conflictingmeshgatewayhosts.yaml") {
+    auto m = run("virtualservice_conflictingmeshgatewayhosts.yaml",
+                 {Analyzer::ConflictingMeshGatewayHosts});
+    CHECK(codes(m) == sorted({"IST0109 team3/ratings", "IST0109 team4/ratings",
+                              "IST0109 foo/ratings", "IST0109 bar/ratings",
+                              "IST0109 foo/productpage", "IST0109 foo/bogus-productpage",
+                              "IST0109 team2/ratings"}));
+    REQUIRE(!m.empty());
+    CHECK(m[0].str().ends_with(
+        "(VirtualService foo/productpage " +
+        (samples_dir() / "virtualservice_conflictingmeshgatewayhosts.yaml").string() +
+        ":2) The VirtualServices foo/productpage,foo/bogus-productpage associated with mesh "
+        "gateway define the same host */productpage.foo.svc.cluster.local which can lead to "
+        "undefined behavior. This can be fixed by merging the conflicting VirtualServices into "
+        "a single resource."));
+}
+
+TEST_CASE("analyzer input destinationrule-subsets-not-select-pods.yaml") {
+    auto m = run("destinationrule-subsets-not-select-pods.yaml", {Analyzer::PodNotSelected});
+    CHECK(codes(m) == std::vector<std::string>{"IST0173 default/subsets-not-select-pods"});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].level == analyze::Level::Error);
+    CHECK(m[0].text == "The Subset fake defined in the DestinationRule does not select any pods. "
+                       "Which may lead to 503 UH (NoHealthyUpstream).");
+    // All analyzers together find nothing else in this file.
+    CHECK(codes(run("destinationrule-subsets-not-select-pods.yaml")) == codes(m));
+}
+
+TEST_CASE("analyzer: subsets select Deployment, Pod and WorkloadEntry labels") {
+    model::Config c = model::load_yaml(R"(apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {app: reviews}
+  ports: [{port: 9080, name: http}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: shop}
+spec:
+  template:
+    metadata:
+      labels: {app: reviews, version: v1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v2, namespace: shop, labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm, namespace: shop}
+spec:
+  address: 10.0.0.9
+  labels: {app: reviews, version: v3}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v4, namespace: elsewhere}
+spec:
+  template:
+    metadata:
+      labels: {app: reviews, version: v4}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+  - {name: v4, labels: {version: v4}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ghost, namespace: shop}
+spec:
+  host: ghost.example.com
+)",
+                                       "mesh.yaml");
+    auto m = analyze::analyze(c);
+    CHECK(codes(m) == sorted({"IST0173 shop/reviews", "IST0174 shop/ghost"}));
+    for (const auto& msg : m) {
+        if (msg.code == "IST0173") CHECK(msg.text.starts_with("The Subset v4 "));
+        if (msg.code == "IST0174") {
+            CHECK(msg.str() == "Warning [IST0174] (DestinationRule shop/ghost mesh.yaml:46) The "
+                               "host ghost.example.com defined in the DestinationRule does not "
+                               "match any services in the mesh.");
+        }
+    }
+}
+
+TEST_CASE("analyzer: schema errors become IST0106 on the resource") {
+    model::Config c = model::load_yaml(R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    retries: {attempts: 3, retryOn: 5xxx}
+)",
+                                       "bad.yaml");
+    auto m = analyze::analyze(c, {{Analyzer::SchemaValidation}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].str() == "Error [IST0106] (VirtualService default/reviews bad.yaml:1) Schema "
+                        "validation error: bad.yaml:9:37: spec.http[0].retries.retryOn: unknown "
+                        "retry condition \"5xxx\"");
+    CHECK(analyze::has_errors(m));
+}
+
+TEST_CASE("analyzer: a consistent bookinfo has no messages") {
+    model::Config c;
+    for (const char* f : {"bookinfo.yaml", "destination-rule-reviews.yaml",
+                          "virtual-service-reviews-80-20.yaml"}) {
+        model::load_path(c, samples_dir() / f);
+    }
+    auto m = analyze::analyze(c);
+    std::vector<std::string> lines;
+    for (const auto& msg : m) lines.push_back(msg.str());
+    CHECK(lines == std::vector<std::string>{});
+}
