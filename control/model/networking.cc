@@ -500,7 +500,7 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
         }
         out.rewrite = rw;
     });
-    h.duration("timeout", out.timeout, /*allow_zero=*/true);
+    h.duration("timeout", out.timeout);
     h.object("retries", [&](Obj& o) {
         HTTPRetry rt;
         parse_retries(o, rt);

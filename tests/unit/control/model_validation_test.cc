@@ -120,6 +120,9 @@ TEST_CASE("VirtualService: durations below 1ms") {
     CHECK(error_of(vs(kRoute + "    retries:\n      attempts: 2\n      perTryTimeout: 500us\n")) ==
           "t.yaml:13:22: VirtualService default/reviews: spec.http[0].retries.perTryTimeout: "
           "duration must be greater than 1ms (is \"500us\")");
+    CHECK(error_of(vs(kRoute + "    timeout: 0s\n")) ==
+          "t.yaml:11:14: VirtualService default/reviews: spec.http[0].timeout: duration must be "
+          "greater than 1ms (is \"0s\")");
 }
 
 TEST_CASE("VirtualService: malformed duration") {
