@@ -26,7 +26,8 @@ std::string go_quote(const std::string& s) {
 
 std::string join(const std::vector<std::string>& parts, const std::string& sep) {
     std::string out;
-    for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+    for (const auto& p : parts)
+        out += (out.empty() ? "" : sep) + p;
     return out;
 }
 
@@ -56,13 +57,15 @@ class HostIndex {
         for (const auto& se : c.service_entries) {
             Target t;
             t.ns = se.meta.ns;
-            for (const auto& p : se.ports) t.ports.push_back(p.number);
+            for (const auto& p : se.ports)
+                t.ports.push_back(p.number);
             if (se.workload_selector) t.selector = *se.workload_selector;
-            for (const auto& e : se.endpoints) t.inline_endpoints.push_back(e.labels);
+            for (const auto& e : se.endpoints)
+                t.inline_endpoints.push_back(e.labels);
             targets_.push_back(std::move(t));
             std::vector<std::string> scopes;
-            bool all = se.export_to.empty() ||
-                       std::find(se.export_to.begin(), se.export_to.end(), "*") != se.export_to.end();
+            bool all = se.export_to.empty() || std::find(se.export_to.begin(), se.export_to.end(),
+                                                         "*") != se.export_to.end();
             if (all) {
                 scopes = {"*"};
             } else {
@@ -72,13 +75,15 @@ class HostIndex {
                 }
             }
             for (const auto& h : se.hosts) {
-                for (const auto& s : scopes) add(s, to_fqdn(se.meta.ns, h), targets_.size() - 1);
+                for (const auto& s : scopes)
+                    add(s, to_fqdn(se.meta.ns, h), targets_.size() - 1);
             }
         }
         for (const auto& svc : c.kube_services) {
             Target t;
             t.ns = svc.meta.ns;
-            for (const auto& p : svc.ports) t.ports.push_back(p.port);
+            for (const auto& p : svc.ports)
+                t.ports.push_back(p.port);
             t.selector = svc.selector;
             targets_.push_back(std::move(t));
             std::vector<std::string> scopes;
@@ -90,8 +95,8 @@ class HostIndex {
                 std::size_t start = 0;
                 while (start <= s.size()) {
                     std::size_t comma = s.find(',', start);
-                    std::string e = s.substr(start, comma == std::string::npos ? std::string::npos
-                                                                               : comma - start);
+                    std::string e = s.substr(
+                        start, comma == std::string::npos ? std::string::npos : comma - start);
                     e.erase(0, e.find_first_not_of(" \t"));
                     e.erase(e.find_last_not_of(" \t") + 1);
                     if (!e.empty()) scopes.push_back(e == "." ? svc.meta.ns : e);
@@ -139,8 +144,8 @@ class HostIndex {
     std::map<std::pair<std::string, std::string>, std::size_t> index_;
 };
 
-Message message(const std::string& code, Level level, const std::string& kind,
-                const Metadata& meta, std::string text) {
+Message message(const std::string& code, Level level, const std::string& kind, const Metadata& meta,
+                std::string text) {
     Message m;
     m.code = code;
     m.level = level;
@@ -155,11 +160,13 @@ Message message(const std::string& code, Level level, const std::string& kind,
 std::vector<const Destination*> route_destinations(const VirtualService& vs) {
     std::vector<const Destination*> out;
     for (const auto& h : vs.http) {
-        for (const auto& r : h.route) out.push_back(&r.destination);
+        for (const auto& r : h.route)
+            out.push_back(&r.destination);
     }
     for (const auto* l4 : {&vs.tcp, &vs.tls}) {
         for (const auto& t : *l4) {
-            for (const auto& r : t.route) out.push_back(&r.destination);
+            for (const auto& r : t.route)
+                out.push_back(&r.destination);
         }
     }
     return out;
@@ -169,7 +176,8 @@ std::vector<const Destination*> mirror_destinations(const VirtualService& vs) {
     std::vector<const Destination*> out;
     for (const auto& h : vs.http) {
         if (h.mirror) out.push_back(&*h.mirror);
-        for (const auto& m : h.mirrors) out.push_back(&m.destination);
+        for (const auto& m : h.mirrors)
+            out.push_back(&m.destination);
     }
     return out;
 }
@@ -180,20 +188,22 @@ void destination_host(const Config& c, std::vector<Message>& out) {
         auto check = [&](const Destination* d, const std::string& reftype) {
             const Target* t = index.find(vs.meta.ns, vs.export_to, d->host);
             if (!t) {
-                out.push_back(message("IST0101", Level::Error, "VirtualService", vs.meta,
-                                      "Referenced " + reftype + " not found: " + go_quote(d->host)));
+                out.push_back(
+                    message("IST0101", Level::Error, "VirtualService", vs.meta,
+                            "Referenced " + reftype + " not found: " + go_quote(d->host)));
                 return;
             }
             if (!d->port) {
                 if (t->ports.size() > 1) {
                     std::vector<std::string> ports;
-                    for (auto p : t->ports) ports.push_back(std::to_string(p));
-                    out.push_back(message(
-                        "IST0112", Level::Error, "VirtualService", vs.meta,
-                        "This VirtualService routes to a service " + go_quote(d->host) +
-                            " that exposes multiple ports [" + join(ports, " ") +
-                            "]. Specifying a port in the destination is required to "
-                            "disambiguate."));
+                    for (auto p : t->ports)
+                        ports.push_back(std::to_string(p));
+                    out.push_back(
+                        message("IST0112", Level::Error, "VirtualService", vs.meta,
+                                "This VirtualService routes to a service " + go_quote(d->host) +
+                                    " that exposes multiple ports [" + join(ports, " ") +
+                                    "]. Specifying a port in the destination is required to "
+                                    "disambiguate."));
                 }
                 return;
             }
@@ -203,8 +213,10 @@ void destination_host(const Config& c, std::vector<Message>& out) {
                                           go_quote(d->host + ":" + std::to_string(*d->port))));
             }
         };
-        for (const auto* d : route_destinations(vs)) check(d, "host");
-        for (const auto* d : mirror_destinations(vs)) check(d, "mirror host");
+        for (const auto* d : route_destinations(vs))
+            check(d, "host");
+        for (const auto* d : mirror_destinations(vs))
+            check(d, "mirror host");
     }
 }
 
@@ -224,19 +236,22 @@ void destination_rule(const Config& c, std::vector<Message>& out) {
     std::set<std::tuple<std::string, std::string, std::string>> subsets;  // ns, name, subset
     for (const auto& dr : c.destination_rules) {
         auto [ns, name] = resource_name(dr.meta.ns, dr.host);
-        for (const auto& s : dr.subsets) subsets.insert({ns, name, s.name});
+        for (const auto& s : dr.subsets)
+            subsets.insert({ns, name, s.name});
     }
     for (const auto& vs : c.virtual_services) {
         auto check = [&](const Destination* d, const std::string& reftype) {
             if (d->subset.empty()) return;
             auto [ns, name] = resource_name(vs.meta.ns, d->host);
             if (subsets.count({ns, name, d->subset})) return;
-            out.push_back(message("IST0101", Level::Error, "VirtualService", vs.meta,
-                                  "Referenced " + reftype + " not found: " +
-                                      go_quote(d->host + "+" + d->subset)));
+            out.push_back(message(
+                "IST0101", Level::Error, "VirtualService", vs.meta,
+                "Referenced " + reftype + " not found: " + go_quote(d->host + "+" + d->subset)));
         };
-        for (const auto* d : route_destinations(vs)) check(d, "host+subset in destinationrule");
-        for (const auto* d : mirror_destinations(vs)) check(d, "mirror+subset in destinationrule");
+        for (const auto* d : route_destinations(vs))
+            check(d, "host+subset in destinationrule");
+        for (const auto* d : mirror_destinations(vs))
+            check(d, "mirror+subset in destinationrule");
     }
 }
 
@@ -259,11 +274,13 @@ void conflicting_mesh_gateway_hosts(const Config& c, std::vector<Message>& out) 
         if (!scoped.starts_with("*/")) {
             // Visible in its own namespace: conflicts with the ones exported everywhere too.
             auto wide = hosts.find("*/" + scoped.substr(scoped.find('/') + 1));
-            if (wide != hosts.end()) group.insert(group.end(), wide->second.begin(), wide->second.end());
+            if (wide != hosts.end())
+                group.insert(group.end(), wide->second.begin(), wide->second.end());
         }
         if (group.size() < 2) continue;
         std::vector<std::string> names;
-        for (const auto* vs : group) names.push_back(vs->meta.ns + "/" + vs->meta.name);
+        for (const auto* vs : group)
+            names.push_back(vs->meta.ns + "/" + vs->meta.name);
         for (const auto* vs : group) {
             if (!reported.insert(vs).second) continue;
             out.push_back(message(
@@ -296,10 +313,11 @@ void pod_not_selected(const Config& c, std::vector<Message>& out) {
         }
         for (const auto& subset : dr.subsets) {
             Labels selector = t->selector;
-            for (const auto& [k, v] : subset.labels) selector[k] = v;
-            bool matched = std::any_of(c.workloads.begin(), c.workloads.end(), [&](const Workload& w) {
-                return w.ns == t->ns && selects(selector, w.labels);
-            });
+            for (const auto& [k, v] : subset.labels)
+                selector[k] = v;
+            bool matched = std::any_of(
+                c.workloads.begin(), c.workloads.end(),
+                [&](const Workload& w) { return w.ns == t->ns && selects(selector, w.labels); });
             matched |= std::any_of(t->inline_endpoints.begin(), t->inline_endpoints.end(),
                                    [&](const Labels& l) { return selects(selector, l); });
             if (!matched) {

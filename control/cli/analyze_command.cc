@@ -45,8 +45,8 @@ int analyze_command(const std::vector<std::string>& argv, std::ostream& out) {
         std::size_t start = 0;
         while (start <= list->size()) {
             std::size_t comma = list->find(',', start);
-            std::string name = list->substr(start, comma == std::string::npos ? std::string::npos
-                                                                               : comma - start);
+            std::string name =
+                list->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
             auto a = analyzer_by_name(name);
             if (!a) throw common::UsageError("--analyzers: unknown analyzer \"" + name + "\"");
             options.only.insert(*a);
@@ -56,11 +56,13 @@ int analyze_command(const std::vector<std::string>& argv, std::ostream& out) {
     }
     model::Config config;
     for (const auto& p : paths) {
-        if (!std::filesystem::exists(p)) throw common::UsageError(p + ": no such file or directory");
+        if (!std::filesystem::exists(p))
+            throw common::UsageError(p + ": no such file or directory");
         model::load_path(config, p);
     }
     auto messages = analyze::analyze(config, options);
-    for (const auto& m : messages) out << m.str() << "\n";
+    for (const auto& m : messages)
+        out << m.str() << "\n";
     std::size_t remora_warnings = 0;
     if (!args.has("no-remora-warnings")) {
         for (const auto* d : config.warnings()) {
@@ -70,7 +72,8 @@ int analyze_command(const std::vector<std::string>& argv, std::ostream& out) {
     }
     if (messages.empty() && remora_warnings == 0) {
         std::string what;
-        for (const auto& p : paths) what += (what.empty() ? "" : ", ") + p;
+        for (const auto& p : paths)
+            what += (what.empty() ? "" : ", ") + p;
         out << "\u2714 No validation issues found when analyzing " << what << ".\n";
     }
     return analyze::has_errors(messages) ? kAnalyzeFoundIssues : 0;

@@ -33,7 +33,8 @@ std::optional<Duration> parse_duration(const std::string& text) {
         if (std::count(number.begin(), number.end(), '.') > 1 || number == ".") return std::nullopt;
         s.remove_prefix(n);
         std::size_t u = 0;
-        while (u < s.size() && !std::isdigit(static_cast<unsigned char>(s[u])) && s[u] != '.') ++u;
+        while (u < s.size() && !std::isdigit(static_cast<unsigned char>(s[u])) && s[u] != '.')
+            ++u;
         std::string_view unit = s.substr(0, u);
         s.remove_prefix(u);
         long double scale = 0;
@@ -94,8 +95,8 @@ std::string labels_problem(std::string_view host, std::string_view rest) {
     auto labels = split(rest, '.');
     for (auto l : labels) {
         if (!is_host_label(l)) {
-            return "domain name \"" + std::string(host) + "\" invalid (label \"" +
-                   std::string(l) + "\" invalid)";
+            return "domain name \"" + std::string(host) + "\" invalid (label \"" + std::string(l) +
+                   "\" invalid)";
         }
     }
     const auto& top = labels.back();
@@ -170,8 +171,8 @@ std::string label_problem(std::string_view key, std::string_view value) {
     }
     if (!name_ok(name)) return "invalid label key \"" + std::string(key) + "\"";
     if (!value.empty() && !name_ok(value)) {
-        return "invalid label value \"" + std::string(value) + "\" for key \"" +
-               std::string(key) + "\"";
+        return "invalid label value \"" + std::string(value) + "\" for key \"" + std::string(key) +
+               "\"";
     }
     return "";
 }
@@ -233,9 +234,11 @@ bool is_ip_or_cidr(std::string_view s) {
 
 bool is_protocol(std::string_view s) {
     static constexpr std::array<std::string_view, 11> kProtocols = {
-        "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "MYSQL", "REDIS", "TCP", "TLS", "UDP"};
+        "HTTP",  "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO",
+        "MYSQL", "REDIS", "TCP",  "TLS",      "UDP"};
     std::string upper(s);
-    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (char& c : upper)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return std::find(kProtocols.begin(), kProtocols.end(), upper) != kProtocols.end();
 }
 

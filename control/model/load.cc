@@ -21,9 +21,8 @@ using detail::Obj;
 using detail::Reporter;
 using detail::Value;
 
-constexpr const char* kNetworkingVersions[] = {"networking.istio.io/v1",
-                                               "networking.istio.io/v1beta1",
-                                               "networking.istio.io/v1alpha3"};
+constexpr const char* kNetworkingVersions[] = {
+    "networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"};
 constexpr const char* kSecurityVersions[] = {"security.istio.io/v1", "security.istio.io/v1beta1"};
 
 std::string format_location(const Location& l) {
@@ -63,8 +62,7 @@ Labels labels_at(const YAML::Node& n, std::initializer_list<const char*> path) {
 
 class DocumentLoader {
   public:
-    DocumentLoader(Config& config, const std::string& file)
-        : config_(config), file_(file) {}
+    DocumentLoader(Config& config, const std::string& file) : config_(config), file_(file) {}
 
     void load(const YAML::Node& doc) {
         if (!doc.IsDefined() || doc.IsNull()) return;
@@ -92,75 +90,77 @@ class DocumentLoader {
         }
         std::size_t errors_before = reporter_.error_count();
         {
-        Obj top(reporter_, doc, "");
-        if (kind.empty()) top.require("kind");
-        top.skip("kind");
-        top.skip("status");
-        auto api_value = top.get("apiVersion");
-        if (!api_value) {
-            top.require("apiVersion");
-        } else {
-            bool served = false;
-            if (networking) {
-                for (const char* v : kNetworkingVersions) served |= api == v;
+            Obj top(reporter_, doc, "");
+            if (kind.empty()) top.require("kind");
+            top.skip("kind");
+            top.skip("status");
+            auto api_value = top.get("apiVersion");
+            if (!api_value) {
+                top.require("apiVersion");
             } else {
-                for (const char* v : kSecurityVersions) served |= api == v;
+                bool served = false;
+                if (networking) {
+                    for (const char* v : kNetworkingVersions)
+                        served |= api == v;
+                } else {
+                    for (const char* v : kSecurityVersions)
+                        served |= api == v;
+                }
+                if (!served) {
+                    reporter_.error(api_value->mark(), "apiVersion",
+                                    detail::in_quotes(api) + " does not serve " + kind + " (use " +
+                                        (networking ? "networking.istio.io/v1, v1beta1 or v1alpha3"
+                                                    : "security.istio.io/v1 or v1beta1") +
+                                        ")");
+                }
             }
-            if (!served) {
-                reporter_.error(api_value->mark(), "apiVersion",
-                                detail::in_quotes(api) + " does not serve " + kind + " (use " +
-                                    (networking ? "networking.istio.io/v1, v1beta1 or v1alpha3"
-                                                : "security.istio.io/v1 or v1beta1") +
-                                    ")");
+            Metadata meta;
+            meta.api_version = api;
+            meta.where = where;
+            if (!top.has("metadata")) top.require("metadata");
+            top.object("metadata", [&](Obj& m) { parse_metadata(reporter, m, meta); });
+            if (!check_unique(reporter, kind, meta, api_value ? api_value->mark() : doc.Mark())) {
+                return;
             }
-        }
-        Metadata meta;
-        meta.api_version = api;
-        meta.where = where;
-        if (!top.has("metadata")) top.require("metadata");
-        top.object("metadata", [&](Obj& m) { parse_metadata(reporter, m, meta); });
-        if (!check_unique(reporter, kind, meta, api_value ? api_value->mark() : doc.Mark())) {
-            return;
-        }
 
-        YAML::Node empty(YAML::NodeType::Map);
-        auto spec_value = top.get("spec");
-        Value spec_v = spec_value ? *spec_value : Value{empty, "spec"};
-        {
-            Obj spec(reporter_, spec_v);
-            if (kind == "VirtualService") {
-                VirtualService vs;
-                vs.meta = meta;
-                detail::parse_virtual_service(spec, vs);
-                config_.virtual_services.push_back(std::move(vs));
-            } else if (kind == "DestinationRule") {
-                DestinationRule dr;
-                dr.meta = meta;
-                detail::parse_destination_rule(spec, dr);
-                config_.destination_rules.push_back(std::move(dr));
-            } else if (kind == "ServiceEntry") {
-                ServiceEntry se;
-                se.meta = meta;
-                detail::parse_service_entry(spec, se);
-                config_.service_entries.push_back(std::move(se));
-            } else if (kind == "WorkloadEntry") {
-                WorkloadEntry we;
-                we.meta = meta;
-                detail::parse_workload_entry(spec, we.spec, false);
-                config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels});
-                config_.workload_entries.push_back(std::move(we));
-            } else if (kind == "PeerAuthentication") {
-                PeerAuthentication pa;
-                pa.meta = meta;
-                detail::parse_peer_authentication(spec, pa);
-                config_.peer_authentications.push_back(std::move(pa));
-            } else {
-                AuthorizationPolicy ap;
-                ap.meta = meta;
-                detail::parse_authorization_policy(spec, ap);
-                config_.authorization_policies.push_back(std::move(ap));
+            YAML::Node empty(YAML::NodeType::Map);
+            auto spec_value = top.get("spec");
+            Value spec_v = spec_value ? *spec_value : Value{empty, "spec"};
+            {
+                Obj spec(reporter_, spec_v);
+                if (kind == "VirtualService") {
+                    VirtualService vs;
+                    vs.meta = meta;
+                    detail::parse_virtual_service(spec, vs);
+                    config_.virtual_services.push_back(std::move(vs));
+                } else if (kind == "DestinationRule") {
+                    DestinationRule dr;
+                    dr.meta = meta;
+                    detail::parse_destination_rule(spec, dr);
+                    config_.destination_rules.push_back(std::move(dr));
+                } else if (kind == "ServiceEntry") {
+                    ServiceEntry se;
+                    se.meta = meta;
+                    detail::parse_service_entry(spec, se);
+                    config_.service_entries.push_back(std::move(se));
+                } else if (kind == "WorkloadEntry") {
+                    WorkloadEntry we;
+                    we.meta = meta;
+                    detail::parse_workload_entry(spec, we.spec, false);
+                    config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels});
+                    config_.workload_entries.push_back(std::move(we));
+                } else if (kind == "PeerAuthentication") {
+                    PeerAuthentication pa;
+                    pa.meta = meta;
+                    detail::parse_peer_authentication(spec, pa);
+                    config_.peer_authentications.push_back(std::move(pa));
+                } else {
+                    AuthorizationPolicy ap;
+                    ap.meta = meta;
+                    detail::parse_authorization_policy(spec, ap);
+                    config_.authorization_policies.push_back(std::move(ap));
+                }
             }
-        }
         }  // unknown top-level fields are reported as `top` goes out of scope
         if (reporter_.error_count() > errors_before) mark_invalid(kind);
     }
@@ -171,9 +171,10 @@ class DocumentLoader {
         if (!name) {
             m.require("name");
         } else if (m.str("name", meta.name) && !detail::is_dns1123_subdomain(meta.name)) {
-            reporter_.error(name->mark(), name->path,
-                            detail::in_quotes(meta.name) +
-                                " is not a DNS-1123 subdomain (lowercase letters, digits, '-', '.')");
+            reporter_.error(
+                name->mark(), name->path,
+                detail::in_quotes(meta.name) +
+                    " is not a DNS-1123 subdomain (lowercase letters, digits, '-', '.')");
         }
         if (auto ns = m.get("namespace")) {
             if (m.str("namespace", meta.ns) && !detail::is_dns1123_label(meta.ns)) {
@@ -182,15 +183,12 @@ class DocumentLoader {
                                     " is not a DNS-1123 label (lowercase letters, digits, '-')");
             }
         }
-        if (auto l = m.get("labels")) {
-            m.string_map("labels", meta.labels);
-            detail::check_labels(reporter_, *l, meta.labels);
-        }
+        detail::read_labels(m, "labels", meta.labels);
         m.string_map("annotations", meta.annotations);
         // The rest of metadata (uid, resourceVersion, ...) belongs to Kubernetes.
-        for (const char* k : {"generateName", "uid", "resourceVersion", "generation",
-                              "creationTimestamp", "deletionTimestamp", "managedFields",
-                              "ownerReferences", "finalizers", "selfLink"}) {
+        for (const char* k :
+             {"generateName", "uid", "resourceVersion", "generation", "creationTimestamp",
+              "deletionTimestamp", "managedFields", "ownerReferences", "finalizers", "selfLink"}) {
             m.skip(k);
         }
     }
@@ -236,8 +234,8 @@ class DocumentLoader {
         if (kind == "AuthorizationPolicy") mark(config_.authorization_policies);
     }
 
-    void load_kubernetes(Reporter& reporter_, const YAML::Node& doc, const std::string& kind, const std::string& api,
-                         const std::string& name, const std::string& ns) {
+    void load_kubernetes(Reporter& reporter_, const YAML::Node& doc, const std::string& kind,
+                         const std::string& api, const std::string& name, const std::string& ns) {
         Metadata meta;
         meta.api_version = api;
         meta.name = name;
@@ -247,7 +245,7 @@ class DocumentLoader {
         meta.where = reporter_.location(doc.Mark());
         meta.where.column = 0;
         std::string what = (kind.empty() ? std::string("document without kind") : kind) +
-                            (name.empty() ? "" : " " + ns + "/" + name);
+                           (name.empty() ? "" : " " + ns + "/" + name);
         if (kind == "Service" && api == "v1") {
             KubeService svc;
             svc.meta = meta;
@@ -302,7 +300,8 @@ std::string Diagnostic::str() const {
 }
 
 bool VirtualService::applies_to_mesh() const {
-    return gateways.empty() || std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
+    return gateways.empty() ||
+           std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
 }
 
 bool Config::has_errors() const {
@@ -336,7 +335,8 @@ void load_yaml(Config& config, const std::string& yaml_text, const std::string& 
         return;
     }
     DocumentLoader loader(config, file_name);
-    for (const auto& doc : docs) loader.load(doc);
+    for (const auto& doc : docs)
+        loader.load(doc);
 }
 
 Config load_yaml(const std::string& yaml_text, const std::string& file_name) {
@@ -358,7 +358,8 @@ void load_path(Config& config, const std::filesystem::path& path) {
             }
         }
         std::sort(files.begin(), files.end());
-        for (const auto& f : files) load_path(config, f);
+        for (const auto& f : files)
+            load_path(config, f);
         if (!ec) return;
     }
     std::ifstream in(path, std::ios::binary);

@@ -1,5 +1,6 @@
 // The Istio resource model: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
-// PeerAuthentication and AuthorizationPolicy as plain structs, with Istio's field names and defaults.
+// PeerAuthentication and AuthorizationPolicy as plain structs, with Istio's field names and
+// defaults.
 #pragma once
 
 #include <chrono>
@@ -58,8 +59,8 @@ struct StringMatch {
 
 struct Destination {
     std::string host;
-    std::string subset;              // "" = none
-    std::optional<uint32_t> port;    // port.number
+    std::string subset;            // "" = none
+    std::optional<uint32_t> port;  // port.number
 };
 
 struct HeaderOperations {
@@ -95,8 +96,8 @@ struct HTTPRewrite {
 
 struct HTTPRedirect {
     std::string uri, authority, scheme;
-    uint32_t port = 0;            // 0 = unchanged
-    std::string derive_port;      // FROM_PROTOCOL_DEFAULT / FROM_REQUEST_PORT / ""
+    uint32_t port = 0;        // 0 = unchanged
+    std::string derive_port;  // FROM_PROTOCOL_DEFAULT / FROM_REQUEST_PORT / ""
     uint32_t redirect_code = 301;
 };
 
@@ -143,7 +144,8 @@ struct HTTPRoute {
     std::optional<HTTPRetry> retries;  // absent = Istio's default policy
     std::optional<HTTPFaultInjection> fault;
     std::optional<Destination> mirror;
-    std::optional<double> mirror_percentage;  // mirrorPercentage.value (or deprecated mirrorPercent)
+    std::optional<double>
+        mirror_percentage;  // mirrorPercentage.value (or deprecated mirrorPercent)
     std::vector<HTTPMirrorPolicy> mirrors;
     Headers headers;
     bool has_cors_policy = false;  // parsed and validated, not supported by remora
@@ -195,8 +197,8 @@ struct OutlierDetection {
     std::optional<uint32_t> consecutive_gateway_errors;  // default off
     std::optional<uint32_t> consecutive_local_origin_failures;
     bool split_external_local_origin_errors = false;
-    std::optional<Duration> interval;            // default 10s
-    std::optional<Duration> base_ejection_time;  // default 30s
+    std::optional<Duration> interval;             // default 10s
+    std::optional<Duration> base_ejection_time;   // default 30s
     std::optional<int32_t> max_ejection_percent;  // default 10
     std::optional<int32_t> min_health_percent;    // default 0
 };
@@ -293,16 +295,15 @@ struct ServiceEntry {
 
 struct PeerAuthentication {
     Metadata meta;
-    std::optional<Labels> selector;  // selector.matchLabels
+    std::optional<Labels> selector;   // selector.matchLabels
     std::string mtls_mode = "UNSET";  // UNSET, DISABLE, PERMISSIVE, STRICT
     std::map<uint32_t, std::string> port_level_mtls;
 };
 
 struct Source {
-    std::vector<std::string> principals, not_principals, request_principals,
-        not_request_principals, namespaces, not_namespaces, service_accounts,
-        not_service_accounts, ip_blocks, not_ip_blocks, remote_ip_blocks, not_remote_ip_blocks,
-        trust_domains, not_trust_domains;
+    std::vector<std::string> principals, not_principals, request_principals, not_request_principals,
+        namespaces, not_namespaces, service_accounts, not_service_accounts, ip_blocks,
+        not_ip_blocks, remote_ip_blocks, not_remote_ip_blocks, trust_domains, not_trust_domains;
 };
 
 struct Operation {

@@ -76,9 +76,11 @@ void parse_string_match_map(Obj& parent, const std::string& key,
                         ") is only supported for gateway, found no gateways");
         } else if (header_names) {
             std::string lower = name;
-            for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            for (char& c : lower)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
             if (lower != name) {
-                r.error(key_mark, v.path, "header match key " + in_quotes(name) + " must be lowercase");
+                r.error(key_mark, v.path,
+                        "header match key " + in_quotes(name) + " must be lowercase");
             }
         }
         if (v.node.IsNull()) {
@@ -130,20 +132,22 @@ void parse_header_ops(Obj& parent, const std::string& key, HeaderOperations& out
                 r.error(at, path, "header name cannot be empty");
                 return;
             }
-            bool authority = name == ":authority" || name == "host" || name == "Host" ||
-                             name == "HOST";
+            bool authority =
+                name == ":authority" || name == "host" || name == "Host" || name == "HOST";
             if (request && setting && authority) return;  // authority rewrite, allowed
             if (!setting || !request) {
                 std::string lower = name;
                 for (char& c : lower)
                     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
                 if (lower == "host") {
-                    r.error(at, path, "invalid header " + in_quotes(name) + ": cannot set Host header");
+                    r.error(at, path,
+                            "invalid header " + in_quotes(name) + ": cannot set Host header");
                     return;
                 }
             }
             if (name.front() == ':') {
-                r.error(at, path, "invalid header " + in_quotes(name) + ": header cannot have \":\" prefix");
+                r.error(at, path,
+                        "invalid header " + in_quotes(name) + ": header cannot have \":\" prefix");
             }
         };
         for (const char* op : {"set", "add"}) {
@@ -174,7 +178,8 @@ void parse_headers(Obj& parent, Headers& out) {
 void check_weights(Reporter& r, const Value& route_list,
                    const std::vector<HTTPRouteDestination>& routes) {
     int64_t total = 0;
-    for (const auto& d : routes) total += d.weight;
+    for (const auto& d : routes)
+        total += d.weight;
     if (routes.size() > 1 && total == 0) {
         r.error(route_list.mark(), route_list.path, "total destination weight = 0");
     }
@@ -216,7 +221,8 @@ void check_gateway_names(Reporter& r, const Value& v, const std::string& name) {
         r.error(v.mark(), v.path, "config namespace and gateway name cannot be empty");
         return;
     }
-    if (!is_dns1123_label(ns)) r.error(v.mark(), v.path, "invalid value for namespace: " + in_quotes(ns));
+    if (!is_dns1123_label(ns))
+        r.error(v.mark(), v.path, "invalid value for namespace: " + in_quotes(ns));
     if (!is_dns1123_label(gw)) {
         r.error(v.mark(), v.path, "invalid value for gateway name: " + in_quotes(gw));
     }
@@ -257,7 +263,8 @@ void parse_match(Obj& m, HTTPMatchRequest& out) {
     if (auto v = m.get("sourceNamespace")) {
         if (m.str("sourceNamespace", out.source_namespace) &&
             !is_dns1123_label(out.source_namespace)) {
-            r.error(v->mark(), v->path, "sourceNamespace match " + out.source_namespace + " is invalid");
+            r.error(v->mark(), v->path,
+                    "sourceNamespace match " + out.source_namespace + " is invalid");
         }
         r.unsupported(v->mark(), v->path);
     }
@@ -297,8 +304,8 @@ void parse_retries(Obj& o, HTTPRetry& out) {
         o.unsupported("retryRemoteLocalities");
     }
     o.duration("backoff", out.backoff);
-    if (out.attempts == 0 && (out.per_try_timeout || !out.retry_on.empty() ||
-                              out.retry_remote_localities)) {
+    if (out.attempts == 0 &&
+        (out.per_try_timeout || !out.retry_on.empty() || out.retry_remote_localities)) {
         r.error(attempts ? attempts->mark() : o.mark(), join(o.path(), "attempts"),
                 "http retry policy configured when attempts are set to 0 (disabled)");
     }
@@ -314,7 +321,8 @@ void parse_fault(Obj& f, HTTPFaultInjection& out) {
         if (o.integer("percent", p, INT32_MIN, INT32_MAX)) {
             auto v = o.get("percent");
             if (p < 0 || p > 100) {
-                r.error(v->mark(), v->path, "percentage " + std::to_string(p) + " is not in range 0..100");
+                r.error(v->mark(), v->path,
+                        "percentage " + std::to_string(p) + " is not in range 0..100");
             } else if (!pct) {
                 pct = p;
             }
@@ -348,15 +356,27 @@ void parse_fault(Obj& f, HTTPFaultInjection& out) {
             }
         }
         if (a.str("grpcStatus", abort.grpc_status)) {
-            static const std::set<std::string> kGrpc = {
-                "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-                "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+            static const std::set<std::string> kGrpc = {"OK",
+                                                        "CANCELLED",
+                                                        "UNKNOWN",
+                                                        "INVALID_ARGUMENT",
+                                                        "DEADLINE_EXCEEDED",
+                                                        "NOT_FOUND",
+                                                        "ALREADY_EXISTS",
+                                                        "PERMISSION_DENIED",
+                                                        "RESOURCE_EXHAUSTED",
+                                                        "FAILED_PRECONDITION",
+                                                        "ABORTED",
+                                                        "OUT_OF_RANGE",
+                                                        "UNIMPLEMENTED",
+                                                        "INTERNAL",
+                                                        "UNAVAILABLE",
+                                                        "DATA_LOSS",
+                                                        "UNAUTHENTICATED"};
             if (!kGrpc.count(abort.grpc_status)) {
                 auto v = a.get("grpcStatus");
-                r.error(v->mark(), v->path, "gRPC status " + in_quotes(abort.grpc_status) +
-                                                " is not supported");
+                r.error(v->mark(), v->path,
+                        "gRPC status " + in_quotes(abort.grpc_status) + " is not supported");
             }
         }
         if (auto v = a.get("http2Error")) {
@@ -380,9 +400,8 @@ void parse_cors(Obj& c) {
     std::vector<std::string> ignored;
     c.strings("allowOrigin", ignored);
     c.list("allowMethods", [&](const Value& v, std::size_t) {
-        static const std::set<std::string> kMethods = {"GET",     "HEAD",    "POST",
-                                                       "PUT",     "PATCH",   "DELETE",
-                                                       "CONNECT", "OPTIONS", "TRACE", "*"};
+        static const std::set<std::string> kMethods = {
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"};
         std::string m;
         if (scalar_string(r, v, m) && !kMethods.count(m)) {
             r.error(v.mark(), v.path, in_quotes(m) + " is not a supported HTTP method");
@@ -419,7 +438,8 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
         o.enumeration("derivePort", rd.derive_port, {"FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"});
         if (auto v = o.get("scheme")) {
             if (o.str("scheme", rd.scheme) && rd.scheme != "http" && rd.scheme != "https") {
-                r.error(v->mark(), v->path, "invalid redirect scheme, must be \"http\" or \"https\"");
+                r.error(v->mark(), v->path,
+                        "invalid redirect scheme, must be \"http\" or \"https\"");
             }
         }
         if (auto v = o.get("redirectCode")) {
@@ -539,9 +559,9 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
                         "mirror_percentage must have a max value of 100 (it has " + fmt_double(d) +
                             ")");
             } else if (d < 0) {
-                r.error(v->mark(), v->path,
-                        "mirror_percentage must have a min value of 0 (it has " + fmt_double(d) +
-                            ")");
+                r.error(
+                    v->mark(), v->path,
+                    "mirror_percentage must have a min value of 0 (it has " + fmt_double(d) + ")");
             } else {
                 out.mirror_percentage = d;
             }
@@ -572,19 +592,30 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
 
     // Conflicts (validateHTTPRouteConflict).
     if (out.has_delegate && !delegate_vs) {
-        if (out.redirect) r.error(h.mark(), h.path(), "root HTTP route " + out.name + " must not specify redirect");
-        if (!out.route.empty()) r.error(h.mark(), h.path(), "root HTTP route " + out.name + " must not specify route");
+        if (out.redirect)
+            r.error(h.mark(), h.path(),
+                    "root HTTP route " + out.name + " must not specify redirect");
+        if (!out.route.empty())
+            r.error(h.mark(), h.path(), "root HTTP route " + out.name + " must not specify route");
     } else if (out.redirect) {
-        if (!out.route.empty()) r.error(h.mark(), h.path(), "HTTP route cannot contain both route and redirect");
-        if (out.fault) r.error(h.mark(), h.path(), "HTTP route cannot contain both fault and redirect");
-        if (out.rewrite) r.error(h.mark(), h.path(), "HTTP route rule cannot contain both rewrite and redirect");
+        if (!out.route.empty())
+            r.error(h.mark(), h.path(), "HTTP route cannot contain both route and redirect");
+        if (out.fault)
+            r.error(h.mark(), h.path(), "HTTP route cannot contain both fault and redirect");
+        if (out.rewrite)
+            r.error(h.mark(), h.path(), "HTTP route rule cannot contain both rewrite and redirect");
         if (out.direct_response) {
-            r.error(h.mark(), h.path(), "HTTP route rule cannot contain both direct_response and redirect");
+            r.error(h.mark(), h.path(),
+                    "HTTP route rule cannot contain both direct_response and redirect");
         }
     } else if (out.direct_response) {
-        if (!out.route.empty()) r.error(h.mark(), h.path(), "HTTP route cannot contain both route and direct_response");
-        if (out.fault) r.error(h.mark(), h.path(), "HTTP route cannot contain both fault and direct_response");
-        if (out.rewrite) r.error(h.mark(), h.path(), "HTTP route rule cannot contain both rewrite and direct_response");
+        if (!out.route.empty())
+            r.error(h.mark(), h.path(), "HTTP route cannot contain both route and direct_response");
+        if (out.fault)
+            r.error(h.mark(), h.path(), "HTTP route cannot contain both fault and direct_response");
+        if (out.rewrite)
+            r.error(h.mark(), h.path(),
+                    "HTTP route rule cannot contain both rewrite and direct_response");
     } else if (out.route.empty()) {
         r.error(h.mark(), h.path(), "HTTP route, redirect or direct_response is required");
     }
@@ -598,7 +629,8 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
     for (const auto& [k, v] : out.headers.request.add) {
         if (k == ":authority" || k == "host" || k == "Host") ++authority_sets;
     }
-    if (authority_sets > 1) r.error(h.mark(), h.path(), "authority header cannot be set multiple times");
+    if (authority_sets > 1)
+        r.error(h.mark(), h.path(), "authority header cannot be set multiple times");
 }
 
 void parse_l4_route(Obj& t, L4Route& out, bool tls, Reporter& r) {
@@ -607,11 +639,15 @@ void parse_l4_route(Obj& t, L4Route& out, bool tls, Reporter& r) {
         std::vector<std::string> sni, subnets;
         if (tls) {
             m.strings("sniHosts", sni);
-            if (sni.empty()) r.error(m.mark(), join(m.path(), "sniHosts"), "TLS match must have at least one SNI host");
+            if (sni.empty())
+                r.error(m.mark(), join(m.path(), "sniHosts"),
+                        "TLS match must have at least one SNI host");
         }
         m.strings("destinationSubnets", subnets);
         for (const auto& s : subnets) {
-            if (!is_ip_or_cidr(s)) r.error(m.mark(), join(m.path(), "destinationSubnets"), in_quotes(s) + " is not a valid IP or CIDR");
+            if (!is_ip_or_cidr(s))
+                r.error(m.mark(), join(m.path(), "destinationSubnets"),
+                        in_quotes(s) + " is not a valid IP or CIDR");
         }
         uint32_t port = 0;
         m.integer("port", port, 0, 65535);
@@ -622,8 +658,12 @@ void parse_l4_route(Obj& t, L4Route& out, bool tls, Reporter& r) {
         std::vector<std::string> gws;
         parse_gateways(m, gws, false);
     });
-    if (tls && !t.has("match")) r.error(t.mark(), join(t.path(), "match"), "TLS route must have at least one match condition");
-    if (!t.has("route")) r.error(t.mark(), join(t.path(), "route"), std::string(tls ? "TLS" : "TCP") + " route is required");
+    if (tls && !t.has("match"))
+        r.error(t.mark(), join(t.path(), "match"),
+                "TLS route must have at least one match condition");
+    if (!t.has("route"))
+        r.error(t.mark(), join(t.path(), "route"),
+                std::string(tls ? "TLS" : "TCP") + " route is required");
     parse_route_destinations(t, out.route, false);
 }
 
@@ -652,8 +692,12 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
             r.error(spec.mark(), join(spec.path(), "gateways"),
                     "delegate virtual service must have no gateways specified");
         }
-        if (spec.has("tls")) r.error(spec.mark(), join(spec.path(), "tls"), "delegate virtual service must have no tls route specified");
-        if (spec.has("tcp")) r.error(spec.mark(), join(spec.path(), "tcp"), "delegate virtual service must have no tcp route specified");
+        if (spec.has("tls"))
+            r.error(spec.mark(), join(spec.path(), "tls"),
+                    "delegate virtual service must have no tls route specified");
+        if (spec.has("tcp"))
+            r.error(spec.mark(), join(spec.path(), "tcp"),
+                    "delegate virtual service must have no tcp route specified");
         r.unsupported(hosts ? hosts->mark() : spec.mark(), join(spec.path(), "hosts"),
                       "a VirtualService without hosts is a delegate");
     }
@@ -667,8 +711,9 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
                 all_valid = false;
             }
         } else if (mesh && h == "*") {
-            r.error(v.mark(), v.path,
-                    "wildcard host * is not allowed for virtual services bound to the mesh gateway");
+            r.error(
+                v.mark(), v.path,
+                "wildcard host * is not allowed for virtual services bound to the mesh gateway");
             all_valid = false;
         }
     }
@@ -676,9 +721,9 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
         for (std::size_t i = 0; i < vs.hosts.size(); ++i) {
             for (std::size_t j = i + 1; j < vs.hosts.size(); ++j) {
                 if (hosts_overlap(vs.hosts[i], vs.hosts[j])) {
-                    r.error(hosts->node[j].Mark(), at_index(hosts->path, j),
-                            "duplicate hosts in virtual service: " + vs.hosts[i] + " & " +
-                                vs.hosts[j]);
+                    r.error(
+                        hosts->node[j].Mark(), at_index(hosts->path, j),
+                        "duplicate hosts in virtual service: " + vs.hosts[i] + " & " + vs.hosts[j]);
                 }
             }
         }
@@ -714,9 +759,9 @@ namespace {
 
 void parse_load_balancer(Obj& o, LoadBalancerSettings& out) {
     Reporter& r = o.reporter();
-    o.enumeration("simple", out.simple,
-                  {"UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN",
-                   "LEAST_REQUEST"});
+    o.enumeration(
+        "simple", out.simple,
+        {"UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"});
     o.object("consistentHash", [&](Obj& c) {
         LoadBalancerSettings::ConsistentHash ch;
         c.str("httpHeaderName", ch.http_header_name);
@@ -726,7 +771,8 @@ void parse_load_balancer(Obj& o, LoadBalancerSettings& out) {
             k.str("path", cookie.path);
             k.duration("ttl", cookie.ttl, true);
             k.unsupported("attributes");
-            if (cookie.name.empty()) r.error(k.mark(), join(k.path(), "name"), "name required for HttpCookie");
+            if (cookie.name.empty())
+                r.error(k.mark(), join(k.path(), "name"), "name required for HttpCookie");
             ch.http_cookie = cookie;
         });
         c.boolean("useSourceIp", ch.use_source_ip);
@@ -739,7 +785,8 @@ void parse_load_balancer(Obj& o, LoadBalancerSettings& out) {
         c.object("maglev", [&](Obj& m) {
             uint64_t n = 0;
             m.integer("tableSize", n, 0, INT64_MAX);
-            if (n == 0) r.error(m.mark(), join(m.path(), "tableSize"), "tableSize must be set for maglev");
+            if (n == 0)
+                r.error(m.mark(), join(m.path(), "tableSize"), "tableSize must be set for maglev");
             ch.maglev_table_size = n;
         });
         if (auto v = c.get("minimumRingSize")) {
@@ -844,7 +891,8 @@ void parse_outlier_detection(Obj& o, OutlierDetection& out) {
     o.integer("consecutiveLocalOriginFailures", out.consecutive_local_origin_failures, 0,
               UINT32_MAX);
     o.boolean("splitExternalLocalOriginErrors", out.split_external_local_origin_errors);
-    if (!out.split_external_local_origin_errors && out.consecutive_local_origin_failures.value_or(0) > 0) {
+    if (!out.split_external_local_origin_errors &&
+        out.consecutive_local_origin_failures.value_or(0) > 0) {
         r.error(o.mark(), o.path(),
                 "outlier detection consecutive local origin failures is specified, but split "
                 "external local origin errors is set to false");
@@ -857,7 +905,8 @@ void parse_outlier_detection(Obj& o, OutlierDetection& out) {
         if (o.i64(key, n, INT32_MIN, INT32_MAX)) {
             if (n < 0 || n > 100) {
                 auto v = o.get(key);
-                r.error(v->mark(), v->path, "percentage " + std::to_string(n) + " is not in range 0..100");
+                r.error(v->mark(), v->path,
+                        "percentage " + std::to_string(n) + " is not in range 0..100");
             }
             *dst = static_cast<int32_t>(n);
         }
@@ -900,7 +949,8 @@ void parse_client_tls(Obj& o, ClientTLSSettings& out) {
     }
     if (out.mode == "MUTUAL") {
         if (out.client_certificate.empty()) {
-            r.error(o.mark(), join(o.path(), "clientCertificate"), "client certificate required for mutual tls");
+            r.error(o.mark(), join(o.path(), "clientCertificate"),
+                    "client certificate required for mutual tls");
         }
         if (out.private_key.empty()) {
             r.error(o.mark(), join(o.path(), "privateKey"), "private key required for mutual tls");
@@ -916,12 +966,15 @@ void parse_traffic_policy(Obj& o, TrafficPolicy& out) {
         r.error(o.mark(), o.path(), "traffic policy must have at least one field");
     }
     o.object("loadBalancer", [&](Obj& x) { parse_load_balancer(x, out.load_balancer.emplace()); });
-    o.object("connectionPool", [&](Obj& x) { parse_connection_pool(x, out.connection_pool.emplace()); });
-    o.object("outlierDetection", [&](Obj& x) { parse_outlier_detection(x, out.outlier_detection.emplace()); });
+    o.object("connectionPool",
+             [&](Obj& x) { parse_connection_pool(x, out.connection_pool.emplace()); });
+    o.object("outlierDetection",
+             [&](Obj& x) { parse_outlier_detection(x, out.outlier_detection.emplace()); });
     o.object("tls", [&](Obj& x) { parse_client_tls(x, out.tls.emplace()); });
     o.objects("portLevelSettings", [&](Obj& p, std::size_t) {
         PortTrafficPolicy pt;
-        if (!p.has("port")) r.error(p.mark(), join(p.path(), "port"), "portTrafficPolicy must have valid port");
+        if (!p.has("port"))
+            r.error(p.mark(), join(p.path(), "port"), "portTrafficPolicy must have valid port");
         p.object("port", [&](Obj& port) {
             if (!port.has("number")) port.require("number");
             port.integer("number", pt.port, 1, 65535);
@@ -930,9 +983,12 @@ void parse_traffic_policy(Obj& o, TrafficPolicy& out) {
             !p.has("tls")) {
             r.error(p.mark(), p.path(), "port traffic policy must have at least one field");
         }
-        p.object("loadBalancer", [&](Obj& x) { parse_load_balancer(x, pt.load_balancer.emplace()); });
-        p.object("connectionPool", [&](Obj& x) { parse_connection_pool(x, pt.connection_pool.emplace()); });
-        p.object("outlierDetection", [&](Obj& x) { parse_outlier_detection(x, pt.outlier_detection.emplace()); });
+        p.object("loadBalancer",
+                 [&](Obj& x) { parse_load_balancer(x, pt.load_balancer.emplace()); });
+        p.object("connectionPool",
+                 [&](Obj& x) { parse_connection_pool(x, pt.connection_pool.emplace()); });
+        p.object("outlierDetection",
+                 [&](Obj& x) { parse_outlier_detection(x, pt.outlier_detection.emplace()); });
         p.object("tls", [&](Obj& x) { parse_client_tls(x, pt.tls.emplace()); });
         out.port_level_settings.push_back(std::move(pt));
     });
@@ -965,10 +1021,12 @@ void parse_destination_rule(Obj& spec, DestinationRule& dr) {
     }
     if (auto v = spec.get("host")) {
         if (scalar_string(r, *v, dr.host)) {
-            if (auto p = wildcard_domain_problem(dr.host); !p.empty()) r.error(v->mark(), v->path, p);
+            if (auto p = wildcard_domain_problem(dr.host); !p.empty())
+                r.error(v->mark(), v->path, p);
         }
     }
-    spec.object("trafficPolicy", [&](Obj& o) { parse_traffic_policy(o, dr.traffic_policy.emplace()); });
+    spec.object("trafficPolicy",
+                [&](Obj& o) { parse_traffic_policy(o, dr.traffic_policy.emplace()); });
     std::set<std::string> names;
     spec.list("subsets", [&](const Value& v, std::size_t) {
         if (v.node.IsNull()) {
@@ -980,32 +1038,29 @@ void parse_destination_rule(Obj& spec, DestinationRule& dr) {
         auto name = s.get("name");
         s.str("name", subset.name);
         if (subset.name.empty()) {
-            r.error(name ? name->mark() : s.mark(), join(v.path, "name"), "subset name cannot be empty");
+            r.error(name ? name->mark() : s.mark(), join(v.path, "name"),
+                    "subset name cannot be empty");
         } else if (!is_dns1123_label(subset.name)) {
             r.error(name->mark(), name->path, "subset name is invalid: " + subset.name);
         }
         if (!subset.name.empty() && !names.insert(subset.name).second) {
             r.error(name->mark(), name->path, "duplicate subset names: " + subset.name);
         }
-        if (auto l = s.get("labels")) {
-            s.string_map("labels", subset.labels);
-            check_labels(r, *l, subset.labels);
-        }
-        s.object("trafficPolicy", [&](Obj& o) { parse_traffic_policy(o, subset.traffic_policy.emplace()); });
+        read_labels(s, "labels", subset.labels);
+        s.object("trafficPolicy",
+                 [&](Obj& o) { parse_traffic_policy(o, subset.traffic_policy.emplace()); });
         dr.subsets.push_back(std::move(subset));
     });
     check_export_to(spec, dr.meta.ns, dr.export_to, false);
     if (auto v = spec.get("workloadSelector")) {
         Obj w(r, *v);
         Labels l;
-        if (auto ml = w.get("matchLabels")) {
-            w.string_map("matchLabels", l);
-            check_labels(r, *ml, l);
-        }
+        read_labels(w, "matchLabels", l);
         dr.workload_selector = l;
         r.unsupported(v->mark(), v->path);
         bool beyond = false;
-        for (const auto& e : dr.export_to) beyond |= e != "." && e != dr.meta.ns;
+        for (const auto& e : dr.export_to)
+            beyond |= e != "." && e != dr.meta.ns;
         if (beyond) {
             r.error(v->mark(), join(spec.path(), "exportTo"),
                     "destination rule with workload selector cannot have exportTo beyond current "
@@ -1021,22 +1076,21 @@ void parse_workload_entry(Obj& spec, WorkloadEntrySpec& we, bool inline_endpoint
     auto addr = spec.get("address");
     spec.str("address", we.address);
     if (we.address.empty() && !inline_endpoint) {
-        if (!spec.has("network")) r.error(spec.mark(), join(spec.path(), "address"), "address is required");
+        if (!spec.has("network"))
+            r.error(spec.mark(), join(spec.path(), "address"), "address is required");
     } else if (addr && we.address.starts_with("unix://")) {
         r.unsupported(addr->mark(), addr->path, "unix domain socket endpoints");
     } else if (addr && !is_ip(we.address) && !fqdn_problem(we.address).empty()) {
-        r.error(addr->mark(), addr->path,
-                "endpoint address " + in_quotes(we.address) + " is not a valid FQDN or an IP address");
+        r.error(
+            addr->mark(), addr->path,
+            "endpoint address " + in_quotes(we.address) + " is not a valid FQDN or an IP address");
     }
     spec.entries("ports", [&](const std::string& name, const YAML::Mark& at, const Value& v) {
         if (!is_dns1123_label(name)) r.error(at, v.path, "invalid port name: " + name);
         int64_t n = 0;
         if (scalar_int(r, v, n, 1, 65535)) we.ports[name] = static_cast<uint32_t>(n);
     });
-    if (auto l = spec.get("labels")) {
-        spec.string_map("labels", we.labels);
-        check_labels(r, *l, we.labels);
-    }
+    read_labels(spec, "labels", we.labels);
     spec.str("network", we.network);
     spec.str("locality", we.locality);
     spec.integer("weight", we.weight, 0, UINT32_MAX);
@@ -1085,10 +1139,12 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
         auto name = p.get("name");
         p.str("name", port.name);
         if (!is_dns1123_label(port.name)) {
-            r.error(name ? name->mark() : p.mark(), join(p.path(), "name"), "invalid port name: " + port.name);
+            r.error(name ? name->mark() : p.mark(), join(p.path(), "name"),
+                    "invalid port name: " + port.name);
         }
         if (auto v = p.get("protocol")) {
-            if (p.str("protocol", port.protocol) && !port.protocol.empty() && !is_protocol(port.protocol)) {
+            if (p.str("protocol", port.protocol) && !port.protocol.empty() &&
+                !is_protocol(port.protocol)) {
                 r.error(v->mark(), v->path, "unsupported protocol: " + port.protocol);
             }
         }
@@ -1113,7 +1169,8 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
         for (const auto& [name, port] : we.ports) {
             if (!port_names.count(name)) {
                 r.error(e.mark(), join(e.path(), "ports"),
-                        "endpoint port " + std::to_string(port) + " is not defined by the service entry");
+                        "endpoint port " + std::to_string(port) +
+                            " is not defined by the service entry");
             }
         }
         if (se.resolution == "STATIC" && !we.address.empty() && !is_ip(we.address) &&
@@ -1126,10 +1183,7 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
     if (auto v = spec.get("workloadSelector")) {
         Obj w(r, *v);
         Labels l;
-        if (auto ls = w.get("labels")) {
-            w.string_map("labels", l);
-            check_labels(r, *ls, l);
-        }
+        read_labels(w, "labels", l);
         if (l.empty()) {
             r.warning(v->mark(), v->path,
                       "service entry: workload selector specified without labels, will be applied "
@@ -1166,11 +1220,13 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
     if (se.resolution != "NONE" && se.hosts.size() > 1) {
         for (const auto& p : se.ports) {
             std::string proto = p.protocol;
-            for (char& c : proto) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            for (char& c : proto)
+                c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
             bool http_or_tls = proto == "HTTP" || proto == "HTTPS" || proto == "HTTP2" ||
                                proto == "GRPC" || proto == "GRPC-WEB" || proto == "TLS";
             if (!http_or_tls) {
-                r.error(hosts->mark(), hosts->path, "multiple hosts provided with non-HTTP, non-TLS ports");
+                r.error(hosts->mark(), hosts->path,
+                        "multiple hosts provided with non-HTTP, non-TLS ports");
                 break;
             }
         }
@@ -1215,6 +1271,13 @@ void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>&
     }
     if (seen.count("~") && out.size() > 1) {
         r.error(v->mark(), v->path, "cannot export service entry to no one (~) and someone");
+    }
+}
+
+void read_labels(Obj& o, const std::string& key, Labels& out) {
+    if (auto v = o.get(key)) {
+        o.string_map(key, out);
+        check_labels(o.reporter(), *v, out);
     }
 }
 

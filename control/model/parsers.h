@@ -18,6 +18,8 @@ void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>&
                      bool service_entry);
 // Label maps: Kubernetes key and value syntax.
 void check_labels(Reporter& r, const Value& where, const Labels& labels);
+// A label map field, read and checked.
+void read_labels(Obj& o, const std::string& key, Labels& out);
 // {matchLabels: {...}} selectors.
 void parse_selector(Obj& parent, const std::string& key, std::optional<Labels>& out);
 

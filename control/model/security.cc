@@ -42,7 +42,8 @@ void check_ports(Obj& o, const std::string& key, const std::vector<std::string>&
     auto v = o.get(key);
     for (std::size_t i = 0; i < ports.size(); ++i) {
         if (!ports[i].empty() && !is_port_number(ports[i])) {
-            o.reporter().error(v->node[i].Mark(), at_index(v->path, i), "invalid port: " + ports[i]);
+            o.reporter().error(v->node[i].Mark(), at_index(v->path, i),
+                               "invalid port: " + ports[i]);
         }
     }
 }
@@ -69,16 +70,17 @@ void parse_source(Obj& s, Source& out, std::size_t rule) {
     check_ips(s, "notRemoteIpBlocks", out.not_remote_ip_blocks);
     for (const char* key : {"serviceAccounts", "notServiceAccounts"}) {
         auto v = s.get(key);
-        const auto& list = std::string(key) == "serviceAccounts" ? out.service_accounts
-                                                                 : out.not_service_accounts;
+        const auto& list =
+            std::string(key) == "serviceAccounts" ? out.service_accounts : out.not_service_accounts;
         for (std::size_t i = 0; i < list.size(); ++i) {
             const std::string& sa = list[i];
             auto slash = sa.find('/');
             if (!sa.empty() && slash != std::string::npos &&
                 (slash == 0 || slash + 1 == sa.size() ||
                  sa.find('/', slash + 1) != std::string::npos)) {
-                r.error(v->node[i].Mark(), at_index(v->path, i),
-                        "service account " + in_quotes(sa) + " must be <name> or <namespace>/<name>");
+                r.error(
+                    v->node[i].Mark(), at_index(v->path, i),
+                    "service account " + in_quotes(sa) + " must be <name> or <namespace>/<name>");
             }
         }
     }
@@ -90,10 +92,10 @@ void parse_source(Obj& s, Source& out, std::size_t rule) {
                 "cannot set serviceAccounts with namespaces or principals, found at rule " +
                     std::to_string(rule));
     }
-    if (ns_or_principals + sas + out.request_principals.size() +
-            out.not_request_principals.size() + out.ip_blocks.size() + out.not_ip_blocks.size() +
-            out.remote_ip_blocks.size() + out.not_remote_ip_blocks.size() +
-            out.trust_domains.size() + out.not_trust_domains.size() ==
+    if (ns_or_principals + sas + out.request_principals.size() + out.not_request_principals.size() +
+            out.ip_blocks.size() + out.not_ip_blocks.size() + out.remote_ip_blocks.size() +
+            out.not_remote_ip_blocks.size() + out.trust_domains.size() +
+            out.not_trust_domains.size() ==
         0) {
         r.error(s.mark(), s.path(),
                 "`from.source` must not be empty, found at rule " + std::to_string(rule));
@@ -115,12 +117,11 @@ void parse_operation(Obj& o, Operation& out, std::size_t rule) {
     check_ports(o, "ports", out.ports);
     check_ports(o, "notPorts", out.not_ports);
     if (out.hosts.size() + out.not_hosts.size() + out.ports.size() + out.not_ports.size() +
-            out.methods.size() + out.not_methods.size() + out.paths.size() +
-            out.not_paths.size() ==
+            out.methods.size() + out.not_methods.size() + out.paths.size() + out.not_paths.size() ==
         0) {
-        o.reporter().error(o.mark(), o.path(),
-                           "`to.operation` must not be empty, found at rule " +
-                               std::to_string(rule));
+        o.reporter().error(
+            o.mark(), o.path(),
+            "`to.operation` must not be empty, found at rule " + std::to_string(rule));
     }
 }
 
@@ -169,20 +170,20 @@ void parse_peer_authentication(Obj& spec, PeerAuthentication& pa) {
         m.enumeration("mode", pa.mtls_mode, {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"});
     });
     auto plm = spec.get("portLevelMtls");
-    spec.entries("portLevelMtls", [&](const std::string& port, const YAML::Mark& at,
-                                      const Value& v) {
-        int n = 0;
-        auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
-        bool ok = !port.empty() && ec == std::errc() && end == port.data() + port.size() &&
-                  n >= 1 && n <= 65535;
-        if (!ok) r.error(at, v.path, "port must be in range 1..65535");
-        std::string mode = "UNSET";
-        if (!v.node.IsNull()) {
-            Obj m(r, v);
-            m.enumeration("mode", mode, {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"});
-        }
-        if (ok) pa.port_level_mtls[static_cast<uint32_t>(n)] = mode;
-    });
+    spec.entries("portLevelMtls",
+                 [&](const std::string& port, const YAML::Mark& at, const Value& v) {
+                     int n = 0;
+                     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+                     bool ok = !port.empty() && ec == std::errc() &&
+                               end == port.data() + port.size() && n >= 1 && n <= 65535;
+                     if (!ok) r.error(at, v.path, "port must be in range 1..65535");
+                     std::string mode = "UNSET";
+                     if (!v.node.IsNull()) {
+                         Obj m(r, v);
+                         m.enumeration("mode", mode, {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"});
+                     }
+                     if (ok) pa.port_level_mtls[static_cast<uint32_t>(n)] = mode;
+                 });
     if (plm) {
         if (plm->node.IsMap() && plm->node.size() == 0) {
             r.error(plm->mark(), plm->path,
@@ -217,7 +218,8 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
                     "CUSTOM action without `rules` is meaningless as it will never be triggered, "
                     "add an empty rule `{}` if you want it be triggered for every request");
         } else if (ap.provider.empty()) {
-            r.error(provider ? provider->mark() : spec.mark(), join(join(spec.path(), "provider"), "name"),
+            r.error(provider ? provider->mark() : spec.mark(),
+                    join(join(spec.path(), "provider"), "name"),
                     "`provider.name` must not be empty");
         }
     } else if (provider) {
@@ -244,7 +246,8 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
         }
         o.list("from", [&](const Value& f, std::size_t) {
             if (f.node.IsNull()) {
-                r.error(f.mark(), f.path, "`from` must not be nil, found at rule " + std::to_string(i));
+                r.error(f.mark(), f.path,
+                        "`from` must not be nil, found at rule " + std::to_string(i));
                 return;
             }
             Obj fo(r, f);
@@ -259,11 +262,13 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
             });
         });
         if (auto to = o.get("to"); to && to->node.IsSequence() && to->node.size() == 0) {
-            r.error(to->mark(), to->path, "`to` must not be empty, found at rule " + std::to_string(i));
+            r.error(to->mark(), to->path,
+                    "`to` must not be empty, found at rule " + std::to_string(i));
         }
         o.list("to", [&](const Value& t, std::size_t) {
             if (t.node.IsNull()) {
-                r.error(t.mark(), t.path, "`to` must not be nil, found at rule " + std::to_string(i));
+                r.error(t.mark(), t.path,
+                        "`to` must not be nil, found at rule " + std::to_string(i));
                 return;
             }
             Obj to(r, t);
@@ -284,7 +289,8 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
             w.strings("values", c.values);
             w.strings("notValues", c.not_values);
             if (c.key.empty()) {
-                r.error(key ? key->mark() : w.mark(), join(w.path(), "key"), "`key` must not be empty");
+                r.error(key ? key->mark() : w.mark(), join(w.path(), "key"),
+                        "`key` must not be empty");
             } else if (c.values.empty() && c.not_values.empty()) {
                 r.error(w.mark(), w.path(),
                         "at least one of `values` or `notValues` must be set for key " + c.key);
@@ -293,7 +299,8 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
                     if (list->empty()) continue;
                     if (auto p = attribute_problem(c.key, *list); !p.empty()) {
                         r.error(key->mark(), key->path,
-                                std::string(list == &c.values ? "invalid `value`" : "invalid `notValue`") +
+                                std::string(list == &c.values ? "invalid `value`"
+                                                              : "invalid `notValue`") +
                                     " for `key` " + c.key + ": " + p);
                         break;
                     }

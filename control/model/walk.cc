@@ -27,8 +27,7 @@ Location Reporter::location(const YAML::Mark& at) const {
     return l;
 }
 
-void Reporter::add(Severity s, const YAML::Mark& at, const std::string& path,
-                   std::string message) {
+void Reporter::add(Severity s, const YAML::Mark& at, const std::string& path, std::string message) {
     Diagnostic d;
     d.severity = s;
     d.where = location(at);
@@ -54,8 +53,7 @@ void Reporter::note(const YAML::Mark& at, const std::string& path, std::string m
     add(Severity::Note, at, path, std::move(message));
 }
 
-void Reporter::unsupported(const YAML::Mark& at, const std::string& path,
-                           const std::string& why) {
+void Reporter::unsupported(const YAML::Mark& at, const std::string& path, const std::string& why) {
     warning(at, path, "not supported by remora" + (why.empty() ? "" : " (" + why + ")"));
 }
 
@@ -280,7 +278,8 @@ bool Obj::enumeration(const std::string& key, std::string& out,
     if (!v || !scalar_string(r_, *v, s)) return false;
     if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
         std::string list;
-        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        for (auto a : allowed)
+            list += (list.empty() ? "" : ", ") + std::string(a);
         r_.error(v->mark(), v->path, in_quotes(s) + " is not one of " + list);
         return false;
     }
@@ -335,15 +334,15 @@ void Obj::objects(const std::string& key, const std::function<void(Obj&, std::si
     });
 }
 
-void Obj::list(const std::string& key,
-               const std::function<void(const Value&, std::size_t)>& f) {
+void Obj::list(const std::string& key, const std::function<void(const Value&, std::size_t)>& f) {
     auto v = get(key);
     if (!v) return;
     if (!v->node.IsSequence()) {
         r_.error(v->mark(), v->path, "must be a list");
         return;
     }
-    for (std::size_t i = 0; i < v->node.size(); ++i) f(Value{v->node[i], at_index(v->path, i)}, i);
+    for (std::size_t i = 0; i < v->node.size(); ++i)
+        f(Value{v->node[i], at_index(v->path, i)}, i);
 }
 
 void Obj::entries(

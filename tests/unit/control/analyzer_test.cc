@@ -31,7 +31,8 @@ std::vector<analyze::Message> run(const std::string& file, std::set<Analyzer> on
 // "CODE ns/name", sorted, one entry per message.
 std::vector<std::string> codes(const std::vector<analyze::Message>& messages) {
     std::vector<std::string> out;
-    for (const auto& m : messages) out.push_back(m.code + " " + m.ns + "/" + m.name);
+    for (const auto& m : messages)
+        out.push_back(m.code + " " + m.ns + "/" + m.name);
     std::sort(out.begin(), out.end());
     return out;
 }
@@ -48,30 +49,30 @@ TEST_CASE("analyzer input virtualservice_destinationrules.yaml") {
     CHECK(codes(m) == sorted({"IST0101 default/reviews-bogussubset",
                               "IST0101 default/reviews-mirror-bogussubset"}));
     std::vector<std::string> lines;
-    for (const auto& msg : m) lines.push_back(msg.str());
+    for (const auto& msg : m)
+        lines.push_back(msg.str());
     std::string file = (samples_dir() / "virtualservice_destinationrules.yaml").string();
-    CHECK(lines == std::vector<std::string>{
-                       "Error [IST0101] (VirtualService default/reviews-bogussubset " + file +
-                           ":26) Referenced host+subset in destinationrule not found: "
-                           "\"reviews+bogus\"",
-                       "Error [IST0101] (VirtualService default/reviews-mirror-bogussubset " +
-                           file +
-                           ":65) Referenced mirror+subset in destinationrule not found: "
-                           "\"reviews+bogus\""});
+    CHECK(lines ==
+          std::vector<std::string>{
+              "Error [IST0101] (VirtualService default/reviews-bogussubset " + file +
+                  ":26) Referenced host+subset in destinationrule not found: "
+                  "\"reviews+bogus\"",
+              "Error [IST0101] (VirtualService default/reviews-mirror-bogussubset " + file +
+                  ":65) Referenced mirror+subset in destinationrule not found: "
+                  "\"reviews+bogus\""});
 }
 
 TEST_CASE("analyzer input virtualservice_destinationhosts.yaml") {
     auto m = run("virtualservice_destinationhosts.yaml", {Analyzer::DestinationHost});
-    CHECK(codes(m) == sorted({"IST0101 default/reviews-bogushost",
-                              "IST0101 default/reviews-bogushost",
-                              "IST0101 default/reviews-bookinfo-other",
-                              "IST0101 default/reviews-mirror-bogushost",
-                              "IST0101 default/reviews-bogusport",
-                              "IST0101 istio-system/cross-namespace-details",
-                              "IST0101 hello/hello-export-to-bogus",
-                              "IST0112 default/reviews-2port-missing"}));
+    CHECK(codes(m) ==
+          sorted({"IST0101 default/reviews-bogushost", "IST0101 default/reviews-bogushost",
+                  "IST0101 default/reviews-bookinfo-other",
+                  "IST0101 default/reviews-mirror-bogushost", "IST0101 default/reviews-bogusport",
+                  "IST0101 istio-system/cross-namespace-details",
+                  "IST0101 hello/hello-export-to-bogus", "IST0112 default/reviews-2port-missing"}));
     std::vector<std::string> texts;
-    for (const auto& msg : m) texts.push_back(msg.text);
+    for (const auto& msg : m)
+        texts.push_back(msg.text);
     auto has = [&](const std::string& t) {
         return std::find(texts.begin(), texts.end(), t) != texts.end();
     };
@@ -79,18 +80,19 @@ TEST_CASE("analyzer input virtualservice_destinationhosts.yaml") {
     CHECK(has("Referenced host not found: \"reviews-bogus\""));
     CHECK(has("Referenced mirror host not found: \"reviews-bogus\""));
     CHECK(has("Referenced host:port not found: \"reviews:999\""));
-    CHECK(has("This VirtualService routes to a service \"reviews-2port\" that exposes multiple "
-              "ports [80 443]. Specifying a port in the destination is required to "
-              "disambiguate."));
+    CHECK(
+        has("This VirtualService routes to a service \"reviews-2port\" that exposes multiple "
+            "ports [80 443]. Specifying a port in the destination is required to "
+            "disambiguate."));
 }
 
 TEST_CASE("analyzer input virtualservice_conflictingmeshgatewayhosts.yaml") {
     auto m = run("virtualservice_conflictingmeshgatewayhosts.yaml",
                  {Analyzer::ConflictingMeshGatewayHosts});
-    CHECK(codes(m) == sorted({"IST0109 team3/ratings", "IST0109 team4/ratings",
-                              "IST0109 foo/ratings", "IST0109 bar/ratings",
-                              "IST0109 foo/productpage", "IST0109 foo/bogus-productpage",
-                              "IST0109 team2/ratings"}));
+    CHECK(codes(m) ==
+          sorted({"IST0109 team3/ratings", "IST0109 team4/ratings", "IST0109 foo/ratings",
+                  "IST0109 bar/ratings", "IST0109 foo/productpage", "IST0109 foo/bogus-productpage",
+                  "IST0109 team2/ratings"}));
     REQUIRE(!m.empty());
     CHECK(m[0].str().ends_with(
         "(VirtualService foo/productpage " +
@@ -106,8 +108,9 @@ TEST_CASE("analyzer input destinationrule-subsets-not-select-pods.yaml") {
     CHECK(codes(m) == std::vector<std::string>{"IST0173 default/subsets-not-select-pods"});
     REQUIRE(m.size() == 1);
     CHECK(m[0].level == analyze::Level::Error);
-    CHECK(m[0].text == "The Subset fake defined in the DestinationRule does not select any pods. "
-                       "Which may lead to 503 UH (NoHealthyUpstream).");
+    CHECK(m[0].text ==
+          "The Subset fake defined in the DestinationRule does not select any pods. "
+          "Which may lead to 503 UH (NoHealthyUpstream).");
     // All analyzers together find nothing else in this file.
     CHECK(codes(run("destinationrule-subsets-not-select-pods.yaml")) == codes(m));
 }
@@ -170,9 +173,10 @@ spec:
     for (const auto& msg : m) {
         if (msg.code == "IST0173") CHECK(msg.text.starts_with("The Subset v4 "));
         if (msg.code == "IST0174") {
-            CHECK(msg.str() == "Warning [IST0174] (DestinationRule shop/ghost mesh.yaml:46) The "
-                               "host ghost.example.com defined in the DestinationRule does not "
-                               "match any services in the mesh.");
+            CHECK(msg.str() ==
+                  "Warning [IST0174] (DestinationRule shop/ghost mesh.yaml:46) The "
+                  "host ghost.example.com defined in the DestinationRule does not "
+                  "match any services in the mesh.");
         }
     }
 }
@@ -191,20 +195,22 @@ spec:
                                        "bad.yaml");
     auto m = analyze::analyze(c, {{Analyzer::SchemaValidation}});
     REQUIRE(m.size() == 1);
-    CHECK(m[0].str() == "Error [IST0106] (VirtualService default/reviews bad.yaml:1) Schema "
-                        "validation error: bad.yaml:9:37: spec.http[0].retries.retryOn: unknown "
-                        "retry condition \"5xxx\"");
+    CHECK(m[0].str() ==
+          "Error [IST0106] (VirtualService default/reviews bad.yaml:1) Schema "
+          "validation error: bad.yaml:9:37: spec.http[0].retries.retryOn: unknown "
+          "retry condition \"5xxx\"");
     CHECK(analyze::has_errors(m));
 }
 
 TEST_CASE("analyzer: a consistent bookinfo has no messages") {
     model::Config c;
-    for (const char* f : {"bookinfo.yaml", "destination-rule-reviews.yaml",
-                          "virtual-service-reviews-80-20.yaml"}) {
+    for (const char* f :
+         {"bookinfo.yaml", "destination-rule-reviews.yaml", "virtual-service-reviews-80-20.yaml"}) {
         model::load_path(c, samples_dir() / f);
     }
     auto m = analyze::analyze(c);
     std::vector<std::string> lines;
-    for (const auto& msg : m) lines.push_back(msg.str());
+    for (const auto& msg : m)
+        lines.push_back(msg.str());
     CHECK(lines == std::vector<std::string>{});
 }

@@ -5,9 +5,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "control/model/model.h"
@@ -89,13 +89,16 @@ TEST_CASE("samples: every Istio resource loads, except those Istio rejects") {
         rejected[rel + "|" + d->kind + " " + d->ns + "/" + d->name].insert(d->str());
     }
     std::set<std::string> got, want;
-    for (const auto& [k, v] : rejected) got.insert(k);
-    for (const auto& [k, v] : expected) want.insert(k);
+    for (const auto& [k, v] : rejected)
+        got.insert(k);
+    for (const auto& [k, v] : expected)
+        want.insert(k);
     CHECK(got == want);
     for (const auto& [key, reason] : expected) {
         INFO(key);
         bool found = false;
-        for (const auto& msg : rejected[key]) found |= msg.find(reason) != std::string::npos;
+        for (const auto& msg : rejected[key])
+            found |= msg.find(reason) != std::string::npos;
         CHECK(found);
     }
     // Everything was seen: the six kinds and the Kubernetes objects.
@@ -157,7 +160,8 @@ TEST_CASE("samples: faults, retries, timeouts and mirrors") {
     std::vector<VirtualService> examples;
     for (const std::string& doc : documents("api-examples/virtual_service.examples.yaml")) {
         Config one = load_yaml(doc, "example.yaml");
-        for (auto& v : one.virtual_services) examples.push_back(v);
+        for (auto& v : one.virtual_services)
+            examples.push_back(v);
     }
     CHECK(examples.size() >= 19);
     bool saw_retry = false, saw_timeout = false;
@@ -229,7 +233,8 @@ TEST_CASE("samples: security policies") {
     Config d = load_sample("deny-and-allow-in.yaml");
     REQUIRE(!d.has_errors());
     bool deny = false;
-    for (const auto& ap : d.authorization_policies) deny |= ap.action == "DENY";
+    for (const auto& ap : d.authorization_policies)
+        deny |= ap.action == "DENY";
     CHECK(deny);
 }
 

@@ -26,7 +26,8 @@ std::string error_of(const std::string& yaml) {
     if (errors.empty()) return "";
     if (errors.size() == 1) return errors[0];
     std::string all = std::to_string(errors.size()) + " errors:";
-    for (const auto& e : errors) all += "\n  " + e;
+    for (const auto& e : errors)
+        all += "\n  " + e;
     return all;
 }
 
@@ -141,9 +142,10 @@ TEST_CASE("VirtualService: durations are kept to the millisecond") {
 }
 
 TEST_CASE("VirtualService: negative weight") {
-    CHECK(error_of(vs("  - route:\n    - destination:\n        host: reviews\n      weight: -5\n")) ==
-          "t.yaml:11:15: VirtualService default/reviews: spec.http[0].route[0].weight: weight -5 "
-          "< 0");
+    CHECK(
+        error_of(vs("  - route:\n    - destination:\n        host: reviews\n      weight: -5\n")) ==
+        "t.yaml:11:15: VirtualService default/reviews: spec.http[0].route[0].weight: weight -5 "
+        "< 0");
 }
 
 TEST_CASE("VirtualService: zero total weight among several destinations") {
@@ -179,14 +181,16 @@ TEST_CASE("VirtualService: header match keys are lowercase") {
 }
 
 TEST_CASE("VirtualService: regexes compile with RE2") {
-    std::string e = error_of(vs("  - match:\n"
-                                "    - uri:\n"
-                                "        regex: \"/api/(v1\"\n"
-                                "    route:\n"
-                                "    - destination:\n"
-                                "        host: reviews\n"));
-    CHECK(e.starts_with("t.yaml:10:16: VirtualService default/reviews: spec.http[0].match[0].uri."
-                        "regex: invalid regex \"/api/(v1\": missing ): /api/(v1"));
+    std::string e =
+        error_of(vs("  - match:\n"
+                    "    - uri:\n"
+                    "        regex: \"/api/(v1\"\n"
+                    "    route:\n"
+                    "    - destination:\n"
+                    "        host: reviews\n"));
+    CHECK(
+        e.starts_with("t.yaml:10:16: VirtualService default/reviews: spec.http[0].match[0].uri."
+                      "regex: invalid regex \"/api/(v1\": missing ): /api/(v1"));
     // Perl look-ahead is not RE2.
     CHECK(error_of(vs("  - match:\n"
                       "    - headers:\n"
@@ -244,9 +248,8 @@ TEST_CASE("VirtualService: wildcard * host on the mesh gateway") {
 }
 
 TEST_CASE("VirtualService: mirror and mirrors together") {
-    CHECK(error_of(vs(kRoute +
-                      "    mirror:\n      host: reviews\n    mirrors:\n"
-                      "    - destination:\n        host: ratings\n")) ==
+    CHECK(error_of(vs(kRoute + "    mirror:\n      host: reviews\n    mirrors:\n"
+                               "    - destination:\n        host: ratings\n")) ==
           "t.yaml:8:5: VirtualService default/reviews: spec.http[0]: HTTP route cannot contain "
           "both mirror and mirrors");
 }
@@ -285,7 +288,8 @@ TEST_CASE("VirtualService: exportTo entries") {
 }
 
 TEST_CASE("VirtualService: integers are not strings") {
-    CHECK(error_of(vs("  - route:\n    - destination:\n        host: reviews\n      weight: \"50\"\n")) ==
+    CHECK(error_of(vs(
+              "  - route:\n    - destination:\n        host: reviews\n      weight: \"50\"\n")) ==
           "t.yaml:11:15: VirtualService default/reviews: spec.http[0].route[0].weight: must be an "
           "integer, not the string \"50\"");
 }
@@ -297,7 +301,8 @@ TEST_CASE("VirtualService: destination host is required") {
 }
 
 TEST_CASE("VirtualService: subset names are DNS labels") {
-    CHECK(error_of(vs("  - route:\n    - destination:\n        host: reviews\n        subset: V1\n")) ==
+    CHECK(error_of(
+              vs("  - route:\n    - destination:\n        host: reviews\n        subset: V1\n")) ==
           "t.yaml:11:17: VirtualService default/reviews: spec.http[0].route[0].destination.subset: "
           "subset name is invalid: V1");
 }
@@ -310,7 +315,8 @@ TEST_CASE("VirtualService: redirect codes are 3xx") {
 
 TEST_CASE("VirtualService: hosts are DNS names") {
     CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
-                   "  name: r\nspec:\n  hosts: [\"bad_host\"]\n  http:\n" + kRoute) ==
+                   "  name: r\nspec:\n  hosts: [\"bad_host\"]\n  http:\n" +
+                   kRoute) ==
           "t.yaml:6:11: VirtualService default/r: spec.hosts[0]: domain name \"bad_host\" invalid "
           "(label \"bad_host\" invalid)");
 }
@@ -338,16 +344,18 @@ TEST_CASE("DestinationRule: tls mode enum") {
 TEST_CASE("DestinationRule: MUTUAL needs a client certificate and key") {
     auto errors = messages(dr("  trafficPolicy:\n    tls:\n      mode: MUTUAL\n"), Severity::Error);
     REQUIRE(errors.size() == 2);
-    CHECK(errors[0] == "t.yaml:9:7: DestinationRule default/reviews: "
-                       "spec.trafficPolicy.tls.clientCertificate: client certificate required for "
-                       "mutual tls");
+    CHECK(errors[0] ==
+          "t.yaml:9:7: DestinationRule default/reviews: "
+          "spec.trafficPolicy.tls.clientCertificate: client certificate required for "
+          "mutual tls");
 }
 
 TEST_CASE("DestinationRule: outlier percentages") {
-    CHECK(error_of(dr("  trafficPolicy:\n    outlierDetection:\n      maxEjectionPercent: 120\n")) ==
-          "t.yaml:9:27: DestinationRule default/reviews: "
-          "spec.trafficPolicy.outlierDetection.maxEjectionPercent: percentage 120 is not in range "
-          "0..100");
+    CHECK(
+        error_of(dr("  trafficPolicy:\n    outlierDetection:\n      maxEjectionPercent: 120\n")) ==
+        "t.yaml:9:27: DestinationRule default/reviews: "
+        "spec.trafficPolicy.outlierDetection.maxEjectionPercent: percentage 120 is not in range "
+        "0..100");
 }
 
 TEST_CASE("DestinationRule: empty connection pool and traffic policy") {
@@ -451,9 +459,10 @@ TEST_CASE("AuthorizationPolicy: unknown condition key, bad IPs and ports") {
           "t.yaml:9:20: AuthorizationPolicy default/policy: "
           "spec.rules[0].from[0].source.ipBlocks[0]: invalid IP address or CIDR range: "
           "10.0.0.0/33");
-    CHECK(error_of(ap("  rules:\n  - to:\n    - operation:\n        ports: [http]\n")) ==
-          "t.yaml:9:17: AuthorizationPolicy default/policy: spec.rules[0].to[0].operation.ports[0]: "
-          "invalid port: http");
+    CHECK(
+        error_of(ap("  rules:\n  - to:\n    - operation:\n        ports: [http]\n")) ==
+        "t.yaml:9:17: AuthorizationPolicy default/policy: spec.rules[0].to[0].operation.ports[0]: "
+        "invalid port: http");
 }
 
 TEST_CASE("AuthorizationPolicy: action enum") {
@@ -466,45 +475,54 @@ TEST_CASE("documents: YAML syntax, apiVersion, metadata and duplicate keys") {
     CHECK(error_of("kind: VirtualService\nmetadata: [\n") != "");
     CHECK(error_of("kind: VirtualService\nmetadata: [\n").starts_with("t.yaml:3:1: YAML syntax"));
     CHECK(error_of("apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata:\n"
-                   "  name: r\nspec:\n  hosts: [r]\n  http:\n" + kRoute) ==
+                   "  name: r\nspec:\n  hosts: [r]\n  http:\n" +
+                   kRoute) ==
           "t.yaml:1:13: VirtualService default/r: apiVersion: \"networking.istio.io/v2\" does not "
           "serve VirtualService (use networking.istio.io/v1, v1beta1 or v1alpha3)");
     CHECK(error_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
-                   "  namespace: x\nspec:\n  hosts: [r]\n  http:\n" + kRoute) ==
-          "t.yaml:4:3: VirtualService x/: metadata.name: required");
+                   "  namespace: x\nspec:\n  hosts: [r]\n  http:\n" +
+                   kRoute) == "t.yaml:4:3: VirtualService x/: metadata.name: required");
     CHECK(error_of(vs(kRoute + "    timeout: 1s\n    timeout: 2s\n")) ==
           "t.yaml:12:5: VirtualService default/reviews: spec.http[0].timeout: duplicate field");
 }
 
 TEST_CASE("other kinds are skipped with a note, not an error") {
-    Config c = load_yaml("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n"
-                         "  name: gw\nspec:\n  anything: 1\n",
-                         "t.yaml");
+    Config c = load_yaml(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n"
+        "  name: gw\nspec:\n  anything: 1\n",
+        "t.yaml");
     CHECK(!c.has_errors());
     REQUIRE(c.diagnostics.size() == 1);
-    CHECK(c.diagnostics[0].str() == "t.yaml:1:1: note: Gateway default/gw: skipped Gateway "
-                                    "default/gw (not a resource remora reads)");
+    CHECK(c.diagnostics[0].str() ==
+          "t.yaml:1:1: note: Gateway default/gw: skipped Gateway "
+          "default/gw (not a resource remora reads)");
 }
 
 TEST_CASE("warnings: valid Istio features remora does not implement") {
-    auto w = warnings_of(vs(kRoute + "    corsPolicy:\n      allowOrigins:\n      - exact: a.com\n"));
+    auto w =
+        warnings_of(vs(kRoute + "    corsPolicy:\n      allowOrigins:\n      - exact: a.com\n"));
     REQUIRE(w.size() == 1);
-    CHECK(w[0] == "t.yaml:12:7: warning: VirtualService default/reviews: spec.http[0].corsPolicy: "
-                  "not supported by remora");
-    w = warnings_of("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
-                    "  name: r\nspec:\n  hosts: [r.example.com]\n  gateways: [istio-system/gw]\n"
-                    "  tcp:\n  - route:\n    - destination:\n        host: r\n");
+    CHECK(w[0] ==
+          "t.yaml:12:7: warning: VirtualService default/reviews: spec.http[0].corsPolicy: "
+          "not supported by remora");
+    w = warnings_of(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+        "  name: r\nspec:\n  hosts: [r.example.com]\n  gateways: [istio-system/gw]\n"
+        "  tcp:\n  - route:\n    - destination:\n        host: r\n");
     REQUIRE(w.size() == 2);
-    CHECK(w[0] == "t.yaml:7:14: warning: VirtualService default/r: spec.gateways[0]: not "
-                  "supported by remora (gateway \"istio-system/gw\"; only the mesh gateway)");
-    CHECK(w[1] == "t.yaml:9:5: warning: VirtualService default/r: spec.tcp[0]: not supported by "
-                  "remora (TCP routes)");
+    CHECK(w[0] ==
+          "t.yaml:7:14: warning: VirtualService default/r: spec.gateways[0]: not "
+          "supported by remora (gateway \"istio-system/gw\"; only the mesh gateway)");
+    CHECK(w[1] ==
+          "t.yaml:9:5: warning: VirtualService default/r: spec.tcp[0]: not supported by "
+          "remora (TCP routes)");
     // mirror is implemented: no warning.
     CHECK(warnings_of(vs(kRoute + "    mirror:\n      host: reviews\n    mirrorPercentage:\n"
                                   "      value: 10\n"))
               .empty());
     w = warnings_of(vs("  - delegate:\n      name: reviews-v1\n"));
     REQUIRE(w.size() == 1);
-    CHECK(w[0] == "t.yaml:9:7: warning: VirtualService default/reviews: spec.http[0].delegate: not "
-                  "supported by remora");
+    CHECK(w[0] ==
+          "t.yaml:9:7: warning: VirtualService default/reviews: spec.http[0].delegate: not "
+          "supported by remora");
 }
