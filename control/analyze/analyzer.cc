@@ -330,11 +330,16 @@ void pod_not_selected(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// IST0106 for the validation errors, IST0133 for the warnings Istio's validation also gives
+// (deprecated settings, ...); Remora's own warnings are not Istio messages.
 void schema_validation(const Config& c, std::vector<Message>& out) {
-    for (const Diagnostic* d : c.errors()) {
+    for (const Diagnostic& diagnostic : c.diagnostics) {
+        const Diagnostic* d = &diagnostic;
+        bool error = d->severity == Severity::Error;
+        if (!error && (d->severity != Severity::Warning || d->remora)) continue;
         Message m;
-        m.code = "IST0106";
-        m.level = Level::Error;
+        m.code = error ? "IST0106" : "IST0133";
+        m.level = error ? Level::Error : Level::Warning;
         m.kind = d->kind;
         m.ns = d->ns;
         m.name = d->name;
@@ -344,8 +349,8 @@ void schema_validation(const Config& c, std::vector<Message>& out) {
         if (d->where.line > 0) {
             at += ":" + std::to_string(d->where.line) + ":" + std::to_string(d->where.column);
         }
-        m.text = "Schema validation error: " + at + ": " + (d->path.empty() ? "" : d->path + ": ") +
-                 d->message;
+        m.text = std::string(error ? "Schema validation error: " : "Schema validation warning: ") +
+                 at + ": " + (d->path.empty() ? "" : d->path + ": ") + d->message;
         out.push_back(std::move(m));
     }
 }

@@ -66,6 +66,7 @@ int analyze_command(const std::vector<std::string>& argv, std::ostream& out) {
     std::size_t remora_warnings = 0;
     if (!args.has("no-remora-warnings")) {
         for (const auto* d : config.warnings()) {
+            if (!d->remora) continue;
             out << remora_warning(*d) << "\n";
             ++remora_warnings;
         }

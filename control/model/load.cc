@@ -205,7 +205,8 @@ class DocumentLoader {
             if (it == v.end()) return;
             reporter_.warning(at, "metadata.name",
                               "replaces the " + kind + " of the same name defined at " +
-                                  format_location(it->meta.where) + " (as kubectl apply would)");
+                                  format_location(it->meta.where) + " (as kubectl apply would)",
+                              true);
             std::erase_if(v, same);
         };
         if (kind == "VirtualService") drop(config_.virtual_services);

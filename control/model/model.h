@@ -30,6 +30,9 @@ enum class Severity { Error, Warning, Note };
 //   "file:line:col: warning: Kind ns/name: field.path: message" (warnings, notes say "note")
 struct Diagnostic {
     Severity severity = Severity::Error;
+    // Remora's own finding (a valid Istio feature remora lacks, a replaced duplicate), not one
+    // Istio's validation would report.
+    bool remora = false;
     Location where;
     std::string kind, ns, name;  // the resource, when known
     Location resource_where;     // where the resource's document starts

@@ -27,9 +27,11 @@ Location Reporter::location(const YAML::Mark& at) const {
     return l;
 }
 
-void Reporter::add(Severity s, const YAML::Mark& at, const std::string& path, std::string message) {
+void Reporter::add(Severity s, const YAML::Mark& at, const std::string& path, std::string message,
+                   bool remora) {
     Diagnostic d;
     d.severity = s;
+    d.remora = remora;
     d.where = location(at);
     d.kind = kind_;
     d.ns = ns_;
@@ -45,8 +47,9 @@ void Reporter::error(const YAML::Mark& at, const std::string& path, std::string 
     add(Severity::Error, at, path, std::move(message));
 }
 
-void Reporter::warning(const YAML::Mark& at, const std::string& path, std::string message) {
-    add(Severity::Warning, at, path, std::move(message));
+void Reporter::warning(const YAML::Mark& at, const std::string& path, std::string message,
+                       bool remora) {
+    add(Severity::Warning, at, path, std::move(message), remora);
 }
 
 void Reporter::note(const YAML::Mark& at, const std::string& path, std::string message) {
@@ -54,7 +57,7 @@ void Reporter::note(const YAML::Mark& at, const std::string& path, std::string m
 }
 
 void Reporter::unsupported(const YAML::Mark& at, const std::string& path, const std::string& why) {
-    warning(at, path, "not supported by remora" + (why.empty() ? "" : " (" + why + ")"));
+    warning(at, path, "not supported by remora" + (why.empty() ? "" : " (" + why + ")"), true);
 }
 
 std::string join(const std::string& base, std::string_view key) {

@@ -22,7 +22,8 @@ class Reporter {
 
     void set_resource(std::string kind, std::string ns, std::string name, Location where);
     void error(const YAML::Mark& at, const std::string& path, std::string message);
-    void warning(const YAML::Mark& at, const std::string& path, std::string message);
+    void warning(const YAML::Mark& at, const std::string& path, std::string message,
+                 bool remora = false);
     void note(const YAML::Mark& at, const std::string& path, std::string message);
     // "<path>: not supported by remora (<why>)" as a warning.
     void unsupported(const YAML::Mark& at, const std::string& path, const std::string& why = "");
@@ -32,7 +33,8 @@ class Reporter {
     const std::string& file() const { return file_; }
 
   private:
-    void add(Severity s, const YAML::Mark& at, const std::string& path, std::string message);
+    void add(Severity s, const YAML::Mark& at, const std::string& path, std::string message,
+             bool remora = false);
 
     std::vector<Diagnostic>& out_;
     std::string file_;

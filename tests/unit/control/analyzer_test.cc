@@ -202,6 +202,31 @@ spec:
     CHECK(analyze::has_errors(m));
 }
 
+TEST_CASE("analyzer: Istio's validation warnings become IST0133, remora's stay out") {
+    model::Config c = model::load_yaml(R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    mirror: {host: reviews}
+    mirrorPercent: 5
+    corsPolicy: {allowOrigins: [{exact: a.com}]}
+)",
+                                       "warn.yaml");
+    auto m = analyze::analyze(c, {{Analyzer::SchemaValidation}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].str() ==
+          "Warning [IST0133] (VirtualService default/reviews warn.yaml:1) Schema "
+          "validation warning: warn.yaml:10:20: spec.http[0].mirrorPercent: using "
+          "deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
+    CHECK(!analyze::has_errors(m));
+    REQUIRE(c.warnings().size() == 2);
+    CHECK(c.warnings()[1]->remora);
+}
+
 TEST_CASE("analyzer: a consistent bookinfo has no messages") {
     model::Config c;
     for (const char* f :
