@@ -374,7 +374,7 @@ struct Config {
 // Parses a multi-document YAML text into `config`; `file_name` appears in diagnostics.
 // Never throws for bad input: every problem becomes a Diagnostic.
 void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name);
-// A file, or every *.yaml / *.yml / *.json file under a directory (sorted, recursive).
+// A file, or every *.yaml / *.yml file under a directory (sorted, recursive).
 // Unreadable paths become diagnostics.
 void load_path(Config& config, const std::filesystem::path& path);
 Config load_yaml(const std::string& yaml_text, const std::string& file_name);
