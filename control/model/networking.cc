@@ -687,7 +687,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
     spec.strings("hosts", vs.hosts);
     parse_gateways(spec, vs.gateways, true);
     bool mesh = vs.applies_to_mesh();
-    if (vs.hosts.empty()) {
+    if (vs.hosts.empty() && (!hosts || hosts->node.IsSequence())) {
         if (!vs.gateways.empty()) {
             r.error(spec.mark(), join(spec.path(), "gateways"),
                     "delegate virtual service must have no gateways specified");
