@@ -120,6 +120,9 @@ struct Proxy {
             gauge("remora_cert_expiration_timestamp_seconds", "When this proxy's certificate expires.",
                   std::to_string(secs));
         }
+        uint64_t idle = 0;
+        for (const auto& w : workers) idle += w->idle_upstream_connections();
+        gauge("remora_upstream_cx_idle", "Upstream connections kept alive in the pools, idle.", std::to_string(idle));
         gauge("remora_server_ready", "1 once certificate and configuration are loaded.", ready() ? "1" : "0");
         gauge("remora_server_draining", "1 while draining.", draining.load() ? "1" : "0");
         uint64_t overflow = 0;

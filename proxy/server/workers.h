@@ -35,6 +35,7 @@ public:
     void join();
     const WorkerStats& stats() const { return stats_; }
     const WorkerMetrics& metrics() const { return telemetry_.metrics(); }
+    uint64_t idle_upstream_connections() const { return ctx_.pool.idle_count(); }
     uint64_t active_connections() const { return stats_.get(Counter::downstream_cx_active); }
 
 private:

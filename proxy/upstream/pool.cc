@@ -42,6 +42,7 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take(const std::string& key) {
     while (!list.empty()) {
         std::unique_ptr<UpstreamConn> c = std::move(list.back());
         list.pop_back();
+        idle_count_.fetch_sub(1, std::memory_order_relaxed);
         if (looks_alive(*c)) return c;
     }
     return nullptr;
@@ -51,6 +52,7 @@ void UpstreamPool::put(std::unique_ptr<UpstreamConn> conn) {
     auto& list = idle_[conn->key];
     if (list.size() >= max_idle_) return;  // dropping closes it
     list.push_back(std::move(conn));
+    idle_count_.fetch_add(1, std::memory_order_relaxed);
 }
 
 size_t UpstreamPool::idle() const {

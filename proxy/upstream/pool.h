@@ -7,6 +7,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,10 +53,16 @@ public:
     std::unique_ptr<UpstreamConn> take(const std::string& key);
     void put(std::unique_ptr<UpstreamConn> conn);
     size_t idle() const;
-    void clear() { idle_.clear(); }
+    // The same count, readable from any thread (the metrics scrape).
+    uint64_t idle_count() const { return idle_count_.load(std::memory_order_relaxed); }
+    void clear() {
+        idle_.clear();
+        idle_count_.store(0, std::memory_order_relaxed);
+    }
 
 private:
     size_t max_idle_;
+    std::atomic<uint64_t> idle_count_{0};
     std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
 };
 

@@ -267,8 +267,12 @@ def test_d_promtool_accepts_the_output(m):
     text = m.scrape("client")
     for family in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total",
                    "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
-                   "remora_cert_expiration_timestamp_seconds", "remora_downstream_rq_total"):
+                   "remora_cert_expiration_timestamp_seconds", "remora_downstream_rq_total",
+                   "remora_upstream_cx_idle", "remora_tracing_spans_sent_total"):
         check(f"# TYPE {family} " in text, f"client has no {family}")
+    idle = value(parse_metrics(text), "remora_upstream_cx_idle")
+    check(idle >= 1, f"remora_upstream_cx_idle is {idle}: the client's pooled connection to hello-1 "
+          "should be idle between requests")
     exp = value(parse_metrics(text), "remora_cert_expiration_timestamp_seconds")
     check(time.time() < exp < time.time() + 25 * 3600,
           f"remora_cert_expiration_timestamp_seconds {exp} is not within a day from now")
