@@ -1,0 +1,466 @@
+// Services and endpoints, clusters per subset with merged DestinationRule policy, route tables
+// from VirtualServices, and the inbound mTLS mode from PeerAuthentication.
+#include "control/translate/translate.h"
+
+#include <algorithm>
+#include <set>
+
+namespace remora::control::translate {
+
+namespace snap = proxy::snapshot;
+using model::Labels;
+
+namespace {
+
+struct ServiceEndpoint {
+    std::string address;
+    std::map<std::string, uint32_t> ports;
+    Labels labels;
+    std::string ns, service_account;
+    uint32_t weight = 0;
+};
+
+struct ServicePortInfo {
+    uint32_t number = 0;
+    std::string name;
+    uint32_t target_port = 0;
+};
+
+struct ServiceInfo {
+    std::string host, name, ns;
+    std::vector<std::string> vips;
+    std::vector<ServicePortInfo> ports;
+    std::vector<ServiceEndpoint> endpoints;
+};
+
+bool selects(const Labels& selector, const Labels& labels) {
+    for (const auto& [k, v] : selector) {
+        auto it = labels.find(k);
+        if (it == labels.end() || it->second != v) return false;
+    }
+    return true;
+}
+
+ServiceEndpoint from_workload_entry(const model::WorkloadEntry& we) {
+    return {we.spec.address, we.spec.ports, we.spec.labels, we.meta.ns,
+            we.spec.service_account.empty() ? "default" : we.spec.service_account, we.spec.weight};
+}
+
+std::vector<ServiceInfo> services_of(const model::Config& config, const Options& o) {
+    std::vector<ServiceInfo> out;
+    auto entries_selected = [&](const Labels& selector, const std::string& ns) {
+        std::vector<ServiceEndpoint> eps;
+        if (selector.empty()) return eps;
+        for (const auto& we : config.workload_entries) {
+            if (we.meta.valid && we.meta.ns == ns && selects(selector, we.spec.labels)) {
+                eps.push_back(from_workload_entry(we));
+            }
+        }
+        return eps;
+    };
+    for (const auto& ks : config.kube_services) {
+        if (!ks.meta.valid) continue;
+        ServiceInfo s;
+        s.name = ks.meta.name;
+        s.ns = ks.meta.ns;
+        s.host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
+        for (const auto& p : ks.ports) s.ports.push_back({p.port, p.name, 0});
+        s.endpoints = entries_selected(ks.selector, ks.meta.ns);
+        out.push_back(std::move(s));
+    }
+    for (const auto& se : config.service_entries) {
+        if (!se.meta.valid) continue;
+        for (const std::string& host : se.hosts) {
+            ServiceInfo s;
+            s.name = se.meta.name;
+            s.ns = se.meta.ns;
+            s.host = host;
+            s.vips = se.addresses;
+            for (const auto& p : se.ports) s.ports.push_back({p.number, p.name, p.target_port});
+            for (const auto& e : se.endpoints) {
+                s.endpoints.push_back({e.address, e.ports, e.labels, se.meta.ns,
+                                       e.service_account, e.weight});
+            }
+            if (se.workload_selector) {
+                auto eps = entries_selected(*se.workload_selector, se.meta.ns);
+                s.endpoints.insert(s.endpoints.end(), eps.begin(), eps.end());
+            }
+            out.push_back(std::move(s));
+        }
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.host < b.host; });
+    // The first definition of a host wins (a Kubernetes Service before a ServiceEntry of the same
+    // name, as istiod's registries merge).
+    out.erase(std::unique(out.begin(), out.end(),
+                          [](const auto& a, const auto& b) { return a.host == b.host; }),
+              out.end());
+    return out;
+}
+
+bool host_matches(const std::string& pattern, const std::string& host) {
+    if (pattern == host || pattern == "*") return true;
+    if (pattern.size() > 1 && pattern[0] == '*') {
+        std::string suffix = pattern.substr(1);  // ".example.com"
+        return host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0;
+    }
+    return false;
+}
+
+snap::Millis millis(model::Duration d) {
+    return std::chrono::duration_cast<snap::Millis>(d);
+}
+
+// The DestinationRule for a host: the client's namespace first, then the service's, then the
+// root namespace, as Istio looks them up.
+const model::DestinationRule* rule_for(const model::Config& config, const ServiceInfo& s,
+                                       const WorkloadRef& w, const Options& o) {
+    for (const std::string& ns : {w.ns, s.ns, o.root_namespace}) {
+        const model::DestinationRule* best = nullptr;
+        for (const auto& dr : config.destination_rules) {
+            if (!dr.meta.valid || dr.meta.ns != ns) continue;
+            if (!host_matches(resolve_host(dr.host, dr.meta.ns, o), s.host)) continue;
+            // An exact host beats a wildcard; among equals the first by name.
+            if (!best || (resolve_host(dr.host, dr.meta.ns, o) == s.host &&
+                          resolve_host(best->host, best->meta.ns, o) != s.host)) {
+                best = &dr;
+            }
+        }
+        if (best) return best;
+    }
+    return nullptr;
+}
+
+void apply_policy(snap::Cluster& c, const model::TrafficPolicy& tp) {
+    auto apply_parts = [&](const std::optional<model::LoadBalancerSettings>& lb,
+                           const std::optional<model::ConnectionPoolSettings>& pool,
+                           const std::optional<model::OutlierDetection>& od,
+                           const std::optional<model::ClientTLSSettings>& tls) {
+        if (lb) {
+            if (!lb->simple.empty()) c.load_balancer.simple = lb->simple;
+            if (lb->consistent_hash) {
+                const auto& h = *lb->consistent_hash;
+                c.load_balancer.hash_header = h.http_header_name;
+                c.load_balancer.hash_cookie = h.http_cookie ? h.http_cookie->name : "";
+                c.load_balancer.hash_query_parameter = h.http_query_parameter_name;
+                c.load_balancer.hash_source_ip = h.use_source_ip;
+            }
+        }
+        if (pool && pool->tcp) {
+            if (pool->tcp->max_connections) c.limits.max_connections = static_cast<uint32_t>(*pool->tcp->max_connections);
+            if (pool->tcp->connect_timeout) c.limits.connect_timeout = millis(*pool->tcp->connect_timeout);
+        }
+        if (pool && pool->http) {
+            const auto& h = *pool->http;
+            if (h.http1_max_pending_requests) c.limits.http1_max_pending_requests = static_cast<uint32_t>(*h.http1_max_pending_requests);
+            if (h.http2_max_requests) c.limits.http2_max_requests = static_cast<uint32_t>(*h.http2_max_requests);
+            if (h.max_requests_per_connection) c.limits.max_requests_per_connection = static_cast<uint32_t>(*h.max_requests_per_connection);
+            if (h.max_retries) c.limits.max_retries = static_cast<uint32_t>(*h.max_retries);
+            if (h.idle_timeout) c.limits.idle_timeout = millis(*h.idle_timeout);
+        }
+        if (od) {
+            snap::OutlierDetection o;
+            if (od->consecutive_5xx_errors) o.consecutive_5xx_errors = *od->consecutive_5xx_errors;
+            if (od->consecutive_gateway_errors) o.consecutive_gateway_errors = *od->consecutive_gateway_errors;
+            if (od->interval) o.interval = millis(*od->interval);
+            if (od->base_ejection_time) o.base_ejection_time = millis(*od->base_ejection_time);
+            if (od->max_ejection_percent) o.max_ejection_percent = static_cast<uint32_t>(*od->max_ejection_percent);
+            if (od->min_health_percent) o.min_health_percent = static_cast<uint32_t>(*od->min_health_percent);
+            c.outlier_detection = o;
+        }
+        if (tls && !tls->mode.empty()) c.tls_mode = tls->mode;
+    };
+    apply_parts(tp.load_balancer, tp.connection_pool, tp.outlier_detection, tp.tls);
+    for (const auto& pl : tp.port_level_settings) {
+        if (pl.port == c.port) apply_parts(pl.load_balancer, pl.connection_pool, pl.outlier_detection, pl.tls);
+    }
+}
+
+std::string cluster_name(uint32_t port, const std::string& subset, const std::string& host) {
+    return "outbound|" + std::to_string(port) + "|" + subset + "|" + host;
+}
+
+snap::Cluster make_cluster(const ServiceInfo& s, const ServicePortInfo& p, const model::DestinationRule* dr,
+                           const model::Subset* subset, const Options& o) {
+    snap::Cluster c;
+    c.subset = subset ? subset->name : "";
+    c.name = cluster_name(p.number, c.subset, s.host);
+    c.service_host = s.host;
+    c.port = p.number;
+    if (dr && dr->traffic_policy) apply_policy(c, *dr->traffic_policy);
+    if (subset && subset->traffic_policy) apply_policy(c, *subset->traffic_policy);
+    for (const ServiceEndpoint& e : s.endpoints) {
+        if (subset && !selects(subset->labels, e.labels)) continue;
+        snap::Endpoint ep;
+        ep.address = e.address;
+        auto named = e.ports.find(p.name);
+        ep.port = named != e.ports.end() ? named->second : p.target_port ? p.target_port : p.number;
+        ep.labels = e.labels;
+        ep.weight = e.weight;
+        // Auto mTLS: endpoints whose sidecar says so (the label istio's injector sets).
+        auto mode = e.labels.find("security.istio.io/tlsMode");
+        bool in_mesh = mode != e.labels.end() && mode->second == "istio";
+        ep.mtls = c.tls_mode == "ISTIO_MUTUAL" && in_mesh;
+        if (ep.mtls && !e.service_account.empty()) {
+            ep.identity = "spiffe://" + o.trust_domain + "/ns/" + e.ns + "/sa/" + e.service_account;
+        }
+        c.endpoints.push_back(std::move(ep));
+    }
+    std::sort(c.endpoints.begin(), c.endpoints.end(),
+              [](const auto& a, const auto& b) { return std::tie(a.address, a.port) < std::tie(b.address, b.port); });
+    return c;
+}
+
+snap::StringMatcher matcher(const model::StringMatch& m, bool ignore_case = false) {
+    snap::StringMatcher out;
+    out.kind = m.type == model::StringMatch::Type::Exact    ? snap::StringMatcher::Kind::exact
+               : m.type == model::StringMatch::Type::Prefix ? snap::StringMatcher::Kind::prefix
+                                                             : snap::StringMatcher::Kind::regex;
+    out.value = m.value;
+    out.ignore_case = ignore_case;
+    return out;
+}
+
+snap::HeaderOps header_ops(const model::HeaderOperations& h) {
+    snap::HeaderOps out;
+    out.set.assign(h.set.begin(), h.set.end());
+    out.add.assign(h.add.begin(), h.add.end());
+    out.remove = h.remove;
+    return out;
+}
+
+snap::RetryPolicy retry_policy(const std::optional<model::HTTPRetry>& r) {
+    snap::RetryPolicy out;
+    if (!r) return out;  // Istio's default policy
+    out.attempts = static_cast<uint32_t>(std::max(0, r->attempts));
+    out.per_try_timeout.reset();
+    if (r->per_try_timeout) out.per_try_timeout = millis(*r->per_try_timeout);
+    if (!r->retry_on.empty()) {
+        std::vector<std::string> conditions;
+        out.retriable_status_codes.clear();
+        size_t start = 0;
+        while (start <= r->retry_on.size()) {
+            size_t comma = r->retry_on.find(',', start);
+            std::string part = r->retry_on.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            part.erase(0, part.find_first_not_of(' '));
+            part.erase(part.find_last_not_of(' ') + 1);
+            if (!part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
+                out.retriable_status_codes.push_back(static_cast<uint32_t>(std::stoul(part)));
+            } else if (!part.empty()) {
+                conditions.push_back(part);
+            }
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
+        // Numeric codes mean "retriable-status-codes" with those codes, as Istio translates them.
+        if (!out.retriable_status_codes.empty() &&
+            std::find(conditions.begin(), conditions.end(), "retriable-status-codes") == conditions.end()) {
+            conditions.push_back("retriable-status-codes");
+        }
+        out.retry_on.clear();
+        for (const auto& c : conditions) out.retry_on += (out.retry_on.empty() ? "" : ",") + c;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string resolve_host(const std::string& host, const std::string& ns, const Options& o) {
+    if (host.find('.') != std::string::npos || host.find('*') != std::string::npos) return host;
+    return host + "." + ns + "." + o.cluster_domain;
+}
+
+snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o) {
+    snap::Snapshot out;
+    out.workload_namespace = w.ns;
+    out.workload_labels = w.labels;
+    size_t skipped = 0;
+    auto count_invalid = [&](const auto& list) {
+        for (const auto& r : list) skipped += r.meta.valid ? 0 : 1;
+    };
+    count_invalid(config.virtual_services);
+    count_invalid(config.destination_rules);
+    count_invalid(config.service_entries);
+    count_invalid(config.workload_entries);
+    count_invalid(config.peer_authentications);
+    count_invalid(config.authorization_policies);
+    if (skipped) out.notes.push_back(std::to_string(skipped) + " invalid resource(s) left out");
+
+    const std::vector<ServiceInfo> services = services_of(config, o);
+    auto find_service = [&](const std::string& host) -> const ServiceInfo* {
+        for (const auto& s : services) {
+            if (s.host == host) return &s;
+        }
+        return nullptr;
+    };
+
+    // Clusters: one per service port, and one per port and DestinationRule subset.
+    for (const ServiceInfo& s : services) {
+        const model::DestinationRule* dr = rule_for(config, s, w, o);
+        for (const ServicePortInfo& p : s.ports) {
+            out.clusters.push_back(make_cluster(s, p, dr, nullptr, o));
+            if (dr) {
+                for (const model::Subset& sub : dr->subsets) out.clusters.push_back(make_cluster(s, p, dr, &sub, o));
+            }
+        }
+    }
+    std::sort(out.clusters.begin(), out.clusters.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+
+    // The mesh VirtualServices, in a stable order: the workload's namespace first, then by
+    // namespace and name. For a host claimed twice the first wins (IST0109 reports the conflict).
+    std::vector<const model::VirtualService*> vss;
+    for (const auto& vs : config.virtual_services) {
+        if (vs.meta.valid && vs.applies_to_mesh()) vss.push_back(&vs);
+    }
+    std::stable_sort(vss.begin(), vss.end(), [&](const auto* a, const auto* b) {
+        return std::make_tuple(a->meta.ns != w.ns, a->meta.ns, a->meta.name) <
+               std::make_tuple(b->meta.ns != w.ns, b->meta.ns, b->meta.name);
+    });
+
+    for (const ServiceInfo& s : services) {
+        const model::VirtualService* vs = nullptr;
+        for (const auto* v : vss) {
+            for (const std::string& h : v->hosts) {
+                if (host_matches(resolve_host(h, v->meta.ns, o), s.host)) vs = v;
+            }
+            if (vs) break;
+        }
+        for (const ServicePortInfo& p : s.ports) {
+            snap::VirtualHost vh;
+            vh.name = s.host + ":" + std::to_string(p.number);
+            const std::string port = ":" + std::to_string(p.number);
+            std::set<std::string> domains{s.host, s.host + port};
+            const std::string suffix = "." + s.ns + "." + o.cluster_domain;
+            if (s.host.size() > suffix.size() && s.host.ends_with(suffix)) {
+                std::string short_name = s.host.substr(0, s.host.size() - suffix.size());
+                for (const std::string& d : {short_name + "." + s.ns + ".svc", short_name + "." + s.ns}) {
+                    domains.insert(d);
+                    domains.insert(d + port);
+                }
+                if (s.ns == w.ns) {
+                    domains.insert(short_name);
+                    domains.insert(short_name + port);
+                }
+            }
+            for (const std::string& vip : s.vips) {
+                domains.insert(vip);
+                domains.insert(vip + port);
+            }
+            vh.domains.assign(domains.begin(), domains.end());
+
+            auto destination_cluster = [&](const model::Destination& d, const std::string& ns) {
+                std::string host = resolve_host(d.host, ns, o);
+                uint32_t dport = d.port.value_or(0);
+                if (!dport) {
+                    const ServiceInfo* target = find_service(host);
+                    dport = target && target->ports.size() == 1 ? target->ports.front().number : p.number;
+                }
+                return cluster_name(dport, d.subset, host);
+            };
+
+            if (vs) {
+                for (size_t i = 0; i < vs->http.size(); ++i) {
+                    const model::HTTPRoute& hr = vs->http[i];
+                    snap::Route r;
+                    r.name = hr.name.empty() ? "route-" + std::to_string(i) : hr.name;
+                    bool any_block = hr.match.empty();
+                    for (const auto& m : hr.match) {
+                        if (m.port && m.port != p.number) continue;  // a block for another port
+                        any_block = true;
+                        snap::RouteMatch rm;
+                        if (m.uri) rm.uri = matcher(*m.uri, m.ignore_uri_case);
+                        if (m.scheme) rm.scheme = matcher(*m.scheme);
+                        if (m.method) rm.method = matcher(*m.method);
+                        if (m.authority) rm.authority = matcher(*m.authority);
+                        for (const auto& [k, v] : m.headers) rm.headers.emplace_back(k, matcher(v));
+                        for (const auto& [k, v] : m.query_params) rm.query_params.emplace_back(k, matcher(v));
+                        for (const auto& [k, v] : m.without_headers) rm.without_headers.emplace_back(k, matcher(v));
+                        rm.port = m.port;
+                        rm.source_labels = m.source_labels;
+                        rm.source_namespace = m.source_namespace;
+                        r.matches.push_back(std::move(rm));
+                    }
+                    if (!any_block) continue;  // every block names another port
+                    for (const auto& rd : hr.route) {
+                        snap::WeightedCluster wc;
+                        wc.cluster = destination_cluster(rd.destination, vs->meta.ns);
+                        wc.weight = hr.route.size() == 1 && rd.weight == 0 ? 100 : static_cast<uint32_t>(rd.weight);
+                        wc.request = header_ops(rd.headers.request);
+                        wc.response = header_ops(rd.headers.response);
+                        r.clusters.push_back(std::move(wc));
+                    }
+                    if (hr.direct_response) {
+                        r.direct_response = std::make_pair(hr.direct_response->status,
+                                                           hr.direct_response->body.value_or(""));
+                    }
+                    if (hr.redirect) {
+                        r.redirect = true;
+                        r.redirect_uri = hr.redirect->uri;
+                        r.redirect_authority = hr.redirect->authority;
+                        r.redirect_scheme = hr.redirect->scheme;
+                        r.redirect_port = hr.redirect->port;
+                        r.redirect_code = hr.redirect->redirect_code;
+                    }
+                    if (hr.rewrite) {
+                        r.rewrite_uri = hr.rewrite->uri;
+                        r.rewrite_authority = hr.rewrite->authority;
+                    }
+                    if (hr.timeout) r.timeout = millis(*hr.timeout);
+                    r.retries = retry_policy(hr.retries);
+                    if (hr.fault) {
+                        snap::Fault f;
+                        if (hr.fault->delay) {
+                            f.delay = millis(hr.fault->delay->fixed_delay);
+                            f.delay_percent = hr.fault->delay->percentage.value_or(100);
+                        }
+                        if (hr.fault->abort && hr.fault->abort->http_status) {
+                            f.abort_status = static_cast<uint32_t>(*hr.fault->abort->http_status);
+                            f.abort_percent = hr.fault->abort->percentage.value_or(100);
+                        }
+                        r.fault = f;
+                    }
+                    if (hr.mirror) {
+                        r.mirrors.push_back({destination_cluster(*hr.mirror, vs->meta.ns), hr.mirror_percentage.value_or(100)});
+                    }
+                    for (const auto& m : hr.mirrors) {
+                        r.mirrors.push_back({destination_cluster(m.destination, vs->meta.ns), m.percentage.value_or(100)});
+                    }
+                    r.request_headers = header_ops(hr.headers.request);
+                    r.response_headers = header_ops(hr.headers.response);
+                    vh.routes.push_back(std::move(r));
+                }
+            } else {
+                snap::Route r;
+                r.name = "default";
+                r.clusters.push_back({cluster_name(p.number, "", s.host), 100, {}, {}});
+                vh.routes.push_back(std::move(r));
+            }
+            out.virtual_hosts.push_back(std::move(vh));
+        }
+    }
+    std::sort(out.virtual_hosts.begin(), out.virtual_hosts.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+
+    // Inbound mTLS: the workload's own policy, else its namespace's, else the mesh's; UNSET
+    // inherits from the level above.
+    const model::PeerAuthentication *mesh = nullptr, *nspa = nullptr, *wl = nullptr;
+    for (const auto& pa : config.peer_authentications) {
+        if (!pa.meta.valid) continue;
+        if (!pa.selector || pa.selector->empty()) {
+            if (pa.meta.ns == o.root_namespace && !mesh) mesh = &pa;
+            else if (pa.meta.ns == w.ns && !nspa) nspa = &pa;
+        } else if (pa.meta.ns == w.ns && selects(*pa.selector, w.labels) && !wl) {
+            wl = &pa;
+        }
+    }
+    for (const auto* pa : {mesh, nspa, wl}) {
+        if (pa && pa->mtls_mode != "UNSET") out.inbound.mtls_mode = pa->mtls_mode;
+    }
+    if (wl) {
+        for (const auto& [port, mode] : wl->port_level_mtls) {
+            if (mode != "UNSET") out.inbound.port_mtls[port] = mode;
+        }
+    }
+    return out;
+}
+
+}  // namespace remora::control::translate

@@ -1,0 +1,32 @@
+// Istio resources → the snapshot one workload's proxy runs on (proxy/snapshot/snapshot.h), as
+// istiod computes Envoy's configuration for a sidecar. Deterministic: the same input gives the
+// same snapshot, ordered by name.
+#pragma once
+
+#include <string>
+
+#include "control/model/model.h"
+#include "proxy/snapshot/snapshot.h"
+
+namespace remora::control::translate {
+
+struct WorkloadRef {
+    std::string ns = "default";
+    std::string service_account = "default";
+    model::Labels labels;
+};
+
+struct Options {
+    std::string trust_domain = "cluster.local";
+    std::string root_namespace = "remora-system";  // mesh-wide policies live here
+    std::string cluster_domain = "svc.cluster.local";
+};
+
+proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadRef& workload,
+                                    const Options& options = {});
+
+// "reviews" in namespace "default" → "reviews.default.svc.cluster.local"; names with a dot and
+// wildcards are kept as written, as Istio resolves short names.
+std::string resolve_host(const std::string& host, const std::string& ns, const Options& options);
+
+}  // namespace remora::control::translate

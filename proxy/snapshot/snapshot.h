@@ -1,0 +1,152 @@
+// The resolved configuration one proxy runs on (the data-plane API): the services it can reach,
+// a cluster per service port and subset with its upstream policy, the route table per service
+// port, and the inbound mTLS policy. remora-control translates Istio resources into it for each
+// workload, as istiod does for Envoy; every field here is already resolved (short names expanded,
+// policies merged, defaults applied), so the proxy does no Istio interpretation of its own.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace remora::proxy::snapshot {
+
+using Labels = std::map<std::string, std::string>;
+using Millis = std::chrono::milliseconds;
+
+struct Endpoint {
+    std::string address;  // IP
+    uint32_t port = 0;    // the port to dial for this cluster's service port
+    Labels labels;
+    std::string identity;  // expected SPIFFE ID; "" when unknown
+    bool mtls = false;     // ISTIO_MUTUAL to this endpoint's sidecar
+    uint32_t weight = 0;
+};
+
+struct LoadBalancer {
+    std::string simple = "LEAST_REQUEST";  // Istio's default; ROUND_ROBIN, RANDOM, PASSTHROUGH
+    // consistentHash: exactly one key kind, or none.
+    std::string hash_header, hash_cookie, hash_query_parameter;
+    bool hash_source_ip = false;
+};
+
+struct ConnectionLimits {
+    uint32_t max_connections = 4294967295u;  // Envoy's effective "unlimited" (2^32 - 1)
+    Millis connect_timeout{10000};
+    uint32_t http1_max_pending_requests = 4294967295u;
+    uint32_t http2_max_requests = 4294967295u;
+    uint32_t max_requests_per_connection = 0;  // 0 = unlimited
+    uint32_t max_retries = 4294967295u;
+    std::optional<Millis> idle_timeout;
+};
+
+struct OutlierDetection {
+    uint32_t consecutive_5xx_errors = 5;
+    uint32_t consecutive_gateway_errors = 0;  // 0 = off
+    Millis interval{10000};
+    Millis base_ejection_time{30000};
+    uint32_t max_ejection_percent = 10;
+    uint32_t min_health_percent = 0;
+};
+
+struct Cluster {
+    std::string name;  // outbound|<port>|<subset>|<host>
+    std::string service_host;
+    uint32_t port = 0;
+    std::string subset;  // "" = every endpoint of the service
+    LoadBalancer load_balancer;
+    ConnectionLimits limits;
+    std::optional<OutlierDetection> outlier_detection;  // only when a DestinationRule asks
+    std::string tls_mode = "ISTIO_MUTUAL";  // or DISABLE
+    std::vector<Endpoint> endpoints;
+};
+
+struct StringMatcher {
+    enum class Kind { exact, prefix, regex };
+    Kind kind = Kind::exact;
+    std::string value;
+    bool ignore_case = false;
+};
+
+struct RouteMatch {
+    std::optional<StringMatcher> uri, scheme, method, authority;
+    std::vector<std::pair<std::string, StringMatcher>> headers, query_params;
+    std::vector<std::pair<std::string, StringMatcher>> without_headers;
+    uint32_t port = 0;
+    Labels source_labels;
+    std::string source_namespace;
+};
+
+struct HeaderOps {
+    std::vector<std::pair<std::string, std::string>> set, add;
+    std::vector<std::string> remove;
+};
+
+struct WeightedCluster {
+    std::string cluster;
+    uint32_t weight = 100;
+    HeaderOps request, response;
+};
+
+struct RetryPolicy {
+    uint32_t attempts = 2;  // Istio's default policy
+    std::optional<Millis> per_try_timeout;
+    std::string retry_on = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+    std::vector<uint32_t> retriable_status_codes{503};
+};
+
+struct Fault {
+    std::optional<Millis> delay;
+    double delay_percent = 100;
+    std::optional<uint32_t> abort_status;
+    double abort_percent = 100;
+};
+
+struct Mirror {
+    std::string cluster;
+    double percent = 100;
+};
+
+struct Route {
+    std::string name;                // the http[] rule's name, or "default"
+    std::vector<RouteMatch> matches;  // ORed; empty = everything
+    std::vector<WeightedCluster> clusters;
+    std::optional<std::pair<uint32_t, std::string>> direct_response;  // status, body
+    // redirect: a 3xx with Location made from the request, these replacing its parts ("" = keep).
+    bool redirect = false;
+    std::string redirect_uri, redirect_authority, redirect_scheme;
+    uint32_t redirect_port = 0;
+    uint32_t redirect_code = 301;
+    std::string rewrite_uri, rewrite_authority;
+    std::optional<Millis> timeout;  // none = no timeout (Istio's default)
+    RetryPolicy retries;
+    std::optional<Fault> fault;
+    std::vector<Mirror> mirrors;
+    HeaderOps request_headers, response_headers;
+};
+
+struct VirtualHost {
+    std::string name;  // <service host>:<port>
+    std::vector<std::string> domains;  // every name and address a request may use for it
+    std::vector<Route> routes;         // in order; the first match wins
+};
+
+struct InboundPolicy {
+    std::string mtls_mode = "PERMISSIVE";  // Istio's default when no policy applies
+    std::map<uint32_t, std::string> port_mtls;
+};
+
+struct Snapshot {
+    std::string workload_namespace;
+    Labels workload_labels;
+    std::vector<Cluster> clusters;
+    std::vector<VirtualHost> virtual_hosts;
+    InboundPolicy inbound;
+    std::vector<std::string> notes;  // what translation left out, and why
+};
+
+}  // namespace remora::proxy::snapshot
