@@ -1,0 +1,308 @@
+// Translation on Istio's bookinfo samples: clusters per subset, routes in order with weights and
+// matches, merged DestinationRule policy, inbound mTLS inheritance; deterministic.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "control/translate/translate.h"
+
+using namespace remora::control;
+namespace snap = remora::proxy::snapshot;
+
+namespace {
+
+std::filesystem::path samples() {
+    const char* dir = std::getenv("REMORA_ISTIO_SAMPLES");
+    REQUIRE_MESSAGE(dir, "REMORA_ISTIO_SAMPLES must point at shared/istio-samples");
+    return dir;
+}
+
+// One meshed pod per reviews version, as the local cluster registers them.
+const char* kReviewsPods = R"(
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1-pod, namespace: default}
+spec:
+  address: 198.18.0.11
+  labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}
+  serviceAccount: bookinfo-reviews
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2-pod, namespace: default}
+spec:
+  address: 198.18.0.12
+  labels: {app: reviews, version: v2, security.istio.io/tlsMode: istio}
+  serviceAccount: bookinfo-reviews
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v3-pod, namespace: default}
+spec:
+  address: 198.18.0.13
+  ports: {http: 19080}
+  labels: {app: reviews, version: v3}
+  serviceAccount: bookinfo-reviews
+)";
+
+model::Config bookinfo(std::initializer_list<const char*> files, const char* extra = "") {
+    model::Config c;
+    model::load_path(c, samples() / "bookinfo.yaml");
+    for (const char* f : files) model::load_path(c, samples() / f);
+    model::load_yaml(c, kReviewsPods, "pods.yaml");
+    if (*extra) model::load_yaml(c, extra, "extra.yaml");
+    for (const auto* e : c.errors()) FAIL_CHECK(e->str());
+    return c;
+}
+
+translate::WorkloadRef productpage() { return {"default", "bookinfo-productpage", {{"app", "productpage"}, {"version", "v1"}}}; }
+
+const snap::Cluster* cluster(const snap::Snapshot& s, const std::string& name) {
+    for (const auto& c : s.clusters) {
+        if (c.name == name) return &c;
+    }
+    return nullptr;
+}
+
+const snap::VirtualHost* vhost(const snap::Snapshot& s, const std::string& name) {
+    for (const auto& v : s.virtual_hosts) {
+        if (v.name == name) return &v;
+    }
+    return nullptr;
+}
+
+const std::string kReviews = "reviews.default.svc.cluster.local";
+
+}  // namespace
+
+TEST_CASE("a cluster per service port and per subset, endpoints picked by subset labels") {
+    auto s = translate::translate(bookinfo({"destination-rule-all.yaml"}), productpage());
+    const auto* all = cluster(s, "outbound|9080||" + kReviews);
+    REQUIRE(all);
+    CHECK(all->endpoints.size() == 3);
+    const auto* v2 = cluster(s, "outbound|9080|v2|" + kReviews);
+    REQUIRE(v2);
+    REQUIRE(v2->endpoints.size() == 1);
+    CHECK(v2->endpoints[0].address == "198.18.0.12");
+    CHECK(v2->endpoints[0].port == 9080);
+    CHECK(v2->endpoints[0].mtls);
+    CHECK(v2->endpoints[0].identity == "spiffe://cluster.local/ns/default/sa/bookinfo-reviews");
+    const auto* v3 = cluster(s, "outbound|9080|v3|" + kReviews);
+    REQUIRE(v3);
+    REQUIRE(v3->endpoints.size() == 1);
+    CHECK(v3->endpoints[0].port == 19080);  // the WorkloadEntry's named port
+    CHECK_FALSE(v3->endpoints[0].mtls);      // no sidecar label: plaintext, as auto mTLS does
+    CHECK(v3->endpoints[0].identity.empty());
+    CHECK(cluster(s, "outbound|9080|v1|ratings.default.svc.cluster.local"));
+    CHECK(cluster(s, "outbound|9080||productpage.default.svc.cluster.local"));
+    CHECK(v2->load_balancer.simple == "LEAST_REQUEST");
+    CHECK(v2->tls_mode == "ISTIO_MUTUAL");
+    CHECK_FALSE(v2->outlier_detection);
+}
+
+TEST_CASE("no VirtualService: one default route to the whole service, Istio's default retries") {
+    auto s = translate::translate(bookinfo({}), productpage());
+    const auto* vh = vhost(s, kReviews + ":9080");
+    REQUIRE(vh);
+    for (const char* d : {"reviews", "reviews:9080", "reviews.default", "reviews.default.svc:9080",
+                          "reviews.default.svc.cluster.local", "reviews.default.svc.cluster.local:9080"}) {
+        CAPTURE(d);
+        CHECK(std::find(vh->domains.begin(), vh->domains.end(), d) != vh->domains.end());
+    }
+    REQUIRE(vh->routes.size() == 1);
+    const auto& r = vh->routes[0];
+    CHECK(r.matches.empty());
+    REQUIRE(r.clusters.size() == 1);
+    CHECK(r.clusters[0].cluster == "outbound|9080||" + kReviews);
+    CHECK(r.retries.attempts == 2);
+    CHECK(r.retries.retry_on == "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes");
+    CHECK(r.retries.retriable_status_codes == std::vector<uint32_t>{503});
+    CHECK_FALSE(r.timeout);
+}
+
+TEST_CASE("a short name resolves only in the caller's own namespace") {
+    auto s = translate::translate(bookinfo({}), {"other", "sa", {}});
+    const auto* vh = vhost(s, kReviews + ":9080");
+    REQUIRE(vh);
+    CHECK(std::find(vh->domains.begin(), vh->domains.end(), "reviews") == vh->domains.end());
+    CHECK(std::find(vh->domains.begin(), vh->domains.end(), "reviews.default") != vh->domains.end());
+}
+
+TEST_CASE("weighted canary: 80/20 between subsets") {
+    auto s = translate::translate(bookinfo({"destination-rule-all.yaml", "virtual-service-reviews-80-20.yaml"}),
+                                  productpage());
+    const auto* vh = vhost(s, kReviews + ":9080");
+    REQUIRE(vh);
+    REQUIRE(vh->routes.size() == 1);
+    const auto& c = vh->routes[0].clusters;
+    REQUIRE(c.size() == 2);
+    CHECK(c[0].cluster == "outbound|9080|v1|" + kReviews);
+    CHECK(c[0].weight == 80);
+    CHECK(c[1].cluster == "outbound|9080|v2|" + kReviews);
+    CHECK(c[1].weight == 20);
+}
+
+TEST_CASE("rules in order: jason's header match first, then everyone else") {
+    auto s = translate::translate(
+        bookinfo({"destination-rule-all.yaml", "virtual-service-reviews-jason-v2-v3.yaml"}), productpage());
+    const auto* vh = vhost(s, kReviews + ":9080");
+    REQUIRE(vh);
+    REQUIRE(vh->routes.size() == 2);
+    REQUIRE(vh->routes[0].matches.size() == 1);
+    REQUIRE(vh->routes[0].matches[0].headers.size() == 1);
+    CHECK(vh->routes[0].matches[0].headers[0].first == "end-user");
+    CHECK(vh->routes[0].matches[0].headers[0].second.value == "jason");
+    CHECK(vh->routes[0].matches[0].headers[0].second.kind == snap::StringMatcher::Kind::exact);
+    CHECK(vh->routes[0].clusters[0].cluster == "outbound|9080|v2|" + kReviews);
+    CHECK(vh->routes[1].matches.empty());
+    CHECK(vh->routes[1].clusters[0].cluster == "outbound|9080|v3|" + kReviews);
+}
+
+TEST_CASE("fault, timeout and retries carried over; numeric retryOn codes") {
+    auto s = translate::translate(bookinfo({"destination-rule-all.yaml"}, R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - fault:
+      abort: {httpStatus: 500, percentage: {value: 10}}
+      delay: {fixedDelay: 7s, percentage: {value: 100}}
+    timeout: 1.5s
+    retries: {attempts: 3, perTryTimeout: 200ms, retryOn: "5xx,503,429"}
+    mirror: {host: reviews, subset: v3}
+    mirrorPercentage: {value: 25}
+    route:
+    - destination: {host: ratings, subset: v1}
+)"),
+                                  productpage());
+    const auto* vh = vhost(s, "ratings.default.svc.cluster.local:9080");
+    REQUIRE(vh);
+    REQUIRE(vh->routes.size() == 1);
+    const auto& r = vh->routes[0];
+    REQUIRE(r.fault);
+    CHECK(r.fault->abort_status == 500u);
+    CHECK(r.fault->abort_percent == 10);
+    CHECK(r.fault->delay == snap::Millis(7000));
+    CHECK(r.timeout == snap::Millis(1500));
+    CHECK(r.retries.attempts == 3);
+    CHECK(r.retries.per_try_timeout == snap::Millis(200));
+    CHECK(r.retries.retry_on == "5xx,retriable-status-codes");
+    CHECK(r.retries.retriable_status_codes == std::vector<uint32_t>{503, 429});
+    REQUIRE(r.mirrors.size() == 1);
+    CHECK(r.mirrors[0].cluster == "outbound|9080|v3|" + kReviews);
+    CHECK(r.mirrors[0].percent == 25);
+}
+
+TEST_CASE("DestinationRule policy: host level, then port level, then the subset's") {
+    auto s = translate::translate(bookinfo({}, R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool:
+      tcp: {maxConnections: 1, connectTimeout: 250ms}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 10}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 15s, maxEjectionPercent: 100}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-user}
+      tls: {mode: DISABLE}
+)"),
+                                  productpage());
+    const auto* all = cluster(s, "outbound|9080||" + kReviews);
+    REQUIRE(all);
+    CHECK(all->load_balancer.simple == "RANDOM");  // port level beats host level
+    CHECK(all->limits.max_connections == 1);
+    CHECK(all->limits.connect_timeout == snap::Millis(250));
+    CHECK(all->limits.http1_max_pending_requests == 1);
+    CHECK(all->limits.max_requests_per_connection == 10);
+    REQUIRE(all->outlier_detection);
+    CHECK(all->outlier_detection->consecutive_5xx_errors == 3);
+    CHECK(all->outlier_detection->base_ejection_time == snap::Millis(15000));
+    CHECK(all->outlier_detection->max_ejection_percent == 100);
+    const auto* v1 = cluster(s, "outbound|9080|v1|" + kReviews);
+    REQUIRE(v1);
+    CHECK(v1->load_balancer.hash_header == "x-user");
+    CHECK(v1->limits.max_connections == 1);  // inherited from the host level
+    CHECK(v1->tls_mode == "DISABLE");
+    REQUIRE(v1->endpoints.size() == 1);
+    CHECK_FALSE(v1->endpoints[0].mtls);  // DISABLE: plaintext even to a sidecar
+}
+
+TEST_CASE("PeerAuthentication: workload over namespace over mesh; UNSET inherits; port level") {
+    const char* policies = R"(
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: remora-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: legacy}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: pp, namespace: default}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  mtls: {mode: UNSET}
+  portLevelMtls:
+    9080: {mode: DISABLE}
+)";
+    auto c = bookinfo({}, policies);
+    auto pp = translate::translate(c, productpage());
+    CHECK(pp.inbound.mtls_mode == "STRICT");  // UNSET at the workload: the mesh's STRICT
+    CHECK(pp.inbound.port_mtls.at(9080) == "DISABLE");
+    auto legacy = translate::translate(c, {"legacy", "sa", {{"app", "old"}}});
+    CHECK(legacy.inbound.mtls_mode == "PERMISSIVE");
+    CHECK(legacy.inbound.port_mtls.empty());
+    auto none = translate::translate(bookinfo({}), productpage());
+    CHECK(none.inbound.mtls_mode == "PERMISSIVE");  // Istio's default with no policy at all
+}
+
+TEST_CASE("translation is deterministic and skips invalid resources with a note") {
+    auto c = bookinfo({"destination-rule-all.yaml", "virtual-service-reviews-90-10.yaml"});
+    auto a = translate::translate(c, productpage());
+    auto b = translate::translate(c, productpage());
+    REQUIRE(a.clusters.size() == b.clusters.size());
+    for (size_t i = 0; i < a.clusters.size(); ++i) CHECK(a.clusters[i].name == b.clusters[i].name);
+    REQUIRE(a.virtual_hosts.size() == b.virtual_hosts.size());
+    for (size_t i = 0; i < a.virtual_hosts.size(); ++i) CHECK(a.virtual_hosts[i].name == b.virtual_hosts[i].name);
+    CHECK(std::is_sorted(a.clusters.begin(), a.clusters.end(),
+                         [](const auto& x, const auto& y) { return x.name < y.name; }));
+    CHECK(a.notes.empty());
+
+    model::Config bad = c;
+    model::load_yaml(bad, R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: default}
+spec:
+  hosts: [details]
+  http:
+  - route:
+    - destination: {host: details}
+    retries: {attempts: 0, perTryTimeout: 1s}
+)", "broken.yaml");
+    REQUIRE(bad.has_errors());
+    auto t = translate::translate(bad, productpage());
+    REQUIRE(t.notes.size() == 1);
+    CHECK(t.notes[0] == "1 invalid resource(s) left out");
+    const auto* vh = vhost(t, "details.default.svc.cluster.local:9080");
+    REQUIRE(vh);
+    CHECK(vh->routes[0].name == "default");  // the broken VirtualService is not used
+}
