@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "proxy/registry/registry.h"
+#include "proxy/routing/route_table.h"
 #include "proxy/upstream/pool.h"
 
 namespace remora::proxy {
@@ -39,6 +40,9 @@ struct ProxyConfig {
     std::string trust_domain = "cluster.local";
     MtlsMode inbound_mode = MtlsMode::strict;
     std::shared_ptr<const Registry> registry;  // null in explicit mode
+    // Istio routing (VirtualService, DestinationRule): when set, outbound requests follow it and
+    // `registry` is not consulted.
+    std::shared_ptr<const RouteTable> routes;
     // Explicit mode.
     std::optional<UpstreamTarget> upstream;
     std::optional<boost::asio::ip::tcp::endpoint> app;

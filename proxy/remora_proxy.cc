@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "proxy/identity/identity_agent.h"
 #include "proxy/meshconfig/mesh_config.h"
+#include "control/translate/translate.h"
 #include "proxy/server/workers.h"
 
 namespace {
@@ -40,6 +41,10 @@ Identity (one of):
 
 Traffic:
   --registry FILE          Istio ServiceEntry/WorkloadEntry YAML: the mesh's services
+  --config PATH            Istio YAML (file or directory): Services, ServiceEntries, WorkloadEntries,
+                           VirtualServices, DestinationRules, PeerAuthentications; outbound
+                           requests follow its routes (for this --namespace, --service-account,
+                           --labels); an invalid file stops the proxy with file:line:col
   --outbound ADDR:PORT     captured outbound listener (default 0.0.0.0:15001; "off" disables)
   --inbound ADDR:PORT      captured inbound listener (default 0.0.0.0:15006; "off" disables)
   --mtls-mode MODE         inbound STRICT (default) or PERMISSIVE
@@ -252,6 +257,32 @@ struct Proxy {
             }
         }
         o["services"] = std::move(services);
+        if (cfg->routes) {
+            const auto& snap = cfg->routes->snapshot();
+            json::array vhs, clusters;
+            for (const auto& vh : snap.virtual_hosts) {
+                json::array domains, routes;
+                for (const auto& d : vh.domains) domains.emplace_back(d);
+                for (const auto& r : vh.routes) {
+                    json::array wcs;
+                    for (const auto& wc : r.clusters) wcs.push_back(json::object{{"cluster", wc.cluster}, {"weight", wc.weight}});
+                    routes.push_back(json::object{{"name", r.name}, {"matches", r.matches.size()}, {"clusters", std::move(wcs)}});
+                }
+                vhs.push_back(json::object{{"name", vh.name}, {"domains", std::move(domains)}, {"routes", std::move(routes)}});
+            }
+            for (const auto& c : snap.clusters) {
+                json::array eps;
+                for (const auto& e : c.endpoints) {
+                    eps.push_back(json::object{{"address", e.address + ":" + std::to_string(e.port)},
+                                               {"mtls", e.mtls}, {"identity", e.identity}});
+                }
+                clusters.push_back(json::object{{"name", c.name}, {"load_balancer", c.load_balancer.simple},
+                                                {"tls_mode", c.tls_mode}, {"endpoints", std::move(eps)}});
+            }
+            o["virtual_hosts"] = std::move(vhs);
+            o["clusters"] = std::move(clusters);
+            o["inbound_mtls_policy"] = snap.inbound.mtls_mode;
+        }
         const Limits& l = cfg->limits;
         o["limits"] = json::object{{"max_request_header_bytes", l.max_request_header_bytes},
                                    {"request_header_timeout_s", l.request_header_timeout.count()},
@@ -289,6 +320,37 @@ struct Proxy {
         return text(404, "admin: /ready /stats /certs /config_dump /drain /quitquitquit\n");
     }
 };
+
+// --config: Istio YAML translated for this workload, as remora-control would, into a route table.
+std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Args& args,
+                                              const ProxyConfig& cfg, const MeshConfig& mesh) {
+    control::model::Config istio;
+    control::model::load_path(istio, path);
+    for (const auto* w : istio.warnings()) common::log_line("remora-proxy", w->str());
+    if (istio.has_errors()) {
+        std::string all;
+        for (const auto* e : istio.errors()) all += "\n  " + e->str();
+        throw std::runtime_error("--config " + path + ": invalid Istio configuration:" + all);
+    }
+    control::translate::WorkloadRef w;
+    w.ns = cfg.ns;
+    w.service_account = args.get_or("service-account", "default");
+    if (auto l = args.get("labels")) {
+        try {
+            w.labels = parse_label_list(*l);
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(std::string("--labels: ") + e.what());
+        }
+    }
+    control::translate::Options o;
+    o.trust_domain = cfg.trust_domain;
+    o.root_namespace = mesh.root_namespace;
+    auto snap = control::translate::translate(istio, w, o);
+    for (const std::string& n : snap.notes) common::log_line("remora-proxy", path + ": " + n);
+    common::log_line("remora-proxy", path + ": " + std::to_string(snap.virtual_hosts.size()) +
+                                         " virtual host(s), " + std::to_string(snap.clusters.size()) + " cluster(s)");
+    return std::make_shared<const RouteTable>(std::move(snap));
+}
 
 // Telemetry settings: the proxy's flags, else the mesh config, else Istio's defaults.
 std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const MeshConfig& mesh,
@@ -344,7 +406,7 @@ std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const Me
 int run(const std::vector<std::string>& argv) {
     Args args(argv,
               {"control", "token-file", "namespace", "service-account", "cert-ttl", "cert-chain", "key",
-               "trust-bundle", "trust-domain", "registry", "outbound", "inbound", "mtls-mode",
+               "trust-bundle", "trust-domain", "registry", "config", "outbound", "inbound", "mtls-mode",
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
                "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
                "connect-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
@@ -427,6 +489,7 @@ int run(const std::vector<std::string>& argv) {
         for (const std::string& note : cfg->registry->notes()) common::log_line("remora-proxy", *r + ": " + note);
     }
 
+    if (auto path = args.get("config")) cfg->routes = load_routes(*path, args, *cfg, mesh);
     std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
                                                       ? std::to_string(*mesh.concurrency) : "2");
     int concurrency = 0;

@@ -365,6 +365,10 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                     bool any_block = hr.match.empty();
                     for (const auto& m : hr.match) {
                         if (m.port && m.port != p.number) continue;  // a block for another port
+                        // sourceLabels and sourceNamespace are about the caller, which is this
+                        // workload: decided here, as istiod does, not by the proxy.
+                        if (!m.source_labels.empty() && !selects(m.source_labels, w.labels)) continue;
+                        if (!m.source_namespace.empty() && m.source_namespace != w.ns) continue;
                         any_block = true;
                         snap::RouteMatch rm;
                         if (m.uri) rm.uri = matcher(*m.uri, m.ignore_uri_case);

@@ -238,6 +238,22 @@ TraceHeaders trace_headers(const Fields& f) {
     return h;
 }
 
+// A Beast request as route matching sees it.
+template <class Fields>
+struct BeastRequestView final : RequestView {
+    const http::request_header<Fields>& req;
+    explicit BeastRequestView(const http::request_header<Fields>& r) : req(r) {
+        method = req.method_string();
+        path = req.target();
+        authority = req[http::field::host];
+    }
+    std::optional<std::string_view> header(std::string_view name) const override {
+        auto it = req.find(name);
+        if (it == req.end()) return std::nullopt;
+        return std::string_view(it->value());
+    }
+};
+
 // Records the request's telemetry when handle_one ends, whichever way it ends.
 struct RequestFinisher {
     WorkerTelemetry& telemetry;
@@ -363,7 +379,10 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     if (info.kind == ListenerKind::outbound_explicit && info.config->upstream) {
         target_ptr = &*info.config->upstream;
     } else if (outbound) {
-        RouteResult r = resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
+        RouteResult r = info.config->routes
+                            ? resolve_route(*info.config->routes, BeastRequestView(req), info.original_dst,
+                                            ctx.rr, ctx.telemetry.rng())
+                            : resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
         if (!r.target) {
             ProxyError e = r.error == RouteError::no_healthy_upstream ? ProxyError::no_healthy_upstream
                                                                       : ProxyError::no_route;

@@ -4,6 +4,7 @@
 namespace remora::proxy {
 
 bool is_mesh_destination(const ProxyConfig& config, const boost::asio::ip::tcp::endpoint& dst) {
+    if (config.routes) return config.routes->find_address(dst) != nullptr;
     if (!config.registry) return false;
     const Service* s = config.registry->find_by_address(dst.address(), dst.port());
     return s != nullptr && s->location != "MESH_EXTERNAL";
@@ -49,6 +50,40 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
     t.service_port = static_cast<uint16_t>(port->number);
     t.mtls = ep.in_mesh();
     if (t.mtls) t.expected_identity = ep.spiffe_id(config.trust_domain);
+    t.finalize();
+    return {std::move(t), RouteError::none};
+}
+
+RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
+                          const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
+                          RoundRobin& rr, std::mt19937_64& rng) {
+    const snapshot::VirtualHost* vh = request.authority.empty() ? nullptr : routes.find_host(request.authority);
+    if (!vh && original_dst) vh = routes.find_address(*original_dst);
+    if (!vh) return {std::nullopt, RouteError::no_route};
+    const snapshot::Route* route = routes.match(*vh, request);
+    if (!route || route->clusters.empty()) return {std::nullopt, RouteError::no_route};
+    const snapshot::WeightedCluster* wc = pick_weighted(route->clusters, rng);
+    const snapshot::Cluster* cluster = routes.cluster(wc->cluster);
+    if (!cluster || cluster->endpoints.empty()) return {std::nullopt, RouteError::no_healthy_upstream};
+    size_t& next = rr[cluster->name];
+    const snapshot::Endpoint& ep = cluster->endpoints[next++ % cluster->endpoints.size()];
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(ep.address, ec);
+    if (ec) return {std::nullopt, RouteError::no_healthy_upstream};
+    UpstreamTarget t;
+    t.cluster = cluster->name;
+    t.address = {address, static_cast<unsigned short>(ep.port)};
+    t.mtls = ep.mtls;
+    if (ep.mtls && !ep.identity.empty()) t.expected_identity = ep.identity;
+    t.service_host = cluster->service_host;
+    t.service_port = static_cast<uint16_t>(cluster->port);
+    // name.namespace.svc.<domain> → name and namespace, as Istio's destination_service_* labels.
+    size_t dot = t.service_host.find('.');
+    t.service_name = t.service_host.substr(0, dot);
+    if (dot != std::string::npos && t.service_host.find(".svc.", dot) != std::string::npos) {
+        size_t dot2 = t.service_host.find('.', dot + 1);
+        t.service_ns = t.service_host.substr(dot + 1, dot2 - dot - 1);
+    }
     t.finalize();
     return {std::move(t), RouteError::none};
 }

@@ -32,4 +32,10 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
                              const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
                              RoundRobin& rr);
 
+// With a route table: the virtual host by Host (else by the dialled address), the first matching
+// route, a weighted destination cluster, then one of its endpoints.
+RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
+                          const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
+                          RoundRobin& rr, std::mt19937_64& rng);
+
 }  // namespace remora::proxy

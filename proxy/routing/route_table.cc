@@ -1,0 +1,197 @@
+// Route table indexes and Istio's HTTP match semantics.
+#include "proxy/routing/route_table.h"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+
+namespace remora::proxy {
+
+namespace snap = snapshot;
+
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+bool iequal(std::string_view a, std::string_view b) {
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+}  // namespace
+
+struct RouteTable::Matcher {
+    snap::StringMatcher spec;
+    std::unique_ptr<re2::RE2> re;
+
+    explicit Matcher(const snap::StringMatcher& m, const std::string& where) : spec(m) {
+        if (m.kind == snap::StringMatcher::Kind::regex) {
+            re2::RE2::Options opts;
+            opts.set_log_errors(false);
+            opts.set_case_sensitive(!m.ignore_case);
+            re = std::make_unique<re2::RE2>(m.value, opts);
+            if (!re->ok()) throw std::invalid_argument(where + ": regex \"" + m.value + "\": " + re->error());
+        }
+    }
+    bool matches(std::string_view v) const {
+        switch (spec.kind) {
+            case snap::StringMatcher::Kind::exact:
+                return spec.ignore_case ? iequal(v, spec.value) : v == spec.value;
+            case snap::StringMatcher::Kind::prefix:
+                return v.size() >= spec.value.size() &&
+                       (spec.ignore_case ? iequal(v.substr(0, spec.value.size()), spec.value)
+                                         : v.substr(0, spec.value.size()) == spec.value);
+            case snap::StringMatcher::Kind::regex:
+                return re2::RE2::FullMatch(re2::StringPiece(v.data(), v.size()), *re);
+        }
+        return false;
+    }
+};
+
+struct RouteTable::CompiledBlock {
+    std::optional<Matcher> uri, scheme, method, authority;
+    std::vector<std::pair<std::string, Matcher>> headers, without_headers, query_params;
+};
+
+struct RouteTable::CompiledRoute {
+    const snap::Route* route;
+    std::vector<CompiledBlock> blocks;
+};
+
+RouteTable::RouteTable(snap::Snapshot s) : snapshot_(std::move(s)) {
+    for (const snap::Cluster& c : snapshot_.clusters) clusters_.emplace(c.name, &c);
+    for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
+        for (const std::string& d : vh.domains) {
+            by_domain_.emplace(lower(d), &vh);
+            // Literal addresses with a port also serve the capture decision.
+            boost::system::error_code ec;
+            size_t colon = d.rfind(':');
+            if (colon != std::string::npos) {
+                boost::asio::ip::make_address(d.substr(0, colon), ec);
+                if (!ec) by_address_.emplace(d, &vh);
+            }
+        }
+        // An endpoint dialled directly (pod IP:port) belongs to this service port too.
+        size_t colon = vh.name.rfind(':');
+        std::string port = colon == std::string::npos ? "" : vh.name.substr(colon + 1);
+        for (const snap::Cluster& c : snapshot_.clusters) {
+            if (!c.subset.empty() || c.service_host + ":" + port != vh.name) continue;
+            for (const snap::Endpoint& e : c.endpoints) {
+                by_address_.emplace(e.address + ":" + std::to_string(e.port), &vh);
+            }
+        }
+        auto& compiled = routes_[&vh];
+        for (const snap::Route& r : vh.routes) {
+            CompiledRoute cr{&r, {}};
+            const std::string where = vh.name + " route " + r.name;
+            for (const snap::RouteMatch& m : r.matches) {
+                CompiledBlock b;
+                if (m.uri) b.uri.emplace(*m.uri, where);
+                if (m.scheme) b.scheme.emplace(*m.scheme, where);
+                if (m.method) b.method.emplace(*m.method, where);
+                if (m.authority) b.authority.emplace(*m.authority, where);
+                for (const auto& [k, v] : m.headers) b.headers.emplace_back(lower(k), Matcher(v, where));
+                for (const auto& [k, v] : m.without_headers) b.without_headers.emplace_back(lower(k), Matcher(v, where));
+                for (const auto& [k, v] : m.query_params) b.query_params.emplace_back(k, Matcher(v, where));
+                cr.blocks.push_back(std::move(b));
+            }
+            compiled.push_back(std::move(cr));
+        }
+    }
+}
+
+RouteTable::~RouteTable() = default;
+
+const snap::VirtualHost* RouteTable::find_host(std::string_view host) const {
+    auto it = by_domain_.find(lower(host));
+    return it == by_domain_.end() ? nullptr : it->second;
+}
+
+const snap::VirtualHost* RouteTable::find_address(const boost::asio::ip::tcp::endpoint& dst) const {
+    auto it = by_address_.find(dst.address().to_string() + ":" + std::to_string(dst.port()));
+    return it == by_address_.end() ? nullptr : it->second;
+}
+
+const snap::Cluster* RouteTable::cluster(std::string_view name) const {
+    auto it = clusters_.find(std::string(name));
+    return it == clusters_.end() ? nullptr : it->second;
+}
+
+namespace {
+
+std::optional<std::string_view> query_param(std::string_view path, std::string_view name) {
+    size_t q = path.find('?');
+    if (q == std::string_view::npos) return std::nullopt;
+    std::string_view qs = path.substr(q + 1);
+    while (!qs.empty()) {
+        size_t amp = qs.find('&');
+        std::string_view pair = qs.substr(0, amp);
+        size_t eq = pair.find('=');
+        if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+        if (amp == std::string_view::npos) break;
+        qs = qs.substr(amp + 1);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+const snap::Route* RouteTable::match(const snap::VirtualHost& vh, const RequestView& req) const {
+    auto it = routes_.find(&vh);
+    if (it == routes_.end()) return nullptr;
+    // Exact and regex URI matches look at the path without its query string, as Envoy's do.
+    std::string_view path_only = req.path.substr(0, req.path.find('?'));
+    for (const CompiledRoute& cr : it->second) {
+        if (cr.blocks.empty()) return cr.route;
+        for (const CompiledBlock& b : cr.blocks) {
+            bool ok = true;
+            if (b.uri) {
+                ok = b.uri->matches(b.uri->spec.kind == snap::StringMatcher::Kind::prefix ? req.path : path_only);
+            }
+            if (ok && b.scheme) ok = b.scheme->matches(req.scheme);
+            if (ok && b.method) ok = b.method->matches(req.method);
+            if (ok && b.authority) ok = b.authority->matches(req.authority);
+            for (const auto& [name, m] : b.headers) {
+                if (!ok) break;
+                auto v = req.header(name);
+                ok = v && m.matches(*v);
+            }
+            for (const auto& [name, m] : b.without_headers) {
+                if (!ok) break;
+                auto v = req.header(name);
+                ok = !(v && m.matches(*v));
+            }
+            for (const auto& [name, m] : b.query_params) {
+                if (!ok) break;
+                auto v = query_param(req.path, name);
+                ok = v && m.matches(*v);
+            }
+            if (ok) return cr.route;
+        }
+    }
+    return nullptr;
+}
+
+const snap::WeightedCluster* pick_weighted(const std::vector<snap::WeightedCluster>& clusters,
+                                           std::mt19937_64& rng) {
+    if (clusters.empty()) return nullptr;
+    uint64_t total = 0;
+    for (const auto& c : clusters) total += c.weight;
+    if (total == 0) return &clusters.front();
+    uint64_t draw = rng() % total;
+    for (const auto& c : clusters) {
+        if (draw < c.weight) return &c;
+        draw -= c.weight;
+    }
+    return &clusters.back();
+}
+
+}  // namespace remora::proxy

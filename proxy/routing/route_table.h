@@ -1,0 +1,65 @@
+// The outbound route table built from a snapshot: virtual hosts by every domain and address a
+// request may use, routes with their matchers compiled (RE2, as Istio), and clusters by name.
+// Immutable once built; shared by every worker.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/snapshot/snapshot.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace remora::proxy {
+
+// What route matching may look at in a request.
+struct RequestView {
+    std::string_view method, path, authority, scheme = "http";
+    // A header's value, or nullopt when absent (names are lowercase).
+    virtual std::optional<std::string_view> header(std::string_view name) const = 0;
+    virtual ~RequestView() = default;
+};
+
+class RouteTable {
+public:
+    // Throws std::invalid_argument naming the route when a regex does not compile.
+    explicit RouteTable(snapshot::Snapshot snapshot);
+    ~RouteTable();
+    RouteTable(const RouteTable&) = delete;
+    RouteTable& operator=(const RouteTable&) = delete;
+
+    const snapshot::Snapshot& snapshot() const { return snapshot_; }
+    // By Host header ("reviews", "reviews:9080", FQDN, VIP...), case-insensitively.
+    const snapshot::VirtualHost* find_host(std::string_view host) const;
+    // By the address the app dialled: a service VIP:port or an endpoint's address:port.
+    const snapshot::VirtualHost* find_address(const boost::asio::ip::tcp::endpoint& dst) const;
+    const snapshot::Cluster* cluster(std::string_view name) const;
+    // The first route of `vh` whose match blocks accept the request (blocks ORed, conditions
+    // within a block ANDed); null when none does.
+    const snapshot::Route* match(const snapshot::VirtualHost& vh, const RequestView& req) const;
+
+private:
+    struct Matcher;
+    struct CompiledBlock;
+    struct CompiledRoute;
+    snapshot::Snapshot snapshot_;
+    std::unordered_map<std::string, const snapshot::VirtualHost*> by_domain_;
+    std::unordered_map<std::string, const snapshot::VirtualHost*> by_address_;
+    std::unordered_map<std::string, const snapshot::Cluster*> clusters_;
+    std::unordered_map<const snapshot::VirtualHost*, std::vector<CompiledRoute>> routes_;
+};
+
+// A destination by weight (weight / sum of weights); the first when every weight is 0.
+const snapshot::WeightedCluster* pick_weighted(const std::vector<snapshot::WeightedCluster>& clusters,
+                                               std::mt19937_64& rng);
+
+}  // namespace remora::proxy

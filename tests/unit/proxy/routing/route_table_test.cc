@@ -1,0 +1,171 @@
+// Route table: lookups by Host and by dialled address, Istio's match semantics, weighted picks.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <stdexcept>
+
+#include "proxy/routing/resolve.h"
+#include "proxy/routing/route_table.h"
+
+using namespace remora::proxy;
+namespace snap = remora::proxy::snapshot;
+
+namespace {
+
+struct Req final : RequestView {
+    std::map<std::string, std::string> headers;
+    Req(std::string_view m, std::string_view p, std::string_view a = "reviews:9080") {
+        method = m;
+        path = p;
+        authority = a;
+    }
+    std::optional<std::string_view> header(std::string_view name) const override {
+        auto it = headers.find(std::string(name));
+        if (it == headers.end()) return std::nullopt;
+        return std::string_view(it->second);
+    }
+};
+
+snap::StringMatcher sm(snap::StringMatcher::Kind k, std::string v, bool ic = false) { return {k, std::move(v), ic}; }
+using K = snap::StringMatcher::Kind;
+
+snap::Route route(std::string name, std::vector<snap::RouteMatch> matches, std::string cluster) {
+    snap::Route r;
+    r.name = std::move(name);
+    r.matches = std::move(matches);
+    r.clusters.push_back({std::move(cluster), 100, {}, {}});
+    return r;
+}
+
+snap::Snapshot bookinfo() {
+    snap::Snapshot s;
+    for (std::string subset : {"", "v1", "v2"}) {
+        snap::Cluster c;
+        c.subset = subset;
+        c.name = "outbound|9080|" + subset + "|reviews.default.svc.cluster.local";
+        c.service_host = "reviews.default.svc.cluster.local";
+        c.port = 9080;
+        if (subset != "v2") c.endpoints.push_back({"198.18.0.11", 9080, {}, "spiffe://cluster.local/ns/default/sa/reviews", true, 0});
+        if (subset != "v1") c.endpoints.push_back({"198.18.0.12", 9080, {}, "spiffe://cluster.local/ns/default/sa/reviews", true, 0});
+        s.clusters.push_back(c);
+    }
+    snap::VirtualHost vh;
+    vh.name = "reviews.default.svc.cluster.local:9080";
+    vh.domains = {"reviews", "reviews:9080", "reviews.default.svc.cluster.local", "198.19.0.20:9080"};
+    snap::RouteMatch jason;
+    jason.headers.emplace_back("end-user", sm(K::exact, "jason"));
+    snap::RouteMatch api;
+    api.uri = sm(K::prefix, "/API/", true);
+    api.method = sm(K::exact, "POST");
+    snap::RouteMatch exact;
+    exact.uri = sm(K::exact, "/health");
+    snap::RouteMatch regex;
+    regex.uri = sm(K::regex, "/reviews/[0-9]+");
+    regex.query_params.emplace_back("debug", sm(K::exact, "1"));
+    snap::RouteMatch not_beta;
+    not_beta.uri = sm(K::prefix, "/beta");
+    not_beta.without_headers.emplace_back("x-tester", sm(K::regex, ".*"));
+    vh.routes.push_back(route("jason", {jason}, "outbound|9080|v2|reviews.default.svc.cluster.local"));
+    vh.routes.push_back(route("api-or-health", {api, exact}, "outbound|9080|v1|reviews.default.svc.cluster.local"));
+    vh.routes.push_back(route("regex", {regex}, "outbound|9080|v2|reviews.default.svc.cluster.local"));
+    vh.routes.push_back(route("beta-testers-only", {not_beta}, "outbound|9080|v1|reviews.default.svc.cluster.local"));
+    snap::Route rest;
+    rest.name = "canary";
+    rest.clusters = {{"outbound|9080|v1|reviews.default.svc.cluster.local", 90, {}, {}},
+                     {"outbound|9080|v2|reviews.default.svc.cluster.local", 10, {}, {}}};
+    vh.routes.push_back(rest);
+    s.virtual_hosts.push_back(vh);
+    return s;
+}
+
+std::string matched(const RouteTable& t, const Req& r) {
+    const auto* vh = t.find_host(r.authority);
+    REQUIRE(vh);
+    const auto* route = t.match(*vh, r);
+    return route ? route->name : "(none)";
+}
+
+}  // namespace
+
+TEST_CASE("virtual hosts by Host header, any case, and by the dialled address") {
+    RouteTable t(bookinfo());
+    CHECK(t.find_host("reviews"));
+    CHECK(t.find_host("REVIEWS:9080"));
+    CHECK(t.find_host("reviews.default.svc.cluster.local"));
+    CHECK_FALSE(t.find_host("ratings"));
+    auto vip = boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("198.19.0.20"), 9080);
+    CHECK(t.find_address(vip));
+    auto pod = boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("198.18.0.12"), 9080);
+    CHECK(t.find_address(pod));  // an endpoint dialled directly
+    auto other = boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("198.18.0.12"), 9090);
+    CHECK_FALSE(t.find_address(other));
+    CHECK(t.cluster("outbound|9080|v1|reviews.default.svc.cluster.local"));
+}
+
+TEST_CASE("first matching rule wins; blocks ORed, conditions ANDed") {
+    RouteTable t(bookinfo());
+    Req jason("GET", "/api/x");
+    jason.headers["end-user"] = "jason";
+    CHECK(matched(t, jason) == "jason");  // first rule, before the API rule
+    CHECK(matched(t, Req("POST", "/api/x")) == "api-or-health");  // ignoreUriCase prefix
+    CHECK(matched(t, Req("GET", "/api/x")) == "canary");           // method not POST
+    CHECK(matched(t, Req("GET", "/health?probe=1")) == "api-or-health");  // exact ignores the query
+    CHECK(matched(t, Req("GET", "/healthz")) == "canary");
+    CHECK(matched(t, Req("GET", "/reviews/42?debug=1")) == "regex");
+    CHECK(matched(t, Req("GET", "/reviews/42")) == "canary");        // query param missing
+    CHECK(matched(t, Req("GET", "/reviews/4x?debug=1")) == "canary"); // regex is a full match
+    CHECK(matched(t, Req("GET", "/beta/page")) == "beta-testers-only");
+    Req tester("GET", "/beta/page");
+    tester.headers["x-tester"] = "yes";
+    CHECK(matched(t, tester) == "canary");  // withoutHeaders excludes it
+    Req other_user("GET", "/x");
+    other_user.headers["end-user"] = "JASON";
+    CHECK(matched(t, other_user) == "canary");  // header values are case-sensitive
+}
+
+TEST_CASE("weights: share = weight / sum, measured over many picks") {
+    RouteTable t(bookinfo());
+    const auto& canary = t.snapshot().virtual_hosts[0].routes.back();
+    std::mt19937_64 rng(42);
+    int v2 = 0;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) v2 += pick_weighted(canary.clusters, rng)->cluster.find("|v2|") != std::string::npos;
+    CHECK(v2 > n * 0.085);
+    CHECK(v2 < n * 0.115);
+    std::vector<snap::WeightedCluster> zero = {{"a", 0, {}, {}}, {"b", 0, {}, {}}};
+    CHECK(pick_weighted(zero, rng)->cluster == "a");
+    CHECK(pick_weighted({}, rng) == nullptr);
+}
+
+TEST_CASE("resolve_route: endpoint, identity and labels for telemetry; NR and UH") {
+    RouteTable t(bookinfo());
+    RoundRobin rr;
+    std::mt19937_64 rng(1);
+    Req jason("GET", "/");
+    jason.headers["end-user"] = "jason";
+    auto r = resolve_route(t, jason, std::nullopt, rr, rng);
+    REQUIRE(r.target);
+    CHECK(r.target->cluster == "outbound|9080|v2|reviews.default.svc.cluster.local");
+    CHECK(r.target->address.address().to_string() == "198.18.0.12");
+    CHECK(r.target->mtls);
+    CHECK(r.target->expected_identity == "spiffe://cluster.local/ns/default/sa/reviews");
+    CHECK(r.target->service_name == "reviews");
+    CHECK(r.target->service_ns == "default");
+    CHECK(r.target->service_port == 9080);
+    CHECK(resolve_route(t, Req("GET", "/", "ratings:9080"), std::nullopt, rr, rng).error == RouteError::no_route);
+
+    snap::Snapshot empty = bookinfo();
+    for (auto& c : empty.clusters) c.endpoints.clear();
+    RouteTable te(std::move(empty));
+    CHECK(resolve_route(te, jason, std::nullopt, rr, rng).error == RouteError::no_healthy_upstream);
+}
+
+TEST_CASE("a regex that does not compile names its route") {
+    snap::Snapshot s = bookinfo();
+    snap::RouteMatch bad;
+    bad.uri = sm(K::regex, "/(unclosed");
+    s.virtual_hosts[0].routes.push_back(route("broken", {bad}, "x"));
+    CHECK_THROWS_WITH_AS(RouteTable(std::move(s)),
+                         doctest::Contains("reviews.default.svc.cluster.local:9080 route broken: regex \"/(unclosed\""),
+                         std::invalid_argument);
+}
