@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""System test of Istio routing in the sidecar: a VirtualService canary and a header match through
+real proxies in a local cluster, with the proxy reading Istio YAML (--config).
+
+    python3 tests/system/test_routing.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
+
+    node        remora-control (CA)
+    client      meshed; its proxy runs with --config routing.yaml (SE + WEs + DR + VS)
+    reviews-v1  meshed, echo app on :8080, labels app=reviews, version=v1
+    reviews-v2  meshed, echo app on :8080, labels app=reviews, version=v2
+
+Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from cluster import ClusterUnavailable, LocalCluster  # noqa: E402
+from harness import Runner, check, print_failure  # noqa: E402
+from test_mesh import Mesh, describe, wait_for_binaries  # noqa: E402
+
+REVIEWS_VIP = "198.19.0.20"
+
+SERVICES = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [{vip}]
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: reviews}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: reviews-v1, namespace: default}}
+spec:
+  address: {v1}
+  labels: {{app: reviews, version: v1, security.istio.io/tlsMode: istio}}
+  serviceAccount: reviews
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: reviews-v2, namespace: default}}
+spec:
+  address: {v2}
+  labels: {{app: reviews, version: v2, security.istio.io/tlsMode: istio}}
+  serviceAccount: reviews
+"""
+
+ROUTING = """\
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {exact: jason}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 90
+    - destination: {host: reviews, subset: v2}
+      weight: 10
+"""
+
+# Runs in the client pod: N requests over keep-alive, counting which pod answered.
+COUNTER = r'''
+import collections, http.client, json, sys
+a = json.loads(sys.argv[1])
+seen, errors = collections.Counter(), []
+conn = http.client.HTTPConnection(a["host"], a["port"], timeout=5)
+for i in range(a["n"]):
+    try:
+        conn.request("GET", "/r/%d" % i, headers=dict(a.get("headers", {}), Host=a["host_header"]))
+        res = conn.getresponse()
+        body = res.read()
+        if res.status == 200:
+            seen[json.loads(body)["pod"]] += 1
+        else:
+            errors.append("HTTP %d %s" % (res.status, res.getheader("x-remora-response-flags")))
+    except Exception as e:
+        errors.append("%s: %s" % (type(e).__name__, e))
+        conn.close()
+        conn = http.client.HTTPConnection(a["host"], a["port"], timeout=5)
+print(json.dumps({"seen": seen, "errors": errors[:10], "failed": len(errors)}))
+'''
+
+
+def count(m, n, headers=None):
+    r = m.c.run("client", ["python3", m.counter, json.dumps(
+        {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": n,
+         "headers": headers or {}})], user=1000, check=False, timeout=120)
+    check(r.returncode == 0, "the counting client failed", describe(r))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def setup(m):
+    c = m.c
+    for name in ("client", "reviews-v1", "reviews-v2"):
+        c.add_pod(name)
+    c.add_service("reviews", REVIEWS_VIP)
+    services = SERVICES.format(vip=REVIEWS_VIP, v1=m.ip("reviews-v1"), v2=m.ip("reviews-v2"))
+    m.file("registry.yaml", services)
+    m.routing = m.file("routing.yaml", services + ROUTING)
+    m.counter = m.file("counter.py", COUNTER)
+    m.start_control()
+    for pod in ("reviews-v1", "reviews-v2"):
+        m.start_app(pod, 8080)
+        m.wait_app(pod, 8080)
+    m.init("client")
+    m.start_proxy("client", "client", ["--config", m.routing])
+    for pod in ("reviews-v1", "reviews-v2"):
+        m.init(pod)
+        m.start_proxy(pod, "reviews")
+    for pod in ("client", "reviews-v1", "reviews-v2"):
+        m.wait_ready(pod)
+
+
+def test_a_canary_90_10(m):
+    m.involved = ["client"]
+    res = count(m, 2000)
+    check(res["failed"] == 0, f"{res['failed']} of 2000 requests failed", res["errors"])
+    v2 = res["seen"].get("reviews-v2", 0)
+    share = 100.0 * v2 / 2000
+    check(abs(share - 10) <= 3, f"v2 got {share:.1f}% of 2000 requests; the VirtualService says 10",
+          [json.dumps(res["seen"])])
+
+
+def test_b_header_match_goes_to_v2_only(m):
+    m.involved = ["client"]
+    res = count(m, 100, {"end-user": "jason"})
+    check(res["failed"] == 0 and res["seen"] == {"reviews-v2": 100},
+          f"jason's requests went to {dict(res['seen'])}, expected all 100 to reviews-v2", res["errors"])
+    res = count(m, 100, {"end-user": "Jason"})  # header values match case-sensitively
+    check(res["seen"].get("reviews-v1", 0) > 50, f"'Jason' was routed as jason: {dict(res['seen'])}")
+
+
+def test_c_config_dump_shows_routes(m):
+    dump = json.loads(m.admin("client", "/config_dump"))
+    vhs = {v["name"]: v for v in dump.get("virtual_hosts", [])}
+    vh = vhs.get("reviews.default.svc.cluster.local:8080")
+    check(vh and [r["name"] for r in vh["routes"]] == ["route-0", "route-1"],
+          "/config_dump has no reviews virtual host with the two rules", [json.dumps(dump)[:2000]])
+    clusters = {c["name"]: c for c in dump["clusters"]}
+    v1 = clusters.get("outbound|8080|v1|reviews.default.svc.cluster.local")
+    check(v1 and [e["address"] for e in v1["endpoints"]] == [f"{m.ip('reviews-v1')}:8080"] and
+          v1["endpoints"][0]["identity"] == "spiffe://cluster.local/ns/default/sa/reviews",
+          "subset v1's cluster is not the v1 pod with its identity", [json.dumps(dump["clusters"])])
+
+
+def test_d_invalid_config_stops_with_file_line_col(m):
+    bad = m.file("bad.yaml", ROUTING.replace("weight: 10", "weight: -10"))
+    r = m.c.run("node", [m.proxy_bin, "--config", bad, "--cert-chain", "/nonexistent", "--key", "/x",
+                         "--trust-bundle", m.root, "--outbound", "127.0.0.1:0", "--inbound", "off",
+                         "--admin", "127.0.0.1:0", "--health", "127.0.0.1:0", "--metrics", "off"],
+                check=False, timeout=20)
+    check(r.returncode != 0 and f"{bad}:" in r.stderr and "weight" in r.stderr,
+          "an invalid --config did not stop the proxy with a file:line:col message", describe(r))
+
+
+TESTS = [
+    ("a_canary_90_10", test_a_canary_90_10),
+    ("b_header_match_goes_to_v2_only", test_b_header_match_goes_to_v2_only),
+    ("c_config_dump_shows_routes", test_c_config_dump_shows_routes),
+    ("d_invalid_config_stops_with_file_line_col", test_d_invalid_config_stops_with_file_line_col),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("-k", dest="only")
+    ap.add_argument("--keep", action="store_true")
+    opts = ap.parse_args()
+    for tool in ("curl", "setpriv", "iptables-restore", "python3"):
+        if not shutil.which(tool):
+            print(f"SKIP: {tool} is not installed")
+            return 77
+    if os.geteuid() != 0:
+        print("SKIP: network namespaces need root")
+        return 77
+    started = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="remora-test-routing-")
+    os.chmod(tmp, 0o755)
+    runner = Runner()
+    try:
+        with LocalCluster(f"remora-r{os.getpid()}") as cluster:
+            mesh = Mesh(cluster, os.path.abspath(opts.bin_dir), tmp)
+            missing = wait_for_binaries(mesh.binaries())
+            if missing:
+                print_failure("setup", f"missing binaries: {', '.join(missing)}", [])
+                runner.failed += 1
+                return 1
+            try:
+                setup(mesh)
+            except Exception as e:  # noqa: BLE001
+                print_failure("setup", f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                              [traceback.format_exc()] + [p.describe() for p in mesh.proxies.values()])
+                runner.failed += 1
+                return 1
+            details = lambda x: [x.proxies[p].describe(x) for p in x.involved if p in x.proxies]  # noqa: E731
+            runner.run(TESTS, mesh, only=opts.only, before_each=lambda x: setattr(x, "involved", []),
+                       failure_details=details, crash_details=details,
+                       crash_reason=lambda e: f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    except ClusterUnavailable as e:
+        print(f"SKIP: {e}")
+        return 77
+    finally:
+        runner.keep_or_remove(tmp, opts.keep)
+        runner.summary(started)
+    return runner.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
