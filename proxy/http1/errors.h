@@ -14,6 +14,7 @@ enum class ProxyError {
     bad_request,              // 400 DPE (downstream protocol error)
     headers_too_large,        // 431 DPE
     header_timeout,           // 408
+    upstream_timeout,         // 504 UT: no response header within the route's timeout
 };
 
 struct ErrorReply {
@@ -33,6 +34,7 @@ constexpr ErrorReply reply_for(ProxyError e) {
         case ProxyError::bad_request: return {400, "DPE", "malformed HTTP request\n"};
         case ProxyError::headers_too_large: return {431, "DPE", "request header fields too large\n"};
         case ProxyError::header_timeout: return {408, "", "request header timeout\n"};
+        case ProxyError::upstream_timeout: return {504, "UT", "upstream request timeout\n"};
     }
     return {500, "", "internal error\n"};
 }

@@ -65,6 +65,9 @@ void count_flag(WorkerStats& stats, std::string_view flag) {
     else if (flag == "UH") stats.inc(Counter::rq_flag_uh);
     else if (flag == "UF") stats.inc(Counter::rq_flag_uf);
     else if (flag == "UC") stats.inc(Counter::rq_flag_uc);
+    else if (flag == "UT") stats.inc(Counter::rq_flag_ut);
+    else if (flag == "FI") stats.inc(Counter::rq_flag_fi);
+    else if (flag == "DI") stats.inc(Counter::rq_flag_di);
 }
 
 // Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1), plus those named in
@@ -87,24 +90,75 @@ void strip_hop_by_hop(Fields& fields) {
     }
 }
 
+// A response the proxy makes itself: errors, fault aborts, direct responses, redirects.
+template <class Stream>
+asio::awaitable<void> send_reply(Stream& stream, unsigned status, std::string_view flag,
+                                 std::string_view body, unsigned version, WorkerStats& stats,
+                                 RequestRecord& rec, bool keep_alive = false,
+                                 std::string_view location = {}) {
+    rec.status = status;
+    if (!flag.empty()) rec.flags = flag;
+    http::response<http::string_body> res{static_cast<http::status>(status), version ? version : 11};
+    res.set(http::field::content_type, "text/plain");
+    res.set(http::field::server, "remora");
+    if (!flag.empty()) res.set("x-remora-response-flags", flag);
+    if (!location.empty()) res.set(http::field::location, location);
+    res.body() = body;
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    rec.response_body_bytes = body.size();
+    count_status(stats, status);
+    count_flag(stats, flag);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+    co_await http::async_write(stream, res, use_nothrow);
+}
+
 template <class Stream>
 asio::awaitable<void> send_error(Stream& stream, ProxyError e, unsigned version, WorkerStats& stats,
                                  RequestRecord& rec, bool keep_alive = false) {
     ErrorReply r = reply_for(e);
-    rec.status = r.status;
-    if (!r.flag.empty()) rec.flags = r.flag;
-    http::response<http::string_body> res{static_cast<http::status>(r.status), version ? version : 11};
-    res.set(http::field::content_type, "text/plain");
-    res.set(http::field::server, "remora");
-    if (!r.flag.empty()) res.set("x-remora-response-flags", r.flag);
-    res.body() = r.body;
-    res.keep_alive(keep_alive);
-    res.prepare_payload();
-    rec.response_body_bytes = r.body.size();
-    count_status(stats, r.status);
-    count_flag(stats, r.flag);
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
-    co_await http::async_write(stream, res, use_nothrow);
+    co_await send_reply(stream, r.status, r.flag, r.body, version, stats, rec, keep_alive);
+}
+
+template <class Fields>
+void apply_header_ops(Fields& f, const snapshot::HeaderOps& ops) {
+    for (const auto& name : ops.remove) f.erase(name);
+    for (const auto& [name, value] : ops.set) f.set(name, value);
+    for (const auto& [name, value] : ops.add) f.insert(name, value);
+}
+
+// True with probability percent / 100.
+bool chance(double percent, std::mt19937_64& rng) {
+    if (percent >= 100) return true;
+    if (percent <= 0) return false;
+    return static_cast<double>(rng() % 1000000) < percent * 10000.0;
+}
+
+// Location for a VirtualService redirect: the request's parts, replaced where the rule says.
+std::string redirect_location(const snapshot::Route& r, std::string_view host, std::string_view path) {
+    std::string authority = r.redirect_authority.empty() ? std::string(host) : r.redirect_authority;
+    if (r.redirect_port) {
+        size_t colon = authority.rfind(':');
+        if (colon != std::string::npos && authority.find(']') == std::string::npos) authority.resize(colon);
+        authority += ":" + std::to_string(r.redirect_port);
+    }
+    std::string uri = r.redirect_uri.empty() ? std::string(path) : r.redirect_uri;
+    return (r.redirect_scheme.empty() ? std::string("http") : r.redirect_scheme) + "://" + authority + uri;
+}
+
+// rewrite.uri replaces the matched prefix when a prefix matched, else the whole path (the query
+// string stays).
+std::string rewritten_path(const snapshot::Route& r, std::string_view target) {
+    for (const auto& m : r.matches) {
+        if (m.uri && m.uri->kind == snapshot::StringMatcher::Kind::prefix &&
+            target.size() >= m.uri->value.size() &&
+            (m.uri->ignore_case ? beast::iequals(target.substr(0, m.uri->value.size()), m.uri->value)
+                                : target.substr(0, m.uri->value.size()) == m.uri->value)) {
+            return r.rewrite_uri + std::string(target.substr(m.uri->value.size()));
+        }
+    }
+    size_t q = target.find('?');
+    return r.rewrite_uri + (q == std::string_view::npos ? std::string() : std::string(target.substr(q)));
 }
 
 enum class RelayResult { ok, read_failed, write_failed };
@@ -376,6 +430,8 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     // Where it goes. Explicit and inbound targets are fixed per connection: computed once.
     UpstreamTarget routed;
     const UpstreamTarget* target_ptr = nullptr;
+    const snapshot::Route* route = nullptr;
+    const snapshot::WeightedCluster* destination = nullptr;
     if (info.kind == ListenerKind::outbound_explicit && info.config->upstream) {
         target_ptr = &*info.config->upstream;
     } else if (outbound) {
@@ -383,6 +439,34 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                             ? resolve_route(*info.config->routes, BeastRequestView(req), info.original_dst,
                                             ctx.rr, ctx.telemetry.rng())
                             : resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
+        route = r.route;
+        destination = r.destination;
+        const bool keep = down_keep_alive && req_p.is_done();  // no unread body: the connection may go on
+        if (route && route->fault) {
+            const snapshot::Fault& f = *route->fault;
+            if (f.delay && chance(f.delay_percent, ctx.telemetry.rng())) {
+                asio::steady_timer delay(co_await asio::this_coro::executor);
+                delay.expires_after(*f.delay);
+                co_await delay.async_wait(use_nothrow);
+                rec.flags = "DI";
+                count_flag(ctx.stats, "DI");
+            }
+            if (f.abort_status && chance(f.abort_percent, ctx.telemetry.rng())) {
+                co_await send_reply(down, *f.abort_status, "FI", "fault filter abort", down_version,
+                                    ctx.stats, rec, keep);
+                co_return keep;
+            }
+        }
+        if (route && route->direct_response) {
+            co_await send_reply(down, route->direct_response->first, "", route->direct_response->second,
+                                down_version, ctx.stats, rec, keep);
+            co_return keep;
+        }
+        if (route && route->redirect) {
+            co_await send_reply(down, route->redirect_code, "", "", down_version, ctx.stats, rec, keep,
+                                redirect_location(*route, rec.authority, rec.path));
+            co_return keep;
+        }
         if (!r.target) {
             ProxyError e = r.error == RouteError::no_healthy_upstream ? ProxyError::no_healthy_upstream
                                                                       : ProxyError::no_route;
@@ -443,6 +527,15 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             req.erase(kPeerMetadataHeader);
         }
     }
+
+    if (route) {
+        if (!route->rewrite_uri.empty()) req.target(rewritten_path(*route, req.target()));
+        if (!route->rewrite_authority.empty()) req.set(http::field::host, route->rewrite_authority);
+        apply_header_ops(req, route->request_headers);
+        if (destination) apply_header_ops(req, destination->request);
+    }
+    // A route timeout bounds the wait for the response header once the request is sent (504 UT).
+    const std::optional<snapshot::Millis> route_timeout = route ? route->timeout : std::nullopt;
 
     bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
     strip_hop_by_hop(req);
@@ -513,7 +606,11 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             [&](auto& up) -> asio::awaitable<void> {
                 if constexpr (!std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     for (;;) {
-                        beast::get_lowest_layer(up).expires_after(limits.stream_idle_timeout);
+                        if (route_timeout && *route_timeout < limits.stream_idle_timeout) {
+                            beast::get_lowest_layer(up).expires_after(*route_timeout);
+                        } else {
+                            beast::get_lowest_layer(up).expires_after(limits.stream_idle_timeout);
+                        }
                         auto [ec, n] =
                             co_await http::async_read_header(up, conn->buffer, *res_opt, use_nothrow);
                         hec = ec;
@@ -533,9 +630,13 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 conn.reset();
                 continue;
             }
+            const bool timed_out = hec == beast::error::timeout && route_timeout &&
+                                   *route_timeout < limits.stream_idle_timeout;
             ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
-                    " failed before the response header: " + hec.message());
-            co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats, rec);
+                    (timed_out ? " gave no response header within the route timeout (UT)"
+                               : " failed before the response header: " + hec.message()));
+            co_await send_error(down, timed_out ? ProxyError::upstream_timeout : ProxyError::upstream_reset,
+                                down_version, ctx.stats, rec);
             co_return false;
         }
         rec.upstream_header = tcfg.steady_clock();
@@ -551,6 +652,10 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         }
         res.erase(kPeerMetadataHeader);
         if (!outbound && rec.mtls) res.set(kPeerMetadataHeader, tcfg.peer_metadata);
+        if (route) {
+            apply_header_ops(res, route->response_headers);
+            if (destination) apply_header_ops(res, destination->response);
+        }
         strip_hop_by_hop(res);
         res.version(down_version);
         res.keep_alive(down_keep_alive);

@@ -61,10 +61,14 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
     if (!vh && original_dst) vh = routes.find_address(*original_dst);
     if (!vh) return {std::nullopt, RouteError::no_route};
     const snapshot::Route* route = routes.match(*vh, request);
-    if (!route || route->clusters.empty()) return {std::nullopt, RouteError::no_route};
+    if (!route) return {std::nullopt, RouteError::no_route};
+    if (route->direct_response || route->redirect) return {std::nullopt, RouteError::none, route};
+    if (route->clusters.empty()) return {std::nullopt, RouteError::no_route, route};
     const snapshot::WeightedCluster* wc = pick_weighted(route->clusters, rng);
     const snapshot::Cluster* cluster = routes.cluster(wc->cluster);
-    if (!cluster || cluster->endpoints.empty()) return {std::nullopt, RouteError::no_healthy_upstream};
+    if (!cluster || cluster->endpoints.empty()) {
+        return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
+    }
     size_t& next = rr[cluster->name];
     const snapshot::Endpoint& ep = cluster->endpoints[next++ % cluster->endpoints.size()];
     boost::system::error_code ec;
@@ -85,7 +89,7 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
         t.service_ns = t.service_host.substr(dot + 1, dot2 - dot - 1);
     }
     t.finalize();
-    return {std::move(t), RouteError::none};
+    return {std::move(t), RouteError::none, route, wc};
 }
 
 }  // namespace remora::proxy

@@ -19,6 +19,11 @@ enum class RouteError { none, no_route, no_healthy_upstream };
 struct RouteResult {
     std::optional<UpstreamTarget> target;
     RouteError error = RouteError::none;
+    // With a route table: the rule that matched and the destination picked (owned by the table,
+    // which the connection's config keeps alive). The rule may answer without an upstream
+    // (direct response, redirect, fault abort): then `target` is empty and `error` none.
+    const snapshot::Route* route = nullptr;
+    const snapshot::WeightedCluster* destination = nullptr;
 };
 
 // Per-worker round-robin positions, by cluster name.

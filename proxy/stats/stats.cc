@@ -18,7 +18,8 @@ const char* counter_name(Counter c) {
         "upstream_rq_reset",           "tls_handshake_ok",
         "tls_handshake_fail",          "rq_flag_NR",
         "rq_flag_UH",                  "rq_flag_UF",
-        "rq_flag_UC",
+        "rq_flag_UC",                  "rq_flag_UT",
+        "rq_flag_FI",                  "rq_flag_DI",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

@@ -37,6 +37,9 @@ enum class Counter : size_t {
     rq_flag_uh,
     rq_flag_uf,
     rq_flag_uc,
+    rq_flag_ut,
+    rq_flag_fi,
+    rq_flag_di,
     kCount
 };
 

@@ -77,6 +77,28 @@ metadata: {name: reviews, namespace: default}
 spec:
   hosts: [reviews]
   http:
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /half}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 50}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /delay}}]
+    fault: {delay: {fixedDelay: 1s, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /timeout}}]
+    rewrite: {uri: /slow}
+    timeout: 0.5s
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {exact: /direct}}]
+    directResponse: {status: 418, body: {string: "short and stout"}}
+  - match: [{uri: {exact: /moved}}]
+    redirect: {uri: /new-place, authority: elsewhere.example}
+  - match: [{uri: {prefix: /headers}}]
+    headers:
+      request: {set: {x-route: canary}, remove: [x-drop-me]}
+      response: {add: {x-served-by: remora}}
+    route: [{destination: {host: reviews, subset: v2}, headers: {request: {set: {x-subset: v2}}}}]
   - match:
     - headers:
         end-user: {exact: jason}
@@ -93,13 +115,16 @@ spec:
 COUNTER = r'''
 import collections, http.client, json, sys
 a = json.loads(sys.argv[1])
-seen, errors = collections.Counter(), []
+seen, errors, codes = collections.Counter(), [], collections.Counter()
 conn = http.client.HTTPConnection(a["host"], a["port"], timeout=5)
 for i in range(a["n"]):
     try:
-        conn.request("GET", "/r/%d" % i, headers=dict(a.get("headers", {}), Host=a["host_header"]))
+        conn.request("GET", a.get("path", "/r/") + str(i), headers=dict(a.get("headers", {}), Host=a["host_header"]))
         res = conn.getresponse()
         body = res.read()
+        codes[str(res.status)] += 1
+        if a.get("path"):
+            continue
         if res.status == 200:
             seen[json.loads(body)["pod"]] += 1
         else:
@@ -108,7 +133,7 @@ for i in range(a["n"]):
         errors.append("%s: %s" % (type(e).__name__, e))
         conn.close()
         conn = http.client.HTTPConnection(a["host"], a["port"], timeout=5)
-print(json.dumps({"seen": seen, "errors": errors[:10], "failed": len(errors)}))
+print(json.dumps({"seen": seen, "errors": errors[:10], "failed": len(errors), "codes": codes}))
 '''
 
 
@@ -116,6 +141,14 @@ def count(m, n, headers=None):
     r = m.c.run("client", ["python3", m.counter, json.dumps(
         {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": n,
          "headers": headers or {}})], user=1000, check=False, timeout=120)
+    check(r.returncode == 0, "the counting client failed", describe(r))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def count_path(m, path, n):
+    r = m.c.run("client", ["python3", m.counter, json.dumps(
+        {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": n, "path": path})],
+        user=1000, check=False, timeout=120)
     check(r.returncode == 0, "the counting client failed", describe(r))
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -165,8 +198,11 @@ def test_c_config_dump_shows_routes(m):
     dump = json.loads(m.admin("client", "/config_dump"))
     vhs = {v["name"]: v for v in dump.get("virtual_hosts", [])}
     vh = vhs.get("reviews.default.svc.cluster.local:8080")
-    check(vh and [r["name"] for r in vh["routes"]] == ["route-0", "route-1"],
-          "/config_dump has no reviews virtual host with the two rules", [json.dumps(dump)[:2000]])
+    names = [r["name"] for r in vh["routes"]] if vh else []
+    check(names == [f"route-{i}" for i in range(9)] and
+          [c["weight"] for c in vh["routes"][-1]["clusters"]] == [90, 10],
+          "/config_dump has no reviews virtual host with the nine rules, the canary last",
+          [json.dumps(dump)[:2000]])
     clusters = {c["name"]: c for c in dump["clusters"]}
     v1 = clusters.get("outbound|8080|v1|reviews.default.svc.cluster.local")
     check(v1 and [e["address"] for e in v1["endpoints"]] == [f"{m.ip('reviews-v1')}:8080"] and
@@ -184,11 +220,77 @@ def test_d_invalid_config_stops_with_file_line_col(m):
           "an invalid --config did not stop the proxy with a file:line:col message", describe(r))
 
 
+def curl(m, path, *args, max_time=10):
+    return m.curl("client", f"http://reviews:8080{path}", *args, max_time=max_time)
+
+
+def stat(m, name):
+    return m.stats("client").get(name, 0)
+
+
+def test_e_fault_abort_and_percentage(m):
+    m.involved = ["client"]
+    rc, status, body, r = curl(m, "/abort", "-D", "-")
+    check(status == 418 and "fault filter abort" in body and "x-remora-response-flags: FI" in body,
+          f"a 100% abort answered {status}", describe(r))
+    before = stat(m, "rq_flag_FI")
+    res = count_path(m, "/half", 400)
+    aborted = res["codes"].get("500", 0)
+    check(140 <= aborted <= 260, f"{aborted} of 400 requests aborted at 50%", [json.dumps(res)])
+    check(stat(m, "rq_flag_FI") - before == aborted, "rq_flag_FI does not count the aborts")
+
+
+def test_f_fault_delay(m):
+    m.involved = ["client"]
+    before = stat(m, "rq_flag_DI")
+    started = time.monotonic()
+    rc, status, body, r = curl(m, "/delay")
+    took = time.monotonic() - started
+    check(status == 200 and took >= 1.0, f"a 1 s delay fault answered {status} after {took:.2f} s",
+          describe(r))
+    check(stat(m, "rq_flag_DI") - before == 1, "rq_flag_DI did not count the delayed request")
+
+
+def test_g_route_timeout_504_ut(m):
+    m.involved = ["client"]
+    rc, status, body, r = curl(m, "/timeout?ms=3000", "-D", "-")
+    check(status == 504 and "upstream request timeout" in body and "x-remora-response-flags: UT" in body,
+          f"a 0.5 s route timeout on a 3 s answer gave {status}", describe(r))
+    doc = m.get_json("client", "http://reviews:8080/timeout?ms=10")  # rewritten to /slow, in time
+    check(doc["path"] == "/slow" and doc["query"] == "ms=10", f"the app saw {doc['path']}?{doc['query']}")
+
+
+def test_h_direct_response_and_redirect(m):
+    m.involved = ["client"]
+    rc, status, body, r = curl(m, "/direct")
+    check(status == 418 and body == "short and stout", f"direct response: {status} {body!r}")
+    rc, status, body, r = curl(m, "/moved", "-D", "-")
+    check(status == 301 and "location: http://elsewhere.example/new-place" in body.lower(),
+          f"redirect: {status}", describe(r))
+
+
+def test_i_header_operations(m):
+    m.involved = ["client"]
+    rc, status, body, r = curl(m, "/headers", "-D", "-", "-H", "x-drop-me: 1")
+    head, _, payload = body.replace("\r\n", "\n").partition("\n\n")
+    check(status == 200 and "x-served-by: remora" in head.lower(), "the response header was not added",
+          describe(r))
+    doc = json.loads(payload)
+    h = doc["headers"]
+    check(h.get("x-route") == "canary" and h.get("x-subset") == "v2" and "x-drop-me" not in h and
+          doc["pod"] == "reviews-v2", "request header operations not applied", [json.dumps(h)])
+
+
 TESTS = [
     ("a_canary_90_10", test_a_canary_90_10),
     ("b_header_match_goes_to_v2_only", test_b_header_match_goes_to_v2_only),
     ("c_config_dump_shows_routes", test_c_config_dump_shows_routes),
     ("d_invalid_config_stops_with_file_line_col", test_d_invalid_config_stops_with_file_line_col),
+    ("e_fault_abort_and_percentage", test_e_fault_abort_and_percentage),
+    ("f_fault_delay", test_f_fault_delay),
+    ("g_route_timeout_504_ut", test_g_route_timeout_504_ut),
+    ("h_direct_response_and_redirect", test_h_direct_response_and_redirect),
+    ("i_header_operations", test_i_header_operations),
 ]
 
 
