@@ -68,6 +68,40 @@ void count_flag(WorkerStats& stats, std::string_view flag) {
     else if (flag == "UT") stats.inc(Counter::rq_flag_ut);
     else if (flag == "FI") stats.inc(Counter::rq_flag_fi);
     else if (flag == "DI") stats.inc(Counter::rq_flag_di);
+    else if (flag == "URX") stats.inc(Counter::rq_flag_urx);
+}
+
+// Envoy's retry conditions for HTTP/1.1: why an attempt failed, and whether `retry_on` covers it.
+enum class AttemptFailure { connect, reset, status };
+
+bool retry_covers(const snapshot::RetryPolicy& p, AttemptFailure why, unsigned code) {
+    std::string_view on = p.retry_on;
+    auto has = [&](std::string_view token) {
+        size_t pos = 0;
+        while ((pos = on.find(token, pos)) != std::string_view::npos) {
+            bool start = pos == 0 || on[pos - 1] == ',';
+            bool end = pos + token.size() == on.size() || on[pos + token.size()] == ',';
+            if (start && end) return true;
+            pos += token.size();
+        }
+        return false;
+    };
+    switch (why) {
+        case AttemptFailure::connect:
+            return has("connect-failure") || has("5xx") || has("gateway-error") || has("reset");
+        case AttemptFailure::reset:
+            return has("reset") || has("5xx") || has("gateway-error");
+        case AttemptFailure::status:
+            if (has("5xx") && code >= 500) return true;
+            if (has("gateway-error") && (code == 502 || code == 503 || code == 504)) return true;
+            if (has("retriable-4xx") && code == 409) return true;
+            if (has("retriable-status-codes")) {
+                return std::find(p.retriable_status_codes.begin(), p.retriable_status_codes.end(), code) !=
+                       p.retriable_status_codes.end();
+            }
+            return false;
+    }
+    return false;
 }
 
 // Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1), plus those named in
@@ -509,7 +543,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         }
         if (info.original_dst) rec.service_port = info.original_dst->port();
     }
-    const UpstreamTarget& target = *target_ptr;
+    const UpstreamTarget& target = *target_ptr;  // `routed` may change on a retry
     rec.upstream_cluster = target.cluster;
     rec.upstream_host = endpoint_text(target.address);
     if (outbound) {
@@ -548,11 +582,65 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     // which is safe only while nothing of the body has been consumed.
     std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
     if (conn) ctx.stats.inc(Counter::upstream_cx_pool_hit);
+
+    // Retries (the route's policy, Istio's default when it has none): only for requests without a
+    // body, which can be sent again as they are. Each retry waits a jittered exponential backoff
+    // from 25 ms and goes to the cluster's next endpoint when it has another.
+    const snapshot::RetryPolicy* retry =
+        route && info.config->routes && !routed.cluster.empty() && !request_has_body ? &route->retries : nullptr;
+    uint32_t retries_left = retry ? retry->attempts : 0;
+    uint32_t retries_done = 0;
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (route_timeout) deadline = tcfg.steady_clock() + *route_timeout;
+    auto prepare_retry = [&](AttemptFailure why, unsigned code) -> asio::awaitable<bool> {
+        if (!retry || retries_left == 0 || !retry_covers(*retry, why, code)) co_return false;
+        --retries_left;
+        ++retries_done;
+        ctx.stats.inc(Counter::upstream_rq_retry);
+        const int64_t cap = std::min<int64_t>(int64_t{25} << std::min<uint32_t>(retries_done - 1, 4), 250);
+        asio::steady_timer backoff(co_await asio::this_coro::executor);
+        backoff.expires_after(std::chrono::milliseconds(static_cast<int64_t>(ctx.telemetry.rng()() % static_cast<uint64_t>(cap + 1))));
+        co_await backoff.async_wait(use_nothrow);
+        if (deadline && tcfg.steady_clock() >= *deadline) co_return false;
+        if (const snapshot::Cluster* c = info.config->routes->cluster(routed.cluster); c && c->endpoints.size() > 1) {
+            size_t& next = ctx.rr[c->name];
+            const snapshot::Endpoint& ep = c->endpoints[next++ % c->endpoints.size()];
+            boost::system::error_code aec;
+            auto address = asio::ip::make_address(ep.address, aec);
+            if (!aec) {
+                routed.address = {address, static_cast<unsigned short>(ep.port)};
+                routed.mtls = ep.mtls;
+                routed.expected_identity.reset();
+                if (ep.mtls && !ep.identity.empty()) routed.expected_identity = ep.identity;
+                routed.finalize();
+            }
+        }
+        rec.upstream_host = endpoint_text(target.address);
+        conn = ctx.pool.take(target.pool_key());
+        co_return true;
+    };
+    // How long to wait for a response header on this attempt: the per-try timeout, never past
+    // the route's deadline, else the stream idle timeout.
+    auto header_wait = [&]() -> std::chrono::steady_clock::duration {
+        std::chrono::steady_clock::duration wait = limits.stream_idle_timeout;
+        if (retry && retry->per_try_timeout && *retry->per_try_timeout < wait) wait = *retry->per_try_timeout;
+        if (deadline) {
+            auto left = *deadline - tcfg.steady_clock();
+            if (left < wait) wait = std::max(left, std::chrono::steady_clock::duration(std::chrono::milliseconds(1)));
+        }
+        return wait;
+    };
+
     for (int attempt = 0;; ++attempt) {
         if (!conn) {
             conn = co_await connect_upstream(target, info, ctx);
             if (!conn) {
+                if (co_await prepare_retry(AttemptFailure::connect, 0)) continue;
                 co_await send_error(down, ProxyError::connect_failure, down_version, ctx.stats, rec);
+                if (retries_done) {
+                    rec.flags = "UF,URX";
+                    count_flag(ctx.stats, "URX");
+                }
                 co_return false;
             }
         }
@@ -606,11 +694,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             [&](auto& up) -> asio::awaitable<void> {
                 if constexpr (!std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     for (;;) {
-                        if (route_timeout && *route_timeout < limits.stream_idle_timeout) {
-                            beast::get_lowest_layer(up).expires_after(*route_timeout);
-                        } else {
-                            beast::get_lowest_layer(up).expires_after(limits.stream_idle_timeout);
-                        }
+                        beast::get_lowest_layer(up).expires_after(header_wait());
                         auto [ec, n] =
                             co_await http::async_read_header(up, conn->buffer, *res_opt, use_nothrow);
                         hec = ec;
@@ -630,8 +714,9 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 conn.reset();
                 continue;
             }
-            const bool timed_out = hec == beast::error::timeout && route_timeout &&
-                                   *route_timeout < limits.stream_idle_timeout;
+            conn.reset();
+            if (co_await prepare_retry(AttemptFailure::reset, 0)) continue;
+            const bool timed_out = hec == beast::error::timeout && header_wait() < limits.stream_idle_timeout;
             ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
                     (timed_out ? " gave no response header within the route timeout (UT)"
                                : " failed before the response header: " + hec.message()));
@@ -644,6 +729,17 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         auto& res = res_p.get();
         const bool upstream_keep_alive = res.keep_alive();
         const unsigned status = res.result_int();
+        if (retry && retries_left && retry_covers(*retry, AttemptFailure::status, status)) {
+            conn.reset();  // its body is not wanted: closing is simpler than draining it
+            if (co_await prepare_retry(AttemptFailure::status, status)) continue;
+            // The deadline passed during the backoff: the last answer is gone, so time out.
+            co_await send_error(down, ProxyError::upstream_timeout, down_version, ctx.stats, rec);
+            co_return false;
+        }
+        if (retry && retries_done && retry_covers(*retry, AttemptFailure::status, status)) {
+            rec.flags = "URX";  // retries used up: the last answer goes to the client
+            count_flag(ctx.stats, "URX");
+        }
         rec.status = status;
         // The peer sidecar's workload: read from the mesh side only, never shown to the app.
         if (outbound && target.mtls) {

@@ -40,6 +40,8 @@ enum class Counter : size_t {
     rq_flag_ut,
     rq_flag_fi,
     rq_flag_di,
+    rq_flag_urx,
+    upstream_rq_retry,
     kCount
 };
 

@@ -94,6 +94,12 @@ spec:
     directResponse: {status: 418, body: {string: "short and stout"}}
   - match: [{uri: {exact: /moved}}]
     redirect: {uri: /new-place, authority: elsewhere.example}
+  - match: [{uri: {prefix: /flaky}, queryParams: {case: {exact: pertry}}}]
+    timeout: 5s
+    retries: {attempts: 3, perTryTimeout: 300ms, retryOn: "5xx"}
+    route: [{destination: {host: reviews}}]
+  - match: [{uri: {prefix: /flaky}}]
+    route: [{destination: {host: reviews}}]
   - match: [{uri: {prefix: /headers}}]
     headers:
       request: {set: {x-route: canary}, remove: [x-drop-me]}
@@ -199,9 +205,9 @@ def test_c_config_dump_shows_routes(m):
     vhs = {v["name"]: v for v in dump.get("virtual_hosts", [])}
     vh = vhs.get("reviews.default.svc.cluster.local:8080")
     names = [r["name"] for r in vh["routes"]] if vh else []
-    check(names == [f"route-{i}" for i in range(9)] and
+    check(names == [f"route-{i}" for i in range(11)] and
           [c["weight"] for c in vh["routes"][-1]["clusters"]] == [90, 10],
-          "/config_dump has no reviews virtual host with the nine rules, the canary last",
+          "/config_dump has no reviews virtual host with the eleven rules, the canary last",
           [json.dumps(dump)[:2000]])
     clusters = {c["name"]: c for c in dump["clusters"]}
     v1 = clusters.get("outbound|8080|v1|reviews.default.svc.cluster.local")
@@ -281,6 +287,35 @@ def test_i_header_operations(m):
           doc["pod"] == "reviews-v2", "request header operations not applied", [json.dumps(h)])
 
 
+def test_j_default_retries_hide_a_failing_replica(m):
+    m.involved = ["client"]
+    before = stat(m, "upstream_rq_retry")
+    res = count_path(m, "/flaky?fail_pod=reviews-v1&n=", 300)
+    ok = res["codes"].get("200", 0)
+    check(ok >= 300 * 0.999, f"{ok} of 300 succeeded with one of two replicas answering 503 "
+          "(Istio's default policy retries 503 twice)", [json.dumps(res)])
+    retried = stat(m, "upstream_rq_retry") - before
+    check(retried >= 100, f"only {retried} retries for ~150 requests that hit the failing replica")
+
+
+def test_k_per_try_timeout_then_retry_succeeds(m):
+    m.involved = ["client"]
+    failures = []
+    for i in range(10):
+        rc, status, body, r = curl(m, f"/flaky?case=pertry&slow_pod=reviews-v1&ms=3000&i={i}", max_time=8)
+        if status != 200 or json.loads(body)["pod"] != "reviews-v2":
+            failures.append(f"request {i}: {status} {body[:80]}")
+    check(not failures, "a slow replica was not cut by perTryTimeout and retried on the other", failures)
+
+
+def test_l_retries_exhausted_answer_urx(m):
+    m.involved = ["client"]
+    before = stat(m, "rq_flag_URX")
+    rc, status, body, r = curl(m, "/flaky?fail_pod=all")
+    check(status == 503, f"with every replica failing the client got {status}", describe(r))
+    check(stat(m, "rq_flag_URX") - before == 1, "the exhausted retries were not flagged URX")
+
+
 TESTS = [
     ("a_canary_90_10", test_a_canary_90_10),
     ("b_header_match_goes_to_v2_only", test_b_header_match_goes_to_v2_only),
@@ -291,6 +326,9 @@ TESTS = [
     ("g_route_timeout_504_ut", test_g_route_timeout_504_ut),
     ("h_direct_response_and_redirect", test_h_direct_response_and_redirect),
     ("i_header_operations", test_i_header_operations),
+    ("j_default_retries_hide_a_failing_replica", test_j_default_retries_hide_a_failing_replica),
+    ("k_per_try_timeout_then_retry_succeeds", test_k_per_try_timeout_then_retry_succeeds),
+    ("l_retries_exhausted_answer_urx", test_l_retries_exhausted_answer_urx),
 ]
 
 

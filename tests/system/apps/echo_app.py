@@ -11,6 +11,8 @@ Special paths:
     /die            send a header with Content-Length: 1000, then 10 bytes, then close the socket
     /big?bytes=N    stream N bytes of text/plain (in 64 KiB writes) with a Content-Length
     /status?code=N  answer as above, with status N
+    /flaky?fail_pod=POD|all[&code=N]  status N (503) when this app's --name is POD (or always)
+    /flaky?slow_pod=POD&ms=N          sleep N ms first when this app's --name is POD
 Request bodies may come with Content-Length or chunked transfer encoding; both are read whole and
 counted. Keep-alive and pipelining work (one thread per connection, answers in order).
 """
@@ -133,6 +135,12 @@ class Handler(BaseHTTPRequestHandler):
         status = 200
         if url.path == "/status":
             status = max(200, min(int(query.get("code", "200")), 599))
+        # /flaky?fail_pod=NAME|all[&code=503]&slow_pod=NAME&ms=N: one replica misbehaves.
+        if url.path == "/flaky":
+            if query.get("fail_pod") in (self.server.pod_name, "all"):
+                status = max(200, min(int(query.get("code", "503")), 599))
+            if query.get("slow_pod") == self.server.pod_name:
+                time.sleep(min(int(query.get("ms", "1000")), 60000) / 1000.0)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
