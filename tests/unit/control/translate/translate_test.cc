@@ -306,3 +306,30 @@ spec:
     REQUIRE(vh);
     CHECK(vh->routes[0].name == "default");  // the broken VirtualService is not used
 }
+
+TEST_CASE("sourceLabels and sourceNamespace are decided for the workload at translation") {
+    auto c = bookinfo({"destination-rule-all.yaml"}, R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {app: productpage}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{sourceNamespace: test}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+)");
+    auto pp = translate::translate(c, productpage());
+    const auto* vh = vhost(pp, kReviews + ":9080");
+    REQUIRE(vh);
+    REQUIRE(vh->routes.size() == 2);  // the sourceNamespace rule is not for productpage
+    CHECK(vh->routes[0].clusters[0].cluster == "outbound|9080|v2|" + kReviews);
+    CHECK(vh->routes[0].matches.size() == 1);
+    auto other = translate::translate(c, {"test", "sa", {{"app", "ratings"}}});
+    const auto* vh2 = vhost(other, kReviews + ":9080");
+    REQUIRE(vh2);
+    REQUIRE(vh2->routes.size() == 2);  // the sourceLabels rule is not for ratings
+    CHECK(vh2->routes[0].clusters[0].cluster == "outbound|9080|v3|" + kReviews);
+}
