@@ -1084,45 +1084,45 @@ def wait_for_binaries(paths, limit=60):
         time.sleep(1)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_suite(description, cluster_prefix, tmp_prefix, setup_fn, tests, mesh_class=None,
+              tools=("curl", "setpriv", "iptables-restore", "python3")):
+    """The main of a system test built on Mesh: flags, skip rules, one LocalCluster, setup, the
+    tests with the involved proxies' state on failure, cleanup. Returns the exit status."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--bin-dir", required=True, help="build dir holding control/ and proxy/")
     ap.add_argument("-k", dest="only", help="run only tests whose name contains this")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     opts = ap.parse_args()
-
-    for tool in ("curl", "ss", "setpriv", "iptables-restore", "python3"):
+    for tool in tools:
         if not shutil.which(tool):
             print(f"SKIP: {tool} is not installed")
             return 77
     if os.geteuid() != 0:
         print("SKIP: network namespaces need root")
         return 77
-
     started = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="remora-test-mesh-")
+    tmp = tempfile.mkdtemp(prefix=tmp_prefix)
     os.chmod(tmp, 0o755)
     runner = Runner()
     try:
-        with LocalCluster(f"remora-m{os.getpid()}") as cluster:
-            mesh = Mesh(cluster, os.path.abspath(opts.bin_dir), tmp)
+        with LocalCluster(f"{cluster_prefix}{os.getpid()}") as cluster:
+            mesh = (mesh_class or Mesh)(cluster, os.path.abspath(opts.bin_dir), tmp)
             missing = wait_for_binaries(mesh.binaries())
             if missing:
                 print_failure("setup", f"missing binaries: {', '.join(missing)}", [])
                 runner.failed += 1
                 return 1
             try:
-                setup(mesh)
+                setup_fn(mesh)
             except Exception as e:  # noqa: BLE001 - nothing can run without the mesh
-                details = [traceback.format_exc()]
-                details += [p.describe() for p in mesh.proxies.values()]
+                details = [traceback.format_exc()] + [p.describe() for p in mesh.proxies.values()]
                 details.append(f"control log:\n{tail(mesh.control_log)}")
                 print_failure("setup", f"{type(e).__name__}: {str(e).splitlines()[0]}", details)
                 runner.failed += 1
                 return 1
             print(f"setup: {len(cluster.pods)} pods, {len(mesh.proxies)} proxies ready "
                   f"({time.monotonic() - started:.1f}s)", flush=True)
-            runner.run(TESTS, mesh, only=opts.only, before_each=reset_involved,
+            runner.run(tests, mesh, only=opts.only, before_each=reset_involved,
                        failure_details=involved_proxies, crash_details=involved_proxies,
                        crash_reason=first_line)
     except ClusterUnavailable as e:
@@ -1132,6 +1132,11 @@ def main():
         runner.keep_or_remove(tmp, opts.keep)
         runner.summary(started)
     return runner.exit_code()
+
+
+def main():
+    return run_suite(__doc__.splitlines()[0], "remora-m", "remora-test-mesh-", setup, TESTS,
+                     tools=("curl", "ss", "setpriv", "iptables-restore", "python3"))
 
 
 if __name__ == "__main__":

@@ -12,20 +12,15 @@ real proxies in a local cluster, with the proxy reading Istio YAML (--config).
 Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 """
 
-import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from cluster import ClusterUnavailable, LocalCluster  # noqa: E402
-from harness import Runner, check, print_failure  # noqa: E402
-from test_mesh import Mesh, describe, wait_for_binaries  # noqa: E402
+from harness import check  # noqa: E402
+from test_mesh import describe, run_suite  # noqa: E402
 
 REVIEWS_VIP = "198.19.0.20"
 
@@ -333,48 +328,7 @@ TESTS = [
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("-k", dest="only")
-    ap.add_argument("--keep", action="store_true")
-    opts = ap.parse_args()
-    for tool in ("curl", "setpriv", "iptables-restore", "python3"):
-        if not shutil.which(tool):
-            print(f"SKIP: {tool} is not installed")
-            return 77
-    if os.geteuid() != 0:
-        print("SKIP: network namespaces need root")
-        return 77
-    started = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="remora-test-routing-")
-    os.chmod(tmp, 0o755)
-    runner = Runner()
-    try:
-        with LocalCluster(f"remora-r{os.getpid()}") as cluster:
-            mesh = Mesh(cluster, os.path.abspath(opts.bin_dir), tmp)
-            missing = wait_for_binaries(mesh.binaries())
-            if missing:
-                print_failure("setup", f"missing binaries: {', '.join(missing)}", [])
-                runner.failed += 1
-                return 1
-            try:
-                setup(mesh)
-            except Exception as e:  # noqa: BLE001
-                print_failure("setup", f"{type(e).__name__}: {str(e).splitlines()[0]}",
-                              [traceback.format_exc()] + [p.describe() for p in mesh.proxies.values()])
-                runner.failed += 1
-                return 1
-            details = lambda x: [x.proxies[p].describe(x) for p in x.involved if p in x.proxies]  # noqa: E731
-            runner.run(TESTS, mesh, only=opts.only, before_each=lambda x: setattr(x, "involved", []),
-                       failure_details=details, crash_details=details,
-                       crash_reason=lambda e: f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    except ClusterUnavailable as e:
-        print(f"SKIP: {e}")
-        return 77
-    finally:
-        runner.keep_or_remove(tmp, opts.keep)
-        runner.summary(started)
-    return runner.exit_code()
+    return run_suite(__doc__.splitlines()[0], "remora-r", "remora-test-routing-", setup, TESTS)
 
 
 if __name__ == "__main__":

@@ -15,24 +15,21 @@ scraping them, access logs, and traces exported to a Zipkin collector, in a loca
 Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 """
 
-import argparse
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from cluster import ClusterUnavailable, LocalCluster, NODE_IP  # noqa: E402
-from harness import Failure, Runner, check, clip, print_failure  # noqa: E402
-from test_mesh import (APP_UID, HELLO_VIP, PROXY_UID, Mesh, describe, headers_of, spiffe,  # noqa: E402
-                       tail, wait_for_binaries)
+from cluster import NODE_IP  # noqa: E402
+from harness import Failure, check, clip  # noqa: E402
+from test_mesh import (HELLO_VIP, PROXY_UID, Mesh, describe, headers_of, run_suite, spiffe,  # noqa: E402
+                       tail)
 
 COLLECTOR = os.path.join(HERE, "apps", "zipkin_collector.py")
 ZIPKIN, SLOW_ZIPKIN = f"{NODE_IP}:9411", f"{NODE_IP}:9412"
@@ -493,52 +490,8 @@ TESTS = [
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin-dir", required=True, help="build dir holding control/ and proxy/")
-    ap.add_argument("-k", dest="only", help="run only tests whose name contains this")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    opts = ap.parse_args()
-    for tool in ("curl", "setpriv", "iptables-restore", "python3"):
-        if not shutil.which(tool):
-            print(f"SKIP: {tool} is not installed")
-            return 77
-    if os.geteuid() != 0:
-        print("SKIP: network namespaces need root")
-        return 77
-    started = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="remora-test-telemetry-")
-    os.chmod(tmp, 0o755)
-    runner = Runner()
-    try:
-        with LocalCluster(f"remora-t{os.getpid()}") as cluster:
-            mesh = Telemetry(cluster, os.path.abspath(opts.bin_dir), tmp)
-            missing = wait_for_binaries(mesh.binaries())
-            if missing:
-                print_failure("setup", f"missing binaries: {', '.join(missing)}", [])
-                runner.failed += 1
-                return 1
-            try:
-                setup(mesh)
-            except Exception as e:  # noqa: BLE001 - nothing can run without the mesh
-                details = [traceback.format_exc()] + [p.describe() for p in mesh.proxies.values()]
-                print_failure("setup", f"{type(e).__name__}: {str(e).splitlines()[0]}", details)
-                runner.failed += 1
-                return 1
-            print(f"setup: {len(mesh.proxies)} proxies ready ({time.monotonic() - started:.1f}s)",
-                  flush=True)
-            runner.run(TESTS, mesh, only=opts.only, before_each=lambda x: setattr(x, "involved", []),
-                       failure_details=lambda x: [x.proxies[p].describe(x) for p in x.involved
-                                                  if p in x.proxies],
-                       crash_details=lambda x: [x.proxies[p].describe(x) for p in x.involved
-                                                if p in x.proxies],
-                       crash_reason=lambda e: f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    except ClusterUnavailable as e:
-        print(f"SKIP: {e}")
-        return 77
-    finally:
-        runner.keep_or_remove(tmp, opts.keep)
-        runner.summary(started)
-    return runner.exit_code()
+    return run_suite(__doc__.splitlines()[0], "remora-t", "remora-test-telemetry-", setup, TESTS,
+                     mesh_class=Telemetry)
 
 
 if __name__ == "__main__":
