@@ -342,6 +342,24 @@ struct BeastRequestView final : RequestView {
     }
 };
 
+// A request in flight to an endpoint, for LEAST_REQUEST; ends with the request (or its attempt).
+struct InFlight {
+    WorkerBalancer& balancer;
+    const snapshot::Cluster* cluster = nullptr;
+    size_t index = 0;
+    void start(const snapshot::Cluster* c, size_t i) {
+        stop();
+        cluster = c;
+        index = i;
+        balancer.started(*c, i);
+    }
+    void stop() {
+        if (cluster) balancer.finished(*cluster, index);
+        cluster = nullptr;
+    }
+    ~InFlight() { stop(); }
+};
+
 // Records the request's telemetry when handle_one ends, whichever way it ends.
 struct RequestFinisher {
     WorkerTelemetry& telemetry;
@@ -466,15 +484,19 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     const UpstreamTarget* target_ptr = nullptr;
     const snapshot::Route* route = nullptr;
     const snapshot::WeightedCluster* destination = nullptr;
+    InFlight in_flight{ctx.balancer};
     if (info.kind == ListenerKind::outbound_explicit && info.config->upstream) {
         target_ptr = &*info.config->upstream;
     } else if (outbound) {
+        BeastRequestView view(req);
+        view.source_ip = std::string_view(info.remote).substr(0, info.remote.rfind(':'));
         RouteResult r = info.config->routes
-                            ? resolve_route(*info.config->routes, BeastRequestView(req), info.original_dst,
-                                            ctx.rr, ctx.telemetry.rng())
+                            ? resolve_route(*info.config->routes, view, info.original_dst, ctx.balancer,
+                                            ctx.telemetry.rng())
                             : resolve_outbound(*info.config, req[http::field::host], info.original_dst, ctx.rr);
         route = r.route;
         destination = r.destination;
+        if (r.cluster) in_flight.start(r.cluster, r.endpoint);
         const bool keep = down_keep_alive && req_p.is_done();  // no unread body: the connection may go on
         if (route && route->fault) {
             const snapshot::Fault& f = *route->fault;
@@ -602,17 +624,12 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         backoff.expires_after(std::chrono::milliseconds(static_cast<int64_t>(ctx.telemetry.rng()() % static_cast<uint64_t>(cap + 1))));
         co_await backoff.async_wait(use_nothrow);
         if (deadline && tcfg.steady_clock() >= *deadline) co_return false;
-        if (const snapshot::Cluster* c = info.config->routes->cluster(routed.cluster); c && c->endpoints.size() > 1) {
-            size_t& next = ctx.rr[c->name];
-            const snapshot::Endpoint& ep = c->endpoints[next++ % c->endpoints.size()];
-            boost::system::error_code aec;
-            auto address = asio::ip::make_address(ep.address, aec);
-            if (!aec) {
-                routed.address = {address, static_cast<unsigned short>(ep.port)};
-                routed.mtls = ep.mtls;
-                routed.expected_identity.reset();
-                if (ep.mtls && !ep.identity.empty()) routed.expected_identity = ep.identity;
-                routed.finalize();
+        if (const snapshot::Cluster* c = in_flight.cluster; c && c->endpoints.size() > 1) {
+            const size_t i = ctx.balancer.pick(*c, nullptr, nullptr, ctx.telemetry.rng(), in_flight.index);
+            UpstreamTarget next = target_for(*c, i);
+            if (!next.key.empty()) {
+                routed = std::move(next);
+                in_flight.start(c, i);
             }
         }
         rec.upstream_host = endpoint_text(target.address);

@@ -30,7 +30,8 @@ struct WorkerContext {
     const std::atomic<bool>& draining;
     LogFn log;
     UpstreamPool pool;
-    RoundRobin rr;
+    RoundRobin rr;           // registry routing (--registry)
+    WorkerBalancer balancer;  // route-table routing (--config)
     uint64_t next_connection_id = 1;
 };
 

@@ -56,7 +56,7 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
 
 RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
                           const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
-                          RoundRobin& rr, std::mt19937_64& rng) {
+                          WorkerBalancer& balancer, std::mt19937_64& rng) {
     const snapshot::VirtualHost* vh = request.authority.empty() ? nullptr : routes.find_host(request.authority);
     if (!vh && original_dst) vh = routes.find_address(*original_dst);
     if (!vh) return {std::nullopt, RouteError::no_route};
@@ -69,12 +69,19 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
     if (!cluster || cluster->endpoints.empty()) {
         return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
     }
-    size_t& next = rr[cluster->name];
-    const snapshot::Endpoint& ep = cluster->endpoints[next++ % cluster->endpoints.size()];
+    const size_t index = balancer.pick(*cluster, routes.ring(*cluster), &request, rng);
+    UpstreamTarget t = target_for(*cluster, index);
+    if (t.key.empty()) return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
+    return {std::move(t), RouteError::none, route, wc, cluster, index};
+}
+
+UpstreamTarget target_for(const snapshot::Cluster& c, size_t index) {
+    const snapshot::Cluster* cluster = &c;
+    const snapshot::Endpoint& ep = c.endpoints[index];
+    UpstreamTarget t;
     boost::system::error_code ec;
     auto address = boost::asio::ip::make_address(ep.address, ec);
-    if (ec) return {std::nullopt, RouteError::no_healthy_upstream};
-    UpstreamTarget t;
+    if (ec) return t;  // no key: unusable
     t.cluster = cluster->name;
     t.address = {address, static_cast<unsigned short>(ep.port)};
     t.mtls = ep.mtls;
@@ -89,7 +96,7 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
         t.service_ns = t.service_host.substr(dot + 1, dot2 - dot - 1);
     }
     t.finalize();
-    return {std::move(t), RouteError::none, route, wc};
+    return t;
 }
 
 }  // namespace remora::proxy

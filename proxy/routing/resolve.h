@@ -24,6 +24,8 @@ struct RouteResult {
     // (direct response, redirect, fault abort): then `target` is empty and `error` none.
     const snapshot::Route* route = nullptr;
     const snapshot::WeightedCluster* destination = nullptr;
+    const snapshot::Cluster* cluster = nullptr;  // with a target: its cluster and endpoint
+    size_t endpoint = 0;
 };
 
 // Per-worker round-robin positions, by cluster name.
@@ -41,6 +43,9 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
 // route, a weighted destination cluster, then one of its endpoints.
 RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
                           const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
-                          RoundRobin& rr, std::mt19937_64& rng);
+                          WorkerBalancer& balancer, std::mt19937_64& rng);
+
+// The target for endpoint `index` of `cluster` (address, mTLS identity, telemetry names).
+UpstreamTarget target_for(const snapshot::Cluster& cluster, size_t index);
 
 }  // namespace remora::proxy

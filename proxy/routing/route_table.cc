@@ -67,7 +67,14 @@ struct RouteTable::CompiledRoute {
 };
 
 RouteTable::RouteTable(snap::Snapshot s) : snapshot_(std::move(s)) {
-    for (const snap::Cluster& c : snapshot_.clusters) clusters_.emplace(c.name, &c);
+    for (const snap::Cluster& c : snapshot_.clusters) {
+        clusters_.emplace(c.name, &c);
+        const snap::LoadBalancer& lb = c.load_balancer;
+        if (!lb.hash_header.empty() || !lb.hash_cookie.empty() || !lb.hash_query_parameter.empty() ||
+            lb.hash_source_ip) {
+            rings_.emplace(&c, HashRing(c.endpoints));
+        }
+    }
     for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
         for (const std::string& d : vh.domains) {
             by_domain_.emplace(lower(d), &vh);
@@ -118,6 +125,11 @@ const snap::VirtualHost* RouteTable::find_host(std::string_view host) const {
 const snap::VirtualHost* RouteTable::find_address(const boost::asio::ip::tcp::endpoint& dst) const {
     auto it = by_address_.find(dst.address().to_string() + ":" + std::to_string(dst.port()));
     return it == by_address_.end() ? nullptr : it->second;
+}
+
+const HashRing* RouteTable::ring(const snap::Cluster& c) const {
+    auto it = rings_.find(&c);
+    return it == rings_.end() ? nullptr : &it->second;
 }
 
 const snap::Cluster* RouteTable::cluster(std::string_view name) const {

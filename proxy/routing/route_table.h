@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/routing/load_balancer.h"
 #include "proxy/snapshot/snapshot.h"
 
 namespace re2 {
@@ -24,6 +25,7 @@ namespace remora::proxy {
 // What route matching may look at in a request.
 struct RequestView {
     std::string_view method, path, authority, scheme = "http";
+    std::string_view source_ip;  // the downstream peer, for consistentHash.useSourceIp
     // A header's value, or nullopt when absent (names are lowercase).
     virtual std::optional<std::string_view> header(std::string_view name) const = 0;
     virtual ~RequestView() = default;
@@ -43,6 +45,8 @@ public:
     // By the address the app dialled: a service VIP:port or an endpoint's address:port.
     const snapshot::VirtualHost* find_address(const boost::asio::ip::tcp::endpoint& dst) const;
     const snapshot::Cluster* cluster(std::string_view name) const;
+    // The hash ring of a cluster whose policy is consistentHash; null otherwise.
+    const HashRing* ring(const snapshot::Cluster& cluster) const;
     // The first route of `vh` whose match blocks accept the request (blocks ORed, conditions
     // within a block ANDed); null when none does.
     const snapshot::Route* match(const snapshot::VirtualHost& vh, const RequestView& req) const;
@@ -56,6 +60,7 @@ private:
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_address_;
     std::unordered_map<std::string, const snapshot::Cluster*> clusters_;
     std::unordered_map<const snapshot::VirtualHost*, std::vector<CompiledRoute>> routes_;
+    std::unordered_map<const snapshot::Cluster*, HashRing> rings_;
 };
 
 // A destination by weight (weight / sum of weights); the first when every weight is 0.

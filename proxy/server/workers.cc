@@ -47,7 +47,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind, Wo
 Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
                LogFn log, std::shared_ptr<const TelemetryConfig> telemetry, uint64_t seed)
     : telemetry_(std::move(telemetry), seed),
-      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, 1} {}
+      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, WorkerBalancer{}, 1} {}
 
 void Worker::bind(const std::vector<ListenerSpec>& listeners) {
     for (const ListenerSpec& l : listeners) {

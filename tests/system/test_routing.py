@@ -60,6 +60,9 @@ kind: DestinationRule
 metadata: {name: reviews, namespace: default}
 spec:
   host: reviews
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user}
   subsets:
   - name: v1
     labels: {version: v1}
@@ -124,7 +127,7 @@ for i in range(a["n"]):
         res = conn.getresponse()
         body = res.read()
         codes[str(res.status)] += 1
-        if a.get("path"):
+        if a.get("path") and not (a.get("count_pods") and res.status == 200):
             continue
         if res.status == 200:
             seen[json.loads(body)["pod"]] += 1
@@ -147,8 +150,13 @@ def count(m, n, headers=None):
 
 
 def count_path(m, path, n):
+    return count_path_headers(m, path, n, {})
+
+
+def count_path_headers(m, path, n, headers):
     r = m.c.run("client", ["python3", m.counter, json.dumps(
-        {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": n, "path": path})],
+        {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": n, "path": path,
+         "headers": headers, "count_pods": True})],
         user=1000, check=False, timeout=120)
     check(r.returncode == 0, "the counting client failed", describe(r))
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -311,6 +319,18 @@ def test_l_retries_exhausted_answer_urx(m):
     check(stat(m, "rq_flag_URX") - before == 1, "the exhausted retries were not flagged URX")
 
 
+def test_m_consistent_hash_keeps_a_user_on_one_endpoint(m):
+    m.involved = ["client"]
+    where = {}
+    for user in [f"user-{i}" for i in range(10)]:
+        res = count_path_headers(m, "/flaky?n=", 10, {"x-user": user})
+        pods = {k for k, v in res["seen"].items() if v}
+        check(len(pods) == 1 and res["failed"] == 0,
+              f"{user}'s 10 requests went to {dict(res['seen'])}: consistentHash should pin them")
+        where[user] = pods.pop()
+    check(len(set(where.values())) == 2, f"10 users all hashed to one endpoint: {where}")
+
+
 TESTS = [
     ("a_canary_90_10", test_a_canary_90_10),
     ("b_header_match_goes_to_v2_only", test_b_header_match_goes_to_v2_only),
@@ -324,6 +344,7 @@ TESTS = [
     ("j_default_retries_hide_a_failing_replica", test_j_default_retries_hide_a_failing_replica),
     ("k_per_try_timeout_then_retry_succeeds", test_k_per_try_timeout_then_retry_succeeds),
     ("l_retries_exhausted_answer_urx", test_l_retries_exhausted_answer_urx),
+    ("m_consistent_hash_keeps_a_user_on_one_endpoint", test_m_consistent_hash_keeps_a_user_on_one_endpoint),
 ]
 
 

@@ -139,7 +139,7 @@ TEST_CASE("weights: share = weight / sum, measured over many picks") {
 
 TEST_CASE("resolve_route: endpoint, identity and labels for telemetry; NR and UH") {
     RouteTable t(bookinfo());
-    RoundRobin rr;
+    WorkerBalancer rr;
     std::mt19937_64 rng(1);
     Req jason("GET", "/");
     jason.headers["end-user"] = "jason";
@@ -168,4 +168,95 @@ TEST_CASE("a regex that does not compile names its route") {
     CHECK_THROWS_WITH_AS(RouteTable(std::move(s)),
                          doctest::Contains("reviews.default.svc.cluster.local:9080 route broken: regex \"/(unclosed\""),
                          std::invalid_argument);
+}
+
+namespace {
+
+snap::Cluster cluster_of(size_t n, std::string policy = "LEAST_REQUEST") {
+    snap::Cluster c;
+    c.name = "outbound|80||svc";
+    c.load_balancer.simple = std::move(policy);
+    for (size_t i = 0; i < n; ++i) c.endpoints.push_back({"198.18.0." + std::to_string(10 + i), 80, {}, "", false, 0});
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("ROUND_ROBIN takes turns; RANDOM spreads; a retry avoids the endpoint it came from") {
+    WorkerBalancer b;
+    std::mt19937_64 rng(3);
+    auto c = cluster_of(3, "ROUND_ROBIN");
+    std::vector<size_t> order;
+    for (int i = 0; i < 6; ++i) order.push_back(b.pick(c, nullptr, nullptr, rng));
+    CHECK(order == std::vector<size_t>{0, 1, 2, 0, 1, 2});
+    auto r = cluster_of(4, "RANDOM");
+    std::vector<int> hits(4);
+    for (int i = 0; i < 4000; ++i) ++hits[b.pick(r, nullptr, nullptr, rng)];
+    for (int h : hits) CHECK(h > 800);
+    for (const char* policy : {"ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"}) {
+        auto x = cluster_of(2, policy);
+        for (int i = 0; i < 50; ++i) CHECK(b.pick(x, nullptr, nullptr, rng, size_t{1}) == 0);
+    }
+}
+
+TEST_CASE("LEAST_REQUEST prefers the endpoint with fewer requests in flight") {
+    WorkerBalancer b;
+    std::mt19937_64 rng(5);
+    auto c = cluster_of(2);
+    for (int i = 0; i < 5; ++i) b.started(c, 0);  // endpoint 0 is busy
+    for (int i = 0; i < 100; ++i) CHECK(b.pick(c, nullptr, nullptr, rng) == 1);
+    for (int i = 0; i < 5; ++i) b.finished(c, 0);
+    CHECK(b.active(c, 0) == 0);
+    std::vector<int> hits(2);
+    for (int i = 0; i < 1000; ++i) ++hits[b.pick(c, nullptr, nullptr, rng)];
+    CHECK(hits[0] > 300);  // idle again: both get traffic
+    CHECK(hits[1] > 300);
+}
+
+TEST_CASE("consistent hashing: a key stays on one endpoint; adding one moves about 1/N of keys") {
+    WorkerBalancer b;
+    std::mt19937_64 rng(7);
+    auto c = cluster_of(4);
+    c.load_balancer.hash_header = "x-user";
+    HashRing ring(c.endpoints);
+    Req alice("GET", "/");
+    alice.headers["x-user"] = "alice";
+    size_t first = b.pick(c, &ring, &alice, rng);
+    for (int i = 0; i < 50; ++i) CHECK(b.pick(c, &ring, &alice, rng) == first);
+
+    auto bigger = cluster_of(5);
+    HashRing ring5(bigger.endpoints);
+    int moved = 0;
+    const int keys = 10000;
+    for (int k = 0; k < keys; ++k) {
+        uint64_t h = stable_hash("user-" + std::to_string(k));
+        size_t before = *ring.pick(h), after = *ring5.pick(h);
+        // Endpoints keep their index (the fifth is appended): a key moves only to the new one.
+        if (before != after) {
+            ++moved;
+            CHECK(after == 4);
+        }
+    }
+    CHECK(moved > keys / 5 * 0.6);  // ~1/5 of the keys go to the new endpoint
+    CHECK(moved < keys / 5 * 1.4);
+}
+
+TEST_CASE("hash keys from a header, a cookie, a query parameter or the source IP") {
+    snap::LoadBalancer lb;
+    Req r("GET", "/p?session=abc&x=1");
+    r.headers["cookie"] = "theme=dark; session-id=s123";
+    r.source_ip = "198.18.0.4";
+    lb.hash_cookie = "session-id";
+    CHECK(hash_key(lb, r) == "s123");
+    lb.hash_cookie.clear();
+    lb.hash_query_parameter = "session";
+    CHECK(hash_key(lb, r) == "abc");
+    lb.hash_query_parameter.clear();
+    lb.hash_source_ip = true;
+    CHECK(hash_key(lb, r) == "198.18.0.4");
+    lb.hash_source_ip = false;
+    lb.hash_header = "x-user";
+    CHECK_FALSE(hash_key(lb, r));  // no such header: the simple policy decides
+    CHECK(stable_hash("abc") == stable_hash("abc"));
+    CHECK(stable_hash("abc") != stable_hash("abd"));
 }
