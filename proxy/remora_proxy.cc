@@ -47,7 +47,8 @@ Traffic:
                            --labels); an invalid file stops the proxy with file:line:col
   --outbound ADDR:PORT     captured outbound listener (default 0.0.0.0:15001; "off" disables)
   --inbound ADDR:PORT      captured inbound listener (default 0.0.0.0:15006; "off" disables)
-  --mtls-mode MODE         inbound STRICT (default) or PERMISSIVE
+  --mtls-mode MODE         inbound STRICT (default) or PERMISSIVE; with --config, PeerAuthentication
+                           decides unless this is given
   --listen-outbound ADDR:PORT --upstream HOST:PORT [--upstream-identity SPIFFE-ID]
                            explicit outbound listener: plaintext HTTP in, mTLS to --upstream
   --listen-inbound ADDR:PORT --app HOST:PORT
@@ -489,7 +490,15 @@ int run(const std::vector<std::string>& argv) {
         for (const std::string& note : cfg->registry->notes()) common::log_line("remora-proxy", *r + ": " + note);
     }
 
-    if (auto path = args.get("config")) cfg->routes = load_routes(*path, args, *cfg, mesh);
+    if (auto path = args.get("config")) {
+        cfg->routes = load_routes(*path, args, *cfg, mesh);
+        // PeerAuthentication decides the inbound mode unless --mtls-mode says otherwise. DISABLE
+        // is served as PERMISSIVE for now: plaintext is accepted, mTLS from a sidecar too.
+        if (!args.has("mtls-mode")) {
+            const std::string& pa = cfg->routes->snapshot().inbound.mtls_mode;
+            cfg->inbound_mode = pa == "STRICT" ? MtlsMode::strict : MtlsMode::permissive;
+        }
+    }
     std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
                                                       ? std::to_string(*mesh.concurrency) : "2");
     int concurrency = 0;

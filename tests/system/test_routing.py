@@ -212,6 +212,9 @@ def test_c_config_dump_shows_routes(m):
           [c["weight"] for c in vh["routes"][-1]["clusters"]] == [90, 10],
           "/config_dump has no reviews virtual host with the eleven rules, the canary last",
           [json.dumps(dump)[:2000]])
+    check(dump.get("inbound_mtls_mode") == "PERMISSIVE" and dump.get("inbound_mtls_policy") == "PERMISSIVE",
+          "with --config and no PeerAuthentication the inbound mode should be Istio's PERMISSIVE",
+          [json.dumps({k: dump.get(k) for k in ("inbound_mtls_mode", "inbound_mtls_policy")})])
     clusters = {c["name"]: c for c in dump["clusters"]}
     v1 = clusters.get("outbound|8080|v1|reviews.default.svc.cluster.local")
     check(v1 and [e["address"] for e in v1["endpoints"]] == [f"{m.ip('reviews-v1')}:8080"] and
