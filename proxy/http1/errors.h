@@ -15,6 +15,7 @@ enum class ProxyError {
     headers_too_large,        // 431 DPE
     header_timeout,           // 408
     upstream_timeout,         // 504 UT: no response header within the route's timeout
+    overflow,                 // 503 UO: a circuit breaker (DestinationRule connectionPool) is open
 };
 
 struct ErrorReply {
@@ -35,6 +36,8 @@ constexpr ErrorReply reply_for(ProxyError e) {
         case ProxyError::headers_too_large: return {431, "DPE", "request header fields too large\n"};
         case ProxyError::header_timeout: return {408, "", "request header timeout\n"};
         case ProxyError::upstream_timeout: return {504, "UT", "upstream request timeout\n"};
+        case ProxyError::overflow:
+            return {503, "UO", "upstream connect error or disconnect/reset before headers. reset reason: overflow\n"};
     }
     return {500, "", "internal error\n"};
 }

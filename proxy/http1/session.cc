@@ -69,6 +69,7 @@ void count_flag(WorkerStats& stats, std::string_view flag) {
     else if (flag == "FI") stats.inc(Counter::rq_flag_fi);
     else if (flag == "DI") stats.inc(Counter::rq_flag_di);
     else if (flag == "URX") stats.inc(Counter::rq_flag_urx);
+    else if (flag == "UO") stats.inc(Counter::rq_flag_uo);
 }
 
 // Envoy's retry conditions for HTTP/1.1: why an attempt failed, and whether `retry_on` covers it.
@@ -342,6 +343,25 @@ struct BeastRequestView final : RequestView {
     }
 };
 
+// One admitted request under a cluster's circuit breakers, released when the request ends.
+struct BreakerSlot {
+    ClusterState* state = nullptr;
+    void release() {
+        if (state) state->requests.fetch_sub(1, std::memory_order_relaxed);
+        state = nullptr;
+    }
+    ~BreakerSlot() { release(); }
+};
+
+// Takes a slot if `current` is below `limit`.
+bool try_take(std::atomic<uint32_t>& current, uint32_t limit) {
+    uint32_t v = current.load(std::memory_order_relaxed);
+    while (v < limit) {
+        if (current.compare_exchange_weak(v, v + 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+}
+
 // A request in flight to an endpoint, for LEAST_REQUEST; ends with the request (or its attempt).
 struct InFlight {
     WorkerBalancer& balancer;
@@ -602,6 +622,37 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
 
     // A pooled connection first; a stale one (closed while idle) is retried once on a fresh one,
     // which is safe only while nothing of the body has been consumed.
+    // Circuit breaking (DestinationRule connectionPool), per cluster across workers: a request
+    // needs a connection under maxConnections and a slot under http2MaxRequests (Envoy's
+    // max_requests, which bounds HTTP/1.1 too); over maxConnections it waits, as one of at most
+    // http1MaxPendingRequests, up to the connect timeout; beyond that it fails at once with UO.
+    BreakerSlot breaker;
+    const snapshot::Cluster* breaker_cluster = in_flight.cluster;
+    if (breaker_cluster && info.config->routes) {
+        ClusterState& st = info.config->routes->state(*breaker_cluster);
+        const snapshot::ConnectionLimits& lim = breaker_cluster->limits;
+        const uint32_t cap = std::min(lim.max_connections, lim.http2_max_requests);
+        if (!try_take(st.requests, cap)) {
+            bool admitted = false;
+            if (lim.http2_max_requests > lim.max_connections && try_take(st.pending, lim.http1_max_pending_requests)) {
+                asio::steady_timer wait(co_await asio::this_coro::executor);
+                const auto give_up = tcfg.steady_clock() + lim.connect_timeout;
+                while (!(admitted = try_take(st.requests, cap)) && tcfg.steady_clock() < give_up) {
+                    wait.expires_after(std::chrono::milliseconds(2));
+                    co_await wait.async_wait(use_nothrow);
+                }
+                st.pending.fetch_sub(1, std::memory_order_relaxed);
+            }
+            if (!admitted) {
+                ctx.log("conn=" + std::to_string(info.id) + " " + breaker_cluster->name +
+                        ": circuit breaker open (UO)");
+                co_await send_error(down, ProxyError::overflow, down_version, ctx.stats, rec);
+                co_return false;
+            }
+        }
+        breaker.state = &st;
+    }
+
     std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
     if (conn) ctx.stats.inc(Counter::upstream_cx_pool_hit);
 
@@ -616,6 +667,18 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     if (route_timeout) deadline = tcfg.steady_clock() + *route_timeout;
     auto prepare_retry = [&](AttemptFailure why, unsigned code) -> asio::awaitable<bool> {
         if (!retry || retries_left == 0 || !retry_covers(*retry, why, code)) co_return false;
+        // maxRetries: retries in flight to the cluster at once.
+        ClusterState* st = breaker.state;
+        if (st && !try_take(st->retries, in_flight.cluster ? in_flight.cluster->limits.max_retries : UINT32_MAX)) {
+            ctx.stats.inc(Counter::upstream_rq_retry_overflow);
+            co_return false;
+        }
+        struct RetrySlot {
+            ClusterState* s;
+            ~RetrySlot() {
+                if (s) s->retries.fetch_sub(1, std::memory_order_relaxed);
+            }
+        } retry_slot{st};
         --retries_left;
         ++retries_done;
         ctx.stats.inc(Counter::upstream_rq_retry);
@@ -799,7 +862,11 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             rec.flags = "DC";
             co_return false;
         }
-        if (upstream_keep_alive && res_p.is_done()) ctx.pool.put(std::move(conn));
+        // maxRequestsPerConnection: a connection that has carried its share is not reused.
+        const uint32_t per_conn = in_flight.cluster ? in_flight.cluster->limits.max_requests_per_connection : 0;
+        if (upstream_keep_alive && res_p.is_done() && (per_conn == 0 || conn->requests < per_conn)) {
+            ctx.pool.put(std::move(conn));
+        }
         co_return down_keep_alive && req_p.is_done();
     }
 }

@@ -69,6 +69,7 @@ struct RouteTable::CompiledRoute {
 RouteTable::RouteTable(snap::Snapshot s) : snapshot_(std::move(s)) {
     for (const snap::Cluster& c : snapshot_.clusters) {
         clusters_.emplace(c.name, &c);
+        states_.emplace(&c, std::make_unique<ClusterState>());
         const snap::LoadBalancer& lb = c.load_balancer;
         if (!lb.hash_header.empty() || !lb.hash_cookie.empty() || !lb.hash_query_parameter.empty() ||
             lb.hash_source_ip) {
@@ -126,6 +127,8 @@ const snap::VirtualHost* RouteTable::find_address(const boost::asio::ip::tcp::en
     auto it = by_address_.find(dst.address().to_string() + ":" + std::to_string(dst.port()));
     return it == by_address_.end() ? nullptr : it->second;
 }
+
+ClusterState& RouteTable::state(const snap::Cluster& c) const { return *states_.at(&c); }
 
 const HashRing* RouteTable::ring(const snap::Cluster& c) const {
     auto it = rings_.find(&c);

@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <random>
@@ -31,6 +32,13 @@ struct RequestView {
     virtual ~RequestView() = default;
 };
 
+// Circuit-breaker state of one cluster, shared by every worker (relaxed atomics, no lock).
+struct ClusterState {
+    std::atomic<uint32_t> requests{0};  // in flight (each holds one HTTP/1.1 connection)
+    std::atomic<uint32_t> pending{0};   // waiting for a connection under maxConnections
+    std::atomic<uint32_t> retries{0};   // retries in flight
+};
+
 class RouteTable {
 public:
     // Throws std::invalid_argument naming the route when a regex does not compile.
@@ -47,6 +55,8 @@ public:
     const snapshot::Cluster* cluster(std::string_view name) const;
     // The hash ring of a cluster whose policy is consistentHash; null otherwise.
     const HashRing* ring(const snapshot::Cluster& cluster) const;
+    // Mutable through a const table: the counters live as long as this configuration.
+    ClusterState& state(const snapshot::Cluster& cluster) const;
     // The first route of `vh` whose match blocks accept the request (blocks ORed, conditions
     // within a block ANDed); null when none does.
     const snapshot::Route* match(const snapshot::VirtualHost& vh, const RequestView& req) const;
@@ -61,6 +71,7 @@ private:
     std::unordered_map<std::string, const snapshot::Cluster*> clusters_;
     std::unordered_map<const snapshot::VirtualHost*, std::vector<CompiledRoute>> routes_;
     std::unordered_map<const snapshot::Cluster*, HashRing> rings_;
+    std::unordered_map<const snapshot::Cluster*, std::unique_ptr<ClusterState>> states_;
 };
 
 // A destination by weight (weight / sum of weights); the first when every weight is 0.

@@ -21,6 +21,7 @@ const char* counter_name(Counter c) {
         "rq_flag_UC",                  "rq_flag_UT",
         "rq_flag_FI",                  "rq_flag_DI",
         "rq_flag_URX",                 "upstream_rq_retry",
+        "rq_flag_UO",                  "upstream_rq_retry_overflow",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

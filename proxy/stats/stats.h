@@ -42,6 +42,8 @@ enum class Counter : size_t {
     rq_flag_di,
     rq_flag_urx,
     upstream_rq_retry,
+    rq_flag_uo,
+    upstream_rq_retry_overflow,
     kCount
 };
 

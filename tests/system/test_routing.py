@@ -68,6 +68,12 @@ spec:
     labels: {version: v1}
   - name: v2
     labels: {version: v2}
+  - name: guarded
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool:
+        tcp: {maxConnections: 1}
+        http: {http1MaxPendingRequests: 1}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -98,6 +104,10 @@ spec:
     route: [{destination: {host: reviews}}]
   - match: [{uri: {prefix: /flaky}}]
     route: [{destination: {host: reviews}}]
+  - match: [{uri: {prefix: /breaker}}]
+    rewrite: {uri: /flaky}
+    retries: {attempts: 0}
+    route: [{destination: {host: reviews, subset: guarded}}]
   - match: [{uri: {prefix: /headers}}]
     headers:
       request: {set: {x-route: canary}, remove: [x-drop-me]}
@@ -141,6 +151,32 @@ print(json.dumps({"seen": seen, "errors": errors[:10], "failed": len(errors), "c
 '''
 
 
+# Runs in the client pod: N requests at once, each on its own connection; statuses and flags.
+PARALLEL = r'''
+import collections, http.client, json, sys, threading
+a = json.loads(sys.argv[1])
+out = collections.Counter()
+lock = threading.Lock()
+def one(i):
+    try:
+        conn = http.client.HTTPConnection(a["host"], a["port"], timeout=10)
+        conn.request("GET", a["path"] + str(i), headers={"Host": a["host_header"]})
+        res = conn.getresponse()
+        res.read()
+        key = "%d %s" % (res.status, res.getheader("x-remora-response-flags") or "-")
+    except Exception as e:
+        key = type(e).__name__
+    with lock:
+        out[key] += 1
+threads = [threading.Thread(target=one, args=(i,)) for i in range(a["n"])]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(out))
+'''
+
+
 def count(m, n, headers=None):
     r = m.c.run("client", ["python3", m.counter, json.dumps(
         {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": n,
@@ -171,6 +207,7 @@ def setup(m):
     m.file("registry.yaml", services)
     m.routing = m.file("routing.yaml", services + ROUTING)
     m.counter = m.file("counter.py", COUNTER)
+    m.parallel = m.file("parallel.py", PARALLEL)
     m.start_control()
     for pod in ("reviews-v1", "reviews-v2"):
         m.start_app(pod, 8080)
@@ -208,9 +245,9 @@ def test_c_config_dump_shows_routes(m):
     vhs = {v["name"]: v for v in dump.get("virtual_hosts", [])}
     vh = vhs.get("reviews.default.svc.cluster.local:8080")
     names = [r["name"] for r in vh["routes"]] if vh else []
-    check(names == [f"route-{i}" for i in range(11)] and
+    check(names == [f"route-{i}" for i in range(12)] and
           [c["weight"] for c in vh["routes"][-1]["clusters"]] == [90, 10],
-          "/config_dump has no reviews virtual host with the eleven rules, the canary last",
+          "/config_dump has no reviews virtual host with the twelve rules, the canary last",
           [json.dumps(dump)[:2000]])
     check(dump.get("inbound_mtls_mode") == "PERMISSIVE" and dump.get("inbound_mtls_policy") == "PERMISSIVE",
           "with --config and no PeerAuthentication the inbound mode should be Istio's PERMISSIVE",
@@ -334,6 +371,22 @@ def test_m_consistent_hash_keeps_a_user_on_one_endpoint(m):
     check(len(set(where.values())) == 2, f"10 users all hashed to one endpoint: {where}")
 
 
+def test_n_circuit_breaker_overflows_with_uo(m):
+    m.involved = ["client"]
+    before = stat(m, "rq_flag_UO")
+    r = m.c.run("client", ["python3", m.parallel, json.dumps(
+        {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "n": 20,
+         "path": "/breaker?slow_pod=reviews-v1&ms=1500&i="})], user=1000, check=False, timeout=60)
+    check(r.returncode == 0, "the parallel client failed", describe(r))
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    uo = got.get("503 UO", 0)
+    ok = got.get("200 -", 0)
+    check(uo >= 15 and ok >= 1 and uo + ok == 20,
+          f"20 concurrent requests under maxConnections 1 + 1 pending: {got}; expected fast 503 UO for "
+          "all but one or two")
+    check(stat(m, "rq_flag_UO") - before == uo, "the overflows are not counted in /stats rq_flag_UO")
+
+
 TESTS = [
     ("a_canary_90_10", test_a_canary_90_10),
     ("b_header_match_goes_to_v2_only", test_b_header_match_goes_to_v2_only),
@@ -348,6 +401,7 @@ TESTS = [
     ("k_per_try_timeout_then_retry_succeeds", test_k_per_try_timeout_then_retry_succeeds),
     ("l_retries_exhausted_answer_urx", test_l_retries_exhausted_answer_urx),
     ("m_consistent_hash_keeps_a_user_on_one_endpoint", test_m_consistent_hash_keeps_a_user_on_one_endpoint),
+    ("n_circuit_breaker_overflows_with_uo", test_n_circuit_breaker_overflows_with_uo),
 ]
 
 
