@@ -257,8 +257,7 @@ void parse_match(Obj& m, HTTPMatchRequest& out) {
     m.integer("port", out.port, 0, 65535);
     if (auto v = m.get("sourceLabels")) {
         m.string_map("sourceLabels", out.source_labels);
-        check_labels(r, *v, out.source_labels);
-        r.unsupported(v->mark(), v->path);
+        check_labels(r, *v, out.source_labels);  // decided per workload at translation
     }
     if (auto v = m.get("sourceNamespace")) {
         if (m.str("sourceNamespace", out.source_namespace) &&
@@ -266,7 +265,6 @@ void parse_match(Obj& m, HTTPMatchRequest& out) {
             r.error(v->mark(), v->path,
                     "sourceNamespace match " + out.source_namespace + " is invalid");
         }
-        r.unsupported(v->mark(), v->path);
     }
     parse_gateways(m, out.gateways, true);
     m.unsupported("statPrefix");

@@ -321,6 +321,7 @@ spec:
     route: [{destination: {host: reviews, subset: v3}}]
   - route: [{destination: {host: reviews, subset: v1}}]
 )");
+    for (const auto* w : c.warnings()) CHECK_MESSAGE(w->str().find("source") == std::string::npos, w->str());
     auto pp = translate::translate(c, productpage());
     const auto* vh = vhost(pp, kReviews + ":9080");
     REQUIRE(vh);
