@@ -132,6 +132,12 @@ std::ostream& operator<<(std::ostream& os, const Certificate& cert);
 // RFC 3339 UTC ("2026-11-21T13:48:02Z").
 std::string format_time(SystemTime t);
 
+// `bytes` bytes from OpenSSL's CSPRNG as lowercase hex (secrets such as the admin token). Throws
+// std::runtime_error when the generator fails.
+std::string random_hex(std::size_t bytes);
+// Compares secrets without leaking where they differ through timing (lengths may leak).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
 }  // namespace remora::certs
 
 template <>

@@ -1,0 +1,576 @@
+// ConfigStore: split applied YAML into documents, validate the whole resulting config with the
+// analyzer's schema messages, write store.json atomically, publish an immutable snapshot, wake
+// the waiters.
+#include "control/store/store.h"
+
+#include <boost/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+#include <stdexcept>
+
+#include "common/files.h"
+#include "control/analyze/analyzer.h"
+
+namespace remora::control::store {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+namespace {
+
+struct KindInfo {
+    Kind kind;
+    const char* name;
+    const char* group;
+    const char* plural;
+    const char* short_name;
+};
+
+constexpr KindInfo kKinds[] = {
+    {Kind::VirtualService, "VirtualService", "networking.istio.io", "virtualservices", "vs"},
+    {Kind::DestinationRule, "DestinationRule", "networking.istio.io", "destinationrules", "dr"},
+    {Kind::ServiceEntry, "ServiceEntry", "networking.istio.io", "serviceentries", "se"},
+    {Kind::WorkloadEntry, "WorkloadEntry", "networking.istio.io", "workloadentries", "we"},
+    {Kind::PeerAuthentication, "PeerAuthentication", "security.istio.io", "peerauthentications",
+     "pa"},
+    {Kind::AuthorizationPolicy, "AuthorizationPolicy", "security.istio.io",
+     "authorizationpolicies", "ap"},
+};
+
+const KindInfo& info(Kind k) {
+    for (const KindInfo& i : kKinds)
+        if (i.kind == k) return i;
+    return kKinds[0];
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+std::optional<Kind> kind_exact(const std::string& name) {
+    for (const KindInfo& i : kKinds)
+        if (name == i.name) return i.kind;
+    return std::nullopt;
+}
+
+// A document marker ("---" or "...") at the start of a line, followed by a blank or the end.
+bool is_marker(std::string_view line, std::string_view marker) {
+    if (line.substr(0, 3) != marker) return false;
+    return line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' ||
+           line[3] == '\n';
+}
+
+// The text of each YAML document, split at document markers (which YAML allows only at the
+// start of a line, outside every scalar), with line numbers of their first lines.
+std::vector<std::pair<int, std::string>> document_texts(const std::string& text) {
+    std::vector<std::pair<int, std::string>> out;
+    std::string cur;
+    int cur_line = 1;
+    int line_no = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t nl = text.find('\n', pos);
+        std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
+        std::string_view line(text.data() + pos, end - pos);
+        ++line_no;
+        if (is_marker(line, "---")) {
+            out.emplace_back(cur_line, std::move(cur));
+            cur = std::string(line.substr(3));  // "--- {...}" keeps its content
+            cur_line = line_no;
+        } else if (is_marker(line, "...")) {
+            out.emplace_back(cur_line, std::move(cur));
+            cur.clear();
+            cur_line = line_no + 1;
+        } else {
+            cur.append(line);
+        }
+        pos = end;
+    }
+    out.emplace_back(cur_line, std::move(cur));
+    return out;
+}
+
+// Leading blank lines and trailing whitespace removed, one final newline.
+std::string tidy(std::string s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+        s.pop_back();
+    std::size_t start = 0;
+    while (true) {
+        std::size_t nl = s.find('\n', start);
+        if (nl == std::string::npos) break;
+        bool blank = std::all_of(s.begin() + static_cast<std::ptrdiff_t>(start),
+                                 s.begin() + static_cast<std::ptrdiff_t>(nl),
+                                 [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
+        if (!blank) break;
+        start = nl + 1;
+    }
+    return s.substr(start) + "\n";
+}
+
+std::string scalar(const YAML::Node& n) {
+    if (n && n.IsScalar()) return n.Scalar();
+    return "";
+}
+
+// The file name a stored resource's text goes by when it is validated again.
+std::string stored_name(const Resource& r) {
+    return "store:" + std::string(kind_name(r.key.kind)) + "/" + r.key.ns + "/" + r.key.name;
+}
+
+}  // namespace
+
+const char* kind_name(Kind kind) {
+    return info(kind).name;
+}
+
+const char* kind_group(Kind kind) {
+    return info(kind).group;
+}
+
+std::vector<Kind> all_kinds() {
+    std::vector<Kind> out;
+    for (const KindInfo& i : kKinds)
+        out.push_back(i.kind);
+    return out;
+}
+
+std::optional<Kind> kind_from_name(std::string_view name) {
+    std::string n = lower(name);
+    for (const KindInfo& i : kKinds) {
+        std::string singular = lower(i.name);
+        if (n == singular || n == i.plural || n == i.short_name ||
+            n == singular + "." + i.group || n == std::string(i.plural) + "." + i.group) {
+            return i.kind;
+        }
+    }
+    return std::nullopt;
+}
+
+std::string ResourceKey::str() const {
+    return std::string(kind_name(kind)) + " " + ns + "/" + name;
+}
+
+const char* origin_name(Origin origin) {
+    return origin == Origin::Api ? "api" : "config-dir";
+}
+
+ConfigStore::ConfigStore(fs::path dir, Clock clock, Logger log)
+    : dir_(std::move(dir)),
+      file_(dir_ / kStoreFile),
+      clock_(std::move(clock)),
+      log_(std::move(log)) {
+    std::error_code ec;
+    if (!fs::is_directory(dir_, ec)) {
+        fs::create_directories(dir_, ec);
+        if (ec) throw std::runtime_error("cannot create " + dir_.string() + ": " + ec.message());
+        fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::replace, ec);
+    }
+    current_.store(std::make_shared<const Snapshot>());
+    load();
+}
+
+ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
+    Parsed out;
+    for (auto& [line, doc_text] : document_texts(text)) {
+        YAML::Node doc;
+        try {
+            doc = YAML::Load(doc_text);
+        } catch (const YAML::Exception&) {
+            continue;  // the model reports the syntax error, with the right line
+        }
+        if (!doc.IsMap()) continue;
+        std::string kind = scalar(doc["kind"]);
+        std::string name = scalar(doc["metadata"]["name"]);
+        std::string ns = scalar(doc["metadata"]["namespace"]);
+        if (ns.empty()) ns = "default";
+        auto k = kind_exact(kind);
+        if (!k) {
+            ChangeResult::Item item;
+            item.action = "skipped";
+            item.detail = (kind.empty() ? std::string("a document without kind") : kind) +
+                          (name.empty() ? "" : " " + ns + "/" + name) + " at line " +
+                          std::to_string(line) + ": not a kind the store holds";
+            out.skipped.push_back(std::move(item));
+            continue;
+        }
+        out.docs.push_back({{*k, ns, name}, tidy(doc_text)});
+    }
+    return out;
+}
+
+bool ConfigStore::validate(const std::map<ResourceKey, Resource>& base,
+                           const std::vector<SourceFile>& input, ChangeResult& result) const {
+    model::Config config;
+    for (const auto& [key, r] : base)
+        model::load_yaml(config, r.yaml, stored_name(r));
+    std::set<std::string> inputs;
+    for (const SourceFile& f : input) {
+        model::load_yaml(config, f.text, f.path);
+        inputs.insert(f.path);
+    }
+    analyze::Options options;
+    options.only = {analyze::Analyzer::SchemaValidation};
+    for (const analyze::Message& m : analyze::analyze(config, options)) {
+        if (m.level == analyze::Level::Error) {
+            result.messages.push_back(m.str());
+        } else if (inputs.count(m.where.file)) {
+            result.warnings.push_back(m.str());
+        }
+    }
+    for (const model::Diagnostic* d : config.warnings()) {
+        if (d->remora && inputs.count(d->where.file)) result.warnings.push_back(d->str());
+    }
+    if (result.messages.empty()) return true;
+    result.status = 400;
+    result.error = "refused: the configuration would not be valid (" +
+                   std::to_string(result.messages.size()) + " error" +
+                   (result.messages.size() == 1 ? "" : "s") + "); nothing was changed";
+    return false;
+}
+
+ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string& source) {
+    std::lock_guard lock(change_mu_);
+    SnapshotPtr cur = snapshot();
+    ChangeResult result;
+    result.version = cur->version;
+    Parsed parsed = split_documents(yaml_text);
+
+    for (const Document& d : parsed.docs) {
+        auto it = cur->resources.find(d.key);
+        if (it != cur->resources.end() && it->second.origin == Origin::ConfigDir) {
+            result.messages.push_back(d.key.str() + " is managed by --config-dir (" +
+                                      it->second.source + "): change the file there");
+        }
+    }
+    if (!result.messages.empty()) {
+        result.status = 409;
+        result.error = "refused: resources managed by --config-dir cannot be changed over the API";
+        return result;
+    }
+    std::map<ResourceKey, Resource> base = cur->resources;
+    for (const Document& d : parsed.docs)
+        base.erase(d.key);
+    if (!validate(base, {{source, yaml_text}}, result)) return result;
+    if (parsed.docs.empty()) {
+        result.status = 400;
+        result.error = "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
+                       "PeerAuthentication or AuthorizationPolicy in " + source;
+        result.items = std::move(parsed.skipped);
+        return result;
+    }
+
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            clock_().time_since_epoch())
+                            .count();
+    const uint64_t next = cur->version + 1;
+    std::map<ResourceKey, Resource> next_resources = cur->resources;
+    std::map<ResourceKey, std::string> actions;  // the last document for a key decides
+    for (const Document& d : parsed.docs) {
+        auto old = cur->resources.find(d.key);
+        Resource r;
+        r.key = d.key;
+        r.yaml = d.text;
+        r.source = source;
+        r.origin = Origin::Api;
+        r.updated = now;
+        r.resource_version = next;
+        if (old == cur->resources.end()) {
+            r.created = now;
+            actions[d.key] = "created";
+        } else if (old->second.yaml == d.text) {
+            r = old->second;
+            actions[d.key] = "unchanged";
+        } else {
+            r.created = old->second.created;
+            actions[d.key] = "configured";
+        }
+        next_resources[d.key] = std::move(r);
+    }
+    bool changed = false;
+    std::set<ResourceKey> listed;
+    for (const Document& d : parsed.docs) {
+        if (!listed.insert(d.key).second) continue;
+        result.items.push_back({d.key, actions[d.key], ""});
+        changed |= actions[d.key] != "unchanged";
+    }
+    for (auto& s : parsed.skipped)
+        result.items.push_back(std::move(s));
+    if (!changed) return result;
+    if (commit(std::move(next_resources), result)) {
+        log_("applied " + source + ": " + std::to_string(listed.size()) + " resource(s), version " +
+             std::to_string(result.version));
+    }
+    return result;
+}
+
+ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string& source) {
+    std::lock_guard lock(change_mu_);
+    SnapshotPtr cur = snapshot();
+    ChangeResult result;
+    result.version = cur->version;
+    Parsed parsed = split_documents(yaml_text);
+    if (parsed.docs.empty()) {
+        result.status = 400;
+        result.error = "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
+                       "PeerAuthentication or AuthorizationPolicy named in " + source;
+        return result;
+    }
+    std::set<ResourceKey> keys;
+    for (const Document& d : parsed.docs) {
+        if (!keys.insert(d.key).second) continue;
+        auto it = cur->resources.find(d.key);
+        if (it == cur->resources.end()) {
+            result.status = 404;
+            result.messages.push_back(d.key.str() + " not found");
+        } else if (it->second.origin == Origin::ConfigDir && result.status != 404) {
+            result.status = 409;
+            result.messages.push_back(d.key.str() + " is managed by --config-dir (" +
+                                      it->second.source + "): remove it from the file there");
+        }
+    }
+    if (!result.messages.empty()) {
+        result.error = result.status == 404
+                           ? "not found: " + result.messages.front() +
+                                 (result.messages.size() > 1 ? " (and more)" : "") +
+                                 "; nothing was deleted"
+                           : "refused: resources managed by --config-dir cannot be deleted over "
+                             "the API";
+        return result;
+    }
+    std::map<ResourceKey, Resource> next_resources = cur->resources;
+    for (const ResourceKey& k : keys) {
+        next_resources.erase(k);
+        result.items.push_back({k, "deleted", ""});
+    }
+    if (commit(std::move(next_resources), result)) {
+        log_("deleted " + std::to_string(keys.size()) + " resource(s) named in " + source +
+             ", version " + std::to_string(result.version));
+    }
+    return result;
+}
+
+ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
+    std::lock_guard lock(change_mu_);
+    SnapshotPtr cur = snapshot();
+    ChangeResult result;
+    result.version = cur->version;
+    std::map<ResourceKey, Document> dir_docs;
+    std::map<ResourceKey, std::string> dir_source;
+    for (const SourceFile& f : files) {
+        Parsed parsed = split_documents(f.text);
+        for (Document& d : parsed.docs) {
+            dir_source[d.key] = f.path;
+            dir_docs[d.key] = std::move(d);
+        }
+    }
+    std::map<ResourceKey, Resource> base;
+    for (const auto& [key, r] : cur->resources) {
+        if (r.origin == Origin::Api && !dir_docs.count(key)) base.emplace(key, r);
+    }
+    if (!validate(base, files, result)) return result;
+
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            clock_().time_since_epoch())
+                            .count();
+    const uint64_t next = cur->version + 1;
+    std::map<ResourceKey, Resource> next_resources = base;
+    bool changed = false;
+    for (auto& [key, d] : dir_docs) {
+        auto old = cur->resources.find(key);
+        if (old != cur->resources.end() && old->second.origin == Origin::ConfigDir &&
+            old->second.yaml == d.text && old->second.source == dir_source[key]) {
+            next_resources.emplace(key, old->second);
+            continue;
+        }
+        Resource r;
+        r.key = key;
+        r.yaml = d.text;
+        r.source = dir_source[key];
+        r.origin = Origin::ConfigDir;
+        r.created = old == cur->resources.end() ? now : old->second.created;
+        r.updated = now;
+        r.resource_version = next;
+        std::string detail;
+        if (old != cur->resources.end() && old->second.origin == Origin::Api) {
+            detail = "applied over the API before; now managed by --config-dir";
+        }
+        result.items.push_back(
+            {key, old == cur->resources.end() ? "created" : "configured", detail});
+        next_resources.emplace(key, std::move(r));
+        changed = true;
+    }
+    for (const auto& [key, r] : cur->resources) {
+        if (r.origin == Origin::ConfigDir && !dir_docs.count(key)) {
+            result.items.push_back({key, "deleted", ""});
+            changed = true;
+        }
+    }
+    if (!changed) return result;
+    commit(std::move(next_resources), result);
+    return result;
+}
+
+bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult& result) {
+    SnapshotPtr cur = snapshot();
+    const uint64_t next = cur->version + 1;
+    try {
+        persist(next, resources);
+    } catch (const std::exception& e) {
+        result.status = 500;
+        result.error = std::string("cannot write the store: ") + e.what() + "; nothing was changed";
+        log_(result.error);
+        result.items.clear();
+        return false;
+    }
+    auto snap = std::make_shared<Snapshot>();
+    snap->version = next;
+    snap->config = build_config(resources);
+    snap->resources = std::move(resources);
+    result.version = next;
+    publish(std::move(snap));
+    return true;
+}
+
+void ConfigStore::persist(uint64_t version, const std::map<ResourceKey, Resource>& resources) const {
+    json::array items;
+    for (const auto& [key, r] : resources) {
+        // The directory is the durable copy of its own resources: they are read again from it.
+        if (r.origin != Origin::Api) continue;
+        json::object o;
+        o["kind"] = kind_name(key.kind);
+        o["namespace"] = key.ns;
+        o["name"] = key.name;
+        o["source"] = r.source;
+        o["created"] = r.created;
+        o["updated"] = r.updated;
+        o["resourceVersion"] = r.resource_version;
+        o["yaml"] = r.yaml;
+        items.push_back(std::move(o));
+    }
+    json::object doc;
+    doc["version"] = version;
+    doc["resources"] = std::move(items);
+    common::write_file_atomic(file_, json::serialize(doc) + "\n", 0600);
+}
+
+void ConfigStore::load() {
+    std::error_code ec;
+    if (!fs::exists(file_, ec)) return;
+    std::string text = common::read_file(file_);
+    auto damaged = [&](const std::string& why) {
+        return std::runtime_error(file_.string() + ": damaged config store: " + why);
+    };
+    json::error_code jec;
+    json::value doc = json::parse(text, jec);
+    if (jec) throw damaged("not JSON: " + jec.message());
+    const json::object* top = doc.if_object();
+    if (!top || !top->if_contains("version") || !top->at("version").is_number() ||
+        !top->if_contains("resources") || !top->at("resources").is_array()) {
+        throw damaged("expected {\"version\": N, \"resources\": [...]}");
+    }
+    auto snap = std::make_shared<Snapshot>();
+    snap->version = top->at("version").to_number<uint64_t>();
+    std::size_t index = 0;
+    for (const json::value& v : top->at("resources").as_array()) {
+        const json::object* o = v.if_object();
+        auto str = [&](const char* field) -> std::string {
+            const json::value* f = o ? o->if_contains(field) : nullptr;
+            if (!f || !f->is_string()) {
+                throw damaged("resources[" + std::to_string(index) + "]." + field +
+                              ": missing or not a string");
+            }
+            return std::string(f->as_string());
+        };
+        auto num = [&](const char* field) -> int64_t {
+            const json::value* f = o ? o->if_contains(field) : nullptr;
+            if (!f || !f->is_number()) {
+                throw damaged("resources[" + std::to_string(index) + "]." + field +
+                              ": missing or not a number");
+            }
+            return f->to_number<int64_t>();
+        };
+        Resource r;
+        auto kind = kind_exact(str("kind"));
+        if (!kind) throw damaged("resources[" + std::to_string(index) + "].kind: unknown kind");
+        r.key = {*kind, str("namespace"), str("name")};
+        r.source = str("source");
+        r.yaml = str("yaml");
+        r.created = num("created");
+        r.updated = num("updated");
+        r.resource_version = static_cast<uint64_t>(num("resourceVersion"));
+        snap->resources[r.key] = std::move(r);
+        ++index;
+    }
+    snap->config = build_config(snap->resources);
+    for (const model::Diagnostic* d : snap->config.errors()) {
+        // Stored with an older, more lenient validation: kept, and said loudly.
+        log_("stored resource no longer validates: " + d->str());
+    }
+    log_("loaded " + std::to_string(snap->resources.size()) + " resource(s) from " +
+         file_.string() + ", version " + std::to_string(snap->version));
+    current_.store(std::move(snap));
+}
+
+model::Config ConfigStore::build_config(const std::map<ResourceKey, Resource>& resources) {
+    model::Config config;
+    for (const auto& [key, r] : resources)
+        model::load_yaml(config, r.yaml, stored_name(r));
+    return config;
+}
+
+void ConfigStore::publish(SnapshotPtr snap) {
+    std::vector<Waiter> ready;
+    {
+        std::lock_guard lock(wait_mu_);
+        current_.store(snap);
+        auto it = std::partition(waiters_.begin(), waiters_.end(), [&](const PendingWaiter& w) {
+            return w.after >= snap->version;
+        });
+        for (auto i = it; i != waiters_.end(); ++i)
+            ready.push_back(std::move(i->fn));
+        waiters_.erase(it, waiters_.end());
+    }
+    wait_cv_.notify_all();
+    for (Waiter& fn : ready)
+        fn(snap);
+}
+
+uint64_t ConfigStore::on_newer(uint64_t after, Waiter fn) {
+    SnapshotPtr now;
+    {
+        std::lock_guard lock(wait_mu_);
+        now = current_.load();
+        if (now->version <= after) {
+            uint64_t id = next_waiter_id_++;
+            waiters_.push_back({id, after, std::move(fn)});
+            return id;
+        }
+    }
+    fn(std::move(now));
+    return 0;
+}
+
+bool ConfigStore::cancel_waiter(uint64_t id) {
+    std::lock_guard lock(wait_mu_);
+    auto it = std::find_if(waiters_.begin(), waiters_.end(),
+                           [id](const PendingWaiter& w) { return w.id == id; });
+    if (it == waiters_.end()) return false;
+    waiters_.erase(it);
+    return true;
+}
+
+SnapshotPtr ConfigStore::wait_newer(uint64_t after, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(wait_mu_);
+    if (!wait_cv_.wait_for(lock, timeout, [&] { return current_.load()->version > after; })) {
+        return nullptr;
+    }
+    return current_.load();
+}
+
+}  // namespace remora::control::store

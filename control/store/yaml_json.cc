@@ -1,0 +1,90 @@
+// YAML → JSON with the core schema's scalar resolution (null, booleans, integers, floats).
+#include "control/store/yaml_json.h"
+
+#include <boost/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace remora::control::store {
+
+namespace json = boost::json;
+
+namespace {
+
+json::value plain_scalar(const std::string& s) {
+    if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+    if (s == "true" || s == "True" || s == "TRUE") return true;
+    if (s == "false" || s == "False" || s == "FALSE") return false;
+    // Integers: [-+]?[0-9]+ (and 0x / 0o forms).
+    {
+        const char* b = s.data();
+        const char* e = s.data() + s.size();
+        bool neg = false;
+        if (*b == '-' || *b == '+') {
+            neg = *b == '-';
+            ++b;
+        }
+        int base = 10;
+        if (e - b > 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'o')) {
+            base = b[1] == 'x' ? 16 : 8;
+            b += 2;
+        }
+        if (b != e) {
+            uint64_t v = 0;
+            auto [p, ec] = std::from_chars(b, e, v, base);
+            if (ec == std::errc() && p == e) {
+                if (!neg) return v;
+                if (v <= static_cast<uint64_t>(INT64_MAX)) return -static_cast<int64_t>(v);
+            }
+        }
+    }
+    // Floats: digits, one '.', an exponent; from_chars below refuses anything malformed.
+    bool floaty = s.find_first_not_of("0123456789.eE+-") == std::string::npos &&
+                  s.find_first_of("0123456789") != std::string::npos;
+    if (floaty) {
+        double d = 0;
+        auto [p, ec] = std::from_chars(s.data() + (s[0] == '+'), s.data() + s.size(), d);
+        if (ec == std::errc() && p == s.data() + s.size()) return d;
+    }
+    if (s == ".inf" || s == "+.inf" || s == ".Inf") return std::numeric_limits<double>::max();
+    return json::string(s);
+}
+
+json::value convert(const YAML::Node& n) {
+    switch (n.Type()) {
+        case YAML::NodeType::Map: {
+            json::object o;
+            for (const auto& kv : n)
+                o[kv.first.as<std::string>()] = convert(kv.second);
+            return o;
+        }
+        case YAML::NodeType::Sequence: {
+            json::array a;
+            for (const auto& item : n)
+                a.push_back(convert(item));
+            return a;
+        }
+        case YAML::NodeType::Scalar:
+            // yaml-cpp tags quoted scalars "!" and leaves plain ones "?".
+            if (n.Tag() == "!") return json::string(n.Scalar());
+            return plain_scalar(n.Scalar());
+        default:
+            return nullptr;
+    }
+}
+
+}  // namespace
+
+json::value yaml_to_json(const std::string& yaml_text) {
+    try {
+        return convert(YAML::Load(yaml_text));
+    } catch (const YAML::Exception& e) {
+        throw std::runtime_error(std::string("YAML: ") + e.what());
+    }
+}
+
+}  // namespace remora::control::store

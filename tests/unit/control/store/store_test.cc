@@ -1,0 +1,403 @@
+// ConfigStore: apply/replace/delete, versions, refusals that keep the old config, persistence
+// across reopening, waiters, the --config-dir watcher, kind names, YAML as JSON.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <thread>
+#include <unistd.h>
+
+#include "common/files.h"
+#include "control/store/config_dir.h"
+#include "control/store/store.h"
+#include "control/store/yaml_json.h"
+
+namespace fs = std::filesystem;
+using namespace remora::control::store;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/store-test-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+struct Fixture {
+    TempDir tmp;
+    std::chrono::system_clock::time_point now =
+        std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000));
+    std::vector<std::string> logs;
+    std::unique_ptr<ConfigStore> store;
+
+    Fixture() { reopen(); }
+    void reopen() {
+        store.reset();
+        store = std::make_unique<ConfigStore>(
+            tmp.path / "config", [this] { return now; },
+            [this](const std::string& m) { logs.push_back(m); });
+    }
+};
+
+const std::string kReviewsV1 = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+)";
+
+const std::string kReviewsV2 = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v2
+)";
+
+const std::string kReviewsDr = R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: shop
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+)";
+
+// retryOn "5xxx" is unknown: an IST0106 error at line 13, column 16.
+const std::string kBadRetry = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+    retries:
+      retryOn: 5xxx
+      attempts: 3
+)";
+
+const ResourceKey kVsKey{Kind::VirtualService, "default", "reviews"};
+const ResourceKey kDrKey{Kind::DestinationRule, "shop", "reviews"};
+
+void write_text(const fs::path& p, const std::string& text) {
+    std::ofstream(p) << text;
+}
+
+}  // namespace
+
+TEST_CASE("apply creates, replaces and leaves identical resources alone") {
+    Fixture f;
+    CHECK(f.store->version() == 0);
+    ChangeResult r = f.store->apply(kReviewsV1 + "---\n" + kReviewsDr, "bookinfo.yaml");
+    REQUIRE(r.ok());
+    CHECK(r.version == 1);
+    REQUIRE(r.items.size() == 2);
+    CHECK(r.items[0].action == "created");
+    CHECK(r.items[1].key == kDrKey);
+    auto snap = f.store->snapshot();
+    CHECK(snap->resources.size() == 2);
+    CHECK(snap->config.virtual_services.size() == 1);
+    CHECK(snap->config.destination_rules.size() == 1);
+    CHECK(snap->resources.at(kVsKey).yaml == kReviewsV1);
+    CHECK(snap->resources.at(kVsKey).source == "bookinfo.yaml");
+
+    r = f.store->apply(kReviewsV1, "again.yaml");
+    CHECK(r.ok());
+    CHECK(r.items.at(0).action == "unchanged");
+    CHECK(f.store->version() == 1);
+
+    f.now += std::chrono::seconds(60);
+    r = f.store->apply(kReviewsV2, "v2.yaml");
+    REQUIRE(r.ok());
+    CHECK(r.items.at(0).action == "configured");
+    CHECK(r.version == 2);
+    const Resource& vs = f.store->snapshot()->resources.at(kVsKey);
+    CHECK(vs.yaml == kReviewsV2);
+    CHECK(vs.updated == vs.created + 60);
+    CHECK(vs.resource_version == 2);
+    CHECK(f.store->snapshot()->config.virtual_services.at(0).http.at(0).route.at(0)
+              .destination.subset == "v2");
+}
+
+TEST_CASE("other kinds are skipped; input without any stored kind is refused") {
+    Fixture f;
+    std::string svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n"
+                      "  ports:\n  - port: 9080\n";
+    ChangeResult r = f.store->apply(svc + "---\n" + kReviewsV1, "mixed.yaml");
+    REQUIRE(r.ok());
+    REQUIRE(r.items.size() == 2);
+    CHECK(r.items[1].action == "skipped");
+    CHECK(r.items[1].detail.find("Service default/reviews") != std::string::npos);
+    CHECK(f.store->snapshot()->resources.size() == 1);
+
+    r = f.store->apply(svc, "svc.yaml");
+    CHECK(r.status == 400);
+    CHECK(r.error.find("no VirtualService") != std::string::npos);
+    CHECK(f.store->version() == 1);
+}
+
+TEST_CASE("an invalid change is refused with analyze's messages and the old config stays") {
+    Fixture f;
+    REQUIRE(f.store->apply(kReviewsV1, "good.yaml").ok());
+    ChangeResult r = f.store->apply(kReviewsDr + "---\n" + kBadRetry, "bad.yaml");
+    CHECK(r.status == 400);
+    CHECK_FALSE(r.ok());
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0] ==
+          "Error [IST0106] (VirtualService default/reviews bad.yaml:13) Schema validation error: "
+          "bad.yaml:25:16: spec.http[0].retries.retryOn: unknown retry condition \"5xxx\"");
+    CHECK(r.version == 1);
+    CHECK(f.store->version() == 1);
+    // All or nothing: the valid DestinationRule in the same input was not taken either.
+    CHECK(f.store->snapshot()->resources.size() == 1);
+    CHECK(f.store->snapshot()->resources.at(kVsKey).yaml == kReviewsV1);
+}
+
+TEST_CASE("YAML syntax errors are refused with file:line:col") {
+    Fixture f;
+    ChangeResult r = f.store->apply("kind: VirtualService\nmetadata: [\n", "broken.yaml");
+    CHECK(r.status == 400);
+    REQUIRE_FALSE(r.messages.empty());
+    CHECK(r.messages[0].find("broken.yaml:") != std::string::npos);
+}
+
+TEST_CASE("delete removes what is named; a missing resource is an error naming it") {
+    Fixture f;
+    REQUIRE(f.store->apply(kReviewsV1 + "---\n" + kReviewsDr, "b.yaml").ok());
+    std::string missing =
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: nope\n";
+    ChangeResult r = f.store->remove(kReviewsDr + "---\n" + missing, "del.yaml");
+    CHECK(r.status == 404);
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0] == "VirtualService default/nope not found");
+    CHECK(f.store->snapshot()->resources.size() == 2);  // nothing deleted
+    CHECK(f.store->version() == 1);
+
+    r = f.store->remove(kReviewsDr, "del.yaml");
+    REQUIRE(r.ok());
+    CHECK(r.version == 2);
+    REQUIRE(r.items.size() == 1);
+    CHECK(r.items[0].action == "deleted");
+    CHECK(r.items[0].key == kDrKey);
+    CHECK(f.store->snapshot()->resources.count(kDrKey) == 0);
+    CHECK(f.store->snapshot()->config.destination_rules.empty());
+}
+
+TEST_CASE("the store survives reopening: resources, times and the version") {
+    Fixture f;
+    REQUIRE(f.store->apply(kReviewsV1, "a.yaml").ok());
+    REQUIRE(f.store->apply(kReviewsDr, "b.yaml").ok());
+    REQUIRE(f.store->remove(kReviewsDr, "b.yaml").ok());
+    CHECK(fs::exists(f.tmp.path / "config" / kStoreFile));
+    CHECK((fs::status(f.tmp.path / "config" / kStoreFile).permissions() & fs::perms::others_read) ==
+          fs::perms::none);
+    f.reopen();
+    CHECK(f.store->version() == 3);
+    auto snap = f.store->snapshot();
+    REQUIRE(snap->resources.size() == 1);
+    CHECK(snap->resources.at(kVsKey).yaml == kReviewsV1);
+    CHECK(snap->resources.at(kVsKey).source == "a.yaml");
+    CHECK(snap->resources.at(kVsKey).created == 1'800'000'000);
+    CHECK(snap->config.virtual_services.size() == 1);
+    // Versions keep growing after a restart.
+    REQUIRE(f.store->apply(kReviewsV2, "a.yaml").ok());
+    CHECK(f.store->version() == 4);
+}
+
+TEST_CASE("a damaged store file is an error naming it, never an empty store") {
+    TempDir tmp;
+    fs::create_directories(tmp.path / "config");
+    write_text(tmp.path / "config" / kStoreFile, "{\"version\": 3, \"resources\": [{}]}");
+    auto clock = [] { return std::chrono::system_clock::now(); };
+    try {
+        ConfigStore s(tmp.path / "config", clock, [](const std::string&) {});
+        FAIL("opened a damaged store");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()).find("store.json: damaged config store") != std::string::npos);
+    }
+    write_text(tmp.path / "config" / kStoreFile, "not json");
+    CHECK_THROWS_WITH_AS(ConfigStore(tmp.path / "config", clock, [](const std::string&) {}),
+                         doctest::Contains("not JSON"), std::runtime_error);
+}
+
+TEST_CASE("waiters: at once when newer, after the next change otherwise, cancellable") {
+    Fixture f;
+    std::vector<uint64_t> seen;
+    // Nothing newer than 0 yet: queued.
+    uint64_t id = f.store->on_newer(0, [&](SnapshotPtr s) { seen.push_back(s->version); });
+    CHECK(id != 0);
+    uint64_t cancelled = f.store->on_newer(0, [&](SnapshotPtr) { seen.push_back(999); });
+    CHECK(f.store->cancel_waiter(cancelled));
+    CHECK_FALSE(f.store->cancel_waiter(cancelled));
+    CHECK(seen.empty());
+    REQUIRE(f.store->apply(kReviewsV1, "a.yaml").ok());
+    CHECK(seen == std::vector<uint64_t>{1});
+    CHECK_FALSE(f.store->cancel_waiter(id));  // fired already
+    // A refused or unchanged apply wakes nobody.
+    f.store->on_newer(1, [&](SnapshotPtr s) { seen.push_back(s->version); });
+    f.store->apply(kBadRetry, "bad.yaml");
+    f.store->apply(kReviewsV1, "a.yaml");
+    CHECK(seen.size() == 1);
+    // Newer than 0 exists: called at once, on this thread.
+    CHECK(f.store->on_newer(0, [&](SnapshotPtr s) { seen.push_back(s->version + 100); }) == 0);
+    CHECK(seen == std::vector<uint64_t>{1, 101});
+    REQUIRE(f.store->apply(kReviewsV2, "a.yaml").ok());
+    CHECK(seen == std::vector<uint64_t>{1, 101, 2});
+}
+
+TEST_CASE("wait_newer blocks until another thread changes the store, or times out") {
+    Fixture f;
+    CHECK(f.store->wait_newer(0, std::chrono::milliseconds(20)) == nullptr);
+    std::thread writer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        f.store->apply(kReviewsV1, "a.yaml");
+    });
+    SnapshotPtr s = f.store->wait_newer(0, std::chrono::seconds(10));
+    writer.join();
+    REQUIRE(s != nullptr);
+    CHECK(s->version == 1);
+    CHECK(s->resources.count(kVsKey) == 1);
+}
+
+TEST_CASE("config-dir resources: owned by the directory, read-only over the API, not in store.json") {
+    Fixture f;
+    REQUIRE(f.store->apply(kReviewsDr, "api.yaml").ok());  // version 1
+    ChangeResult r = f.store->set_config_dir({{"/cm/reviews.yaml", kReviewsV1}});
+    REQUIRE(r.ok());
+    CHECK(r.version == 2);
+    CHECK(f.store->snapshot()->resources.at(kVsKey).origin == Origin::ConfigDir);
+    CHECK(f.store->snapshot()->resources.at(kVsKey).source == "/cm/reviews.yaml");
+    // The same directory again changes nothing.
+    CHECK(f.store->set_config_dir({{"/cm/reviews.yaml", kReviewsV1}}).items.empty());
+    CHECK(f.store->version() == 2);
+
+    r = f.store->apply(kReviewsV2, "api.yaml");
+    CHECK(r.status == 409);
+    CHECK(r.messages.at(0).find("managed by --config-dir (/cm/reviews.yaml)") != std::string::npos);
+    CHECK(f.store->remove(kReviewsV1, "api.yaml").status == 409);
+
+    // An invalid directory state is refused and the last good one stays.
+    r = f.store->set_config_dir({{"/cm/reviews.yaml", kBadRetry}});
+    CHECK(r.status == 400);
+    CHECK(r.messages.at(0).find("/cm/reviews.yaml:13:16") != std::string::npos);
+    CHECK(f.store->snapshot()->resources.at(kVsKey).yaml == kReviewsV1);
+
+    // The directory takes over a resource the API created.
+    r = f.store->set_config_dir({{"/cm/reviews.yaml", kReviewsV1}, {"/cm/dr.yaml", kReviewsDr}});
+    REQUIRE(r.ok());
+    CHECK(f.store->snapshot()->resources.at(kDrKey).origin == Origin::ConfigDir);
+
+    // store.json holds only API resources; the directory's come back from the directory.
+    r = f.store->set_config_dir({{"/cm/dr.yaml", kReviewsDr}});
+    REQUIRE(r.ok());
+    CHECK(f.store->snapshot()->resources.count(kVsKey) == 0);
+    uint64_t v = f.store->version();
+    f.reopen();
+    CHECK(f.store->version() == v);
+    CHECK(f.store->snapshot()->resources.empty());
+}
+
+TEST_CASE("read_config_dir reads a ConfigMap mount once, skipping ..data and hidden files") {
+    TempDir tmp;
+    fs::path ts = tmp.path / "..2026_01_01_00_00_00.000";
+    fs::create_directories(ts);
+    write_text(ts / "reviews.yaml", kReviewsV1);
+    write_text(ts / "notes.txt", "not yaml");
+    fs::create_directory_symlink(ts.filename(), tmp.path / "..data");
+    fs::create_symlink(fs::path("..data") / "reviews.yaml", tmp.path / "reviews.yaml");
+    write_text(tmp.path / ".hidden.yaml", kBadRetry);
+    auto files = read_config_dir(tmp.path);
+    REQUIRE(files.size() == 1);
+    CHECK(files[0].path == (tmp.path / "reviews.yaml").string());
+    CHECK(files[0].text == kReviewsV1);
+    CHECK_THROWS_AS(read_config_dir(tmp.path / "absent"), std::runtime_error);
+}
+
+TEST_CASE("the watcher loads the directory at start and follows a ConfigMap-style swap") {
+    Fixture f;
+    TempDir dir;
+    auto swap_in = [&](const std::string& stamp, const std::string& text) {
+        fs::path ts = dir.path / stamp;
+        fs::create_directories(ts);
+        write_text(ts / "reviews.yaml", text);
+        fs::create_directory_symlink(stamp, dir.path / "..data_tmp");
+        fs::rename(dir.path / "..data_tmp", dir.path / "..data");  // atomic, as the kubelet does
+    };
+    swap_in("..1", kReviewsV1);
+    fs::create_symlink(fs::path("..data") / "reviews.yaml", dir.path / "reviews.yaml");
+    std::vector<std::string> logs;
+    ConfigDirWatcher w(dir.path, *f.store, [&](const std::string& m) { logs.push_back(m); },
+                       std::chrono::seconds(30));  // rescans must not be what finds the change
+    REQUIRE(w.start());
+    CHECK(f.store->version() == 1);
+    uint64_t v = f.store->version();
+    swap_in("..2", kReviewsV2);
+    SnapshotPtr s = f.store->wait_newer(v, std::chrono::seconds(3));
+    REQUIRE(s != nullptr);
+    CHECK(s->resources.at(kVsKey).yaml == kReviewsV2);
+    // An invalid state is logged with its position and the last good config stays.
+    v = s->version;
+    swap_in("..3", kBadRetry);
+    CHECK(f.store->wait_newer(v, std::chrono::milliseconds(1500)) == nullptr);
+    w.stop();
+    bool logged = false;
+    for (const auto& l : logs)
+        logged |= l.find("reviews.yaml:13:16") != std::string::npos;
+    CHECK(logged);
+    CHECK(f.store->snapshot()->resources.at(kVsKey).yaml == kReviewsV2);
+}
+
+TEST_CASE("kind names as kubectl and istioctl accept them") {
+    CHECK(kind_from_name("vs") == Kind::VirtualService);
+    CHECK(kind_from_name("VirtualServices") == Kind::VirtualService);
+    CHECK(kind_from_name("virtualservice.networking.istio.io") == Kind::VirtualService);
+    CHECK(kind_from_name("dr") == Kind::DestinationRule);
+    CHECK(kind_from_name("serviceentries") == Kind::ServiceEntry);
+    CHECK(kind_from_name("we") == Kind::WorkloadEntry);
+    CHECK(kind_from_name("pa") == Kind::PeerAuthentication);
+    CHECK(kind_from_name("AuthorizationPolicies") == Kind::AuthorizationPolicy);
+    CHECK(kind_from_name("ap") == Kind::AuthorizationPolicy);
+    CHECK_FALSE(kind_from_name("gateway").has_value());
+    CHECK(std::string(kind_group(Kind::PeerAuthentication)) == "security.istio.io");
+}
+
+TEST_CASE("YAML as JSON keeps quoted scalars strings and types plain ones") {
+    auto v = yaml_to_json("a: \"50\"\nb: 50\nc: true\nd: ~\ne: 1.5\nf: [x, '1']\ng: 1e3\nh: 10ms\n");
+    const auto& o = v.as_object();
+    CHECK(o.at("a").as_string() == "50");
+    CHECK(o.at("b").to_number<int>() == 50);
+    CHECK(o.at("c").as_bool());
+    CHECK(o.at("d").is_null());
+    CHECK(o.at("e").as_double() == 1.5);
+    CHECK(o.at("f").as_array().at(1).as_string() == "1");
+    CHECK(o.at("g").as_double() == 1000.0);
+    CHECK(o.at("h").as_string() == "10ms");
+}
