@@ -13,6 +13,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 
 namespace remora::common {
@@ -97,6 +98,13 @@ asio::awaitable<void> drain_before_close(Stream& stream) {
     }
 }
 
+uint64_t body_limit_for(const HttpLimits& limits, std::string_view target) {
+    for (const auto& [prefix, bytes] : limits.body_bytes_by_prefix) {
+        if (target.substr(0, prefix.size()) == prefix) return bytes;
+    }
+    return limits.body_bytes;
+}
+
 template <class Stream>
 asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer::State> st,
                                      const PeerInfo& peer) {
@@ -104,9 +112,23 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
     for (;;) {
         http::request_parser<http::string_body> parser;
         parser.header_limit(st->limits.header_bytes);
-        parser.body_limit(st->limits.body_bytes);
+        uint64_t largest = st->limits.body_bytes;
+        for (const auto& [prefix, bytes] : st->limits.body_bytes_by_prefix)
+            largest = std::max(largest, bytes);
+        parser.body_limit(largest);
         beast::get_lowest_layer(stream).expires_after(st->limits.read_timeout);
-        auto [rec, nread] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+        auto [rec, nread] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+        if (!rec) {
+            // The target decides the body limit; the header said how long the body is.
+            uint64_t limit = body_limit_for(st->limits, parser.get().target());
+            parser.body_limit(limit);
+            if (parser.content_length() && *parser.content_length() > limit) {
+                rec = http::error::body_limit;
+            } else if (!parser.is_done()) {
+                auto [bec, bread] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+                rec = bec;
+            }
+        }
         HttpResponse res;
         bool keep_alive = false;
         if (rec) {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "certs/keys.h"
@@ -34,6 +35,10 @@ using LogFn = std::function<void(const std::string&)>;
 struct HttpLimits {
     uint32_t header_bytes = 16 * 1024;
     uint64_t body_bytes = 64 * 1024;
+    // Other limits for targets that start with a prefix (first match wins), e.g. the config
+    // API's YAML bodies on the CA's port. A declared Content-Length over the limit is refused
+    // (413) before any of the body is read.
+    std::vector<std::pair<std::string, uint64_t>> body_bytes_by_prefix;
     std::chrono::seconds handshake_timeout{10};
     std::chrono::seconds read_timeout{30};  // also the keep-alive idle timeout
     std::chrono::seconds write_timeout{30};

@@ -1,10 +1,12 @@
-// remora-control: the mesh's certificate authority (TLS API on 15012, monitoring on 15014).
+// remora-control: the mesh's certificate authority and config store (TLS API on 15012,
+// monitoring on 15014).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <charconv>
+#include <filesystem>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -12,6 +14,10 @@
 
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
+#include "control/server/config_api.h"
+#include "control/store/config_dir.h"
+#include "control/store/store.h"
+#include "proxy/meshconfig/mesh_config.h"
 #include "common/args.h"
 #include "common/log.h"
 #include "common/http_server.h"
@@ -26,10 +32,11 @@ namespace http = boost::beast::http;
 
 constexpr const char* kUsage = R"(usage: remora-control [flags]
 
-The Remora control plane: the mesh's certificate authority.
+The Remora control plane: the mesh's certificate authority and its store of Istio config.
 
-  --state-dir DIR        root, keys and JWKS live here (default ./remora-state)
-  --listen ADDR:PORT     TLS API: POST /v1/certificates (default 0.0.0.0:15012)
+  --state-dir DIR        root, keys, JWKS, admin token and config store (default ./remora-state)
+  --listen ADDR:PORT     TLS API: POST /v1/certificates, /v1/config, /v1/meshconfig
+                         (default 0.0.0.0:15012)
   --monitoring ADDR:PORT /healthz and /metrics, plaintext (default 0.0.0.0:15014)
   --trust-domain TD      SPIFFE trust domain (default cluster.local)
   --ca-cert FILE         sign with this CA certificate (followed by its chain up to the root)
@@ -38,6 +45,10 @@ The Remora control plane: the mesh's certificate authority.
   --jwks FILE            also trust bootstrap tokens signed by these keys (repeatable)
   --max-ttl DURATION     longest certificate lifetime a caller may ask for (default 90d)
   --threads N            I/O threads (default 2)
+  --config-dir DIR       also serve the Istio YAML in DIR (e.g. a mounted ConfigMap), reloaded
+                         on every change; its resources are read-only over the API
+  --mesh-config FILE     Istio MeshConfig (the istio ConfigMap's `mesh` key), served as
+                         GET /v1/meshconfig; its trustDomain applies unless --trust-domain is given
 )";
 
 const std::vector<std::string> kControlDns = {"localhost", "remora-control.remora-system.svc"};
@@ -74,9 +85,13 @@ void schedule_renewal(asio::steady_timer& timer, std::chrono::seconds after,
     });
 }
 
-HttpResponse api_handler(CertificateAuthority& ca, const HttpRequest& req, const PeerInfo& peer) {
+HttpResponse api_handler(CertificateAuthority& ca, server::ConfigApi& config_api,
+                         const HttpRequest& req, const PeerInfo& peer) {
+    if (server::ConfigApi::serves(req.target())) return config_api.handle(req, peer);
     if (req.target() != "/v1/certificates") {
-        return json_response(404, R"({"error":"not found: the CA API is POST /v1/certificates"})",
+        return json_response(404,
+                             R"({"error":"not found: the API is POST /v1/certificates, )"
+                             R"(/v1/config, /v1/config/version, /v1/meshconfig"})",
                              req.version());
     }
     if (req.method() != http::verb::post) {
@@ -114,7 +129,7 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const HttpRequest& req
 int run(const std::vector<std::string>& argv) {
     Args args(argv,
               {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
-               "root-cert", "jwks", "max-ttl", "threads"},
+               "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config"},
               {"help"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -125,8 +140,21 @@ int run(const std::vector<std::string>& argv) {
     std::string state_dir = args.get_or("state-dir", "./remora-state");
     auto listen = parse_endpoint("listen", args.get_or("listen", "0.0.0.0:15012"));
     auto monitoring = parse_endpoint("monitoring", args.get_or("monitoring", "0.0.0.0:15014"));
+    // MeshConfig first: a bad file stops the start with its file:line:col, before anything binds.
+    proxy::MeshConfig mesh;
+    if (auto file = args.get("mesh-config")) {
+        mesh = proxy::MeshConfig::load_file(*file);
+        log_line("remora-control", "mesh config from " + *file);
+        for (const std::string& note : mesh.notes)
+            log_line("remora-control", "mesh config: " + note);
+    }
     CaConfig config;
-    config.trust_domain = args.get_or("trust-domain", "cluster.local");
+    config.trust_domain = args.get_or("trust-domain", mesh.trust_domain);
+    mesh.trust_domain = config.trust_domain;
+    std::optional<std::string> config_dir = args.get("config-dir");
+    if (config_dir && !std::filesystem::is_directory(*config_dir)) {
+        throw UsageError("--config-dir " + *config_dir + ": not a directory");
+    }
     config.max_ttl =
         std::chrono::seconds(parse_duration_seconds("max-ttl", args.get_or("max-ttl", "90d")));
     std::string threads_text = args.get_or("threads", "2");
@@ -149,19 +177,27 @@ int run(const std::vector<std::string>& argv) {
     // Bind both ports before touching the state dir: a busy port must not leave a new CA behind.
     asio::io_context io(threads);
     std::optional<CertificateAuthority> ca;  // set below, before the servers start
+    std::optional<store::ConfigStore> config_store;
+    std::optional<server::ConfigApi> config_api;
     TlsContextSlot slot;
     LogFn log = [](const std::string& m) { log_line("remora-control", m); };
     auto bind = [&](const char* flag, const asio::ip::tcp::endpoint& ep, HttpHandler handler,
                     const TlsContextSlot* tls) {
+        HttpLimits limits;
+        // Istio YAML is bigger than a CSR: up to 4 MiB per request (a ConfigMap holds 1 MiB).
+        if (tls) limits.body_bytes_by_prefix = {{"/v1/config", 4 * 1024 * 1024}};
         try {
-            return std::make_unique<HttpServer>(io, ep, std::move(handler), tls, HttpLimits{}, log);
+            return std::make_unique<HttpServer>(io, ep, std::move(handler), tls, limits, log);
         } catch (const std::runtime_error& e) {
             throw std::runtime_error(std::string("--") + flag + ": " + e.what());
         }
     };
     auto api = bind(
         "listen", listen,
-        [&ca](const HttpRequest& r, const PeerInfo& p) { return api_handler(*ca, r, p); }, &slot);
+        [&ca, &config_api](const HttpRequest& r, const PeerInfo& p) {
+            return api_handler(*ca, *config_api, r, p);
+        },
+        &slot);
     auto mon = bind(
         "monitoring", monitoring,
         [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(*ca, r); },
@@ -186,12 +222,30 @@ int run(const std::vector<std::string>& argv) {
     ca.emplace(
         std::move(state.signer), std::move(trusted), config,
         [] { return std::chrono::system_clock::now(); }, log);
+
+    config_store.emplace(
+        std::filesystem::path(state_dir) / kConfigStoreDir,
+        [] { return std::chrono::system_clock::now(); }, log);
+    server::ApiAuth auth;
+    auth.admin_token = load_or_create_admin_token(state_dir);
+    auth.bundle = ca->bundle();
+    auth.trust_domain = config.trust_domain;
+    config_api.emplace(*config_store, std::move(auth), mesh, log);
+    std::optional<store::ConfigDirWatcher> watcher;
+    if (config_dir) {
+        watcher.emplace(*config_dir, *config_store, log);
+        if (!watcher->start()) {
+            log_line("remora-control", "--config-dir " + *config_dir +
+                                           ": not loaded (see above); watching it for a valid state");
+        }
+    }
     asio::steady_timer renew_timer(io);
     schedule_renewal(renew_timer, renew_own_certificate(*ca, slot), *ca, slot);
 
     api->start();
     mon->start();
-    log_line("remora-control", "serving CA API on " + format_endpoint(api->local_endpoint()) +
+    log_line("remora-control", "serving CA and config API on " +
+                                   format_endpoint(api->local_endpoint()) +
                                    " (TLS), monitoring on " +
                                    format_endpoint(mon->local_endpoint()) + ", trust domain " +
                                    config.trust_domain);
@@ -203,6 +257,7 @@ int run(const std::vector<std::string>& argv) {
         mon->stop();
         renew_timer.cancel();
         io.stop();
+        if (watcher) watcher->stop();
     });
 
     std::vector<std::thread> pool;

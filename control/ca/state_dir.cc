@@ -1,6 +1,7 @@
 // State-dir loading and creation for remora-control.
 #include "control/ca/state_dir.h"
 
+#include <cctype>
 #include <stdexcept>
 
 namespace remora::control {
@@ -77,6 +78,22 @@ CaState load_or_create_ca(const fs::path& dir, const std::string& trust_domain,
     // The JWKS is derived from the key; rewrite it so it always matches.
     write_file_atomic(dir / kJwksFile, jwks_json(*jwt_key), 0644);
     return CaState{std::move(*signer), std::move(*jwt_key), created};
+}
+
+std::string load_admin_token(const fs::path& dir) {
+    std::string token = read_file(dir / kAdminTokenFile);
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
+    if (token.empty()) throw std::runtime_error((dir / kAdminTokenFile).string() + ": empty");
+    return token;
+}
+
+std::string load_or_create_admin_token(const fs::path& dir) {
+    std::error_code ec;
+    if (fs::exists(dir / kAdminTokenFile, ec)) return load_admin_token(dir);
+    std::string token = random_hex(32);
+    write_file_atomic(dir / kAdminTokenFile, token + "\n", 0600);
+    return token;
 }
 
 }  // namespace remora::control

@@ -29,6 +29,8 @@ inline constexpr const char* kRootCertFile = "root-cert.pem";
 inline constexpr const char* kRootKeyFile = "root-key.pem";
 inline constexpr const char* kJwtKeyFile = "jwt-signing-key.pem";
 inline constexpr const char* kJwksFile = "jwks.json";
+inline constexpr const char* kAdminTokenFile = "admin-token";
+inline constexpr const char* kConfigStoreDir = "config";
 
 // Loads the CA from `dir`, creating the directory (0700), a 10-year self-signed root and a JWT key
 // on first start. With `operator_ca` the operator's CA signs and the state dir keeps a copy of its
@@ -38,5 +40,11 @@ CaState load_or_create_ca(const std::filesystem::path& dir, const std::string& t
 
 // The JWT signing key alone (for `remoractl token create`).
 certs::PrivateKey load_jwt_key(const std::filesystem::path& dir);
+
+// The config API's admin credential (a bearer token): 32 random bytes as hex, created 0600 on
+// first start. Throws when the file exists but is empty or unreadable.
+std::string load_or_create_admin_token(const std::filesystem::path& dir);
+// The same, for remoractl: throws naming the file when it is absent.
+std::string load_admin_token(const std::filesystem::path& dir);
 
 }  // namespace remora::control
