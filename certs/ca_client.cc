@@ -22,6 +22,12 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 CaClientResult post_certificate_request(const CaClientOptions& options, const std::string& body) {
+    return call_control(options, "POST", "/v1/certificates", body);
+}
+
+CaClientResult call_control(const CaClientOptions& options, const std::string& method,
+                            const std::string& target, const std::string& body,
+                            const std::string& content_type) {
     asio::io_context io;
     ssl::context ctx(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
@@ -73,10 +79,13 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
                                  (expected ? expected->str() : std::string("the control plane")));
     }
 
-    http::request<http::string_body> req{http::verb::post, "/v1/certificates", 11};
+    http::verb verb = http::string_to_verb(method);
+    if (verb == http::verb::unknown) throw std::runtime_error("unknown HTTP method " + method);
+    http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, options.host);
     req.set(http::field::user_agent, "remoractl");
-    req.set(http::field::content_type, "application/json");
+    if (!body.empty() || verb == http::verb::post)
+        req.set(http::field::content_type, content_type);
     req.keep_alive(false);
     if (options.bearer_token)
         req.set(http::field::authorization, "Bearer " + *options.bearer_token);
@@ -87,7 +96,7 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
     if (ec) throw std::runtime_error("sending the request failed: " + ec.message());
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
-    parser.body_limit(1024 * 1024);
+    parser.body_limit(64 * 1024 * 1024);  // a config listing can be large
     http::read(stream, buffer, parser, ec);
     if (ec) throw std::runtime_error("reading the answer failed: " + ec.message());
     stream.shutdown(ec);  // the answer is complete; a truncated close is not an error here

@@ -30,8 +30,15 @@ struct CaClientResult {
     std::string body;
 };
 
-// POSTs `body` to /v1/certificates. Throws std::runtime_error for connection, TLS and
-// server-identity failures, naming the reason.
+// One request to the control plane's TLS API (`method` "GET", "POST", "DELETE"; `target` a path
+// with an optional query). The server's SVID is verified as the control plane's before anything
+// is sent. Throws std::runtime_error for connection, TLS and server-identity failures, naming the
+// reason.
+CaClientResult call_control(const CaClientOptions& options, const std::string& method,
+                            const std::string& target, const std::string& body,
+                            const std::string& content_type = "application/json");
+
+// POSTs `body` to /v1/certificates (call_control).
 CaClientResult post_certificate_request(const CaClientOptions& options, const std::string& body);
 
 // The CA answered, and said no.

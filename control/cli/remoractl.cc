@@ -7,6 +7,7 @@
 #include "certs/verifier.h"
 #include "control/ca/state_dir.h"
 #include "control/cli/analyze_command.h"
+#include "control/cli/config_commands.h"
 #include "control/cli/trace.h"
 #include "certs/ca_client.h"
 #include "common/args.h"
@@ -38,6 +39,18 @@ Commands:
       ports and subsets (IST0101, IST0112), conflicting mesh VirtualServices (IST0109), subsets
       that select no workload (IST0173), DestinationRules for unknown hosts (IST0174); then the
       valid Istio features remora does not implement. Exit 79 when an error is found.
+
+  apply -f FILE|DIR [-f ...]      Create or replace the resources in the control plane's store
+                                 (as kubectl apply); refused with analyze's messages if invalid.
+  get KIND [NAME] [-n NS | -A] [-o yaml|json|wide]
+                                 List or show stored resources. KIND: virtualservice (vs),
+                                 destinationrule (dr), serviceentry (se), workloadentry (we),
+                                 peerauthentication (pa), authorizationpolicy (ap).
+  delete -f FILE|DIR              Delete the resources the files name.
+      These three talk to --control HOST:PORT (default localhost:15012), verify it with
+      --trust-bundle (default <state-dir>/root-cert.pem) and authenticate with the admin token
+      in --state-dir, or with --cert-dir DIR (cert-chain.pem, key.pem) holding a certificate
+      for spiffe://<td>/ns/remora-system/sa/remoractl. Exit 1 when the control plane refuses.
 
   trace REQUEST-ID LOG-FILE...
       What happened to one request: the access-log lines (JSON or text) of every sidecar it
@@ -169,6 +182,10 @@ int run(const std::vector<std::string>& argv) {
     if (argv[0] == "analyze") {
         return cli::analyze_command({argv.begin() + 1, argv.end()}, std::cout);
     }
+    std::vector<std::string> after(argv.begin() + 1, argv.end());
+    if (argv[0] == "apply") return cli::apply_command(after, std::cout, std::cerr);
+    if (argv[0] == "delete") return cli::delete_command(after, std::cout, std::cerr);
+    if (argv[0] == "get") return cli::get_command(after, std::cout, std::cerr);
     if (argv[0] == "trace") {
         if (argv.size() < 3) throw UsageError("usage: remoractl trace REQUEST-ID LOG-FILE...");
         std::vector<std::string> files(argv.begin() + 2, argv.end());

@@ -1,0 +1,324 @@
+// remoractl's config commands: read files, call the config API, print kubectl's way.
+#include "control/cli/config_commands.h"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <cstdio>
+
+#include "certs/ca_client.h"
+#include "common/args.h"
+#include "common/files.h"
+#include "control/ca/state_dir.h"
+#include "control/store/store.h"
+
+namespace remora::control::cli {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using common::Args;
+using common::UsageError;
+
+namespace {
+
+// kubectl's short flags as remoractl's long ones.
+std::vector<std::string> long_flags(const std::vector<std::string>& argv) {
+    std::vector<std::string> out;
+    for (const std::string& a : argv) {
+        if (a == "-f") out.push_back("--filename");
+        else if (a == "-n") out.push_back("--namespace");
+        else if (a == "-o") out.push_back("--output");
+        else if (a == "-A") out.push_back("--all-namespaces");
+        else if (a.rfind("-o", 0) == 0 && a.size() > 2 && a[2] != '-') {
+            out.push_back("--output=" + a.substr(2));
+        } else out.push_back(a);
+    }
+    return out;
+}
+
+const std::set<std::string> kConnectionFlags = {"control", "trust-bundle", "state-dir",
+                                                "cert-dir", "trust-domain"};
+
+std::set<std::string> with_connection_flags(std::set<std::string> flags) {
+    flags.insert(kConnectionFlags.begin(), kConnectionFlags.end());
+    return flags;
+}
+
+certs::CaClientOptions connection(const Args& args) {
+    std::string control = args.get_or("control", "localhost:15012");
+    std::size_t colon = control.rfind(':');
+    if (colon == std::string::npos) {
+        throw UsageError("--control \"" + control + "\": expected HOST:PORT");
+    }
+    certs::CaClientOptions opts;
+    opts.host = control.substr(0, colon);
+    if (opts.host.size() > 2 && opts.host.front() == '[')
+        opts.host = opts.host.substr(1, opts.host.size() - 2);
+    opts.port = control.substr(colon + 1);
+    opts.trust_domain = args.get_or("trust-domain", "cluster.local");
+    fs::path state = args.get_or("state-dir", "./remora-state");
+    std::string bundle_file = args.get_or("trust-bundle", (state / kRootCertFile).string());
+    auto bundle = certs::TrustBundle::from_pem(common::read_file(bundle_file));
+    if (!bundle) throw std::runtime_error(bundle_file + ": " + bundle.error().message());
+    opts.bundle = std::move(*bundle);
+    if (auto dir = args.get("cert-dir")) {
+        fs::path d = *dir;
+        auto chain = certs::Certificate::chain_from_pem(common::read_file(d / "cert-chain.pem"));
+        if (!chain) throw std::runtime_error((d / "cert-chain.pem").string() + ": " +
+                                             chain.error().message());
+        auto key = certs::PrivateKey::from_pem(common::read_file(d / "key.pem"));
+        if (!key) throw std::runtime_error((d / "key.pem").string() + ": " + key.error().message());
+        opts.client_chain = std::move(*chain);
+        opts.client_key = std::move(*key);
+    } else {
+        if (!fs::exists(state / kAdminTokenFile)) {
+            throw UsageError("no admin credential: " + (state / kAdminTokenFile).string() +
+                             " does not exist; give --state-dir (the control plane's) or "
+                             "--cert-dir with a certificate for ns/remora-system/sa/remoractl");
+        }
+        opts.bearer_token = load_admin_token(state);
+    }
+    return opts;
+}
+
+std::string encode(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            char buf[4];
+            std::snprintf(buf, sizeof buf, "%%%02X", c);
+            out += buf;
+        }
+    }
+    return out;
+}
+
+json::object parse_object(const std::string& body) {
+    json::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (ec || !v.is_object()) {
+        throw std::runtime_error("the control plane's answer is not JSON: " + body.substr(0, 200));
+    }
+    return v.as_object();
+}
+
+std::string str(const json::object& o, const char* key) {
+    const json::value* v = o.if_contains(key);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+// "Error from server (400): refused: ..." and the messages; returns 1.
+int print_refusal(int status, const std::string& body, std::ostream& err) {
+    json::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (ec || !v.is_object()) {
+        err << "Error from server (" << status << "): " << body << "\n";
+        return 1;
+    }
+    const json::object& o = v.as_object();
+    err << "Error from server (" << status << "): " << str(o, "error") << "\n";
+    if (const json::value* m = o.if_contains("messages"); m && m->is_array()) {
+        for (const json::value& line : m->as_array())
+            if (line.is_string()) err << std::string(line.as_string()) << "\n";
+    }
+    return 1;
+}
+
+void print_warnings(const json::object& o, std::ostream& err) {
+    if (const json::value* w = o.if_contains("warnings"); w && w->is_array()) {
+        for (const json::value& line : w->as_array())
+            if (line.is_string()) err << "Warning: " << std::string(line.as_string()) << "\n";
+    }
+}
+
+// FILE, or every *.yaml / *.yml under DIR (sorted), or "-" for stdin.
+std::vector<std::pair<std::string, std::string>> read_inputs(const std::vector<std::string>& names) {
+    if (names.empty()) throw UsageError("give -f FILE|DIR (repeatable; - for stdin)");
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const std::string& name : names) {
+        if (name == "-") {
+            std::ostringstream text;
+            text << std::cin.rdbuf();
+            out.emplace_back("-", text.str());
+            continue;
+        }
+        std::error_code ec;
+        if (fs::is_directory(name, ec)) {
+            std::vector<fs::path> files;
+            for (auto it = fs::recursive_directory_iterator(name, ec);
+                 !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+                auto ext = it->path().extension();
+                if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml"))
+                    files.push_back(it->path());
+            }
+            std::sort(files.begin(), files.end());
+            if (files.empty()) throw UsageError(name + ": no *.yaml or *.yml files");
+            for (const fs::path& f : files)
+                out.emplace_back(f.string(), common::read_file(f));
+        } else if (fs::exists(name, ec)) {
+            out.emplace_back(name, common::read_file(name));
+        } else {
+            throw UsageError(name + ": no such file or directory");
+        }
+    }
+    return out;
+}
+
+std::string lower(std::string s) {
+    for (char& c : s)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// apply and delete: one request per file, as kubectl does; exit 1 if any was refused.
+int change_command(const std::vector<std::string>& argv, bool remove, std::ostream& out,
+                   std::ostream& err) {
+    Args args(long_flags(argv), with_connection_flags({"filename"}));
+    if (!args.positional().empty()) {
+        throw UsageError("unexpected argument " + args.positional().front() +
+                         " (give files with -f)");
+    }
+    auto inputs = read_inputs(args.all("filename"));
+    certs::CaClientOptions opts = connection(args);
+    int rc = 0;
+    for (const auto& [name, text] : inputs) {
+        certs::CaClientResult res =
+            certs::call_control(opts, remove ? "DELETE" : "POST", "/v1/config?source=" + encode(name),
+                                text, "application/yaml");
+        if (res.status != 200) {
+            if (inputs.size() > 1) err << name << ":\n";
+            rc = print_refusal(res.status, res.body, err);
+            continue;
+        }
+        json::object o = parse_object(res.body);
+        print_warnings(o, err);
+        if (const json::value* items = o.if_contains("items"); items && items->is_array()) {
+            for (const json::value& iv : items->as_array()) {
+                if (!iv.is_object()) continue;
+                const json::object& i = iv.as_object();
+                std::string action = str(i, "action");
+                if (action == "skipped") {
+                    err << "skipped " << str(i, "detail") << "\n";
+                    continue;
+                }
+                std::string kind = lower(str(i, "kind")) + "." + str(i, "group");
+                if (remove) {
+                    out << kind << " \"" << str(i, "name") << "\" deleted\n";
+                } else {
+                    out << kind << "/" << str(i, "name") << " " << action << "\n";
+                }
+            }
+        }
+    }
+    return rc;
+}
+
+}  // namespace
+
+std::string format_age(std::chrono::seconds age) {
+    long long s = std::max<long long>(0, age.count());
+    if (s < 120) return std::to_string(s) + "s";
+    if (s < 60 * 60) return std::to_string(s / 60) + "m";
+    if (s < 48 * 3600) return std::to_string(s / 3600) + "h";
+    return std::to_string(s / 86400) + "d";
+}
+
+int apply_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+    return change_command(argv, false, out, err);
+}
+
+int delete_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+    return change_command(argv, true, out, err);
+}
+
+int get_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+    Args args(long_flags(argv), with_connection_flags({"namespace", "output"}),
+              {"all-namespaces"});
+    const auto& pos = args.positional();
+    if (pos.empty() || pos.size() > 2) {
+        throw UsageError("usage: remoractl get KIND [NAME] [-n NS | -A] [-o yaml|json]");
+    }
+    auto kind = store::kind_from_name(pos[0]);
+    if (!kind) {
+        throw UsageError("unknown kind \"" + pos[0] +
+                         "\": virtualservice (vs), destinationrule (dr), serviceentry (se), "
+                         "workloadentry (we), peerauthentication (pa), authorizationpolicy (ap)");
+    }
+    std::string output = args.get_or("output", "table");
+    if (output != "table" && output != "wide" && output != "yaml" && output != "json") {
+        throw UsageError("--output \"" + output + "\": use yaml or json");
+    }
+    std::string name = pos.size() == 2 ? pos[1] : "";
+    // As kubectl: a name without -n means the default namespace; a listing without -n shows all.
+    std::string ns = args.get_or("namespace", name.empty() ? "" : "default");
+    if (args.has("all-namespaces")) ns.clear();
+    std::string target = std::string("/v1/config?kind=") + store::kind_name(*kind);
+    if (!ns.empty()) target += "&namespace=" + encode(ns);
+    if (!name.empty()) target += "&name=" + encode(name);
+    if (output == "yaml") target += "&format=yaml";
+    certs::CaClientOptions opts = connection(args);
+    certs::CaClientResult res = certs::call_control(opts, "GET", target, "");
+    if (res.status != 200) return print_refusal(res.status, res.body, err);
+    if (output == "yaml") {
+        out << res.body;
+        return 0;
+    }
+    json::object o = parse_object(res.body);
+    const json::value* items_v = o.if_contains("items");
+    if (!items_v || !items_v->is_array()) throw std::runtime_error("answer without items");
+    const json::array& items = items_v->as_array();
+    if (output == "json") {
+        if (!name.empty() && items.size() == 1) {
+            out << json::serialize(items[0].as_object().at("object")) << "\n";
+            return 0;
+        }
+        json::array objects;
+        for (const json::value& i : items)
+            objects.push_back(i.as_object().at("object"));
+        json::object list{{"apiVersion", "v1"}, {"kind", "List"}, {"items", std::move(objects)}};
+        out << json::serialize(list) << "\n";
+        return 0;
+    }
+    if (items.empty()) {
+        err << "No resources found" << (ns.empty() ? "" : " in " + ns + " namespace") << ".\n";
+        return 0;
+    }
+    const auto now = std::chrono::system_clock::now();
+    std::vector<std::vector<std::string>> rows = {{"NAMESPACE", "NAME", "AGE"}};
+    if (output == "wide") rows[0].insert(rows[0].end(), {"VERSION", "ORIGIN", "SOURCE"});
+    for (const json::value& iv : items) {
+        const json::object& i = iv.as_object();
+        auto created = std::chrono::system_clock::time_point(
+            std::chrono::seconds(i.at("created").to_number<int64_t>()));
+        std::vector<std::string> row = {
+            str(i, "namespace"), str(i, "name"),
+            format_age(std::chrono::duration_cast<std::chrono::seconds>(now - created))};
+        if (output == "wide") {
+            row.insert(row.end(), {std::to_string(i.at("resourceVersion").to_number<uint64_t>()),
+                                   str(i, "origin"), str(i, "source")});
+        }
+        rows.push_back(std::move(row));
+    }
+    std::vector<std::size_t> width(rows[0].size(), 0);
+    for (const auto& r : rows)
+        for (std::size_t c = 0; c < r.size(); ++c)
+            width[c] = std::max(width[c], r[c].size());
+    for (const auto& r : rows) {
+        std::string line;
+        for (std::size_t c = 0; c < r.size(); ++c) {
+            line += r[c];
+            if (c + 1 < r.size()) line += std::string(width[c] - r[c].size() + 3, ' ');
+        }
+        out << line << "\n";
+    }
+    return 0;
+}
+
+}  // namespace remora::control::cli
