@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""System test of the control plane's config store, driven as a new user would drive it.
+
+Runs remora-control on loopback ports with a temporary state dir and uses remoractl apply / get /
+delete and curl: applies the bookinfo samples, reads them back, is refused an invalid file while
+the old config stays, restarts the control plane and finds the config again, deletes, is refused
+without credentials, follows a --config-dir change, and refuses a bad --mesh-config.
+
+    python3 tests/system/test_config.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
+
+Exit status: 0 all passed, 1 some failed, 77 curl missing.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Failure, Runner, check, clip  # noqa: E402
+
+SAMPLES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "..", "..", "..", "shared", "istio-samples"))
+DR_ALL = os.path.join(SAMPLES, "destination-rule-all.yaml")
+VS_ALL_V1 = os.path.join(SAMPLES, "virtual-service-all-v1.yaml")
+
+BAD_REVIEWS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v2
+    retries:
+      attempts: 2
+      retryOn: 5xxx
+"""
+
+DIR_VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ratings
+  namespace: shop
+spec:
+  hosts:
+  - ratings
+  http:
+  - route:
+    - destination:
+        host: ratings
+        subset: {subset}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Result:
+    def __init__(self, argv, proc):
+        self.argv, self.rc, self.out, self.err = argv, proc.returncode, proc.stdout, proc.stderr
+
+    def describe(self):
+        return (f"command: {' '.join(self.argv)}\nexit: {self.rc}\nstdout: {clip(self.out)}\n"
+                f"stderr: {clip(self.err)}")
+
+
+def run(argv, timeout=20):
+    argv = [str(a) for a in argv]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, LC_ALL="C"))
+    except subprocess.TimeoutExpired as e:
+        raise Failure(f"timed out after {timeout}s: {' '.join(argv)}", [clip(e.stderr)])
+    return Result(argv, proc)
+
+
+class Control:
+    """One remora-control with its own ports; its log goes to a file."""
+
+    def __init__(self, bin_dir, state_dir, log_path, extra=()):
+        self.control = os.path.join(bin_dir, "control", "remora-control")
+        self.remoractl = os.path.join(bin_dir, "control", "remoractl")
+        self.state_dir = state_dir
+        self.log_path = log_path
+        self.extra = list(extra)
+        self.api_port, self.mon_port = free_port(), free_port()
+        self.proc = None
+
+    def argv(self):
+        return [self.control, "--state-dir", self.state_dir, "--listen",
+                f"127.0.0.1:{self.api_port}", "--monitoring", f"127.0.0.1:{self.mon_port}",
+                *self.extra]
+
+    def start(self):
+        with open(self.log_path, "a") as log:
+            log.write(f"==== {' '.join(self.argv())}\n")
+            log.flush()
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Failure(f"remora-control exited with {self.proc.returncode}", [self.tail()])
+            try:
+                with socket.create_connection(("127.0.0.1", self.api_port), timeout=0.5):
+                    if os.path.exists(os.path.join(self.state_dir, "admin-token")):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise Failure("remora-control did not listen within 15 s", [self.tail()])
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc, self.proc = self.proc.returncode, None
+        return rc
+
+    def tail(self, n=40):
+        try:
+            with open(self.log_path) as f:
+                return "log:\n" + "".join(f.readlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def log_text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def ctl(self, *args, cred=None):
+        cred = cred if cred is not None else ["--state-dir", self.state_dir]
+        return run([self.remoractl, *args, "--control", f"localhost:{self.api_port}",
+                    "--trust-bundle", os.path.join(self.state_dir, "root-cert.pem"), *cred])
+
+    def must(self, *args, cred=None):
+        r = self.ctl(*args, cred=cred)
+        check(r.rc == 0, f"remoractl {args[0]} failed", r.describe())
+        return r
+
+    def curl(self, path, token=None, method="GET", data=None):
+        argv = ["curl", "-sS", "--max-time", "10", "--cacert",
+                os.path.join(self.state_dir, "root-cert.pem"), "-X", method,
+                "-w", "\n%{http_code}", f"https://localhost:{self.api_port}{path}"]
+        if token is not None:
+            argv += ["-H", f"Authorization: Bearer {token}"]
+        if data is not None:
+            argv += ["--data-binary", data]
+        r = run(argv)
+        check(r.rc == 0, "curl failed", r.describe())
+        body, _, status = r.out.rpartition("\n")
+        return int(status), body
+
+    def token(self):
+        with open(os.path.join(self.state_dir, "admin-token")) as f:
+            return f.read().strip()
+
+    def version(self):
+        status, body = self.curl("/v1/config/version", token=self.token())
+        check(status == 200, f"/v1/config/version answered {status}", body)
+        return json.loads(body)["version"]
+
+
+class Context:
+    def __init__(self, bin_dir, tmp):
+        self.bin_dir, self.tmp = bin_dir, tmp
+        self.main = Control(bin_dir, os.path.join(tmp, "state"), os.path.join(tmp, "main.log"))
+        self.others = []
+
+    def new_control(self, name, extra=()):
+        c = Control(self.bin_dir, os.path.join(self.tmp, name + "-state"),
+                    os.path.join(self.tmp, name + ".log"), extra)
+        self.others.append(c)
+        return c
+
+
+def test_start(ctx):
+    ctx.main.start()
+    mode = stat.S_IMODE(os.stat(os.path.join(ctx.main.state_dir, "admin-token")).st_mode)
+    check(mode == 0o600, f"admin-token has mode {oct(mode)}, expected 0600")
+    check(re.fullmatch(r"[0-9a-f]{64}", ctx.main.token()), "admin-token is not 32 bytes of hex")
+
+
+def test_apply_and_get(ctx):
+    m = ctx.main
+    r = m.must("apply", "-f", DR_ALL)
+    for name in ("productpage", "reviews", "ratings", "details"):
+        check(f"destinationrule.networking.istio.io/{name} created" in r.out,
+              f"apply did not say DestinationRule {name} was created", r.describe())
+    r = m.must("apply", "-f", VS_ALL_V1)
+    check("virtualservice.networking.istio.io/reviews created" in r.out, "VS not created",
+          r.describe())
+    r = m.must("apply", "-f", VS_ALL_V1)
+    check("virtualservice.networking.istio.io/reviews unchanged" in r.out,
+          "applying the same file again is not 'unchanged'", r.describe())
+    r = m.must("get", "vs")
+    lines = r.out.splitlines()
+    check(lines and lines[0].split() == ["NAMESPACE", "NAME", "AGE"], "no table header",
+          r.describe())
+    names = sorted(line.split()[1] for line in lines[1:])
+    check(names == ["details", "productpage", "ratings", "reviews"], f"get vs listed {names}",
+          r.describe())
+    r = m.must("get", "destinationrule", "reviews", "-o", "json")
+    obj = json.loads(r.out)
+    check([s["name"] for s in obj["spec"]["subsets"]] == ["v1", "v2", "v3"],
+          "get dr reviews -o json: wrong subsets", r.describe())
+    r = m.must("get", "virtualservices", "reviews", "-o", "yaml")
+    check("subset: v1" in r.out and "kind: VirtualService" in r.out, "get -o yaml", r.describe())
+    r = m.ctl("get", "vs", "nope")
+    check(r.rc == 1 and "not found" in r.err, "get of a missing name did not fail", r.describe())
+
+
+def test_invalid_refused_old_stays(ctx):
+    m = ctx.main
+    before = m.version()
+    bad = write(os.path.join(ctx.tmp, "bad-reviews.yaml"), BAD_REVIEWS)
+    r = m.ctl("apply", "-f", bad)
+    check(r.rc == 1, "an invalid file was applied", r.describe())
+    want = (f"Error [IST0106] (VirtualService default/reviews {bad}:1) Schema validation error: "
+            f"{bad}:15:16: spec.http[0].retries.retryOn: unknown retry condition \"5xxx\"")
+    check(want in r.err, "refusal does not carry analyze's IST0106 line", r.describe(),
+          f"expected: {want}")
+    r = m.must("get", "vs", "reviews", "-o", "yaml")
+    check("subset: v1" in r.out and "5xxx" not in r.out, "the old VirtualService did not stay",
+          r.describe())
+    check(m.version() == before, "the version changed on a refused apply")
+
+
+def test_durable_across_restart(ctx):
+    m = ctx.main
+    version = m.version()
+    rc = m.stop()
+    check(rc == 0, f"remora-control exited {rc} on SIGTERM")
+    m.start()
+    check(m.version() == version, f"version {m.version()} after restart, expected {version}")
+    r = m.must("get", "dr", "-A")
+    check(len(r.out.splitlines()) == 5, "DestinationRules lost across the restart", r.describe())
+    r = m.must("get", "vs", "reviews", "-o", "yaml")
+    check("subset: v1" in r.out, "VirtualService lost across the restart", r.describe())
+
+
+def test_delete(ctx):
+    m = ctx.main
+    r = m.must("delete", "-f", VS_ALL_V1)
+    check('virtualservice.networking.istio.io "reviews" deleted' in r.out, "delete output",
+          r.describe())
+    r = m.must("get", "vs")
+    check("No resources found" in r.err and r.out.strip() == "", "VirtualServices remain",
+          r.describe())
+    r = m.ctl("delete", "-f", VS_ALL_V1)
+    check(r.rc == 1 and "VirtualService default/reviews not found" in r.err,
+          "deleting what is not there did not fail naming it", r.describe())
+    r = m.must("get", "dr")
+    check(len(r.out.splitlines()) == 5, "delete of the VS file touched DestinationRules",
+          r.describe())
+
+
+def test_unauthenticated_refused(ctx):
+    m = ctx.main
+    status, body = m.curl("/v1/config?kind=vs")
+    check(status == 401 and "error" in json.loads(body), f"no credentials: {status}", body)
+    status, body = m.curl("/v1/config", method="POST", data=BAD_REVIEWS)
+    check(status == 401, f"POST without credentials answered {status}", body)
+    status, body = m.curl("/v1/config/version", token="0" * 64)
+    check(status == 401, f"a wrong token answered {status}", body)
+    status, body = m.curl("/v1/config/version", token=m.token())
+    check(status == 200, f"the admin token answered {status}", body)
+    # A workload's certificate is not an admin credential; remoractl's identity is.
+    root = os.path.join(m.state_dir, "root-cert.pem")
+    for ns, sa, expect in (("default", "sleep", 1), ("remora-system", "remoractl", 0)):
+        tok = run([m.remoractl, "token", "create", "--namespace", ns, "--service-account", sa,
+                   "--state-dir", m.state_dir])
+        check(tok.rc == 0, "token create failed", tok.describe())
+        token_file = write(os.path.join(ctx.tmp, f"{sa}.token"), tok.out)
+        certs = os.path.join(ctx.tmp, f"{sa}-certs")
+        r = run([m.remoractl, "cert", "request", "--control", f"localhost:{m.api_port}",
+                 "--trust-bundle", root, "--token-file", token_file, "--out", certs])
+        check(r.rc == 0, "cert request failed", r.describe())
+        r = m.ctl("get", "dr", cred=["--cert-dir", certs])
+        check(r.rc == expect, f"get with the {ns}/{sa} certificate exited {r.rc}", r.describe())
+        if expect:
+            check("403" in r.err, "a workload certificate was not refused with 403", r.describe())
+        else:
+            check("reviews" in r.out, "remoractl's certificate did not list", r.describe())
+
+
+def test_config_dir(ctx):
+    d = os.path.join(ctx.tmp, "configmap")
+    os.makedirs(d)
+    f = write(os.path.join(d, "ratings.yaml"), DIR_VS.format(subset="v1"))
+    c = ctx.new_control("dir", ["--config-dir", d]).start()
+    r = c.must("get", "vs", "ratings", "-n", "shop", "-o", "wide")
+    check("config-dir" in r.out and f in r.out, "the directory's resource is not served",
+          r.describe())
+    r = c.ctl("apply", "-f", f)
+    check(r.rc == 1 and "managed by --config-dir" in r.err,
+          "the API changed a directory-owned resource", r.describe())
+    # A change to the file shows within about 2 s.
+    write(f, DIR_VS.format(subset="v2"))
+    deadline, seen = time.monotonic() + 2.5, ""
+    while time.monotonic() < deadline:
+        seen = c.must("get", "vs", "ratings", "-n", "shop", "-o", "yaml").out
+        if "subset: v2" in seen:
+            break
+        time.sleep(0.1)
+    check("subset: v2" in seen, "the file change was not picked up within 2.5 s", seen, c.tail())
+    # An invalid state is logged with file:line:col, and the last good config stays.
+    write(f, DIR_VS.format(subset="v2") + "    timeout: 0s\n")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and f"{f}:14:" not in c.log_text():
+        time.sleep(0.1)
+    check(f"{f}:14:" in c.log_text(), "the invalid directory was not logged with file:line",
+          c.tail())
+    r = c.must("get", "vs", "ratings", "-n", "shop", "-o", "yaml")
+    check("subset: v2" in r.out and "timeout" not in r.out, "the last good config did not stay",
+          r.describe())
+    c.stop()
+
+
+def test_mesh_config(ctx):
+    good = write(os.path.join(ctx.tmp, "mesh.yaml"),
+                 "trustDomain: example.org\naccessLogFile: /dev/stdout\n"
+                 "defaultConfig:\n  tracing:\n    sampling: 10\n")
+    c = ctx.new_control("mesh", ["--mesh-config", good]).start()
+    status, body = c.curl("/v1/meshconfig", token=c.token())
+    check(status == 200, f"/v1/meshconfig answered {status}", body)
+    mesh = json.loads(body)
+    check(mesh["trustDomain"] == "example.org" and mesh["accessLogFile"] == "/dev/stdout" and
+          mesh["defaultConfig"]["tracing"]["sampling"] == 10, "wrong MeshConfig", body)
+    status, _ = c.curl("/v1/meshconfig")
+    check(status == 401, f"/v1/meshconfig without credentials answered {status}")
+    c.stop()
+    bad = write(os.path.join(ctx.tmp, "bad-mesh.yaml"),
+                "trustDomain: example.org\noutboundTrafficPolicy:\n  mode: SOMETIMES\n")
+    r = run([c.control, "--state-dir", os.path.join(ctx.tmp, "bad-mesh-state"), "--listen",
+             f"127.0.0.1:{free_port()}", "--monitoring", f"127.0.0.1:{free_port()}",
+             "--mesh-config", bad])
+    check(r.rc == 1, f"a bad --mesh-config exited {r.rc}, expected 1", r.describe())
+    check(re.search(re.escape(bad) + r":3:\d+: ", r.err), "no file:line:col in the error",
+          r.describe())
+
+
+TESTS = [
+    ("start", test_start),
+    ("apply_and_get", test_apply_and_get),
+    ("invalid_refused_old_stays", test_invalid_refused_old_stays),
+    ("durable_across_restart", test_durable_across_restart),
+    ("delete", test_delete),
+    ("unauthenticated_refused", test_unauthenticated_refused),
+    ("config_dir", test_config_dir),
+    ("mesh_config", test_mesh_config),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin-dir", required=True, help="build dir holding control/remora-control")
+    ap.add_argument("-k", dest="only", help="run only tests whose name contains this")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    opts = ap.parse_args()
+    if not shutil.which("curl"):
+        print("SKIP: curl is not installed")
+        return 77
+    tmp = tempfile.mkdtemp(prefix="remora-test-config-")
+    ctx = Context(os.path.abspath(opts.bin_dir), tmp)
+    runner = Runner()
+    started = time.monotonic()
+    try:
+        runner.run(TESTS, ctx, only=opts.only, always=("start",),
+                   failure_details=lambda c: [c.main.tail()])
+    finally:
+        for c in [ctx.main, *ctx.others]:
+            try:
+                c.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                pass
+        runner.keep_or_remove(tmp, opts.keep)
+    runner.summary(started)
+    return runner.exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
