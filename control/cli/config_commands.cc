@@ -50,16 +50,8 @@ std::set<std::string> with_connection_flags(std::set<std::string> flags) {
 }
 
 certs::CaClientOptions connection(const Args& args) {
-    std::string control = args.get_or("control", "localhost:15012");
-    std::size_t colon = control.rfind(':');
-    if (colon == std::string::npos) {
-        throw UsageError("--control \"" + control + "\": expected HOST:PORT");
-    }
     certs::CaClientOptions opts;
-    opts.host = control.substr(0, colon);
-    if (opts.host.size() > 2 && opts.host.front() == '[')
-        opts.host = opts.host.substr(1, opts.host.size() - 2);
-    opts.port = control.substr(colon + 1);
+    set_control_address(opts, args.get_or("control", "localhost:15012"));
     opts.trust_domain = args.get_or("trust-domain", "cluster.local");
     fs::path state = args.get_or("state-dir", "./remora-state");
     std::string bundle_file = args.get_or("trust-bundle", (state / kRootCertFile).string());
@@ -67,14 +59,7 @@ certs::CaClientOptions connection(const Args& args) {
     if (!bundle) throw std::runtime_error(bundle_file + ": " + bundle.error().message());
     opts.bundle = std::move(*bundle);
     if (auto dir = args.get("cert-dir")) {
-        fs::path d = *dir;
-        auto chain = certs::Certificate::chain_from_pem(common::read_file(d / "cert-chain.pem"));
-        if (!chain) throw std::runtime_error((d / "cert-chain.pem").string() + ": " +
-                                             chain.error().message());
-        auto key = certs::PrivateKey::from_pem(common::read_file(d / "key.pem"));
-        if (!key) throw std::runtime_error((d / "key.pem").string() + ": " + key.error().message());
-        opts.client_chain = std::move(*chain);
-        opts.client_key = std::move(*key);
+        load_client_cert(opts, *dir);
     } else {
         if (!fs::exists(state / kAdminTokenFile)) {
             throw UsageError("no admin credential: " + (state / kAdminTokenFile).string() +
@@ -221,6 +206,29 @@ int change_command(const std::vector<std::string>& argv, bool remove, std::ostre
 }
 
 }  // namespace
+
+void set_control_address(certs::CaClientOptions& options, const std::string& control) {
+    std::size_t colon = control.rfind(':');
+    if (colon == std::string::npos) {
+        throw UsageError("--control \"" + control + "\": expected HOST:PORT");
+    }
+    options.host = control.substr(0, colon);
+    if (options.host.size() > 2 && options.host.front() == '[')
+        options.host = options.host.substr(1, options.host.size() - 2);
+    options.port = control.substr(colon + 1);
+}
+
+void load_client_cert(certs::CaClientOptions& options, const fs::path& dir) {
+    auto chain = certs::Certificate::chain_from_pem(common::read_file(dir / "cert-chain.pem"));
+    if (!chain) {
+        throw std::runtime_error((dir / "cert-chain.pem").string() + ": " +
+                                 chain.error().message());
+    }
+    auto key = certs::PrivateKey::from_pem(common::read_file(dir / "key.pem"));
+    if (!key) throw std::runtime_error((dir / "key.pem").string() + ": " + key.error().message());
+    options.client_chain = std::move(*chain);
+    options.client_key = std::move(*key);
+}
 
 std::string format_age(std::chrono::seconds age) {
     long long s = std::max<long long>(0, age.count());

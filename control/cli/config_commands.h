@@ -3,11 +3,19 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "certs/ca_client.h"
+
 namespace remora::control::cli {
+
+// --control "HOST:PORT" (or "[::1]:PORT") into options.host and .port; UsageError otherwise.
+void set_control_address(certs::CaClientOptions& options, const std::string& control);
+// DIR's cert-chain.pem and key.pem as the client certificate (mTLS); throws naming the file.
+void load_client_cert(certs::CaClientOptions& options, const std::filesystem::path& dir);
 
 // argv: the words after the command name. Results go to `out`, refusals and warnings to `err`;
 // returns the exit code (1 when the control plane refused).

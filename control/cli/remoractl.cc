@@ -103,10 +103,8 @@ std::string trim(std::string s) {
 int cert_request(const std::vector<std::string>& argv) {
     Args args(argv,
               {"control", "trust-bundle", "token-file", "cert-dir", "out", "ttl", "trust-domain"});
-    std::string control = args.require("control");
-    size_t colon = control.rfind(':');
-    if (colon == std::string::npos)
-        throw UsageError("--control \"" + control + "\": expected HOST:PORT");
+    certs::CaClientOptions opts;
+    cli::set_control_address(opts, args.require("control"));
     fs::path out = args.require("out");
     std::string bundle_file = args.require("trust-bundle");
     if (args.has("token-file") == args.has("cert-dir")) {
@@ -114,11 +112,6 @@ int cert_request(const std::vector<std::string>& argv) {
             "give exactly one of --token-file (first certificate) or --cert-dir (renewal)");
     }
 
-    certs::CaClientOptions opts;
-    opts.host = control.substr(0, colon);
-    if (opts.host.size() > 2 && opts.host.front() == '[')
-        opts.host = opts.host.substr(1, opts.host.size() - 2);
-    opts.port = control.substr(colon + 1);
     opts.trust_domain = args.get_or("trust-domain", "cluster.local");
     opts.bundle = must(certs::TrustBundle::from_pem(read_file(bundle_file)), bundle_file);
     if (auto token_file = args.get("token-file")) {
@@ -126,12 +119,7 @@ int cert_request(const std::vector<std::string>& argv) {
         if (opts.bearer_token->empty())
             throw UsageError("--token-file " + *token_file + " is empty");
     } else {
-        fs::path dir = *args.get("cert-dir");
-        opts.client_chain =
-            must(certs::Certificate::chain_from_pem(read_file(dir / "cert-chain.pem")),
-                 (dir / "cert-chain.pem").string());
-        opts.client_key = must(certs::PrivateKey::from_pem(read_file(dir / "key.pem")),
-                               (dir / "key.pem").string());
+        cli::load_client_cert(opts, *args.get("cert-dir"));
     }
 
     std::optional<std::chrono::seconds> ttl;

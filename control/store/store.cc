@@ -175,6 +175,10 @@ ConfigStore::ConfigStore(fs::path dir, Clock clock, Logger log)
     load();
 }
 
+int64_t ConfigStore::now_seconds() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(clock_().time_since_epoch()).count();
+}
+
 ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
     Parsed out;
     for (auto& [line, doc_text] : document_texts(text)) {
@@ -265,9 +269,7 @@ ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string&
         return result;
     }
 
-    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                            clock_().time_since_epoch())
-                            .count();
+    const int64_t now = now_seconds();
     const uint64_t next = cur->version + 1;
     std::map<ResourceKey, Resource> next_resources = cur->resources;
     std::map<ResourceKey, std::string> actions;  // the last document for a key decides
@@ -375,9 +377,7 @@ ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
     }
     if (!validate(base, files, result)) return result;
 
-    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                            clock_().time_since_epoch())
-                            .count();
+    const int64_t now = now_seconds();
     const uint64_t next = cur->version + 1;
     std::map<ResourceKey, Resource> next_resources = base;
     bool changed = false;

@@ -155,6 +155,7 @@ class ConfigStore {
     void load();
     static model::Config build_config(const std::map<ResourceKey, Resource>& resources);
     void publish(SnapshotPtr snap);
+    int64_t now_seconds() const;
 
     std::filesystem::path dir_;
     std::filesystem::path file_;
