@@ -186,6 +186,7 @@ snap::Cluster make_cluster(const ServiceInfo& s, const ServicePortInfo& p, const
     c.name = cluster_name(p.number, c.subset, s.host);
     c.service_host = s.host;
     c.port = p.number;
+    if (dr) c.destination_rule = dr->meta.name + "." + dr->meta.ns;
     if (dr && dr->traffic_policy) apply_policy(c, *dr->traffic_policy);
     if (subset && subset->traffic_policy) apply_policy(c, *subset->traffic_policy);
     for (const ServiceEndpoint& e : s.endpoints) {
@@ -362,6 +363,7 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                     const model::HTTPRoute& hr = vs->http[i];
                     snap::Route r;
                     r.name = hr.name.empty() ? "route-" + std::to_string(i) : hr.name;
+                    r.virtual_service = vs->meta.name + "." + vs->meta.ns;
                     bool any_block = hr.match.empty();
                     for (const auto& m : hr.match) {
                         if (m.port && m.port != p.number) continue;  // a block for another port

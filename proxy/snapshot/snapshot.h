@@ -58,6 +58,7 @@ struct Cluster {
     std::string service_host;
     uint32_t port = 0;
     std::string subset;  // "" = every endpoint of the service
+    std::string destination_rule;  // "name.namespace" of the DestinationRule applied; "" = none
     LoadBalancer load_balancer;
     ConnectionLimits limits;
     std::optional<OutlierDetection> outlier_detection;  // only when a DestinationRule asks
@@ -113,6 +114,7 @@ struct Mirror {
 
 struct Route {
     std::string name;                // the http[] rule's name, or "default"
+    std::string virtual_service;     // "name.namespace" it came from; "" = the default route
     std::vector<RouteMatch> matches;  // ORed; empty = everything
     std::vector<WeightedCluster> clusters;
     std::optional<std::pair<uint32_t, std::string>> direct_response;  // status, body

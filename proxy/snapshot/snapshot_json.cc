@@ -1,0 +1,515 @@
+// Snapshot <-> JSON, written by hand so that every field has one obvious name and a malformed
+// document is refused with the path of the field that is wrong.
+#include "proxy/snapshot/snapshot_json.h"
+
+#include <boost/json.hpp>
+
+#include <cstdio>
+
+namespace remora::proxy::snapshot {
+
+namespace json = boost::json;
+
+namespace {
+
+// ---- writing --------------------------------------------------------------------------------
+
+json::value labels_json(const Labels& labels) {
+    json::object o;
+    for (const auto& [k, v] : labels) o[k] = v;
+    return o;
+}
+
+json::value strings_json(const std::vector<std::string>& v) {
+    json::array a;
+    for (const auto& s : v) a.emplace_back(s);
+    return a;
+}
+
+json::value pairs_json(const std::vector<std::pair<std::string, std::string>>& v) {
+    json::array a;
+    for (const auto& [k, val] : v) a.push_back(json::array{json::value(k), json::value(val)});
+    return a;
+}
+
+json::value matcher_json(const StringMatcher& m) {
+    const char* kind = m.kind == StringMatcher::Kind::exact    ? "exact"
+                       : m.kind == StringMatcher::Kind::prefix ? "prefix"
+                                                               : "regex";
+    return json::object{{"kind", kind}, {"value", m.value}, {"ignore_case", m.ignore_case}};
+}
+
+json::value named_matchers_json(const std::vector<std::pair<std::string, StringMatcher>>& v) {
+    json::array a;
+    for (const auto& [name, m] : v) a.push_back(json::object{{"name", name}, {"match", matcher_json(m)}});
+    return a;
+}
+
+json::value header_ops_json(const HeaderOps& h) {
+    return json::object{{"set", pairs_json(h.set)}, {"add", pairs_json(h.add)}, {"remove", strings_json(h.remove)}};
+}
+
+json::value endpoint_json(const Endpoint& e) {
+    return json::object{{"address", e.address}, {"port", e.port},   {"labels", labels_json(e.labels)},
+                        {"identity", e.identity}, {"mtls", e.mtls}, {"weight", e.weight}};
+}
+
+json::value cluster_json(const Cluster& c) {
+    json::object o;
+    o["name"] = c.name;
+    o["service_host"] = c.service_host;
+    o["port"] = c.port;
+    o["subset"] = c.subset;
+    o["destination_rule"] = c.destination_rule;
+    const LoadBalancer& lb = c.load_balancer;
+    o["load_balancer"] = json::object{{"simple", lb.simple},
+                                      {"hash_header", lb.hash_header},
+                                      {"hash_cookie", lb.hash_cookie},
+                                      {"hash_query_parameter", lb.hash_query_parameter},
+                                      {"hash_source_ip", lb.hash_source_ip}};
+    const ConnectionLimits& l = c.limits;
+    json::object limits{{"max_connections", l.max_connections},
+                        {"connect_timeout_ms", l.connect_timeout.count()},
+                        {"http1_max_pending_requests", l.http1_max_pending_requests},
+                        {"http2_max_requests", l.http2_max_requests},
+                        {"max_requests_per_connection", l.max_requests_per_connection},
+                        {"max_retries", l.max_retries}};
+    if (l.idle_timeout) limits["idle_timeout_ms"] = l.idle_timeout->count();
+    o["limits"] = std::move(limits);
+    if (const auto& od = c.outlier_detection) {
+        o["outlier_detection"] = json::object{{"consecutive_5xx_errors", od->consecutive_5xx_errors},
+                                              {"consecutive_gateway_errors", od->consecutive_gateway_errors},
+                                              {"interval_ms", od->interval.count()},
+                                              {"base_ejection_time_ms", od->base_ejection_time.count()},
+                                              {"max_ejection_percent", od->max_ejection_percent},
+                                              {"min_health_percent", od->min_health_percent}};
+    }
+    o["tls_mode"] = c.tls_mode;
+    json::array eps;
+    for (const auto& e : c.endpoints) eps.push_back(endpoint_json(e));
+    o["endpoints"] = std::move(eps);
+    return o;
+}
+
+json::value match_json(const RouteMatch& m) {
+    json::object o;
+    auto opt = [&](const char* name, const std::optional<StringMatcher>& v) {
+        if (v) o[name] = matcher_json(*v);
+    };
+    opt("uri", m.uri);
+    opt("scheme", m.scheme);
+    opt("method", m.method);
+    opt("authority", m.authority);
+    o["headers"] = named_matchers_json(m.headers);
+    o["query_params"] = named_matchers_json(m.query_params);
+    o["without_headers"] = named_matchers_json(m.without_headers);
+    o["port"] = m.port;
+    o["source_labels"] = labels_json(m.source_labels);
+    o["source_namespace"] = m.source_namespace;
+    return o;
+}
+
+json::value route_json(const Route& r) {
+    json::object o;
+    o["name"] = r.name;
+    o["virtual_service"] = r.virtual_service;
+    json::array matches;
+    for (const auto& m : r.matches) matches.push_back(match_json(m));
+    o["matches"] = std::move(matches);
+    json::array clusters;
+    for (const auto& wc : r.clusters) {
+        clusters.push_back(json::object{{"cluster", wc.cluster},
+                                        {"weight", wc.weight},
+                                        {"request_headers", header_ops_json(wc.request)},
+                                        {"response_headers", header_ops_json(wc.response)}});
+    }
+    o["clusters"] = std::move(clusters);
+    if (r.direct_response) {
+        o["direct_response"] = json::object{{"status", r.direct_response->first}, {"body", r.direct_response->second}};
+    }
+    if (r.redirect) {
+        o["redirect"] = json::object{{"uri", r.redirect_uri},       {"authority", r.redirect_authority},
+                                     {"scheme", r.redirect_scheme}, {"port", r.redirect_port},
+                                     {"code", r.redirect_code}};
+    }
+    o["rewrite_uri"] = r.rewrite_uri;
+    o["rewrite_authority"] = r.rewrite_authority;
+    if (r.timeout) o["timeout_ms"] = r.timeout->count();
+    json::object retries{{"attempts", r.retries.attempts}, {"retry_on", r.retries.retry_on}};
+    if (r.retries.per_try_timeout) retries["per_try_timeout_ms"] = r.retries.per_try_timeout->count();
+    json::array codes;
+    for (uint32_t c : r.retries.retriable_status_codes) codes.emplace_back(c);
+    retries["retriable_status_codes"] = std::move(codes);
+    o["retries"] = std::move(retries);
+    if (r.fault) {
+        json::object f{{"delay_percent", r.fault->delay_percent}, {"abort_percent", r.fault->abort_percent}};
+        if (r.fault->delay) f["delay_ms"] = r.fault->delay->count();
+        if (r.fault->abort_status) f["abort_status"] = *r.fault->abort_status;
+        o["fault"] = std::move(f);
+    }
+    json::array mirrors;
+    for (const auto& m : r.mirrors) mirrors.push_back(json::object{{"cluster", m.cluster}, {"percent", m.percent}});
+    o["mirrors"] = std::move(mirrors);
+    o["request_headers"] = header_ops_json(r.request_headers);
+    o["response_headers"] = header_ops_json(r.response_headers);
+    return o;
+}
+
+// ---- reading --------------------------------------------------------------------------------
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+    throw SnapshotFormatError(path + ": " + what);
+}
+
+const json::object& as_object(const json::value& v, const std::string& path) {
+    if (!v.is_object()) fail(path, "expected an object");
+    return v.get_object();
+}
+
+const json::array& as_array(const json::value& v, const std::string& path) {
+    if (!v.is_array()) fail(path, "expected an array");
+    return v.get_array();
+}
+
+// A field reader for one object: each read checks the type and names the path when it is wrong.
+class Fields {
+  public:
+    Fields(const json::value& v, std::string path) : obj_(as_object(v, path)), path_(std::move(path)) {}
+
+    const json::value* find(const char* name) const { return obj_.if_contains(name); }
+    std::string at(const char* name) const { return path_ + "." + name; }
+
+    void read(const char* name, std::string& out) const {
+        if (const json::value* v = find(name)) {
+            if (!v->is_string()) fail(at(name), "expected a string");
+            out = std::string(v->get_string());
+        }
+    }
+    void read(const char* name, bool& out) const {
+        if (const json::value* v = find(name)) {
+            if (!v->is_bool()) fail(at(name), "expected true or false");
+            out = v->get_bool();
+        }
+    }
+    void read(const char* name, uint32_t& out) const {
+        if (const json::value* v = find(name)) out = to_u32(*v, at(name));
+    }
+    void read(const char* name, double& out) const {
+        if (const json::value* v = find(name)) {
+            if (v->is_double()) out = v->get_double();
+            else if (v->is_int64()) out = static_cast<double>(v->get_int64());
+            else if (v->is_uint64()) out = static_cast<double>(v->get_uint64());
+            else fail(at(name), "expected a number");
+        }
+    }
+    void read(const char* name, Millis& out) const {
+        if (const json::value* v = find(name)) out = Millis(to_u32(*v, at(name)));
+    }
+    void read(const char* name, std::optional<Millis>& out) const {
+        if (const json::value* v = find(name)) out = Millis(to_u32(*v, at(name)));
+    }
+    void read(const char* name, Labels& out) const {
+        if (const json::value* v = find(name)) {
+            for (const auto& kv : as_object(*v, at(name))) {
+                if (!kv.value().is_string()) fail(at(name) + "." + std::string(kv.key()), "expected a string");
+                out[std::string(kv.key())] = std::string(kv.value().get_string());
+            }
+        }
+    }
+    void read(const char* name, std::vector<std::string>& out) const {
+        if (const json::value* v = find(name)) {
+            const auto& a = as_array(*v, at(name));
+            for (size_t i = 0; i < a.size(); ++i) {
+                if (!a[i].is_string()) fail(at(name) + "[" + std::to_string(i) + "]", "expected a string");
+                out.emplace_back(a[i].get_string());
+            }
+        }
+    }
+    void read(const char* name, std::vector<std::pair<std::string, std::string>>& out) const {
+        if (const json::value* v = find(name)) {
+            const auto& a = as_array(*v, at(name));
+            for (size_t i = 0; i < a.size(); ++i) {
+                const json::array* p = a[i].if_array();
+                if (!p || p->size() != 2 || !(*p)[0].is_string() || !(*p)[1].is_string()) {
+                    fail(at(name) + "[" + std::to_string(i) + "]", "expected [name, value]");
+                }
+                out.emplace_back(std::string((*p)[0].get_string()), std::string((*p)[1].get_string()));
+            }
+        }
+    }
+    // Each element of the array `name`, with its path.
+    template <class Fn>
+    void each(const char* name, Fn fn) const {
+        if (const json::value* v = find(name)) {
+            const auto& a = as_array(*v, at(name));
+            for (size_t i = 0; i < a.size(); ++i) fn(a[i], at(name) + "[" + std::to_string(i) + "]");
+        }
+    }
+
+    static uint32_t to_u32(const json::value& v, const std::string& path) {
+        if (v.is_uint64() && v.get_uint64() <= 0xffffffffu) return static_cast<uint32_t>(v.get_uint64());
+        if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= 0xffffffffLL) {
+            return static_cast<uint32_t>(v.get_int64());
+        }
+        fail(path, "expected an unsigned 32-bit integer");
+    }
+
+  private:
+    const json::object& obj_;
+    std::string path_;
+};
+
+StringMatcher read_matcher(const json::value& v, const std::string& path) {
+    Fields f(v, path);
+    StringMatcher m;
+    std::string kind = "exact";
+    f.read("kind", kind);
+    if (kind == "exact") m.kind = StringMatcher::Kind::exact;
+    else if (kind == "prefix") m.kind = StringMatcher::Kind::prefix;
+    else if (kind == "regex") m.kind = StringMatcher::Kind::regex;
+    else fail(f.at("kind"), "\"" + kind + "\" is not exact, prefix or regex");
+    f.read("value", m.value);
+    f.read("ignore_case", m.ignore_case);
+    return m;
+}
+
+void read_named_matchers(const Fields& f, const char* name,
+                         std::vector<std::pair<std::string, StringMatcher>>& out) {
+    f.each(name, [&](const json::value& v, const std::string& path) {
+        Fields e(v, path);
+        std::string n;
+        e.read("name", n);
+        const json::value* m = e.find("match");
+        if (!m) fail(path, "missing match");
+        out.emplace_back(n, read_matcher(*m, e.at("match")));
+    });
+}
+
+HeaderOps read_header_ops(const Fields& f, const char* name) {
+    HeaderOps h;
+    if (const json::value* v = f.find(name)) {
+        Fields o(*v, f.at(name));
+        o.read("set", h.set);
+        o.read("add", h.add);
+        o.read("remove", h.remove);
+    }
+    return h;
+}
+
+Cluster read_cluster(const json::value& v, const std::string& path) {
+    Fields f(v, path);
+    Cluster c;
+    f.read("name", c.name);
+    f.read("service_host", c.service_host);
+    f.read("port", c.port);
+    f.read("subset", c.subset);
+    f.read("destination_rule", c.destination_rule);
+    if (const json::value* lbv = f.find("load_balancer")) {
+        Fields lb(*lbv, f.at("load_balancer"));
+        lb.read("simple", c.load_balancer.simple);
+        lb.read("hash_header", c.load_balancer.hash_header);
+        lb.read("hash_cookie", c.load_balancer.hash_cookie);
+        lb.read("hash_query_parameter", c.load_balancer.hash_query_parameter);
+        lb.read("hash_source_ip", c.load_balancer.hash_source_ip);
+    }
+    if (const json::value* lv = f.find("limits")) {
+        Fields l(*lv, f.at("limits"));
+        l.read("max_connections", c.limits.max_connections);
+        l.read("connect_timeout_ms", c.limits.connect_timeout);
+        l.read("http1_max_pending_requests", c.limits.http1_max_pending_requests);
+        l.read("http2_max_requests", c.limits.http2_max_requests);
+        l.read("max_requests_per_connection", c.limits.max_requests_per_connection);
+        l.read("max_retries", c.limits.max_retries);
+        l.read("idle_timeout_ms", c.limits.idle_timeout);
+    }
+    if (const json::value* ov = f.find("outlier_detection")) {
+        Fields o(*ov, f.at("outlier_detection"));
+        OutlierDetection od;
+        o.read("consecutive_5xx_errors", od.consecutive_5xx_errors);
+        o.read("consecutive_gateway_errors", od.consecutive_gateway_errors);
+        o.read("interval_ms", od.interval);
+        o.read("base_ejection_time_ms", od.base_ejection_time);
+        o.read("max_ejection_percent", od.max_ejection_percent);
+        o.read("min_health_percent", od.min_health_percent);
+        c.outlier_detection = od;
+    }
+    f.read("tls_mode", c.tls_mode);
+    f.each("endpoints", [&](const json::value& ev, const std::string& ep) {
+        Fields e(ev, ep);
+        Endpoint x;
+        e.read("address", x.address);
+        e.read("port", x.port);
+        e.read("labels", x.labels);
+        e.read("identity", x.identity);
+        e.read("mtls", x.mtls);
+        e.read("weight", x.weight);
+        c.endpoints.push_back(std::move(x));
+    });
+    return c;
+}
+
+RouteMatch read_match(const json::value& v, const std::string& path) {
+    Fields f(v, path);
+    RouteMatch m;
+    auto opt = [&](const char* name, std::optional<StringMatcher>& out) {
+        if (const json::value* x = f.find(name)) out = read_matcher(*x, f.at(name));
+    };
+    opt("uri", m.uri);
+    opt("scheme", m.scheme);
+    opt("method", m.method);
+    opt("authority", m.authority);
+    read_named_matchers(f, "headers", m.headers);
+    read_named_matchers(f, "query_params", m.query_params);
+    read_named_matchers(f, "without_headers", m.without_headers);
+    f.read("port", m.port);
+    f.read("source_labels", m.source_labels);
+    f.read("source_namespace", m.source_namespace);
+    return m;
+}
+
+Route read_route(const json::value& v, const std::string& path) {
+    Fields f(v, path);
+    Route r;
+    f.read("name", r.name);
+    f.read("virtual_service", r.virtual_service);
+    f.each("matches", [&](const json::value& mv, const std::string& p) { r.matches.push_back(read_match(mv, p)); });
+    f.each("clusters", [&](const json::value& cv, const std::string& p) {
+        Fields c(cv, p);
+        WeightedCluster wc;
+        c.read("cluster", wc.cluster);
+        c.read("weight", wc.weight);
+        wc.request = read_header_ops(c, "request_headers");
+        wc.response = read_header_ops(c, "response_headers");
+        r.clusters.push_back(std::move(wc));
+    });
+    if (const json::value* d = f.find("direct_response")) {
+        Fields dr(*d, f.at("direct_response"));
+        std::pair<uint32_t, std::string> resp{200, ""};
+        dr.read("status", resp.first);
+        dr.read("body", resp.second);
+        r.direct_response = std::move(resp);
+    }
+    if (const json::value* d = f.find("redirect")) {
+        Fields rd(*d, f.at("redirect"));
+        r.redirect = true;
+        rd.read("uri", r.redirect_uri);
+        rd.read("authority", r.redirect_authority);
+        rd.read("scheme", r.redirect_scheme);
+        rd.read("port", r.redirect_port);
+        rd.read("code", r.redirect_code);
+    }
+    f.read("rewrite_uri", r.rewrite_uri);
+    f.read("rewrite_authority", r.rewrite_authority);
+    f.read("timeout_ms", r.timeout);
+    if (const json::value* rv = f.find("retries")) {
+        Fields rt(*rv, f.at("retries"));
+        rt.read("attempts", r.retries.attempts);
+        rt.read("retry_on", r.retries.retry_on);
+        rt.read("per_try_timeout_ms", r.retries.per_try_timeout);
+        if (rt.find("retriable_status_codes")) {
+            r.retries.retriable_status_codes.clear();
+            rt.each("retriable_status_codes", [&](const json::value& cv, const std::string& p) {
+                r.retries.retriable_status_codes.push_back(Fields::to_u32(cv, p));
+            });
+        }
+    }
+    if (const json::value* fv = f.find("fault")) {
+        Fields ft(*fv, f.at("fault"));
+        Fault fault;
+        ft.read("delay_ms", fault.delay);
+        ft.read("delay_percent", fault.delay_percent);
+        if (ft.find("abort_status")) {
+            uint32_t s = 0;
+            ft.read("abort_status", s);
+            fault.abort_status = s;
+        }
+        ft.read("abort_percent", fault.abort_percent);
+        r.fault = fault;
+    }
+    f.each("mirrors", [&](const json::value& mv, const std::string& p) {
+        Fields m(mv, p);
+        Mirror mirror;
+        m.read("cluster", mirror.cluster);
+        m.read("percent", mirror.percent);
+        r.mirrors.push_back(std::move(mirror));
+    });
+    r.request_headers = read_header_ops(f, "request_headers");
+    r.response_headers = read_header_ops(f, "response_headers");
+    return r;
+}
+
+}  // namespace
+
+json::value to_json(const Snapshot& snap) {
+    json::object o;
+    o["workload_namespace"] = snap.workload_namespace;
+    o["workload_labels"] = labels_json(snap.workload_labels);
+    json::array clusters;
+    for (const auto& c : snap.clusters) clusters.push_back(cluster_json(c));
+    o["clusters"] = std::move(clusters);
+    json::array vhs;
+    for (const auto& vh : snap.virtual_hosts) {
+        json::array routes;
+        for (const auto& r : vh.routes) routes.push_back(route_json(r));
+        vhs.push_back(json::object{{"name", vh.name}, {"domains", strings_json(vh.domains)}, {"routes", std::move(routes)}});
+    }
+    o["virtual_hosts"] = std::move(vhs);
+    json::object port_mtls;
+    for (const auto& [port, mode] : snap.inbound.port_mtls) port_mtls[std::to_string(port)] = mode;
+    o["inbound"] = json::object{{"mtls_mode", snap.inbound.mtls_mode}, {"port_mtls", std::move(port_mtls)}};
+    o["notes"] = strings_json(snap.notes);
+    return o;
+}
+
+Snapshot from_json(const json::value& doc) {
+    Fields f(doc, "snapshot");
+    Snapshot s;
+    f.read("workload_namespace", s.workload_namespace);
+    f.read("workload_labels", s.workload_labels);
+    f.each("clusters", [&](const json::value& v, const std::string& p) { s.clusters.push_back(read_cluster(v, p)); });
+    f.each("virtual_hosts", [&](const json::value& v, const std::string& p) {
+        Fields vf(v, p);
+        VirtualHost vh;
+        vf.read("name", vh.name);
+        vf.read("domains", vh.domains);
+        vf.each("routes", [&](const json::value& rv, const std::string& rp) { vh.routes.push_back(read_route(rv, rp)); });
+        s.virtual_hosts.push_back(std::move(vh));
+    });
+    if (const json::value* iv = f.find("inbound")) {
+        Fields in(*iv, f.at("inbound"));
+        in.read("mtls_mode", s.inbound.mtls_mode);
+        if (const json::value* pm = in.find("port_mtls")) {
+            for (const auto& kv : as_object(*pm, in.at("port_mtls"))) {
+                std::string key(kv.key());
+                std::string where = in.at("port_mtls") + "." + key;
+                uint32_t port = 0;
+                try {
+                    size_t used = 0;
+                    unsigned long n = std::stoul(key, &used);
+                    if (used != key.size() || n == 0 || n > 65535) throw std::out_of_range(key);
+                    port = static_cast<uint32_t>(n);
+                } catch (const std::logic_error&) {
+                    fail(where, "expected a port number as the key");
+                }
+                if (!kv.value().is_string()) fail(where, "expected a string");
+                s.inbound.port_mtls[port] = std::string(kv.value().get_string());
+            }
+        }
+    }
+    f.read("notes", s.notes);
+    return s;
+}
+
+std::string version_of(const Snapshot& snap) {
+    std::string text = json::serialize(to_json(snap));
+    uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+    for (unsigned char c : text) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+}  // namespace remora::proxy::snapshot

@@ -1,0 +1,30 @@
+// The snapshot as JSON: how remora-control sends a proxy its configuration and how remoractl
+// proxy-config reads it back. Field names are the struct members'; durations are milliseconds.
+#pragma once
+
+#include <boost/json/value.hpp>
+
+#include <stdexcept>
+#include <string>
+
+#include "proxy/snapshot/snapshot.h"
+
+namespace remora::proxy::snapshot {
+
+boost::json::value to_json(const Snapshot& snap);
+
+// Thrown by from_json for a document that is not a snapshot; what() names the field path
+// ("clusters[2].endpoints[0].port: expected an unsigned integer").
+class SnapshotFormatError : public std::invalid_argument {
+  public:
+    using std::invalid_argument::invalid_argument;
+};
+
+// Strict: every field must have the right type; fields may be missing (defaults apply) so an
+// older control plane's snapshot still loads; unknown fields are ignored for the same reason.
+Snapshot from_json(const boost::json::value& doc);
+
+// A short, stable version for a snapshot: 16 hex digits of a hash of its canonical JSON.
+std::string version_of(const Snapshot& snap);
+
+}  // namespace remora::proxy::snapshot

@@ -1,0 +1,149 @@
+// The snapshot's JSON form: every field survives a round trip, versions follow content, and a
+// malformed document is refused with the path of the wrong field.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include "proxy/snapshot/snapshot_json.h"
+
+namespace snap = remora::proxy::snapshot;
+namespace json = boost::json;
+
+namespace {
+
+// A snapshot with every field away from its default.
+snap::Snapshot full() {
+    snap::Snapshot s;
+    s.workload_namespace = "shop";
+    s.workload_labels = {{"app", "cart"}, {"version", "v2"}};
+    snap::Cluster c;
+    c.name = "outbound|9080|v1|reviews.default.svc.cluster.local";
+    c.service_host = "reviews.default.svc.cluster.local";
+    c.port = 9080;
+    c.subset = "v1";
+    c.destination_rule = "reviews.default";
+    c.load_balancer = {"ROUND_ROBIN", "x-user", "session", "q", true};
+    c.limits.max_connections = 1;
+    c.limits.connect_timeout = snap::Millis(250);
+    c.limits.http1_max_pending_requests = 2;
+    c.limits.http2_max_requests = 3;
+    c.limits.max_requests_per_connection = 4;
+    c.limits.max_retries = 5;
+    c.limits.idle_timeout = snap::Millis(6000);
+    c.outlier_detection = snap::OutlierDetection{7, 8, snap::Millis(900), snap::Millis(1100), 50, 20};
+    c.tls_mode = "DISABLE";
+    c.endpoints.push_back({"198.18.0.11", 9080, {{"version", "v1"}}, "spiffe://cluster.local/ns/default/sa/r", true, 3});
+    s.clusters.push_back(c);
+    snap::VirtualHost vh;
+    vh.name = "reviews.default.svc.cluster.local:9080";
+    vh.domains = {"reviews", "reviews:9080"};
+    snap::Route r;
+    r.name = "jason";
+    r.virtual_service = "reviews.default";
+    snap::RouteMatch m;
+    m.uri = snap::StringMatcher{snap::StringMatcher::Kind::prefix, "/api", true};
+    m.scheme = snap::StringMatcher{snap::StringMatcher::Kind::exact, "http", false};
+    m.method = snap::StringMatcher{snap::StringMatcher::Kind::regex, "GET|HEAD", false};
+    m.authority = snap::StringMatcher{snap::StringMatcher::Kind::exact, "reviews", false};
+    m.headers = {{"end-user", {snap::StringMatcher::Kind::exact, "jason", false}}};
+    m.query_params = {{"debug", {snap::StringMatcher::Kind::prefix, "1", false}}};
+    m.without_headers = {{"x-canary", {snap::StringMatcher::Kind::exact, "", false}}};
+    m.port = 9080;
+    m.source_labels = {{"app", "productpage"}};
+    m.source_namespace = "default";
+    r.matches.push_back(m);
+    snap::WeightedCluster wc{c.name, 90, {}, {}};
+    wc.request.set = {{"x-a", "1"}};
+    wc.response.add = {{"x-b", "2"}};
+    wc.response.remove = {"server"};
+    r.clusters.push_back(wc);
+    r.clusters.push_back({"outbound|9080|v2|reviews.default.svc.cluster.local", 10, {}, {}});
+    r.direct_response = std::make_pair(418u, std::string("teapot"));
+    r.redirect = true;
+    r.redirect_uri = "/new";
+    r.redirect_authority = "elsewhere";
+    r.redirect_scheme = "https";
+    r.redirect_port = 8443;
+    r.redirect_code = 308;
+    r.rewrite_uri = "/v2";
+    r.rewrite_authority = "reviews-v2";
+    r.timeout = snap::Millis(1500);
+    r.retries.attempts = 4;
+    r.retries.per_try_timeout = snap::Millis(300);
+    r.retries.retry_on = "5xx,reset";
+    r.retries.retriable_status_codes = {502, 504};
+    r.fault = snap::Fault{snap::Millis(700), 12.5, 503u, 33.0};
+    r.mirrors.push_back({"outbound|9080|v3|reviews.default.svc.cluster.local", 25.5});
+    r.request_headers.remove = {"cookie"};
+    r.response_headers.set = {{"x-served-by", "remora"}};
+    vh.routes.push_back(r);
+    s.virtual_hosts.push_back(vh);
+    s.inbound.mtls_mode = "STRICT";
+    s.inbound.port_mtls = {{8080, "DISABLE"}};
+    s.notes = {"a note"};
+    return s;
+}
+
+std::string text(const snap::Snapshot& s) { return json::serialize(snap::to_json(s)); }
+
+std::string error_of(const std::string& doc) {
+    try {
+        snap::from_json(json::parse(doc));
+    } catch (const snap::SnapshotFormatError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("every field survives JSON and back") {
+    snap::Snapshot s = full();
+    std::string once = text(s);
+    snap::Snapshot back = snap::from_json(json::parse(once));
+    CHECK(text(back) == once);
+    // Spot checks on the struct itself, not only on the re-serialised text.
+    REQUIRE(back.clusters.size() == 1);
+    CHECK(back.clusters[0].outlier_detection->base_ejection_time == snap::Millis(1100));
+    CHECK(back.clusters[0].limits.idle_timeout == snap::Millis(6000));
+    CHECK(back.clusters[0].endpoints[0].mtls);
+    const snap::Route& r = back.virtual_hosts.at(0).routes.at(0);
+    CHECK(r.matches.at(0).method->kind == snap::StringMatcher::Kind::regex);
+    CHECK(r.matches.at(0).uri->ignore_case);
+    CHECK(r.fault->abort_status == 503u);
+    CHECK(r.fault->delay_percent == doctest::Approx(12.5));
+    CHECK(r.direct_response->first == 418u);
+    CHECK(r.retries.retriable_status_codes == std::vector<uint32_t>{502, 504});
+    CHECK(back.inbound.port_mtls.at(8080) == "DISABLE");
+}
+
+TEST_CASE("missing fields take the defaults; an empty object is the empty snapshot") {
+    snap::Snapshot s = snap::from_json(json::parse("{}"));
+    CHECK(s.clusters.empty());
+    CHECK(s.inbound.mtls_mode == "PERMISSIVE");
+    snap::Snapshot r = snap::from_json(json::parse(R"({"virtual_hosts":[{"name":"a","routes":[{"name":"x"}]}]})"));
+    CHECK(r.virtual_hosts.at(0).routes.at(0).retries.attempts == 2);  // Istio's default policy
+    CHECK(r.virtual_hosts.at(0).routes.at(0).retries.retriable_status_codes == std::vector<uint32_t>{503});
+}
+
+TEST_CASE("the version follows the content") {
+    snap::Snapshot a = full();
+    snap::Snapshot b = full();
+    CHECK(snap::version_of(a) == snap::version_of(b));
+    CHECK(snap::version_of(a).size() == 16);
+    b.clusters[0].endpoints[0].address = "198.18.0.12";
+    CHECK(snap::version_of(a) != snap::version_of(b));
+}
+
+TEST_CASE("a malformed document names the field that is wrong") {
+    CHECK(error_of("[]") == "snapshot: expected an object");
+    CHECK(error_of(R"({"clusters":[{"name":"a"},{"port":-1}]})") ==
+          "snapshot.clusters[1].port: expected an unsigned 32-bit integer");
+    CHECK(error_of(R"({"clusters":[{"endpoints":[{"mtls":"yes"}]}]})") ==
+          "snapshot.clusters[0].endpoints[0].mtls: expected true or false");
+    CHECK(error_of(R"({"virtual_hosts":[{"routes":[{"matches":[{"uri":{"kind":"glob"}}]}]}]})") ==
+          "snapshot.virtual_hosts[0].routes[0].matches[0].uri.kind: \"glob\" is not exact, prefix or regex");
+    CHECK(error_of(R"({"inbound":{"port_mtls":{"http":"STRICT"}}})") ==
+          "snapshot.inbound.port_mtls.http: expected a port number as the key");
+    CHECK(error_of(R"({"workload_labels":{"app":1}})") == "snapshot.workload_labels.app: expected a string");
+}
