@@ -1,7 +1,12 @@
-// Synchronous Beast HTTPS client for remoractl (a CLI: exceptions are fine here).
+// Beast HTTPS client for remoractl and the proxy's agents: a blocking call for its caller, run on
+// a private io_context so that every step has a deadline and another thread can cancel it.
 #include "certs/ca_client.h"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -25,13 +30,102 @@ CaClientResult post_certificate_request(const CaClientOptions& options, const st
     return call_control(options, "POST", "/v1/certificates", body);
 }
 
+void CallCanceller::cancel() {
+    std::function<void()> fn;
+    {
+        std::lock_guard lock(mu_);
+        cancelled_ = true;
+        fn = cancel_fn_;
+    }
+    if (fn) fn();
+}
+
+bool CallCanceller::cancelled() const {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+}
+
+bool CallCanceller::attach(std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return false;
+    cancel_fn_ = std::move(fn);
+    return true;
+}
+
+void CallCanceller::detach() {
+    std::lock_guard lock(mu_);
+    cancel_fn_ = nullptr;
+}
+
+namespace {
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+struct Call {
+    const CaClientOptions& options;
+    http::request<http::string_body> req;
+    CaClientResult result;
+};
+
+// Every step on the stream's own deadline (Beast's timeouts apply to asynchronous operations
+// only, so the blocking API would wait forever on a silent server).
+asio::awaitable<void> run_call(beast::ssl_stream<beast::tcp_stream>& stream, Call& call) {
+    const CaClientOptions& options = call.options;
+    auto fail = [](const std::string& what, const beast::error_code& ec) {
+        std::string why = ec == beast::error::timeout ? std::string("timed out") : ec.message();
+        throw std::runtime_error(what + ": " + why);
+    };
+    tcp::resolver resolver(co_await asio::this_coro::executor);
+    auto [rec, endpoints] = co_await resolver.async_resolve(options.host, options.port, use_nothrow);
+    if (rec) throw std::runtime_error("cannot resolve " + options.host + ": " + rec.message());
+    beast::get_lowest_layer(stream).expires_after(options.timeout);
+    auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(endpoints, use_nothrow);
+    if (cec) fail("cannot connect to " + options.host + ":" + options.port, cec);
+    beast::get_lowest_layer(stream).expires_after(options.timeout);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, use_nothrow);
+    if (hec) fail("TLS handshake with " + options.host + " failed", hec);
+
+    std::vector<Certificate> server_chain;
+    if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
+        // On a client the peer chain starts with the server's leaf.
+        for (int i = 0; i < sk_X509_num(chain); ++i) {
+            server_chain.push_back(Certificate::share(sk_X509_value(chain, i)));
+        }
+    }
+    auto id = verify_svid(server_chain, options.bundle, {{options.trust_domain}},
+                          std::chrono::system_clock::now());
+    if (!id) throw std::runtime_error("server certificate refused: " + id.error().message());
+    auto expected = SpiffeId::for_service_account(options.trust_domain, "remora-system",
+                                                  "remora-control");
+    if (!expected || !(*id == *expected)) {
+        throw std::runtime_error("server identity is " + id->str() + ", expected " +
+                                 (expected ? expected->str() : std::string("the control plane")));
+    }
+
+    beast::get_lowest_layer(stream).expires_after(options.timeout);
+    auto [wec, wn] = co_await http::async_write(stream, call.req, use_nothrow);
+    if (wec) fail("sending the request failed", wec);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);  // a config listing can be large
+    beast::get_lowest_layer(stream).expires_after(options.timeout);
+    auto [xec, xn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+    if (xec) fail("reading the answer failed", xec);
+    call.result = {static_cast<int>(parser.get().result_int()), parser.get().body()};
+    // The answer is complete; a truncated close is not an error here.
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(use_nothrow);
+}
+
+}  // namespace
+
 CaClientResult call_control(const CaClientOptions& options, const std::string& method,
                             const std::string& target, const std::string& body,
                             const std::string& content_type) {
     asio::io_context io;
     ssl::context ctx(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
-    // The server's SVID is checked below with the SPIFFE rules, which OpenSSL's hostname-based
+    // The server's SVID is checked with the SPIFFE rules, which OpenSSL's hostname-based
     // verification does not know; no request is written before that check passes.
     ctx.set_verify_mode(ssl::verify_none);
     if (options.client_key) {
@@ -46,61 +140,36 @@ CaClientResult call_control(const CaClientOptions& options, const std::string& m
         }
     }
 
-    beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
-    SSL_set_tlsext_host_name(stream.native_handle(), options.host.c_str());
-    tcp::resolver resolver(io);
-    beast::error_code ec;
-    auto endpoints = resolver.resolve(options.host, options.port, ec);
-    if (ec) throw std::runtime_error("cannot resolve " + options.host + ": " + ec.message());
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
-    beast::get_lowest_layer(stream).connect(endpoints, ec);
-    if (ec) {
-        throw std::runtime_error("cannot connect to " + options.host + ":" + options.port + ": " +
-                                 ec.message());
-    }
-    stream.handshake(ssl::stream_base::client, ec);
-    if (ec)
-        throw std::runtime_error("TLS handshake with " + options.host + " failed: " + ec.message());
-
-    std::vector<Certificate> server_chain;
-    if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
-        // On a client the peer chain starts with the server's leaf.
-        for (int i = 0; i < sk_X509_num(chain); ++i) {
-            server_chain.push_back(Certificate::share(sk_X509_value(chain, i)));
-        }
-    }
-    auto id = verify_svid(server_chain, options.bundle, {{options.trust_domain}},
-                                 std::chrono::system_clock::now());
-    if (!id) throw std::runtime_error("server certificate refused: " + id.error().message());
-    auto expected = SpiffeId::for_service_account(options.trust_domain, "remora-system",
-                                                         "remora-control");
-    if (!expected || !(*id == *expected)) {
-        throw std::runtime_error("server identity is " + id->str() + ", expected " +
-                                 (expected ? expected->str() : std::string("the control plane")));
-    }
-
     http::verb verb = http::string_to_verb(method);
     if (verb == http::verb::unknown) throw std::runtime_error("unknown HTTP method " + method);
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, options.host);
-    req.set(http::field::user_agent, "remoractl");
+    Call call{options, {verb, target, 11}, {}};
+    call.req.set(http::field::host, options.host);
+    call.req.set(http::field::user_agent, "remoractl");
     if (!body.empty() || verb == http::verb::post)
-        req.set(http::field::content_type, content_type);
-    req.keep_alive(false);
+        call.req.set(http::field::content_type, content_type);
+    call.req.keep_alive(false);
     if (options.bearer_token)
-        req.set(http::field::authorization, "Bearer " + *options.bearer_token);
-    req.body() = body;
-    req.prepare_payload();
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-    http::write(stream, req, ec);
-    if (ec) throw std::runtime_error("sending the request failed: " + ec.message());
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);  // a config listing can be large
-    http::read(stream, buffer, parser, ec);
-    if (ec) throw std::runtime_error("reading the answer failed: " + ec.message());
-    stream.shutdown(ec);  // the answer is complete; a truncated close is not an error here
-    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+        call.req.set(http::field::authorization, "Bearer " + *options.bearer_token);
+    call.req.body() = body;
+    call.req.prepare_payload();
+
+    beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
+    SSL_set_tlsext_host_name(stream.native_handle(), options.host.c_str());
+    if (options.canceller) {
+        bool attached = options.canceller->attach([&io, &stream] {
+            asio::post(io, [&stream] { beast::get_lowest_layer(stream).cancel(); });
+        });
+        if (!attached) throw std::runtime_error("cancelled");
+    }
+    std::exception_ptr error;
+    asio::co_spawn(io, run_call(stream, call), [&error](std::exception_ptr e) { error = e; });
+    io.run();
+    if (options.canceller) options.canceller->detach();
+    if (error) {
+        if (options.canceller && options.canceller->cancelled()) throw std::runtime_error("cancelled");
+        std::rethrow_exception(error);
+    }
+    return call.result;
 }
 
 IssuedSvid request_svid(const CaClientOptions& options, std::optional<std::chrono::seconds> ttl) {

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -14,6 +17,22 @@
 
 namespace remora::certs {
 
+// Lets another thread end a call_control in progress (a proxy shutting down while its long-poll
+// waits). Thread-safe; a cancelled canceller makes later calls fail at once.
+class CallCanceller {
+public:
+    void cancel();
+    bool cancelled() const;
+    // Used by call_control: `fn` is what cancel() runs while the call is in progress.
+    bool attach(std::function<void()> fn);
+    void detach();
+
+private:
+    mutable std::mutex mu_;
+    bool cancelled_ = false;
+    std::function<void()> cancel_fn_;
+};
+
 struct CaClientOptions {
     std::string host;  // name or address; also the TLS SNI
     std::string port;
@@ -23,6 +42,9 @@ struct CaClientOptions {
     // The current SVID, presented over mTLS for a renewal.
     std::vector<Certificate> client_chain;
     std::optional<PrivateKey> client_key;
+    // Deadline for each step: connect, TLS handshake, sending, and reading the whole answer.
+    std::chrono::milliseconds timeout{30000};
+    std::shared_ptr<CallCanceller> canceller;  // optional
 };
 
 struct CaClientResult {

@@ -7,6 +7,8 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
@@ -14,6 +16,8 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <sys/socket.h>
 #include <array>
 
 namespace remora::common {
@@ -42,6 +46,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 
     tcp::acceptor acceptor;
     HttpHandler handler;
+    std::vector<std::pair<std::string, DeferredHandler>> deferred;
     const TlsContextSlot* tls;
     HttpLimits limits;
     LogFn log;
@@ -105,6 +110,51 @@ uint64_t body_limit_for(const HttpLimits& limits, std::string_view target) {
     return limits.body_bytes;
 }
 
+const DeferredHandler* deferred_for(const HttpServer::State& st, std::string_view target) {
+    for (const auto& [prefix, handler] : st.deferred) {
+        if (target.substr(0, prefix.size()) == prefix) return &handler;
+    }
+    return nullptr;
+}
+
+// Calls client_gone() once the peer has closed or reset the connection. A readiness report alone
+// is not proof (the reactor reports edges it saw while the TLS layer was reading), so a
+// non-consuming peek decides: end of stream or an error is a hangup, "would block" re-arms, and
+// bytes from a client that should be waiting in silence (a TLS close_notify) count as leaving.
+void watch_for_hangup(tcp::socket& sock, std::shared_ptr<Responder> responder) {
+    sock.async_wait(tcp::socket::wait_read, [&sock, responder](boost::system::error_code ec) {
+        if (ec) return;  // cancelled: the answer went out
+        char byte;
+        ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            watch_for_hangup(sock, responder);
+            return;
+        }
+        responder->client_gone();
+    });
+}
+
+// Waits for a deferred answer while watching the connection: a client that closes or resets it
+// (nothing else arrives from an HTTP/1.1 client waiting for its answer) is gone. nullopt then.
+template <class Stream>
+asio::awaitable<std::optional<HttpResponse>> await_deferred(Stream& stream,
+                                                            std::shared_ptr<Responder> responder,
+                                                            std::chrono::seconds limit) {
+    auto& sock = beast::get_lowest_layer(stream).socket();
+    beast::get_lowest_layer(stream).expires_never();
+    watch_for_hangup(sock, responder);
+    responder->timer().expires_after(limit);
+    while (!responder->finished()) {
+        auto [ec] = co_await responder->timer().async_wait(use_nothrow);
+        if (!ec) {  // the limit passed with no answer
+            if (responder->respond(json_response(504, R"({"error":"no answer in time"})"))) break;
+        }
+    }
+    boost::system::error_code ignored;
+    sock.cancel(ignored);
+    co_return responder->take();
+}
+
 template <class Stream>
 asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer::State> st,
                                      const PeerInfo& peer) {
@@ -139,7 +189,16 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
             res = json_response(status, "{\"error\":\"" + reason_for(status) + "\"}");
         } else {
             const HttpRequest& req = parser.get();
-            res = st->handler(req, peer);
+            if (const DeferredHandler* later = deferred_for(*st, req.target())) {
+                auto responder = std::make_shared<Responder>(co_await asio::this_coro::executor);
+                (*later)(req, peer, responder);
+                std::optional<HttpResponse> answer =
+                    co_await await_deferred(stream, responder, st->limits.max_deferral);
+                if (!answer) co_return;  // the client went away
+                res = std::move(*answer);
+            } else {
+                res = st->handler(req, peer);
+            }
             keep_alive = req.keep_alive();
             res.version(req.version());
         }
@@ -236,6 +295,58 @@ HttpResponse json_response(unsigned status, std::string body, unsigned version) 
     res.set(http::field::server, "remora-control");
     res.body() = std::move(body);
     return res;
+}
+
+Responder::Responder(const asio::any_io_executor& connection_executor)
+    : timer_(connection_executor) {}
+
+bool Responder::respond(HttpResponse res) {
+    {
+        std::lock_guard lock(mu_);
+        if (finished_) return false;
+        finished_ = true;
+        response_ = std::move(res);
+    }
+    // Wake the connection on its own strand.
+    asio::post(timer_.get_executor(), [self = shared_from_this()] { self->timer_.cancel(); });
+    return true;
+}
+
+void Responder::on_gone(std::function<void()> fn) {
+    std::unique_lock lock(mu_);
+    if (gone_) {
+        lock.unlock();
+        fn();
+        return;
+    }
+    on_gone_ = std::move(fn);
+}
+
+bool Responder::finished() const {
+    std::lock_guard lock(mu_);
+    return finished_;
+}
+
+void Responder::client_gone() {
+    std::function<void()> fn;
+    {
+        std::lock_guard lock(mu_);
+        if (finished_) return;
+        finished_ = gone_ = true;
+        fn = std::move(on_gone_);
+    }
+    timer_.cancel();  // runs on the connection's strand (the socket wait's handler)
+    if (fn) fn();
+}
+
+std::optional<HttpResponse> Responder::take() {
+    std::lock_guard lock(mu_);
+    if (gone_) return std::nullopt;
+    return std::move(response_);
+}
+
+void HttpServer::defer(std::string prefix, DeferredHandler handler) {
+    state_->deferred.emplace_back(std::move(prefix), std::move(handler));
 }
 
 HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, HttpHandler handler,

@@ -6,12 +6,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +33,36 @@ struct PeerInfo {
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&, const PeerInfo&)>;
+
+// The answer to a request that comes later (a long-poll): the handler keeps the Responder and
+// calls respond() once, from any thread. If the client goes away first (its connection becomes
+// readable: closed or reset), the function given to on_gone() runs instead, once, and respond()
+// does nothing. The server answers 504 itself when neither happens within its deferral limit.
+class Responder : public std::enable_shared_from_this<Responder> {
+  public:
+    explicit Responder(const boost::asio::any_io_executor& connection_executor);
+    // True when this call gave the answer; false when one was given already or the client left.
+    bool respond(HttpResponse res);
+    // Runs `fn` when the client has gone away (at once, if it has already).
+    void on_gone(std::function<void()> fn);
+    bool finished() const;
+
+    // The server's side.
+    void client_gone();
+    std::optional<HttpResponse> take();
+    boost::asio::steady_timer& timer() { return timer_; }
+
+  private:
+    mutable std::mutex mu_;
+    bool finished_ = false;
+    bool gone_ = false;
+    std::optional<HttpResponse> response_;
+    std::function<void()> on_gone_;
+    boost::asio::steady_timer timer_;
+};
+
+using DeferredHandler =
+    std::function<void(const HttpRequest&, const PeerInfo&, std::shared_ptr<Responder>)>;
 using LogFn = std::function<void(const std::string&)>;
 
 struct HttpLimits {
@@ -42,6 +75,7 @@ struct HttpLimits {
     std::chrono::seconds handshake_timeout{10};
     std::chrono::seconds read_timeout{30};  // also the keep-alive idle timeout
     std::chrono::seconds write_timeout{30};
+    std::chrono::seconds max_deferral{120};  // a deferred answer later than this is a 504
 };
 
 // Holds the TLS context new connections use; swapped atomically when the server's certificate is
@@ -69,6 +103,8 @@ class HttpServer {
   public:
     HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
                HttpHandler handler, const TlsContextSlot* tls, HttpLimits limits, LogFn log);
+    // Requests whose target starts with `prefix` go to `handler` (before start()).
+    void defer(std::string prefix, DeferredHandler handler);
     void start();
     void stop();
     boost::asio::ip::tcp::endpoint local_endpoint() const;

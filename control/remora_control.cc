@@ -15,6 +15,7 @@
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
 #include "control/server/config_api.h"
+#include "control/server/distribution.h"
 #include "control/store/config_dir.h"
 #include "control/store/store.h"
 #include "proxy/meshconfig/mesh_config.h"
@@ -86,12 +87,14 @@ void schedule_renewal(asio::steady_timer& timer, std::chrono::seconds after,
 }
 
 HttpResponse api_handler(CertificateAuthority& ca, server::ConfigApi& config_api,
-                         const HttpRequest& req, const PeerInfo& peer) {
+                         server::Distribution& distribution, const HttpRequest& req,
+                         const PeerInfo& peer) {
     if (server::ConfigApi::serves(req.target())) return config_api.handle(req, peer);
+    if (server::Distribution::serves(req.target())) return distribution.handle(req, peer);
     if (req.target() != "/v1/certificates") {
         return json_response(404,
                              R"({"error":"not found: the API is POST /v1/certificates, )"
-                             R"(/v1/config, /v1/config/version, /v1/meshconfig"})",
+                             R"(/v1/config, /v1/config/version, /v1/meshconfig, /v1/proxies"})",
                              req.version());
     }
     if (req.method() != http::verb::post) {
@@ -179,6 +182,8 @@ int run(const std::vector<std::string>& argv) {
     std::optional<CertificateAuthority> ca;  // set below, before the servers start
     std::optional<store::ConfigStore> config_store;
     std::optional<server::ConfigApi> config_api;
+    std::optional<registry::ProxyRegistry> proxy_registry;
+    std::optional<server::Distribution> distribution;
     TlsContextSlot slot;
     LogFn log = [](const std::string& m) { log_line("remora-control", m); };
     auto bind = [&](const char* flag, const asio::ip::tcp::endpoint& ep, HttpHandler handler,
@@ -194,8 +199,8 @@ int run(const std::vector<std::string>& argv) {
     };
     auto api = bind(
         "listen", listen,
-        [&ca, &config_api](const HttpRequest& r, const PeerInfo& p) {
-            return api_handler(*ca, *config_api, r, p);
+        [&ca, &config_api, &distribution](const HttpRequest& r, const PeerInfo& p) {
+            return api_handler(*ca, *config_api, *distribution, r, p);
         },
         &slot);
     auto mon = bind(
@@ -230,6 +235,13 @@ int run(const std::vector<std::string>& argv) {
     auth.admin_token = load_or_create_admin_token(state_dir);
     auth.bundle = ca->bundle();
     auth.trust_domain = config.trust_domain;
+    proxy_registry.emplace([] { return std::chrono::steady_clock::now(); },
+                           [] { return std::chrono::system_clock::now(); },
+                           std::chrono::milliseconds(3000));
+    server::DistributionOptions dist_options;
+    dist_options.translate.trust_domain = config.trust_domain;
+    dist_options.translate.root_namespace = mesh.root_namespace;
+    distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);
     config_api.emplace(*config_store, std::move(auth), mesh, log);
     std::optional<store::ConfigDirWatcher> watcher;
     if (config_dir) {
@@ -242,6 +254,12 @@ int run(const std::vector<std::string>& argv) {
     asio::steady_timer renew_timer(io);
     schedule_renewal(renew_timer, renew_own_certificate(*ca, slot), *ca, slot);
 
+    api->defer(server::Distribution::kSubscribePath,
+               [&distribution](const HttpRequest& r, const PeerInfo& p,
+                               std::shared_ptr<common::Responder> responder) {
+                   distribution->subscribe(r, p, std::move(responder));
+               });
+    distribution->start();
     api->start();
     mon->start();
     log_line("remora-control", "serving CA and config API on " +
@@ -255,6 +273,7 @@ int run(const std::vector<std::string>& argv) {
         log_line("remora-control", "signal " + std::to_string(sig) + ": shutting down");
         api->stop();
         mon->stop();
+        distribution->stop();
         renew_timer.cancel();
         io.stop();
         if (watcher) watcher->stop();

@@ -52,10 +52,17 @@ struct ProxyConfig {
 class ConfigStore {
 public:
     std::shared_ptr<const ProxyConfig> current() const { return config_.load(); }
-    void publish(std::shared_ptr<const ProxyConfig> c) { config_.store(std::move(c)); }
+    void publish(std::shared_ptr<const ProxyConfig> c) {
+        config_.store(std::move(c));
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    // Changes on every publish: a live connection compares it (one relaxed load per request)
+    // and takes the new configuration for its next request, as Envoy applies a route update.
+    uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
 private:
     std::atomic<std::shared_ptr<const ProxyConfig>> config_;
+    std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace remora::proxy

@@ -16,6 +16,7 @@
 #include "proxy/meshconfig/mesh_config.h"
 #include "control/translate/translate.h"
 #include "proxy/server/workers.h"
+#include "proxy/subscription/subscriber.h"
 
 namespace {
 
@@ -40,6 +41,10 @@ Identity (one of):
   --trust-domain TD                    default cluster.local
 
 Traffic:
+  (with --control and neither --config nor --registry, the proxy subscribes to remora-control for
+   its configuration: it registers this pod, receives its snapshot and every change to it, and
+   keeps serving on the last one while the control plane is away)
+  --pod-name NAME          this pod's name, as proxy-status shows it (default <workload>-<pod ip>)
   --registry FILE          Istio ServiceEntry/WorkloadEntry YAML: the mesh's services
   --config PATH            Istio YAML (file or directory): Services, ServiceEntries, WorkloadEntries,
                            VirtualServices, DestinationRules, PeerAuthentications; outbound
@@ -93,13 +98,17 @@ struct Proxy {
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<ListenerSpec> listeners;
     std::unique_ptr<IdentityAgent> identity;
+    std::unique_ptr<ConfigSubscriber> subscriber;  // set when the config comes from remora-control
+    std::atomic<bool> snapshot_applied{false};
     std::unique_ptr<common::HttpServer> admin, health, metrics;
     std::shared_ptr<const TelemetryConfig> telemetry;
     std::chrono::seconds drain_duration{5};
     asio::steady_timer drain_timer{io};
     bool exiting = false;
 
-    bool ready() const { return tls.current() && config.current(); }
+    bool ready() const {
+        return tls.current() && config.current() && (!subscriber || snapshot_applied.load());
+    }
 
     std::vector<const WorkerStats*> stats() const {
         std::vector<const WorkerStats*> out;
@@ -125,6 +134,14 @@ struct Proxy {
                 snap->leaf().not_after().time_since_epoch()).count();
             gauge("remora_cert_expiration_timestamp_seconds", "When this proxy's certificate expires.",
                   std::to_string(secs));
+        }
+        if (subscriber) {
+            SubscriptionStatus st = subscriber->status();
+            gauge("remora_config_connected", "1 while the config subscription reaches remora-control.",
+                  st.connected ? "1" : "0");
+            counter("remora_config_updates_total", "Snapshots received and applied.", st.updates);
+            counter("remora_config_rejections_total", "Snapshots received and refused (NACK).", st.rejections);
+            counter("remora_config_failures_total", "Polls that could not reach remora-control.", st.failures);
         }
         uint64_t idle = 0;
         for (const auto& w : workers) idle += w->idle_upstream_connections();
@@ -172,6 +189,7 @@ struct Proxy {
                                                  " connection(s) still open");
             for (auto& w : workers) w->stop();
             if (identity) identity->stop();
+            if (subscriber) subscriber->stop();
             if (admin) admin->stop();
             if (metrics) metrics->stop();
             if (health) health->stop();
@@ -232,6 +250,18 @@ struct Proxy {
                                           : json::value(nullptr)}};
         }
         if (cfg->app) o["app"] = common::format_endpoint(*cfg->app);
+        if (subscriber) {
+            SubscriptionStatus st = subscriber->status();
+            o["subscription"] = json::object{{"connected", st.connected},
+                                             {"applied_version", st.applied_version},
+                                             {"config_version", st.config_version},
+                                             {"rejected_version", st.rejected_version},
+                                             {"rejected_error", st.rejected_error},
+                                             {"last_error", st.last_error},
+                                             {"updates", st.updates},
+                                             {"rejections", st.rejections},
+                                             {"failures", st.failures}};
+        }
         json::array services;
         if (cfg->registry) {
             for (const Service& s : cfg->registry->services()) {
@@ -322,6 +352,13 @@ struct Proxy {
     }
 };
 
+// The snapshot's inbound mTLS policy picks the inbound mode unless --mtls-mode said otherwise.
+// DISABLE is served as PERMISSIVE for now: plaintext is accepted, mTLS from a sidecar too.
+void apply_inbound_policy(ProxyConfig& cfg, const snapshot::Snapshot& snap, bool mode_flag_given) {
+    if (mode_flag_given) return;
+    cfg.inbound_mode = snap.inbound.mtls_mode == "STRICT" ? MtlsMode::strict : MtlsMode::permissive;
+}
+
 // --config: Istio YAML translated for this workload, as remora-control would, into a route table.
 std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Args& args,
                                               const ProxyConfig& cfg, const MeshConfig& mesh) {
@@ -411,7 +448,7 @@ int run(const std::vector<std::string>& argv) {
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
                "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
                "connect-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
-               "access-log", "access-log-encoding", "zipkin-address", "trace-sampling"},
+               "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name"},
               {"help"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -492,12 +529,7 @@ int run(const std::vector<std::string>& argv) {
 
     if (auto path = args.get("config")) {
         cfg->routes = load_routes(*path, args, *cfg, mesh);
-        // PeerAuthentication decides the inbound mode unless --mtls-mode says otherwise. DISABLE
-        // is served as PERMISSIVE for now: plaintext is accepted, mTLS from a sidecar too.
-        if (!args.has("mtls-mode")) {
-            const std::string& pa = cfg->routes->snapshot().inbound.mtls_mode;
-            cfg->inbound_mode = pa == "STRICT" ? MtlsMode::strict : MtlsMode::permissive;
-        }
+        apply_inbound_policy(*cfg, cfg->routes->snapshot(), args.has("mtls-mode"));
     }
     std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
                                                       ? std::to_string(*mesh.concurrency) : "2");
@@ -556,7 +588,37 @@ int run(const std::vector<std::string>& argv) {
     }
     proxy.identity = std::make_unique<IdentityAgent>(id, proxy.tls, [] { return std::chrono::system_clock::now(); },
                                                      log, std::random_device{}());
+    if (args.has("control") && !args.has("config") && !args.has("registry") && !explicit_mode) {
+        SubscriptionOptions so;
+        so.control_host = id.control_host;
+        so.control_port = id.control_port;
+        so.trust_domain = cfg->trust_domain;
+        so.pod_name = args.get_or("pod-name", "");
+        so.workload_name = args.get_or("workload-name", "");
+        so.pod_ip = args.get_or("pod-ip", "");
+        so.proxy_version = "remora-proxy";
+        so.labels = proxy.telemetry->self.labels;
+        bool mode_flag = args.has("mtls-mode");
+        proxy.subscriber = std::make_unique<ConfigSubscriber>(
+            so, proxy.tls,
+            [&proxy, mode_flag](snapshot::Snapshot snap, const std::string&) -> std::string {
+                std::shared_ptr<const RouteTable> routes;
+                try {
+                    routes = std::make_shared<const RouteTable>(std::move(snap));
+                } catch (const std::exception& e) {
+                    return e.what();
+                }
+                auto next = std::make_shared<ProxyConfig>(*proxy.config.current());
+                next->routes = routes;
+                apply_inbound_policy(*next, routes->snapshot(), mode_flag);
+                proxy.config.publish(std::move(next));
+                proxy.snapshot_applied = true;
+                return "";
+            },
+            log, std::random_device{}());
+    }
     proxy.identity->start();
+    if (proxy.subscriber) proxy.subscriber->start();
     for (auto& w : proxy.workers) w->start();
     proxy.admin->start();
     proxy.health->start();
@@ -575,6 +637,7 @@ int run(const std::vector<std::string>& argv) {
         proxy.start_drain(true);
     });
     proxy.io.run();
+    if (proxy.subscriber) proxy.subscriber->stop();
     for (auto& w : proxy.workers) w->join();
     return 0;
 }

@@ -99,6 +99,23 @@ std::string str(const json::object& o, const char* key) {
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
 }
 
+// Columns padded to the widest cell plus three spaces, as kubectl and istioctl print them.
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+    if (rows.empty()) return;
+    std::vector<std::size_t> width(rows[0].size(), 0);
+    for (const auto& r : rows)
+        for (std::size_t c = 0; c < r.size() && c < width.size(); ++c)
+            width[c] = std::max(width[c], r[c].size());
+    for (const auto& r : rows) {
+        std::string line;
+        for (std::size_t c = 0; c < r.size(); ++c) {
+            line += r[c];
+            if (c + 1 < r.size()) line += std::string(width[c] - r[c].size() + 3, ' ');
+        }
+        out << line << "\n";
+    }
+}
+
 // "Error from server (400): refused: ..." and the messages; returns 1.
 int print_refusal(int status, const std::string& body, std::ostream& err) {
     json::error_code ec;
@@ -193,7 +210,8 @@ int change_command(const std::vector<std::string>& argv, bool remove, std::ostre
                     err << "skipped " << str(i, "detail") << "\n";
                     continue;
                 }
-                std::string kind = lower(str(i, "kind")) + "." + str(i, "group");
+                std::string group = str(i, "group");
+                std::string kind = lower(str(i, "kind")) + (group.empty() ? "" : "." + group);
                 if (remove) {
                     out << kind << " \"" << str(i, "name") << "\" deleted\n";
                 } else {
@@ -257,7 +275,8 @@ int get_command(const std::vector<std::string>& argv, std::ostream& out, std::os
     if (!kind) {
         throw UsageError("unknown kind \"" + pos[0] +
                          "\": virtualservice (vs), destinationrule (dr), serviceentry (se), "
-                         "workloadentry (we), peerauthentication (pa), authorizationpolicy (ap)");
+                         "workloadentry (we), peerauthentication (pa), authorizationpolicy (ap), "
+                         "service (svc)");
     }
     std::string output = args.get_or("output", "table");
     if (output != "table" && output != "wide" && output != "yaml" && output != "json") {
@@ -314,17 +333,259 @@ int get_command(const std::vector<std::string>& argv, std::ostream& out, std::os
         }
         rows.push_back(std::move(row));
     }
-    std::vector<std::size_t> width(rows[0].size(), 0);
-    for (const auto& r : rows)
-        for (std::size_t c = 0; c < r.size(); ++c)
-            width[c] = std::max(width[c], r[c].size());
-    for (const auto& r : rows) {
-        std::string line;
-        for (std::size_t c = 0; c < r.size(); ++c) {
-            line += r[c];
-            if (c + 1 < r.size()) line += std::string(width[c] - r[c].size() + 3, ' ');
+    print_table(rows, out);
+    return 0;
+}
+
+namespace {
+
+int64_t num(const json::object& o, const char* key) {
+    const json::value* v = o.if_contains(key);
+    if (!v) return 0;
+    if (v->is_int64()) return v->as_int64();
+    if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
+    return 0;
+}
+
+std::string unix_time(int64_t seconds) {
+    if (seconds <= 0) return "-";
+    return certs::format_time(certs::SystemTime(std::chrono::seconds(seconds)));
+}
+
+std::string short_version(const std::string& v) {
+    return v.empty() ? "-" : v;
+}
+
+// "reviews, reviews.default + 5 more..." as istioctl abbreviates domain lists.
+std::string domains_text(const json::array& domains) {
+    std::vector<std::string> names;
+    for (const auto& d : domains) {
+        if (d.is_string() && std::string_view(d.as_string()).find(':') == std::string_view::npos) {
+            names.emplace_back(d.as_string());
         }
-        out << line << "\n";
+    }
+    std::sort(names.begin(), names.end(),
+              [](const std::string& a, const std::string& b) { return a.size() < b.size() || (a.size() == b.size() && a < b); });
+    if (names.empty()) return "*";
+    std::string out = names[0];
+    if (names.size() > 1) out += ", " + names[1];
+    if (names.size() > 2) out += " + " + std::to_string(names.size() - 2) + " more...";
+    return out;
+}
+
+std::string match_text(const json::object& route) {
+    const json::value* ms = route.if_contains("matches");
+    if (!ms || !ms->is_array() || ms->as_array().empty()) return "/*";
+    std::vector<std::string> parts;
+    for (const auto& mv : ms->as_array()) {
+        if (!mv.is_object()) continue;
+        const json::object& m = mv.as_object();
+        std::string t = "/*";
+        if (const json::value* u = m.if_contains("uri"); u && u->is_object()) {
+            std::string kind = str(u->as_object(), "kind"), value = str(u->as_object(), "value");
+            t = kind == "prefix" ? value + "*" : kind == "regex" ? "~" + value : value;
+        }
+        std::vector<std::string> extra;
+        if (const json::value* h = m.if_contains("headers"); h && h->is_array()) {
+            for (const auto& hv : h->as_array()) {
+                if (hv.is_object()) extra.push_back("header " + str(hv.as_object(), "name"));
+            }
+        }
+        if (m.if_contains("method")) extra.push_back("method");
+        if (const json::value* q = m.if_contains("query_params"); q && q->is_array() && !q->as_array().empty()) {
+            extra.push_back("query");
+        }
+        for (const auto& e : extra) t += " (" + e + ")";
+        parts.push_back(t);
+    }
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : " OR ") + p;
+    return out;
+}
+
+json::object fetch_proxy(const certs::CaClientOptions& opts, const std::string& name, int& status,
+                         std::string& body) {
+    certs::CaClientResult res =
+        certs::call_control(opts, "GET", "/v1/proxies/" + encode(name) + "/snapshot", "");
+    status = res.status;
+    body = res.body;
+    if (res.status != 200) return {};
+    return parse_object(res.body);
+}
+
+}  // namespace
+
+int proxy_status_command(const std::vector<std::string>& argv, std::ostream& out,
+                         std::ostream& err) {
+    Args args(long_flags(argv), with_connection_flags({"output"}), {});
+    std::string output = args.get_or("output", "table");
+    if (output != "table" && output != "json") throw UsageError("--output \"" + output + "\": use json");
+    if (args.positional().size() > 1) throw UsageError("usage: remoractl proxy-status [NAME] [-o json]");
+    certs::CaClientOptions opts = connection(args);
+    certs::CaClientResult res = certs::call_control(opts, "GET", "/v1/proxies", "");
+    if (res.status != 200) return print_refusal(res.status, res.body, err);
+    json::object o = parse_object(res.body);
+    const json::value* list = o.if_contains("proxies");
+    if (!list || !list->is_array()) throw std::runtime_error("answer without proxies");
+    std::string only = args.positional().empty() ? "" : args.positional()[0];
+    json::array shown;
+    for (const auto& pv : list->as_array()) {
+        if (!pv.is_object()) continue;
+        const json::object& p = pv.as_object();
+        if (!only.empty() && str(p, "name") != only && str(p, "podName") != only) continue;
+        shown.push_back(pv);
+    }
+    if (output == "json") {
+        out << json::serialize(shown) << "\n";
+        return 0;
+    }
+    if (shown.empty()) {
+        err << (only.empty() ? std::string("No proxies are subscribed.") : "No proxy named " + only + ".") << "\n";
+        return only.empty() ? 0 : 1;
+    }
+    std::vector<std::vector<std::string>> rows = {
+        {"NAME", "ADDRESS", "CONFIG", "VERSION", "CONFIG VERSION", "IDENTITY", "CERT EXPIRES"}};
+    std::vector<std::string> nacks;
+    for (const auto& pv : shown) {
+        const json::object& p = pv.as_object();
+        const json::value* c = p.if_contains("certificate");
+        json::object cert = c && c->is_object() ? c->as_object() : json::object{};
+        std::string status = str(p, "status");
+        rows.push_back({str(p, "name"), str(p, "podIp"), status, short_version(str(p, "ackedVersion")),
+                        std::to_string(num(p, "configVersion")), str(cert, "spiffeId"),
+                        unix_time(num(cert, "notAfter"))});
+        if (status == "NACK") {
+            nacks.push_back(str(p, "name") + " refused " + str(p, "nackedVersion") + ": " + str(p, "nackError"));
+        }
+    }
+    print_table(rows, out);
+    for (const auto& n : nacks) out << "NACK " << n << "\n";
+    return 0;
+}
+
+int proxy_config_command(const std::vector<std::string>& argv, std::ostream& out,
+                         std::ostream& err) {
+    Args args(long_flags(argv), with_connection_flags({"output"}), {});
+    const auto& pos = args.positional();
+    const std::string usage =
+        "usage: remoractl proxy-config clusters|routes|endpoints|listeners|secret|all NAME [-o json]";
+    if (pos.size() != 2) throw UsageError(usage);
+    const std::string& what = pos[0];
+    static const std::set<std::string> kinds = {"cluster",  "clusters",  "route",    "routes",
+                                                "endpoint", "endpoints", "listener", "listeners",
+                                                "secret",   "secrets",   "all"};
+    if (!kinds.count(what)) throw UsageError("unknown proxy-config \"" + what + "\": " + usage);
+    std::string output = args.get_or("output", "table");
+    if (output != "table" && output != "json") throw UsageError("--output \"" + output + "\": use json");
+    certs::CaClientOptions opts = connection(args);
+    int status = 0;
+    std::string body;
+    json::object p = fetch_proxy(opts, pos[1], status, body);
+    if (status != 200) return print_refusal(status, body, err);
+    const json::value* sv = p.if_contains("snapshot");
+    if (!sv || !sv->is_object()) {
+        err << "proxy " << str(p, "name") << " has not been sent a snapshot yet\n";
+        return 1;
+    }
+    const json::object& snap = sv->as_object();
+    if (output == "json") {
+        out << json::serialize(snap) << "\n";
+        return 0;
+    }
+    auto array_of = [](const json::object& o, const char* key) -> const json::array& {
+        static const json::array empty;
+        const json::value* v = o.if_contains(key);
+        return v && v->is_array() ? v->as_array() : empty;
+    };
+    bool all = what == "all";
+    auto is = [&](const char* k) { return all || what.rfind(k, 0) == 0; };
+    bool first = true;
+    auto section = [&] {
+        if (!first) out << "\n";
+        first = false;
+    };
+    if (is("cluster")) {
+        section();
+        std::vector<std::vector<std::string>> rows = {
+            {"SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "DESTINATION RULE"}};
+        for (const auto& cv : array_of(snap, "clusters")) {
+            const json::object& c = cv.as_object();
+            std::string subset = str(c, "subset"), dr = str(c, "destination_rule");
+            rows.push_back({str(c, "service_host"), std::to_string(num(c, "port")),
+                            subset.empty() ? "-" : subset, "outbound", "EDS", dr.empty() ? "" : dr});
+        }
+        rows.push_back({"BlackHoleCluster", "-", "-", "-", "STATIC", ""});
+        rows.push_back({"InboundPassthroughCluster", "-", "-", "-", "ORIGINAL_DST", ""});
+        rows.push_back({"PassthroughCluster", "-", "-", "-", "ORIGINAL_DST", ""});
+        print_table(rows, out);
+    }
+    if (is("route")) {
+        section();
+        std::vector<std::vector<std::string>> rows = {
+            {"NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"}};
+        for (const auto& vv : array_of(snap, "virtual_hosts")) {
+            const json::object& vh = vv.as_object();
+            std::string vname = str(vh, "name");
+            std::string port = vname.substr(vname.rfind(':') + 1);
+            for (const auto& rv : array_of(vh, "routes")) {
+                const json::object& r = rv.as_object();
+                std::string vs = str(r, "virtual_service");
+                rows.push_back({port, vname, domains_text(array_of(vh, "domains")), match_text(r),
+                                vs.empty() ? "" : vs});
+            }
+        }
+        print_table(rows, out);
+    }
+    if (is("endpoint")) {
+        section();
+        std::vector<std::vector<std::string>> rows = {{"ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"}};
+        for (const auto& cv : array_of(snap, "clusters")) {
+            const json::object& c = cv.as_object();
+            for (const auto& ev : array_of(c, "endpoints")) {
+                const json::object& e = ev.as_object();
+                rows.push_back({str(e, "address") + ":" + std::to_string(num(e, "port")), "HEALTHY",
+                                "OK", str(c, "name")});
+            }
+        }
+        print_table(rows, out);
+    }
+    if (is("listener")) {
+        section();
+        std::string mode = "PERMISSIVE";
+        if (const json::value* in = snap.if_contains("inbound"); in && in->is_object()) {
+            mode = str(in->as_object(), "mtls_mode");
+        }
+        std::vector<std::vector<std::string>> rows = {{"ADDRESS", "PORT", "MATCH", "DESTINATION"}};
+        rows.push_back({"0.0.0.0", "15001", "ALL", "PassthroughCluster"});
+        rows.push_back({"0.0.0.0", "15006", "ALL (inbound, mTLS " + mode + ")", "InboundPassthroughCluster"});
+        std::set<int64_t> ports;
+        for (const auto& cv : array_of(snap, "clusters")) ports.insert(num(cv.as_object(), "port"));
+        for (int64_t port : ports) {
+            rows.push_back({"0.0.0.0", std::to_string(port), "App: http/1.1", "Route: " + std::to_string(port)});
+        }
+        rows.push_back({"0.0.0.0", "15021", "ALL", "Inline Route: /healthz/ready*"});
+        rows.push_back({"0.0.0.0", "15090", "ALL", "Inline Route: /stats/prometheus*"});
+        print_table(rows, out);
+    }
+    if (is("secret")) {
+        section();
+        std::vector<std::vector<std::string>> rows = {
+            {"RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "NOT AFTER", "NOT BEFORE"}};
+        const json::value* c = p.if_contains("certificate");
+        if (c && c->is_object()) {
+            const json::object& cert = c->as_object();
+            auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+            bool valid = num(cert, "notBefore") <= now && now < num(cert, "notAfter");
+            rows.push_back({"default", "Cert Chain", "ACTIVE", valid ? "true" : "false", str(cert, "serial"),
+                            unix_time(num(cert, "notAfter")), unix_time(num(cert, "notBefore"))});
+        }
+        for (const auto& rv : array_of(p, "roots")) {
+            const json::object& r = rv.as_object();
+            rows.push_back({"ROOTCA", "CA", "ACTIVE", "true", str(r, "serial"), unix_time(num(r, "notAfter")),
+                            unix_time(num(r, "notBefore"))});
+        }
+        print_table(rows, out);
     }
     return 0;
 }

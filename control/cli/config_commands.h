@@ -22,6 +22,13 @@ void load_client_cert(certs::CaClientOptions& options, const std::filesystem::pa
 int apply_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
 int delete_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
 int get_command(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
+// `proxy-status [NAME]`: subscribed proxies with SYNCED / STALE / NACK, versions, certificates.
+int proxy_status_command(const std::vector<std::string>& argv, std::ostream& out,
+                         std::ostream& err);
+// `proxy-config clusters|routes|endpoints|listeners|secret|all NAME`: the snapshot the control
+// plane sent that proxy, as istioctl's tables.
+int proxy_config_command(const std::vector<std::string>& argv, std::ostream& out,
+                         std::ostream& err);
 
 // kubectl's AGE column: "45s", "12m", "5h", "3d".
 std::string format_age(std::chrono::seconds age);

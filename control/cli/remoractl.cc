@@ -45,9 +45,17 @@ Commands:
   get KIND [NAME] [-n NS | -A] [-o yaml|json|wide]
                                  List or show stored resources. KIND: virtualservice (vs),
                                  destinationrule (dr), serviceentry (se), workloadentry (we),
-                                 peerauthentication (pa), authorizationpolicy (ap).
+                                 peerauthentication (pa), authorizationpolicy (ap),
+                                 service (svc: Kubernetes Services, whose selectors pick the
+                                 registered pods as endpoints).
   delete -f FILE|DIR              Delete the resources the files name.
-      These three talk to --control HOST:PORT (default localhost:15012), verify it with
+  proxy-status [NAME] [-o json]   Subscribed proxies: address, SYNCED / STALE / NACK (and why),
+                                 the snapshot version applied, the store version it came from,
+                                 identity and certificate expiry.
+  proxy-config clusters|routes|endpoints|listeners|secret|all NAME [-o json]
+                                 The configuration the control plane sent proxy NAME
+                                 ("pod.namespace" or the pod name), as istioctl's tables.
+      These talk to --control HOST:PORT (default localhost:15012), verify it with
       --trust-bundle (default <state-dir>/root-cert.pem) and authenticate with the admin token
       in --state-dir, or with --cert-dir DIR (cert-chain.pem, key.pem) holding a certificate
       for spiffe://<td>/ns/remora-system/sa/remoractl. Exit 1 when the control plane refuses.
@@ -174,6 +182,12 @@ int run(const std::vector<std::string>& argv) {
     if (argv[0] == "apply") return cli::apply_command(after, std::cout, std::cerr);
     if (argv[0] == "delete") return cli::delete_command(after, std::cout, std::cerr);
     if (argv[0] == "get") return cli::get_command(after, std::cout, std::cerr);
+    if (argv[0] == "proxy-status" || argv[0] == "ps") {
+        return cli::proxy_status_command(after, std::cout, std::cerr);
+    }
+    if (argv[0] == "proxy-config" || argv[0] == "pc") {
+        return cli::proxy_config_command(after, std::cout, std::cerr);
+    }
     if (argv[0] == "trace") {
         if (argv.size() < 3) throw UsageError("usage: remoractl trace REQUEST-ID LOG-FILE...");
         std::vector<std::string> files(argv.begin() + 2, argv.end());

@@ -251,6 +251,23 @@ class DocumentLoader {
             KubeService svc;
             svc.meta = meta;
             svc.selector = labels_at(doc, {"spec", "selector"});
+            if (doc["spec"].IsMap()) {
+                auto add_ip = [&](const std::string& ip) {
+                    if (!ip.empty() && ip != "None" &&
+                        std::find(svc.cluster_ips.begin(), svc.cluster_ips.end(), ip) ==
+                            svc.cluster_ips.end()) {
+                        svc.cluster_ips.push_back(ip);
+                    }
+                };
+                add_ip(scalar_at(doc, {"spec", "clusterIP"}));
+                const YAML::Node spec = doc["spec"];
+                const YAML::Node ips = spec["clusterIPs"];  // const: a missing key is no error
+                if (ips.IsDefined() && ips.IsSequence()) {
+                    for (const auto& ip : ips) {
+                        if (ip.IsScalar()) add_ip(ip.Scalar());
+                    }
+                }
+            }
             YAML::Node ports = doc["spec"].IsMap() ? doc["spec"]["ports"] : YAML::Node();
             if (ports.IsSequence()) {
                 for (const auto& p : ports) {

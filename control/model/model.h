@@ -345,6 +345,7 @@ struct KubeService {
     Metadata meta;
     std::vector<KubeServicePort> ports;
     Labels selector;
+    std::vector<std::string> cluster_ips;  // spec.clusterIP / clusterIPs; "None" left out
 };
 
 // Pod labels from a Pod, a pod template (Deployment, StatefulSet, ...) or a WorkloadEntry.

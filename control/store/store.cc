@@ -38,6 +38,9 @@ constexpr KindInfo kKinds[] = {
      "pa"},
     {Kind::AuthorizationPolicy, "AuthorizationPolicy", "security.istio.io",
      "authorizationpolicies", "ap"},
+    // Kubernetes Services (core v1): the mesh's service names, ports and selectors; their
+    // endpoints are the registered pods the selector picks.
+    {Kind::Service, "Service", "", "services", "svc"},
 };
 
 const KindInfo& info(Kind k) {
@@ -144,8 +147,9 @@ std::optional<Kind> kind_from_name(std::string_view name) {
     std::string n = lower(name);
     for (const KindInfo& i : kKinds) {
         std::string singular = lower(i.name);
-        if (n == singular || n == i.plural || n == i.short_name ||
-            n == singular + "." + i.group || n == std::string(i.plural) + "." + i.group) {
+        bool grouped = *i.group && (n == singular + "." + i.group ||
+                                    n == std::string(i.plural) + "." + i.group);
+        if (n == singular || n == i.plural || n == i.short_name || grouped) {
             return i.kind;
         }
     }
@@ -194,6 +198,7 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
         std::string ns = scalar(doc["metadata"]["namespace"]);
         if (ns.empty()) ns = "default";
         auto k = kind_exact(kind);
+        if (k == Kind::Service && scalar(doc["apiVersion"]) != "v1") k.reset();  // Knative's, ...
         if (!k) {
             ChangeResult::Item item;
             item.action = "skipped";

@@ -27,11 +27,12 @@ enum class Kind {
     ServiceEntry,
     WorkloadEntry,
     PeerAuthentication,
-    AuthorizationPolicy
+    AuthorizationPolicy,
+    Service  // Kubernetes core v1
 };
 
 const char* kind_name(Kind kind);   // "VirtualService"
-const char* kind_group(Kind kind);  // "networking.istio.io"
+const char* kind_group(Kind kind);  // "networking.istio.io"; "" for Kubernetes' core kinds
 std::vector<Kind> all_kinds();
 // The names kubectl and istioctl accept, case-insensitive: "VirtualService", "virtualservice",
 // "virtualservices", "vs", "virtualservice.networking.istio.io", ...; nullopt otherwise.

@@ -64,6 +64,7 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const Options&
         s.name = ks.meta.name;
         s.ns = ks.meta.ns;
         s.host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
+        s.vips = ks.cluster_ips;
         for (const auto& p : ks.ports) s.ports.push_back({p.port, p.name, 0});
         s.endpoints = entries_selected(ks.selector, ks.meta.ns);
         out.push_back(std::move(s));

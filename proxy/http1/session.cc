@@ -41,6 +41,7 @@ struct Downstream {
     std::optional<tcp::endpoint> original_dst;
     std::optional<std::string> peer_identity;  // inbound over mTLS
     std::shared_ptr<const ProxyConfig> config;
+    uint64_t config_generation = 0;  // of `config`; a newer one is taken between requests
     std::shared_ptr<const TlsSnapshot> tls;
     std::optional<UpstreamTarget> inbound_target;  // the app, for every request of the connection
     std::string xfcc;                              // By=<own>;URI=<peer>, when the peer is known
@@ -395,6 +396,10 @@ struct RequestFinisher {
 template <class Down>
 asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstream& info,
                                  WorkerContext& ctx) {
+    if (uint64_t g = ctx.config.generation(); g != info.config_generation) {
+        info.config = ctx.config.current();
+        info.config_generation = g;
+    }
     const Limits& limits = info.config->limits;
     const TelemetryConfig& tcfg = ctx.telemetry.config();
     const bool outbound = info.kind == ListenerKind::outbound_capture ||
@@ -951,6 +956,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
     Downstream info;
     info.id = ctx.next_connection_id++;
     info.kind = kind;
+    info.config_generation = ctx.config.generation();
     info.config = ctx.config.current();
     boost::system::error_code ec;
     tcp::endpoint remote = socket.remote_endpoint(ec);

@@ -334,3 +334,30 @@ spec:
     REQUIRE(vh2->routes.size() == 2);  // the sourceLabels rule is not for ratings
     CHECK(vh2->routes[0].clusters[0].cluster == "outbound|9080|v3|" + kReviews);
 }
+
+TEST_CASE("a Kubernetes Service's clusterIP is one of its virtual host's names; names are recorded") {
+    auto s = translate::translate(bookinfo({"destination-rule-all.yaml", "virtual-service-all-v1.yaml"},
+                                           R"(
+apiVersion: v1
+kind: Service
+metadata: {name: details2, namespace: default}
+spec:
+  clusterIP: 198.19.0.44
+  clusterIPs: [198.19.0.44, "fd00::44"]
+  selector: {app: details}
+  ports: [{name: http, port: 9080}]
+)"),
+                                  productpage());
+    const auto* vh = vhost(s, "details2.default.svc.cluster.local:9080");
+    REQUIRE(vh);
+    for (const char* d : {"198.19.0.44", "198.19.0.44:9080", "fd00::44"}) {
+        CAPTURE(d);
+        CHECK(std::find(vh->domains.begin(), vh->domains.end(), d) != vh->domains.end());
+    }
+    const auto* v1 = cluster(s, "outbound|9080|v1|" + kReviews);
+    REQUIRE(v1);
+    CHECK(v1->destination_rule == "reviews.default");
+    const auto* reviews = vhost(s, kReviews + ":9080");
+    REQUIRE(reviews);
+    CHECK(reviews->routes.at(0).virtual_service == "reviews.default");
+}

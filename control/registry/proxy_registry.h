@@ -1,0 +1,99 @@
+// The workload registry: every proxy that subscribes registers its pod (address, labels, ports)
+// under the identity its SVID proves; the registration lasts while the proxy keeps a long-poll
+// open (or re-polls within the grace period) and is what gives services their endpoints. It also
+// keeps what each proxy was sent and what it said about it (ACK/NACK) for proxy-status.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/model/model.h"
+
+namespace remora::control::registry {
+
+// What a proxy says about its pod. Namespace and service account are not here: they come from
+// the proxy's certificate, never from what it claims.
+struct Registration {
+    std::string pod_name;       // with the namespace, the proxy's name ("reviews-v1-0.default")
+    std::string workload_name;  // the Deployment's name
+    std::string pod_ip;
+    model::Labels labels;
+    std::vector<uint32_t> ports;  // the app's ports (informational)
+    std::string proxy_version;
+    bool operator==(const Registration&) const = default;
+};
+
+struct Certificate {
+    std::string spiffe_id, serial;
+    int64_t not_before = 0, not_after = 0;  // unix seconds
+};
+
+enum class SyncStatus { NotSent, Synced, Stale, Nack };
+const char* sync_status_name(SyncStatus s);  // "NOT SENT", "SYNCED", "STALE", "NACK"
+
+struct ProxyRecord {
+    std::string id;  // "<pod name>.<namespace>"
+    std::string ns, service_account;
+    Registration reg;
+    Certificate cert;  // the SVID presented on the latest poll
+    // What was sent (content version of the snapshot, store version it came from, its JSON) and
+    // what the proxy reported.
+    std::string sent_version, sent_snapshot;
+    uint64_t sent_config_version = 0;
+    std::string acked_version, nacked_version, nack_error;
+    int polls = 0;  // long-polls in flight
+    std::chrono::steady_clock::time_point last_seen;
+    int64_t connected_since = 0;  // unix seconds
+
+    SyncStatus status() const;
+};
+
+class ProxyRegistry {
+  public:
+    using SteadyClock = std::function<std::chrono::steady_clock::time_point()>;
+    using WallClock = std::function<std::chrono::system_clock::time_point()>;
+    ProxyRegistry(SteadyClock steady, WallClock wall, std::chrono::milliseconds grace);
+
+    // A poll began: registers or refreshes the proxy. Returns true when the registry's workloads
+    // changed (a new proxy, or new address or labels), which changes other proxies' endpoints.
+    bool poll_started(const std::string& ns, const std::string& service_account,
+                      const Registration& reg, const Certificate& cert);
+    // A poll ended (answered, or the proxy went away): the grace period starts when none is left.
+    void poll_ended(const std::string& id);
+    // The proxy's report on the snapshot it was last sent: applied, or refused with `error`.
+    void report(const std::string& id, const std::string& version, const std::string& error);
+    void sent(const std::string& id, const std::string& version, uint64_t config_version,
+              std::string snapshot_json);
+    // Forgets proxies with no poll in flight whose last poll ended more than the grace period ago.
+    // Returns their ids.
+    std::vector<std::string> expire();
+
+    // Changes when the set of registered workloads changes.
+    uint64_t generation() const;
+    std::vector<ProxyRecord> list() const;
+    // By id ("name.ns"), or by pod name when exactly one proxy has it.
+    std::optional<ProxyRecord> find(const std::string& name) const;
+    // The registered pods as WorkloadEntries (with the sidecar's tlsMode label, as Istio's
+    // injector puts on pods), for translation; ordered by id.
+    std::vector<model::WorkloadEntry> workload_entries() const;
+
+    static std::string id_of(const std::string& ns, const Registration& reg) {
+        return reg.pod_name + "." + ns;
+    }
+
+  private:
+    SteadyClock steady_;
+    WallClock wall_;
+    std::chrono::milliseconds grace_;
+    mutable std::mutex mu_;
+    std::map<std::string, ProxyRecord> proxies_;
+    uint64_t generation_ = 1;
+};
+
+}  // namespace remora::control::registry

@@ -1,0 +1,384 @@
+// Long-polls wait in a table; a store change (through the store's waiter) or a registry change
+// wakes them, and each gets its snapshot again, answered only when its content version differs
+// from the one the proxy holds. A one-second sweep ends expired polls (304) and registrations.
+#include "control/server/distribution.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include "proxy/snapshot/snapshot_json.h"
+
+namespace remora::control::server {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using common::HttpRequest;
+using common::HttpResponse;
+using common::json_response;
+
+struct Distribution::Poll {
+    std::string id, ns, service_account;
+    model::Labels labels;
+    std::string have_version;
+    std::shared_ptr<common::Responder> responder;
+    std::chrono::steady_clock::time_point deadline;
+    unsigned http_version = 11;
+};
+
+namespace {
+
+HttpResponse error_json(unsigned status, const std::string& error, unsigned version) {
+    return json_response(status, json::serialize(json::object{{"error", error}}) + "\n", version);
+}
+
+std::string string_field(const json::object& o, const char* name) {
+    const json::value* v = o.if_contains(name);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// "198.18.0.5:41234" / "[::1]:41234" → the address part.
+std::string address_of(const std::string& remote) {
+    std::string a = remote.substr(0, remote.rfind(':'));
+    if (a.size() > 1 && a.front() == '[') a = a.substr(1, a.size() - 2);
+    return a;
+}
+
+bool is_loopback(const std::string& ip) {
+    boost::system::error_code ec;
+    auto a = asio::ip::make_address(ip, ec);
+    return !ec && a.is_loopback();
+}
+
+bool valid_name(const std::string& s) {
+    if (s.empty() || s.size() > 253) return false;
+    for (char c : s) {
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) return false;
+    }
+    return true;
+}
+
+int64_t unix_seconds(certs::SystemTime t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+Distribution::Distribution(asio::io_context& io, store::ConfigStore& store,
+                           registry::ProxyRegistry& registry, ApiAuth auth,
+                           DistributionOptions options, Logger log)
+    : io_(io),
+      store_(store),
+      registry_(registry),
+      auth_(std::move(auth)),
+      options_(std::move(options)),
+      log_(std::move(log)),
+      sweep_timer_(io) {}
+
+Distribution::~Distribution() {
+    stop();
+}
+
+bool Distribution::serves(std::string_view target) {
+    std::string_view path = target.substr(0, target.find('?'));
+    return path == "/v1/proxies" || path.substr(0, 12) == "/v1/proxies/";
+}
+
+void Distribution::start() {
+    watch_store(store_.version());
+    sweep();
+}
+
+void Distribution::stop() {
+    std::vector<std::shared_ptr<Poll>> polls;
+    {
+        std::lock_guard lock(mu_);
+        if (stopped_) return;
+        stopped_ = true;
+        for (auto& [id, p] : polls_) polls.push_back(p);
+        polls_.clear();
+    }
+    if (store_waiter_) store_.cancel_waiter(store_waiter_);
+    sweep_timer_.cancel();
+    for (auto& p : polls) p->responder->respond(error_json(503, "the control plane is stopping", p->http_version));
+}
+
+void Distribution::watch_store(uint64_t after) {
+    uint64_t id = store_.on_newer(after, [this](store::SnapshotPtr snap) {
+        uint64_t v = snap->version;
+        // On the thread that changed the store: hand the work to the io_context.
+        asio::post(io_, [this, v] {
+            {
+                std::lock_guard lock(mu_);
+                if (stopped_) return;
+            }
+            log_("config version " + std::to_string(v) + ": pushing to subscribed proxies");
+            wake_all();
+            watch_store(v);
+        });
+    });
+    std::lock_guard lock(mu_);
+    store_waiter_ = id;
+}
+
+void Distribution::sweep() {
+    for (const std::string& id : registry_.expire()) log_("proxy " + id + " gone: registration removed");
+    std::vector<std::shared_ptr<Poll>> expired;
+    auto now = std::chrono::steady_clock::now();
+    {
+        std::lock_guard lock(mu_);
+        if (stopped_) return;
+        for (auto it = polls_.begin(); it != polls_.end();) {
+            if (it->second->deadline <= now) {
+                expired.push_back(it->second);
+                it = polls_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (auto& p : expired) {
+        HttpResponse res{http::status::not_modified, p->http_version};
+        if (p->responder->respond(std::move(res))) registry_.poll_ended(p->id);
+    }
+    // Registry changes (a proxy gone) reach everyone's endpoints.
+    wake_all();
+    sweep_timer_.expires_after(std::chrono::seconds(1));
+    sweep_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) sweep();
+    });
+}
+
+Distribution::Computed Distribution::compute(const std::string& ns,
+                                             const std::string& service_account,
+                                             const model::Labels& labels) {
+    store::SnapshotPtr stored = store_.snapshot();
+    uint64_t generation = registry_.generation();
+    std::shared_ptr<const model::Config> config;
+    {
+        std::lock_guard lock(effective_mu_);
+        if (!effective_.config || effective_.store_version != stored->version ||
+            effective_.generation != generation) {
+            auto c = std::make_shared<model::Config>(stored->config);
+            for (auto& we : registry_.workload_entries()) c->workload_entries.push_back(std::move(we));
+            effective_ = {stored->version, generation, std::move(c)};
+        }
+        config = effective_.config;
+    }
+    translate::WorkloadRef w{ns, service_account, labels};
+    proxy::snapshot::Snapshot snap = translate::translate(*config, w, options_.translate);
+    Computed out;
+    out.version = proxy::snapshot::version_of(snap);
+    out.json = json::serialize(proxy::snapshot::to_json(snap));
+    out.config_version = stored->version;
+    return out;
+}
+
+void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
+    std::string body = "{\"version\":\"" + c.version + "\",\"configVersion\":" +
+                       std::to_string(c.config_version) + ",\"snapshot\":" + c.json + "}\n";
+    if (poll->responder->respond(json_response(200, std::move(body), poll->http_version))) {
+        registry_.sent(poll->id, c.version, c.config_version, c.json);
+        registry_.poll_ended(poll->id);
+    }
+}
+
+void Distribution::wake_all() {
+    std::vector<std::shared_ptr<Poll>> polls;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& [id, p] : polls_) polls.push_back(p);
+    }
+    for (auto& p : polls) {
+        Computed c = compute(p->ns, p->service_account, p->labels);
+        if (c.version == p->have_version) continue;
+        {
+            std::lock_guard lock(mu_);
+            bool mine = false;
+            for (auto it = polls_.begin(); it != polls_.end(); ++it) {
+                if (it->second == p) {
+                    polls_.erase(it);
+                    mine = true;
+                    break;
+                }
+            }
+            if (!mine) continue;  // another wake answered it
+        }
+        answer(p, c);
+    }
+}
+
+void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& peer,
+                             std::shared_ptr<common::Responder> responder) {
+    const unsigned v = req.version();
+    auto refuse = [&](unsigned status, const std::string& why) {
+        log_("subscription from " + peer.remote + " refused: " + why);
+        responder->respond(error_json(status, why, v));
+    };
+    if (req.method() != http::verb::post) return refuse(405, "use POST");
+    // The SVID is the credential: namespace and service account come from it, nothing else.
+    if (peer.peer_chain.empty()) return refuse(401, "a proxy subscribes with its SVID (mTLS)");
+    auto id = certs::verify_svid(peer.peer_chain, auth_.bundle,
+                                 certs::VerifyOptions{{auth_.trust_domain}}, auth_.clock());
+    if (!id) return refuse(401, "client certificate refused: " + id.error().message());
+    if (!id->ns() || !id->service_account()) {
+        return refuse(403, "identity " + id->str() + " is not a workload's");
+    }
+    json::error_code jec;
+    json::value doc = json::parse(req.body(), jec);
+    if (jec || !doc.is_object()) return refuse(400, "the body must be a JSON object");
+    const json::object& o = doc.get_object();
+    const json::value* node_v = o.if_contains("node");
+    if (!node_v || !node_v->is_object()) return refuse(400, "node: expected an object");
+    const json::object& node = node_v->get_object();
+    registry::Registration reg;
+    reg.pod_name = string_field(node, "podName");
+    reg.workload_name = string_field(node, "workloadName");
+    reg.pod_ip = string_field(node, "podIp");
+    reg.proxy_version = string_field(node, "proxyVersion");
+    std::string caller_ip = address_of(peer.remote);
+    if (reg.pod_ip.empty()) reg.pod_ip = caller_ip;
+    boost::system::error_code aec;
+    asio::ip::make_address(reg.pod_ip, aec);
+    if (aec) return refuse(400, "node.podIp \"" + reg.pod_ip + "\" is not an IP address");
+    // A proxy registers its own pod only: the address must be the one it calls from (a proxy on
+    // the control plane's own host may name another, as in a single-machine setup).
+    if (reg.pod_ip != caller_ip && !is_loopback(caller_ip)) {
+        return refuse(403, "node.podIp " + reg.pod_ip + " is not the caller's address " + caller_ip);
+    }
+    if (reg.pod_name.empty()) {
+        std::string ip = reg.pod_ip;
+        for (char& c : ip) {
+            if (c == '.' || c == ':') c = '-';
+        }
+        reg.pod_name = (reg.workload_name.empty() ? *id->service_account() : reg.workload_name) + "-" + ip;
+    }
+    if (!valid_name(reg.pod_name)) return refuse(400, "node.podName \"" + reg.pod_name + "\" is not a name");
+    if (const json::value* lv = node.if_contains("labels")) {
+        if (!lv->is_object()) return refuse(400, "node.labels: expected an object of strings");
+        for (const auto& kv : lv->get_object()) {
+            if (!kv.value().is_string()) return refuse(400, "node.labels: expected an object of strings");
+            reg.labels[std::string(kv.key())] = std::string(kv.value().get_string());
+        }
+    }
+    if (const json::value* pv = node.if_contains("ports"); pv && pv->is_array()) {
+        for (const auto& p : pv->get_array()) {
+            if (p.is_int64() && p.get_int64() > 0 && p.get_int64() < 65536) reg.ports.push_back(static_cast<uint32_t>(p.get_int64()));
+        }
+    }
+    auto poll = std::make_shared<Poll>();
+    poll->ns = *id->ns();
+    poll->service_account = *id->service_account();
+    poll->labels = reg.labels;
+    poll->id = registry::ProxyRegistry::id_of(poll->ns, reg);
+    poll->have_version = string_field(o, "version");
+    poll->responder = responder;
+    poll->http_version = v;
+    std::chrono::seconds wait = options_.default_wait;
+    if (const json::value* w = o.if_contains("waitSeconds"); w && w->is_int64()) {
+        wait = std::chrono::seconds(std::clamp<int64_t>(w->get_int64(), 0, options_.max_wait.count()));
+    }
+    poll->deadline = std::chrono::steady_clock::now() + wait;
+
+    const certs::Certificate& leaf = peer.peer_chain.front();
+    registry::Certificate cert{id->str(), leaf.serial_hex(), unix_seconds(leaf.not_before()),
+                               unix_seconds(leaf.not_after())};
+    bool changed = registry_.poll_started(poll->ns, poll->service_account, reg, cert);
+    if (changed) log_("proxy " + poll->id + " registered: " + reg.pod_ip + " " + id->str());
+    // ACK or NACK for what it was sent before.
+    if (const json::value* a = o.if_contains("applied"); a && a->is_object()) {
+        std::string version = string_field(a->get_object(), "version");
+        std::string error = string_field(a->get_object(), "error");
+        if (!error.empty()) log_("proxy " + poll->id + " refused snapshot " + version + ": " + error);
+        registry_.report(poll->id, version, error);
+    }
+
+    Computed c = compute(poll->ns, poll->service_account, poll->labels);
+    if (c.version != poll->have_version) {
+        answer(poll, c);
+    } else {
+        // It holds the current snapshot already (this control plane may have restarted since
+        // sending it): that counts as sent, and its report says whether it is in use.
+        registry_.sent(poll->id, c.version, c.config_version, c.json);
+        uint64_t key = 0;
+        {
+            std::lock_guard lock(mu_);
+            if (stopped_) return refuse(503, "the control plane is stopping");
+            key = next_poll_++;
+            polls_[key] = poll;
+        }
+        responder->on_gone([this, key, pid = poll->id] {
+            {
+                std::lock_guard lock(mu_);
+                polls_.erase(key);
+            }
+            log_("proxy " + pid + " closed its poll");
+            registry_.poll_ended(pid);
+        });
+    }
+    // Others' endpoints follow the registry.
+    if (changed) asio::post(io_, [this] { wake_all(); });
+}
+
+HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo& peer) {
+    const unsigned v = req.version();
+    if (auto refused = authorize(auth_, req, peer, Access::Admin)) return *refused;
+    if (req.method() != http::verb::get) return error_json(405, "use GET", v);
+    auto [path, query] = split_target(req.target());
+    auto record_json = [](const registry::ProxyRecord& r) {
+        json::object o;
+        o["name"] = r.id;
+        o["podName"] = r.reg.pod_name;
+        o["namespace"] = r.ns;
+        o["serviceAccount"] = r.service_account;
+        o["workloadName"] = r.reg.workload_name;
+        o["podIp"] = r.reg.pod_ip;
+        json::object labels;
+        for (const auto& [k, val] : r.reg.labels) labels[k] = val;
+        o["labels"] = std::move(labels);
+        o["proxyVersion"] = r.reg.proxy_version;
+        o["status"] = registry::sync_status_name(r.status());
+        o["sentVersion"] = r.sent_version;
+        o["configVersion"] = r.sent_config_version;
+        o["ackedVersion"] = r.acked_version;
+        o["nackedVersion"] = r.nacked_version;
+        o["nackError"] = r.nack_error;
+        o["connected"] = r.polls > 0;
+        o["connectedSince"] = r.connected_since;
+        o["certificate"] = json::object{{"spiffeId", r.cert.spiffe_id},
+                                        {"serial", r.cert.serial},
+                                        {"notBefore", r.cert.not_before},
+                                        {"notAfter", r.cert.not_after}};
+        return o;
+    };
+    if (path == "/v1/proxies") {
+        json::array a;
+        for (const auto& r : registry_.list()) a.push_back(record_json(r));
+        return json_response(200, json::serialize(json::object{{"proxies", std::move(a)}}) + "\n", v);
+    }
+    constexpr std::string_view kPrefix = "/v1/proxies/";
+    std::string rest = path.substr(kPrefix.size());
+    std::string name = rest.substr(0, rest.find('/'));
+    std::string what = rest.size() > name.size() ? rest.substr(name.size() + 1) : "";
+    auto record = registry_.find(name);
+    if (!record) return error_json(404, "no proxy named \"" + name + "\" (see remoractl proxy-status)", v);
+    json::object o = record_json(*record);
+    if (what == "snapshot") {
+        json::error_code jec;
+        json::value snap = record->sent_snapshot.empty() ? json::value(nullptr) : json::parse(record->sent_snapshot, jec);
+        o["snapshot"] = std::move(snap);
+        json::array roots;
+        for (const auto& root : auth_.bundle.roots()) {
+            roots.push_back(json::object{{"subject", root.subject()},
+                                         {"serial", root.serial_hex()},
+                                         {"notBefore", unix_seconds(root.not_before())},
+                                         {"notAfter", unix_seconds(root.not_after())}});
+        }
+        o["roots"] = std::move(roots);
+    } else if (!what.empty()) {
+        return error_json(404, "unknown proxy resource \"" + what + "\": try /snapshot", v);
+    }
+    return json_response(200, json::serialize(o) + "\n", v);
+}
+
+}  // namespace remora::control::server

@@ -1,0 +1,86 @@
+// Config distribution on the control plane's TLS port: proxies long-poll
+// POST /v1/proxies/subscribe with their SVID, register their pod, report what they applied
+// (ACK/NACK) and get their snapshot whenever it differs from the one they hold. The admin reads
+// GET /v1/proxies (proxy-status) and GET /v1/proxies/<name>/snapshot (proxy-config).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "common/http_server.h"
+#include "control/registry/proxy_registry.h"
+#include "control/server/config_api.h"
+#include "control/store/store.h"
+#include "control/translate/translate.h"
+
+namespace remora::control::server {
+
+struct DistributionOptions {
+    translate::Options translate;
+    std::chrono::seconds default_wait{20};  // long-poll length when the proxy does not say
+    std::chrono::seconds max_wait{60};
+};
+
+class Distribution {
+  public:
+    using Logger = std::function<void(const std::string&)>;
+    Distribution(boost::asio::io_context& io, store::ConfigStore& store,
+                 registry::ProxyRegistry& registry, ApiAuth auth, DistributionOptions options,
+                 Logger log);
+    ~Distribution();
+
+    static bool serves(std::string_view target);  // /v1/proxies...
+    static constexpr const char* kSubscribePath = "/v1/proxies/subscribe";
+    // The long-poll (a deferred handler on the HTTP server).
+    void subscribe(const common::HttpRequest& req, const common::PeerInfo& peer,
+                   std::shared_ptr<common::Responder> responder);
+    // The admin's reads.
+    common::HttpResponse handle(const common::HttpRequest& req, const common::PeerInfo& peer);
+
+    // Starts watching the store and sweeping the registry (every second).
+    void start();
+    void stop();
+
+  private:
+    struct Poll;
+    struct Computed {
+        std::string version;
+        std::string json;  // the snapshot
+        uint64_t config_version = 0;
+    };
+    // The snapshot for one registered workload, from the current store and registry.
+    Computed compute(const std::string& ns, const std::string& service_account,
+                     const model::Labels& labels);
+    // Answers every waiting poll whose snapshot changed.
+    void wake_all();
+    void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
+    void watch_store(uint64_t after);
+    void sweep();
+
+    boost::asio::io_context& io_;
+    store::ConfigStore& store_;
+    registry::ProxyRegistry& registry_;
+    ApiAuth auth_;
+    DistributionOptions options_;
+    Logger log_;
+    boost::asio::steady_timer sweep_timer_;
+
+    std::mutex mu_;
+    std::map<uint64_t, std::shared_ptr<Poll>> polls_;
+    uint64_t next_poll_ = 1;
+    uint64_t store_waiter_ = 0;
+    bool stopped_ = false;
+    // The effective config (store + registered workloads) for one (store, registry) version.
+    struct Effective {
+        uint64_t store_version = 0, generation = 0;
+        std::shared_ptr<const model::Config> config;
+    };
+    std::mutex effective_mu_;
+    Effective effective_;
+};
+
+}  // namespace remora::control::server

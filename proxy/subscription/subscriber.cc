@@ -1,0 +1,184 @@
+// The poll loop: wait for an SVID, poll, apply, report on the next poll; back off on failure.
+#include "proxy/subscription/subscriber.h"
+
+#include <boost/json.hpp>
+
+#include "proxy/snapshot/snapshot_json.h"
+
+namespace remora::proxy {
+
+namespace json = boost::json;
+
+ConfigSubscriber::ConfigSubscriber(SubscriptionOptions options, const TlsStore& tls,
+                                   ApplyFn apply, LogFn log, uint64_t seed)
+    : options_(std::move(options)),
+      tls_(tls),
+      apply_(std::move(apply)),
+      log_(std::move(log)),
+      rng_(seed) {}
+
+ConfigSubscriber::~ConfigSubscriber() {
+    stop();
+}
+
+void ConfigSubscriber::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void ConfigSubscriber::stop() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    canceller_->cancel();
+    if (thread_.joinable()) thread_.join();
+}
+
+SubscriptionStatus ConfigSubscriber::status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+}
+
+bool ConfigSubscriber::sleep_for(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, d, [this] { return stopping_; });
+    return !stopping_;
+}
+
+std::string ConfigSubscriber::request_body(const std::string& held_version,
+                                           const std::string& report_version,
+                                           const std::string& report_error) const {
+    json::object node;
+    node["podName"] = options_.pod_name;
+    node["workloadName"] = options_.workload_name;
+    node["podIp"] = options_.pod_ip;
+    node["proxyVersion"] = options_.proxy_version;
+    json::object labels;
+    for (const auto& [k, v] : options_.labels) labels[k] = v;
+    node["labels"] = std::move(labels);
+    json::array ports;
+    for (uint32_t p : options_.ports) ports.emplace_back(p);
+    node["ports"] = std::move(ports);
+    json::object body;
+    body["node"] = std::move(node);
+    body["version"] = held_version;
+    if (!report_version.empty()) {
+        body["applied"] = json::object{{"version", report_version}, {"error", report_error}};
+    }
+    body["waitSeconds"] = options_.wait.count();
+    return json::serialize(body);
+}
+
+bool ConfigSubscriber::poll_once() {
+    auto tls = tls_.current();
+    certs::CaClientOptions opts;
+    opts.host = options_.control_host;
+    opts.port = options_.control_port;
+    opts.bundle = tls->bundle;
+    opts.trust_domain = options_.trust_domain;
+    opts.client_chain = tls->chain;
+    opts.client_key = tls->key;
+    opts.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options_.wait) +
+                   std::chrono::seconds(10);
+    opts.canceller = canceller_;
+    certs::CaClientResult res;
+    try {
+        res = certs::call_control(opts, "POST", "/v1/proxies/subscribe",
+                                  request_body(held_version_, report_version_, report_error_));
+    } catch (const std::exception& e) {
+        std::lock_guard lock(mu_);
+        if (stopping_) return false;
+        if (status_.connected || status_.last_error != e.what()) {
+            log_(std::string("config subscription: ") + e.what() +
+                 "; serving the last snapshot, retrying with backoff");
+        }
+        status_.connected = false;
+        status_.last_error = e.what();
+        status_.failures += 1;
+        return false;
+    }
+    if (res.status == 304) {
+        std::lock_guard lock(mu_);
+        status_.connected = true;
+        return true;
+    }
+    if (res.status != 200) {
+        std::lock_guard lock(mu_);
+        std::string why = "HTTP " + std::to_string(res.status) + ": " + res.body;
+        while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
+        if (status_.last_error != why) log_("config subscription refused: " + why);
+        status_.connected = false;
+        status_.last_error = why;
+        status_.failures += 1;
+        return false;
+    }
+    // A new snapshot: whatever becomes of it is reported on the next poll.
+    std::string version, error;
+    uint64_t config_version = 0;
+    snapshot::Snapshot snap;
+    json::error_code jec;
+    json::value doc = json::parse(res.body, jec);
+    const json::object* o = jec ? nullptr : doc.if_object();
+    if (!o || !o->contains("version") || !o->at("version").is_string() || !o->contains("snapshot")) {
+        error = "the answer is not a snapshot message";
+    } else {
+        version = std::string(o->at("version").get_string());
+        if (const json::value* cv = o->if_contains("configVersion"); cv && cv->is_uint64()) {
+            config_version = cv->get_uint64();
+        } else if (cv && cv->is_int64() && cv->get_int64() >= 0) {
+            config_version = static_cast<uint64_t>(cv->get_int64());
+        }
+        try {
+            snap = snapshot::from_json(o->at("snapshot"));
+        } catch (const snapshot::SnapshotFormatError& e) {
+            error = e.what();
+        }
+    }
+    if (error.empty()) error = apply_(std::move(snap), version);
+    held_version_ = version;  // refused or not: wait for a different one
+    report_version_ = version;
+    report_error_ = error;
+    std::lock_guard lock(mu_);
+    status_.connected = true;
+    status_.last_error.clear();
+    if (error.empty()) {
+        status_.applied_version = version;
+        status_.config_version = config_version;
+        status_.updates += 1;
+        log_("config: applied snapshot " + version + " (config version " +
+             std::to_string(config_version) + ")");
+    } else {
+        status_.rejected_version = version;
+        status_.rejected_error = error;
+        status_.rejections += 1;
+        log_("config: refused snapshot " + version + ": " + error + "; keeping " +
+             (status_.applied_version.empty() ? std::string("none") : status_.applied_version));
+    }
+    return true;
+}
+
+void ConfigSubscriber::run() {
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    std::chrono::milliseconds backoff = options_.backoff_initial;
+    for (;;) {
+        {
+            std::lock_guard lock(mu_);
+            if (stopping_) return;
+        }
+        if (!tls_.current()) {  // no SVID yet: nothing to subscribe with
+            if (!sleep_for(std::chrono::milliseconds(100))) return;
+            continue;
+        }
+        if (poll_once()) {
+            backoff = options_.backoff_initial;
+            continue;
+        }
+        auto wait = std::chrono::milliseconds(
+            static_cast<int64_t>(static_cast<double>(backoff.count()) * jitter(rng_)));
+        if (!sleep_for(wait)) return;
+        backoff = std::min(backoff * 2, options_.backoff_max);
+    }
+}
+
+}  // namespace remora::proxy

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""System test of config distribution: proxies that take their configuration from remora-control
+(no --config, no --registry), changed with remoractl apply while traffic flows.
+
+    python3 tests/system/test_distribution.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
+
+    node         remora-control (CA, config store, distribution, registry)
+    client       meshed, sa client; subscribes; the tests' caller
+    reviews-v1   meshed, sa reviews, labels app=reviews,version=v1, echo app on :8080
+    reviews-v1b  a second v1 replica (its proxy is killed in the registry test)
+    reviews-v2   meshed, sa reviews, labels app=reviews,version=v2
+
+The service (a Kubernetes Service with selector app=reviews), its DestinationRule and
+VirtualService are applied with remoractl; endpoints are the registered pods.
+
+Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import Failure, check  # noqa: E402
+from test_mesh import CONTROL, PROXY_UID, Proxy, describe, run_suite  # noqa: E402
+
+REVIEWS_VIP = "198.19.0.30"
+REVIEWS = [("reviews-v1", "v1"), ("reviews-v1b", "v1"), ("reviews-v2", "v2")]
+
+BASE = f"""\
+apiVersion: v1
+kind: Service
+metadata: {{name: reviews, namespace: default}}
+spec:
+  clusterIP: {REVIEWS_VIP}
+  selector: {{app: reviews}}
+  ports: [{{name: http, port: 8080}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+"""
+
+ROUTE_TO = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{{destination: {{host: reviews, subset: {subset}}}}}]
+"""
+
+INVALID = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: -5
+"""
+
+# Runs in the client pod: requests over keep-alive for `seconds`, each recorded as
+# [unix time when answered, status, pod or error].
+LOAD = r'''
+import http.client, json, sys, time
+a = json.loads(sys.argv[1])
+out = []
+conn = http.client.HTTPConnection("reviews", 8080, timeout=5)
+end = time.time() + a["seconds"]
+while time.time() < end:
+    try:
+        conn.request("GET", "/", headers={"Host": "reviews:8080"})
+        res = conn.getresponse()
+        body = res.read()
+        pod = json.loads(body)["pod"] if res.status == 200 else res.getheader("x-remora-response-flags")
+        out.append([time.time(), res.status, pod])
+    except Exception as e:
+        out.append([time.time(), 0, "%s: %s" % (type(e).__name__, e)])
+        conn.close()
+        conn = http.client.HTTPConnection("reviews", 8080, timeout=5)
+    time.sleep(a.get("pause", 0.005))
+print(json.dumps(out))
+'''
+
+
+def ctl(m, *args, check_rc=True):
+    r = m.c.run("node", [m.ctl_bin, *args, "--control", CONTROL, "--state-dir", m.state],
+                check=False, timeout=30)
+    if check_rc:
+        check(r.returncode == 0, f"remoractl {' '.join(args)} failed", describe(r))
+    return r
+
+
+def apply(m, name, text):
+    return ctl(m, "apply", "-f", m.file(name, text))
+
+
+def start_subscribed_proxy(m, pod, sa, labels, workload):
+    log = os.path.join(m.tmp, f"proxy-{pod}.log")
+    argv = [m.proxy_bin, "--control", CONTROL, "--token-file", m.token(sa), "--trust-bundle", m.root,
+            "--namespace", "default", "--service-account", sa, "--pod-name", pod,
+            "--pod-ip", m.ip(pod), "--workload-name", workload, "--labels", labels]
+    with open(log, "a") as f:
+        f.write(f"==== {' '.join(argv)}\n")
+    proc = m.c.spawn(pod, argv, user=(PROXY_UID, PROXY_UID), log_path=log)
+    m.proxies[pod] = Proxy(pod, sa, proc, argv, log)
+
+
+def proxy_status(m):
+    r = ctl(m, "proxy-status", "-o", "json")
+    return {p["podName"]: p for p in json.loads(r.stdout)}
+
+
+def dump(m, pod):
+    return json.loads(m.admin(pod, "/config_dump"))
+
+
+def endpoints_of(d, cluster):
+    for c in d.get("clusters", []):
+        if c["name"] == cluster:
+            return sorted(e["address"] for e in c["endpoints"])
+    return None
+
+
+def wait_for(what, fn, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)
+    raise Failure(f"{what}: not within {timeout} s", [repr(last)[:2000]])
+
+
+def all_synced(m, pods):
+    st = proxy_status(m)
+    return st if all(st.get(p, {}).get("status") == "SYNCED" for p in pods) else None
+
+
+def setup(m):
+    c = m.c
+    for name in ["client"] + [p for p, _ in REVIEWS]:
+        c.add_pod(name)
+    c.add_service("reviews", REVIEWS_VIP)
+    m.load = m.file("load.py", LOAD)
+    m.start_control()
+    apply(m, "base.yaml", BASE + "---\n" + ROUTE_TO.format(subset="v1"))
+    for pod, _ in REVIEWS:
+        m.start_app(pod, 8080)
+        m.wait_app(pod, 8080)
+    m.init("client")
+    start_subscribed_proxy(m, "client", "client", "app=client,version=v1", "client")
+    for pod, version in REVIEWS:
+        m.init(pod)
+        start_subscribed_proxy(m, pod, "reviews", f"app=reviews,version={version}", f"reviews-{version}")
+    for pod in ["client"] + [p for p, _ in REVIEWS]:
+        m.wait_ready(pod)
+    # Every replica registered and in the client's snapshot.
+    want = sorted(f"{m.ip(p)}:8080" for p, v in REVIEWS if v == "v1")
+    wait_for("the client's v1 cluster lists both v1 pods",
+             lambda: endpoints_of(dump(m, "client"), V1) == want, 10)
+
+
+V1 = "outbound|8080|v1|reviews.default.svc.cluster.local"
+V2 = "outbound|8080|v2|reviews.default.svc.cluster.local"
+
+
+def run_load(m, seconds, pause=0.005):
+    return m.c.spawn("client", ["python3", m.load, json.dumps({"seconds": seconds, "pause": pause})],
+                     user=(1000, 1000), log_path=os.path.join(m.tmp, f"load-{time.time():.0f}.log"))
+
+
+def load_result(proc, timeout):
+    proc.wait(timeout=timeout)
+    with open(proc.log_path) as f:
+        lines = f.read().strip().splitlines()
+    check(proc.returncode == 0 and lines, "the load client failed", lines[-5:])
+    return json.loads(lines[-1])
+
+
+def test_a_proxies_subscribe_register_and_sync(m):
+    m.involved = ["client"]
+    st = wait_for("every proxy SYNCED", lambda: all_synced(m, ["client", "reviews-v1", "reviews-v2"]), 10)
+    c = st["client"]
+    check(c["name"] == "client.default" and c["podIp"] == m.ip("client") and
+          c["certificate"]["spiffeId"] == "spiffe://cluster.local/ns/default/sa/client" and
+          c["ackedVersion"] == c["sentVersion"] and len(c["ackedVersion"]) == 16,
+          "proxy-status does not show the client's registration and ACK", [json.dumps(c)])
+    d = dump(m, "client")
+    check(d["subscription"]["applied_version"] == c["ackedVersion"] and d["subscription"]["connected"],
+          "the client's /config_dump does not show the version proxy-status has", [json.dumps(d["subscription"])])
+    r = ctl(m, "proxy-status")
+    check("SYNCED" in r.stdout and "client.default" in r.stdout and "CERT EXPIRES" in r.stdout,
+          "remoractl proxy-status table", [r.stdout])
+    r = ctl(m, "proxy-config", "clusters", "client")
+    check("reviews.default.svc.cluster.local" in r.stdout and "reviews.default" in r.stdout and
+          "v2" in r.stdout, "proxy-config clusters", [r.stdout])
+    r = ctl(m, "proxy-config", "endpoints", "client.default")
+    for pod, _ in REVIEWS:
+        check(f"{m.ip(pod)}:8080" in r.stdout, f"proxy-config endpoints lacks {pod}", [r.stdout])
+    r = ctl(m, "proxy-config", "routes", "client")
+    check("reviews.default.svc.cluster.local:8080" in r.stdout and "reviews.default" in r.stdout,
+          "proxy-config routes", [r.stdout])
+    r = ctl(m, "proxy-config", "secret", "client")
+    check("Cert Chain" in r.stdout and "ROOTCA" in r.stdout, "proxy-config secret", [r.stdout])
+    r = ctl(m, "proxy-config", "clusters", "nobody", check_rc=False)
+    check(r.returncode == 1 and "no proxy named" in r.stderr, "an unknown proxy name", [describe(r)])
+
+
+def test_b_apply_while_traffic_flows(m):
+    m.involved = ["client"]
+    load = run_load(m, 4.0)
+    time.sleep(1.5)
+    applied_at = time.time()
+    apply(m, "to-v2.yaml", ROUTE_TO.format(subset="v2"))
+    done_at = time.time()
+    res = load_result(load, 30)
+    failed = [x for x in res if x[1] != 200]
+    check(not failed, f"{len(failed)} of {len(res)} requests failed during the change", failed[:5])
+    before = [x for x in res if x[0] < applied_at]
+    check(before and all(x[2].startswith("reviews-v1") for x in before),
+          "before the change not every request went to v1", [json.dumps(before[-5:])])
+    first_v2 = next((x[0] for x in res if x[2] == "reviews-v2"), None)
+    check(first_v2 is not None, "no request reached v2 after the change", [json.dumps(res[-5:])])
+    last_v1 = max((x[0] for x in res if x[2] != "reviews-v2"), default=0)
+    took = last_v1 - done_at
+    check(took < 1.0, f"requests still went to v1 {took:.3f} s after remoractl apply returned",
+          [f"apply took {done_at - applied_at:.3f} s; first v2 answer {first_v2 - applied_at:.3f} s after it began"])
+    after = [x for x in res if x[0] > done_at + 1.0]
+    check(after and all(x[2] == "reviews-v2" for x in after), "after the change not all went to v2")
+    print(f"  new route in use {max(0.0, last_v1 - applied_at):.3f} s after apply began "
+          f"({len(res)} requests, none failed)")
+
+
+def test_c_invalid_apply_refused_old_keeps_working(m):
+    m.involved = ["client"]
+    before = proxy_status(m)["client"]["ackedVersion"]
+    r = ctl(m, "apply", "-f", m.file("invalid.yaml", INVALID), check_rc=False)
+    check(r.returncode == 1 and "IST0106" in r.stderr and "invalid.yaml:9" in r.stderr and "weight" in r.stderr,
+          "an invalid VirtualService was not refused with its file:line and field", [describe(r)])
+    for _ in range(20):
+        doc = m.get_json("client", "http://reviews:8080/")
+        check(doc["pod"] == "reviews-v2", f"after the refused apply a request went to {doc['pod']}")
+    check(proxy_status(m)["client"]["ackedVersion"] == before, "the client's snapshot changed")
+
+
+def test_d_control_plane_down_traffic_goes_on(m):
+    m.involved = ["client"]
+    m.c.stop(m.control)
+    try:
+        load = run_load(m, 3.0, pause=0.01)
+        res = load_result(load, 30)
+        failed = [x for x in res if x[1] != 200]
+        check(res and not failed, f"{len(failed)} of {len(res)} requests failed with the control plane down",
+              failed[:5])
+        check(all(x[2] == "reviews-v2" for x in res), "with the control plane down routing changed")
+        sub = wait_for("the client notices the control plane is gone",
+                       lambda: (lambda s: s if not s["connected"] else None)(dump(m, "client")["subscription"]), 30)
+        check(sub["applied_version"], "the client dropped its snapshot", [json.dumps(sub)])
+    finally:
+        m.start_control()
+    # Back: every proxy reconnects (backoff at most 8 s) and is in sync again.
+    wait_for("every proxy SYNCED after the control plane came back",
+             lambda: all_synced(m, ["client"] + [p for p, _ in REVIEWS]), 20, step=0.5)
+    doc = m.get_json("client", "http://reviews:8080/")
+    check(doc["pod"] == "reviews-v2", "after the restart the stored route is lost")
+
+
+def test_e_killed_proxy_leaves_every_snapshot(m):
+    m.involved = ["client"]
+    apply(m, "to-v1.yaml", ROUTE_TO.format(subset="v1"))
+    gone = m.ip("reviews-v1b")
+    want_all = sorted(f"{m.ip(p)}:8080" for p, v in REVIEWS if v == "v1")
+    wait_for("the client has both v1 endpoints", lambda: endpoints_of(dump(m, "client"), V1) == want_all, 10)
+    killed_at = time.monotonic()
+    os.killpg(m.proxies["reviews-v1b"].proc.pid, signal.SIGKILL)
+    m.proxies["reviews-v1b"].proc.wait(timeout=10)
+    want = [f"{m.ip('reviews-v1')}:8080"]
+    for pod in ("client", "reviews-v1", "reviews-v2"):
+        wait_for(f"{gone} leaves {pod}'s snapshot", lambda: endpoints_of(dump(m, pod), V1) == want, 8)
+    took = time.monotonic() - killed_at
+    check("reviews-v1b" not in proxy_status(m), "proxy-status still lists the killed proxy")
+    # Traffic to v1 now reaches only the live replica.
+    res = load_result(run_load(m, 1.0), 30)
+    check(res and all(x[1] == 200 and x[2] == "reviews-v1" for x in res),
+          "requests after the removal did not all reach reviews-v1", [json.dumps(res[:5])])
+    print(f"  endpoint removed from every snapshot {took:.2f} s after the proxy was killed")
+
+
+def test_f_bad_subscriptions_refused(m):
+    m.involved = []
+    # No client certificate: 401, with the reason.
+    r = m.c.run("node", ["curl", "-sS", "--max-time", "5", "--cacert", m.root, "-w", "\n%{http_code}",
+                         "-X", "POST", "-d", "{}", "--resolve", f"remora-control:15012:{CONTROL.split(':')[0]}",
+                         f"https://{CONTROL}/v1/proxies/subscribe", "-k"], check=False)
+    check(r.stdout.strip().endswith("401") and "SVID" in r.stdout, "a subscription without a certificate",
+          [describe(r)])
+    # proxy-status needs the admin credential.
+    r = m.c.run("node", ["curl", "-sS", "--max-time", "5", "-k", "-w", "\n%{http_code}",
+                         f"https://{CONTROL}/v1/proxies"], check=False)
+    check(r.stdout.strip().endswith("401"), "GET /v1/proxies without credentials", [describe(r)])
+
+
+TESTS = [
+    ("a_proxies_subscribe_register_and_sync", test_a_proxies_subscribe_register_and_sync),
+    ("b_apply_while_traffic_flows", test_b_apply_while_traffic_flows),
+    ("c_invalid_apply_refused_old_keeps_working", test_c_invalid_apply_refused_old_keeps_working),
+    ("d_control_plane_down_traffic_goes_on", test_d_control_plane_down_traffic_goes_on),
+    ("e_killed_proxy_leaves_every_snapshot", test_e_killed_proxy_leaves_every_snapshot),
+    ("f_bad_subscriptions_refused", test_f_bad_subscriptions_refused),
+]
+
+
+def main():
+    return run_suite(__doc__.splitlines()[0], "remora-d", "remora-test-dist-", setup, TESTS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

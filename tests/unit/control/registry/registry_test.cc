@@ -1,0 +1,104 @@
+// The workload registry: registrations live while polls do and a grace period after, the
+// generation moves only when endpoints would, and ACK/NACK give proxy-status its word.
+#include <doctest/doctest.h>
+
+#include "control/registry/proxy_registry.h"
+
+using namespace remora::control::registry;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Clocks {
+    std::chrono::steady_clock::time_point steady{};
+    ProxyRegistry make() {
+        return ProxyRegistry([this] { return steady; },
+                             [] { return std::chrono::system_clock::time_point(1000s); }, 3000ms);
+    }
+};
+
+Registration pod(const std::string& name, const std::string& ip, const std::string& version = "v1") {
+    Registration r;
+    r.pod_name = name;
+    r.pod_ip = ip;
+    r.labels = {{"app", "reviews"}, {"version", version}};
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("a registration lasts while a poll is open and for the grace period after") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    uint64_t g0 = reg.generation();
+    CHECK(reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {}));
+    CHECK(reg.generation() > g0);
+    c.steady += 60s;  // a long poll: still there
+    CHECK(reg.expire().empty());
+    reg.poll_ended("r1.default");
+    c.steady += 2s;
+    CHECK(reg.expire().empty());
+    // The proxy polls again in time: the same registration, no endpoint change.
+    uint64_t g1 = reg.generation();
+    CHECK_FALSE(reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {}));
+    CHECK(reg.generation() == g1);
+    reg.poll_ended("r1.default");
+    c.steady += 3001ms;
+    CHECK(reg.expire() == std::vector<std::string>{"r1.default"});
+    CHECK(reg.generation() > g1);
+    CHECK(reg.list().empty());
+}
+
+TEST_CASE("new labels or a new address change the generation") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    uint64_t g = reg.generation();
+    CHECK(reg.poll_started("default", "reviews", pod("r1", "198.18.0.5", "v2"), {}));
+    CHECK(reg.generation() > g);
+    g = reg.generation();
+    CHECK(reg.poll_started("default", "reviews", pod("r1", "198.18.0.6", "v2"), {}));
+    CHECK(reg.generation() > g);
+}
+
+TEST_CASE("SYNCED, STALE and NACK follow what was sent and what the proxy said") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    CHECK(reg.find("r1.default")->status() == SyncStatus::NotSent);
+    reg.sent("r1.default", "aaaa", 3, "{}");
+    CHECK(reg.find("r1")->status() == SyncStatus::Stale);
+    reg.report("r1.default", "aaaa", "");
+    CHECK(reg.find("r1")->status() == SyncStatus::Synced);
+    reg.sent("r1.default", "bbbb", 4, "{}");
+    reg.report("r1.default", "bbbb", "route reviews:8080: regex \"(\": missing )");
+    auto r = reg.find("r1.default");
+    CHECK(r->status() == SyncStatus::Nack);
+    CHECK(r->acked_version == "aaaa");  // the snapshot still in use
+    CHECK(r->nack_error.find("missing )") != std::string::npos);
+    CHECK(std::string(sync_status_name(r->status())) == "NACK");
+}
+
+TEST_CASE("find by pod name only when unambiguous") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    reg.poll_started("shop", "reviews", pod("r1", "198.18.0.6"), {});
+    CHECK_FALSE(reg.find("r1"));
+    CHECK(reg.find("r1.shop")->reg.pod_ip == "198.18.0.6");
+    CHECK_FALSE(reg.find("nobody"));
+}
+
+TEST_CASE("registered pods become WorkloadEntries with the sidecar's tlsMode label") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "bookinfo-reviews", pod("r1", "198.18.0.5", "v2"), {});
+    auto wes = reg.workload_entries();
+    REQUIRE(wes.size() == 1);
+    CHECK(wes[0].meta.ns == "default");
+    CHECK(wes[0].meta.valid);
+    CHECK(wes[0].spec.address == "198.18.0.5");
+    CHECK(wes[0].spec.service_account == "bookinfo-reviews");
+    CHECK(wes[0].spec.labels.at("version") == "v2");
+    CHECK(wes[0].spec.labels.at("security.istio.io/tlsMode") == "istio");
+}
