@@ -269,7 +269,7 @@ ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string&
     if (parsed.docs.empty()) {
         result.status = 400;
         result.error = "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
-                       "PeerAuthentication or AuthorizationPolicy in " + source;
+                       "PeerAuthentication, AuthorizationPolicy or Service in " + source;
         result.items = std::move(parsed.skipped);
         return result;
     }
@@ -325,7 +325,7 @@ ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string
     if (parsed.docs.empty()) {
         result.status = 400;
         result.error = "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
-                       "PeerAuthentication or AuthorizationPolicy named in " + source;
+                       "PeerAuthentication, AuthorizationPolicy or Service named in " + source;
         return result;
     }
     std::set<ResourceKey> keys;

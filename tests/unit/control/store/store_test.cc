@@ -149,19 +149,38 @@ TEST_CASE("apply creates, replaces and leaves identical resources alone") {
 
 TEST_CASE("other kinds are skipped; input without any stored kind is refused") {
     Fixture f;
-    std::string svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n"
-                      "  ports:\n  - port: 9080\n";
-    ChangeResult r = f.store->apply(svc + "---\n" + kReviewsV1, "mixed.yaml");
+    std::string deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: reviews\nspec:\n"
+                         "  replicas: 1\n";
+    ChangeResult r = f.store->apply(deploy + "---\n" + kReviewsV1, "mixed.yaml");
     REQUIRE(r.ok());
     REQUIRE(r.items.size() == 2);
     CHECK(r.items[1].action == "skipped");
-    CHECK(r.items[1].detail.find("Service default/reviews") != std::string::npos);
+    CHECK(r.items[1].detail.find("Deployment default/reviews") != std::string::npos);
     CHECK(f.store->snapshot()->resources.size() == 1);
 
-    r = f.store->apply(svc, "svc.yaml");
+    r = f.store->apply(deploy, "deploy.yaml");
     CHECK(r.status == 400);
     CHECK(r.error.find("no VirtualService") != std::string::npos);
     CHECK(f.store->version() == 1);
+}
+
+TEST_CASE("Kubernetes Services (core v1) are stored; another group's Service is skipped") {
+    Fixture f;
+    std::string svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n"
+                      "  clusterIP: 198.19.0.9\n  selector: {app: reviews}\n  ports:\n  - port: 9080\n";
+    ChangeResult r = f.store->apply(svc, "svc.yaml");
+    REQUIRE(r.ok());
+    CHECK(r.items.at(0).action == "created");
+    CHECK(r.items.at(0).key.kind == Kind::Service);
+    const auto& ks = f.store->snapshot()->config.kube_services;
+    REQUIRE(ks.size() == 1);
+    CHECK(ks[0].cluster_ips == std::vector<std::string>{"198.19.0.9"});
+    CHECK(ks[0].selector.at("app") == "reviews");
+    CHECK(kind_from_name("svc") == Kind::Service);
+    CHECK(kind_from_name("services") == Kind::Service);
+    r = f.store->apply("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: k\n", "kn.yaml");
+    CHECK(r.status == 400);
+    CHECK(f.store->snapshot()->resources.size() == 1);
 }
 
 TEST_CASE("an invalid change is refused with analyze's messages and the old config stays") {
