@@ -8,6 +8,7 @@
 #include <csignal>
 #include <iostream>
 #include <random>
+#include <thread>
 
 #include "common/args.h"
 #include "common/http_server.h"
@@ -390,6 +391,42 @@ std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Arg
     return std::make_shared<const RouteTable>(std::move(snap));
 }
 
+// The MeshConfig remora-control serves (GET /v1/meshconfig), asked for with this proxy's SVID
+// once it has one (waiting at most 15 s for it). nullopt, logged, when it cannot be had: the proxy
+// then starts on Istio's defaults. Read at start only: like Istio's defaultConfig, a change takes
+// effect when the proxy restarts.
+std::optional<MeshConfig> fetch_mesh_config(const IdentityOptions& id, const TlsStore& tls, const LogFn& log) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (!tls.current() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    auto snap = tls.current();
+    if (!snap) {
+        log("no certificate after 15 s: starting with the default mesh config, not remora-control's");
+        return std::nullopt;
+    }
+    certs::CaClientOptions opts;
+    opts.host = id.control_host;
+    opts.port = id.control_port;
+    opts.bundle = snap->bundle;
+    opts.trust_domain = snap->trust_domain;
+    opts.client_chain = snap->chain;
+    opts.client_key = snap->key;
+    opts.timeout = std::chrono::seconds(5);
+    const std::string where = "remora-control /v1/meshconfig";
+    try {
+        certs::CaClientResult res = certs::call_control(opts, "GET", "/v1/meshconfig", "");
+        if (res.status != 200) throw std::runtime_error("HTTP " + std::to_string(res.status) + ": " + res.body);
+        MeshConfig mesh = MeshConfig::parse(res.body, where);  // JSON is YAML
+        for (const std::string& note : mesh.notes) log(where + ": " + note);
+        log("mesh config from " + where);
+        return mesh;
+    } catch (const std::exception& e) {
+        log(where + ": " + e.what() + "; starting with the default mesh config");
+        return std::nullopt;
+    }
+}
+
 // Telemetry settings: the proxy's flags, else the mesh config, else Istio's defaults.
 std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const MeshConfig& mesh,
                                                       const std::string& ns, const LogFn& log) {
@@ -531,6 +568,22 @@ int run(const std::vector<std::string>& argv) {
         cfg->routes = load_routes(*path, args, *cfg, mesh);
         apply_inbound_policy(*cfg, cfg->routes->snapshot(), args.has("mtls-mode"));
     }
+    Proxy proxy;
+    auto log = [](const std::string& m) { common::log_line("remora-proxy", m); };
+    proxy.identity = std::make_unique<IdentityAgent>(id, proxy.tls, [] { return std::chrono::system_clock::now(); },
+                                                     log, std::random_device{}());
+    proxy.identity->start();
+    const bool subscribing = args.has("control") && !args.has("config") && !args.has("registry") && !explicit_mode;
+    if (subscribing && !args.has("mesh-config")) {
+        // The mesh's settings come from remora-control, as a sidecar's bootstrap comes from istiod.
+        if (auto fetched = fetch_mesh_config(id, proxy.tls, log)) {
+            mesh = std::move(*fetched);
+            if (!args.has("trust-domain") && mesh.trust_domain != cfg->trust_domain) {
+                log("the mesh's trustDomain is " + mesh.trust_domain + " but this proxy verifies peers in " +
+                    cfg->trust_domain + "; give --trust-domain to change it");
+            }
+        }
+    }
     std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
                                                       ? std::to_string(*mesh.concurrency) : "2");
     int concurrency = 0;
@@ -542,8 +595,6 @@ int run(const std::vector<std::string>& argv) {
         throw UsageError("--concurrency \"" + conc + "\": a number from 1 to 64");
     }
 
-    Proxy proxy;
-    auto log = [](const std::string& m) { common::log_line("remora-proxy", m); };
     proxy.drain_duration = std::chrono::seconds(common::parse_duration_seconds(
         "drain-duration", args.get_or("drain-duration", std::to_string(mesh.termination_drain_seconds.value_or(5)) + "s")));
     proxy.telemetry = make_telemetry(args, mesh, cfg->ns, log);
@@ -586,9 +637,7 @@ int run(const std::vector<std::string>& argv) {
             },
             nullptr, common::HttpLimits{}, log);
     }
-    proxy.identity = std::make_unique<IdentityAgent>(id, proxy.tls, [] { return std::chrono::system_clock::now(); },
-                                                     log, std::random_device{}());
-    if (args.has("control") && !args.has("config") && !args.has("registry") && !explicit_mode) {
+    if (subscribing) {
         SubscriptionOptions so;
         so.control_host = id.control_host;
         so.control_port = id.control_port;
@@ -617,7 +666,6 @@ int run(const std::vector<std::string>& argv) {
             },
             log, std::random_device{}());
     }
-    proxy.identity->start();
     if (proxy.subscriber) proxy.subscriber->start();
     for (auto& w : proxy.workers) w->start();
     proxy.admin->start();

@@ -25,7 +25,14 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 AccessLogWriter::AccessLogWriter(const std::string& path, size_t capacity) : queue_(capacity) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    // The process's own streams are used as they are (Istio's usual accessLogFile is /dev/stdout):
+    // reopening /dev/stdout checks the permissions of whatever file it points at, which a proxy
+    // running as uid 1337 may not have although it can write to the descriptor it was given.
+    if (path == "/dev/stdout" || path == "/dev/stderr") {
+        fd_ = ::fcntl(path == "/dev/stdout" ? 1 : 2, F_DUPFD_CLOEXEC, 3);
+    } else {
+        fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    }
     if (fd_ < 0) {
         throw std::runtime_error("access log \"" + path + "\": " + std::strerror(errno));
     }

@@ -25,7 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import Failure, check  # noqa: E402
-from test_mesh import CONTROL, PROXY_UID, Proxy, describe, run_suite  # noqa: E402
+from test_mesh import CONTROL, MONITORING, PROXY_UID, Proxy, describe, run_suite  # noqa: E402
 
 REVIEWS_VIP = "198.19.0.30"
 REVIEWS = [("reviews-v1", "v1"), ("reviews-v1b", "v1"), ("reviews-v2", "v2")]
@@ -150,13 +150,32 @@ def all_synced(m, pods):
     return st if all(st.get(p, {}).get("status") == "SYNCED" for p in pods) else None
 
 
+MESH_CONFIG = """\
+accessLogFile: /dev/stdout
+accessLogEncoding: JSON
+defaultConfig:
+  tracing: {sampling: 100}
+"""
+
+
+def start_control(m):
+    """remora-control as the mesh tests start it, with a MeshConfig the proxies must pick up."""
+    m.control = m.c.spawn("node", [m.control_bin, "--state-dir", m.state, "--listen", CONTROL,
+                                   "--monitoring", MONITORING, "--mesh-config", m.mesh_config],
+                          log_path=m.control_log)
+    m.c.wait_http("node", f"http://{MONITORING}/healthz", timeout=15, proc=m.control, status=200)
+    r = m.c.run("node", [m.ctl_bin, "ca", "root", "--state-dir", m.state])
+    m.file("root-cert.pem", r.stdout)
+
+
 def setup(m):
     c = m.c
+    m.mesh_config = m.file("mesh.yaml", MESH_CONFIG)
     for name in ["client"] + [p for p, _ in REVIEWS]:
         c.add_pod(name)
     c.add_service("reviews", REVIEWS_VIP)
     m.load = m.file("load.py", LOAD)
-    m.start_control()
+    start_control(m)
     apply(m, "base.yaml", BASE + "---\n" + ROUTE_TO.format(subset="v1"))
     for pod, _ in REVIEWS:
         m.start_app(pod, 8080)
@@ -216,6 +235,13 @@ def test_a_proxies_subscribe_register_and_sync(m):
           "proxy-config routes", [r.stdout])
     r = ctl(m, "proxy-config", "secret", "client")
     check("Cert Chain" in r.stdout and "ROOTCA" in r.stdout, "proxy-config secret", [r.stdout])
+    # The MeshConfig came from remora-control: JSON access logs on stdout (the proxy's log).
+    m.get_json("client", "http://reviews:8080/mesh-config-probe")
+    def logged():
+        with open(m.proxies["client"].log_path) as f:
+            return [l for l in f if l.startswith("{") and "/mesh-config-probe" in l]
+    lines = wait_for("a JSON access-log line for the probe in the client proxy's log", logged, 5)
+    check(json.loads(lines[0]).get("response_code") == 200, "the access-log line", lines[:1])
     r = ctl(m, "proxy-config", "clusters", "nobody", check_rc=False)
     check(r.returncode == 1 and "no proxy named" in r.stderr, "an unknown proxy name", [describe(r)])
 
@@ -271,7 +297,7 @@ def test_d_control_plane_down_traffic_goes_on(m):
                        lambda: (lambda s: s if not s["connected"] else None)(dump(m, "client")["subscription"]), 30)
         check(sub["applied_version"], "the client dropped its snapshot", [json.dumps(sub)])
     finally:
-        m.start_control()
+        start_control(m)
     # Back: every proxy reconnects (backoff at most 8 s) and is in sync again.
     wait_for("every proxy SYNCED after the control plane came back",
              lambda: all_synced(m, ["client"] + [p for p, _ in REVIEWS]), 20, step=0.5)
