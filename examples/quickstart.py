@@ -4,11 +4,15 @@
     sudo python3 examples/quickstart.py [--bin-dir build]
 
 (examples/quickstart.sh builds everything first, then runs this.) It starts remora-control (the
-mesh's CA) in the node namespace, then four pods: `client` and two replicas of `hello` with
-remora-init and remora-proxy (uid 1337) beside their apps, and `outside`, which is not in the
-mesh. It shows a plain `curl http://hello:8080/` from the client going over mTLS, with the app
-seeing the caller's SPIFFE ID, the outside pod's plaintext attempt refused, and the proxies' /stats
-and /certs. Everything is removed at the end, also on Ctrl-C or failure. Needs root.
+mesh's CA, config store and config distribution) in the node namespace, applies the service hello
+(a Kubernetes Service) and mesh-wide STRICT mTLS with `remoractl apply`, then four pods: `client`
+and two replicas of `hello` (v1 and v2) with remora-init and remora-proxy (uid 1337) beside their
+apps, the proxies subscribing to remora-control, and `outside`, which is not in the mesh. It shows
+a plain `curl http://hello:8080/` from the client going over mTLS to both replicas, with the app
+seeing the caller's SPIFFE ID; a canary VirtualService applied while the mesh runs sending every
+request to v2; `remoractl proxy-status` and `proxy-config routes`; the outside pod's plaintext
+attempt refused; and the proxies' /stats and /certs. Everything is removed at the end, also on
+Ctrl-C or failure. Needs root.
 """
 
 import argparse
@@ -31,33 +35,45 @@ APP_UID, PROXY_UID = 1000, 1337
 INIT_FLAGS = ["-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
               "-x", "", "-b", "*", "-d", "15090,15021,15020"]
 
-REGISTRY = """\
-# The mesh's services, as Istio ServiceEntry + WorkloadEntry resources.
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
+MESH = """\
+# The service hello: a Kubernetes Service; its endpoints are the pods that register with
+# remora-control carrying its selector's labels.
+apiVersion: v1
+kind: Service
 metadata: {{name: hello, namespace: default}}
 spec:
-  hosts: [hello.default.svc.cluster.local]
-  addresses: [{vip}]
-  ports: [{{number: 8080, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  workloadSelector: {{labels: {{app: hello}}}}
+  clusterIP: {vip}
+  selector: {{app: hello}}
+  ports: [{{name: http, port: 8080}}]
+---
+# Mesh-wide STRICT mTLS (the root namespace's PeerAuthentication, as in Istio).
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: remora-system}}
+spec:
+  mtls: {{mode: STRICT}}
+"""
+
+CANARY = """\
+# All of hello's traffic to v2, as Istio's traffic-shifting task does.
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: hello, namespace: default}
+spec:
+  host: hello
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
 ---
 apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: hello-1, namespace: default}}
+kind: VirtualService
+metadata: {name: hello, namespace: default}
 spec:
-  address: {hello1}
-  labels: {{app: hello, security.istio.io/tlsMode: istio}}
-  serviceAccount: hello
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: hello-2, namespace: default}}
-spec:
-  address: {hello2}
-  labels: {{app: hello, security.istio.io/tlsMode: istio}}
-  serviceAccount: hello
+  hosts: [hello]
+  http:
+  - route:
+    - {destination: {host: hello, subset: v1}, weight: 0}
+    - {destination: {host: hello, subset: v2}, weight: 100}
 """
 
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
@@ -124,7 +140,7 @@ def main():
 
 def run(c, work, control_bin, ctl, proxy_bin, init_bin):
     ok = True
-    step(f"1. remora-control (the CA) in the node namespace, on {CONTROL}")
+    step(f"1. remora-control (CA, config store, distribution) in the node namespace, on {CONTROL}")
     state = os.path.join(work, "state")
     control = c.spawn("node", [control_bin, "--state-dir", state, "--listen", CONTROL,
                                "--monitoring", MONITORING],
@@ -142,10 +158,11 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
     for n, p in pods.items():
         role = "not in the mesh" if n == "outside" else "meshed"
         say(f"{n:8} {p.ip:12} namespace {p.ns} ({role})")
-    registry = write(os.path.join(work, "registry.yaml"),
-                     REGISTRY.format(vip=HELLO_VIP, hello1=pods["hello-1"].ip,
-                                     hello2=pods["hello-2"].ip))
-    say("registry (Istio ServiceEntry + WorkloadEntry): " + registry)
+    admin = ["--control", CONTROL, "--state-dir", state]
+    mesh = write(os.path.join(work, "mesh.yaml"), MESH.format(vip=HELLO_VIP))
+    r = c.run("node", [ctl, "apply", "-f", mesh, *admin], check=False)
+    say(f"remoractl apply -f {mesh}:\n" + (r.stdout + r.stderr).strip())
+    ok = ok and r.returncode == 0
 
     step("3. Apps: echo app on :8080 in hello-1 and hello-2 (uid 1000)")
     for n in ("hello-1", "hello-2"):
@@ -156,6 +173,8 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
 
     step("4. Sidecars: remora-init (iptables), then remora-proxy as uid 1337")
     proxies = {}
+    labels = {"client": "app=client", "hello-1": "app=hello,version=v1",
+              "hello-2": "app=hello,version=v2"}
     for n, sa in (("client", "client"), ("hello-1", "hello"), ("hello-2", "hello")):
         c.run(n, [init_bin, *INIT_FLAGS])
         token = write(os.path.join(work, f"token-{n}"),
@@ -164,7 +183,8 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
         log = os.path.join(work, f"proxy-{n}.log")
         proxies[n] = c.spawn(n, [proxy_bin, "--control", CONTROL, "--token-file", token,
                                  "--trust-bundle", root, "--namespace", "default",
-                                 "--service-account", sa, "--registry", registry],
+                                 "--service-account", sa, "--pod-name", n, "--pod-ip", pods[n].ip,
+                                 "--workload-name", n, "--labels", labels[n]],
                              user=(PROXY_UID, PROXY_UID), log_path=log)
     for n, proc in proxies.items():
         c.wait_http("node", f"http://{pods[n].ip}:15021/healthz/ready", timeout=20, proc=proc,
@@ -191,7 +211,27 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
         say(f"request {i + 1}: answered by {doc['pod']}; the app saw")
         say(f"    x-forwarded-client-cert: {xfcc}")
 
-    step("6. From the outside pod (no sidecar): plaintext straight to hello-1's pod IP")
+    step("6. A canary: remoractl apply a DestinationRule and a VirtualService sending hello to v2")
+    canary = write(os.path.join(work, "canary.yaml"), CANARY)
+    r = c.run("node", [ctl, "apply", "-f", canary, *admin], check=False)
+    say((r.stdout + r.stderr).strip())
+    ok = ok and r.returncode == 0
+    time.sleep(0.5)  # the proxies get it within a fraction of a second
+    seen = []
+    for i in range(6):
+        r = c.curl("client", "http://hello:8080/", max_time=5, user=APP_UID)
+        try:
+            seen.append(json.loads(r.stdout)["pod"])
+        except (ValueError, KeyError):
+            seen.append(f"FAILED (curl exit {r.returncode})")
+    say("6 requests answered by: " + ", ".join(seen))
+    ok = ok and all(p == "hello-2" for p in seen)
+    r = c.run("node", [ctl, "proxy-status", *admin], check=False)
+    say("remoractl proxy-status:\n" + (r.stdout + r.stderr).rstrip())
+    r = c.run("node", [ctl, "proxy-config", "routes", "client", *admin], check=False)
+    say("remoractl proxy-config routes client:\n" + (r.stdout + r.stderr).rstrip())
+
+    step("7. From the outside pod (no sidecar): plaintext straight to hello-1's pod IP")
     r = c.curl("outside", f"http://{pods['hello-1'].ip}:8080/", max_time=5)
     if r.returncode == 0:
         ok = False
@@ -200,7 +240,7 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
         say(f"refused under STRICT mTLS: curl exit {r.returncode}: {r.stderr.strip()}")
     say("hello-1's log: " + tail(os.path.join(work, "proxy-hello-1.log"), 1))
 
-    step("7. The proxies' /stats (non-zero counters) and /certs, from their admin port")
+    step("8. The proxies' /stats (non-zero counters) and /certs, from their admin port")
     for n in proxies:
         stats = c.run(n, ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000/stats"],
                       check=False).stdout
