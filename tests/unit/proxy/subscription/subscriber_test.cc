@@ -1,0 +1,221 @@
+// The proxy's subscription against a fake remora-control (a real TLS server on loopback): what
+// each poll says (held version, ACK, NACK with the reason), what it keeps when a snapshot is
+// refused, that it rides out a control plane that answers errors, and that stop() ends a
+// long-poll in flight at once instead of waiting for the answer.
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
+#include "../../certs/test_pki.h"
+#include "common/http_server.h"
+#include "proxy/snapshot/snapshot_json.h"
+#include "proxy/subscription/subscriber.h"
+
+using namespace remora;
+namespace json = boost::json;
+namespace asio = boost::asio;
+
+namespace {
+
+struct Identity {
+    std::vector<certs::Certificate> chain;
+    certs::PrivateKey key;
+};
+
+Identity issue(const certs::Signer& ca, const std::string& id) {
+    certs::PrivateKey key = certs::PrivateKey::generate_p256();
+    auto leaf = certs::issue_svid(ca, key.public_key(), *certs::SpiffeId::parse(id),
+                                  std::chrono::system_clock::now());
+    REQUIRE(leaf);
+    return {certs::chain_for(ca, *leaf), std::move(key)};
+}
+
+// A fake control plane: answers each subscription from a script, and records the requests.
+struct FakeControl {
+    using Answer = std::optional<common::HttpResponse>;  // nullopt: hold the poll
+    asio::io_context io;
+    common::TlsContextSlot slot;
+    std::unique_ptr<common::HttpServer> server;
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Answer> script;
+    std::vector<json::object> requests;
+    std::vector<std::shared_ptr<common::Responder>> held;
+
+    explicit FakeControl(const Identity& id) {
+        slot.set(common::make_server_tls_context(id.chain, id.key));
+        server = std::make_unique<common::HttpServer>(
+            io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
+            [](const common::HttpRequest& r, const common::PeerInfo&) {
+                return common::json_response(404, "{}", r.version());
+            },
+            &slot, common::HttpLimits{}, [](const std::string&) {});
+        server->defer("/v1/proxies/subscribe", [this](const common::HttpRequest& req, const common::PeerInfo& peer,
+                                                      std::shared_ptr<common::Responder> responder) {
+            std::lock_guard lock(mu);
+            json::object body = json::parse(req.body()).as_object();
+            body["hasClientCert"] = !peer.peer_chain.empty();
+            requests.push_back(std::move(body));
+            Answer a = script.empty() ? Answer{} : script.front();
+            if (!script.empty()) script.pop_front();
+            if (a) responder->respond(*a);
+            else held.push_back(responder);
+            cv.notify_all();
+        });
+        server->start();
+        thread = std::thread([this] { io.run(); });
+    }
+    ~FakeControl() {
+        server->stop();
+        io.stop();
+        thread.join();
+    }
+    std::string port() const { return std::to_string(server->local_endpoint().port()); }
+    void wait_requests(size_t n) {
+        std::unique_lock lock(mu);
+        REQUIRE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return requests.size() >= n; }));
+    }
+};
+
+common::HttpResponse snapshot_answer(const std::string& version, const std::string& cluster) {
+    proxy::snapshot::Snapshot s;
+    s.clusters.emplace_back();
+    s.clusters.back().name = cluster;
+    std::string body = "{\"version\":\"" + version + "\",\"configVersion\":7,\"snapshot\":" +
+                       json::serialize(proxy::snapshot::to_json(s)) + "}";
+    return common::json_response(200, body);
+}
+
+common::HttpResponse status_answer(unsigned status) {
+    common::HttpResponse r{static_cast<boost::beast::http::status>(status), 11};
+    r.body() = status == 304 ? "" : "{\"error\":\"not now\"}";
+    return r;
+}
+
+struct Fixture {
+    certs::Signer ca = certs::testing::make_root_signer("cluster.local", std::chrono::system_clock::now());
+    Identity control = issue(ca, "spiffe://cluster.local/ns/remora-system/sa/remora-control");
+    Identity workload = issue(ca, "spiffe://cluster.local/ns/default/sa/reviews");
+    proxy::TlsStore tls;
+    std::mutex mu;
+    std::vector<std::string> applied;  // cluster names of the snapshots applied
+
+    Fixture() {
+        tls.publish(proxy::make_tls_snapshot(workload.chain, workload.key, certs::TrustBundle({ca.root()}),
+                                             "cluster.local", [] { return std::chrono::system_clock::now(); }));
+    }
+    std::unique_ptr<proxy::ConfigSubscriber> subscriber(const FakeControl& fake) {
+        proxy::SubscriptionOptions o;
+        o.control_host = "127.0.0.1";
+        o.control_port = fake.port();
+        o.pod_name = "reviews-v1-0";
+        o.pod_ip = "127.0.0.1";
+        o.labels = {{"app", "reviews"}, {"version", "v1"}};
+        o.backoff_initial = std::chrono::milliseconds(10);
+        o.backoff_max = std::chrono::milliseconds(40);
+        return std::make_unique<proxy::ConfigSubscriber>(
+            o, tls,
+            [this](proxy::snapshot::Snapshot s, const std::string&) -> std::string {
+                std::string name = s.clusters.empty() ? "" : s.clusters[0].name;
+                if (name == "bad") return "route reviews:9080: regex \"(\": missing )";
+                std::lock_guard lock(mu);
+                applied.push_back(name);
+                return "";
+            },
+            [](const std::string&) {}, 42);
+    }
+};
+
+std::string str(const json::object& o, const char* k) {
+    const json::value* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string("<none>");
+}
+
+}  // namespace
+
+TEST_CASE("each poll holds the last version; ACK and NACK ride on the next poll; stop ends a held poll") {
+    Fixture f;
+    FakeControl fake(f.control);
+    fake.script = {snapshot_answer("v1", "good"), snapshot_answer("v2", "bad"), status_answer(304),
+                   std::nullopt};
+    auto sub = f.subscriber(fake);
+    sub->start();
+    fake.wait_requests(4);
+    {
+        std::lock_guard lock(fake.mu);
+        const auto& r = fake.requests;
+        CHECK(r[0].at("hasClientCert").as_bool());
+        CHECK(str(r[0], "version").empty());
+        CHECK_FALSE(r[0].contains("applied"));
+        CHECK(str(r[0].at("node").as_object(), "podName") == "reviews-v1-0");
+        CHECK(r[0].at("node").at("labels").at("version").as_string() == "v1");
+        // ACK of v1.
+        CHECK(str(r[1], "version") == "v1");
+        CHECK(str(r[1].at("applied").as_object(), "version") == "v1");
+        CHECK(str(r[1].at("applied").as_object(), "error").empty());
+        // NACK of v2, with the reason; v2 is held so the same snapshot is not sent again.
+        CHECK(str(r[2], "version") == "v2");
+        CHECK(str(r[2].at("applied").as_object(), "version") == "v2");
+        CHECK(str(r[2].at("applied").as_object(), "error").find("missing )") != std::string::npos);
+        // After a 304 the report is repeated (a restarted control plane learns it).
+        CHECK(str(r[3].at("applied").as_object(), "version") == "v2");
+    }
+    auto st = sub->status();
+    CHECK(st.connected);
+    CHECK(st.applied_version == "v1");
+    CHECK(st.config_version == 7);
+    CHECK(st.rejected_version == "v2");
+    CHECK(st.updates == 1);
+    CHECK(st.rejections == 1);
+    CHECK(f.applied == std::vector<std::string>{"good"});
+    // The fourth poll is held by the server: stop() must not wait for its answer.
+    sub->stop();
+    CHECK_FALSE(sub->status().applied_version.empty());
+}
+
+TEST_CASE("errors from the control plane: the last snapshot stays, polls go on with backoff") {
+    Fixture f;
+    FakeControl fake(f.control);
+    fake.script = {snapshot_answer("v1", "good"), status_answer(503), status_answer(503),
+                   snapshot_answer("v3", "better"), std::nullopt};
+    auto sub = f.subscriber(fake);
+    sub->start();
+    fake.wait_requests(5);
+    auto st = sub->status();
+    CHECK(st.failures == 2);
+    CHECK(st.applied_version == "v3");
+    CHECK(f.applied == std::vector<std::string>{"good", "better"});
+    {
+        std::lock_guard lock(fake.mu);
+        // The polls after the errors still hold v1 until v3 arrives.
+        CHECK(str(fake.requests[2], "version") == "v1");
+        CHECK(str(fake.requests[3], "version") == "v1");
+        CHECK(str(fake.requests[4], "version") == "v3");
+    }
+    sub->stop();
+}
+
+TEST_CASE("a control plane that is not there: failures counted, nothing applied, stop is prompt") {
+    Fixture f;
+    proxy::SubscriptionOptions o;
+    o.control_host = "127.0.0.1";
+    o.control_port = "1";  // nothing listens there
+    o.backoff_initial = std::chrono::milliseconds(5);
+    o.backoff_max = std::chrono::milliseconds(20);
+    proxy::ConfigSubscriber sub(o, f.tls, [](proxy::snapshot::Snapshot, const std::string&) { return std::string(); },
+                                [](const std::string&) {}, 1);
+    sub.start();
+    for (int i = 0; i < 400 && sub.status().failures < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto st = sub.status();
+    CHECK(st.failures >= 3);
+    CHECK_FALSE(st.connected);
+    CHECK(st.last_error.find("cannot connect") != std::string::npos);
+    CHECK(st.applied_version.empty());
+    sub.stop();
+}
