@@ -122,7 +122,8 @@ void Distribution::watch_store(uint64_t after) {
 }
 
 void Distribution::sweep() {
-    for (const std::string& id : registry_.expire()) log_("proxy " + id + " gone: registration removed");
+    std::vector<std::string> gone = registry_.expire();
+    for (const std::string& id : gone) log_("proxy " + id + " gone: registration removed");
     std::vector<std::shared_ptr<Poll>> expired;
     auto now = std::chrono::steady_clock::now();
     {
@@ -141,8 +142,9 @@ void Distribution::sweep() {
         HttpResponse res{http::status::not_modified, p->http_version};
         if (p->responder->respond(std::move(res))) registry_.poll_ended(p->id);
     }
-    // Registry changes (a proxy gone) reach everyone's endpoints.
-    wake_all();
+    // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
+    // then: registrations wake everyone themselves, store changes through the store's waiter).
+    if (!gone.empty()) wake_all();
     sweep_timer_.expires_after(std::chrono::seconds(1));
     sweep_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) sweep();
