@@ -347,6 +347,44 @@ def test_f_circuit_breaking(m):
           "the overflows are not counted in /stats", [json.dumps({k: v for k, v in stats.items() if v})])
 
 
+ONLY_PREFIX_VS = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ratings
+spec:
+  hosts:
+  - ratings
+  http:
+  - match:
+    - uri:
+        prefix: /only
+    route:
+    - destination:
+        host: ratings
+        subset: v1
+"""
+
+
+def test_g_no_route_404_nr_no_endpoint_503_uh(m):
+    """Envoy's answers when routing cannot go on: a request no rule of its host's VirtualService
+    matches is 404 NR; a service with no endpoint (details: bookinfo's Service, but no details pod
+    here) is 503 UH."""
+    m.involved = ["reviews-v2"]
+    apply_text(m, "only-prefix.yaml", ONLY_PREFIX_VS)
+    doc = m.get_json("reviews-v2", "http://ratings:9080/only/this")
+    check(doc["pod"] == "ratings-v1", f"/only/this answered by {doc['pod']}")
+    rc, status, body, r = m.curl("reviews-v2", "http://ratings:9080/elsewhere", "-D", "-")
+    check(status == 404 and "x-remora-response-flags: NR" in body, f"a request no rule matches gave {status}",
+          [describe(r)])
+    rc, status, body, r = m.curl("reviews-v2", "http://details:9080/", "-D", "-")
+    check(status == 503 and "x-remora-response-flags: UH" in body,
+          f"a service without endpoints gave {status}", [describe(r)])
+    stats = m.stats("reviews-v2")
+    check(stats.get("rq_flag_NR", 0) >= 1 and stats.get("rq_flag_UH", 0) >= 1,
+          "NR and UH are not counted in /stats", [json.dumps({k: v for k, v in stats.items() if v})])
+
+
 TESTS = [
     ("a_request_routing", test_a_request_routing),
     ("b_fault_injection_delay", test_b_fault_injection_delay),
@@ -354,6 +392,7 @@ TESTS = [
     ("d_traffic_shifting", test_d_traffic_shifting),
     ("e_request_timeouts", test_e_request_timeouts),
     ("f_circuit_breaking", test_f_circuit_breaking),
+    ("g_no_route_404_nr_no_endpoint_503_uh", test_g_no_route_404_nr_no_endpoint_503_uh),
 ]
 
 
