@@ -149,6 +149,9 @@ struct Proxy {
         gauge("remora_upstream_cx_idle", "Upstream connections kept alive in the pools, idle.", std::to_string(idle));
         gauge("remora_server_ready", "1 once certificate and configuration are loaded.", ready() ? "1" : "0");
         gauge("remora_server_draining", "1 while draining.", draining.load() ? "1" : "0");
+        auto cfg = config.current();
+        gauge("remora_outlier_detection_ejections_active", "Endpoints ejected by outlier detection now.",
+              std::to_string(cfg && cfg->routes ? cfg->routes->states()->ejections_active() : 0));
         uint64_t overflow = 0;
         for (const WorkerMetrics* m : ms) overflow += m->series_overflow();
         counter("remora_metrics_series_overflow_total", "Requests not counted: the per-worker series limit was reached.", overflow);
@@ -324,6 +327,39 @@ struct Proxy {
         return o;
     }
 
+    // Envoy's /clusters text: "cluster::key::value" and "cluster::host::key::value" lines, with
+    // an endpoint ejected by outlier detection flagged /failed_outlier_check.
+    std::string clusters_text() const {
+        auto cfg = config.current();
+        if (!cfg || !cfg->routes) return "";
+        const RouteTable& table = *cfg->routes;
+        std::string out;
+        for (const auto& c : table.snapshot().clusters) {
+            const ClusterHealth& h = table.health(c);
+            const ClusterState& st = h.state();
+            h.filtering();  // runs a due sweep, so ejections that ended show as ended
+            auto line = [&](const std::string& key, const std::string& value) {
+                out += c.name + "::" + key + "::" + value + "\n";
+            };
+            auto num = [](uint64_t v) { return std::to_string(v); };
+            line("default_priority::max_connections", num(c.limits.max_connections));
+            line("default_priority::max_pending_requests", num(c.limits.http1_max_pending_requests));
+            line("default_priority::max_requests", num(c.limits.http2_max_requests));
+            line("default_priority::max_retries", num(c.limits.max_retries));
+            line("rq_active", num(st.requests.load(std::memory_order_relaxed)));
+            line("rq_pending_active", num(st.pending.load(std::memory_order_relaxed)));
+            line("rq_retry_active", num(st.retries.load(std::memory_order_relaxed)));
+            line("outlier::ejections_active", num(st.ejected.load(std::memory_order_relaxed)));
+            line("outlier::ejections_enforced_total", num(st.ejections_total.load(std::memory_order_relaxed)));
+            line("outlier::ejections_overflow", num(st.ejections_overflow.load(std::memory_order_relaxed)));
+            for (size_t i = 0; i < c.endpoints.size(); ++i) {
+                const std::string host = c.endpoints[i].address + ":" + std::to_string(c.endpoints[i].port);
+                line(host + "::health_flags", h.ejected(i) ? "/failed_outlier_check" : "healthy");
+            }
+        }
+        return out;
+    }
+
     common::HttpResponse admin_handler(const common::HttpRequest& req) {
         std::string_view target = req.target();
         std::string_view path = target.substr(0, target.find('?'));
@@ -339,6 +375,7 @@ struct Proxy {
             if (as_json) res.set(http::field::content_type, "application/json");
             return res;
         }
+        if (path == "/clusters") return text(200, clusters_text());
         if (path == "/certs") return common::json_response(200, json::serialize(certs_json()), req.version());
         if (path == "/config_dump") {
             return common::json_response(200, json::serialize(config_json()), req.version());
@@ -349,7 +386,7 @@ struct Proxy {
             asio::post(io, [this, quit] { start_drain(quit); });
             return text(200, "OK\n");
         }
-        return text(404, "admin: /ready /stats /certs /config_dump /drain /quitquitquit\n");
+        return text(404, "admin: /ready /stats /clusters /certs /config_dump /drain /quitquitquit\n");
     }
 };
 

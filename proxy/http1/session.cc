@@ -670,6 +670,23 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     uint32_t retries_done = 0;
     std::optional<std::chrono::steady_clock::time_point> deadline;
     if (route_timeout) deadline = tcfg.steady_clock() + *route_timeout;
+    // Outlier detection hears how each attempt went: a status, or 503 for a connect failure or
+    // reset and 504 for a timeout, as Envoy maps its own errors.
+    auto report_outcome = [&](unsigned status) {
+        if (!in_flight.cluster || !info.config->routes) return;
+        const ClusterHealth& health = info.config->routes->health(*in_flight.cluster);
+        switch (health.report(in_flight.index, status)) {
+            case ClusterHealth::Verdict::none: break;
+            case ClusterHealth::Verdict::ejected:
+                ctx.stats.inc(Counter::outlier_detection_ejections_enforced);
+                ctx.log("conn=" + std::to_string(info.id) + " " + in_flight.cluster->name + ": ejected " +
+                        endpoint_text(target.address) + " (outlier detection, last answer " + std::to_string(status) + ")");
+                break;
+            case ClusterHealth::Verdict::overflow:
+                ctx.stats.inc(Counter::outlier_detection_ejections_overflow);
+                break;
+        }
+    };
     auto prepare_retry = [&](AttemptFailure why, unsigned code) -> asio::awaitable<bool> {
         if (!retry || retries_left == 0 || !retry_covers(*retry, why, code)) co_return false;
         // maxRetries: retries in flight to the cluster at once.
@@ -693,11 +710,12 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         co_await backoff.async_wait(use_nothrow);
         if (deadline && tcfg.steady_clock() >= *deadline) co_return false;
         if (const snapshot::Cluster* c = in_flight.cluster; c && c->endpoints.size() > 1) {
-            const size_t i = ctx.balancer.pick(*c, nullptr, nullptr, ctx.telemetry.rng(), in_flight.index);
-            UpstreamTarget next = target_for(*c, i);
+            const std::optional<size_t> i = ctx.balancer.pick(*c, nullptr, nullptr, ctx.telemetry.rng(), in_flight.index,
+                                                              &info.config->routes->health(*c));
+            UpstreamTarget next = i ? target_for(*c, *i) : UpstreamTarget{};
             if (!next.key.empty()) {
                 routed = std::move(next);
-                in_flight.start(c, i);
+                in_flight.start(c, *i);
             }
         }
         rec.upstream_host = endpoint_text(target.address);
@@ -720,6 +738,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         if (!conn) {
             conn = co_await connect_upstream(target, info, ctx);
             if (!conn) {
+                report_outcome(503);
                 if (co_await prepare_retry(AttemptFailure::connect, 0)) continue;
                 co_await send_error(down, ProxyError::connect_failure, down_version, ctx.stats, rec);
                 if (retries_done) {
@@ -759,6 +778,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 conn.reset();
                 continue;
             }
+            report_outcome(503);
             co_await send_error(down, ProxyError::upstream_reset, down_version, ctx.stats, rec);
             co_return false;
         }
@@ -800,6 +820,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 continue;
             }
             conn.reset();
+            report_outcome(hec == beast::error::timeout ? 504 : 503);
             if (co_await prepare_retry(AttemptFailure::reset, 0)) continue;
             const bool timed_out = hec == beast::error::timeout && header_wait() < limits.stream_idle_timeout;
             ctx.log("conn=" + std::to_string(info.id) + " upstream " + endpoint_text(target.address) +
@@ -814,6 +835,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         auto& res = res_p.get();
         const bool upstream_keep_alive = res.keep_alive();
         const unsigned status = res.result_int();
+        report_outcome(status);
         if (retry && retries_left && retry_covers(*retry, AttemptFailure::status, status)) {
             conn.reset();  // its body is not wanted: closing is simpler than draining it
             if (co_await prepare_retry(AttemptFailure::status, status)) continue;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "proxy/routing/cluster_state.h"
 #include "proxy/routing/route_table.h"
 
 namespace remora::proxy {
@@ -33,11 +34,14 @@ HashRing::HashRing(const std::vector<snapshot::Endpoint>& endpoints, size_t per)
     std::sort(points_.begin(), points_.end());
 }
 
-std::optional<size_t> HashRing::pick(uint64_t key_hash) const {
+std::optional<size_t> HashRing::pick(uint64_t key_hash, const std::function<bool(size_t)>& usable) const {
     if (points_.empty()) return std::nullopt;
     auto it = std::lower_bound(points_.begin(), points_.end(), std::make_pair(key_hash, uint32_t{0}));
-    if (it == points_.end()) it = points_.begin();
-    return it->second;
+    for (size_t walked = 0; walked < points_.size(); ++walked, ++it) {
+        if (it == points_.end()) it = points_.begin();
+        if (!usable || usable(it->second)) return it->second;
+    }
+    return std::nullopt;
 }
 
 namespace {
@@ -108,17 +112,41 @@ uint32_t WorkerBalancer::active(const snapshot::Cluster& c, size_t i) const {
     return it == active_.end() || i >= it->second.size() ? 0 : it->second[i];
 }
 
-size_t WorkerBalancer::pick(const snapshot::Cluster& c, const HashRing* ring, const RequestView* req,
-                            std::mt19937_64& rng, std::optional<size_t> avoid) {
+std::optional<size_t> WorkerBalancer::pick(const snapshot::Cluster& c, const HashRing* ring,
+                                           const RequestView* req, std::mt19937_64& rng,
+                                           std::optional<size_t> avoid, const ClusterHealth* health) {
     const size_t n = c.endpoints.size();
-    if (n <= 1) return 0;
+    if (health && health->size() != n) health = nullptr;  // not this cluster's: ignore it
+    if (n == 0) return std::nullopt;
+    const bool filter = health && health->filtering();
+    auto in_service = [&](size_t i) { return !filter || !health->ejected(i); };
+    if (n == 1) return in_service(0) ? std::optional<size_t>(0) : std::nullopt;
+    const std::string& policy = c.load_balancer.simple;
+    if (filter) {
+        // Some endpoints are ejected: the policy chooses among the others (rare, so a list).
+        std::vector<size_t> ok;
+        for (size_t i = 0; i < n; ++i) {
+            if (in_service(i) && (!avoid || i != *avoid)) ok.push_back(i);
+        }
+        if (ok.empty() && avoid && in_service(*avoid)) ok.push_back(*avoid);
+        if (ok.empty()) return std::nullopt;
+        if (ring && req && !avoid) {
+            if (auto key = hash_key(c.load_balancer, *req)) return ring->pick(stable_hash(*key), in_service);
+        }
+        if (ok.size() == 1) return ok.front();
+        if (policy == "RANDOM") return ok[rng() % ok.size()];
+        if (policy == "ROUND_ROBIN" || policy == "PASSTHROUGH") return ok[next_[c.name]++ % ok.size()];
+        auto& v = counts(c);
+        size_t a = rng() % ok.size(), b = rng() % (ok.size() - 1);
+        if (b >= a) ++b;
+        return v[ok[b]] < v[ok[a]] ? ok[b] : ok[a];
+    }
     auto usable = [&](size_t i) { return !avoid || i != *avoid; };
     if (ring && req && !avoid) {
         if (auto key = hash_key(c.load_balancer, *req)) {
             if (auto i = ring->pick(stable_hash(*key))) return *i;
         }
     }
-    const std::string& policy = c.load_balancer.simple;
     if (policy == "RANDOM") {
         size_t i = rng() % n;
         return usable(i) ? i : (i + 1) % n;

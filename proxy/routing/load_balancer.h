@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -18,6 +19,7 @@
 namespace remora::proxy {
 
 struct RequestView;
+class ClusterHealth;
 
 // 64-bit FNV-1a with a final mix: stable across runs and machines (unlike std::hash).
 uint64_t stable_hash(std::string_view s);
@@ -27,8 +29,10 @@ public:
     // The same number of points for every endpoint, derived from its address alone: another
     // endpoint joining or leaving never moves the others' points (ketama-style).
     explicit HashRing(const std::vector<snapshot::Endpoint>& endpoints, size_t points_per_endpoint = 256);
-    // The endpoint index owning `key_hash`; nullopt for an empty ring.
-    std::optional<size_t> pick(uint64_t key_hash) const;
+    // The endpoint index owning `key_hash`; nullopt for an empty ring. With `usable`, the first
+    // owner clockwise that it accepts (an ejected endpoint's keys move to the next endpoints on
+    // the ring and come back when it does); nullopt when it accepts none.
+    std::optional<size_t> pick(uint64_t key_hash, const std::function<bool(size_t)>& usable = nullptr) const;
 
 private:
     std::vector<std::pair<uint64_t, uint32_t>> points_;  // sorted by hash
@@ -41,9 +45,13 @@ std::optional<std::string> hash_key(const snapshot::LoadBalancer& lb, const Requ
 class WorkerBalancer {
 public:
     // Index into cluster.endpoints. `avoid` (a retry's previous endpoint) is skipped when the
-    // cluster has another.
-    size_t pick(const snapshot::Cluster& cluster, const HashRing* ring, const RequestView* req,
-                std::mt19937_64& rng, std::optional<size_t> avoid = std::nullopt);
+    // cluster has another. With `health`, endpoints ejected by outlier detection are skipped by
+    // every policy (unless too few are left: then all take traffic); nullopt when every endpoint
+    // is ejected or the cluster has none.
+    std::optional<size_t> pick(const snapshot::Cluster& cluster, const HashRing* ring,
+                               const RequestView* req, std::mt19937_64& rng,
+                               std::optional<size_t> avoid = std::nullopt,
+                               const ClusterHealth* health = nullptr);
     // Requests in flight to an endpoint, as LEAST_REQUEST weighs them.
     void started(const snapshot::Cluster& cluster, size_t index);
     void finished(const snapshot::Cluster& cluster, size_t index);

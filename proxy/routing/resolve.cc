@@ -69,10 +69,13 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
     if (!cluster || cluster->endpoints.empty()) {
         return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
     }
-    const size_t index = balancer.pick(*cluster, routes.ring(*cluster), &request, rng);
-    UpstreamTarget t = target_for(*cluster, index);
+    // Endpoints ejected by outlier detection are skipped; all of them ejected is UH, as Envoy.
+    const std::optional<size_t> index =
+        balancer.pick(*cluster, routes.ring(*cluster), &request, rng, std::nullopt, &routes.health(*cluster));
+    if (!index) return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
+    UpstreamTarget t = target_for(*cluster, *index);
     if (t.key.empty()) return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
-    return {std::move(t), RouteError::none, route, wc, cluster, index};
+    return {std::move(t), RouteError::none, route, wc, cluster, *index};
 }
 
 UpstreamTarget target_for(const snapshot::Cluster& c, size_t index) {

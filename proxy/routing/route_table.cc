@@ -66,16 +66,20 @@ struct RouteTable::CompiledRoute {
     std::vector<CompiledBlock> blocks;
 };
 
-RouteTable::RouteTable(snap::Snapshot s) : snapshot_(std::move(s)) {
+RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
+    : snapshot_(std::move(s)), states_(states ? std::move(states) : std::make_shared<ClusterStates>()) {
+    std::vector<std::string> names;
     for (const snap::Cluster& c : snapshot_.clusters) {
         clusters_.emplace(c.name, &c);
-        states_.emplace(&c, std::make_unique<ClusterState>());
+        names.push_back(c.name);
+        health_.emplace(&c, std::make_unique<ClusterHealth>(c, states_->cluster(c.name), states_));
         const snap::LoadBalancer& lb = c.load_balancer;
         if (!lb.hash_header.empty() || !lb.hash_cookie.empty() || !lb.hash_query_parameter.empty() ||
             lb.hash_source_ip) {
             rings_.emplace(&c, HashRing(c.endpoints));
         }
     }
+    states_->retain(names);  // clusters gone from the configuration are forgotten
     for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
         for (const std::string& d : vh.domains) {
             by_domain_.emplace(lower(d), &vh);
@@ -128,7 +132,9 @@ const snap::VirtualHost* RouteTable::find_address(const boost::asio::ip::tcp::en
     return it == by_address_.end() ? nullptr : it->second;
 }
 
-ClusterState& RouteTable::state(const snap::Cluster& c) const { return *states_.at(&c); }
+ClusterState& RouteTable::state(const snap::Cluster& c) const { return health_.at(&c)->state(); }
+
+const ClusterHealth& RouteTable::health(const snap::Cluster& c) const { return *health_.at(&c); }
 
 const HashRing* RouteTable::ring(const snap::Cluster& c) const {
     auto it = rings_.find(&c);

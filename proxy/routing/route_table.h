@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/routing/cluster_state.h"
 #include "proxy/routing/load_balancer.h"
 #include "proxy/snapshot/snapshot.h"
 
@@ -32,17 +33,12 @@ struct RequestView {
     virtual ~RequestView() = default;
 };
 
-// Circuit-breaker state of one cluster, shared by every worker (relaxed atomics, no lock).
-struct ClusterState {
-    std::atomic<uint32_t> requests{0};  // in flight (each holds one HTTP/1.1 connection)
-    std::atomic<uint32_t> pending{0};   // waiting for a connection under maxConnections
-    std::atomic<uint32_t> retries{0};   // retries in flight
-};
-
 class RouteTable {
 public:
-    // Throws std::invalid_argument naming the route when a regex does not compile.
-    explicit RouteTable(snapshot::Snapshot snapshot);
+    // Throws std::invalid_argument naming the route when a regex does not compile. `states` is
+    // the proxy's upstream state (breakers, outlier detection) by cluster name: pass the same one
+    // to every table the proxy builds so a new configuration keeps it. Null: a fresh one.
+    explicit RouteTable(snapshot::Snapshot snapshot, std::shared_ptr<ClusterStates> states = nullptr);
     ~RouteTable();
     RouteTable(const RouteTable&) = delete;
     RouteTable& operator=(const RouteTable&) = delete;
@@ -55,8 +51,11 @@ public:
     const snapshot::Cluster* cluster(std::string_view name) const;
     // The hash ring of a cluster whose policy is consistentHash; null otherwise.
     const HashRing* ring(const snapshot::Cluster& cluster) const;
-    // Mutable through a const table: the counters live as long as this configuration.
+    // The cluster's shared state (counters that outlive this configuration) and its endpoints'
+    // outlier detection, in endpoint order.
     ClusterState& state(const snapshot::Cluster& cluster) const;
+    const ClusterHealth& health(const snapshot::Cluster& cluster) const;
+    const std::shared_ptr<ClusterStates>& states() const { return states_; }
     // The first route of `vh` whose match blocks accept the request (blocks ORed, conditions
     // within a block ANDed); null when none does.
     const snapshot::Route* match(const snapshot::VirtualHost& vh, const RequestView& req) const;
@@ -71,7 +70,8 @@ private:
     std::unordered_map<std::string, const snapshot::Cluster*> clusters_;
     std::unordered_map<const snapshot::VirtualHost*, std::vector<CompiledRoute>> routes_;
     std::unordered_map<const snapshot::Cluster*, HashRing> rings_;
-    std::unordered_map<const snapshot::Cluster*, std::unique_ptr<ClusterState>> states_;
+    std::shared_ptr<ClusterStates> states_;
+    std::unordered_map<const snapshot::Cluster*, std::unique_ptr<ClusterHealth>> health_;
 };
 
 // A destination by weight (weight / sum of weights); the first when every weight is 0.

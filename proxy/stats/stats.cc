@@ -22,6 +22,7 @@ const char* counter_name(Counter c) {
         "rq_flag_FI",                  "rq_flag_DI",
         "rq_flag_URX",                 "upstream_rq_retry",
         "rq_flag_UO",                  "upstream_rq_retry_overflow",
+        "outlier_detection.ejections_enforced_total", "outlier_detection.ejections_overflow",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];
@@ -75,7 +76,7 @@ std::string render_stats_prometheus(const std::vector<const WorkerStats*>& worke
         uint64_t sum = 0;
         for (const WorkerStats* w : workers) sum += w->get(c);
         std::string name = std::string("remora_") + counter_name(c);
-        for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        for (char& ch : name) ch = ch == '.' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         const bool gauge = c == Counter::downstream_cx_active;
         if (!gauge && !name.ends_with("_total")) name += "_total";
         out << "# HELP " << name << " remora." << counter_name(c) << " of /stats, summed over workers.\n"

@@ -44,6 +44,8 @@ enum class Counter : size_t {
     upstream_rq_retry,
     rq_flag_uo,
     upstream_rq_retry_overflow,
+    outlier_detection_ejections_enforced,
+    outlier_detection_ejections_overflow,
     kCount
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP/1.1 echo app for Remora's system tests and quickstart (standard library only).
 
-    python3 echo_app.py [--port 8080] [--bind 0.0.0.0] [--name POD]
+    python3 echo_app.py [--port 8080] [--bind 0.0.0.0] [--name POD] [--record FILE]
 
 Every answer is JSON describing the request as the app saw it:
     {"pod": NAME, "method": ..., "path": ..., "query": ..., "headers": {lowercase name: value},
@@ -13,6 +13,8 @@ Special paths:
     /status?code=N  answer as above, with status N
     /flaky?fail_pod=POD|all[&code=N]  status N (503) when this app's --name is POD (or always)
     /flaky?slow_pod=POD&ms=N          sleep N ms first when this app's --name is POD
+With --record, each request also appends a JSON line {"method", "path", "query", "host",
+"body_length", "body_sha256"} to FILE (for tests that count what a proxy sent, e.g. mirrors).
 Request bodies may come with Content-Length or chunked transfer encoding; both are read whole and
 counted. Keep-alive and pipelining work (one thread per connection, answers in order).
 """
@@ -22,6 +24,7 @@ import hashlib
 import json
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -120,6 +123,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         if url.path == "/slow":
             time.sleep(min(int(query.get("ms", "1000")), 60000) / 1000.0)
+        if self.server.record:
+            line = json.dumps({"method": self.command, "path": url.path, "query": url.query,
+                               "host": self.headers.get("Host", ""), "body_length": length,
+                               "body_sha256": digest})
+            with self.server.record_lock, open(self.server.record, "a") as f:
+                f.write(line + "\n")
         doc = {
             "pod": self.server.pod_name,
             "method": self.command,
@@ -162,9 +171,12 @@ def main():
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--bind", default="0.0.0.0")
     ap.add_argument("--name", default=socket.gethostname())
+    ap.add_argument("--record", help="append one JSON line per request to this file")
     opts = ap.parse_args()
     srv = Server((opts.bind, opts.port), Handler)
     srv.pod_name = opts.name
+    srv.record = opts.record
+    srv.record_lock = threading.Lock()
     sys.stderr.write(f"echo-app {opts.name} listening on {opts.bind}:{opts.port}\n")
     sys.stderr.flush()
     try:

@@ -187,11 +187,11 @@ TEST_CASE("ROUND_ROBIN takes turns; RANDOM spreads; a retry avoids the endpoint 
     std::mt19937_64 rng(3);
     auto c = cluster_of(3, "ROUND_ROBIN");
     std::vector<size_t> order;
-    for (int i = 0; i < 6; ++i) order.push_back(b.pick(c, nullptr, nullptr, rng));
+    for (int i = 0; i < 6; ++i) order.push_back(*b.pick(c, nullptr, nullptr, rng));
     CHECK(order == std::vector<size_t>{0, 1, 2, 0, 1, 2});
     auto r = cluster_of(4, "RANDOM");
     std::vector<int> hits(4);
-    for (int i = 0; i < 4000; ++i) ++hits[b.pick(r, nullptr, nullptr, rng)];
+    for (int i = 0; i < 4000; ++i) ++hits[*b.pick(r, nullptr, nullptr, rng)];
     for (int h : hits) CHECK(h > 800);
     for (const char* policy : {"ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"}) {
         auto x = cluster_of(2, policy);
@@ -208,7 +208,7 @@ TEST_CASE("LEAST_REQUEST prefers the endpoint with fewer requests in flight") {
     for (int i = 0; i < 5; ++i) b.finished(c, 0);
     CHECK(b.active(c, 0) == 0);
     std::vector<int> hits(2);
-    for (int i = 0; i < 1000; ++i) ++hits[b.pick(c, nullptr, nullptr, rng)];
+    for (int i = 0; i < 1000; ++i) ++hits[*b.pick(c, nullptr, nullptr, rng)];
     CHECK(hits[0] > 300);  // idle again: both get traffic
     CHECK(hits[1] > 300);
 }
@@ -221,7 +221,7 @@ TEST_CASE("consistent hashing: a key stays on one endpoint; adding one moves abo
     HashRing ring(c.endpoints);
     Req alice("GET", "/");
     alice.headers["x-user"] = "alice";
-    size_t first = b.pick(c, &ring, &alice, rng);
+    size_t first = *b.pick(c, &ring, &alice, rng);
     for (int i = 0; i < 50; ++i) CHECK(b.pick(c, &ring, &alice, rng) == first);
 
     auto bigger = cluster_of(5);
