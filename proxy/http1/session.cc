@@ -3,6 +3,8 @@
 #include "proxy/http1/session.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -32,6 +34,13 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr size_t kRelayChunk = 16 * 1024;
+// A request body up to this size is held so a retry (or a mirror) can send it again; a larger one
+// is streamed and never retried (counted in retry_or_shadow_abandoned), as Envoy's buffer limit.
+constexpr size_t kMaxReplayBody = 64 * 1024;
+// Mirrored requests one worker has in flight at most; more are dropped (upstream_rq_mirror_overflow).
+constexpr uint32_t kMaxMirrorsInFlight = 64;
+// A mirror gets no longer than this for its whole exchange, so a slow target cannot pile them up.
+constexpr std::chrono::seconds kMirrorTimeout{10};
 
 // Per-connection facts every request of it shares.
 struct Downstream {
@@ -245,16 +254,16 @@ asio::awaitable<RelayResult> relay(std::span<char> buf, In& in, beast::flat_buff
 // A new upstream connection: TCP connect, then for mesh endpoints the mTLS handshake and the check
 // that the server is who the registry says. Null on failure (counted).
 asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTarget& target,
-                                                                const Downstream& down,
+                                                                const Limits& limits,
+                                                                uint64_t conn_id,
                                                                 WorkerContext& ctx) {
     auto exec = co_await asio::this_coro::executor;
     auto conn = std::make_unique<UpstreamConn>();
     conn->key = target.pool_key();
-    const Limits& limits = down.config->limits;
     ctx.stats.inc(Counter::upstream_cx_total);
     auto fail = [&](const std::string& why) {
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
-        ctx.log("conn=" + std::to_string(down.id) + " upstream " + endpoint_text(target.address) +
+        ctx.log("conn=" + std::to_string(conn_id) + " upstream " + endpoint_text(target.address) +
                 " (" + target.cluster + "): " + why);
     };
     if (!target.mtls) {
@@ -361,6 +370,99 @@ bool try_take(std::atomic<uint32_t>& current, uint32_t limit) {
         if (current.compare_exchange_weak(v, v + 1, std::memory_order_relaxed)) return true;
     }
     return false;
+}
+
+// The authority a mirrored request carries: Envoy's "-shadow" after the host, before any port.
+std::string shadow_authority(std::string_view host) {
+    size_t colon = host.rfind(':');
+    if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos &&
+        (host.front() != '[' || host[colon - 1] == ']')) {
+        return std::string(host.substr(0, colon)) + "-shadow" + std::string(host.substr(colon));
+    }
+    return std::string(host) + "-shadow";
+}
+
+struct MirrorSlot {
+    WorkerContext& ctx;
+    ~MirrorSlot() { --ctx.mirrors_in_flight; }
+};
+
+// One mirrored request, fire and forget: sent to an endpoint of the mirror cluster, its answer
+// read and thrown away, its failures only counted. `config` keeps `cluster` alive.
+asio::awaitable<void> send_mirror(http::request<http::string_body> req, std::shared_ptr<const ProxyConfig> config,
+                                  const snapshot::Cluster* cluster, size_t index, uint64_t conn_id,
+                                  WorkerContext& ctx) {
+    MirrorSlot slot{ctx};
+    const UpstreamTarget target = target_for(*cluster, index);
+    const ClusterHealth& health = config->routes->health(*cluster);
+    ctx.balancer.started(*cluster, index);
+    struct Done {
+        WorkerContext& ctx;
+        const snapshot::Cluster& c;
+        size_t i;
+        ~Done() { ctx.balancer.finished(c, i); }
+    } done{ctx, *cluster, index};
+    auto failed = [&](unsigned status, const std::string& why) {
+        ctx.stats.inc(Counter::upstream_rq_mirror_failed);
+        health.report(index, status);
+        ctx.log("conn=" + std::to_string(conn_id) + " mirror to " + endpoint_text(target.address) + " (" +
+                cluster->name + "): " + why);
+    };
+    const auto& clock = ctx.telemetry.config().steady_clock;
+    const auto deadline = clock() + kMirrorTimeout;
+    auto left = [&] {
+        return std::max<std::chrono::steady_clock::duration>(deadline - clock(), std::chrono::milliseconds(1));
+    };
+    std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
+    if (!conn) conn = co_await connect_upstream(target, config->limits, conn_id, ctx);
+    if (!conn) {
+        failed(503, "connect failed");
+        co_return;
+    }
+    if (target.mtls) {
+        req.set(kPeerMetadataHeader, ctx.telemetry.config().peer_metadata);
+    } else {
+        req.erase(kPeerMetadataHeader);
+    }
+    ctx.stats.inc(Counter::upstream_rq_mirror);
+    bool reusable = false;
+    unsigned status = 0;
+    boost::system::error_code ec;
+    co_await std::visit(
+        [&](auto& up) -> asio::awaitable<void> {
+            if constexpr (!std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
+                beast::get_lowest_layer(up).expires_after(left());
+                auto [wec, wn] = co_await http::async_write(up, req, use_nothrow);
+                if ((ec = wec)) co_return;
+                http::response_parser<http::buffer_body> p;
+                p.body_limit(boost::none);
+                if (req.method() == http::verb::head) p.skip(true);
+                std::array<char, 4096> sink;
+                beast::get_lowest_layer(up).expires_after(left());
+                auto [hec, hn] = co_await http::async_read_header(up, conn->buffer, p, use_nothrow);
+                if ((ec = hec)) co_return;
+                status = p.get().result_int();
+                while (!p.is_done()) {  // the answer is thrown away, a small piece at a time
+                    p.get().body().data = sink.data();
+                    p.get().body().size = sink.size();
+                    beast::get_lowest_layer(up).expires_after(left());
+                    auto [rec, rn] = co_await http::async_read_some(up, conn->buffer, p, use_nothrow);
+                    if (rec == http::error::need_buffer) continue;
+                    if ((ec = rec)) co_return;
+                }
+                reusable = p.get().keep_alive();
+            }
+        },
+        conn->stream);
+    if (ec) {
+        failed(ec == beast::error::timeout ? 504 : 503, ec.message());
+        co_return;
+    }
+    conn->requests++;
+    health.report(index, status);
+    if (status >= 500) ctx.stats.inc(Counter::upstream_rq_mirror_failed);
+    const uint32_t per_conn = cluster->limits.max_requests_per_connection;
+    if (reusable && (per_conn == 0 || conn->requests < per_conn)) ctx.pool.put(std::move(conn));
 }
 
 // A request in flight to an endpoint, for LEAST_REQUEST; ends with the request (or its attempt).
@@ -625,6 +727,87 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     req.keep_alive(true);
     const bool request_has_body = !req_p.is_done();
 
+    // A body that a retry or a mirror may need again is read first and held, up to
+    // kMaxReplayBody; a larger one is streamed (what was read so far goes first) and neither
+    // retried nor mirrored.
+    std::string replay_body;          // the whole body once buffered, else the part read so far
+    size_t pending_chunk = 0;         // bytes read past the bound, waiting in the relay buffer
+    bool body_buffered = false;
+    const bool wants_replay = request_has_body && route && info.config->routes && !routed.cluster.empty() &&
+                              (route->retries.attempts > 0 || !route->mirrors.empty());
+    if (wants_replay) {
+        auto length = req_p.content_length();
+        if (length && *length > kMaxReplayBody) {
+            ctx.stats.inc(Counter::retry_or_shadow_abandoned);
+        } else {
+            if (expect_continue) {
+                beast::get_lowest_layer(down).expires_after(std::chrono::seconds(10));
+                co_await asio::async_write(down, asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
+                                           use_nothrow);
+                expect_continue = false;
+            }
+            replay_body.reserve(length ? static_cast<size_t>(*length) : kRelayChunk);
+            while (!req_p.is_done()) {
+                req_p.get().body().data = info.relay_buffer.data();
+                req_p.get().body().size = info.relay_buffer.size();
+                beast::get_lowest_layer(down).expires_after(limits.stream_idle_timeout);
+                auto [ec, n] = co_await http::async_read_some(down, dbuf, req_p, use_nothrow);
+                if (ec == http::error::need_buffer) ec = {};
+                if (ec) {
+                    rec.flags = "DC";  // the client went away mid-body
+                    co_return false;
+                }
+                const size_t got = info.relay_buffer.size() - req_p.get().body().size;
+                if (replay_body.size() + got > kMaxReplayBody) {
+                    pending_chunk = got;  // over the bound: stream from here on
+                    ctx.stats.inc(Counter::retry_or_shadow_abandoned);
+                    break;
+                }
+                replay_body.append(info.relay_buffer.data(), got);
+            }
+            body_buffered = req_p.is_done() && pending_chunk == 0;
+            rec.request_body_bytes = replay_body.size() + pending_chunk;
+            if (body_buffered) {
+                // Sent whole from now on: a length says where it ends (chunked framing is gone).
+                req.chunked(false);
+                req.content_length(replay_body.size());
+            }
+        }
+    }
+    const bool replayable = !request_has_body || body_buffered;
+
+    // Mirrors: a copy of the request, authority "-shadow", to each mirror cluster for its
+    // percentage of requests; fire and forget on this worker. A body goes along only when held.
+    if (route && info.config->routes && !route->mirrors.empty()) {
+        for (const snapshot::Mirror& m : route->mirrors) {
+            if (!chance(m.percent, ctx.telemetry.rng())) continue;
+            const snapshot::Cluster* mc = info.config->routes->cluster(m.cluster);
+            if (!replayable) {
+                if (!wants_replay) ctx.stats.inc(Counter::retry_or_shadow_abandoned);
+                continue;
+            }
+            if (ctx.mirrors_in_flight >= kMaxMirrorsInFlight) {
+                ctx.stats.inc(Counter::upstream_rq_mirror_overflow);
+                continue;
+            }
+            std::optional<size_t> mi;
+            if (mc) mi = ctx.balancer.pick(*mc, nullptr, nullptr, ctx.telemetry.rng(), std::nullopt,
+                                           &info.config->routes->health(*mc));
+            if (!mi || target_for(*mc, *mi).key.empty()) {
+                ctx.stats.inc(Counter::upstream_rq_mirror_failed);
+                continue;
+            }
+            http::request<http::string_body> copy(req.base());
+            copy.set(http::field::host, shadow_authority(req[http::field::host]));
+            copy.erase(http::field::transfer_encoding);
+            copy.body() = replay_body;
+            copy.prepare_payload();
+            ++ctx.mirrors_in_flight;
+            asio::co_spawn(co_await asio::this_coro::executor,
+                           send_mirror(std::move(copy), info.config, mc, *mi, info.id, ctx), asio::detached);
+        }
+    }
+
     // A pooled connection first; a stale one (closed while idle) is retried once on a fresh one,
     // which is safe only while nothing of the body has been consumed.
     // Circuit breaking (DestinationRule connectionPool), per cluster across workers: a request
@@ -661,11 +844,11 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
     if (conn) ctx.stats.inc(Counter::upstream_cx_pool_hit);
 
-    // Retries (the route's policy, Istio's default when it has none): only for requests without a
-    // body, which can be sent again as they are. Each retry waits a jittered exponential backoff
-    // from 25 ms and goes to the cluster's next endpoint when it has another.
+    // Retries (the route's policy, Istio's default when it has none): for requests without a body
+    // or with one held whole (kMaxReplayBody), which can be sent again. Each retry waits a jittered
+    // exponential backoff from 25 ms and goes to the cluster's next endpoint when it has another.
     const snapshot::RetryPolicy* retry =
-        route && info.config->routes && !routed.cluster.empty() && !request_has_body ? &route->retries : nullptr;
+        route && info.config->routes && !routed.cluster.empty() && replayable ? &route->retries : nullptr;
     uint32_t retries_left = retry ? retry->attempts : 0;
     uint32_t retries_done = 0;
     std::optional<std::chrono::steady_clock::time_point> deadline;
@@ -687,20 +870,39 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 break;
         }
     };
-    auto prepare_retry = [&](AttemptFailure why, unsigned code) -> asio::awaitable<bool> {
-        if (!retry || retries_left == 0 || !retry_covers(*retry, why, code)) co_return false;
-        // maxRetries: retries in flight to the cluster at once.
-        ClusterState* st = breaker.state;
-        if (st && !try_take(st->retries, in_flight.cluster ? in_flight.cluster->limits.max_retries : UINT32_MAX)) {
-            ctx.stats.inc(Counter::upstream_rq_retry_overflow);
-            co_return false;
+    std::function<asio::awaitable<bool>()> retry_after_backoff;
+    // A retry in flight to the cluster, from the decision through its attempt.
+    struct RetrySlot {
+        ClusterState* s = nullptr;
+        void release() {
+            if (s) s->retries.fetch_sub(1, std::memory_order_relaxed);
+            s = nullptr;
         }
-        struct RetrySlot {
-            ClusterState* s;
-            ~RetrySlot() {
-                if (s) s->retries.fetch_sub(1, std::memory_order_relaxed);
+        ~RetrySlot() { release(); }
+    } retry_slot;
+    // May this failure be retried? The policy must cover it and the cluster's retries in flight
+    // stay within the retry budget (20% of its active requests, at least 3) and maxRetries; a
+    // retry over them is not made, counted, and the failure goes back as it is.
+    auto admit_retry = [&](AttemptFailure why, unsigned code) -> bool {
+        if (!retry || retries_left == 0 || !retry_covers(*retry, why, code)) return false;
+        retry_slot.release();  // the previous retry's attempt is over
+        if (ClusterState* st = breaker.state) {
+            const uint32_t active = st->requests.load(std::memory_order_relaxed) +
+                                    st->pending.load(std::memory_order_relaxed);
+            const uint32_t max_retries = in_flight.cluster ? in_flight.cluster->limits.max_retries : UINT32_MAX;
+            if (!try_take(st->retries, retry_budget(active, max_retries))) {
+                ctx.stats.inc(Counter::upstream_rq_retry_overflow);
+                return false;
             }
-        } retry_slot{st};
+            retry_slot.s = st;
+        }
+        return true;
+    };
+    auto prepare_retry = [&](AttemptFailure why, unsigned code) -> asio::awaitable<bool> {
+        if (!admit_retry(why, code)) co_return false;
+        co_return co_await retry_after_backoff();
+    };
+    retry_after_backoff = [&]() -> asio::awaitable<bool> {
         --retries_left;
         ++retries_done;
         ctx.stats.inc(Counter::upstream_rq_retry);
@@ -736,7 +938,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
 
     for (int attempt = 0;; ++attempt) {
         if (!conn) {
-            conn = co_await connect_upstream(target, info, ctx);
+            conn = co_await connect_upstream(target, limits, info.id, ctx);
             if (!conn) {
                 report_outcome(503);
                 if (co_await prepare_retry(AttemptFailure::connect, 0)) continue;
@@ -763,6 +965,35 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 if constexpr (std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
                     co_return RelayResult::write_failed;
                 } else {
+                    // Held parts first (the whole body, or what was read before the bound).
+                    const std::pair<const char*, size_t> held[] = {
+                        {replay_body.data(), replay_body.size()}, {info.relay_buffer.data(), pending_chunk}};
+                    if (wants_replay && (body_buffered || attempt == 0)) {
+                        for (const auto& [data, size] : held) {
+                            if (size == 0) continue;
+                            req.body().data = const_cast<char*>(data);
+                            req.body().size = size;
+                            req.body().more = !body_buffered;  // held whole: one part, the end
+                            beast::get_lowest_layer(up).expires_after(limits.stream_idle_timeout);
+                            auto [wec, wn] = co_await http::async_write(up, req_sr, use_nothrow);
+                            if (wec && wec != http::error::need_buffer) co_return RelayResult::write_failed;
+                        }
+                        if (body_buffered) {
+                            if (!req_sr.is_done()) {  // the end (an empty body never got a write)
+                                req.body().data = nullptr;
+                                req.body().size = 0;
+                                req.body().more = false;
+                                auto [wec, wn] = co_await http::async_write(up, req_sr, use_nothrow);
+                                if (wec && wec != http::error::need_buffer) co_return RelayResult::write_failed;
+                            }
+                            co_return RelayResult::ok;
+                        }
+                        uint64_t streamed = 0;
+                        RelayResult r = co_await relay(info.relay_buffer, down, dbuf, req_p, up, req_sr,
+                                                       limits.stream_idle_timeout, streamed);
+                        rec.request_body_bytes += streamed;
+                        co_return r;
+                    }
                     co_return co_await relay(info.relay_buffer, down, dbuf, req_p, up, req_sr,
                                              limits.stream_idle_timeout, rec.request_body_bytes);
                 }
@@ -774,7 +1005,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         }
         if (sent == RelayResult::write_failed) {
             ctx.stats.inc(Counter::upstream_rq_reset);
-            if (reused && attempt == 0 && !request_has_body) {
+            if (reused && attempt == 0 && replayable) {
                 conn.reset();
                 continue;
             }
@@ -813,7 +1044,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         auto& res_p = *res_opt;
         if (hec) {
             ctx.stats.inc(Counter::upstream_rq_reset);
-            if (reused && attempt == 0 && !request_has_body &&
+            if (reused && attempt == 0 && replayable &&
                 (hec == http::error::end_of_stream || hec == asio::error::eof ||
                  hec == asio::error::connection_reset)) {
                 conn.reset();
@@ -836,9 +1067,9 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         const bool upstream_keep_alive = res.keep_alive();
         const unsigned status = res.result_int();
         report_outcome(status);
-        if (retry && retries_left && retry_covers(*retry, AttemptFailure::status, status)) {
+        if (admit_retry(AttemptFailure::status, status)) {
             conn.reset();  // its body is not wanted: closing is simpler than draining it
-            if (co_await prepare_retry(AttemptFailure::status, status)) continue;
+            if (co_await retry_after_backoff()) continue;
             // The deadline passed during the backoff: the last answer is gone, so time out.
             co_await send_error(down, ProxyError::upstream_timeout, down_version, ctx.stats, rec);
             co_return false;

@@ -33,6 +33,7 @@ struct WorkerContext {
     RoundRobin rr;           // registry routing (--registry)
     WorkerBalancer balancer;  // route-table routing (--config)
     uint64_t next_connection_id = 1;
+    uint32_t mirrors_in_flight = 0;  // fire-and-forget mirrored requests (kMaxMirrorsInFlight)
 };
 
 boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket,

@@ -23,6 +23,8 @@ const char* counter_name(Counter c) {
         "rq_flag_URX",                 "upstream_rq_retry",
         "rq_flag_UO",                  "upstream_rq_retry_overflow",
         "outlier_detection.ejections_enforced_total", "outlier_detection.ejections_overflow",
+        "retry_or_shadow_abandoned",   "upstream_rq_mirror",
+        "upstream_rq_mirror_failed",   "upstream_rq_mirror_overflow",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

@@ -46,6 +46,10 @@ enum class Counter : size_t {
     upstream_rq_retry_overflow,
     outlier_detection_ejections_enforced,
     outlier_detection_ejections_overflow,
+    retry_or_shadow_abandoned,
+    upstream_rq_mirror,
+    upstream_rq_mirror_failed,
+    upstream_rq_mirror_overflow,
     kCount
 };
 

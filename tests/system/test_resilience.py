@@ -153,8 +153,7 @@ def client(t):
         try:
             headers = {"Host": a["host_header"]}
             if body is not None and a.get("chunked"):
-                headers["Transfer-Encoding"] = "chunked"
-                conn.request("POST", a["path"] + "&i=%d-%d" % (t, i), body=iter([body[:7000], body[7000:]]), headers=headers)
+                conn.request("POST", a["path"] + "&i=%d-%d" % (t, i), body=iter([body[:7000], body[7000:]]), headers=headers, encode_chunked=True)
             elif body is not None:
                 conn.request("POST", a["path"] + "&i=%d-%d" % (t, i), body=body, headers=headers)
             else:
@@ -309,10 +308,98 @@ def test_c_least_request_prefers_the_fast_endpoint(m):
           "taking 300 ms; LEAST_REQUEST should send most to the fast one", [json.dumps(res)])
 
 
+def test_d_retry_budget_stops_a_retry_storm(m):
+    m.involved = ["client"]
+    n = 60
+    before_total, before_overflow = stat(m, "upstream_rq_total"), stat(m, "upstream_rq_retry_overflow")
+    before_retry = stat(m, "upstream_rq_retry")
+    res = load(m, "/storm?fail_pod=all", n=1, threads=n)
+    check(res["codes"] == {"503": n}, f"every request should end 503: {json.dumps(res)}")
+    sent = stat(m, "upstream_rq_total") - before_total
+    retried = stat(m, "upstream_rq_retry") - before_retry
+    overflow = stat(m, "upstream_rq_retry_overflow") - before_overflow
+    print(f"    retry storm: {n} requests x (1 + 10 attempts) would be {n * 11}; upstream saw {sent}, "
+          f"{retried} retries, {overflow} refused by the budget", flush=True)
+    check(sent <= n * 11 * 0.4, f"upstream saw {sent} requests for {n} failing requests with attempts 10: "
+          f"the retry budget should keep it far below {n * 11}")
+    check(overflow > 0, "no retry was refused (upstream_rq_retry_overflow)")
+
+
+def test_e_post_body_retried_whole(m):
+    m.involved = ["client"]
+    body = bytes((i * 7) % 251 for i in range(20000))
+    before = stat(m, "upstream_rq_retry")
+    res = load(m, "/body?fail_pod=reviews-v1", n=12, body=body)
+    check(res["codes"] == {"200": 12} and res["seen"] == {"reviews-v2": 12} and res["bodies_ok"] == 12,
+          f"a 20000-byte POST was not retried on reviews-v2 with its whole body: {json.dumps(res)}")
+    check(stat(m, "upstream_rq_retry") - before >= 1, "no request was retried (all hit v2 first?)")
+    res = load(m, "/body?fail_pod=reviews-v1", n=12, body=body, chunked=True)
+    check(res["codes"] == {"200": 12} and res["bodies_ok"] == 12,
+          f"a chunked 20000-byte POST was not retried whole: {json.dumps(res)}")
+
+
+def test_f_body_over_the_bound_is_streamed_not_retried(m):
+    m.involved = ["client"]
+    body = bytes((i * 13) % 251 for i in range(100 * 1024))
+    before = stat(m, "retry_or_shadow_abandoned")
+    res = load(m, "/body?fail_pod=reviews-v1", n=16, body=body)
+    ok, failed = res["codes"].get("200", 0), res["codes"].get("503", 0)
+    check(ok + failed == 16 and failed >= 1 and res["bodies_ok"] == ok,
+          f"a 100 KiB POST should reach the app whole and not be retried (503 from v1 stays): {json.dumps(res)}")
+    check(stat(m, "retry_or_shadow_abandoned") - before == 16, "the bodies over the bound are not counted")
+    res = load(m, "/body?fail_pod=reviews-v1", n=8, body=body, chunked=True)
+    ok = res["codes"].get("200", 0)
+    check(res["bodies_ok"] == ok and ok + res["codes"].get("503", 0) == 8,
+          f"a chunked 100 KiB POST was damaged: {json.dumps(res)}")
+
+
+def test_g_mirror_gets_its_percentage_with_shadow_host(m):
+    m.involved = ["client"]
+    open(m.record, "w").close()
+    res = load(m, "/mirror-half?x=1", n=400)
+    check(res["codes"] == {"200": 400} and res["seen"] == {"reviews-v1": 400},
+          f"the real requests did not all go to reviews-v1: {json.dumps(res)}")
+    time.sleep(1)
+    got = recorded(m)
+    hosts = {r["host"] for r in got}
+    share = 100.0 * len(got) / 400
+    check(abs(share - 50) <= 8, f"the mirror saw {len(got)} of 400 requests ({share:.1f}%); mirrorPercentage is 50")
+    check(hosts == {"reviews-shadow:8080"}, f"mirrored requests came with Host {hosts}; Istio says reviews-shadow:8080")
+    # A body is mirrored whole.
+    open(m.record, "w").close()
+    body = b"mirror me " * 500
+    res = load(m, "/mirror-all?x=2", n=5, body=body)
+    time.sleep(0.5)
+    got = recorded(m)
+    check(res["codes"] == {"200": 5} and len(got) == 5 and all(r["body_length"] == len(body) and r["method"] == "POST" for r in got),
+          f"POST bodies were not mirrored whole: {json.dumps(res)} {got[:2]}")
+
+
+def test_h_slow_or_dead_mirror_never_slows_the_real_request(m):
+    m.involved = ["client"]
+    before = stat(m, "upstream_rq_mirror")
+    res = load(m, "/mirror-all?slow_pod=shadow&ms=2000", n=10)
+    check(res["codes"] == {"200": 10} and res["max_ms"] < 500,
+          f"with the mirror taking 2 s the real requests took up to {res['max_ms']:.0f} ms: {json.dumps(res)}")
+    check(stat(m, "upstream_rq_mirror") - before == 10, "the mirrored requests are not counted")
+    before_failed = stat(m, "upstream_rq_mirror_failed")
+    res = load(m, "/mirror-dead?x=3", n=20)
+    check(res["codes"] == {"200": 20} and res["max_ms"] < 500,
+          f"with the mirror target down the real requests suffered: {json.dumps(res)}")
+    time.sleep(0.5)
+    check(stat(m, "upstream_rq_mirror_failed") - before_failed == 20,
+          "the mirror's connect failures are not counted in upstream_rq_mirror_failed")
+
+
 TESTS = [
     ("a_outlier_detection_ejects_and_returns", test_a_outlier_detection_ejects_and_returns),
     ("b_outlier_detection_respects_max_ejection_percent", test_b_outlier_detection_respects_max_ejection_percent),
     ("c_least_request_prefers_the_fast_endpoint", test_c_least_request_prefers_the_fast_endpoint),
+    ("d_retry_budget_stops_a_retry_storm", test_d_retry_budget_stops_a_retry_storm),
+    ("e_post_body_retried_whole", test_e_post_body_retried_whole),
+    ("f_body_over_the_bound_is_streamed_not_retried", test_f_body_over_the_bound_is_streamed_not_retried),
+    ("g_mirror_gets_its_percentage_with_shadow_host", test_g_mirror_gets_its_percentage_with_shadow_host),
+    ("h_slow_or_dead_mirror_never_slows_the_real_request", test_h_slow_or_dead_mirror_never_slows_the_real_request),
 ]
 
 
