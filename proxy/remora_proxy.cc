@@ -690,7 +690,10 @@ int run(const std::vector<std::string>& argv) {
             [&proxy, mode_flag](snapshot::Snapshot snap, const std::string&) -> std::string {
                 std::shared_ptr<const RouteTable> routes;
                 try {
-                    routes = std::make_shared<const RouteTable>(std::move(snap));
+                    // The new table keeps the proxy's upstream state (ejections, breaker counts).
+                    auto current = proxy.config.current();
+                    routes = std::make_shared<const RouteTable>(
+                        std::move(snap), current && current->routes ? current->routes->states() : nullptr);
                 } catch (const std::exception& e) {
                     return e.what();
                 }

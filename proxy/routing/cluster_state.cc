@@ -95,13 +95,13 @@ uint64_t ClusterStates::ejections_active() const {
 ClusterHealth::ClusterHealth(const snapshot::Cluster& cluster, std::shared_ptr<ClusterState> state,
                              std::shared_ptr<ClusterStates> owner)
     : policy_(cluster.outlier_detection), state_(std::move(state)), owner_(std::move(owner)) {
-    std::vector<std::string> keys;
     for (const snapshot::Endpoint& e : cluster.endpoints) {
-        keys.push_back(e.address + ":" + std::to_string(e.port));
-        endpoints_.push_back(state_->endpoint(keys.back()));
+        keys_.push_back(e.address + ":" + std::to_string(e.port));
+        endpoints_.push_back(state_->endpoint(keys_.back()));
     }
-    state_->retain(keys);
 }
+
+void ClusterHealth::retain_endpoints() const { state_->retain(keys_); }
 
 void ClusterHealth::sweep() const {
     if (!policy_) return;

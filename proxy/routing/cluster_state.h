@@ -119,6 +119,9 @@ public:
     Verdict report(size_t i, unsigned status) const;
     // Returns endpoints whose ejection ended, if a sweep is due.
     void sweep() const;
+    // Forgets the state of this cluster's endpoints that this table no longer has (called once
+    // the table is known to be good, so a refused configuration changes nothing).
+    void retain_endpoints() const;
 
 private:
     Verdict eject(EndpointHealth& h, int64_t now_ns) const;
@@ -126,6 +129,7 @@ private:
     std::shared_ptr<ClusterState> state_;
     std::shared_ptr<ClusterStates> owner_;
     std::vector<std::shared_ptr<EndpointHealth>> endpoints_;
+    std::vector<std::string> keys_;  // address:port, in endpoint order
 };
 
 }  // namespace remora::proxy

@@ -79,7 +79,6 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
             rings_.emplace(&c, HashRing(c.endpoints));
         }
     }
-    states_->retain(names);  // clusters gone from the configuration are forgotten
     for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
         for (const std::string& d : vh.domains) {
             by_domain_.emplace(lower(d), &vh);
@@ -118,6 +117,9 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
             compiled.push_back(std::move(cr));
         }
     }
+    // Only now that the table is good: state of clusters and endpoints gone from it is forgotten.
+    states_->retain(names);
+    for (const auto& [c, h] : health_) h->retain_endpoints();
 }
 
 RouteTable::~RouteTable() = default;
