@@ -113,7 +113,8 @@ HttpResponse api_handler(CertificateAuthority& ca, server::ConfigApi& config_api
     return json_response(static_cast<unsigned>(r.status), std::move(r.body), req.version());
 }
 
-HttpResponse monitoring_handler(CertificateAuthority& ca, const HttpRequest& req) {
+HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribution& distribution,
+                                const HttpRequest& req) {
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
         return json_response(405, R"({"error":"method not allowed: use GET"})", req.version());
     }
@@ -122,7 +123,8 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const HttpRequest& req
     }
     if (req.target() == "/metrics") {
         HttpResponse res =
-            json_response(200, ca.metrics().prometheus(ca.signer().root()), req.version());
+            json_response(200, ca.metrics().prometheus(ca.signer().root()) + distribution.prometheus(),
+                          req.version());
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         return res;
     }
@@ -205,7 +207,9 @@ int run(const std::vector<std::string>& argv) {
         &slot);
     auto mon = bind(
         "monitoring", monitoring,
-        [&ca](const HttpRequest& r, const PeerInfo&) { return monitoring_handler(*ca, r); },
+        [&ca, &distribution](const HttpRequest& r, const PeerInfo&) {
+            return monitoring_handler(*ca, *distribution, r);
+        },
         nullptr);
 
     CaState state = load_or_create_ca(state_dir, config.trust_domain, operator_ca,

@@ -123,6 +123,7 @@ void Distribution::watch_store(uint64_t after) {
 
 void Distribution::sweep() {
     std::vector<std::string> gone = registry_.expire();
+    expired_ += gone.size();
     for (const std::string& id : gone) log_("proxy " + id + " gone: registration removed");
     std::vector<std::shared_ptr<Poll>> expired;
     auto now = std::chrono::steady_clock::now();
@@ -182,6 +183,7 @@ void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) 
     if (poll->responder->respond(json_response(200, std::move(body), poll->http_version))) {
         registry_.sent(poll->id, c.version, c.config_version, c.json);
         registry_.poll_ended(poll->id);
+        pushes_ += 1;
     }
 }
 
@@ -291,7 +293,12 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
     if (const json::value* a = o.if_contains("applied"); a && a->is_object()) {
         std::string version = string_field(a->get_object(), "version");
         std::string error = string_field(a->get_object(), "error");
-        if (!error.empty()) log_("proxy " + poll->id + " refused snapshot " + version + ": " + error);
+        auto record = registry_.find(poll->id);
+        // Proxies repeat their report on every poll: a refusal is news only once.
+        if (!error.empty() && (!record || record->nacked_version != version)) {
+            log_("proxy " + poll->id + " refused snapshot " + version + ": " + error);
+            rejects_ += 1;
+        }
         registry_.report(poll->id, version, error);
     }
 
@@ -320,6 +327,35 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
     }
     // Others' endpoints follow the registry.
     if (changed) asio::post(io_, [this] { wake_all(); });
+}
+
+std::string Distribution::prometheus() const {
+    std::map<std::string, uint64_t> by_status = {{"SYNCED", 0}, {"STALE", 0}, {"NACK", 0}, {"NOT SENT", 0}};
+    uint64_t connected = 0;
+    for (const auto& r : registry_.list()) {
+        by_status[registry::sync_status_name(r.status())] += 1;
+        if (r.polls > 0) connected += 1;
+    }
+    std::string out;
+    auto head = [&](const char* name, const char* type, const char* help) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    head("pilot_xds", "gauge", "Proxies with a subscription open.");
+    out += "pilot_xds " + std::to_string(connected) + "\n";
+    head("pilot_xds_pushes", "counter", "Snapshots sent to proxies.");
+    out += "pilot_xds_pushes{type=\"snapshot\"} " + std::to_string(pushes_.load()) + "\n";
+    head("pilot_total_xds_rejects", "counter", "Snapshots proxies refused (NACK).");
+    out += "pilot_total_xds_rejects{type=\"snapshot\"} " + std::to_string(rejects_.load()) + "\n";
+    head("remora_control_proxies", "gauge", "Registered proxies by configuration status.");
+    for (const auto& [status, n] : by_status) {
+        out += "remora_control_proxies{status=\"" + status + "\"} " + std::to_string(n) + "\n";
+    }
+    head("remora_control_registrations_expired_total", "counter",
+         "Registrations removed because their proxy went away.");
+    out += "remora_control_registrations_expired_total " + std::to_string(expired_.load()) + "\n";
+    head("remora_control_config_version", "gauge", "The config store's version.");
+    out += "remora_control_config_version " + std::to_string(store_.version()) + "\n";
+    return out;
 }
 
 HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo& peer) {

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,10 @@ class Distribution {
     // The admin's reads.
     common::HttpResponse handle(const common::HttpRequest& req, const common::PeerInfo& peer);
 
+    // Prometheus text for the monitoring port: Istio's pilot_xds (connected proxies),
+    // pilot_xds_pushes and pilot_total_xds_rejects, and remora's per-status proxy counts.
+    std::string prometheus() const;
+
     // Starts watching the store and sweeping the registry (every second).
     void start();
     void stop();
@@ -74,6 +79,7 @@ class Distribution {
     uint64_t next_poll_ = 1;
     uint64_t store_waiter_ = 0;
     bool stopped_ = false;
+    std::atomic<uint64_t> pushes_{0}, rejects_{0}, expired_{0};
     // The effective config (store + registered workloads) for one (store, registry) version.
     struct Effective {
         uint64_t store_version = 0, generation = 0;

@@ -18,6 +18,7 @@ Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -242,6 +243,13 @@ def test_a_proxies_subscribe_register_and_sync(m):
             return [l for l in f if l.startswith("{") and "/mesh-config-probe" in l]
     lines = wait_for("a JSON access-log line for the probe in the client proxy's log", logged, 5)
     check(json.loads(lines[0]).get("response_code") == 200, "the access-log line", lines[:1])
+    # The control plane's monitoring port: Istio's pilot_xds gauges and push counters.
+    metrics = m.c.run("node", ["curl", "-sS", "--max-time", "5", f"http://{MONITORING}/metrics"]).stdout
+    check(re.search(r"(?m)^pilot_xds 4$", metrics) and
+          re.search(r'(?m)^remora_control_proxies\{status="SYNCED"\} 4$', metrics) and
+          int(re.search(r'(?m)^pilot_xds_pushes\{type="snapshot"\} (\d+)$', metrics).group(1)) >= 4,
+          "the monitoring port does not count the four subscribed proxies and their pushes",
+          [l for l in metrics.splitlines() if "pilot" in l or "remora_control" in l])
     r = ctl(m, "proxy-config", "clusters", "nobody", check_rc=False)
     check(r.returncode == 1 and "no proxy named" in r.stderr, "an unknown proxy name", [describe(r)])
 
