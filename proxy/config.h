@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,10 @@
 
 namespace remora::proxy {
 
+namespace authz {
+class Engine;
+}
+
 enum class ListenerKind {
     outbound_capture,   // 15001: iptables-redirected app traffic, SO_ORIGINAL_DST decides
     inbound_capture,    // 15006: redirected traffic to this pod
@@ -24,7 +29,9 @@ enum class ListenerKind {
     inbound_explicit,   // --listen-inbound: mTLS in, to --app
 };
 
-enum class MtlsMode { strict, permissive };
+// PeerAuthentication on the inbound side: STRICT takes only mTLS, PERMISSIVE both, DISABLE only
+// plaintext (TLS is not terminated, as Envoy's listener without a TLS transport socket).
+enum class MtlsMode { strict, permissive, disable };
 
 struct Limits {
     uint32_t max_request_header_bytes = 60 * 1024;   // Envoy's default max_request_headers_kb
@@ -39,6 +46,10 @@ struct ProxyConfig {
     std::string ns = "default";  // this workload's namespace: short host names resolve here
     std::string trust_domain = "cluster.local";
     MtlsMode inbound_mode = MtlsMode::strict;
+    // portLevelMtls: the mode for connections whose original destination is this port.
+    std::map<uint32_t, MtlsMode> inbound_port_modes;
+    // AuthorizationPolicy for inbound requests, compiled once; null when none applies.
+    std::shared_ptr<const authz::Engine> authz;
     std::shared_ptr<const Registry> registry;  // null in explicit mode
     // Istio routing (VirtualService, DestinationRule): when set, outbound requests follow it and
     // `registry` is not consulted.
@@ -47,6 +58,11 @@ struct ProxyConfig {
     std::optional<UpstreamTarget> upstream;
     std::optional<boost::asio::ip::tcp::endpoint> app;
     Limits limits;
+
+    MtlsMode inbound_mode_for(uint32_t port) const {
+        auto it = inbound_port_modes.find(port);
+        return it == inbound_port_modes.end() ? inbound_mode : it->second;
+    }
 };
 
 class ConfigStore {

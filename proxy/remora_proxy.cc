@@ -13,6 +13,7 @@
 #include "common/args.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "proxy/authz/authz.h"
 #include "proxy/identity/identity_agent.h"
 #include "proxy/meshconfig/mesh_config.h"
 #include "control/translate/translate.h"
@@ -48,13 +49,15 @@ Traffic:
   --pod-name NAME          this pod's name, as proxy-status shows it (default <workload>-<pod ip>)
   --registry FILE          Istio ServiceEntry/WorkloadEntry YAML: the mesh's services
   --config PATH            Istio YAML (file or directory): Services, ServiceEntries, WorkloadEntries,
-                           VirtualServices, DestinationRules, PeerAuthentications; outbound
+                           VirtualServices, DestinationRules, PeerAuthentications,
+                           AuthorizationPolicies; outbound
                            requests follow its routes (for this --namespace, --service-account,
                            --labels); an invalid file stops the proxy with file:line:col
   --outbound ADDR:PORT     captured outbound listener (default 0.0.0.0:15001; "off" disables)
   --inbound ADDR:PORT      captured inbound listener (default 0.0.0.0:15006; "off" disables)
-  --mtls-mode MODE         inbound STRICT (default) or PERMISSIVE; with --config, PeerAuthentication
-                           decides unless this is given
+  --mtls-mode MODE         inbound STRICT (default), PERMISSIVE or DISABLE; with --config,
+                           PeerAuthentication decides (per port with portLevelMtls) unless this
+                           is given; --config's AuthorizationPolicies are enforced on inbound
   --listen-outbound ADDR:PORT --upstream HOST:PORT [--upstream-identity SPIFFE-ID]
                            explicit outbound listener: plaintext HTTP in, mTLS to --upstream
   --listen-inbound ADDR:PORT --app HOST:PORT
@@ -82,6 +85,17 @@ Telemetry:
   --zipkin-address H:P     export spans as Zipkin v2 JSON to http://H:P/api/v2/spans
   --trace-sampling PCT     percent of new traces sampled (default 1; a caller's decision wins)
 )";
+
+std::optional<MtlsMode> mtls_mode_of(const std::string& text) {
+    if (text == "STRICT") return MtlsMode::strict;
+    if (text == "PERMISSIVE") return MtlsMode::permissive;
+    if (text == "DISABLE") return MtlsMode::disable;
+    return std::nullopt;
+}
+
+const char* mtls_mode_name(MtlsMode m) {
+    return m == MtlsMode::strict ? "STRICT" : m == MtlsMode::permissive ? "PERMISSIVE" : "DISABLE";
+}
 
 tcp::endpoint resolve_host_port(const std::string& flag, const std::string& text) {
     size_t colon = text.rfind(':');
@@ -237,7 +251,10 @@ struct Proxy {
         auto cfg = config.current();
         o["namespace"] = cfg->ns;
         o["trust_domain"] = cfg->trust_domain;
-        o["inbound_mtls_mode"] = cfg->inbound_mode == MtlsMode::strict ? "STRICT" : "PERMISSIVE";
+        o["inbound_mtls_mode"] = mtls_mode_name(cfg->inbound_mode);
+        json::object port_modes;
+        for (const auto& [port, m] : cfg->inbound_port_modes) port_modes[std::to_string(port)] = mtls_mode_name(m);
+        o["inbound_port_mtls_modes"] = std::move(port_modes);
         o["concurrency"] = workers.size();
         json::array ls;
         for (const ListenerSpec& l : listeners) {
@@ -317,6 +334,11 @@ struct Proxy {
             o["virtual_hosts"] = std::move(vhs);
             o["clusters"] = std::move(clusters);
             o["inbound_mtls_policy"] = snap.inbound.mtls_mode;
+            json::array authz;
+            for (const auto& p : snap.inbound.authz) {
+                authz.push_back(json::object{{"name", p.name}, {"action", p.action}, {"rules", p.rules.size()}});
+            }
+            o["authorization_policies"] = std::move(authz);
         }
         const Limits& l = cfg->limits;
         o["limits"] = json::object{{"max_request_header_bytes", l.max_request_header_bytes},
@@ -390,11 +412,18 @@ struct Proxy {
     }
 };
 
-// The snapshot's inbound mTLS policy picks the inbound mode unless --mtls-mode said otherwise.
-// DISABLE is served as PERMISSIVE for now: plaintext is accepted, mTLS from a sidecar too.
+// The snapshot's inbound policy: PeerAuthentication picks the inbound mode, per port with
+// portLevelMtls, unless --mtls-mode said otherwise; AuthorizationPolicy is compiled here, once per
+// snapshot. Throws std::invalid_argument when a policy cannot be compiled.
 void apply_inbound_policy(ProxyConfig& cfg, const snapshot::Snapshot& snap, bool mode_flag_given) {
+    const snapshot::InboundPolicy& in = snap.inbound;
+    cfg.authz = in.authz.empty() ? nullptr : std::make_shared<const authz::Engine>(in.authz);
     if (mode_flag_given) return;
-    cfg.inbound_mode = snap.inbound.mtls_mode == "STRICT" ? MtlsMode::strict : MtlsMode::permissive;
+    cfg.inbound_mode = mtls_mode_of(in.mtls_mode).value_or(MtlsMode::permissive);
+    cfg.inbound_port_modes.clear();
+    for (const auto& [port, m] : in.port_mtls) {
+        if (auto pm = mtls_mode_of(m)) cfg.inbound_port_modes[port] = *pm;
+    }
 }
 
 // --config: Istio YAML translated for this workload, as remora-control would, into a route table.
@@ -540,9 +569,9 @@ int run(const std::vector<std::string>& argv) {
     cfg->ns = args.get_or("namespace", "default");
     std::string mode = args.get_or("mtls-mode", "STRICT");
     for (char& c : mode) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (mode == "STRICT") cfg->inbound_mode = MtlsMode::strict;
-    else if (mode == "PERMISSIVE") cfg->inbound_mode = MtlsMode::permissive;
-    else throw UsageError("--mtls-mode \"" + mode + "\": STRICT or PERMISSIVE");
+    auto parsed_mode = mtls_mode_of(mode);
+    if (!parsed_mode) throw UsageError("--mtls-mode \"" + mode + "\": STRICT, PERMISSIVE or DISABLE");
+    cfg->inbound_mode = *parsed_mode;
 
     IdentityOptions id;
     id.trust_bundle_file = args.require("trust-bundle");
@@ -603,7 +632,11 @@ int run(const std::vector<std::string>& argv) {
 
     if (auto path = args.get("config")) {
         cfg->routes = load_routes(*path, args, *cfg, mesh);
-        apply_inbound_policy(*cfg, cfg->routes->snapshot(), args.has("mtls-mode"));
+        try {
+            apply_inbound_policy(*cfg, cfg->routes->snapshot(), args.has("mtls-mode"));
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error("--config " + *path + ": " + e.what());
+        }
     }
     Proxy proxy;
     auto log = [](const std::string& m) { common::log_line("remora-proxy", m); };
@@ -688,18 +721,16 @@ int run(const std::vector<std::string>& argv) {
         proxy.subscriber = std::make_unique<ConfigSubscriber>(
             so, proxy.tls,
             [&proxy, mode_flag](snapshot::Snapshot snap, const std::string&) -> std::string {
-                std::shared_ptr<const RouteTable> routes;
+                auto current = proxy.config.current();
+                auto next = std::make_shared<ProxyConfig>(*current);
                 try {
                     // The new table keeps the proxy's upstream state (ejections, breaker counts).
-                    auto current = proxy.config.current();
-                    routes = std::make_shared<const RouteTable>(
-                        std::move(snap), current && current->routes ? current->routes->states() : nullptr);
+                    next->routes = std::make_shared<const RouteTable>(
+                        std::move(snap), current->routes ? current->routes->states() : nullptr);
+                    apply_inbound_policy(*next, next->routes->snapshot(), mode_flag);
                 } catch (const std::exception& e) {
-                    return e.what();
+                    return e.what();  // NACK: the last good configuration stays
                 }
-                auto next = std::make_shared<ProxyConfig>(*proxy.config.current());
-                next->routes = routes;
-                apply_inbound_policy(*next, routes->snapshot(), mode_flag);
                 proxy.config.publish(std::move(next));
                 proxy.snapshot_applied = true;
                 return "";

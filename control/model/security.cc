@@ -205,8 +205,8 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
     }
     auto action = spec.get("action");
     spec.enumeration("action", ap.action, {"ALLOW", "DENY", "AUDIT", "CUSTOM"});
-    if (action && (ap.action == "AUDIT" || ap.action == "CUSTOM")) {
-        r.unsupported(action->mark(), action->path, "action " + ap.action);
+    if (action && ap.action == "CUSTOM") {
+        r.unsupported(action->mark(), action->path, "action CUSTOM: the policy is ignored");
     }
     auto provider = spec.get("provider");
     spec.object("provider", [&](Obj& p) { p.str("name", ap.provider); });

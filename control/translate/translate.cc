@@ -264,6 +264,80 @@ snap::RetryPolicy retry_policy(const std::optional<model::HTTPRetry>& r) {
     return out;
 }
 
+// AuthorizationPolicy for one workload: the root namespace's policies (mesh-wide) and its own
+// namespace's, each when it has no selector or its selector picks the workload's labels, as
+// istiod decides them. CUSTOM needs an external authorizer remora does not have: left out.
+std::vector<snap::AuthzPolicy> authorization_policies(const model::Config& config, const WorkloadRef& w,
+                                                      const Options& o, std::vector<std::string>& notes) {
+    std::vector<snap::AuthzPolicy> out;
+    for (const model::AuthorizationPolicy& ap : config.authorization_policies) {
+        if (!ap.meta.valid || (ap.meta.ns != o.root_namespace && ap.meta.ns != w.ns)) continue;
+        if (ap.selector && !ap.selector->empty() && !selects(*ap.selector, w.labels)) continue;
+        const std::string who = "AuthorizationPolicy " + ap.meta.ns + "/" + ap.meta.name + ": ";
+        if (ap.action == "CUSTOM") {
+            notes.push_back(who + "action CUSTOM is not supported by remora; the policy is ignored");
+            continue;
+        }
+        if (auto dry = ap.meta.annotations.find("istio.io/dry-run");
+            dry != ap.meta.annotations.end() && dry->second == "true") {
+            notes.push_back(who + "istio.io/dry-run: not enforced (remora keeps no shadow results)");
+            continue;
+        }
+        snap::AuthzPolicy p;
+        p.name = ap.meta.name + "." + ap.meta.ns;
+        p.action = ap.action;
+        bool jwt = false, unknown = false;
+        // serviceAccounts are principals in this trust domain; "<sa>" is in the policy's namespace.
+        auto principal_of = [&](const std::string& sa) {
+            size_t slash = sa.find('/');
+            std::string ns = slash == std::string::npos ? ap.meta.ns : sa.substr(0, slash);
+            std::string name = slash == std::string::npos ? sa : sa.substr(slash + 1);
+            return o.trust_domain + "/ns/" + ns + "/sa/" + name;
+        };
+        auto ports = [](const std::vector<std::string>& in) {
+            std::vector<uint32_t> v;
+            for (const auto& s : in) v.push_back(static_cast<uint32_t>(std::stoul(s)));  // validated
+            return v;
+        };
+        for (const model::Rule& r : ap.rules.value_or(std::vector<model::Rule>{})) {
+            snap::AuthzRule rule;
+            for (const model::Source& s : r.from) {
+                snap::AuthzSource src{s.principals, s.not_principals, s.request_principals, s.not_request_principals,
+                                      s.namespaces, s.not_namespaces, s.trust_domains, s.not_trust_domains,
+                                      s.ip_blocks, s.not_ip_blocks, s.remote_ip_blocks, s.not_remote_ip_blocks};
+                for (const auto& sa : s.service_accounts) src.principals.push_back(principal_of(sa));
+                for (const auto& sa : s.not_service_accounts) src.not_principals.push_back(principal_of(sa));
+                jwt = jwt || !s.request_principals.empty() || !s.not_request_principals.empty();
+                rule.from.push_back(std::move(src));
+            }
+            for (const model::Operation& op : r.to) {
+                rule.to.push_back({op.hosts, op.not_hosts, ports(op.ports), ports(op.not_ports), op.methods,
+                                   op.not_methods, op.paths, op.not_paths});
+            }
+            for (const model::Condition& c : r.when) {
+                jwt = jwt || c.key.starts_with("request.auth.");
+                unknown = unknown || c.key == "connection.sni" || c.key.starts_with("experimental.");
+                rule.when.push_back({c.key, c.values, c.not_values});
+            }
+            p.rules.push_back(std::move(rule));
+        }
+        if (jwt) {
+            notes.push_back(who + "requestPrincipals and request.auth.* need RequestAuthentication (JWT), "
+                                  "which remora does not support: no request has them");
+        }
+        if (unknown) {
+            notes.push_back(who + "connection.sni and experimental.* conditions are unknown to remora: they "
+                                  "match in DENY policies and never in ALLOW or AUDIT ones");
+        }
+        out.push_back(std::move(p));
+    }
+    auto action_rank = [](const std::string& a) { return a == "DENY" ? 0 : a == "ALLOW" ? 1 : 2; };
+    std::stable_sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
+        return std::make_pair(action_rank(a.action), a.name) < std::make_pair(action_rank(b.action), b.name);
+    });
+    return out;
+}
+
 }  // namespace
 
 std::string resolve_host(const std::string& host, const std::string& ns, const Options& o) {
@@ -467,6 +541,7 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
             if (mode != "UNSET") out.inbound.port_mtls[port] = mode;
         }
     }
+    out.inbound.authz = authorization_policies(config, w, o, out.notes);
     return out;
 }
 

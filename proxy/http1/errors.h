@@ -16,6 +16,7 @@ enum class ProxyError {
     header_timeout,           // 408
     upstream_timeout,         // 504 UT: no response header within the route's timeout
     overflow,                 // 503 UO: a circuit breaker (DestinationRule connectionPool) is open
+    rbac_denied,              // 403 RBAC: an AuthorizationPolicy denied the inbound request
 };
 
 struct ErrorReply {
@@ -38,6 +39,7 @@ constexpr ErrorReply reply_for(ProxyError e) {
         case ProxyError::upstream_timeout: return {504, "UT", "upstream request timeout\n"};
         case ProxyError::overflow:
             return {503, "UO", "upstream connect error or disconnect/reset before headers. reset reason: overflow\n"};
+        case ProxyError::rbac_denied: return {403, "RBAC", "RBAC: access denied"};  // Envoy's exact body
     }
     return {500, "", "internal error\n"};
 }

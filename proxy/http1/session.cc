@@ -18,6 +18,7 @@
 #include <array>
 #include <span>
 
+#include "proxy/authz/authz.h"
 #include "proxy/http1/errors.h"
 #include "proxy/net/original_dst.h"
 #include "proxy/telemetry/workload.h"
@@ -46,6 +47,7 @@ constexpr std::chrono::seconds kMirrorTimeout{10};
 struct Downstream {
     uint64_t id;
     std::string remote, local;
+    std::optional<asio::ip::address> remote_ip;  // for AuthorizationPolicy ipBlocks
     ListenerKind kind;
     std::optional<tcp::endpoint> original_dst;
     std::optional<std::string> peer_identity;  // inbound over mTLS
@@ -80,6 +82,7 @@ void count_flag(WorkerStats& stats, std::string_view flag) {
     else if (flag == "DI") stats.inc(Counter::rq_flag_di);
     else if (flag == "URX") stats.inc(Counter::rq_flag_urx);
     else if (flag == "UO") stats.inc(Counter::rq_flag_uo);
+    else if (flag == "RBAC") stats.inc(Counter::rbac_denied);
 }
 
 // Envoy's retry conditions for HTTP/1.1: why an attempt failed, and whether `retry_on` covers it.
@@ -345,6 +348,32 @@ struct BeastRequestView final : RequestView {
         method = req.method_string();
         path = req.target();
         authority = req[http::field::host];
+    }
+    std::optional<std::string_view> header(std::string_view name) const override {
+        auto it = req.find(name);
+        if (it == req.end()) return std::nullopt;
+        return std::string_view(it->value());
+    }
+};
+
+// An inbound request as AuthorizationPolicy sees it: the connection's facts and the header.
+template <class Fields>
+struct AuthzRequestView final : authz::Request {
+    const http::request_header<Fields>& req;
+    AuthzRequestView(const http::request_header<Fields>& r, const Downstream& down) : req(r) {
+        method = req.method_string();
+        path = req.target();
+        host = req[http::field::host];
+        if (down.peer_identity) {
+            std::string_view id = *down.peer_identity;
+            if (id.starts_with("spiffe://")) id.remove_prefix(9);
+            principal = id;
+        }
+        source_ip = down.remote_ip;
+        if (down.original_dst) {
+            destination_ip = down.original_dst->address();
+            destination_port = down.original_dst->port();
+        }
     }
     std::optional<std::string_view> header(std::string_view name) const override {
         auto it = req.find(name);
@@ -691,6 +720,17 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             rec.service_host = host;
         }
         if (info.original_dst) rec.service_port = info.original_dst->port();
+        // AuthorizationPolicy: once per request, before anything reaches the app.
+        if (const authz::Engine* engine = info.config->authz.get()) {
+            const authz::Result verdict = engine->evaluate(AuthzRequestView(req, info));
+            if (!verdict.audit_policy.empty()) ctx.stats.inc(Counter::rbac_audited);
+            if (verdict.decision == authz::Decision::deny) {
+                const bool keep = down_keep_alive && req_p.is_done();  // an unread body ends the connection
+                co_await send_error(down, ProxyError::rbac_denied, down_version, ctx.stats, rec, keep);
+                co_return keep;
+            }
+            ctx.stats.inc(Counter::rbac_allowed);
+        }
     }
     const UpstreamTarget& target = *target_ptr;  // `routed` may change on a retry
     rec.upstream_cluster = target.cluster;
@@ -1216,6 +1256,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
     info.remote = ec ? "unknown" : endpoint_text(remote);
     tcp::endpoint local_ep = socket.local_endpoint(ec);
     if (!ec) info.local = endpoint_text(local_ep);
+    if (info.remote != "unknown") info.remote_ip = remote.address();
     socket.set_option(tcp::no_delay(true), ec);
     ctx.stats.inc(Counter::downstream_cx_total);
     ctx.stats.inc(Counter::downstream_cx_active);
@@ -1247,11 +1288,21 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
         co_return;
     }
 
-    // Inbound: mTLS, or plaintext when PERMISSIVE.
+    // Inbound: PeerAuthentication's mode for the port the peer dialled. STRICT takes mTLS only,
+    // PERMISSIVE mTLS or plaintext, DISABLE plaintext only: TLS is not terminated, so a peer that
+    // talks TLS to it fails as it does with Envoy (its bytes are not HTTP: 400, connection closed).
+    const MtlsMode mode = kind == ListenerKind::inbound_explicit
+                              ? MtlsMode::strict
+                              : info.config->inbound_mode_for(info.original_dst ? info.original_dst->port() : 0);
+    if (mode == MtlsMode::disable) {
+        PlainStream down(std::move(socket));
+        co_await serve_http(down, info, ctx);
+        co_return;
+    }
     int first = co_await peek_first_byte(socket, info.config->limits.request_header_timeout);
     if (first < 0) co_return;
     if (first != 0x16) {
-        if (info.config->inbound_mode == MtlsMode::strict || kind == ListenerKind::inbound_explicit) {
+        if (mode == MtlsMode::strict) {
             ctx.stats.inc(Counter::downstream_cx_refused_plaintext);
             ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
                     " refused: plaintext under STRICT mTLS");

@@ -137,9 +137,49 @@ struct VirtualHost {
     std::vector<Route> routes;         // in order; the first match wins
 };
 
+// AuthorizationPolicy, resolved for one workload. Values are Istio's as written (exact,
+// "prefix*", "*suffix", "*"; CIDRs; path templates with {*} and {**}); what Istio derives
+// (serviceAccounts as principals) is already derived. Fields within a source or operation are
+// ANDed, the values of one field ORed; an empty field is no constraint.
+struct AuthzSource {
+    std::vector<std::string> principals, not_principals;  // peer SPIFFE ID without "spiffe://"
+    std::vector<std::string> request_principals, not_request_principals;  // JWT: never present
+    std::vector<std::string> namespaces, not_namespaces;
+    std::vector<std::string> trust_domains, not_trust_domains;
+    std::vector<std::string> ip_blocks, not_ip_blocks;                // the connection's peer
+    std::vector<std::string> remote_ip_blocks, not_remote_ip_blocks;  // the same for a sidecar
+};
+
+struct AuthzOperation {
+    std::vector<std::string> hosts, not_hosts;  // the Host header, case-insensitively
+    std::vector<uint32_t> ports, not_ports;     // the connection's original destination port
+    std::vector<std::string> methods, not_methods;
+    std::vector<std::string> paths, not_paths;  // without the query string
+};
+
+struct AuthzCondition {
+    std::string key;  // request.headers[NAME], source.ip, source.namespace, destination.port, ...
+    std::vector<std::string> values, not_values;
+};
+
+struct AuthzRule {
+    std::vector<AuthzSource> from;      // ORed; empty = any source
+    std::vector<AuthzOperation> to;     // ORed; empty = any operation
+    std::vector<AuthzCondition> when;   // ANDed
+};
+
+struct AuthzPolicy {
+    std::string name;              // "name.namespace" of the AuthorizationPolicy
+    std::string action = "ALLOW";  // ALLOW, DENY or AUDIT (CUSTOM is left out by translation)
+    std::vector<AuthzRule> rules;  // none: matches nothing (an ALLOW policy then denies all)
+};
+
 struct InboundPolicy {
     std::string mtls_mode = "PERMISSIVE";  // Istio's default when no policy applies
     std::map<uint32_t, std::string> port_mtls;
+    // Every AuthorizationPolicy that applies to this workload (its namespace's and the root
+    // namespace's whose selector picks it): DENY first, then ALLOW, then AUDIT, each by name.
+    std::vector<AuthzPolicy> authz;
 };
 
 struct Snapshot {

@@ -237,6 +237,12 @@ class Fields {
             }
         }
     }
+    void read(const char* name, std::vector<uint32_t>& out) const {
+        if (const json::value* v = find(name)) {
+            const auto& a = as_array(*v, at(name));
+            for (size_t i = 0; i < a.size(); ++i) out.push_back(to_u32(a[i], at(name) + "[" + std::to_string(i) + "]"));
+        }
+    }
     // Each element of the array `name`, with its path.
     template <class Fn>
     void each(const char* name, Fn fn) const {
@@ -438,6 +444,98 @@ Route read_route(const json::value& v, const std::string& path) {
     return r;
 }
 
+json::value ports_json(const std::vector<uint32_t>& v) {
+    json::array a;
+    for (uint32_t p : v) a.emplace_back(p);
+    return a;
+}
+
+json::value authz_policy_json(const AuthzPolicy& p) {
+    json::array rules;
+    for (const AuthzRule& r : p.rules) {
+        json::array from, to, when;
+        for (const AuthzSource& s : r.from) {
+            from.push_back(json::object{
+                {"principals", strings_json(s.principals)}, {"not_principals", strings_json(s.not_principals)},
+                {"request_principals", strings_json(s.request_principals)},
+                {"not_request_principals", strings_json(s.not_request_principals)},
+                {"namespaces", strings_json(s.namespaces)}, {"not_namespaces", strings_json(s.not_namespaces)},
+                {"trust_domains", strings_json(s.trust_domains)},
+                {"not_trust_domains", strings_json(s.not_trust_domains)},
+                {"ip_blocks", strings_json(s.ip_blocks)}, {"not_ip_blocks", strings_json(s.not_ip_blocks)},
+                {"remote_ip_blocks", strings_json(s.remote_ip_blocks)},
+                {"not_remote_ip_blocks", strings_json(s.not_remote_ip_blocks)}});
+        }
+        for (const AuthzOperation& o : r.to) {
+            to.push_back(json::object{
+                {"hosts", strings_json(o.hosts)}, {"not_hosts", strings_json(o.not_hosts)},
+                {"ports", ports_json(o.ports)}, {"not_ports", ports_json(o.not_ports)},
+                {"methods", strings_json(o.methods)}, {"not_methods", strings_json(o.not_methods)},
+                {"paths", strings_json(o.paths)}, {"not_paths", strings_json(o.not_paths)}});
+        }
+        for (const AuthzCondition& c : r.when) {
+            when.push_back(json::object{{"key", c.key}, {"values", strings_json(c.values)},
+                                        {"not_values", strings_json(c.not_values)}});
+        }
+        rules.push_back(json::object{{"from", std::move(from)}, {"to", std::move(to)}, {"when", std::move(when)}});
+    }
+    return json::object{{"name", p.name}, {"action", p.action}, {"rules", std::move(rules)}};
+}
+
+AuthzPolicy read_authz_policy(const json::value& v, const std::string& path) {
+    Fields f(v, path);
+    AuthzPolicy p;
+    f.read("name", p.name);
+    f.read("action", p.action);
+    if (p.action != "ALLOW" && p.action != "DENY" && p.action != "AUDIT") {
+        fail(f.at("action"), "\"" + p.action + "\" is not ALLOW, DENY or AUDIT");
+    }
+    f.each("rules", [&](const json::value& rv, const std::string& rp) {
+        Fields rf(rv, rp);
+        AuthzRule r;
+        rf.each("from", [&](const json::value& sv, const std::string& sp) {
+            Fields sf(sv, sp);
+            AuthzSource s;
+            sf.read("principals", s.principals);
+            sf.read("not_principals", s.not_principals);
+            sf.read("request_principals", s.request_principals);
+            sf.read("not_request_principals", s.not_request_principals);
+            sf.read("namespaces", s.namespaces);
+            sf.read("not_namespaces", s.not_namespaces);
+            sf.read("trust_domains", s.trust_domains);
+            sf.read("not_trust_domains", s.not_trust_domains);
+            sf.read("ip_blocks", s.ip_blocks);
+            sf.read("not_ip_blocks", s.not_ip_blocks);
+            sf.read("remote_ip_blocks", s.remote_ip_blocks);
+            sf.read("not_remote_ip_blocks", s.not_remote_ip_blocks);
+            r.from.push_back(std::move(s));
+        });
+        rf.each("to", [&](const json::value& ov, const std::string& op) {
+            Fields of(ov, op);
+            AuthzOperation o;
+            of.read("hosts", o.hosts);
+            of.read("not_hosts", o.not_hosts);
+            of.read("ports", o.ports);
+            of.read("not_ports", o.not_ports);
+            of.read("methods", o.methods);
+            of.read("not_methods", o.not_methods);
+            of.read("paths", o.paths);
+            of.read("not_paths", o.not_paths);
+            r.to.push_back(std::move(o));
+        });
+        rf.each("when", [&](const json::value& cv, const std::string& cp) {
+            Fields cf(cv, cp);
+            AuthzCondition c;
+            cf.read("key", c.key);
+            cf.read("values", c.values);
+            cf.read("not_values", c.not_values);
+            r.when.push_back(std::move(c));
+        });
+        p.rules.push_back(std::move(r));
+    });
+    return p;
+}
+
 }  // namespace
 
 json::value to_json(const Snapshot& snap) {
@@ -456,7 +554,10 @@ json::value to_json(const Snapshot& snap) {
     o["virtual_hosts"] = std::move(vhs);
     json::object port_mtls;
     for (const auto& [port, mode] : snap.inbound.port_mtls) port_mtls[std::to_string(port)] = mode;
-    o["inbound"] = json::object{{"mtls_mode", snap.inbound.mtls_mode}, {"port_mtls", std::move(port_mtls)}};
+    json::array authz;
+    for (const auto& p : snap.inbound.authz) authz.push_back(authz_policy_json(p));
+    o["inbound"] = json::object{{"mtls_mode", snap.inbound.mtls_mode}, {"port_mtls", std::move(port_mtls)},
+                                {"authz", std::move(authz)}};
     o["notes"] = strings_json(snap.notes);
     return o;
 }
@@ -478,6 +579,9 @@ Snapshot from_json(const json::value& doc) {
     if (const json::value* iv = f.find("inbound")) {
         Fields in(*iv, f.at("inbound"));
         in.read("mtls_mode", s.inbound.mtls_mode);
+        in.each("authz", [&](const json::value& v, const std::string& p) {
+            s.inbound.authz.push_back(read_authz_policy(v, p));
+        });
         if (const json::value* pm = in.find("port_mtls")) {
             for (const auto& kv : as_object(*pm, in.at("port_mtls"))) {
                 std::string key(kv.key());

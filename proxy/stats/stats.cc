@@ -25,6 +25,8 @@ const char* counter_name(Counter c) {
         "outlier_detection.ejections_enforced_total", "outlier_detection.ejections_overflow",
         "retry_or_shadow_abandoned",   "upstream_rq_mirror",
         "upstream_rq_mirror_failed",   "upstream_rq_mirror_overflow",
+        "rbac_allowed",                "rbac_denied",
+        "rbac_audited",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

@@ -50,6 +50,9 @@ enum class Counter : size_t {
     upstream_rq_mirror,
     upstream_rq_mirror_failed,
     upstream_rq_mirror_overflow,
+    rbac_allowed,  // inbound requests AuthorizationPolicy allowed (only when a policy applies)
+    rbac_denied,   // ... and denied: 403 RBAC
+    rbac_audited,  // ... that matched an AUDIT policy
     kCount
 };
 

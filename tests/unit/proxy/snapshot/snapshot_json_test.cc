@@ -80,6 +80,35 @@ snap::Snapshot full() {
     s.virtual_hosts.push_back(vh);
     s.inbound.mtls_mode = "STRICT";
     s.inbound.port_mtls = {{8080, "DISABLE"}};
+    snap::AuthzPolicy deny{"deny-admin.default", "DENY", {}};
+    snap::AuthzRule rule;
+    snap::AuthzSource src;
+    src.principals = {"cluster.local/ns/default/sa/sleep"};
+    src.not_principals = {"a"};
+    src.request_principals = {"b"};
+    src.not_request_principals = {"c"};
+    src.namespaces = {"foo*"};
+    src.not_namespaces = {"*bar"};
+    src.trust_domains = {"cluster.local"};
+    src.not_trust_domains = {"other"};
+    src.ip_blocks = {"10.0.0.0/8"};
+    src.not_ip_blocks = {"10.1.0.0/16"};
+    src.remote_ip_blocks = {"1.2.3.4"};
+    src.not_remote_ip_blocks = {"5.6.7.8"};
+    rule.from.push_back(src);
+    snap::AuthzOperation op;
+    op.hosts = {"a.example"};
+    op.not_hosts = {"b.example"};
+    op.ports = {8080};
+    op.not_ports = {9090};
+    op.methods = {"GET"};
+    op.not_methods = {"POST"};
+    op.paths = {"/admin*"};
+    op.not_paths = {"/admin/ok"};
+    rule.to.push_back(op);
+    rule.when.push_back({"request.headers[x-token]", {"yes"}, {"no"}});
+    deny.rules.push_back(rule);
+    s.inbound.authz = {deny, snap::AuthzPolicy{"allow-nothing.default", "ALLOW", {}}};
     s.notes = {"a note"};
     return s;
 }
@@ -115,6 +144,19 @@ TEST_CASE("every field survives JSON and back") {
     CHECK(r.direct_response->first == 418u);
     CHECK(r.retries.retriable_status_codes == std::vector<uint32_t>{502, 504});
     CHECK(back.inbound.port_mtls.at(8080) == "DISABLE");
+    REQUIRE(back.inbound.authz.size() == 2);
+    CHECK(back.inbound.authz[0].action == "DENY");
+    CHECK(back.inbound.authz[0].rules.at(0).to.at(0).not_ports == std::vector<uint32_t>{9090});
+    CHECK(back.inbound.authz[0].rules.at(0).from.at(0).not_remote_ip_blocks.at(0) == "5.6.7.8");
+    CHECK(back.inbound.authz[0].rules.at(0).when.at(0).not_values.at(0) == "no");
+    CHECK(back.inbound.authz[1].rules.empty());  // ALLOW with no rules: stays "matches nothing"
+}
+
+TEST_CASE("an authorization policy's action must be one the proxy enforces") {
+    CHECK(error_of(R"({"inbound":{"authz":[{"name":"x","action":"CUSTOM"}]}})") ==
+          "snapshot.inbound.authz[0].action: \"CUSTOM\" is not ALLOW, DENY or AUDIT");
+    CHECK(error_of(R"({"inbound":{"authz":[{"rules":[{"to":[{"ports":["80"]}]}]}]}})") ==
+          "snapshot.inbound.authz[0].rules[0].to[0].ports[0]: expected an unsigned 32-bit integer");
 }
 
 TEST_CASE("missing fields take the defaults; an empty object is the empty snapshot") {
