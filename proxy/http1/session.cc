@@ -356,6 +356,27 @@ struct BeastRequestView final : RequestView {
     }
 };
 
+// The most of a refused request's body read and dropped so its caller can read the answer.
+constexpr uint64_t kMaxDiscardedBody = 1024 * 1024;
+
+// Reads the rest of a request body into `buf` and drops it; true when the whole body came within
+// kMaxDiscardedBody, each read within `wait`.
+template <class Down>
+asio::awaitable<bool> discard_body(Down& down, beast::flat_buffer& dbuf,
+                                   http::request_parser<http::buffer_body>& p, std::span<char> buf,
+                                   std::chrono::seconds wait) {
+    uint64_t total = 0;
+    while (!p.is_done() && total <= kMaxDiscardedBody) {
+        p.get().body().data = buf.data();
+        p.get().body().size = buf.size();
+        beast::get_lowest_layer(down).expires_after(wait);
+        auto [ec, n] = co_await http::async_read_some(down, dbuf, p, use_nothrow);
+        if (ec && ec != http::error::need_buffer) co_return false;
+        total += buf.size() - p.get().body().size;
+    }
+    co_return p.is_done();
+}
+
 // An inbound request as AuthorizationPolicy sees it: the connection's facts and the header.
 template <class Fields>
 struct AuthzRequestView final : authz::Request {
@@ -725,7 +746,14 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
             const authz::Result verdict = engine->evaluate(AuthzRequestView(req, info));
             if (!verdict.audit_policy.empty()) ctx.stats.inc(Counter::rbac_audited);
             if (verdict.decision == authz::Decision::deny) {
-                const bool keep = down_keep_alive && req_p.is_done();  // an unread body ends the connection
+                // A body the caller is sending is read and dropped (up to a bound) first: closing
+                // on unread bytes resets the connection, and the caller would never see its 403.
+                // A caller waiting for 100-continue is answered at once instead.
+                bool keep = down_keep_alive;
+                if (!req_p.is_done()) {
+                    keep = keep && !beast::iequals(req[http::field::expect], "100-continue") &&
+                           co_await discard_body(down, dbuf, req_p, info.relay_buffer, limits.request_header_timeout);
+                }
                 co_await send_error(down, ProxyError::rbac_denied, down_version, ctx.stats, rec, keep);
                 co_return keep;
             }
