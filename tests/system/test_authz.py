@@ -12,6 +12,9 @@ by the server's proxy (--config), through real proxies, mTLS and iptables in a l
     legacy    no sidecar: plaintext to httpbin's pod address, as the "legacy" namespace of Istio's
               mutual TLS migration task
 
+The last test runs httpbin's proxy subscribed to remora-control instead, with the policy applied
+and deleted by remoractl.
+
 Policies come from Istio's own YAML where /work/shared/istio-samples has it (the examples of
 authorization_policy.proto, peer-authn-strict-and-disable-port-mtls-in.yaml) and the outcome
 checked is the one Istio documents for them.
@@ -423,6 +426,49 @@ def test_l_authz_with_strict_and_large_bodies(m):
     m.expect([("sleep", "GET", "/info", (), 8000, 200), ("dev", "POST", "/data", (), 8000, 200)])
 
 
+def test_m_policy_applied_with_remoractl_reaches_a_subscribed_proxy(m):
+    # The same policies through the control plane: httpbin's proxy subscribes (no --config), the
+    # policy is applied and deleted with remoractl while the proxy runs.
+    old = m.proxies.get("httpbin")
+    if old and old.proc.poll() is None:
+        old.proc.terminate()
+        old.proc.wait(timeout=10)
+    log = os.path.join(m.tmp, "proxy-httpbin.log")
+    argv = [m.proxy_bin, "--control", CONTROL, "--token-file", m.token("httpbin", "foo"),
+            "--trust-bundle", m.root, "--namespace", "foo", "--service-account", "httpbin",
+            "--pod-name", "httpbin", "--pod-ip", m.ip("httpbin"), "--workload-name", "httpbin",
+            "--labels", "app=httpbin,version=v1", "--drain-duration", "1s"]
+    proc = m.c.spawn("httpbin", argv, user=(PROXY_UID, PROXY_UID), log_path=log)
+    m.proxies["httpbin"] = Proxy("httpbin", "httpbin", proc, argv, log)
+    m.wait_ready("httpbin")
+    m.involved = ["httpbin"]
+
+    def ctl(*args):
+        r = m.c.run("node", [m.ctl_bin, *args, "--control", CONTROL, "--state-dir", m.state],
+                    check=False, timeout=30)
+        check(r.returncode == 0, f"remoractl {' '.join(args)} failed", describe(r))
+
+    def settles_to(want, pod="dev", path="/get", timeout=5.0):
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            rc, status, _ = m.call(pod, path)
+            got = status if rc == 0 else f"curl exit {rc}"
+            if got == want:
+                return
+            time.sleep(0.1)
+        raise Failure(f"{pod} GET {path}: still {got} {timeout} s after remoractl, expected {want}")
+
+    m.expect([("dev", "GET", "/get", (), 8000, 200)])
+    policy = m.file("mesh-deny-dev.yaml", ROOT_DENY)
+    ctl("apply", "-f", policy)
+    settles_to(403)
+    m.expect([("dev", "GET", "/get", (), 8000, 403), ("sleep", "GET", "/get", (), 8000, 200),
+              ("legacy", "GET", "/get", (), 8000, 200)])
+    ctl("delete", "-f", policy)
+    settles_to(200)
+
+
 TESTS = [
     ("a_no_policy_allows_everyone", test_a_no_policy_allows_everyone),
     ("b_allow_nothing_denies_everything_403_rbac", test_b_allow_nothing_denies_everything_403_rbac),
@@ -436,6 +482,8 @@ TESTS = [
     ("j_disable_serves_plaintext", test_j_disable_serves_plaintext),
     ("k_port_level_mtls", test_k_port_level_mtls),
     ("l_authz_with_strict_and_large_bodies", test_l_authz_with_strict_and_large_bodies),
+    ("m_policy_applied_with_remoractl_reaches_a_subscribed_proxy",
+     test_m_policy_applied_with_remoractl_reaches_a_subscribed_proxy),
 ]
 
 
