@@ -1,7 +1,6 @@
-// Compiling AuthorizationPolicy rules into matchers, and evaluating them per request.
+// Compiling AuthorizationPolicy rules into matchers, and evaluating them per request (no
+// allocation, no lock: plain comparisons, no regex engine).
 #include "proxy/authz/authz.h"
-
-#include <re2/re2.h>
 
 #include <algorithm>
 #include <cctype>
@@ -28,13 +27,38 @@ bool same(std::string_view a, std::string_view b, bool ignore_case) {
     return ignore_case ? iequal(a, b) : a == b;
 }
 
-// One value of a field, compiled: Istio's four forms, or a path template ({*}, {**}) as RE2.
+// Envoy's URI template on a path: {*} is one path segment (one or more characters, no '/'),
+// {**} any rest (zero or more characters, '/' included); everything else is literal.
+bool template_match(std::string_view t, std::string_view v) {
+    while (!t.empty()) {
+        if (t.starts_with("{**}")) {
+            t.remove_prefix(4);
+            for (size_t i = 0; i <= v.size(); ++i) {
+                if (template_match(t, v.substr(i))) return true;
+            }
+            return false;
+        }
+        if (t.starts_with("{*}")) {
+            t.remove_prefix(3);
+            size_t segment = std::min(v.find('/'), v.size());
+            for (size_t i = 1; i <= segment; ++i) {
+                if (template_match(t, v.substr(i))) return true;
+            }
+            return false;
+        }
+        if (v.empty() || t.front() != v.front()) return false;
+        t.remove_prefix(1);
+        v.remove_prefix(1);
+    }
+    return v.empty();
+}
+
+// One value of a field, compiled: Istio's four forms, or a path template ({*}, {**}).
 struct Pattern {
-    enum class Kind { exact, prefix, suffix, present, regex };
+    enum class Kind { exact, prefix, suffix, present, path_template };
     Kind kind = Kind::exact;
     std::string value;
     bool ignore_case = false;
-    std::shared_ptr<const re2::RE2> re;
 
     bool matches(std::string_view v) const {
         switch (kind) {
@@ -43,7 +67,7 @@ struct Pattern {
             case Kind::prefix: return v.size() >= value.size() && same(v.substr(0, value.size()), value, ignore_case);
             case Kind::suffix:
                 return v.size() >= value.size() && same(v.substr(v.size() - value.size()), value, ignore_case);
-            case Kind::regex: return re2::RE2::FullMatch(re2::StringPiece(v.data(), v.size()), *re);
+            case Kind::path_template: return template_match(value, v);
         }
         return false;
     }
@@ -67,27 +91,12 @@ Pattern pattern(const std::string& text, bool ignore_case = false) {
     return p;
 }
 
-// Paths: Istio's forms, or an Envoy URI template when the value has {*} (one segment) or {**}
-// (any rest, slashes included).
+// Paths: Istio's forms, or an Envoy URI template when the value has {*} or {**}.
 Pattern path_pattern(const std::string& text) {
     if (text.find("{*}") == std::string::npos && text.find("{**}") == std::string::npos) return pattern(text);
-    std::string re;
-    for (size_t i = 0; i < text.size();) {
-        if (text.compare(i, 4, "{**}") == 0) {
-            re += ".*";
-            i += 4;
-        } else if (text.compare(i, 3, "{*}") == 0) {
-            re += "[^/]+";
-            i += 3;
-        } else {
-            re += re2::RE2::QuoteMeta(std::string(1, text[i]));
-            ++i;
-        }
-    }
     Pattern p;
-    p.kind = Pattern::Kind::regex;
+    p.kind = Pattern::Kind::path_template;
     p.value = text;
-    p.re = std::make_shared<const re2::RE2>(re);
     return p;
 }
 

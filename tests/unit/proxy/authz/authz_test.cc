@@ -311,6 +311,19 @@ TEST_CASE("to.operation: methods, paths (query ignored, templates), ports, hosts
     CHECK(allows(rule_to(o), req));
     req.path = "/users.alice/profile";  // the literal parts are literal, not regex
     CHECK_FALSE(allows(rule_to(o), req));
+    req.path = "/static/";  // {**} may be empty
+    CHECK(allows(rule_to(o), req));
+    o.paths = {"/img/{*}.png", "/{**}/edit"};
+    req.path = "/img/cat.png";
+    CHECK(allows(rule_to(o), req));
+    req.path = "/img/.png";  // {*} takes at least one character
+    CHECK_FALSE(allows(rule_to(o), req));
+    req.path = "/img/a/b.png";
+    CHECK_FALSE(allows(rule_to(o), req));
+    req.path = "/docs/7/edit";
+    CHECK(allows(rule_to(o), req));
+    req.path = "/docs/7/edit/more";
+    CHECK_FALSE(allows(rule_to(o), req));
 
     o = {};
     o.ports = {8000, 9000};
