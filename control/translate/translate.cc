@@ -180,16 +180,45 @@ std::string cluster_name(uint32_t port, const std::string& subset, const std::st
     return "outbound|" + std::to_string(port) + "|" + subset + "|" + host;
 }
 
-snap::Cluster make_cluster(const ServiceInfo& s, const ServicePortInfo& p, const model::DestinationRule* dr,
-                           const model::Subset* subset, const Options& o) {
+// PeerAuthentication for a workload: its own policy, else its namespace's, else the mesh's; UNSET
+// inherits from the level above; portLevelMtls from its own policy.
+snap::InboundPolicy peer_authentication_for(const model::Config& config, const std::string& ns,
+                                            const Labels& labels, const Options& o) {
+    snap::InboundPolicy out;
+    const model::PeerAuthentication *mesh = nullptr, *nspa = nullptr, *wl = nullptr;
+    for (const auto& pa : config.peer_authentications) {
+        if (!pa.meta.valid) continue;
+        if (!pa.selector || pa.selector->empty()) {
+            if (pa.meta.ns == o.root_namespace && !mesh) mesh = &pa;
+            else if (pa.meta.ns == ns && !nspa) nspa = &pa;
+        } else if (pa.meta.ns == ns && selects(*pa.selector, labels) && !wl) {
+            wl = &pa;
+        }
+    }
+    for (const auto* pa : {mesh, nspa, wl}) {
+        if (pa && pa->mtls_mode != "UNSET") out.mtls_mode = pa->mtls_mode;
+    }
+    if (wl) {
+        for (const auto& [port, mode] : wl->port_level_mtls) {
+            if (mode != "UNSET") out.port_mtls[port] = mode;
+        }
+    }
+    return out;
+}
+
+snap::Cluster make_cluster(const model::Config& config, const ServiceInfo& s, const ServicePortInfo& p,
+                           const model::DestinationRule* dr, const model::Subset* subset, const Options& o) {
     snap::Cluster c;
     c.subset = subset ? subset->name : "";
     c.name = cluster_name(p.number, c.subset, s.host);
     c.service_host = s.host;
     c.port = p.number;
     if (dr) c.destination_rule = dr->meta.name + "." + dr->meta.ns;
+    c.tls_mode.clear();  // "" until a DestinationRule says: then auto mTLS decides
     if (dr && dr->traffic_policy) apply_policy(c, *dr->traffic_policy);
     if (subset && subset->traffic_policy) apply_policy(c, *subset->traffic_policy);
+    const bool auto_mtls = c.tls_mode.empty();
+    if (auto_mtls) c.tls_mode = "ISTIO_MUTUAL";
     for (const ServiceEndpoint& e : s.endpoints) {
         if (subset && !selects(subset->labels, e.labels)) continue;
         snap::Endpoint ep;
@@ -202,6 +231,15 @@ snap::Cluster make_cluster(const ServiceInfo& s, const ServicePortInfo& p, const
         auto mode = e.labels.find("security.istio.io/tlsMode");
         bool in_mesh = mode != e.labels.end() && mode->second == "istio";
         ep.mtls = c.tls_mode == "ISTIO_MUTUAL" && in_mesh;
+        // Auto mTLS also follows the server's PeerAuthentication, as istiod does: plaintext to a
+        // port whose mode is DISABLE (its sidecar would not terminate TLS).
+        if (ep.mtls && auto_mtls) {
+            const snap::InboundPolicy server = peer_authentication_for(config, e.ns, e.labels, o);
+            auto port_mode = server.port_mtls.find(ep.port);
+            if ((port_mode != server.port_mtls.end() ? port_mode->second : server.mtls_mode) == "DISABLE") {
+                ep.mtls = false;
+            }
+        }
         if (ep.mtls && !e.service_account.empty()) {
             ep.identity = "spiffe://" + o.trust_domain + "/ns/" + e.ns + "/sa/" + e.service_account;
         }
@@ -373,9 +411,9 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     for (const ServiceInfo& s : services) {
         const model::DestinationRule* dr = rule_for(config, s, w, o);
         for (const ServicePortInfo& p : s.ports) {
-            out.clusters.push_back(make_cluster(s, p, dr, nullptr, o));
+            out.clusters.push_back(make_cluster(config, s, p, dr, nullptr, o));
             if (dr) {
-                for (const model::Subset& sub : dr->subsets) out.clusters.push_back(make_cluster(s, p, dr, &sub, o));
+                for (const model::Subset& sub : dr->subsets) out.clusters.push_back(make_cluster(config, s, p, dr, &sub, o));
             }
         }
     }
@@ -521,26 +559,7 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     std::sort(out.virtual_hosts.begin(), out.virtual_hosts.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
 
-    // Inbound mTLS: the workload's own policy, else its namespace's, else the mesh's; UNSET
-    // inherits from the level above.
-    const model::PeerAuthentication *mesh = nullptr, *nspa = nullptr, *wl = nullptr;
-    for (const auto& pa : config.peer_authentications) {
-        if (!pa.meta.valid) continue;
-        if (!pa.selector || pa.selector->empty()) {
-            if (pa.meta.ns == o.root_namespace && !mesh) mesh = &pa;
-            else if (pa.meta.ns == w.ns && !nspa) nspa = &pa;
-        } else if (pa.meta.ns == w.ns && selects(*pa.selector, w.labels) && !wl) {
-            wl = &pa;
-        }
-    }
-    for (const auto* pa : {mesh, nspa, wl}) {
-        if (pa && pa->mtls_mode != "UNSET") out.inbound.mtls_mode = pa->mtls_mode;
-    }
-    if (wl) {
-        for (const auto& [port, mode] : wl->port_level_mtls) {
-            if (mode != "UNSET") out.inbound.port_mtls[port] = mode;
-        }
-    }
+    out.inbound = peer_authentication_for(config, w.ns, w.labels, o);
     out.inbound.authz = authorization_policies(config, w, o, out.notes);
     return out;
 }

@@ -213,3 +213,76 @@ TEST_CASE("root namespace policies apply mesh-wide; CUSTOM is left out with a no
     w.ns = "prod";
     CHECK(names(translate::translate(c, w, o)) == std::vector<std::string>{"ALLOW elsewhere.other"});
 }
+
+TEST_CASE("auto mTLS follows the server's PeerAuthentication: plaintext to a DISABLE port") {
+    const std::string service = R"(
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin, namespace: foo}
+spec:
+  hosts: [httpbin.foo.svc.cluster.local]
+  ports: [{number: 8000, name: http, protocol: HTTP}, {number: 9090, name: http-alt, protocol: HTTP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {labels: {app: httpbin}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: httpbin-1, namespace: foo}
+spec:
+  address: 198.18.0.9
+  labels: {app: httpbin, security.istio.io/tlsMode: istio}
+  serviceAccount: httpbin
+)";
+    const std::string port_disable = R"(
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: httpbin, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    9090: {mode: DISABLE}
+)";
+    auto mtls_to = [](const snap::Snapshot& s, uint32_t port) {
+        for (const auto& c : s.clusters) {
+            if (c.name == "outbound|" + std::to_string(port) + "||httpbin.foo.svc.cluster.local") {
+                REQUIRE(c.endpoints.size() == 1);
+                return c.endpoints[0].mtls;
+            }
+        }
+        FAIL("no cluster for port " << port);
+        return false;
+    };
+    snap::Snapshot none = for_workload(model::load_yaml(service, "s.yaml"), "bar");
+    CHECK(mtls_to(none, 8000));
+    CHECK(mtls_to(none, 9090));
+
+    snap::Snapshot ports = for_workload(model::load_yaml(service + port_disable, "s.yaml"), "bar");
+    CHECK(mtls_to(ports, 8000));
+    CHECK_FALSE(mtls_to(ports, 9090));
+    CHECK(ports.clusters.at(1).endpoints.at(0).identity.empty());
+
+    snap::Snapshot ns = for_workload(model::load_yaml(service + R"(
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: foo}
+spec: {mtls: {mode: DISABLE}}
+)", "s.yaml"), "bar");
+    CHECK_FALSE(mtls_to(ns, 8000));
+    CHECK_FALSE(mtls_to(ns, 9090));
+
+    // A DestinationRule that asks for ISTIO_MUTUAL is obeyed: auto mTLS no longer decides.
+    snap::Snapshot dr = for_workload(model::load_yaml(service + port_disable + R"(
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin, namespace: foo}
+spec:
+  host: httpbin.foo.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+)", "s.yaml"), "bar");
+    CHECK(mtls_to(dr, 9090));
+}
