@@ -1311,7 +1311,13 @@ def test_monitoring(ctx):
     promtool = shutil.which("promtool")
     if promtool:
         r = run([promtool, "check", "metrics"], input=text)
-        check(r.rc == 0, "promtool check metrics failed", r.describe())
+        # Istio's own names for istiod's push counters (what its dashboards query) lack the
+        # "_total" suffix promtool's linter wants; those two remarks, and nothing else, are fine.
+        istio_names = {f'{name} counter metrics should have "_total" suffix'
+                       for name in ("pilot_xds_pushes", "pilot_total_xds_rejects")}
+        remarks = {line.strip() for line in (r.out + r.err).splitlines() if line.strip()}
+        check(r.rc == 0 or (r.rc == 3 and remarks <= istio_names), "promtool check metrics failed",
+              r.describe())
     status, body, _ = http_get(main.mon_port, "/no-such-page")
     check(status == 404, f"GET /no-such-page on the monitoring port answered {status}")
 

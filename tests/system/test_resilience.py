@@ -304,7 +304,10 @@ def test_c_least_request_prefers_the_fast_endpoint(m):
     fast = res["seen"].get("reviews-v2", 0)
     total = sum(res["seen"].values())
     check(res["codes"] == {"200": 120}, f"requests failed: {json.dumps(res)}")
-    check(fast >= 0.8 * total, f"reviews-v2 (fast) got {fast} of {total} requests with reviews-v1 "
+    # Power of two choices samples two endpoints with replacement, as Envoy does: with two
+    # endpoints, a quarter of the picks draw the slow one twice and must take it, so about 75% go
+    # to the fast one (round robin would give 50%). 65% leaves room for a noisy machine.
+    check(fast >= 0.65 * total, f"reviews-v2 (fast) got {fast} of {total} requests with reviews-v1 "
           "taking 300 ms; LEAST_REQUEST should send most to the fast one", [json.dumps(res)])
 
 
