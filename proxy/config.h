@@ -46,6 +46,9 @@ struct ProxyConfig {
     std::string ns = "default";  // this workload's namespace: short host names resolve here
     std::string trust_domain = "cluster.local";
     MtlsMode inbound_mode = MtlsMode::strict;
+    // MeshConfig outboundTrafficPolicy REGISTRY_ONLY: a captured outbound connection to an address
+    // that is no mesh service is closed (Istio's BlackHoleCluster) instead of passed through.
+    bool registry_only = false;
     // portLevelMtls: the mode for connections whose original destination is this port.
     std::map<uint32_t, MtlsMode> inbound_port_modes;
     // AuthorizationPolicy for inbound requests, compiled once; null when none applies.

@@ -252,6 +252,7 @@ struct Proxy {
         o["namespace"] = cfg->ns;
         o["trust_domain"] = cfg->trust_domain;
         o["inbound_mtls_mode"] = mtls_mode_name(cfg->inbound_mode);
+        o["outbound_traffic_policy"] = cfg->registry_only ? "REGISTRY_ONLY" : "ALLOW_ANY";
         json::object port_modes;
         for (const auto& [port, m] : cfg->inbound_port_modes) port_modes[std::to_string(port)] = mtls_mode_name(m);
         o["inbound_port_mtls_modes"] = std::move(port_modes);
@@ -654,6 +655,7 @@ int run(const std::vector<std::string>& argv) {
             }
         }
     }
+    cfg->registry_only = mesh.outbound_traffic_policy == "REGISTRY_ONLY";
     std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
                                                       ? std::to_string(*mesh.concurrency) : "2");
     int concurrency = 0;

@@ -1306,6 +1306,14 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
 
     if (kind == ListenerKind::outbound_capture || kind == ListenerKind::outbound_explicit) {
         if (kind == ListenerKind::outbound_capture && !is_mesh_destination(*info.config, *info.original_dst)) {
+            if (info.config->registry_only) {
+                ctx.stats.inc(Counter::downstream_cx_blackhole);
+                ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " to " +
+                        endpoint_text(*info.original_dst) +
+                        ": not a mesh service and outboundTrafficPolicy is REGISTRY_ONLY; closed "
+                        "(BlackHoleCluster)");
+                co_return;
+            }
             co_await passthrough(std::move(socket), *info.original_dst, info, ctx);
             co_return;
         }

@@ -26,7 +26,7 @@ const char* counter_name(Counter c) {
         "retry_or_shadow_abandoned",   "upstream_rq_mirror",
         "upstream_rq_mirror_failed",   "upstream_rq_mirror_overflow",
         "rbac_allowed",                "rbac_denied",
-        "rbac_audited",
+        "rbac_audited",                "downstream_cx_blackhole",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

@@ -53,6 +53,7 @@ enum class Counter : size_t {
     rbac_allowed,  // inbound requests AuthorizationPolicy allowed (only when a policy applies)
     rbac_denied,   // ... and denied: 403 RBAC
     rbac_audited,  // ... that matched an AUDIT policy
+    downstream_cx_blackhole,  // outbound to a destination outside the registry, REGISTRY_ONLY
     kCount
 };
 

@@ -154,6 +154,7 @@ def all_synced(m, pods):
 MESH_CONFIG = """\
 accessLogFile: /dev/stdout
 accessLogEncoding: JSON
+outboundTrafficPolicy: {mode: REGISTRY_ONLY}
 defaultConfig:
   tracing: {sampling: 100}
 """
@@ -334,6 +335,22 @@ def test_e_killed_proxy_leaves_every_snapshot(m):
     print(f"  endpoint removed from every snapshot {took:.2f} s after the proxy was killed")
 
 
+def test_g_registry_only_blackholes_the_rest(m):
+    """MeshConfig outboundTrafficPolicy REGISTRY_ONLY (from the control plane): a pod's connection
+    to an address that is no mesh service is closed, not passed through."""
+    m.involved = ["client"]
+    check(dump(m, "client").get("outbound_traffic_policy") == "REGISTRY_ONLY",
+          "the client's /config_dump does not show REGISTRY_ONLY from the mesh config")
+    before = m.stats("client").get("downstream_cx_blackhole", 0)
+    rc, status, body, r = m.curl("client", f"http://{MONITORING}/healthz")
+    check(rc != 0 and status == 0, "a request to the node's monitoring port (not a mesh service) got through",
+          [describe(r)])
+    check(m.stats("client").get("downstream_cx_blackhole", 0) == before + 1,
+          "the closed connection is not counted in downstream_cx_blackhole")
+    doc = m.get_json("client", "http://reviews:8080/")  # mesh services still work
+    check(doc["pod"].startswith("reviews"), f"a mesh request went to {doc['pod']}")
+
+
 def test_f_bad_subscriptions_refused(m):
     m.involved = []
     # No client certificate: 401, with the reason.
@@ -355,6 +372,7 @@ TESTS = [
     ("d_control_plane_down_traffic_goes_on", test_d_control_plane_down_traffic_goes_on),
     ("e_killed_proxy_leaves_every_snapshot", test_e_killed_proxy_leaves_every_snapshot),
     ("f_bad_subscriptions_refused", test_f_bad_subscriptions_refused),
+    ("g_registry_only_blackholes_the_rest", test_g_registry_only_blackholes_the_rest),
 ]
 
 
