@@ -548,6 +548,17 @@ struct RequestFinisher {
 template <class Down>
 asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstream& info,
                                  WorkerContext& ctx) {
+    // Idle wait for the next request's first bytes (Beast's deadline closes an idle connection),
+    // then a deadline for the whole header. Reading, not polling the socket: with TLS, OpenSSL
+    // may already hold the request it read together with the handshake.
+    if (dbuf.size() == 0) {
+        beast::get_lowest_layer(down).expires_after(info.config->limits.idle_timeout);
+        auto [iec, n] = co_await down.async_read_some(dbuf.prepare(kRelayChunk), use_nothrow);
+        if (iec) co_return false;
+        dbuf.commit(n);
+    }
+    // The request has begun: it runs on the newest configuration (routes, policies), taken
+    // now and not before the idle wait, which may have spanned a change.
     if (uint64_t g = ctx.config.generation(); g != info.config_generation) {
         info.config = ctx.config.current();
         info.config_generation = g;
@@ -560,15 +571,6 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     req_p.header_limit(limits.max_request_header_bytes);
     req_p.body_limit(boost::none);  // bodies are streamed, never held whole
 
-    // Idle wait for the next request's first bytes (Beast's deadline closes an idle connection),
-    // then a deadline for the whole header. Reading, not polling the socket: with TLS, OpenSSL
-    // may already hold the request it read together with the handshake.
-    if (dbuf.size() == 0) {
-        beast::get_lowest_layer(down).expires_after(limits.idle_timeout);
-        auto [iec, n] = co_await down.async_read_some(dbuf.prepare(kRelayChunk), use_nothrow);
-        if (iec) co_return false;
-        dbuf.commit(n);
-    }
     RequestRecord rec;
     rec.outbound = outbound;
     rec.downstream_remote = info.remote;

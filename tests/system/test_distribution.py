@@ -199,6 +199,27 @@ V1 = "outbound|8080|v1|reviews.default.svc.cluster.local"
 V2 = "outbound|8080|v2|reviews.default.svc.cluster.local"
 
 
+# Runs in the client pod: one keep-alive connection; a request, then (idle) wait until a file
+# appears, then another request on the same connection. Prints the pods that answered.
+IDLE_ACROSS_CHANGE = r'''
+import http.client, json, os, sys, time
+a = json.loads(sys.argv[1])
+conn = http.client.HTTPConnection("reviews", 8080, timeout=5)
+seen = []
+for i in range(2):
+    if i == 1:
+        open(a["go"] + ".first", "w").close()
+        deadline = time.time() + 20
+        while not os.path.exists(a["go"]) and time.time() < deadline:
+            time.sleep(0.05)
+    conn.request("GET", "/", headers={"Host": "reviews:8080"})
+    res = conn.getresponse()
+    seen.append([res.status, json.loads(res.read()).get("pod") if res.status == 200 else None,
+                 conn.sock.getsockname()[1]])
+print(json.dumps(seen))
+'''
+
+
 def run_load(m, seconds, pause=0.005):
     return m.c.spawn("client", ["python3", m.load, json.dumps({"seconds": seconds, "pause": pause})],
                      user=(1000, 1000), log_path=os.path.join(m.tmp, f"load-{time.time():.0f}.log"))
@@ -351,6 +372,31 @@ def test_g_registry_only_blackholes_the_rest(m):
     check(doc["pod"].startswith("reviews"), f"a mesh request went to {doc['pod']}")
 
 
+def test_h_idle_keepalive_connection_takes_the_change(m):
+    """A keep-alive connection idle while the configuration changes: its next request follows
+    the new route (the configuration is taken when a request begins, not when the previous one
+    ended)."""
+    m.involved = ["client"]
+    apply(m, "h-to-v1.yaml", ROUTE_TO.format(subset="v1"))
+    wait_for("all proxies SYNCED", lambda: all_synced(m, ["client", "reviews-v1", "reviews-v2"]), 10)
+    signals = os.path.join(m.tmp, "signals")
+    os.makedirs(signals, exist_ok=True)
+    os.chmod(signals, 0o777)  # the pod's app (uid 1000) writes its marker here
+    go = os.path.join(signals, "go")  # the test's signal; the pod writes go.first
+    script = m.file("idle.py", IDLE_ACROSS_CHANGE)
+    proc = m.c.spawn("client", ["python3", script, json.dumps({"go": go})], user=(1000, 1000),
+                     log_path=os.path.join(m.tmp, "idle.log"))
+    wait_for("the first request answered", lambda: os.path.exists(go + ".first"), 10)
+    apply(m, "h-to-v2.yaml", ROUTE_TO.format(subset="v2"))
+    wait_for("the client applied the change", lambda: all_synced(m, ["client"]), 10)
+    with open(go, "w"):
+        pass
+    res = load_result(proc, 30)
+    check(res[0][1].startswith("reviews-v1") and res[1][1] == "reviews-v2" and res[0][2] == res[1][2],
+          "on one keep-alive connection idle across the change, the second request did not follow "
+          "the new route", [json.dumps(res)])
+
+
 def test_f_bad_subscriptions_refused(m):
     m.involved = []
     # No client certificate: 401, with the reason.
@@ -373,6 +419,7 @@ TESTS = [
     ("e_killed_proxy_leaves_every_snapshot", test_e_killed_proxy_leaves_every_snapshot),
     ("f_bad_subscriptions_refused", test_f_bad_subscriptions_refused),
     ("g_registry_only_blackholes_the_rest", test_g_registry_only_blackholes_the_rest),
+    ("h_idle_keepalive_connection_takes_the_change", test_h_idle_keepalive_connection_takes_the_change),
 ]
 
 
