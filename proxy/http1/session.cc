@@ -403,25 +403,6 @@ struct AuthzRequestView final : authz::Request {
     }
 };
 
-// One admitted request under a cluster's circuit breakers, released when the request ends.
-struct BreakerSlot {
-    ClusterState* state = nullptr;
-    void release() {
-        if (state) state->requests.fetch_sub(1, std::memory_order_relaxed);
-        state = nullptr;
-    }
-    ~BreakerSlot() { release(); }
-};
-
-// Takes a slot if `current` is below `limit`.
-bool try_take(std::atomic<uint32_t>& current, uint32_t limit) {
-    uint32_t v = current.load(std::memory_order_relaxed);
-    while (v < limit) {
-        if (current.compare_exchange_weak(v, v + 1, std::memory_order_relaxed)) return true;
-    }
-    return false;
-}
-
 // The authority a mirrored request carries: Envoy's "-shadow" after the host, before any port.
 std::string shadow_authority(std::string_view host) {
     size_t colon = host.rfind(':');
@@ -884,18 +865,19 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     // needs a connection under maxConnections and a slot under http2MaxRequests (Envoy's
     // max_requests, which bounds HTTP/1.1 too); over maxConnections it waits, as one of at most
     // http1MaxPendingRequests, up to the connect timeout; beyond that it fails at once with UO.
-    BreakerSlot breaker;
+    CounterSlot breaker;  // this request's unit of the cluster's requests, released when it ends
+    ClusterState* breaker_state = nullptr;
     const snapshot::Cluster* breaker_cluster = in_flight.cluster;
     if (breaker_cluster && info.config->routes) {
         ClusterState& st = info.config->routes->state(*breaker_cluster);
         const snapshot::ConnectionLimits& lim = breaker_cluster->limits;
         const uint32_t cap = std::min(lim.max_connections, lim.http2_max_requests);
-        if (!try_take(st.requests, cap)) {
+        if (!take_below(st.requests, cap)) {
             bool admitted = false;
-            if (lim.http2_max_requests > lim.max_connections && try_take(st.pending, lim.http1_max_pending_requests)) {
+            if (lim.http2_max_requests > lim.max_connections && take_below(st.pending, lim.http1_max_pending_requests)) {
                 asio::steady_timer wait(co_await asio::this_coro::executor);
                 const auto give_up = tcfg.steady_clock() + lim.connect_timeout;
-                while (!(admitted = try_take(st.requests, cap)) && tcfg.steady_clock() < give_up) {
+                while (!(admitted = take_below(st.requests, cap)) && tcfg.steady_clock() < give_up) {
                     wait.expires_after(std::chrono::milliseconds(2));
                     co_await wait.async_wait(use_nothrow);
                 }
@@ -908,7 +890,8 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
                 co_return false;
             }
         }
-        breaker.state = &st;
+        breaker.counter = &st.requests;
+        breaker_state = &st;
     }
 
     std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
@@ -941,30 +924,22 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         }
     };
     std::function<asio::awaitable<bool>()> retry_after_backoff;
-    // A retry in flight to the cluster, from the decision through its attempt.
-    struct RetrySlot {
-        ClusterState* s = nullptr;
-        void release() {
-            if (s) s->retries.fetch_sub(1, std::memory_order_relaxed);
-            s = nullptr;
-        }
-        ~RetrySlot() { release(); }
-    } retry_slot;
+    CounterSlot retry_slot;  // a retry in flight to the cluster, from the decision through its attempt
     // May this failure be retried? The policy must cover it and the cluster's retries in flight
     // stay within the retry budget (20% of its active requests, at least 3) and maxRetries; a
     // retry over them is not made, counted, and the failure goes back as it is.
     auto admit_retry = [&](AttemptFailure why, unsigned code) -> bool {
         if (!retry || retries_left == 0 || !retry_covers(*retry, why, code)) return false;
         retry_slot.release();  // the previous retry's attempt is over
-        if (ClusterState* st = breaker.state) {
+        if (ClusterState* st = breaker_state) {
             const uint32_t active = st->requests.load(std::memory_order_relaxed) +
                                     st->pending.load(std::memory_order_relaxed);
             const uint32_t max_retries = in_flight.cluster ? in_flight.cluster->limits.max_retries : UINT32_MAX;
-            if (!try_take(st->retries, retry_budget(active, max_retries))) {
+            if (!take_below(st->retries, retry_budget(active, max_retries))) {
                 ctx.stats.inc(Counter::upstream_rq_retry_overflow);
                 return false;
             }
-            retry_slot.s = st;
+            retry_slot.counter = &st->retries;
         }
         return true;
     };

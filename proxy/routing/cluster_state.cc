@@ -15,15 +15,6 @@ int64_t nanos(SteadyTime t) {
 // 0 means "not ejected", so a real instant never encodes as 0.
 int64_t instant(SteadyTime t) { return std::max<int64_t>(nanos(t), 1); }
 
-// Takes a slot if `current` is below `limit`.
-bool take_below(std::atomic<uint32_t>& current, uint32_t limit) {
-    uint32_t v = current.load(std::memory_order_relaxed);
-    while (v < limit) {
-        if (current.compare_exchange_weak(v, v + 1, std::memory_order_relaxed)) return true;
-    }
-    return false;
-}
-
 // Returns an ejected endpoint to service; true if this call did it.
 bool uneject(EndpointHealth& h, ClusterState& state) {
     if (h.ejected_until.exchange(0) == 0) return false;
@@ -32,6 +23,14 @@ bool uneject(EndpointHealth& h, ClusterState& state) {
 }
 
 }  // namespace
+
+bool take_below(std::atomic<uint32_t>& counter, uint32_t limit) {
+    uint32_t v = counter.load(std::memory_order_relaxed);
+    while (v < limit) {
+        if (counter.compare_exchange_weak(v, v + 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+}
 
 uint32_t retry_budget(uint32_t active, uint32_t max_retries) {
     const uint64_t share = uint64_t{active} * kRetryBudgetPercent / 100;

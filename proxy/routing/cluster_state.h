@@ -34,6 +34,19 @@ constexpr uint32_t kRetryBudgetMinConcurrency = 3;
 // the budget, never more than the DestinationRule's http.maxRetries.
 uint32_t retry_budget(uint32_t active, uint32_t max_retries);
 
+// Takes one unit of `counter` if it is below `limit` (a breaker, budget or ejection admission).
+bool take_below(std::atomic<uint32_t>& counter, uint32_t limit);
+
+// A unit taken from a counter (take_below), given back when released or destroyed.
+struct CounterSlot {
+    std::atomic<uint32_t>* counter = nullptr;
+    void release() {
+        if (counter) counter->fetch_sub(1, std::memory_order_relaxed);
+        counter = nullptr;
+    }
+    ~CounterSlot() { release(); }
+};
+
 // Envoy's max_ejection_time default: an endpoint ejected again and again is never out longer than
 // this (or the base ejection time, if larger).
 constexpr std::chrono::milliseconds kMaxEjectionTime{300000};
