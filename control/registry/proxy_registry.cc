@@ -59,17 +59,19 @@ void ProxyRegistry::poll_ended(const std::string& id) {
     it->second.last_seen = steady_();
 }
 
-void ProxyRegistry::report(const std::string& id, const std::string& version,
+bool ProxyRegistry::report(const std::string& id, const std::string& version,
                            const std::string& error) {
     std::lock_guard lock(mu_);
     auto it = proxies_.find(id);
-    if (it == proxies_.end() || version.empty()) return;
+    if (it == proxies_.end() || version.empty()) return false;
     if (error.empty()) {
         it->second.acked_version = version;
-    } else {
-        it->second.nacked_version = version;
-        it->second.nack_error = error;
+        return false;
     }
+    bool news = it->second.nacked_version != version;
+    it->second.nacked_version = version;
+    it->second.nack_error = error;
+    return news;
 }
 
 void ProxyRegistry::sent(const std::string& id, const std::string& version,

@@ -67,7 +67,8 @@ class ProxyRegistry {
     // A poll ended (answered, or the proxy went away): the grace period starts when none is left.
     void poll_ended(const std::string& id);
     // The proxy's report on the snapshot it was last sent: applied, or refused with `error`.
-    void report(const std::string& id, const std::string& version, const std::string& error);
+    // True when it is a refusal of a version not refused before (proxies repeat their report).
+    bool report(const std::string& id, const std::string& version, const std::string& error);
     void sent(const std::string& id, const std::string& version, uint64_t config_version,
               std::string snapshot_json);
     // Forgets proxies with no poll in flight whose last poll ended more than the grace period ago.

@@ -293,13 +293,11 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
     if (const json::value* a = o.if_contains("applied"); a && a->is_object()) {
         std::string version = string_field(a->get_object(), "version");
         std::string error = string_field(a->get_object(), "error");
-        auto record = registry_.find(poll->id);
         // Proxies repeat their report on every poll: a refusal is news only once.
-        if (!error.empty() && (!record || record->nacked_version != version)) {
+        if (registry_.report(poll->id, version, error)) {
             log_("proxy " + poll->id + " refused snapshot " + version + ": " + error);
             rejects_ += 1;
         }
-        registry_.report(poll->id, version, error);
     }
 
     Computed c = compute(poll->ns, poll->service_account, poll->labels);
