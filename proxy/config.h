@@ -40,6 +40,11 @@ struct Limits {
     std::chrono::seconds connect_timeout{10};         // Istio's connectTimeout default
     std::chrono::seconds tls_handshake_timeout{10};
     std::chrono::seconds stream_idle_timeout{300};    // no byte in either direction for this long
+    // An undeclared port's client that sends nothing for this long is carried as TCP (a
+    // server-first protocol such as MySQL or SMTP), counted in downstream_cx_detect_timeout.
+    // Istio's protocolDetectionTimeout; it waits forever by default, which stalls server-first
+    // protocols on undeclared ports.
+    std::chrono::milliseconds protocol_detection_timeout{1000};
 };
 
 struct ProxyConfig {

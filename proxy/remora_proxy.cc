@@ -72,6 +72,8 @@ Operation:
   --request-header-timeout D  a client must send a whole request header within D (default 10s)
   --idle-timeout D         keep-alive idle timeout (default 60s)
   --connect-timeout D      upstream connect and TLS handshake timeout (default 10s)
+  --protocol-detection-timeout S  an undeclared port's client silent this long is carried as TCP
+                           (server-first protocols; default 1, seconds, fractions allowed)
   --mesh-config FILE       Istio MeshConfig YAML (accessLogFile, accessLogEncoding, trustDomain,
                            defaultConfig.tracing, concurrency, terminationDrainDuration); flags
                            given here override it
@@ -346,7 +348,8 @@ struct Proxy {
                                    {"request_header_timeout_s", l.request_header_timeout.count()},
                                    {"idle_timeout_s", l.idle_timeout.count()},
                                    {"connect_timeout_s", l.connect_timeout.count()},
-                                   {"stream_idle_timeout_s", l.stream_idle_timeout.count()}};
+                                   {"stream_idle_timeout_s", l.stream_idle_timeout.count()},
+                                   {"protocol_detection_timeout_ms", l.protocol_detection_timeout.count()}};
         return o;
     }
 
@@ -551,7 +554,7 @@ int run(const std::vector<std::string>& argv) {
                "trust-bundle", "trust-domain", "registry", "config", "outbound", "inbound", "mtls-mode",
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
                "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
-               "connect-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
+               "connect-timeout", "protocol-detection-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
                "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name"},
               {"help"});
     if (args.has("help")) {
@@ -626,6 +629,11 @@ int run(const std::vector<std::string>& argv) {
     cfg->limits.idle_timeout = secs("idle-timeout", cfg->limits.idle_timeout);
     cfg->limits.connect_timeout = secs("connect-timeout", cfg->limits.connect_timeout);
     cfg->limits.tls_handshake_timeout = cfg->limits.connect_timeout;
+    if (auto v = args.get("protocol-detection-timeout")) {
+        const double s = std::stod(*v);
+        if (!(s > 0) || s > 3600) throw UsageError("--protocol-detection-timeout must be seconds in (0, 3600]");
+        cfg->limits.protocol_detection_timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+    }
     if (auto r = args.get("registry")) {
         cfg->registry = std::make_shared<const Registry>(Registry::load_file(*r));
         for (const std::string& note : cfg->registry->notes()) common::log_line("remora-proxy", *r + ": " + note);

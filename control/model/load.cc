@@ -274,6 +274,7 @@ class DocumentLoader {
                     KubeServicePort port;
                     port.name = scalar_at(p, {"name"});
                     port.protocol = scalar_at(p, {"protocol"});
+                    port.app_protocol = scalar_at(p, {"appProtocol"});
                     try {
                         port.port = p["port"].as<uint32_t>();
                     } catch (const YAML::Exception&) {

@@ -156,8 +156,17 @@ struct HTTPRoute {
     Location where;
 };
 
-// tcp[] and tls[] routes: parsed so they can be reported as not supported.
+// tcp[] and tls[] routes: a match block (port, sniHosts for tls; the caller's labels and
+// namespace) and weighted destinations.
+struct L4Match {
+    uint32_t port = 0;                   // 0 = any port of the host
+    std::vector<std::string> sni_hosts;  // tls only
+    Labels source_labels;
+    std::string source_namespace;
+};
+
 struct L4Route {
+    std::vector<L4Match> match;  // ORed; empty = everything
     std::vector<HTTPRouteDestination> route;
     Location where;
 };
@@ -338,6 +347,7 @@ struct AuthorizationPolicy {
 
 struct KubeServicePort {
     std::string name, protocol;
+    std::string app_protocol;  // spec.ports[].appProtocol: wins over the name's prefix
     uint32_t port = 0;
 };
 

@@ -634,6 +634,7 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
 void parse_l4_route(Obj& t, L4Route& out, bool tls, Reporter& r) {
     out.where = r.location(t.mark());
     t.objects("match", [&](Obj& m, std::size_t) {
+        L4Match block;
         std::vector<std::string> sni, subnets;
         if (tls) {
             m.strings("sniHosts", sni);
@@ -655,6 +656,11 @@ void parse_l4_route(Obj& t, L4Route& out, bool tls, Reporter& r) {
         m.str("sourceNamespace", ns);
         std::vector<std::string> gws;
         parse_gateways(m, gws, false);
+        block.port = port;
+        block.sni_hosts = std::move(sni);
+        block.source_labels = std::move(l);
+        block.source_namespace = std::move(ns);
+        out.match.push_back(std::move(block));
     });
     if (tls && !t.has("match"))
         r.error(t.mark(), join(t.path(), "match"),
@@ -744,7 +750,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
         spec.objects(kind, [&](Obj& t, std::size_t) {
             L4Route route;
             parse_l4_route(t, route, tls, r);
-            r.unsupported(t.mark(), t.path(), std::string(tls ? "TLS" : "TCP") + " routes");
+            if (tls) r.unsupported(t.mark(), t.path(), "TLS routes");
             (tls ? vs.tls : vs.tcp).push_back(std::move(route));
         });
     }

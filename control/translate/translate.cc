@@ -24,6 +24,7 @@ struct ServicePortInfo {
     uint32_t number = 0;
     std::string name;
     uint32_t target_port = 0;
+    std::string protocol;  // Istio's name for it; "" = undeclared (detected by the proxy)
 };
 
 struct ServiceInfo {
@@ -32,6 +33,33 @@ struct ServiceInfo {
     std::vector<ServicePortInfo> ports;
     std::vector<ServiceEndpoint> endpoints;
 };
+
+// Istio's protocol names, by the lowercase form a port name prefix or appProtocol uses.
+std::string istio_protocol(std::string_view text) {
+    std::string lower(text);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    static const std::pair<const char*, const char*> kNames[] = {
+        {"http", "HTTP"},   {"http2", "HTTP2"}, {"https", "HTTPS"}, {"grpc", "GRPC"},
+        {"grpc-web", "GRPC-Web"}, {"tcp", "TCP"}, {"tls", "TLS"}, {"mongo", "Mongo"},
+        {"mysql", "MySQL"}, {"redis", "Redis"}, {"h2c", "HTTP2"},
+        {"kubernetes.io/h2c", "HTTP2"}, {"kubernetes.io/ws", "HTTP"}, {"kubernetes.io/wss", "TLS"}};
+    for (const auto& [key, name] : kNames) {
+        if (lower == key) return name;
+    }
+    return "";
+}
+
+// A Kubernetes Service port's protocol as istiod reads it: appProtocol wins; else the name,
+// "<protocol>" or "<protocol>-<suffix>"; else undeclared (sniffed). `protocol: UDP` is not proxied.
+std::string kube_port_protocol(const model::KubeServicePort& p) {
+    if (!p.app_protocol.empty()) {
+        if (std::string named = istio_protocol(p.app_protocol); !named.empty()) return named;
+    }
+    std::string_view name = p.name;
+    // grpc-web is a protocol of its own, not grpc with the suffix "web".
+    if (name == "grpc-web" || name.starts_with("grpc-web-")) return "GRPC-Web";
+    return istio_protocol(name.substr(0, name.find('-')));
+}
 
 bool selects(const Labels& selector, const Labels& labels) {
     for (const auto& [k, v] : selector) {
@@ -65,7 +93,7 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const Options&
         s.ns = ks.meta.ns;
         s.host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
         s.vips = ks.cluster_ips;
-        for (const auto& p : ks.ports) s.ports.push_back({p.port, p.name, 0});
+        for (const auto& p : ks.ports) s.ports.push_back({p.port, p.name, 0, kube_port_protocol(p)});
         s.endpoints = entries_selected(ks.selector, ks.meta.ns);
         out.push_back(std::move(s));
     }
@@ -77,7 +105,9 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const Options&
             s.ns = se.meta.ns;
             s.host = host;
             s.vips = se.addresses;
-            for (const auto& p : se.ports) s.ports.push_back({p.number, p.name, p.target_port});
+            for (const auto& p : se.ports) {
+                s.ports.push_back({p.number, p.name, p.target_port, istio_protocol(p.protocol)});
+            }
             for (const auto& e : se.endpoints) {
                 s.endpoints.push_back({e.address, e.ports, e.labels, se.meta.ns,
                                        e.service_account, e.weight});
@@ -552,6 +582,31 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                 r.name = "default";
                 r.clusters.push_back({cluster_name(p.number, "", s.host), 100, {}, {}});
                 vh.routes.push_back(std::move(r));
+            }
+            vh.protocol = p.protocol;
+            // TCP: the first tcp[] route with a block for this port (and this caller), as Envoy's
+            // tcp_proxy takes the first matching route; else the port's own cluster.
+            const model::L4Route* tcp_route = nullptr;
+            for (size_t i = 0; vs && !tcp_route && i < vs->tcp.size(); ++i) {
+                const model::L4Route& tr = vs->tcp[i];
+                bool any = tr.match.empty();
+                for (const model::L4Match& m : tr.match) {
+                    if (m.port && m.port != p.number) continue;
+                    if (!m.source_labels.empty() && !selects(m.source_labels, w.labels)) continue;
+                    if (!m.source_namespace.empty() && m.source_namespace != w.ns) continue;
+                    any = true;
+                }
+                if (any) tcp_route = &tr;
+            }
+            if (tcp_route) {
+                vh.tcp_virtual_service = vs->meta.name + "." + vs->meta.ns;
+                for (const auto& rd : tcp_route->route) {
+                    const uint32_t weight =
+                        tcp_route->route.size() == 1 && rd.weight == 0 ? 100 : static_cast<uint32_t>(rd.weight);
+                    vh.tcp_clusters.push_back({destination_cluster(rd.destination, vs->meta.ns), weight, {}, {}});
+                }
+            } else {
+                vh.tcp_clusters.push_back({cluster_name(p.number, "", s.host), 100, {}, {}});
             }
             out.virtual_hosts.push_back(std::move(vh));
         }

@@ -357,6 +357,10 @@ bool service_account_matches(const Clause& c, std::string_view ns_sa) {
 bool clause_matches(const Clause& c, const Attributes& a, bool unknown_matches) {
     const Request& r = a.req;
     std::optional<bool> hit;  // none: the attribute is absent
+    if (r.tcp && (c.attr == Attr::host || c.attr == Attr::method || c.attr == Attr::path ||
+                  c.attr == Attr::header)) {
+        return unknown_matches;
+    }
     switch (c.attr) {
         case Attr::principal:
             if (r.principal) hit = any_string(c, *r.principal);

@@ -25,6 +25,9 @@ public:
     std::optional<boost::asio::ip::address> source_ip;       // the connection's peer
     std::optional<boost::asio::ip::address> destination_ip;  // the original destination
     uint32_t destination_port = 0;                            // the original destination port
+    // A TCP connection, not an HTTP request: HTTP attributes (hosts, methods, paths, headers) are
+    // unknown, so a rule that needs one never matches in ALLOW and always in DENY, as Istio's.
+    bool tcp = false;
     // A request header's value (the first, when repeated), or none when absent.
     virtual std::optional<std::string_view> header(std::string_view name) const = 0;
 

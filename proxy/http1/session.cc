@@ -1,5 +1,5 @@
-// HTTP/1.1 proxying with streamed bodies (Beast buffer_body), upstream connection reuse, mTLS on
-// the mesh side, and TCP passthrough. One coroutine per downstream connection.
+// HTTP/1.1 proxying with streamed bodies (Beast buffer_body), upstream connection reuse and mTLS on
+// the mesh side. One coroutine per downstream connection.
 #include "proxy/http1/session.h"
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,8 +20,11 @@
 
 #include "proxy/authz/authz.h"
 #include "proxy/http1/errors.h"
+#include <cstring>
+
 #include "proxy/net/original_dst.h"
 #include "proxy/telemetry/workload.h"
+#include "proxy/upstream/connect.h"
 
 namespace remora::proxy {
 
@@ -34,7 +37,6 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-constexpr size_t kRelayChunk = 16 * 1024;
 // A request body up to this size is held so a retry (or a mirror) can send it again; a larger one
 // is streamed and never retried (counted in retry_or_shadow_abandoned), as Envoy's buffer limit.
 constexpr size_t kMaxReplayBody = 64 * 1024;
@@ -42,28 +44,6 @@ constexpr size_t kMaxReplayBody = 64 * 1024;
 constexpr uint32_t kMaxMirrorsInFlight = 64;
 // A mirror gets no longer than this for its whole exchange, so a slow target cannot pile them up.
 constexpr std::chrono::seconds kMirrorTimeout{10};
-
-// Per-connection facts every request of it shares.
-struct Downstream {
-    uint64_t id;
-    std::string remote, local;
-    std::optional<asio::ip::address> remote_ip;  // for AuthorizationPolicy ipBlocks
-    ListenerKind kind;
-    std::optional<tcp::endpoint> original_dst;
-    std::optional<std::string> peer_identity;  // inbound over mTLS
-    std::shared_ptr<const ProxyConfig> config;
-    uint64_t config_generation = 0;  // of `config`; a newer one is taken between requests
-    std::shared_ptr<const TlsSnapshot> tls;
-    std::optional<UpstreamTarget> inbound_target;  // the app, for every request of the connection
-    std::string xfcc;                              // By=<own>;URI=<peer>, when the peer is known
-    // One relay buffer per connection, reused by every request: a chunk per read, never a body.
-    std::unique_ptr<char[]> relay_storage = std::make_unique<char[]>(kRelayChunk);
-    std::span<char> relay_buffer{relay_storage.get(), kRelayChunk};
-};
-
-std::string endpoint_text(const tcp::endpoint& ep) {
-    return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
 
 void count_status(WorkerStats& stats, unsigned status) {
     if (status >= 500) stats.inc(Counter::downstream_rq_5xx);
@@ -252,66 +232,6 @@ asio::awaitable<RelayResult> relay(std::span<char> buf, In& in, beast::flat_buff
         if (wec) co_return RelayResult::write_failed;
     } while (!p.is_done() && !sr.is_done());
     co_return RelayResult::ok;
-}
-
-// A new upstream connection: TCP connect, then for mesh endpoints the mTLS handshake and the check
-// that the server is who the registry says. Null on failure (counted).
-asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTarget& target,
-                                                                const Limits& limits,
-                                                                uint64_t conn_id,
-                                                                WorkerContext& ctx) {
-    auto exec = co_await asio::this_coro::executor;
-    auto conn = std::make_unique<UpstreamConn>();
-    conn->key = target.pool_key();
-    ctx.stats.inc(Counter::upstream_cx_total);
-    auto fail = [&](const std::string& why) {
-        ctx.stats.inc(Counter::upstream_cx_connect_fail);
-        ctx.log("conn=" + std::to_string(conn_id) + " upstream " + endpoint_text(target.address) +
-                " (" + target.cluster + "): " + why);
-    };
-    if (!target.mtls) {
-        auto& s = conn->stream.emplace<PlainStream>(exec);
-        s.expires_after(limits.connect_timeout);
-        auto [ec] = co_await s.async_connect(target.address, use_nothrow);
-        if (ec) {
-            fail("connect failed: " + ec.message());
-            co_return nullptr;
-        }
-        s.socket().set_option(tcp::no_delay(true), ec);
-        co_return conn;
-    }
-    conn->tls = ctx.tls.current();
-    if (!conn->tls) {
-        fail("no certificate yet: mTLS is not possible");
-        co_return nullptr;
-    }
-    auto& s = conn->stream.emplace<TlsStream>(exec, *conn->tls->client);
-    beast::get_lowest_layer(s).expires_after(limits.connect_timeout);
-    auto [ec] = co_await beast::get_lowest_layer(s).async_connect(target.address, use_nothrow);
-    if (ec) {
-        fail("connect failed: " + ec.message());
-        co_return nullptr;
-    }
-    beast::get_lowest_layer(s).socket().set_option(tcp::no_delay(true), ec);
-    beast::get_lowest_layer(s).expires_after(limits.tls_handshake_timeout);
-    auto [hec] = co_await s.async_handshake(asio::ssl::stream_base::client, use_nothrow);
-    if (hec) {
-        certs::error_code why = last_verify_error();
-        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
-        fail("TLS handshake failed: " + (why ? why.message() : hec.message()));
-        co_return nullptr;
-    }
-    ctx.stats.inc(Counter::tls_handshake_ok);
-    if (target.expected_identity) {
-        auto peer = peer_spiffe_id(s.native_handle());
-        if (!peer || *peer != *target.expected_identity) {
-            ctx.stats.tls_failure("identity_mismatch");
-            fail("server identity " + peer.value_or("(none)") + " is not the expected " +
-                 *target.expected_identity);
-            co_return nullptr;
-        }
-    }
-    co_return conn;
 }
 
 template <class Fields>
@@ -1175,176 +1095,27 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
 }
 
 template <class Down>
-asio::awaitable<void> serve_http(Down& down, Downstream& info, WorkerContext& ctx) {
+asio::awaitable<void> serve_http(Down& down, Downstream& info, WorkerContext& ctx, std::string_view prefix) {
     beast::flat_buffer dbuf;
+    if (!prefix.empty()) {
+        auto room = dbuf.prepare(prefix.size());
+        std::memcpy(room.data(), prefix.data(), prefix.size());
+        dbuf.commit(prefix.size());
+    }
     while (co_await handle_one(down, dbuf, info, ctx)) {
     }
 }
 
-// Both directions of a TCP connection, byte for byte, with half-closes passed on; `counted`
-// (when not null) gets every byte moved.
-asio::awaitable<void> copy_one_way(tcp::socket& from, tcp::socket& to, bool& activity,
-                                   std::atomic<uint64_t>* counted) {
-    std::array<char, kRelayChunk> buf;
-    for (;;) {
-        activity = true;
-        auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), use_nothrow);
-        if (ec) break;
-        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), use_nothrow);
-        if (wec) break;
-        if (counted) counted->fetch_add(n, std::memory_order_relaxed);
-    }
-    boost::system::error_code ignored;
-    to.shutdown(tcp::socket::shutdown_send, ignored);
-}
-
-// Closes both sockets after a whole `idle` period without a byte either way.
-asio::awaitable<void> idle_watchdog(std::chrono::seconds idle, bool& activity, tcp::socket& a,
-                                    tcp::socket& b) {
-    asio::steady_timer timer(a.get_executor());
-    do {
-        activity = false;
-        timer.expires_after(idle);
-        co_await timer.async_wait(use_nothrow);
-    } while (activity);
-    boost::system::error_code ignored;
-    a.close(ignored);
-    b.close(ignored);
-}
-
-asio::awaitable<void> passthrough(tcp::socket down, const tcp::endpoint& dst, Downstream& info,
-                                  WorkerContext& ctx) {
-    ctx.stats.inc(Counter::downstream_cx_passthrough);
-    tcp::socket up(down.get_executor());
-    asio::steady_timer connect_deadline(down.get_executor());
-    connect_deadline.expires_after(info.config->limits.connect_timeout);
-    auto result = co_await (up.async_connect(dst, use_nothrow) || connect_deadline.async_wait(use_nothrow));
-    if (result.index() != 0 || std::get<0>(std::get<0>(result))) {
-        ctx.stats.inc(Counter::upstream_cx_connect_fail);
-        ctx.log("conn=" + std::to_string(info.id) + " passthrough to " + endpoint_text(dst) +
-                " failed to connect");
-        co_return;
-    }
-    TcpSeries* series = nullptr;
-    if (ctx.telemetry.config().metrics) {
-        series = ctx.telemetry.metrics().tcp_series(passthrough_labels(endpoint_text(dst), ctx.telemetry.config()));
-    }
-    if (series) series->opened.fetch_add(1, std::memory_order_relaxed);
-    bool activity = true;
-    co_await ((copy_one_way(down, up, activity, series ? &series->received : nullptr) &&
-               copy_one_way(up, down, activity, series ? &series->sent : nullptr)) ||
-              idle_watchdog(info.config->limits.stream_idle_timeout, activity, down, up));
-    if (series) series->closed.fetch_add(1, std::memory_order_relaxed);
-}
-
-// Peeks at the first byte without consuming it: 0x16 starts a TLS handshake.
-asio::awaitable<int> peek_first_byte(tcp::socket& s, std::chrono::seconds timeout) {
-    asio::steady_timer t(s.get_executor());
-    t.expires_after(timeout);
-    auto r = co_await (s.async_wait(tcp::socket::wait_read, use_nothrow) || t.async_wait(use_nothrow));
-    if (r.index() != 0) co_return -1;
-    unsigned char b = 0;
-    ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK);
-    co_return n == 1 ? b : -1;
-}
-
 }  // namespace
 
-asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, WorkerContext& ctx) {
-    Downstream info;
-    info.id = ctx.next_connection_id++;
-    info.kind = kind;
-    info.config_generation = ctx.config.generation();
-    info.config = ctx.config.current();
-    boost::system::error_code ec;
-    tcp::endpoint remote = socket.remote_endpoint(ec);
-    info.remote = ec ? "unknown" : endpoint_text(remote);
-    tcp::endpoint local_ep = socket.local_endpoint(ec);
-    if (!ec) info.local = endpoint_text(local_ep);
-    if (info.remote != "unknown") info.remote_ip = remote.address();
-    socket.set_option(tcp::no_delay(true), ec);
-    ctx.stats.inc(Counter::downstream_cx_total);
-    ctx.stats.inc(Counter::downstream_cx_active);
-    struct ActiveGuard {
-        WorkerStats& s;
-        ~ActiveGuard() { s.dec(Counter::downstream_cx_active); }
-    } guard{ctx.stats};
+asio::awaitable<void> serve_http1(PlainStream& down, Downstream& info, WorkerContext& ctx,
+                                  std::string_view prefix) {
+    co_await serve_http(down, info, ctx, prefix);
+}
 
-    if (kind == ListenerKind::outbound_capture || kind == ListenerKind::inbound_capture) {
-        info.original_dst = original_destination(socket.native_handle());
-        tcp::endpoint local = socket.local_endpoint(ec);
-        if (!info.original_dst || *info.original_dst == local) {
-            // Dialled directly, not redirected: forwarding it would loop back here.
-            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
-                    " was not redirected by iptables; closing");
-            co_return;
-        }
-    }
-
-    if (kind == ListenerKind::outbound_capture || kind == ListenerKind::outbound_explicit) {
-        if (kind == ListenerKind::outbound_capture && !is_mesh_destination(*info.config, *info.original_dst)) {
-            if (info.config->registry_only) {
-                ctx.stats.inc(Counter::downstream_cx_blackhole);
-                ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " to " +
-                        endpoint_text(*info.original_dst) +
-                        ": not a mesh service and outboundTrafficPolicy is REGISTRY_ONLY; closed "
-                        "(BlackHoleCluster)");
-                co_return;
-            }
-            co_await passthrough(std::move(socket), *info.original_dst, info, ctx);
-            co_return;
-        }
-        PlainStream down(std::move(socket));
-        co_await serve_http(down, info, ctx);
-        boost::system::error_code ignored;
-        down.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        co_return;
-    }
-
-    // Inbound: PeerAuthentication's mode for the port the peer dialled. STRICT takes mTLS only,
-    // PERMISSIVE mTLS or plaintext, DISABLE plaintext only: TLS is not terminated, so a peer that
-    // talks TLS to it fails as it does with Envoy (its bytes are not HTTP: 400, connection closed).
-    const MtlsMode mode = kind == ListenerKind::inbound_explicit
-                              ? MtlsMode::strict
-                              : info.config->inbound_mode_for(info.original_dst ? info.original_dst->port() : 0);
-    if (mode == MtlsMode::disable) {
-        PlainStream down(std::move(socket));
-        co_await serve_http(down, info, ctx);
-        co_return;
-    }
-    int first = co_await peek_first_byte(socket, info.config->limits.request_header_timeout);
-    if (first < 0) co_return;
-    if (first != 0x16) {
-        if (mode == MtlsMode::strict) {
-            ctx.stats.inc(Counter::downstream_cx_refused_plaintext);
-            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
-                    " refused: plaintext under STRICT mTLS");
-            co_return;
-        }
-        PlainStream down(std::move(socket));
-        co_await serve_http(down, info, ctx);
-        co_return;
-    }
-    info.tls = ctx.tls.current();
-    if (!info.tls) {
-        ctx.stats.tls_failure("no_certificate_yet");
-        co_return;  // until the proxy has its certificate, every handshake is refused
-    }
-    TlsStream down(PlainStream(std::move(socket)), *info.tls->server);
-    beast::get_lowest_layer(down).expires_after(info.config->limits.tls_handshake_timeout);
-    auto [hec] = co_await down.async_handshake(asio::ssl::stream_base::server, use_nothrow);
-    if (hec) {
-        certs::error_code why = last_verify_error();
-        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
-        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TLS handshake refused: " +
-                (why ? why.message() : hec.message()));
-        co_return;
-    }
-    ctx.stats.inc(Counter::tls_handshake_ok);
-    info.peer_identity = peer_spiffe_id(down.native_handle());
-    co_await serve_http(down, info, ctx);
-    beast::get_lowest_layer(down).expires_after(std::chrono::seconds(2));
-    co_await down.async_shutdown(use_nothrow);
+asio::awaitable<void> serve_http1(TlsStream& down, Downstream& info, WorkerContext& ctx,
+                                  std::string_view prefix) {
+    co_await serve_http(down, info, ctx, prefix);
 }
 
 }  // namespace remora::proxy

@@ -67,6 +67,7 @@ struct ClusterState {
     std::atomic<uint32_t> requests{0};  // in flight (each holds one HTTP/1.1 connection)
     std::atomic<uint32_t> pending{0};   // waiting for a connection under maxConnections
     std::atomic<uint32_t> retries{0};   // retries in flight (from the decision to the attempt's end)
+    std::atomic<uint32_t> connections{0};  // TCP connections open (tcp.maxConnections)
     // Outlier detection.
     std::atomic<uint32_t> ejected{0};           // endpoints ejected now
     std::atomic<uint64_t> ejections_total{0};   // ejections enforced since the proxy started

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/http1/session.h"
+#include "proxy/server/connection.h"
 
 namespace remora::proxy {
 

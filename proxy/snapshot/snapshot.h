@@ -135,6 +135,14 @@ struct VirtualHost {
     std::string name;  // <service host>:<port>
     std::vector<std::string> domains;  // every name and address a request may use for it
     std::vector<Route> routes;         // in order; the first match wins
+    // The port's protocol as Istio names it (the Service port's appProtocol, else its name's
+    // prefix; a ServiceEntry port's protocol): HTTP, HTTP2, GRPC, GRPC-Web, HTTPS, TCP, TLS,
+    // Mongo, MySQL, Redis. "" when undeclared: the proxy detects it from the first bytes.
+    std::string protocol;
+    // Where a connection to this port goes when it is carried as TCP: the VirtualService's first
+    // tcp[] route that matches the port, else the port's default cluster.
+    std::vector<WeightedCluster> tcp_clusters;
+    std::string tcp_virtual_service;  // "name.namespace" of that VirtualService; "" = default
 };
 
 // AuthorizationPolicy, resolved for one workload. Values are Istio's as written (exact,

@@ -109,6 +109,17 @@ json::value match_json(const RouteMatch& m) {
     return o;
 }
 
+json::array weighted_clusters_json(const std::vector<WeightedCluster>& in) {
+    json::array clusters;
+    for (const auto& wc : in) {
+        clusters.push_back(json::object{{"cluster", wc.cluster},
+                                        {"weight", wc.weight},
+                                        {"request_headers", header_ops_json(wc.request)},
+                                        {"response_headers", header_ops_json(wc.response)}});
+    }
+    return clusters;
+}
+
 json::value route_json(const Route& r) {
     json::object o;
     o["name"] = r.name;
@@ -116,14 +127,7 @@ json::value route_json(const Route& r) {
     json::array matches;
     for (const auto& m : r.matches) matches.push_back(match_json(m));
     o["matches"] = std::move(matches);
-    json::array clusters;
-    for (const auto& wc : r.clusters) {
-        clusters.push_back(json::object{{"cluster", wc.cluster},
-                                        {"weight", wc.weight},
-                                        {"request_headers", header_ops_json(wc.request)},
-                                        {"response_headers", header_ops_json(wc.response)}});
-    }
-    o["clusters"] = std::move(clusters);
+    o["clusters"] = weighted_clusters_json(r.clusters);
     if (r.direct_response) {
         o["direct_response"] = json::object{{"status", r.direct_response->first}, {"body", r.direct_response->second}};
     }
@@ -373,21 +377,25 @@ RouteMatch read_match(const json::value& v, const std::string& path) {
     return m;
 }
 
-Route read_route(const json::value& v, const std::string& path) {
-    Fields f(v, path);
-    Route r;
-    f.read("name", r.name);
-    f.read("virtual_service", r.virtual_service);
-    f.each("matches", [&](const json::value& mv, const std::string& p) { r.matches.push_back(read_match(mv, p)); });
-    f.each("clusters", [&](const json::value& cv, const std::string& p) {
+void read_weighted_clusters(Fields& f, const char* name, std::vector<WeightedCluster>& out) {
+    f.each(name, [&](const json::value& cv, const std::string& p) {
         Fields c(cv, p);
         WeightedCluster wc;
         c.read("cluster", wc.cluster);
         c.read("weight", wc.weight);
         wc.request = read_header_ops(c, "request_headers");
         wc.response = read_header_ops(c, "response_headers");
-        r.clusters.push_back(std::move(wc));
+        out.push_back(std::move(wc));
     });
+}
+
+Route read_route(const json::value& v, const std::string& path) {
+    Fields f(v, path);
+    Route r;
+    f.read("name", r.name);
+    f.read("virtual_service", r.virtual_service);
+    f.each("matches", [&](const json::value& mv, const std::string& p) { r.matches.push_back(read_match(mv, p)); });
+    read_weighted_clusters(f, "clusters", r.clusters);
     if (const json::value* d = f.find("direct_response")) {
         Fields dr(*d, f.at("direct_response"));
         std::pair<uint32_t, std::string> resp{200, ""};
@@ -549,7 +557,12 @@ json::value to_json(const Snapshot& snap) {
     for (const auto& vh : snap.virtual_hosts) {
         json::array routes;
         for (const auto& r : vh.routes) routes.push_back(route_json(r));
-        vhs.push_back(json::object{{"name", vh.name}, {"domains", strings_json(vh.domains)}, {"routes", std::move(routes)}});
+        vhs.push_back(json::object{{"name", vh.name},
+                                   {"domains", strings_json(vh.domains)},
+                                   {"routes", std::move(routes)},
+                                   {"protocol", vh.protocol},
+                                   {"tcp_clusters", weighted_clusters_json(vh.tcp_clusters)},
+                                   {"tcp_virtual_service", vh.tcp_virtual_service}});
     }
     o["virtual_hosts"] = std::move(vhs);
     json::object port_mtls;
@@ -574,6 +587,9 @@ Snapshot from_json(const json::value& doc) {
         vf.read("name", vh.name);
         vf.read("domains", vh.domains);
         vf.each("routes", [&](const json::value& rv, const std::string& rp) { vh.routes.push_back(read_route(rv, rp)); });
+        vf.read("protocol", vh.protocol);
+        read_weighted_clusters(vf, "tcp_clusters", vh.tcp_clusters);
+        vf.read("tcp_virtual_service", vh.tcp_virtual_service);
         s.virtual_hosts.push_back(std::move(vh));
     });
     if (const json::value* iv = f.find("inbound")) {

@@ -54,6 +54,15 @@ enum class Counter : size_t {
     rbac_denied,   // ... and denied: 403 RBAC
     rbac_audited,  // ... that matched an AUDIT policy
     downstream_cx_blackhole,  // outbound to a destination outside the registry, REGISTRY_ONLY
+    downstream_cx_tcp,        // connections carried as opaque TCP (outbound or inbound)
+    downstream_cx_tcp_rbac_denied,          // inbound TCP connections AuthorizationPolicy closed
+    downstream_cx_peer_exchange_failed,     // a TCP tunnel without the metadata exchange preamble
+    tcp_idle_timeout,                       // TCP connections closed after the idle timeout
+    downstream_cx_detected_http1,           // undeclared port, first bytes an HTTP/1.x request
+    downstream_cx_detected_http2,           // ... the HTTP/2 preface
+    downstream_cx_detected_tls,             // ... a TLS ClientHello
+    downstream_cx_detected_tcp,             // ... anything else
+    downstream_cx_detect_timeout,           // ... nothing within the detection timeout: TCP
     kCount
 };
 

@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include <stdexcept>
+#include <string_view>
 
 namespace remora::proxy {
 namespace ssl = boost::asio::ssl;
@@ -55,6 +56,27 @@ void configure(SSL_CTX* raw, const std::vector<certs::Certificate>& chain,
     SSL_CTX_set_cert_verify_callback(raw, verify_peer, state);
 }
 
+// The inbound side's ALPN choice among what the peer sidecar offers, in this order: a TCP tunnel
+// with the metadata exchange, a plain TCP tunnel, HTTP/1.1. Offering none of them (or no ALPN at
+// all) means HTTP/1.1, as before ALPN was used.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+    static constexpr std::string_view kPreference[] = {"istio-peer-exchange", "istio", "http/1.1"};
+    for (std::string_view want : kPreference) {
+        for (unsigned int i = 0; i < inlen;) {
+            const unsigned int len = in[i];
+            if (i + 1 + len > inlen) break;
+            if (std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == want) {
+                *out = in + i + 1;
+                *outlen = static_cast<unsigned char>(len);
+                return SSL_TLSEXT_ERR_OK;
+            }
+            i += 1 + len;
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 }  // namespace
 
 std::shared_ptr<const TlsSnapshot> make_tls_snapshot(std::vector<certs::Certificate> chain,
@@ -78,6 +100,7 @@ std::shared_ptr<const TlsSnapshot> make_tls_snapshot(std::vector<certs::Certific
     // buys little, and a ticket arriving on an idle pooled connection would look like a dead one.
     SSL_CTX_set_num_tickets(server->native_handle(), 0);
     SSL_CTX_set_options(server->native_handle(), SSL_OP_NO_TICKET);
+    SSL_CTX_set_alpn_select_cb(server->native_handle(), select_alpn, nullptr);
 
     auto client = std::shared_ptr<ssl::context>(new ssl::context(ssl::context::tls_client),
                                                 [state](ssl::context* c) { delete c; });

@@ -1,0 +1,238 @@
+// Accepted connections: redirect checks, REGISTRY_ONLY, PeerAuthentication's mode, the TLS
+// handshake, and the protocol decision (port declaration, ALPN, detection) → HTTP/1.1 or TCP.
+#include "proxy/server/connection.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <array>
+
+#include "proxy/http1/session.h"
+#include "proxy/net/detect.h"
+#include "proxy/net/original_dst.h"
+#include "proxy/tcp/tcp_proxy.h"
+#include "proxy/upstream/connect.h"
+
+namespace remora::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+// Peeks at the first byte without consuming it: 0x16 starts a TLS handshake.
+asio::awaitable<int> peek_first_byte(tcp::socket& s, std::chrono::seconds timeout) {
+    asio::steady_timer t(s.get_executor());
+    t.expires_after(timeout);
+    auto r = co_await (s.async_wait(tcp::socket::wait_read, use_nothrow) || t.async_wait(use_nothrow));
+    if (r.index() != 0) co_return -1;
+    unsigned char b = 0;
+    ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK);
+    co_return n == 1 ? b : -1;
+}
+
+struct Detected {
+    Protocol protocol = Protocol::tcp;
+    std::string prefix;  // the bytes read to decide; they go first on whichever path serves it
+    bool closed = false;  // the client went away before deciding
+};
+
+// Reads the first bytes of an undeclared port's connection until they say what it speaks, or
+// the detection timeout passes (then TCP: a server-first protocol waits for the server).
+asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerContext& ctx) {
+    Detected d;
+    asio::steady_timer deadline(s.get_executor());
+    deadline.expires_after(info.config->limits.protocol_detection_timeout);
+    std::array<char, kDetectBytes> buf;
+    for (;;) {
+        auto r = co_await (s.async_read_some(asio::buffer(buf.data(), kDetectBytes - d.prefix.size()), use_nothrow) ||
+                           deadline.async_wait(use_nothrow));
+        if (r.index() == 1) {
+            ctx.stats.inc(Counter::downstream_cx_detect_timeout);
+            d.protocol = Protocol::tcp;
+            co_return d;
+        }
+        auto [ec, n] = std::get<0>(r);
+        d.prefix.append(buf.data(), n);
+        if (ec) {
+            // Closed (or half-closed) before deciding: what came is passed on as TCP.
+            d.closed = d.prefix.empty();
+            d.protocol = Protocol::tcp;
+            co_return d;
+        }
+        if (auto p = classify_first_bytes(d.prefix)) {
+            d.protocol = *p;
+            switch (*p) {
+                case Protocol::http1: ctx.stats.inc(Counter::downstream_cx_detected_http1); break;
+                case Protocol::http2: ctx.stats.inc(Counter::downstream_cx_detected_http2); break;
+                case Protocol::tls: ctx.stats.inc(Counter::downstream_cx_detected_tls); break;
+                default: ctx.stats.inc(Counter::downstream_cx_detected_tcp); break;
+            }
+            co_return d;
+        }
+    }
+}
+
+// The protocol an outbound connection to a mesh destination is declared with, if any.
+Protocol outbound_declared(const Downstream& info) {
+    const ProxyConfig& cfg = *info.config;
+    if (!cfg.routes || !info.original_dst) return Protocol::unknown;
+    const snapshot::VirtualHost* vh = cfg.routes->find_address(*info.original_dst);
+    return vh ? declared_protocol(vh->protocol) : Protocol::unknown;
+}
+
+// Outbound to a mesh service: HTTP/1.1 through the routing path; everything else (TCP, TLS the
+// app originated, and for now HTTP/2 and gRPC) as a TCP tunnel over mTLS to the peer sidecar.
+asio::awaitable<void> serve_outbound(tcp::socket socket, Downstream& info, WorkerContext& ctx) {
+    Protocol p = outbound_declared(info);
+    std::string prefix;
+    if (p == Protocol::unknown) {
+        Detected d = co_await detect(socket, info, ctx);
+        if (d.closed) co_return;
+        p = d.protocol;
+        prefix = std::move(d.prefix);
+    }
+    if (p == Protocol::http1) {
+        PlainStream down(std::move(socket));
+        co_await serve_http1(down, info, ctx, prefix);
+        boost::system::error_code ignored;
+        down.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        co_return;
+    }
+    co_await outbound_tcp(std::move(socket), std::move(prefix), info, ctx);
+}
+
+// Inbound plaintext (PERMISSIVE or DISABLE): HTTP/1.1 requests through the inbound HTTP path,
+// anything else to the app as TCP.
+asio::awaitable<void> serve_inbound_plaintext(tcp::socket socket, Downstream& info, WorkerContext& ctx) {
+    Detected d = co_await detect(socket, info, ctx);
+    if (d.closed) co_return;
+    PlainStream down(std::move(socket));
+    if (d.protocol == Protocol::http1) {
+        co_await serve_http1(down, info, ctx, d.prefix);
+        co_return;
+    }
+    co_await inbound_tcp(down, std::move(d.prefix), info, ctx);
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, WorkerContext& ctx) {
+    Downstream info;
+    info.id = ctx.next_connection_id++;
+    info.kind = kind;
+    info.config_generation = ctx.config.generation();
+    info.config = ctx.config.current();
+    boost::system::error_code ec;
+    tcp::endpoint remote = socket.remote_endpoint(ec);
+    info.remote = ec ? "unknown" : endpoint_text(remote);
+    tcp::endpoint local_ep = socket.local_endpoint(ec);
+    if (!ec) info.local = endpoint_text(local_ep);
+    if (info.remote != "unknown") info.remote_ip = remote.address();
+    socket.set_option(tcp::no_delay(true), ec);
+    ctx.stats.inc(Counter::downstream_cx_total);
+    ctx.stats.inc(Counter::downstream_cx_active);
+    struct ActiveGuard {
+        WorkerStats& s;
+        ~ActiveGuard() { s.dec(Counter::downstream_cx_active); }
+    } guard{ctx.stats};
+
+    if (kind == ListenerKind::outbound_capture || kind == ListenerKind::inbound_capture) {
+        info.original_dst = original_destination(socket.native_handle());
+        tcp::endpoint local = socket.local_endpoint(ec);
+        if (!info.original_dst || *info.original_dst == local) {
+            // Dialled directly, not redirected: forwarding it would loop back here.
+            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
+                    " was not redirected by iptables; closing");
+            co_return;
+        }
+    }
+
+    if (kind == ListenerKind::outbound_capture) {
+        if (!is_mesh_destination(*info.config, *info.original_dst)) {
+            if (info.config->registry_only) {
+                ctx.stats.inc(Counter::downstream_cx_blackhole);
+                ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " to " +
+                        endpoint_text(*info.original_dst) +
+                        ": not a mesh service and outboundTrafficPolicy is REGISTRY_ONLY; closed "
+                        "(BlackHoleCluster)");
+                co_return;
+            }
+            co_await passthrough(std::move(socket), {}, info, ctx);
+            co_return;
+        }
+        co_await serve_outbound(std::move(socket), info, ctx);
+        co_return;
+    }
+    if (kind == ListenerKind::outbound_explicit) {
+        PlainStream down(std::move(socket));
+        co_await serve_http1(down, info, ctx);
+        boost::system::error_code ignored;
+        down.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        co_return;
+    }
+
+    // Inbound: PeerAuthentication's mode for the port the peer dialled. STRICT takes mTLS only,
+    // PERMISSIVE mTLS or plaintext, DISABLE plaintext only: TLS is not terminated, so a peer that
+    // talks TLS to it fails as it does with Envoy.
+    const MtlsMode mode = kind == ListenerKind::inbound_explicit
+                              ? MtlsMode::strict
+                              : info.config->inbound_mode_for(info.original_dst ? info.original_dst->port() : 0);
+    if (mode == MtlsMode::disable) {
+        co_await serve_inbound_plaintext(std::move(socket), info, ctx);
+        co_return;
+    }
+    int first = co_await peek_first_byte(socket, info.config->limits.request_header_timeout);
+    if (first < 0) co_return;
+    if (first != 0x16) {
+        if (mode == MtlsMode::strict) {
+            ctx.stats.inc(Counter::downstream_cx_refused_plaintext);
+            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
+                    " refused: plaintext under STRICT mTLS");
+            co_return;
+        }
+        co_await serve_inbound_plaintext(std::move(socket), info, ctx);
+        co_return;
+    }
+    info.tls = ctx.tls.current();
+    if (!info.tls) {
+        ctx.stats.tls_failure("no_certificate_yet");
+        co_return;  // until the proxy has its certificate, every handshake is refused
+    }
+    TlsStream down(PlainStream(std::move(socket)), *info.tls->server);
+    beast::get_lowest_layer(down).expires_after(info.config->limits.tls_handshake_timeout);
+    auto [hec] = co_await down.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+    if (hec) {
+        certs::error_code why = last_verify_error();
+        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
+        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TLS handshake refused: " +
+                (why ? why.message() : hec.message()));
+        co_return;
+    }
+    ctx.stats.inc(Counter::tls_handshake_ok);
+    info.peer_identity = peer_spiffe_id(down.native_handle());
+    // What the peer sidecar carries, as the ALPN agreed: a TCP tunnel, else HTTP/1.1.
+    const std::string_view alpn = negotiated_alpn(down.native_handle());
+    if (alpn == kAlpnPeerExchange || alpn == kAlpnIstio) {
+        beast::get_lowest_layer(down).expires_never();
+        const bool peer_exchange = alpn == kAlpnPeerExchange;
+        co_await inbound_tcp(down, {}, peer_exchange, info, ctx);
+        co_return;
+    }
+    co_await serve_http1(down, info, ctx);
+    beast::get_lowest_layer(down).expires_after(std::chrono::seconds(2));
+    co_await down.async_shutdown(use_nothrow);
+}
+
+}  // namespace remora::proxy
