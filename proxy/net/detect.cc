@@ -3,6 +3,7 @@
 #include "proxy/net/detect.h"
 
 #include <array>
+#include <cctype>
 
 namespace remora::proxy {
 
@@ -30,11 +31,18 @@ const char* protocol_name(Protocol p) {
     return "unknown";
 }
 
-Protocol declared_protocol(std::string_view name) {
+Protocol declared_protocol(std::string_view written) {
+    // Istio's names are case-insensitive (a ServiceEntry may say "http" or "MONGO").
+    std::array<char, 16> buf{};
+    if (written.size() >= buf.size()) return Protocol::unknown;
+    for (size_t i = 0; i < written.size(); ++i) {
+        buf[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(written[i])));
+    }
+    const std::string_view name(buf.data(), written.size());
     if (name == "HTTP") return Protocol::http1;
     if (name == "HTTP2" || name == "GRPC") return Protocol::http2;
     if (name == "TLS" || name == "HTTPS") return Protocol::tls;
-    if (name == "TCP" || name == "Mongo" || name == "MySQL" || name == "Redis") return Protocol::tcp;
+    if (name == "TCP" || name == "MONGO" || name == "MYSQL" || name == "REDIS") return Protocol::tcp;
     return Protocol::unknown;  // "" and GRPC-Web
 }
 

@@ -87,9 +87,17 @@ asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerC
 // The protocol an outbound connection to a mesh destination is declared with, if any.
 Protocol outbound_declared(const Downstream& info) {
     const ProxyConfig& cfg = *info.config;
-    if (!cfg.routes || !info.original_dst) return Protocol::unknown;
-    const snapshot::VirtualHost* vh = cfg.routes->find_address(*info.original_dst);
-    return vh ? declared_protocol(vh->protocol) : Protocol::unknown;
+    if (!info.original_dst) return Protocol::unknown;
+    if (cfg.routes) {
+        const snapshot::VirtualHost* vh = cfg.routes->find_address(*info.original_dst);
+        return vh ? declared_protocol(vh->protocol) : Protocol::unknown;
+    }
+    if (cfg.registry) {
+        const Service* s = cfg.registry->find_by_address(info.original_dst->address(), info.original_dst->port());
+        const ServicePort* port = s ? s->find_port(info.original_dst->port()) : nullptr;
+        if (port) return declared_protocol(port->protocol);
+    }
+    return Protocol::unknown;
 }
 
 // Outbound to a mesh service: HTTP/1.1 through the routing path; everything else (TCP, TLS the
@@ -124,6 +132,60 @@ asio::awaitable<void> serve_inbound_plaintext(tcp::socket socket, Downstream& in
         co_return;
     }
     co_await inbound_tcp(down, std::move(d.prefix), info, ctx);
+}
+
+// Inbound: PeerAuthentication's mode, the TLS handshake, then ALPN or detection.
+asio::awaitable<void> serve_inbound(tcp::socket socket, ListenerKind kind, Downstream& info, WorkerContext& ctx) {
+    // Inbound: PeerAuthentication's mode for the port the peer dialled. STRICT takes mTLS only,
+    // PERMISSIVE mTLS or plaintext, DISABLE plaintext only: TLS is not terminated, so a peer that
+    // talks TLS to it fails as it does with Envoy.
+    const MtlsMode mode = kind == ListenerKind::inbound_explicit
+                              ? MtlsMode::strict
+                              : info.config->inbound_mode_for(info.original_dst ? info.original_dst->port() : 0);
+    if (mode == MtlsMode::disable) {
+        co_await serve_inbound_plaintext(std::move(socket), info, ctx);
+        co_return;
+    }
+    int first = co_await peek_first_byte(socket, info.config->limits.request_header_timeout);
+    if (first < 0) co_return;
+    if (first != 0x16) {
+        if (mode == MtlsMode::strict) {
+            ctx.stats.inc(Counter::downstream_cx_refused_plaintext);
+            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
+                    " refused: plaintext under STRICT mTLS");
+            co_return;
+        }
+        co_await serve_inbound_plaintext(std::move(socket), info, ctx);
+        co_return;
+    }
+    info.tls = ctx.tls.current();
+    if (!info.tls) {
+        ctx.stats.tls_failure("no_certificate_yet");
+        co_return;  // until the proxy has its certificate, every handshake is refused
+    }
+    TlsStream down(PlainStream(std::move(socket)), *info.tls->server);
+    beast::get_lowest_layer(down).expires_after(info.config->limits.tls_handshake_timeout);
+    auto [hec] = co_await down.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+    if (hec) {
+        certs::error_code why = last_verify_error();
+        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
+        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TLS handshake refused: " +
+                (why ? why.message() : hec.message()));
+        co_return;
+    }
+    ctx.stats.inc(Counter::tls_handshake_ok);
+    info.peer_identity = peer_spiffe_id(down.native_handle());
+    // What the peer sidecar carries, as the ALPN agreed: a TCP tunnel, else HTTP/1.1.
+    const std::string_view alpn = negotiated_alpn(down.native_handle());
+    if (alpn == kAlpnPeerExchange || alpn == kAlpnIstio) {
+        beast::get_lowest_layer(down).expires_never();
+        const bool peer_exchange = alpn == kAlpnPeerExchange;
+        co_await inbound_tcp(down, {}, peer_exchange, info, ctx);
+        co_return;
+    }
+    co_await serve_http1(down, info, ctx);
+    beast::get_lowest_layer(down).expires_after(std::chrono::seconds(2));
+    co_await down.async_shutdown(use_nothrow);
 }
 
 }  // namespace
@@ -183,56 +245,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
         co_return;
     }
 
-    // Inbound: PeerAuthentication's mode for the port the peer dialled. STRICT takes mTLS only,
-    // PERMISSIVE mTLS or plaintext, DISABLE plaintext only: TLS is not terminated, so a peer that
-    // talks TLS to it fails as it does with Envoy.
-    const MtlsMode mode = kind == ListenerKind::inbound_explicit
-                              ? MtlsMode::strict
-                              : info.config->inbound_mode_for(info.original_dst ? info.original_dst->port() : 0);
-    if (mode == MtlsMode::disable) {
-        co_await serve_inbound_plaintext(std::move(socket), info, ctx);
-        co_return;
-    }
-    int first = co_await peek_first_byte(socket, info.config->limits.request_header_timeout);
-    if (first < 0) co_return;
-    if (first != 0x16) {
-        if (mode == MtlsMode::strict) {
-            ctx.stats.inc(Counter::downstream_cx_refused_plaintext);
-            ctx.log("conn=" + std::to_string(info.id) + " " + info.remote +
-                    " refused: plaintext under STRICT mTLS");
-            co_return;
-        }
-        co_await serve_inbound_plaintext(std::move(socket), info, ctx);
-        co_return;
-    }
-    info.tls = ctx.tls.current();
-    if (!info.tls) {
-        ctx.stats.tls_failure("no_certificate_yet");
-        co_return;  // until the proxy has its certificate, every handshake is refused
-    }
-    TlsStream down(PlainStream(std::move(socket)), *info.tls->server);
-    beast::get_lowest_layer(down).expires_after(info.config->limits.tls_handshake_timeout);
-    auto [hec] = co_await down.async_handshake(asio::ssl::stream_base::server, use_nothrow);
-    if (hec) {
-        certs::error_code why = last_verify_error();
-        ctx.stats.tls_failure(why ? std::string(certs::reason_token(why)) : "handshake_error");
-        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TLS handshake refused: " +
-                (why ? why.message() : hec.message()));
-        co_return;
-    }
-    ctx.stats.inc(Counter::tls_handshake_ok);
-    info.peer_identity = peer_spiffe_id(down.native_handle());
-    // What the peer sidecar carries, as the ALPN agreed: a TCP tunnel, else HTTP/1.1.
-    const std::string_view alpn = negotiated_alpn(down.native_handle());
-    if (alpn == kAlpnPeerExchange || alpn == kAlpnIstio) {
-        beast::get_lowest_layer(down).expires_never();
-        const bool peer_exchange = alpn == kAlpnPeerExchange;
-        co_await inbound_tcp(down, {}, peer_exchange, info, ctx);
-        co_return;
-    }
-    co_await serve_http1(down, info, ctx);
-    beast::get_lowest_layer(down).expires_after(std::chrono::seconds(2));
-    co_await down.async_shutdown(use_nothrow);
+    co_await serve_inbound(std::move(socket), kind, info, ctx);
 }
 
 }  // namespace remora::proxy

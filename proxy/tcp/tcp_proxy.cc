@@ -389,7 +389,8 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
             if (!got) {
                 ctx.stats.inc(Counter::downstream_cx_peer_exchange_failed);
                 ctx.log("conn=" + std::to_string(info.id) + " TCP to " + endpoint_text(target.address) +
-                        ": the peer sidecar sent no metadata exchange preamble");
+                        ": the peer sidecar closed it before its metadata exchange (refused by its "
+                        "AuthorizationPolicy, or no app on the port?)");
                 co_return;
             }
             if (got->peer) fill_self(labels, false, *got->peer);

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include "proxy/http1/errors.h"
+#include "proxy/net/detect.h"
+#include "proxy/tcp/tcp_proxy.h"
 #include "proxy/identity/identity_agent.h"
 #include "proxy/routing/resolve.h"
 #include "proxy/stats/stats.h"
@@ -139,4 +141,56 @@ TEST_CASE("only mesh services are proxied; everything else passes through") {
     CHECK_FALSE(is_mesh_destination(c, ep("198.18.9.9", 8080)));
     ProxyConfig none;
     CHECK_FALSE(is_mesh_destination(none, ep("198.19.0.10", 8080)));
+}
+
+TEST_CASE("protocol detection from the first bytes") {
+    CHECK(classify_first_bytes("GET / HTTP/1.1\r\n") == Protocol::http1);
+    CHECK(classify_first_bytes("POST /x HTTP/1.1") == Protocol::http1);
+    CHECK(classify_first_bytes("OPTIONS * HTTP/1.1") == Protocol::http1);
+    CHECK_FALSE(classify_first_bytes("GE"));  // could still be GET
+    CHECK_FALSE(classify_first_bytes("P"));   // POST, PUT, PATCH or the HTTP/2 preface
+    CHECK_FALSE(classify_first_bytes("PRI * HTTP/2.0\r\n"));
+    CHECK(classify_first_bytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == Protocol::http2);
+    CHECK(classify_first_bytes(std::string("\x16\x03\x01\x02\x00", 5)) == Protocol::tls);
+    CHECK_FALSE(classify_first_bytes("\x16"));
+    CHECK(classify_first_bytes("*1\r\n$4\r\nPING\r\n") == Protocol::tcp);              // Redis
+    CHECK(classify_first_bytes(std::string("\0\0\0\x08\x04\xd2\x16\x2f", 8)) == Protocol::tcp);  // Postgres
+    CHECK(classify_first_bytes("GETX") == Protocol::tcp);  // a method needs its space
+    CHECK(classify_first_bytes("get / HTTP/1.1") == Protocol::tcp);  // methods are case-sensitive
+    CHECK(classify_first_bytes(std::string(kDetectBytes, 'z')) == Protocol::tcp);
+}
+
+TEST_CASE("declared port protocols, case-insensitively") {
+    CHECK(declared_protocol("HTTP") == Protocol::http1);
+    CHECK(declared_protocol("http") == Protocol::http1);
+    CHECK(declared_protocol("GRPC") == Protocol::http2);
+    CHECK(declared_protocol("HTTP2") == Protocol::http2);
+    CHECK(declared_protocol("TCP") == Protocol::tcp);
+    CHECK(declared_protocol("MONGO") == Protocol::tcp);
+    CHECK(declared_protocol("Redis") == Protocol::tcp);
+    CHECK(declared_protocol("TLS") == Protocol::tls);
+    CHECK(declared_protocol("HTTPS") == Protocol::tls);
+    CHECK(declared_protocol("GRPC-Web") == Protocol::unknown);
+    CHECK(declared_protocol("") == Protocol::unknown);
+}
+
+TEST_CASE("the metadata exchange preamble round-trips and refuses what is not one") {
+    const std::string pre = peer_exchange_preamble("wl=client;ns=default", "store.default.svc.cluster.local");
+    PeerExchange mx;
+    for (size_t cut = 0; cut < pre.size(); ++cut) {
+        CAPTURE(cut);
+        auto used = parse_peer_exchange(std::string_view(pre).substr(0, cut), mx);
+        REQUIRE(used);
+        CHECK(*used == 0);  // more bytes needed
+    }
+    auto used = parse_peer_exchange(pre + "app bytes", mx);
+    REQUIRE(used);
+    CHECK(*used == pre.size());
+    REQUIRE(mx.peer);
+    CHECK(mx.peer->name == "client");
+    CHECK(mx.service_host == "store.default.svc.cluster.local");
+    CHECK_FALSE(parse_peer_exchange("HELLO", mx));
+    std::string huge = "RMX1";
+    huge += std::string("\x7f\xff\xff\xff", 4);
+    CHECK_FALSE(parse_peer_exchange(huge, mx));  // over kMaxPeerExchangeBytes
 }

@@ -361,3 +361,74 @@ spec:
     REQUIRE(reviews);
     CHECK(reviews->routes.at(0).virtual_service == "reviews.default");
 }
+
+TEST_CASE("port protocols as istiod reads them: appProtocol, then the name's prefix; tcp routes") {
+    auto s = translate::translate(bookinfo({}, R"(
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: 198.19.0.50
+  selector: {app: db}
+  ports:
+  - {name: tcp-postgres, port: 5432}
+  - {name: redis, port: 6379}
+  - {name: metrics, port: 9090}
+  - {name: web, port: 8080, appProtocol: http}
+  - {name: http-but-h2c, port: 8081, appProtocol: kubernetes.io/h2c}
+  - {name: grpc-web-ui, port: 8082}
+  - {name: grpc-api, port: 8083}
+  - {port: 8084}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [mongo.example]
+  addresses: [198.19.0.51]
+  ports: [{number: 27017, name: db, protocol: MONGO}, {number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 198.18.0.60}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db]
+  tcp:
+  - match: [{port: 6379}]
+    route:
+    - {destination: {host: db, port: {number: 5432}}, weight: 30}
+    - {destination: {host: db, port: {number: 6379}}, weight: 70}
+)"),
+                                  productpage());
+    auto protocol = [&](const std::string& vh_name) {
+        const auto* vh = vhost(s, vh_name);
+        REQUIRE_MESSAGE(vh, vh_name);
+        return vh->protocol;
+    };
+    const std::string db = "db.default.svc.cluster.local:";
+    CHECK(protocol(kReviews + ":9080") == "HTTP");
+    CHECK(protocol(db + "5432") == "TCP");
+    CHECK(protocol(db + "6379") == "Redis");
+    CHECK(protocol(db + "9090") == "");  // no known prefix: detected by the proxy
+    CHECK(protocol(db + "8080") == "HTTP");
+    CHECK(protocol(db + "8081") == "HTTP2");  // appProtocol wins over the name
+    CHECK(protocol(db + "8082") == "GRPC-Web");
+    CHECK(protocol(db + "8083") == "GRPC");
+    CHECK(protocol(db + "8084") == "");
+    CHECK(protocol("mongo.example:27017") == "Mongo");
+    CHECK(protocol("mongo.example:443") == "TLS");
+
+    const auto* routed = vhost(s, db + "6379");
+    REQUIRE(routed->tcp_clusters.size() == 2);
+    CHECK(routed->tcp_virtual_service == "db.default");
+    CHECK(routed->tcp_clusters[0].cluster == "outbound|5432||db.default.svc.cluster.local");
+    CHECK(routed->tcp_clusters[0].weight == 30);
+    CHECK(routed->tcp_clusters[1].weight == 70);
+    // A port no tcp route names: its own cluster.
+    const auto* plain = vhost(s, db + "5432");
+    REQUIRE(plain->tcp_clusters.size() == 1);
+    CHECK(plain->tcp_clusters[0].cluster == "outbound|5432||db.default.svc.cluster.local");
+    CHECK(plain->tcp_virtual_service.empty());
+}

@@ -434,3 +434,30 @@ TEST_CASE("a value that cannot be compiled names the policy") {
                          std::invalid_argument);
     CHECK_THROWS_AS(authz::Engine({policy("CUSTOM", {})}), std::invalid_argument);
 }
+
+TEST_CASE("TCP connections: a rule needing an HTTP attribute never matches in ALLOW, always in DENY") {
+    Req tcp;
+    tcp.tcp = true;
+    tcp.method = tcp.path = tcp.host = "";
+    snap::AuthzOperation get;
+    get.methods = {"GET"};
+    snap::AuthzOperation port;
+    port.ports = {8000};
+    // ALLOW: the L4 rule allows, the HTTP-only one does not.
+    CHECK(allows(rule_to(port), tcp));
+    CHECK_FALSE(allows(rule_to(get), tcp));
+    snap::AuthzRule headers = rule_when("request.headers[x-user]", {"alice"});
+    CHECK_FALSE(allows(headers, tcp));
+    // DENY: the HTTP-only condition counts as matching, so the rule's L4 parts decide.
+    snap::AuthzSource sleep;
+    sleep.principals = {"cluster.local/ns/default/sa/sleep"};
+    snap::AuthzRule deny_get_from_sleep = rule_from(sleep);
+    deny_get_from_sleep.to.push_back(get);
+    authz::Engine e({policy("DENY", {deny_get_from_sleep})});
+    CHECK(e.evaluate(tcp).decision == Decision::deny);
+    CHECK(e.evaluate(Req(tcp).from("cluster.local/ns/default/sa/other")).decision == Decision::allow);
+    // The same rule on an HTTP request: only GET is denied.
+    Req post;
+    post.method = "POST";
+    CHECK(e.evaluate(post).decision == Decision::allow);
+}

@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""System test of the protocols other than HTTP/1.1 through real sidecars: Redis on a port named
+tcp- and on an undeclared port (detected), server-first exchanges, half-close, gRPC (unary and a
+10 MB server stream) with python3-grpcio on both sides, L4 AuthorizationPolicy, a VirtualService
+tcp route, and Istio's TCP metrics with the metadata exchange's labels.
+
+    python3 tests/system/test_protocols.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
+
+    node     remora-control (CA)
+    client   meshed; its proxy runs with --config services.yaml (ServiceEntries + WorkloadEntry)
+    server   meshed, --config policy.yaml (an AuthorizationPolicy); Redis on 6379 and 6380, a
+             server-first "banner" app on 2525-2528, a gRPC server on 50051
+
+Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
+"""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import check  # noqa: E402
+from test_mesh import APP_UID, describe, run_suite  # noqa: E402
+
+VIP = "198.19.0.40"
+OTHER_VIP = "198.19.0.41"
+GRPC_PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-grpcio
+
+SERVICES = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: store, namespace: default}}
+spec:
+  hosts: [store.default.svc.cluster.local]
+  addresses: [{vip}]
+  ports:
+  - {{number: 6379, name: tcp-redis, protocol: TCP}}
+  - {{number: 6380, name: undeclared}}
+  - {{number: 2525, name: tcp-banner, protocol: TCP}}
+  - {{number: 2526, name: banner-undeclared}}
+  - {{number: 2527, name: tcp-denied, protocol: TCP}}
+  - {{number: 2528, name: tcp-routed, protocol: TCP}}
+  - {{number: 50051, name: grpc, protocol: GRPC}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: other, namespace: default}}
+spec:
+  hosts: [other.default.svc.cluster.local]
+  addresses: [{other_vip}]
+  ports:
+  - {{number: 2525, name: tcp-banner, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: store-1, namespace: default}}
+spec:
+  address: {server}
+  labels: {{app: store, security.istio.io/tlsMode: istio}}
+  serviceAccount: store
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: store-tcp, namespace: default}}
+spec:
+  hosts: [store]
+  tcp:
+  - match: [{{port: 2528}}]
+    route:
+    - destination: {{host: other, port: {{number: 2525}}}}
+"""
+
+POLICY = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-2527, namespace: default}
+spec:
+  selector: {matchLabels: {app: store}}
+  action: DENY
+  rules:
+  - to: [{operation: {ports: ["2527"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: http-only-deny, namespace: default}
+spec:
+  selector: {matchLabels: {app: store}}
+  action: DENY
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/nobody"]}}]
+    to: [{operation: {methods: ["GET"]}}]
+"""
+
+# A server-first app: on connect it sends a banner naming the port; then it reads until the
+# client half-closes and answers with the number of bytes it got, then closes.
+BANNER = r'''
+import socket, sys, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=one, args=(c, port), daemon=True).start()
+def one(c, port):
+    try:
+        c.sendall(b"220 banner %d\r\n" % port)
+        n = 0
+        while True:
+            b = c.recv(65536)
+            if not b: break
+            n += len(b)
+        c.sendall(b"got %d\r\n" % n)
+    finally:
+        c.close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+threading.Event().wait()
+'''
+
+# The client side of BANNER: reads the banner without sending anything first (how long it took),
+# then sends N bytes, half-closes and reads the answer.
+BANNER_CLIENT = r'''
+import json, socket, sys, time
+a = json.loads(sys.argv[1])
+t0 = time.monotonic()
+out = {}
+try:
+    s = socket.create_connection((a["host"], a["port"]), timeout=a.get("timeout", 10))
+    buf = b""
+    while b"\r\n" not in buf:
+        b = s.recv(4096)
+        if not b: break
+        buf += b
+    out["banner"] = buf.decode(errors="replace").strip()
+    out["banner_seconds"] = time.monotonic() - t0
+    if buf:
+        s.sendall(b"x" * a.get("send", 100000))
+        s.shutdown(socket.SHUT_WR)
+        rest = b""
+        while True:
+            b = s.recv(4096)
+            if not b: break
+            rest += b
+        out["answer"] = rest.decode(errors="replace").strip()
+except Exception as e:
+    out["error"] = "%s: %s" % (type(e).__name__, e)
+print(json.dumps(out))
+'''
+
+# gRPC without generated code: generic handlers over raw bytes.
+GRPC_SERVER = r'''
+import sys, time
+from concurrent import futures
+import grpc
+def echo(req, ctx):
+    return b"echo:" + req
+def stream(req, ctx):
+    chunk = b"s" * 65536
+    for _ in range(int(req.decode())):
+        yield chunk
+def collect(it, ctx):
+    return str(sum(len(x) for x in it)).encode()
+def chat(it, ctx):
+    for x in it:
+        yield b"re:" + x
+handlers = {
+    "Echo": grpc.unary_unary_rpc_method_handler(echo),
+    "Stream": grpc.unary_stream_rpc_method_handler(stream),
+    "Collect": grpc.stream_unary_rpc_method_handler(collect),
+    "Chat": grpc.stream_stream_rpc_method_handler(chat),
+}
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Svc", handlers),))
+server.add_insecure_port("0.0.0.0:%s" % sys.argv[1])
+server.start()
+server.wait_for_termination()
+'''
+
+GRPC_CLIENT = r'''
+import json, sys
+import grpc
+a = json.loads(sys.argv[1])
+out = {}
+with grpc.insecure_channel(a["target"]) as ch:
+    grpc.channel_ready_future(ch).result(timeout=10)
+    echo = ch.unary_unary("/test.Svc/Echo")
+    out["unary"] = [echo(b"hi-%d" % i, timeout=10).decode() for i in range(a.get("calls", 20))]
+    total = 0
+    for chunk in ch.unary_stream("/test.Svc/Stream")(str(a.get("chunks", 160)).encode(), timeout=60):
+        total += len(chunk)
+    out["streamed"] = total
+    out["collected"] = ch.stream_unary("/test.Svc/Collect")(iter([b"a" * 1000] * 50), timeout=30).decode()
+    out["chat"] = [x.decode() for x in ch.stream_stream("/test.Svc/Chat")(iter([b"1", b"2", b"3"]), timeout=30)]
+print(json.dumps(out))
+'''
+
+
+def run_client(m, script, args, python="python3", timeout=60):
+    r = m.c.run("client", [python, script, json.dumps(args)], user=APP_UID, check=False, timeout=timeout)
+    check(r.returncode == 0, f"{os.path.basename(script)} failed", describe(r))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def redis(m, port, *cmd):
+    r = m.c.run("client", ["redis-cli", "-h", "store", "-p", str(port), *cmd], user=APP_UID,
+                check=False, timeout=20)
+    check(r.returncode == 0, f"redis-cli {' '.join(cmd)} on port {port} failed", describe(r))
+    return r.stdout.strip()
+
+
+def metrics(m, pod):
+    r = m.c.run(pod, ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15090/stats/prometheus"],
+                check=False, timeout=10)
+    check(r.returncode == 0, f"scraping {pod}:15090 failed", describe(r))
+    return r.stdout
+
+
+def samples(text, name):
+    """(labels dict, value) of each sample of metric `name`."""
+    out = []
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        labels_text, _, value = line[len(name) + 1:].rpartition("} ")
+        labels = {}
+        for part in labels_text.split('",'):
+            k, _, v = part.partition('="')
+            labels[k] = v.rstrip('"')
+        out.append((labels, float(value)))
+    return out
+
+
+def setup(m):
+    c = m.c
+    for name in ("client", "server"):
+        c.add_pod(name)
+    c.add_service("store", VIP)
+    c.add_service("other", OTHER_VIP)
+    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, server=m.ip("server"))
+    m.services = m.file("services.yaml", services)
+    m.file("registry.yaml", services)
+    m.policy = m.file("policy.yaml", POLICY)
+    m.banner_client = m.file("banner_client.py", BANNER_CLIENT)
+    m.grpc_client = m.file("grpc_client.py", GRPC_CLIENT)
+    banner = m.file("banner.py", BANNER)
+    grpc_server = m.file("grpc_server.py", GRPC_SERVER)
+    m.start_control()
+    apps = []
+    for port in (6379, 6380):
+        apps.append((port, c.spawn("server", ["redis-server", "--port", str(port), "--bind", "0.0.0.0",
+                                              "--protected-mode", "no", "--save", "", "--appendonly", "no",
+                                              "--dir", m.tmp], user=(APP_UID, APP_UID),
+                                   log_path=os.path.join(m.tmp, f"redis-{port}.log"))))
+    apps.append((2525, c.spawn("server", ["python3", banner, "2525", "2526", "2527"], user=(APP_UID, APP_UID),
+                               log_path=os.path.join(m.tmp, "banner.log"))))
+    apps.append((50051, c.spawn("server", [GRPC_PYTHON, grpc_server, "50051"], user=(APP_UID, APP_UID),
+                                log_path=os.path.join(m.tmp, "grpc.log"))))
+    for port, proc in apps:
+        c.wait_port("node", m.ip("server"), port, timeout=20, proc=proc)
+    m.init("client")
+    m.start_proxy("client", "client", ["--config", m.services, "--workload-name", "client",
+                                       "--labels", "app=client"])
+    m.init("server")
+    m.start_proxy("server", "store", ["--config", m.policy, "--workload-name", "store",
+                                      "--labels", "app=store"])
+    for pod in ("client", "server"):
+        m.wait_ready(pod)
+
+
+def test_a_redis_on_a_tcp_port_over_mtls(m):
+    m.involved = ["client", "server"]
+    before = m.stats("server").get("tls_handshake_ok", 0)
+    check(redis(m, 6379, "SET", "k", "v-6379") == "OK", "SET did not answer OK")
+    check(redis(m, 6379, "GET", "k") == "v-6379", "GET did not return what SET stored")
+    big = "x" * 300000
+    r = m.c.run("client", ["redis-cli", "-h", "store", "-p", "6379", "-x", "SET", "big"], user=APP_UID,
+                input=big, check=False, timeout=20)
+    check(r.returncode == 0 and r.stdout.strip() == "OK", "SET of 300 KB failed", describe(r))
+    got = redis(m, 6379, "STRLEN", "big")
+    check(got == str(len(big)), f"the 300 KB value did not arrive whole: STRLEN {got}")
+    s = m.stats("client")
+    check(s.get("downstream_cx_tcp", 0) >= 3, f"client sidecar carried {s.get('downstream_cx_tcp', 0)} TCP connections")
+    check(s.get("downstream_cx_detected_tcp", 0) == 0, "a declared TCP port went through detection")
+    check(m.stats("server").get("tls_handshake_ok", 0) >= before + 3, "the server sidecar terminated no mTLS")
+
+
+def test_b_redis_on_an_undeclared_port_is_detected(m):
+    m.involved = ["client", "server"]
+    check(redis(m, 6380, "SET", "k", "v-6380") == "OK", "SET did not answer OK")
+    check(redis(m, 6380, "GET", "k") == "v-6380", "GET on the undeclared port failed")
+    s = m.stats("client")
+    check(s.get("downstream_cx_detected_tcp", 0) >= 2, "the client sidecar did not detect TCP", json.dumps(s))
+
+
+def test_c_server_first_on_a_tcp_port_does_not_wait(m):
+    m.involved = ["client", "server"]
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2525, "send": 200000})
+    check(out.get("banner") == "220 banner 2525", "no banner from the server-first app", json.dumps(out))
+    check(out.get("answer") == "got 200000", "the half-close did not reach the app, or bytes were lost",
+          json.dumps(out))
+    check(out["banner_seconds"] < 0.9, f"the banner took {out['banner_seconds']:.2f}s on a declared TCP port")
+
+
+def test_d_server_first_on_an_undeclared_port_falls_back_to_tcp(m):
+    m.involved = ["client", "server"]
+    before = m.stats("client").get("downstream_cx_detect_timeout", 0)
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2526, "send": 1000})
+    check(out.get("banner") == "220 banner 2526", "server-first on an undeclared port stalled", json.dumps(out))
+    check(out.get("answer") == "got 1000", "the exchange after detection failed", json.dumps(out))
+    check(m.stats("client").get("downstream_cx_detect_timeout", 0) == before + 1,
+          "the detection timeout was not counted")
+
+
+def test_e_authorization_policy_on_tcp(m):
+    m.involved = ["client", "server"]
+    before = m.stats("server").get("downstream_cx_tcp_rbac_denied", 0)
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2527, "send": 10})
+    check(not out.get("banner"), "a DENY policy on port 2527 let the connection through", json.dumps(out))
+    check(m.stats("server").get("downstream_cx_tcp_rbac_denied", 0) == before + 1, "the denial was not counted")
+    # The HTTP-only DENY rule (methods) matches every TCP connection of its source only: ours
+    # is not that source, so 2525 still works.
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2525, "send": 10})
+    check(out.get("answer") == "got 10", "port 2525 was denied too", json.dumps(out))
+
+
+def test_f_tcp_route_sends_a_port_elsewhere(m):
+    m.involved = ["client", "server"]
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2528, "send": 10})
+    check(out.get("banner") == "220 banner 2525", "the tcp route to other:2525 was not followed", json.dumps(out))
+
+
+def test_g_grpc_unary_and_streaming(m):
+    m.involved = ["client", "server"]
+    out = run_client(m, m.grpc_client, {"target": "store:50051", "calls": 20, "chunks": 160},
+                     python=GRPC_PYTHON, timeout=120)
+    check(out["unary"] == ["echo:hi-%d" % i for i in range(20)], "unary answers wrong", json.dumps(out)[:500])
+    check(out["streamed"] == 160 * 65536, f"server stream delivered {out['streamed']} of {160 * 65536} bytes")
+    check(out["collected"] == "50000", f"client stream: {out['collected']}")
+    check(out["chat"] == ["re:1", "re:2", "re:3"], f"bidi stream: {out['chat']}")
+
+
+def test_h_tcp_metrics_with_peer_exchange(m):
+    m.involved = ["client", "server"]
+    opened = samples(metrics(m, "server"), "istio_tcp_connections_opened_total")
+    inbound = [(lab, v) for lab, v in opened if lab.get("reporter") == "destination"
+               and lab.get("destination_service") == "store.default.svc.cluster.local"]
+    check(inbound, "no istio_tcp_connections_opened_total from the destination reporter", str(opened)[:800])
+    lab = inbound[0][0]
+    check(lab.get("source_principal") == "spiffe://cluster.local/ns/default/sa/client",
+          f"source_principal {lab.get('source_principal')}")
+    check(lab.get("source_workload") == "client", f"source_workload {lab.get('source_workload')} (metadata exchange)")
+    check(lab.get("connection_security_policy") == "mutual_tls", "connection_security_policy")
+    check(lab.get("destination_workload") == "store", f"destination_workload {lab.get('destination_workload')}")
+    text = metrics(m, "client")
+    sent = samples(text, "istio_tcp_received_bytes_total")
+    outbound = [(lab, v) for lab, v in sent if lab.get("reporter") == "source"
+                and lab.get("destination_service") == "store.default.svc.cluster.local"]
+    check(outbound and sum(v for _, v in outbound) >= 300000,
+          "the client's istio_tcp_received_bytes_total does not count the 300 KB sent", str(sent)[:800])
+    check(any(lab.get("destination_workload") == "store" for lab, _ in outbound),
+          "destination_workload from the metadata exchange is missing")
+    check(samples(text, "istio_tcp_connections_closed_total"), "no istio_tcp_connections_closed_total")
+
+
+TESTS = [
+    ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
+    ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
+    ("c_server_first_on_a_tcp_port_does_not_wait", test_c_server_first_on_a_tcp_port_does_not_wait),
+    ("d_server_first_on_an_undeclared_port_falls_back_to_tcp",
+     test_d_server_first_on_an_undeclared_port_falls_back_to_tcp),
+    ("e_authorization_policy_on_tcp", test_e_authorization_policy_on_tcp),
+    ("f_tcp_route_sends_a_port_elsewhere", test_f_tcp_route_sends_a_port_elsewhere),
+    ("g_grpc_unary_and_streaming", test_g_grpc_unary_and_streaming),
+    ("h_tcp_metrics_with_peer_exchange", test_h_tcp_metrics_with_peer_exchange),
+]
+
+
+def main():
+    return run_suite(__doc__.splitlines()[0], "remora-p", "remora-test-protocols-", setup, TESTS,
+                     tools=("curl", "setpriv", "iptables-restore", "python3", "redis-cli", "redis-server"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
