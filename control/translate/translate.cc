@@ -501,7 +501,8 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                 return cluster_name(dport, d.subset, host);
             };
 
-            if (vs) {
+            // A VirtualService with tcp[] routes only leaves this port's HTTP routing as it was.
+            if (vs && !vs->http.empty()) {
                 for (size_t i = 0; i < vs->http.size(); ++i) {
                     const model::HTTPRoute& hr = vs->http[i];
                     snap::Route r;

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "proxy/net/original_dst.h"
+#include "proxy/tcp/splice.h"
 #include "proxy/telemetry/workload.h"
 #include "proxy/upstream/connect.h"
 
@@ -116,6 +117,18 @@ void strip_hop_by_hop(Fields& fields) {
                    http::field::proxy_authorization}) {
         fields.erase(f);
     }
+}
+
+// A WebSocket handshake (RFC 6455): Upgrade: websocket with "upgrade" among Connection's tokens.
+template <class Fields>
+bool is_websocket_upgrade(const http::request_header<Fields>& req) {
+    if (!beast::iequals(req[http::field::upgrade], "websocket")) return false;
+    for (auto it = req.find(http::field::connection); it != req.end() && it->name() == http::field::connection; ++it) {
+        for (auto token : http::token_list(it->value())) {
+            if (beast::iequals(token, "upgrade")) return true;
+        }
+    }
+    return false;
 }
 
 // A response the proxy makes itself: errors, fault aborts, direct responses, redirects.
@@ -692,10 +705,18 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
     const std::optional<snapshot::Millis> route_timeout = route ? route->timeout : std::nullopt;
 
     bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
+    // WebSocket (Istio allows it on every route): the Upgrade survives hop-by-hop stripping, and a
+    // 101 turns both connections into a byte tunnel. Other upgrade kinds are dropped, as Envoy
+    // drops upgrades it is not configured for.
+    const bool websocket = is_websocket_upgrade(req);
     strip_hop_by_hop(req);
     req.erase(http::field::expect);
     req.version(11);
     req.keep_alive(true);
+    if (websocket) {
+        req.set(http::field::upgrade, "websocket");
+        req.set(http::field::connection, "Upgrade");
+    }
     const bool request_has_body = !req_p.is_done();
 
     // A body that a retry or a mirror may need again is read first and held, up to
@@ -749,7 +770,7 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
 
     // Mirrors: a copy of the request, authority "-shadow", to each mirror cluster for its
     // percentage of requests; fire and forget on this worker. A body goes along only when held.
-    if (route && info.config->routes && !route->mirrors.empty()) {
+    if (route && info.config->routes && !route->mirrors.empty() && !websocket) {
         for (const snapshot::Mirror& m : route->mirrors) {
             if (!chance(m.percent, ctx.telemetry.rng())) continue;
             const snapshot::Cluster* mc = info.config->routes->cluster(m.cluster);
@@ -1054,6 +1075,47 @@ asio::awaitable<bool> handle_one(Down& down, beast::flat_buffer& dbuf, Downstrea
         if (route) {
             apply_header_ops(res, route->response_headers);
             if (destination) apply_header_ops(res, destination->response);
+        }
+        if (status == 101 && websocket) {
+            // Switched: the 101 goes back, then bytes both ways until either side closes. The
+            // upstream connection is never pooled again.
+            strip_hop_by_hop(res);
+            res.version(11);
+            res.set(http::field::upgrade, "websocket");
+            res.set(http::field::connection, "Upgrade");
+            rec.response_header_bytes = header_bytes(res, res.reason().size() + 13);
+            count_status(ctx.stats, status);
+            ctx.stats.inc(Counter::downstream_cx_upgrades);
+            http::response<http::empty_body> head{std::move(res.base())};
+            co_await std::visit(
+                [&](auto& up) -> asio::awaitable<void> {
+                    if constexpr (!std::is_same_v<std::decay_t<decltype(up)>, std::monostate>) {
+                        beast::get_lowest_layer(down).expires_after(limits.stream_idle_timeout);
+                        auto [wec, wn] = co_await http::async_write(down, head, use_nothrow);
+                        if (wec) co_return;
+                        beast::get_lowest_layer(down).expires_never();
+                        beast::get_lowest_layer(up).expires_never();
+                        // Bytes that came with the headers go first, each to the other side.
+                        if (conn->buffer.size() > 0) {
+                            rec.response_body_bytes += conn->buffer.size();
+                            auto [e1, n1] = co_await asio::async_write(down, conn->buffer.data(), use_nothrow);
+                            if (e1) co_return;
+                            conn->buffer.consume(conn->buffer.size());
+                        }
+                        if (dbuf.size() > 0) {
+                            rec.request_body_bytes += dbuf.size();
+                            auto [e2, n2] = co_await asio::async_write(up, dbuf.data(), use_nothrow);
+                            if (e2) co_return;
+                            dbuf.consume(dbuf.size());
+                        }
+                        std::atomic<uint64_t> received{0}, sent{0};
+                        co_await splice(down, up, limits.stream_idle_timeout, &received, &sent);
+                        rec.request_body_bytes += received.load(std::memory_order_relaxed);
+                        rec.response_body_bytes += sent.load(std::memory_order_relaxed);
+                    }
+                },
+                conn->stream);
+            co_return false;
         }
         strip_hop_by_hop(res);
         res.version(down_version);

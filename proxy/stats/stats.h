@@ -63,6 +63,7 @@ enum class Counter : size_t {
     downstream_cx_detected_tls,             // ... a TLS ClientHello
     downstream_cx_detected_tcp,             // ... anything else
     downstream_cx_detect_timeout,           // ... nothing within the detection timeout: TCP
+    downstream_cx_upgrades,                 // HTTP/1.1 connections upgraded (WebSocket) by a 101
     kCount
 };
 

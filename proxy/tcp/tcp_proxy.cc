@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "proxy/authz/authz.h"
+#include "proxy/tcp/splice.h"
 #include "proxy/upstream/connect.h"
 
 namespace remora::proxy {
@@ -57,55 +58,13 @@ std::optional<size_t> parse_peer_exchange(std::string_view bytes, PeerExchange& 
 
 namespace {
 
-tcp::socket& socket_of(tcp::socket& s) { return s; }
-tcp::socket& socket_of(PlainStream& s) { return s.socket(); }
-tcp::socket& socket_of(TlsStream& s) { return beast::get_lowest_layer(s).socket(); }
+using splice_detail::socket_of;
 
-// One direction, byte for byte. At the end of what `from` sends, `to` is half-closed: a FIN on
-// the TCP connection (over TLS too: no close_notify, so the other direction stays open; the
-// peer sidecar reads the FIN as the end of this direction).
-template <class From, class To>
-asio::awaitable<void> copy_one_way(From& from, To& to, std::span<char> buf, bool& activity,
-                                   std::atomic<uint64_t>* counted) {
-    for (;;) {
-        activity = true;
-        auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.data(), buf.size()), use_nothrow);
-        if (n > 0) {
-            auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), use_nothrow);
-            if (wec) break;
-            if (counted) counted->fetch_add(n, std::memory_order_relaxed);
-        }
-        if (ec) break;
-    }
-    boost::system::error_code ignored;
-    socket_of(to).shutdown(tcp::socket::shutdown_send, ignored);
-}
-
-// Closes both sides after a whole `idle` period without a byte either way.
-template <class A, class B>
-asio::awaitable<void> idle_watchdog(std::chrono::steady_clock::duration idle, bool& activity, A& a, B& b) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    do {
-        activity = false;
-        timer.expires_after(idle);
-        co_await timer.async_wait(use_nothrow);
-    } while (activity);
-    boost::system::error_code ignored;
-    socket_of(a).close(ignored);
-    socket_of(b).close(ignored);
-}
-
-// Both directions until both have ended, or the idle timeout. `received` counts bytes from the
-// downstream, `sent` bytes to it (Istio's istio_tcp_received/sent_bytes_total).
+// Both directions; true when the idle timeout closed the connection.
 template <class Down, class Up>
 asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::duration idle, TcpSeries* series) {
-    auto storage = std::make_unique<char[]>(2 * kRelayChunk);
-    std::span<char> to_up(storage.get(), kRelayChunk), to_down(storage.get() + kRelayChunk, kRelayChunk);
-    bool activity = true;
-    auto r = co_await ((copy_one_way(down, up, to_up, activity, series ? &series->received : nullptr) &&
-                        copy_one_way(up, down, to_down, activity, series ? &series->sent : nullptr)) ||
-                       idle_watchdog(idle, activity, down, up));
-    co_return r.index() == 1;  // the idle timeout closed it
+    co_return co_await remora::proxy::splice(down, up, idle, series ? &series->received : nullptr,
+                                             series ? &series->sent : nullptr);
 }
 
 // Reads the peer's preamble; bytes that came after it are left in `extra`.

@@ -2,7 +2,7 @@
 """System test of the protocols other than HTTP/1.1 through real sidecars: Redis on a port named
 tcp- and on an undeclared port (detected), server-first exchanges, half-close, gRPC (unary and a
 10 MB server stream) with python3-grpcio on both sides, L4 AuthorizationPolicy, a VirtualService
-tcp route, and Istio's TCP metrics with the metadata exchange's labels.
+tcp route, Istio's TCP metrics with the metadata exchange's labels, and a WebSocket upgrade.
 
     python3 tests/system/test_protocols.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
 
@@ -42,6 +42,7 @@ spec:
   - {{number: 2527, name: tcp-denied, protocol: TCP}}
   - {{number: 2528, name: tcp-routed, protocol: TCP}}
   - {{number: 50051, name: grpc, protocol: GRPC}}
+  - {{number: 8090, name: http-ws, protocol: HTTP}}
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
@@ -202,6 +203,100 @@ print(json.dumps(out))
 '''
 
 
+# A WebSocket echo server (RFC 6455, by hand: no third-party module), on the port given.
+WS_SERVER = r'''
+import base64, hashlib, socket, struct, sys, threading
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def recv_exact(c, n):
+    b = b""
+    while len(b) < n:
+        x = c.recv(n - len(b))
+        if not x: raise EOFError
+        b += x
+    return b
+def one(c):
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            x = c.recv(4096)
+            if not x: return
+            head += x
+        lines = head.split(b"\r\n")
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (l.partition(b":") for l in lines[1:] if l)}
+        if hdrs.get(b"upgrade", b"").lower() != b"websocket":
+            c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"); return
+        accept = base64.b64encode(hashlib.sha1(hdrs[b"sec-websocket-key"] + GUID).digest())
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: " + accept + b"\r\nX-Saw-Xfcc: " +
+                  (b"yes" if b"x-forwarded-client-cert" in hdrs else b"no") + b"\r\n\r\n")
+        while True:
+            b0, b1 = recv_exact(c, 2)
+            n = b1 & 0x7F
+            if n == 126: n = struct.unpack(">H", recv_exact(c, 2))[0]
+            elif n == 127: n = struct.unpack(">Q", recv_exact(c, 8))[0]
+            mask = recv_exact(c, 4) if b1 & 0x80 else b"\0\0\0\0"
+            data = bytes(x ^ mask[i % 4] for i, x in enumerate(recv_exact(c, n)))
+            op = b0 & 0x0F
+            if op == 8:
+                c.sendall(b"\x88\x00"); return
+            hdr = bytes([0x80 | op]) + (bytes([n]) if n < 126 else (b"\x7e" + struct.pack(">H", n) if n < 65536 else b"\x7f" + struct.pack(">Q", n)))
+            c.sendall(hdr + data)
+    except EOFError:
+        pass
+    finally:
+        c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=one, args=(c,), daemon=True).start()
+'''
+
+WS_CLIENT = r'''
+import base64, json, os, socket, struct, sys
+a = json.loads(sys.argv[1])
+out = {"echoes": []}
+s = socket.create_connection((a["host"], a["port"]), timeout=10)
+key = base64.b64encode(os.urandom(16))
+s.sendall(b"GET /chat HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+          % (a["host"].encode(), a["port"], key))
+head = b""
+while b"\r\n\r\n" not in head:
+    x = s.recv(4096)
+    if not x: break
+    head += x
+head, _, rest = head.partition(b"\r\n\r\n")
+out["status_line"] = head.split(b"\r\n")[0].decode()
+out["headers"] = head.decode(errors="replace")
+def recv_exact(n):
+    global rest
+    while len(rest) < n:
+        x = s.recv(65536)
+        if not x: raise EOFError
+        rest += x
+    b, rest = rest[:n], rest[n:]
+    return b
+def frame(op, data):
+    mask = os.urandom(4)
+    n = len(data)
+    ln = bytes([0x80 | n]) if n < 126 else (b"\xfe" + struct.pack(">H", n) if n < 65536 else b"\xff" + struct.pack(">Q", n))
+    return bytes([0x80 | op]) + ln + mask + bytes(x ^ mask[i % 4] for i, x in enumerate(data))
+if out["status_line"].startswith("HTTP/1.1 101"):
+    for msg in [b"hello-1", b"hello-2", b"x" * 70000]:
+        s.sendall(frame(1, msg))
+        b0, b1 = recv_exact(2)
+        n = b1 & 0x7F
+        if n == 126: n = struct.unpack(">H", recv_exact(2))[0]
+        elif n == 127: n = struct.unpack(">Q", recv_exact(8))[0]
+        data = recv_exact(n)
+        out["echoes"].append(data.decode() if len(data) < 100 else "%d bytes" % len(data))
+    s.sendall(frame(8, b""))
+    out["close"] = recv_exact(2).hex()
+print(json.dumps(out))
+'''
+
+
 def run_client(m, script, args, python="python3", timeout=60):
     r = m.c.run("client", [python, script, json.dumps(args)], user=APP_UID, check=False, timeout=timeout)
     check(r.returncode == 0, f"{os.path.basename(script)} failed", describe(r))
@@ -251,6 +346,8 @@ def setup(m):
     m.grpc_client = m.file("grpc_client.py", GRPC_CLIENT)
     banner = m.file("banner.py", BANNER)
     grpc_server = m.file("grpc_server.py", GRPC_SERVER)
+    ws_server = m.file("ws_server.py", WS_SERVER)
+    m.ws_client = m.file("ws_client.py", WS_CLIENT)
     m.start_control()
     apps = []
     for port in (6379, 6380):
@@ -262,6 +359,8 @@ def setup(m):
                                log_path=os.path.join(m.tmp, "banner.log"))))
     apps.append((50051, c.spawn("server", [GRPC_PYTHON, grpc_server, "50051"], user=(APP_UID, APP_UID),
                                 log_path=os.path.join(m.tmp, "grpc.log"))))
+    apps.append((8090, c.spawn("server", ["python3", ws_server, "8090"], user=(APP_UID, APP_UID),
+                               log_path=os.path.join(m.tmp, "ws.log"))))
     for port, proc in apps:
         c.wait_port("node", m.ip("server"), port, timeout=20, proc=proc)
     m.init("client")
@@ -369,6 +468,19 @@ def test_h_tcp_metrics_with_peer_exchange(m):
     check(samples(text, "istio_tcp_connections_closed_total"), "no istio_tcp_connections_closed_total")
 
 
+def test_i_websocket_upgrade_passes_through(m):
+    m.involved = ["client", "server"]
+    before = m.stats("client").get("downstream_cx_upgrades", 0)
+    out = run_client(m, m.ws_client, {"host": "store", "port": 8090})
+    check(out["status_line"].startswith("HTTP/1.1 101"), f"no 101: {out['status_line']}", out.get("headers"))
+    check("x-saw-xfcc: yes" in out["headers"].lower(), "the app did not get XFCC on the upgrade request",
+          out.get("headers"))
+    check(out["echoes"] == ["hello-1", "hello-2", "70000 bytes"], f"echoes: {out['echoes']}")
+    check(out.get("close") == "8800", f"close frame: {out.get('close')}")
+    check(m.stats("client").get("downstream_cx_upgrades", 0) == before + 1, "the upgrade was not counted")
+    check(m.stats("server").get("downstream_cx_upgrades", 0) >= 1, "the server sidecar saw no upgrade")
+
+
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -379,6 +491,7 @@ TESTS = [
     ("f_tcp_route_sends_a_port_elsewhere", test_f_tcp_route_sends_a_port_elsewhere),
     ("g_grpc_unary_and_streaming", test_g_grpc_unary_and_streaming),
     ("h_tcp_metrics_with_peer_exchange", test_h_tcp_metrics_with_peer_exchange),
+    ("i_websocket_upgrade_passes_through", test_i_websocket_upgrade_passes_through),
 ]
 
 

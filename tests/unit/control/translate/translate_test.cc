@@ -431,4 +431,8 @@ spec:
     REQUIRE(plain->tcp_clusters.size() == 1);
     CHECK(plain->tcp_clusters[0].cluster == "outbound|5432||db.default.svc.cluster.local");
     CHECK(plain->tcp_virtual_service.empty());
+    // The VirtualService has tcp[] routes only: HTTP ports keep their default route.
+    const auto* web = vhost(s, db + "8080");
+    REQUIRE(web->routes.size() == 1);
+    CHECK(web->routes[0].name == "default");
 }
