@@ -11,8 +11,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <cstdio>
-#include <cstdlib>
 #include <exception>
 
 #include "proxy/http2/server.h"
@@ -115,7 +113,9 @@ bool Connection::start_session() {
     // Window goes back only as handlers read (read_body → nghttp2_session_consume).
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, limits_.max_outbound_control_frames);
-    nghttp2_option_set_max_settings(opt, limits_.max_settings_entries);
+    // Our on_begin_frame enforces max_settings_entries (and counts it); nghttp2 checks before
+    // calling back, so its own bound is only the frame size here.
+    nghttp2_option_set_max_settings(opt, 16384 / 6 + 1);
     nghttp2_option_set_max_continuations(opt, limits_.max_continuation_frames);
     nghttp2_option_set_peer_max_concurrent_streams(opt, limits_.max_concurrent_streams);
     nghttp2_option_set_no_closed_streams(opt, 1);
@@ -660,7 +660,6 @@ void Connection::finish_block(StreamState& s, const void*) {
 }
 
 int Connection::on_frame_recv(const void* p) {
-    if (getenv("H2DBG")) fprintf(stderr, "[%s] recv type %d stream %d flags %d\n", side_ == Side::server ? "srv" : "cli", static_cast<const nghttp2_frame*>(p)->hd.type, static_cast<const nghttp2_frame*>(p)->hd.stream_id, static_cast<const nghttp2_frame*>(p)->hd.flags);
     const auto& f = *static_cast<const nghttp2_frame*>(p);
     int32_t id = f.hd.stream_id;
     bool end_stream = f.hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -726,7 +725,6 @@ int Connection::on_data_chunk(uint8_t, int32_t stream_id, const uint8_t* data, s
 }
 
 int Connection::on_stream_close(int32_t stream_id, uint32_t code) {
-    if (getenv("H2DBG")) fprintf(stderr, "[%s] close %d code %u\n", side_ == Side::server ? "srv" : "cli", stream_id, code);
     auto it = streams_.find(stream_id);
     if (it == streams_.end()) return 0;
     auto s = it->second;
@@ -764,7 +762,6 @@ int Connection::on_stream_close(int32_t stream_id, uint32_t code) {
 }
 
 int Connection::on_frame_send(const void* p) {
-    if (getenv("H2DBG")) fprintf(stderr, "[%s] send type %d stream %d flags %d\n", side_ == Side::server ? "srv" : "cli", static_cast<const nghttp2_frame*>(p)->hd.type, static_cast<const nghttp2_frame*>(p)->hd.stream_id, static_cast<const nghttp2_frame*>(p)->hd.flags);
     const auto& f = *static_cast<const nghttp2_frame*>(p);
     auto* s = find(f.hd.stream_id);
     switch (f.hd.type) {
