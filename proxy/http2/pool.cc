@@ -28,7 +28,7 @@ void Http2Pool::prune(Entry& e) {
 }
 
 asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
-    const std::string& key, const ConnectFn& connect) {
+    std::string key, ConnectFn connect) {
     auto& entry = entries_[key];
     prune(entry);
     for (auto& c : entry.connections)
@@ -53,8 +53,7 @@ asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
 }
 
 asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> Http2Pool::open_stream(
-    const std::string& key, const http::RequestHead& head, bool end_stream,
-    const ConnectFn& connect) {
+    std::string key, http::RequestHead head, bool end_stream, ConnectFn connect) {
     for (int attempt = 0;; ++attempt) {
         auto conn = co_await acquire(key, connect);
         if (!conn) co_return conn.error();

@@ -37,13 +37,13 @@ public:
     Http2Pool& operator=(const Http2Pool&) = delete;
 
     // A connection with room for one more stream (open() on it, before the next co_await, fits).
-    boost::asio::awaitable<boost::system::result<ClientConnection>> acquire(const std::string& key,
-                                                                           const ConnectFn& connect);
+    // Parameters by value: they live in the coroutine frame across its suspensions.
+    boost::asio::awaitable<boost::system::result<ClientConnection>> acquire(std::string key,
+                                                                           ConnectFn connect);
     // acquire() + open(); when open() loses a race with a GOAWAY or a full connection it tries
     // once more on another connection (counted in pool_streams_retried).
     boost::asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> open_stream(
-        const std::string& key, const http::RequestHead& head, bool end_stream,
-        const ConnectFn& connect);
+        std::string key, http::RequestHead head, bool end_stream, ConnectFn connect);
 
     std::size_t connection_count(const std::string& key) const;
     // GOAWAY on every connection: in-flight streams complete, nothing new is opened.

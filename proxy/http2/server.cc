@@ -10,8 +10,7 @@ ServerStream::~ServerStream() { conn_->release(*state_); }
 
 asio::awaitable<BodyEvent> ServerStream::read_body() { return conn_->read_body(state_); }
 
-asio::awaitable<error_code> ServerStream::write_head(const http::ResponseHead& head,
-                                                     bool end_stream) {
+asio::awaitable<error_code> ServerStream::write_head(http::ResponseHead head, bool end_stream) {
     co_return conn_->submit_response(*state_, head, end_stream);
 }
 

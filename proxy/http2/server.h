@@ -27,7 +27,8 @@ public:
     // The next chunk of request body; the stream's window is given back as chunks are taken,
     // so a handler that stops reading stops the client.
     boost::asio::awaitable<BodyEvent> read_body();
-    boost::asio::awaitable<boost::system::error_code> write_head(const http::ResponseHead& head,
+    // By value: a coroutine's reference parameters would dangle if the awaitable were stored.
+    boost::asio::awaitable<boost::system::error_code> write_head(http::ResponseHead head,
                                                                  bool end_stream);
     // Completes once nghttp2 has taken every byte (flow control allowing): the span must stay
     // valid until then, and nothing is buffered beyond the connection's coalescing buffer.

@@ -68,11 +68,25 @@ struct Frame {
     std::string payload;
 };
 
+std::vector<Frame> parse_frames(std::string_view in) {
+    std::vector<Frame> frames;
+    std::size_t pos = 0;
+    while (in.size() - pos >= 9) {
+        auto p = reinterpret_cast<const uint8_t*>(in.data() + pos);
+        std::size_t len = (std::size_t(p[0]) << 16) | (p[1] << 8) | p[2];
+        if (in.size() - pos - 9 < len) break;
+        Frame f{p[3], p[4], (uint32_t(p[5] & 0x7f) << 24) | (p[6] << 16) | (p[7] << 8) | p[8],
+                std::string(in.substr(pos + 9, len))};
+        frames.push_back(std::move(f));
+        pos += 9 + len;
+    }
+    return frames;
+}
+
 // Sends `bytes`, then reads frames until the server closes the connection.
 asio::awaitable<std::vector<Frame>> attack(uint16_t port, std::string bytes,
                                            bool read_first = false) {
     auto socket = co_await connect_socket(port);
-    std::vector<Frame> frames;
     std::string in;
     if (!read_first) {
         auto [wec, n] = co_await asio::async_write(socket, asio::buffer(bytes), nothrow);
@@ -90,17 +104,7 @@ asio::awaitable<std::vector<Frame>> attack(uint16_t port, std::string bytes,
             co_await asio::async_write(socket, asio::buffer(bytes), nothrow);
         }
     }
-    std::size_t pos = 0;
-    while (in.size() - pos >= 9) {
-        auto p = reinterpret_cast<const uint8_t*>(in.data() + pos);
-        std::size_t len = (std::size_t(p[0]) << 16) | (p[1] << 8) | p[2];
-        if (in.size() - pos - 9 < len) break;
-        Frame f{p[3], p[4], (uint32_t(p[5] & 0x7f) << 24) | (p[6] << 16) | (p[7] << 8) | p[8],
-                in.substr(pos + 9, len)};
-        frames.push_back(std::move(f));
-        pos += 9 + len;
-    }
-    co_return frames;
+    co_return parse_frames(in);
 }
 
 std::optional<uint32_t> goaway_code(const std::vector<Frame>& frames) {
@@ -274,4 +278,51 @@ TEST_CASE("a client ignoring SETTINGS_MAX_CONCURRENT_STREAMS gets no more handle
         CHECK(co_await served(server.port()));
     }());
     CHECK(max_active == 5);
+}
+
+TEST_CASE("the client skips 1xx heads from a hand-made server and reads the final one") {
+    asio::io_context io;
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    auto raw_server = [&]() -> asio::awaitable<void> {
+        auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+        REQUIRE_FALSE(ec);
+        std::string in;
+        std::array<char, 16384> buf;
+        auto has_headers = [&] {
+            if (in.size() < kPreface.size()) return false;
+            for (const auto& f : parse_frames(std::string_view(in).substr(kPreface.size())))
+                if (f.type == kHeaders) return true;
+            return false;
+        };
+        while (!has_headers()) {
+            auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), nothrow);
+            REQUIRE_FALSE(rec);
+            in.append(buf.data(), n);
+        }
+        // :status 100, then :status 103 with a link field, then :status 200 (static index 8).
+        std::string out = frame(kSettings, 0, 0, "") + frame(kSettings, 1, 0, "");
+        out += frame(kHeaders, kEndHeaders, 1, std::string("\x08\x03" "100", 5));
+        out += frame(kHeaders, kEndHeaders, 1,
+                     std::string("\x08\x03" "103", 5) + literal("link", "</a.css>"));
+        out += frame(kHeaders, kEndHeaders, 1, std::string("\x88", 1) + literal("x-final", "yes"));
+        out += frame(kData, kEndStream, 1, "body");
+        co_await asio::async_write(socket, asio::buffer(out), nothrow);
+        // Keep the socket open until the client is done.
+        co_await socket.async_read_some(asio::buffer(buf), nothrow);
+    };
+    asio::co_spawn(io, raw_server(), asio::detached);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto conn = co_await connect_client(acceptor.local_endpoint().port());
+        auto s = conn.open(make_request("GET", "/"), true);
+        REQUIRE(s);
+        auto head = co_await (*s)->read_head();
+        REQUIRE(head.has_value());
+        CHECK(head->status == 200);
+        CHECK(head->headers.get("x-final") == std::optional<std::string_view>("yes"));
+        CHECK_FALSE(head->headers.contains("link"));
+        auto body = co_await read_all(**s);
+        CHECK(body.ended);
+        CHECK(body.data == "body");
+        conn.close();
+    }());
 }
