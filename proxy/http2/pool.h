@@ -1,0 +1,66 @@
+// A per-worker pool of multiplexed HTTP/2 client connections, keyed by the upstream's pool key:
+// it hands out a connection with room for one more stream, opening one through an injected
+// connect function when none has room, within a bound per key.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/result.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/http2/client.h"
+
+namespace remora::proxy::http2 {
+
+struct ConnectResult {
+    boost::system::error_code error;
+    std::unique_ptr<ByteStream> stream;  // connected (and TLS-handshaken, ALPN h2) when no error
+};
+using ConnectFn = std::function<boost::asio::awaitable<ConnectResult>()>;
+
+struct Http2PoolLimits {
+    std::size_t max_connections_per_key = 4;
+};
+
+// Single-threaded: one pool per worker, used from that worker's io_context only.
+class Http2Pool {
+public:
+    Http2Pool(boost::asio::any_io_executor ex, const Http2Limits& limits,
+              std::shared_ptr<Http2Stats> stats, Http2PoolLimits pool_limits = {});
+    ~Http2Pool();
+    Http2Pool(const Http2Pool&) = delete;
+    Http2Pool& operator=(const Http2Pool&) = delete;
+
+    // A connection with room for one more stream (open() on it, before the next co_await, fits).
+    // Parameters by value: they live in the coroutine frame across its suspensions.
+    boost::asio::awaitable<boost::system::result<ClientConnection>> acquire(std::string key,
+                                                                           ConnectFn connect);
+    // acquire() + open(); when open() loses a race with a GOAWAY or a full connection it tries
+    // once more on another connection (counted in pool_streams_retried).
+    boost::asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> open_stream(
+        std::string key, http::RequestHead head, bool end_stream, ConnectFn connect);
+
+    std::size_t connection_count(const std::string& key) const;
+    // GOAWAY on every connection: in-flight streams complete, nothing new is opened.
+    void shutdown();
+
+private:
+    struct Entry {
+        std::vector<ClientConnection> connections;
+        std::size_t connecting = 0;
+    };
+    void prune(Entry& e);
+
+    boost::asio::any_io_executor executor_;
+    Http2Limits limits_;
+    std::shared_ptr<Http2Stats> stats_;
+    Http2PoolLimits pool_limits_;
+    std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace remora::proxy::http2

@@ -1,0 +1,89 @@
+// Unit tests for proxy/http: HeaderMap, hop-by-hop stripping, gRPC helpers.
+#include <doctest/doctest.h>
+
+#include "proxy/http/header_map.h"
+#include "proxy/http/message.h"
+
+using namespace remora::proxy::http;
+
+TEST_CASE("HeaderMap stores lowercase names and finds them in any case") {
+    HeaderMap h;
+    h.add("Content-Type", "text/plain");
+    h.add("X-Multi", "a");
+    h.add("x-multi", "b");
+    CHECK(h.size() == 3);
+    CHECK(h[0].name == "content-type");
+    CHECK(h.get("CONTENT-TYPE") == std::optional<std::string_view>("text/plain"));
+    CHECK(h.find("x-MULTI") == std::optional<std::string_view>("a"));
+    CHECK_FALSE(h.get("absent").has_value());
+    CHECK(h.byte_size() == std::string_view("content-typetext/plainx-multiax-multib").size());
+}
+
+TEST_CASE("HeaderMap set replaces every field of the name in place; remove counts") {
+    HeaderMap h{{"a", "1"}, {"B", "2"}, {"a", "3"}, {"c", "4"}};
+    h.set("A", "x");
+    REQUIRE(h.size() == 3);
+    CHECK(h[0].name == "a");
+    CHECK(h[0].value == "x");
+    CHECK(h[1].name == "b");
+    h.set("new", "n");
+    CHECK(h[3].name == "new");
+    CHECK(h.remove("B") == 1);
+    CHECK(h.remove("b") == 0);
+    std::string joined;
+    for (const auto& e : h) joined += e.name + "=" + e.value + ";";
+    CHECK(joined == "a=x;c=4;new=n;");
+}
+
+TEST_CASE("strip_hop_by_hop removes connection-specific fields and tokens named in Connection") {
+    HeaderMap h{{"Connection", "keep-alive, X-Private , te"},
+                {"Keep-Alive", "timeout=5"},
+                {"Proxy-Connection", "close"},
+                {"Transfer-Encoding", "chunked"},
+                {"Upgrade", "websocket"},
+                {"Proxy-Authorization", "Basic x"},
+                {"X-Private", "secret"},
+                {"TE", "trailers, deflate;q=0.5"},
+                {"x-kept", "yes"}};
+    strip_hop_by_hop(h);
+    CHECK(h.size() == 2);
+    CHECK(h.get("x-kept") == std::optional<std::string_view>("yes"));
+    CHECK(h.get("te") == std::optional<std::string_view>("trailers"));
+    CHECK_FALSE(h.contains("x-private"));
+
+    HeaderMap g{{"te", "gzip"}, {"a", "b"}};
+    CHECK(strip_hop_by_hop(g) == 1);
+    CHECK_FALSE(g.contains("te"));
+}
+
+TEST_CASE("is_grpc looks at content-type") {
+    RequestHead r;
+    CHECK_FALSE(is_grpc(r));
+    r.headers.set("content-type", "application/grpc");
+    CHECK(is_grpc(r));
+    r.headers.set("content-type", "application/grpc+proto");
+    CHECK(is_grpc(r));
+    r.headers.set("content-type", "Application/GRPC;charset=utf-8");
+    CHECK(is_grpc(r));
+    r.headers.set("content-type", "application/grpcx");
+    CHECK_FALSE(is_grpc(r));
+    r.headers.set("content-type", "application/json");
+    CHECK_FALSE(is_grpc(r));
+}
+
+TEST_CASE("grpc-timeout parses every unit and refuses malformed values") {
+    CHECK(parse_grpc_timeout_ms("1H") == 3600000u);
+    CHECK(parse_grpc_timeout_ms("2M") == 120000u);
+    CHECK(parse_grpc_timeout_ms("3S") == 3000u);
+    CHECK(parse_grpc_timeout_ms("250m") == 250u);
+    CHECK(parse_grpc_timeout_ms("1500u") == 2u);
+    CHECK(parse_grpc_timeout_ms("1n") == 1u);
+    CHECK(parse_grpc_timeout_ms("0m") == 0u);
+    CHECK(parse_grpc_timeout_ms("99999999S") == 99999999000u);
+    CHECK_FALSE(parse_grpc_timeout_ms("123456789S").has_value());  // 9 digits
+    CHECK_FALSE(parse_grpc_timeout_ms("S").has_value());
+    CHECK_FALSE(parse_grpc_timeout_ms("10").has_value());
+    CHECK_FALSE(parse_grpc_timeout_ms("10s").has_value());
+    CHECK_FALSE(parse_grpc_timeout_ms("-1S").has_value());
+    CHECK_FALSE(parse_grpc_timeout_ms("").has_value());
+}
