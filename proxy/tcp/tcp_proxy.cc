@@ -71,31 +71,39 @@ asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::dura
 template <class Stream>
 asio::awaitable<std::optional<PeerExchange>> read_peer_exchange(Stream& s, std::string& extra,
                                                                  std::chrono::steady_clock::duration timeout) {
+    // The deadline cancels the read; its handler may run after this returns, so it shares only
+    // `state` and touches the socket only while the read is still pending (not `done`).
+    struct Deadline {
+        bool fired = false, done = false;
+    };
+    auto state = std::make_shared<Deadline>();
+    tcp::socket* sock = &socket_of(s);
     asio::steady_timer deadline(co_await asio::this_coro::executor);
     deadline.expires_after(timeout);
-    bool expired = false;
-    deadline.async_wait([&](boost::system::error_code ec) {
-        if (ec) return;
-        expired = true;
+    deadline.async_wait([state, sock](boost::system::error_code ec) {
+        if (ec || state->done) return;
+        state->fired = true;
         boost::system::error_code ignored;
-        socket_of(s).cancel(ignored);
+        sock->cancel(ignored);
     });
     std::array<char, 2048> buf;
     PeerExchange out;
+    std::optional<PeerExchange> result;
     for (;;) {
         std::optional<size_t> used = parse_peer_exchange(extra, out);
         if (!used) break;
         if (*used > 0) {
             extra.erase(0, *used);
-            deadline.cancel();
-            co_return out;
+            result = std::move(out);
+            break;
         }
         auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), use_nothrow);
-        if (ec || expired) break;
+        if (ec || state->fired) break;
         extra.append(buf.data(), n);
     }
+    state->done = true;
     deadline.cancel();
-    co_return std::nullopt;
+    co_return result;
 }
 
 // An outbound TCP connection's guard: LEAST_REQUEST's count and the cluster's connection breaker.
