@@ -127,16 +127,6 @@ std::chrono::steady_clock::duration tcp_idle_timeout(const snapshot::Cluster* cl
     return kDefaultTcpIdleTimeout;
 }
 
-void fill_self(MetricLabels& l, bool source, const WorkloadInfo& w) {
-    l[source ? Label::source_workload : Label::destination_workload] = w.name;
-    l[source ? Label::source_workload_namespace : Label::destination_workload_namespace] = w.ns;
-    l[source ? Label::source_app : Label::destination_app] = w.app;
-    l[source ? Label::source_version : Label::destination_version] = w.version;
-    l[source ? Label::source_canonical_service : Label::destination_canonical_service] = w.canonical_service;
-    l[source ? Label::source_canonical_revision : Label::destination_canonical_revision] = w.canonical_revision;
-    l[source ? Label::source_cluster : Label::destination_cluster] = w.cluster;
-}
-
 TcpSeries* open_series(WorkerContext& ctx, const MetricLabels& labels) {
     if (!ctx.telemetry.config().metrics) return nullptr;
     TcpSeries* s = ctx.telemetry.metrics().tcp_series(labels);
@@ -226,8 +216,8 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
 
     MetricLabels labels;
     labels[Label::reporter] = "destination";
-    fill_self(labels, false, tcfg.self);
-    if (mx.peer) fill_self(labels, true, *mx.peer);
+    fill_workload(labels, false, tcfg.self);
+    if (mx.peer) fill_workload(labels, true, *mx.peer);
     const bool mtls = info.tls != nullptr;
     labels[Label::source_principal] = info.peer_identity.value_or("unknown");
     labels[Label::destination_principal] = mtls ? info.tls->id.str() : "unknown";
@@ -329,7 +319,7 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
 
     MetricLabels labels;
     labels[Label::reporter] = "source";
-    fill_self(labels, true, tcfg.self);
+    fill_workload(labels, true, tcfg.self);
     if (!target.service_host.empty()) labels[Label::destination_service] = target.service_host;
     if (!target.service_name.empty()) labels[Label::destination_service_name] = target.service_name;
     if (!target.service_ns.empty()) labels[Label::destination_service_namespace] = target.service_ns;
@@ -360,7 +350,7 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
                         "AuthorizationPolicy, or no app on the port?)");
                 co_return;
             }
-            if (got->peer) fill_self(labels, false, *got->peer);
+            if (got->peer) fill_workload(labels, false, *got->peer);
         }
         TcpSeries* series = open_series(ctx, labels);
         SeriesClose closer{series};

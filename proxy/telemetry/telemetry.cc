@@ -23,6 +23,13 @@ const std::string& or_dash(const std::string& s) {
     return s.empty() ? kDash : s;
 }
 
+std::string upstream_service_time(const RequestRecord& r) {
+    if (!set(r.upstream_sent) || !set(r.upstream_header)) return "-";
+    return std::to_string(duration_cast<std::chrono::milliseconds>(r.upstream_header - r.upstream_sent).count());
+}
+
+}  // namespace
+
 void fill_workload(MetricLabels& l, bool source, const WorkloadInfo& w) {
     l[source ? Label::source_workload : Label::destination_workload] = w.name;
     l[source ? Label::source_workload_namespace : Label::destination_workload_namespace] = w.ns;
@@ -32,13 +39,6 @@ void fill_workload(MetricLabels& l, bool source, const WorkloadInfo& w) {
     l[source ? Label::source_canonical_revision : Label::destination_canonical_revision] = w.canonical_revision;
     l[source ? Label::source_cluster : Label::destination_cluster] = w.cluster;
 }
-
-std::string upstream_service_time(const RequestRecord& r) {
-    if (!set(r.upstream_sent) || !set(r.upstream_header)) return "-";
-    return std::to_string(duration_cast<std::chrono::milliseconds>(r.upstream_header - r.upstream_sent).count());
-}
-
-}  // namespace
 
 std::string format_start_time(std::chrono::system_clock::time_point t) {
     auto secs = std::chrono::system_clock::to_time_t(t);
