@@ -66,6 +66,11 @@ struct ProxyConfig {
     std::optional<UpstreamTarget> upstream;
     std::optional<boost::asio::ip::tcp::endpoint> app;
     Limits limits;
+    // MeshConfig h2UpgradePolicy: whether HTTP/1.1 requests to a mesh endpoint (mTLS to its
+    // sidecar) are carried over HTTP/2, when the cluster's DestinationRule says DEFAULT or
+    // nothing. Remora's default is UPGRADE (docs/protocols.md says why); DO_NOT_UPGRADE keeps
+    // HTTP/1.1 between sidecars.
+    bool h2_upgrade_default = true;
 
     MtlsMode inbound_mode_for(uint32_t port) const {
         auto it = inbound_port_modes.find(port);

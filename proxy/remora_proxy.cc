@@ -163,6 +163,10 @@ struct Proxy {
         uint64_t idle = 0;
         for (const auto& w : workers) idle += w->idle_upstream_connections();
         gauge("remora_upstream_cx_idle", "Upstream connections kept alive in the pools, idle.", std::to_string(idle));
+        uint64_t h2 = 0;
+        for (const auto& w : workers) h2 += w->http2_upstream_connections();
+        gauge("remora_upstream_cx_http2", "Multiplexed HTTP/2 upstream connections held in the pools.",
+              std::to_string(h2));
         gauge("remora_server_ready", "1 once certificate and configuration are loaded.", ready() ? "1" : "0");
         gauge("remora_server_draining", "1 while draining.", draining.load() ? "1" : "0");
         auto cfg = config.current();

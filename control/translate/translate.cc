@@ -137,6 +137,19 @@ bool host_matches(const std::string& pattern, const std::string& host) {
     return false;
 }
 
+// A gRPC status name (fault.abort.grpcStatus) as its code; validation admits only known names.
+uint32_t grpc_status_code(const std::string& name) {
+    static constexpr std::string_view kNames[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    for (uint32_t i = 0; i < std::size(kNames); ++i) {
+        if (kNames[i] == name) return i;
+    }
+    return 2;  // UNKNOWN
+}
+
 snap::Millis millis(model::Duration d) {
     return std::chrono::duration_cast<snap::Millis>(d);
 }
@@ -187,6 +200,8 @@ void apply_policy(snap::Cluster& c, const model::TrafficPolicy& tp) {
             if (h.max_requests_per_connection) c.limits.max_requests_per_connection = static_cast<uint32_t>(*h.max_requests_per_connection);
             if (h.max_retries) c.limits.max_retries = static_cast<uint32_t>(*h.max_retries);
             if (h.idle_timeout) c.limits.idle_timeout = millis(*h.idle_timeout);
+            c.limits.h2_upgrade_policy = h.h2_upgrade_policy;
+            c.limits.use_client_protocol = h.use_client_protocol;
         }
         if (od) {
             snap::OutlierDetection o;
@@ -564,6 +579,12 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                         }
                         if (hr.fault->abort && hr.fault->abort->http_status) {
                             f.abort_status = static_cast<uint32_t>(*hr.fault->abort->http_status);
+                            f.abort_percent = hr.fault->abort->percentage.value_or(100);
+                        }
+                        if (hr.fault->abort && !hr.fault->abort->grpc_status.empty()) {
+                            f.abort_grpc_status = grpc_status_code(hr.fault->abort->grpc_status);
+                            // A gRPC abort answers HTTP 200 with the status in a trailers-only reply.
+                            if (!f.abort_status) f.abort_status = 200;
                             f.abort_percent = hr.fault->abort->percentage.value_or(100);
                         }
                         r.fault = f;

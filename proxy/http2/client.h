@@ -32,6 +32,10 @@ public:
                                                                  bool end_stream);
     boost::asio::awaitable<boost::system::error_code> write_trailers(http::Trailers trailers);
     void reset(uint32_t h2_error = 8 /* CANCEL */);
+    // Reading the body will not wait: bytes or the end are here, or the stream is gone.
+    bool body_ready() const noexcept { return !state_->body.empty() || state_->recv_end || state_->closed; }
+    // The final response head has arrived.
+    bool head_ready() const noexcept { return state_->head_received; }
 
 private:
     std::shared_ptr<detail::Connection> conn_;

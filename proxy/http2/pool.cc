@@ -24,7 +24,8 @@ Http2Pool::~Http2Pool() {
 }
 
 void Http2Pool::prune(Entry& e) {
-    std::erase_if(e.connections, [](const ClientConnection& c) { return !c.usable(); });
+    const auto gone = std::erase_if(e.connections, [](const ClientConnection& c) { return !c.usable(); });
+    pooled_.fetch_sub(gone, std::memory_order_relaxed);
 }
 
 asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
@@ -49,6 +50,7 @@ asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
     asio::co_spawn(conn.get_executor(), conn.run(), asio::detached);
     ++stats_->pool_connections_opened;
     after.connections.push_back(conn);
+    pooled_.fetch_add(1, std::memory_order_relaxed);
     co_return conn;
 }
 

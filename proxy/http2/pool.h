@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,6 +47,9 @@ public:
         std::string key, http::RequestHead head, bool end_stream, ConnectFn connect);
 
     std::size_t connection_count(const std::string& key) const;
+    // Connections held, readable from any thread (the metrics scrape). One that has closed is
+    // counted until the next acquire() for its key notices.
+    uint64_t pooled_count() const { return pooled_.load(std::memory_order_relaxed); }
     // GOAWAY on every connection: in-flight streams complete, nothing new is opened.
     void shutdown();
 
@@ -61,6 +65,7 @@ private:
     std::shared_ptr<Http2Stats> stats_;
     Http2PoolLimits pool_limits_;
     std::unordered_map<std::string, Entry> entries_;
+    std::atomic<uint64_t> pooled_{0};
 };
 
 }  // namespace remora::proxy::http2

@@ -38,6 +38,8 @@ public:
     boost::asio::awaitable<boost::system::error_code> write_trailers(http::Trailers trailers);
     void reset(uint32_t h2_error = 2 /* INTERNAL_ERROR */);
     bool closed() const noexcept { return state_->closed; }
+    // The client ended the request and every body byte has been taken by read_body().
+    bool request_ended() const noexcept { return state_->recv_end && state_->body.empty(); }
 
 private:
     std::shared_ptr<detail::Connection> conn_;

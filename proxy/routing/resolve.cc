@@ -13,14 +13,14 @@ bool is_mesh_destination(const ProxyConfig& config, const boost::asio::ip::tcp::
 RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
                              const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
                              RoundRobin& rr) {
-    if (config.upstream) return {config.upstream, RouteError::none};
-    if (!config.registry) return {std::nullopt, RouteError::no_route};
+    if (config.upstream) return {config.upstream, ProxyError::none};
+    if (!config.registry) return {std::nullopt, ProxyError::no_route};
 
     const Service* service = host.empty() ? nullptr : config.registry->find_by_host(host, config.ns);
     if (!service && original_dst) {
         service = config.registry->find_by_address(original_dst->address(), original_dst->port());
     }
-    if (!service) return {std::nullopt, RouteError::no_route};
+    if (!service) return {std::nullopt, ProxyError::no_route};
 
     // The service port: the one the app dialled, else the Host's port, else the only one.
     const ServicePort* port = nullptr;
@@ -34,8 +34,8 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
         }
     }
     if (!port && service->ports.size() == 1) port = &service->ports.front();
-    if (!port) return {std::nullopt, RouteError::no_route};
-    if (service->endpoints.empty()) return {std::nullopt, RouteError::no_healthy_upstream};
+    if (!port) return {std::nullopt, ProxyError::no_route};
+    if (service->endpoints.empty()) return {std::nullopt, ProxyError::no_healthy_upstream};
 
     std::string cluster = "outbound|" + std::to_string(port->number) + "||" +
                           (service->hosts.empty() ? service->name : service->hosts.front());
@@ -51,7 +51,7 @@ RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
     t.mtls = ep.in_mesh();
     if (t.mtls) t.expected_identity = ep.spiffe_id(config.trust_domain);
     t.finalize();
-    return {std::move(t), RouteError::none};
+    return {std::move(t), ProxyError::none};
 }
 
 RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
@@ -59,23 +59,23 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
                           WorkerBalancer& balancer, std::mt19937_64& rng) {
     const snapshot::VirtualHost* vh = request.authority.empty() ? nullptr : routes.find_host(request.authority);
     if (!vh && original_dst) vh = routes.find_address(*original_dst);
-    if (!vh) return {std::nullopt, RouteError::no_route};
+    if (!vh) return {std::nullopt, ProxyError::no_route};
     const snapshot::Route* route = routes.match(*vh, request);
-    if (!route) return {std::nullopt, RouteError::no_route};
-    if (route->direct_response || route->redirect) return {std::nullopt, RouteError::none, route};
-    if (route->clusters.empty()) return {std::nullopt, RouteError::no_route, route};
+    if (!route) return {std::nullopt, ProxyError::no_route};
+    if (route->direct_response || route->redirect) return {std::nullopt, ProxyError::none, route};
+    if (route->clusters.empty()) return {std::nullopt, ProxyError::no_route, route};
     const snapshot::WeightedCluster* wc = pick_weighted(route->clusters, rng);
     const snapshot::Cluster* cluster = routes.cluster(wc->cluster);
     if (!cluster || cluster->endpoints.empty()) {
-        return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
+        return {std::nullopt, ProxyError::no_healthy_upstream, route, wc};
     }
     // Endpoints ejected by outlier detection are skipped; all of them ejected is UH, as Envoy.
     const std::optional<size_t> index =
         balancer.pick(*cluster, routes.ring(*cluster), &request, rng, std::nullopt, &routes.health(*cluster));
-    if (!index) return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
+    if (!index) return {std::nullopt, ProxyError::no_healthy_upstream, route, wc};
     UpstreamTarget t = target_for(*cluster, *index);
-    if (t.key.empty()) return {std::nullopt, RouteError::no_healthy_upstream, route, wc};
-    return {std::move(t), RouteError::none, route, wc, cluster, *index};
+    if (t.key.empty()) return {std::nullopt, ProxyError::no_healthy_upstream, route, wc};
+    return {std::move(t), ProxyError::none, route, wc, cluster, *index};
 }
 
 UpstreamTarget target_for(const snapshot::Cluster& c, size_t index) {

@@ -11,14 +11,13 @@
 #include <unordered_map>
 
 #include "proxy/config.h"
+#include "proxy/request/error.h"
 
 namespace remora::proxy {
 
-enum class RouteError { none, no_route, no_healthy_upstream };
-
 struct RouteResult {
     std::optional<UpstreamTarget> target;
-    RouteError error = RouteError::none;
+    ProxyError error = ProxyError::none;  // none, no_route or no_healthy_upstream
     // With a route table: the rule that matched and the destination picked (owned by the table,
     // which the connection's config keeps alive). The rule may answer without an upstream
     // (direct response, redirect, fault abort): then `target` is empty and `error` none.

@@ -1,6 +1,8 @@
 // Route table indexes and Istio's HTTP match semantics.
 #include "proxy/routing/route_table.h"
 
+#include "proxy/request/retry.h"
+
 #include <re2/re2.h>
 
 #include <algorithm>
@@ -78,6 +80,10 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
             lb.hash_source_ip) {
             rings_.emplace(&c, HashRing(c.endpoints));
         }
+    }
+    // retryOn is parsed here, once, not per attempt.
+    for (snap::VirtualHost& vh : snapshot_.virtual_hosts) {
+        for (snap::Route& r : vh.routes) r.retries.retry_on_bits = parse_retry_on(r.retries.retry_on);
     }
     for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
         for (const std::string& d : vh.domains) {

@@ -14,8 +14,12 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstring>
 
 #include "proxy/http1/session.h"
+#include "proxy/http2/server.h"
+#include "proxy/http2/streams.h"
+#include "proxy/request/request_path.h"
 #include "proxy/net/detect.h"
 #include "proxy/net/original_dst.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -84,6 +88,68 @@ asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerC
     }
 }
 
+// A connection as the HTTP/2 codec's byte stream, with the bytes detection already read first.
+template <class S>
+class PrefixedByteStream final : public http2::ByteStream {
+public:
+    PrefixedByteStream(S s, std::string prefix) : s_(std::move(s)), prefix_(std::move(prefix)) {
+        beast::get_lowest_layer(s_).expires_never();  // the codec keeps its own time
+    }
+    asio::any_io_executor get_executor() override { return s_.get_executor(); }
+    asio::awaitable<IoResult> read_some(asio::mutable_buffer buffer) override {
+        if (offset_ < prefix_.size()) {
+            const size_t n = std::min(buffer.size(), prefix_.size() - offset_);
+            std::memcpy(buffer.data(), prefix_.data() + offset_, n);
+            offset_ += n;
+            co_return IoResult{{}, n};
+        }
+        auto [ec, n] = co_await s_.async_read_some(buffer, use_nothrow);
+        co_return IoResult{ec, n};
+    }
+    asio::awaitable<IoResult> write(asio::const_buffer buffer) override {
+        auto [ec, n] = co_await asio::async_write(s_, buffer, use_nothrow);
+        co_return IoResult{ec, n};
+    }
+    void close() noexcept override {
+        boost::system::error_code ec;
+        auto& sock = beast::get_lowest_layer(s_).socket();
+        sock.shutdown(tcp::socket::shutdown_both, ec);
+        sock.close(ec);
+    }
+
+private:
+    S s_;
+    std::string prefix_;
+    size_t offset_ = 0;
+};
+
+// Serves an HTTP/2 connection (h2c from the app or a plaintext client, h2 over mTLS from a peer
+// sidecar): each stream is one request through the request path. Returns once the connection
+// and every stream's request have ended (they share `info`).
+template <class S>
+asio::awaitable<void> serve_http2(S stream, std::string prefix, Downstream& info, WorkerContext& ctx) {
+    ctx.stats.inc(Counter::downstream_cx_http2);
+    auto live = std::make_shared<size_t>(0);
+    http2::ServerConnection conn(
+        std::make_unique<PrefixedByteStream<S>>(std::move(stream), std::move(prefix)),
+        [&info, &ctx, live](std::shared_ptr<http2::ServerStream> s) -> asio::awaitable<void> {
+            ++*live;
+            struct Done {
+                std::shared_ptr<size_t> live;
+                ~Done() { --*live; }
+            } done{live};
+            http2::ServerStreamAdapter down(std::move(s));
+            co_await serve_request(down, info, ctx);
+        },
+        ctx.h2limits, ctx.h2stats);
+    co_await conn.run();
+    asio::steady_timer wait(co_await asio::this_coro::executor);
+    while (*live > 0) {
+        wait.expires_after(std::chrono::milliseconds(10));
+        co_await wait.async_wait(use_nothrow);
+    }
+}
+
 // The protocol an outbound connection to a mesh destination is declared with, if any.
 Protocol outbound_declared(const Downstream& info) {
     const ProxyConfig& cfg = *info.config;
@@ -100,8 +166,8 @@ Protocol outbound_declared(const Downstream& info) {
     return Protocol::unknown;
 }
 
-// Outbound to a mesh service: HTTP/1.1 through the routing path; everything else (TCP, TLS the
-// app originated, and for now HTTP/2 and gRPC) as a TCP tunnel over mTLS to the peer sidecar.
+// Outbound to a mesh service: HTTP/1.1 and HTTP/2 (h2c, gRPC) through the request path; everything
+// else (TCP, TLS the app originated) as a TCP tunnel over mTLS to the peer sidecar.
 asio::awaitable<void> serve_outbound(tcp::socket socket, Downstream& info, WorkerContext& ctx) {
     Protocol p = outbound_declared(info);
     std::string prefix;
@@ -118,6 +184,10 @@ asio::awaitable<void> serve_outbound(tcp::socket socket, Downstream& info, Worke
         down.socket().shutdown(tcp::socket::shutdown_send, ignored);
         co_return;
     }
+    if (p == Protocol::http2) {
+        co_await serve_http2(PlainStream(std::move(socket)), std::move(prefix), info, ctx);
+        co_return;
+    }
     co_await outbound_tcp(std::move(socket), std::move(prefix), info, ctx);
 }
 
@@ -129,6 +199,10 @@ asio::awaitable<void> serve_inbound_plaintext(tcp::socket socket, Downstream& in
     PlainStream down(std::move(socket));
     if (d.protocol == Protocol::http1) {
         co_await serve_http1(down, info, ctx, d.prefix);
+        co_return;
+    }
+    if (d.protocol == Protocol::http2) {
+        co_await serve_http2(std::move(down), std::move(d.prefix), info, ctx);
         co_return;
     }
     co_await inbound_tcp(down, std::move(d.prefix), info, ctx);
@@ -181,6 +255,11 @@ asio::awaitable<void> serve_inbound(tcp::socket socket, ListenerKind kind, Downs
         beast::get_lowest_layer(down).expires_never();
         const bool peer_exchange = alpn == kAlpnPeerExchange;
         co_await inbound_tcp(down, {}, peer_exchange, info, ctx);
+        co_return;
+    }
+    if (alpn == "h2") {
+        // A peer sidecar multiplexing requests (its app's HTTP/1.1 or HTTP/2) on one connection.
+        co_await serve_http2(std::move(down), {}, info, ctx);
         co_return;
     }
     co_await serve_http1(down, info, ctx);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "proxy/config.h"
+#include "proxy/http2/pool.h"
 #include "proxy/routing/resolve.h"
 #include "proxy/stats/stats.h"
 #include "proxy/telemetry/telemetry.h"
@@ -38,6 +39,15 @@ struct WorkerContext {
     WorkerBalancer balancer;  // route-table routing (--config)
     uint64_t next_connection_id = 1;
     uint32_t mirrors_in_flight = 0;  // fire-and-forget mirrored requests (kMaxMirrorsInFlight)
+    // HTTP/2: the codec's counters and limits for this worker's connections (either side), and
+    // the pool of multiplexed upstream connections (to peer sidecars and h2c apps).
+    std::shared_ptr<http2::Http2Stats> h2stats = std::make_shared<http2::Http2Stats>();
+    http2::Http2Limits h2limits;
+    std::unique_ptr<http2::Http2Pool> h2pool;
+    // The peer metadata last seen on an outbound response, decoded (responses from one peer
+    // carry the same text, so it is decoded once, not per request).
+    std::string peer_cache_raw;
+    std::optional<WorkloadInfo> peer_cache;
 };
 
 // Per-connection facts every request of it shares.
@@ -53,6 +63,10 @@ struct Downstream {
     std::shared_ptr<const TlsSnapshot> tls;
     std::optional<UpstreamTarget> inbound_target;  // the app, for every request of the connection
     std::string xfcc;                              // By=<own>;URI=<peer>, when the peer is known
+    // The peer sidecar's workload metadata, decoded once per connection (every request of an
+    // mTLS connection comes from the same sidecar).
+    std::string peer_metadata_raw;
+    std::optional<WorkloadInfo> peer_workload;
     // One relay buffer per connection, reused by every request: a chunk per read, never a body.
     std::unique_ptr<char[]> relay_storage = std::make_unique<char[]>(kRelayChunk);
     std::span<char> relay_buffer{relay_storage.get(), kRelayChunk};

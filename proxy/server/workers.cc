@@ -47,7 +47,9 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind, Wo
 Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
                LogFn log, std::shared_ptr<const TelemetryConfig> telemetry, uint64_t seed)
     : telemetry_(std::move(telemetry), seed),
-      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, WorkerBalancer{}, 1} {}
+      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, WorkerBalancer{}, 1, 0, std::make_shared<http2::Http2Stats>(), {}, nullptr, {}, std::nullopt} {
+    ctx_.h2pool = std::make_unique<http2::Http2Pool>(io_->get_executor(), ctx_.h2limits, ctx_.h2stats);
+}
 
 void Worker::bind(const std::vector<ListenerSpec>& listeners) {
     for (const ListenerSpec& l : listeners) {
@@ -90,6 +92,7 @@ Worker::~Worker() {
     join();
     acceptors_.clear();
     ctx_.pool.clear();
+    ctx_.h2pool.reset();  // its connections' sockets belong to io_
     io_.reset();
 }
 

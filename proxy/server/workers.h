@@ -36,6 +36,7 @@ public:
     const WorkerStats& stats() const { return stats_; }
     const WorkerMetrics& metrics() const { return telemetry_.metrics(); }
     uint64_t idle_upstream_connections() const { return ctx_.pool.idle_count(); }
+    uint64_t http2_upstream_connections() const { return ctx_.h2pool ? ctx_.h2pool->pooled_count() : 0; }
     uint64_t active_connections() const { return stats_.get(Counter::downstream_cx_active); }
 
 private:

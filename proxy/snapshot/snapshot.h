@@ -42,6 +42,10 @@ struct ConnectionLimits {
     uint32_t max_requests_per_connection = 0;  // 0 = unlimited
     uint32_t max_retries = 4294967295u;
     std::optional<Millis> idle_timeout;
+    // connectionPool.http.h2UpgradePolicy ("", DEFAULT, DO_NOT_UPGRADE, UPGRADE) and
+    // useClientProtocol: which protocol HTTP/1.1 requests take to this cluster.
+    std::string h2_upgrade_policy;
+    bool use_client_protocol = false;
 };
 
 struct OutlierDetection {
@@ -98,12 +102,15 @@ struct RetryPolicy {
     std::optional<Millis> per_try_timeout;
     std::string retry_on = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
     std::vector<uint32_t> retriable_status_codes{503};
+    // retry_on as bits (proxy/request/retry.h), filled when the route table is built.
+    uint32_t retry_on_bits = 0;
 };
 
 struct Fault {
     std::optional<Millis> delay;
     double delay_percent = 100;
     std::optional<uint32_t> abort_status;
+    std::optional<uint32_t> abort_grpc_status;  // abort.grpcStatus: a gRPC request gets it in a trailers-only reply
     double abort_percent = 100;
 };
 

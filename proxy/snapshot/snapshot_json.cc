@@ -75,6 +75,8 @@ json::value cluster_json(const Cluster& c) {
                         {"max_requests_per_connection", l.max_requests_per_connection},
                         {"max_retries", l.max_retries}};
     if (l.idle_timeout) limits["idle_timeout_ms"] = l.idle_timeout->count();
+    if (!l.h2_upgrade_policy.empty()) limits["h2_upgrade_policy"] = l.h2_upgrade_policy;
+    if (l.use_client_protocol) limits["use_client_protocol"] = true;
     o["limits"] = std::move(limits);
     if (const auto& od = c.outlier_detection) {
         o["outlier_detection"] = json::object{{"consecutive_5xx_errors", od->consecutive_5xx_errors},
@@ -149,6 +151,7 @@ json::value route_json(const Route& r) {
         json::object f{{"delay_percent", r.fault->delay_percent}, {"abort_percent", r.fault->abort_percent}};
         if (r.fault->delay) f["delay_ms"] = r.fault->delay->count();
         if (r.fault->abort_status) f["abort_status"] = *r.fault->abort_status;
+        if (r.fault->abort_grpc_status) f["abort_grpc_status"] = *r.fault->abort_grpc_status;
         o["fault"] = std::move(f);
     }
     json::array mirrors;
@@ -331,6 +334,8 @@ Cluster read_cluster(const json::value& v, const std::string& path) {
         l.read("max_requests_per_connection", c.limits.max_requests_per_connection);
         l.read("max_retries", c.limits.max_retries);
         l.read("idle_timeout_ms", c.limits.idle_timeout);
+        l.read("h2_upgrade_policy", c.limits.h2_upgrade_policy);
+        l.read("use_client_protocol", c.limits.use_client_protocol);
     }
     if (const json::value* ov = f.find("outlier_detection")) {
         Fields o(*ov, f.at("outlier_detection"));
@@ -436,6 +441,11 @@ Route read_route(const json::value& v, const std::string& path) {
             uint32_t s = 0;
             ft.read("abort_status", s);
             fault.abort_status = s;
+        }
+        if (ft.find("abort_grpc_status")) {
+            uint32_t s = 0;
+            ft.read("abort_grpc_status", s);
+            fault.abort_grpc_status = s;
         }
         ft.read("abort_percent", fault.abort_percent);
         r.fault = fault;

@@ -31,7 +31,8 @@ const char* counter_name(Counter c) {
         "downstream_cx_peer_exchange_failed", "tcp_idle_timeout",
         "downstream_cx_detected_http1", "downstream_cx_detected_http2",
         "downstream_cx_detected_tls",  "downstream_cx_detected_tcp",
-        "downstream_cx_detect_timeout", "downstream_cx_upgrades",
+        "downstream_cx_detect_timeout", "downstream_cx_upgrades", "downstream_cx_http2",
+        "downstream_rq_http2", "upstream_cx_http2", "upstream_rq_http2",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

@@ -64,6 +64,10 @@ enum class Counter : size_t {
     downstream_cx_detected_tcp,             // ... anything else
     downstream_cx_detect_timeout,           // ... nothing within the detection timeout: TCP
     downstream_cx_upgrades,                 // HTTP/1.1 connections upgraded (WebSocket) by a 101
+    downstream_cx_http2,                    // HTTP/2 connections accepted (h2c from the app, h2 from a peer sidecar)
+    downstream_rq_http2,                    // requests received on HTTP/2 streams
+    upstream_cx_http2,                      // HTTP/2 connections opened (each carries many requests)
+    upstream_rq_http2,                      // requests sent on HTTP/2 streams
     kCount
 };
 

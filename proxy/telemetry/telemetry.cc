@@ -70,8 +70,9 @@ MetricLabels labels_for(const RequestRecord& r, const TelemetryConfig& c) {
     if (!r.service_host.empty()) l[Label::destination_service] = r.service_host;
     if (!r.service_name.empty()) l[Label::destination_service_name] = r.service_name;
     if (!r.service_ns.empty()) l[Label::destination_service_namespace] = r.service_ns;
-    l[Label::request_protocol] = "http";
+    l[Label::request_protocol] = r.grpc ? "grpc" : "http";
     l[Label::response_code] = std::to_string(r.status);
+    if (r.grpc) l[Label::grpc_response_status] = r.grpc_status;
     l[Label::response_flags] = std::string(r.flags);
     return l;
 }

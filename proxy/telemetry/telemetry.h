@@ -59,6 +59,8 @@ struct RequestRecord {
     std::string peer_principal;          // the other side's SPIFFE ID, when proven by mTLS
     std::optional<WorkloadInfo> peer;    // from the peer-metadata header
     std::optional<SpanContext> span;     // when this hop traces the request
+    bool grpc = false;                   // a gRPC request: request_protocol="grpc"
+    std::string grpc_status;             // grpc-status of the response, "" when none came
 };
 
 class WorkerTelemetry {

@@ -57,11 +57,11 @@ void configure(SSL_CTX* raw, const std::vector<certs::Certificate>& chain,
 }
 
 // The inbound side's ALPN choice among what the peer sidecar offers, in this order: a TCP tunnel
-// with the metadata exchange, a plain TCP tunnel, HTTP/1.1. Offering none of them (or no ALPN at
-// all) means HTTP/1.1, as before ALPN was used.
+// with the metadata exchange, a plain TCP tunnel, HTTP/2 (multiplexed requests), HTTP/1.1.
+// Offering none of them (or no ALPN at all) means HTTP/1.1, as before ALPN was used.
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                 unsigned int inlen, void*) {
-    static constexpr std::string_view kPreference[] = {"istio-peer-exchange", "istio", "http/1.1"};
+    static constexpr std::string_view kPreference[] = {"istio-peer-exchange", "istio", "h2", "http/1.1"};
     for (std::string_view want : kPreference) {
         for (unsigned int i = 0; i < inlen;) {
             const unsigned int len = in[i];

@@ -268,8 +268,9 @@ def test_d_promtool_accepts_the_output(m):
                    "remora_upstream_cx_idle", "remora_tracing_spans_sent_total"):
         check(f"# TYPE {family} " in text, f"client has no {family}")
     idle = value(parse_metrics(text), "remora_upstream_cx_idle")
-    check(idle >= 1, f"remora_upstream_cx_idle is {idle}: the client's pooled connection to hello-1 "
-          "should be idle between requests")
+    h2 = value(parse_metrics(text), "remora_upstream_cx_http2")
+    check(idle + h2 >= 1, f"remora_upstream_cx_idle is {idle} and remora_upstream_cx_http2 {h2}: the "
+          "client's pooled connection to hello-1 (HTTP/2 between sidecars) should stay between requests")
     exp = value(parse_metrics(text), "remora_cert_expiration_timestamp_seconds")
     check(time.time() < exp < time.time() + 25 * 3600,
           f"remora_cert_expiration_timestamp_seconds {exp} is not within a day from now")

@@ -1,7 +1,7 @@
 // Proxy building blocks: error mapping, counters, renewal timing, outbound resolution.
 #include <doctest/doctest.h>
 
-#include "proxy/http1/errors.h"
+#include "proxy/request/local_reply.h"
 #include "proxy/net/detect.h"
 #include "proxy/tcp/tcp_proxy.h"
 #include "proxy/identity/identity_agent.h"
@@ -128,9 +128,9 @@ TEST_CASE("outbound resolution: host, original destination, round robin, identit
 
     // An unknown Host still routes by where the app connected.
     CHECK(resolve_outbound(c, "unknown.example", ep("198.19.0.10", 8080), rr).target);
-    CHECK(resolve_outbound(c, "unknown.example", ep("203.0.113.1", 80), rr).error == RouteError::no_route);
+    CHECK(resolve_outbound(c, "unknown.example", ep("203.0.113.1", 80), rr).error == ProxyError::no_route);
     CHECK(resolve_outbound(c, "empty", ep("198.19.0.11", 80), rr).error ==
-          RouteError::no_healthy_upstream);
+          ProxyError::no_healthy_upstream);
 }
 
 TEST_CASE("only mesh services are proxied; everything else passes through") {

@@ -152,12 +152,12 @@ TEST_CASE("resolve_route: endpoint, identity and labels for telemetry; NR and UH
     CHECK(r.target->service_name == "reviews");
     CHECK(r.target->service_ns == "default");
     CHECK(r.target->service_port == 9080);
-    CHECK(resolve_route(t, Req("GET", "/", "ratings:9080"), std::nullopt, rr, rng).error == RouteError::no_route);
+    CHECK(resolve_route(t, Req("GET", "/", "ratings:9080"), std::nullopt, rr, rng).error == ProxyError::no_route);
 
     snap::Snapshot empty = bookinfo();
     for (auto& c : empty.clusters) c.endpoints.clear();
     RouteTable te(std::move(empty));
-    CHECK(resolve_route(te, jason, std::nullopt, rr, rng).error == RouteError::no_healthy_upstream);
+    CHECK(resolve_route(te, jason, std::nullopt, rr, rng).error == ProxyError::no_healthy_upstream);
 }
 
 TEST_CASE("a regex that does not compile names its route") {

@@ -1,0 +1,81 @@
+// The one error vocabulary of the request path: why the proxy answers a request itself (or
+// cannot answer it any more), with the HTTP status, Envoy's response flag, the body, which side
+// caused it and whether a retry may cover it. Routing, the codecs' adapters and the phases all
+// report a ProxyError; local replies, retries, logs and metrics read it from here.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace remora::proxy {
+
+enum class ProxyError {
+    none,
+    no_route,             // 404 NR
+    no_healthy_upstream,  // 503 UH
+    connect_failure,      // 503 UF: connect, TLS handshake or peer identity failed
+    upstream_reset,       // 502 UC: upstream closed or reset before a complete response header
+    refused_stream,       // 503 UC: the upstream refused the HTTP/2 stream (nothing processed)
+    bad_request,          // 400 DPE (downstream protocol error)
+    headers_too_large,    // 431 DPE
+    header_timeout,       // 408: the request header did not arrive in time
+    upstream_timeout,     // 504 UT: no response header within the route's timeout
+    overflow,             // 503 UO: a circuit breaker (DestinationRule connectionPool) is open
+    rbac_denied,          // 403 RBAC: an AuthorizationPolicy denied the inbound request
+    downstream_disconnect,  // DC: the client went away (no reply possible)
+    upstream_mid_body,      // UC after the head: the response is cut (no reply possible)
+};
+
+// Who caused it.
+enum class Side { downstream, upstream, proxy };
+
+struct ErrorInfo {
+    uint32_t status;
+    std::string_view flag;
+    std::string_view body;
+    Side side;
+    // The request may be sent again (to another endpoint) when the route's retryOn covers it.
+    bool retryable;
+};
+
+constexpr ErrorInfo describe(ProxyError e) {
+    switch (e) {
+        case ProxyError::none: return {200, "", "", Side::proxy, false};
+        case ProxyError::no_route: return {404, "NR", "no route for this host\n", Side::proxy, false};
+        case ProxyError::no_healthy_upstream: return {503, "UH", "no healthy upstream\n", Side::upstream, false};
+        case ProxyError::connect_failure:
+            return {503, "UF", "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n",
+                    Side::upstream, true};
+        case ProxyError::upstream_reset:
+            return {502, "UC", "upstream connect error or disconnect/reset before headers. reset reason: connection termination\n",
+                    Side::upstream, true};
+        case ProxyError::refused_stream:
+            return {503, "UC", "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset\n",
+                    Side::upstream, true};
+        case ProxyError::bad_request: return {400, "DPE", "malformed HTTP request\n", Side::downstream, false};
+        case ProxyError::headers_too_large: return {431, "DPE", "request header fields too large\n", Side::downstream, false};
+        case ProxyError::header_timeout: return {408, "", "request header timeout\n", Side::downstream, false};
+        case ProxyError::upstream_timeout: return {504, "UT", "upstream request timeout\n", Side::upstream, true};
+        case ProxyError::overflow:
+            return {503, "UO", "upstream connect error or disconnect/reset before headers. reset reason: overflow\n",
+                    Side::proxy, false};
+        case ProxyError::rbac_denied: return {403, "RBAC", "RBAC: access denied", Side::proxy, false};  // Envoy's exact body
+        case ProxyError::downstream_disconnect: return {0, "DC", "", Side::downstream, false};
+        case ProxyError::upstream_mid_body: return {0, "UC", "", Side::upstream, false};
+    }
+    return {500, "", "internal error\n", Side::proxy, false};
+}
+
+// gRPC's status for an HTTP status the proxy answers with (Envoy's httpToGrpcStatus).
+constexpr uint32_t grpc_status_for_http(uint32_t status) {
+    switch (status) {
+        case 400: return 13;  // INTERNAL
+        case 401: return 16;  // UNAUTHENTICATED
+        case 403: return 7;   // PERMISSION_DENIED
+        case 404: return 12;  // UNIMPLEMENTED
+        case 429: case 502: case 503: case 504: return 14;  // UNAVAILABLE
+        default: return 2;    // UNKNOWN
+    }
+}
+
+}  // namespace remora::proxy
