@@ -74,9 +74,12 @@ Operation:
   --connect-timeout D      upstream connect and TLS handshake timeout (default 10s)
   --protocol-detection-timeout S  an undeclared port's client silent this long is carried as TCP
                            (server-first protocols; default 1, seconds, fractions allowed)
+  --h2-upgrade-policy P    UPGRADE (default): HTTP/1.1 between sidecars rides multiplexed HTTP/2
+                           over few mTLS connections; DO_NOT_UPGRADE keeps HTTP/1.1 (a
+                           DestinationRule's connectionPool.http.h2UpgradePolicy wins)
   --mesh-config FILE       Istio MeshConfig YAML (accessLogFile, accessLogEncoding, trustDomain,
-                           defaultConfig.tracing, concurrency, terminationDrainDuration); flags
-                           given here override it
+                           defaultConfig.tracing, concurrency, terminationDrainDuration,
+                           h2UpgradePolicy); flags given here override it
 Telemetry:
   --workload-name NAME     this pod's workload (a Deployment's name), for metric labels and spans
   --labels K=V,...         the pod's labels (app, version, service.istio.io/canonical-name, ...)
@@ -559,7 +562,8 @@ int run(const std::vector<std::string>& argv) {
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
                "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
                "connect-timeout", "protocol-detection-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
-               "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name"},
+               "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name",
+               "h2-upgrade-policy"},
               {"help"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -580,6 +584,10 @@ int run(const std::vector<std::string>& argv) {
     auto parsed_mode = mtls_mode_of(mode);
     if (!parsed_mode) throw UsageError("--mtls-mode \"" + mode + "\": STRICT, PERMISSIVE or DISABLE");
     cfg->inbound_mode = *parsed_mode;
+    const std::string upgrade = args.get_or("h2-upgrade-policy", mesh.h2_upgrade_policy.empty() ? "UPGRADE" : mesh.h2_upgrade_policy);
+    if (upgrade != "UPGRADE" && upgrade != "DO_NOT_UPGRADE")
+        throw UsageError("--h2-upgrade-policy \"" + upgrade + "\": UPGRADE or DO_NOT_UPGRADE");
+    cfg->h2_upgrade_default = upgrade == "UPGRADE";
 
     IdentityOptions id;
     id.trust_bundle_file = args.require("trust-bundle");

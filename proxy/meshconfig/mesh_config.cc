@@ -95,6 +95,8 @@ MeshConfig MeshConfig::parse(const std::string& text, const std::string& file) {
                 if (k2 != "mode") r.fail(p.first, key + "." + k2, "unknown field");
                 mc.outbound_traffic_policy = r.one_of(p.second, key + ".mode", {"ALLOW_ANY", "REGISTRY_ONLY"});
             }
+        } else if (key == "h2UpgradePolicy") {
+            mc.h2_upgrade_policy = r.one_of(v, key, {"UPGRADE", "DO_NOT_UPGRADE"});
         } else if (key == "enableAutoMtls") {
             mc.enable_auto_mtls = r.boolean(v, key);
         } else if (key == "defaultConfig") {

@@ -20,6 +20,9 @@ struct MeshConfig {
     std::string zipkin_address;     // host:port; empty: spans are not exported
     std::optional<int> concurrency;
     std::optional<int> termination_drain_seconds;
+    // HTTP/1.1 between sidecars carried over multiplexed HTTP/2: UPGRADE or DO_NOT_UPGRADE.
+    // Unset: Remora upgrades (as Linkerd does; Istio's default is DO_NOT_UPGRADE).
+    std::string h2_upgrade_policy;
     std::vector<std::string> notes;  // fields read but not used by remora, unknown fields
 
     // Throws MeshConfigError: "file:line:col: field: what is wrong".

@@ -26,7 +26,8 @@ import tempfile
 import threading
 import time
 
-ALL_PATHS = ("direct", "haproxy", "nginx", "remora", "remora-nometrics", "remora-trace100")
+ALL_PATHS = ("direct", "haproxy", "haproxy-h2", "nginx", "remora", "remora-h1", "remora-nometrics",
+             "remora-trace100")
 APT_PACKAGES = {"h2load": "nghttp2-client", "nginx": "nginx", "haproxy": "haproxy"}
 
 CLIENT_ID = ("bench", "client")  # proxy A's identity
@@ -459,8 +460,10 @@ defaults
 """
 
 
-def haproxy_a_config(listen, b_port, certs):
+def haproxy_a_config(listen, b_port, certs, h2=False):
     a = certs["a"]
+    # h2: requests from the client (HTTP/1.1) are multiplexed over HTTP/2 between A and B.
+    alpn = " alpn h2" if h2 else ""
     # No `sni` and no `verifyhost`: HAProxy then checks the chain against ca-file and skips the
     # name check, which an SVID (URI SAN only) could not pass.
     return HAPROXY_HEAD + f"""\
@@ -470,16 +473,17 @@ frontend a_in
 backend to_b
     http-reuse always
     server b 127.0.0.1:{b_port} ssl verify required ca-file {a['root']} crt {a['combined']} \
-{TLS13}
+{TLS13}{alpn}
 """
 
 
-def haproxy_b_config(listen, app_port, certs):
+def haproxy_b_config(listen, app_port, certs, h2=False):
     b = certs["b"]
+    alpn = " alpn h2,http/1.1" if h2 else ""
     return HAPROXY_HEAD + f"""\
 frontend b_in
     bind 127.0.0.1:{listen} backlog 4096 ssl crt {b['combined']} ca-file {b['root']} \
-verify required {TLS13}
+verify required {TLS13}{alpn}
     default_backend app
 backend app
     http-reuse always
@@ -503,10 +507,10 @@ def start_direct(bench):
     return bench.app_port, []
 
 
-def start_haproxy_path(bench):
+def start_haproxy_path(bench, h2=False):
     p1, p2 = free_port(), free_port()
-    b = start_haproxy(bench, "haproxy-b", haproxy_b_config(p2, bench.app_port, bench.certs))
-    a = start_haproxy(bench, "haproxy-a", haproxy_a_config(p1, p2, bench.certs))
+    b = start_haproxy(bench, "haproxy-b", haproxy_b_config(p2, bench.app_port, bench.certs, h2))
+    a = start_haproxy(bench, "haproxy-a", haproxy_a_config(p1, p2, bench.certs, h2))
     return p1, [a, b]
 
 
@@ -521,7 +525,7 @@ def start_remora_path(bench, extra=()):
     """Remora as A and B; `remora` records Istio metrics (the default), `remora-nometrics` runs
     with --metrics off, `remora-trace100` samples every request and exports both sidecars' spans
     (to the app nginx, which answers the POSTs)."""
-    binary = bench.remora_bin
+    binary = bench.baseline_bin if "--baseline" in extra else bench.remora_bin
     a, b = bench.certs["a"], bench.certs["b"]
     p1, p2 = free_port(), free_port()
     adm_a, health_a, adm_b, health_b = free_port(), free_port(), free_port(), free_port()
@@ -531,13 +535,15 @@ def start_remora_path(bench, extra=()):
         "--admin", f"127.0.0.1:{adm_b}", "--health", f"127.0.0.1:{health_b}",
         "--metrics", "off" if "--metrics-off" in extra else f"127.0.0.1:{free_port()}",
         "--concurrency", "1", *telemetry_flags(bench, extra)])
+    # remora-h1: HTTP/1.1 between the sidecars, one mTLS connection per in-flight request.
+    upgrade = ["--h2-upgrade-policy", "DO_NOT_UPGRADE"] if "--h1" in extra else []
     pa = bench.procs.start("remora-a", [
         binary, "--cert-chain", a["chain"], "--key", a["key"], "--trust-bundle", a["root"],
         "--listen-outbound", f"127.0.0.1:{p1}", "--upstream", f"127.0.0.1:{p2}",
         "--upstream-identity", SERVER_SPIFFE,
         "--admin", f"127.0.0.1:{adm_a}", "--health", f"127.0.0.1:{health_a}",
         "--metrics", "off" if "--metrics-off" in extra else f"127.0.0.1:{free_port()}",
-        "--concurrency", "1", *telemetry_flags(bench, extra)])
+        "--concurrency", "1", *upgrade, *telemetry_flags(bench, extra)])
     for name, port in (("remora-b", health_b), ("remora-a", health_a)):
         wait_until(f"{name} GET /healthz/ready = 200",
                    lambda port=port: http_get(port, "/healthz/ready")[0] == 200, [pa, pb])
@@ -550,8 +556,11 @@ def telemetry_flags(bench, extra):
     return []
 
 
-STARTERS = {"direct": start_direct, "haproxy": start_haproxy_path, "nginx": start_nginx_path,
+STARTERS = {"direct": start_direct, "haproxy": start_haproxy_path,
+            "haproxy-h2": lambda bench: start_haproxy_path(bench, h2=True), "nginx": start_nginx_path,
             "remora": start_remora_path,
+            "remora-h1": lambda bench: start_remora_path(bench, ["--h1"]),
+            "remora-baseline": lambda bench: start_remora_path(bench, ["--baseline"]),
             "remora-nometrics": lambda bench: start_remora_path(bench, ["--metrics-off"]),
             "remora-trace100": lambda bench: start_remora_path(bench, ["--trace-all"])}
 
@@ -751,6 +760,7 @@ class Bench:
         self.certs = None
         self.app_port = None
         self.remora_bin = None
+        self.baseline_bin = None
 
 
 def parse_args():
@@ -765,6 +775,9 @@ def parse_args():
     ap.add_argument("--quick", action="store_true", help="2 s measurements, for smoke tests")
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temporary directory (configs, certificates, logs)")
+    ap.add_argument("--baseline-bin", default=None,
+                    help="another remora-proxy binary (e.g. built from an earlier commit), measured as "
+                         "the path `remora-baseline` beside the others")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every server command")
     args = ap.parse_args()
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
@@ -773,6 +786,10 @@ def parse_args():
         ap.error(f"--paths: unknown {', '.join(bad) or '(empty)'}; choose from "
                  + ",".join(ALL_PATHS))
     args.paths = list(dict.fromkeys(paths))
+    if args.baseline_bin:
+        if not os.access(args.baseline_bin, os.X_OK):
+            ap.error(f"--baseline-bin {args.baseline_bin}: not an executable")
+        args.paths.append("remora-baseline")
     if args.quick:
         args.duration = 2
     if args.duration < 1:
@@ -807,6 +824,7 @@ def main():
         skipped, failed, results = [], [], []
         paths = list(args.paths)
         bench.remora_bin = os.path.join(bin_dir, "proxy", "remora-proxy")
+        bench.baseline_bin = args.baseline_bin
         if not os.access(bench.remora_bin, os.X_OK):
             for p in [p for p in paths if p.startswith("remora")]:
                 skipped.append((p, f"{bench.remora_bin} not found"))

@@ -21,7 +21,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import check  # noqa: E402
-from test_mesh import APP_UID, describe, run_suite  # noqa: E402
+from test_mesh import APP_UID, ECHO_APP, describe, run_suite  # noqa: E402
 
 VIP = "198.19.0.40"
 OTHER_VIP = "198.19.0.41"
@@ -43,6 +43,8 @@ spec:
   - {{number: 2528, name: tcp-routed, protocol: TCP}}
   - {{number: 50051, name: grpc, protocol: GRPC}}
   - {{number: 8090, name: http-ws, protocol: HTTP}}
+  - {{number: 8080, name: http-echo, protocol: HTTP}}
+  - {{number: 8443, name: http2-h2c, protocol: HTTP2}}
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
@@ -55,9 +57,19 @@ spec:
   addresses: [{other_vip}]
   ports:
   - {{number: 2525, name: tcp-banner, protocol: TCP}}
+  - {{number: 8080, name: http-echo, protocol: HTTP}}
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: other-h1, namespace: default}}
+spec:
+  host: other.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      http: {{h2UpgradePolicy: DO_NOT_UPGRADE}}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -76,6 +88,27 @@ spec:
   - match: [{{port: 2528}}]
     route:
     - destination: {{host: other, port: {{number: 2525}}}}
+  http:
+  - match: [{{port: 50051, uri: {{prefix: /test.Svc/Denied}}}}]
+    fault: {{abort: {{grpcStatus: PERMISSION_DENIED, percentage: {{value: 100}}}}}}
+    route: [{{destination: {{host: store, port: {{number: 50051}}}}}}]
+  - match: [{{port: 50051, uri: {{prefix: /test.Svc/NoRetry}}}}]
+    retries: {{attempts: 0}}
+    route: [{{destination: {{host: store, port: {{number: 50051}}}}}}]
+  - match: [{{port: 50051}}]
+    retries: {{attempts: 3, retryOn: unavailable}}
+    route: [{{destination: {{host: store, port: {{number: 50051}}}}}}]
+  - match: [{{port: 8443, uri: {{prefix: /blocked}}}}]
+    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
+    route: [{{destination: {{host: store, port: {{number: 8443}}}}}}]
+  - match: [{{port: 8443}}]
+    headers: {{response: {{add: {{x-remora-route: h2c}}}}}}
+    route: [{{destination: {{host: store, port: {{number: 8443}}}}}}]
+  - match: [{{port: 8080}}]
+    headers: {{request: {{add: {{x-remora-route: echo}}}}}}
+    route: [{{destination: {{host: store, port: {{number: 8080}}}}}}]
+  - match: [{{port: 8090}}]
+    route: [{{destination: {{host: store, port: {{number: 8090}}}}}}]
 """
 
 POLICY = """\
@@ -157,7 +190,7 @@ print(json.dumps(out))
 
 # gRPC without generated code: generic handlers over raw bytes.
 GRPC_SERVER = r'''
-import sys, time
+import json, sys, threading, time
 from concurrent import futures
 import grpc
 def echo(req, ctx):
@@ -171,11 +204,36 @@ def collect(it, ctx):
 def chat(it, ctx):
     for x in it:
         yield b"re:" + x
+calls = {"Flaky": 0, "NoRetry": 0}
+lock = threading.Lock()
+def flaky(name):
+    # Every other call fails with UNAVAILABLE before any message: a trailers-only response.
+    def call(req, ctx):
+        with lock:
+            calls[name] += 1
+            n = calls[name]
+        if n % 2 == 1:
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "replica busy")
+        return b"ok:" + req
+    return call
+def denied(req, ctx):
+    return b"the fault should have answered"
+def sleep(req, ctx):
+    time.sleep(3)
+    return b"late"
+def count(req, ctx):
+    with lock:
+        return json.dumps(calls).encode()
 handlers = {
     "Echo": grpc.unary_unary_rpc_method_handler(echo),
     "Stream": grpc.unary_stream_rpc_method_handler(stream),
     "Collect": grpc.stream_unary_rpc_method_handler(collect),
     "Chat": grpc.stream_stream_rpc_method_handler(chat),
+    "Flaky": grpc.unary_unary_rpc_method_handler(flaky("Flaky")),
+    "NoRetry": grpc.unary_unary_rpc_method_handler(flaky("NoRetry")),
+    "Denied": grpc.unary_unary_rpc_method_handler(denied),
+    "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+    "Count": grpc.unary_unary_rpc_method_handler(count),
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Svc", handlers),))
@@ -200,6 +258,56 @@ with grpc.insecure_channel(a["target"]) as ch:
     out["collected"] = ch.stream_unary("/test.Svc/Collect")(iter([b"a" * 1000] * 50), timeout=30).decode()
     out["chat"] = [x.decode() for x in ch.stream_stream("/test.Svc/Chat")(iter([b"1", b"2", b"3"]), timeout=30)]
 print(json.dumps(out))
+'''
+
+# gRPC through the sidecars' L7 features: retries read from grpc-status, a fault abort with
+# grpcStatus, statuses counted per outcome.
+GRPC_L7_CLIENT = r'''
+import json, sys, time
+import grpc
+a = json.loads(sys.argv[1])
+out = {}
+def outcomes(method, n):
+    got = {}
+    for i in range(n):
+        try:
+            ch.unary_unary(method)(b"%d" % i, timeout=10)
+            code = "OK"
+        except grpc.RpcError as e:
+            code = e.code().name
+        got[code] = got.get(code, 0) + 1
+    return got
+with grpc.insecure_channel(a["target"]) as ch:
+    grpc.channel_ready_future(ch).result(timeout=10)
+    out["flaky"] = outcomes("/test.Svc/Flaky", a["calls"])
+    out["noretry"] = outcomes("/test.Svc/NoRetry", a["calls"])
+    out["denied"] = outcomes("/test.Svc/Denied", 3)
+    out["server_calls"] = json.loads(ch.unary_unary("/test.Svc/Count")(b"", timeout=10).decode())
+print(json.dumps(out))
+'''
+
+# HTTP/1.1 clients (keep-alive, several at once) against the echo app: what the app saw.
+H1_CLIENT = r'''
+import http.client, json, sys, threading
+a = json.loads(sys.argv[1])
+results, errors = [], []
+def worker(w):
+    try:
+        c = http.client.HTTPConnection(a["host"], a["port"], timeout=20)
+        for i in range(a["requests"]):
+            body = b"b" * a["body"] if i % 5 == 4 else None
+            c.request("POST" if body else "GET", "/w%d/%d" % (w, i), body=body)
+            r = c.getresponse()
+            doc = json.loads(r.read())
+            results.append({"status": r.status, "version": doc["version"], "headers": doc["headers"],
+                            "body_length": doc["body_length"], "sent": len(body) if body else 0})
+        c.close()
+    except Exception as e:
+        errors.append("%s: %s" % (type(e).__name__, e))
+ts = [threading.Thread(target=worker, args=(w,)) for w in range(a["workers"])]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps({"results": results, "errors": errors}))
 '''
 
 
@@ -348,6 +456,23 @@ def setup(m):
     grpc_server = m.file("grpc_server.py", GRPC_SERVER)
     ws_server = m.file("ws_server.py", WS_SERVER)
     m.ws_client = m.file("ws_client.py", WS_CLIENT)
+    m.grpc_l7_client = m.file("grpc_l7_client.py", GRPC_L7_CLIENT)
+    m.h1_client = m.file("h1_client.py", H1_CLIENT)
+    # An empty gRPC message (compression flag 0, length 0), for a client that sends grpc-timeout
+    # without enforcing it itself (curl): the proxy must.
+    m.grpc_empty = os.path.join(m.tmp, "grpc_empty.bin")
+    with open(m.grpc_empty, "wb") as f:
+        f.write(b"\0\0\0\0\0")
+    os.chmod(m.grpc_empty, 0o644)
+    htdocs = os.path.join(m.tmp, "htdocs")
+    os.makedirs(os.path.join(htdocs, "blocked"), exist_ok=True)
+    for rel, text in (("hello.txt", "hello over h2c\n"), ("blocked/x", "must not be served\n")):
+        with open(os.path.join(htdocs, rel), "w") as f:
+            f.write(text)
+    for d, _, files in os.walk(htdocs):
+        os.chmod(d, 0o755)
+        for name in files:
+            os.chmod(os.path.join(d, name), 0o644)
     m.start_control()
     apps = []
     for port in (6379, 6380):
@@ -361,6 +486,10 @@ def setup(m):
                                 log_path=os.path.join(m.tmp, "grpc.log"))))
     apps.append((8090, c.spawn("server", ["python3", ws_server, "8090"], user=(APP_UID, APP_UID),
                                log_path=os.path.join(m.tmp, "ws.log"))))
+    apps.append((8080, c.spawn("server", ["python3", ECHO_APP, "--port", "8080", "--name", "store"],
+                               user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "echo.log"))))
+    apps.append((8443, c.spawn("server", ["nghttpd", "--no-tls", "-a", "0.0.0.0", "-d", htdocs, "8443"],
+                               user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "nghttpd.log"))))
     for port, proc in apps:
         c.wait_port("node", m.ip("server"), port, timeout=20, proc=proc)
     m.init("client")
@@ -481,6 +610,109 @@ def test_i_websocket_upgrade_passes_through(m):
     check(m.stats("server").get("downstream_cx_upgrades", 0) >= 1, "the server sidecar saw no upgrade")
 
 
+CLIENT_SPIFFE = "spiffe://cluster.local/ns/default/sa/client"
+
+
+def h1_load(m, host, workers=4, requests=25, body=100000):
+    out = run_client(m, m.h1_client, {"host": host, "port": 8080, "workers": workers, "requests": requests,
+                                      "body": body}, timeout=120)
+    check(not out["errors"], "HTTP/1.1 clients failed", "; ".join(out["errors"])[:800])
+    res = out["results"]
+    check(len(res) == workers * requests, f"{len(res)} of {workers * requests} answers")
+    return res
+
+
+def test_j_http11_is_carried_over_http2_between_sidecars(m):
+    m.involved = ["client", "server"]
+    cb, sb = m.stats("client"), m.stats("server")
+    res = h1_load(m, "store")
+    bad = [r for r in res if r["status"] != 200]
+    check(not bad, f"{len(bad)} answers were not 200", json.dumps(bad[:2])[:600])
+    check(all(r["version"] == "HTTP/1.1" for r in res), "the app did not see HTTP/1.1",
+          json.dumps(sorted({r["version"] for r in res})))
+    h = res[0]["headers"]
+    check(CLIENT_SPIFFE in h.get("x-forwarded-client-cert", ""), "the app did not get the caller's XFCC",
+          json.dumps(h)[:600])
+    check(all("x-remora-orig-proto" not in r["headers"] for r in res),
+          "the header between the sidecars reached the app")
+    check(all(r["headers"].get("x-remora-route") == "echo" for r in res), "the VirtualService's header op is missing")
+    posts = [r for r in res if r["sent"]]
+    check(posts and all(r["body_length"] == r["sent"] for r in posts), "POST bodies did not arrive whole",
+          json.dumps(posts[:2])[:400])
+    ca, sa = m.stats("client"), m.stats("server")
+    n = len(res)
+    rq = ca.get("upstream_rq_http2", 0) - cb.get("upstream_rq_http2", 0)
+    cx = ca.get("upstream_cx_http2", 0) - cb.get("upstream_cx_http2", 0)
+    check(rq >= n, f"the client sidecar sent {rq} of {n} requests on HTTP/2 streams", json.dumps(ca)[:800])
+    check(1 <= cx <= 2, f"the client sidecar opened {cx} HTTP/2 connections for {n} requests from 4 clients "
+          "(expected one, multiplexed)")
+    srq = sa.get("downstream_rq_http2", 0) - sb.get("downstream_rq_http2", 0)
+    check(srq >= n, f"the server sidecar received {srq} of {n} requests on HTTP/2 streams")
+
+
+def test_k_do_not_upgrade_keeps_http11_between_sidecars(m):
+    m.involved = ["client", "server"]
+    cb = m.stats("client")
+    res = h1_load(m, "other", workers=2, requests=10, body=1000)
+    check(all(r["status"] == 200 and r["version"] == "HTTP/1.1" for r in res), "answers through other:8080 failed",
+          json.dumps(res[:1])[:400])
+    check(CLIENT_SPIFFE in res[0]["headers"].get("x-forwarded-client-cert", ""), "no XFCC over HTTP/1.1 mTLS")
+    ca = m.stats("client")
+    check(ca.get("upstream_rq_http2", 0) == cb.get("upstream_rq_http2", 0),
+          "DestinationRule h2UpgradePolicy DO_NOT_UPGRADE still sent requests on HTTP/2")
+
+
+def test_l_h2c_from_the_app_with_curl_and_h2load(m):
+    m.involved = ["client", "server"]
+    cb = m.stats("client")
+    r = m.c.run("client", ["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "--max-time", "10",
+                           "http://store:8443/hello.txt"], user=APP_UID, check=False, timeout=20)
+    check(r.returncode == 0, "curl --http2-prior-knowledge failed", describe(r))
+    out = r.stdout
+    check(out.startswith("HTTP/2 200"), f"no HTTP/2 200: {out.splitlines()[0] if out else ''}", out[:600])
+    check("x-remora-route: h2c" in out.lower(), "the response header op of the route is missing", out[:600])
+    check(out.rstrip().endswith("hello over h2c"), "the file did not arrive", out[:600])
+    r = m.c.run("client", ["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                           "--max-time", "10", "http://store:8443/blocked/x"], user=APP_UID, check=False, timeout=20)
+    check(r.stdout.strip() == "418", f"the fault abort answered {r.stdout.strip()}", describe(r))
+    r = m.c.run("client", ["h2load", "-n", "400", "-c", "2", "-m", "16", "http://store:8443/hello.txt"],
+                user=APP_UID, check=False, timeout=60)
+    check(r.returncode == 0 and "400 succeeded" in r.stdout and "400 2xx" in r.stdout,
+          "h2load through the sidecars did not get 400 answers of 2xx", describe(r))
+    ca = m.stats("client")
+    d = ca.get("downstream_rq_http2", 0) - cb.get("downstream_rq_http2", 0)
+    check(d >= 402, f"the client sidecar counted {d} HTTP/2 requests from the app")
+    cx = ca.get("upstream_cx_http2", 0) - cb.get("upstream_cx_http2", 0)
+    check(cx <= 2, f"{cx} HTTP/2 connections to the server sidecar for 400 streams")
+
+
+def test_m_grpc_retries_faults_and_deadlines(m):
+    m.involved = ["client", "server"]
+    out = run_client(m, m.grpc_l7_client, {"target": "store:50051", "calls": 40}, python=GRPC_PYTHON, timeout=120)
+    check(out["flaky"] == {"OK": 40}, "retryOn unavailable did not hide the failing calls", json.dumps(out))
+    check(out["server_calls"]["Flaky"] == 80, "the server did not see each call twice (fail, retry)", json.dumps(out))
+    check(out["noretry"].get("UNAVAILABLE", 0) == 20 and out["noretry"].get("OK", 0) == 20,
+          "retries: {attempts: 0} still retried, or the status was lost", json.dumps(out))
+    check(out["denied"] == {"PERMISSION_DENIED": 3}, "fault abort grpcStatus PERMISSION_DENIED", json.dumps(out))
+    # grpc-timeout from a client that does not enforce it (curl): the proxy answers
+    # DEADLINE_EXCEEDED in a trailers-only response when it passes.
+    r = m.c.run("client", ["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                           "-w", "time=%{time_total}\n", "--max-time", "10",
+                           "-H", "content-type: application/grpc", "-H", "te: trailers",
+                           "-H", "grpc-timeout: 300m", "--data-binary", "@" + m.grpc_empty,
+                           "http://store:50051/test.Svc/Sleep"], user=APP_UID, check=False, timeout=20)
+    check(r.returncode == 0, "curl to the gRPC Sleep method failed", describe(r))
+    check("grpc-status: 4" in r.stdout.lower(), "no grpc-status 4 (DEADLINE_EXCEEDED) from the proxy", r.stdout[:600])
+    took = float(r.stdout.rsplit("time=", 1)[1].split()[0])
+    check(took < 2.5, f"the answer took {took:.2f}s: grpc-timeout 300m was not honoured (the method sleeps 3s)")
+    text = metrics(m, "client")
+    reqs = [(lab, v) for lab, v in samples(text, "istio_requests_total")
+            if lab.get("reporter") == "source" and lab.get("request_protocol") == "grpc"]
+    codes = {lab.get("grpc_response_status") for lab, _ in reqs}
+    check({"0", "14", "7"} <= codes, f"grpc_response_status values {sorted(codes)} lack 0, 14 or 7",
+          str(reqs)[:800])
+
+
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -492,12 +724,17 @@ TESTS = [
     ("g_grpc_unary_and_streaming", test_g_grpc_unary_and_streaming),
     ("h_tcp_metrics_with_peer_exchange", test_h_tcp_metrics_with_peer_exchange),
     ("i_websocket_upgrade_passes_through", test_i_websocket_upgrade_passes_through),
+    ("j_http11_is_carried_over_http2_between_sidecars", test_j_http11_is_carried_over_http2_between_sidecars),
+    ("k_do_not_upgrade_keeps_http11_between_sidecars", test_k_do_not_upgrade_keeps_http11_between_sidecars),
+    ("l_h2c_from_the_app_with_curl_and_h2load", test_l_h2c_from_the_app_with_curl_and_h2load),
+    ("m_grpc_retries_faults_and_deadlines", test_m_grpc_retries_faults_and_deadlines),
 ]
 
 
 def main():
     return run_suite(__doc__.splitlines()[0], "remora-p", "remora-test-protocols-", setup, TESTS,
-                     tools=("curl", "setpriv", "iptables-restore", "python3", "redis-cli", "redis-server"))
+                     tools=("curl", "setpriv", "iptables-restore", "python3", "redis-cli", "redis-server",
+                            "nghttpd", "h2load"))
 
 
 if __name__ == "__main__":

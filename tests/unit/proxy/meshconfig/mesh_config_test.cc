@@ -14,6 +14,15 @@ TEST_CASE("defaults are Istio's") {
     CHECK(m.tracing_sampling == 1.0);
     CHECK(m.outbound_traffic_policy == "ALLOW_ANY");
     CHECK(m.enable_auto_mtls);
+    CHECK(m.h2_upgrade_policy.empty());  // unset: remora-proxy's own default (UPGRADE) applies
+}
+
+TEST_CASE("h2UpgradePolicy: UPGRADE or DO_NOT_UPGRADE, anything else names the field") {
+    CHECK(MeshConfig::parse("h2UpgradePolicy: DO_NOT_UPGRADE\n", "m.yaml").h2_upgrade_policy == "DO_NOT_UPGRADE");
+    CHECK(MeshConfig::parse("h2UpgradePolicy: UPGRADE\n", "m.yaml").h2_upgrade_policy == "UPGRADE");
+    CHECK_THROWS_WITH_AS(MeshConfig::parse("h2UpgradePolicy: SOMETIMES\n", "m.yaml"),
+                         "m.yaml:1:18: h2UpgradePolicy: \"SOMETIMES\" is not one of UPGRADE, DO_NOT_UPGRADE",
+                         MeshConfigError);
 }
 
 TEST_CASE("every field remora reads; others are noted, not errors") {
