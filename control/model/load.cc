@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "control/model/model.h"
 #include "control/model/parsers.h"
 #include "control/model/walk.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::model {
 
@@ -33,23 +35,12 @@ std::string format_location(const Location& l) {
 }
 
 // Lenient reads for Kubernetes objects (their schema is not ours to check).
-std::string scalar_at(const YAML::Node& n, std::initializer_list<const char*> path) {
-    YAML::Node cur = n;
-    for (const char* key : path) {
-        if (!cur.IsMap()) return "";
-        cur.reset(cur[key]);
-        if (!cur.IsDefined()) return "";
-    }
-    return cur.IsScalar() ? cur.Scalar() : "";
+std::string scalar_at(const YAML::Node& n, std::initializer_list<std::string_view> path) {
+    return scalar_text(field(n, path));
 }
 
-Labels labels_at(const YAML::Node& n, std::initializer_list<const char*> path) {
-    YAML::Node cur = n;
-    for (const char* key : path) {
-        if (!cur.IsMap()) return {};
-        cur.reset(cur[key]);
-        if (!cur.IsDefined()) return {};
-    }
+Labels labels_at(const YAML::Node& n, std::initializer_list<std::string_view> path) {
+    YAML::Node cur = field(n, path);
     Labels out;
     if (!cur.IsMap()) return out;
     for (auto it = cur.begin(); it != cur.end(); ++it) {
@@ -64,9 +55,52 @@ class DocumentLoader {
   public:
     DocumentLoader(Config& config, const std::string& file) : config_(config), file_(file) {}
 
+    // One document. Whatever goes wrong inside stays inside: an exception (a bug, since every
+    // input problem is meant to be a diagnostic) refuses this resource, naming file, line and
+    // the field being read, and the next documents still load.
     void load(const YAML::Node& doc) {
         if (!doc.IsDefined() || doc.IsNull()) return;
         Reporter reporter(config_.diagnostics, file_);
+        Sizes before = sizes();
+        try {
+            load_document(reporter, doc);
+        } catch (const std::exception& e) {
+            truncate(before);
+            YAML::Mark at = reporter.visited_mark();
+            const auto* yaml_error = dynamic_cast<const YAML::Exception*>(&e);
+            if (yaml_error && !yaml_error->mark.is_null()) at = yaml_error->mark;
+            if (at.is_null()) at = doc.Mark();
+            reporter.error(at, reporter.visited_path(),
+                           std::string("cannot be read (") + e.what() +
+                               "); the resource is refused, the others are kept");
+        }
+    }
+
+  private:
+    struct Sizes {
+        std::size_t vs, dr, se, we, pa, ap, svc, workloads;
+    };
+    Sizes sizes() const {
+        return {config_.virtual_services.size(),     config_.destination_rules.size(),
+                config_.service_entries.size(),      config_.workload_entries.size(),
+                config_.peer_authentications.size(), config_.authorization_policies.size(),
+                config_.kube_services.size(),        config_.workloads.size()};
+    }
+    void truncate(const Sizes& s) {
+        auto cut = [](auto& v, std::size_t n) {
+            if (v.size() > n) v.resize(n);
+        };
+        cut(config_.virtual_services, s.vs);
+        cut(config_.destination_rules, s.dr);
+        cut(config_.service_entries, s.se);
+        cut(config_.workload_entries, s.we);
+        cut(config_.peer_authentications, s.pa);
+        cut(config_.authorization_policies, s.ap);
+        cut(config_.kube_services, s.svc);
+        cut(config_.workloads, s.workloads);
+    }
+
+    void load_document(Reporter& reporter, const YAML::Node& doc) {
         Reporter& reporter_ = reporter;
         if (!doc.IsMap()) {
             reporter_.error(doc.Mark(), "document", "must be a mapping (a Kubernetes resource)");
@@ -165,7 +199,6 @@ class DocumentLoader {
         if (reporter_.error_count() > errors_before) mark_invalid(kind);
     }
 
-  private:
     void parse_metadata(Reporter& reporter_, Obj& m, Metadata& meta) {
         auto name = m.get("name");
         if (!name) {
@@ -248,38 +281,43 @@ class DocumentLoader {
         std::string what = (kind.empty() ? std::string("document without kind") : kind) +
                            (name.empty() ? "" : " " + ns + "/" + name);
         if (kind == "Service" && api == "v1") {
+            if (name.empty()) {
+                // Kubernetes refuses it; the store would keep a Service nobody can name.
+                reporter_.error(doc.Mark(), "metadata.name", "required");
+                return;
+            }
             KubeService svc;
             svc.meta = meta;
             svc.selector = labels_at(doc, {"spec", "selector"});
-            if (doc["spec"].IsMap()) {
-                auto add_ip = [&](const std::string& ip) {
-                    if (!ip.empty() && ip != "None" &&
-                        std::find(svc.cluster_ips.begin(), svc.cluster_ips.end(), ip) ==
-                            svc.cluster_ips.end()) {
-                        svc.cluster_ips.push_back(ip);
-                    }
-                };
-                add_ip(scalar_at(doc, {"spec", "clusterIP"}));
-                const YAML::Node spec = doc["spec"];
-                const YAML::Node ips = spec["clusterIPs"];  // const: a missing key is no error
-                if (ips.IsDefined() && ips.IsSequence()) {
-                    for (const auto& ip : ips) {
-                        if (ip.IsScalar()) add_ip(ip.Scalar());
-                    }
+            // spec: {}, a headless Service without ports, ExternalName ...: all valid Kubernetes.
+            auto add_ip = [&](const std::string& ip) {
+                if (!ip.empty() && ip != "None" &&
+                    std::find(svc.cluster_ips.begin(), svc.cluster_ips.end(), ip) ==
+                        svc.cluster_ips.end()) {
+                    svc.cluster_ips.push_back(ip);
                 }
+            };
+            add_ip(scalar_at(doc, {"spec", "clusterIP"}));
+            YAML::Node ips = field(doc, {"spec", "clusterIPs"});
+            if (ips.IsSequence()) {
+                for (const auto& ip : ips)
+                    add_ip(scalar_text(ip));
             }
-            YAML::Node ports = doc["spec"].IsMap() ? doc["spec"]["ports"] : YAML::Node();
+            YAML::Node ports = field(doc, {"spec", "ports"});
             if (ports.IsSequence()) {
                 for (const auto& p : ports) {
                     KubeServicePort port;
                     port.name = scalar_at(p, {"name"});
                     port.protocol = scalar_at(p, {"protocol"});
                     port.app_protocol = scalar_at(p, {"appProtocol"});
-                    try {
-                        port.port = p["port"].as<uint32_t>();
-                    } catch (const YAML::Exception&) {
-                        continue;
+                    uint64_t number = 0;
+                    std::string text = scalar_at(p, {"port"});
+                    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+                    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+                        number == 0 || number > 65535) {
+                        continue;  // Kubernetes refuses such a Service; nothing to look up
                     }
+                    port.port = static_cast<uint32_t>(number);
                     svc.ports.push_back(port);
                 }
             }

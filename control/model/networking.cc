@@ -48,7 +48,7 @@ void parse_string_match_value(Reporter& r, const std::optional<Value>& v,
         if (sm.value.empty()) {
             r.error(v->mark(), join(v->path, "regex"), "regex string match should not be empty");
         } else if (auto p = regex_problem(sm.value); !p.empty()) {
-            r.error(v->node["regex"].Mark(), join(v->path, "regex"), p);
+            r.error(mark_of(field(v->node, "regex")), join(v->path, "regex"), p);
         }
     } else if (sm.type == StringMatch::Type::Prefix && sm.value.empty() && !empty_prefix_ok) {
         r.error(v->mark(), join(v->path, "prefix"), "prefix string match should not be empty");
@@ -708,7 +708,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
     bool all_valid = true;
     for (std::size_t i = 0; i < vs.hosts.size(); ++i) {
         const std::string& h = vs.hosts[i];
-        Value v{hosts->node[i], at_index(hosts->path, i)};
+        Value v{item(hosts->node, i), at_index(hosts->path, i)};
         if (auto p = wildcard_domain_problem(h); !p.empty()) {
             if (!is_ip(h)) {
                 r.error(v.mark(), v.path, p);
@@ -726,7 +726,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
             for (std::size_t j = i + 1; j < vs.hosts.size(); ++j) {
                 if (hosts_overlap(vs.hosts[i], vs.hosts[j])) {
                     r.error(
-                        hosts->node[j].Mark(), at_index(hosts->path, j),
+                        mark_of(item(hosts->node, j)), at_index(hosts->path, j),
                         "duplicate hosts in virtual service: " + vs.hosts[i] + " & " + vs.hosts[j]);
                 }
             }
@@ -1116,7 +1116,7 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
                 "service entry must have at least one host");
     }
     for (std::size_t i = 0; i < se.hosts.size(); ++i) {
-        Value v{hosts->node[i], at_index(hosts->path, i)};
+        Value v{item(hosts->node, i), at_index(hosts->path, i)};
         if (se.hosts[i] == "*") {
             r.error(v.mark(), v.path, "invalid host *");
         } else if (auto p = wildcard_domain_problem(se.hosts[i]); !p.empty()) {
@@ -1129,7 +1129,7 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
     for (std::size_t i = 0; i < se.addresses.size(); ++i) {
         cidr |= se.addresses[i].find('/') != std::string::npos;
         if (!is_ip_or_cidr(se.addresses[i])) {
-            r.error(addresses->node[i].Mark(), at_index(addresses->path, i),
+            r.error(mark_of(item(addresses->node, i)), at_index(addresses->path, i),
                     in_quotes(se.addresses[i]) + " is not a valid IP address or CIDR range");
         }
     }
@@ -1250,7 +1250,7 @@ void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>&
     std::set<std::string> seen;
     for (std::size_t i = 0; i < out.size(); ++i) {
         const std::string& e = out[i];
-        YAML::Mark at = v->node[i].Mark();
+        YAML::Mark at = mark_of(item(v->node, i));
         std::string path = at_index(v->path, i);
         std::string key = e == "." ? ns : e;
         if (seen.count(key)) {
@@ -1288,7 +1288,7 @@ void read_labels(Obj& o, const std::string& key, Labels& out) {
 void check_labels(Reporter& r, const Value& where, const Labels& labels) {
     for (const auto& [k, v] : labels) {
         if (auto p = label_problem(k, v); !p.empty()) {
-            YAML::Node value = where.node[k];
+            YAML::Node value = field(where.node, k);
             r.error(value.IsDefined() ? value.Mark() : where.mark(), join(where.path, k), p);
         }
     }

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "control/model/checks.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::model::detail {
 
@@ -116,16 +117,18 @@ void Obj::finish() {
 
 bool Obj::has(const std::string& key) const {
     if (!is_map_) return false;
-    YAML::Node v = node_[key];
+    YAML::Node v = field(node_, key);
     return v.IsDefined() && !v.IsNull();
 }
 
 std::optional<Value> Obj::get(const std::string& key) {
     known_.insert(key);
     if (!is_map_) return std::nullopt;
-    YAML::Node v = node_[key];
+    YAML::Node v = field(node_, key);
+    std::string path = join(path_, key);
+    r_.visit(v.IsDefined() ? v.Mark() : node_.Mark(), path);
     if (!v.IsDefined() || v.IsNull()) return std::nullopt;
-    return Value{v, join(path_, key)};
+    return Value{v, std::move(path)};
 }
 
 void Obj::unsupported(const std::string& key, const std::string& why) {
@@ -247,7 +250,7 @@ bool Obj::strings(const std::string& key, std::vector<std::string>& out) {
     bool ok = true;
     for (std::size_t i = 0; i < v->node.size(); ++i) {
         std::string s;
-        if (scalar_string(r_, Value{v->node[i], at_index(v->path, i)}, s)) {
+        if (scalar_string(r_, Value{item(v->node, i), at_index(v->path, i)}, s)) {
             out.push_back(std::move(s));
         } else {
             ok = false;
@@ -345,7 +348,7 @@ void Obj::list(const std::string& key, const std::function<void(const Value&, st
         return;
     }
     for (std::size_t i = 0; i < v->node.size(); ++i)
-        f(Value{v->node[i], at_index(v->path, i)}, i);
+        f(Value{item(v->node, i), at_index(v->path, i)}, i);
 }
 
 void Obj::entries(

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "control/model/model.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::model::detail {
 
@@ -30,6 +31,14 @@ class Reporter {
 
     Location location(const YAML::Mark& at) const;
     std::size_t error_count() const { return errors_; }
+
+    // The field being read, so that an unexpected exception can still name file, line and field.
+    void visit(const YAML::Mark& at, const std::string& path) {
+        visited_mark_ = at;
+        visited_path_ = path;
+    }
+    const YAML::Mark& visited_mark() const { return visited_mark_; }
+    const std::string& visited_path() const { return visited_path_; }
     const std::string& file() const { return file_; }
 
   private:
@@ -41,6 +50,8 @@ class Reporter {
     std::string kind_, ns_, name_;
     Location resource_where_;
     std::size_t errors_ = 0;
+    YAML::Mark visited_mark_ = YAML::Mark::null_mark();
+    std::string visited_path_;
 };
 
 // "a.b" for plain keys, a["x.y/z"] for keys with other characters (label keys, header names).

@@ -13,6 +13,7 @@
 
 #include "common/files.h"
 #include "control/analyze/analyzer.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::store {
 
@@ -116,11 +117,6 @@ std::string tidy(std::string s) {
     return s.substr(start) + "\n";
 }
 
-std::string scalar(const YAML::Node& n) {
-    if (n && n.IsScalar()) return n.Scalar();
-    return "";
-}
-
 // The file name a stored resource's text goes by when it is validated again.
 std::string stored_name(const Resource& r) {
     return "store:" + std::string(kind_name(r.key.kind)) + "/" + r.key.ns + "/" + r.key.name;
@@ -193,12 +189,15 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
             continue;  // the model reports the syntax error, with the right line
         }
         if (!doc.IsMap()) continue;
-        std::string kind = scalar(doc["kind"]);
-        std::string name = scalar(doc["metadata"]["name"]);
-        std::string ns = scalar(doc["metadata"]["namespace"]);
+        // model::field, not doc["metadata"]["name"]: that throws when metadata is a string.
+        std::string kind = model::scalar_text(model::field(doc, "kind"));
+        std::string name = model::scalar_text(model::field(doc, {"metadata", "name"}));
+        std::string ns = model::scalar_text(model::field(doc, {"metadata", "namespace"}));
         if (ns.empty()) ns = "default";
         auto k = kind_exact(kind);
-        if (k == Kind::Service && scalar(doc["apiVersion"]) != "v1") k.reset();  // Knative's, ...
+        if (k == Kind::Service && model::scalar_text(model::field(doc, "apiVersion")) != "v1") {
+            k.reset();  // Knative's, ...
+        }
         if (!k) {
             ChangeResult::Item item;
             item.action = "skipped";

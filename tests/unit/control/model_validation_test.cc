@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "control/model/model.h"
+#include "control/model/yaml_read.h"
 
 using namespace remora::control::model;
 
@@ -522,4 +523,79 @@ TEST_CASE("warnings: valid Istio features remora does not implement") {
     CHECK(w[0] ==
           "t.yaml:9:7: warning: VirtualService default/reviews: spec.http[0].delegate: not "
           "supported by remora");
+}
+
+// ---- no input throws ---------------------------------------------------------------------
+
+TEST_CASE("Services valid in Kubernetes load: spec: {}, headless without ports, no spec") {
+    // yaml-cpp's operator[] on a missing key took remora-control down on each of these.
+    for (const char* spec : {"spec: {}\n", "spec:\n  clusterIP: None\n  selector: {app: a}\n",
+                             "", "spec: null\n", "spec: just-a-string\n", "spec: [1, 2]\n",
+                             "spec:\n  ports: 9080\n", "spec:\n  ports: [{}, {port: x}, 1]\n"}) {
+        CAPTURE(spec);
+        Config c;
+        REQUIRE_NOTHROW(c = load_yaml(std::string("apiVersion: v1\nkind: Service\nmetadata:\n"
+                                                  "  name: a\n") +
+                                          spec,
+                                      "svc.yaml"));
+        CHECK(!c.has_errors());
+        REQUIRE(c.kube_services.size() == 1);
+        CHECK(c.kube_services[0].ports.empty());
+        CHECK(c.kube_services[0].cluster_ips.empty());
+    }
+    Config c = load_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIPs: [None, "
+        "198.19.0.1]\n  ports:\n  - {port: 80, name: http}\n  - {port: 70000}\n",
+        "svc.yaml");
+    REQUIRE(c.kube_services.size() == 1);
+    CHECK(c.kube_services[0].cluster_ips == std::vector<std::string>{"198.19.0.1"});
+    REQUIRE(c.kube_services[0].ports.size() == 1);
+    CHECK(c.kube_services[0].ports[0].port == 80);
+}
+
+TEST_CASE("odd shapes in any field are diagnostics, and the next document still loads") {
+    const char* odd[] = {
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: a-string\n",
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: [1]\nspec: 3\n",
+        "kind: [VirtualService]\napiVersion: {a: b}\n",
+        "kind: DestinationRule\napiVersion: networking.istio.io/v1\nmetadata: {name: d}\n"
+        "spec:\n  host: [a]\n  subsets: {a: b}\n  trafficPolicy: [1]\n",
+        "kind: AuthorizationPolicy\napiVersion: security.istio.io/v1\nmetadata: {name: p}\n"
+        "spec:\n  rules: [[1], {from: 1}, {to: [{operation: 1}]}]\n  selector: x\n",
+        "kind: ServiceEntry\napiVersion: networking.istio.io/v1\nmetadata: {name: s}\n"
+        "spec:\n  hosts: [{a: 1}, a.com]\n  addresses: [[1], 1.2.3]\n  ports: 1\n",
+        "kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\nspec: 1\n",
+        "kind: Pod\napiVersion: v1\nmetadata: {labels: [a]}\n",
+        "? [a, b]\n: c\nkind: PeerAuthentication\n",
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: {name: v}\n"
+        "spec:\n  hosts: [a]\n  http:\n  - timeout: 99999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "9999999999999999999999999999999999999999999999999999999999999999999999999999999999s\n"
+        "    route: [{destination: {host: a}}]\n",
+    };
+    const std::string good =
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: ok\n"
+        "spec:\n  host: reviews\n";
+    for (const char* doc : odd) {
+        CAPTURE(doc);
+        Config c;
+        REQUIRE_NOTHROW(c = load_yaml(std::string(doc) + "---\n" + good, "odd.yaml"));
+        REQUIRE(!c.destination_rules.empty());
+        CHECK(c.destination_rules.back().meta.name == "ok");
+        CHECK(c.destination_rules.back().meta.valid);
+    }
+}
+
+TEST_CASE("reading a document does not change it (no key is added by a lookup)") {
+    YAML::Node doc = YAML::Load("kind: Service\nspec: {}\n");
+    CHECK(!field(doc, {"spec", "ports"}).IsDefined());
+    CHECK(!field(doc, {"metadata", "name"}).IsDefined());
+    CHECK(!field(doc, {"kind", "x"}).IsDefined());  // a scalar has no keys
+    CHECK(doc.size() == 2);
+    CHECK(doc["spec"].size() == 0);
+    CHECK(scalar_text(field(doc, "kind")) == "Service");
+    CHECK(!item(doc, 0).IsDefined());
 }

@@ -183,6 +183,27 @@ TEST_CASE("Kubernetes Services (core v1) are stored; another group's Service is 
     CHECK(f.store->snapshot()->resources.size() == 1);
 }
 
+TEST_CASE("Services valid in Kubernetes are taken, and no document shape throws") {
+    Fixture f;
+    // spec: {} and a headless Service without ports are valid Kubernetes objects.
+    ChangeResult r = f.store->apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec: {}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: headless\nspec:\n"
+        "  clusterIP: None\n  selector: {app: db}\n",
+        "svc.yaml");
+    REQUIRE(r.ok());
+    CHECK(f.store->snapshot()->config.kube_services.size() == 2);
+    // metadata as a string threw out of the store (the API answered with a truncated stream).
+    for (const char* odd : {"kind: VirtualService\nmetadata: a-string\n",
+                            "kind: Service\napiVersion: v1\nmetadata: [a]\n",
+                            "kind: {a: b}\nmetadata: {name: [x]}\n"}) {
+        CAPTURE(odd);
+        REQUIRE_NOTHROW(r = f.store->apply(odd, "odd.yaml"));
+        CHECK_FALSE(r.ok());
+    }
+    CHECK(f.store->snapshot()->resources.size() == 2);
+}
+
 TEST_CASE("an invalid change is refused with analyze's messages and the old config stays") {
     Fixture f;
     REQUIRE(f.store->apply(kReviewsV1, "good.yaml").ok());
