@@ -53,14 +53,15 @@ Labels labels_at(const YAML::Node& n, std::initializer_list<std::string_view> pa
 
 class DocumentLoader {
   public:
-    DocumentLoader(Config& config, const std::string& file) : config_(config), file_(file) {}
+    DocumentLoader(Config& config, const std::string& file, int line_offset)
+        : config_(config), file_(file), line_offset_(line_offset) {}
 
     // One document. Whatever goes wrong inside stays inside: an exception (a bug, since every
     // input problem is meant to be a diagnostic) refuses this resource, naming file, line and
     // the field being read, and the next documents still load.
     void load(const YAML::Node& doc) {
         if (!doc.IsDefined() || doc.IsNull()) return;
-        Reporter reporter(config_.diagnostics, file_);
+        Reporter reporter(config_.diagnostics, file_, line_offset_);
         Sizes before = sizes();
         try {
             load_document(reporter, doc);
@@ -343,6 +344,7 @@ class DocumentLoader {
 
     Config& config_;
     std::string file_;
+    int line_offset_ = 0;
 };
 
 }  // namespace
@@ -383,17 +385,19 @@ std::vector<const Diagnostic*> Config::warnings() const {
 }
 
 void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name) {
-    std::vector<YAML::Node> docs;
-    try {
-        docs = YAML::LoadAll(yaml_text);
-    } catch (const YAML::Exception& e) {
-        Reporter r(config.diagnostics, file_name);
-        r.error(e.mark, "", "YAML syntax error: " + e.msg);
-        return;
-    }
-    DocumentLoader loader(config, file_name);
-    for (const auto& doc : docs)
+    // One document at a time (see yaml_documents): a syntax error costs only its own document.
+    for (const auto& [first_line, text] : yaml_documents(yaml_text)) {
+        YAML::Node doc;
+        try {
+            doc = YAML::Load(text);
+        } catch (const YAML::Exception& e) {
+            Reporter r(config.diagnostics, file_name, first_line - 1);
+            r.error(e.mark, "", "YAML syntax error: " + e.msg);
+            continue;
+        }
+        DocumentLoader loader(config, file_name, first_line - 1);
         loader.load(doc);
+    }
 }
 
 Config load_yaml(const std::string& yaml_text, const std::string& file_name) {

@@ -22,7 +22,7 @@ Location Reporter::location(const YAML::Mark& at) const {
     Location l;
     l.file = file_;
     if (!at.is_null()) {
-        l.line = at.line + 1;
+        l.line = at.line + 1 + line_offset_;
         l.column = at.column + 1;
     }
     return l;

@@ -19,7 +19,10 @@ namespace remora::control::model::detail {
 // Collects diagnostics for one resource of one file.
 class Reporter {
   public:
-    Reporter(std::vector<Diagnostic>& out, std::string file) : out_(out), file_(std::move(file)) {}
+    // line_offset: the line of the file where the parsed text starts, less one (a document
+    // parsed alone has its marks counted from its own first line).
+    Reporter(std::vector<Diagnostic>& out, std::string file, int line_offset = 0)
+        : out_(out), file_(std::move(file)), line_offset_(line_offset) {}
 
     void set_resource(std::string kind, std::string ns, std::string name, Location where);
     void error(const YAML::Mark& at, const std::string& path, std::string message);
@@ -47,6 +50,7 @@ class Reporter {
 
     std::vector<Diagnostic>& out_;
     std::string file_;
+    int line_offset_ = 0;
     std::string kind_, ns_, name_;
     Location resource_where_;
     std::size_t errors_ = 0;

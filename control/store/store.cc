@@ -63,43 +63,6 @@ std::optional<Kind> kind_exact(const std::string& name) {
     return std::nullopt;
 }
 
-// A document marker ("---" or "...") at the start of a line, followed by a blank or the end.
-bool is_marker(std::string_view line, std::string_view marker) {
-    if (line.substr(0, 3) != marker) return false;
-    return line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' ||
-           line[3] == '\n';
-}
-
-// The text of each YAML document, split at document markers (which YAML allows only at the
-// start of a line, outside every scalar), with line numbers of their first lines.
-std::vector<std::pair<int, std::string>> document_texts(const std::string& text) {
-    std::vector<std::pair<int, std::string>> out;
-    std::string cur;
-    int cur_line = 1;
-    int line_no = 0;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        std::size_t nl = text.find('\n', pos);
-        std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
-        std::string_view line(text.data() + pos, end - pos);
-        ++line_no;
-        if (is_marker(line, "---")) {
-            out.emplace_back(cur_line, std::move(cur));
-            cur = std::string(line.substr(3));  // "--- {...}" keeps its content
-            cur_line = line_no;
-        } else if (is_marker(line, "...")) {
-            out.emplace_back(cur_line, std::move(cur));
-            cur.clear();
-            cur_line = line_no + 1;
-        } else {
-            cur.append(line);
-        }
-        pos = end;
-    }
-    out.emplace_back(cur_line, std::move(cur));
-    return out;
-}
-
 // Leading blank lines and trailing whitespace removed, one final newline.
 std::string tidy(std::string s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
@@ -181,7 +144,7 @@ int64_t ConfigStore::now_seconds() const {
 
 ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
     Parsed out;
-    for (auto& [line, doc_text] : document_texts(text)) {
+    for (auto& [line, doc_text] : model::yaml_documents(text)) {
         YAML::Node doc;
         try {
             doc = YAML::Load(doc_text);

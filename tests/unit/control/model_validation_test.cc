@@ -567,6 +567,9 @@ TEST_CASE("odd shapes in any field are diagnostics, and the next document still 
         "kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\nspec: 1\n",
         "kind: Pod\napiVersion: v1\nmetadata: {labels: [a]}\n",
         "? [a, b]\n: c\nkind: PeerAuthentication\n",
+        // yaml-cpp's LoadAll looped forever on this, allocating (found by tests/fuzz).
+        "  - a:\n    b:\n , c:\n",
+        ",\n",
         "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: {name: v}\n"
         "spec:\n  hosts: [a]\n  http:\n  - timeout: 99999999999999999999999999999999999999999999"
         "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
@@ -587,6 +590,21 @@ TEST_CASE("odd shapes in any field are diagnostics, and the next document still 
         CHECK(c.destination_rules.back().meta.name == "ok");
         CHECK(c.destination_rules.back().meta.valid);
     }
+}
+
+TEST_CASE("a syntax error costs only its own document; lines count from the file's start") {
+    Config c = load_yaml("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n"
+                         "kind: [\n---\n"
+                         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+                         "metadata:\n  name: d\nspec:\n  host: d\n  bogus: 1\n",
+                         "multi.yaml");
+    CHECK(c.kube_services.size() == 1);
+    REQUIRE(c.destination_rules.size() == 1);
+    auto errors = c.errors();
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0]->str().starts_with("multi.yaml:6:1: YAML syntax error: "));
+    CHECK(errors[1]->str() ==
+          "multi.yaml:13:3: DestinationRule default/d: spec.bogus: unknown field");
 }
 
 TEST_CASE("reading a document does not change it (no key is added by a lookup)") {
