@@ -53,8 +53,9 @@ Labels labels_at(const YAML::Node& n, std::initializer_list<std::string_view> pa
 
 class DocumentLoader {
   public:
-    DocumentLoader(Config& config, const std::string& file, int line_offset)
-        : config_(config), file_(file), line_offset_(line_offset) {}
+    DocumentLoader(Config& config, const std::string& file, int line_offset,
+                   const std::string* text)
+        : config_(config), file_(file), line_offset_(line_offset), text_(text) {}
 
     // One document. Whatever goes wrong inside stays inside: an exception (a bug, since every
     // input problem is meant to be a diagnostic) refuses this resource, naming file, line and
@@ -62,6 +63,7 @@ class DocumentLoader {
     void load(const YAML::Node& doc) {
         if (!doc.IsDefined() || doc.IsNull()) return;
         Reporter reporter(config_.diagnostics, file_, line_offset_);
+        reporter.set_text(text_);
         Sizes before = sizes();
         try {
             load_document(reporter, doc);
@@ -313,7 +315,8 @@ class DocumentLoader {
                     port.app_protocol = scalar_at(p, {"appProtocol"});
                     uint64_t number = 0;
                     std::string text = scalar_at(p, {"port"});
-                    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+                    auto [end, ec] =
+                        std::from_chars(text.data(), text.data() + text.size(), number);
                     if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
                         number == 0 || number > 65535) {
                         continue;  // Kubernetes refuses such a Service; nothing to look up
@@ -345,6 +348,7 @@ class DocumentLoader {
     Config& config_;
     std::string file_;
     int line_offset_ = 0;
+    const std::string* text_ = nullptr;
 };
 
 }  // namespace
@@ -395,7 +399,7 @@ void load_yaml(Config& config, const std::string& yaml_text, const std::string& 
             r.error(e.mark, "", "YAML syntax error: " + e.msg);
             continue;
         }
-        DocumentLoader loader(config, file_name, first_line - 1);
+        DocumentLoader loader(config, file_name, first_line - 1, &text);
         loader.load(doc);
     }
 }

@@ -140,7 +140,35 @@ void Obj::require(const std::string& key) {
     if (!has(key)) r_.error(node_.Mark(), join(path_, key), "required");
 }
 
+namespace {
+
+// In a flow collection, yaml-cpp takes a ':' before ',', ']' or '}' as a mapping indicator:
+// [1.2.3.4, 2001:db8::] holds 1.2.3.4 and {"2001:db8:": null}. Kubernetes (go-yaml) takes a ':'
+// as an indicator only before a blank, and reads the string "2001:db8::". The source text says
+// which was written.
+bool go_yaml_plain_scalar(const Reporter& r, const YAML::Node& n, std::string& out) {
+    const std::string* text = r.text();
+    if (!text || !n.IsMap() || n.size() != 1) return false;
+    auto it = n.begin();
+    if (!it->first.IsScalar() || it->first.Tag() != "?" || !it->second.IsNull()) return false;
+    const std::string& key = it->first.Scalar();
+    const YAML::Mark at = it->first.Mark();
+    if (at.is_null() || at.pos < 0) return false;
+    std::size_t colon = static_cast<std::size_t>(at.pos) + key.size();
+    if (colon + 1 >= text->size() ||
+        text->compare(static_cast<std::size_t>(at.pos), key.size(), key) != 0) {
+        return false;
+    }
+    char next = (*text)[colon + 1];
+    if ((*text)[colon] != ':' || (next != ',' && next != ']' && next != '}')) return false;
+    out = key + ":";
+    return true;
+}
+
+}  // namespace
+
 bool scalar_string(Reporter& r, const Value& v, std::string& out) {
+    if (go_yaml_plain_scalar(r, v.node, out)) return true;
     if (!v.node.IsScalar()) {
         r.error(v.mark(), v.path, "must be a string");
         return false;

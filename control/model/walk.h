@@ -41,6 +41,11 @@ class Reporter {
         visited_path_ = path;
     }
     const YAML::Mark& visited_mark() const { return visited_mark_; }
+
+    // The text the marks point into, to read a scalar as Kubernetes (go-yaml) does where
+    // yaml-cpp reads it differently.
+    void set_text(const std::string* text) { text_ = text; }
+    const std::string* text() const { return text_; }
     const std::string& visited_path() const { return visited_path_; }
     const std::string& file() const { return file_; }
 
@@ -55,6 +60,7 @@ class Reporter {
     Location resource_where_;
     std::size_t errors_ = 0;
     YAML::Mark visited_mark_ = YAML::Mark::null_mark();
+    const std::string* text_ = nullptr;
     std::string visited_path_;
 };
 

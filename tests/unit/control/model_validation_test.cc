@@ -2,6 +2,8 @@
 // message (file:line:col, resource, field path, text); plus the "not supported by remora" warnings.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -529,8 +531,8 @@ TEST_CASE("warnings: valid Istio features remora does not implement") {
 
 TEST_CASE("Services valid in Kubernetes load: spec: {}, headless without ports, no spec") {
     // yaml-cpp's operator[] on a missing key took remora-control down on each of these.
-    for (const char* spec : {"spec: {}\n", "spec:\n  clusterIP: None\n  selector: {app: a}\n",
-                             "", "spec: null\n", "spec: just-a-string\n", "spec: [1, 2]\n",
+    for (const char* spec : {"spec: {}\n", "spec:\n  clusterIP: None\n  selector: {app: a}\n", "",
+                             "spec: null\n", "spec: just-a-string\n", "spec: [1, 2]\n",
                              "spec:\n  ports: 9080\n", "spec:\n  ports: [{}, {port: x}, 1]\n"}) {
         CAPTURE(spec);
         Config c;
@@ -593,11 +595,12 @@ TEST_CASE("odd shapes in any field are diagnostics, and the next document still 
 }
 
 TEST_CASE("a syntax error costs only its own document; lines count from the file's start") {
-    Config c = load_yaml("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n"
-                         "kind: [\n---\n"
-                         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-                         "metadata:\n  name: d\nspec:\n  host: d\n  bogus: 1\n",
-                         "multi.yaml");
+    Config c = load_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n"
+        "kind: [\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        "metadata:\n  name: d\nspec:\n  host: d\n  bogus: 1\n",
+        "multi.yaml");
     CHECK(c.kube_services.size() == 1);
     REQUIRE(c.destination_rules.size() == 1);
     auto errors = c.errors();
@@ -616,4 +619,60 @@ TEST_CASE("reading a document does not change it (no key is added by a lookup)")
     CHECK(doc["spec"].size() == 0);
     CHECK(scalar_text(field(doc, "kind")) == "Service");
     CHECK(!item(doc, 0).IsDefined());
+}
+
+// ---- every field of Istio's CRDs -----------------------------------------------------------
+
+TEST_CASE("every spec field of Istio's CRDs is known for the kinds remora reads") {
+    const char* dir = std::getenv("REMORA_TESTDATA");
+    REQUIRE_MESSAGE(dir != nullptr, "REMORA_TESTDATA is not set");
+    Config c;
+    load_path(c, std::filesystem::path(dir) / "istio_every_field.yaml");
+    CHECK(c.virtual_services.size() == 1);
+    CHECK(c.destination_rules.size() == 1);
+    CHECK(c.service_entries.size() == 1);
+    CHECK(c.workload_entries.size() == 1);
+    CHECK(c.peer_authentications.size() == 1);
+    CHECK(c.authorization_policies.size() == 1);
+    for (const auto& d : c.diagnostics) {
+        CAPTURE(d.str());
+        CHECK(d.message != "unknown field");
+    }
+}
+
+TEST_CASE("fields added to Istio's CRDs: validated, and a warning where remora does not enforce") {
+    auto w =
+        warnings_of(dr("  trafficPolicy:\n    connectionPool:\n      http:\n"
+                       "        http2KeepAlive:\n          interval: 10s\n"
+                       "          timeout: 3s\n"));
+    REQUIRE(w.size() == 1);
+    CHECK(w[0] ==
+          "t.yaml:11:11: warning: DestinationRule default/reviews: "
+          "spec.trafficPolicy.connectionPool.http.http2KeepAlive: not supported by remora");
+    CHECK(error_of(dr("  trafficPolicy:\n    connectionPool:\n      http:\n"
+                      "        http2KeepAlive:\n          interval: 10x\n")) ==
+          "t.yaml:11:21: DestinationRule default/reviews: "
+          "spec.trafficPolicy.connectionPool.http.http2KeepAlive.interval: \"10x\" is not a "
+          "duration (e.g. \"10ms\", \"1.5s\", \"1m\", \"1h\")");
+    CHECK(error_of(dr("  trafficPolicy:\n    retryBudget:\n      percent: 120\n")) ==
+          "t.yaml:9:16: DestinationRule default/reviews: spec.trafficPolicy.retryBudget.percent: "
+          "percent must be in range [0, 100]");
+    CHECK(error_of(dr("  trafficPolicy:\n    outlierDetection:\n"
+                      "      outlierDetectionHttpErrorCodes: [503, 99]\n")) ==
+          "t.yaml:9:45: DestinationRule default/reviews: "
+          "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[1]: 99 is not in "
+          "100..599");
+}
+
+TEST_CASE("flow sequences hold strings as Kubernetes reads them: [1.2.3.4, 2001:db8::]") {
+    Config c = load_yaml(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+        "metadata:\n  name: se\nspec:\n  hosts: [a.example.com]\n"
+        "  addresses: [1.2.3.4, 2001:db8::]\n  ports:\n"
+        "  - {number: 80, name: http, protocol: HTTP}\n  resolution: STATIC\n"
+        "  endpoints:\n  - address: 1.2.3.4\n",
+        "t.yaml");
+    CHECK(!c.has_errors());
+    REQUIRE(c.service_entries.size() == 1);
+    CHECK(c.service_entries[0].addresses == std::vector<std::string>{"1.2.3.4", "2001:db8::"});
 }
