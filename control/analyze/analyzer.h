@@ -2,8 +2,10 @@
 // levels and texts (pkg/config/analysis/msg/messages.yaml).
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/model/model.h"
@@ -32,10 +34,17 @@ enum class Analyzer {
     DestinationRule,              // IST0101 host+subset / mirror+subset in destinationrule
     ConflictingMeshGatewayHosts,  // IST0109
     PodNotSelected,               // IST0173, IST0174
+    CaCertificate,                // IST0128, IST0129
+    ServiceEntryAddresses,        // IST0134
 };
 
 struct Options {
+    Options(std::set<Analyzer> analyzers = {}) : only(std::move(analyzers)) {}  // NOLINT: {{...}}
+
     std::set<Analyzer> only;  // empty = all analyzers
+    // MeshConfig defaultConfig.proxyMetadata (istioctl analyze --meshConfigFile): DNS capture
+    // with address auto-allocation makes ServiceEntry addresses optional.
+    std::map<std::string, std::string> proxy_metadata;
 };
 
 // Runs the analyzers on everything in `config` (invalid resources included, as istioctl does).

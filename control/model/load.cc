@@ -179,12 +179,14 @@ class DocumentLoader {
                     ServiceEntry se;
                     se.meta = meta;
                     detail::parse_service_entry(spec, se);
+                    YAML::Node allocated = field(doc, {"status", "addresses"});
+                    se.allocated_addresses = allocated.IsSequence() && allocated.size() > 0;
                     config_.service_entries.push_back(std::move(se));
                 } else if (kind == "WorkloadEntry") {
                     WorkloadEntry we;
                     we.meta = meta;
                     detail::parse_workload_entry(spec, we.spec, false);
-                    config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels});
+                    config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels, ""});
                     config_.workload_entries.push_back(std::move(we));
                 } else if (kind == "PeerAuthentication") {
                     PeerAuthentication pa;
@@ -333,13 +335,19 @@ class DocumentLoader {
                                                             "DaemonSet", "ReplicaSet", "Job"};
         if (std::find(kTemplated.begin(), kTemplated.end(), kind) != kTemplated.end()) {
             config_.workloads.push_back(
-                {kind, name, ns, labels_at(doc, {"spec", "template", "metadata", "labels"})});
+                {kind, name, ns, labels_at(doc, {"spec", "template", "metadata", "labels"}), ""});
             reporter_.note(doc.Mark(), "", "read " + what + " pod template labels");
             return;
         }
         if (kind == "Pod" && api == "v1") {
-            config_.workloads.push_back({kind, name, ns, meta.labels});
+            config_.workloads.push_back(
+                {kind, name, ns, meta.labels, scalar_at(doc, {"spec", "nodeName"})});
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
+            return;
+        }
+        if (kind == "Node" && api == "v1" && !name.empty()) {
+            config_.node_labels[name] = meta.labels;
+            reporter_.note(doc.Mark(), "", "read Node " + name + " topology labels");
             return;
         }
         reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");

@@ -301,6 +301,8 @@ struct ServiceEntry {
     std::vector<WorkloadEntrySpec> endpoints;
     std::optional<Labels> workload_selector;
     std::vector<std::string> export_to, subject_alt_names;
+    // status.addresses is not empty: the control plane allocated VIPs (read for the analyzer).
+    bool allocated_addresses = false;
 };
 
 // ---- security.istio.io ---------------------------------------------------------------------
@@ -362,6 +364,7 @@ struct KubeService {
 struct Workload {
     std::string kind, name, ns;
     Labels labels;
+    std::string node;  // a Pod's spec.nodeName
 };
 
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
@@ -375,6 +378,7 @@ struct Config {
     std::vector<AuthorizationPolicy> authorization_policies;
     std::vector<KubeService> kube_services;
     std::vector<Workload> workloads;
+    std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::vector<Diagnostic> diagnostics;
 
     bool has_errors() const;
