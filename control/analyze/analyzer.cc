@@ -450,6 +450,8 @@ void schema_validation(const Config& c, std::vector<Message>& out) {
     }
 }
 
+}  // namespace
+
 const char* level_name(Level l) {
     switch (l) {
         case Level::Error:
@@ -462,7 +464,38 @@ const char* level_name(Level l) {
     return "Error";
 }
 
-}  // namespace
+int severity(Level l) {
+    return l == Level::Error ? 2 : l == Level::Warning ? 1 : 0;
+}
+
+std::optional<Level> level_from_name(std::string name) {
+    for (char& c : name)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == "error") return Level::Error;
+    if (name == "warning") return Level::Warning;
+    if (name == "info") return Level::Info;
+    return std::nullopt;
+}
+
+const char* analyzer_description(Analyzer a) {
+    switch (a) {
+        case Analyzer::SchemaValidation:
+            return "Runs schema validation as Istio's webhook does (IST0106, IST0133)";
+        case Analyzer::DestinationHost:
+            return "Checks the destination hosts and ports of VirtualServices (IST0101, IST0112)";
+        case Analyzer::DestinationRule:
+            return "Checks the subsets VirtualServices route to exist (IST0101)";
+        case Analyzer::ConflictingMeshGatewayHosts:
+            return "Checks no two VirtualServices of the mesh gateway define one host (IST0109)";
+        case Analyzer::PodNotSelected:
+            return "Checks DestinationRule hosts exist and subsets select pods (IST0173, IST0174)";
+        case Analyzer::CaCertificate:
+            return "Checks caCertificates is set when TLS mode is SIMPLE/MUTUAL (IST0128, IST0129)";
+        case Analyzer::ServiceEntryAddresses:
+            return "Checks ServiceEntries with TCP ports have addresses (IST0134)";
+    }
+    return "";
+}
 
 std::string Message::str() const {
     std::string origin;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -52,6 +53,14 @@ struct Options {
 std::vector<Message> analyze(const model::Config& config, const Options& options = {});
 
 bool has_errors(const std::vector<Message>& messages);
+
+// istioctl's level names: "Error", "Warning", "Info" (any case); nullopt otherwise.
+std::optional<Level> level_from_name(std::string name);
+const char* level_name(Level level);
+// Error > Warning > Info.
+int severity(Level level);
+// One line on what an analyzer checks (remoractl analyze --list-analyzers).
+const char* analyzer_description(Analyzer a);
 
 // "host", "mirror" etc. are Istio's words; exposed for the CLI's --analyzers flag.
 const char* analyzer_name(Analyzer a);

@@ -115,7 +115,7 @@ class DocumentLoader {
         where.column = 0;
         std::string name = scalar_at(doc, {"metadata", "name"});
         std::string ns = scalar_at(doc, {"metadata", "namespace"});
-        if (ns.empty()) ns = "default";
+        if (ns.empty()) ns = config_.default_namespace;
         reporter_.set_resource(kind, ns, name, where);
 
         bool networking = kind == "VirtualService" || kind == "DestinationRule" ||
@@ -152,6 +152,7 @@ class DocumentLoader {
                 }
             }
             Metadata meta;
+            meta.ns = config_.default_namespace;
             meta.api_version = api;
             meta.where = where;
             if (!top.has("metadata")) top.require("metadata");

@@ -370,6 +370,8 @@ struct Workload {
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
 // analyzer sees them; consumers that build configuration must skip them.
 struct Config {
+    // The namespace of resources whose metadata names none (istioctl analyze --namespace).
+    std::string default_namespace = "default";
     std::vector<VirtualService> virtual_services;
     std::vector<DestinationRule> destination_rules;
     std::vector<ServiceEntry> service_entries;
