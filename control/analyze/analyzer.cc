@@ -425,6 +425,79 @@ void service_entry_addresses(const Config& c, const Options& options, std::vecto
     }
 }
 
+// auth.AuthorizationPoliciesAnalyzer: a policy whose selector matches no pod in the mesh (in its
+// namespace, or anywhere for the root namespace), and source namespaces no Namespace matches.
+void authorization_policies(const Config& c, const Options& options, std::vector<Message>& out) {
+    auto label = [](const Labels& l, const char* key) -> std::optional<std::string> {
+        auto it = l.find(key);
+        if (it == l.end()) return std::nullopt;
+        return it->second;
+    };
+    // Istio's util.PodInMesh, and ambient pods.
+    auto in_mesh = [&](const Workload& w) {
+        if (w.istio_proxy) return true;
+        if (auto v = label(w.labels, "sidecar.istio.io/inject")) return *v == "true";
+        if (auto v = label(w.annotations, "sidecar.istio.io/inject")) return *v == "true";
+        auto ns = c.namespaces.find(w.ns);
+        if (ns != c.namespaces.end())
+            return label(ns->second, "istio-injection").value_or("") == "enabled";
+        return false;
+    };
+    std::vector<const Workload*> pods;
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Pod") continue;
+        if (in_mesh(w) ||
+            label(w.annotations, "ambient.istio.io/redirection").value_or("") == "enabled") {
+            pods.push_back(&w);
+        }
+    }
+    auto namespace_match = [](const std::string& ns, const std::string& exp) {
+        auto lower = [](std::string s) {
+            for (char& ch : s)
+                ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            return s;
+        };
+        if (exp == "*") return true;
+        if (exp.starts_with("*")) return ns.ends_with(exp.substr(1));
+        if (exp.ends_with("*")) return ns.starts_with(exp.substr(0, exp.size() - 1));
+        return lower(ns) == lower(exp);
+    };
+    for (const auto& ap : c.authorization_policies) {
+        const bool mesh_wide = ap.meta.ns == options.root_namespace;
+        std::string selector;
+        if (ap.selector) {
+            for (const auto& [k, v] : *ap.selector)
+                selector += (selector.empty() ? "" : ",") + k + "=" + v;
+        }
+        bool matched = std::any_of(pods.begin(), pods.end(), [&](const Workload* w) {
+            if (!mesh_wide && w->ns != ap.meta.ns) return false;
+            return !ap.selector || selects(*ap.selector, w->labels);
+        });
+        if (!matched && (ap.selector || !mesh_wide)) {
+            out.push_back(message(
+                "IST0127", Level::Warning, "AuthorizationPolicy", ap.meta,
+                "No matching workloads for this resource with the following labels: " + selector));
+        }
+        if (!ap.rules) continue;
+        for (const auto& rule : *ap.rules) {
+            for (const auto& from : rule.from) {
+                for (const auto* list : {&from.namespaces, &from.not_namespaces}) {
+                    for (const auto& exp : *list) {
+                        bool found = std::any_of(
+                            c.namespaces.begin(), c.namespaces.end(),
+                            [&](const auto& ns) { return namespace_match(ns.first, exp); });
+                        if (!found) {
+                            out.push_back(
+                                message("IST0101", Level::Error, "AuthorizationPolicy", ap.meta,
+                                        "Referenced namespace not found: " + go_quote(exp)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // IST0106 for the validation errors, IST0133 for the warnings Istio's validation also gives
 // (deprecated settings, ...); Remora's own warnings are not Istio messages.
 void schema_validation(const Config& c, std::vector<Message>& out) {
@@ -493,6 +566,9 @@ const char* analyzer_description(Analyzer a) {
             return "Checks caCertificates is set when TLS mode is SIMPLE/MUTUAL (IST0128, IST0129)";
         case Analyzer::ServiceEntryAddresses:
             return "Checks ServiceEntries with TCP ports have addresses (IST0134)";
+        case Analyzer::AuthorizationPolicies:
+            return "Checks AuthorizationPolicies select workloads and name namespaces that exist "
+                   "(IST0127, IST0101)";
     }
     return "";
 }
@@ -526,15 +602,17 @@ const char* analyzer_name(Analyzer a) {
             return "destinationrule.CaCertificateAnalyzer";
         case Analyzer::ServiceEntryAddresses:
             return "serviceentry.Analyzer";
+        case Analyzer::AuthorizationPolicies:
+            return "auth.AuthorizationPoliciesAnalyzer";
     }
     return "";
 }
 
 std::vector<Analyzer> all_analyzers() {
-    return {Analyzer::SchemaValidation,     Analyzer::DestinationHost,
-            Analyzer::DestinationRule,      Analyzer::ConflictingMeshGatewayHosts,
-            Analyzer::PodNotSelected,       Analyzer::CaCertificate,
-            Analyzer::ServiceEntryAddresses};
+    return {Analyzer::SchemaValidation,      Analyzer::DestinationHost,
+            Analyzer::DestinationRule,       Analyzer::ConflictingMeshGatewayHosts,
+            Analyzer::PodNotSelected,        Analyzer::CaCertificate,
+            Analyzer::ServiceEntryAddresses, Analyzer::AuthorizationPolicies};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -547,6 +625,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::PodNotSelected)) pod_not_selected(config, out);
     if (on(Analyzer::CaCertificate)) ca_certificate(config, out);
     if (on(Analyzer::ServiceEntryAddresses)) service_entry_addresses(config, options, out);
+    if (on(Analyzer::AuthorizationPolicies)) authorization_policies(config, options, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -37,6 +37,7 @@ enum class Analyzer {
     PodNotSelected,               // IST0173, IST0174
     CaCertificate,                // IST0128, IST0129
     ServiceEntryAddresses,        // IST0134
+    AuthorizationPolicies,        // IST0127, IST0101 (namespaces)
 };
 
 struct Options {
@@ -46,6 +47,8 @@ struct Options {
     // MeshConfig defaultConfig.proxyMetadata (istioctl analyze --meshConfigFile): DNS capture
     // with address auto-allocation makes ServiceEntry addresses optional.
     std::map<std::string, std::string> proxy_metadata;
+    // MeshConfig rootNamespace: an AuthorizationPolicy there applies to the whole mesh.
+    std::string root_namespace = "istio-system";
 };
 
 // Runs the analyzers on everything in `config` (invalid resources included, as istioctl does).

@@ -235,6 +235,8 @@ int analyze_command(const std::vector<std::string>& argv_in, std::ostream& out) 
         } catch (const YAML::Exception& e) {
             throw common::UsageError("--meshConfigFile " + *mesh_file + ": " + e.what());
         }
+        std::string root = model::scalar_text(model::field(mesh, "rootNamespace"));
+        if (!root.empty()) options.root_namespace = root;
         YAML::Node md = model::field(mesh, {"defaultConfig", "proxyMetadata"});
         for (auto it = md.begin(); md.IsMap() && it != md.end(); ++it) {
             if (it->first.IsScalar())

@@ -187,7 +187,8 @@ class DocumentLoader {
                     WorkloadEntry we;
                     we.meta = meta;
                     detail::parse_workload_entry(spec, we.spec, false);
-                    config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels, ""});
+                    config_.workloads.push_back(
+                        {kind, meta.name, meta.ns, we.spec.labels, "", {}, false});
                     config_.workload_entries.push_back(std::move(we));
                 } else if (kind == "PeerAuthentication") {
                     PeerAuthentication pa;
@@ -335,15 +336,35 @@ class DocumentLoader {
         static const std::vector<std::string> kTemplated = {"Deployment", "StatefulSet",
                                                             "DaemonSet", "ReplicaSet", "Job"};
         if (std::find(kTemplated.begin(), kTemplated.end(), kind) != kTemplated.end()) {
-            config_.workloads.push_back(
-                {kind, name, ns, labels_at(doc, {"spec", "template", "metadata", "labels"}), ""});
+            config_.workloads.push_back({kind,
+                                         name,
+                                         ns,
+                                         labels_at(doc, {"spec", "template", "metadata", "labels"}),
+                                         "",
+                                         {},
+                                         false});
             reporter_.note(doc.Mark(), "", "read " + what + " pod template labels");
             return;
         }
         if (kind == "Pod" && api == "v1") {
-            config_.workloads.push_back(
-                {kind, name, ns, meta.labels, scalar_at(doc, {"spec", "nodeName"})});
+            Workload pod{
+                kind, name, ns, meta.labels, scalar_at(doc, {"spec", "nodeName"}), meta.annotations,
+                false};
+            for (const char* list : {"containers", "initContainers"}) {
+                YAML::Node containers = field(doc, {"spec", list});
+                for (std::size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
+                    YAML::Node c = item(containers, i);
+                    if (scalar_at(c, {"name"}) == "istio-proxy" && !scalar_at(c, {"image"}).empty())
+                        pod.istio_proxy = true;
+                }
+            }
+            config_.workloads.push_back(std::move(pod));
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
+            return;
+        }
+        if (kind == "Namespace" && api == "v1" && !name.empty()) {
+            config_.namespaces[name] = meta.labels;
+            reporter_.note(doc.Mark(), "", "read Namespace " + name + " labels");
             return;
         }
         if (kind == "Node" && api == "v1" && !name.empty()) {

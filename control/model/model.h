@@ -365,6 +365,8 @@ struct Workload {
     std::string kind, name, ns;
     Labels labels;
     std::string node;  // a Pod's spec.nodeName
+    Labels annotations;
+    bool istio_proxy = false;  // a Pod with an istio-proxy (init) container that has an image
 };
 
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
@@ -381,6 +383,7 @@ struct Config {
     std::vector<KubeService> kube_services;
     std::vector<Workload> workloads;
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
+    std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
     std::vector<Diagnostic> diagnostics;
 
     bool has_errors() const;

@@ -46,6 +46,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"destinationrule.SubsetSelectPodAnalyzer", analyze::Analyzer::PodNotSelected},
         {"destinationrule.CaCertificateAnalyzer", analyze::Analyzer::CaCertificate},
         {"serviceentry.ProtocolAddressesAnalyzer", analyze::Analyzer::ServiceEntryAddresses},
+        {"authz.AuthorizationPoliciesAnalyzer", analyze::Analyzer::AuthorizationPolicies},
     };
     auto it = known.find(name);
     if (it == known.end()) return std::nullopt;
@@ -85,6 +86,8 @@ TEST_CASE("upstream istioctl analyzer cases") {
         options.only = {*analyzer};
         if (f[3] != "-") {
             YAML::Node mesh = YAML::LoadFile((dir / f[3]).string());
+            std::string root = model::scalar_text(model::field(mesh, "rootNamespace"));
+            if (!root.empty()) options.root_namespace = root;
             YAML::Node md = model::field(mesh, {"defaultConfig", "proxyMetadata"});
             for (auto it = md.begin(); md.IsMap() && it != md.end(); ++it)
                 options.proxy_metadata[it->first.Scalar()] = model::scalar_text(it->second);
