@@ -183,6 +183,41 @@ std::vector<const Destination*> mirror_destinations(const VirtualService& vs) {
     return out;
 }
 
+// IST0140: a VirtualService bound to gateways routes to a host without a subset, while another
+// VirtualService (for that host) splits it by subsets: those subsets do not apply to what comes
+// through the gateway. As upstream, only http routes count.
+void ingress_route_rules_not_affected(const Config& c, std::vector<Message>& out) {
+    // VirtualServices with subset destinations to one of their own hosts, one entry per such
+    // destination.
+    std::vector<std::pair<const VirtualService*, const Destination*>> subset_routes;
+    for (const auto& vs : c.virtual_services) {
+        for (const auto& h : vs.http) {
+            for (const auto& r : h.route) {
+                if (r.destination.subset.empty()) continue;
+                for (const auto& host : vs.hosts) {
+                    if (r.destination.host == host) subset_routes.emplace_back(&vs, &r.destination);
+                }
+            }
+        }
+    }
+    for (const auto& vs : c.virtual_services) {
+        if (vs.gateways.empty()) continue;
+        for (const auto& h : vs.http) {
+            for (const auto& r : h.route) {
+                if (!r.destination.subset.empty()) continue;
+                for (const auto& [other, d] : subset_routes) {
+                    if (d->host != r.destination.host) continue;
+                    out.push_back(message("IST0140", Level::Warning, "VirtualService", vs.meta,
+                                          "Subset in virtual service " + other->meta.ns + "/" +
+                                              other->meta.name +
+                                              " has no effect on ingress gateway " + vs.meta.ns +
+                                              "/" + vs.meta.name + " requests"));
+                }
+            }
+        }
+    }
+}
+
 void destination_host(const Config& c, std::vector<Message>& out) {
     HostIndex index(c);
     for (const auto& vs : c.virtual_services) {
@@ -219,6 +254,7 @@ void destination_host(const Config& c, std::vector<Message>& out) {
         for (const auto* d : mirror_destinations(vs))
             check(d, "mirror host");
     }
+    ingress_route_rules_not_affected(c, out);
 }
 
 // Istio's util.GetResourceNameFromHost: "name.ns.svc.cluster.local" or a name in `ns`.

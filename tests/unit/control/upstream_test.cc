@@ -54,9 +54,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
 }
 
 // Cases whose messages remora does not give yet (the analyzer exists, the check does not).
-const std::vector<std::string> kKnownGaps = {
-    "Route Rule no effect on Ingress",  // IST0140 needs Gateway and ingress Service reading
-};
+const std::vector<std::string> kKnownGaps = {};
 
 }  // namespace
 
