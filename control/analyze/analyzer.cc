@@ -534,6 +534,25 @@ void authorization_policies(const Config& c, const Options& options, std::vector
     }
 }
 
+// deprecation.DeprecationAnalyzer (IST0002): deprecated fields Istio still reads or ignores.
+void deprecation(const Config& c, std::vector<Message>& out) {
+    for (const auto& vs : c.virtual_services) {
+        for (const auto& h : vs.http) {
+            if (h.fault && h.fault->delay && h.fault->delay->legacy_percent > 0) {
+                out.push_back(message("IST0002", Level::Warning, "VirtualService", vs.meta,
+                                      "Deprecated: HTTPRoute.fault.delay.percent is deprecated; "
+                                      "use HTTPRoute.fault.delay.percentage"));
+            }
+        }
+    }
+    for (const auto& sc : c.sidecars) {
+        if (sc.egress_proxy) {
+            out.push_back(message("IST0002", Level::Warning, "Sidecar", sc.meta,
+                                  "Deprecated: OutboundTrafficPolicy.EgressProxy ignored"));
+        }
+    }
+}
+
 // IST0106 for the validation errors, IST0133 for the warnings Istio's validation also gives
 // (deprecated settings, ...); Remora's own warnings are not Istio messages.
 void schema_validation(const Config& c, std::vector<Message>& out) {
@@ -605,6 +624,8 @@ const char* analyzer_description(Analyzer a) {
         case Analyzer::AuthorizationPolicies:
             return "Checks AuthorizationPolicies select workloads and name namespaces that exist "
                    "(IST0127, IST0101)";
+        case Analyzer::Deprecation:
+            return "Checks for deprecated Istio fields (IST0002)";
     }
     return "";
 }
@@ -640,15 +661,22 @@ const char* analyzer_name(Analyzer a) {
             return "serviceentry.Analyzer";
         case Analyzer::AuthorizationPolicies:
             return "auth.AuthorizationPoliciesAnalyzer";
+        case Analyzer::Deprecation:
+            return "deprecation.DeprecationAnalyzer";
     }
     return "";
 }
 
 std::vector<Analyzer> all_analyzers() {
-    return {Analyzer::SchemaValidation,      Analyzer::DestinationHost,
-            Analyzer::DestinationRule,       Analyzer::ConflictingMeshGatewayHosts,
-            Analyzer::PodNotSelected,        Analyzer::CaCertificate,
-            Analyzer::ServiceEntryAddresses, Analyzer::AuthorizationPolicies};
+    return {Analyzer::SchemaValidation,
+            Analyzer::DestinationHost,
+            Analyzer::DestinationRule,
+            Analyzer::ConflictingMeshGatewayHosts,
+            Analyzer::PodNotSelected,
+            Analyzer::CaCertificate,
+            Analyzer::ServiceEntryAddresses,
+            Analyzer::AuthorizationPolicies,
+            Analyzer::Deprecation};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -662,6 +690,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::CaCertificate)) ca_certificate(config, out);
     if (on(Analyzer::ServiceEntryAddresses)) service_entry_addresses(config, options, out);
     if (on(Analyzer::AuthorizationPolicies)) authorization_policies(config, options, out);
+    if (on(Analyzer::Deprecation)) deprecation(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

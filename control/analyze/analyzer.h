@@ -38,6 +38,7 @@ enum class Analyzer {
     CaCertificate,                // IST0128, IST0129
     ServiceEntryAddresses,        // IST0134
     AuthorizationPolicies,        // IST0127, IST0101 (namespaces)
+    Deprecation,                  // IST0002
 };
 
 struct Options {

@@ -362,6 +362,12 @@ class DocumentLoader {
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
             return;
         }
+        if (kind == "Sidecar" && api.starts_with("networking.istio.io/")) {
+            config_.sidecars.push_back(
+                {meta, field(doc, {"spec", "outboundTrafficPolicy", "egressProxy"}).IsDefined()});
+            reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
+            return;
+        }
         if (kind == "Namespace" && api == "v1" && !name.empty()) {
             config_.namespaces[name] = meta.labels;
             reporter_.note(doc.Mark(), "", "read Namespace " + name + " labels");

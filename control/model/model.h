@@ -126,6 +126,7 @@ struct HTTPFaultInjection {
     struct Delay {
         Duration fixed_delay{};
         std::optional<double> percentage;  // absent = 100
+        int32_t legacy_percent = 0;        // the deprecated integer `percent`, as written
     };
     struct Abort {
         std::optional<int32_t> http_status;
@@ -369,6 +370,12 @@ struct Workload {
     bool istio_proxy = false;  // a Pod with an istio-proxy (init) container that has an image
 };
 
+// A Sidecar, read leniently for the analyzer (the kind is not validated or enforced yet).
+struct SidecarResource {
+    Metadata meta;
+    bool egress_proxy = false;  // spec.outboundTrafficPolicy.egressProxy (deprecated, ignored)
+};
+
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
 // analyzer sees them; consumers that build configuration must skip them.
 struct Config {
@@ -384,6 +391,7 @@ struct Config {
     std::vector<Workload> workloads;
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
+    std::vector<SidecarResource> sidecars;
     std::vector<Diagnostic> diagnostics;
 
     bool has_errors() const;

@@ -317,9 +317,10 @@ void parse_fault(Obj& f, HTTPFaultInjection& out) {
     if (!f.has("delay") && !f.has("abort")) {
         r.error(f.mark(), f.path(), "HTTP fault injection must have an abort and/or a delay");
     }
-    auto legacy_percent = [&](Obj& o, std::optional<double>& pct) {
+    auto legacy_percent = [&](Obj& o, std::optional<double>& pct, int32_t* written = nullptr) {
         int32_t p = 0;
         if (o.integer("percent", p, INT32_MIN, INT32_MAX)) {
+            if (written) *written = p;
             auto v = o.get("percent");
             if (p < 0 || p > 100) {
                 r.error(v->mark(), v->path,
@@ -341,7 +342,7 @@ void parse_fault(Obj& f, HTTPFaultInjection& out) {
         }
         if (fixed) delay.fixed_delay = *fixed;
         d.percent("percentage", delay.percentage);
-        legacy_percent(d, delay.percentage);
+        legacy_percent(d, delay.percentage, &delay.legacy_percent);
         out.delay = delay;
     });
     f.object("abort", [&](Obj& a) {

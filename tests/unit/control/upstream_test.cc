@@ -47,6 +47,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"destinationrule.CaCertificateAnalyzer", analyze::Analyzer::CaCertificate},
         {"serviceentry.ProtocolAddressesAnalyzer", analyze::Analyzer::ServiceEntryAddresses},
         {"authz.AuthorizationPoliciesAnalyzer", analyze::Analyzer::AuthorizationPolicies},
+        {"deprecation.FieldAnalyzer", analyze::Analyzer::Deprecation},
     };
     auto it = known.find(name);
     if (it == known.end()) return std::nullopt;
