@@ -197,7 +197,17 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
                 if (!answer) co_return;  // the client went away
                 res = std::move(*answer);
             } else {
-                res = st->handler(req, peer);
+                // A handler's exception would end the coroutine silently (co_spawn's detached
+                // drops it) and the client would see a truncated stream: answer 500 instead.
+                try {
+                    res = st->handler(req, peer);
+                } catch (const std::exception& e) {
+                    st->log("conn=" + std::to_string(peer.connection_id) + " " + peer.remote +
+                            " " + std::string(req.method_string()) + " " +
+                            std::string(req.target()) + ": internal error: " + e.what());
+                    res = json_response(500, "{\"error\":\"internal error (the server's log "
+                                             "says more)\"}");
+                }
             }
             keep_alive = req.keep_alive();
             res.version(req.version());

@@ -3,6 +3,7 @@
 #include "control/analyze/analyzer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <tuple>
 
@@ -182,6 +183,41 @@ std::vector<const Destination*> mirror_destinations(const VirtualService& vs) {
     return out;
 }
 
+// IST0140: a VirtualService bound to gateways routes to a host without a subset, while another
+// VirtualService (for that host) splits it by subsets: those subsets do not apply to what comes
+// through the gateway. As upstream, only http routes count.
+void ingress_route_rules_not_affected(const Config& c, std::vector<Message>& out) {
+    // VirtualServices with subset destinations to one of their own hosts, one entry per such
+    // destination.
+    std::vector<std::pair<const VirtualService*, const Destination*>> subset_routes;
+    for (const auto& vs : c.virtual_services) {
+        for (const auto& h : vs.http) {
+            for (const auto& r : h.route) {
+                if (r.destination.subset.empty()) continue;
+                for (const auto& host : vs.hosts) {
+                    if (r.destination.host == host) subset_routes.emplace_back(&vs, &r.destination);
+                }
+            }
+        }
+    }
+    for (const auto& vs : c.virtual_services) {
+        if (vs.gateways.empty()) continue;
+        for (const auto& h : vs.http) {
+            for (const auto& r : h.route) {
+                if (!r.destination.subset.empty()) continue;
+                for (const auto& [other, d] : subset_routes) {
+                    if (d->host != r.destination.host) continue;
+                    out.push_back(message("IST0140", Level::Warning, "VirtualService", vs.meta,
+                                          "Subset in virtual service " + other->meta.ns + "/" +
+                                              other->meta.name +
+                                              " has no effect on ingress gateway " + vs.meta.ns +
+                                              "/" + vs.meta.name + " requests"));
+                }
+            }
+        }
+    }
+}
+
 void destination_host(const Config& c, std::vector<Message>& out) {
     HostIndex index(c);
     for (const auto& vs : c.virtual_services) {
@@ -218,6 +254,7 @@ void destination_host(const Config& c, std::vector<Message>& out) {
         for (const auto* d : mirror_destinations(vs))
             check(d, "mirror host");
     }
+    ingress_route_rules_not_affected(c, out);
 }
 
 // Istio's util.GetResourceNameFromHost: "name.ns.svc.cluster.local" or a name in `ns`.
@@ -255,38 +292,60 @@ void destination_rule(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// Istio's host.Name.Matches: equal names, or a wildcard ("*.x") whose suffix the other has.
+bool hosts_match(const std::string& a, const std::string& b) {
+    bool aw = a.starts_with("*"), bw = b.starts_with("*");
+    if (aw && bw) {
+        return a.size() < b.size() ? b.substr(1).ends_with(a.substr(1))
+                                   : a.substr(1).ends_with(b.substr(1));
+    }
+    if (aw) return b.ends_with(a.substr(1));
+    if (bw) return a.ends_with(b.substr(1));
+    return a == b;
+}
+
 void conflicting_mesh_gateway_hosts(const Config& c, std::vector<Message>& out) {
-    // "scope/fqdn" -> VirtualServices bound to the mesh gateway, in input order.
-    std::map<std::string, std::vector<const VirtualService*>> hosts;
+    // (scope, fqdn) -> VirtualServices bound to the mesh gateway, in input order. The scope is
+    // "*" when exported everywhere, else each namespace exportTo names.
+    std::map<std::pair<std::string, std::string>, std::vector<const VirtualService*>> hosts;
     for (const auto& vs : c.virtual_services) {
         if (!vs.applies_to_mesh()) continue;
+        std::set<std::string> scopes;
         bool all = vs.export_to.empty() ||
                    std::find(vs.export_to.begin(), vs.export_to.end(), "*") != vs.export_to.end();
-        std::string scope = all ? "*" : vs.meta.ns;
-        for (const auto& h : vs.hosts) {
-            auto& list = hosts[scope + "/" + to_fqdn(vs.meta.ns, h)];
-            if (std::find(list.begin(), list.end(), &vs) == list.end()) list.push_back(&vs);
+        if (all) {
+            scopes.insert("*");
+        } else {
+            for (const auto& e : vs.export_to)
+                scopes.insert(e == "." ? vs.meta.ns : e);
+        }
+        for (const auto& scope : scopes) {
+            for (const auto& h : vs.hosts)
+                hosts[{scope, to_fqdn(vs.meta.ns, h)}].push_back(&vs);
         }
     }
     std::set<const VirtualService*> reported;
     for (const auto& [scoped, list] : hosts) {
+        const auto& [scope, fqdn] = scoped;
         std::vector<const VirtualService*> group = list;
-        if (!scoped.starts_with("*/")) {
-            // Visible in its own namespace: conflicts with the ones exported everywhere too.
-            auto wide = hosts.find("*/" + scoped.substr(scoped.find('/') + 1));
-            if (wide != hosts.end())
-                group.insert(group.end(), wide->second.begin(), wide->second.end());
+        if (scope != "*") {
+            // Visible in its own scope: conflicts with those exported everywhere that match.
+            for (const auto& [other, wide] : hosts) {
+                if (other.first == "*" && hosts_match(fqdn, other.second))
+                    group.insert(group.end(), wide.begin(), wide.end());
+            }
         }
         if (group.size() < 2) continue;
         std::vector<std::string> names;
         for (const auto* vs : group)
             names.push_back(vs->meta.ns + "/" + vs->meta.name);
+        std::sort(names.begin(), names.end());
         for (const auto* vs : group) {
             if (!reported.insert(vs).second) continue;
             out.push_back(message(
                 "IST0109", Level::Error, "VirtualService", vs->meta,
                 "The VirtualServices " + join(names, ",") +
-                    " associated with mesh gateway define the same host " + scoped +
+                    " associated with mesh gateway define the same host " + scope + "/" + fqdn +
                     " which can lead to undefined behavior. This can be fixed by merging the "
                     "conflicting VirtualServices into a single resource."));
         }
@@ -298,6 +357,23 @@ bool selects(const Labels& selector, const Labels& labels) {
         auto it = labels.find(kv.first);
         return it != labels.end() && it->second == kv.second;
     });
+}
+
+// A pod's labels as Istio's label.AugmentLabels sees them: its node's region, zone and subzone,
+// and the node's name as kubernetes.io/hostname, so subsets may select by topology.
+Labels with_topology(const Config& c, const Workload& w) {
+    Labels out = w.labels;
+    if (w.node.empty()) return out;
+    auto node = c.node_labels.find(w.node);
+    if (node != c.node_labels.end()) {
+        for (const char* key : {"topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+                                "topology.istio.io/subzone"}) {
+            auto v = node->second.find(key);
+            if (v != node->second.end() && !v->second.empty()) out.emplace(key, v->second);
+        }
+    }
+    out.emplace("kubernetes.io/hostname", w.node);
+    return out;
 }
 
 void pod_not_selected(const Config& c, std::vector<Message>& out) {
@@ -315,9 +391,10 @@ void pod_not_selected(const Config& c, std::vector<Message>& out) {
             Labels selector = t->selector;
             for (const auto& [k, v] : subset.labels)
                 selector[k] = v;
-            bool matched = std::any_of(
-                c.workloads.begin(), c.workloads.end(),
-                [&](const Workload& w) { return w.ns == t->ns && selects(selector, w.labels); });
+            bool matched =
+                std::any_of(c.workloads.begin(), c.workloads.end(), [&](const Workload& w) {
+                    return w.ns == t->ns && selects(selector, with_topology(c, w));
+                });
             matched |= std::any_of(t->inline_endpoints.begin(), t->inline_endpoints.end(),
                                    [&](const Labels& l) { return selects(selector, l); });
             if (!matched) {
@@ -326,6 +403,152 @@ void pod_not_selected(const Config& c, std::vector<Message>& out) {
                                           " defined in the DestinationRule does not select any "
                                           "pods. Which may lead to 503 UH (NoHealthyUpstream)."));
             }
+        }
+    }
+}
+
+// destinationrule.CaCertificateAnalyzer: SIMPLE or MUTUAL TLS without caCertificates verifies no
+// server certificate (unless a credentialName serves a workload-selected gateway rule).
+void ca_certificate(const Config& c, std::vector<Message>& out) {
+    auto unverified = [](const ClientTLSSettings& tls, const DestinationRule& dr) {
+        return (tls.mode == "SIMPLE" || tls.mode == "MUTUAL") && tls.ca_certificates.empty() &&
+               !(!tls.credential_name.empty() && dr.workload_selector);
+    };
+    for (const auto& dr : c.destination_rules) {
+        const std::string name = dr.meta.ns + "/" + dr.meta.name;
+        if (dr.traffic_policy && dr.traffic_policy->tls &&
+            unverified(*dr.traffic_policy->tls, dr)) {
+            out.push_back(message("IST0128", Level::Warning, "DestinationRule", dr.meta,
+                                  "DestinationRule " + name + " in namespace " + dr.meta.ns +
+                                      " has TLS mode set to " + dr.traffic_policy->tls->mode +
+                                      " but no caCertificates are set to validate server "
+                                      "identity for host: " +
+                                      dr.host));
+        }
+        if (!dr.traffic_policy) continue;
+        for (const auto& p : dr.traffic_policy->port_level_settings) {
+            if (!p.tls || !unverified(*p.tls, dr)) continue;
+            out.push_back(message("IST0129", Level::Warning, "DestinationRule", dr.meta,
+                                  "DestinationRule " + name + " in namespace " + dr.meta.ns +
+                                      " has TLS mode set to " + p.tls->mode +
+                                      " but no caCertificates are set to validate server "
+                                      "identity for host: " +
+                                      dr.host + " at port number:" + std::to_string(p.port)));
+        }
+    }
+}
+
+// serviceentry.Analyzer: a TCP (or undeclared) port needs addresses, unless the control plane
+// allocates them (status.addresses, or DNS capture with auto-allocation in the mesh config).
+void service_entry_addresses(const Config& c, const Options& options, std::vector<Message>& out) {
+    auto meta = [&](const char* key) {
+        auto it = options.proxy_metadata.find(key);
+        return it != options.proxy_metadata.end() && it->second == "true";
+    };
+    bool auto_allocated = meta("ISTIO_META_DNS_CAPTURE") && (meta("ISTIO_META_DNS_AUTO_ALLOCATE") ||
+                                                             meta("PILOT_ENABLE_IP_AUTOALLOCATE"));
+    for (const auto& se : c.service_entries) {
+        if (!se.addresses.empty() || se.allocated_addresses || auto_allocated) continue;
+        for (const auto& p : se.ports) {
+            std::string protocol = p.protocol;
+            for (char& ch : protocol)
+                ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            if (protocol.empty() || protocol == "TCP") {
+                out.push_back(message("IST0134", Level::Warning, "ServiceEntry", se.meta,
+                                      "ServiceEntry addresses are required for this protocol."));
+            }
+        }
+    }
+}
+
+// auth.AuthorizationPoliciesAnalyzer: a policy whose selector matches no pod in the mesh (in its
+// namespace, or anywhere for the root namespace), and source namespaces no Namespace matches.
+void authorization_policies(const Config& c, const Options& options, std::vector<Message>& out) {
+    auto label = [](const Labels& l, const char* key) -> std::optional<std::string> {
+        auto it = l.find(key);
+        if (it == l.end()) return std::nullopt;
+        return it->second;
+    };
+    // Istio's util.PodInMesh, and ambient pods.
+    auto in_mesh = [&](const Workload& w) {
+        if (w.istio_proxy) return true;
+        if (auto v = label(w.labels, "sidecar.istio.io/inject")) return *v == "true";
+        if (auto v = label(w.annotations, "sidecar.istio.io/inject")) return *v == "true";
+        auto ns = c.namespaces.find(w.ns);
+        if (ns != c.namespaces.end())
+            return label(ns->second, "istio-injection").value_or("") == "enabled";
+        return false;
+    };
+    std::vector<const Workload*> pods;
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Pod") continue;
+        if (in_mesh(w) ||
+            label(w.annotations, "ambient.istio.io/redirection").value_or("") == "enabled") {
+            pods.push_back(&w);
+        }
+    }
+    auto namespace_match = [](const std::string& ns, const std::string& exp) {
+        auto lower = [](std::string s) {
+            for (char& ch : s)
+                ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            return s;
+        };
+        if (exp == "*") return true;
+        if (exp.starts_with("*")) return ns.ends_with(exp.substr(1));
+        if (exp.ends_with("*")) return ns.starts_with(exp.substr(0, exp.size() - 1));
+        return lower(ns) == lower(exp);
+    };
+    for (const auto& ap : c.authorization_policies) {
+        const bool mesh_wide = ap.meta.ns == options.root_namespace;
+        std::string selector;
+        if (ap.selector) {
+            for (const auto& [k, v] : *ap.selector)
+                selector += (selector.empty() ? "" : ",") + k + "=" + v;
+        }
+        bool matched = std::any_of(pods.begin(), pods.end(), [&](const Workload* w) {
+            if (!mesh_wide && w->ns != ap.meta.ns) return false;
+            return !ap.selector || selects(*ap.selector, w->labels);
+        });
+        if (!matched && (ap.selector || !mesh_wide)) {
+            out.push_back(message(
+                "IST0127", Level::Warning, "AuthorizationPolicy", ap.meta,
+                "No matching workloads for this resource with the following labels: " + selector));
+        }
+        if (!ap.rules) continue;
+        for (const auto& rule : *ap.rules) {
+            for (const auto& from : rule.from) {
+                for (const auto* list : {&from.namespaces, &from.not_namespaces}) {
+                    for (const auto& exp : *list) {
+                        bool found = std::any_of(
+                            c.namespaces.begin(), c.namespaces.end(),
+                            [&](const auto& ns) { return namespace_match(ns.first, exp); });
+                        if (!found) {
+                            out.push_back(
+                                message("IST0101", Level::Error, "AuthorizationPolicy", ap.meta,
+                                        "Referenced namespace not found: " + go_quote(exp)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// deprecation.DeprecationAnalyzer (IST0002): deprecated fields Istio still reads or ignores.
+void deprecation(const Config& c, std::vector<Message>& out) {
+    for (const auto& vs : c.virtual_services) {
+        for (const auto& h : vs.http) {
+            if (h.fault && h.fault->delay && h.fault->delay->legacy_percent > 0) {
+                out.push_back(message("IST0002", Level::Warning, "VirtualService", vs.meta,
+                                      "Deprecated: HTTPRoute.fault.delay.percent is deprecated; "
+                                      "use HTTPRoute.fault.delay.percentage"));
+            }
+        }
+    }
+    for (const auto& sc : c.sidecars) {
+        if (sc.egress_proxy) {
+            out.push_back(message("IST0002", Level::Warning, "Sidecar", sc.meta,
+                                  "Deprecated: OutboundTrafficPolicy.EgressProxy ignored"));
         }
     }
 }
@@ -355,6 +578,8 @@ void schema_validation(const Config& c, std::vector<Message>& out) {
     }
 }
 
+}  // namespace
+
 const char* level_name(Level l) {
     switch (l) {
         case Level::Error:
@@ -367,7 +592,43 @@ const char* level_name(Level l) {
     return "Error";
 }
 
-}  // namespace
+int severity(Level l) {
+    return l == Level::Error ? 2 : l == Level::Warning ? 1 : 0;
+}
+
+std::optional<Level> level_from_name(std::string name) {
+    for (char& c : name)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == "error") return Level::Error;
+    if (name == "warning") return Level::Warning;
+    if (name == "info") return Level::Info;
+    return std::nullopt;
+}
+
+const char* analyzer_description(Analyzer a) {
+    switch (a) {
+        case Analyzer::SchemaValidation:
+            return "Runs schema validation as Istio's webhook does (IST0106, IST0133)";
+        case Analyzer::DestinationHost:
+            return "Checks the destination hosts and ports of VirtualServices (IST0101, IST0112)";
+        case Analyzer::DestinationRule:
+            return "Checks the subsets VirtualServices route to exist (IST0101)";
+        case Analyzer::ConflictingMeshGatewayHosts:
+            return "Checks no two VirtualServices of the mesh gateway define one host (IST0109)";
+        case Analyzer::PodNotSelected:
+            return "Checks DestinationRule hosts exist and subsets select pods (IST0173, IST0174)";
+        case Analyzer::CaCertificate:
+            return "Checks caCertificates is set when TLS mode is SIMPLE/MUTUAL (IST0128, IST0129)";
+        case Analyzer::ServiceEntryAddresses:
+            return "Checks ServiceEntries with TCP ports have addresses (IST0134)";
+        case Analyzer::AuthorizationPolicies:
+            return "Checks AuthorizationPolicies select workloads and name namespaces that exist "
+                   "(IST0127, IST0101)";
+        case Analyzer::Deprecation:
+            return "Checks for deprecated Istio fields (IST0002)";
+    }
+    return "";
+}
 
 std::string Message::str() const {
     std::string origin;
@@ -394,13 +655,28 @@ const char* analyzer_name(Analyzer a) {
             return "virtualservice.ConflictingMeshGatewayHostsAnalyzer";
         case Analyzer::PodNotSelected:
             return "destinationrule.SubsetSelectPodAnalyzer";
+        case Analyzer::CaCertificate:
+            return "destinationrule.CaCertificateAnalyzer";
+        case Analyzer::ServiceEntryAddresses:
+            return "serviceentry.Analyzer";
+        case Analyzer::AuthorizationPolicies:
+            return "auth.AuthorizationPoliciesAnalyzer";
+        case Analyzer::Deprecation:
+            return "deprecation.DeprecationAnalyzer";
     }
     return "";
 }
 
 std::vector<Analyzer> all_analyzers() {
-    return {Analyzer::SchemaValidation, Analyzer::DestinationHost, Analyzer::DestinationRule,
-            Analyzer::ConflictingMeshGatewayHosts, Analyzer::PodNotSelected};
+    return {Analyzer::SchemaValidation,
+            Analyzer::DestinationHost,
+            Analyzer::DestinationRule,
+            Analyzer::ConflictingMeshGatewayHosts,
+            Analyzer::PodNotSelected,
+            Analyzer::CaCertificate,
+            Analyzer::ServiceEntryAddresses,
+            Analyzer::AuthorizationPolicies,
+            Analyzer::Deprecation};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -411,6 +687,10 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::DestinationRule)) destination_rule(config, out);
     if (on(Analyzer::ConflictingMeshGatewayHosts)) conflicting_mesh_gateway_hosts(config, out);
     if (on(Analyzer::PodNotSelected)) pod_not_selected(config, out);
+    if (on(Analyzer::CaCertificate)) ca_certificate(config, out);
+    if (on(Analyzer::ServiceEntryAddresses)) service_entry_addresses(config, options, out);
+    if (on(Analyzer::AuthorizationPolicies)) authorization_policies(config, options, out);
+    if (on(Analyzer::Deprecation)) deprecation(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -2,8 +2,11 @@
 // levels and texts (pkg/config/analysis/msg/messages.yaml).
 #pragma once
 
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/model/model.h"
@@ -32,10 +35,21 @@ enum class Analyzer {
     DestinationRule,              // IST0101 host+subset / mirror+subset in destinationrule
     ConflictingMeshGatewayHosts,  // IST0109
     PodNotSelected,               // IST0173, IST0174
+    CaCertificate,                // IST0128, IST0129
+    ServiceEntryAddresses,        // IST0134
+    AuthorizationPolicies,        // IST0127, IST0101 (namespaces)
+    Deprecation,                  // IST0002
 };
 
 struct Options {
+    Options(std::set<Analyzer> analyzers = {}) : only(std::move(analyzers)) {}  // NOLINT: {{...}}
+
     std::set<Analyzer> only;  // empty = all analyzers
+    // MeshConfig defaultConfig.proxyMetadata (istioctl analyze --meshConfigFile): DNS capture
+    // with address auto-allocation makes ServiceEntry addresses optional.
+    std::map<std::string, std::string> proxy_metadata;
+    // MeshConfig rootNamespace: an AuthorizationPolicy there applies to the whole mesh.
+    std::string root_namespace = "istio-system";
 };
 
 // Runs the analyzers on everything in `config` (invalid resources included, as istioctl does).
@@ -43,6 +57,14 @@ struct Options {
 std::vector<Message> analyze(const model::Config& config, const Options& options = {});
 
 bool has_errors(const std::vector<Message>& messages);
+
+// istioctl's level names: "Error", "Warning", "Info" (any case); nullopt otherwise.
+std::optional<Level> level_from_name(std::string name);
+const char* level_name(Level level);
+// Error > Warning > Info.
+int severity(Level level);
+// One line on what an analyzer checks (remoractl analyze --list-analyzers).
+const char* analyzer_description(Analyzer a);
 
 // "host", "mirror" etc. are Istio's words; exposed for the CLI's --analyzers flag.
 const char* analyzer_name(Analyzer a);

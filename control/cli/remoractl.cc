@@ -34,11 +34,15 @@ Commands:
       later over mTLS with the current certificate in --cert-dir), verify what comes back, and
       write key.pem (0600), cert-chain.pem and root-cert.pem to --out.
 
-  analyze [--analyzers NAME,...] [--no-remora-warnings] FILE|DIR...
+  analyze [-o log|json|yaml] [--failure-threshold L] [--output-threshold L]
+          [--suppress CODE=RESOURCE]... [-A | -n NS] [--meshConfigFile FILE]
+          [--analyzers NAME,...] [--no-remora-warnings] FILE|DIR...   (-L lists analyzers)
       Check Istio YAML as istioctl analyze does: schema validation (IST0106), unknown hosts,
       ports and subsets (IST0101, IST0112), conflicting mesh VirtualServices (IST0109), subsets
-      that select no workload (IST0173), DestinationRules for unknown hosts (IST0174); then the
-      valid Istio features remora does not implement. Exit 79 when an error is found.
+      that select no workload (IST0173), DestinationRules for unknown hosts (IST0174), TLS
+      without caCertificates (IST0128, IST0129), ServiceEntries needing addresses (IST0134);
+      then the valid Istio features remora does not implement. Exit 79 when a message at or
+      above --failure-threshold (Error) is found.
 
   apply -f FILE|DIR [-f ...]      Create or replace the resources in the control plane's store
                                  (as kubectl apply); refused with analyze's messages if invalid.

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 
 namespace remora::control::model {
 
@@ -53,9 +54,12 @@ std::optional<Duration> parse_duration(const std::string& text) {
         } else {
             return std::nullopt;
         }
-        total += std::stold(number) * scale;
+        // strtold, not stold: a thousand digits are out of range, which stold throws for.
+        long double value = std::strtold(number.c_str(), nullptr);
+        if (!std::isfinite(value)) return std::nullopt;
+        total += value * scale;
     }
-    if (total > 9.2e18L) return std::nullopt;
+    if (!(total <= 9.2e18L)) return std::nullopt;
     auto ns = static_cast<int64_t>(std::llround(total));
     return Duration(negative ? -ns : ns);
 }

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "control/model/model.h"
 #include "control/model/parsers.h"
 #include "control/model/walk.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::model {
 
@@ -33,23 +35,12 @@ std::string format_location(const Location& l) {
 }
 
 // Lenient reads for Kubernetes objects (their schema is not ours to check).
-std::string scalar_at(const YAML::Node& n, std::initializer_list<const char*> path) {
-    YAML::Node cur = n;
-    for (const char* key : path) {
-        if (!cur.IsMap()) return "";
-        cur.reset(cur[key]);
-        if (!cur.IsDefined()) return "";
-    }
-    return cur.IsScalar() ? cur.Scalar() : "";
+std::string scalar_at(const YAML::Node& n, std::initializer_list<std::string_view> path) {
+    return scalar_text(field(n, path));
 }
 
-Labels labels_at(const YAML::Node& n, std::initializer_list<const char*> path) {
-    YAML::Node cur = n;
-    for (const char* key : path) {
-        if (!cur.IsMap()) return {};
-        cur.reset(cur[key]);
-        if (!cur.IsDefined()) return {};
-    }
+Labels labels_at(const YAML::Node& n, std::initializer_list<std::string_view> path) {
+    YAML::Node cur = field(n, path);
     Labels out;
     if (!cur.IsMap()) return out;
     for (auto it = cur.begin(); it != cur.end(); ++it) {
@@ -62,11 +53,57 @@ Labels labels_at(const YAML::Node& n, std::initializer_list<const char*> path) {
 
 class DocumentLoader {
   public:
-    DocumentLoader(Config& config, const std::string& file) : config_(config), file_(file) {}
+    DocumentLoader(Config& config, const std::string& file, int line_offset,
+                   const std::string* text)
+        : config_(config), file_(file), line_offset_(line_offset), text_(text) {}
 
+    // One document. Whatever goes wrong inside stays inside: an exception (a bug, since every
+    // input problem is meant to be a diagnostic) refuses this resource, naming file, line and
+    // the field being read, and the next documents still load.
     void load(const YAML::Node& doc) {
         if (!doc.IsDefined() || doc.IsNull()) return;
-        Reporter reporter(config_.diagnostics, file_);
+        Reporter reporter(config_.diagnostics, file_, line_offset_);
+        reporter.set_text(text_);
+        Sizes before = sizes();
+        try {
+            load_document(reporter, doc);
+        } catch (const std::exception& e) {
+            truncate(before);
+            YAML::Mark at = reporter.visited_mark();
+            const auto* yaml_error = dynamic_cast<const YAML::Exception*>(&e);
+            if (yaml_error && !yaml_error->mark.is_null()) at = yaml_error->mark;
+            if (at.is_null()) at = doc.Mark();
+            reporter.error(at, reporter.visited_path(),
+                           std::string("cannot be read (") + e.what() +
+                               "); the resource is refused, the others are kept");
+        }
+    }
+
+  private:
+    struct Sizes {
+        std::size_t vs, dr, se, we, pa, ap, svc, workloads;
+    };
+    Sizes sizes() const {
+        return {config_.virtual_services.size(),     config_.destination_rules.size(),
+                config_.service_entries.size(),      config_.workload_entries.size(),
+                config_.peer_authentications.size(), config_.authorization_policies.size(),
+                config_.kube_services.size(),        config_.workloads.size()};
+    }
+    void truncate(const Sizes& s) {
+        auto cut = [](auto& v, std::size_t n) {
+            if (v.size() > n) v.resize(n);
+        };
+        cut(config_.virtual_services, s.vs);
+        cut(config_.destination_rules, s.dr);
+        cut(config_.service_entries, s.se);
+        cut(config_.workload_entries, s.we);
+        cut(config_.peer_authentications, s.pa);
+        cut(config_.authorization_policies, s.ap);
+        cut(config_.kube_services, s.svc);
+        cut(config_.workloads, s.workloads);
+    }
+
+    void load_document(Reporter& reporter, const YAML::Node& doc) {
         Reporter& reporter_ = reporter;
         if (!doc.IsMap()) {
             reporter_.error(doc.Mark(), "document", "must be a mapping (a Kubernetes resource)");
@@ -78,7 +115,7 @@ class DocumentLoader {
         where.column = 0;
         std::string name = scalar_at(doc, {"metadata", "name"});
         std::string ns = scalar_at(doc, {"metadata", "namespace"});
-        if (ns.empty()) ns = "default";
+        if (ns.empty()) ns = config_.default_namespace;
         reporter_.set_resource(kind, ns, name, where);
 
         bool networking = kind == "VirtualService" || kind == "DestinationRule" ||
@@ -115,6 +152,7 @@ class DocumentLoader {
                 }
             }
             Metadata meta;
+            meta.ns = config_.default_namespace;
             meta.api_version = api;
             meta.where = where;
             if (!top.has("metadata")) top.require("metadata");
@@ -142,12 +180,15 @@ class DocumentLoader {
                     ServiceEntry se;
                     se.meta = meta;
                     detail::parse_service_entry(spec, se);
+                    YAML::Node allocated = field(doc, {"status", "addresses"});
+                    se.allocated_addresses = allocated.IsSequence() && allocated.size() > 0;
                     config_.service_entries.push_back(std::move(se));
                 } else if (kind == "WorkloadEntry") {
                     WorkloadEntry we;
                     we.meta = meta;
                     detail::parse_workload_entry(spec, we.spec, false);
-                    config_.workloads.push_back({kind, meta.name, meta.ns, we.spec.labels});
+                    config_.workloads.push_back(
+                        {kind, meta.name, meta.ns, we.spec.labels, "", {}, false});
                     config_.workload_entries.push_back(std::move(we));
                 } else if (kind == "PeerAuthentication") {
                     PeerAuthentication pa;
@@ -165,7 +206,6 @@ class DocumentLoader {
         if (reporter_.error_count() > errors_before) mark_invalid(kind);
     }
 
-  private:
     void parse_metadata(Reporter& reporter_, Obj& m, Metadata& meta) {
         auto name = m.get("name");
         if (!name) {
@@ -248,38 +288,44 @@ class DocumentLoader {
         std::string what = (kind.empty() ? std::string("document without kind") : kind) +
                            (name.empty() ? "" : " " + ns + "/" + name);
         if (kind == "Service" && api == "v1") {
+            if (name.empty()) {
+                // Kubernetes refuses it; the store would keep a Service nobody can name.
+                reporter_.error(doc.Mark(), "metadata.name", "required");
+                return;
+            }
             KubeService svc;
             svc.meta = meta;
             svc.selector = labels_at(doc, {"spec", "selector"});
-            if (doc["spec"].IsMap()) {
-                auto add_ip = [&](const std::string& ip) {
-                    if (!ip.empty() && ip != "None" &&
-                        std::find(svc.cluster_ips.begin(), svc.cluster_ips.end(), ip) ==
-                            svc.cluster_ips.end()) {
-                        svc.cluster_ips.push_back(ip);
-                    }
-                };
-                add_ip(scalar_at(doc, {"spec", "clusterIP"}));
-                const YAML::Node spec = doc["spec"];
-                const YAML::Node ips = spec["clusterIPs"];  // const: a missing key is no error
-                if (ips.IsDefined() && ips.IsSequence()) {
-                    for (const auto& ip : ips) {
-                        if (ip.IsScalar()) add_ip(ip.Scalar());
-                    }
+            // spec: {}, a headless Service without ports, ExternalName ...: all valid Kubernetes.
+            auto add_ip = [&](const std::string& ip) {
+                if (!ip.empty() && ip != "None" &&
+                    std::find(svc.cluster_ips.begin(), svc.cluster_ips.end(), ip) ==
+                        svc.cluster_ips.end()) {
+                    svc.cluster_ips.push_back(ip);
                 }
+            };
+            add_ip(scalar_at(doc, {"spec", "clusterIP"}));
+            YAML::Node ips = field(doc, {"spec", "clusterIPs"});
+            if (ips.IsSequence()) {
+                for (const auto& ip : ips)
+                    add_ip(scalar_text(ip));
             }
-            YAML::Node ports = doc["spec"].IsMap() ? doc["spec"]["ports"] : YAML::Node();
+            YAML::Node ports = field(doc, {"spec", "ports"});
             if (ports.IsSequence()) {
                 for (const auto& p : ports) {
                     KubeServicePort port;
                     port.name = scalar_at(p, {"name"});
                     port.protocol = scalar_at(p, {"protocol"});
                     port.app_protocol = scalar_at(p, {"appProtocol"});
-                    try {
-                        port.port = p["port"].as<uint32_t>();
-                    } catch (const YAML::Exception&) {
-                        continue;
+                    uint64_t number = 0;
+                    std::string text = scalar_at(p, {"port"});
+                    auto [end, ec] =
+                        std::from_chars(text.data(), text.data() + text.size(), number);
+                    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+                        number == 0 || number > 65535) {
+                        continue;  // Kubernetes refuses such a Service; nothing to look up
                     }
+                    port.port = static_cast<uint32_t>(number);
                     svc.ports.push_back(port);
                 }
             }
@@ -290,14 +336,46 @@ class DocumentLoader {
         static const std::vector<std::string> kTemplated = {"Deployment", "StatefulSet",
                                                             "DaemonSet", "ReplicaSet", "Job"};
         if (std::find(kTemplated.begin(), kTemplated.end(), kind) != kTemplated.end()) {
-            config_.workloads.push_back(
-                {kind, name, ns, labels_at(doc, {"spec", "template", "metadata", "labels"})});
+            config_.workloads.push_back({kind,
+                                         name,
+                                         ns,
+                                         labels_at(doc, {"spec", "template", "metadata", "labels"}),
+                                         "",
+                                         {},
+                                         false});
             reporter_.note(doc.Mark(), "", "read " + what + " pod template labels");
             return;
         }
         if (kind == "Pod" && api == "v1") {
-            config_.workloads.push_back({kind, name, ns, meta.labels});
+            Workload pod{
+                kind, name, ns, meta.labels, scalar_at(doc, {"spec", "nodeName"}), meta.annotations,
+                false};
+            for (const char* list : {"containers", "initContainers"}) {
+                YAML::Node containers = field(doc, {"spec", list});
+                for (std::size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
+                    YAML::Node c = item(containers, i);
+                    if (scalar_at(c, {"name"}) == "istio-proxy" && !scalar_at(c, {"image"}).empty())
+                        pod.istio_proxy = true;
+                }
+            }
+            config_.workloads.push_back(std::move(pod));
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
+            return;
+        }
+        if (kind == "Sidecar" && api.starts_with("networking.istio.io/")) {
+            config_.sidecars.push_back(
+                {meta, field(doc, {"spec", "outboundTrafficPolicy", "egressProxy"}).IsDefined()});
+            reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
+            return;
+        }
+        if (kind == "Namespace" && api == "v1" && !name.empty()) {
+            config_.namespaces[name] = meta.labels;
+            reporter_.note(doc.Mark(), "", "read Namespace " + name + " labels");
+            return;
+        }
+        if (kind == "Node" && api == "v1" && !name.empty()) {
+            config_.node_labels[name] = meta.labels;
+            reporter_.note(doc.Mark(), "", "read Node " + name + " topology labels");
             return;
         }
         reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
@@ -305,6 +383,8 @@ class DocumentLoader {
 
     Config& config_;
     std::string file_;
+    int line_offset_ = 0;
+    const std::string* text_ = nullptr;
 };
 
 }  // namespace
@@ -345,17 +425,19 @@ std::vector<const Diagnostic*> Config::warnings() const {
 }
 
 void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name) {
-    std::vector<YAML::Node> docs;
-    try {
-        docs = YAML::LoadAll(yaml_text);
-    } catch (const YAML::Exception& e) {
-        Reporter r(config.diagnostics, file_name);
-        r.error(e.mark, "", "YAML syntax error: " + e.msg);
-        return;
-    }
-    DocumentLoader loader(config, file_name);
-    for (const auto& doc : docs)
+    // One document at a time (see yaml_documents): a syntax error costs only its own document.
+    for (const auto& [first_line, text] : yaml_documents(yaml_text)) {
+        YAML::Node doc;
+        try {
+            doc = YAML::Load(text);
+        } catch (const YAML::Exception& e) {
+            Reporter r(config.diagnostics, file_name, first_line - 1);
+            r.error(e.mark, "", "YAML syntax error: " + e.msg);
+            continue;
+        }
+        DocumentLoader loader(config, file_name, first_line - 1, &text);
         loader.load(doc);
+    }
 }
 
 Config load_yaml(const std::string& yaml_text, const std::string& file_name) {

@@ -126,6 +126,7 @@ struct HTTPFaultInjection {
     struct Delay {
         Duration fixed_delay{};
         std::optional<double> percentage;  // absent = 100
+        int32_t legacy_percent = 0;        // the deprecated integer `percent`, as written
     };
     struct Abort {
         std::optional<int32_t> http_status;
@@ -301,6 +302,8 @@ struct ServiceEntry {
     std::vector<WorkloadEntrySpec> endpoints;
     std::optional<Labels> workload_selector;
     std::vector<std::string> export_to, subject_alt_names;
+    // status.addresses is not empty: the control plane allocated VIPs (read for the analyzer).
+    bool allocated_addresses = false;
 };
 
 // ---- security.istio.io ---------------------------------------------------------------------
@@ -362,11 +365,22 @@ struct KubeService {
 struct Workload {
     std::string kind, name, ns;
     Labels labels;
+    std::string node;  // a Pod's spec.nodeName
+    Labels annotations;
+    bool istio_proxy = false;  // a Pod with an istio-proxy (init) container that has an image
+};
+
+// A Sidecar, read leniently for the analyzer (the kind is not validated or enforced yet).
+struct SidecarResource {
+    Metadata meta;
+    bool egress_proxy = false;  // spec.outboundTrafficPolicy.egressProxy (deprecated, ignored)
 };
 
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
 // analyzer sees them; consumers that build configuration must skip them.
 struct Config {
+    // The namespace of resources whose metadata names none (istioctl analyze --namespace).
+    std::string default_namespace = "default";
     std::vector<VirtualService> virtual_services;
     std::vector<DestinationRule> destination_rules;
     std::vector<ServiceEntry> service_entries;
@@ -375,6 +389,9 @@ struct Config {
     std::vector<AuthorizationPolicy> authorization_policies;
     std::vector<KubeService> kube_services;
     std::vector<Workload> workloads;
+    std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
+    std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
+    std::vector<SidecarResource> sidecars;
     std::vector<Diagnostic> diagnostics;
 
     bool has_errors() const;

@@ -48,7 +48,7 @@ void parse_string_match_value(Reporter& r, const std::optional<Value>& v,
         if (sm.value.empty()) {
             r.error(v->mark(), join(v->path, "regex"), "regex string match should not be empty");
         } else if (auto p = regex_problem(sm.value); !p.empty()) {
-            r.error(v->node["regex"].Mark(), join(v->path, "regex"), p);
+            r.error(mark_of(field(v->node, "regex")), join(v->path, "regex"), p);
         }
     } else if (sm.type == StringMatch::Type::Prefix && sm.value.empty() && !empty_prefix_ok) {
         r.error(v->mark(), join(v->path, "prefix"), "prefix string match should not be empty");
@@ -302,6 +302,9 @@ void parse_retries(Obj& o, HTTPRetry& out) {
         o.unsupported("retryRemoteLocalities");
     }
     o.duration("backoff", out.backoff);
+    // Istio's default is true, which is what remora's retries do (another endpoint when there is
+    // one); false is the part remora lacks.
+    if (o.boolean("retryIgnorePreviousHosts", b) && !b) o.unsupported("retryIgnorePreviousHosts");
     if (out.attempts == 0 &&
         (out.per_try_timeout || !out.retry_on.empty() || out.retry_remote_localities)) {
         r.error(attempts ? attempts->mark() : o.mark(), join(o.path(), "attempts"),
@@ -314,9 +317,10 @@ void parse_fault(Obj& f, HTTPFaultInjection& out) {
     if (!f.has("delay") && !f.has("abort")) {
         r.error(f.mark(), f.path(), "HTTP fault injection must have an abort and/or a delay");
     }
-    auto legacy_percent = [&](Obj& o, std::optional<double>& pct) {
+    auto legacy_percent = [&](Obj& o, std::optional<double>& pct, int32_t* written = nullptr) {
         int32_t p = 0;
         if (o.integer("percent", p, INT32_MIN, INT32_MAX)) {
+            if (written) *written = p;
             auto v = o.get("percent");
             if (p < 0 || p > 100) {
                 r.error(v->mark(), v->path,
@@ -338,7 +342,7 @@ void parse_fault(Obj& f, HTTPFaultInjection& out) {
         }
         if (fixed) delay.fixed_delay = *fixed;
         d.percent("percentage", delay.percentage);
-        legacy_percent(d, delay.percentage);
+        legacy_percent(d, delay.percentage, &delay.legacy_percent);
         out.delay = delay;
     });
     f.object("abort", [&](Obj& a) {
@@ -431,6 +435,14 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
     h.object("redirect", [&](Obj& o) {
         HTTPRedirect rd;
         o.str("uri", rd.uri);
+        std::string prefix_rewrite;
+        if (o.str("prefixRewrite", prefix_rewrite)) {
+            if (!rd.uri.empty()) {
+                r.error(o.mark(), o.path(),
+                        "redirect uri and prefixRewrite are mutually exclusive");
+            }
+            o.unsupported("prefixRewrite");
+        }
         o.str("authority", rd.authority);
         o.integer("port", rd.port, 1, 65535);
         o.enumeration("derivePort", rd.derive_port, {"FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"});
@@ -450,8 +462,8 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
                 if (n != 0) rd.redirect_code = static_cast<uint32_t>(n);
             }
         }
-        if (rd.uri.empty() && rd.authority.empty() && !o.has("port") && !o.has("derivePort") &&
-            rd.scheme.empty()) {
+        if (rd.uri.empty() && prefix_rewrite.empty() && rd.authority.empty() && !o.has("port") &&
+            !o.has("derivePort") && rd.scheme.empty()) {
             r.error(o.mark(), o.path(), "redirect must specify URI, authority, scheme, or port");
         }
         out.redirect = rd;
@@ -534,19 +546,25 @@ void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
         parse_destination(o, d);
         out.mirror = d;
     });
-    if (auto v = h.get("mirrorPercent")) {
-        int64_t n = 0;
-        if (scalar_int(r, *v, n, 0, UINT32_MAX)) {
-            if (n > 100) {
-                r.error(v->mark(), v->path,
-                        "mirror_percent must have a max value of 100 (it has " + std::to_string(n) +
-                            ")");
-            } else {
-                out.mirror_percentage = static_cast<double>(n);
+    // mirror_percent is the CRD's other spelling (+kubebuilder:altName) of the same field.
+    for (const char* spelling : {"mirrorPercent", "mirror_percent"}) {
+        auto v = h.get(spelling);
+        if (!v) continue;
+        {
+            int64_t n = 0;
+            if (scalar_int(r, *v, n, 0, UINT32_MAX)) {
+                if (n > 100) {
+                    r.error(v->mark(), v->path,
+                            "mirror_percent must have a max value of 100 (it has " +
+                                std::to_string(n) + ")");
+                } else {
+                    out.mirror_percentage = static_cast<double>(n);
+                }
             }
+            r.warning(
+                v->mark(), v->path,
+                "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
         }
-        r.warning(v->mark(), v->path,
-                  "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
     }
     h.object("mirrorPercentage", [&](Obj& p) {
         double d = 0;
@@ -650,6 +668,15 @@ void parse_l4_route(Obj& t, L4Route& out, bool tls, Reporter& r) {
         }
         uint32_t port = 0;
         m.integer("port", port, 0, 65535);
+        if (auto v = m.get("sourceSubnet")) {  // deprecated, hidden from Istio's docs
+            std::string subnet;
+            if (scalar_string(r, *v, subnet)) {
+                if (!subnet.empty() && !is_ip_or_cidr(subnet)) {
+                    r.error(v->mark(), v->path, in_quotes(subnet) + " is not a valid IP or CIDR");
+                }
+                r.unsupported(v->mark(), v->path);
+            }
+        }
         Labels l;
         m.string_map("sourceLabels", l);
         std::string ns;
@@ -708,7 +735,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
     bool all_valid = true;
     for (std::size_t i = 0; i < vs.hosts.size(); ++i) {
         const std::string& h = vs.hosts[i];
-        Value v{hosts->node[i], at_index(hosts->path, i)};
+        Value v{item(hosts->node, i), at_index(hosts->path, i)};
         if (auto p = wildcard_domain_problem(h); !p.empty()) {
             if (!is_ip(h)) {
                 r.error(v.mark(), v.path, p);
@@ -726,7 +753,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
             for (std::size_t j = i + 1; j < vs.hosts.size(); ++j) {
                 if (hosts_overlap(vs.hosts[i], vs.hosts[j])) {
                     r.error(
-                        hosts->node[j].Mark(), at_index(hosts->path, j),
+                        mark_of(item(hosts->node, j)), at_index(hosts->path, j),
                         "duplicate hosts in virtual service: " + vs.hosts[i] + " & " + vs.hosts[j]);
                 }
             }
@@ -873,6 +900,13 @@ void parse_connection_pool(Obj& o, ConnectionPoolSettings& out) {
         h.enumeration("h2UpgradePolicy", http.h2_upgrade_policy,
                       {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"});
         h.boolean("useClientProtocol", http.use_client_protocol);
+        if (auto v = h.get("http2KeepAlive")) {
+            Obj k(r, *v);
+            std::optional<Duration> interval, timeout;
+            k.duration("interval", interval);
+            k.duration("timeout", timeout);
+            r.unsupported(v->mark(), v->path);
+        }
         if (http.h2_upgrade_policy == "UPGRADE" && http.use_client_protocol) {
             r.error(h.mark(), h.path(),
                     "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
@@ -903,6 +937,15 @@ void parse_outlier_detection(Obj& o, OutlierDetection& out) {
     }
     o.duration("interval", out.interval);
     o.duration("baseEjectionTime", out.base_ejection_time);
+    if (o.has("outlierDetectionHttpErrorCodes")) {
+        o.list("outlierDetectionHttpErrorCodes", [&](const Value& v, std::size_t) {
+            int64_t code = 0;
+            scalar_int(r, v, code, 100, 599);
+        });
+        o.unsupported("outlierDetectionHttpErrorCodes");
+    } else {
+        o.skip("outlierDetectionHttpErrorCodes");
+    }
     for (auto [key, dst] : {std::pair{"maxEjectionPercent", &out.max_ejection_percent},
                             std::pair{"minHealthPercent", &out.min_health_percent}}) {
         int64_t n = 0;
@@ -966,7 +1009,7 @@ void parse_traffic_policy(Obj& o, TrafficPolicy& out) {
     Reporter& r = o.reporter();
     if (!o.has("loadBalancer") && !o.has("connectionPool") && !o.has("outlierDetection") &&
         !o.has("tls") && !o.has("portLevelSettings") && !o.has("tunnel") &&
-        !o.has("proxyProtocol")) {
+        !o.has("proxyProtocol") && !o.has("retryBudget")) {
         r.error(o.mark(), o.path(), "traffic policy must have at least one field");
     }
     o.object("loadBalancer", [&](Obj& x) { parse_load_balancer(x, out.load_balancer.emplace()); });
@@ -1012,6 +1055,19 @@ void parse_traffic_policy(Obj& o, TrafficPolicy& out) {
         Obj p(r, *v);
         std::string s;
         p.enumeration("version", s, {"V1", "V2"});
+        r.unsupported(v->mark(), v->path);
+    }
+    if (auto v = o.get("retryBudget")) {
+        Obj b(r, *v);
+        double percent = 0;
+        if (b.number("percent", percent) && (percent < 0 || percent > 100)) {
+            auto p = b.get("percent");
+            r.error(p->mark(), p->path, "percent must be in range [0, 100]");
+        }
+        uint32_t min_concurrency = 0;
+        b.integer("minRetryConcurrency", min_concurrency, 0, UINT32_MAX);
+        std::optional<Duration> interval;
+        b.duration("budgetInterval", interval, true);
         r.unsupported(v->mark(), v->path);
     }
 }
@@ -1116,7 +1172,7 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
                 "service entry must have at least one host");
     }
     for (std::size_t i = 0; i < se.hosts.size(); ++i) {
-        Value v{hosts->node[i], at_index(hosts->path, i)};
+        Value v{item(hosts->node, i), at_index(hosts->path, i)};
         if (se.hosts[i] == "*") {
             r.error(v.mark(), v.path, "invalid host *");
         } else if (auto p = wildcard_domain_problem(se.hosts[i]); !p.empty()) {
@@ -1129,7 +1185,7 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
     for (std::size_t i = 0; i < se.addresses.size(); ++i) {
         cidr |= se.addresses[i].find('/') != std::string::npos;
         if (!is_ip_or_cidr(se.addresses[i])) {
-            r.error(addresses->node[i].Mark(), at_index(addresses->path, i),
+            r.error(mark_of(item(addresses->node, i)), at_index(addresses->path, i),
                     in_quotes(se.addresses[i]) + " is not a valid IP address or CIDR range");
         }
     }
@@ -1250,7 +1306,7 @@ void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>&
     std::set<std::string> seen;
     for (std::size_t i = 0; i < out.size(); ++i) {
         const std::string& e = out[i];
-        YAML::Mark at = v->node[i].Mark();
+        YAML::Mark at = mark_of(item(v->node, i));
         std::string path = at_index(v->path, i);
         std::string key = e == "." ? ns : e;
         if (seen.count(key)) {
@@ -1288,7 +1344,7 @@ void read_labels(Obj& o, const std::string& key, Labels& out) {
 void check_labels(Reporter& r, const Value& where, const Labels& labels) {
     for (const auto& [k, v] : labels) {
         if (auto p = label_problem(k, v); !p.empty()) {
-            YAML::Node value = where.node[k];
+            YAML::Node value = field(where.node, k);
             r.error(value.IsDefined() ? value.Mark() : where.mark(), join(where.path, k), p);
         }
     }

@@ -22,7 +22,7 @@ void values(Obj& o, const std::string& key, std::vector<std::string>& out,
     o.strings(key, out);
     for (std::size_t i = 0; i < out.size() && i < v->node.size(); ++i) {
         if (out[i].empty()) {
-            o.reporter().error(v->node[i].Mark(), at_index(v->path, i),
+            o.reporter().error(mark_of(item(v->node, i)), at_index(v->path, i),
                                "empty value not allowed, found in " + istio_name);
         }
     }
@@ -32,7 +32,7 @@ void check_ips(Obj& o, const std::string& key, const std::vector<std::string>& i
     auto v = o.get(key);
     for (std::size_t i = 0; i < ips.size(); ++i) {
         if (!ips[i].empty() && !is_ip_or_cidr(ips[i])) {
-            o.reporter().error(v->node[i].Mark(), at_index(v->path, i),
+            o.reporter().error(mark_of(item(v->node, i)), at_index(v->path, i),
                                "invalid IP address or CIDR range: " + ips[i]);
         }
     }
@@ -42,7 +42,7 @@ void check_ports(Obj& o, const std::string& key, const std::vector<std::string>&
     auto v = o.get(key);
     for (std::size_t i = 0; i < ports.size(); ++i) {
         if (!ports[i].empty() && !is_port_number(ports[i])) {
-            o.reporter().error(v->node[i].Mark(), at_index(v->path, i),
+            o.reporter().error(mark_of(item(v->node, i)), at_index(v->path, i),
                                "invalid port: " + ports[i]);
         }
     }
@@ -79,7 +79,7 @@ void parse_source(Obj& s, Source& out, std::size_t rule) {
                 (slash == 0 || slash + 1 == sa.size() ||
                  sa.find('/', slash + 1) != std::string::npos)) {
                 r.error(
-                    v->node[i].Mark(), at_index(v->path, i),
+                    mark_of(item(v->node, i)), at_index(v->path, i),
                     "service account " + in_quotes(sa) + " must be <name> or <namespace>/<name>");
             }
         }

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "control/model/checks.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::model::detail {
 
@@ -21,7 +22,7 @@ Location Reporter::location(const YAML::Mark& at) const {
     Location l;
     l.file = file_;
     if (!at.is_null()) {
-        l.line = at.line + 1;
+        l.line = at.line + 1 + line_offset_;
         l.column = at.column + 1;
     }
     return l;
@@ -116,16 +117,18 @@ void Obj::finish() {
 
 bool Obj::has(const std::string& key) const {
     if (!is_map_) return false;
-    YAML::Node v = node_[key];
+    YAML::Node v = field(node_, key);
     return v.IsDefined() && !v.IsNull();
 }
 
 std::optional<Value> Obj::get(const std::string& key) {
     known_.insert(key);
     if (!is_map_) return std::nullopt;
-    YAML::Node v = node_[key];
+    YAML::Node v = field(node_, key);
+    std::string path = join(path_, key);
+    r_.visit(v.IsDefined() ? v.Mark() : node_.Mark(), path);
     if (!v.IsDefined() || v.IsNull()) return std::nullopt;
-    return Value{v, join(path_, key)};
+    return Value{v, std::move(path)};
 }
 
 void Obj::unsupported(const std::string& key, const std::string& why) {
@@ -137,7 +140,35 @@ void Obj::require(const std::string& key) {
     if (!has(key)) r_.error(node_.Mark(), join(path_, key), "required");
 }
 
+namespace {
+
+// In a flow collection, yaml-cpp takes a ':' before ',', ']' or '}' as a mapping indicator:
+// [1.2.3.4, 2001:db8::] holds 1.2.3.4 and {"2001:db8:": null}. Kubernetes (go-yaml) takes a ':'
+// as an indicator only before a blank, and reads the string "2001:db8::". The source text says
+// which was written.
+bool go_yaml_plain_scalar(const Reporter& r, const YAML::Node& n, std::string& out) {
+    const std::string* text = r.text();
+    if (!text || !n.IsMap() || n.size() != 1) return false;
+    auto it = n.begin();
+    if (!it->first.IsScalar() || it->first.Tag() != "?" || !it->second.IsNull()) return false;
+    const std::string& key = it->first.Scalar();
+    const YAML::Mark at = it->first.Mark();
+    if (at.is_null() || at.pos < 0) return false;
+    std::size_t colon = static_cast<std::size_t>(at.pos) + key.size();
+    if (colon + 1 >= text->size() ||
+        text->compare(static_cast<std::size_t>(at.pos), key.size(), key) != 0) {
+        return false;
+    }
+    char next = (*text)[colon + 1];
+    if ((*text)[colon] != ':' || (next != ',' && next != ']' && next != '}')) return false;
+    out = key + ":";
+    return true;
+}
+
+}  // namespace
+
 bool scalar_string(Reporter& r, const Value& v, std::string& out) {
+    if (go_yaml_plain_scalar(r, v.node, out)) return true;
     if (!v.node.IsScalar()) {
         r.error(v.mark(), v.path, "must be a string");
         return false;
@@ -247,7 +278,7 @@ bool Obj::strings(const std::string& key, std::vector<std::string>& out) {
     bool ok = true;
     for (std::size_t i = 0; i < v->node.size(); ++i) {
         std::string s;
-        if (scalar_string(r_, Value{v->node[i], at_index(v->path, i)}, s)) {
+        if (scalar_string(r_, Value{item(v->node, i), at_index(v->path, i)}, s)) {
             out.push_back(std::move(s));
         } else {
             ok = false;
@@ -345,7 +376,7 @@ void Obj::list(const std::string& key, const std::function<void(const Value&, st
         return;
     }
     for (std::size_t i = 0; i < v->node.size(); ++i)
-        f(Value{v->node[i], at_index(v->path, i)}, i);
+        f(Value{item(v->node, i), at_index(v->path, i)}, i);
 }
 
 void Obj::entries(

@@ -12,13 +12,17 @@
 #include <vector>
 
 #include "control/model/model.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::model::detail {
 
 // Collects diagnostics for one resource of one file.
 class Reporter {
   public:
-    Reporter(std::vector<Diagnostic>& out, std::string file) : out_(out), file_(std::move(file)) {}
+    // line_offset: the line of the file where the parsed text starts, less one (a document
+    // parsed alone has its marks counted from its own first line).
+    Reporter(std::vector<Diagnostic>& out, std::string file, int line_offset = 0)
+        : out_(out), file_(std::move(file)), line_offset_(line_offset) {}
 
     void set_resource(std::string kind, std::string ns, std::string name, Location where);
     void error(const YAML::Mark& at, const std::string& path, std::string message);
@@ -30,6 +34,19 @@ class Reporter {
 
     Location location(const YAML::Mark& at) const;
     std::size_t error_count() const { return errors_; }
+
+    // The field being read, so that an unexpected exception can still name file, line and field.
+    void visit(const YAML::Mark& at, const std::string& path) {
+        visited_mark_ = at;
+        visited_path_ = path;
+    }
+    const YAML::Mark& visited_mark() const { return visited_mark_; }
+
+    // The text the marks point into, to read a scalar as Kubernetes (go-yaml) does where
+    // yaml-cpp reads it differently.
+    void set_text(const std::string* text) { text_ = text; }
+    const std::string* text() const { return text_; }
+    const std::string& visited_path() const { return visited_path_; }
     const std::string& file() const { return file_; }
 
   private:
@@ -38,9 +55,13 @@ class Reporter {
 
     std::vector<Diagnostic>& out_;
     std::string file_;
+    int line_offset_ = 0;
     std::string kind_, ns_, name_;
     Location resource_where_;
     std::size_t errors_ = 0;
+    YAML::Mark visited_mark_ = YAML::Mark::null_mark();
+    const std::string* text_ = nullptr;
+    std::string visited_path_;
 };
 
 // "a.b" for plain keys, a["x.y/z"] for keys with other characters (label keys, header names).

@@ -113,7 +113,14 @@ bool ConfigDirWatcher::sync_now() {
     if (have_read_ && files == last_read_) return last_ok_;
     have_read_ = true;
     last_read_ = files;
-    ChangeResult r = store_.set_config_dir(files);
+    ChangeResult r;
+    try {
+        r = store_.set_config_dir(files);
+    } catch (const std::exception& e) {
+        // Never the watcher thread's end (an escaped exception there is std::terminate).
+        r.status = 500;
+        r.error = std::string("internal error: ") + e.what();
+    }
     last_ok_ = r.ok();
     if (!r.ok()) {
         log_("--config-dir " + dir_.string() + ": " + r.error +

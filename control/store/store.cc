@@ -3,8 +3,8 @@
 // the waiters.
 #include "control/store/store.h"
 
-#include <boost/json.hpp>
 #include <yaml-cpp/yaml.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -13,6 +13,7 @@
 
 #include "common/files.h"
 #include "control/analyze/analyzer.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::control::store {
 
@@ -36,8 +37,8 @@ constexpr KindInfo kKinds[] = {
     {Kind::WorkloadEntry, "WorkloadEntry", "networking.istio.io", "workloadentries", "we"},
     {Kind::PeerAuthentication, "PeerAuthentication", "security.istio.io", "peerauthentications",
      "pa"},
-    {Kind::AuthorizationPolicy, "AuthorizationPolicy", "security.istio.io",
-     "authorizationpolicies", "ap"},
+    {Kind::AuthorizationPolicy, "AuthorizationPolicy", "security.istio.io", "authorizationpolicies",
+     "ap"},
     // Kubernetes Services (core v1): the mesh's service names, ports and selectors; their
     // endpoints are the registered pods the selector picks.
     {Kind::Service, "Service", "", "services", "svc"},
@@ -62,40 +63,54 @@ std::optional<Kind> kind_exact(const std::string& name) {
     return std::nullopt;
 }
 
-// A document marker ("---" or "...") at the start of a line, followed by a blank or the end.
-bool is_marker(std::string_view line, std::string_view marker) {
-    if (line.substr(0, 3) != marker) return false;
-    return line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' ||
-           line[3] == '\n';
-}
-
-// The text of each YAML document, split at document markers (which YAML allows only at the
-// start of a line, outside every scalar), with line numbers of their first lines.
-std::vector<std::pair<int, std::string>> document_texts(const std::string& text) {
-    std::vector<std::pair<int, std::string>> out;
-    std::string cur;
-    int cur_line = 1;
-    int line_no = 0;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
+// `kubectl get -o yaml` output carries `status` and `metadata.managedFields`: the API server's
+// bookkeeping, not configuration. The lines of those blocks are left out of what is stored (a
+// key that does not begin its line, as in flow style, stays: cutting it would cut its neighbours).
+std::string without_bookkeeping(const std::string& text, const YAML::Node& doc) {
+    std::vector<std::string_view> lines;
+    for (std::size_t pos = 0; pos < text.size();) {
         std::size_t nl = text.find('\n', pos);
         std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
-        std::string_view line(text.data() + pos, end - pos);
-        ++line_no;
-        if (is_marker(line, "---")) {
-            out.emplace_back(cur_line, std::move(cur));
-            cur = std::string(line.substr(3));  // "--- {...}" keeps its content
-            cur_line = line_no;
-        } else if (is_marker(line, "...")) {
-            out.emplace_back(cur_line, std::move(cur));
-            cur.clear();
-            cur_line = line_no + 1;
-        } else {
-            cur.append(line);
-        }
+        lines.emplace_back(text.data() + pos, end - pos);
         pos = end;
     }
-    out.emplace_back(cur_line, std::move(cur));
+    auto indent = [](std::string_view line) {
+        std::size_t n = line.find_first_not_of(' ');
+        return n == std::string_view::npos ? std::string_view::npos : n;
+    };
+    std::vector<bool> drop(lines.size(), false);
+    auto cut = [&](const YAML::Node& map, std::string_view key) {
+        if (!map.IsMap()) return;
+        for (auto it = map.begin(); it != map.end(); ++it) {
+            if (!it->first.IsScalar() || it->first.Scalar() != key) continue;
+            const YAML::Mark at = it->first.Mark();
+            if (at.is_null() || at.line < 0 || static_cast<std::size_t>(at.line) >= lines.size()) {
+                return;
+            }
+            std::size_t first = static_cast<std::size_t>(at.line);
+            std::size_t column = static_cast<std::size_t>(at.column);
+            if (indent(lines[first]) != column) return;
+            std::size_t last = first + 1;
+            while (last < lines.size()) {
+                std::size_t i = indent(lines[last]);
+                bool blank =
+                    i == std::string_view::npos || lines[last][i] == '\n' || lines[last][i] == '\r';
+                if (!blank && i <= column &&
+                    !(i == column && lines[last].substr(i, 2) == "- ")) {  // "key:\n- item"
+                    break;
+                }
+                ++last;
+            }
+            for (std::size_t l = first; l < last; ++l)
+                drop[l] = true;
+        }
+    };
+    cut(doc, "status");
+    cut(model::field(doc, "metadata"), "managedFields");
+    std::string out;
+    for (std::size_t l = 0; l < lines.size(); ++l) {
+        if (!drop[l]) out.append(lines[l]);
+    }
     return out;
 }
 
@@ -114,11 +129,6 @@ std::string tidy(std::string s) {
         start = nl + 1;
     }
     return s.substr(start) + "\n";
-}
-
-std::string scalar(const YAML::Node& n) {
-    if (n && n.IsScalar()) return n.Scalar();
-    return "";
 }
 
 // The file name a stored resource's text goes by when it is validated again.
@@ -185,7 +195,7 @@ int64_t ConfigStore::now_seconds() const {
 
 ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
     Parsed out;
-    for (auto& [line, doc_text] : document_texts(text)) {
+    for (auto& [line, doc_text] : model::yaml_documents(text)) {
         YAML::Node doc;
         try {
             doc = YAML::Load(doc_text);
@@ -193,12 +203,15 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
             continue;  // the model reports the syntax error, with the right line
         }
         if (!doc.IsMap()) continue;
-        std::string kind = scalar(doc["kind"]);
-        std::string name = scalar(doc["metadata"]["name"]);
-        std::string ns = scalar(doc["metadata"]["namespace"]);
+        // model::field, not doc["metadata"]["name"]: that throws when metadata is a string.
+        std::string kind = model::scalar_text(model::field(doc, "kind"));
+        std::string name = model::scalar_text(model::field(doc, {"metadata", "name"}));
+        std::string ns = model::scalar_text(model::field(doc, {"metadata", "namespace"}));
         if (ns.empty()) ns = "default";
         auto k = kind_exact(kind);
-        if (k == Kind::Service && scalar(doc["apiVersion"]) != "v1") k.reset();  // Knative's, ...
+        if (k == Kind::Service && model::scalar_text(model::field(doc, "apiVersion")) != "v1") {
+            k.reset();  // Knative's, ...
+        }
         if (!k) {
             ChangeResult::Item item;
             item.action = "skipped";
@@ -208,7 +221,7 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
             out.skipped.push_back(std::move(item));
             continue;
         }
-        out.docs.push_back({{*k, ns, name}, tidy(doc_text)});
+        out.docs.push_back({{*k, ns, name}, tidy(without_bookkeeping(doc_text, doc))});
     }
     return out;
 }
@@ -268,8 +281,10 @@ ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string&
     if (!validate(base, {{source, yaml_text}}, result)) return result;
     if (parsed.docs.empty()) {
         result.status = 400;
-        result.error = "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
-                       "PeerAuthentication, AuthorizationPolicy or Service in " + source;
+        result.error =
+            "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
+            "PeerAuthentication, AuthorizationPolicy or Service in " +
+            source;
         result.items = std::move(parsed.skipped);
         return result;
     }
@@ -324,8 +339,10 @@ ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string
     Parsed parsed = split_documents(yaml_text);
     if (parsed.docs.empty()) {
         result.status = 400;
-        result.error = "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
-                       "PeerAuthentication, AuthorizationPolicy or Service named in " + source;
+        result.error =
+            "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
+            "PeerAuthentication, AuthorizationPolicy or Service named in " +
+            source;
         return result;
     }
     std::set<ResourceKey> keys;
@@ -442,7 +459,8 @@ bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult
     return true;
 }
 
-void ConfigStore::persist(uint64_t version, const std::map<ResourceKey, Resource>& resources) const {
+void ConfigStore::persist(uint64_t version,
+                          const std::map<ResourceKey, Resource>& resources) const {
     json::array items;
     for (const auto& [key, r] : resources) {
         // The directory is the durable copy of its own resources: they are read again from it.
@@ -534,9 +552,8 @@ void ConfigStore::publish(SnapshotPtr snap) {
     {
         std::lock_guard lock(wait_mu_);
         current_.store(snap);
-        auto it = std::partition(waiters_.begin(), waiters_.end(), [&](const PendingWaiter& w) {
-            return w.after >= snap->version;
-        });
+        auto it = std::partition(waiters_.begin(), waiters_.end(),
+                                 [&](const PendingWaiter& w) { return w.after >= snap->version; });
         for (auto i = it; i != waiters_.end(); ++i)
             ready.push_back(std::move(i->fn));
         waiters_.erase(it, waiters_.end());

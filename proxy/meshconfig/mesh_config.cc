@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/args.h"
+#include "control/model/yaml_read.h"
 
 namespace remora::proxy {
 
@@ -73,8 +74,10 @@ MeshConfig MeshConfig::parse(const std::string& text, const std::string& file) {
     if (root.IsNull()) return mc;
     if (!root.IsMap()) r.fail(root, "(top level)", "expected a mapping of MeshConfig fields");
     // The istio ConfigMap form: data.mesh holds the MeshConfig as a string.
-    if (root["kind"] && root["data"] && root["data"]["mesh"]) {
-        YAML::Node mesh = root["data"]["mesh"];
+    // model::field: root["data"]["mesh"] throws when data is a string.
+    if (control::model::field(root, "kind") &&
+        control::model::field(root, {"data", "mesh"}).IsDefined()) {
+        YAML::Node mesh = control::model::field(root, {"data", "mesh"});
         return parse(r.str(mesh, "data.mesh"), file + " (data.mesh)");
     }
     for (const auto& kv : root) {

@@ -345,6 +345,43 @@ def test_config_dir(ctx):
     c.stop()
 
 
+def test_no_input_crashes(ctx):
+    """Valid Kubernetes objects yaml-cpp used to trip on, odd shapes and yaml-cpp's endless
+    LoadAll input, at start, in a watched directory and over the API: never an exit or abort."""
+    d = os.path.join(ctx.tmp, "odd-configmap")
+    os.makedirs(d)
+    write(os.path.join(d, "svc.yaml"),
+          "apiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec: {}\n---\n"
+          "apiVersion: v1\nkind: Service\nmetadata:\n  name: headless\nspec:\n"
+          "  clusterIP: None\n  selector: {app: db}\n")
+    c = ctx.new_control("odd", ["--config-dir", d]).start()
+    r = c.must("get", "svc")
+    check("empty" in r.out and "headless" in r.out, "the Services were not served", r.describe())
+    # A file that appears while it runs, with a document of the wrong shape.
+    odd = write(os.path.join(d, "odd.yaml"), "apiVersion: networking.istio.io/v1\n"
+                "kind: VirtualService\nmetadata: a-string\nspec: {hosts: [a]}\n")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and odd not in c.log_text():
+        time.sleep(0.1)
+    check(c.proc.poll() is None, "remora-control exited on a bad file in --config-dir", c.tail())
+    check(odd in c.log_text(), "the bad file was not logged", c.tail())
+    os.remove(odd)
+    # Over the API: a Service with spec: {} is taken; odd shapes are refused, not a dropped stream.
+    svc = write(os.path.join(ctx.tmp, "svc-empty.yaml"),
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: plain\nspec: {}\n")
+    r = c.must("apply", "-f", svc)
+    check("created" in r.out, "a Service with spec: {} was not created", r.describe())
+    for i, text in enumerate(["kind: VirtualService\nmetadata: a-string\n",
+                              "kind: Service\napiVersion: v1\nmetadata: [a]\n",
+                              "  - a:\n    b:\n , c:\n"]):
+        f = write(os.path.join(ctx.tmp, f"odd-{i}.yaml"), text)
+        r = c.ctl("apply", "-f", f)
+        check(r.rc == 1 and "Error from server (400)" in r.err,
+              f"odd input {i} was not refused with 400", r.describe())
+    check(c.proc.poll() is None, "remora-control exited on odd input", c.tail())
+    c.stop()
+
+
 def test_mesh_config(ctx):
     good = write(os.path.join(ctx.tmp, "mesh.yaml"),
                  "trustDomain: example.org\naccessLogFile: /dev/stdout\n"
@@ -376,6 +413,7 @@ TESTS = [
     ("delete", test_delete),
     ("unauthenticated_refused", test_unauthenticated_refused),
     ("config_dir", test_config_dir),
+    ("no_input_crashes", test_no_input_crashes),
     ("mesh_config", test_mesh_config),
 ]
 

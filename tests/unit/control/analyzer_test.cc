@@ -97,7 +97,7 @@ TEST_CASE("analyzer input virtualservice_conflictingmeshgatewayhosts.yaml") {
     CHECK(m[0].str().ends_with(
         "(VirtualService foo/productpage " +
         (samples_dir() / "virtualservice_conflictingmeshgatewayhosts.yaml").string() +
-        ":2) The VirtualServices foo/productpage,foo/bogus-productpage associated with mesh "
+        ":2) The VirtualServices foo/bogus-productpage,foo/productpage associated with mesh "
         "gateway define the same host */productpage.foo.svc.cluster.local which can lead to "
         "undefined behavior. This can be fixed by merging the conflicting VirtualServices into "
         "a single resource."));

@@ -2,10 +2,13 @@
 // message (file:line:col, resource, field path, text); plus the "not supported by remora" warnings.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "control/model/model.h"
+#include "control/model/yaml_read.h"
 
 using namespace remora::control::model;
 
@@ -522,4 +525,154 @@ TEST_CASE("warnings: valid Istio features remora does not implement") {
     CHECK(w[0] ==
           "t.yaml:9:7: warning: VirtualService default/reviews: spec.http[0].delegate: not "
           "supported by remora");
+}
+
+// ---- no input throws ---------------------------------------------------------------------
+
+TEST_CASE("Services valid in Kubernetes load: spec: {}, headless without ports, no spec") {
+    // yaml-cpp's operator[] on a missing key took remora-control down on each of these.
+    for (const char* spec : {"spec: {}\n", "spec:\n  clusterIP: None\n  selector: {app: a}\n", "",
+                             "spec: null\n", "spec: just-a-string\n", "spec: [1, 2]\n",
+                             "spec:\n  ports: 9080\n", "spec:\n  ports: [{}, {port: x}, 1]\n"}) {
+        CAPTURE(spec);
+        Config c;
+        REQUIRE_NOTHROW(c = load_yaml(std::string("apiVersion: v1\nkind: Service\nmetadata:\n"
+                                                  "  name: a\n") +
+                                          spec,
+                                      "svc.yaml"));
+        CHECK(!c.has_errors());
+        REQUIRE(c.kube_services.size() == 1);
+        CHECK(c.kube_services[0].ports.empty());
+        CHECK(c.kube_services[0].cluster_ips.empty());
+    }
+    Config c = load_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIPs: [None, "
+        "198.19.0.1]\n  ports:\n  - {port: 80, name: http}\n  - {port: 70000}\n",
+        "svc.yaml");
+    REQUIRE(c.kube_services.size() == 1);
+    CHECK(c.kube_services[0].cluster_ips == std::vector<std::string>{"198.19.0.1"});
+    REQUIRE(c.kube_services[0].ports.size() == 1);
+    CHECK(c.kube_services[0].ports[0].port == 80);
+}
+
+TEST_CASE("odd shapes in any field are diagnostics, and the next document still loads") {
+    const char* odd[] = {
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: a-string\n",
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: [1]\nspec: 3\n",
+        "kind: [VirtualService]\napiVersion: {a: b}\n",
+        "kind: DestinationRule\napiVersion: networking.istio.io/v1\nmetadata: {name: d}\n"
+        "spec:\n  host: [a]\n  subsets: {a: b}\n  trafficPolicy: [1]\n",
+        "kind: AuthorizationPolicy\napiVersion: security.istio.io/v1\nmetadata: {name: p}\n"
+        "spec:\n  rules: [[1], {from: 1}, {to: [{operation: 1}]}]\n  selector: x\n",
+        "kind: ServiceEntry\napiVersion: networking.istio.io/v1\nmetadata: {name: s}\n"
+        "spec:\n  hosts: [{a: 1}, a.com]\n  addresses: [[1], 1.2.3]\n  ports: 1\n",
+        "kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\nspec: 1\n",
+        "kind: Pod\napiVersion: v1\nmetadata: {labels: [a]}\n",
+        "? [a, b]\n: c\nkind: PeerAuthentication\n",
+        // yaml-cpp's LoadAll looped forever on this, allocating (found by tests/fuzz).
+        "  - a:\n    b:\n , c:\n",
+        ",\n",
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: {name: v}\n"
+        "spec:\n  hosts: [a]\n  http:\n  - timeout: 99999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "99999999999999999999999999999999999999999999999999999999999999999999999999999999999"
+        "9999999999999999999999999999999999999999999999999999999999999999999999999999999999s\n"
+        "    route: [{destination: {host: a}}]\n",
+    };
+    const std::string good =
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: ok\n"
+        "spec:\n  host: reviews\n";
+    for (const char* doc : odd) {
+        CAPTURE(doc);
+        Config c;
+        REQUIRE_NOTHROW(c = load_yaml(std::string(doc) + "---\n" + good, "odd.yaml"));
+        REQUIRE(!c.destination_rules.empty());
+        CHECK(c.destination_rules.back().meta.name == "ok");
+        CHECK(c.destination_rules.back().meta.valid);
+    }
+}
+
+TEST_CASE("a syntax error costs only its own document; lines count from the file's start") {
+    Config c = load_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n"
+        "kind: [\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        "metadata:\n  name: d\nspec:\n  host: d\n  bogus: 1\n",
+        "multi.yaml");
+    CHECK(c.kube_services.size() == 1);
+    REQUIRE(c.destination_rules.size() == 1);
+    auto errors = c.errors();
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0]->str().starts_with("multi.yaml:6:1: YAML syntax error: "));
+    CHECK(errors[1]->str() ==
+          "multi.yaml:13:3: DestinationRule default/d: spec.bogus: unknown field");
+}
+
+TEST_CASE("reading a document does not change it (no key is added by a lookup)") {
+    YAML::Node doc = YAML::Load("kind: Service\nspec: {}\n");
+    CHECK(!field(doc, {"spec", "ports"}).IsDefined());
+    CHECK(!field(doc, {"metadata", "name"}).IsDefined());
+    CHECK(!field(doc, {"kind", "x"}).IsDefined());  // a scalar has no keys
+    CHECK(doc.size() == 2);
+    CHECK(doc["spec"].size() == 0);
+    CHECK(scalar_text(field(doc, "kind")) == "Service");
+    CHECK(!item(doc, 0).IsDefined());
+}
+
+// ---- every field of Istio's CRDs -----------------------------------------------------------
+
+TEST_CASE("every spec field of Istio's CRDs is known for the kinds remora reads") {
+    const char* dir = std::getenv("REMORA_TESTDATA");
+    REQUIRE_MESSAGE(dir != nullptr, "REMORA_TESTDATA is not set");
+    Config c;
+    load_path(c, std::filesystem::path(dir) / "istio_every_field.yaml");
+    CHECK(c.virtual_services.size() == 1);
+    CHECK(c.destination_rules.size() == 1);
+    CHECK(c.service_entries.size() == 1);
+    CHECK(c.workload_entries.size() == 1);
+    CHECK(c.peer_authentications.size() == 1);
+    CHECK(c.authorization_policies.size() == 1);
+    for (const auto& d : c.diagnostics) {
+        CAPTURE(d.str());
+        CHECK(d.message != "unknown field");
+    }
+}
+
+TEST_CASE("fields added to Istio's CRDs: validated, and a warning where remora does not enforce") {
+    auto w =
+        warnings_of(dr("  trafficPolicy:\n    connectionPool:\n      http:\n"
+                       "        http2KeepAlive:\n          interval: 10s\n"
+                       "          timeout: 3s\n"));
+    REQUIRE(w.size() == 1);
+    CHECK(w[0] ==
+          "t.yaml:11:11: warning: DestinationRule default/reviews: "
+          "spec.trafficPolicy.connectionPool.http.http2KeepAlive: not supported by remora");
+    CHECK(error_of(dr("  trafficPolicy:\n    connectionPool:\n      http:\n"
+                      "        http2KeepAlive:\n          interval: 10x\n")) ==
+          "t.yaml:11:21: DestinationRule default/reviews: "
+          "spec.trafficPolicy.connectionPool.http.http2KeepAlive.interval: \"10x\" is not a "
+          "duration (e.g. \"10ms\", \"1.5s\", \"1m\", \"1h\")");
+    CHECK(error_of(dr("  trafficPolicy:\n    retryBudget:\n      percent: 120\n")) ==
+          "t.yaml:9:16: DestinationRule default/reviews: spec.trafficPolicy.retryBudget.percent: "
+          "percent must be in range [0, 100]");
+    CHECK(error_of(dr("  trafficPolicy:\n    outlierDetection:\n"
+                      "      outlierDetectionHttpErrorCodes: [503, 99]\n")) ==
+          "t.yaml:9:45: DestinationRule default/reviews: "
+          "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[1]: 99 is not in "
+          "100..599");
+}
+
+TEST_CASE("flow sequences hold strings as Kubernetes reads them: [1.2.3.4, 2001:db8::]") {
+    Config c = load_yaml(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+        "metadata:\n  name: se\nspec:\n  hosts: [a.example.com]\n"
+        "  addresses: [1.2.3.4, 2001:db8::]\n  ports:\n"
+        "  - {number: 80, name: http, protocol: HTTP}\n  resolution: STATIC\n"
+        "  endpoints:\n  - address: 1.2.3.4\n",
+        "t.yaml");
+    CHECK(!c.has_errors());
+    REQUIRE(c.service_entries.size() == 1);
+    CHECK(c.service_entries[0].addresses == std::vector<std::string>{"1.2.3.4", "2001:db8::"});
 }

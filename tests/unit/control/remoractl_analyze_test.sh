@@ -22,4 +22,40 @@ echo "$out" | grep -q 'spec.gateways\[0\]: not supported by remora' || fail "no 
 
 "$remoractl" analyze >/dev/null 2>&1
 [ $? -eq 2 ] || fail "no arguments: want exit 2"
+
+# istioctl's flags.
+dr="$samples/virtualservice_destinationrules.yaml"
+out=$("$remoractl" analyze -o json "$dr")
+[ $? -eq 79 ] || fail "json: want exit 79"
+echo "$out" | head -1 | grep -qx '\[' || fail "json: not a list: $out"
+echo "$out" | grep -q '"code": "IST0101",' || fail "json: no IST0101: $out"
+echo "$out" | grep -q '"origin": "VirtualService default/reviews-bogussubset",' || fail "json: no origin: $out"
+echo "$out" | python3 -c 'import json,sys; json.load(sys.stdin)' || fail "json: not JSON"
+out=$("$remoractl" analyze --output yaml "$dr")
+echo "$out" | grep -q '^- code: IST0101$' || fail "yaml: no IST0101: $out"
+out=$("$remoractl" analyze --suppress 'IST0101=VirtualService *bogus*.default' "$dr")
+[ $? -eq 79 ] || fail "suppress: the other errors still count"
+echo "$out" | grep -q '^Error.*bogussubset' && fail "suppress: bogussubset still reported: $out"
+out=$("$remoractl" analyze --analyzers destinationrule.SubsetSelectPodAnalyzer "$dr")
+[ $? -eq 0 ] || fail "warnings only: want exit 0"
+echo "$out" | grep -q '^Warning \[IST0174\]' || fail "warnings only: no IST0174: $out"
+"$remoractl" analyze --analyzers destinationrule.SubsetSelectPodAnalyzer --failure-threshold warning "$dr" >/dev/null
+[ $? -eq 79 ] || fail "--failure-threshold Warning: want exit 79"
+out=$("$remoractl" analyze --analyzers destinationrule.SubsetSelectPodAnalyzer --output-threshold Error --no-remora-warnings "$dr")
+echo "$out" | grep -q 'IST0174' && fail "--output-threshold Error: warning shown: $out"
+out=$("$remoractl" analyze -n elsewhere "$dr")
+[ $? -eq 0 ] || fail "--namespace elsewhere: want exit 0: $out"
+"$remoractl" analyze -A -n default "$dr" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "-A with -n: want exit 2"
+"$remoractl" analyze -o xml "$dr" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "-o xml: want exit 2"
+out=$("$remoractl" analyze --list-analyzers)
+echo "$out" | grep -q '^\* destinationrule.CaCertificateAnalyzer:$' || fail "--list-analyzers: $out"
+
+# A Service with spec: {} and a headless one without ports are valid Kubernetes.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec: {}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  clusterIP: None\n' > "$tmp/svc.yaml"
+out=$("$remoractl" analyze "$tmp/svc.yaml" 2>&1)
+[ $? -eq 0 ] || fail "Service spec: {}: want exit 0: $out"
 echo "remoractl analyze: ok"

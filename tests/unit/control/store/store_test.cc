@@ -4,9 +4,9 @@
 
 #include <boost/json.hpp>
 
+#include <unistd.h>
 #include <fstream>
 #include <thread>
-#include <unistd.h>
 
 #include "common/files.h"
 #include "control/store/config_dir.h"
@@ -143,14 +143,18 @@ TEST_CASE("apply creates, replaces and leaves identical resources alone") {
     CHECK(vs.yaml == kReviewsV2);
     CHECK(vs.updated == vs.created + 60);
     CHECK(vs.resource_version == 2);
-    CHECK(f.store->snapshot()->config.virtual_services.at(0).http.at(0).route.at(0)
+    CHECK(f.store->snapshot()
+              ->config.virtual_services.at(0)
+              .http.at(0)
+              .route.at(0)
               .destination.subset == "v2");
 }
 
 TEST_CASE("other kinds are skipped; input without any stored kind is refused") {
     Fixture f;
-    std::string deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: reviews\nspec:\n"
-                         "  replicas: 1\n";
+    std::string deploy =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: reviews\nspec:\n"
+        "  replicas: 1\n";
     ChangeResult r = f.store->apply(deploy + "---\n" + kReviewsV1, "mixed.yaml");
     REQUIRE(r.ok());
     REQUIRE(r.items.size() == 2);
@@ -166,8 +170,9 @@ TEST_CASE("other kinds are skipped; input without any stored kind is refused") {
 
 TEST_CASE("Kubernetes Services (core v1) are stored; another group's Service is skipped") {
     Fixture f;
-    std::string svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n"
-                      "  clusterIP: 198.19.0.9\n  selector: {app: reviews}\n  ports:\n  - port: 9080\n";
+    std::string svc =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n"
+        "  clusterIP: 198.19.0.9\n  selector: {app: reviews}\n  ports:\n  - port: 9080\n";
     ChangeResult r = f.store->apply(svc, "svc.yaml");
     REQUIRE(r.ok());
     CHECK(r.items.at(0).action == "created");
@@ -178,9 +183,50 @@ TEST_CASE("Kubernetes Services (core v1) are stored; another group's Service is 
     CHECK(ks[0].selector.at("app") == "reviews");
     CHECK(kind_from_name("svc") == Kind::Service);
     CHECK(kind_from_name("services") == Kind::Service);
-    r = f.store->apply("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: k\n", "kn.yaml");
+    r = f.store->apply("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: k\n",
+                       "kn.yaml");
     CHECK(r.status == 400);
     CHECK(f.store->snapshot()->resources.size() == 1);
+}
+
+TEST_CASE("Services valid in Kubernetes are taken, and no document shape throws") {
+    Fixture f;
+    // spec: {} and a headless Service without ports are valid Kubernetes objects.
+    ChangeResult r = f.store->apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec: {}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: headless\nspec:\n"
+        "  clusterIP: None\n  selector: {app: db}\n",
+        "svc.yaml");
+    REQUIRE(r.ok());
+    CHECK(f.store->snapshot()->config.kube_services.size() == 2);
+    // metadata as a string threw out of the store (the API answered with a truncated stream).
+    for (const char* odd : {"kind: VirtualService\nmetadata: a-string\n",
+                            "kind: Service\napiVersion: v1\nmetadata: [a]\n",
+                            "kind: {a: b}\nmetadata: {name: [x]}\n"}) {
+        CAPTURE(odd);
+        REQUIRE_NOTHROW(r = f.store->apply(odd, "odd.yaml"));
+        CHECK_FALSE(r.ok());
+    }
+    CHECK(f.store->snapshot()->resources.size() == 2);
+}
+
+TEST_CASE("status and metadata.managedFields (kubectl get -o yaml) are not stored") {
+    Fixture f;
+    const std::string got =
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata:\n  managedFields:\n  - manager: kubectl\n"
+        "    fieldsV1:\n      f:spec: {}\n  name: reviews\n"
+        "spec:\n  hosts:\n  - reviews\n  http:\n  - route:\n"
+        "    - destination:\n        host: reviews\n"
+        "status:\n  observedGeneration: 2\n  conditions:\n  - type: Ready\n";
+    ChangeResult r = f.store->apply(got, "got.yaml");
+    REQUIRE(r.ok());
+    const std::string& stored = f.store->snapshot()->resources.at(kVsKey).yaml;
+    CHECK(stored ==
+          "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+          "  name: reviews\nspec:\n  hosts:\n  - reviews\n  http:\n  - route:\n"
+          "    - destination:\n        host: reviews\n");
+    REQUIRE(f.store->snapshot()->config.virtual_services.size() == 1);
 }
 
 TEST_CASE("an invalid change is refused with analyze's messages and the old config stays") {
@@ -306,7 +352,8 @@ TEST_CASE("wait_newer blocks until another thread changes the store, or times ou
     CHECK(s->resources.count(kVsKey) == 1);
 }
 
-TEST_CASE("config-dir resources: owned by the directory, read-only over the API, not in store.json") {
+TEST_CASE(
+    "config-dir resources: owned by the directory, read-only over the API, not in store.json") {
     Fixture f;
     REQUIRE(f.store->apply(kReviewsDr, "api.yaml").ok());  // version 1
     ChangeResult r = f.store->set_config_dir({{"/cm/reviews.yaml", kReviewsV1}});
@@ -373,8 +420,9 @@ TEST_CASE("the watcher loads the directory at start and follows a ConfigMap-styl
     swap_in("..1", kReviewsV1);
     fs::create_symlink(fs::path("..data") / "reviews.yaml", dir.path / "reviews.yaml");
     std::vector<std::string> logs;
-    ConfigDirWatcher w(dir.path, *f.store, [&](const std::string& m) { logs.push_back(m); },
-                       std::chrono::seconds(30));  // rescans must not be what finds the change
+    ConfigDirWatcher w(
+        dir.path, *f.store, [&](const std::string& m) { logs.push_back(m); },
+        std::chrono::seconds(30));  // rescans must not be what finds the change
     REQUIRE(w.start());
     CHECK(f.store->version() == 1);
     uint64_t v = f.store->version();
@@ -409,7 +457,8 @@ TEST_CASE("kind names as kubectl and istioctl accept them") {
 }
 
 TEST_CASE("YAML as JSON keeps quoted scalars strings and types plain ones") {
-    auto v = yaml_to_json("a: \"50\"\nb: 50\nc: true\nd: ~\ne: 1.5\nf: [x, '1']\ng: 1e3\nh: 10ms\n");
+    auto v =
+        yaml_to_json("a: \"50\"\nb: 50\nc: true\nd: ~\ne: 1.5\nf: [x, '1']\ng: 1e3\nh: 10ms\n");
     const auto& o = v.as_object();
     CHECK(o.at("a").as_string() == "50");
     CHECK(o.at("b").to_number<int>() == 50);
