@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
           libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libre2-dev doctest-dev
           iproute2 util-linux iptables prometheus redis-server python3-grpcio
-          nghttp2-client nodejs npm)
+          nghttp2-client nodejs npm python3-yaml)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
