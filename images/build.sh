@@ -21,7 +21,9 @@ wanted remora-control && bins+=(control/remora-control control/remoractl)
 for b in "${bins[@]}"; do
     [ -x "$build/$b" ] || { echo "images: $build/$b is not built (ninja -C $build)" >&2; exit 1; }
 done
-command -v podman >/dev/null || { echo "images: podman is not installed" >&2; exit 1; }
+for t in podman buildah; do
+    command -v $t >/dev/null || { echo "images: $t is not installed" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -73,18 +75,17 @@ install_bins() {  # ROOTFS BIN...: stripped, in /usr/local/bin
     done
 }
 
-image() {  # NAME ROOTFS CMD
-    local name=$1 root=$2 cmd=$3
-    cat > "$work/Containerfile.$name" <<CF
-FROM scratch
-COPY . /
-ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-USER 1337:1337
-CMD ["$cmd", "--help"]
-CF
-    podman build --quiet --no-cache --squash-all --format docker -f "$work/Containerfile.$name" \
-        -t "localhost/$name:$version" --label "org.opencontainers.image.version=$version" \
-        --label "org.opencontainers.image.title=$name" "$root" >/dev/null
+image() {  # NAME ROOTFS CMD: the rootfs as one layer, ownership kept (buildah, no shell needed)
+    local name=$1 root=$2 cmd=$3 ctr mnt
+    chown 1337:1337 "$root/var/lib/remora"
+    ctr=$(buildah from --quiet scratch)
+    mnt=$(buildah mount "$ctr")
+    cp -a "$root/." "$mnt/"
+    buildah umount "$ctr" >/dev/null
+    buildah config --env PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --user 1337:1337 \
+        --cmd "[\"$cmd\", \"--help\"]" --label "org.opencontainers.image.version=$version" \
+        --label "org.opencontainers.image.title=$name" "$ctr"
+    buildah commit --quiet --squash --format docker --rm "$ctr" "localhost/$name:$version" >/dev/null
 }
 
 # remora-proxy: the proxy, the init step with iptables (nft backend, as this Debian uses), the

@@ -496,6 +496,8 @@ std::vector<json::value> generate_manifests(const InstallValues& v, const Instal
                                   {{"metadata", {{"labels", pod_labels}}},
                                    {"spec",
                                     {{"serviceAccountName", "remora-control"},
+                                     // The state dir's emptyDir is written by uid 1337.
+                                     {"securityContext", {{"fsGroup", 1337}}},
                                      {"containers", {container}},
                                      {"volumes", volumes}}}}}}}});
 
