@@ -11,7 +11,8 @@ tokens become ConfigMaps (a token from `remoractl token create`, trusted by the 
 --cluster-jwks); downward-API fields other than metadata.name become literal values (each pod
 gets a fixed address); init containers need restartPolicy OnFailure; Services are given to
 remora-control with `remoractl apply` (over mTLS, with a certificate its CA issued) and their
-names resolved through hostAliases. Exit 77 without root or podman.
+names resolved through hostAliases; container ports are dropped (podman publishes them on the
+host); stale named volumes are removed first. Exit 77 without root or podman.
 """
 
 import argparse
@@ -68,13 +69,14 @@ class Context:
 
     def play(self, name, docs, ip):
         # podman keeps ConfigMap and emptyDir volumes as named volumes across plays: start from
-        # fresh ones (an emptyDir is then filled from the image, owner included).
+        # fresh ones (an emptyDir is then filled from the image, owner included); but never one
+        # this run made already: `volume rm -f` would take down the pods that use it.
         for d in docs:
-            if d["kind"] == "ConfigMap":
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] not in self.volumes:
                 self.podman("volume", "rm", "-f", d["metadata"]["name"], check_rc=False)
             spec = d.get("spec", {}).get("template", {}).get("spec") or d.get("spec") or {}
             for v in spec.get("volumes", []) if d["kind"] in ("Pod", "Deployment") else []:
-                if "emptyDir" in v:
+                if "emptyDir" in v and v["name"] not in self.volumes:
                     self.podman("volume", "rm", "-f", v["name"], check_rc=False)
                     self.volumes.append(v["name"])
                 elif "configMap" in v:
@@ -218,6 +220,13 @@ spec:
   clusterIP: {SERVER_VIP}
   selector: {{app: server}}
   ports: [{{name: http, port: 8080, targetPort: 8080}}]
+---
+# Mesh-wide STRICT mTLS (Istio's default without a PeerAuthentication is PERMISSIVE).
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: remora-system}}
+spec:
+  mtls: {{mode: STRICT}}
 """
 
 
