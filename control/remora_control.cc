@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <atomic>
 #include <charconv>
 #include <filesystem>
 #include <csignal>
@@ -14,6 +15,7 @@
 
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
+#include "control/kube/webhook.h"
 #include "control/server/config_api.h"
 #include "control/server/distribution.h"
 #include "control/store/config_dir.h"
@@ -50,6 +52,16 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
                          on every change; its resources are read-only over the API
   --mesh-config FILE     Istio MeshConfig (the istio ConfigMap's `mesh` key), served as
                          GET /v1/meshconfig; its trustDomain applies unless --trust-domain is given
+
+Sidecar injector (a Kubernetes mutating admission webhook, POST /inject, AdmissionReview v1):
+  --webhook ADDR:PORT    serve it here over TLS, with this control plane's certificate (its DNS
+                         names include remora-control.remora-system.svc); off by default
+  --inject-image IMG     the sidecar image (default localhost/remora-proxy:0.1.0)
+  --inject-control-address HOST:PORT
+                         where injected proxies find the control plane
+                         (default remora-control.remora-system.svc:15012)
+  --inject-native-sidecar  inject the proxy as a native sidecar (Kubernetes >= 1.28)
+  --inject-no-hold       do not hold the app's start until its proxy is ready
 )";
 
 const std::vector<std::string> kControlDns = {"localhost", "remora-control.remora-system.svc"};
@@ -113,8 +125,54 @@ HttpResponse api_handler(CertificateAuthority& ca, server::ConfigApi& config_api
     return json_response(static_cast<unsigned>(r.status), std::move(r.body), req.version());
 }
 
+// Istio's injector counters (sidecar_injection_*), for the same dashboards and alerts.
+struct InjectionStats {
+    std::atomic<uint64_t> requests{0}, success{0}, skip{0}, failure{0};
+    std::string prometheus() const {
+        std::string out;
+        auto counter = [&](const char* name, const char* help, uint64_t v) {
+            out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name +
+                   " counter\n" + name + " " + std::to_string(v) + "\n";
+        };
+        counter("sidecar_injection_requests_total", "Total number of injection requests.",
+                requests.load());
+        counter("sidecar_injection_success_total", "Total number of successful injections.",
+                success.load());
+        counter("sidecar_injection_skip_total", "Total number of skipped injections.",
+                skip.load());
+        counter("sidecar_injection_failure_total",
+                "Total number of failed injection requests (admitted without a sidecar).",
+                failure.load());
+        return out;
+    }
+};
+
+HttpResponse webhook_handler(const kube::InjectOptions& options, InjectionStats& stats,
+                             const HttpRequest& req) {
+    if (req.target() != "/inject") {
+        return json_response(404, R"({"error":"not found: POST /inject"})", req.version());
+    }
+    if (req.method() != http::verb::post) {
+        HttpResponse res =
+            json_response(405, R"({"error":"method not allowed: use POST"})", req.version());
+        res.set(http::field::allow, "POST");
+        return res;
+    }
+    ++stats.requests;
+    kube::WebhookAnswer a = kube::review_admission(req.body(), options);
+    if (a.malformed) {
+        ++stats.failure;
+        log_line("remora-control", "injector: malformed AdmissionReview admitted unchanged");
+    } else if (a.outcome == kube::InjectOutcome::injected) {
+        ++stats.success;
+    } else {
+        ++stats.skip;
+    }
+    return json_response(200, std::move(a.body), req.version());
+}
+
 HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribution& distribution,
-                                const HttpRequest& req) {
+                                const InjectionStats& injection, const HttpRequest& req) {
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
         return json_response(405, R"({"error":"method not allowed: use GET"})", req.version());
     }
@@ -123,7 +181,8 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
     }
     if (req.target() == "/metrics") {
         HttpResponse res =
-            json_response(200, ca.metrics().prometheus(ca.signer().root()) + distribution.prometheus(),
+            json_response(200, ca.metrics().prometheus(ca.signer().root()) + distribution.prometheus() +
+                              injection.prometheus(),
                           req.version());
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         return res;
@@ -134,8 +193,9 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
 int run(const std::vector<std::string>& argv) {
     Args args(argv,
               {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
-               "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config"},
-              {"help"});
+               "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
+               "inject-image", "inject-control-address"},
+              {"help", "inject-native-sidecar", "inject-no-hold"});
     if (args.has("help")) {
         std::cout << kUsage;
         return 0;
@@ -145,6 +205,15 @@ int run(const std::vector<std::string>& argv) {
     std::string state_dir = args.get_or("state-dir", "./remora-state");
     auto listen = parse_endpoint("listen", args.get_or("listen", "0.0.0.0:15012"));
     auto monitoring = parse_endpoint("monitoring", args.get_or("monitoring", "0.0.0.0:15014"));
+    std::optional<asio::ip::tcp::endpoint> webhook;
+    if (auto w = args.get("webhook")) webhook = parse_endpoint("webhook", *w);
+    kube::InjectOptions inject_options;
+    inject_options.proxy_image = args.get_or("inject-image", inject_options.proxy_image);
+    inject_options.control_address =
+        args.get_or("inject-control-address", inject_options.control_address);
+    inject_options.native_sidecar = args.has("inject-native-sidecar");
+    inject_options.hold_application_until_proxy_starts = !args.has("inject-no-hold");
+    InjectionStats injection_stats;
     // MeshConfig first: a bad file stops the start with its file:line:col, before anything binds.
     proxy::MeshConfig mesh;
     if (auto file = args.get("mesh-config")) {
@@ -156,6 +225,7 @@ int run(const std::vector<std::string>& argv) {
     CaConfig config;
     config.trust_domain = args.get_or("trust-domain", mesh.trust_domain);
     mesh.trust_domain = config.trust_domain;
+    inject_options.trust_domain = config.trust_domain;
     std::optional<std::string> config_dir = args.get("config-dir");
     if (config_dir && !std::filesystem::is_directory(*config_dir)) {
         throw UsageError("--config-dir " + *config_dir + ": not a directory");
@@ -192,7 +262,11 @@ int run(const std::vector<std::string>& argv) {
                     const TlsContextSlot* tls) {
         HttpLimits limits;
         // Istio YAML is bigger than a CSR: up to 4 MiB per request (a ConfigMap holds 1 MiB).
-        if (tls) limits.body_bytes_by_prefix = {{"/v1/config", 4 * 1024 * 1024}};
+        // So is a pod in an AdmissionReview.
+        if (tls) {
+            limits.body_bytes_by_prefix = {{"/v1/config", 4 * 1024 * 1024},
+                                           {"/inject", 4 * 1024 * 1024}};
+        }
         try {
             return std::make_unique<HttpServer>(io, ep, std::move(handler), tls, limits, log);
         } catch (const std::runtime_error& e) {
@@ -207,10 +281,19 @@ int run(const std::vector<std::string>& argv) {
         &slot);
     auto mon = bind(
         "monitoring", monitoring,
-        [&ca, &distribution](const HttpRequest& r, const PeerInfo&) {
-            return monitoring_handler(*ca, *distribution, r);
+        [&ca, &distribution, &injection_stats](const HttpRequest& r, const PeerInfo&) {
+            return monitoring_handler(*ca, *distribution, injection_stats, r);
         },
         nullptr);
+    std::unique_ptr<HttpServer> hook;
+    if (webhook) {
+        hook = bind(
+            "webhook", *webhook,
+            [&inject_options, &injection_stats](const HttpRequest& r, const PeerInfo&) {
+                return webhook_handler(inject_options, injection_stats, r);
+            },
+            &slot);
+    }
 
     CaState state = load_or_create_ca(state_dir, config.trust_domain, operator_ca,
                                       std::chrono::system_clock::now());
@@ -266,6 +349,11 @@ int run(const std::vector<std::string>& argv) {
     distribution->start();
     api->start();
     mon->start();
+    if (hook) {
+        hook->start();
+        log_line("remora-control", "serving the sidecar injector on " +
+                                       format_endpoint(hook->local_endpoint()) + " (TLS, /inject)");
+    }
     log_line("remora-control", "serving CA and config API on " +
                                    format_endpoint(api->local_endpoint()) +
                                    " (TLS), monitoring on " +
@@ -277,6 +365,7 @@ int run(const std::vector<std::string>& argv) {
         log_line("remora-control", "signal " + std::to_string(sig) + ": shutting down");
         api->stop();
         mon->stop();
+        if (hook) hook->stop();
         distribution->stop();
         renew_timer.cancel();
         io.stop();

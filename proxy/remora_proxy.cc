@@ -13,6 +13,7 @@
 #include "common/args.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "proxy/agent/app_prober.h"
 #include "proxy/authz/authz.h"
 #include "proxy/identity/identity_agent.h"
 #include "proxy/meshconfig/mesh_config.h"
@@ -711,6 +712,11 @@ int run(const std::vector<std::string>& argv) {
             return common::json_response(ok ? 200 : 503, ok ? R"({"status":"ready"})" : R"({"status":"not ready"})", r.version());
         },
         nullptr, common::HttpLimits{}, log);
+    // Kubelet's app probes, which the injector rewrote to go through this port.
+    const char* probers_env = std::getenv("ISTIO_KUBE_APP_PROBERS");
+    auto app_probers = std::make_shared<const remora::proxy::agent::AppProbers>(
+        remora::proxy::agent::AppProbers::parse(probers_env ? probers_env : ""));
+    if (!app_probers->empty()) remora::proxy::agent::serve_app_probes(*proxy.health, app_probers);
 
     std::string metrics_at = args.get_or("metrics", "0.0.0.0:15090");
     if (metrics_at != "off") {

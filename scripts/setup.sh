@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
           libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libre2-dev doctest-dev
           iproute2 util-linux iptables prometheus redis-server python3-grpcio
-          nghttp2-client nghttp2-server clang-14 libclang-rt-14-dev)
+          nghttp2-client nghttp2-server clang-14 libclang-rt-14-dev nodejs npm python3-yaml)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -22,6 +22,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Kubernetes OpenAPI schemas for the manifest validation test (tests/k8s-schema), pinned by
+# its package-lock.json.
+if [ ! -d tests/k8s-schema/node_modules ]; then
+    (cd tests/k8s-schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}

@@ -8,6 +8,7 @@
 #include "control/ca/state_dir.h"
 #include "control/cli/analyze_command.h"
 #include "control/cli/config_commands.h"
+#include "control/cli/kube_commands.h"
 #include "control/cli/trace.h"
 #include "certs/ca_client.h"
 #include "common/args.h"
@@ -63,6 +64,25 @@ Commands:
       --trust-bundle (default <state-dir>/root-cert.pem) and authenticate with the admin token
       in --state-dir, or with --cert-dir DIR (cert-chain.pem, key.pem) holding a certificate
       for spiffe://<td>/ns/remora-system/sa/remoractl. Exit 1 when the control plane refuses.
+
+  kube-inject -f FILE|- [-o FILE] [--image IMG] [--control-address HOST:PORT]
+              [--trust-domain TD] [--native-sidecar]
+      Print the manifests with the Remora sidecar injected as Istio's injector does: Pods,
+      Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs gain remora-init
+      and remora-proxy; other kinds pass through. Pod annotations sidecar.istio.io/inject,
+      proxy.istio.io/config, sidecar.istio.io/proxyCPU|proxyMemory[Limit], logLevel,
+      nativeSidecar and traffic.sidecar.istio.io/* are honoured (docs/kubernetes.md).
+
+  manifest generate [--profile default|minimal|demo] [--set KEY=VALUE]... [--state-dir DIR]
+                    [--cluster-jwks FILE] [-o FILE]
+  install           (same flags)
+      Print everything a Kubernetes cluster needs (namespace remora-system, the Istio CRDs,
+      RBAC, the MeshConfig ConfigMap, the CA Secret, the root certificate ConfigMaps,
+      remora-control's Deployment and Service, the injector's MutatingWebhookConfiguration)
+      for `kubectl apply -f -`. The mesh CA comes from --state-dir (created if absent). Keys:
+      namespace, hub, tag, trustDomain, control.replicas, control.resources.requests.cpu|memory,
+      crds.enabled, injector.enabled|failurePolicy|reinvocationPolicy|nativeSidecar|
+      holdApplicationUntilProxyStarts, rootCertNamespaces (comma-separated), meshConfig.FIELD.
 
   trace REQUEST-ID LOG-FILE...
       What happened to one request: the access-log lines (JSON or text) of every sidecar it
@@ -192,6 +212,13 @@ int run(const std::vector<std::string>& argv) {
     if (argv[0] == "proxy-config" || argv[0] == "pc") {
         return cli::proxy_config_command(after, std::cout, std::cerr);
     }
+    if (argv[0] == "kube-inject") {
+        return cli::kube_inject_command(after, std::cin, std::cout, std::cerr);
+    }
+    if (pop2("manifest", "generate")) {
+        return cli::manifest_generate_command(rest, false, std::cout, std::cerr);
+    }
+    if (argv[0] == "install") return cli::manifest_generate_command(after, true, std::cout, std::cerr);
     if (argv[0] == "trace") {
         if (argv.size() < 3) throw UsageError("usage: remoractl trace REQUEST-ID LOG-FILE...");
         std::vector<std::string> files(argv.begin() + 2, argv.end());

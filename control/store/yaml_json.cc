@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -85,6 +86,87 @@ json::value yaml_to_json(const std::string& yaml_text) {
     } catch (const YAML::Exception& e) {
         throw std::runtime_error(std::string("YAML: ") + e.what());
     }
+}
+
+std::vector<json::value> yaml_documents_to_json(const std::string& yaml_text) {
+    std::vector<json::value> out;
+    try {
+        for (const YAML::Node& doc : YAML::LoadAll(yaml_text))
+            out.push_back(convert(doc));
+    } catch (const YAML::Exception& e) {
+        throw YamlSyntaxError(e.msg, e.mark.line + 1, e.mark.column + 1);
+    }
+    return out;
+}
+
+namespace {
+
+void emit(YAML::Emitter& out, const json::value& v) {
+    switch (v.kind()) {
+        case json::kind::object:
+            if (v.get_object().empty()) {
+                out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+                return;
+            }
+            out << YAML::BeginMap;
+            for (const auto& kv : v.get_object()) {
+                out << YAML::Key << std::string(kv.key());
+                out << YAML::Value;
+                emit(out, kv.value());
+            }
+            out << YAML::EndMap;
+            return;
+        case json::kind::array:
+            if (v.get_array().empty()) {
+                out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+                return;
+            }
+            out << YAML::BeginSeq;
+            for (const auto& item : v.get_array())
+                emit(out, item);
+            out << YAML::EndSeq;
+            return;
+        case json::kind::string: {
+            std::string s(v.get_string());
+            if (s.find('\n') != std::string::npos) {
+                out << YAML::Literal << s;
+            } else if (!plain_scalar(s).is_string() || s.empty() ||
+                       s.find_first_of(":#{}[],&*!|>'\"%@`") != std::string::npos ||
+                       std::isspace(static_cast<unsigned char>(s.front())) ||
+                       std::isspace(static_cast<unsigned char>(s.back())) || s.front() == '-' ||
+                       s.front() == '?') {
+                out << YAML::DoubleQuoted << s;
+            } else {
+                out << s;
+            }
+            return;
+        }
+        case json::kind::bool_:
+            out << (v.get_bool() ? "true" : "false");
+            return;
+        case json::kind::int64:
+            out << v.get_int64();
+            return;
+        case json::kind::uint64:
+            out << v.get_uint64();
+            return;
+        case json::kind::double_:
+            out << v.get_double();
+            return;
+        case json::kind::null:
+            out << YAML::Null;
+            return;
+    }
+}
+
+}  // namespace
+
+std::string json_to_yaml(const json::value& v) {
+    YAML::Emitter out;
+    out.SetIndent(2);
+    out.SetSeqFormat(YAML::Block);
+    emit(out, v);
+    return std::string(out.c_str()) + "\n";
 }
 
 }  // namespace remora::control::store
