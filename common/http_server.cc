@@ -87,16 +87,21 @@ std::string reason_for(unsigned status) {
     }
 }
 
-// After refusing a request whose body was not read, keep reading (and discarding) for a bounded
-// time before closing: closing with unread data makes the kernel reset the connection, which can
-// destroy the error response before the client reads it (RFC 9112, section 9.6).
+// After refusing a request whose body was not read, keep reading (and discarding) before closing:
+// closing with unread data makes the kernel reset the connection, which destroys the error
+// response before the client reads it (RFC 9112, section 9.6), and a client still writing its
+// body sees only "Connection reset by peer". A declared body is drained whole, whatever its size,
+// as long as it keeps arriving (each read has its own deadline); a body of unknown length up to
+// kMaxDrainBytes.
 template <class Stream>
-asio::awaitable<void> drain_before_close(Stream& stream) {
-    constexpr size_t kMaxDrainBytes = 16 * 1024 * 1024;
+asio::awaitable<void> drain_before_close(Stream& stream, std::optional<uint64_t> declared) {
+    constexpr uint64_t kMaxDrainBytes = 16 * 1024 * 1024;
+    constexpr std::chrono::seconds kDrainIdle{5};
+    const uint64_t limit = declared ? *declared : kMaxDrainBytes;
     std::array<char, 16 * 1024> sink;
-    size_t drained = 0;
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
-    while (drained < kMaxDrainBytes) {
+    uint64_t drained = 0;
+    while (drained < limit) {
+        beast::get_lowest_layer(stream).expires_after(kDrainIdle);
         auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), use_nothrow);
         if (ec) break;
         drained += n;
@@ -181,6 +186,11 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         }
         HttpResponse res;
         bool keep_alive = false;
+        std::optional<uint64_t> unread;  // body bytes the client will still send, when known
+        if (rec == http::error::body_limit && parser.content_length()) {
+            uint64_t buffered = std::min<uint64_t>(buffer.size(), *parser.content_length());
+            unread = *parser.content_length() - buffered;
+        }
         if (rec) {
             unsigned status = status_for_read_error(rec);
             if (status == 0) co_return;
@@ -216,7 +226,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         res.prepare_payload();
         beast::get_lowest_layer(stream).expires_after(st->limits.write_timeout);
         auto [wec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
-        if (!wec && rec) co_await drain_before_close(stream);
+        if (!wec && rec) co_await drain_before_close(stream, unread);
         if (wec || !keep_alive) co_return;
     }
 }
