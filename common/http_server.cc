@@ -167,10 +167,9 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
     for (;;) {
         http::request_parser<http::string_body> parser;
         parser.header_limit(st->limits.header_bytes);
-        uint64_t largest = st->limits.body_bytes;
-        for (const auto& [prefix, bytes] : st->limits.body_bytes_by_prefix)
-            largest = std::max(largest, bytes);
-        parser.body_limit(largest);
+        // No limit while the header is read: Beast would refuse a Content-Length over it inside
+        // the header, before content_length() is known, and the body could not be drained.
+        parser.body_limit(boost::none);
         beast::get_lowest_layer(stream).expires_after(st->limits.read_timeout);
         auto [rec, nread] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
         if (!rec) {
