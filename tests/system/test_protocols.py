@@ -517,6 +517,38 @@ print(json.dumps(out))
 '''
 
 
+# Raw HTTP/1.1 requests to the client's sidecar (outbound capture): for each, the status line of
+# the answer, whether the connection was closed after it, and how long it took.
+RAW_CLIENT = r'''
+import json, socket, sys, time
+a = json.loads(sys.argv[1])
+out = {}
+for name, text in a["requests"].items():
+    s = socket.create_connection((a["host"], a["port"]), timeout=8)
+    t0 = time.monotonic()
+    got = b""
+    closed = False
+    try:
+        s.sendall(text.encode("latin-1"))
+        while True:
+            x = s.recv(65536)
+            if not x:
+                closed = True
+                break
+            got += x
+            if b"\r\n\r\n" in got and name.startswith("ok"):
+                break
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    out[name] = {"status": got.split(b"\r\n")[0].decode("latin-1"), "closed": closed,
+                 "seconds": round(time.monotonic() - t0, 2)}
+    s.close()
+print(json.dumps(out))
+'''
+
+
 def run_client(m, script, args, python="python3", timeout=60):
     r = m.c.run("client", [python, script, json.dumps(args)], user=APP_UID, check=False, timeout=timeout)
     check(r.returncode == 0, f"{os.path.basename(script)} failed", describe(r))
@@ -571,6 +603,7 @@ def setup(m):
     m.grpc_l7_client = m.file("grpc_l7_client.py", GRPC_L7_CLIENT)
     m.h1_client = m.file("h1_client.py", H1_CLIENT)
     m.h2_attacks = m.file("h2_attacks.py", H2_ATTACKS)
+    m.raw_client = m.file("raw_client.py", RAW_CLIENT)
     # An empty gRPC message (compression flag 0, length 0), for a client that sends grpc-timeout
     # without enforcing it itself (curl): the proxy must.
     m.grpc_empty = os.path.join(m.tmp, "grpc_empty.bin")
@@ -831,6 +864,42 @@ def test_m_grpc_retries_faults_and_deadlines(m):
           str(reqs)[:800])
 
 
+def test_n_http11_strictness(m):
+    """RFC 9112 where it costs nothing: Host (two, invalid, missing on HTTP/1.1) is a 400; broken
+    chunked framing is a 400 and a close, never a silent close or a hang; CONNECT is a 405."""
+    m.involved = ["client"]
+    post = "POST /echo HTTP/1.1\r\nHost: store:8080\r\nTransfer-Encoding: chunked\r\n\r\n"
+    requests = {
+        "ok_chunked": post + "5\r\nhello\r\n0\r\n\r\n",
+        "two_hosts": "GET / HTTP/1.1\r\nHost: store:8080\r\nHost: other:8080\r\n\r\n",
+        "invalid_host": "GET / HTTP/1.1\r\nHost: store:8080/x y\r\n\r\n",
+        "missing_host": "GET / HTTP/1.1\r\nUser-Agent: raw\r\n\r\n",
+        "chunk_zz": post + "zz\r\nhello\r\n0\r\n\r\n",
+        "chunk_negative": post + "-5\r\nhello\r\n0\r\n\r\n",
+        "chunk_overflow": post + "fffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        "chunk_0x": post + "0x5\r\nhello\r\n0\r\n\r\n",
+        "chunk_leading_space": post + " 5\r\nhello\r\n0\r\n\r\n",
+        "chunk_overlong_data": post + "5\r\nhelloEXTRA\r\n0\r\n\r\n",
+        "chunk_bare_lf": post + "5\nhello\n0\n\n",
+        "connect": "CONNECT store:8080 HTTP/1.1\r\nHost: store:8080\r\n\r\n",
+    }
+    before = m.stats("client").get("downstream_rq_bad_request", 0)
+    out = run_client(m, m.raw_client, {"host": "store", "port": 8080, "requests": requests}, timeout=120)
+    check(out["ok_chunked"]["status"].startswith("HTTP/1.1 200"), "a valid chunked POST failed",
+          json.dumps(out["ok_chunked"]))
+    bad = {}
+    for name, want in (("two_hosts", "400"), ("invalid_host", "400"), ("missing_host", "400"),
+                       ("chunk_zz", "400"), ("chunk_negative", "400"), ("chunk_overflow", "400"),
+                       ("chunk_0x", "400"), ("chunk_leading_space", "400"),
+                       ("chunk_overlong_data", "400"), ("chunk_bare_lf", "400"), ("connect", "405")):
+        got = out[name]
+        if not got["status"].startswith("HTTP/1.1 " + want) or not got["closed"] or got["seconds"] > 5:
+            bad[name] = got
+    check(not bad, f"{len(bad)} requests not refused with a status and a close", json.dumps(bad)[:1500])
+    check(m.stats("client").get("downstream_rq_bad_request", 0) >= before + 10,
+          "the 400s were not counted as downstream_rq_bad_request")
+
+
 def proxy_rss_kb(m, pod):
     """Resident memory of the pod's remora-proxy (the process spawned, or its child)."""
     pid = m.proxies[pod].proc.pid
@@ -849,7 +918,7 @@ def proxy_rss_kb(m, pod):
     raise Failure(f"no remora-proxy process found for pod {pod}")
 
 
-def test_n_http2_attacks_with_raw_frames(m):
+def test_o_http2_attacks_with_raw_frames(m):
     m.involved = ["client", "server"]
     before = m.stats("client")
     out = run_client(m, m.h2_attacks, {"mode": "floods"}, timeout=120)
@@ -896,7 +965,8 @@ TESTS = [
     ("k_do_not_upgrade_keeps_http11_between_sidecars", test_k_do_not_upgrade_keeps_http11_between_sidecars),
     ("l_h2c_from_the_app_with_curl_and_h2load", test_l_h2c_from_the_app_with_curl_and_h2load),
     ("m_grpc_retries_faults_and_deadlines", test_m_grpc_retries_faults_and_deadlines),
-    ("n_http2_attacks_with_raw_frames", test_n_http2_attacks_with_raw_frames),
+    ("n_http11_strictness", test_n_http11_strictness),
+    ("o_http2_attacks_with_raw_frames", test_o_http2_attacks_with_raw_frames),
 ]
 
 
