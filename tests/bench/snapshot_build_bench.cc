@@ -15,6 +15,10 @@
 #include "control/translate/translate.h"
 #include "proxy/routing/route_table.h"
 
+#ifdef REMORA_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -72,6 +76,9 @@ std::pair<double, double> rss_mib() {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef REMORA_MIMALLOC
+    (void)mi_version();  // as remora-proxy: keeps libmimalloc linked, so it is the allocator
+#endif
     namespace model = remora::control::model;
     namespace translate = remora::control::translate;
     std::vector<std::size_t> sizes;

@@ -467,6 +467,14 @@ def test_port_out_of_range(ctx):
     r = run([m.remoractl, "analyze", bad])
     check(r.rc != 0 and f"{bad}:8:" in (r.out + r.err), "analyze did not refuse port 70000",
           r.describe())
+    # The proxy's --config reads it before anything else (certificates, listeners).
+    proxy = os.path.join(ctx.bin_dir, "proxy", "remora-proxy")
+    r = run([proxy, "--trust-bundle", os.path.join(m.state_dir, "root-cert.pem"), "--cert-chain",
+             "/nonexistent", "--key", "/nonexistent", "--config", bad, "--outbound", "127.0.0.1:0",
+             "--inbound", "off", "--admin", "127.0.0.1:0", "--health", "127.0.0.1:0",
+             "--metrics", "off"])
+    check(r.rc == 1 and f"{bad}:8:11: Service default/far: spec.ports[0].port" in r.err,
+          "remora-proxy --config did not refuse port 70000 with file:line:field", r.describe())
 
 
 def test_mesh_config(ctx):

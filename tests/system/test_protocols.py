@@ -602,8 +602,8 @@ def setup(m):
     m.ws_client = m.file("ws_client.py", WS_CLIENT)
     m.grpc_l7_client = m.file("grpc_l7_client.py", GRPC_L7_CLIENT)
     m.h1_client = m.file("h1_client.py", H1_CLIENT)
-    m.h2_attacks = m.file("h2_attacks.py", H2_ATTACKS)
     m.raw_client = m.file("raw_client.py", RAW_CLIENT)
+    m.h2_attacks = m.file("h2_attacks.py", H2_ATTACKS)
     # An empty gRPC message (compression flag 0, length 0), for a client that sends grpc-timeout
     # without enforcing it itself (curl): the proxy must.
     m.grpc_empty = os.path.join(m.tmp, "grpc_empty.bin")
@@ -864,7 +864,57 @@ def test_m_grpc_retries_faults_and_deadlines(m):
           str(reqs)[:800])
 
 
-def test_n_http11_strictness(m):
+def proxy_rss_kb(m, pod):
+    """Resident memory of the pod's remora-proxy (the process spawned, or its child)."""
+    pid = m.proxies[pod].proc.pid
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for cand in [pid] + [int(x) for x in children]:
+        try:
+            with open(f"/proc/{cand}/comm") as f:
+                if f.read().strip() != "remora-proxy":
+                    continue
+            with open(f"/proc/{cand}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    raise Failure(f"no remora-proxy process found for pod {pod}")
+
+
+def test_n_http2_attacks_with_raw_frames(m):
+    m.involved = ["client", "server"]
+    before = m.stats("client")
+    out = run_client(m, m.h2_attacks, {"mode": "floods"}, timeout=120)
+    for name in ("rapid_reset", "continuation_flood", "hpack_bomb", "settings_flood"):
+        ended = out[name]
+        check(ended["goaway"] is not None or ended["closed"],
+              f"{name}: the sidecar kept the connection open", json.dumps(out))
+    after = m.stats("client")
+    for counter in ("http2.rapid_reset", "http2.continuation_flood", "http2.header_overflow",
+                    "http2.settings_flood"):
+        d = after.get(counter, 0) - before.get(counter, 0)
+        check(d >= 1, f"/stats {counter} did not count its attack (+{d})",
+              json.dumps({k: v for k, v in after.items() if k.startswith("http2.")}))
+    # Ten readers that never open their window, each asking for 4 MB: the sidecar keeps at most
+    # its per-connection buffer bound for each (and the upstream waits), not the files.
+    rss0 = proxy_rss_kb(m, "client")
+    holder = m.c.spawn("client", ["python3", m.h2_attacks, json.dumps({"mode": "zero_window", "hold": 6})],
+                       user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "zero_window.log"))
+    time.sleep(4)
+    rss1 = proxy_rss_kb(m, "client")
+    check(rss1 - rss0 < 30 * 1024, f"the client sidecar grew by {rss1 - rss0} KiB for ten 4 MB "
+          "responses nobody reads (bound: 30 MiB)")
+    # Meanwhile, and after all of it, other connections are served.
+    r = m.c.run("client", ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10",
+                           "http://store:8443/hello.txt"], user=APP_UID, check=False, timeout=20)
+    check(r.returncode == 0 and r.stdout.strip() == "hello over h2c",
+          "a normal HTTP/2 request failed beside the attacks", describe(r))
+    holder.wait(timeout=30)
+    check(m.proxies["client"].proc.poll() is None, "the client sidecar exited")
+
+
+def test_o_http11_strictness(m):
     """RFC 9112 where it costs nothing: Host (two, invalid, missing on HTTP/1.1) is a 400; broken
     chunked framing is a 400 and a close, never a silent close or a hang; CONNECT is a 405."""
     m.involved = ["client"]
@@ -900,56 +950,6 @@ def test_n_http11_strictness(m):
           "the 400s were not counted as downstream_rq_bad_request")
 
 
-def proxy_rss_kb(m, pod):
-    """Resident memory of the pod's remora-proxy (the process spawned, or its child)."""
-    pid = m.proxies[pod].proc.pid
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    for cand in [pid] + [int(x) for x in children]:
-        try:
-            with open(f"/proc/{cand}/comm") as f:
-                if f.read().strip() != "remora-proxy":
-                    continue
-            with open(f"/proc/{cand}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            continue
-    raise Failure(f"no remora-proxy process found for pod {pod}")
-
-
-def test_o_http2_attacks_with_raw_frames(m):
-    m.involved = ["client", "server"]
-    before = m.stats("client")
-    out = run_client(m, m.h2_attacks, {"mode": "floods"}, timeout=120)
-    for name in ("rapid_reset", "continuation_flood", "hpack_bomb", "settings_flood"):
-        ended = out[name]
-        check(ended["goaway"] is not None or ended["closed"],
-              f"{name}: the sidecar kept the connection open", json.dumps(out))
-    after = m.stats("client")
-    for counter in ("http2.rapid_reset", "http2.continuation_flood", "http2.header_overflow",
-                    "http2.settings_flood"):
-        d = after.get(counter, 0) - before.get(counter, 0)
-        check(d >= 1, f"/stats {counter} did not count its attack (+{d})",
-              json.dumps({k: v for k, v in after.items() if k.startswith("http2.")}))
-    # Ten readers that never open their window, each asking for 4 MB: the sidecar keeps at most
-    # its per-connection buffer bound for each (and the upstream waits), not the files.
-    rss0 = proxy_rss_kb(m, "client")
-    holder = m.c.spawn("client", ["python3", m.h2_attacks, json.dumps({"mode": "zero_window", "hold": 6})],
-                       user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "zero_window.log"))
-    time.sleep(4)
-    rss1 = proxy_rss_kb(m, "client")
-    check(rss1 - rss0 < 30 * 1024, f"the client sidecar grew by {rss1 - rss0} KiB for ten 4 MB "
-          "responses nobody reads (bound: 30 MiB)")
-    # Meanwhile, and after all of it, other connections are served.
-    r = m.c.run("client", ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10",
-                           "http://store:8443/hello.txt"], user=APP_UID, check=False, timeout=20)
-    check(r.returncode == 0 and r.stdout.strip() == "hello over h2c",
-          "a normal HTTP/2 request failed beside the attacks", describe(r))
-    holder.wait(timeout=30)
-    check(m.proxies["client"].proc.poll() is None, "the client sidecar exited")
-
-
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -965,8 +965,8 @@ TESTS = [
     ("k_do_not_upgrade_keeps_http11_between_sidecars", test_k_do_not_upgrade_keeps_http11_between_sidecars),
     ("l_h2c_from_the_app_with_curl_and_h2load", test_l_h2c_from_the_app_with_curl_and_h2load),
     ("m_grpc_retries_faults_and_deadlines", test_m_grpc_retries_faults_and_deadlines),
-    ("n_http11_strictness", test_n_http11_strictness),
-    ("o_http2_attacks_with_raw_frames", test_o_http2_attacks_with_raw_frames),
+    ("n_http2_attacks_with_raw_frames", test_n_http2_attacks_with_raw_frames),
+    ("o_http11_strictness", test_o_http11_strictness),
 ]
 
 
