@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/core/error.hpp>
@@ -216,7 +217,7 @@ struct RequestState {
     bool replayable() const { return !request_has_body || body_buffered; }
 
     // Circuit breaking.
-    CounterSlot breaker;
+    RequestSlot breaker;
     ClusterState* breaker_state = nullptr;
 
     std::optional<std::chrono::steady_clock::time_point> deadline;
@@ -523,11 +524,21 @@ asio::awaitable<bool> admit(RequestState& st) {
     if (!take_below(cs.requests, cap)) {
         bool admitted = false;
         if (lim.http2_max_requests > lim.max_connections && take_below(cs.pending, lim.http1_max_pending_requests)) {
-            asio::steady_timer wait(co_await asio::this_coro::executor);
-            const auto give_up = st.tcfg.steady_clock() + lim.connect_timeout;
-            while (!(admitted = take_below(cs.requests, cap)) && st.tcfg.steady_clock() < give_up) {
-                wait.expires_after(std::chrono::milliseconds(2));
-                co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+            // Queued until a request of this cluster (on any worker) gives its slot back, or the
+            // connect timeout passes.
+            auto exec = co_await asio::this_coro::executor;
+            struct Wait {
+                explicit Wait(asio::any_io_executor ex) : timer(std::move(ex)) {}
+                asio::steady_timer timer;
+            };
+            auto wait = std::make_shared<Wait>(exec);
+            wait->timer.expires_after(lim.connect_timeout);
+            auto waiter = std::make_shared<ClusterState::Waiter>();
+            waiter->wake = [exec, wait] { asio::post(exec, [wait] { wait->timer.cancel(); }); };
+            admitted = cs.take_or_queue(cap, waiter);
+            if (!admitted) {
+                co_await wait->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+                admitted = !cs.leave_queue(waiter);
             }
             cs.pending.fetch_sub(1, std::memory_order_relaxed);
         }
@@ -537,7 +548,8 @@ asio::awaitable<bool> admit(RequestState& st) {
             co_return false;
         }
     }
-    st.breaker.counter = &cs.requests;
+    st.breaker.state = &cs;
+    st.breaker.limit = cap;
     st.breaker_state = &cs;
     co_return true;
 }

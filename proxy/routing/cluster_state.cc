@@ -32,6 +32,49 @@ bool take_below(std::atomic<uint32_t>& counter, uint32_t limit) {
     return false;
 }
 
+bool ClusterState::take_or_queue(uint32_t limit, const std::shared_ptr<Waiter>& w) {
+    // queued_ goes up before the retry under the lock, and release_request() reads it after
+    // giving its slot back: one of the two always sees the other, so no slot is left idle while
+    // a request waits.
+    queued_.fetch_add(1, std::memory_order_seq_cst);
+    std::lock_guard lock(queue_mu_);
+    if (take_below(requests, limit)) {
+        queued_.fetch_sub(1, std::memory_order_relaxed);
+        return true;
+    }
+    queue_.push_back(w);
+    return false;
+}
+
+bool ClusterState::leave_queue(const std::shared_ptr<Waiter>& w) {
+    std::lock_guard lock(queue_mu_);
+    if (w->granted) return false;
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (*it == w) {
+            queue_.erase(it);
+            queued_.fetch_sub(1, std::memory_order_relaxed);
+            break;
+        }
+    }
+    return true;
+}
+
+void ClusterState::release_request(uint32_t limit) {
+    requests.fetch_sub(1, std::memory_order_seq_cst);
+    if (queued_.load(std::memory_order_seq_cst) == 0) return;
+    std::vector<std::shared_ptr<Waiter>> woken;
+    {
+        std::lock_guard lock(queue_mu_);
+        while (!queue_.empty() && take_below(requests, limit)) {
+            queue_.front()->granted = true;
+            woken.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+            queued_.fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
+    for (auto& w : woken) w->wake();
+}
+
 uint32_t retry_budget(uint32_t active, uint32_t max_retries) {
     const uint64_t share = uint64_t{active} * kRetryBudgetPercent / 100;
     const uint64_t budget = std::max<uint64_t>(kRetryBudgetMinConcurrency, share);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -66,6 +67,19 @@ struct ClusterState {
     // Circuit breaking (DestinationRule connectionPool) and the retry budget.
     std::atomic<uint32_t> requests{0};  // in flight (each holds one HTTP/1.1 connection)
     std::atomic<uint32_t> pending{0};   // waiting for a connection under maxConnections
+
+    // The pending queue, first come first served across workers: a request over the `requests`
+    // limit waits here, and a slot given back goes straight to the first waiter.
+    struct Waiter {
+        std::function<void()> wake;  // called once when granted (it posts to the waiter's thread)
+        bool granted = false;        // guarded by the queue's lock
+    };
+    // Under the lock: takes a slot below `limit` now (true), else queues `w` (false).
+    bool take_or_queue(uint32_t limit, const std::shared_ptr<Waiter>& w);
+    // The waiter gives up: false if it had been granted a slot meanwhile (then it holds one).
+    bool leave_queue(const std::shared_ptr<Waiter>& w);
+    // Gives back a `requests` slot; with waiters queued, the first one below `limit` takes it.
+    void release_request(uint32_t limit);
     std::atomic<uint32_t> retries{0};   // retries in flight (from the decision to the attempt's end)
     std::atomic<uint32_t> connections{0};  // TCP connections open (tcp.maxConnections)
     // Outlier detection.
@@ -84,6 +98,20 @@ struct ClusterState {
 private:
     mutable std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<EndpointHealth>> endpoints_;
+    std::mutex queue_mu_;
+    std::deque<std::shared_ptr<Waiter>> queue_;
+    std::atomic<uint32_t> queued_{0};  // queue_.size(), read without the lock on release
+};
+
+// A `requests` slot of a cluster, given back (or handed to a waiter) when released or destroyed.
+struct RequestSlot {
+    ClusterState* state = nullptr;
+    uint32_t limit = 0;
+    void release() {
+        if (state) state->release_request(limit);
+        state = nullptr;
+    }
+    ~RequestSlot() { release(); }
 };
 
 // The proxy's clusters by name. One per proxy, shared by every RouteTable it builds.

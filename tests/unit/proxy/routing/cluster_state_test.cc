@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "proxy/routing/cluster_state.h"
 #include "proxy/routing/load_balancer.h"
@@ -271,4 +272,38 @@ TEST_CASE("retry budget: 20% of active requests, at least 3, never above maxRetr
     CHECK(retry_budget(100, 5) == 5);
     CHECK(retry_budget(100, 0) == 0);
     CHECK(retry_budget(UINT32_MAX, UINT32_MAX) == UINT32_MAX / 5);
+}
+
+TEST_CASE("the pending queue: a slot given back goes to the first waiter, in order; one that left is skipped") {
+    ClusterState cs;
+    std::vector<int> woken;
+    auto waiter = [&](int id) {
+        auto w = std::make_shared<ClusterState::Waiter>();
+        w->wake = [&woken, id] { woken.push_back(id); };
+        return w;
+    };
+    // Two slots, both taken.
+    REQUIRE(take_below(cs.requests, 2));
+    REQUIRE(take_below(cs.requests, 2));
+    auto a = waiter(1), b = waiter(2), c = waiter(3);
+    CHECK_FALSE(cs.take_or_queue(2, a));
+    CHECK_FALSE(cs.take_or_queue(2, b));
+    CHECK_FALSE(cs.take_or_queue(2, c));
+    CHECK(cs.leave_queue(b));  // b gives up before any slot frees: it holds none
+    cs.release_request(2);     // handed to a, not given back
+    CHECK(woken == std::vector<int>{1});
+    CHECK(a->granted);
+    CHECK(cs.requests.load() == 2);
+    CHECK_FALSE(cs.leave_queue(a));  // too late to leave: a holds the slot
+    cs.release_request(2);
+    CHECK(woken == std::vector<int>{1, 3});
+    cs.release_request(2);  // nobody waits: the count goes down
+    cs.release_request(2);
+    CHECK(cs.requests.load() == 0);
+    // Below the limit a waiter takes its slot at once and is not queued.
+    auto d = waiter(4);
+    CHECK(cs.take_or_queue(2, d));
+    CHECK(cs.requests.load() == 1);
+    cs.release_request(2);
+    CHECK(woken == std::vector<int>{1, 3});
 }
