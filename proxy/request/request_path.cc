@@ -812,8 +812,14 @@ asio::awaitable<void> forward(RequestState& st) {
         }
     };
 
-    const http::Protocol protocol = choose_upstream_protocol(*st.target, st.in_flight.cluster, *st.config,
-                                                             st.client_protocol, st.websocket);
+    http::Protocol protocol = choose_upstream_protocol(*st.target, st.in_flight.cluster, *st.config,
+                                                       st.client_protocol, st.websocket);
+    // Inbound to a port declared HTTP: the app speaks HTTP/1.1, whatever the caller spoke (as
+    // Istio's inbound cluster for an HTTP port). HTTP2/GRPC and undeclared ports keep HTTP/2.
+    if (!st.outbound && protocol == http::Protocol::http2 && st.info.original_dst &&
+        declared_protocol_at(*st.config, *st.info.original_dst) == Protocol::http1) {
+        protocol = http::Protocol::http11;
+    }
     // The head as the upstream gets it: an HTTP/1.x request carried over HTTP/2 to the peer
     // sidecar says which version it was, so the peer restores it.
     http::RequestHead& head = st.head;

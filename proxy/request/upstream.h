@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "proxy/http/stream.h"
+#include "proxy/net/detect.h"
 #include "proxy/server/context.h"
 
 namespace remora::proxy {
@@ -25,6 +26,11 @@ struct UpstreamChoice {
 // protocol; `upgrade`: the request asks for an HTTP/1.1 Upgrade (WebSocket), which stays HTTP/1.1.
 http::Protocol choose_upstream_protocol(const UpstreamTarget& target, const snapshot::Cluster* cluster,
                                         const ProxyConfig& config, http::Protocol client, bool upgrade);
+
+// The protocol a port is declared with (Service port name/appProtocol, ServiceEntry protocol), by
+// the address dialled: a service VIP:port (outbound) or an endpoint's address:port (inbound, the
+// pod's own port). From the route table, else the --registry file; unknown when undeclared.
+Protocol declared_protocol_at(const ProxyConfig& config, const boost::asio::ip::tcp::endpoint& dst);
 
 // An exchange with `target` in `protocol`. Null when an HTTP/1.1 connection could not be made
 // (counted and logged by connect_upstream): a connect failure. HTTP/2 connects on send_head().

@@ -20,6 +20,7 @@
 #include "proxy/http2/server.h"
 #include "proxy/http2/streams.h"
 #include "proxy/request/request_path.h"
+#include "proxy/request/upstream.h"
 #include "proxy/net/detect.h"
 #include "proxy/net/original_dst.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -54,7 +55,9 @@ struct Detected {
 
 // Reads the first bytes of an undeclared port's connection until they say what it speaks, or
 // the detection timeout passes (then TCP: a server-first protocol waits for the server).
-asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerContext& ctx) {
+// `http_only`: the port is declared HTTP, and the bytes only choose between HTTP/1.1 and HTTP/2
+// (anything else, or nothing in time, is left to the HTTP/1.1 codec); not counted as detection.
+asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerContext& ctx, bool http_only = false) {
     Detected d;
     asio::steady_timer deadline(s.get_executor());
     deadline.expires_after(info.config->limits.protocol_detection_timeout);
@@ -63,6 +66,10 @@ asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerC
         auto r = co_await (s.async_read_some(asio::buffer(buf.data(), kDetectBytes - d.prefix.size()), use_nothrow) ||
                            deadline.async_wait(use_nothrow));
         if (r.index() == 1) {
+            if (http_only) {
+                d.protocol = Protocol::http1;
+                co_return d;
+            }
             ctx.stats.inc(Counter::downstream_cx_detect_timeout);
             d.protocol = Protocol::tcp;
             co_return d;
@@ -76,6 +83,10 @@ asio::awaitable<Detected> detect(tcp::socket& s, const Downstream& info, WorkerC
             co_return d;
         }
         if (auto p = classify_first_bytes(d.prefix)) {
+            if (http_only) {
+                d.protocol = *p == Protocol::http2 ? Protocol::http2 : Protocol::http1;
+                co_return d;
+            }
             d.protocol = *p;
             switch (*p) {
                 case Protocol::http1: ctx.stats.inc(Counter::downstream_cx_detected_http1); break;
@@ -152,18 +163,7 @@ asio::awaitable<void> serve_http2(S stream, std::string prefix, Downstream& info
 
 // The protocol an outbound connection to a mesh destination is declared with, if any.
 Protocol outbound_declared(const Downstream& info) {
-    const ProxyConfig& cfg = *info.config;
-    if (!info.original_dst) return Protocol::unknown;
-    if (cfg.routes) {
-        const snapshot::VirtualHost* vh = cfg.routes->find_address(*info.original_dst);
-        return vh ? declared_protocol(vh->protocol) : Protocol::unknown;
-    }
-    if (cfg.registry) {
-        const Service* s = cfg.registry->find_by_address(info.original_dst->address(), info.original_dst->port());
-        const ServicePort* port = s ? s->find_port(info.original_dst->port()) : nullptr;
-        if (port) return declared_protocol(port->protocol);
-    }
-    return Protocol::unknown;
+    return info.original_dst ? declared_protocol_at(*info.config, *info.original_dst) : Protocol::unknown;
 }
 
 // Outbound to a mesh service: HTTP/1.1 and HTTP/2 (h2c, gRPC) through the request path; everything
@@ -171,8 +171,10 @@ Protocol outbound_declared(const Downstream& info) {
 asio::awaitable<void> serve_outbound(tcp::socket socket, Downstream& info, WorkerContext& ctx) {
     Protocol p = outbound_declared(info);
     std::string prefix;
-    if (p == Protocol::unknown) {
-        Detected d = co_await detect(socket, info, ctx);
+    if (p == Protocol::unknown || p == Protocol::http1) {
+        // Undeclared: detect. Declared HTTP: HTTP/1.1 or, with prior knowledge, HTTP/2 (h2c), as
+        // Envoy's HTTP listeners take either; the first bytes tell which.
+        Detected d = co_await detect(socket, info, ctx, p == Protocol::http1);
         if (d.closed) co_return;
         p = d.protocol;
         prefix = std::move(d.prefix);
