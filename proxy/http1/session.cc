@@ -372,12 +372,7 @@ asio::awaitable<bool> serve_one(S& down, beast::flat_buffer& dbuf, Downstream& i
         blank.put(asio::buffer(std::string_view("GET / HTTP/1.1\r\n\r\n")), ignored);
         Http1ServerStream<S> stream(down, dbuf, blank, info, ctx);
         stream.close_after_response();
-        if (ec == http1::CodecError::connect_not_allowed) {
-            RequestRecord rec;  // 405: no ProxyError for it in proxy/request (yet)
-            co_await send_local_reply(stream, {405, "", "CONNECT is not supported by this proxy\n", {}, {}}, rec,
-                                      ctx.stats);
-            co_return false;
-        }
+        if (ec == http1::CodecError::connect_not_allowed) e = ProxyError::method_not_allowed;
         co_await refuse_request(stream, e, info, ctx);
         co_return false;
     }

@@ -19,6 +19,7 @@ enum class ProxyError {
     bad_request,          // 400 DPE (downstream protocol error)
     headers_too_large,    // 431 DPE
     header_timeout,       // 408: the request header did not arrive in time
+    method_not_allowed,   // 405: CONNECT (this proxy tunnels nothing on request)
     upstream_timeout,     // 504 UT: no response header within the route's timeout
     overflow,             // 503 UO: a circuit breaker (DestinationRule connectionPool) is open
     rbac_denied,          // 403 RBAC: an AuthorizationPolicy denied the inbound request
@@ -55,6 +56,8 @@ constexpr ErrorInfo describe(ProxyError e) {
         case ProxyError::bad_request: return {400, "DPE", "malformed HTTP request\n", Side::downstream, false};
         case ProxyError::headers_too_large: return {431, "DPE", "request header fields too large\n", Side::downstream, false};
         case ProxyError::header_timeout: return {408, "", "request header timeout\n", Side::downstream, false};
+        case ProxyError::method_not_allowed:
+            return {405, "", "CONNECT is not supported by this proxy\n", Side::downstream, false};
         case ProxyError::upstream_timeout: return {504, "UT", "upstream request timeout\n", Side::upstream, true};
         case ProxyError::overflow:
             return {503, "UO", "upstream connect error or disconnect/reset before headers. reset reason: overflow\n",
