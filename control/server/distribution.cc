@@ -81,7 +81,7 @@ Distribution::~Distribution() {
 
 bool Distribution::serves(std::string_view target) {
     std::string_view path = target.substr(0, target.find('?'));
-    return path == "/v1/proxies" || path.substr(0, 12) == "/v1/proxies/";
+    return path == "/v1/proxies" || path.substr(0, 12) == "/v1/proxies/" || path == "/v1/snapshot";
 }
 
 void Distribution::start() {
@@ -387,6 +387,27 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
                                         {"notAfter", r.cert.not_after}};
         return o;
     };
+    if (path == "/v1/snapshot") {
+        // The snapshot a workload would get, running or not (remoractl explain --from-labels):
+        // ?namespace=NS&serviceAccount=SA&labels=k=v,k=v.
+        model::Labels labels;
+        std::string list = query.count("labels") ? query["labels"] : "";
+        for (size_t at = 0; at < list.size();) {
+            size_t comma = list.find(',', at);
+            std::string kv = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+            size_t eq = kv.find('=');
+            if (eq == std::string::npos || eq == 0) return error_json(400, "labels: expected k=v,k=v, got \"" + kv + "\"", v);
+            labels[kv.substr(0, eq)] = kv.substr(eq + 1);
+            if (comma == std::string::npos) break;
+            at = comma + 1;
+        }
+        const std::string ns = query.count("namespace") && !query["namespace"].empty() ? query["namespace"] : "default";
+        const std::string sa = query.count("serviceAccount") && !query["serviceAccount"].empty() ? query["serviceAccount"] : "default";
+        if (!valid_name(ns) || !valid_name(sa)) return error_json(400, "namespace and serviceAccount must be names", v);
+        Computed c = compute(ns, sa, labels);
+        return json_response(200, "{\"version\":\"" + c.version + "\",\"configVersion\":" +
+                                      std::to_string(c.config_version) + ",\"snapshot\":" + c.json + "}\n", v);
+    }
     if (path == "/v1/proxies") {
         json::array a;
         for (const auto& r : registry_.list()) a.push_back(record_json(r));

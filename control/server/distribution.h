@@ -1,7 +1,8 @@
 // Config distribution on the control plane's TLS port: proxies long-poll
 // POST /v1/proxies/subscribe with their SVID, register their pod, report what they applied
 // (ACK/NACK) and get their snapshot whenever it differs from the one they hold. The admin reads
-// GET /v1/proxies (proxy-status) and GET /v1/proxies/<name>/snapshot (proxy-config).
+// GET /v1/proxies (proxy-status), GET /v1/proxies/<name>/snapshot (proxy-config) and
+// GET /v1/snapshot?namespace=&serviceAccount=&labels= (a workload's snapshot, running or not).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -34,7 +35,7 @@ class Distribution {
                  Logger log);
     ~Distribution();
 
-    static bool serves(std::string_view target);  // /v1/proxies...
+    static bool serves(std::string_view target);  // /v1/proxies..., /v1/snapshot
     static constexpr const char* kSubscribePath = "/v1/proxies/subscribe";
     // The long-poll (a deferred handler on the HTTP server).
     void subscribe(const common::HttpRequest& req, const common::PeerInfo& peer,
