@@ -72,11 +72,6 @@ bool parse_identity(const std::string& id, std::string& ns, std::string& sa) {
     return true;
 }
 
-bool has_sidecar_label(const snap::Labels& labels) {
-    auto it = labels.find("security.istio.io/tlsMode");
-    return it != labels.end() && it->second == "istio";
-}
-
 // GET http://ADDR/clusters from a proxy's admin port.
 std::string admin_get(const std::string& address, const std::string& target) {
     namespace asio = boost::asio;
@@ -238,51 +233,19 @@ int explain_command(const std::vector<std::string>& argv, std::ostream& out, std
         translate::Options topts;
         topts.trust_domain = args.get_or("trust-domain", mesh.trust_domain);
         topts.root_namespace = args.get_or("root-namespace", mesh.root_namespace);
-        in.trust_domain = topts.trust_domain;
-        in.registry_only = mesh.outbound_traffic_policy == "REGISTRY_ONLY";
+        Workload client;
         if (!from.empty()) {
-            bool found = false;
-            for (const auto& we : config->workload_entries) {
-                if (!we.meta.valid || we.meta.name != from || (!ns_flag.empty() && we.meta.ns != ns_flag)) continue;
-                in.client = {we.meta.name, we.meta.ns,
-                             we.spec.service_account.empty() ? "default" : we.spec.service_account,
-                             we.spec.address, we.spec.labels};
-                found = true;
-                break;
-            }
-            for (const auto& w : config->workloads) {
-                if (found) break;
-                if (w.name != from || (!ns_flag.empty() && w.ns != ns_flag)) continue;
-                in.client = {w.name, w.ns, args.get_or("service-account", "default"), "", w.labels};
-                found = true;
-            }
-            if (!found) throw UsageError("--from " + from + ": no WorkloadEntry or Pod of that name in " + *dir);
+            std::optional<Workload> w = explain::find_workload(*config, from, ns_flag);
+            if (!w) throw UsageError("--from " + from + ": no WorkloadEntry or Pod of that name in " + *dir);
+            client = *w;
+            if (auto sa = args.get("service-account")) client.service_account = *sa;
         } else {
-            in.client.ns = ns_flag.empty() ? "default" : ns_flag;
-            in.client.service_account = args.get_or("service-account", "default");
-            in.client.labels = parse_labels(args.get_or("from-labels", ""));
+            client.ns = ns_flag.empty() ? "default" : ns_flag;
+            client.service_account = args.get_or("service-account", "default");
+            client.labels = parse_labels(args.get_or("from-labels", ""));
         }
-        in.snapshot = translate::translate(*config, {in.client.ns, in.client.service_account, in.client.labels}, topts);
-        in.source = "translated from " + *dir + " (offline)";
-        in.server_for = [config, topts](const snap::Cluster&, const snap::Endpoint& e) {
-            Server s;
-            for (const auto& we : config->workload_entries) {
-                if (!we.meta.valid || we.spec.address != e.address) continue;
-                s.known = true;
-                s.workload = {we.meta.name, we.meta.ns,
-                              we.spec.service_account.empty() ? "default" : we.spec.service_account,
-                              we.spec.address, we.spec.labels};
-                if (has_sidecar_label(we.spec.labels)) {
-                    s.inbound = translate::translate(*config, {s.workload.ns, s.workload.service_account, s.workload.labels},
-                                                     topts).inbound;
-                    s.source = "WorkloadEntry " + we.meta.ns + "/" + we.meta.name + ", translated offline";
-                } else {
-                    s.source = "WorkloadEntry " + we.meta.ns + "/" + we.meta.name + " without the sidecar label";
-                }
-                break;
-            }
-            return s;
-        };
+        in = explain::offline_inputs(config, client, topts, "translated from " + *dir + " (offline)");
+        in.registry_only = mesh.outbound_traffic_policy == "REGISTRY_ONLY";
     } else {
         auto control = std::make_shared<ControlSource>(args);
         json::object mesh = control->get("/v1/meshconfig");

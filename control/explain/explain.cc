@@ -37,7 +37,7 @@ std::string trim(std::string_view s) {
     return std::string(s);
 }
 
-std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 std::string ms_text(snap::Millis ms) {
     if (ms.count() % 1000 == 0) return std::to_string(ms.count() / 1000) + "s";
@@ -66,7 +66,7 @@ std::string matcher_text(const snap::StringMatcher& m) {
     std::string kind = m.kind == snap::StringMatcher::Kind::exact    ? "exact"
                        : m.kind == snap::StringMatcher::Kind::prefix ? "prefix"
                                                                      : "regex";
-    return kind + " " + quoted(m.value) + (m.ignore_case ? " (any case)" : "");
+    return kind + " " + in_quotes(m.value) + (m.ignore_case ? " (any case)" : "");
 }
 
 std::string miss_text(const proxy::MatchMiss& m) {
@@ -82,9 +82,9 @@ std::string miss_text(const proxy::MatchMiss& m) {
         case F::query_param: what = "queryParams " + std::string(m.name); break;
     }
     const std::string want = m.want ? matcher_text(*m.want) : "";
-    if (m.field == F::without_header) return what + ": present as " + quoted(*m.got) + ", which the rule excludes (" + want + ")";
+    if (m.field == F::without_header) return what + ": present as " + in_quotes(*m.got) + ", which the rule excludes (" + want + ")";
     if (!m.got) return what + ": absent (the rule wants " + want + ")";
-    return what + ": " + quoted(*m.got) + " is not " + want;
+    return what + ": " + in_quotes(*m.got) + " is not " + want;
 }
 
 json::array header_ops_json(const snap::HeaderOps& h) {
@@ -293,6 +293,51 @@ std::string Workload::spiffe_id(const std::string& trust_domain) const {
     return "spiffe://" + trust_domain + "/ns/" + ns + "/sa/" + service_account;
 }
 
+std::optional<Workload> find_workload(const model::Config& config, const std::string& name, const std::string& ns) {
+    for (const auto& we : config.workload_entries) {
+        if (!we.meta.valid || we.meta.name != name || (!ns.empty() && we.meta.ns != ns)) continue;
+        return Workload{we.meta.name, we.meta.ns,
+                        we.spec.service_account.empty() ? "default" : we.spec.service_account,
+                        we.spec.address, we.spec.labels};
+    }
+    for (const auto& w : config.workloads) {
+        if (w.name != name || (!ns.empty() && w.ns != ns)) continue;
+        return Workload{w.name, w.ns, "default", "", w.labels};
+    }
+    return std::nullopt;
+}
+
+Inputs offline_inputs(std::shared_ptr<const model::Config> config, const Workload& client,
+                      const translate::Options& options, const std::string& source) {
+    Inputs in;
+    in.client = client;
+    in.trust_domain = options.trust_domain;
+    in.snapshot = translate::translate(*config, {client.ns, client.service_account, client.labels}, options);
+    in.source = source;
+    in.server_for = [config, options](const snap::Cluster&, const snap::Endpoint& e) {
+        Server s;
+        for (const auto& we : config->workload_entries) {
+            if (!we.meta.valid || we.spec.address != e.address) continue;
+            s.known = true;
+            s.workload = {we.meta.name, we.meta.ns,
+                          we.spec.service_account.empty() ? "default" : we.spec.service_account,
+                          we.spec.address, we.spec.labels};
+            const std::string what = "WorkloadEntry " + we.meta.ns + "/" + we.meta.name;
+            auto mode = we.spec.labels.find("security.istio.io/tlsMode");
+            if (mode != we.spec.labels.end() && mode->second == "istio") {
+                s.inbound = translate::translate(*config, {s.workload.ns, s.workload.service_account, s.workload.labels},
+                                                 options).inbound;
+                s.source = what + ", translated offline";
+            } else {
+                s.source = what + ", without a sidecar (no security.istio.io/tlsMode=istio label)";
+            }
+            break;
+        }
+        return s;
+    };
+    return in;
+}
+
 json::object explain(const Inputs& in, const Request& request) {
     RouteTable table(in.snapshot);
     json::object report;
@@ -317,7 +362,7 @@ json::object explain(const Inputs& in, const Request& request) {
     // Host: by Host header (with and without the port), else by the address dialled.
     View view(request, authority);
     const snap::VirtualHost* vh = table.find_host(authority);
-    std::string found_by = "Host header " + quoted(authority);
+    std::string found_by = "Host header " + in_quotes(authority);
     if (!vh && request.port_given) {
         vh = table.find_host(request.host + ":" + std::to_string(request.port));
     }
@@ -373,7 +418,7 @@ json::object explain(const Inputs& in, const Request& request) {
     report["client"] = std::move(client);
     if (!vh) {
         host["virtualHost"] = nullptr;
-        const std::string why = "is not a service this proxy knows (no virtual host for " + quoted(authority) + ")";
+        const std::string why = "is not a service this proxy knows (no virtual host for " + in_quotes(authority) + ")";
         if (in.registry_only) {
             outcomes.push_back({1, 502, "", "BlackHoleCluster: " + request.host + " " + why + " and outboundTrafficPolicy is REGISTRY_ONLY", "", false});
         } else {

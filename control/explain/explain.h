@@ -8,11 +8,14 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "control/model/model.h"
+#include "control/translate/translate.h"
 #include "proxy/snapshot/snapshot.h"
 
 namespace remora::control::explain {
@@ -69,6 +72,16 @@ struct Inputs {
     // "<cluster>::<address>:<port>"; none when not asked for.
     std::optional<std::map<std::string, bool>> ejected;
 };
+
+// Offline (--config): the workload named `name` (a WorkloadEntry, else a Pod; in `ns` unless
+// empty); none when the files have no such workload.
+std::optional<Workload> find_workload(const model::Config& config, const std::string& name, const std::string& ns);
+
+// Offline inputs for `client`: its snapshot by the translation remora-control runs, and each
+// endpoint's server found by address among the WorkloadEntries (with a sidecar when labelled
+// security.istio.io/tlsMode=istio, as Istio's injector marks pods).
+Inputs offline_inputs(std::shared_ptr<const model::Config> config, const Workload& client,
+                      const translate::Options& options, const std::string& source);
 
 // The report: JSON with "verdict" first ({"served", "summary", "outcomes"}), then the request,
 // the client, the host and its port protocol, the rules tried, the route's policies, each
