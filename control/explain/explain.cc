@@ -14,6 +14,7 @@
 #include "proxy/authz/authz.h"
 #include "proxy/request/error.h"
 #include "proxy/request/retry.h"
+#include "proxy/routing/cluster_state.h"
 #include "proxy/routing/route_table.h"
 
 namespace remora::control::explain {
@@ -196,6 +197,11 @@ json::object route_json(const snap::Route& r) {
     json::array codes;
     for (uint32_t c : r.retries.retriable_status_codes) codes.push_back(c);
     retries["retriableStatusCodes"] = std::move(codes);
+    // The budget the proxy applies per cluster (proxy/routing/cluster_state.h), with the pool's
+    // maxRetries as its ceiling.
+    retries["budget"] = "retries in flight to a cluster at most " + std::to_string(proxy::kRetryBudgetPercent) +
+                        "% of its active requests (at least " + std::to_string(proxy::kRetryBudgetMinConcurrency) +
+                        "), never more than its connectionPool.http.maxRetries";
     o["retries"] = std::move(retries);
     if (r.fault) {
         json::object f;
@@ -741,6 +747,7 @@ std::string render_text(const json::object& r) {
         out << "route:     timeout " << str(route, "timeout") << "; retries " << str(retries, "attempts") << " (retryOn "
             << str(retries, "retryOn") << ", perTryTimeout " << str(retries, "perTryTimeout") << ", retriable codes "
             << str(retries, "retriableStatusCodes") << ")\n";
+        if (num(retries, "attempts") > 0) out << "           retry budget: " << str(retries, "budget") << "\n";
         if (const json::value* f = route.if_contains("fault"); f && f->is_object()) {
             const json::object& fo = f->as_object();
             if (fo.contains("delay")) {

@@ -20,7 +20,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import check  # noqa: E402
-from test_mesh import describe, run_suite  # noqa: E402
+from test_mesh import CONTROL, describe, run_suite  # noqa: E402
 from test_istio_tasks import (HTTPBIN_BREAKER, ONLY_PREFIX_VS, SAMPLES, TIMEOUT_VS, apply_sample,  # noqa: E402
                               apply_text, count, ctl, delete_sample, setup, store_version)
 
@@ -248,6 +248,26 @@ def test_g_mtls_mismatch(m):
     ctl(m, "apply", "-f", os.path.join(SAMPLES, "destination-rule-all.yaml"))
 
 
+def test_h_outlier_ejection(m):
+    """Outlier detection: after httpbin's one endpoint answers 500 (consecutive5xxErrors 1),
+    explain run in the client's pod with --proxy-admin sees it ejected and predicts 503 UH, as the
+    real request then gets."""
+    m.involved = ["productpage"]
+    apply_text(m, "httpbin-breaker.yaml", HTTPBIN_BREAKER)
+    rc, status, body, r = m.curl("productpage", "http://httpbin:8000/status?code=500")
+    check(status == 500, f"httpbin's 500 came back as {status}", [describe(r)])
+    r = m.c.run("productpage", [m.ctl_bin, "explain", "--from", "productpage", "http://httpbin:8000/get",
+                                "--proxy-admin", "127.0.0.1:15000", "--control", CONTROL, "--state-dir", m.state,
+                                "-o", "json"], check=False, timeout=30)
+    check(r.returncode == 1, f"explain with --proxy-admin exited {r.returncode}", [describe(r)])
+    doc = json.loads(r.stdout)
+    ep = doc["destinations"][0]["endpoints"][0]
+    check(ep["health"] == "ejected by outlier detection" and refusals(doc) == {"503 UH": 1.0},
+          f"explain: {ep} {doc['verdict']}")
+    rc, status, body, r = m.curl("productpage", "http://httpbin:8000/get", "-D", "-")
+    check(status == 503 and "x-remora-response-flags: UH" in body, f"the real request gave {status}", [describe(r)])
+
+
 TESTS = [
     ("a_request_routing", test_a_request_routing),
     ("b_traffic_shifting", test_b_traffic_shifting),
@@ -256,6 +276,7 @@ TESTS = [
     ("e_no_route_and_no_endpoint", test_e_no_route_and_no_endpoint),
     ("f_authorization", test_f_authorization),
     ("g_mtls_mismatch", test_g_mtls_mismatch),
+    ("h_outlier_ejection", test_h_outlier_ejection),
 ]
 
 
