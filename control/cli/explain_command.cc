@@ -35,7 +35,7 @@ constexpr const char* kUsage =
     "usage: remoractl explain (--from POD | --from-labels k=v,... [-n NS] [--service-account SA]) URL\n"
     "                         [-X METHOD] [-H 'name: value']... [-o text|json]\n"
     "                         [--config DIR [--meshConfigFile FILE]] [--proxy-admin HOST:PORT]\n"
-    "       remoractl explain --flag FLAG";
+    "       remoractl explain --flag FLAG|all [-o json]";
 
 std::vector<std::string> long_flags(const std::vector<std::string>& argv) {
     static const std::map<std::string, std::string> kShort = {
@@ -179,6 +179,10 @@ int explain_command(const std::vector<std::string>& argv, std::ostream& out, std
               connection_flags_with({"from", "from-labels", "namespace", "service-account", "request", "header",
                                      "output", "config", "meshConfigFile", "proxy-admin", "flag", "root-namespace"}),
               {});
+    if (auto flag = args.get("flag"); flag && (*flag == "all" || *flag == "ALL")) {
+        for (const auto& d : explain::response_flags()) out << explain::render_flag(d) << "\n";
+        return 0;
+    }
     if (auto flag = args.get("flag")) {
         const explain::FlagDoc* doc = explain::find_flag(*flag);
         if (!doc) {

@@ -77,9 +77,9 @@ Commands:
       and AuthorizationPolicy verdict. From the control plane's snapshots (connection flags as
       above), or offline from Istio YAML with --config (WorkloadEntries are the pods). Exit 0
       when the request would be served, 1 when refused (the reason on the first line).
-  explain --flag FLAG [-o json]
+  explain --flag FLAG|all [-o json]
       What a response flag (UF, UH, UO, URX, NR, UT, UC, DC, DI, FI, RBAC, DPE) means, its likely
-      causes, and the commands that check each.
+      causes, and the commands that check each (docs/response-flags.md).
 
   kube-inject -f FILE|- [-o FILE] [--image IMG] [--control-address HOST:PORT]
               [--trust-domain TD] [--native-sidecar]

@@ -411,8 +411,14 @@ json::object explain(const Inputs& in, const Request& request) {
             summary = (first.status ? std::to_string(first.status) + " " : "") + first.flag + " " + first.reason;
             if (refused < 0.999999) summary += " (" + percent_text(first.share) + " of requests; " + percent_text(1 - refused) + " served)";
         } else {
-            summary = "served by " + merged.front().where;
-            if (merged.size() > 1) summary += " (" + percent_text(merged.front().share) + ", and " + std::to_string(merged.size() - 1) + " other outcome(s))";
+            if (merged.size() == 1) {
+                summary = "served by " + merged.front().where;
+            } else {
+                summary = "served:";
+                for (size_t i = 0; i < merged.size(); ++i) {
+                    summary += (i ? ", " : " ") + percent_text(merged[i].share) + " by " + merged[i].where;
+                }
+            }
         }
         json::object out;
         out["verdict"] = json::object{{"served", refused == 0}, {"summary", summary}, {"outcomes", std::move(list)}};

@@ -234,3 +234,19 @@ TEST_CASE("every response flag the proxy emits is explained, with causes and che
     CHECK_FALSE(explain::find_flag("ZZ"));
     CHECK(explain::render_flag(*explain::find_flag("UO")).rfind("UO (503): ", 0) == 0);
 }
+
+TEST_CASE("docs/response-flags.md says what explain --flag says, for every flag") {
+    const char* dir = std::getenv("REMORA_DOCS");
+    REQUIRE(dir);
+    std::ifstream f(std::string(dir) + "/response-flags.md");
+    REQUIRE(f.good());
+    std::stringstream s;
+    s << f.rdbuf();
+    const std::string doc = s.str();
+    for (const explain::FlagDoc& d : explain::response_flags()) {
+        CAPTURE(d.flag);
+        CHECK(doc.find("\n## " + d.flag + "\n") != std::string::npos);
+        CHECK(doc.find(d.meaning) != std::string::npos);
+        for (const auto& c : d.causes) CHECK(doc.find(c) != std::string::npos);
+    }
+}
