@@ -454,7 +454,7 @@ std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Arg
     w.service_account = args.get_or("service-account", "default");
     if (auto l = args.get("labels")) {
         try {
-            w.labels = parse_label_list(*l);
+            w.labels = common::parse_label_list(*l);
         } catch (const std::invalid_argument& e) {
             throw UsageError(std::string("--labels: ") + e.what());
         }
@@ -512,7 +512,7 @@ std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const Me
     std::map<std::string, std::string> labels;
     if (auto l = args.get("labels")) {
         try {
-            labels = parse_label_list(*l);
+            labels = common::parse_label_list(*l);
         } catch (const std::invalid_argument& e) {
             throw UsageError(std::string("--labels: ") + e.what());
         }

@@ -49,18 +49,11 @@ std::vector<std::string> long_flags(const std::vector<std::string>& argv) {
 }
 
 snap::Labels parse_labels(const std::string& text) {
-    snap::Labels out;
-    size_t at = 0;
-    while (at <= text.size()) {
-        size_t comma = text.find(',', at);
-        std::string kv = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-        size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) throw UsageError("--from-labels: expected k=v,k=v, got \"" + kv + "\"");
-        out[kv.substr(0, eq)] = kv.substr(eq + 1);
-        if (comma == std::string::npos) break;
-        at = comma + 1;
+    try {
+        return common::parse_label_list(text);
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(std::string("--from-labels: ") + e.what());
     }
-    return out;
 }
 
 // "spiffe://td/ns/NS/sa/SA" → namespace and service account.

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include "common/args.h"
 #include "proxy/snapshot/snapshot_json.h"
 
 namespace remora::control::server {
@@ -391,15 +392,10 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
         // The snapshot a workload would get, running or not (remoractl explain --from-labels):
         // ?namespace=NS&serviceAccount=SA&labels=k=v,k=v.
         model::Labels labels;
-        std::string list = query.count("labels") ? query["labels"] : "";
-        for (size_t at = 0; at < list.size();) {
-            size_t comma = list.find(',', at);
-            std::string kv = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-            size_t eq = kv.find('=');
-            if (eq == std::string::npos || eq == 0) return error_json(400, "labels: expected k=v,k=v, got \"" + kv + "\"", v);
-            labels[kv.substr(0, eq)] = kv.substr(eq + 1);
-            if (comma == std::string::npos) break;
-            at = comma + 1;
+        try {
+            labels = common::parse_label_list(query.count("labels") ? query["labels"] : "");
+        } catch (const std::invalid_argument& e) {
+            return error_json(400, std::string("labels: ") + e.what(), v);
         }
         const std::string ns = query.count("namespace") && !query["namespace"].empty() ? query["namespace"] : "default";
         const std::string sa = query.count("serviceAccount") && !query["serviceAccount"].empty() ? query["serviceAccount"] : "default";

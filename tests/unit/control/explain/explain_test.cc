@@ -17,15 +17,18 @@ namespace json = boost::json;
 
 namespace {
 
-std::string example_yaml() {
-    const char* dir = std::getenv("REMORA_EXAMPLES");
+// A file under the directory the environment variable `dir_var` names (set by meson).
+std::string read_text(const char* dir_var, const std::string& path) {
+    const char* dir = std::getenv(dir_var);
     REQUIRE(dir);
-    std::ifstream f(std::string(dir) + "/explain/mesh.yaml");
+    std::ifstream f(std::string(dir) + "/" + path);
     REQUIRE(f.good());
     std::stringstream s;
     s << f.rdbuf();
     return s.str();
 }
+
+std::string example_yaml() { return read_text("REMORA_EXAMPLES", "explain/mesh.yaml"); }
 
 std::shared_ptr<const model::Config> config_of(const std::string& extra = "") {
     auto c = std::make_shared<model::Config>();
@@ -236,13 +239,7 @@ TEST_CASE("every response flag the proxy emits is explained, with causes and che
 }
 
 TEST_CASE("docs/response-flags.md says what explain --flag says, for every flag") {
-    const char* dir = std::getenv("REMORA_DOCS");
-    REQUIRE(dir);
-    std::ifstream f(std::string(dir) + "/response-flags.md");
-    REQUIRE(f.good());
-    std::stringstream s;
-    s << f.rdbuf();
-    const std::string doc = s.str();
+    const std::string doc = read_text("REMORA_DOCS", "response-flags.md");
     for (const explain::FlagDoc& d : explain::response_flags()) {
         CAPTURE(d.flag);
         CHECK(doc.find("\n## " + d.flag + "\n") != std::string::npos);
