@@ -171,6 +171,9 @@ struct Proxy {
         for (const auto& w : workers) h2 += w->http2_upstream_connections();
         gauge("remora_upstream_cx_http2", "Multiplexed HTTP/2 upstream connections held in the pools.",
               std::to_string(h2));
+        // Istio's build gauge, which its mesh dashboard counts proxies by.
+        out += "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n"
+               "istio_build{component=\"proxy\",tag=\"" REMORA_VERSION "\"} 1\n";
         gauge("remora_server_ready", "1 once certificate and configuration are loaded.", ready() ? "1" : "0");
         gauge("remora_server_draining", "1 while draining.", draining.load() ? "1" : "0");
         auto cfg = config.current();

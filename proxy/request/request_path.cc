@@ -335,10 +335,17 @@ asio::awaitable<bool> authorize(RequestState& st) {
     std::string_view host = st.rec.authority;
     host = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']' ? host.size() : host.rfind(':'));
     const Service* svc = config.registry && !host.empty() ? config.registry->find_by_host(host, st.tcfg.self.ns) : nullptr;
+    std::optional<ServiceNames> known;
+    if (!svc && config.routes) known = inbound_service(*config.routes, st.rec.authority, info.original_dst);
     if (svc) {
         st.rec.service_host = svc->hosts.empty() ? svc->name : svc->hosts.front();
         st.rec.service_name = svc->name;
         st.rec.service_ns = svc->ns;
+    } else if (known) {
+        // The snapshot's name for it (the FQDN), as Istio's destination reporter labels it.
+        st.rec.service_host = std::move(known->host);
+        st.rec.service_name = std::move(known->name);
+        st.rec.service_ns = std::move(known->ns);
     } else if (!host.empty()) {
         st.rec.service_host = host;
     }

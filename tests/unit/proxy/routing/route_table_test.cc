@@ -163,6 +163,23 @@ TEST_CASE("trace: the same decision as match, with each earlier block's first fa
     CHECK(trace[0].misses.empty());
 }
 
+TEST_CASE("inbound: the service a request was sent to, by Host or by this pod's endpoint address") {
+    RouteTable t(bookinfo());
+    auto by_host = inbound_service(t, "reviews:9080", std::nullopt);
+    REQUIRE(by_host);
+    CHECK(by_host->host == "reviews.default.svc.cluster.local");
+    CHECK(by_host->name == "reviews");
+    CHECK(by_host->ns == "default");
+    auto pod = boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("198.18.0.12"), 9080);
+    auto by_address = inbound_service(t, "198.18.0.12:9080", pod);
+    REQUIRE(by_address);
+    CHECK(by_address->host == "reviews.default.svc.cluster.local");
+    CHECK_FALSE(inbound_service(t, "elsewhere", std::nullopt));
+    auto external = service_names("api.example.com");
+    CHECK(external.name == "api");
+    CHECK(external.ns.empty());
+}
+
 TEST_CASE("rewrite and redirect as the route says") {
     snap::Route r;
     snap::RouteMatch m;
