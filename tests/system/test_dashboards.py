@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import Failure, check  # noqa: E402
-from test_mesh import describe, run_suite  # noqa: E402
+from test_mesh import MONITORING, describe, run_suite  # noqa: E402
 import test_istio_tasks as tasks  # noqa: E402
 
 PROM_PORT = 19090
@@ -134,18 +134,21 @@ def up_targets(m):
         return []
 
 
-def send_traffic(m):
-    """Paced load from two pods at once; returns (start, end) in epoch seconds."""
+def start_traffic(m):
+    """Paced load from two pods at once (SECONDS long); returns what finish_traffic() waits for."""
     loads = [("productpage", {"host": "reviews", "port": 9080, "path": "/", "rps": OK_RPS}),
              ("productpage", {"host": "reviews", "port": 9080, "path": "/status?code=500", "rps": ERR_RPS}),
              ("reviews-v2", {"host": "ratings", "port": 9080, "path": "/", "rps": RATINGS_RPS}),
              ("productpage", {"host": "tcp-echo", "port": 9000, "path": "/", "rps": TCP_CPS, "close": True})]
-    start = time.time()
     procs = []
     for pod, a in loads:
         a["seconds"] = SECONDS
-        log = os.path.join(m.tmp, f"load-{pod}-{a['host']}-{a['rps']}.log")
+        log = os.path.join(m.tmp, f"load-{pod}-{a['host']}-{a['rps']}-{time.monotonic_ns()}.log")
         procs.append((a, m.c.spawn(pod, ["python3", m.load_file, json.dumps(a)], user=1000, log_path=log)))
+    return procs
+
+
+def finish_traffic(procs):
     for a, p in procs:
         p.wait(timeout=SECONDS + 30)
         with open(p.log_path) as f:
@@ -153,6 +156,12 @@ def send_traffic(m):
         want = "500" if "500" in a["path"] else "200"
         got = json.loads(out[-1]) if out else {}
         check(got == {want: int(a["rps"] * SECONDS)}, f"load {a}: {got}", [p.log_path])
+
+
+def send_traffic(m):
+    """The load, waited for; returns (start, end) in epoch seconds."""
+    start = time.time()
+    finish_traffic(start_traffic(m))
     end = time.time()
     time.sleep(3)  # prometheus scrapes past the window
     return start, end
@@ -370,11 +379,39 @@ def test_d_kiali_graph(m):
               f"Kiali's TCP edges by {reporter}: {tcp}")
 
 
+def test_e_live_mesh_graph(m):
+    """remora-control's live mesh page: while traffic flows, /mesh/graph.json (scraped by the
+    control plane from the proxies it knows) shows the edges with the rates, error rate, p99 and
+    mTLS the traffic has, and every proxy SYNCED with its metrics reachable; /mesh is the page."""
+    m.involved = ["productpage", "reviews-v2"]
+    procs = start_traffic(m)
+    time.sleep(SECONDS * 0.7)
+    r = m.c.run("node", ["curl", "-sS", "--max-time", "5", f"http://{MONITORING}/mesh/graph.json"], check=False)
+    finish_traffic(procs)
+    check(r.returncode == 0, "GET /mesh/graph.json failed", describe(r))
+    graph = json.loads(r.stdout)
+    edges = {(e["source"], e["destination"]): e for e in graph["edges"]}
+    check(set(edges) == {("productpage-v1.default", "reviews-v1.default"), ("reviews-v2.default", "ratings-v1.default")},
+          f"the graph's edges: {sorted(edges)}", [r.stdout[:3000]])
+    reviews = edges[("productpage-v1.default", "reviews-v1.default")]
+    near(reviews["rps"], OK_RPS + ERR_RPS, "productpage -> reviews req/s in the graph", tolerance=0.4)
+    check(abs(reviews["errorRate"] - ERR_RPS / (OK_RPS + ERR_RPS)) < 0.1 and reviews["mtls"] == 1 and
+          0 < reviews["p99Ms"] < 1000 and reviews["service"] == REVIEWS, f"the reviews edge: {reviews}")
+    near(edges[("reviews-v2.default", "ratings-v1.default")]["rps"], RATINGS_RPS, "reviews -> ratings req/s", tolerance=0.4)
+    proxies = graph["proxies"]
+    check(len(proxies) == len(tasks.PODS) and all(p["status"] == "SYNCED" and p["metrics"] and p["certNotAfter"] > time.time()
+                                                  for p in proxies), f"the graph's proxies: {proxies}")
+    r = m.c.run("node", ["curl", "-sS", "--max-time", "5", f"http://{MONITORING}/mesh"], check=False)
+    check(r.returncode == 0 and "<title>Remora mesh</title>" in r.stdout and "/mesh/graph.json" in r.stdout,
+          "GET /mesh is not the mesh page", [r.stdout[:500]])
+
+
 TESTS = [
     ("a_mesh_dashboard", test_a_mesh_dashboard),
     ("b_service_dashboard", test_b_service_dashboard),
     ("c_workload_dashboard", test_c_workload_dashboard),
     ("d_kiali_graph", test_d_kiali_graph),
+    ("e_live_mesh_graph", test_e_live_mesh_graph),
 ]
 
 
