@@ -18,6 +18,7 @@
 #include "control/kube/webhook.h"
 #include "control/server/config_api.h"
 #include "control/server/mesh_graph.h"
+#include "control/server/mesh_page.h"
 #include "control/server/distribution.h"
 #include "control/store/config_dir.h"
 #include "control/store/store.h"
@@ -41,8 +42,9 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --state-dir DIR        root, keys, JWKS, admin token and config store (default ./remora-state)
   --listen ADDR:PORT     TLS API: POST /v1/certificates, /v1/config, /v1/meshconfig
                          (default 0.0.0.0:15012)
-  --monitoring ADDR:PORT /healthz, /metrics, and the live mesh page /mesh (/mesh/graph.json:
-                         edges with req/s, errors, p99, mTLS from the proxies' metrics), plaintext
+  --monitoring ADDR:PORT /healthz, /metrics, and the live mesh page /mesh (the service graph
+                         with req/s, errors, p99, mTLS from the proxies' metrics, the proxies, a
+                         workload's routes and policies, explain; /mesh/graph.json), plaintext
                          (default 0.0.0.0:15014)
   --trust-domain TD      SPIFFE trust domain (default cluster.local)
   --ca-cert FILE         sign with this CA certificate (followed by its chain up to the root)
@@ -174,45 +176,8 @@ HttpResponse webhook_handler(const kube::InjectOptions& options, InjectionStats&
     return json_response(200, std::move(a.body), req.version());
 }
 
-// GET /mesh: the live mesh page (edges and proxies, refreshed every 2 s from /mesh/graph.json).
-constexpr const char* kMeshPage = R"(<!doctype html>
-<html><head><meta charset="utf-8"><title>Remora mesh</title>
-<style>body{font:14px sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#eee}.bad{color:#b00}</style>
-</head><body><h1>Remora mesh</h1>
-<h2>Who calls whom</h2><table id="edges"><thead><tr><th>source</th><th>destination</th><th>service</th>
-<th>req/s</th><th>errors</th><th>p99 (ms)</th><th>mTLS</th></tr></thead><tbody></tbody></table>
-<h2>Proxies</h2><table id="proxies"><thead><tr><th>proxy</th><th>workload</th><th>address</th><th>config</th>
-<th>identity</th><th>certificate expires</th><th>metrics</th></tr></thead><tbody></tbody></table>
-<p id="at"></p>
-<script>
-function cell(row, text, bad) { const td = row.insertCell(); td.textContent = text; if (bad) td.className = "bad"; }
-async function refresh() {
-  try {
-    const g = await (await fetch("/mesh/graph.json")).json();
-    const edges = document.querySelector("#edges tbody"); edges.innerHTML = "";
-    for (const e of g.edges) {
-      const r = edges.insertRow();
-      cell(r, e.source); cell(r, e.destination); cell(r, e.service); cell(r, e.rps.toFixed(2));
-      cell(r, (100 * e.errorRate).toFixed(1) + "%", e.errorRate > 0); cell(r, e.p99Ms.toFixed(1));
-      cell(r, e.mtls >= 1 ? "yes" : (100 * e.mtls).toFixed(0) + "%", e.mtls < 1);
-    }
-    const proxies = document.querySelector("#proxies tbody"); proxies.innerHTML = "";
-    for (const p of g.proxies) {
-      const r = proxies.insertRow();
-      cell(r, p.name); cell(r, p.workload); cell(r, p.podIp);
-      cell(r, p.status + (p.nack ? ": " + p.nack : ""), p.status !== "SYNCED"); cell(r, p.identity);
-      cell(r, p.certNotAfter ? new Date(1000 * p.certNotAfter).toISOString() : "-"); cell(r, p.metrics ? "scraped" : "unreachable", !p.metrics);
-    }
-    document.getElementById("at").textContent = "scraped " + new Date(1000 * g.scrapedAt).toISOString();
-  } catch (err) { document.getElementById("at").textContent = "error: " + err; }
-}
-refresh(); setInterval(refresh, 2000);
-</script></body></html>
-)";
-
 HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribution& distribution,
-                                const server::MeshGraph& graph, const InjectionStats& injection,
+                                server::MeshPage& mesh_page, const InjectionStats& injection,
                                 const HttpRequest& req) {
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
         return json_response(405, R"({"error":"method not allowed: use GET"})", req.version());
@@ -228,12 +193,7 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         return res;
     }
-    if (req.target() == "/mesh/graph.json") return json_response(200, graph.graph_json(), req.version());
-    if (req.target() == "/mesh" || req.target() == "/mesh/") {
-        HttpResponse res = json_response(200, kMeshPage, req.version());
-        res.set(http::field::content_type, "text/html; charset=utf-8");
-        return res;
-    }
+    if (server::MeshPage::serves(req.target())) return mesh_page.handle(req);
     return json_response(404, R"({"error":"not found: try /healthz, /metrics, /mesh or /mesh/graph.json"})",
                          req.version());
 }
@@ -305,6 +265,7 @@ int run(const std::vector<std::string>& argv) {
     std::optional<registry::ProxyRegistry> proxy_registry;
     std::optional<server::Distribution> distribution;
     std::optional<server::MeshGraph> mesh_graph;
+    std::optional<server::MeshPage> mesh_page;
     TlsContextSlot slot;
     LogFn log = [](const std::string& m) { log_line("remora-control", m); };
     auto bind = [&](const char* flag, const asio::ip::tcp::endpoint& ep, HttpHandler handler,
@@ -330,8 +291,8 @@ int run(const std::vector<std::string>& argv) {
         &slot);
     auto mon = bind(
         "monitoring", monitoring,
-        [&ca, &distribution, &mesh_graph, &injection_stats](const HttpRequest& r, const PeerInfo&) {
-            return monitoring_handler(*ca, *distribution, *mesh_graph, injection_stats, r);
+        [&ca, &distribution, &mesh_page, &injection_stats](const HttpRequest& r, const PeerInfo&) {
+            return monitoring_handler(*ca, *distribution, *mesh_page, injection_stats, r);
         },
         nullptr);
     std::unique_ptr<HttpServer> hook;
@@ -379,6 +340,7 @@ int run(const std::vector<std::string>& argv) {
     dist_options.translate.root_namespace = mesh.root_namespace;
     distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);
     mesh_graph.emplace(*proxy_registry, std::chrono::seconds(2));
+    mesh_page.emplace(*proxy_registry, *distribution, *mesh_graph, config.trust_domain);
     config_api.emplace(*config_store, std::move(auth), mesh, log);
     std::optional<store::ConfigDirWatcher> watcher;
     if (config_dir) {

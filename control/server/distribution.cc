@@ -178,6 +178,11 @@ Distribution::Computed Distribution::compute(const std::string& ns,
     return out;
 }
 
+proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, const std::string& service_account,
+                                                     const model::Labels& labels) {
+    return proxy::snapshot::from_json(json::parse(compute(ns, service_account, labels).json));
+}
+
 void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
     std::string body = "{\"version\":\"" + c.version + "\",\"configVersion\":" +
                        std::to_string(c.config_version) + ",\"snapshot\":" + c.json + "}\n";

@@ -18,6 +18,7 @@
 #include "control/server/config_api.h"
 #include "control/store/store.h"
 #include "control/translate/translate.h"
+#include "proxy/snapshot/snapshot.h"
 
 namespace remora::control::server {
 
@@ -42,6 +43,10 @@ class Distribution {
                    std::shared_ptr<common::Responder> responder);
     // The admin's reads.
     common::HttpResponse handle(const common::HttpRequest& req, const common::PeerInfo& peer);
+
+    // The snapshot a workload with this identity and these labels would be sent now (explain).
+    proxy::snapshot::Snapshot snapshot_for(const std::string& ns, const std::string& service_account,
+                                           const model::Labels& labels);
 
     // Prometheus text for the monitoring port: Istio's pilot_xds (connected proxies),
     // pilot_xds_pushes and pilot_total_xds_rejects, and remora's per-status proxy counts.

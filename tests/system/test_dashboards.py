@@ -20,6 +20,7 @@ answered 500, reviews-v2 -> ratings 5 req/s, productpage -> tcp-echo 2 connectio
 Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 """
 
+import html
 import json
 import os
 import shutil
@@ -134,15 +135,15 @@ def up_targets(m):
         return []
 
 
-def start_traffic(m):
-    """Paced load from two pods at once (SECONDS long); returns what finish_traffic() waits for."""
+def start_traffic(m, seconds=SECONDS):
+    """Paced load from two pods at once; returns what finish_traffic() waits for."""
     loads = [("productpage", {"host": "reviews", "port": 9080, "path": "/", "rps": OK_RPS}),
              ("productpage", {"host": "reviews", "port": 9080, "path": "/status?code=500", "rps": ERR_RPS}),
              ("reviews-v2", {"host": "ratings", "port": 9080, "path": "/", "rps": RATINGS_RPS}),
              ("productpage", {"host": "tcp-echo", "port": 9000, "path": "/", "rps": TCP_CPS, "close": True})]
     procs = []
     for pod, a in loads:
-        a["seconds"] = SECONDS
+        a["seconds"] = seconds
         log = os.path.join(m.tmp, f"load-{pod}-{a['host']}-{a['rps']}-{time.monotonic_ns()}.log")
         procs.append((a, m.c.spawn(pod, ["python3", m.load_file, json.dumps(a)], user=1000, log_path=log)))
     return procs
@@ -150,12 +151,12 @@ def start_traffic(m):
 
 def finish_traffic(procs):
     for a, p in procs:
-        p.wait(timeout=SECONDS + 30)
+        p.wait(timeout=a["seconds"] + 30)
         with open(p.log_path) as f:
             out = f.read().strip().splitlines()
         want = "500" if "500" in a["path"] else "200"
         got = json.loads(out[-1]) if out else {}
-        check(got == {want: int(a["rps"] * SECONDS)}, f"load {a}: {got}", [p.log_path])
+        check(got == {want: int(a["rps"] * a["seconds"])}, f"load {a}: {got}", [p.log_path])
 
 
 def send_traffic(m):
@@ -406,12 +407,56 @@ def test_e_live_mesh_graph(m):
           "GET /mesh is not the mesh page", [r.stdout[:500]])
 
 
+def chromium(m, *args, timeout=90):
+    """Headless Chromium in the node namespace (where remora-control's monitoring port is)."""
+    profile = os.path.join(m.tmp, "chromium-profile")
+    os.makedirs(profile, exist_ok=True)
+    return m.c.run("node", ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                            "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args],
+                   check=False, timeout=timeout)
+
+
+def test_f_mesh_page_in_a_browser(m):
+    """The mesh page in headless Chromium while traffic flows: the graph (drawn by the embedded
+    library, no network) has the expected edges with their numbers, the tables list the edges and
+    every proxy SYNCED; a screenshot is kept (docs/images/mesh-page.png is one)."""
+    if not shutil.which("chromium"):
+        raise Failure("chromium is not installed (scripts/setup.sh installs it)")
+    m.involved = ["productpage", "reviews-v2"]
+    r = m.c.run("node", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                         f"http://{MONITORING}/mesh/cytoscape.min.js"], check=False)
+    check(r.stdout.startswith("200 ") and int(r.stdout.split()[1]) > 100000,
+          f"the embedded graph library: {r.stdout}", [describe(r)])
+    procs = start_traffic(m, seconds=25)
+    time.sleep(6)
+    url = f"http://{MONITORING}/mesh"
+    shot = os.path.join(m.tmp, "mesh-page.png")
+    chromium(m, "--virtual-time-budget=4000", "--window-size=1400,1000", "--hide-scrollbars", f"--screenshot={shot}", url)
+    dom = chromium(m, "--virtual-time-budget=4000", "--dump-dom", url)
+    finish_traffic(procs)
+    check(dom.returncode == 0 and "<title>Remora mesh</title>" in dom.stdout, "chromium did not load /mesh", [describe(dom)])
+    page = html.unescape(dom.stdout)
+    start = page.find('<pre id="graph-summary">')
+    summary = page[start + len('<pre id="graph-summary">'):page.find("</pre>", start)] if start >= 0 else ""
+    lines = {line.split(":")[0]: line for line in summary.splitlines() if line}
+    check(set(lines) == {"productpage-v1.default -> reviews-v1.default", "reviews-v2.default -> ratings-v1.default"},
+          f"the drawn graph's edges: {sorted(lines)}", [summary[:2000]])
+    reviews = lines["productpage-v1.default -> reviews-v1.default"]
+    numbers = reviews.split(": ", 1)[1]  # "11.9 rps, 17% err, p99 88 ms, mTLS"
+    near(float(numbers.split(" rps")[0]), OK_RPS + ERR_RPS, "the page's productpage -> reviews req/s", tolerance=0.4)
+    err = float(numbers.split(", ")[1].split("%")[0])
+    check(abs(err - 100 * ERR_RPS / (OK_RPS + ERR_RPS)) <= 8 and numbers.endswith("mTLS"), f"the reviews edge's label: {reviews}")
+    check(page.count("SYNCED") >= len(tasks.PODS), "the proxies table does not show every proxy SYNCED", [page[-3000:]])
+    check(os.path.exists(shot) and os.path.getsize(shot) > 10000, "no screenshot", [describe(dom)])
+
+
 TESTS = [
     ("a_mesh_dashboard", test_a_mesh_dashboard),
     ("b_service_dashboard", test_b_service_dashboard),
     ("c_workload_dashboard", test_c_workload_dashboard),
     ("d_kiali_graph", test_d_kiali_graph),
     ("e_live_mesh_graph", test_e_live_mesh_graph),
+    ("f_mesh_page_in_a_browser", test_f_mesh_page_in_a_browser),
 ]
 
 
