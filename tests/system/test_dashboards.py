@@ -405,6 +405,19 @@ def test_e_live_mesh_graph(m):
     r = m.c.run("node", ["curl", "-sS", "--max-time", "5", f"http://{MONITORING}/mesh"], check=False)
     check(r.returncode == 0 and "<title>Remora mesh</title>" in r.stdout and "/mesh/graph.json" in r.stdout,
           "GET /mesh is not the mesh page", [r.stdout[:500]])
+    # A workload's routes and policies, and explain, as the page's click and form ask for them.
+    r = m.c.run("node", ["curl", "-sS", "--max-time", "5", f"http://{MONITORING}/mesh/proxy?name=productpage.default"],
+                check=False)
+    doc = json.loads(r.stdout)
+    hosts = {x["host"]: x for x in doc.get("routes", [])}
+    check(hosts.get(f"{REVIEWS}:9080", {}).get("virtualService") == "reviews.default" and
+          doc["inbound"]["mtlsMode"] == "PERMISSIVE", f"/mesh/proxy: {r.stdout[:1500]}")
+    r = m.c.run("node", ["curl", "-sS", "--max-time", "10", "-G", f"http://{MONITORING}/mesh/explain",
+                         "--data-urlencode", "from=productpage.default", "--data-urlencode", "url=http://reviews:9080/"],
+                check=False)
+    doc = json.loads(r.stdout)
+    check(doc.get("report", {}).get("verdict", {}).get("summary", "").startswith("served by reviews-v1") and
+          doc["text"].startswith("served by reviews-v1"), f"/mesh/explain: {r.stdout[:1500]}")
 
 
 def chromium(m, *args, timeout=90):
