@@ -472,9 +472,14 @@ json::object explain(const Inputs& in, const Request& request) {
             const snap::Fault* f = route->fault ? &*route->fault : nullptr;
             if (f && f->abort_status) {
                 fault_abort_share = std::clamp(f->abort_percent / 100.0, 0.0, 1.0);
+                // A gRPC abort answers HTTP 200 with an error grpc-status: refused all the same.
+                const bool served_abort = *f->abort_status < 400 && !f->abort_grpc_status;
                 outcomes.push_back({fault_abort_share, *f->abort_status, "FI",
-                                    "fault injection: " + ns_name(route->virtual_service) + " rule " + route->name + " aborts",
-                                    "", *f->abort_status < 400});
+                                    "fault injection: " + ns_name(route->virtual_service) + " rule " + route->name +
+                                        " aborts" + (f->abort_grpc_status ? " with grpc-status " +
+                                                                                std::to_string(*f->abort_grpc_status)
+                                                                          : std::string()),
+                                    "", served_abort});
             }
             if (route->direct_response) {
                 outcomes.push_back({1 - fault_abort_share, route->direct_response->first, "",

@@ -189,6 +189,24 @@ spec:
     CHECK(std::string(tried[0].at("whyNot").as_array()[0].as_string()) == "uri: \"/elsewhere\" is not prefix \"/only\"");
 }
 
+TEST_CASE("a gRPC fault abort is refused though its HTTP status is 200") {
+    auto config = config_of(R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - fault:
+      abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}
+    route:
+    - destination: {host: ratings}
+)");
+    auto r = run(config, "reviews-v1", "http://ratings:9080/ratings.Ratings/Get", "POST");
+    CHECK_FALSE(explain::served(r));
+    CHECK(summary(r).find("grpc-status 14") != std::string::npos);
+}
+
 TEST_CASE("mTLS both sides: plaintext to a STRICT server is cut (502 UC)") {
     auto config = config_of(R"(
 apiVersion: networking.istio.io/v1
