@@ -87,16 +87,21 @@ std::string reason_for(unsigned status) {
     }
 }
 
-// After refusing a request whose body was not read, keep reading (and discarding) for a bounded
-// time before closing: closing with unread data makes the kernel reset the connection, which can
-// destroy the error response before the client reads it (RFC 9112, section 9.6).
+// After refusing a request whose body was not read, keep reading (and discarding) before closing:
+// closing with unread data makes the kernel reset the connection, which destroys the error
+// response before the client reads it (RFC 9112, section 9.6), and a client still writing its
+// body sees only "Connection reset by peer". A declared body is drained whole, whatever its size,
+// as long as it keeps arriving (each read has its own deadline); a body of unknown length up to
+// kMaxDrainBytes.
 template <class Stream>
-asio::awaitable<void> drain_before_close(Stream& stream) {
-    constexpr size_t kMaxDrainBytes = 16 * 1024 * 1024;
+asio::awaitable<void> drain_before_close(Stream& stream, std::optional<uint64_t> declared) {
+    constexpr uint64_t kMaxDrainBytes = 16 * 1024 * 1024;
+    constexpr std::chrono::seconds kDrainIdle{5};
+    const uint64_t limit = declared ? *declared : kMaxDrainBytes;
     std::array<char, 16 * 1024> sink;
-    size_t drained = 0;
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
-    while (drained < kMaxDrainBytes) {
+    uint64_t drained = 0;
+    while (drained < limit) {
+        beast::get_lowest_layer(stream).expires_after(kDrainIdle);
         auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), use_nothrow);
         if (ec) break;
         drained += n;
@@ -162,10 +167,9 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
     for (;;) {
         http::request_parser<http::string_body> parser;
         parser.header_limit(st->limits.header_bytes);
-        uint64_t largest = st->limits.body_bytes;
-        for (const auto& [prefix, bytes] : st->limits.body_bytes_by_prefix)
-            largest = std::max(largest, bytes);
-        parser.body_limit(largest);
+        // No limit while the header is read: Beast would refuse a Content-Length over it inside
+        // the header, before content_length() is known, and the body could not be drained.
+        parser.body_limit(boost::none);
         beast::get_lowest_layer(stream).expires_after(st->limits.read_timeout);
         auto [rec, nread] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
         if (!rec) {
@@ -181,6 +185,11 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         }
         HttpResponse res;
         bool keep_alive = false;
+        std::optional<uint64_t> unread;  // body bytes the client will still send, when known
+        if (rec == http::error::body_limit && parser.content_length()) {
+            uint64_t buffered = std::min<uint64_t>(buffer.size(), *parser.content_length());
+            unread = *parser.content_length() - buffered;
+        }
         if (rec) {
             unsigned status = status_for_read_error(rec);
             if (status == 0) co_return;
@@ -216,7 +225,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         res.prepare_payload();
         beast::get_lowest_layer(stream).expires_after(st->limits.write_timeout);
         auto [wec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
-        if (!wec && rec) co_await drain_before_close(stream);
+        if (!wec && rec) co_await drain_before_close(stream, unread);
         if (wec || !keep_alive) co_return;
     }
 }

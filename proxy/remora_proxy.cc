@@ -21,6 +21,10 @@
 #include "proxy/server/workers.h"
 #include "proxy/subscription/subscriber.h"
 
+#ifdef REMORA_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 namespace {
 
 using namespace remora;
@@ -134,6 +138,18 @@ struct Proxy {
     std::vector<const WorkerStats*> stats() const {
         std::vector<const WorkerStats*> out;
         for (const auto& w : workers) out.push_back(&w->stats());
+        return out;
+    }
+
+    // The HTTP/2 codec's and pool's counters, summed over workers, as remora.http2.<name>.
+    std::map<std::string, uint64_t> http2_counters() const {
+        std::map<std::string, uint64_t> out;
+        for (const auto& w : workers) {
+            http2::for_each_counter(w->http2_stats(), [&](const char* name, uint64_t n) {
+                auto& v = out[std::string("remora.http2.") + name];
+                v = std::string_view(name) == "peak_buffered_bytes" ? std::max(v, n) : v + n;
+            });
+        }
         return out;
     }
 
@@ -408,7 +424,7 @@ struct Proxy {
         if (path == "/ready") return ready() ? text(200, "LIVE\n") : text(503, "PRE_INITIALIZING\n");
         if (path == "/stats") {
             bool as_json = target.find("format=json") != std::string_view::npos;
-            auto res = text(200, render_stats(stats(), as_json));
+            auto res = text(200, render_stats(stats(), as_json, http2_counters()));
             if (as_json) res.set(http::field::content_type, "application/json");
             return res;
         }
@@ -795,6 +811,10 @@ int run(const std::vector<std::string>& argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef REMORA_MIMALLOC
+    // A reference keeps libmimalloc linked (--as-needed would drop it); once loaded it is malloc.
+    (void)mi_version();
+#endif
     std::signal(SIGPIPE, SIG_IGN);
     return remora::common::run_tool("remora-proxy", argc, argv, run);
 }

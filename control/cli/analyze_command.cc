@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <optional>
 #include <string_view>
 
@@ -231,7 +233,11 @@ int analyze_command(const std::vector<std::string>& argv_in, std::ostream& out) 
     if (auto mesh_file = args.get("meshConfigFile")) {
         YAML::Node mesh;
         try {
-            mesh = YAML::LoadFile(*mesh_file);
+            std::ifstream in(*mesh_file, std::ios::binary);
+            if (!in) throw YAML::BadFile(*mesh_file);
+            std::ostringstream text;
+            text << in.rdbuf();
+            mesh = model::load_document(text.str());
         } catch (const YAML::Exception& e) {
             throw common::UsageError("--meshConfigFile " + *mesh_file + ": " + e.what());
         }

@@ -3,7 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <optional>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -49,6 +51,17 @@ Labels labels_at(const YAML::Node& n, std::initializer_list<std::string_view> pa
         }
     }
     return out;
+}
+
+// A TCP port number, 1-65535, written in decimal.
+std::optional<uint32_t> port_number(const std::string& text) {
+    uint64_t number = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || number == 0 ||
+        number > 65535) {
+        return std::nullopt;
+    }
+    return static_cast<uint32_t>(number);
 }
 
 class DocumentLoader {
@@ -237,6 +250,9 @@ class DocumentLoader {
     bool check_unique(Reporter& reporter_, const std::string& kind, const Metadata& meta,
                       const YAML::Mark& at) {
         if (meta.name.empty()) return true;
+        if (config_.defined_names.insert(kind + " " + meta.ns + "/" + meta.name).second) {
+            return true;  // the first of that name
+        }
         auto drop = [&](auto& v) {
             auto same = [&](const auto& r) {
                 return r.meta.ns == meta.ns && r.meta.name == meta.name;
@@ -311,24 +327,42 @@ class DocumentLoader {
                     add_ip(scalar_text(ip));
             }
             YAML::Node ports = field(doc, {"spec", "ports"});
-            if (ports.IsSequence()) {
-                for (const auto& p : ports) {
-                    KubeServicePort port;
-                    port.name = scalar_at(p, {"name"});
-                    port.protocol = scalar_at(p, {"protocol"});
-                    port.app_protocol = scalar_at(p, {"appProtocol"});
-                    uint64_t number = 0;
-                    std::string text = scalar_at(p, {"port"});
-                    auto [end, ec] =
-                        std::from_chars(text.data(), text.data() + text.size(), number);
-                    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-                        number == 0 || number > 65535) {
-                        continue;  // Kubernetes refuses such a Service; nothing to look up
-                    }
-                    port.port = static_cast<uint32_t>(number);
-                    svc.ports.push_back(port);
+            bool bad_port = false;
+            for (std::size_t i = 0; ports.IsSequence() && i < ports.size(); ++i) {
+                YAML::Node p = item(ports, i);
+                const std::string at = "spec.ports[" + std::to_string(i) + "]";
+                KubeServicePort port;
+                port.name = scalar_at(p, {"name"});
+                port.protocol = scalar_at(p, {"protocol"});
+                port.app_protocol = scalar_at(p, {"appProtocol"});
+                // Kubernetes refuses a Service whose port is missing or outside 1-65535; so does
+                // everything that reads it here (analyze, apply, the proxy's --config).
+                YAML::Node number_node = field(p, "port");
+                auto number = port_number(scalar_text(number_node));
+                if (!number) {
+                    reporter_.error(number_node.IsDefined() ? number_node.Mark() : mark_of(p),
+                                    at + ".port",
+                                    number_node.IsDefined()
+                                        ? detail::in_quotes(scalar_text(number_node)) +
+                                              " is not a port number (1-65535)"
+                                        : "required");
+                    bad_port = true;
+                    continue;
                 }
+                // targetPort: a number in range, or a named container port.
+                YAML::Node target = field(p, "targetPort");
+                std::string target_text = scalar_text(target);
+                if (!target_text.empty() && std::isdigit(static_cast<unsigned char>(target_text[0])) &&
+                    !port_number(target_text)) {
+                    reporter_.error(target.Mark(), at + ".targetPort",
+                                    detail::in_quotes(target_text) +
+                                        " is not a port number (1-65535)");
+                    bad_port = true;
+                }
+                port.port = *number;
+                svc.ports.push_back(port);
             }
+            if (bad_port) return;  // refused whole, as Kubernetes would
             config_.kube_services.push_back(std::move(svc));
             reporter_.note(doc.Mark(), "", "read " + what + " for host and port lookups");
             return;
@@ -429,7 +463,11 @@ void load_yaml(Config& config, const std::string& yaml_text, const std::string& 
     for (const auto& [first_line, text] : yaml_documents(yaml_text)) {
         YAML::Node doc;
         try {
-            doc = YAML::Load(text);
+            doc = load_document(text);
+        } catch (const YamlLimitError& e) {
+            Reporter r(config.diagnostics, file_name, first_line - 1);
+            r.error(e.mark, "", e.msg + "; the document is refused");
+            continue;
         } catch (const YAML::Exception& e) {
             Reporter r(config.diagnostics, file_name, first_line - 1);
             r.error(e.mark, "", "YAML syntax error: " + e.msg);

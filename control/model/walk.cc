@@ -98,7 +98,15 @@ Obj::Obj(Reporter& r, const YAML::Node& node, std::string path)
         if (!seen.insert(it->first.Scalar()).second) {
             r_.error(it->first.Mark(), join(path_, it->first.Scalar()), "duplicate field");
         }
+        entries_.push_back({it->first.Scalar(), it->first.Mark(), it->second});
     }
+}
+
+YAML::Node Obj::lookup(const std::string& key) const {
+    for (const Entry& e : entries_) {
+        if (e.key == key) return e.value;
+    }
+    return YAML::Node(YAML::NodeType::Undefined);
 }
 
 Obj::~Obj() {
@@ -107,24 +115,22 @@ Obj::~Obj() {
 
 void Obj::finish() {
     if (!is_map_) return;
-    for (auto it = node_.begin(); it != node_.end(); ++it) {
-        if (!it->first.IsScalar()) continue;
-        const std::string& key = it->first.Scalar();
-        if (!known_.count(key)) r_.error(it->first.Mark(), join(path_, key), "unknown field");
+    for (const Entry& e : entries_) {
+        if (!known_.count(e.key)) r_.error(e.key_mark, join(path_, e.key), "unknown field");
     }
     is_map_ = false;
 }
 
 bool Obj::has(const std::string& key) const {
     if (!is_map_) return false;
-    YAML::Node v = field(node_, key);
+    YAML::Node v = lookup(key);
     return v.IsDefined() && !v.IsNull();
 }
 
 std::optional<Value> Obj::get(const std::string& key) {
     known_.insert(key);
     if (!is_map_) return std::nullopt;
-    YAML::Node v = field(node_, key);
+    YAML::Node v = lookup(key);
     std::string path = join(path_, key);
     r_.visit(v.IsDefined() ? v.Mark() : node_.Mark(), path);
     if (!v.IsDefined() || v.IsNull()) return std::nullopt;

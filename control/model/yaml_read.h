@@ -1,9 +1,12 @@
 // Reading yaml-cpp nodes so that no input can throw: a missing key neither throws nor inserts.
 #pragma once
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cstdint>
 #include <initializer_list>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -92,6 +95,145 @@ inline std::vector<std::pair<int, std::string>> yaml_documents(const std::string
     }
     out.emplace_back(cur_line, std::move(cur));
     return out;
+}
+
+// Bounds on what one YAML document may expand to. yaml-cpp shares an aliased node instead of
+// copying it, so a few hundred bytes of anchors and aliases (the "billion laughs" bomb: nine
+// levels of eight aliases) parse into a small graph that every walk over it (YAML to JSON, the
+// emitter, a recursive reader) materialises as 8^9 nodes, or never finishes when an alias sits
+// inside its own anchor. Documents are measured as their nodes would be materialised and refused
+// past these limits, with the line of the alias that crosses one.
+struct YamlLimits {
+    uint64_t max_alias_nodes = 10'000;             // nodes one alias stands for
+    uint64_t max_expanded_nodes = 1'000'000;       // nodes in the document, aliases expanded
+    uint64_t max_expanded_bytes = 16 * 1024 * 1024;  // scalar bytes, aliases expanded
+};
+
+// A document refused by YamlLimits; a YAML::ParserException, so it carries the mark (line and
+// column) and every caller's existing YAML error path reports it.
+class YamlLimitError : public YAML::ParserException {
+  public:
+    using YAML::ParserException::ParserException;
+};
+
+namespace detail {
+
+// Counts a document's nodes and scalar bytes from the parser's events, as if every alias were
+// replaced by a copy of its anchored node; never builds the nodes themselves.
+class ExpansionCounter final : public YAML::EventHandler {
+  public:
+    explicit ExpansionCounter(const YamlLimits& limits) : limits_(limits) {}
+
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 0); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  const std::string& value) override {
+        leaf(mark, anchor, value.size());
+    }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        if (anchor >= anchors_.size() || !anchors_[anchor].closed) {
+            throw YamlLimitError(mark, "alias refers to a node that contains it (a cycle)");
+        }
+        const Size s = anchors_[anchor].size;
+        if (s.nodes > limits_.max_alias_nodes) {
+            throw YamlLimitError(mark, "alias expands to " + std::to_string(s.nodes) +
+                                           " nodes, more than the limit of " +
+                                           std::to_string(limits_.max_alias_nodes) +
+                                           " nodes per alias expansion");
+        }
+        add(mark, s);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                         YAML::EmitterStyle::value) override {
+        open(mark, anchor);
+    }
+    void OnSequenceEnd() override { close(); }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                    YAML::EmitterStyle::value) override {
+        open(mark, anchor);
+    }
+    void OnMapEnd() override { close(); }
+
+  private:
+    struct Size {
+        uint64_t nodes = 0;
+        uint64_t bytes = 0;
+    };
+    struct Anchor {
+        Size size;
+        bool closed = false;
+    };
+    struct Open {
+        YAML::anchor_t anchor;
+        Size size;
+    };
+
+    void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, uint64_t bytes) {
+        const Size s{1, bytes};
+        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {s, true};
+        add(mark, s);
+    }
+    void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {};  // open: aliases to it are cycles
+        add(mark, {1, 0});  // the collection's own node, in its parent and the document
+        open_.push_back({anchor, {}});
+    }
+    void close() {
+        if (open_.empty()) return;
+        const Open done = open_.back();  // its children; its own node went to the parent already
+        open_.pop_back();
+        if (done.anchor != YAML::NullAnchor) {
+            anchor_at(done.anchor) = {{done.size.nodes + 1, done.size.bytes}, true};
+        }
+        if (!open_.empty()) {
+            open_.back().size.nodes += done.size.nodes;
+            open_.back().size.bytes += done.size.bytes;
+        }
+    }
+    // `s` more nodes and bytes in the innermost open collection and in the document.
+    void add(const YAML::Mark& mark, Size s) {
+        total_.nodes += s.nodes;
+        total_.bytes += s.bytes;
+        if (total_.nodes > limits_.max_expanded_nodes) {
+            throw YamlLimitError(mark, "document expands to more than " +
+                                           std::to_string(limits_.max_expanded_nodes) +
+                                           " nodes (aliases expanded), the limit");
+        }
+        if (total_.bytes > limits_.max_expanded_bytes) {
+            throw YamlLimitError(mark, "document expands to more than " +
+                                           std::to_string(limits_.max_expanded_bytes) +
+                                           " bytes (aliases expanded), the limit");
+        }
+        if (!open_.empty()) {
+            open_.back().size.nodes += s.nodes;
+            open_.back().size.bytes += s.bytes;
+        }
+    }
+    Anchor& anchor_at(YAML::anchor_t anchor) {
+        if (anchor >= anchors_.size()) anchors_.resize(anchor + 1);
+        return anchors_[anchor];
+    }
+
+    const YamlLimits& limits_;
+    std::vector<Anchor> anchors_;  // by yaml-cpp's anchor id, 1, 2, ... in order of appearance
+    std::vector<Open> open_;
+    Size total_;
+};
+
+}  // namespace detail
+
+// YAML::Load for one document, refused (YamlLimitError, with the mark) when its aliases would
+// expand past `limits`. Every YAML that comes from outside is read through this. Without an
+// alias ('*') a document is no bigger than its text, and only yaml-cpp's parse runs.
+inline YAML::Node load_document(const std::string& text, const YamlLimits& limits = {}) {
+    if (text.find('*') != std::string::npos) {
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        detail::ExpansionCounter counter(limits);
+        parser.HandleNextDocument(counter);
+    }
+    return YAML::Load(text);
 }
 
 }  // namespace remora::control::model

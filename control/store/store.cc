@@ -64,8 +64,9 @@ std::optional<Kind> kind_exact(const std::string& name) {
 }
 
 // `kubectl get -o yaml` output carries `status` and `metadata.managedFields`: the API server's
-// bookkeeping, not configuration. The lines of those blocks are left out of what is stored (a
-// key that does not begin its line, as in flow style, stays: cutting it would cut its neighbours).
+// bookkeeping, not configuration. The lines of those blocks are left out of what is stored, so
+// the rest keeps its comments and layout. A key that does not begin its line (flow style) cannot
+// be cut by lines: then the document is stored as yaml-cpp emits it without those keys.
 std::string without_bookkeeping(const std::string& text, const YAML::Node& doc) {
     std::vector<std::string_view> lines;
     for (std::size_t pos = 0; pos < text.size();) {
@@ -79,6 +80,7 @@ std::string without_bookkeeping(const std::string& text, const YAML::Node& doc) 
         return n == std::string_view::npos ? std::string_view::npos : n;
     };
     std::vector<bool> drop(lines.size(), false);
+    bool uncut = false;
     auto cut = [&](const YAML::Node& map, std::string_view key) {
         if (!map.IsMap()) return;
         for (auto it = map.begin(); it != map.end(); ++it) {
@@ -89,7 +91,10 @@ std::string without_bookkeeping(const std::string& text, const YAML::Node& doc) 
             }
             std::size_t first = static_cast<std::size_t>(at.line);
             std::size_t column = static_cast<std::size_t>(at.column);
-            if (indent(lines[first]) != column) return;
+            if (indent(lines[first]) != column) {
+                uncut = true;
+                return;
+            }
             std::size_t last = first + 1;
             while (last < lines.size()) {
                 std::size_t i = indent(lines[last]);
@@ -107,6 +112,15 @@ std::string without_bookkeeping(const std::string& text, const YAML::Node& doc) 
     };
     cut(doc, "status");
     cut(model::field(doc, "metadata"), "managedFields");
+    if (uncut) {
+        YAML::Node copy = YAML::Clone(doc);
+        copy.remove("status");
+        YAML::Node meta = model::field(copy, "metadata");
+        if (meta.IsMap()) meta.remove("managedFields");
+        YAML::Emitter out;
+        out << copy;
+        return std::string(out.c_str()) + "\n";
+    }
     std::string out;
     for (std::size_t l = 0; l < lines.size(); ++l) {
         if (!drop[l]) out.append(lines[l]);
@@ -198,7 +212,7 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
     for (auto& [line, doc_text] : model::yaml_documents(text)) {
         YAML::Node doc;
         try {
-            doc = YAML::Load(doc_text);
+            doc = model::load_document(doc_text);
         } catch (const YAML::Exception&) {
             continue;  // the model reports the syntax error, with the right line
         }

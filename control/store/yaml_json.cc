@@ -10,6 +10,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "control/model/yaml_read.h"
+
 namespace remora::control::store {
 
 namespace json = boost::json;
@@ -55,6 +57,19 @@ json::value plain_scalar(const std::string& s) {
     return json::string(s);
 }
 
+// Only blank and comment lines: no document at all, as LoadAll reads a stream.
+bool no_content(const std::string& text) {
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t nl = text.find('\n', pos);
+        std::size_t end = nl == std::string::npos ? text.size() : nl;
+        std::size_t first = text.find_first_not_of(" \t\r", pos);
+        if (first < end && text[first] != '#') return false;
+        pos = end + 1;
+    }
+    return true;
+}
+
 json::value convert(const YAML::Node& n) {
     switch (n.Type()) {
         case YAML::NodeType::Map: {
@@ -82,7 +97,7 @@ json::value convert(const YAML::Node& n) {
 
 json::value yaml_to_json(const std::string& yaml_text) {
     try {
-        return convert(YAML::Load(yaml_text));
+        return convert(model::load_document(yaml_text));
     } catch (const YAML::Exception& e) {
         throw std::runtime_error(std::string("YAML: ") + e.what());
     }
@@ -90,11 +105,15 @@ json::value yaml_to_json(const std::string& yaml_text) {
 
 std::vector<json::value> yaml_documents_to_json(const std::string& yaml_text) {
     std::vector<json::value> out;
-    try {
-        for (const YAML::Node& doc : YAML::LoadAll(yaml_text))
+    // One document at a time (model::yaml_documents): yaml-cpp 0.7's LoadAll can loop forever.
+    for (const auto& [first_line, text] : model::yaml_documents(yaml_text)) {
+        try {
+            YAML::Node doc = model::load_document(text);
+            if (!doc.IsDefined() || (doc.IsNull() && no_content(text))) continue;
             out.push_back(convert(doc));
-    } catch (const YAML::Exception& e) {
-        throw YamlSyntaxError(e.msg, e.mark.line + 1, e.mark.column + 1);
+        } catch (const YAML::Exception& e) {
+            throw YamlSyntaxError(e.msg, e.mark.line + first_line, e.mark.column + 1);
+        }
     }
     return out;
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_map>
 
 namespace remora::control::translate {
 
@@ -76,13 +77,17 @@ ServiceEndpoint from_workload_entry(const model::WorkloadEntry& we) {
 
 std::vector<ServiceInfo> services_of(const model::Config& config, const Options& o) {
     std::vector<ServiceInfo> out;
+    std::unordered_map<std::string, std::vector<const model::WorkloadEntry*>> entries_by_ns;
+    for (const auto& we : config.workload_entries) {
+        if (we.meta.valid) entries_by_ns[we.meta.ns].push_back(&we);
+    }
     auto entries_selected = [&](const Labels& selector, const std::string& ns) {
         std::vector<ServiceEndpoint> eps;
         if (selector.empty()) return eps;
-        for (const auto& we : config.workload_entries) {
-            if (we.meta.valid && we.meta.ns == ns && selects(selector, we.spec.labels)) {
-                eps.push_back(from_workload_entry(we));
-            }
+        auto in_ns = entries_by_ns.find(ns);
+        if (in_ns == entries_by_ns.end()) return eps;
+        for (const model::WorkloadEntry* we : in_ns->second) {
+            if (selects(selector, we->spec.labels)) eps.push_back(from_workload_entry(*we));
         }
         return eps;
     };
@@ -154,25 +159,41 @@ snap::Millis millis(model::Duration d) {
     return std::chrono::duration_cast<snap::Millis>(d);
 }
 
-// The DestinationRule for a host: the client's namespace first, then the service's, then the
-// root namespace, as Istio looks them up.
-const model::DestinationRule* rule_for(const model::Config& config, const ServiceInfo& s,
-                                       const WorkloadRef& w, const Options& o) {
-    for (const std::string& ns : {w.ns, s.ns, o.root_namespace}) {
-        const model::DestinationRule* best = nullptr;
+// The valid DestinationRules by namespace and host, built once per translation so that finding
+// a service's rule does not scan every rule (40,000 services with a rule each were quadratic).
+class RuleIndex {
+  public:
+    RuleIndex(const model::Config& config, const Options& o) {
         for (const auto& dr : config.destination_rules) {
-            if (!dr.meta.valid || dr.meta.ns != ns) continue;
-            if (!host_matches(resolve_host(dr.host, dr.meta.ns, o), s.host)) continue;
-            // An exact host beats a wildcard; among equals the first by name.
-            if (!best || (resolve_host(dr.host, dr.meta.ns, o) == s.host &&
-                          resolve_host(best->host, best->meta.ns, o) != s.host)) {
-                best = &dr;
+            if (!dr.meta.valid) continue;
+            std::string host = resolve_host(dr.host, dr.meta.ns, o);
+            if (host.starts_with("*")) wildcards_[dr.meta.ns].push_back({std::move(host), &dr});
+            exact_.emplace(dr.meta.ns + '\0' + resolve_host(dr.host, dr.meta.ns, o), &dr);
+        }
+    }
+
+    // The DestinationRule for a host: the client's namespace first, then the service's, then
+    // the root namespace, as Istio looks them up. Within a namespace an exact host beats a
+    // wildcard; among equals the first one read.
+    const model::DestinationRule* rule_for(const ServiceInfo& s, const WorkloadRef& w,
+                                           const Options& o) const {
+        for (const std::string& ns : {w.ns, s.ns, o.root_namespace}) {
+            if (auto it = exact_.find(ns + '\0' + s.host); it != exact_.end()) return it->second;
+            if (auto it = wildcards_.find(ns); it != wildcards_.end()) {
+                for (const auto& [pattern, dr] : it->second) {
+                    if (host_matches(pattern, s.host)) return dr;
+                }
             }
         }
-        if (best) return best;
+        return nullptr;
     }
-    return nullptr;
-}
+
+  private:
+    std::unordered_map<std::string, const model::DestinationRule*> exact_;  // "ns\0host": first
+    std::unordered_map<std::string,
+                       std::vector<std::pair<std::string, const model::DestinationRule*>>>
+        wildcards_;
+};
 
 void apply_policy(snap::Cluster& c, const model::TrafficPolicy& tp) {
     auto apply_parts = [&](const std::optional<model::LoadBalancerSettings>& lb,
@@ -446,16 +467,17 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     if (skipped) out.notes.push_back(std::to_string(skipped) + " invalid resource(s) left out");
 
     const std::vector<ServiceInfo> services = services_of(config, o);
+    // services_of sorts by host.
     auto find_service = [&](const std::string& host) -> const ServiceInfo* {
-        for (const auto& s : services) {
-            if (s.host == host) return &s;
-        }
-        return nullptr;
+        auto it = std::lower_bound(services.begin(), services.end(), host,
+                                   [](const ServiceInfo& s, const std::string& h) { return s.host < h; });
+        return it != services.end() && it->host == host ? &*it : nullptr;
     };
 
     // Clusters: one per service port, and one per port and DestinationRule subset.
+    const RuleIndex rules(config, o);
     for (const ServiceInfo& s : services) {
-        const model::DestinationRule* dr = rule_for(config, s, w, o);
+        const model::DestinationRule* dr = rules.rule_for(s, w, o);
         for (const ServicePortInfo& p : s.ports) {
             out.clusters.push_back(make_cluster(config, s, p, dr, nullptr, o));
             if (dr) {
@@ -476,14 +498,29 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                std::make_tuple(b->meta.ns != w.ns, b->meta.ns, b->meta.name);
     });
 
-    for (const ServiceInfo& s : services) {
-        const model::VirtualService* vs = nullptr;
-        for (const auto* v : vss) {
-            for (const std::string& h : v->hosts) {
-                if (host_matches(resolve_host(h, v->meta.ns, o), s.host)) vs = v;
-            }
-            if (vs) break;
+    // The first of them naming a service's host, found through an index of exact hosts (the
+    // earliest VirtualService per host) and the short list of wildcard ones.
+    std::unordered_map<std::string, std::size_t> vs_by_host;
+    std::vector<std::pair<std::string, std::size_t>> vs_wildcards;
+    for (std::size_t i = 0; i < vss.size(); ++i) {
+        for (const std::string& h : vss[i]->hosts) {
+            std::string host = resolve_host(h, vss[i]->meta.ns, o);
+            if (host.starts_with("*")) vs_wildcards.emplace_back(host, i);
+            vs_by_host.emplace(std::move(host), i);
         }
+    }
+    auto vs_for = [&](const std::string& host) -> const model::VirtualService* {
+        std::size_t best = vss.size();
+        if (auto it = vs_by_host.find(host); it != vs_by_host.end()) best = it->second;
+        for (const auto& [pattern, i] : vs_wildcards) {
+            if (i >= best) break;
+            if (host_matches(pattern, host)) best = i;
+        }
+        return best < vss.size() ? vss[best] : nullptr;
+    };
+
+    for (const ServiceInfo& s : services) {
+        const model::VirtualService* vs = vs_for(s.host);
         for (const ServicePortInfo& p : s.ports) {
             snap::VirtualHost vh;
             vh.name = s.host + ":" + std::to_string(p.number);

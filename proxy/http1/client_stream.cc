@@ -82,7 +82,6 @@ asio::awaitable<error_code> ClientStream::send_body(std::string_view data, bool 
         if (end_stream) {
             // The chunk's CRLF and the last chunk follow the data: a second small write would
             // cost a syscall, so the data is copied behind the framing instead.
-            std::string tail;
             if (!data.empty()) {
                 out_.append(data);
                 out_.append("\r\n");

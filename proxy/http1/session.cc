@@ -14,9 +14,12 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <optional>
+#include <tuple>
 
 #include "proxy/http1/client_stream.h"
 #include "proxy/http1/codec.h"
+#include "proxy/request/local_reply.h"
 #include "proxy/request/request_path.h"
 #include "proxy/tcp/splice.h"
 
@@ -56,6 +59,14 @@ public:
         keep_alive_ = req.keep_alive();
         head_request_ = req.method() == bhttp::verb::head;
         expect_continue_ = beast::iequals(req[bhttp::field::expect], "100-continue");
+        // Chunked framing is checked strictly ahead of Beast (codec.h), from the body bytes
+        // that came with the head on.
+        if (p_.chunked()) {
+            checked_.emplace(s_, &chunked_);
+            chunked_.feed({static_cast<const char*>(buf_.data().data()), buf_.size()}, framing_error_);
+        } else {
+            checked_.emplace(s_, nullptr);
+        }
     }
 
     bool body_done() const noexcept override { return p_.is_done(); }
@@ -72,10 +83,12 @@ public:
             p_.get().body().data = info_.relay_buffer.data();
             p_.get().body().size = info_.relay_buffer.size();
             beast::get_lowest_layer(s_).expires_after(limits_.stream_idle_timeout);
-            auto [ec, n] = co_await bhttp::async_read_some(s_, buf_, p_, use_nothrow);
+            auto [ec, n] = framing_error_ ? std::tuple(framing_error_, std::size_t{0})
+                                          : co_await bhttp::async_read_some(*checked_, buf_, p_, use_nothrow);
             if (ec == bhttp::error::need_buffer) ec = {};
             if (ec) {
                 failed_ = true;
+                if (!head_started_ && http1::is_request_error(ec)) co_await refuse_body(ec);
                 part.kind = http::BodyPart::Kind::error;
                 part.error = ec;
                 co_return part;
@@ -239,11 +252,31 @@ private:
             p_.get().body().data = info_.relay_buffer.data();
             p_.get().body().size = info_.relay_buffer.size();
             beast::get_lowest_layer(s_).expires_after(limits_.request_header_timeout);
-            auto [ec, n] = co_await bhttp::async_read_some(s_, buf_, p_, use_nothrow);
+            if (framing_error_) break;
+            auto [ec, n] = co_await bhttp::async_read_some(*checked_, buf_, p_, use_nothrow);
             if (ec && ec != bhttp::error::need_buffer) break;
             total += info_.relay_buffer.size() - p_.get().body().size;
         }
         if (!p_.is_done()) keep_alive_ = false;
+    }
+
+    // A request body whose framing is broken: answered 400 here, since the request path can
+    // only give up on it, and the connection closes (where the next message starts is unknown).
+    asio::awaitable<void> refuse_body(error_code ec) {
+        ctx_.stats.inc(Counter::downstream_rq_bad_request);
+        ctx_.log("conn=" + std::to_string(info_.id) + " " + info_.remote + " refused request body: " + ec.message());
+        http::ResponseHead head;
+        head.status = 400;
+        head.headers.set("content-type", "text/plain");
+        head.headers.set("content-length", "23");
+        keep_alive_ = false;
+        framing_ = http1::Framing::length;
+        out_.clear();
+        http1::append_response_head(out_, head, framing_, version_ ? version_ : 11, false);
+        head_started_ = true;
+        response_done_ = true;
+        no_body_ = true;
+        co_await write_out("malformed HTTP request\n");
     }
 
     S& s_;
@@ -262,6 +295,9 @@ private:
     bool no_body_ = false;
     bool failed_ = false;
     http1::Framing framing_ = http1::Framing::none;
+    http1::ChunkedFraming chunked_;
+    std::optional<http1::CheckedBodyStream<S>> checked_;
+    error_code framing_error_;  // found in the body bytes that came with the head
     std::string out_;  // the head (and chunk framing) waiting to go with the next bytes
 };
 
@@ -313,6 +349,7 @@ asio::awaitable<bool> serve_one(S& down, beast::flat_buffer& dbuf, Downstream& i
         header_timer.cancel();
         ec = deadline->fired ? beast::error::timeout : rec;
     }
+    if (!ec) ec = http1::check_request_head(parser.get());
     if (ec) {
         if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
             ec == asio::ssl::error::stream_truncated) {
@@ -335,6 +372,12 @@ asio::awaitable<bool> serve_one(S& down, beast::flat_buffer& dbuf, Downstream& i
         blank.put(asio::buffer(std::string_view("GET / HTTP/1.1\r\n\r\n")), ignored);
         Http1ServerStream<S> stream(down, dbuf, blank, info, ctx);
         stream.close_after_response();
+        if (ec == http1::CodecError::connect_not_allowed) {
+            RequestRecord rec;  // 405: no ProxyError for it in proxy/request (yet)
+            co_await send_local_reply(stream, {405, "", "CONNECT is not supported by this proxy\n", {}, {}}, rec,
+                                      ctx.stats);
+            co_return false;
+        }
         co_await refuse_request(stream, e, info, ctx);
         co_return false;
     }

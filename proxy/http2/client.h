@@ -63,6 +63,7 @@ public:
     std::size_t buffered_bytes() const noexcept { return conn_->buffered_bytes(); }
     std::size_t peak_buffered_bytes() const noexcept { return conn_->peak_buffered_bytes(); }
     void goaway() { conn_->goaway(); }
+    void on_capacity(std::function<void()> fn) { conn_->on_capacity(std::move(fn)); }
     void close() { conn_->close(); }
     boost::asio::any_io_executor get_executor() const { return conn_->get_executor(); }
 

@@ -64,7 +64,41 @@ struct Http2Stats {
     uint64_t pool_connect_failures = 0;
     uint64_t pool_streams_opened = 0;
     uint64_t pool_streams_retried = 0;     // open() raced a GOAWAY/full connection: tried another
-    uint64_t pool_overflow = 0;
+    uint64_t pool_overflow = 0;            // no room and no wait possible (or the wait timed out)
+    uint64_t pool_pending = 0;             // requests that waited for a connection or a stream slot
+    uint64_t pool_pending_timeouts = 0;    // ... and gave up after pending_timeout
 };
+
+// Every counter with its name, for /stats (`remora.http2.<name>`) and the Prometheus page.
+template <typename Fn>
+void for_each_counter(const Http2Stats& s, Fn&& fn) {
+    fn("connections_opened", s.connections_opened);
+    fn("connections_closed", s.connections_closed);
+    fn("streams_inbound", s.streams_inbound);
+    fn("streams_outbound", s.streams_outbound);
+    fn("streams_refused", s.streams_refused);
+    fn("streams_reset_by_peer", s.streams_reset_by_peer);
+    fn("streams_refused_sent", s.streams_refused_sent);
+    fn("goaway_received", s.goaway_received);
+    fn("goaway_sent", s.goaway_sent);
+    fn("header_overflow", s.header_overflow);
+    fn("continuation_flood", s.continuation_flood);
+    fn("settings_flood", s.settings_flood);
+    fn("outbound_control_flood", s.outbound_control_flood);
+    fn("rapid_reset", s.rapid_reset);
+    fn("empty_frame_flood", s.empty_frame_flood);
+    fn("buffer_overflow", s.buffer_overflow);
+    fn("protocol_errors", s.protocol_errors);
+    fn("write_timeouts", s.write_timeouts);
+    fn("handler_exceptions", s.handler_exceptions);
+    fn("peak_buffered_bytes", s.peak_buffered_bytes);
+    fn("pool_connections_opened", s.pool_connections_opened);
+    fn("pool_connect_failures", s.pool_connect_failures);
+    fn("pool_streams_opened", s.pool_streams_opened);
+    fn("pool_streams_retried", s.pool_streams_retried);
+    fn("pool_overflow", s.pool_overflow);
+    fn("pool_pending", s.pool_pending);
+    fn("pool_pending_timeouts", s.pool_pending_timeouts);
+}
 
 }  // namespace remora::proxy::http2

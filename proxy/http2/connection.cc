@@ -310,6 +310,7 @@ void Connection::handle_recv_error(long rv) {
 void Connection::fail_all_streams() {
     auto streams = std::move(streams_);
     streams_.clear();
+    if (on_capacity_) on_capacity_();
     for (auto& [id, s] : streams) {
         if (!s->closed) {
             s->closed = true;
@@ -695,6 +696,7 @@ int Connection::on_frame_recv(const void* p) {
             break;
         case NGHTTP2_GOAWAY:
             goaway_received_ = true;
+            if (on_capacity_) on_capacity_();
             ++stats_->goaway_received;
             break;
         default: break;
@@ -729,6 +731,7 @@ int Connection::on_stream_close(int32_t stream_id, uint32_t code) {
     if (it == streams_.end()) return 0;
     auto s = it->second;
     streams_.erase(it);
+    if (on_capacity_) on_capacity_();
     s->closed = true;
     if (!s->h2_error) s->h2_error = code;
     bool clean = code == NGHTTP2_NO_ERROR && s->recv_end;

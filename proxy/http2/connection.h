@@ -112,6 +112,8 @@ public:
     std::size_t peak_buffered_bytes() const noexcept { return peak_buffered_; }
     uint32_t peer_max_concurrent_streams() const noexcept;
     const Http2Limits& limits() const noexcept { return limits_; }
+    // Called when a stream ends or the connection can take no more (a pool's waiters re-check).
+    void on_capacity(std::function<void()> fn) { on_capacity_ = std::move(fn); }
     boost::asio::any_io_executor get_executor() const { return executor_; }
 
     // Stream operations, used by the handles.
@@ -170,6 +172,7 @@ private:
 
     std::unordered_map<int32_t, std::shared_ptr<StreamState>> streams_;
     Signal write_signal_;
+    std::function<void()> on_capacity_;
     std::vector<uint8_t> out_;
     std::size_t inbound_bytes_ = 0;
     std::size_t peak_buffered_ = 0;

@@ -8,6 +8,7 @@
 #include <boost/system/result.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "proxy/http2/client.h"
+#include "proxy/http2/wakeup.h"
 
 namespace remora::proxy::http2 {
 
@@ -26,6 +28,10 @@ using ConnectFn = std::function<boost::asio::awaitable<ConnectResult>()>;
 
 struct Http2PoolLimits {
     std::size_t max_connections_per_key = 4;
+    // With every connection full (or still connecting), a request waits for a stream slot, as
+    // Envoy's pending requests do; at most this many at once per key, for at most this long.
+    std::size_t max_pending_per_key = 1024;
+    std::chrono::milliseconds pending_timeout{5000};
 };
 
 // Single-threaded: one pool per worker, used from that worker's io_context only.
@@ -57,6 +63,7 @@ private:
     struct Entry {
         std::vector<ClientConnection> connections;
         std::size_t connecting = 0;
+        std::shared_ptr<Signal> changed;  // a connection came up, a stream slot freed, one closed
     };
     void prune(Entry& e);
 

@@ -16,13 +16,19 @@ public:
         timer_.expires_at(boost::asio::steady_timer::time_point::max());
     }
     // Wakes every current waiter. cancel() keeps the expiry at max, so later waits block again.
-    void notify() noexcept { timer_.cancel(); }
-    boost::asio::awaitable<void> wait() {
-        co_await timer_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    void notify() noexcept {
+        if (waiters_ > 0) timer_.cancel();
     }
+    boost::asio::awaitable<void> wait() {
+        ++waiters_;
+        co_await timer_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        --waiters_;
+    }
+    std::size_t waiters() const noexcept { return waiters_; }
 
 private:
     boost::asio::steady_timer timer_;
+    std::size_t waiters_ = 0;
 };
 
 }  // namespace remora::proxy::http2

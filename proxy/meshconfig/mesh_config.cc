@@ -66,7 +66,7 @@ MeshConfig MeshConfig::parse(const std::string& text, const std::string& file) {
     Reader r{file};
     YAML::Node root;
     try {
-        root = YAML::Load(text);
+        root = control::model::load_document(text);
     } catch (const YAML::Exception& e) {
         throw MeshConfigError(file + ":" + std::to_string(e.mark.line + 1) + ":" +
                               std::to_string(e.mark.column + 1) + ": " + e.msg);

@@ -15,6 +15,8 @@
 #include <iterator>
 #include <system_error>
 
+#include "control/model/yaml_read.h"
+
 namespace remora::proxy {
 
 namespace {
@@ -143,18 +145,29 @@ class Source {
   public:
     explicit Source(const std::string& file) : file_(file) {}
 
+    // Lines before the document being read (marks count from its own first line).
+    void set_line_offset(int lines) { line_offset_ = lines; }
+
     [[noreturn]] void fail(const YAML::Mark& at, const std::string& path,
                            const std::string& what) const {
         std::string loc = file_;
         if (!at.is_null()) {
-            loc += ":" + std::to_string(at.line + 1) + ":" + std::to_string(at.column + 1);
+            loc += ":" + std::to_string(at.line + 1 + line_offset_) + ":" +
+                   std::to_string(at.column + 1);
         }
         throw ConfigError(loc + ": " + (path.empty() ? "document" : path) + ": " + what);
     }
+    // The mark counted from the file's first line, for keeping past the document.
+    YAML::Mark in_file(YAML::Mark at) const {
+        if (!at.is_null()) at.line += line_offset_;
+        return at;
+    }
+    // Where an in_file() mark is.
     std::string where(const YAML::Mark& at) const { return "line " + std::to_string(at.line + 1); }
 
   private:
     const std::string& file_;
+    int line_offset_ = 0;
 };
 
 struct Field {
@@ -478,7 +491,8 @@ class RegistryBuilder {
     }
 
     void check_unique(const std::string& kind, const ResourceId& id) {
-        auto [it, inserted] = seen_.emplace(kind + " " + id.ns + "/" + id.name, id.name_mark);
+        auto [it, inserted] = seen_.emplace(kind + " " + id.ns + "/" + id.name,
+                                              src_.in_file(id.name_mark));
         if (!inserted) {
             src_.fail(id.name_mark, "metadata.name",
                       kind + " " + id.ns + "/" + id.name + " is already defined at " +
@@ -662,15 +676,20 @@ uint32_t Service::endpoint_port(const Endpoint& e, const ServicePort& p) const {
 
 Registry Registry::parse(const std::string& yaml_text, const std::string& file_name) {
     Source src(file_name);
-    std::vector<YAML::Node> docs;
-    try {
-        docs = YAML::LoadAll(yaml_text);
-    } catch (const YAML::Exception& e) {
-        src.fail(e.mark, "yaml", e.msg);
-    }
     RegistryBuilder builder(src);
-    for (const YAML::Node& doc : docs)
+    // One document at a time, bounded (control::model::load_document): yaml-cpp 0.7's LoadAll
+    // can loop forever, and an alias bomb would expand in every walk over the nodes. Marks count
+    // from the document's first line; the source adds where it starts.
+    for (const auto& [first_line, text] : control::model::yaml_documents(yaml_text)) {
+        src.set_line_offset(first_line - 1);
+        YAML::Node doc;
+        try {
+            doc = control::model::load_document(text);
+        } catch (const YAML::Exception& e) {
+            src.fail(e.mark, "yaml", e.msg);
+        }
         builder.add_document(doc);
+    }
     return builder.finish();
 }
 

@@ -8,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <future>
+
 namespace remora::proxy {
 
 namespace asio = boost::asio;
@@ -42,6 +44,20 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerKind kind, Wo
     }
 }
 
+// Asio re-arms its timerfd (a syscall) whenever a new timer becomes the earliest pending one, and
+// the per-operation deadlines on the request path (seconds to minutes long) often are: that was a
+// timerfd_settime for every second request. A timer that is always due within a second keeps them
+// from ever being the earliest: one wake-up a second replaces a syscall per request.
+asio::awaitable<void> timer_anchor() {
+    constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    for (;;) {
+        t.expires_after(std::chrono::seconds(1));
+        auto [ec] = co_await t.async_wait(use_nothrow);
+        if (ec == asio::error::operation_aborted) co_return;
+    }
+}
+
 }  // namespace
 
 Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
@@ -73,6 +89,7 @@ void Worker::start() {
     for (auto& [kind, acc] : acceptors_) {
         asio::co_spawn(*io_, accept_loop(*acc, kind, ctx_), asio::detached);
     }
+    asio::co_spawn(*io_, timer_anchor(), asio::detached);
     thread_ = std::thread([this] { io_->run(); });
 }
 
@@ -86,6 +103,14 @@ void Worker::stop_accepting() {
 }
 
 void Worker::stop() { io_->stop(); }
+
+http2::Http2Stats Worker::http2_stats() const {
+    auto result = std::make_shared<std::promise<http2::Http2Stats>>();
+    auto done = result->get_future();
+    asio::post(*io_, [result, stats = ctx_.h2stats] { result->set_value(*stats); });
+    if (done.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return {};
+    return done.get();
+}
 
 Worker::~Worker() {
     io_->stop();

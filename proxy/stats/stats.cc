@@ -51,8 +51,9 @@ std::map<std::string, uint64_t> WorkerStats::tls_failures() const {
     return {failures_.begin(), failures_.end()};
 }
 
-std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json) {
-    std::map<std::string, uint64_t> total;
+std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json,
+                         const std::map<std::string, uint64_t>& extra) {
+    std::map<std::string, uint64_t> total = extra;
     for (size_t i = 0; i < static_cast<size_t>(Counter::kCount); ++i) {
         uint64_t sum = 0;
         for (const WorkerStats* w : workers) sum += w->get(static_cast<Counter>(i));

@@ -94,7 +94,9 @@ private:
 };
 
 // Sum over workers, as "name: value" lines (Envoy's /stats text) or JSON.
-std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json);
+// `extra`: more counters (already summed over workers) shown with the rest, e.g. remora.http2.*.
+std::string render_stats(const std::vector<const WorkerStats*>& workers, bool json,
+                         const std::map<std::string, uint64_t>& extra = {});
 
 // The same counters in Prometheus' text format: remora_<name>_total counters, the active
 // connections as a gauge, handshake failures by reason.

@@ -464,12 +464,15 @@ def haproxy_a_config(listen, b_port, certs, h2=False):
     a = certs["a"]
     # h2: requests from the client (HTTP/1.1) are multiplexed over HTTP/2 between A and B.
     alpn = " alpn h2" if h2 else ""
+    # Over HTTP/2 the status line's reason phrase is lost, and HAProxy then writes `HTTP/1.1 200 `
+    # to the client, which h2load counts as a failure (no status): give it back its reason.
+    reason = "    http-response set-status 200 if { status 200 }\n" if h2 else ""
     # No `sni` and no `verifyhost`: HAProxy then checks the chain against ca-file and skips the
     # name check, which an SVID (URI SAN only) could not pass.
     return HAPROXY_HEAD + f"""\
 frontend a_in
     bind 127.0.0.1:{listen} backlog 4096
-    default_backend to_b
+{reason}    default_backend to_b
 backend to_b
     http-reuse always
     server b 127.0.0.1:{b_port} ssl verify required ca-file {a['root']} crt {a['combined']} \

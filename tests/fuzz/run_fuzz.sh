@@ -7,5 +7,8 @@ fuzzer=$1; seconds=$2; dict=$3; shift 3
 scratch=$(mktemp -d /tmp/remora-fuzz-XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 # Crash reproducers land in the build directory, where a failing CI run can keep them.
-"$fuzzer" -max_total_time="$seconds" -dict="$dict" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+# An empty dictionary file means none (libFuzzer refuses an empty one).
+dict_flag=""
+[ -s "$dict" ] && dict_flag="-dict=$dict"
+"$fuzzer" -max_total_time="$seconds" $dict_flag -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="${MESON_BUILD_ROOT:-.}/" "$scratch" "$@"

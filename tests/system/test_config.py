@@ -382,6 +382,101 @@ def test_no_input_crashes(ctx):
     c.stop()
 
 
+def alias_bomb(flow):
+    """Nine levels of eight aliases under status: (8^9 nodes once expanded, about 650 bytes)."""
+    levels = ["a: &a [" + ",".join(['"lol"'] * 8) + "]"]
+    for prev, c in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"{c}: &{c} [" + ",".join([f"*{prev}"] * 8) + "]")
+    if flow:  # one line: the store cannot cut status out by lines
+        return ("{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: "
+                "{name: bomb}, spec: {hosts: [reviews], http: [{route: [{destination: "
+                "{host: reviews}}]}]}, status: {" + ", ".join(levels) + "}}\n")
+    return ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n"
+            "  name: bomb\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n"
+            "    - destination:\n        host: reviews\nstatus:\n" +
+            "".join(f"  {line}\n" for line in levels))
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_alias_bomb(ctx):
+    """A VirtualService with a 9x8 alias bomb under status: (block style, and on one line where
+    status cannot be cut out by lines) is refused with file:line by apply and analyze; nothing is
+    stored, get -o json stays as it was, and remora-control's memory does not grow."""
+    m = ctx.main
+    before = rss_kib(m.proc.pid)
+    listing = m.must("get", "vs", "-o", "json").out
+    for name, flow, line in (("bomb-block.yaml", False, 17), ("bomb-flow.yaml", True, 1)):
+        f = write(os.path.join(ctx.tmp, name), alias_bomb(flow))
+        r = m.ctl("apply", "-f", f)
+        check(r.rc == 1 and "Error from server (400)" in r.err and f"{f}:{line}:" in r.err and
+              "nodes per alias expansion" in r.err, f"{name} was not refused", r.describe())
+        r = run([m.remoractl, "analyze", f])
+        check(r.rc != 0 and f"{f}:{line}:" in (r.out + r.err) and
+              "nodes per alias expansion" in (r.out + r.err),
+              f"remoractl analyze did not refuse {name}", r.describe())
+    for _ in range(3):
+        r = m.must("get", "vs", "-o", "json")
+    check(r.out == listing, "get -o json changed", clip(r.out))
+    grown = rss_kib(m.proc.pid) - before
+    check(m.proc.poll() is None, "remora-control exited", m.tail())
+    check(grown < 64 * 1024, f"remora-control grew by {grown} KiB")
+
+
+def test_large_apply_413(ctx):
+    """An apply over the 4 MiB limit is answered 413, whatever its size: 25 MB too."""
+    m = ctx.main
+    for mib in (5, 25):
+        f = os.path.join(ctx.tmp, f"big-{mib}.yaml")
+        with open(f, "w") as out:
+            out.write("# " + "x" * 1000 + "\n")
+            doc = ("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\n"
+                   "spec:\n  ports:\n  - port: 80\n")
+            i = 0
+            while out.tell() < mib * 1024 * 1024:
+                out.write(doc.format(i=i))
+                i += 1
+        r = m.ctl("apply", "-f", f)
+        check(r.rc == 1 and "413" in r.err and "reset" not in r.err,
+              f"a {mib} MiB apply did not get 413", r.describe())
+        argv = ["curl", "-sS", "--max-time", "30", "--cacert",
+                os.path.join(m.state_dir, "root-cert.pem"), "-H", "Expect:", "-o", os.devnull,
+                "-w", "%{http_code}", "-H", f"Authorization: Bearer {m.token()}",
+                "-H", "Content-Type: application/yaml", "--data-binary", "@" + f,
+                f"https://localhost:{m.api_port}/v1/config"]
+        r = run(argv, timeout=40)
+        check(r.rc == 0 and r.out.strip() == "413", f"curl of {mib} MiB did not get 413",
+              r.describe())
+
+
+def test_port_out_of_range(ctx):
+    """A port outside 1-65535 is refused by apply and analyze, naming file, line and field."""
+    m = ctx.main
+    bad = write(os.path.join(ctx.tmp, "bad-port.yaml"),
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: far\nspec:\n"
+                "  ports:\n  - name: http\n    port: 70000\n")
+    r = m.ctl("apply", "-f", bad)
+    check(r.rc == 1 and f"{bad}:8:" in r.err and "spec.ports[0].port" in r.err,
+          "a Service port of 70000 was not refused with file:line:field", r.describe())
+    r = run([m.remoractl, "analyze", bad])
+    check(r.rc != 0 and f"{bad}:8:" in (r.out + r.err), "analyze did not refuse port 70000",
+          r.describe())
+    # The proxy's --config reads it before anything else (certificates, listeners).
+    proxy = os.path.join(ctx.bin_dir, "proxy", "remora-proxy")
+    r = run([proxy, "--trust-bundle", os.path.join(m.state_dir, "root-cert.pem"), "--cert-chain",
+             "/nonexistent", "--key", "/nonexistent", "--config", bad, "--outbound", "127.0.0.1:0",
+             "--inbound", "off", "--admin", "127.0.0.1:0", "--health", "127.0.0.1:0",
+             "--metrics", "off"])
+    check(r.rc == 1 and f"{bad}:8:11: Service default/far: spec.ports[0].port" in r.err,
+          "remora-proxy --config did not refuse port 70000 with file:line:field", r.describe())
+
+
 def test_mesh_config(ctx):
     good = write(os.path.join(ctx.tmp, "mesh.yaml"),
                  "trustDomain: example.org\naccessLogFile: /dev/stdout\n"
@@ -415,6 +510,9 @@ TESTS = [
     ("config_dir", test_config_dir),
     ("no_input_crashes", test_no_input_crashes),
     ("mesh_config", test_mesh_config),
+    ("alias_bomb", test_alias_bomb),
+    ("large_apply_413", test_large_apply_413),
+    ("port_out_of_range", test_port_out_of_range),
 ]
 
 

@@ -533,7 +533,7 @@ TEST_CASE("Services valid in Kubernetes load: spec: {}, headless without ports, 
     // yaml-cpp's operator[] on a missing key took remora-control down on each of these.
     for (const char* spec : {"spec: {}\n", "spec:\n  clusterIP: None\n  selector: {app: a}\n", "",
                              "spec: null\n", "spec: just-a-string\n", "spec: [1, 2]\n",
-                             "spec:\n  ports: 9080\n", "spec:\n  ports: [{}, {port: x}, 1]\n"}) {
+                             "spec:\n  ports: 9080\n"}) {
         CAPTURE(spec);
         Config c;
         REQUIRE_NOTHROW(c = load_yaml(std::string("apiVersion: v1\nkind: Service\nmetadata:\n"
@@ -547,12 +547,29 @@ TEST_CASE("Services valid in Kubernetes load: spec: {}, headless without ports, 
     }
     Config c = load_yaml(
         "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIPs: [None, "
-        "198.19.0.1]\n  ports:\n  - {port: 80, name: http}\n  - {port: 70000}\n",
+        "198.19.0.1]\n  ports:\n  - {port: 80, name: http}\n",
         "svc.yaml");
     REQUIRE(c.kube_services.size() == 1);
     CHECK(c.kube_services[0].cluster_ips == std::vector<std::string>{"198.19.0.1"});
     REQUIRE(c.kube_services[0].ports.size() == 1);
     CHECK(c.kube_services[0].ports[0].port == 80);
+}
+
+TEST_CASE("a Service port outside 1-65535 (or none) is an error naming file, line and field") {
+    const std::string head = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n";
+    CHECK(error_of(head + "  ports:\n  - {port: 80, name: http}\n  - {port: 70000}\n") ==
+          "t.yaml:7:12: Service default/a: spec.ports[1].port: \"70000\" is not a port number "
+          "(1-65535)");
+    CHECK(error_of(head + "  ports:\n  - port: 0\n") ==
+          "t.yaml:6:11: Service default/a: spec.ports[0].port: \"0\" is not a port number "
+          "(1-65535)");
+    CHECK(error_of(head + "  ports:\n  - {port: 80, targetPort: 65536}\n") ==
+          "t.yaml:6:28: Service default/a: spec.ports[0].targetPort: \"65536\" is not a port "
+          "number (1-65535)");
+    CHECK(error_of(head + "  ports: [{}, {port: x}, 1]\n").starts_with("3 errors"));
+    // A named targetPort is a container port's name.
+    CHECK(error_of(head + "  ports:\n  - {port: 80, targetPort: http}\n") == "");
+    CHECK(load_yaml(head + "  ports:\n  - port: 70000\n", "svc.yaml").kube_services.empty());
 }
 
 TEST_CASE("odd shapes in any field are diagnostics, and the next document still loads") {
@@ -675,4 +692,65 @@ TEST_CASE("flow sequences hold strings as Kubernetes reads them: [1.2.3.4, 2001:
     CHECK(!c.has_errors());
     REQUIRE(c.service_entries.size() == 1);
     CHECK(c.service_entries[0].addresses == std::vector<std::string>{"1.2.3.4", "2001:db8::"});
+}
+
+namespace {
+
+// The "billion laughs" shape: nine levels of eight aliases under `status:` (8^9 nodes once
+// expanded, 502 bytes of text), as `kubectl get -o yaml` output could carry it.
+std::string alias_bomb_vs() {
+    std::string y =
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: bomb\n"
+        "spec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n"
+        "        host: reviews\nstatus:\n"
+        "  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+    std::string prev = "a";
+    for (char c = 'b'; c <= 'i'; ++c) {
+        y += std::string("  ") + c + ": &" + c + " [";
+        for (int i = 0; i < 8; ++i)
+            y += (i ? ",*" : "*") + prev;
+        y += "]\n";
+        prev = std::string(1, c);
+    }
+    return y;
+}
+
+}  // namespace
+
+TEST_CASE("an alias bomb is refused as it would be materialised, naming file and line") {
+    // Line 17: the alias (level f, 8^5 nodes) that first stands for more than 10,000 nodes.
+    CHECK(error_of(alias_bomb_vs()) ==
+          "t.yaml:17:10: alias expands to 37449 nodes, more than the limit of 10000 nodes per "
+          "alias expansion; the document is refused");
+    Config c = load_yaml(alias_bomb_vs(), "t.yaml");
+    CHECK(c.virtual_services.empty());
+    // The same bomb later in a file: lines count from the file's start.
+    Config later = load_yaml(
+        "kind: Namespace\napiVersion: v1\nmetadata: {name: x}\n---\n" + alias_bomb_vs(), "t.yaml");
+    REQUIRE(later.errors().size() == 1);
+    CHECK(later.errors()[0]->str().starts_with("t.yaml:21:10: alias expands to 37449 nodes"));
+}
+
+TEST_CASE("an alias inside its own anchor (a cycle) is refused, not walked forever") {
+    CHECK(error_of("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  x: &a [*a]\n") ==
+          "t.yaml:5:10: alias refers to a node that contains it (a cycle); the document is "
+          "refused");
+}
+
+TEST_CASE("load_document: aliases within the limits load; each limit is named") {
+    YAML::Node ok = load_document("a: &a [1, 2]\nb: [*a, *a]\nc: \"*\"\n");
+    CHECK(ok["b"].size() == 2);
+    YamlLimits small;
+    small.max_alias_nodes = 2;
+    CHECK_THROWS_WITH_AS(load_document("a: &a [1, 2]\nb: *a\n", small),
+                         "yaml-cpp: error at line 2, column 4: alias expands to 3 nodes, more than "
+                         "the limit of 2 nodes per alias expansion",
+                         YamlLimitError);
+    YamlLimits nodes;
+    nodes.max_expanded_nodes = 10;
+    CHECK_THROWS_AS(load_document("a: &a [1, 2, 3]\nb: [*a, *a, *a]\n", nodes), YamlLimitError);
+    YamlLimits bytes;
+    bytes.max_expanded_bytes = 100;
+    CHECK_THROWS_AS(load_document("a: &a [" + std::string(40, 'x') + "]\nb: [*a, *a]\n", bytes),
+                    YamlLimitError);
 }

@@ -469,3 +469,70 @@ TEST_CASE("YAML as JSON keeps quoted scalars strings and types plain ones") {
     CHECK(o.at("g").as_double() == 1000.0);
     CHECK(o.at("h").as_string() == "10ms");
 }
+
+namespace {
+
+// Nine levels of eight aliases (8^9 nodes expanded) in a one-line flow mapping, where the store
+// cannot cut `status` out by lines.
+std::string flow_alias_bomb() {
+    std::string y =
+        "{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: reviews}, "
+        "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}, "
+        "status: {a: &a [lol,lol,lol,lol,lol,lol,lol,lol]";
+    std::string prev = "a";
+    for (char c = 'b'; c <= 'i'; ++c) {
+        y += std::string(", ") + c + ": &" + c + " [";
+        for (int i = 0; i < 8; ++i)
+            y += (i ? ",*" : "*") + prev;
+        y += "]";
+        prev = std::string(1, c);
+    }
+    return y + "}}\n";
+}
+
+}  // namespace
+
+TEST_CASE("an alias bomb is refused with file:line, and nothing of it is stored") {
+    Fixture f;
+    ChangeResult r = f.store->apply(flow_alias_bomb(), "bomb.yaml");
+    CHECK(r.status == 400);
+    REQUIRE_FALSE(r.messages.empty());
+    CHECK(r.messages[0].find("bomb.yaml:1:") != std::string::npos);
+    CHECK(r.messages[0].find("nodes per alias expansion") != std::string::npos);
+    CHECK(f.store->snapshot()->resources.empty());
+    // A cycle (an alias inside its own anchor) in a Service, whose unknown fields are kept.
+    r = f.store->apply("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  x: &a [*a]\n",
+                       "cycle.yaml");
+    CHECK(r.status == 400);
+    CHECK(f.store->snapshot()->resources.empty());
+    // Every reader of stored YAML is bounded too.
+    CHECK_THROWS_AS(yaml_to_json(flow_alias_bomb()), std::runtime_error);
+    CHECK_THROWS_AS(yaml_documents_to_json("a: 1\n---\n" + flow_alias_bomb()), YamlSyntaxError);
+}
+
+TEST_CASE("status and managedFields are not stored from a flow-style document either") {
+    Fixture f;
+    ChangeResult r = f.store->apply(
+        "{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: reviews, "
+        "managedFields: [{manager: kubectl}]}, spec: {hosts: [reviews], http: [{route: "
+        "[{destination: {host: reviews}}]}]}, status: {observedGeneration: 2}}\n",
+        "flow.yaml");
+    REQUIRE(r.ok());
+    const std::string& stored = f.store->snapshot()->resources.at(kVsKey).yaml;
+    CHECK(stored.find("status") == std::string::npos);
+    CHECK(stored.find("managedFields") == std::string::npos);
+    CHECK(stored.find("reviews") != std::string::npos);
+    REQUIRE(f.store->snapshot()->config.virtual_services.size() == 1);
+    CHECK(yaml_to_json(stored).as_object().at("spec").as_object().contains("http"));
+}
+
+TEST_CASE("YAML documents as JSON: lines count from the stream's start") {
+    try {
+        (void)yaml_documents_to_json("a: 1\n---\nb: [\n");
+        FAIL("no error");
+    } catch (const YamlSyntaxError& e) {
+        CHECK(e.line >= 3);
+    }
+    CHECK(yaml_documents_to_json("a: 1\n---\nb: 2\n").size() == 2);
+    CHECK(yaml_documents_to_json("---\na: 1\n").size() == 1);
+}

@@ -367,7 +367,8 @@ TEST_CASE("Http2Pool multiplexes, opens connections as streams need room, bounds
     auto stats = std::make_shared<Http2Stats>();
     Http2Limits client_limits;
     client_limits.max_concurrent_streams = 2;  // as if the server's SETTINGS had arrived
-    Http2Pool pool(io.get_executor(), client_limits, stats, Http2PoolLimits{3});
+    // With all three connections full a request waits for a slot; 50 ms here, then overflow.
+    Http2Pool pool(io.get_executor(), client_limits, stats, Http2PoolLimits{3, 1024, std::chrono::milliseconds(50)});
     int connects = 0;
     ConnectFn connect = [&]() -> asio::awaitable<ConnectResult> {
         ++connects;
@@ -415,6 +416,50 @@ TEST_CASE("Http2Pool multiplexes, opens connections as streams need room, bounds
     CHECK(stats->pool_connections_opened == 4);
     CHECK(stats->pool_connect_failures == 1);
     CHECK(stats->pool_overflow == 1);
+    CHECK(stats->pool_pending == 1);
+    CHECK(stats->pool_pending_timeouts == 1);
     CHECK(stats->pool_streams_opened == 10);
     CHECK(stats->goaway_received == 3);
+}
+
+TEST_CASE("Http2Pool: a burst on a cold pool waits for the connection being made, then for stream slots") {
+    asio::io_context io;
+    Http2Limits server_limits;
+    server_limits.max_concurrent_streams = 2;
+    Listener server(
+        io,
+        [&](std::shared_ptr<ServerStream> s) -> asio::awaitable<void> {
+            co_await read_all(*s);
+            co_await s->write_head({}, true);
+        },
+        server_limits);
+    auto stats = std::make_shared<Http2Stats>();
+    Http2Limits client_limits;
+    client_limits.max_concurrent_streams = 2;
+    Http2Pool pool(io.get_executor(), client_limits, stats, Http2PoolLimits{1});
+    int connects = 0, answered = 0, failed = 0;
+    ConnectFn connect = [&]() -> asio::awaitable<ConnectResult> {
+        ++connects;
+        auto socket = co_await connect_socket(server.port());
+        co_return ConnectResult{{}, make_byte_stream(std::move(socket))};
+    };
+    run(io, [&]() -> asio::awaitable<void> {
+        // Ten streams at once on a pool with no connection yet, one connection allowed, two
+        // streams on it at a time: every one waits its turn and none is refused.
+        for (int i = 0; i < 10; ++i) {
+            asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+                auto s = co_await pool.open_stream("svc", make_request("GET", "/x"), true, connect);
+                if (!s) { ++failed; co_return; }
+                auto h = co_await (*s)->read_head();
+                ++(h ? answered : failed);
+            }, asio::detached);
+        }
+        while (answered + failed < 10) co_await yield();
+        pool.shutdown();
+    }());
+    CHECK(answered == 10);
+    CHECK(failed == 0);
+    CHECK(connects == 1);
+    CHECK(stats->pool_overflow == 0);
+    CHECK(stats->pool_pending >= 8);
 }

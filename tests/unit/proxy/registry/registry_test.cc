@@ -737,3 +737,20 @@ TEST_CASE("skipped kinds are not validated beyond kind") {
     CHECK(r.notes() == std::vector<std::string>{"skipped VirtualService bookinfo/reviews (not a "
                                                 "ServiceEntry/WorkloadEntry)"});
 }
+
+TEST_CASE("error: an alias bomb or an alias cycle, with the line counted from the file's start") {
+    std::string bomb = "a: &a [x,x,x,x,x,x,x,x]\n";
+    std::string prev = "a";
+    for (char c = 'b'; c <= 'i'; ++c) {
+        bomb += std::string(1, c) + ": &" + c + " [";
+        for (int i = 0; i < 8; ++i)
+            bomb += (i ? ",*" : "*") + prev;
+        bomb += "]\n";
+        prev = std::string(1, c);
+    }
+    CHECK(error_of("kind: Namespace\n---\n" + bomb) ==
+          "t.yaml:8:8: yaml: alias expands to 37449 nodes, more than the limit of 10000 nodes "
+          "per alias expansion");
+    CHECK(error_of("x: &x [*x]\n") ==
+          "t.yaml:1:8: yaml: alias refers to a node that contains it (a cycle)");
+}
