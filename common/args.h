@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace remora::common {
@@ -39,6 +40,10 @@ class Args {
 // exits 2 with a pointer to --help, any other exception exits 1; each prints "<name>: <what>".
 int run_tool(const char* name, int argc, char** argv,
              int (*body)(const std::vector<std::string>& args));
+
+// "app=x,version=v1" (--labels and the like) → map; throws std::invalid_argument naming the bad
+// pair.
+std::map<std::string, std::string> parse_label_list(std::string_view text);
 
 // "90d", "24h", "30m", "45s", "3600" (seconds); throws UsageError naming `flag`.
 long long parse_duration_seconds(const std::string& flag, const std::string& text);

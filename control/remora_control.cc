@@ -17,6 +17,8 @@
 #include "control/ca/state_dir.h"
 #include "control/kube/webhook.h"
 #include "control/server/config_api.h"
+#include "control/server/mesh_graph.h"
+#include "control/server/mesh_page.h"
 #include "control/server/distribution.h"
 #include "control/store/config_dir.h"
 #include "control/store/store.h"
@@ -40,7 +42,10 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --state-dir DIR        root, keys, JWKS, admin token and config store (default ./remora-state)
   --listen ADDR:PORT     TLS API: POST /v1/certificates, /v1/config, /v1/meshconfig
                          (default 0.0.0.0:15012)
-  --monitoring ADDR:PORT /healthz and /metrics, plaintext (default 0.0.0.0:15014)
+  --monitoring ADDR:PORT /healthz, /metrics, and the live mesh page /mesh (the service graph
+                         with req/s, errors, p99, mTLS from the proxies' metrics, the proxies, a
+                         workload's routes and policies, explain; /mesh/graph.json), plaintext
+                         (default 0.0.0.0:15014)
   --trust-domain TD      SPIFFE trust domain (default cluster.local)
   --ca-cert FILE         sign with this CA certificate (followed by its chain up to the root)
   --ca-key FILE          the key of --ca-cert
@@ -172,7 +177,8 @@ HttpResponse webhook_handler(const kube::InjectOptions& options, InjectionStats&
 }
 
 HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribution& distribution,
-                                const InjectionStats& injection, const HttpRequest& req) {
+                                server::MeshPage& mesh_page, const InjectionStats& injection,
+                                const HttpRequest& req) {
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
         return json_response(405, R"({"error":"method not allowed: use GET"})", req.version());
     }
@@ -187,7 +193,9 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         return res;
     }
-    return json_response(404, R"({"error":"not found: try /healthz or /metrics"})", req.version());
+    if (server::MeshPage::serves(req.target())) return mesh_page.handle(req);
+    return json_response(404, R"({"error":"not found: try /healthz, /metrics, /mesh or /mesh/graph.json"})",
+                         req.version());
 }
 
 int run(const std::vector<std::string>& argv) {
@@ -256,6 +264,8 @@ int run(const std::vector<std::string>& argv) {
     std::optional<server::ConfigApi> config_api;
     std::optional<registry::ProxyRegistry> proxy_registry;
     std::optional<server::Distribution> distribution;
+    std::optional<server::MeshGraph> mesh_graph;
+    std::optional<server::MeshPage> mesh_page;
     TlsContextSlot slot;
     LogFn log = [](const std::string& m) { log_line("remora-control", m); };
     auto bind = [&](const char* flag, const asio::ip::tcp::endpoint& ep, HttpHandler handler,
@@ -281,8 +291,8 @@ int run(const std::vector<std::string>& argv) {
         &slot);
     auto mon = bind(
         "monitoring", monitoring,
-        [&ca, &distribution, &injection_stats](const HttpRequest& r, const PeerInfo&) {
-            return monitoring_handler(*ca, *distribution, injection_stats, r);
+        [&ca, &distribution, &mesh_page, &injection_stats](const HttpRequest& r, const PeerInfo&) {
+            return monitoring_handler(*ca, *distribution, *mesh_page, injection_stats, r);
         },
         nullptr);
     std::unique_ptr<HttpServer> hook;
@@ -329,6 +339,8 @@ int run(const std::vector<std::string>& argv) {
     dist_options.translate.trust_domain = config.trust_domain;
     dist_options.translate.root_namespace = mesh.root_namespace;
     distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);
+    mesh_graph.emplace(*proxy_registry, std::chrono::seconds(2));
+    mesh_page.emplace(*proxy_registry, *distribution, *mesh_graph, config.trust_domain);
     config_api.emplace(*config_store, std::move(auth), mesh, log);
     std::optional<store::ConfigDirWatcher> watcher;
     if (config_dir) {
@@ -347,6 +359,7 @@ int run(const std::vector<std::string>& argv) {
                    distribution->subscribe(r, p, std::move(responder));
                });
     distribution->start();
+    mesh_graph->start();
     api->start();
     mon->start();
     if (hook) {
@@ -367,6 +380,7 @@ int run(const std::vector<std::string>& argv) {
         mon->stop();
         if (hook) hook->stop();
         distribution->stop();
+        mesh_graph->stop();
         renew_timer.cancel();
         io.stop();
         if (watcher) watcher->stop();

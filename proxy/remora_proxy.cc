@@ -187,6 +187,9 @@ struct Proxy {
         for (const auto& w : workers) h2 += w->http2_upstream_connections();
         gauge("remora_upstream_cx_http2", "Multiplexed HTTP/2 upstream connections held in the pools.",
               std::to_string(h2));
+        // Istio's build gauge, which its mesh dashboard counts proxies by.
+        out += "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n"
+               "istio_build{component=\"proxy\",tag=\"" REMORA_VERSION "\"} 1\n";
         gauge("remora_server_ready", "1 once certificate and configuration are loaded.", ready() ? "1" : "0");
         gauge("remora_server_draining", "1 while draining.", draining.load() ? "1" : "0");
         auto cfg = config.current();
@@ -470,7 +473,7 @@ std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Arg
     w.service_account = args.get_or("service-account", "default");
     if (auto l = args.get("labels")) {
         try {
-            w.labels = parse_label_list(*l);
+            w.labels = common::parse_label_list(*l);
         } catch (const std::invalid_argument& e) {
             throw UsageError(std::string("--labels: ") + e.what());
         }
@@ -528,7 +531,7 @@ std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const Me
     std::map<std::string, std::string> labels;
     if (auto l = args.get("labels")) {
         try {
-            labels = parse_label_list(*l);
+            labels = common::parse_label_list(*l);
         } catch (const std::invalid_argument& e) {
             throw UsageError(std::string("--labels: ") + e.what());
         }

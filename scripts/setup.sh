@@ -8,7 +8,7 @@ PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
           libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libre2-dev doctest-dev
           iproute2 util-linux iptables prometheus redis-server python3-grpcio
           nghttp2-client nghttp2-server clang-14 libclang-rt-14-dev nodejs python3-yaml
-          podman buildah runc libmimalloc-dev)
+          podman buildah runc libmimalloc-dev chromium)
 
 # npm: Debian's package only where no npm is on PATH already (it pulls in many node-* packages).
 command -v npm >/dev/null || PACKAGES+=(npm)
@@ -32,6 +32,12 @@ fi
 # its package-lock.json.
 if [ ! -d tests/k8s-schema/node_modules ]; then
     (cd tests/k8s-schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# The mesh page's graph library (cytoscape), pinned by control/ui/package-lock.json and embedded in
+# remora-control at build time, so the page needs no network.
+if [ ! -d control/ui/node_modules ]; then
+    (cd control/ui && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}

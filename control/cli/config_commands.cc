@@ -225,6 +225,18 @@ int change_command(const std::vector<std::string>& argv, bool remove, std::ostre
 
 }  // namespace
 
+std::set<std::string> connection_flags_with(std::set<std::string> flags) {
+    return with_connection_flags(std::move(flags));
+}
+
+certs::CaClientOptions control_connection(const Args& args) { return connection(args); }
+
+std::string url_encode(std::string_view s) { return encode(s); }
+
+int print_control_refusal(int status, const std::string& body, std::ostream& err) {
+    return print_refusal(status, body, err);
+}
+
 void set_control_address(certs::CaClientOptions& options, const std::string& control) {
     std::size_t colon = control.rfind(':');
     if (colon == std::string::npos) {

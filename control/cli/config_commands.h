@@ -5,10 +5,13 @@
 #include <chrono>
 #include <filesystem>
 #include <ostream>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "certs/ca_client.h"
+#include "common/args.h"
 
 namespace remora::control::cli {
 
@@ -29,6 +32,15 @@ int proxy_status_command(const std::vector<std::string>& argv, std::ostream& out
 // plane sent that proxy, as istioctl's tables.
 int proxy_config_command(const std::vector<std::string>& argv, std::ostream& out,
                          std::ostream& err);
+
+// For commands that talk to the control plane: `flags` plus --control, --trust-bundle,
+// --state-dir, --cert-dir and --trust-domain; the connection those flags describe (the admin
+// token in the state dir, or a client certificate); a query value percent-encoded; and a refusal
+// printed as kubectl prints it (returns 1).
+std::set<std::string> connection_flags_with(std::set<std::string> flags);
+certs::CaClientOptions control_connection(const common::Args& args);
+std::string url_encode(std::string_view s);
+int print_control_refusal(int status, const std::string& body, std::ostream& err);
 
 // kubectl's AGE column: "45s", "12m", "5h", "3d".
 std::string format_age(std::chrono::seconds age);

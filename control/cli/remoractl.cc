@@ -8,6 +8,7 @@
 #include "control/ca/state_dir.h"
 #include "control/cli/analyze_command.h"
 #include "control/cli/config_commands.h"
+#include "control/cli/explain_command.h"
 #include "control/cli/kube_commands.h"
 #include "control/cli/trace.h"
 #include "certs/ca_client.h"
@@ -64,6 +65,21 @@ Commands:
       --trust-bundle (default <state-dir>/root-cert.pem) and authenticate with the admin token
       in --state-dir, or with --cert-dir DIR (cert-chain.pem, key.pem) holding a certificate
       for spiffe://<td>/ns/remora-system/sa/remoractl. Exit 1 when the control plane refuses.
+
+  explain (--from POD | --from-labels k=v,... [-n NS] [--service-account SA]) URL
+          [-X METHOD] [-H 'name: value']... [-o text|json] [--proxy-admin HOST:PORT]
+          [--config DIR [--meshConfigFile FILE]]
+      One request end to end, decided by the proxies' own routing and authorization code: the
+      virtual host and port protocol, each VirtualService rule tried and why it did not match,
+      the weighted destinations and every outcome's share, endpoints (and outlier ejection from
+      the client's proxy admin with --proxy-admin), timeouts, retries, faults, mirrors, header
+      operations, connection pool limits, mTLS on both sides, the server's PeerAuthentication
+      and AuthorizationPolicy verdict. From the control plane's snapshots (connection flags as
+      above), or offline from Istio YAML with --config (WorkloadEntries are the pods). Exit 0
+      when the request would be served, 1 when refused (the reason on the first line).
+  explain --flag FLAG|all [-o json]
+      What a response flag (UF, UH, UO, URX, NR, UT, UC, DC, DI, FI, RBAC, DPE) means, its likely
+      causes, and the commands that check each (docs/response-flags.md).
 
   kube-inject -f FILE|- [-o FILE] [--image IMG] [--control-address HOST:PORT]
               [--trust-domain TD] [--native-sidecar]
@@ -212,6 +228,7 @@ int run(const std::vector<std::string>& argv) {
     if (argv[0] == "proxy-config" || argv[0] == "pc") {
         return cli::proxy_config_command(after, std::cout, std::cerr);
     }
+    if (argv[0] == "explain") return cli::explain_command(after, std::cout, std::cerr);
     if (argv[0] == "kube-inject") {
         return cli::kube_inject_command(after, std::cin, std::cout, std::cerr);
     }

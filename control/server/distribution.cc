@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include "common/args.h"
 #include "proxy/snapshot/snapshot_json.h"
 
 namespace remora::control::server {
@@ -81,7 +82,7 @@ Distribution::~Distribution() {
 
 bool Distribution::serves(std::string_view target) {
     std::string_view path = target.substr(0, target.find('?'));
-    return path == "/v1/proxies" || path.substr(0, 12) == "/v1/proxies/";
+    return path == "/v1/proxies" || path.substr(0, 12) == "/v1/proxies/" || path == "/v1/snapshot";
 }
 
 void Distribution::start() {
@@ -175,6 +176,11 @@ Distribution::Computed Distribution::compute(const std::string& ns,
     out.json = json::serialize(proxy::snapshot::to_json(snap));
     out.config_version = stored->version;
     return out;
+}
+
+proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, const std::string& service_account,
+                                                     const model::Labels& labels) {
+    return proxy::snapshot::from_json(json::parse(compute(ns, service_account, labels).json));
 }
 
 void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
@@ -387,6 +393,22 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
                                         {"notAfter", r.cert.not_after}};
         return o;
     };
+    if (path == "/v1/snapshot") {
+        // The snapshot a workload would get, running or not (remoractl explain --from-labels):
+        // ?namespace=NS&serviceAccount=SA&labels=k=v,k=v.
+        model::Labels labels;
+        try {
+            labels = common::parse_label_list(query.count("labels") ? query["labels"] : "");
+        } catch (const std::invalid_argument& e) {
+            return error_json(400, std::string("labels: ") + e.what(), v);
+        }
+        const std::string ns = query.count("namespace") && !query["namespace"].empty() ? query["namespace"] : "default";
+        const std::string sa = query.count("serviceAccount") && !query["serviceAccount"].empty() ? query["serviceAccount"] : "default";
+        if (!valid_name(ns) || !valid_name(sa)) return error_json(400, "namespace and serviceAccount must be names", v);
+        Computed c = compute(ns, sa, labels);
+        return json_response(200, "{\"version\":\"" + c.version + "\",\"configVersion\":" +
+                                      std::to_string(c.config_version) + ",\"snapshot\":" + c.json + "}\n", v);
+    }
     if (path == "/v1/proxies") {
         json::array a;
         for (const auto& r : registry_.list()) a.push_back(record_json(r));

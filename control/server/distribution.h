@@ -1,7 +1,8 @@
 // Config distribution on the control plane's TLS port: proxies long-poll
 // POST /v1/proxies/subscribe with their SVID, register their pod, report what they applied
 // (ACK/NACK) and get their snapshot whenever it differs from the one they hold. The admin reads
-// GET /v1/proxies (proxy-status) and GET /v1/proxies/<name>/snapshot (proxy-config).
+// GET /v1/proxies (proxy-status), GET /v1/proxies/<name>/snapshot (proxy-config) and
+// GET /v1/snapshot?namespace=&serviceAccount=&labels= (a workload's snapshot, running or not).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -17,6 +18,7 @@
 #include "control/server/config_api.h"
 #include "control/store/store.h"
 #include "control/translate/translate.h"
+#include "proxy/snapshot/snapshot.h"
 
 namespace remora::control::server {
 
@@ -34,13 +36,17 @@ class Distribution {
                  Logger log);
     ~Distribution();
 
-    static bool serves(std::string_view target);  // /v1/proxies...
+    static bool serves(std::string_view target);  // /v1/proxies..., /v1/snapshot
     static constexpr const char* kSubscribePath = "/v1/proxies/subscribe";
     // The long-poll (a deferred handler on the HTTP server).
     void subscribe(const common::HttpRequest& req, const common::PeerInfo& peer,
                    std::shared_ptr<common::Responder> responder);
     // The admin's reads.
     common::HttpResponse handle(const common::HttpRequest& req, const common::PeerInfo& peer);
+
+    // The snapshot a workload with this identity and these labels would be sent now (explain).
+    proxy::snapshot::Snapshot snapshot_for(const std::string& ns, const std::string& service_account,
+                                           const model::Labels& labels);
 
     // Prometheus text for the monitoring port: Istio's pilot_xds (connected proxies),
     // pilot_xds_pushes and pilot_total_xds_rejects, and remora's per-status proxy counts.

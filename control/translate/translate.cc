@@ -263,6 +263,7 @@ snap::InboundPolicy peer_authentication_for(const model::Config& config, const s
     }
     for (const auto* pa : {mesh, nspa, wl}) {
         if (pa && pa->mtls_mode != "UNSET") out.mtls_mode = pa->mtls_mode;
+        if (pa) out.peer_authentications.push_back(pa->meta.name + "." + pa->meta.ns);
     }
     if (wl) {
         for (const auto& [port, mode] : wl->port_level_mtls) {
@@ -581,7 +582,13 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                         rm.source_namespace = m.source_namespace;
                         r.matches.push_back(std::move(rm));
                     }
-                    if (!any_block) continue;  // every block names another port
+                    if (!any_block) {  // every block names another port or another caller
+                        out.notes.push_back("VirtualService " + vs->meta.name + "." + vs->meta.ns + " http[" +
+                                            std::to_string(i) + "] (" + r.name + ") left out of " + vh.name +
+                                            ": every match block is for another port, sourceLabels or "
+                                            "sourceNamespace than this workload's");
+                        continue;
+                    }
                     for (const auto& rd : hr.route) {
                         snap::WeightedCluster wc;
                         wc.cluster = destination_cluster(rd.destination, vs->meta.ns);

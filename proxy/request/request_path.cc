@@ -43,36 +43,6 @@ void apply_header_ops(http::HeaderMap& h, const snapshot::HeaderOps& ops) {
     for (const auto& [name, value] : ops.add) h.add(name, value);
 }
 
-// Location for a VirtualService redirect: the request's parts, replaced where the rule says.
-std::string redirect_location(const snapshot::Route& r, std::string_view host, std::string_view path) {
-    std::string authority = r.redirect_authority.empty() ? std::string(host) : r.redirect_authority;
-    if (r.redirect_port) {
-        size_t colon = authority.rfind(':');
-        if (colon != std::string::npos && authority.find(']') == std::string::npos) authority.resize(colon);
-        authority += ":" + std::to_string(r.redirect_port);
-    }
-    std::string uri = r.redirect_uri.empty() ? std::string(path) : r.redirect_uri;
-    return (r.redirect_scheme.empty() ? std::string("http") : r.redirect_scheme) + "://" + authority + uri;
-}
-
-bool prefix_matches(const snapshot::StringMatcher& m, std::string_view target) {
-    if (target.size() < m.value.size()) return false;
-    std::string_view head = target.substr(0, m.value.size());
-    return m.ignore_case ? http::iequals(head, m.value) : head == m.value;
-}
-
-// rewrite.uri replaces the matched prefix when a prefix matched, else the whole path (the query
-// string stays).
-std::string rewritten_path(const snapshot::Route& r, std::string_view target) {
-    for (const auto& m : r.matches) {
-        if (m.uri && m.uri->kind == snapshot::StringMatcher::Kind::prefix && prefix_matches(*m.uri, target)) {
-            return r.rewrite_uri + std::string(target.substr(m.uri->value.size()));
-        }
-    }
-    size_t q = target.find('?');
-    return r.rewrite_uri + (q == std::string_view::npos ? std::string() : std::string(target.substr(q)));
-}
-
 // A WebSocket handshake (RFC 6455): Upgrade: websocket with "upgrade" among Connection's tokens.
 bool is_websocket_upgrade(const http::HeaderMap& h) {
     auto upgrade = h.get("upgrade");
@@ -366,10 +336,17 @@ asio::awaitable<bool> authorize(RequestState& st) {
     std::string_view host = st.rec.authority;
     host = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']' ? host.size() : host.rfind(':'));
     const Service* svc = config.registry && !host.empty() ? config.registry->find_by_host(host, st.tcfg.self.ns) : nullptr;
+    std::optional<ServiceNames> known;
+    if (!svc && config.routes) known = inbound_service(*config.routes, st.rec.authority, info.original_dst);
     if (svc) {
         st.rec.service_host = svc->hosts.empty() ? svc->name : svc->hosts.front();
         st.rec.service_name = svc->name;
         st.rec.service_ns = svc->ns;
+    } else if (known) {
+        // The snapshot's name for it (the FQDN), as Istio's destination reporter labels it.
+        st.rec.service_host = std::move(known->host);
+        st.rec.service_name = std::move(known->name);
+        st.rec.service_ns = std::move(known->ns);
     } else if (!host.empty()) {
         st.rec.service_host = host;
     }

@@ -89,17 +89,34 @@ UpstreamTarget target_for(const snapshot::Cluster& c, size_t index) {
     t.address = {address, static_cast<unsigned short>(ep.port)};
     t.mtls = ep.mtls;
     if (ep.mtls && !ep.identity.empty()) t.expected_identity = ep.identity;
-    t.service_host = cluster->service_host;
+    ServiceNames names = service_names(cluster->service_host);
+    t.service_host = std::move(names.host);
+    t.service_name = std::move(names.name);
+    t.service_ns = std::move(names.ns);
     t.service_port = static_cast<uint16_t>(cluster->port);
-    // name.namespace.svc.<domain> → name and namespace, as Istio's destination_service_* labels.
-    size_t dot = t.service_host.find('.');
-    t.service_name = t.service_host.substr(0, dot);
-    if (dot != std::string::npos && t.service_host.find(".svc.", dot) != std::string::npos) {
-        size_t dot2 = t.service_host.find('.', dot + 1);
-        t.service_ns = t.service_host.substr(dot + 1, dot2 - dot - 1);
-    }
     t.finalize();
     return t;
+}
+
+ServiceNames service_names(std::string host) {
+    ServiceNames out;
+    // name.namespace.svc.<domain> → name and namespace, as Istio's destination_service_* labels.
+    size_t dot = host.find('.');
+    out.name = host.substr(0, dot);
+    if (dot != std::string::npos && host.find(".svc.", dot) != std::string::npos) {
+        size_t dot2 = host.find('.', dot + 1);
+        out.ns = host.substr(dot + 1, dot2 - dot - 1);
+    }
+    out.host = std::move(host);
+    return out;
+}
+
+std::optional<ServiceNames> inbound_service(const RouteTable& routes, std::string_view authority,
+                                            const std::optional<boost::asio::ip::tcp::endpoint>& original_dst) {
+    const snapshot::VirtualHost* vh = authority.empty() ? nullptr : routes.find_host(authority);
+    if (!vh && original_dst) vh = routes.find_address(*original_dst);
+    if (!vh) return std::nullopt;
+    return service_names(vh->name.substr(0, vh->name.rfind(':')));
 }
 
 }  // namespace remora::proxy

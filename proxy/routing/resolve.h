@@ -47,4 +47,17 @@ RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
 // The target for endpoint `index` of `cluster` (address, mTLS identity, telemetry names).
 UpstreamTarget target_for(const snapshot::Cluster& cluster, size_t index);
 
+// A service's host and its name and namespace as Istio's destination_service* labels carry them
+// ("reviews.default.svc.cluster.local" → "reviews", "default"; other hosts: the first label, no
+// namespace).
+struct ServiceNames {
+    std::string host, name, ns;
+};
+ServiceNames service_names(std::string host);
+
+// Inbound: the service a request was sent to, by its Host (else the address it was sent to: this
+// pod's endpoint of a service port), from the snapshot's virtual hosts. None when unknown.
+std::optional<ServiceNames> inbound_service(const RouteTable& routes, std::string_view authority,
+                                            const std::optional<boost::asio::ip::tcp::endpoint>& original_dst);
+
 }  // namespace remora::proxy

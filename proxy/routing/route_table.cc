@@ -181,40 +181,99 @@ std::optional<std::string_view> query_param(std::string_view path, std::string_v
 
 }  // namespace
 
+std::optional<MatchMiss> RouteTable::miss(const CompiledBlock& b, const RequestView& req) {
+    using F = MatchMiss::Field;
+    // Exact and regex URI matches look at the path without its query string, as Envoy's do.
+    const std::string_view path_only = req.path.substr(0, req.path.find('?'));
+    if (b.uri) {
+        std::string_view v = b.uri->spec.kind == snap::StringMatcher::Kind::prefix ? req.path : path_only;
+        if (!b.uri->matches(v)) return MatchMiss{F::uri, {}, &b.uri->spec, v};
+    }
+    if (b.scheme && !b.scheme->matches(req.scheme)) return MatchMiss{F::scheme, {}, &b.scheme->spec, req.scheme};
+    if (b.method && !b.method->matches(req.method)) return MatchMiss{F::method, {}, &b.method->spec, req.method};
+    if (b.authority && !b.authority->matches(req.authority)) {
+        return MatchMiss{F::authority, {}, &b.authority->spec, req.authority};
+    }
+    for (const auto& [name, m] : b.headers) {
+        auto v = req.header(name);
+        if (!(v && m.matches(*v))) return MatchMiss{F::header, name, &m.spec, v};
+    }
+    for (const auto& [name, m] : b.without_headers) {
+        auto v = req.header(name);
+        if (v && m.matches(*v)) return MatchMiss{F::without_header, name, &m.spec, v};
+    }
+    for (const auto& [name, m] : b.query_params) {
+        auto v = query_param(req.path, name);
+        if (!(v && m.matches(*v))) return MatchMiss{F::query_param, name, &m.spec, v};
+    }
+    return std::nullopt;
+}
+
 const snap::Route* RouteTable::match(const snap::VirtualHost& vh, const RequestView& req) const {
     auto it = routes_.find(&vh);
     if (it == routes_.end()) return nullptr;
-    // Exact and regex URI matches look at the path without its query string, as Envoy's do.
-    std::string_view path_only = req.path.substr(0, req.path.find('?'));
     for (const CompiledRoute& cr : it->second) {
         if (cr.blocks.empty()) return cr.route;
         for (const CompiledBlock& b : cr.blocks) {
-            bool ok = true;
-            if (b.uri) {
-                ok = b.uri->matches(b.uri->spec.kind == snap::StringMatcher::Kind::prefix ? req.path : path_only);
-            }
-            if (ok && b.scheme) ok = b.scheme->matches(req.scheme);
-            if (ok && b.method) ok = b.method->matches(req.method);
-            if (ok && b.authority) ok = b.authority->matches(req.authority);
-            for (const auto& [name, m] : b.headers) {
-                if (!ok) break;
-                auto v = req.header(name);
-                ok = v && m.matches(*v);
-            }
-            for (const auto& [name, m] : b.without_headers) {
-                if (!ok) break;
-                auto v = req.header(name);
-                ok = !(v && m.matches(*v));
-            }
-            for (const auto& [name, m] : b.query_params) {
-                if (!ok) break;
-                auto v = query_param(req.path, name);
-                ok = v && m.matches(*v);
-            }
-            if (ok) return cr.route;
+            if (!miss(b, req)) return cr.route;
         }
     }
     return nullptr;
+}
+
+std::vector<RouteTrace> RouteTable::trace(const snap::VirtualHost& vh, const RequestView& req) const {
+    std::vector<RouteTrace> out;
+    auto it = routes_.find(&vh);
+    if (it == routes_.end()) return out;
+    for (const CompiledRoute& cr : it->second) {
+        RouteTrace t{cr.route, cr.blocks.empty(), {}};
+        for (const CompiledBlock& b : cr.blocks) {
+            std::optional<MatchMiss> m = miss(b, req);
+            if (!m) {
+                t.matched = true;
+                t.misses.clear();
+                break;
+            }
+            t.misses.push_back(*m);
+        }
+        out.push_back(std::move(t));
+        if (out.back().matched) break;
+    }
+    return out;
+}
+
+// Location for a VirtualService redirect: the request's parts, replaced where the rule says.
+std::string redirect_location(const snap::Route& r, std::string_view host, std::string_view path) {
+    std::string authority = r.redirect_authority.empty() ? std::string(host) : r.redirect_authority;
+    if (r.redirect_port) {
+        size_t colon = authority.rfind(':');
+        if (colon != std::string::npos && authority.find(']') == std::string::npos) authority.resize(colon);
+        authority += ":" + std::to_string(r.redirect_port);
+    }
+    std::string uri = r.redirect_uri.empty() ? std::string(path) : r.redirect_uri;
+    return (r.redirect_scheme.empty() ? std::string("http") : r.redirect_scheme) + "://" + authority + uri;
+}
+
+namespace {
+
+bool prefix_matches(const snap::StringMatcher& m, std::string_view target) {
+    if (target.size() < m.value.size()) return false;
+    std::string_view head = target.substr(0, m.value.size());
+    return m.ignore_case ? iequal(head, m.value) : head == m.value;
+}
+
+}  // namespace
+
+// rewrite.uri replaces the matched prefix when a prefix matched, else the whole path (the query
+// string stays).
+std::string rewritten_path(const snap::Route& r, std::string_view target) {
+    for (const auto& m : r.matches) {
+        if (m.uri && m.uri->kind == snap::StringMatcher::Kind::prefix && prefix_matches(*m.uri, target)) {
+            return r.rewrite_uri + std::string(target.substr(m.uri->value.size()));
+        }
+    }
+    size_t q = target.find('?');
+    return r.rewrite_uri + (q == std::string_view::npos ? std::string() : std::string(target.substr(q)));
 }
 
 const snap::WeightedCluster* pick_weighted(const std::vector<snap::WeightedCluster>& clusters,

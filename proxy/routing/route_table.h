@@ -33,6 +33,23 @@ struct RequestView {
     virtual ~RequestView() = default;
 };
 
+// Why one match block of a route did not accept a request: the first of its conditions that
+// failed, in the order the table checks them. Views into the table and the request.
+struct MatchMiss {
+    enum class Field { uri, scheme, method, authority, header, without_header, query_param };
+    Field field = Field::uri;
+    std::string_view name;                        // the header or query parameter
+    const snapshot::StringMatcher* want = nullptr;  // what the block asks for
+    std::optional<std::string_view> got;          // the request's value; none when absent
+};
+
+// One route as matching saw it: matched, or the reason each of its blocks missed.
+struct RouteTrace {
+    const snapshot::Route* route = nullptr;
+    bool matched = false;
+    std::vector<MatchMiss> misses;  // one per match block, in order (empty when matched)
+};
+
 class RouteTable {
 public:
     // Throws std::invalid_argument naming the route when a regex does not compile. `states` is
@@ -59,11 +76,17 @@ public:
     // The first route of `vh` whose match blocks accept the request (blocks ORed, conditions
     // within a block ANDed); null when none does.
     const snapshot::Route* match(const snapshot::VirtualHost& vh, const RequestView& req) const;
+    // The same decision, explained (remoractl explain): every route of `vh` up to and including
+    // the first that matches, with each earlier block's first failed condition. Not for the
+    // request path: it allocates.
+    std::vector<RouteTrace> trace(const snapshot::VirtualHost& vh, const RequestView& req) const;
 
 private:
     struct Matcher;
     struct CompiledBlock;
     struct CompiledRoute;
+    // The first condition of `b` that `req` fails; none when the block accepts it.
+    static std::optional<MatchMiss> miss(const CompiledBlock& b, const RequestView& req);
     snapshot::Snapshot snapshot_;
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_domain_;
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_address_;
@@ -77,5 +100,12 @@ private:
 // A destination by weight (weight / sum of weights); the first when every weight is 0.
 const snapshot::WeightedCluster* pick_weighted(const std::vector<snapshot::WeightedCluster>& clusters,
                                                std::mt19937_64& rng);
+
+// What a route does to the request it forwards or answers, shared by the request path and
+// remoractl explain. Location for a redirect: the request's parts, replaced where the rule says.
+std::string redirect_location(const snapshot::Route& r, std::string_view host, std::string_view path);
+// rewrite.uri: the matched prefix replaced when a prefix matched, else the whole path (the query
+// string stays).
+std::string rewritten_path(const snapshot::Route& r, std::string_view target);
 
 }  // namespace remora::proxy

@@ -192,6 +192,9 @@ struct AuthzPolicy {
 struct InboundPolicy {
     std::string mtls_mode = "PERMISSIVE";  // Istio's default when no policy applies
     std::map<uint32_t, std::string> port_mtls;
+    // The PeerAuthentications that set them ("name.namespace"), mesh-wide, then the namespace's,
+    // then the workload's own; empty when Istio's default applies. Informational (explain).
+    std::vector<std::string> peer_authentications;
     // Every AuthorizationPolicy that applies to this workload (its namespace's and the root
     // namespace's whose selector picks it): DENY first, then ALLOW, then AUDIT, each by name.
     std::vector<AuthzPolicy> authz;

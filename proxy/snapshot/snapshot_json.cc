@@ -580,6 +580,7 @@ json::value to_json(const Snapshot& snap) {
     json::array authz;
     for (const auto& p : snap.inbound.authz) authz.push_back(authz_policy_json(p));
     o["inbound"] = json::object{{"mtls_mode", snap.inbound.mtls_mode}, {"port_mtls", std::move(port_mtls)},
+                                {"peer_authentications", strings_json(snap.inbound.peer_authentications)},
                                 {"authz", std::move(authz)}};
     o["notes"] = strings_json(snap.notes);
     return o;
@@ -605,6 +606,7 @@ Snapshot from_json(const json::value& doc) {
     if (const json::value* iv = f.find("inbound")) {
         Fields in(*iv, f.at("inbound"));
         in.read("mtls_mode", s.inbound.mtls_mode);
+        in.read("peer_authentications", s.inbound.peer_authentications);
         in.each("authz", [&](const json::value& v, const std::string& p) {
             s.inbound.authz.push_back(read_authz_policy(v, p));
         });

@@ -136,19 +136,4 @@ std::optional<WorkloadInfo> decode_peer_metadata(std::string_view text) {
     return w;
 }
 
-std::map<std::string, std::string> parse_label_list(std::string_view text) {
-    std::map<std::string, std::string> out;
-    while (!text.empty()) {
-        size_t comma = text.find(',');
-        std::string_view pair = text.substr(0, comma);
-        text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-        size_t eq = pair.find('=');
-        if (eq == std::string_view::npos || eq == 0) {
-            throw std::invalid_argument("label \"" + std::string(pair) + "\": expected KEY=VALUE");
-        }
-        out[std::string(pair.substr(0, eq))] = std::string(pair.substr(eq + 1));
-    }
-    return out;
-}
-
 }  // namespace remora::proxy

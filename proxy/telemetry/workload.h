@@ -35,7 +35,4 @@ std::string encode_peer_metadata(const WorkloadInfo& w);
 // Nullopt when malformed (an unknown peer then, never an error for the request).
 std::optional<WorkloadInfo> decode_peer_metadata(std::string_view text);
 
-// "app=x,version=v1" → map; throws std::invalid_argument naming the bad pair.
-std::map<std::string, std::string> parse_label_list(std::string_view text);
-
 }  // namespace remora::proxy

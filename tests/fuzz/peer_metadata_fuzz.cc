@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "common/args.h"
 #include "proxy/telemetry/workload.h"
 
 namespace proxy = remora::proxy;
@@ -20,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
         }
     }
     try {
-        (void)proxy::parse_label_list(text);
+        (void)remora::common::parse_label_list(text);
     } catch (const std::invalid_argument&) {
         // Its documented answer to a bad pair.
     }

@@ -136,3 +136,13 @@ TEST_CASE("flags, durations and endpoints parse or say what is wrong") {
     CHECK_THROWS_AS(parse_endpoint("l", "127.0.0.1:70000"), UsageError);
     CHECK_THROWS_AS(parse_endpoint("l", "127.0.0.1"), UsageError);
 }
+
+TEST_CASE("--labels parses KEY=VALUE pairs and names a bad one") {
+    auto l = parse_label_list("app=reviews,version=v1,empty=");
+    CHECK(l.size() == 3);
+    CHECK(l["app"] == "reviews");
+    CHECK(l["empty"] == "");
+    CHECK_THROWS_WITH_AS(parse_label_list("app=x,oops"), "label \"oops\": expected KEY=VALUE",
+                         std::invalid_argument);
+    CHECK_THROWS_AS(parse_label_list("=v"), std::invalid_argument);
+}

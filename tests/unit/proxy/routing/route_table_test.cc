@@ -123,6 +123,77 @@ TEST_CASE("first matching rule wins; blocks ORed, conditions ANDed") {
     CHECK(matched(t, other_user) == "canary");  // header values are case-sensitive
 }
 
+TEST_CASE("trace: the same decision as match, with each earlier block's first failed condition") {
+    RouteTable t(bookinfo());
+    const auto* vh = t.find_host("reviews");
+    REQUIRE(vh);
+    Req get("GET", "/api/x?debug=0");
+    get.headers["end-user"] = "alice";
+    auto trace = t.trace(*vh, get);
+    REQUIRE(trace.size() == 5);  // every rule up to canary, the first that matches
+    CHECK(trace.back().matched);
+    CHECK(trace.back().route == t.match(*vh, get));
+    using F = MatchMiss::Field;
+    REQUIRE(trace[0].misses.size() == 1);
+    CHECK(trace[0].misses[0].field == F::header);
+    CHECK(trace[0].misses[0].name == "end-user");
+    CHECK(trace[0].misses[0].got == std::optional<std::string_view>("alice"));
+    CHECK(trace[0].misses[0].want->value == "jason");
+    REQUIRE(trace[1].misses.size() == 2);        // two blocks: both missed
+    CHECK(trace[1].misses[0].field == F::method);  // the URI prefix matched, the method did not
+    CHECK(trace[1].misses[0].got == std::optional<std::string_view>("GET"));
+    CHECK(trace[1].misses[1].field == F::uri);
+    CHECK(trace[1].misses[1].got == std::optional<std::string_view>("/api/x"));  // exact: no query
+    CHECK(trace[2].misses[0].field == F::uri);
+    Req beta("GET", "/beta/page?debug=1");
+    beta.headers["x-tester"] = "yes";
+    trace = t.trace(*vh, beta);
+    REQUIRE(trace.size() == 5);
+    CHECK(trace[3].misses[0].field == F::without_header);
+    CHECK(trace[3].misses[0].name == "x-tester");
+    Req missing("GET", "/reviews/1");
+    trace = t.trace(*vh, missing);
+    CHECK(trace[2].misses[0].field == F::query_param);
+    CHECK_FALSE(trace[2].misses[0].got);  // absent
+    Req first("GET", "/");
+    first.headers["end-user"] = "jason";
+    trace = t.trace(*vh, first);
+    REQUIRE(trace.size() == 1);
+    CHECK(trace[0].matched);
+    CHECK(trace[0].misses.empty());
+}
+
+TEST_CASE("inbound: the service a request was sent to, by Host or by this pod's endpoint address") {
+    RouteTable t(bookinfo());
+    auto by_host = inbound_service(t, "reviews:9080", std::nullopt);
+    REQUIRE(by_host);
+    CHECK(by_host->host == "reviews.default.svc.cluster.local");
+    CHECK(by_host->name == "reviews");
+    CHECK(by_host->ns == "default");
+    auto pod = boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("198.18.0.12"), 9080);
+    auto by_address = inbound_service(t, "198.18.0.12:9080", pod);
+    REQUIRE(by_address);
+    CHECK(by_address->host == "reviews.default.svc.cluster.local");
+    CHECK_FALSE(inbound_service(t, "elsewhere", std::nullopt));
+    auto external = service_names("api.example.com");
+    CHECK(external.name == "api");
+    CHECK(external.ns.empty());
+}
+
+TEST_CASE("rewrite and redirect as the route says") {
+    snap::Route r;
+    snap::RouteMatch m;
+    m.uri = sm(K::prefix, "/v1/");
+    r.matches.push_back(m);
+    r.rewrite_uri = "/";
+    CHECK(rewritten_path(r, "/v1/users?x=1") == "/users?x=1");
+    CHECK(rewritten_path(r, "/other?y") == "/?y");
+    r.redirect = true;
+    r.redirect_uri = "/new";
+    r.redirect_port = 8080;
+    CHECK(redirect_location(r, "reviews:9080", "/old") == "http://reviews:8080/new");
+}
+
 TEST_CASE("weights: share = weight / sum, measured over many picks") {
     RouteTable t(bookinfo());
     const auto& canary = t.snapshot().virtual_hosts[0].routes.back();

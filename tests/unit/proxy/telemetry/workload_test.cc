@@ -60,12 +60,3 @@ TEST_CASE("malformed peer metadata is an unknown peer, never an error") {
     CHECK(ok->name == "a");
 }
 
-TEST_CASE("--labels parses KEY=VALUE pairs and names a bad one") {
-    auto l = parse_label_list("app=reviews,version=v1,empty=");
-    CHECK(l.size() == 3);
-    CHECK(l["app"] == "reviews");
-    CHECK(l["empty"] == "");
-    CHECK_THROWS_WITH_AS(parse_label_list("app=x,oops"), "label \"oops\": expected KEY=VALUE",
-                         std::invalid_argument);
-    CHECK_THROWS_AS(parse_label_list("=v"), std::invalid_argument);
-}
