@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 
 #include "common/args.h"
@@ -13,7 +14,11 @@ namespace proxy = remora::proxy;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     if (auto w = proxy::decode_peer_metadata(text)) {
-        auto again = proxy::decode_peer_metadata(proxy::encode_peer_metadata(*w));
+        const std::string encoded = proxy::encode_peer_metadata(*w);
+        // The encoding names every field, so a short header with a long value may encode past
+        // the decoder's 2 KiB bound: no round trip to compare then.
+        if (encoded.size() > 2048) return 0;
+        auto again = proxy::decode_peer_metadata(encoded);
         if (!again || again->name != w->name || again->ns != w->ns || again->app != w->app ||
             again->version != w->version || again->canonical_service != w->canonical_service ||
             again->canonical_revision != w->canonical_revision || again->cluster != w->cluster) {

@@ -10,5 +10,6 @@ trap 'rm -rf "$scratch"' EXIT
 # An empty dictionary file means none (libFuzzer refuses an empty one).
 dict_flag=""
 [ -s "$dict" ] && dict_flag="-dict=$dict"
-"$fuzzer" -max_total_time="$seconds" $dict_flag -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+# libFuzzer exits 77 on a crash by default, which meson reads as a skip: make it a failure.
+"$fuzzer" -max_total_time="$seconds" -error_exitcode=1 -timeout_exitcode=1 $dict_flag -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="${MESON_BUILD_ROOT:-.}/" "$scratch" "$@"
