@@ -39,7 +39,13 @@ struct Limits {
     std::chrono::seconds idle_timeout{60};            // keep-alive idle, downstream and upstream
     std::chrono::seconds connect_timeout{10};         // Istio's connectTimeout default
     std::chrono::seconds tls_handshake_timeout{10};
-    std::chrono::seconds stream_idle_timeout{300};    // no byte in either direction for this long
+    // Envoy's stream idle timeout: a request whose body, or whose upstream's answer, stalls this
+    // long ends (408 SI while the request arrives, 504 SI waiting for the response head, a cut
+    // after it), and its upstream side is closed too.
+    std::chrono::seconds stream_idle_timeout{300};
+    // Envoy's request_timeout: the whole request (head and body) must arrive within this; 0, the
+    // default, is no limit. Past it: 408 "request timeout".
+    std::chrono::seconds request_timeout{0};
     // An undeclared port's client that sends nothing for this long is carried as TCP (a
     // server-first protocol such as MySQL or SMTP), counted in downstream_cx_detect_timeout.
     // Istio's protocolDetectionTimeout; it waits forever by default, which stalls server-first

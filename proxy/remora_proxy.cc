@@ -76,6 +76,9 @@ Operation:
   --drain-duration D       how long SIGTERM waits for in-flight work (default 5s)
   --request-header-timeout D  a client must send a whole request header within D (default 10s)
   --idle-timeout D         keep-alive idle timeout (default 60s)
+  --stream-idle-timeout D  a request whose body or answer stalls this long ends: 408 SI while
+                           the request arrives, 504 SI waiting for the answer (default 300s)
+  --request-timeout D      the whole request must arrive within D, else 408 (default 0s: none)
   --connect-timeout D      upstream connect and TLS handshake timeout (default 10s)
   --protocol-detection-timeout S  an undeclared port's client silent this long is carried as TCP
                            (server-first protocols; default 1, seconds, fractions allowed)
@@ -84,7 +87,8 @@ Operation:
                            DestinationRule's connectionPool.http.h2UpgradePolicy wins)
   --mesh-config FILE       Istio MeshConfig YAML (accessLogFile, accessLogEncoding, trustDomain,
                            defaultConfig.tracing, concurrency, terminationDrainDuration,
-                           h2UpgradePolicy); flags given here override it
+                           streamIdleTimeout, requestTimeout, h2UpgradePolicy); flags given here
+                           override it
 Telemetry:
   --workload-name NAME     this pod's workload (a Deployment's name), for metric labels and spans
   --labels K=V,...         the pod's labels (app, version, service.istio.io/canonical-name, ...)
@@ -376,6 +380,7 @@ struct Proxy {
                                    {"idle_timeout_s", l.idle_timeout.count()},
                                    {"connect_timeout_s", l.connect_timeout.count()},
                                    {"stream_idle_timeout_s", l.stream_idle_timeout.count()},
+                                   {"request_timeout_s", l.request_timeout.count()},
                                    {"protocol_detection_timeout_ms", l.protocol_detection_timeout.count()}};
         return o;
     }
@@ -581,6 +586,7 @@ int run(const std::vector<std::string>& argv) {
                "trust-bundle", "trust-domain", "registry", "config", "outbound", "inbound", "mtls-mode",
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
                "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
+               "stream-idle-timeout", "request-timeout",
                "connect-timeout", "protocol-detection-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
                "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name",
                "h2-upgrade-policy"},
@@ -696,6 +702,15 @@ int run(const std::vector<std::string>& argv) {
         }
     }
     cfg->registry_only = mesh.outbound_traffic_policy == "REGISTRY_ONLY";
+    // The HTTP connection manager's stream timeouts: a flag, else the MeshConfig, else Envoy's defaults.
+    if (mesh.stream_idle_seconds) cfg->limits.stream_idle_timeout = std::chrono::seconds(*mesh.stream_idle_seconds);
+    if (mesh.request_timeout_seconds) cfg->limits.request_timeout = std::chrono::seconds(*mesh.request_timeout_seconds);
+    cfg->limits.stream_idle_timeout = secs("stream-idle-timeout", cfg->limits.stream_idle_timeout);
+    if (auto v = args.get("request-timeout")) {
+        cfg->limits.request_timeout = *v == "0" || *v == "0s"
+                                          ? std::chrono::seconds(0)
+                                          : std::chrono::seconds(common::parse_duration_seconds("request-timeout", *v));
+    }
     std::string conc = args.get_or("concurrency", mesh.concurrency && *mesh.concurrency > 0
                                                       ? std::to_string(*mesh.concurrency) : "2");
     int concurrency = 0;

@@ -36,9 +36,10 @@ public:
     const RequestHead& head() const noexcept { return head_; }
     // The request carries no more body to read (none at all, or read to its end).
     virtual bool body_done() const noexcept = 0;
-    // The next part of the request body. A client waiting for "100-continue" is told to go on by
-    // the first call.
-    virtual boost::asio::awaitable<BodyPart> read_body() = 0;
+    // The next part of the request body, waiting at most `wait` for it (a timeout is an error
+    // part with boost::beast::error::timeout; the stream stays usable for a reply). A client
+    // waiting for "100-continue" is told to go on by the first call.
+    virtual boost::asio::awaitable<BodyPart> read_body(std::chrono::steady_clock::duration wait) = 0;
 
     // The response head; with end_stream nothing follows. A codec may hold the head back to send
     // it with the first body part (one write): flush() sends what is held.
@@ -84,7 +85,9 @@ public:
     // waiting at most `wait`. A timeout is boost::beast::error::timeout.
     virtual boost::asio::awaitable<boost::system::error_code> read_head(
         ResponseHead& head, std::chrono::steady_clock::duration wait) = 0;
-    virtual boost::asio::awaitable<BodyPart> read_body() = 0;
+    // The next part of the response body, waiting at most `wait` (a timeout is an error part with
+    // boost::beast::error::timeout).
+    virtual boost::asio::awaitable<BodyPart> read_body(std::chrono::steady_clock::duration wait) = 0;
     // Response body bytes already here, so reading them will not wait.
     virtual bool body_ready() const noexcept = 0;
     // The upstream answered before taking the whole request (an early 403 or 413, then a reset

@@ -151,7 +151,7 @@ bool ClientStream::body_ready() const noexcept {
     return response_done_ || (parser_ && parser_->is_done()) || conn_->buffer.size() > 0;
 }
 
-asio::awaitable<http::BodyPart> ClientStream::read_body() {
+asio::awaitable<http::BodyPart> ClientStream::read_body(std::chrono::steady_clock::duration wait) {
     http::BodyPart part;
     if (!parser_ || parser_->is_done()) {
         response_done_ = true;
@@ -169,7 +169,7 @@ asio::awaitable<http::BodyPart> ClientStream::read_body() {
                 while (!parser_->is_done()) {
                     parser_->get().body().data = chunk_.get();
                     parser_->get().body().size = kRelayChunk;
-                    beast::get_lowest_layer(s).expires_after(idle_timeout_);
+                    beast::get_lowest_layer(s).expires_after(wait);
                     auto [ec, n] = co_await bhttp::async_read_some(s, conn_->buffer, *parser_, use_nothrow);
                     if (ec == bhttp::error::need_buffer) ec = {};
                     if (ec) {

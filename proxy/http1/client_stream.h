@@ -34,7 +34,7 @@ public:
     boost::asio::awaitable<boost::system::error_code> send_trailers(const http::Trailers& t) override;
     boost::asio::awaitable<boost::system::error_code> read_head(
         http::ResponseHead& head, std::chrono::steady_clock::duration wait) override;
-    boost::asio::awaitable<http::BodyPart> read_body() override;
+    boost::asio::awaitable<http::BodyPart> read_body(std::chrono::steady_clock::duration wait) override;
     bool body_ready() const noexcept override;
     void finish(bool complete) noexcept override;
 

@@ -41,6 +41,15 @@ struct HeaderDeadline {
     bool done = false;
 };
 
+// The deadline of one body read: its timer cancels the read instead of closing the socket (as
+// Beast's own deadline would), so the client can still be answered 408. Shared with the timer's
+// handler, which may run after the read it was armed for: `generation` tells it apart.
+struct BodyReadDeadline {
+    uint64_t generation = 0;
+    bool pending = false;  // a read is in progress (the socket may be touched)
+    bool fired = false;
+};
+
 template <class S>
 class Http1ServerStream final : public http::ServerStream {
 public:
@@ -71,7 +80,7 @@ public:
 
     bool body_done() const noexcept override { return p_.is_done(); }
 
-    asio::awaitable<http::BodyPart> read_body() override {
+    asio::awaitable<http::BodyPart> read_body(std::chrono::steady_clock::duration wait) override {
         http::BodyPart part;
         if (expect_continue_ && !continue_sent_ && !head_started_ && !p_.is_done()) {
             // Envoy's default: this proxy says go on, rather than forward the expectation.
@@ -82,10 +91,16 @@ public:
         while (!p_.is_done()) {
             p_.get().body().data = info_.relay_buffer.data();
             p_.get().body().size = info_.relay_buffer.size();
-            beast::get_lowest_layer(s_).expires_after(limits_.stream_idle_timeout);
-            auto [ec, n] = framing_error_ ? std::tuple(framing_error_, std::size_t{0})
-                                          : co_await bhttp::async_read_some(*checked_, buf_, p_, use_nothrow);
+            auto [ec, n] = framing_error_ ? std::tuple(framing_error_, std::size_t{0}) : co_await bounded_read(wait);
             if (ec == bhttp::error::need_buffer) ec = {};
+            if (ec == beast::error::timeout) {
+                // Stalled: the request path answers (408 or a cut); the connection ends after it.
+                failed_ = true;
+                keep_alive_ = false;
+                part.kind = http::BodyPart::Kind::error;
+                part.error = ec;
+                co_return part;
+            }
             if (ec) {
                 failed_ = true;
                 if (!head_started_ && http1::is_request_error(ec)) co_await refuse_body(ec);
@@ -106,7 +121,7 @@ public:
     }
 
     asio::awaitable<error_code> send_head(http::ResponseHead& head, bool end_stream) override {
-        if (!p_.is_done()) co_await drain_request();
+        if (!p_.is_done() && !failed_) co_await drain_request();
         head_started_ = true;
         if (ctx_.draining.load(std::memory_order_relaxed)) keep_alive_ = false;
         const bool has_length = head.headers.contains("content-length");
@@ -226,6 +241,32 @@ public:
     }
 
 private:
+    // One read of the body, waiting at most `wait` (beast::error::timeout past it). Bytes already
+    // buffered are parsed without a timer.
+    asio::awaitable<std::tuple<error_code, std::size_t>> bounded_read(std::chrono::steady_clock::duration wait) {
+        beast::get_lowest_layer(s_).expires_never();
+        if (buf_.size() > 0 && !p_.chunked()) co_return co_await bhttp::async_read_some(*checked_, buf_, p_, use_nothrow);
+        if (!deadline_) {
+            deadline_ = std::make_shared<BodyReadDeadline>();
+            timer_.emplace(co_await asio::this_coro::executor);
+        }
+        const uint64_t generation = ++deadline_->generation;
+        deadline_->pending = true;
+        deadline_->fired = false;
+        timer_->expires_after(wait);
+        timer_->async_wait([d = deadline_, generation, &sock = beast::get_lowest_layer(s_).socket()](error_code tec) {
+            if (tec || d->generation != generation || !d->pending) return;
+            d->fired = true;
+            error_code ignored;
+            sock.cancel(ignored);
+        });
+        auto [ec, n] = co_await bhttp::async_read_some(*checked_, buf_, p_, use_nothrow);
+        deadline_->pending = false;
+        timer_->cancel();
+        if (deadline_->fired) ec = beast::error::timeout;
+        co_return std::tuple(ec, n);
+    }
+
     asio::awaitable<error_code> write_out(std::string_view data) {
         beast::get_lowest_layer(s_).expires_after(limits_.stream_idle_timeout);
         std::array<asio::const_buffer, 2> parts{asio::buffer(out_), asio::buffer(data)};
@@ -298,6 +339,8 @@ private:
     http1::ChunkedFraming chunked_;
     std::optional<http1::CheckedBodyStream<S>> checked_;
     error_code framing_error_;  // found in the body bytes that came with the head
+    std::shared_ptr<BodyReadDeadline> deadline_;  // made on the first body read that has to wait
+    std::optional<asio::steady_timer> timer_;
     std::string out_;  // the head (and chunk framing) waiting to go with the next bytes
 };
 

@@ -14,7 +14,9 @@ asio::awaitable<boost::system::result<http::ResponseHead>> ClientStream::read_he
     return conn_->read_head(state_);
 }
 
-asio::awaitable<BodyEvent> ClientStream::read_body() { return conn_->read_body(state_); }
+asio::awaitable<BodyEvent> ClientStream::read_body(std::chrono::steady_clock::duration wait) {
+    return conn_->read_body(state_, wait);
+}
 
 asio::awaitable<error_code> ClientStream::write_body(std::span<const uint8_t> data,
                                                      bool end_stream) {

@@ -27,7 +27,10 @@ public:
     // The final response head (1xx heads are skipped). Fails with refused_stream (retryable)
     // when the peer refused the stream or it was above the last id of a GOAWAY.
     boost::asio::awaitable<boost::system::result<http::ResponseHead>> read_head();
-    boost::asio::awaitable<BodyEvent> read_body();
+    // Waits at most `wait` for the next chunk: past it, a reset event with
+    // boost::beast::error::timeout (the stream itself is left as it is).
+    boost::asio::awaitable<BodyEvent> read_body(
+        std::chrono::steady_clock::duration wait = std::chrono::steady_clock::duration::max());
     boost::asio::awaitable<boost::system::error_code> write_body(std::span<const uint8_t> data,
                                                                  bool end_stream);
     boost::asio::awaitable<boost::system::error_code> write_trailers(http::Trailers trailers);

@@ -7,6 +7,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/beast/core/error.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -463,7 +464,13 @@ long Connection::read_data(int32_t stream_id, uint8_t* buf, std::size_t length, 
     return NGHTTP2_ERR_DEFERRED;
 }
 
-asio::awaitable<BodyEvent> Connection::read_body(std::shared_ptr<StreamState> s) {
+asio::awaitable<BodyEvent> Connection::read_body(std::shared_ptr<StreamState> s,
+                                                 std::chrono::steady_clock::duration wait) {
+    // A bounded wait arms a timer only once this read has to wait; it wakes the stream's waiters
+    // (who re-check their own conditions) and marks this read as timed out.
+    std::optional<asio::steady_timer> timer;
+    s->read_timed_out = false;
+    const uint32_t generation = ++s->read_generation;
     for (;;) {
         if (!s->body.empty()) {
             BodyEvent ev;
@@ -495,6 +502,21 @@ asio::awaitable<BodyEvent> Connection::read_body(std::shared_ptr<StreamState> s)
                                       : make_error_code(Http2Error::connection_closed);
             ev.h2_error = s->h2_error;
             co_return ev;
+        }
+        if (s->read_timed_out) {
+            BodyEvent ev;
+            ev.kind = BodyEvent::Kind::reset;
+            ev.error = boost::beast::error::timeout;
+            co_return ev;
+        }
+        if (!timer && wait != std::chrono::steady_clock::duration::max()) {
+            timer.emplace(executor_);
+            timer->expires_after(wait);
+            timer->async_wait([s, generation](error_code ec) {
+                if (ec || s->read_generation != generation) return;
+                s->read_timed_out = true;
+                s->signal.notify();
+            });
         }
         co_await s->signal.wait();
     }

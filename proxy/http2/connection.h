@@ -83,6 +83,8 @@ struct StreamState {
     uint32_t h2_error = 0;
     bool reset_by_peer = false;
     bool abandoned = false;  // the handle is gone: discard body, give window back at once
+    bool read_timed_out = false;  // the wait of the read_body() in progress has passed
+    uint32_t read_generation = 0;  // which read_body() a timer belongs to (a late one is ignored)
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -125,7 +127,8 @@ public:
                                                                  std::span<const uint8_t> data,
                                                                  bool end_stream);
     boost::system::error_code write_trailers(StreamState& s, http::Trailers trailers);
-    boost::asio::awaitable<BodyEvent> read_body(std::shared_ptr<StreamState> s);
+    boost::asio::awaitable<BodyEvent> read_body(std::shared_ptr<StreamState> s,
+                                                std::chrono::steady_clock::duration wait);
     boost::asio::awaitable<boost::system::result<http::ResponseHead>> read_head(
         std::shared_ptr<StreamState> s);
     void reset(StreamState& s, uint32_t h2_error);

@@ -8,7 +8,9 @@ using boost::system::error_code;
 
 ServerStream::~ServerStream() { conn_->release(*state_); }
 
-asio::awaitable<BodyEvent> ServerStream::read_body() { return conn_->read_body(state_); }
+asio::awaitable<BodyEvent> ServerStream::read_body(std::chrono::steady_clock::duration wait) {
+    return conn_->read_body(state_, wait);
+}
 
 asio::awaitable<error_code> ServerStream::write_head(http::ResponseHead head, bool end_stream) {
     co_return conn_->submit_response(*state_, head, end_stream);

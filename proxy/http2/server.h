@@ -25,8 +25,10 @@ public:
     // The request head: :method, :scheme, :authority (or Host), :path, regular fields.
     const http::RequestHead& head() const noexcept { return state_->request; }
     // The next chunk of request body; the stream's window is given back as chunks are taken,
-    // so a handler that stops reading stops the client.
-    boost::asio::awaitable<BodyEvent> read_body();
+    // so a handler that stops reading stops the client. Waits at most `wait`: past it, a reset
+    // event with boost::beast::error::timeout, and the stream is still open for an answer.
+    boost::asio::awaitable<BodyEvent> read_body(
+        std::chrono::steady_clock::duration wait = std::chrono::steady_clock::duration::max());
     // By value: a coroutine's reference parameters would dangle if the awaitable were stored.
     boost::asio::awaitable<boost::system::error_code> write_head(http::ResponseHead head,
                                                                  bool end_stream);

@@ -42,9 +42,9 @@ ServerStreamAdapter::ServerStreamAdapter(std::shared_ptr<http2::ServerStream> s)
     head_.protocol = http::Protocol::http2;
 }
 
-asio::awaitable<http::BodyPart> ServerStreamAdapter::read_body() {
+asio::awaitable<http::BodyPart> ServerStreamAdapter::read_body(std::chrono::steady_clock::duration wait) {
     if (ended_) co_return http::BodyPart{};
-    event_ = co_await s_->read_body();
+    event_ = co_await s_->read_body(wait);
     co_return to_part(event_, ended_);
 }
 
@@ -105,9 +105,9 @@ asio::awaitable<error_code> ClientStreamAdapter::read_head(http::ResponseHead& h
     co_return error_code{};
 }
 
-asio::awaitable<http::BodyPart> ClientStreamAdapter::read_body() {
+asio::awaitable<http::BodyPart> ClientStreamAdapter::read_body(std::chrono::steady_clock::duration wait) {
     if (!s_ || ended_) co_return http::BodyPart{};
-    event_ = co_await s_->read_body();
+    event_ = co_await s_->read_body(wait);
     co_return to_part(event_, ended_);
 }
 

@@ -19,7 +19,7 @@ public:
     explicit ServerStreamAdapter(std::shared_ptr<http2::ServerStream> s);
 
     bool body_done() const noexcept override { return ended_ || s_->request_ended(); }
-    boost::asio::awaitable<http::BodyPart> read_body() override;
+    boost::asio::awaitable<http::BodyPart> read_body(std::chrono::steady_clock::duration wait) override;
     boost::asio::awaitable<boost::system::error_code> send_head(http::ResponseHead& head,
                                                                 bool end_stream) override;
     boost::asio::awaitable<boost::system::error_code> send_body(std::string_view data,
@@ -52,7 +52,7 @@ public:
     boost::asio::awaitable<boost::system::error_code> send_trailers(const http::Trailers& t) override;
     boost::asio::awaitable<boost::system::error_code> read_head(
         http::ResponseHead& head, std::chrono::steady_clock::duration wait) override;
-    boost::asio::awaitable<http::BodyPart> read_body() override;
+    boost::asio::awaitable<http::BodyPart> read_body(std::chrono::steady_clock::duration wait) override;
     bool body_ready() const noexcept override { return s_ && s_->body_ready(); }
     bool head_ready() const noexcept override { return s_ && s_->head_ready(); }
     void finish(bool complete) noexcept override;

@@ -117,6 +117,23 @@ MeshConfig MeshConfig::parse(const std::string& text, const std::string& file) {
                     } catch (const std::exception& e) {
                         r.fail(v2, f2, e.what());
                     }
+                } else if (k2 == "streamIdleTimeout" || k2 == "requestTimeout") {
+                    const std::string text = r.str(v2, f2);
+                    try {
+                        const int s = text == "0" || text == "0s"
+                                          ? 0
+                                          : static_cast<int>(common::parse_duration_seconds(f2, text));
+                        if (k2 == "streamIdleTimeout") {
+                            if (s == 0) r.fail(v2, f2, "must be a positive duration");
+                            mc.stream_idle_seconds = s;
+                        } else {
+                            mc.request_timeout_seconds = s;
+                        }
+                    } catch (const MeshConfigError&) {
+                        throw;
+                    } catch (const std::exception& e) {
+                        r.fail(v2, f2, e.what());
+                    }
                 } else if (k2 == "tracing") {
                     if (!v2.IsMap()) r.fail(v2, f2, "expected a mapping");
                     for (const auto& t : v2) {

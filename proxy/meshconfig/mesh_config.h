@@ -20,6 +20,10 @@ struct MeshConfig {
     std::string zipkin_address;     // host:port; empty: spans are not exported
     std::optional<int> concurrency;
     std::optional<int> termination_drain_seconds;
+    // Remora's extensions to ProxyConfig (Envoy's HTTP connection manager timeouts):
+    // defaultConfig.streamIdleTimeout and defaultConfig.requestTimeout ("0s": no limit).
+    std::optional<int> stream_idle_seconds;
+    std::optional<int> request_timeout_seconds;
     // HTTP/1.1 between sidecars carried over multiplexed HTTP/2: UPGRADE or DO_NOT_UPGRADE.
     // Unset: Remora upgrades (as Linkerd does; Istio's default is DO_NOT_UPGRADE).
     std::string h2_upgrade_policy;

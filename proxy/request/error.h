@@ -21,6 +21,9 @@ enum class ProxyError {
     header_timeout,       // 408: the request header did not arrive in time
     method_not_allowed,   // 405: CONNECT (this proxy tunnels nothing on request)
     upstream_timeout,     // 504 UT: no response header within the route's timeout
+    stream_idle_timeout,  // 408 SI: the request body stalled for the stream idle timeout
+    response_idle_timeout,  // 504 SI: request complete, no response header for the stream idle timeout
+    request_timeout,      // 408: the whole request did not arrive within the request timeout
     overflow,             // 503 UO: a circuit breaker (DestinationRule connectionPool) is open
     rbac_denied,          // 403 RBAC: an AuthorizationPolicy denied the inbound request
     downstream_disconnect,  // DC: the client went away (no reply possible)
@@ -59,6 +62,11 @@ constexpr ErrorInfo describe(ProxyError e) {
         case ProxyError::method_not_allowed:
             return {405, "", "CONNECT is not supported by this proxy\n", Side::downstream, false};
         case ProxyError::upstream_timeout: return {504, "UT", "upstream request timeout\n", Side::upstream, true};
+        // Envoy's stream idle and request timeouts: 408 while the request is still arriving, 504
+        // once it is complete and the upstream is what is slow (Http::Utility::maybeRequestTimeoutCode).
+        case ProxyError::stream_idle_timeout: return {408, "SI", "stream timeout\n", Side::downstream, false};
+        case ProxyError::response_idle_timeout: return {504, "SI", "stream timeout\n", Side::upstream, false};
+        case ProxyError::request_timeout: return {408, "", "request timeout\n", Side::downstream, false};
         case ProxyError::overflow:
             return {503, "UO", "upstream connect error or disconnect/reset before headers. reset reason: overflow\n",
                     Side::proxy, false};

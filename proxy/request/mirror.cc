@@ -84,7 +84,8 @@ asio::awaitable<void> send_mirror(http::RequestHead head, std::string body,
     // The answer is thrown away, a piece at a time, within the mirror's time.
     const auto give_up = std::chrono::steady_clock::now() + kMirrorTimeout;
     for (;;) {
-        http::BodyPart part = co_await up->read_body();
+        const auto now = std::chrono::steady_clock::now();
+        http::BodyPart part = co_await up->read_body(now < give_up ? give_up - now : std::chrono::milliseconds(1));
         if (part.kind == http::BodyPart::Kind::end) break;
         if (part.kind == http::BodyPart::Kind::error || std::chrono::steady_clock::now() > give_up) {
             failed(503, "response cut");

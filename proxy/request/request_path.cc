@@ -192,6 +192,33 @@ struct RequestState {
 
     std::optional<std::chrono::steady_clock::time_point> deadline;
     bool grpc_deadline = false;  // the deadline is the client's grpc-timeout
+    // The request timeout: the whole request must have arrived by then (Envoy's request_timeout).
+    std::optional<std::chrono::steady_clock::time_point> request_deadline;
+
+    // How long the next read of the request body may wait: the stream idle timeout, never past
+    // the request timeout.
+    std::chrono::steady_clock::duration body_wait() const {
+        std::chrono::steady_clock::duration wait = limits.stream_idle_timeout;
+        if (request_deadline) {
+            auto left = *request_deadline - std::chrono::steady_clock::now();
+            if (left < wait) wait = std::max(left, std::chrono::steady_clock::duration(std::chrono::milliseconds(1)));
+        }
+        return wait;
+    }
+    // Why a read of the request body failed: a stalled body (which of the two timeouts) or the
+    // client going away. Counts the timeouts.
+    ProxyError body_failure(const http::BodyPart& part) {
+        if (part.error != boost::beast::error::timeout) return ProxyError::downstream_disconnect;
+        if (request_deadline && std::chrono::steady_clock::now() >= *request_deadline) {
+            ctx.stats.inc(Counter::downstream_rq_timeout);
+            log("request timeout: the request did not arrive whole within " +
+                std::to_string(limits.request_timeout.count()) + "s");
+            return ProxyError::request_timeout;
+        }
+        ctx.stats.inc(Counter::downstream_rq_idle_timeout);
+        log("stream idle timeout: no request body byte for " + std::to_string(limits.stream_idle_timeout.count()) + "s");
+        return ProxyError::stream_idle_timeout;
+    }
 
     void log(const std::string& what) const { ctx.log("conn=" + std::to_string(info.id) + " " + what); }
     asio::awaitable<void> reply(const LocalReply& r) { co_await send_local_reply(down, r, rec, ctx.stats); }
@@ -224,6 +251,9 @@ void begin(RequestState& st) {
     Downstream& info = st.info;
     st.ctx.stats.inc(Counter::downstream_rq_total);
     if (h.protocol == http::Protocol::http2) st.ctx.stats.inc(Counter::downstream_rq_http2);
+    if (st.limits.request_timeout.count() > 0 && !st.down.body_done()) {
+        st.request_deadline = std::chrono::steady_clock::now() + st.limits.request_timeout;
+    }
     if (h.scheme.empty()) h.scheme = "http";
     rec.outbound = st.outbound;
     rec.downstream_remote = info.remote;
@@ -416,7 +446,7 @@ void rewrite(RequestState& st) {
 }
 
 // --- buffer: a body a retry or a mirror may need again ---------------------------------------
-// False when the client went away.
+// False when the request has ended here: the client went away, or its body stalled (answered).
 asio::awaitable<bool> buffer_body(RequestState& st) {
     st.request_has_body = !st.down.body_done();
     const snapshot::Route* r = st.route;
@@ -433,9 +463,11 @@ asio::awaitable<bool> buffer_body(RequestState& st) {
         if (ec == std::errc()) st.replay_body.reserve(length);
     }
     for (;;) {
-        http::BodyPart part = co_await st.down.read_body();
+        http::BodyPart part = co_await st.down.read_body(st.body_wait());
         if (part.kind == http::BodyPart::Kind::error) {
-            st.rec.flags = "DC";  // the client went away mid-body
+            const ProxyError why = st.body_failure(part);
+            if (why == ProxyError::downstream_disconnect) st.rec.flags = "DC";  // the client went away mid-body
+            else co_await st.reply(why);
             co_return false;
         }
         if (part.kind == http::BodyPart::Kind::end) {
@@ -564,9 +596,9 @@ asio::awaitable<ProxyError> send_request(RequestState& st, http::ClientStream& u
         if (error_code ec = co_await up.send_body(st.replay_body, false)) co_return upstream_send_error(ec);
     }
     for (;;) {
-        http::BodyPart part = co_await st.down.read_body();
+        http::BodyPart part = co_await st.down.read_body(st.body_wait());
         switch (part.kind) {
-            case http::BodyPart::Kind::error: co_return ProxyError::downstream_disconnect;
+            case http::BodyPart::Kind::error: co_return st.body_failure(part);
             case http::BodyPart::Kind::data: {
                 st.rec.request_body_bytes += part.data.size();
                 if (error_code ec = co_await up.send_body(part.data, false)) co_return early_or_reset(up);
@@ -621,7 +653,7 @@ asio::awaitable<void> respond(RequestState& st, http::ClientStream& up, http::Re
     count_status(st.ctx.stats, res.status);
     // A body already here goes with the head (one write); none at all ends the stream with it.
     std::optional<http::BodyPart> first;
-    if (up.body_ready()) first = co_await up.read_body();
+    if (up.body_ready()) first = co_await up.read_body(st.limits.stream_idle_timeout);
     const bool empty = first && first->kind == http::BodyPart::Kind::end && !first->trailers;
     if (error_code ec = co_await st.down.send_head(res, empty)) {
         rec.flags = "DC";
@@ -646,7 +678,7 @@ asio::awaitable<void> respond(RequestState& st, http::ClientStream& up, http::Re
                     co_return;
                 }
             }
-            part = co_await up.read_body();
+            part = co_await up.read_body(st.limits.stream_idle_timeout);
         }
         error_code ec;
         switch (part.kind) {
@@ -671,12 +703,18 @@ asio::awaitable<void> respond(RequestState& st, http::ClientStream& up, http::Re
                 up.finish(true);
                 co_return;
             case http::BodyPart::Kind::error:
-                // The upstream died mid-body: the client cannot be told with a status any more,
-                // so its stream is cut and it sees a truncated message, never a hang.
-                st.ctx.stats.inc(Counter::upstream_rq_reset);
-                count_flag(st.ctx.stats, "UC");
-                rec.flags = "UC";
-                st.log("upstream " + endpoint_text(target.address) + " closed mid-response (UC)");
+                // The upstream died or stalled mid-body: the client cannot be told with a status
+                // any more, so its stream is cut and it sees a truncated message, never a hang.
+                if (part.error == boost::beast::error::timeout) {
+                    st.ctx.stats.inc(Counter::downstream_rq_idle_timeout);
+                    rec.flags = "SI";
+                    st.log("upstream " + endpoint_text(target.address) + " sent no response byte for the stream idle timeout (SI)");
+                } else {
+                    st.ctx.stats.inc(Counter::upstream_rq_reset);
+                    count_flag(st.ctx.stats, "UC");
+                    rec.flags = "UC";
+                    st.log("upstream " + endpoint_text(target.address) + " closed mid-response (UC)");
+                }
                 up.finish(false);
                 st.down.reset();
                 co_return;
@@ -823,6 +861,11 @@ asio::awaitable<void> forward(RequestState& st) {
             up->finish(false);
             co_return;
         }
+        if (sent == ProxyError::stream_idle_timeout || sent == ProxyError::request_timeout) {
+            up->finish(false);  // the upstream's half-sent request is cut too
+            co_await st.reply(sent);
+            co_return;
+        }
         if (sent != ProxyError::none) {
             up->finish(false);
             if (sent == ProxyError::upstream_reset) {
@@ -850,8 +893,15 @@ asio::awaitable<void> forward(RequestState& st) {
             const ProxyError why = timeout ? ProxyError::upstream_timeout
                                    : http2::is_retryable(ec) ? ProxyError::refused_stream
                                                              : ProxyError::upstream_reset;
-            if (co_await prepare_retry({why})) continue;
             const bool timed_out = timeout && header_wait() < limits.stream_idle_timeout;
+            if (timeout && !timed_out) {
+                // No route timeout: the stream idle timeout ends the wait (Envoy's 504 SI).
+                ctx.stats.inc(Counter::downstream_rq_idle_timeout);
+                st.log("upstream " + endpoint_text(target.address) + " gave no response header within the stream idle timeout (SI)");
+                co_await st.reply(ProxyError::response_idle_timeout);
+                co_return;
+            }
+            if (co_await prepare_retry({why})) continue;
             st.log("upstream " + endpoint_text(target.address) +
                    (timed_out ? " gave no response header within the route timeout (UT)"
                               : " failed before the response header: " + ec.message()));

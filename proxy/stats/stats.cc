@@ -13,6 +13,7 @@ const char* counter_name(Counter c) {
         "downstream_rq_3xx",           "downstream_rq_4xx",
         "downstream_rq_5xx",           "downstream_rq_bad_request",
         "downstream_rq_headers_too_large", "downstream_rq_header_timeout",
+        "downstream_rq_idle_timeout", "downstream_rq_timeout",
         "upstream_cx_total",           "upstream_cx_connect_fail",
         "upstream_cx_pool_hit",        "upstream_rq_total",
         "upstream_rq_reset",           "tls_handshake_ok",

@@ -26,6 +26,8 @@ enum class Counter : size_t {
     downstream_rq_bad_request,
     downstream_rq_headers_too_large,
     downstream_rq_header_timeout,
+    downstream_rq_idle_timeout,  // the stream idle timeout ended a request (408 or 504 SI, or a reset)
+    downstream_rq_timeout,       // the request timeout ended a request (408)
     upstream_cx_total,
     upstream_cx_connect_fail,
     upstream_cx_pool_hit,

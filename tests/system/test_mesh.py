@@ -14,7 +14,8 @@ One cluster (prefix remora-m<pid>) is shared by all tests:
     nocert      meshed, but its proxy's --control is unreachable: it never gets a certificate
     rot-client  sa rot-client, --cert-ttl 20s; calls service rot
     rot-server  sa rot-server, --cert-ttl 20s; service rot (198.19.0.12:8080)
-    drain       sa client, meshed, --idle-timeout 3s; its proxy gets SIGTERM in the drain test
+    drain       sa client, meshed, --idle-timeout 3s, --stream-idle-timeout 2s,
+                --request-timeout 4s; its proxy gets SIGTERM in the drain test
 
 Apps run as uid 1000 (captured by iptables); the proxies as 1337 (not captured).
 
@@ -294,6 +295,71 @@ def mode_idle(a):
     except (socket.timeout, TimeoutError):
         return {"closed_after": None}
 
+def mode_trickle(a):
+    """Send a["head"], then the body one byte every a["interval"] seconds (never idle long),
+    until a response arrives or a["bytes"] are sent; report the response and when it came."""
+    s, f = connect(a)
+    t0 = time.monotonic()
+    s.sendall(a["head"].encode("latin-1"))
+    s.settimeout(a["interval"])
+    sent = 0
+    while sent < a["bytes"]:
+        try:
+            if s.recv(1, socket.MSG_PEEK):
+                break  # the answer has started
+            break      # closed
+        except (socket.timeout, TimeoutError):
+            pass
+        try:
+            s.sendall(b"x")
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += 1
+    s.settimeout(a.get("timeout", 10))
+    try:
+        r = read_response(f)
+    except (ConnectionResetError, socket.timeout, TimeoutError) as e:
+        r, err = None, str(e)
+    out = {"response": r, "seconds": time.monotonic() - t0, "sent": sent}
+    if r:
+        out["closed"] = closed_after(s, f, 3)
+    return out
+
+def mode_h2stall(a):
+    """HTTP/2 (prior knowledge, Python's h2): a POST declaring a["length"] body bytes sends
+    a["send"] of them and then nothing; report the response head and when it came."""
+    import h2.connection, h2.events
+    s = socket.create_connection((a["host"], a["port"]), timeout=a.get("timeout", 10))
+    c = h2.connection.H2Connection()
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", a["authority"]),
+                       (":path", a["path"]), ("content-length", str(a["length"]))])
+    c.send_data(1, b"x" * a["send"])
+    s.sendall(c.data_to_send())
+    t0 = time.monotonic()
+    out = {"status": None, "headers": {}}
+    try:
+        while out["status"] is None:
+            data = s.recv(65536)
+            if not data:
+                out["error"] = "closed"
+                break
+            for ev in c.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == 1:
+                    hs = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                          for k, v in ev.headers}
+                    out["status"] = int(hs.get(":status", 0))
+                    out["headers"] = hs
+                elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == 1:
+                    out["error"] = "reset %d" % ev.error_code
+            s.sendall(c.data_to_send())
+            if "error" in out:
+                break
+    except (socket.timeout, TimeoutError):
+        out["error"] = "timeout"
+    out["seconds"] = time.monotonic() - t0
+    return out
+
 mode, args = sys.argv[1], json.loads(sys.argv[2])
 res = globals()["mode_" + mode](args)
 if res is not None:
@@ -460,8 +526,8 @@ class Mesh:
         except ValueError:
             raise Failure(f"{what}: the answer is not the app's JSON", [describe(r)])
 
-    def pod_client_run(self, pod, mode, args, timeout=30, user=APP_UID):
-        r = self.c.run(pod, ["python3", self.pod_client, mode, json.dumps(args)], user=user,
+    def pod_client_run(self, pod, mode, args, timeout=30, user=APP_UID, python="python3"):
+        r = self.c.run(pod, [python, self.pod_client, mode, json.dumps(args)], user=user,
                        check=False, timeout=timeout)
         check(r.returncode == 0, f"pod client {mode} in pod {pod} failed", describe(r))
         try:
@@ -549,7 +615,8 @@ MESHED = {
     "perm": ("hello", "perm", ["--mtls-mode", "PERMISSIVE"]),
     "rot-client": ("rot-client", None, ["--cert-ttl", "20s"]),
     "rot-server": ("rot-server", "rot", ["--cert-ttl", "20s"]),
-    "drain": ("client", None, ["--idle-timeout", "3s"]),
+    "drain": ("client", None, ["--idle-timeout", "3s", "--stream-idle-timeout", "2s",
+                               "--request-timeout", "4s"]),
     "nocert": ("nocert", None, []),
 }
 POD_ORDER = ["client", "hello-1", "hello-2", "outside", "perm", "nocert", "rot-client",
@@ -908,6 +975,84 @@ def test_h7_idle_connection_closed(m):
           "expected ~3 s")
 
 
+def app_log_has(m, pods, text, within=5):
+    deadline = time.monotonic() + within
+    while True:
+        for p in pods:
+            path = os.path.join(m.tmp, f"app-{p}-8080.log")
+            if os.path.exists(path) and text in open(path, errors="replace").read():
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def test_h8a_stalled_body_gets_408_si_and_the_upstream_is_cut(m):
+    # Content-Length 10, five bytes, then silence: the drain pod's proxy (--stream-idle-timeout
+    # 2s) answers 408 with flag SI and cuts the request it had started upstream, which the app
+    # sees as a body that ended early.
+    m.involved = ["drain", "hello-1", "hello-2"]
+    before = m.stats("drain")
+    out = m.pod_client_run("drain", "raw", {
+        "host": HELLO_VIP, "port": 8080, "timeout": 10,
+        "data": "POST /stalled HTTP/1.1\r\nHost: hello:8080\r\nContent-Length: 10\r\n\r\n12345"},
+        timeout=20)
+    res = out.get("response") or {}
+    check(res.get("status") == 408, f"stalled body: got {res.get('status')} after "
+          f"{out.get('seconds', 0):.1f}s, expected 408", json.dumps(out, indent=1)[:1500])
+    check(res["headers"].get("x-remora-response-flags") == "SI", "stalled body: flag "
+          f"{res['headers'].get('x-remora-response-flags')!r}, expected SI", json.dumps(res))
+    check(res["body"] == "stream timeout\n", f"stalled body: body {res['body']!r}")
+    check(1.5 <= out["seconds"] <= 6, f"408 came after {out['seconds']:.1f}s, expected ~2 s")
+    check(out.get("closed"), "the connection stayed open after the 408 (the rest of its body "
+          "may still come: it cannot carry another request)")
+    after = m.stats("drain")
+    check(after["downstream_rq_idle_timeout"] - before["downstream_rq_idle_timeout"] == 1,
+          "downstream_rq_idle_timeout did not count the stalled request")
+    check(app_log_has(m, ["hello-1", "hello-2"], "connection closed inside the body"),
+          "the app never saw its half-sent request cut: the upstream side was left open")
+    # Over HTTP/2 (h2c prior knowledge to a port declared HTTP) the stream gets the same 408.
+    h2 = m.pod_client_run("drain", "h2stall", {
+        "host": HELLO_VIP, "port": 8080, "authority": "hello:8080", "path": "/stalled-h2",
+        "length": 10, "send": 5}, timeout=20, python="/usr/bin/python3")
+    check(h2.get("status") == 408 and h2["headers"].get("x-remora-response-flags") == "SI",
+          f"stalled HTTP/2 body: {h2}")
+    check(1.5 <= h2["seconds"] <= 6, f"HTTP/2 408 came after {h2['seconds']:.1f}s")
+
+
+def test_h8b_request_timeout_bounds_a_trickled_body(m):
+    # One byte every 0.5 s is never idle for 2 s, but the whole request must arrive within
+    # --request-timeout 4s: 408 "request timeout" (no flag, as Envoy).
+    m.involved = ["drain"]
+    before = m.stats("drain")
+    out = m.pod_client_run("drain", "trickle", {
+        "host": HELLO_VIP, "port": 8080, "interval": 0.5, "bytes": 40,
+        "head": "POST /trickle HTTP/1.1\r\nHost: hello:8080\r\nContent-Length: 40\r\n\r\n"},
+        timeout=40)
+    res = out.get("response") or {}
+    check(res.get("status") == 408 and res.get("body") == "request timeout\n",
+          f"trickled body: got {res.get('status')} {res.get('body')!r} after "
+          f"{out.get('seconds', 0):.1f}s and {out.get('sent')} bytes, expected 408 request timeout",
+          json.dumps(out, indent=1)[:1500])
+    check(3.5 <= out["seconds"] <= 8, f"408 came after {out['seconds']:.1f}s, expected ~4 s")
+    after = m.stats("drain")
+    check(after["downstream_rq_timeout"] - before["downstream_rq_timeout"] == 1,
+          "downstream_rq_timeout did not count the request")
+
+
+def test_h8c_silent_upstream_gets_504_si(m):
+    # The whole request went; the app sleeps 6 s. No route timeout (Istio's default), so the
+    # stream idle timeout (2 s) ends the wait: 504 with flag SI.
+    m.involved = ["drain"]
+    t0 = time.monotonic()
+    rc, status, body, r = m.curl("drain", "http://hello:8080/slow?ms=6000", "-D", "-",
+                                 max_time=15)
+    took = time.monotonic() - t0
+    check(status == 504 and "x-remora-response-flags: si" in body.lower().replace("\r", ""),
+          f"silent upstream: HTTP {status} after {took:.1f}s, expected 504 SI", describe(r))
+    check(took < 5.5, f"504 came after {took:.1f}s, expected ~2 s")
+
+
 def test_i_rotation_under_load(m):
     m.involved = ["rot-client", "rot-server"]
     issued_before = ca_issued(m)
@@ -1051,6 +1196,10 @@ TESTS = [
     ("h5_request_bodies_intact", test_h5_request_bodies_intact),
     ("h6_keepalive_and_pipelining", test_h6_keepalive_and_pipelining),
     ("h7_idle_connection_closed", test_h7_idle_connection_closed),
+    ("h8a_stalled_body_gets_408_si_and_the_upstream_is_cut",
+     test_h8a_stalled_body_gets_408_si_and_the_upstream_is_cut),
+    ("h8b_request_timeout_bounds_a_trickled_body", test_h8b_request_timeout_bounds_a_trickled_body),
+    ("h8c_silent_upstream_gets_504_si", test_h8c_silent_upstream_gets_504_si),
     ("i_rotation_under_load", test_i_rotation_under_load),
     ("j_sigterm_drains", test_j_sigterm_drains),
     ("k_permissive", test_k_permissive),

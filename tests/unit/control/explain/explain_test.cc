@@ -243,7 +243,8 @@ TEST_CASE("every response flag the proxy emits is explained, with causes and che
     for (ProxyError e : {ProxyError::no_route, ProxyError::no_healthy_upstream, ProxyError::connect_failure,
                          ProxyError::upstream_reset, ProxyError::refused_stream, ProxyError::bad_request,
                          ProxyError::headers_too_large, ProxyError::upstream_timeout, ProxyError::overflow,
-                         ProxyError::rbac_denied, ProxyError::downstream_disconnect, ProxyError::upstream_mid_body}) {
+                         ProxyError::rbac_denied, ProxyError::downstream_disconnect, ProxyError::upstream_mid_body,
+                         ProxyError::stream_idle_timeout, ProxyError::response_idle_timeout}) {
         std::string flag(remora::proxy::describe(e).flag);
         CAPTURE(flag);
         const explain::FlagDoc* doc = explain::find_flag(flag);

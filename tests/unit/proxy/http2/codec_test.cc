@@ -3,6 +3,7 @@
 #include "fixture.h"
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
 
 #include "proxy/http2/pool.h"
 
@@ -222,6 +223,35 @@ TEST_CASE("an upstream that does not read back-pressures the client's request bo
         conn.close();
     }());
     CHECK(server_got == 64 * 64 * 1024);
+}
+
+TEST_CASE("a stalled request body: read_body's wait passes, and the stream can still be answered") {
+    asio::io_context io;
+    std::string first;
+    boost::system::error_code timed_out;
+    Listener server(io, [&](std::shared_ptr<ServerStream> s) -> asio::awaitable<void> {
+        auto ev = co_await s->read_body(std::chrono::milliseconds(100));
+        if (ev.kind == BodyEvent::Kind::data) first = ev.data;
+        ev = co_await s->read_body(std::chrono::milliseconds(100));  // the rest never comes
+        if (ev.kind == BodyEvent::Kind::reset) timed_out = ev.error;
+        http::ResponseHead head;
+        head.status = 408;
+        co_await s->write_head(head, true);
+    });
+    run(io, [&]() -> asio::awaitable<void> {
+        auto conn = co_await connect_client(server.port());
+        auto req = make_request("POST", "/stalled");
+        req.headers.add("content-length", "10");
+        auto s = conn.open(req, false);
+        REQUIRE(s);
+        CHECK_FALSE(co_await (*s)->write_body(bytes("12345"), false));
+        auto head = co_await (*s)->read_head();
+        REQUIRE(head.has_value());
+        CHECK(head->status == 408);
+        conn.close();
+    }());
+    CHECK(first == "12345");
+    CHECK(timed_out == boost::beast::error::timeout);
 }
 
 TEST_CASE("the peer's SETTINGS_MAX_CONCURRENT_STREAMS is respected") {

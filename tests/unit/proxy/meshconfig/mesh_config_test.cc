@@ -74,6 +74,18 @@ data:
     CHECK(m.tracing_sampling == 100);
 }
 
+TEST_CASE("the stream timeouts (Remora's ProxyConfig extensions): durations, 0s turns the request timeout off") {
+    MeshConfig m = MeshConfig::parse("defaultConfig:\n  streamIdleTimeout: 2m\n  requestTimeout: 30s\n", "m.yaml");
+    CHECK(m.stream_idle_seconds == 120);
+    CHECK(m.request_timeout_seconds == 30);
+    CHECK(m.notes.empty());
+    CHECK(MeshConfig::parse("defaultConfig:\n  requestTimeout: 0s\n", "m.yaml").request_timeout_seconds == 0);
+    CHECK_FALSE(MeshConfig::parse("trustDomain: x\n", "m.yaml").stream_idle_seconds.has_value());
+    CHECK_THROWS_WITH_AS(MeshConfig::parse("defaultConfig:\n  streamIdleTimeout: 0s\n", "m.yaml"),
+                         "m.yaml:2:22: defaultConfig.streamIdleTimeout: must be a positive duration", MeshConfigError);
+    CHECK_THROWS_AS(MeshConfig::parse("defaultConfig:\n  requestTimeout: soon\n", "m.yaml"), MeshConfigError);
+}
+
 TEST_CASE("errors name file, line, column and field") {
     CHECK_THROWS_WITH_AS(MeshConfig::parse("accessLogEncoding: XML\n", "m.yaml"),
                          "m.yaml:1:20: accessLogEncoding: \"XML\" is not one of TEXT, JSON", MeshConfigError);

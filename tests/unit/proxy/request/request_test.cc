@@ -29,7 +29,7 @@ public:
     bool ended = false, was_reset = false, head_out = false;
 
     bool body_done() const noexcept override { return true; }
-    asio::awaitable<http::BodyPart> read_body() override { co_return http::BodyPart{}; }
+    asio::awaitable<http::BodyPart> read_body(std::chrono::steady_clock::duration) override { co_return http::BodyPart{}; }
     asio::awaitable<boost::system::error_code> send_head(http::ResponseHead& h, bool end_stream) override {
         sent_head = h;
         head_out = true;
