@@ -204,6 +204,7 @@ void ClientStream::finish(bool complete) noexcept {
     // request (a response with extra bytes would poison the pool).
     const bool clean = complete && request_done_ && parser_ && parser_->is_done() &&
                        parser_->get().keep_alive() && conn_->buffer.size() == 0 && out_.empty();
+    if (complete && parser_ && parser_->is_done() && conn_->buffer.size() > 0) pool_.count_dirty();
     if (clean && (max_requests_ == 0 || conn_->requests < max_requests_)) {
         try {
             pool_.put(std::move(conn_));

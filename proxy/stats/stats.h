@@ -31,6 +31,7 @@ enum class Counter : size_t {
     upstream_cx_total,
     upstream_cx_connect_fail,
     upstream_cx_pool_hit,
+    upstream_cx_closed_dirty,  // closed instead of pooled: bytes after the response (poisoning, mis-framing)
     upstream_rq_total,
     upstream_rq_reset,
     tls_handshake_ok,

@@ -21,16 +21,19 @@ int native_fd(UpstreamConn& c) {
     return -1;
 }
 
+enum class Idle { alive, closed, stray_bytes };
+
 // An idle keep-alive connection must have nothing to read: EOF or stray bytes mean it is unusable.
-bool looks_alive(UpstreamConn& c) {
+Idle idle_state(UpstreamConn& c) {
     int fd = native_fd(c);
-    if (fd < 0) return false;
+    if (fd < 0) return Idle::closed;
     char byte;
     ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Idle::alive;
     // For TLS a pending record may be a session ticket or close_notify; only a ticket is harmless,
     // and telling them apart costs a read, so treat any pending data as a reason to drop it.
-    return false;
+    if (n > 0 && std::holds_alternative<PlainStream>(c.stream)) return Idle::stray_bytes;
+    return Idle::closed;
 }
 
 }  // namespace
@@ -43,7 +46,11 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take(const std::string& key) {
         std::unique_ptr<UpstreamConn> c = std::move(list.back());
         list.pop_back();
         idle_count_.fetch_sub(1, std::memory_order_relaxed);
-        if (looks_alive(*c)) return c;
+        switch (idle_state(*c)) {
+            case Idle::alive: return c;
+            case Idle::stray_bytes: count_dirty(); break;  // the answer to nothing: never read it
+            case Idle::closed: break;
+        }
     }
     return nullptr;
 }

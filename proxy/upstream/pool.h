@@ -15,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "proxy/stats/stats.h"
 #include "proxy/tls/tls_store.h"
 
 namespace remora::proxy {
@@ -59,8 +60,16 @@ public:
         idle_.clear();
         idle_count_.store(0, std::memory_order_relaxed);
     }
+    // A connection closed rather than pooled because bytes were waiting after a complete
+    // response: a later request must never read them as its answer (response queue poisoning).
+    // Counted in `stats` (upstream_cx_closed_dirty) when set.
+    void count_dirty() noexcept {
+        if (stats_) stats_->inc(Counter::upstream_cx_closed_dirty);
+    }
+    void set_stats(WorkerStats* stats) noexcept { stats_ = stats; }
 
 private:
+    WorkerStats* stats_ = nullptr;
     size_t max_idle_;
     std::atomic<uint64_t> idle_count_{0};
     std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;

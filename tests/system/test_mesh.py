@@ -85,7 +85,7 @@ def tail(path, n=15):
 POD_CLIENT = r'''
 import json, socket, ssl, sys, time, http.client
 
-def read_response(f):
+def read_response(f, head=False):
     line = f.readline(65536)
     if not line:
         return None
@@ -99,7 +99,9 @@ def read_response(f):
         k, _, v = l.decode("latin-1").partition(":")
         headers[k.strip().lower()] = v.strip()
     body = b""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    if head:
+        pass  # the answer to HEAD has no body, whatever its Content-Length says
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
         while True:
             size = int(f.readline(1024).split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -159,9 +161,11 @@ def mode_sequence(a):
             for _ in reqs:
                 out["responses"].append(read_response(f))
         else:
-            for r in reqs:
+            for i, r in enumerate(reqs):
+                if i and a.get("delay"):
+                    time.sleep(a["delay"])
                 s.sendall(r)
-                out["responses"].append(read_response(f))
+                out["responses"].append(read_response(f, head=r.startswith(b"HEAD ")))
     except Exception as e:
         out["error"] = "%s: %s" % (type(e).__name__, e)
     out["local_port"] = s.getsockname()[1]
@@ -1053,6 +1057,44 @@ def test_h8c_silent_upstream_gets_504_si(m):
     check(took < 5.5, f"504 came after {took:.1f}s, expected ~2 s")
 
 
+POISON_APP = os.path.join(HERE, "apps", "poison_app.py")
+
+
+def test_h9_extra_response_bytes_never_reach_another_request(m):
+    # The perm pod's app on :8081 answers /poison with its response and a second one after it
+    # ("POISONED"), /poison-late the same 200 ms later, 204 and HEAD with bodies they cannot
+    # have. The inbound sidecar pools its app connections: a connection goes back only at a clean
+    # message boundary with nothing unread, else it is closed and counted, so the next request
+    # (on the same downstream connection, hence the same worker and pool) gets its own answer.
+    m.involved = ["perm"]
+    if ("perm", 8081) not in m.apps:
+        log = os.path.join(m.tmp, "app-perm-8081.log")
+        m.apps[("perm", 8081)] = m.c.spawn("perm", ["python3", POISON_APP, "--port", "8081"],
+                                           user=(APP_UID, APP_UID), log_path=log)
+        m.c.wait_port("perm", "127.0.0.1", 8081, timeout=15, proc=m.apps[("perm", 8081)])
+    before = m.stats("perm")
+    host = m.ip("perm")
+    req = "{} {} HTTP/1.1\r\nHost: perm:8081\r\n\r\n"
+    cases = [("GET", "/poison", 200, "ok"), ("GET", "/poison-late", 200, "ok"),
+             ("GET", "/no-content", 204, ""), ("HEAD", "/head", 200, "")]
+    for method, path, status, body in cases:
+        out = m.pod_client_run("outside", "sequence", {
+            "host": host, "port": 8081, "delay": 0.6,
+            "requests": [req.format(method, path), req.format("GET", "/next"),
+                         req.format("GET", "/next-again")]}, user=None)
+        res = out.get("responses", [])
+        got = [(r["status"], r["body"]) if r else None for r in res]
+        check(len(res) == 3 and got[0] == (status, body),
+              f"{method} {path}: got {got[:1]}, expected {(status, body)}", json.dumps(out)[:1500])
+        check(got[1:] == [(200, "clean"), (200, "clean")],
+              f"the requests after {method} {path} got {got[1:]}: another answer's bytes reached "
+              "them (response queue poisoning)", json.dumps(out)[:1500])
+    after = m.stats("perm")
+    dirty = after.get("upstream_cx_closed_dirty", 0) - before.get("upstream_cx_closed_dirty", 0)
+    check(dirty == 4, f"upstream_cx_closed_dirty counted {dirty} connections, expected 4 (one per "
+          "answer with bytes after it)")
+
+
 def test_i_rotation_under_load(m):
     m.involved = ["rot-client", "rot-server"]
     issued_before = ca_issued(m)
@@ -1200,6 +1242,8 @@ TESTS = [
      test_h8a_stalled_body_gets_408_si_and_the_upstream_is_cut),
     ("h8b_request_timeout_bounds_a_trickled_body", test_h8b_request_timeout_bounds_a_trickled_body),
     ("h8c_silent_upstream_gets_504_si", test_h8c_silent_upstream_gets_504_si),
+    ("h9_extra_response_bytes_never_reach_another_request",
+     test_h9_extra_response_bytes_never_reach_another_request),
     ("i_rotation_under_load", test_i_rotation_under_load),
     ("j_sigterm_drains", test_j_sigterm_drains),
     ("k_permissive", test_k_permissive),
