@@ -2,6 +2,9 @@
 // health on 15021; or explicit listeners for running on loopback without iptables.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+
+#include <cstdlib>
+#include <functional>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 
@@ -73,7 +76,12 @@ Operation:
   --admin ADDR:PORT        admin (default 127.0.0.1:15000)
   --health ADDR:PORT       readiness (default 0.0.0.0:15021)
   --concurrency N          worker threads (default 2)
-  --drain-duration D       how long SIGTERM waits for in-flight work (default 5s)
+  --drain-duration D       SIGTERM drains for D (default 5s; MeshConfig terminationDrainDuration):
+                           still accepting, Connection: close / GOAWAY, readiness 503; then exits.
+                           SIGINT stops accepting at once and exits when in-flight work is done
+                           (at most D)
+  --exit-on-zero-active-connections  after SIGTERM, exit as soon as no connection is left
+                           (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS; also read from that env var)
   --request-header-timeout D  a client must send a whole request header within D (default 10s)
   --idle-timeout D         keep-alive idle timeout (default 60s)
   --stream-idle-timeout D  a request whose body or answer stalls this long ends: 408 SI while
@@ -132,6 +140,8 @@ struct Proxy {
     std::unique_ptr<common::HttpServer> admin, health, metrics;
     std::shared_ptr<const TelemetryConfig> telemetry;
     std::chrono::seconds drain_duration{5};
+    bool exit_on_zero_active = false;  // Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS
+    bool listeners_open = true;
     asio::steady_timer drain_timer{io};
     bool exiting = false;
 
@@ -218,22 +228,64 @@ struct Proxy {
         for (const auto& w : workers) n += w->active_connections();
         return n;
     }
-
-    void start_drain(bool then_exit) {
-        exiting = exiting || then_exit;
-        if (!draining.exchange(true)) {
-            common::log_line("remora-proxy", "draining: no new connections; finishing in-flight work");
-            for (auto& w : workers) w->stop_accepting();
-        }
-        if (exiting) wait_then_exit(std::chrono::steady_clock::now() + drain_duration);
+    uint64_t active_requests() const {
+        uint64_t n = 0;
+        for (const auto& w : workers) n += w->active_requests();
+        return n;
     }
 
-    void wait_then_exit(std::chrono::steady_clock::time_point deadline) {
+    // Two ways to drain. Graceful (SIGTERM, POST /drain), as Envoy under Istio's agent for a pod
+    // being deleted: the listeners keep accepting for the drain duration, since callers that have
+    // not yet seen this endpoint removed still send here, and the app may still call out while it
+    // shuts down; every HTTP/1.1 response says Connection: close and every HTTP/2 connection gets
+    // GOAWAY on its next request, so clients move away; readiness fails. Then (SIGTERM) exit,
+    // earlier once no connection is left with --exit-on-zero-active-connections. Quick (SIGINT,
+    // POST /quitquitquit, as a Job's end or Ctrl-C): stop accepting now, finish what is in
+    // flight, exit when the last connection is done or after the drain duration.
+    void start_drain(bool then_exit, bool graceful) {
+        exiting = exiting || then_exit;
+        const bool first = !draining.exchange(true);
+        if (first) {
+            common::log_line("remora-proxy", graceful ? "draining: still accepting for " +
+                                                            std::to_string(drain_duration.count()) +
+                                                            "s, connections close after their current response"
+                                                      : "draining: no new connections; finishing in-flight work");
+        }
+        if (!graceful && listeners_open) {
+            listeners_open = false;
+            for (auto& w : workers) w->stop_accepting();
+        }
+        if (exiting && (first || !graceful)) {
+            wait_then_exit(std::chrono::steady_clock::now() + drain_duration, graceful && !exit_on_zero_active);
+        }
+    }
+
+    // Exits at `deadline`, or before it once no connection is active (unless `full`). At the
+    // deadline the listeners close (a late caller gets a refused connection, which it retries
+    // elsewhere) and requests still in flight get up to one more drain duration to finish: a
+    // request accepted during the drain is answered, not cut.
+    void wait_then_exit(std::chrono::steady_clock::time_point deadline, bool full) {
         drain_timer.expires_after(std::chrono::milliseconds(100));
+        drain_timer.async_wait([this, deadline, full](boost::system::error_code ec) {
+            if (ec) return;
+            if ((full || active() > 0) && std::chrono::steady_clock::now() < deadline) {
+                wait_then_exit(deadline, full);
+                return;
+            }
+            if (listeners_open) {
+                listeners_open = false;
+                for (auto& w : workers) w->stop_accepting();
+            }
+            finish_then_exit(std::chrono::steady_clock::now() + drain_duration);
+        });
+    }
+
+    void finish_then_exit(std::chrono::steady_clock::time_point deadline) {
+        drain_timer.expires_after(std::chrono::milliseconds(50));
         drain_timer.async_wait([this, deadline](boost::system::error_code ec) {
             if (ec) return;
-            if (active() > 0 && std::chrono::steady_clock::now() < deadline) {
-                wait_then_exit(deadline);
+            if (active_requests() > 0 && std::chrono::steady_clock::now() < deadline) {
+                finish_then_exit(deadline);
                 return;
             }
             common::log_line("remora-proxy", "exiting with " + std::to_string(active()) +
@@ -441,7 +493,7 @@ struct Proxy {
         if (path == "/drain" || path == "/quitquitquit") {
             if (req.method() != http::verb::post) return text(405, "use POST\n");
             bool quit = path == "/quitquitquit";
-            asio::post(io, [this, quit] { start_drain(quit); });
+            asio::post(io, [this, quit] { start_drain(quit, !quit); });
             return text(200, "OK\n");
         }
         return text(404, "admin: /ready /stats /clusters /certs /config_dump /drain /quitquitquit\n");
@@ -590,7 +642,7 @@ int run(const std::vector<std::string>& argv) {
                "connect-timeout", "protocol-detection-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
                "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name",
                "h2-upgrade-policy"},
-              {"help"});
+              {"help", "exit-on-zero-active-connections"});
     if (args.has("help")) {
         std::cout << kUsage;
         return 0;
@@ -724,6 +776,8 @@ int run(const std::vector<std::string>& argv) {
 
     proxy.drain_duration = std::chrono::seconds(common::parse_duration_seconds(
         "drain-duration", args.get_or("drain-duration", std::to_string(mesh.termination_drain_seconds.value_or(5)) + "s")));
+    const char* ezac = std::getenv("EXIT_ON_ZERO_ACTIVE_CONNECTIONS");
+    proxy.exit_on_zero_active = args.has("exit-on-zero-active-connections") || (ezac && std::string(ezac) == "true");
     proxy.telemetry = make_telemetry(args, mesh, cfg->ns, log);
     proxy.listeners = listeners;
     proxy.config.publish(cfg);
@@ -812,11 +866,17 @@ int run(const std::vector<std::string>& argv) {
                                          (proxy.metrics ? " metrics=" + common::format_endpoint(proxy.metrics->local_endpoint()) : ""));
 
     asio::signal_set signals(proxy.io, SIGINT, SIGTERM);
-    signals.async_wait([&proxy](boost::system::error_code ec, int sig) {
-        if (ec) return;
-        common::log_line("remora-proxy", "signal " + std::to_string(sig));
-        proxy.start_drain(true);
-    });
+    // SIGTERM (Kubernetes deleting the pod): graceful drain, then exit. SIGINT (Ctrl-C): quick.
+    // A second signal turns a graceful drain quick.
+    std::function<void()> wait_signal = [&] {
+        signals.async_wait([&](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            common::log_line("remora-proxy", std::string("signal ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+            proxy.start_drain(true, sig == SIGTERM && !proxy.draining.load());
+            wait_signal();
+        });
+    };
+    wait_signal();
     proxy.io.run();
     if (proxy.subscriber) proxy.subscriber->stop();
     for (auto& w : proxy.workers) w->join();

@@ -599,7 +599,7 @@ json::object explain(const Inputs& in, const Request& request) {
                                  : inbound.peer_authentications.empty() ? std::string("Istio's default (no PeerAuthentication)")
                                                                         : "PeerAuthentication";
             if (mode == "STRICT" && !e.mtls) {
-                refuse(502, "UC", "the server's sidecar takes only mTLS (STRICT) and the client sends plaintext (DestinationRule tls " + cluster->tls_mode + ")");
+                refuse(503, "UC", "the server's sidecar takes only mTLS (STRICT) and the client sends plaintext (DestinationRule tls " + cluster->tls_mode + ")");
                 ej["server"] = std::move(sj);
                 continue;
             }

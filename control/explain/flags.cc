@@ -40,7 +40,7 @@ const std::vector<FlagDoc>& response_flags() {
           "remoractl proxy-config secret POD   (certificate validity)",
           "remoractl get peerauthentication -A",
           "curl -s 127.0.0.1:15000/stats in the client's pod (upstream_cx_connect_fail; remora_tls_handshake_fail_total by reason on 15090)"}},
-        {"UC", "502 (or 503 for a refused HTTP/2 stream)",
+        {"UC", "503",
          "Upstream connection termination: the upstream closed or reset the connection before a complete response header.",
          {"the server's sidecar refused plaintext under STRICT mTLS (a DestinationRule with tls mode DISABLE to a STRICT workload)",
           "the app crashed or closed the connection mid-request",

@@ -14,7 +14,7 @@ enum class ProxyError {
     no_route,             // 404 NR
     no_healthy_upstream,  // 503 UH
     connect_failure,      // 503 UF: connect, TLS handshake or peer identity failed
-    upstream_reset,       // 502 UC: upstream closed or reset before a complete response header
+    upstream_reset,       // 503 UC: upstream closed or reset before a complete response header
     refused_stream,       // 503 UC: the upstream refused the HTTP/2 stream (nothing processed)
     bad_request,          // 400 DPE (downstream protocol error)
     headers_too_large,    // 431 DPE
@@ -50,8 +50,10 @@ constexpr ErrorInfo describe(ProxyError e) {
         case ProxyError::connect_failure:
             return {503, "UF", "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n",
                     Side::upstream, true};
+        // 503, as Envoy's router answers every reset before the response started (Istio's familiar
+        // "503 UC upstream_reset_before_response_started{connection_termination}").
         case ProxyError::upstream_reset:
-            return {502, "UC", "upstream connect error or disconnect/reset before headers. reset reason: connection termination\n",
+            return {503, "UC", "upstream connect error or disconnect/reset before headers. reset reason: connection termination\n",
                     Side::upstream, true};
         case ProxyError::refused_stream:
             return {503, "UC", "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset\n",

@@ -936,6 +936,11 @@ asio::awaitable<void> serve_request(http::ServerStream& down, Downstream& info, 
         info.config = ctx.config.current();
         info.config_generation = g;
     }
+    ctx.stats.inc(Counter::downstream_rq_active);
+    struct ActiveRequest {
+        WorkerStats& s;
+        ~ActiveRequest() { s.dec(Counter::downstream_rq_active); }
+    } active{ctx.stats};
     RequestState st(down, info, ctx);
     RequestFinisher finisher{ctx.telemetry, st.rec};
     begin(st);

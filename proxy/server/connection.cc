@@ -143,8 +143,12 @@ asio::awaitable<void> serve_http2(S stream, std::string prefix, Downstream& info
     auto live = std::make_shared<size_t>(0);
     http2::ServerConnection conn(
         std::make_unique<PrefixedByteStream<S>>(std::move(stream), std::move(prefix)),
-        [&info, &ctx, live](std::shared_ptr<http2::ServerStream> s) -> asio::awaitable<void> {
+        [&info, &ctx, live, &conn](std::shared_ptr<http2::ServerStream> s) -> asio::awaitable<void> {
             ++*live;
+            // Draining: this stream is served, and GOAWAY tells the client to open its next
+            // streams elsewhere (Envoy's drain sequence on a request; streams above it are refused
+            // and retried by the client on a new connection).
+            if (ctx.draining.load(std::memory_order_relaxed)) conn.goaway();
             struct Done {
                 std::shared_ptr<size_t> live;
                 ~Done() { --*live; }

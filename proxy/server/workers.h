@@ -38,6 +38,7 @@ public:
     uint64_t idle_upstream_connections() const { return ctx_.pool.idle_count(); }
     uint64_t http2_upstream_connections() const { return ctx_.h2pool ? ctx_.h2pool->pooled_count() : 0; }
     uint64_t active_connections() const { return stats_.get(Counter::downstream_cx_active); }
+    uint64_t active_requests() const { return stats_.get(Counter::downstream_rq_active); }
     // A copy of the worker's HTTP/2 counters, taken on the worker's thread (they are not atomic);
     // zeros when the worker does not answer within a second (stopped).
     http2::Http2Stats http2_stats() const;

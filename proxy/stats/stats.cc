@@ -9,7 +9,7 @@ const char* counter_name(Counter c) {
     static constexpr const char* kNames[] = {
         "downstream_cx_total",         "downstream_cx_active",
         "downstream_cx_passthrough",   "downstream_cx_refused_plaintext",
-        "downstream_rq_total",         "downstream_rq_2xx",
+        "downstream_rq_total",         "downstream_rq_active",        "downstream_rq_2xx",
         "downstream_rq_3xx",           "downstream_rq_4xx",
         "downstream_rq_5xx",           "downstream_rq_bad_request",
         "downstream_rq_headers_too_large", "downstream_rq_header_timeout",
@@ -90,7 +90,7 @@ std::string render_stats_prometheus(const std::vector<const WorkerStats*>& worke
         for (const WorkerStats* w : workers) sum += w->get(c);
         std::string name = std::string("remora_") + counter_name(c);
         for (char& ch : name) ch = ch == '.' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        const bool gauge = c == Counter::downstream_cx_active;
+        const bool gauge = c == Counter::downstream_cx_active || c == Counter::downstream_rq_active;
         if (!gauge && !name.ends_with("_total")) name += "_total";
         out << "# HELP " << name << " remora." << counter_name(c) << " of /stats, summed over workers.\n"
             << "# TYPE " << name << (gauge ? " gauge\n" : " counter\n") << name << " " << sum << "\n";

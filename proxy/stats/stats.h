@@ -19,6 +19,7 @@ enum class Counter : size_t {
     downstream_cx_passthrough,
     downstream_cx_refused_plaintext,
     downstream_rq_total,
+    downstream_rq_active,
     downstream_rq_2xx,
     downstream_rq_3xx,
     downstream_rq_4xx,

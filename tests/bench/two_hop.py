@@ -88,8 +88,9 @@ class Procs:
         if proc not in self.live:
             return
         self.live.remove(proc)
-        # remora-proxy drains in-flight requests for up to 5 s (its default) on SIGTERM.
-        for sig, wait_s in ((signal.SIGTERM, 8), (signal.SIGKILL, 5)):
+        # SIGINT: remora-proxy stops accepting and exits once in-flight work is done (SIGTERM
+        # would keep it serving for its whole 5 s drain, as in a pod being deleted).
+        for sig, wait_s in ((signal.SIGINT, 8), (signal.SIGKILL, 5)):
             if proc.poll() is not None:
                 break
             try:

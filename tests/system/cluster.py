@@ -662,9 +662,15 @@ class LocalCluster:
             raise CommandError(proc.returncode, full, proc.stdout, proc.stderr)
         return proc
 
-    def spawn(self, pod, argv, user=None, log_path=None, env=None, cwd=None):
+    def spawn(self, pod, argv, user=None, log_path=None, env=None, cwd=None, stop_signal=None):
         """Start argv in the pod in its own process group (stdout+stderr appended to log_path,
-        or discarded); returns the Popen (with .log_path and .pod). Killed by teardown/stop()."""
+        or discarded); returns the Popen (with .log_path and .pod). Killed by teardown/stop():
+        `stop_signal` first (default SIGTERM; SIGINT for remora-proxy, which on SIGTERM keeps
+        serving for its whole drain duration as in a pod being deleted, and on SIGINT exits as
+        soon as in-flight work is done), SIGKILL after the grace period."""
+        if stop_signal is None:
+            prog = os.path.basename(str(argv[0])) if argv else ""
+            stop_signal = signal.SIGINT if prog == "remora-proxy" else signal.SIGTERM
         full = self._prefix_argv(pod, user) + [str(a) for a in argv]
         with self._lock:
             if self._closed:
@@ -678,12 +684,14 @@ class LocalCluster:
                 if log_path:
                     out.close()
             proc.log_path = log_path
+            proc.stop_signal = stop_signal
             proc.pod = pod.name if isinstance(pod, Pod) else pod
             self.procs.append(proc)
             return proc
 
     def stop(self, proc, grace=STOP_GRACE):
-        """SIGTERM a spawned process's group, SIGKILL it after `grace` s; returns its exit code."""
+        """Signal a spawned process's group (its stop signal, see spawn), SIGKILL it after `grace`
+        s; returns its exit code."""
         self._stop_procs([proc], grace)
         with self._lock:
             if proc in self.procs:
@@ -693,7 +701,7 @@ class LocalCluster:
     @staticmethod
     def _stop_procs(procs, grace=STOP_GRACE):
         for p in procs:
-            _killpg(p.pid, signal.SIGTERM)
+            _killpg(p.pid, getattr(p, "stop_signal", signal.SIGTERM))
         deadline = time.monotonic() + grace
         for p in procs:
             try:

@@ -15,7 +15,8 @@ One cluster (prefix remora-m<pid>) is shared by all tests:
     rot-client  sa rot-client, --cert-ttl 20s; calls service rot
     rot-server  sa rot-server, --cert-ttl 20s; service rot (198.19.0.12:8080)
     drain       sa client, meshed, --idle-timeout 3s, --stream-idle-timeout 2s,
-                --request-timeout 4s; its proxy gets SIGTERM in the drain test
+                --request-timeout 4s; its proxy gets SIGTERM in the drain test (j), and is
+                started again with --exit-on-zero-active-connections (j2)
 
 Apps run as uid 1000 (captured by iptables); the proxies as 1337 (not captured).
 
@@ -1150,6 +1151,11 @@ def test_i_rotation_under_load(m):
 
 
 def test_j_sigterm_drains(m):
+    # SIGTERM, as Kubernetes sends a pod being deleted: the proxy drains for its drain duration
+    # (5 s) as Envoy under Istio's agent does. In-flight work finishes; new connections are
+    # still accepted (callers that have not seen the endpoint go still send here) but every
+    # HTTP/1.1 response says Connection: close and an HTTP/2 connection gets GOAWAY; readiness
+    # fails; then it exits 0.
     m.involved = ["drain"]
     p = m.proxies["drain"]
     check(p.proc.poll() is None, "the drain pod's proxy is not running")
@@ -1158,14 +1164,38 @@ def test_j_sigterm_drains(m):
 
     def slow():
         t0 = time.monotonic()
-        result["r"] = m.curl("drain", "http://hello:8080/slow?ms=2000", max_time=15)
+        # 1.2 s: below the drain pod's 2 s stream idle timeout
+        result["r"] = m.curl("drain", "http://hello:8080/slow?ms=1200", max_time=15)
         result["took"] = time.monotonic() - t0
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.5)
+    time.sleep(0.4)
     sent = time.monotonic()
     os.killpg(p.proc.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    rc, status, body, r = m.curl("outside", f"http://{m.ip('drain')}:15021/healthz/ready",
+                                 max_time=5, user=None)
+    check(rc == 0 and status == 503, f"readiness while draining: exit {rc}, HTTP {status}, "
+          "expected 503", describe(r))
+    rc, status, body, r = m.curl("drain", "http://hello:8080/after-sigterm", "-D", "-",
+                                 max_time=5)
+    check(rc == 0 and status == 200, f"a new request while draining: exit {rc}, HTTP {status}, "
+          "expected 200 (the listeners keep accepting during the drain)", describe(r))
+    check("connection: close" in body.lower(), "a response while draining did not say "
+          "Connection: close", describe(r))
+    # HTTP/2 with prior knowledge (nghttp -v prints every frame; Python's h2 refuses frames
+    # after a GOAWAY, even those of the streams it covers).
+    r = m.c.run("drain", ["nghttp", "-nv", "-t", "5", "-H", ":authority: hello:8080",
+                          f"http://{HELLO_VIP}:8080/h2-draining"], user=APP_UID, check=False,
+                timeout=15)
+    frames = r.stdout
+    check(r.returncode == 0 and ":status: 200" in frames and "recv HEADERS frame" in frames,
+          "an HTTP/2 request while draining was not answered 200", describe(r))
+    check(re.search(r"recv GOAWAY frame <length=\d+, flags=0x00, stream_id=0>\s*\n\s*"
+                    r"\(last_stream_id=(\d+), error_code=NO_ERROR", frames),
+          "no GOAWAY (NO_ERROR, covering the request) on an HTTP/2 connection while draining",
+          frames[-3000:])
     t.join(timeout=20)
     rc, status, body, r = result["r"]
     check(rc == 0 and status == 200, f"the in-flight request did not complete: exit {rc}, "
@@ -1177,7 +1207,41 @@ def test_j_sigterm_drains(m):
                       "(drain is 5 s)")
     exited = time.monotonic() - sent
     check(code == 0, f"the proxy exited with {code} after SIGTERM")
-    check(exited <= 6.5, f"the proxy exited {exited:.1f}s after SIGTERM (drain is 5 s)")
+    check(4.5 <= exited <= 6.5, f"the proxy exited {exited:.1f}s after SIGTERM (drain is 5 s: "
+          "it keeps serving that long)")
+
+
+def test_j2_exit_on_zero_active_connections(m):
+    # Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS: after SIGTERM the proxy exits as soon as the last
+    # connection is gone instead of waiting out the drain duration. The drain pod's proxy is
+    # started again with the flag (the previous one exited in test j).
+    m.involved = ["drain"]
+    old = m.proxies.get("drain")
+    check(old is None or old.proc.poll() is not None, "the drain pod's proxy from test j still runs")
+    p = m.start_proxy("drain", "client", ["--exit-on-zero-active-connections"])
+    m.wait_ready("drain")
+    result = {}
+
+    def slow():
+        result["r"] = m.curl("drain", "http://hello:8080/slow?ms=1500", max_time=15)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    sent = time.monotonic()
+    os.killpg(p.proc.pid, signal.SIGTERM)
+    t.join(timeout=20)
+    rc, status, body, r = result["r"]
+    check(rc == 0 and status == 200, f"the in-flight request did not complete: exit {rc}, "
+          f"HTTP {status}", describe(r))
+    try:
+        code = p.proc.wait(timeout=max(0.1, sent + 7 - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise Failure("the proxy had not exited 7 s after SIGTERM")
+    exited = time.monotonic() - sent
+    check(code == 0, f"the proxy exited with {code} after SIGTERM")
+    check(exited < 3.5, f"the proxy exited {exited:.1f}s after SIGTERM; with "
+          "--exit-on-zero-active-connections it should go once its last connection (~1.1 s) ended")
 
 
 def test_k_permissive(m):
@@ -1246,6 +1310,7 @@ TESTS = [
      test_h9_extra_response_bytes_never_reach_another_request),
     ("i_rotation_under_load", test_i_rotation_under_load),
     ("j_sigterm_drains", test_j_sigterm_drains),
+    ("j2_exit_on_zero_active_connections", test_j2_exit_on_zero_active_connections),
     ("k_permissive", test_k_permissive),
     ("l_no_certificate_no_mtls", test_l_no_certificate_no_mtls),
 ]

@@ -18,7 +18,7 @@ TEST_CASE("proxy-made errors map to Envoy's statuses and response flags") {
     CHECK(reply_for(ProxyError::no_healthy_upstream).flag == "UH");
     CHECK(reply_for(ProxyError::connect_failure).status == 503);
     CHECK(reply_for(ProxyError::connect_failure).flag == "UF");
-    CHECK(reply_for(ProxyError::upstream_reset).status == 502);
+    CHECK(reply_for(ProxyError::upstream_reset).status == 503);
     CHECK(reply_for(ProxyError::upstream_reset).flag == "UC");
     CHECK(reply_for(ProxyError::bad_request).status == 400);
     CHECK(reply_for(ProxyError::headers_too_large).status == 431);

@@ -207,7 +207,7 @@ spec:
     CHECK(summary(r).find("grpc-status 14") != std::string::npos);
 }
 
-TEST_CASE("mTLS both sides: plaintext to a STRICT server is cut (502 UC)") {
+TEST_CASE("mTLS both sides: plaintext to a STRICT server is cut (503 UC)") {
     auto config = config_of(R"(
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -219,7 +219,7 @@ spec:
 )");
     auto r = run(config, "reviews-v1", "http://ratings:9080/");
     CHECK_FALSE(explain::served(r));
-    CHECK(outcomes(r)[0].at("status").as_uint64() == 502);
+    CHECK(outcomes(r)[0].at("status").as_uint64() == 503);
     CHECK(outcomes(r)[0].at("flag").as_string() == "UC");
 }
 
