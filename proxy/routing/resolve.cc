@@ -94,6 +94,7 @@ UpstreamTarget target_for(const snapshot::Cluster& c, size_t index) {
     t.service_name = std::move(names.name);
     t.service_ns = std::move(names.ns);
     t.service_port = static_cast<uint16_t>(cluster->port);
+    t.connect_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cluster->limits.connect_timeout);
     t.finalize();
     return t;
 }

@@ -32,6 +32,9 @@ asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTa
     auto exec = co_await asio::this_coro::executor;
     auto conn = std::make_unique<UpstreamConn>();
     conn->key = target.pool_key();
+    const std::chrono::steady_clock::duration connect_timeout =
+        target.connect_timeout.count() > 0 ? std::chrono::steady_clock::duration(target.connect_timeout)
+                                           : std::chrono::steady_clock::duration(limits.connect_timeout);
     ctx.stats.inc(Counter::upstream_cx_total);
     auto fail = [&](const std::string& why) {
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
@@ -40,7 +43,7 @@ asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTa
     };
     if (!target.mtls) {
         auto& s = conn->stream.emplace<PlainStream>(exec);
-        s.expires_after(limits.connect_timeout);
+        s.expires_after(connect_timeout);
         auto [ec] = co_await s.async_connect(target.address, use_nothrow);
         if (ec) {
             fail("connect failed: " + ec.message());
@@ -59,7 +62,7 @@ asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTa
         SSL_set_alpn_protos(s.native_handle(), reinterpret_cast<const unsigned char*>(alpn.data()),
                             static_cast<unsigned>(alpn.size()));
     }
-    beast::get_lowest_layer(s).expires_after(limits.connect_timeout);
+    beast::get_lowest_layer(s).expires_after(connect_timeout);
     auto [ec] = co_await beast::get_lowest_layer(s).async_connect(target.address, use_nothrow);
     if (ec) {
         fail("connect failed: " + ec.message());

@@ -8,6 +8,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,9 @@ struct UpstreamTarget {
     // The mesh service this endpoint serves (telemetry's destination_service labels).
     std::string service_host, service_name, service_ns;
     uint16_t service_port = 0;
+    // The cluster's connect timeout (DestinationRule connectionPool.tcp.connectTimeout, 10 s by
+    // default); zero: the proxy's --connect-timeout (targets without a snapshot cluster).
+    std::chrono::milliseconds connect_timeout{0};
 
     // Computes `key` from the fields above; call after setting them.
     UpstreamTarget& finalize();
