@@ -517,8 +517,11 @@ void apply_inbound_policy(ProxyConfig& cfg, const snapshot::Snapshot& snap, bool
 // --config: Istio YAML translated for this workload, as remora-control would, into a route table.
 std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Args& args,
                                               const ProxyConfig& cfg, const MeshConfig& mesh) {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
     control::model::Config istio;
     control::model::load_path(istio, path);
+    const auto t1 = Clock::now();
     for (const auto* w : istio.warnings()) common::log_line("remora-proxy", w->str());
     if (istio.has_errors()) {
         std::string all;
@@ -539,10 +542,19 @@ std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Arg
     o.trust_domain = cfg.trust_domain;
     o.root_namespace = mesh.root_namespace;
     auto snap = control::translate::translate(istio, w, o);
+    const auto t2 = Clock::now();
     for (const std::string& n : snap.notes) common::log_line("remora-proxy", path + ": " + n);
-    common::log_line("remora-proxy", path + ": " + std::to_string(snap.virtual_hosts.size()) +
-                                         " virtual host(s), " + std::to_string(snap.clusters.size()) + " cluster(s)");
-    return std::make_shared<const RouteTable>(std::move(snap));
+    const std::size_t hosts = snap.virtual_hosts.size(), clusters = snap.clusters.size();
+    auto table = std::make_shared<const RouteTable>(std::move(snap));
+    const auto t3 = Clock::now();
+    auto ms = [](Clock::duration d) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+    };
+    common::log_line("remora-proxy", path + ": " + std::to_string(hosts) + " virtual host(s), " +
+                                         std::to_string(clusters) + " cluster(s) (read " + ms(t1 - t0) +
+                                         " ms, translated " + ms(t2 - t1) + " ms, route table " +
+                                         ms(t3 - t2) + " ms)");
+    return table;
 }
 
 // The MeshConfig remora-control serves (GET /v1/meshconfig), asked for with this proxy's SVID

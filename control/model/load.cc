@@ -37,12 +37,12 @@ std::string format_location(const Location& l) {
 }
 
 // Lenient reads for Kubernetes objects (their schema is not ours to check).
-std::string scalar_at(const YAML::Node& n, std::initializer_list<std::string_view> path) {
+std::string scalar_at(const yaml::Node& n, std::initializer_list<std::string_view> path) {
     return scalar_text(field(n, path));
 }
 
-Labels labels_at(const YAML::Node& n, std::initializer_list<std::string_view> path) {
-    YAML::Node cur = field(n, path);
+Labels labels_at(const yaml::Node& n, std::initializer_list<std::string_view> path) {
+    yaml::Node cur = field(n, path);
     Labels out;
     if (!cur.IsMap()) return out;
     for (auto it = cur.begin(); it != cur.end(); ++it) {
@@ -73,7 +73,7 @@ class DocumentLoader {
     // One document. Whatever goes wrong inside stays inside: an exception (a bug, since every
     // input problem is meant to be a diagnostic) refuses this resource, naming file, line and
     // the field being read, and the next documents still load.
-    void load(const YAML::Node& doc) {
+    void load(const yaml::Node& doc) {
         if (!doc.IsDefined() || doc.IsNull()) return;
         Reporter reporter(config_.diagnostics, file_, line_offset_);
         reporter.set_text(text_);
@@ -116,7 +116,7 @@ class DocumentLoader {
         cut(config_.workloads, s.workloads);
     }
 
-    void load_document(Reporter& reporter, const YAML::Node& doc) {
+    void load_document(Reporter& reporter, const yaml::Node& doc) {
         Reporter& reporter_ = reporter;
         if (!doc.IsMap()) {
             reporter_.error(doc.Mark(), "document", "must be a mapping (a Kubernetes resource)");
@@ -174,7 +174,7 @@ class DocumentLoader {
                 return;
             }
 
-            YAML::Node empty(YAML::NodeType::Map);
+            yaml::Node empty = yaml::Node::empty_map();
             auto spec_value = top.get("spec");
             Value spec_v = spec_value ? *spec_value : Value{empty, "spec"};
             {
@@ -193,7 +193,7 @@ class DocumentLoader {
                     ServiceEntry se;
                     se.meta = meta;
                     detail::parse_service_entry(spec, se);
-                    YAML::Node allocated = field(doc, {"status", "addresses"});
+                    yaml::Node allocated = field(doc, {"status", "addresses"});
                     se.allocated_addresses = allocated.IsSequence() && allocated.size() > 0;
                     config_.service_entries.push_back(std::move(se));
                 } else if (kind == "WorkloadEntry") {
@@ -291,7 +291,7 @@ class DocumentLoader {
         if (kind == "AuthorizationPolicy") mark(config_.authorization_policies);
     }
 
-    void load_kubernetes(Reporter& reporter_, const YAML::Node& doc, const std::string& kind,
+    void load_kubernetes(Reporter& reporter_, const yaml::Node& doc, const std::string& kind,
                          const std::string& api, const std::string& name, const std::string& ns) {
         Metadata meta;
         meta.api_version = api;
@@ -321,15 +321,15 @@ class DocumentLoader {
                 }
             };
             add_ip(scalar_at(doc, {"spec", "clusterIP"}));
-            YAML::Node ips = field(doc, {"spec", "clusterIPs"});
+            yaml::Node ips = field(doc, {"spec", "clusterIPs"});
             if (ips.IsSequence()) {
                 for (const auto& ip : ips)
                     add_ip(scalar_text(ip));
             }
-            YAML::Node ports = field(doc, {"spec", "ports"});
+            yaml::Node ports = field(doc, {"spec", "ports"});
             bool bad_port = false;
             for (std::size_t i = 0; ports.IsSequence() && i < ports.size(); ++i) {
-                YAML::Node p = item(ports, i);
+                yaml::Node p = item(ports, i);
                 const std::string at = "spec.ports[" + std::to_string(i) + "]";
                 KubeServicePort port;
                 port.name = scalar_at(p, {"name"});
@@ -337,7 +337,7 @@ class DocumentLoader {
                 port.app_protocol = scalar_at(p, {"appProtocol"});
                 // Kubernetes refuses a Service whose port is missing or outside 1-65535; so does
                 // everything that reads it here (analyze, apply, the proxy's --config).
-                YAML::Node number_node = field(p, "port");
+                yaml::Node number_node = field(p, "port");
                 auto number = port_number(scalar_text(number_node));
                 if (!number) {
                     reporter_.error(number_node.IsDefined() ? number_node.Mark() : mark_of(p),
@@ -350,7 +350,7 @@ class DocumentLoader {
                     continue;
                 }
                 // targetPort: a number in range, or a named container port.
-                YAML::Node target = field(p, "targetPort");
+                yaml::Node target = field(p, "targetPort");
                 std::string target_text = scalar_text(target);
                 if (!target_text.empty() && std::isdigit(static_cast<unsigned char>(target_text[0])) &&
                     !port_number(target_text)) {
@@ -385,9 +385,9 @@ class DocumentLoader {
                 kind, name, ns, meta.labels, scalar_at(doc, {"spec", "nodeName"}), meta.annotations,
                 false};
             for (const char* list : {"containers", "initContainers"}) {
-                YAML::Node containers = field(doc, {"spec", list});
+                yaml::Node containers = field(doc, {"spec", list});
                 for (std::size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
-                    YAML::Node c = item(containers, i);
+                    yaml::Node c = item(containers, i);
                     if (scalar_at(c, {"name"}) == "istio-proxy" && !scalar_at(c, {"image"}).empty())
                         pod.istio_proxy = true;
                 }
@@ -461,9 +461,9 @@ std::vector<const Diagnostic*> Config::warnings() const {
 void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name) {
     // One document at a time (see yaml_documents): a syntax error costs only its own document.
     for (const auto& [first_line, text] : yaml_documents(yaml_text)) {
-        YAML::Node doc;
+        yaml::Document doc;
         try {
-            doc = load_document(text);
+            doc = yaml::load(text);
         } catch (const YamlLimitError& e) {
             Reporter r(config.diagnostics, file_name, first_line - 1);
             r.error(e.mark, "", e.msg + "; the document is refused");
@@ -474,7 +474,7 @@ void load_yaml(Config& config, const std::string& yaml_text, const std::string& 
             continue;
         }
         DocumentLoader loader(config, file_name, first_line - 1, &text);
-        loader.load(doc);
+        loader.load(doc.root());
     }
 }
 

@@ -1344,7 +1344,7 @@ void read_labels(Obj& o, const std::string& key, Labels& out) {
 void check_labels(Reporter& r, const Value& where, const Labels& labels) {
     for (const auto& [k, v] : labels) {
         if (auto p = label_problem(k, v); !p.empty()) {
-            YAML::Node value = field(where.node, k);
+            yaml::Node value = field(where.node, k);
             r.error(value.IsDefined() ? value.Mark() : where.mark(), join(where.path, k), p);
         }
     }

@@ -82,7 +82,7 @@ std::string in_quotes(std::string_view s) {
     return out + "\"";
 }
 
-Obj::Obj(Reporter& r, const YAML::Node& node, std::string path)
+Obj::Obj(Reporter& r, const yaml::Node& node, std::string path)
     : r_(r), node_(node), path_(std::move(path)) {
     if (!node_.IsMap()) {
         r_.error(node_.Mark(), path_.empty() ? "document" : path_, "must be a mapping");
@@ -102,11 +102,11 @@ Obj::Obj(Reporter& r, const YAML::Node& node, std::string path)
     }
 }
 
-YAML::Node Obj::lookup(const std::string& key) const {
+yaml::Node Obj::lookup(const std::string& key) const {
     for (const Entry& e : entries_) {
         if (e.key == key) return e.value;
     }
-    return YAML::Node(YAML::NodeType::Undefined);
+    return yaml::Node();
 }
 
 Obj::~Obj() {
@@ -123,14 +123,14 @@ void Obj::finish() {
 
 bool Obj::has(const std::string& key) const {
     if (!is_map_) return false;
-    YAML::Node v = lookup(key);
+    yaml::Node v = lookup(key);
     return v.IsDefined() && !v.IsNull();
 }
 
 std::optional<Value> Obj::get(const std::string& key) {
     known_.insert(key);
     if (!is_map_) return std::nullopt;
-    YAML::Node v = lookup(key);
+    yaml::Node v = lookup(key);
     std::string path = join(path_, key);
     r_.visit(v.IsDefined() ? v.Mark() : node_.Mark(), path);
     if (!v.IsDefined() || v.IsNull()) return std::nullopt;
@@ -152,7 +152,7 @@ namespace {
 // [1.2.3.4, 2001:db8::] holds 1.2.3.4 and {"2001:db8:": null}. Kubernetes (go-yaml) takes a ':'
 // as an indicator only before a blank, and reads the string "2001:db8::". The source text says
 // which was written.
-bool go_yaml_plain_scalar(const Reporter& r, const YAML::Node& n, std::string& out) {
+bool go_yaml_plain_scalar(const Reporter& r, const yaml::Node& n, std::string& out) {
     const std::string* text = r.text();
     if (!text || !n.IsMap() || n.size() != 1) return false;
     auto it = n.begin();

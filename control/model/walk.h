@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "control/model/model.h"
+#include "control/model/yaml_dom.h"
 #include "control/model/yaml_read.h"
 
 namespace remora::control::model::detail {
@@ -71,7 +72,7 @@ std::string in_quotes(std::string_view s);
 
 // A YAML node with its field path.
 struct Value {
-    YAML::Node node;
+    yaml::Node node;
     std::string path;
     YAML::Mark mark() const { return node.Mark(); }
 };
@@ -80,7 +81,7 @@ struct Value {
 class Obj {
   public:
     // When `node` is not a mapping, reports it and behaves as an empty mapping.
-    Obj(Reporter& r, const YAML::Node& node, std::string path);
+    Obj(Reporter& r, const yaml::Node& node, std::string path);
     Obj(Reporter& r, const Value& v) : Obj(r, v.node, v.path) {}
     Obj(const Obj&) = delete;
     ~Obj();
@@ -138,18 +139,18 @@ class Obj {
   private:
     void finish();
     // The value of `key` (the first, if written twice), or an undefined node.
-    YAML::Node lookup(const std::string& key) const;
+    yaml::Node lookup(const std::string& key) const;
 
     // The mapping's entries with string keys, read once: yaml-cpp's iterators allocate at each
     // step, and every get() scanning the mapping again made reading 40,000 resources slow.
     struct Entry {
         std::string key;
         YAML::Mark key_mark;
-        YAML::Node value;
+        yaml::Node value;
     };
 
     Reporter& r_;
-    YAML::Node node_;
+    yaml::Node node_;
     std::string path_;
     bool is_map_ = false;
     std::vector<Entry> entries_;

@@ -81,17 +81,25 @@ int main(int argc, char** argv) {
 #endif
     namespace model = remora::control::model;
     namespace translate = remora::control::translate;
+    // --emit N FILE: write the YAML of N services to FILE (for remora-proxy --config) and stop.
+    if (argc == 4 && std::string(argv[1]) == "--emit") {
+        std::ofstream out(argv[3], std::ios::binary);
+        out << services_yaml(std::strtoul(argv[2], nullptr, 10));
+        return out.good() ? 0 : 1;
+    }
     std::vector<std::size_t> sizes;
     for (int i = 1; i < argc; ++i)
         sizes.push_back(std::strtoul(argv[i], nullptr, 10));
     if (sizes.empty()) sizes = {1000, 10000, 40000};
-    std::printf("%8s %8s %9s %9s %9s %9s %9s %9s %8s\n", "services", "MB", "load_ms",
-                "analyze_ms", "xlate_ms", "table_ms", "ready_ms", "rss_MiB", "peak_MiB");
+    std::printf("%8s %8s %9s %9s %9s %9s %9s %9s %9s %8s\n", "services", "MB", "load_ms",
+                "analyze_ms", "xlate_ms", "table_ms", "ready_ms", "model_MiB", "rss_MiB",
+                "peak_MiB");
     for (std::size_t n : sizes) {
         const std::string yaml = services_yaml(n);
         auto t0 = Clock::now();
         model::Config config = model::load_yaml(yaml, "bench.yaml");
         const double load = ms_since(t0);
+        const double model_rss = rss_mib().first;
         if (config.has_errors()) {
             std::fprintf(stderr, "invalid: %s\n", config.errors().front()->str().c_str());
             return 1;
@@ -109,9 +117,9 @@ int main(int argc, char** argv) {
         remora::proxy::RouteTable table(std::move(snap));
         const double build = ms_since(t3);
         auto [rss, peak] = rss_mib();
-        std::printf("%8zu %8.1f %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %8.0f\n", n,
+        std::printf("%8zu %8.1f %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %9.0f %8.0f\n", n,
                     static_cast<double>(yaml.size()) / 1e6, load, analyze, xlate, build,
-                    load + xlate + build, rss, peak);
+                    load + xlate + build, model_rss, rss, peak);
         if (hosts < n) std::fprintf(stderr, "only %zu virtual hosts\n", hosts);
         (void)messages;
     }
