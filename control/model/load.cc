@@ -502,14 +502,28 @@ void load_path(Config& config, const std::filesystem::path& path) {
         if (!ec) return;
     }
     std::ifstream in(path, std::ios::binary);
+    std::string text;
+    if (in) {
+        // One read of the whole file into one string (a stream's rdbuf() copied it twice).
+        in.seekg(0, std::ios::end);
+        const auto size = in.tellg();
+        in.seekg(0, std::ios::beg);
+        if (size > 0) {
+            text.resize(static_cast<std::size_t>(size));
+            in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        } else {  // not seekable (a pipe) or empty
+            in.clear();
+            std::ostringstream all;
+            all << in.rdbuf();
+            text = all.str();
+        }
+    }
     if (!in) {
         Reporter r(config.diagnostics, path.string());
         r.error(YAML::Mark::null_mark(), "", "cannot read file");
         return;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    load_yaml(config, text.str(), path.string());
+    load_yaml(config, text, path.string());
 }
 
 }  // namespace remora::control::model

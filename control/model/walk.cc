@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <unordered_set>
 
 #include "control/model/checks.h"
 #include "control/model/yaml_read.h"
@@ -89,24 +90,46 @@ Obj::Obj(Reporter& r, const yaml::Node& node, std::string path)
         return;
     }
     is_map_ = true;
-    std::set<std::string> seen;
+    entries_.reserve(node_.size());
     for (auto it = node_.begin(); it != node_.end(); ++it) {
         if (!it->first.IsScalar()) {
             r_.error(it->first.Mark(), path_, "field names must be strings");
             continue;
         }
-        if (!seen.insert(it->first.Scalar()).second) {
-            r_.error(it->first.Mark(), join(path_, it->first.Scalar()), "duplicate field");
+        entries_.push_back({it->first, it->second, false});
+    }
+    // Duplicate keys: pairwise for the few fields a mapping has, through a set past that.
+    auto duplicate = [this](std::size_t i) {
+        r_.error(entries_[i].key.Mark(), join(path_, entries_[i].key.Scalar()), "duplicate field");
+    };
+    if (entries_.size() <= 16) {
+        for (std::size_t i = 1; i < entries_.size(); ++i) {
+            for (std::size_t j = 0; j < i; ++j) {
+                if (entries_[j].key.Scalar() == entries_[i].key.Scalar()) {
+                    duplicate(i);
+                    break;
+                }
+            }
         }
-        entries_.push_back({it->first.Scalar(), it->first.Mark(), it->second});
+    } else {
+        std::unordered_set<std::string_view> seen;
+        for (std::size_t i = 0; i < entries_.size(); ++i) {
+            if (!seen.insert(entries_[i].key.Scalar()).second) duplicate(i);
+        }
     }
 }
 
 yaml::Node Obj::lookup(const std::string& key) const {
     for (const Entry& e : entries_) {
-        if (e.key == key) return e.value;
+        if (e.key.Scalar() == key) return e.value;
     }
     return yaml::Node();
+}
+
+void Obj::skip(const std::string& key) {
+    for (Entry& e : entries_) {
+        if (e.key.Scalar() == key) e.known = true;
+    }
 }
 
 Obj::~Obj() {
@@ -116,7 +139,7 @@ Obj::~Obj() {
 void Obj::finish() {
     if (!is_map_) return;
     for (const Entry& e : entries_) {
-        if (!known_.count(e.key)) r_.error(e.key_mark, join(path_, e.key), "unknown field");
+        if (!e.known) r_.error(e.key.Mark(), join(path_, e.key.Scalar()), "unknown field");
     }
     is_map_ = false;
 }
@@ -128,7 +151,7 @@ bool Obj::has(const std::string& key) const {
 }
 
 std::optional<Value> Obj::get(const std::string& key) {
-    known_.insert(key);
+    skip(key);
     if (!is_map_) return std::nullopt;
     yaml::Node v = lookup(key);
     std::string path = join(path_, key);
@@ -142,7 +165,7 @@ void Obj::unsupported(const std::string& key, const std::string& why) {
 }
 
 void Obj::require(const std::string& key) {
-    known_.insert(key);
+    skip(key);
     if (!has(key)) r_.error(node_.Mark(), join(path_, key), "required");
 }
 

@@ -94,7 +94,7 @@ class Obj {
     // The field unless absent or null (null means unset, as in JSON).
     std::optional<Value> get(const std::string& key);
     // A known field this model does not keep; still marked as known.
-    void skip(const std::string& key) { known_.insert(key); }
+    void skip(const std::string& key);
     // A valid Istio field Remora does not implement: a warning when present.
     void unsupported(const std::string& key, const std::string& why = "");
     void require(const std::string& key);  // error when absent
@@ -141,12 +141,11 @@ class Obj {
     // The value of `key` (the first, if written twice), or an undefined node.
     yaml::Node lookup(const std::string& key) const;
 
-    // The mapping's entries with string keys, read once: yaml-cpp's iterators allocate at each
-    // step, and every get() scanning the mapping again made reading 40,000 resources slow.
+    // The mapping's entries with string keys, read once; `known` once an accessor asked for it.
     struct Entry {
-        std::string key;
-        YAML::Mark key_mark;
+        yaml::Node key;
         yaml::Node value;
+        bool known = false;
     };
 
     Reporter& r_;
@@ -154,7 +153,6 @@ class Obj {
     std::string path_;
     bool is_map_ = false;
     std::vector<Entry> entries_;
-    std::set<std::string> known_;
 };
 
 // Scalar readers for list items and map values.
