@@ -846,7 +846,21 @@ asio::awaitable<void> forward(RequestState& st) {
 
     for (int attempt = 0;; ++attempt) {
         const UpstreamTarget& target = *st.target;  // a retry may have moved it
-        std::unique_ptr<http::ClientStream> up = co_await open_upstream(target, protocol, per_conn, limits, st.info.id, ctx);
+        // The route timeout covers the connect too, as Envoy's does: a connect still trying when
+        // it passes ends in 504 UT, not in a UF after the (longer) connect timeout.
+        auto budget = std::chrono::steady_clock::duration::max();
+        if (st.deadline) {
+            budget = std::max(*st.deadline - st.tcfg.steady_clock(),
+                              std::chrono::steady_clock::duration(std::chrono::milliseconds(1)));
+        }
+        std::unique_ptr<http::ClientStream> up =
+            co_await open_upstream(target, protocol, per_conn, limits, st.info.id, ctx, budget);
+        if (!up && st.deadline && st.tcfg.steady_clock() >= *st.deadline) {
+            report_outcome(504);
+            st.log("upstream " + endpoint_text(target.address) + " could not be connected within the route timeout (UT)");
+            co_await st.reply(timeout_reply());
+            co_return;
+        }
         if (!up) {
             report_outcome(503);
             if (co_await prepare_retry({ProxyError::connect_failure})) continue;

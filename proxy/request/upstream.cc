@@ -116,7 +116,8 @@ asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(const Upstrea
                                                                   http::Protocol protocol,
                                                                   uint32_t max_requests_per_connection,
                                                                   const Limits& limits, uint64_t conn_id,
-                                                                  WorkerContext& ctx) {
+                                                                  WorkerContext& ctx,
+                                                                  std::chrono::steady_clock::duration budget) {
     if (protocol == http::Protocol::http2) {
         // Many requests share a few connections: made on demand by the pool, which keeps them.
         http2::ConnectFn connect = [target, limits, conn_id, &ctx]() -> asio::awaitable<http2::ConnectResult> {
@@ -145,7 +146,7 @@ asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(const Upstrea
     if (conn) {
         ctx.stats.inc(Counter::upstream_cx_pool_hit);
     } else {
-        conn = co_await connect_upstream(target, limits, conn_id, ctx);
+        conn = co_await connect_upstream(target, limits, conn_id, ctx, {}, budget);
         if (!conn) co_return nullptr;
     }
     co_return std::make_unique<http1::ClientStream>(std::move(conn), ctx.pool, max_requests_per_connection,

@@ -9,6 +9,8 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
+
 namespace remora::proxy {
 
 namespace asio = boost::asio;
@@ -28,13 +30,16 @@ asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTa
                                                                 const Limits& limits,
                                                                 uint64_t conn_id,
                                                                 WorkerContext& ctx,
-                                                                std::string_view alpn) {
+                                                                std::string_view alpn,
+                                                                std::chrono::steady_clock::duration budget) {
     auto exec = co_await asio::this_coro::executor;
     auto conn = std::make_unique<UpstreamConn>();
     conn->key = target.pool_key();
-    const std::chrono::steady_clock::duration connect_timeout =
+    const auto started = std::chrono::steady_clock::now();
+    const std::chrono::steady_clock::duration connect_timeout = std::min(
         target.connect_timeout.count() > 0 ? std::chrono::steady_clock::duration(target.connect_timeout)
-                                           : std::chrono::steady_clock::duration(limits.connect_timeout);
+                                           : std::chrono::steady_clock::duration(limits.connect_timeout),
+        budget);
     ctx.stats.inc(Counter::upstream_cx_total);
     auto fail = [&](const std::string& why) {
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
@@ -69,7 +74,13 @@ asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTa
         co_return nullptr;
     }
     beast::get_lowest_layer(s).socket().set_option(tcp::no_delay(true), ec);
-    beast::get_lowest_layer(s).expires_after(limits.tls_handshake_timeout);
+    std::chrono::steady_clock::duration handshake_timeout = limits.tls_handshake_timeout;
+    if (budget != std::chrono::steady_clock::duration::max()) {
+        handshake_timeout = std::min(handshake_timeout,
+                                     std::max(budget - (std::chrono::steady_clock::now() - started),
+                                              std::chrono::steady_clock::duration(std::chrono::milliseconds(1))));
+    }
+    beast::get_lowest_layer(s).expires_after(handshake_timeout);
     auto [hec] = co_await s.async_handshake(asio::ssl::stream_base::client, use_nothrow);
     if (hec) {
         certs::error_code why = last_verify_error();

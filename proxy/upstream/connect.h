@@ -4,6 +4,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -19,12 +20,13 @@ inline constexpr std::string_view kAlpnPeerExchange = "istio-peer-exchange";
 inline constexpr std::string_view kAlpnIstio = "istio";
 
 // Null on failure (counted in upstream_cx_connect_fail and logged). `alpn`: the protocols to
-// offer in wire format; empty offers none (HTTP/1.1, as before ALPN was used).
-boost::asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(const UpstreamTarget& target,
-                                                                       const Limits& limits,
-                                                                       uint64_t conn_id,
-                                                                       WorkerContext& ctx,
-                                                                       std::string_view alpn = {});
+// offer in wire format; empty offers none (HTTP/1.1, as before ALPN was used). `budget`: the time
+// the request has left (its route timeout), which bounds the connect and the TLS handshake below
+// the connect timeouts.
+boost::asio::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(
+    const UpstreamTarget& target, const Limits& limits, uint64_t conn_id, WorkerContext& ctx,
+    std::string_view alpn = {},
+    std::chrono::steady_clock::duration budget = std::chrono::steady_clock::duration::max());
 
 // The protocol the TLS handshake on `ssl` agreed on; "" when none.
 std::string_view negotiated_alpn(SSL* ssl);

@@ -144,6 +144,12 @@ spec:
         tcp: {{connectTimeout: 1s}}
         http: {{h2UpgradePolicy: DO_NOT_UPGRADE, maxRequestsPerConnection: 1}}
       outlierDetection: {PARTITION_OD}
+  - name: partition-h1-route-timeout
+    labels: {{app: web}}
+    trafficPolicy:
+      connectionPool:
+        http: {{h2UpgradePolicy: DO_NOT_UPGRADE, maxRequestsPerConnection: 1}}
+      outlierDetection: {PARTITION_OD}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -164,6 +170,10 @@ spec:
     timeout: 3s
     retries: {{attempts: 0}}
     route: [{{destination: {{host: web, subset: partition-h1}}}}]
+  - match: [{{headers: {{x-fault: {{exact: partition-h1-route-timeout}}}}}}]
+    timeout: 1s
+    retries: {{attempts: 0}}
+    route: [{{destination: {{host: web, subset: partition-h1-route-timeout}}}}]
   - route: [{{destination: {{host: web}}}}]
 ---
 # New mTLS connections to ca-server all the time, so the CA test sees handshakes made with the
@@ -786,6 +796,9 @@ def test_g_partitioned_endpoint(m):
     #                 goes silent, so a request on it gets 504 UT after the route's 3 s;
     #   partition-h1  HTTP/1.1 and maxRequestsPerConnection 1: every request needs a new
     #                 connection, which times out after the DestinationRule's 1 s: 503 UF.
+    #   partition-h1-route-timeout  the same without connectTimeout (the proxy's 10 s) on a route
+    #                 with a 1 s timeout: the route timeout covers the connect, as Envoy's does,
+    #                 so the connect gives up at 1 s with 504 UT (not 503 UF after 10 s).
     # web-2 is ejected and everything goes to web-1. The failures are few (each client is held by
     # at most one timeout before the ejection), flagged, quick and over within a few seconds;
     # then the DROP goes. Fails if requests hang (no timeout, or the proxy's 10 s default connect
@@ -794,7 +807,9 @@ def test_g_partitioned_endpoint(m):
     m.involved = ["static", "web-2"]
     threads, consecutive = 3, 2
     loads = [Load(m, "static", headers={"x-fault": "partition"}, threads=threads, rate=90),
-             Load(m, "static", headers={"x-fault": "partition-h1"}, threads=threads, rate=60)]
+             Load(m, "static", headers={"x-fault": "partition-h1"}, threads=threads, rate=60),
+             Load(m, "static", headers={"x-fault": "partition-h1-route-timeout"}, threads=threads,
+                  rate=60)]
     dropped = None
     try:
         time.sleep(1.5)
@@ -815,6 +830,9 @@ def test_g_partitioned_endpoint(m):
     # already sent when the DROP came waits for the route timeout: UT.)
     check_partition_load(m, results[1], dropped, "partition-h1", threads, consecutive,
                          ((503, "UF"), (504, "UT")), 4)
+    # HTTP/1.1 with only the route timeout (1 s) to bound the connect: 504 UT within about 1 s.
+    check_partition_load(m, results[2], dropped, "partition-h1-route-timeout", threads, consecutive,
+                         ((504, "UT"),), 2.5)
 
 
 TESTS = [
