@@ -308,10 +308,21 @@ std::shared_ptr<ssl::context> make_server_tls_context(const std::vector<certs::C
     return ctx;
 }
 
+namespace {
+std::string& server_header() {
+    static std::string name = "remora-control";
+    return name;
+}
+}  // namespace
+
+void set_server_header(std::string name) {
+    server_header() = std::move(name);
+}
+
 HttpResponse json_response(unsigned status, std::string body, unsigned version) {
     HttpResponse res{static_cast<http::status>(status), version};
     res.set(http::field::content_type, "application/json");
-    res.set(http::field::server, "remora-control");
+    res.set(http::field::server, server_header());
     res.body() = std::move(body);
     return res;
 }

@@ -97,6 +97,10 @@ std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(
 // JSON response with `status` and `body`.
 HttpResponse json_response(unsigned status, std::string body, unsigned version = 11);
 
+// The Server header of the responses json_response makes: "remora-control" unless a program sets
+// its own name (before it starts serving).
+void set_server_header(std::string name);
+
 // Accepts on `endpoint` and serves every connection with `handler`; with `tls` set, every
 // connection does a TLS handshake first. Throws at start-up if the address cannot be bound.
 class HttpServer {

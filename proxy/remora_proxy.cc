@@ -684,6 +684,7 @@ std::shared_ptr<const TelemetryConfig> make_telemetry(const Args& args, const Me
 }
 
 int run(const std::vector<std::string>& argv) {
+    common::set_server_header("remora-proxy");
     Args args(argv,
               {"control", "token-file", "namespace", "service-account", "cert-ttl", "cert-chain", "key",
                "trust-bundle", "trust-domain", "registry", "config", "outbound", "inbound", "mtls-mode",

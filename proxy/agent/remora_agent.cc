@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/args.h"
+#include "common/http_server.h"
 #include "proxy/agent/app_prober.h"
 
 namespace {
@@ -22,6 +23,7 @@ constexpr const char* kUsage =
 )";
 
 int run(const std::vector<std::string>& argv) {
+    common::set_server_header("remora-agent");
     if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
         std::cout << kUsage;
         return argv.empty() ? 2 : 0;

@@ -1266,9 +1266,11 @@ def test_l_no_certificate_no_mtls(m):
     p = m.proxies["nocert"]
     check(p.proc.poll() is None, f"the proxy with an unreachable control exited ({p.proc.returncode})")
     rc, status, body, r = m.curl("outside", f"http://{m.ip('nocert')}:15021/healthz/ready",
-                                 max_time=5, user=None)
+                                 "-D", "-", max_time=5, user=None)
     check(rc == 0 and status == 503, f"/healthz/ready without a certificate: exit {rc}, HTTP "
           f"{status}, expected 503", describe(r))
+    check(re.search(r"(?im)^server: remora-proxy\r?$", body),
+          "the proxy's health port does not answer as Server: remora-proxy", body[:600])
     certs = m.certs("nocert")
     check(not certs.get("identity"), "/certs shows an identity without a control plane",
           json.dumps(certs)[:800])
