@@ -63,6 +63,7 @@ public:
     bool usable() const noexcept { return !conn_->is_closed() && !conn_->going_away(); }
     bool closed() const noexcept { return conn_->is_closed(); }
     std::size_t active_streams() const noexcept { return conn_->active_streams(); }
+    uint64_t requests_submitted() const noexcept { return conn_->requests_submitted(); }
     std::size_t buffered_bytes() const noexcept { return conn_->buffered_bytes(); }
     std::size_t peak_buffered_bytes() const noexcept { return conn_->peak_buffered_bytes(); }
     void goaway() { conn_->goaway(); }

@@ -67,6 +67,7 @@ struct Http2Stats {
     uint64_t pool_overflow = 0;            // no room and no wait possible (or the wait timed out)
     uint64_t pool_pending = 0;             // requests that waited for a connection or a stream slot
     uint64_t pool_pending_timeouts = 0;    // ... and gave up after pending_timeout
+    uint64_t pool_connections_drained = 0; // reached maxRequestsPerConnection: GOAWAY, no new streams
 };
 
 // Every counter with its name, for /stats (`remora.http2.<name>`) and the Prometheus page.
@@ -99,6 +100,7 @@ void for_each_counter(const Http2Stats& s, Fn&& fn) {
     fn("pool_overflow", s.pool_overflow);
     fn("pool_pending", s.pool_pending);
     fn("pool_pending_timeouts", s.pool_pending_timeouts);
+    fn("pool_connections_drained", s.pool_connections_drained);
 }
 
 }  // namespace remora::proxy::http2

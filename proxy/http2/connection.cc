@@ -366,6 +366,7 @@ boost::system::result<std::shared_ptr<StreamState>> Connection::submit_request(
     s->body_open = !end_stream;
     s->end_requested = end_stream;
     streams_.emplace(id, s);
+    ++requests_submitted_;
     ++stats_->streams_outbound;
     want_write();
     return s;

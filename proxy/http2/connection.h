@@ -110,6 +110,8 @@ public:
     bool is_closed() const noexcept { return finished_ || closing_; }
     bool going_away() const noexcept { return goaway_sent_ || goaway_received_; }
     std::size_t active_streams() const noexcept { return streams_.size(); }
+    // Requests this (client) connection has sent, over its life.
+    uint64_t requests_submitted() const noexcept { return requests_submitted_; }
     std::size_t buffered_bytes() const noexcept { return out_.size() + inbound_bytes_; }
     std::size_t peak_buffered_bytes() const noexcept { return peak_buffered_; }
     uint32_t peer_max_concurrent_streams() const noexcept;
@@ -172,6 +174,7 @@ private:
     std::shared_ptr<Http2Stats> stats_;
     Handler handler_;
     nghttp2_session* session_ = nullptr;
+    uint64_t requests_submitted_ = 0;
 
     std::unordered_map<int32_t, std::shared_ptr<StreamState>> streams_;
     Signal write_signal_;

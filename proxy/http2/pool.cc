@@ -90,13 +90,19 @@ asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
 }
 
 asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> Http2Pool::open_stream(
-    std::string key, http::RequestHead head, bool end_stream, ConnectFn connect) {
+    std::string key, http::RequestHead head, bool end_stream, ConnectFn connect,
+    uint32_t max_requests_per_connection) {
     for (int attempt = 0;; ++attempt) {
         auto conn = co_await acquire(key, connect);
         if (!conn) co_return conn.error();
         auto stream = conn->open(head, end_stream);
         if (stream) {
             ++stats_->pool_streams_opened;
+            if (max_requests_per_connection > 0 &&
+                conn->requests_submitted() >= max_requests_per_connection) {
+                conn->goaway();  // no new streams; closes once the last one is done
+                ++stats_->pool_connections_drained;
+            }
             co_return stream;
         }
         if (!is_retryable(stream.error()) || attempt > 0) co_return stream.error();

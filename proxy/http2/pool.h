@@ -48,9 +48,14 @@ public:
     boost::asio::awaitable<boost::system::result<ClientConnection>> acquire(std::string key,
                                                                            ConnectFn connect);
     // acquire() + open(); when open() loses a race with a GOAWAY or a full connection it tries
-    // once more on another connection (counted in pool_streams_retried).
+    // once more on another connection (counted in pool_streams_retried). A connection that has
+    // carried max_requests_per_connection requests (DestinationRule
+    // connectionPool.http.maxRequestsPerConnection; 0: no limit) takes no more: it is drained
+    // (GOAWAY; its streams complete) and the next request gets another, as Envoy's pools do for
+    // HTTP/1.1 and HTTP/2 alike. Counted in pool_connections_drained.
     boost::asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> open_stream(
-        std::string key, http::RequestHead head, bool end_stream, ConnectFn connect);
+        std::string key, http::RequestHead head, bool end_stream, ConnectFn connect,
+        uint32_t max_requests_per_connection = 0);
 
     std::size_t connection_count(const std::string& key) const;
     // Connections held, readable from any thread (the metrics scrape). One that has closed is

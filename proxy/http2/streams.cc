@@ -63,13 +63,17 @@ asio::awaitable<error_code> ServerStreamAdapter::send_trailers(const http::Trail
 
 asio::awaitable<error_code> ServerStreamAdapter::flush() { co_return error_code{}; }
 
-ClientStreamAdapter::ClientStreamAdapter(Http2Pool& pool, std::string key, ConnectFn connect)
-    : pool_(pool), key_(std::move(key)), connect_(std::move(connect)) {}
+ClientStreamAdapter::ClientStreamAdapter(Http2Pool& pool, std::string key, ConnectFn connect,
+                                         uint32_t max_requests_per_connection)
+    : pool_(pool),
+      key_(std::move(key)),
+      connect_(std::move(connect)),
+      max_requests_per_connection_(max_requests_per_connection) {}
 
 ClientStreamAdapter::~ClientStreamAdapter() { finish(false); }
 
 asio::awaitable<error_code> ClientStreamAdapter::send_head(const http::RequestHead& head, bool end_stream) {
-    auto r = co_await pool_.open_stream(key_, head, end_stream, connect_);
+    auto r = co_await pool_.open_stream(key_, head, end_stream, connect_, max_requests_per_connection_);
     if (!r) co_return r.error();
     s_ = std::move(*r);
     co_return error_code{};

@@ -40,7 +40,9 @@ class ClientStreamAdapter final : public http::ClientStream {
 public:
     // The stream opens on send_head(), on a connection of `pool` for `key` (made by `connect`
     // when none has room).
-    ClientStreamAdapter(Http2Pool& pool, std::string key, ConnectFn connect);
+    // max_requests_per_connection: see Http2Pool::open_stream (0: no limit).
+    ClientStreamAdapter(Http2Pool& pool, std::string key, ConnectFn connect,
+                        uint32_t max_requests_per_connection = 0);
     ~ClientStreamAdapter() override;
 
     http::Protocol protocol() const noexcept override { return http::Protocol::http2; }
@@ -61,6 +63,7 @@ private:
     Http2Pool& pool_;
     std::string key_;
     ConnectFn connect_;
+    uint32_t max_requests_per_connection_ = 0;
     std::shared_ptr<http2::ClientStream> s_;
     BodyEvent event_;
     bool ended_ = false;

@@ -140,7 +140,7 @@ asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(const Upstrea
             co_return r;
         };
         co_return std::make_unique<http2::ClientStreamAdapter>(*ctx.h2pool, target.pool_key() + "|h2",
-                                                               std::move(connect));
+                                                               std::move(connect), max_requests_per_connection);
     }
     std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
     if (conn) {

@@ -178,8 +178,7 @@ spec:
 ---
 # New mTLS connections to ca-server all the time, so the CA test sees handshakes made with the
 # certificate of the moment (the old one while the CA is down, the renewed one after). HTTP/1.1,
-# because the HTTP/2 pool ignores maxRequestsPerConnection (open_upstream in
-# proxy/request/upstream.cc gives it to the HTTP/1.1 client stream only).
+# so that each connection's requests are few and sequential.
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: caweb, namespace: default}}

@@ -452,6 +452,58 @@ TEST_CASE("Http2Pool multiplexes, opens connections as streams need room, bounds
     CHECK(stats->goaway_received == 3);
 }
 
+TEST_CASE("Http2Pool: maxRequestsPerConnection drains a connection after that many requests") {
+    asio::io_context io;
+    Gate answer(io.get_executor());
+    Listener server(io, [&](std::shared_ptr<ServerStream> s) -> asio::awaitable<void> {
+        co_await read_all(*s);
+        if (s->head().path == "/held") co_await answer.wait();
+        co_await s->write_head({}, true);
+    });
+    auto stats = std::make_shared<Http2Stats>();
+    Http2Pool pool(io.get_executor(), Http2Limits{}, stats);
+    int connects = 0;
+    ConnectFn connect = [&]() -> asio::awaitable<ConnectResult> {
+        ++connects;
+        auto socket = co_await connect_socket(server.port());
+        co_return ConnectResult{{}, make_byte_stream(std::move(socket))};
+    };
+    run(io, [&]() -> asio::awaitable<void> {
+        // Five sequential requests, at most two per connection: three connections.
+        for (int i = 0; i < 5; ++i) {
+            auto s = co_await pool.open_stream("svc", make_request("GET", "/x"), true, connect, 2);
+            REQUIRE(s);
+            auto h = co_await (*s)->read_head();
+            REQUIRE(h.has_value());
+        }
+        CHECK(connects == 3);
+        // A drained connection's streams still complete: the second request on a connection is
+        // held while a third goes to a new one.
+        auto first = co_await pool.open_stream("svc2", make_request("GET", "/x"), true, connect, 2);
+        REQUIRE(first);
+        { auto h = co_await (*first)->read_head(); REQUIRE(h.has_value()); }
+        auto held = co_await pool.open_stream("svc2", make_request("GET", "/held"), true, connect, 2);
+        REQUIRE(held);
+        auto next = co_await pool.open_stream("svc2", make_request("GET", "/x"), true, connect, 2);
+        REQUIRE(next);
+        { auto h = co_await (*next)->read_head(); REQUIRE(h.has_value()); }
+        CHECK(connects == 5);
+        answer.release();
+        auto h = co_await (*held)->read_head();
+        CHECK(h.has_value());
+        // Without a limit, one connection carries them all.
+        for (int i = 0; i < 5; ++i) {
+            auto s = co_await pool.open_stream("svc3", make_request("GET", "/x"), true, connect);
+            REQUIRE(s);
+            auto r = co_await (*s)->read_head();
+            REQUIRE(r.has_value());
+        }
+        CHECK(connects == 6);
+        pool.shutdown();
+    }());
+    CHECK(stats->pool_connections_drained == 3);
+}
+
 TEST_CASE("Http2Pool: a burst on a cold pool waits for the connection being made, then for stream slots") {
     asio::io_context io;
     Http2Limits server_limits;
