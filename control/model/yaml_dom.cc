@@ -89,7 +89,7 @@ Node field(const Node& node, std::initializer_list<std::string_view> path) {
 class Builder {
   public:
     Builder(std::string_view text, const YamlLimits& limits)
-        : text_(text), limits_(limits), ascii_(is_ascii(text)) {}
+        : text_(text), tally_(limits), ascii_(is_ascii(text)) {}
 
     Document build() {
         yaml_parser_t parser;
@@ -114,19 +114,14 @@ class Builder {
     }
 
   private:
-    struct Size {
-        uint64_t nodes = 0;
-        uint64_t bytes = 0;
-    };
     struct Anchor {
         const NodeData* node = nullptr;
-        Size size;
+        detail::ExpansionTally::Size size;
         bool closed = false;
     };
     struct Open {
         NodeData* node;
         std::string anchor;
-        Size size;
         std::vector<const NodeData*> children;
     };
 
@@ -191,17 +186,7 @@ class Builder {
                 if (it == anchors_.end()) {
                     throw YAML::ParserException(mark, "the referenced anchor is not defined");
                 }
-                if (!it->second.closed) {
-                    throw YamlLimitError(mark, "alias refers to a node that contains it (a cycle)");
-                }
-                const Size s = it->second.size;
-                if (s.nodes > limits_.max_alias_nodes) {
-                    throw YamlLimitError(mark, "alias expands to " + std::to_string(s.nodes) +
-                                                   " nodes, more than the limit of " +
-                                                   std::to_string(limits_.max_alias_nodes) +
-                                                   " nodes per alias expansion");
-                }
-                add(mark, s);
+                tally_.alias(mark, it->second.closed ? &it->second.size : nullptr);
                 attach(it->second.node);
                 return false;
             }
@@ -214,9 +199,8 @@ class Builder {
                 n.kind = plain && !s.tag && is_null_text(n.scalar) ? Kind::null : Kind::scalar;
                 if (n.kind == Kind::null) n.scalar.clear();
                 n.tag = tag_of(s.tag, plain);
-                const Size size{1, s.length};
+                const auto size = tally_.leaf(n.mark, s.length);
                 if (s.anchor) anchors_[anchor_of(s.anchor)] = {&n, size, true};
-                add(n.mark, size);
                 attach(&n);
                 return false;
             }
@@ -232,8 +216,8 @@ class Builder {
                 n.tag = tag_of(tag, true);
                 std::string name = anchor_of(anchor);
                 if (anchor) anchors_[name] = {&n, {}, false};  // open: an alias to it is a cycle
-                add(n.mark, {1, 0});  // the collection's own node, in its parent and the document
-                open_.push_back({&n, std::move(name), {}, {}});
+                tally_.open(n.mark);
+                open_.push_back({&n, std::move(name), {}});
                 return false;
             }
             case YAML_SEQUENCE_END_EVENT:
@@ -242,13 +226,8 @@ class Builder {
                 Open done = std::move(open_.back());
                 open_.pop_back();
                 done.node->children.assign(done.children.begin(), done.children.end());
-                if (!done.anchor.empty()) {
-                    anchors_[done.anchor] = {done.node, {done.size.nodes + 1, done.size.bytes}, true};
-                }
-                if (!open_.empty()) {
-                    open_.back().size.nodes += done.size.nodes;
-                    open_.back().size.bytes += done.size.bytes;
-                }
+                const auto size = tally_.close();
+                if (!done.anchor.empty()) anchors_[done.anchor] = {done.node, size, true};
                 attach(done.node);
                 return false;
             }
@@ -264,34 +243,13 @@ class Builder {
         }
     }
 
-    // `s` more nodes and bytes in the innermost open collection and in the document.
-    void add(const YAML::Mark& mark, Size s) {
-        total_.nodes += s.nodes;
-        total_.bytes += s.bytes;
-        if (total_.nodes > limits_.max_expanded_nodes) {
-            throw YamlLimitError(mark, "document expands to more than " +
-                                           std::to_string(limits_.max_expanded_nodes) +
-                                           " nodes (aliases expanded), the limit");
-        }
-        if (total_.bytes > limits_.max_expanded_bytes) {
-            throw YamlLimitError(mark, "document expands to more than " +
-                                           std::to_string(limits_.max_expanded_bytes) +
-                                           " bytes (aliases expanded), the limit");
-        }
-        if (!open_.empty()) {
-            open_.back().size.nodes += s.nodes;
-            open_.back().size.bytes += s.bytes;
-        }
-    }
-
     std::string_view text_;
-    const YamlLimits& limits_;
+    detail::ExpansionTally tally_;
     bool ascii_;
     std::size_t char_at_ = 0, byte_at_ = 0;
     Document doc_;
     std::unordered_map<std::string, Anchor> anchors_;
     std::vector<Open> open_;
-    Size total_;
 };
 
 Document parse(std::string_view text, const YamlLimits& limits) {

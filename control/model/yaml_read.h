@@ -118,79 +118,52 @@ class YamlLimitError : public YAML::ParserException {
 
 namespace detail {
 
-// Counts a document's nodes and scalar bytes from the parser's events, as if every alias were
-// replaced by a copy of its anchored node; never builds the nodes themselves.
-class ExpansionCounter final : public YAML::EventHandler {
+// The arithmetic of YamlLimits, shared by the two YAML readers (yaml-cpp's events below, libyaml's
+// in yaml_dom.cc): nodes and scalar bytes of the document and of each collection still open, as
+// if every alias were a copy of its anchored node; throws YamlLimitError past a limit.
+class ExpansionTally {
   public:
-    explicit ExpansionCounter(const YamlLimits& limits) : limits_(limits) {}
-
-    void OnDocumentStart(const YAML::Mark&) override {}
-    void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 0); }
-    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                  const std::string& value) override {
-        leaf(mark, anchor, value.size());
-    }
-    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-        if (anchor >= anchors_.size() || !anchors_[anchor].closed) {
-            throw YamlLimitError(mark, "alias refers to a node that contains it (a cycle)");
-        }
-        const Size s = anchors_[anchor].size;
-        if (s.nodes > limits_.max_alias_nodes) {
-            throw YamlLimitError(mark, "alias expands to " + std::to_string(s.nodes) +
-                                           " nodes, more than the limit of " +
-                                           std::to_string(limits_.max_alias_nodes) +
-                                           " nodes per alias expansion");
-        }
-        add(mark, s);
-    }
-    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                         YAML::EmitterStyle::value) override {
-        open(mark, anchor);
-    }
-    void OnSequenceEnd() override { close(); }
-    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                    YAML::EmitterStyle::value) override {
-        open(mark, anchor);
-    }
-    void OnMapEnd() override { close(); }
-
-  private:
     struct Size {
         uint64_t nodes = 0;
         uint64_t bytes = 0;
     };
-    struct Anchor {
-        Size size;
-        bool closed = false;
-    };
-    struct Open {
-        YAML::anchor_t anchor;
-        Size size;
-    };
 
-    void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, uint64_t bytes) {
-        const Size s{1, bytes};
-        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {s, true};
-        add(mark, s);
+    explicit ExpansionTally(const YamlLimits& limits) : limits_(limits) {}
+
+    // A scalar or null; its size (for its anchor).
+    Size leaf(const YAML::Mark& mark, uint64_t bytes) {
+        add(mark, {1, bytes});
+        return {1, bytes};
     }
-    void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
-        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {};  // open: aliases to it are cycles
-        add(mark, {1, 0});  // the collection's own node, in its parent and the document
-        open_.push_back({anchor, {}});
+    // A collection starts: its own node counts in its parent and in the document.
+    void open(const YAML::Mark& mark) {
+        add(mark, {1, 0});
+        open_.push_back({});
     }
-    void close() {
-        if (open_.empty()) return;
-        const Open done = open_.back();  // its children; its own node went to the parent already
+    // The innermost collection ends; its size with its own node (for its anchor).
+    Size close() {
+        if (open_.empty()) return {};
+        const Size done = open_.back();
         open_.pop_back();
-        if (done.anchor != YAML::NullAnchor) {
-            anchor_at(done.anchor) = {{done.size.nodes + 1, done.size.bytes}, true};
-        }
         if (!open_.empty()) {
-            open_.back().size.nodes += done.size.nodes;
-            open_.back().size.bytes += done.size.bytes;
+            open_.back().nodes += done.nodes;
+            open_.back().bytes += done.bytes;
         }
+        return {done.nodes + 1, done.bytes};
     }
+    // An alias to a node of size `anchored`; null when that node is still open (a cycle).
+    void alias(const YAML::Mark& mark, const Size* anchored) {
+        if (!anchored) throw YamlLimitError(mark, "alias refers to a node that contains it (a cycle)");
+        if (anchored->nodes > limits_.max_alias_nodes) {
+            throw YamlLimitError(mark, "alias expands to " + std::to_string(anchored->nodes) +
+                                           " nodes, more than the limit of " +
+                                           std::to_string(limits_.max_alias_nodes) +
+                                           " nodes per alias expansion");
+        }
+        add(mark, *anchored);
+    }
+
+  private:
     // `s` more nodes and bytes in the innermost open collection and in the document.
     void add(const YAML::Mark& mark, Size s) {
         total_.nodes += s.nodes;
@@ -206,19 +179,74 @@ class ExpansionCounter final : public YAML::EventHandler {
                                            " bytes (aliases expanded), the limit");
         }
         if (!open_.empty()) {
-            open_.back().size.nodes += s.nodes;
-            open_.back().size.bytes += s.bytes;
+            open_.back().nodes += s.nodes;
+            open_.back().bytes += s.bytes;
         }
+    }
+
+    const YamlLimits& limits_;
+    std::vector<Size> open_;
+    Size total_;
+};
+
+// Counts a document's nodes and scalar bytes from yaml-cpp's parser events, as if every alias
+// were replaced by a copy of its anchored node; never builds the nodes themselves.
+class ExpansionCounter final : public YAML::EventHandler {
+  public:
+    explicit ExpansionCounter(const YamlLimits& limits) : tally_(limits) {}
+
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 0); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  const std::string& value) override {
+        leaf(mark, anchor, value.size());
+    }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        const bool closed = anchor < anchors_.size() && anchors_[anchor].closed;
+        tally_.alias(mark, closed ? &anchors_[anchor].size : nullptr);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                         YAML::EmitterStyle::value) override {
+        open(mark, anchor);
+    }
+    void OnSequenceEnd() override { close(); }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                    YAML::EmitterStyle::value) override {
+        open(mark, anchor);
+    }
+    void OnMapEnd() override { close(); }
+
+  private:
+    struct Anchor {
+        ExpansionTally::Size size;
+        bool closed = false;
+    };
+
+    void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, uint64_t bytes) {
+        const auto s = tally_.leaf(mark, bytes);
+        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {s, true};
+    }
+    void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {};  // open: aliases to it are cycles
+        tally_.open(mark);
+        open_anchors_.push_back(anchor);
+    }
+    void close() {
+        if (open_anchors_.empty()) return;
+        const YAML::anchor_t anchor = open_anchors_.back();
+        open_anchors_.pop_back();
+        const auto s = tally_.close();
+        if (anchor != YAML::NullAnchor) anchor_at(anchor) = {s, true};
     }
     Anchor& anchor_at(YAML::anchor_t anchor) {
         if (anchor >= anchors_.size()) anchors_.resize(anchor + 1);
         return anchors_[anchor];
     }
 
-    const YamlLimits& limits_;
+    ExpansionTally tally_;
     std::vector<Anchor> anchors_;  // by yaml-cpp's anchor id, 1, 2, ... in order of appearance
-    std::vector<Open> open_;
-    Size total_;
+    std::vector<YAML::anchor_t> open_anchors_;
 };
 
 }  // namespace detail
