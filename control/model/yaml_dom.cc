@@ -1,5 +1,5 @@
-// yaml::Document from libyaml's events (Builder), or from a yaml-cpp tree where libyaml refuses the text
-// (Copier); the Node accessors.
+// yaml::Document from libyaml's events (Builder), or from a yaml-cpp tree where libyaml refuses
+// the text (Copier); the Node accessors.
 #include "control/model/yaml_dom.h"
 
 #include <yaml-cpp/yaml.h>
