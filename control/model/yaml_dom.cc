@@ -36,13 +36,27 @@ const NodeData& empty_map_data() {
 
 }  // namespace
 
-bool Node::IsNull() const { return d_ && d_->kind == Kind::null; }
-bool Node::IsScalar() const { return d_ && d_->kind == Kind::scalar; }
-bool Node::IsSequence() const { return d_ && d_->kind == Kind::sequence; }
-bool Node::IsMap() const { return d_ && d_->kind == Kind::map; }
-const std::string& Node::Scalar() const { return IsScalar() ? d_->scalar : kEmpty; }
-const std::string& Node::Tag() const { return d_ && d_->tag ? *d_->tag : kEmpty; }
-YAML::Mark Node::Mark() const { return d_ ? d_->mark : YAML::Mark::null_mark(); }
+bool Node::IsNull() const {
+    return d_ && d_->kind == Kind::null;
+}
+bool Node::IsScalar() const {
+    return d_ && d_->kind == Kind::scalar;
+}
+bool Node::IsSequence() const {
+    return d_ && d_->kind == Kind::sequence;
+}
+bool Node::IsMap() const {
+    return d_ && d_->kind == Kind::map;
+}
+const std::string& Node::Scalar() const {
+    return IsScalar() ? d_->scalar : kEmpty;
+}
+const std::string& Node::Tag() const {
+    return d_ && d_->tag ? *d_->tag : kEmpty;
+}
+YAML::Mark Node::Mark() const {
+    return d_ ? d_->mark : YAML::Mark::null_mark();
+}
 
 std::size_t Node::size() const {
     if (IsSequence()) return d_->children.size();
@@ -69,7 +83,9 @@ Node::IterValue Node::iterator::operator*() const {
     return IterValue(n.item(i_).data());
 }
 
-Node Node::empty_map() { return Node(&empty_map_data()); }
+Node Node::empty_map() {
+    return Node(&empty_map_data());
+}
 
 Node field(const Node& node, std::string_view key) {
     if (!node.IsMap()) return {};
@@ -271,8 +287,9 @@ class Copier {
         NodeData& n = doc_.nodes_.emplace_back();
         n.mark = y.Mark();
         const std::string& tag = y.Tag();
-        n.tag = tag == "?" || tag.empty() ? &kPlainTag : tag == "!" ? &kQuotedTag
-                                                                    : &doc_.tags_.emplace_back(tag);
+        n.tag = tag == "?" || tag.empty() ? &kPlainTag
+                : tag == "!"              ? &kQuotedTag
+                                          : &doc_.tags_.emplace_back(tag);
         switch (y.Type()) {
             case YAML::NodeType::Scalar:
                 n.kind = Kind::scalar;

@@ -100,8 +100,12 @@ class Node::iterator {
     const NodeData* d_;
     std::size_t i_;
 };
-inline Node::iterator Node::begin() const { return {d_, 0}; }
-inline Node::iterator Node::end() const { return {d_, size()}; }
+inline Node::iterator Node::begin() const {
+    return {d_, 0};
+}
+inline Node::iterator Node::end() const {
+    return {d_, size()};
+}
 
 struct NodeData {
     enum class Kind : uint8_t { null, scalar, sequence, map };
@@ -152,8 +156,14 @@ Document load(const std::string& text, const YamlLimits& limits = {});
 // The value of `key` in a mapping, undefined when absent or not a mapping.
 Node field(const Node& node, std::string_view key);
 Node field(const Node& node, std::initializer_list<std::string_view> path);
-inline Node item(const Node& node, std::size_t index) { return node.item(index); }
-inline std::string scalar_text(const Node& node) { return node.Scalar(); }
-inline YAML::Mark mark_of(const Node& node) { return node.Mark(); }
+inline Node item(const Node& node, std::size_t index) {
+    return node.item(index);
+}
+inline std::string scalar_text(const Node& node) {
+    return node.Scalar();
+}
+inline YAML::Mark mark_of(const Node& node) {
+    return node.Mark();
+}
 
 }  // namespace remora::control::model::yaml

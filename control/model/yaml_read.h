@@ -153,7 +153,9 @@ class ExpansionTally {
     }
     // An alias to a node of size `anchored`; null when that node is still open (a cycle).
     void alias(const YAML::Mark& mark, const Size* anchored) {
-        if (!anchored) throw YamlLimitError(mark, "alias refers to a node that contains it (a cycle)");
+        if (!anchored) {
+            throw YamlLimitError(mark, "alias refers to a node that contains it (a cycle)");
+        }
         if (anchored->nodes > limits_.max_alias_nodes) {
             throw YamlLimitError(mark, "alias expands to " + std::to_string(anchored->nodes) +
                                            " nodes, more than the limit of " +

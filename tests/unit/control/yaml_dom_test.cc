@@ -18,7 +18,11 @@ using namespace remora::control::model;
 namespace {
 
 const char* kind_name(const yaml::Node& n) {
-    return n.IsMap() ? "map" : n.IsSequence() ? "seq" : n.IsScalar() ? "scalar" : n.IsNull() ? "null" : "undefined";
+    return n.IsMap()        ? "map"
+           : n.IsSequence() ? "seq"
+           : n.IsScalar()   ? "scalar"
+           : n.IsNull()     ? "null"
+                            : "undefined";
 }
 
 // The first difference between two trees, or "".
@@ -31,14 +35,17 @@ std::string diff(const yaml::Node& a, const yaml::Node& b, const std::string& at
     // A null written as nothing (`key:`) has no text to start at; its mark may differ.
     if (!a.IsNull() && (a.Mark().line != b.Mark().line || a.Mark().column != b.Mark().column ||
                         a.Mark().pos != b.Mark().pos)) {
-        return at + ": mark " + std::to_string(a.Mark().line) + ":" + std::to_string(a.Mark().column) +
-               "@" + std::to_string(a.Mark().pos) + " vs " + std::to_string(b.Mark().line) + ":" +
-               std::to_string(b.Mark().column) + "@" + std::to_string(b.Mark().pos);
+        return at + ": mark " + std::to_string(a.Mark().line) + ":" +
+               std::to_string(a.Mark().column) + "@" + std::to_string(a.Mark().pos) + " vs " +
+               std::to_string(b.Mark().line) + ":" + std::to_string(b.Mark().column) + "@" +
+               std::to_string(b.Mark().pos);
     }
-    if (a.size() != b.size()) return at + ": size " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
+    if (a.size() != b.size())
+        return at + ": size " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
     for (std::size_t i = 0; i < a.size(); ++i) {
         if (a.IsSequence()) {
-            if (auto d = diff(a.item(i), b.item(i), at + "[" + std::to_string(i) + "]"); !d.empty()) return d;
+            if (auto d = diff(a.item(i), b.item(i), at + "[" + std::to_string(i) + "]"); !d.empty())
+                return d;
         } else {
             auto [ka, va] = a.entry(i);
             auto [kb, vb] = b.entry(i);
@@ -140,7 +147,8 @@ TEST_CASE("yaml::parse bounds aliases as load_document does, with the same messa
     CHECK_THROWS_AS(yaml::parse("x: *nowhere\n"), YAML::ParserException);
 }
 
-TEST_CASE("a syntax error names where; what libyaml refuses and Kubernetes reads goes to yaml-cpp") {
+TEST_CASE(
+    "a syntax error names where; what libyaml refuses and Kubernetes reads goes to yaml-cpp") {
     try {
         yaml::parse("a: [1, 2\nb: 3\n");
         FAIL("no error");
