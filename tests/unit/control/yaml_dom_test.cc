@@ -9,7 +9,12 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control/model/model.h"
 #include "control/model/yaml_dom.h"
 #include "control/model/yaml_read.h"
 
@@ -189,4 +194,41 @@ TEST_CASE("undefined nodes answer everything safely") {
     CHECK(yaml::Node::empty_map().size() == 0);
     yaml::Document scalar = yaml::parse("just text\n");
     CHECK(!field(scalar.root(), "x").IsDefined());
+}
+
+TEST_CASE(
+    "load_path reads a file whole, and a pipe too (one read, or the stream when unseekable)") {
+    namespace fs = std::filesystem;
+    const fs::path dir =
+        fs::temp_directory_path() / ("remora-yaml-dom-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string doc =
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se}\n"
+        "spec:\n  hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+        "  resolution: DNS\n";
+    {
+        std::ofstream(dir / "se.yaml") << doc << "---\n" << doc;  // the same name twice: an error
+    }
+    Config file;
+    load_path(file, dir / "se.yaml");
+    CHECK(file.service_entries.size() == 1);
+    // The redefinition is reported at the second document's apiVersion value, line 9 of the file.
+    REQUIRE(!file.diagnostics.empty());
+    CAPTURE(file.diagnostics.back().str());
+    CHECK(file.diagnostics.back().str().starts_with((dir / "se.yaml").string() + ":9:13: "));
+
+    const fs::path fifo = dir / "pipe.yaml";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::thread writer([&] { std::ofstream(fifo) << doc; });
+    Config piped;
+    load_path(piped, fifo);
+    writer.join();
+    CHECK(piped.errors().empty());
+    CHECK(piped.service_entries.size() == 1);
+
+    Config missing;
+    load_path(missing, dir / "absent.yaml");
+    REQUIRE(missing.errors().size() == 1);
+    CHECK(missing.errors()[0]->str().find("cannot read file") != std::string::npos);
+    fs::remove_all(dir);
 }
