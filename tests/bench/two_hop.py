@@ -196,7 +196,7 @@ def server_pids(procs):
 
 def ensure_tools(paths):
     needed = ["h2load", "nginx"]  # nginx is always the app
-    if "haproxy" in paths:
+    if any(p.startswith("haproxy") for p in paths):  # haproxy and haproxy-h2
         needed.append("haproxy")
     missing = [t for t in needed if shutil.which(t) is None]
     if not missing:
