@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "proxy/registry/registry.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/upstream/pool.h"
 
@@ -64,9 +63,8 @@ struct ProxyConfig {
     std::map<uint32_t, MtlsMode> inbound_port_modes;
     // AuthorizationPolicy for inbound requests, compiled once; null when none applies.
     std::shared_ptr<const authz::Engine> authz;
-    std::shared_ptr<const Registry> registry;  // null in explicit mode
-    // Istio routing (VirtualService, DestinationRule): when set, outbound requests follow it and
-    // `registry` is not consulted.
+    // Istio routing (ServiceEntry, VirtualService, DestinationRule, ...): translated from
+    // --registry/--config or received from remora-control; null in explicit mode.
     std::shared_ptr<const RouteTable> routes;
     // Explicit mode.
     std::optional<UpstreamTarget> upstream;

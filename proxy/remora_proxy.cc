@@ -369,32 +369,6 @@ struct Proxy {
                                              {"rejections", st.rejections},
                                              {"failures", st.failures}};
         }
-        json::array services;
-        if (cfg->registry) {
-            for (const Service& s : cfg->registry->services()) {
-                json::object j;
-                j["name"] = s.name;
-                j["namespace"] = s.ns;
-                json::array hosts, addrs, ports, eps;
-                for (auto& h : s.hosts) hosts.emplace_back(h);
-                for (auto& a : s.addresses) addrs.emplace_back(a.to_string());
-                for (auto& p : s.ports) {
-                    ports.push_back(json::object{{"number", p.number}, {"name", p.name}, {"protocol", p.protocol}});
-                }
-                for (auto& e : s.endpoints) {
-                    auto id = e.spiffe_id(cfg->trust_domain);
-                    eps.push_back(json::object{{"address", e.address.to_string()},
-                                               {"in_mesh", e.in_mesh()},
-                                               {"identity", id ? json::value(*id) : json::value(nullptr)}});
-                }
-                j["hosts"] = std::move(hosts);
-                j["addresses"] = std::move(addrs);
-                j["ports"] = std::move(ports);
-                j["endpoints"] = std::move(eps);
-                services.push_back(std::move(j));
-            }
-        }
-        o["services"] = std::move(services);
         if (cfg->routes) {
             const auto& snap = cfg->routes->snapshot();
             json::array vhs, clusters;
@@ -503,11 +477,13 @@ struct Proxy {
 // The snapshot's inbound policy: PeerAuthentication picks the inbound mode, per port with
 // portLevelMtls, unless --mtls-mode said otherwise; AuthorizationPolicy is compiled here, once per
 // snapshot. Throws std::invalid_argument when a policy cannot be compiled.
-void apply_inbound_policy(ProxyConfig& cfg, const snapshot::Snapshot& snap, bool mode_flag_given) {
+void apply_inbound_policy(ProxyConfig& cfg, const snapshot::Snapshot& snap, bool mode_flag_given,
+                          MtlsMode fallback = MtlsMode::permissive) {
     const snapshot::InboundPolicy& in = snap.inbound;
     cfg.authz = in.authz.empty() ? nullptr : std::make_shared<const authz::Engine>(in.authz);
     if (mode_flag_given) return;
-    cfg.inbound_mode = mtls_mode_of(in.mtls_mode).value_or(MtlsMode::permissive);
+    cfg.inbound_mode = in.peer_authentications.empty() ? fallback
+                                                       : mtls_mode_of(in.mtls_mode).value_or(MtlsMode::permissive);
     cfg.inbound_port_modes.clear();
     for (const auto& [port, m] : in.port_mtls) {
         if (auto pm = mtls_mode_of(m)) cfg.inbound_port_modes[port] = *pm;
@@ -552,19 +528,30 @@ class LargePagesWhileLoading {
 };
 
 // --config: Istio YAML translated for this workload, as remora-control would, into a route table.
-std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Args& args,
-                                              const ProxyConfig& cfg, const MeshConfig& mesh) {
+// The route table of a static proxy: the Istio YAML of --registry (the mesh's ServiceEntries and
+// WorkloadEntries) and of --config (any kinds), read into one model and translated for this
+// workload as remora-control would. Both flags are inputs to the same translation: a --registry
+// file is a --config file that, by convention, holds the service registry.
+std::shared_ptr<const RouteTable> load_routes(const std::vector<std::pair<std::string, std::string>>& inputs,
+                                              const Args& args, const ProxyConfig& cfg, const MeshConfig& mesh) {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
-    LargePagesWhileLoading large_pages(path);
+    std::string names;
+    for (const auto& [flag, path] : inputs) names += (names.empty() ? "" : ", ") + flag + " " + path;
     control::model::Config istio;
-    control::model::load_path(istio, path);
+    {
+        std::optional<LargePagesWhileLoading> large_pages;
+        for (const auto& [flag, path] : inputs) {
+            if (!large_pages && path == inputs.back().second) large_pages.emplace(path);
+            control::model::load_path(istio, path);
+        }
+    }
     const auto t1 = Clock::now();
     for (const auto* w : istio.warnings()) common::log_line("remora-proxy", w->str());
     if (istio.has_errors()) {
         std::string all;
         for (const auto* e : istio.errors()) all += "\n  " + e->str();
-        throw std::runtime_error("--config " + path + ": invalid Istio configuration:" + all);
+        throw std::runtime_error(names + ": invalid Istio configuration:" + all);
     }
     control::translate::WorkloadRef w;
     w.ns = cfg.ns;
@@ -582,14 +569,14 @@ std::shared_ptr<const RouteTable> load_routes(const std::string& path, const Arg
     auto snap = control::translate::translate(istio, w, o);
     istio = {};  // before the table: its memory is reused for the table's instead of faulted in
     const auto t2 = Clock::now();
-    for (const std::string& n : snap.notes) common::log_line("remora-proxy", path + ": " + n);
+    for (const std::string& n : snap.notes) common::log_line("remora-proxy", names + ": " + n);
     const std::size_t hosts = snap.virtual_hosts.size(), clusters = snap.clusters.size();
     auto table = std::make_shared<const RouteTable>(std::move(snap));
     const auto t3 = Clock::now();
     auto ms = [](Clock::duration d) {
         return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
     };
-    common::log_line("remora-proxy", path + ": " + std::to_string(hosts) + " virtual host(s), " +
+    common::log_line("remora-proxy", names + ": " + std::to_string(hosts) + " virtual host(s), " +
                                          std::to_string(clusters) + " cluster(s) (read " + ms(t1 - t0) +
                                          " ms, translated " + ms(t2 - t1) + " ms, route table " +
                                          ms(t3 - t2) + " ms)");
@@ -776,17 +763,20 @@ int run(const std::vector<std::string>& argv) {
         if (!(s > 0) || s > 3600) throw UsageError("--protocol-detection-timeout must be seconds in (0, 3600]");
         cfg->limits.protocol_detection_timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
     }
-    if (auto r = args.get("registry")) {
-        cfg->registry = std::make_shared<const Registry>(Registry::load_file(*r));
-        for (const std::string& note : cfg->registry->notes()) common::log_line("remora-proxy", *r + ": " + note);
-    }
-
-    if (auto path = args.get("config")) {
-        cfg->routes = load_routes(*path, args, *cfg, mesh);
-        try {
-            apply_inbound_policy(*cfg, cfg->routes->snapshot(), args.has("mtls-mode"));
-        } catch (const std::invalid_argument& e) {
-            throw std::runtime_error("--config " + *path + ": " + e.what());
+    {
+        std::vector<std::pair<std::string, std::string>> inputs;
+        if (auto r = args.get("registry")) inputs.emplace_back("--registry", *r);
+        if (auto c = args.get("config")) inputs.emplace_back("--config", *c);
+        if (!inputs.empty()) {
+            cfg->routes = load_routes(inputs, args, *cfg, mesh);
+            // Without --config the proxy keeps its historical STRICT default (a --registry proxy
+            // was always strict unless told otherwise); --config follows Istio's PERMISSIVE.
+            const MtlsMode fallback = args.has("config") ? MtlsMode::permissive : MtlsMode::strict;
+            try {
+                apply_inbound_policy(*cfg, cfg->routes->snapshot(), args.has("mtls-mode"), fallback);
+            } catch (const std::invalid_argument& e) {
+                throw std::runtime_error(inputs.back().first + " " + inputs.back().second + ": " + e.what());
+            }
         }
     }
     Proxy proxy;

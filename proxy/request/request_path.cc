@@ -308,7 +308,7 @@ asio::awaitable<bool> route(RequestState& st) {
     view.source_ip = std::string_view(st.info.remote).substr(0, st.info.remote.rfind(':'));
     RouteResult r = config.routes ? resolve_route(*config.routes, view, st.info.original_dst, st.ctx.balancer,
                                                   st.ctx.telemetry.rng())
-                                  : resolve_outbound(config, st.head.authority, st.info.original_dst, st.ctx.rr);
+                                  : RouteResult{std::nullopt, ProxyError::no_route};
     st.route = r.route;
     st.destination = r.destination;
     if (r.cluster) st.in_flight.start(r.cluster, r.endpoint);
@@ -362,17 +362,12 @@ asio::awaitable<bool> authorize(RequestState& st) {
     // The caller's identity, proven by its certificate; whatever it claimed is dropped.
     st.head.headers.remove("x-forwarded-client-cert");
     if (!info.xfcc.empty()) st.head.headers.set("x-forwarded-client-cert", info.xfcc);
-    // The service asked for: the registry's name for the Host when it knows it.
+    // The service asked for: the route table's name for the Host (else the address it was sent to).
     std::string_view host = st.rec.authority;
     host = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']' ? host.size() : host.rfind(':'));
-    const Service* svc = config.registry && !host.empty() ? config.registry->find_by_host(host, st.tcfg.self.ns) : nullptr;
     std::optional<ServiceNames> known;
-    if (!svc && config.routes) known = inbound_service(*config.routes, st.rec.authority, info.original_dst);
-    if (svc) {
-        st.rec.service_host = svc->hosts.empty() ? svc->name : svc->hosts.front();
-        st.rec.service_name = svc->name;
-        st.rec.service_ns = svc->ns;
-    } else if (known) {
+    if (config.routes) known = inbound_service(*config.routes, st.rec.authority, info.original_dst);
+    if (known) {
         // The snapshot's name for it (the FQDN), as Istio's destination reporter labels it.
         st.rec.service_host = std::move(known->host);
         st.rec.service_name = std::move(known->name);

@@ -36,15 +36,6 @@ Protocol declared_protocol_at(const ProxyConfig& config, const asio::ip::tcp::en
     if (config.routes) {
         if (const snapshot::VirtualHost* vh = config.routes->find_address(dst)) return declared_protocol(vh->protocol);
     }
-    if (config.registry) {
-        const Service* s = config.registry->find_by_address(dst.address(), dst.port());
-        if (!s) return Protocol::unknown;
-        // The port dialled: the service port (a VIP) or the endpoint port it maps to (a pod).
-        for (const ServicePort& p : s->ports) {
-            if (p.number == dst.port() || (p.target_port != 0 && p.target_port == dst.port()))
-                return declared_protocol(p.protocol);
-        }
-    }
     return Protocol::unknown;
 }
 

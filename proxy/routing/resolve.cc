@@ -1,57 +1,10 @@
-// Service and endpoint selection from the registry.
+// Outbound routing through the route table: virtual host, route, cluster, endpoint.
 #include "proxy/routing/resolve.h"
 
 namespace remora::proxy {
 
 bool is_mesh_destination(const ProxyConfig& config, const boost::asio::ip::tcp::endpoint& dst) {
-    if (config.routes) return config.routes->find_address(dst) != nullptr;
-    if (!config.registry) return false;
-    const Service* s = config.registry->find_by_address(dst.address(), dst.port());
-    return s != nullptr && s->location != "MESH_EXTERNAL";
-}
-
-RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
-                             const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
-                             RoundRobin& rr) {
-    if (config.upstream) return {config.upstream, ProxyError::none};
-    if (!config.registry) return {std::nullopt, ProxyError::no_route};
-
-    const Service* service = host.empty() ? nullptr : config.registry->find_by_host(host, config.ns);
-    if (!service && original_dst) {
-        service = config.registry->find_by_address(original_dst->address(), original_dst->port());
-    }
-    if (!service) return {std::nullopt, ProxyError::no_route};
-
-    // The service port: the one the app dialled, else the Host's port, else the only one.
-    const ServicePort* port = nullptr;
-    if (original_dst) port = service->find_port(original_dst->port());
-    if (!port) {
-        size_t colon = host.rfind(':');
-        if (colon != std::string_view::npos) {
-            uint32_t p = 0;
-            for (char c : host.substr(colon + 1)) p = p * 10 + static_cast<uint32_t>(c - '0');
-            port = service->find_port(p);
-        }
-    }
-    if (!port && service->ports.size() == 1) port = &service->ports.front();
-    if (!port) return {std::nullopt, ProxyError::no_route};
-    if (service->endpoints.empty()) return {std::nullopt, ProxyError::no_healthy_upstream};
-
-    std::string cluster = "outbound|" + std::to_string(port->number) + "||" +
-                          (service->hosts.empty() ? service->name : service->hosts.front());
-    size_t& next = rr[cluster];
-    const Endpoint& ep = service->endpoints[next++ % service->endpoints.size()];
-    UpstreamTarget t;
-    t.cluster = std::move(cluster);
-    t.address = {ep.address, static_cast<unsigned short>(service->endpoint_port(ep, *port))};
-    t.service_host = service->hosts.empty() ? service->name : service->hosts.front();
-    t.service_name = service->name;
-    t.service_ns = service->ns;
-    t.service_port = static_cast<uint16_t>(port->number);
-    t.mtls = ep.in_mesh();
-    if (t.mtls) t.expected_identity = ep.spiffe_id(config.trust_domain);
-    t.finalize();
-    return {std::move(t), ProxyError::none};
+    return config.routes && config.routes->find_address(dst) != nullptr;
 }
 
 RouteResult resolve_route(const RouteTable& routes, const RequestView& request,

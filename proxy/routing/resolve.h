@@ -1,6 +1,5 @@
-// Outbound routing for now: from a request's Host (and the connection's original destination) to
-// a service, and from the service to one endpoint, round robin. VirtualService routing replaces the
-// first step later; the result stays an UpstreamTarget.
+// Outbound routing: from a request's Host (and the connection's original destination) through the
+// route table (translated from --config/--registry or remora-control's snapshot) to one endpoint.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -8,7 +7,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "proxy/config.h"
 #include "proxy/request/error.h"
@@ -27,16 +25,9 @@ struct RouteResult {
     size_t endpoint = 0;
 };
 
-// Per-worker round-robin positions, by cluster name.
-using RoundRobin = std::unordered_map<std::string, size_t>;
-
 // Is this original destination a mesh service (VIP:port or endpoint:port)? Otherwise the
 // connection passes through untouched, as Istio's PassthroughCluster.
 bool is_mesh_destination(const ProxyConfig& config, const boost::asio::ip::tcp::endpoint& dst);
-
-RouteResult resolve_outbound(const ProxyConfig& config, std::string_view host,
-                             const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
-                             RoundRobin& rr);
 
 // With a route table: the virtual host by Host (else by the dialled address), the first matching
 // route, a weighted destination cluster, then one of its endpoints.

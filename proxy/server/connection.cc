@@ -140,28 +140,37 @@ private:
 template <class S>
 asio::awaitable<void> serve_http2(S stream, std::string prefix, Downstream& info, WorkerContext& ctx) {
     ctx.stats.inc(Counter::downstream_cx_http2);
-    auto live = std::make_shared<size_t>(0);
+    // Streams still being served; when the connection has ended, the last one to finish wakes
+    // the wait below (no polling).
+    struct Live {
+        size_t streams = 0;
+        asio::steady_timer* ended = nullptr;
+    };
+    auto live = std::make_shared<Live>();
     http2::ServerConnection conn(
         std::make_unique<PrefixedByteStream<S>>(std::move(stream), std::move(prefix)),
         [&info, &ctx, live, &conn](std::shared_ptr<http2::ServerStream> s) -> asio::awaitable<void> {
-            ++*live;
+            ++live->streams;
             // Draining: this stream is served, and GOAWAY tells the client to open its next
             // streams elsewhere (Envoy's drain sequence on a request; streams above it are refused
             // and retried by the client on a new connection).
             if (ctx.draining.load(std::memory_order_relaxed)) conn.goaway();
             struct Done {
-                std::shared_ptr<size_t> live;
-                ~Done() { --*live; }
+                std::shared_ptr<Live> live;
+                ~Done() {
+                    if (--live->streams == 0 && live->ended) live->ended->cancel();
+                }
             } done{live};
             http2::ServerStreamAdapter down(std::move(s));
             co_await serve_request(down, info, ctx);
         },
         ctx.h2limits, ctx.h2stats);
     co_await conn.run();
-    asio::steady_timer wait(co_await asio::this_coro::executor);
-    while (*live > 0) {
-        wait.expires_after(std::chrono::milliseconds(10));
-        co_await wait.async_wait(use_nothrow);
+    if (live->streams > 0) {
+        asio::steady_timer ended(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
+        live->ended = &ended;
+        while (live->streams > 0) co_await ended.async_wait(use_nothrow);
+        live->ended = nullptr;
     }
 }
 

@@ -35,7 +35,6 @@ struct WorkerContext {
     const std::atomic<bool>& draining;
     LogFn log;
     UpstreamPool pool;
-    RoundRobin rr;           // registry routing (--registry)
     WorkerBalancer balancer;  // route-table routing (--config)
     uint64_t next_connection_id = 1;
     uint32_t mirrors_in_flight = 0;  // fire-and-forget mirrored requests (kMaxMirrorsInFlight)

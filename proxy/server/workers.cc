@@ -63,7 +63,7 @@ asio::awaitable<void> timer_anchor() {
 Worker::Worker(const TlsStore& tls, const ConfigStore& config, const std::atomic<bool>& draining,
                LogFn log, std::shared_ptr<const TelemetryConfig> telemetry, uint64_t seed)
     : telemetry_(std::move(telemetry), seed),
-      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, RoundRobin{}, WorkerBalancer{}, 1, 0, std::make_shared<http2::Http2Stats>(), {}, nullptr, {}, std::nullopt} {
+      ctx_{tls, config, stats_, telemetry_, draining, std::move(log), UpstreamPool{}, WorkerBalancer{}, 1, 0, std::make_shared<http2::Http2Stats>(), {}, nullptr, {}, std::nullopt} {
     ctx_.pool.set_stats(&stats_);
     ctx_.h2pool = std::make_unique<http2::Http2Pool>(io_->get_executor(), ctx_.h2limits, ctx_.h2stats);
 }

@@ -300,12 +300,11 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
         slot.index = *i;
         ctx.balancer.started(*cluster, *i);
     } else {
-        RouteResult r = resolve_outbound(cfg, "", dst, ctx.rr);
-        if (!r.target) {
+        if (!cfg.upstream) {
             ctx.stats.inc(Counter::rq_flag_nr);
             co_return;
         }
-        target = std::move(*r.target);
+        target = *cfg.upstream;
     }
 
     std::unique_ptr<UpstreamConn> conn =

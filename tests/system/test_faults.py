@@ -837,9 +837,7 @@ def test_g_partitioned_endpoint(m):
 TESTS = [
     ("a_rolling_restart_subscribed_and_static_clients",
      test_a_rolling_restart_subscribed_and_static_clients),
-    # b_rolling_restart_registry_client is not run yet: a proxy on the static registry
-    # (--registry, no --config or control plane) forwards without Istio's default retries, so it
-    # loses the requests a restarting replica refuses (about 2 %). Known gap, noted on issue 12.
+    ("b_rolling_restart_registry_client", test_b_rolling_restart_registry_client),
     ("c_killed_app_default_retries_then_ejected", test_c_killed_app_default_retries_then_ejected),
     ("d_killed_app_without_retries_fails_only_in_flight",
      test_d_killed_app_without_retries_fails_only_in_flight),

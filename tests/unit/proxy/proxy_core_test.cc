@@ -7,6 +7,10 @@
 #include "proxy/identity/identity_agent.h"
 #include "proxy/routing/resolve.h"
 #include "proxy/stats/stats.h"
+#include "control/model/model.h"
+#include "control/translate/translate.h"
+
+#include <random>
 
 using namespace remora::proxy;
 using std::chrono::hours;
@@ -98,9 +102,15 @@ spec:
   workloadSelector: {labels: {app: nobody}}
 )";
 
+// A static proxy's --registry file goes through the same translation and route table as
+// --config and remora-control's snapshots (one way to route).
 ProxyConfig config_with_registry() {
+    remora::control::model::Config istio;
+    remora::control::model::load_yaml(istio, kRegistry, "mem.yaml");
+    for (const auto* e : istio.errors()) FAIL_CHECK(e->str());
+    remora::control::translate::WorkloadRef client{"default", "client", {{"app", "client"}}};
     ProxyConfig c;
-    c.registry = std::make_shared<const Registry>(Registry::parse(kRegistry, "mem.yaml"));
+    c.routes = std::make_shared<const RouteTable>(remora::control::translate::translate(istio, client, {}));
     return c;
 }
 
@@ -108,14 +118,27 @@ boost::asio::ip::tcp::endpoint ep(const char* ip, unsigned short port) {
     return {boost::asio::ip::make_address(ip), port};
 }
 
+struct Head final : RequestView {
+    explicit Head(std::string_view a) {
+        method = "GET";
+        path = "/";
+        authority = a;
+    }
+    std::optional<std::string_view> header(std::string_view) const override { return std::nullopt; }
+};
+
 }  // namespace
 
-TEST_CASE("outbound resolution: host, original destination, round robin, identity") {
+TEST_CASE("a --registry file routes by host and original destination, round robin, with identity") {
     ProxyConfig c = config_with_registry();
-    RoundRobin rr;
-    RouteResult first = resolve_outbound(c, "hello:8080", ep("198.19.0.10", 8080), rr);
+    WorkerBalancer balancer;
+    std::mt19937_64 rng(7);
+    auto resolve = [&](std::string_view host, boost::asio::ip::tcp::endpoint dst) {
+        return resolve_route(*c.routes, Head(host), dst, balancer, rng);
+    };
+    RouteResult first = resolve("hello:8080", ep("198.19.0.10", 8080));
     REQUIRE(first.target);
-    RouteResult second = resolve_outbound(c, "hello", ep("198.19.0.10", 8080), rr);
+    RouteResult second = resolve("hello", ep("198.19.0.10", 8080));
     REQUIRE(second.target);
     CHECK(first.target->address != second.target->address);
     CHECK(first.target->address.port() == 8080);
@@ -125,12 +148,14 @@ TEST_CASE("outbound resolution: host, original destination, round robin, identit
     CHECK(meshed.expected_identity == "spiffe://cluster.local/ns/default/sa/hello");
     CHECK_FALSE(plain.mtls);
     CHECK(first.target->cluster == "outbound|8080||hello.default.svc.cluster.local");
+    // The route carries Istio's default retries, as every sidecar's does.
+    REQUIRE(first.route);
+    CHECK(first.route->retries.attempts == 2);
 
     // An unknown Host still routes by where the app connected.
-    CHECK(resolve_outbound(c, "unknown.example", ep("198.19.0.10", 8080), rr).target);
-    CHECK(resolve_outbound(c, "unknown.example", ep("203.0.113.1", 80), rr).error == ProxyError::no_route);
-    CHECK(resolve_outbound(c, "empty", ep("198.19.0.11", 80), rr).error ==
-          ProxyError::no_healthy_upstream);
+    CHECK(resolve("unknown.example", ep("198.19.0.10", 8080)).target);
+    CHECK(resolve("unknown.example", ep("203.0.113.1", 80)).error == ProxyError::no_route);
+    CHECK(resolve("empty", ep("198.19.0.11", 80)).error == ProxyError::no_healthy_upstream);
 }
 
 TEST_CASE("only mesh services are proxied; everything else passes through") {
