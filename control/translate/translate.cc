@@ -674,6 +674,25 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
             } else {
                 vh.tcp_clusters.push_back({cluster_name(p.number, "", s.host), 100, {}, {}});
             }
+            // TLS the app originated: every tls[] route with a match block for this port (and this
+            // caller), in order, with the server names of those blocks.
+            for (size_t i = 0; vs && i < vs->tls.size(); ++i) {
+                const model::L4Route& tr = vs->tls[i];
+                snap::TlsRoute t;
+                for (const model::L4Match& m : tr.match) {
+                    if (m.port && m.port != p.number) continue;
+                    if (!m.source_labels.empty() && !selects(m.source_labels, w.labels)) continue;
+                    if (!m.source_namespace.empty() && m.source_namespace != w.ns) continue;
+                    t.sni_hosts.insert(t.sni_hosts.end(), m.sni_hosts.begin(), m.sni_hosts.end());
+                }
+                if (t.sni_hosts.empty()) continue;
+                for (const auto& rd : tr.route) {
+                    const uint32_t weight = tr.route.size() == 1 && rd.weight == 0 ? 100 : static_cast<uint32_t>(rd.weight);
+                    t.clusters.push_back({destination_cluster(rd.destination, vs->meta.ns), weight, {}, {}});
+                }
+                vh.tls_routes.push_back(std::move(t));
+            }
+            if (!vh.tls_routes.empty()) vh.tls_virtual_service = vs->meta.name + "." + vs->meta.ns;
             out.virtual_hosts.push_back(std::move(vh));
         }
     }

@@ -41,7 +41,11 @@ Protocol declared_protocol_at(const ProxyConfig& config, const asio::ip::tcp::en
 
 namespace {
 
-inline constexpr std::string_view kAlpnH2 = "\x02h2";
+// What a sidecar offers its peer over mTLS. "istio-h2" and "istio-http/1.1" mark the connection as
+// the mesh's (Istio's values), so that a PERMISSIVE peer tells it from an app's own TLS, which it
+// passes through; the peer then agrees to "h2", or to nothing (HTTP/1.1).
+inline constexpr std::string_view kAlpnH2 = "\x08istio-h2\x02h2";
+inline constexpr std::string_view kAlpnH1Mesh = "\x0eistio-http/1.1";
 
 // An upstream connection as the HTTP/2 codec's byte stream; it keeps the TLS context alive.
 class ConnByteStream final : public http2::ByteStream {
@@ -137,7 +141,8 @@ asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(const Upstrea
     if (conn) {
         ctx.stats.inc(Counter::upstream_cx_pool_hit);
     } else {
-        conn = co_await connect_upstream(target, limits, conn_id, ctx, {}, budget);
+        conn = co_await connect_upstream(target, limits, conn_id, ctx, target.mtls ? kAlpnH1Mesh : std::string_view{},
+                                         budget);
         if (!conn) co_return nullptr;
     }
     co_return std::make_unique<http1::ClientStream>(std::move(conn), ctx.pool, max_requests_per_connection,

@@ -97,6 +97,7 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
     for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
         for (const std::string& d : vh.domains) {
             by_domain_.emplace(lower(d), &vh);
+            if (d.size() > 1 && d[0] == '*') wildcard_domains_.emplace_back(lower(d.substr(1)), &vh);
             // Literal addresses with a port also serve the capture decision.
             boost::system::error_code ec;
             size_t colon = d.rfind(':');
@@ -131,6 +132,8 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
             compiled.push_back(std::move(cr));
         }
     }
+    std::stable_sort(wildcard_domains_.begin(), wildcard_domains_.end(),
+                     [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     // Only now that the table is good: state of clusters and endpoints gone from it is forgotten.
     states_->retain(names);
     for (const auto& [c, h] : health_) h->retain_endpoints();
@@ -139,8 +142,15 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
 RouteTable::~RouteTable() = default;
 
 const snap::VirtualHost* RouteTable::find_host(std::string_view host) const {
-    auto it = by_domain_.find(lower(host));
-    return it == by_domain_.end() ? nullptr : it->second;
+    std::string h = lower(host);
+    auto it = by_domain_.find(h);
+    if (it != by_domain_.end()) return it->second;
+    // A wildcard host ("*.example.com", "*.example.com:443"): the longest suffix that leaves at
+    // least one character before it, as Envoy matches virtual host domains.
+    for (const auto& [suffix, vh] : wildcard_domains_) {
+        if (h.size() > suffix.size() && h.ends_with(suffix)) return vh;
+    }
+    return nullptr;
 }
 
 const snap::VirtualHost* RouteTable::find_address(const boost::asio::ip::tcp::endpoint& dst) const {

@@ -89,6 +89,8 @@ private:
     static std::optional<MatchMiss> miss(const CompiledBlock& b, const RequestView& req);
     snapshot::Snapshot snapshot_;
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_domain_;
+    // Domains written "*<suffix>", by suffix, longest first.
+    std::vector<std::pair<std::string, const snapshot::VirtualHost*>> wildcard_domains_;
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_address_;
     std::unordered_map<std::string, const snapshot::Cluster*> clusters_;
     std::unordered_map<const snapshot::VirtualHost*, std::vector<CompiledRoute>> routes_;

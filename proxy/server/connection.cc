@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "proxy/http1/session.h"
@@ -174,6 +175,62 @@ asio::awaitable<void> serve_http2(S stream, std::string prefix, Downstream& info
     }
 }
 
+// Reads (and keeps in `prefix`) the rest of a TLS ClientHello that `prefix` starts, within the
+// protocol detection timeout; nullopt when it is not one, too long, or does not come in time.
+asio::awaitable<std::optional<ClientHello>> read_client_hello(tcp::socket& s, std::string& prefix,
+                                                              const Downstream& info) {
+    asio::steady_timer deadline(s.get_executor());
+    deadline.expires_after(info.config->limits.protocol_detection_timeout);
+    std::array<char, 4096> buf;
+    for (;;) {
+        ClientHelloParse parsed = parse_client_hello(prefix);
+        if (parsed.status == ClientHelloParse::Status::complete) co_return std::move(parsed.hello);
+        if (parsed.status == ClientHelloParse::Status::invalid || prefix.size() >= 2 * kMaxClientHelloBytes) {
+            co_return std::nullopt;
+        }
+        auto r = co_await (s.async_read_some(asio::buffer(buf), use_nothrow) || deadline.async_wait(use_nothrow));
+        if (r.index() == 1) co_return std::nullopt;
+        auto [ec, n] = std::get<0>(r);
+        prefix.append(buf.data(), n);
+        if (ec) co_return std::nullopt;
+    }
+}
+
+// Peeks (without consuming: the TLS handshake reads it next) at a whole TLS ClientHello, within
+// the protocol detection timeout; nullopt when it is not one or does not come in time.
+asio::awaitable<std::optional<ClientHello>> peek_client_hello(tcp::socket& s, const Downstream& info) {
+    asio::steady_timer wait(s.get_executor());
+    const auto deadline = std::chrono::steady_clock::now() + info.config->limits.protocol_detection_timeout;
+    std::string buf(2 * kMaxClientHelloBytes, '\0');
+    size_t last = 0;
+    for (;;) {
+        boost::system::error_code ec;
+        const ssize_t n = ::recv(s.native_handle(), buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0) co_return std::nullopt;  // closed
+        if (n > 0) {
+            ClientHelloParse parsed = parse_client_hello(std::string_view(buf.data(), static_cast<size_t>(n)));
+            if (parsed.status == ClientHelloParse::Status::complete) co_return std::move(parsed.hello);
+            if (parsed.status == ClientHelloParse::Status::invalid || static_cast<size_t>(n) == buf.size()) {
+                co_return std::nullopt;
+            }
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            co_return std::nullopt;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) co_return std::nullopt;
+        // More is on its way (a hello in two segments): wait for the socket to be readable when
+        // nothing has come, else a moment (readable stays true while the first part sits there).
+        if (n <= 0 || static_cast<size_t>(n) == last) {
+            if (n <= 0) {
+                co_await s.async_wait(tcp::socket::wait_read, use_nothrow);
+            } else {
+                wait.expires_after(std::chrono::milliseconds(2));
+                co_await wait.async_wait(use_nothrow);
+            }
+        }
+        last = n > 0 ? static_cast<size_t>(n) : 0;
+    }
+}
+
 // The protocol an outbound connection to a mesh destination is declared with, if any.
 Protocol outbound_declared(const Downstream& info) {
     return info.original_dst ? declared_protocol_at(*info.config, *info.original_dst) : Protocol::unknown;
@@ -202,6 +259,14 @@ asio::awaitable<void> serve_outbound(tcp::socket socket, Downstream& info, Worke
     if (p == Protocol::http2) {
         co_await serve_http2(PlainStream(std::move(socket)), std::move(prefix), info, ctx);
         co_return;
+    }
+    if (p == Protocol::tls && info.config->routes) {
+        // A VirtualService's tls[] routes choose by the ClientHello's server name: read it whole
+        // (it is passed on untouched, as everything read here).
+        const snapshot::VirtualHost* vh = info.config->routes->find_address(*info.original_dst);
+        if (vh && !vh->tls_routes.empty()) {
+            if (auto hello = co_await read_client_hello(socket, prefix, info)) info.sni = std::move(hello->sni);
+        }
     }
     co_await outbound_tcp(std::move(socket), std::move(prefix), info, ctx);
 }
@@ -246,6 +311,20 @@ asio::awaitable<void> serve_inbound(tcp::socket socket, ListenerKind kind, Downs
         }
         co_await serve_inbound_plaintext(std::move(socket), info, ctx);
         co_return;
+    }
+    if (mode == MtlsMode::permissive) {
+        // PERMISSIVE takes the app's own TLS too (a client outside the mesh speaking HTTPS to
+        // the app): a ClientHello that offers no mesh ALPN ("istio", "istio-*", which every
+        // Remora and Istio sidecar sends) is passed to the app untouched, as Istio's inbound
+        // passthrough filter chain does.
+        auto hello = co_await peek_client_hello(socket, info);
+        if (hello && !offers_mesh_alpn(*hello)) {
+            ctx.stats.inc(Counter::downstream_cx_tls_passthrough);
+            info.sni = std::move(hello->sni);
+            PlainStream down(std::move(socket));
+            co_await inbound_tcp(down, {}, info, ctx);
+            co_return;
+        }
     }
     info.tls = ctx.tls.current();
     if (!info.tls) {

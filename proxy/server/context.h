@@ -62,6 +62,8 @@ struct Downstream {
     std::shared_ptr<const TlsSnapshot> tls;
     std::optional<UpstreamTarget> inbound_target;  // the app, for every request of the connection
     std::string xfcc;                              // By=<own>;URI=<peer>, when the peer is known
+    // TLS the app originated: the server name its ClientHello asked for (tls[] routes), when read.
+    std::string sni;
     // The peer sidecar's workload metadata, decoded once per connection (every request of an
     // mTLS connection comes from the same sidecar).
     std::string peer_metadata_raw;

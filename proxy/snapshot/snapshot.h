@@ -138,6 +138,13 @@ struct Route {
     HeaderOps request_headers, response_headers;
 };
 
+// A VirtualService tls[] route for one port: a connection whose TLS ClientHello names one of
+// these servers (exact, or "*.example.com" by suffix) goes to these clusters, its TLS untouched.
+struct TlsRoute {
+    std::vector<std::string> sni_hosts;
+    std::vector<WeightedCluster> clusters;
+};
+
 struct VirtualHost {
     std::string name;  // <service host>:<port>
     std::vector<std::string> domains;  // every name and address a request may use for it
@@ -150,6 +157,10 @@ struct VirtualHost {
     // tcp[] route that matches the port, else the port's default cluster.
     std::vector<WeightedCluster> tcp_clusters;
     std::string tcp_virtual_service;  // "name.namespace" of that VirtualService; "" = default
+    // TLS the app originated: the VirtualService's tls[] routes that match this port and caller,
+    // in order, tried by the ClientHello's server name before tcp_clusters.
+    std::vector<TlsRoute> tls_routes;
+    std::string tls_virtual_service;  // "name.namespace" of that VirtualService
 };
 
 // AuthorizationPolicy, resolved for one workload. Values are Istio's as written (exact,

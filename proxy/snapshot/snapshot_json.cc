@@ -567,12 +567,19 @@ json::value to_json(const Snapshot& snap) {
     for (const auto& vh : snap.virtual_hosts) {
         json::array routes;
         for (const auto& r : vh.routes) routes.push_back(route_json(r));
+        json::array tls_routes;
+        for (const auto& t : vh.tls_routes) {
+            tls_routes.push_back(json::object{{"sni_hosts", strings_json(t.sni_hosts)},
+                                              {"clusters", weighted_clusters_json(t.clusters)}});
+        }
         vhs.push_back(json::object{{"name", vh.name},
                                    {"domains", strings_json(vh.domains)},
                                    {"routes", std::move(routes)},
                                    {"protocol", vh.protocol},
                                    {"tcp_clusters", weighted_clusters_json(vh.tcp_clusters)},
-                                   {"tcp_virtual_service", vh.tcp_virtual_service}});
+                                   {"tcp_virtual_service", vh.tcp_virtual_service},
+                                   {"tls_routes", std::move(tls_routes)},
+                                   {"tls_virtual_service", vh.tls_virtual_service}});
     }
     o["virtual_hosts"] = std::move(vhs);
     json::object port_mtls;
@@ -601,6 +608,14 @@ Snapshot from_json(const json::value& doc) {
         vf.read("protocol", vh.protocol);
         read_weighted_clusters(vf, "tcp_clusters", vh.tcp_clusters);
         vf.read("tcp_virtual_service", vh.tcp_virtual_service);
+        vf.each("tls_routes", [&](const json::value& tv, const std::string& tp) {
+            Fields tf(tv, tp);
+            TlsRoute t;
+            tf.read("sni_hosts", t.sni_hosts);
+            read_weighted_clusters(tf, "clusters", t.clusters);
+            vh.tls_routes.push_back(std::move(t));
+        });
+        vf.read("tls_virtual_service", vh.tls_virtual_service);
         s.virtual_hosts.push_back(std::move(vh));
     });
     if (const json::value* iv = f.find("inbound")) {

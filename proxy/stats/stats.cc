@@ -35,6 +35,7 @@ const char* counter_name(Counter c) {
         "downstream_cx_detected_tls",  "downstream_cx_detected_tcp",
         "downstream_cx_detect_timeout", "downstream_cx_upgrades", "downstream_cx_http2",
         "downstream_rq_http2", "upstream_cx_http2", "upstream_rq_http2",
+        "downstream_cx_tls_passthrough", "tls_sni_route",
     };
     static_assert(std::size(kNames) == static_cast<size_t>(Counter::kCount));
     return kNames[static_cast<size_t>(c)];

@@ -72,6 +72,8 @@ enum class Counter : size_t {
     downstream_rq_http2,                    // requests received on HTTP/2 streams
     upstream_cx_http2,                      // HTTP/2 connections opened (each carries many requests)
     upstream_rq_http2,                      // requests sent on HTTP/2 streams
+    downstream_cx_tls_passthrough,          // inbound PERMISSIVE: the app's own TLS, passed to it untouched
+    tls_sni_route,                          // outbound app TLS sent where a tls[] route's sniHosts said
     kCount
 };
 

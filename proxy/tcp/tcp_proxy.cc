@@ -12,10 +12,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
 #include "proxy/authz/authz.h"
+#include "proxy/net/detect.h"
 #include "proxy/tcp/splice.h"
 #include "proxy/upstream/connect.h"
 
@@ -271,7 +273,20 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     UpstreamTarget target;
     if (cfg.routes) {
         const snapshot::VirtualHost* vh = cfg.routes->find_address(dst);
-        const snapshot::WeightedCluster* wc = vh ? pick_weighted(vh->tcp_clusters, ctx.telemetry.rng()) : nullptr;
+        // TLS the app originated: the first tls[] route whose sniHosts name the ClientHello's
+        // server, else the port's TCP route.
+        const std::vector<snapshot::WeightedCluster>* clusters = vh ? &vh->tcp_clusters : nullptr;
+        if (vh && !info.sni.empty()) {
+            for (const snapshot::TlsRoute& t : vh->tls_routes) {
+                if (std::any_of(t.sni_hosts.begin(), t.sni_hosts.end(),
+                                [&](const std::string& h) { return sni_matches(h, info.sni); })) {
+                    clusters = &t.clusters;
+                    ctx.stats.inc(Counter::tls_sni_route);
+                    break;
+                }
+            }
+        }
+        const snapshot::WeightedCluster* wc = clusters ? pick_weighted(*clusters, ctx.telemetry.rng()) : nullptr;
         const snapshot::Cluster* cluster = wc ? cfg.routes->cluster(wc->cluster) : nullptr;
         if (!cluster) {
             ctx.stats.inc(Counter::rq_flag_nr);

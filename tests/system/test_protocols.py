@@ -2,14 +2,16 @@
 """System test of the protocols other than HTTP/1.1 through real sidecars: Redis on a port named
 tcp- and on an undeclared port (detected), server-first exchanges, half-close, gRPC (unary and a
 10 MB server stream) with python3-grpcio on both sides, L4 AuthorizationPolicy, a VirtualService
-tcp route, Istio's TCP metrics with the metadata exchange's labels, and a WebSocket upgrade.
+tcp route, Istio's TCP metrics with the metadata exchange's labels, a WebSocket upgrade, the app's
+own TLS routed by SNI (tls[] routes) and passed through a PERMISSIVE sidecar from outside the mesh.
 
     python3 tests/system/test_protocols.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
 
     node     remora-control (CA)
     client   meshed; its proxy runs with --config services.yaml (ServiceEntries + WorkloadEntry)
     server   meshed, --config policy.yaml (an AuthorizationPolicy); Redis on 6379 and 6380, a
-             server-first "banner" app on 2525-2528, a gRPC server on 50051
+             server-first "banner" app on 2525-2528, a gRPC server on 50051, TLS apps on 9443/9444
+    outside  not meshed (no proxy, no iptables): a TLS client straight to the server pod
 
 Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 """
@@ -47,6 +49,8 @@ spec:
   - {{number: 8090, name: http-ws, protocol: HTTP}}
   - {{number: 8080, name: http-echo, protocol: HTTP}}
   - {{number: 8443, name: http2-h2c, protocol: HTTP2}}
+  - {{number: 9443, name: tls-a, protocol: TLS}}
+  - {{number: 9444, name: tls-b, protocol: TLS}}
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
@@ -85,7 +89,10 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: store-tcp, namespace: default}}
 spec:
-  hosts: [store]
+  hosts: [store, "*.store.example"]
+  tls:
+  - match: [{{port: 9443, sniHosts: [b.store.example, "*.b.store.example"]}}]
+    route: [{{destination: {{host: store, port: {{number: 9444}}}}}}]
   tcp:
   - match: [{{port: 2528}}]
     route:
@@ -133,6 +140,55 @@ spec:
   - from: [{source: {principals: ["cluster.local/ns/default/sa/nobody"]}}]
     to: [{operation: {methods: ["GET"]}}]
 """
+
+# The app's own TLS: a server per port that names itself, the server name (SNI) it was asked for
+# and the ALPN it agreed, then closes. argv: cert key port:name...
+TLS_APP = r'''
+import socket, ssl, sys, threading
+cert, key = sys.argv[1], sys.argv[2]
+def serve(port, name):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    names = {}
+    ctx.sni_callback = lambda sock, server_name, c: names.__setitem__(id(sock), server_name)
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    while True:
+        c, _ = s.accept()
+        try:
+            t = ctx.wrap_socket(c, server_side=True)
+            t.sendall(f"app={name} sni={names.pop(id(t), None)} alpn={t.selected_alpn_protocol()}\n".encode())
+            t.close()
+        except (OSError, ssl.SSLError) as e:
+            print(f"port {port}: {e}", flush=True)
+            c.close()
+for spec in sys.argv[3:]:
+    port, name = spec.split(":")
+    threading.Thread(target=serve, args=(int(port), name), daemon=True).start()
+threading.Event().wait()
+'''
+
+# A TLS client that does not verify (the app's certificate is self-signed) and prints what the
+# server said. argv: host port sni|- alpn,list|-
+TLS_CLIENT = r'''
+import socket, ssl, sys
+host, port, sni, alpn = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+if alpn != "-":
+    ctx.set_alpn_protocols(alpn.split(","))
+t = ctx.wrap_socket(socket.create_connection((host, port), timeout=10),
+                    server_hostname=None if sni == "-" else sni)
+data = b""
+while True:
+    chunk = t.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode().strip())
+'''
 
 # A server-first app: on connect it sends a banner naming the port; then it reads until the
 # client half-closes and answers with the number of bytes it got, then closes.
@@ -586,7 +642,7 @@ def samples(text, name):
 
 def setup(m):
     c = m.c
-    for name in ("client", "server"):
+    for name in ("client", "server", "outside"):
         c.add_pod(name)
     c.add_service("store", VIP)
     c.add_service("other", OTHER_VIP)
@@ -604,6 +660,14 @@ def setup(m):
     m.h1_client = m.file("h1_client.py", H1_CLIENT)
     m.raw_client = m.file("raw_client.py", RAW_CLIENT)
     m.h2_attacks = m.file("h2_attacks.py", H2_ATTACKS)
+    m.tls_client = m.file("tls_client.py", TLS_CLIENT)
+    tls_app = m.file("tls_app.py", TLS_APP)
+    tls_cert, tls_key = os.path.join(m.tmp, "app-tls.crt"), os.path.join(m.tmp, "app-tls.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", tls_key, "-out", tls_cert, "-days", "1", "-subj", "/CN=store.example"],
+                   check=True, capture_output=True)
+    for f in (tls_cert, tls_key):
+        os.chmod(f, 0o644)
     # An empty gRPC message (compression flag 0, length 0), for a client that sends grpc-timeout
     # without enforcing it itself (curl): the proxy must.
     m.grpc_empty = os.path.join(m.tmp, "grpc_empty.bin")
@@ -638,6 +702,8 @@ def setup(m):
                                user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "echo.log"))))
     apps.append((8443, c.spawn("server", ["nghttpd", "--no-tls", "-a", "0.0.0.0", "-d", htdocs, "8443"],
                                user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "nghttpd.log"))))
+    apps.append((9443, c.spawn("server", ["python3", tls_app, tls_cert, tls_key, "9443:A", "9444:B"],
+                               user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "tls-app.log"))))
     for port, proc in apps:
         c.wait_port("node", m.ip("server"), port, timeout=20, proc=proc)
     m.init("client")
@@ -969,6 +1035,50 @@ def test_p_http2_client_to_an_http11_port_is_downgraded(m):
           json.dumps(seen)[:600])
 
 
+def tls_call(m, pod, host, port, sni, alpn="-"):
+    r = m.c.run(pod, ["python3", m.tls_client, host, str(port), sni, alpn], user=(APP_UID, APP_UID),
+                check=False, timeout=20)
+    check(r.returncode == 0, f"TLS from {pod} to {host}:{port} (SNI {sni}) failed", describe(r))
+    return r.stdout.strip()
+
+
+def test_q_app_tls_routed_by_sni_and_passed_through(m):
+    # The app's own TLS to a port declared TLS is carried untouched (the app's certificate, its
+    # ALPN) over mTLS between the sidecars; a VirtualService tls[] route sends the server names
+    # it lists to another port. Fails if the proxy ignores tls[] routes (b.store.example would
+    # reach app A) or touches the TLS (the handshake would fail or name another certificate).
+    m.involved = ["client", "server"]
+    before = m.stats("client").get("tls_sni_route", 0)
+    got = tls_call(m, "client", VIP, 9443, "a.store.example")
+    check(got == "app=A sni=a.store.example alpn=None", f"SNI a.store.example: {got!r}")
+    got = tls_call(m, "client", VIP, 9443, "b.store.example", "h2,http/1.1")
+    check(got == "app=B sni=b.store.example alpn=h2", f"SNI b.store.example: {got!r}, expected app B")
+    got = tls_call(m, "client", VIP, 9443, "x.b.store.example")
+    check(got.startswith("app=B "), f"SNI x.b.store.example (wildcard *.b.store.example): {got!r}")
+    got = tls_call(m, "client", VIP, 9443, "-")
+    check(got == "app=A sni=None alpn=None", f"no SNI: {got!r}, expected the port's own app")
+    check(m.stats("client").get("tls_sni_route", 0) - before == 2, "tls_sni_route did not count 2 routed connections")
+    check(m.stats("server").get("downstream_cx_tls_passthrough", 0) == 0,
+          "the server sidecar took its peer's mTLS for an app's TLS")
+
+
+def test_r_permissive_passes_app_tls_from_outside_the_mesh(m):
+    # A client outside the mesh (no sidecar) speaking TLS straight to the server pod: its
+    # PERMISSIVE sidecar must hand the TLS to the app untouched, as Istio's inbound passthrough
+    # chain does, and not try to terminate it as mTLS (which fails: the client has no SVID).
+    m.involved = ["server"]
+    before = m.stats("server").get("downstream_cx_tls_passthrough", 0)
+    got = tls_call(m, "outside", m.ip("server"), 9443, "direct.store.example", "h2,http/1.1")
+    check(got == "app=A sni=direct.store.example alpn=h2", f"TLS from outside: {got!r}")
+    got = tls_call(m, "outside", m.ip("server"), 9444, "-")
+    check(got == "app=B sni=None alpn=None", f"TLS from outside, no SNI: {got!r}")
+    check(m.stats("server").get("downstream_cx_tls_passthrough", 0) - before == 2,
+          "downstream_cx_tls_passthrough did not count the two connections")
+    # Plaintext from outside still works under PERMISSIVE, and a meshed client still gets mTLS.
+    got = tls_call(m, "client", VIP, 9444, "-")
+    check(got.startswith("app=B "), f"meshed client to 9444: {got!r}")
+
+
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -987,6 +1097,8 @@ TESTS = [
     ("n_http2_attacks_with_raw_frames", test_n_http2_attacks_with_raw_frames),
     ("o_http11_strictness", test_o_http11_strictness),
     ("p_http2_client_to_an_http11_port_is_downgraded", test_p_http2_client_to_an_http11_port_is_downgraded),
+    ("q_app_tls_routed_by_sni_and_passed_through", test_q_app_tls_routed_by_sni_and_passed_through),
+    ("r_permissive_passes_app_tls_from_outside_the_mesh", test_r_permissive_passes_app_tls_from_outside_the_mesh),
 ]
 
 

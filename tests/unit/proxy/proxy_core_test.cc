@@ -12,6 +12,9 @@
 
 #include <random>
 
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
+
 using namespace remora::proxy;
 using std::chrono::hours;
 
@@ -104,9 +107,9 @@ spec:
 
 // A static proxy's --registry file goes through the same translation and route table as
 // --config and remora-control's snapshots (one way to route).
-ProxyConfig config_with_registry() {
+ProxyConfig config_with_registry(const char* yaml = kRegistry) {
     remora::control::model::Config istio;
-    remora::control::model::load_yaml(istio, kRegistry, "mem.yaml");
+    remora::control::model::load_yaml(istio, yaml, "mem.yaml");
     for (const auto* e : istio.errors()) FAIL_CHECK(e->str());
     remora::control::translate::WorkloadRef client{"default", "client", {{"app", "client"}}};
     ProxyConfig c;
@@ -156,6 +159,52 @@ TEST_CASE("a --registry file routes by host and original destination, round robi
     CHECK(resolve("unknown.example", ep("198.19.0.10", 8080)).target);
     CHECK(resolve("unknown.example", ep("203.0.113.1", 80)).error == ProxyError::no_route);
     CHECK(resolve("empty", ep("198.19.0.11", 80)).error == ProxyError::no_healthy_upstream);
+}
+
+TEST_CASE("a wildcard ServiceEntry host matches by suffix, the longest first, exact hosts before") {
+    ProxyConfig c = config_with_registry(R"(
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: wide, namespace: default}
+spec:
+  hosts: ["*.example.com"]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{address: 198.18.5.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: narrow, namespace: default}
+spec:
+  hosts: ["*.eu.example.com"]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{address: 198.18.5.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: exact, namespace: default}
+spec:
+  hosts: ["api.eu.example.com"]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{address: 198.18.5.3}]
+)");
+    WorkerBalancer balancer;
+    std::mt19937_64 rng(7);
+    auto to = [&](std::string_view host) {
+        RouteResult r = resolve_route(*c.routes, Head(host), std::nullopt, balancer, rng);
+        return r.target ? r.target->address.address().to_string() : std::string("none");
+    };
+    CHECK(to("www.example.com") == "198.18.5.1");
+    CHECK(to("WWW.Example.com:80") == "198.18.5.1");
+    CHECK(to("a.eu.example.com") == "198.18.5.2");
+    CHECK(to("api.eu.example.com") == "198.18.5.3");
+    CHECK(to("example.com") == "none");  // "*.example.com" needs a label before the suffix
+    CHECK(to("example.org") == "none");
 }
 
 TEST_CASE("only mesh services are proxied; everything else passes through") {
@@ -218,4 +267,90 @@ TEST_CASE("the metadata exchange preamble round-trips and refuses what is not on
     std::string huge = "RMX1";
     huge += std::string("\x7f\xff\xff\xff", 4);
     CHECK_FALSE(parse_peer_exchange(huge, mx));  // over kMaxPeerExchangeBytes
+}
+
+namespace {
+
+// A real ClientHello, as OpenSSL's client writes it.
+std::string client_hello(const char* sni, const std::vector<std::string>& alpn) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL* ssl = SSL_new(ctx);
+    BIO* in = BIO_new(BIO_s_mem());
+    BIO* out = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, in, out);
+    if (sni) SSL_set_tlsext_host_name(ssl, sni);
+    std::string wire;
+    for (const auto& p : alpn) wire += static_cast<char>(p.size()) + p;
+    if (!wire.empty()) SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
+    SSL_set_connect_state(ssl);
+    SSL_do_handshake(ssl);  // writes the ClientHello, then wants the server's answer
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(out, &data);
+    std::string hello(data, static_cast<size_t>(n));
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return hello;
+}
+
+}  // namespace
+
+TEST_CASE("a TLS ClientHello's server name and ALPN protocols, however it arrives") {
+    using Status = ClientHelloParse::Status;
+    const std::string hello = client_hello("api.example.com", {"h2", "http/1.1"});
+    REQUIRE(hello.size() > 100);
+    ClientHelloParse p = parse_client_hello(hello);
+    REQUIRE(p.status == Status::complete);
+    CHECK(p.hello.sni == "api.example.com");
+    CHECK(p.hello.alpn == std::vector<std::string>{"h2", "http/1.1"});
+    CHECK_FALSE(offers_mesh_alpn(p.hello));
+    // Every shorter prefix asks for more; nothing is read past the hello.
+    for (size_t n = 0; n < hello.size(); n += 7) CHECK(parse_client_hello(hello.substr(0, n)).status == Status::need_more);
+    CHECK(parse_client_hello(hello + "trailing application bytes").status == Status::complete);
+    // The same handshake message split over two records.
+    const std::string body = hello.substr(5);
+    auto record = [](std::string_view b) {
+        std::string r = {'\x16', '\x03', '\x01', static_cast<char>(b.size() >> 8), static_cast<char>(b.size() & 0xff)};
+        return r + std::string(b);
+    };
+    const std::string split = record(std::string_view(body).substr(0, 40)) + record(std::string_view(body).substr(40));
+    ClientHelloParse q = parse_client_hello(split);
+    REQUIRE(q.status == Status::complete);
+    CHECK(q.hello.sni == "api.example.com");
+    CHECK(parse_client_hello(split.substr(0, 50)).status == Status::need_more);
+    // No SNI, no ALPN.
+    ClientHelloParse bare = parse_client_hello(client_hello(nullptr, {}));
+    REQUIRE(bare.status == Status::complete);
+    CHECK(bare.hello.sni.empty());
+    CHECK(bare.hello.alpn.empty());
+    // A sidecar's mTLS is marked.
+    ClientHelloParse mesh = parse_client_hello(client_hello("x", {"istio-h2", "h2"}));
+    REQUIRE(mesh.status == Status::complete);
+    CHECK(offers_mesh_alpn(mesh.hello));
+    CHECK(offers_mesh_alpn(parse_client_hello(client_hello(nullptr, {"istio-peer-exchange", "istio"})).hello));
+    CHECK_FALSE(offers_mesh_alpn(parse_client_hello(client_hello(nullptr, {"istiox"})).hello));
+    // Not TLS, or not a ClientHello.
+    CHECK(parse_client_hello("GET / HTTP/1.1\r\n\r\n").status == Status::invalid);
+    std::string not_hello = hello;
+    not_hello[5] = '\x02';  // a ServerHello
+    CHECK(parse_client_hello(not_hello).status == Status::invalid);
+    // An extensions length past the end of the hello is invalid, never read out of bounds.
+    std::string lying = hello;
+    const size_t sid = static_cast<uint8_t>(lying[5 + 4 + 2 + 32]);
+    const size_t at = 5 + 4 + 2 + 32 + 1 + sid;
+    const size_t suites = (static_cast<uint8_t>(lying[at]) << 8) | static_cast<uint8_t>(lying[at + 1]);
+    const size_t comp_at = at + 2 + suites;
+    const size_t ext_len_at = comp_at + 1 + static_cast<uint8_t>(lying[comp_at]);
+    lying[ext_len_at] = '\xff';
+    lying[ext_len_at + 1] = '\xff';
+    CHECK(parse_client_hello(lying).status == Status::invalid);
+}
+
+TEST_CASE("sniHosts match exactly or by a wildcard's suffix, case-insensitively") {
+    CHECK(sni_matches("api.example.com", "API.example.com"));
+    CHECK_FALSE(sni_matches("api.example.com", "www.example.com"));
+    CHECK(sni_matches("*.example.com", "a.b.example.com"));
+    CHECK_FALSE(sni_matches("*.example.com", "example.com"));
+    CHECK_FALSE(sni_matches("*.example.com", "badexample.com"));
+    CHECK(sni_matches("*", "anything"));
+    CHECK_FALSE(sni_matches("*", ""));
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "control/translate/translate.h"
+#include "proxy/snapshot/snapshot_json.h"
 
 using namespace remora::control;
 namespace snap = remora::proxy::snapshot;
@@ -435,4 +436,66 @@ spec:
     const auto* web = vhost(s, db + "8080");
     REQUIRE(web->routes.size() == 1);
     CHECK(web->routes[0].name == "default");
+}
+
+TEST_CASE("tls[] routes: sniHosts per port and caller, in order, with weighted destinations") {
+    auto s = translate::translate(bookinfo({}, R"(
+apiVersion: v1
+kind: Service
+metadata: {name: store, namespace: default}
+spec:
+  clusterIP: 198.19.0.70
+  selector: {app: store}
+  ports: [{name: tls, port: 443}, {name: https-alt, port: 8443}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: store-b, namespace: default}
+spec:
+  clusterIP: 198.19.0.71
+  selector: {app: store-b}
+  ports: [{name: tls, port: 443}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: store, namespace: default}
+spec:
+  hosts: [store]
+  tls:
+  - match: [{port: 443, sniHosts: [b.store.example, "*.b.example"]}]
+    route: [{destination: {host: store-b}}]
+  - match: [{sniHosts: [split.store.example]}]
+    route:
+    - {destination: {host: store}, weight: 90}
+    - {destination: {host: store-b}, weight: 10}
+  - match: [{port: 443, sniHosts: [other.store.example], sourceLabels: {app: nobody}}]
+    route: [{destination: {host: store-b}}]
+)"),
+                                  productpage());
+    const auto* vh = vhost(s, "store.default.svc.cluster.local:443");
+    REQUIRE(vh);
+    CHECK(vh->tls_virtual_service == "store.default");
+    REQUIRE(vh->tls_routes.size() == 2);  // the third names another caller
+    CHECK(vh->tls_routes[0].sni_hosts == std::vector<std::string>{"b.store.example", "*.b.example"});
+    REQUIRE(vh->tls_routes[0].clusters.size() == 1);
+    CHECK(vh->tls_routes[0].clusters[0].cluster == "outbound|443||store-b.default.svc.cluster.local");
+    CHECK(vh->tls_routes[0].clusters[0].weight == 100);
+    REQUIRE(vh->tls_routes[1].clusters.size() == 2);
+    CHECK(vh->tls_routes[1].clusters[0].weight == 90);
+    // Connections whose server name no route names keep the port's own cluster.
+    REQUIRE(vh->tcp_clusters.size() == 1);
+    CHECK(vh->tcp_clusters[0].cluster == "outbound|443||store.default.svc.cluster.local");
+    // Port 8443: only the block without a port applies.
+    const auto* alt = vhost(s, "store.default.svc.cluster.local:8443");
+    REQUIRE(alt);
+    REQUIRE(alt->tls_routes.size() == 1);
+    CHECK(alt->tls_routes[0].sni_hosts == std::vector<std::string>{"split.store.example"});
+    // Through the snapshot's JSON form (what remora-control sends) and back.
+    auto again = remora::proxy::snapshot::from_json(remora::proxy::snapshot::to_json(s));
+    const auto* vh2 = vhost(again, "store.default.svc.cluster.local:443");
+    REQUIRE(vh2);
+    REQUIRE(vh2->tls_routes.size() == 2);
+    CHECK(vh2->tls_routes[1].sni_hosts == vh->tls_routes[1].sni_hosts);
+    CHECK(vh2->tls_routes[1].clusters[1].weight == 10);
+    CHECK(vh2->tls_virtual_service == "store.default");
 }
