@@ -546,7 +546,7 @@ void deprecation(const Config& c, std::vector<Message>& out) {
         }
     }
     for (const auto& sc : c.sidecars) {
-        if (sc.egress_proxy) {
+        if (sc.outbound_traffic_policy && sc.outbound_traffic_policy->egress_proxy) {
             out.push_back(message("IST0002", Level::Warning, "Sidecar", sc.meta,
                                   "Deprecated: OutboundTrafficPolicy.EgressProxy ignored"));
         }

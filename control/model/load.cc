@@ -94,13 +94,14 @@ class DocumentLoader {
 
   private:
     struct Sizes {
-        std::size_t vs, dr, se, we, pa, ap, svc, workloads;
+        std::size_t vs, dr, se, we, pa, ap, svc, workloads, sidecars;
     };
     Sizes sizes() const {
         return {config_.virtual_services.size(),     config_.destination_rules.size(),
                 config_.service_entries.size(),      config_.workload_entries.size(),
                 config_.peer_authentications.size(), config_.authorization_policies.size(),
-                config_.kube_services.size(),        config_.workloads.size()};
+                config_.kube_services.size(),        config_.workloads.size(),
+                config_.sidecars.size()};
     }
     void truncate(const Sizes& s) {
         auto cut = [](auto& v, std::size_t n) {
@@ -114,6 +115,7 @@ class DocumentLoader {
         cut(config_.authorization_policies, s.ap);
         cut(config_.kube_services, s.svc);
         cut(config_.workloads, s.workloads);
+        cut(config_.sidecars, s.sidecars);
     }
 
     void load_document(Reporter& reporter, const yaml::Node& doc) {
@@ -132,7 +134,7 @@ class DocumentLoader {
         reporter_.set_resource(kind, ns, name, where);
 
         bool networking = kind == "VirtualService" || kind == "DestinationRule" ||
-                          kind == "ServiceEntry" || kind == "WorkloadEntry";
+                          kind == "ServiceEntry" || kind == "WorkloadEntry" || kind == "Sidecar";
         bool security = kind == "PeerAuthentication" || kind == "AuthorizationPolicy";
         if (!networking && !security) {
             load_kubernetes(reporter, doc, kind, api, name, ns);
@@ -203,6 +205,11 @@ class DocumentLoader {
                     config_.workloads.push_back(
                         {kind, meta.name, meta.ns, we.spec.labels, "", {}, false});
                     config_.workload_entries.push_back(std::move(we));
+                } else if (kind == "Sidecar") {
+                    Sidecar sc;
+                    sc.meta = meta;
+                    detail::parse_sidecar(spec, sc);
+                    config_.sidecars.push_back(std::move(sc));
                 } else if (kind == "PeerAuthentication") {
                     PeerAuthentication pa;
                     pa.meta = meta;
@@ -276,6 +283,7 @@ class DocumentLoader {
         }
         if (kind == "PeerAuthentication") drop(config_.peer_authentications);
         if (kind == "AuthorizationPolicy") drop(config_.authorization_policies);
+        if (kind == "Sidecar") drop(config_.sidecars);
         return true;
     }
 
@@ -289,6 +297,7 @@ class DocumentLoader {
         if (kind == "WorkloadEntry") mark(config_.workload_entries);
         if (kind == "PeerAuthentication") mark(config_.peer_authentications);
         if (kind == "AuthorizationPolicy") mark(config_.authorization_policies);
+        if (kind == "Sidecar") mark(config_.sidecars);
     }
 
     void load_kubernetes(Reporter& reporter_, const yaml::Node& doc, const std::string& kind,
@@ -394,12 +403,6 @@ class DocumentLoader {
             }
             config_.workloads.push_back(std::move(pod));
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
-            return;
-        }
-        if (kind == "Sidecar" && api.starts_with("networking.istio.io/")) {
-            config_.sidecars.push_back(
-                {meta, field(doc, {"spec", "outboundTrafficPolicy", "egressProxy"}).IsDefined()});
-            reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
             return;
         }
         if (kind == "Namespace" && api == "v1" && !name.empty()) {

@@ -93,6 +93,8 @@ void parse_string_match_map(Obj& parent, const std::string& key,
     });
 }
 
+}  // namespace
+
 void parse_destination(Obj& d, Destination& out) {
     Reporter& r = d.reporter();
     if (!d.has("host")) {
@@ -122,6 +124,8 @@ void parse_destination(Obj& d, Destination& out) {
         if (!p.has("number")) p.require("number");
     });
 }
+
+namespace {
 
 void parse_header_ops(Obj& parent, const std::string& key, HeaderOperations& out, bool request) {
     Reporter& r = parent.reporter();
@@ -847,6 +851,8 @@ void parse_load_balancer(Obj& o, LoadBalancerSettings& out) {
     o.unsupported("warmup");
 }
 
+}  // namespace
+
 void parse_connection_pool(Obj& o, ConnectionPoolSettings& out) {
     Reporter& r = o.reporter();
     if (!o.has("tcp") && !o.has("http")) {
@@ -914,6 +920,8 @@ void parse_connection_pool(Obj& o, ConnectionPoolSettings& out) {
         out.http = http;
     });
 }
+
+namespace {
 
 void parse_outlier_detection(Obj& o, OutlierDetection& out) {
     Reporter& r = o.reporter();

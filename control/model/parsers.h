@@ -12,6 +12,13 @@ void parse_service_entry(Obj& spec, ServiceEntry& out);
 void parse_workload_entry(Obj& spec, WorkloadEntrySpec& out, bool inline_endpoint);
 void parse_peer_authentication(Obj& spec, PeerAuthentication& out);
 void parse_authorization_policy(Obj& spec, AuthorizationPolicy& out);
+void parse_sidecar(Obj& spec, Sidecar& out);
+
+// Pieces more than one kind uses.
+void parse_destination(Obj& d, Destination& out);
+void parse_connection_pool(Obj& o, ConnectionPoolSettings& out);
+// ServerTLSSettings with validateTLSOptions' rules (Gateway servers, Sidecar ingress).
+void parse_server_tls(Obj& t, ServerTLSSettings& out);
 
 // exportTo: ".", "*", "~" (ServiceEntry only) or namespace names; no duplicates; "*" alone.
 void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>& out,

@@ -651,6 +651,7 @@ TEST_CASE("every spec field of Istio's CRDs is known for the kinds remora reads"
     CHECK(c.workload_entries.size() == 1);
     CHECK(c.peer_authentications.size() == 1);
     CHECK(c.authorization_policies.size() == 1);
+    CHECK(c.sidecars.size() == 1);
     for (const auto& d : c.diagnostics) {
         CAPTURE(d.str());
         CHECK(d.message != "unknown field");
