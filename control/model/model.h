@@ -428,6 +428,70 @@ struct Sidecar {
     std::optional<ConnectionPoolSettings> inbound_connection_pool;
 };
 
+// Gateway (networking.istio.io): the servers (port, hosts, TLS) of the gateway proxies its
+// selector picks. Read and validated; Remora runs no gateway proxy yet.
+struct Server {
+    PortSpec port;
+    std::string bind, name;
+    std::vector<std::string> hosts;  // "namespace/dnsName" or "dnsName"
+    std::optional<ServerTLSSettings> tls;
+    Location where;
+};
+
+struct Gateway {
+    Metadata meta;
+    Labels selector;  // spec.selector: the gateway workloads' labels (empty = every workload)
+    std::vector<Server> servers;
+};
+
+// ---- security.istio.io RequestAuthentication ----------------------------------------------
+
+struct JWTRule {
+    std::string issuer, jwks_uri, jwks, output_payload_to_header;
+    std::vector<std::string> audiences, from_params, from_cookies;
+    std::vector<std::pair<std::string, std::string>> from_headers;  // name, prefix
+    std::vector<std::pair<std::string, std::string>> output_claim_to_headers;  // claim, header
+    bool forward_original_token = false;
+    std::optional<Duration> timeout;
+};
+
+struct RequestAuthentication {
+    Metadata meta;
+    std::optional<Labels> selector;  // selector.matchLabels
+    std::vector<JWTRule> jwt_rules;
+};
+
+// ---- telemetry.istio.io Telemetry, networking.istio.io ProxyConfig --------------------------
+
+struct Telemetry {
+    Metadata meta;
+    std::optional<Labels> selector;
+    struct Tracing {
+        std::vector<std::string> providers;
+        std::optional<double> random_sampling_percentage;
+        bool disable_span_reporting = false;
+    };
+    std::vector<Tracing> tracing;
+    struct Metrics {
+        std::vector<std::string> providers;
+    };
+    std::vector<Metrics> metrics;
+    struct AccessLogging {
+        std::vector<std::string> providers;
+        std::string filter;  // filter.expression (CEL)
+        std::optional<bool> disabled;
+    };
+    std::vector<AccessLogging> access_logging;
+};
+
+struct ProxyConfig {
+    Metadata meta;
+    std::optional<Labels> selector;
+    std::optional<int32_t> concurrency;
+    std::map<std::string, std::string> environment_variables;
+    std::string image_type;  // image.imageType
+};
+
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
 // analyzer sees them; consumers that build configuration must skip them.
 struct Config {
@@ -444,6 +508,10 @@ struct Config {
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
     std::vector<Sidecar> sidecars;
+    std::vector<Gateway> gateways;
+    std::vector<RequestAuthentication> request_authentications;
+    std::vector<Telemetry> telemetries;
+    std::vector<ProxyConfig> proxy_configs;
     std::vector<Diagnostic> diagnostics;
     // "kind ns/name" of the resources read so far: a redefinition (which replaces the first, as
     // kubectl apply would) is looked for only when the name is here, not by scanning every

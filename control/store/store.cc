@@ -43,6 +43,11 @@ constexpr KindInfo kKinds[] = {
     // endpoints are the registered pods the selector picks.
     {Kind::Service, "Service", "", "services", "svc"},
     {Kind::Sidecar, "Sidecar", "networking.istio.io", "sidecars", ""},
+    {Kind::Gateway, "Gateway", "networking.istio.io", "gateways", "gw"},
+    {Kind::RequestAuthentication, "RequestAuthentication", "security.istio.io",
+     "requestauthentications", "ra"},
+    {Kind::Telemetry, "Telemetry", "telemetry.istio.io", "telemetries", "telemetry"},
+    {Kind::ProxyConfig, "ProxyConfig", "networking.istio.io", "proxyconfigs", ""},
 };
 
 const KindInfo& info(Kind k) {
@@ -237,8 +242,12 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
         std::string ns = model::scalar_text(model::field(doc, {"metadata", "namespace"}));
         if (ns.empty()) ns = "default";
         auto k = kind_exact(kind);
-        if (k == Kind::Service && model::scalar_text(model::field(doc, "apiVersion")) != "v1") {
+        const std::string api = model::scalar_text(model::field(doc, "apiVersion"));
+        if (k == Kind::Service && api != "v1") {
             k.reset();  // Knative's, ...
+        }
+        if (k == Kind::Gateway && !api.empty() && !api.starts_with("networking.istio.io/")) {
+            k.reset();  // Kubernetes Gateway API's
         }
         if (!k) {
             ChangeResult::Item item;

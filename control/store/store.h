@@ -30,6 +30,10 @@ enum class Kind {
     AuthorizationPolicy,
     Service,  // Kubernetes core v1
     Sidecar,
+    Gateway,
+    RequestAuthentication,
+    Telemetry,
+    ProxyConfig,
 };
 
 const char* kind_name(Kind kind);   // "VirtualService"

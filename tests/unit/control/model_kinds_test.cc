@@ -241,3 +241,191 @@ TEST_CASE("Sidecar: a second definition replaces the first; a broken one stays, 
           "t.yaml:1:13: Sidecar default/a: apiVersion: \"security.istio.io/v1\" does not serve "
           "Sidecar (use networking.istio.io/v1, v1beta1 or v1alpha3)\n");
 }
+
+namespace {
+
+// A Gateway in namespace "istio-system" whose spec continues on line 6.
+std::string gateway(const std::string& spec) {
+    return "apiVersion: networking.istio.io/v1\n"
+           "kind: Gateway\n"
+           "metadata:\n"
+           "  {name: gw, namespace: istio-system}\n"
+           "spec:\n" +
+           spec;
+}
+
+}  // namespace
+
+TEST_CASE("Gateway: servers land in model::Gateway; Istio's validation errors") {
+    const std::string ok = gateway(
+        "  selector: {istio: ingressgateway}\n"
+        "  servers:\n"
+        "  - port: {number: 80, name: http, protocol: HTTP}\n"
+        "    hosts: [\"bookinfo.com\", \"ns1/*.example.com\"]\n"
+        "    tls: {httpsRedirect: true}\n"
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+        "    hosts: [\"*\"]\n"
+        "    tls: {mode: SIMPLE, credentialName: bookinfo-cert}\n");
+    CHECK(errors_of(ok) == "");
+    Config c = load_yaml(ok, "t.yaml");
+    REQUIRE(c.gateways.size() == 1);
+    const Gateway& gw = c.gateways[0];
+    CHECK(gw.selector.at("istio") == "ingressgateway");
+    REQUIRE(gw.servers.size() == 2);
+    CHECK(gw.servers[0].port.number == 80);
+    CHECK(gw.servers[0].hosts[1] == "ns1/*.example.com");
+    CHECK(gw.servers[0].tls->https_redirect);
+    CHECK(gw.servers[1].tls->mode == "SIMPLE");
+    CHECK(gw.servers[1].tls->credential_name == "bookinfo-cert");
+    CHECK(warnings_of(ok) ==
+          std::vector<std::string>{"t.yaml:6:3: warning: Gateway istio-system/gw: spec: not "
+                                   "supported by remora (no gateway proxy: VirtualServices bound "
+                                   "to it are not served)"});
+
+    const std::string p = "t.yaml:";
+    const std::string r = ": Gateway istio-system/gw: ";
+    CHECK(errors_of(gateway("  selector: {app: x}\n")) ==
+          p + "6:3" + r + "spec.servers: gateway must have at least one server\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n")) ==
+          p + "7:5" + r + "spec.servers[0].hosts: server config must contain at least one host\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n"
+                            "    hosts: [\"bad_ns/foo.com\"]\n")) ==
+          p + "8:13" + r +
+              "spec.servers[0].hosts[0]: invalid namespace value \"bad_ns\" in "
+              "gateway\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n"
+                            "    hosts: [foo]\n")) ==
+          p + "8:13" + r + "spec.servers[0].hosts[0]: short names (non FQDN) are not allowed\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, protocol: HTTP}\n"
+                            "    hosts: [\"*\"]\n")) ==
+          p + "7:11" + r +
+              "spec.servers[0].port.name: port name must be set: number:80 "
+              "protocol:\"HTTP\"\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, name: x, protocol: FOO}\n"
+                            "    hosts: [\"*\"]\n")) ==
+          p + "7:43" + r +
+              "spec.servers[0].port.protocol: invalid protocol \"FOO\", supported "
+              "protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 443, name: x, protocol: HTTPS}\n"
+                            "    hosts: [\"*\"]\n")) ==
+          p + "7:5" + r +
+              "spec.servers[0].tls: server must have TLS settings for HTTPS/TLS "
+              "protocols\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, name: x, protocol: HTTP}\n"
+                            "    hosts: [\"*\"]\n    tls: {mode: SIMPLE, credentialName: c}\n")) ==
+          p + "9:10" + r +
+              "spec.servers[0].tls: server cannot have TLS settings for plain text "
+              "HTTP ports\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 443, name: x, protocol: HTTPS}\n"
+                            "    hosts: [\"*\"]\n    tls: {mode: SIMPLE}\n")) ==
+          p + "9:10" + r + "spec.servers[0].tls: SIMPLE TLS requires a server certificate\n" + p +
+              "9:10" + r + "spec.servers[0].tls: SIMPLE TLS requires a private key\n");
+    CHECK(errors_of(gateway("  servers:\n  - port: {number: 80, name: a, protocol: HTTP}\n"
+                            "    hosts: [\"*\"]\n  - port: {number: 81, name: a, protocol: HTTP}\n"
+                            "    hosts: [\"*\"]\n")) ==
+          p + "9:5" + r +
+              "spec.servers[1].port.name: port names in servers must be unique: "
+              "duplicate name a\n");
+    // Kubernetes Gateway API's Gateway is another kind: skipped, not refused.
+    Config k8s = load_yaml(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+        "metadata: {name: gw}\nspec: {gatewayClassName: istio}\n",
+        "t.yaml");
+    CHECK_FALSE(k8s.has_errors());
+    CHECK(k8s.gateways.empty());
+}
+
+TEST_CASE("RequestAuthentication: JWT rules read and validated as Istio does") {
+    const std::string head =
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt, namespace: foo}\nspec:\n";
+    const std::string ok = head +
+                           "  selector: {matchLabels: {app: httpbin}}\n"
+                           "  jwtRules:\n"
+                           "  - issuer: testing@secure.istio.io\n"
+                           "    jwksUri: https://example.com/jwks.json\n"
+                           "    fromHeaders: [{name: x-jwt, prefix: \"Bearer \"}]\n"
+                           "    outputClaimToHeaders: [{header: x-sub, claim: sub}]\n";
+    CHECK(errors_of(ok) == "");
+    Config c = load_yaml(ok, "t.yaml");
+    REQUIRE(c.request_authentications.size() == 1);
+    const auto& ra = c.request_authentications[0];
+    REQUIRE(ra.jwt_rules.size() == 1);
+    CHECK(ra.jwt_rules[0].issuer == "testing@secure.istio.io");
+    CHECK(ra.jwt_rules[0].from_headers[0].second == "Bearer ");
+    CHECK(ra.jwt_rules[0].output_claim_to_headers[0].second == "x-sub");
+
+    const std::string r = ": RequestAuthentication foo/jwt: ";
+    CHECK(errors_of(head + "  jwtRules:\n  - audiences: [a]\n") ==
+          "t.yaml:6:5" + r + "spec.jwtRules[0]: issuer or jwksUri must be non-empty string\n");
+    CHECK(errors_of(head + "  jwtRules:\n  - {issuer: i, jwksUri: \"ftp://x/k\"}\n") ==
+          "t.yaml:6:26" + r + "spec.jwtRules[0].jwksUri: URI scheme \"ftp\" is not supported\n");
+    CHECK(errors_of(head + "  jwtRules:\n  - {issuer: i, audiences: [\"\"]}\n") ==
+          "t.yaml:6:29" + r +
+              "spec.jwtRules[0].audiences[0]: audience must be non-empty "
+              "string\n");
+    CHECK(errors_of(head + "  jwtRules:\n  - {issuer: i, outputClaimToHeaders: [{claim: c, "
+                           "header: \"a b\"}]}\n") ==
+          "t.yaml:6:40" + r +
+              "spec.jwtRules[0].outputClaimToHeaders[0].header: header name a b "
+              "is not a valid header name\n");
+    CHECK(errors_of(head + "  selector: {matchLabels: {app: a}}\n  targetRef: {kind: Service, "
+                           "name: a}\n") ==
+          "t.yaml:5:3" + r + "spec: only one of targetRefs or workloadSelector can be set\n");
+    CHECK(errors_of(head + "  targetRefs:\n  - {kind: Pod, name: a}\n") ==
+          "t.yaml:6:5" + r +
+              "spec.targetRefs[0]: targetRef must be to one of [core/v1/Service "
+              "networking.istio.io/v1/ServiceEntry "
+              "gateway.networking.k8s.io/v1/Gateway "
+              "gateway.networking.k8s.io/v1/GatewayClass] but was /Pod\n");
+}
+
+TEST_CASE("Telemetry and ProxyConfig: read and validated as Istio does") {
+    const std::string head =
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"
+        "metadata: {name: t, namespace: istio-system}\nspec:\n";
+    const std::string ok = head +
+                           "  tracing:\n  - randomSamplingPercentage: 10.5\n"
+                           "    providers: [{name: zipkin}]\n"
+                           "  accessLogging:\n  - providers: [{name: envoy}]\n"
+                           "    filter: {expression: \"response.code >= 400\"}\n";
+    CHECK(errors_of(ok) == "");
+    Config c = load_yaml(ok, "t.yaml");
+    REQUIRE(c.telemetries.size() == 1);
+    CHECK(*c.telemetries[0].tracing.at(0).random_sampling_percentage == 10.5);
+    CHECK(c.telemetries[0].tracing[0].providers == std::vector<std::string>{"zipkin"});
+    CHECK(c.telemetries[0].access_logging.at(0).filter == "response.code >= 400");
+    const std::string r = ": Telemetry istio-system/t: ";
+    CHECK(errors_of(head + "  tracing:\n  - randomSamplingPercentage: 101\n") ==
+          "t.yaml:6:31" + r +
+              "spec.tracing[0].randomSamplingPercentage: "
+              "randomSamplingPercentage must be in range [0.0, 100.0]\n");
+    CHECK(errors_of(head + "  metrics:\n  - providers: [{}]\n") ==
+          "t.yaml:6:17" + r + "spec.metrics[0].providers[0]: providers.name may not be empty\n");
+    CHECK(errors_of(head + "  metrics:\n  - overrides:\n    - tagOverrides:\n"
+                           "        request_host: {operation: REMOVE, value: x}\n") ==
+          "t.yaml:8:23" + r +
+              "spec.metrics[0].overrides[0].tagOverrides.request_host: "
+              "tagOverrides.value may only be set when operation is UPSERT\n");
+    CHECK(errors_of(head + "  tracing:\n  - customTags:\n      my: {literal: {}}\n") ==
+          "t.yaml:7:21" + r +
+              "spec.tracing[0].customTags.my.literal: literal tag value may not "
+              "be empty\n");
+
+    const std::string pc =
+        "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\n"
+        "metadata: {name: pc, namespace: default}\nspec:\n";
+    Config p = load_yaml(pc + "  concurrency: 0\n  environmentVariables: {A: b}\n", "t.yaml");
+    CHECK_FALSE(p.has_errors());
+    REQUIRE(p.proxy_configs.size() == 1);
+    CHECK(*p.proxy_configs[0].concurrency == 0);
+    CHECK(p.proxy_configs[0].environment_variables.at("A") == "b");
+    CHECK(errors_of(pc + "  concurrency: -1\n") ==
+          "t.yaml:5:16: ProxyConfig default/pc: spec.concurrency: concurrency must be greater "
+          "than or equal to 0\n");
+    // ProxyConfig is served as v1beta1 only.
+    CHECK(errors_of("apiVersion: networking.istio.io/v1\nkind: ProxyConfig\nmetadata: {name: a}\n"
+                    "spec: {}\n") ==
+          "t.yaml:1:13: ProxyConfig default/a: apiVersion: \"networking.istio.io/v1\" does not "
+          "serve ProxyConfig (use networking.istio.io/v1beta1)\n");
+}
