@@ -429,3 +429,47 @@ TEST_CASE("Telemetry and ProxyConfig: read and validated as Istio does") {
           "t.yaml:1:13: ProxyConfig default/a: apiVersion: \"networking.istio.io/v1\" does not "
           "serve ProxyConfig (use networking.istio.io/v1beta1)\n");
 }
+
+TEST_CASE("fields Remora does not enforce are still validated as Istio does") {
+    const std::string dr =
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        "metadata: {name: r}\nspec:\n  host: reviews\n  trafficPolicy:\n"
+        "    loadBalancer:\n";
+    const std::string r = ": DestinationRule default/r: spec.trafficPolicy.loadBalancer.warmup";
+    CHECK(errors_of(dr + "      warmup: {duration: 10x}\n") ==
+          "t.yaml:8:26" + r +
+              ".duration: \"10x\" is not a duration (e.g. \"10ms\", \"1.5s\", "
+              "\"1m\", \"1h\")\n");
+    CHECK(errors_of(dr + "      warmup: {aggression: 2}\n") ==
+          "t.yaml:8:15" + r + ".duration: duration is required\n");
+    CHECK(errors_of(dr + "      warmup: {duration: 10s, minimumPercent: 120, aggression: 0}\n") ==
+          "t.yaml:8:47" + r +
+              ".minimumPercent: minimumPercent value should be less than or "
+              "equal to 100\n" +
+              "t.yaml:8:64" + r + ".aggression: aggression should be greater than 0\n");
+    CHECK(errors_of(dr + "      warmup: {duration: 10s}\n") == "");
+    CHECK(warnings_of(dr + "      warmup: {duration: 10s}\n") ==
+          std::vector<std::string>{"t.yaml:8:15: warning: DestinationRule default/r: "
+                                   "spec.trafficPolicy.loadBalancer.warmup: not supported by "
+                                   "remora"});
+
+    const std::string we =
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+        "metadata: {name: w}\nspec:\n";
+    CHECK(errors_of(we + "  address: unix://relative.sock\n") ==
+          "t.yaml:5:12: WorkloadEntry default/w: spec.address: relative.sock is not an absolute "
+          "path to a file\n");
+    CHECK(errors_of(we + "  address: unix:///var/run/a.sock\n  ports: {http: 80}\n") ==
+          "t.yaml:6:10: WorkloadEntry default/w: spec.ports: unix endpoint "
+          "unix:///var/run/a.sock must not include ports\n");
+    CHECK(errors_of(we + "  address: unix:///var/run/a.sock\n") == "");
+    CHECK(errors_of(we + "  address: \"unix://@abstract\"\n") == "");
+    const std::string se =
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec:\n"
+        "  hosts: [a.example.com]\n  resolution: STATIC\n  ports:\n"
+        "  - {number: 80, name: http, protocol: HTTP}\n  - {number: 81, name: b, protocol: HTTP}\n"
+        "  endpoints:\n  - address: unix:///var/run/a.sock\n";
+    CHECK(errors_of(se) ==
+          "t.yaml:11:5: ServiceEntry default/s: spec.endpoints[0].address: "
+          "exactly 1 service port required for unix endpoints\n");
+}
