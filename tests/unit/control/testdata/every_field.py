@@ -1,4 +1,8 @@
 # Generates, for each kind Remora reads, one document holding every field of Istio's CRD schema.
+# Usage: every_field.py CRDS OUT, CRDS being istio/api's kubernetes/customresourcedefinitions.gen.yaml
+# or istio/istio's manifests/charts/base/files/crd-all.gen.yaml (the same CRDs). The checked-in
+# istio_every_field.yaml took the first six kinds from istio/api b8f8791d and the five others from
+# istio/istio 86c9f01fd735 (newer CRDs add fields, e.g. loadBalancer.backendUtilization).
 import sys, yaml
 crd_path, out_path = sys.argv[1], sys.argv[2]
 KINDS = ['VirtualService','DestinationRule','ServiceEntry','WorkloadEntry','PeerAuthentication','AuthorizationPolicy',
