@@ -807,6 +807,182 @@ void sidecar_selector(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// The routing content of a match (its name left out), to find duplicates (upstream's asJSON).
+std::string match_key(const HTTPMatchRequest& m) {
+    auto sm = [](const std::optional<StringMatch>& x) {
+        if (!x) return std::string("-");
+        return std::to_string(static_cast<int>(x->type)) + ":" + x->value;
+    };
+    auto sm_map = [&](const std::map<std::string, StringMatch>& x) {
+        std::string out = "{";
+        for (const auto& [k, v] : x)
+            out += k + "=" + sm(v) + ";";
+        return out + "}";
+    };
+    std::string out = sm(m.uri) + "|" + sm(m.scheme) + "|" + sm(m.method) + "|" + sm(m.authority) +
+                      "|" + sm_map(m.headers) + "|" + sm_map(m.query_params) + "|" +
+                      sm_map(m.without_headers) + "|" + (m.ignore_uri_case ? "i" : "") + "|" +
+                      std::to_string(m.port) + "|" + m.source_namespace + "|" +
+                      join(m.gateways, ",") + "|";
+    for (const auto& [k, v] : m.source_labels)
+        out += k + "=" + v + ";";
+    return out;
+}
+
+std::string match_key(const L4Match& m) {
+    std::string out =
+        std::to_string(m.port) + "|" + join(m.sni_hosts, ",") + "|" + m.source_namespace + "|";
+    for (const auto& [k, v] : m.source_labels)
+        out += k + "=" + v + ";";
+    return out;
+}
+
+// Upstream's genMatchHTTPRoutes: a prefix-URI match, for the overlap check.
+struct PrefixMatch {
+    std::string route, match, prefix;
+    uint32_t port = 0;
+    std::string method, authority;
+    std::map<std::string, std::string> headers, query_params, without_headers;
+};
+
+std::string exact_or_prefix(const std::optional<StringMatch>& m) {
+    if (!m || m->value.empty()) return "";
+    if (m->type == StringMatch::Type::Exact) return "exact:" + m->value;
+    if (m->type == StringMatch::Type::Prefix) return "prefix:" + m->value;
+    return "";
+}
+
+// coveredValidation: `a` (earlier) covers `b`.
+bool covers(const PrefixMatch& a, const PrefixMatch& b) {
+    if (!b.prefix.starts_with(a.prefix)) return false;
+    if (b.port != a.port) return false;
+    if (a.method != b.method && !a.method.starts_with(b.method)) return false;
+    if (a.authority != b.authority && !a.authority.starts_with(b.authority)) return false;
+    auto maps = [](const std::map<std::string, std::string>& x,
+                   const std::map<std::string, std::string>& y) {
+        if (x.size() != y.size()) return false;
+        for (const auto& [k, v] : x) {
+            auto it = y.find(k);
+            if (it == y.end()) return false;
+            if (v != it->second && !v.starts_with(it->second)) return false;
+        }
+        return true;
+    };
+    return maps(a.headers, b.headers) && maps(a.query_params, b.query_params) &&
+           maps(a.without_headers, b.without_headers);
+}
+
+// IST0130 / IST0131: rules no request can reach, matches an earlier rule already takes (Istio's
+// VirtualService validation, reported by the schema analyzer).
+void unreachable_rules(const Config& c, std::vector<Message>& out) {
+    for (const auto& vs : c.virtual_services) {
+        auto unused = [&](const std::string& rule, const std::string& reason) {
+            out.push_back(message("IST0130", Level::Warning, "VirtualService", vs.meta,
+                                  "VirtualService rule " + rule + " not used (" + reason + ")."));
+        };
+        auto ineffective = [&](const std::string& rule, const std::string& match,
+                               const std::string& dup) {
+            out.push_back(message("IST0131", Level::Info, "VirtualService", vs.meta,
+                                  "VirtualService rule " + rule + " match " + match +
+                                      " is not used (duplicate/overlapping match in rule " + dup +
+                                      ")."));
+        };
+        auto http_name = [&](std::size_t i) {
+            const auto& r = vs.http[i];
+            return r.name.empty() ? "#" + std::to_string(i) : go_quote(r.name);
+        };
+        std::map<std::string, std::size_t> seen;
+        int empty_at = -1;
+        std::vector<PrefixMatch> prefixes;
+        for (std::size_t rn = 0; rn < vs.http.size(); ++rn) {
+            const HTTPRoute& route = vs.http[rn];
+            if (route.match.empty()) {
+                if (empty_at >= 0) unused(http_name(rn), "only the last rule can have no matches");
+                empty_at = static_cast<int>(rn);
+                continue;
+            }
+            std::size_t duplicates = 0;
+            for (std::size_t mn = 0; mn < route.match.size(); ++mn) {
+                const HTTPMatchRequest& m = route.match[mn];
+                if (empty_at >= 0) {
+                    unused(http_name(rn), "route without matches defined before");
+                    continue;
+                }
+                std::string key = match_key(m);
+                auto it = seen.find(key);
+                const std::string match_name =
+                    m.name.empty() ? "#" + std::to_string(mn) : go_quote(m.name);
+                if (it != seen.end()) {
+                    ineffective(http_name(rn), match_name, http_name(it->second));
+                    ++duplicates;
+                    continue;
+                }
+                seen.emplace(key, rn);
+                if (m.uri && m.uri->type == StringMatch::Type::Prefix && !m.uri->value.empty()) {
+                    PrefixMatch p;
+                    p.route = http_name(rn);
+                    p.match = match_name;
+                    p.prefix = m.uri->value;
+                    p.port = m.port;
+                    p.method = exact_or_prefix(m.method);
+                    if (p.method.empty()) p.method = "exact:GET";
+                    p.authority = exact_or_prefix(m.authority);
+                    for (const auto& [k, v] : m.headers)
+                        p.headers[k] = exact_or_prefix(v);
+                    for (const auto& [k, v] : m.query_params)
+                        p.query_params[k] = exact_or_prefix(v);
+                    for (const auto& [k, v] : m.without_headers)
+                        p.without_headers[k] = exact_or_prefix(v);
+                    prefixes.push_back(std::move(p));
+                }
+            }
+            if (duplicates == route.match.size()) {
+                unused(http_name(rn), "all matches used by prior rules");
+            }
+        }
+        for (std::size_t a = 0; a < prefixes.size(); ++a) {
+            for (std::size_t b = a + 1; b < prefixes.size(); ++b) {
+                if (prefixes[b].prefix == prefixes[a].prefix) continue;
+                if (covers(prefixes[a], prefixes[b])) {
+                    ineffective(prefixes[b].route,
+                                prefixes[b].match + " of prefix " + prefixes[b].prefix,
+                                prefixes[a].match + " of prefix " + prefixes[a].prefix + " on " +
+                                    prefixes[a].route);
+                }
+            }
+        }
+        for (const auto* l4 : {&vs.tcp, &vs.tls}) {
+            std::map<std::string, std::size_t> l4_seen;
+            int l4_empty = -1;
+            for (std::size_t rn = 0; rn < l4->size(); ++rn) {
+                const L4Route& route = (*l4)[rn];
+                const std::string name = "#" + std::to_string(rn);
+                if (route.match.empty()) {
+                    if (l4_empty >= 0) unused(name, "only the last rule can have no matches");
+                    l4_empty = static_cast<int>(rn);
+                    continue;
+                }
+                std::size_t duplicates = 0;
+                for (std::size_t mn = 0; mn < route.match.size(); ++mn) {
+                    if (l4_empty >= 0) {
+                        unused(name, "route without matches defined before");
+                        continue;
+                    }
+                    auto [it, fresh] = l4_seen.emplace(match_key(route.match[mn]), rn);
+                    if (!fresh) {
+                        ineffective(name, "#" + std::to_string(mn),
+                                    "#" + std::to_string(it->second));
+                        ++duplicates;
+                    }
+                }
+                if (duplicates == route.match.size()) {
+                    unused(name, "all matches used by prior rules");
+                }
+            }
+        }
+    }
+}
+
 // IST0106 for the validation errors, IST0133 for the warnings Istio's validation also gives
 // (deprecated settings, ...); Remora's own warnings are not Istio messages.
 void schema_validation(const Config& c, std::vector<Message>& out) {
@@ -862,7 +1038,8 @@ std::optional<Level> level_from_name(std::string name) {
 const char* analyzer_description(Analyzer a) {
     switch (a) {
         case Analyzer::SchemaValidation:
-            return "Runs schema validation as Istio's webhook does (IST0106, IST0133)";
+            return "Runs schema validation as Istio's webhook does (IST0106, IST0133; IST0130, "
+                   "IST0131 for unreachable VirtualService rules and matches)";
         case Analyzer::DestinationHost:
             return "Checks the destination hosts and ports of VirtualServices (IST0101, IST0112)";
         case Analyzer::DestinationRule:
@@ -947,7 +1124,10 @@ std::vector<Analyzer> all_analyzers() {
 std::vector<Message> analyze(const Config& config, const Options& options) {
     auto on = [&](Analyzer a) { return options.only.empty() || options.only.count(a); };
     std::vector<Message> out;
-    if (on(Analyzer::SchemaValidation)) schema_validation(config, out);
+    if (on(Analyzer::SchemaValidation)) {
+        schema_validation(config, out);
+        unreachable_rules(config, out);
+    }
     if (on(Analyzer::DestinationHost)) destination_host(config, out);
     if (on(Analyzer::DestinationRule)) destination_rule(config, out);
     if (on(Analyzer::ConflictingMeshGatewayHosts)) conflicting_mesh_gateway_hosts(config, out);

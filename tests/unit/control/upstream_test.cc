@@ -51,6 +51,8 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"virtualservice.GatewayAnalyzer", analyze::Analyzer::Gateway},
         {"gateway.ConflictingGatewayAnalyzer", analyze::Analyzer::ConflictingGateways},
         {"sidecar.SelectorAnalyzer", analyze::Analyzer::SidecarSelector},
+        {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
+         analyze::Analyzer::SchemaValidation},
     };
     auto it = known.find(name);
     if (it == known.end()) return std::nullopt;
