@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <set>
 #include <tuple>
 
 namespace remora::control::analyze {
@@ -546,9 +547,438 @@ void deprecation(const Config& c, std::vector<Message>& out) {
         }
     }
     for (const auto& sc : c.sidecars) {
-        if (sc.egress_proxy) {
+        if (sc.outbound_traffic_policy && sc.outbound_traffic_policy->egress_proxy) {
             out.push_back(message("IST0002", Level::Warning, "Sidecar", sc.meta,
                                   "Deprecated: OutboundTrafficPolicy.EgressProxy ignored"));
+        }
+    }
+}
+
+// Istio's host.Name.Matches: `a` matches `b` when one's wildcard covers the other.
+bool host_matches(const std::string& a, const std::string& b) {
+    bool aw = a.starts_with("*"), bw = b.starts_with("*");
+    if (aw && bw) {
+        return a.size() < b.size() ? b.substr(1).ends_with(a.substr(1))
+                                   : a.substr(1).ends_with(b.substr(1));
+    }
+    if (aw) return b.ends_with(a.substr(1));
+    if (bw) return a.ends_with(b.substr(1));
+    return a == b;
+}
+
+// Go's %v of a []string: "[a b]".
+std::string go_list(const std::vector<std::string>& v) {
+    return "[" + join(v, " ") + "]";
+}
+
+// A label selector as Kubernetes' labels.SelectorFromSet(...).String() writes it.
+std::string selector_string(const Labels& l) {
+    std::string out;
+    for (const auto& [k, v] : l)
+        out += (out.empty() ? "" : ",") + k + "=" + v;
+    return out;
+}
+
+// virtualservice.GatewayAnalyzer: every gateway a VirtualService names exists (IST0101) and
+// serves one of its hosts (IST0132).
+void gateway_references(const Config& c, std::vector<Message>& out) {
+    for (const auto& vs : c.virtual_services) {
+        for (const auto& name : vs.gateways) {
+            if (name == "mesh") continue;
+            auto slash = name.find('/');
+            std::string ns = slash == std::string::npos ? vs.meta.ns : name.substr(0, slash);
+            std::string gw_name = slash == std::string::npos ? name : name.substr(slash + 1);
+            const Gateway* gw = nullptr;
+            for (const auto& g : c.gateways)
+                if (g.meta.ns == ns && g.meta.name == gw_name) gw = &g;
+            if (!gw) {
+                out.push_back(message("IST0101", Level::Error, "VirtualService", vs.meta,
+                                      "Referenced gateway not found: " + go_quote(name)));
+            }
+            // The gateway's hosts as the VirtualService's namespace sees them
+            // (sanitizeServerHostNamespace, then host.NamesForNamespace).
+            std::vector<std::string> hosts;
+            if (gw) {
+                for (const auto& server : gw->servers) {
+                    std::vector<std::string> server_hosts = server.hosts;
+                    for (auto& h : server_hosts) {
+                        auto cut = h.find('/');
+                        if (cut == std::string::npos) continue;
+                        std::string hns = h.substr(0, cut), rest = h.substr(cut + 1);
+                        if (hns == ".") {
+                            h = gw->meta.ns + "/" + rest;
+                        } else if (hns == "*") {
+                            if (rest == "*") {
+                                server_hosts = {"*"};
+                                break;
+                            }
+                            h = rest;
+                        }
+                    }
+                    for (const auto& h : server_hosts) {
+                        auto cut = h.find('/');
+                        if (cut == std::string::npos) {
+                            hosts.push_back(h);
+                        } else if (h.substr(0, cut) == vs.meta.ns || h.substr(0, cut) == "*") {
+                            hosts.push_back(h.substr(cut + 1));
+                        }
+                    }
+                }
+            }
+            bool found = false;
+            for (const auto& gh : hosts)
+                for (const auto& vh : vs.hosts)
+                    found |= host_matches(gh, vh);
+            if (!found) {
+                out.push_back(message("IST0132", Level::Warning, "VirtualService", vs.meta,
+                                      "one or more host " + go_list(vs.hosts) +
+                                          " defined in VirtualService " + vs.meta.ns + "/" +
+                                          vs.meta.name + " not found in Gateway " + ns + "/" +
+                                          gw_name + "."));
+            }
+        }
+    }
+}
+
+// gateway.ConflictingGatewayAnalyzer: two Gateways for the same gateway workloads (the same
+// selector, or selectors one pod satisfies both) and port define the same host with the same
+// bind (IST0145). Upstream's bookkeeping is followed, including model.CheckDuplicates marking a
+// server's hosts as known once it found no duplicate.
+void conflicting_gateways(const Config& c, std::vector<Message>& out) {
+    using HostsBind = std::map<std::string, std::string>;
+    // "selector~port" -> gateway "ns/name" -> host -> bind.
+    std::map<std::string, std::map<std::string, HostsBind>> known;
+    auto key_of = [](const std::string& selector, uint32_t port) {
+        return selector + "~" + std::to_string(port);
+    };
+    for (const auto& gw : c.gateways) {
+        const std::string name = gw.meta.ns + "/" + gw.meta.name;
+        for (const auto& server : gw.servers) {
+            HostsBind hb;
+            for (const auto& h : server.hosts)
+                hb[h] = server.bind;
+            known[key_of(selector_string(gw.selector), server.port.number)][name] = hb;
+        }
+    }
+    auto parse_selector = [](const std::string& s) {
+        Labels l;
+        std::size_t start = 0;
+        while (start < s.size()) {
+            std::size_t comma = s.find(',', start);
+            std::string pair =
+                s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            auto eq = pair.find('=');
+            if (eq != std::string::npos && pair.find('=', eq + 1) == std::string::npos)
+                l[pair.substr(0, eq)] = pair.substr(eq + 1);
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
+        return l;
+    };
+    for (const auto& gw : c.gateways) {
+        const std::string name = gw.meta.ns + "/" + gw.meta.name;
+        const std::string selector = selector_string(gw.selector);
+        std::vector<std::string> hit;  // keys of `known` for the same gateway workloads
+        for (const auto& [key, _] : known) {
+            std::string other = key.substr(0, key.rfind('~'));
+            bool matched = other == selector;
+            if (!matched && (other.find(selector) != std::string::npos ||
+                             selector.find(other) != std::string::npos)) {
+                Labels other_labels = parse_selector(other);
+                for (const auto& w : c.workloads) {
+                    if (w.kind == "Pod" && selects(gw.selector, w.labels) &&
+                        selects(other_labels, w.labels)) {
+                        matched = true;
+                        break;
+                    }
+                }
+            }
+            if (matched) hit.push_back(key);
+        }
+        for (const auto& server : gw.servers) {
+            const std::string port = std::to_string(server.port.number);
+            std::vector<std::string> gateways;
+            for (const auto& key : hit) {
+                if (key.substr(key.rfind('~') + 1) != port) continue;
+                for (auto& [other, hosts_bind] : known[key]) {
+                    if (other == name) continue;
+                    bool duplicate = false;
+                    for (const auto& h : server.hosts) {
+                        auto it = hosts_bind.find(h);
+                        duplicate |= it != hosts_bind.end() && it->second == server.bind;
+                    }
+                    if (!duplicate) {
+                        for (const auto& h : server.hosts)
+                            hosts_bind[h] = server.bind;
+                    } else {
+                        gateways.push_back(other);
+                    }
+                }
+            }
+            if (gateways.empty()) continue;
+            std::sort(gateways.begin(), gateways.end());
+            out.push_back(message("IST0145", Level::Error, "Gateway", gw.meta,
+                                  "Conflict with gateways " + join(gateways, ",") +
+                                      " (workload selector " + selector + ", port " + port +
+                                      ", hosts " + join(server.hosts, ",") + ")."));
+        }
+    }
+}
+
+// sidecar.SelectorAnalyzer: a Sidecar's workloadSelector selects pods of its namespace (IST0101),
+// no pod is selected by two Sidecars (IST0110), a namespace has at most one Sidecar without a
+// selector (IST0111); in ambient mode a Sidecar has no effect (IST0167).
+void sidecar_selector(const Config& c, std::vector<Message>& out) {
+    std::map<std::pair<std::string, std::string>, std::vector<const Sidecar*>> by_pod;
+    std::map<std::pair<std::string, std::string>, const Workload*> pods;
+    std::map<std::string, std::vector<const Sidecar*>> by_namespace;
+    for (const auto& sc : c.sidecars) {
+        if (!sc.workload_selector || sc.workload_selector->empty()) {
+            by_namespace[sc.meta.ns].push_back(&sc);
+            continue;
+        }
+        bool found = false;
+        for (const auto& w : c.workloads) {
+            if (w.kind != "Pod" || w.ns != sc.meta.ns || !selects(*sc.workload_selector, w.labels))
+                continue;
+            found = true;
+            by_pod[{w.ns, w.name}].push_back(&sc);
+            pods[{w.ns, w.name}] = &w;
+        }
+        if (!found) {
+            out.push_back(message("IST0101", Level::Error, "Sidecar", sc.meta,
+                                  "Referenced selector not found: " +
+                                      go_quote(selector_string(*sc.workload_selector))));
+        }
+    }
+    auto names = [](const std::vector<const Sidecar*>& list) {
+        std::vector<std::string> n;
+        for (const auto* s : list)
+            n.push_back(s->meta.name);
+        return go_list(n);
+    };
+    std::set<const Sidecar*> reported;
+    auto ineffective = [&](const Sidecar* sc, const std::string& why) {
+        if (!reported.insert(sc).second) return;
+        out.push_back(message("IST0167", Level::Warning, "Sidecar", sc->meta,
+                              "The policy has no impact: " + why + "."));
+    };
+    for (const auto& [pod, list] : by_pod) {
+        const Workload* w = pods[pod];
+        auto redirection = w->annotations.find("ambient.istio.io/redirection");
+        bool ambient = redirection != w->annotations.end() && redirection->second == "enabled";
+        if (list.size() == 1 && !ambient) continue;
+        for (const auto* sc : list) {
+            if (ambient) {
+                ineffective(sc, "selected workload is in ambient mode, the policy has no impact");
+                continue;
+            }
+            out.push_back(message("IST0110", Level::Error, "Sidecar", sc->meta,
+                                  "The Sidecars " + names(list) + " in namespace " +
+                                      go_quote(pod.first) + " select the same workload pod " +
+                                      go_quote(pod.second) +
+                                      ", which can lead to undefined behavior."));
+        }
+    }
+    for (const auto& [ns, list] : by_namespace) {
+        auto labels = c.namespaces.find(ns);
+        bool ambient = false;
+        if (labels != c.namespaces.end()) {
+            const Labels& l = labels->second;
+            auto get = [&](const char* k) {
+                auto it = l.find(k);
+                return it == l.end() ? std::string() : it->second;
+            };
+            ambient = get("istio-injection") != "enabled" && get("istio.io/rev").empty() &&
+                      get("istio.io/dataplane-mode") == "ambient";
+        }
+        if (ambient) {
+            for (const auto* sc : list)
+                ineffective(sc, "namespace is in ambient mode, the policy has no impact");
+            continue;
+        }
+        if (list.size() < 2) continue;
+        for (const auto* sc : list) {
+            out.push_back(message("IST0111", Level::Error, "Sidecar", sc->meta,
+                                  "The Sidecars " + names(list) + " in namespace " + go_quote(ns) +
+                                      " have no workload selector, which can lead to undefined "
+                                      "behavior."));
+        }
+    }
+}
+
+// The routing content of a match (its name left out), to find duplicates (upstream's asJSON).
+std::string match_key(const HTTPMatchRequest& m) {
+    auto sm = [](const std::optional<StringMatch>& x) {
+        if (!x) return std::string("-");
+        return std::to_string(static_cast<int>(x->type)) + ":" + x->value;
+    };
+    auto sm_map = [&](const std::map<std::string, StringMatch>& x) {
+        std::string out = "{";
+        for (const auto& [k, v] : x)
+            out += k + "=" + sm(v) + ";";
+        return out + "}";
+    };
+    std::string out = sm(m.uri) + "|" + sm(m.scheme) + "|" + sm(m.method) + "|" + sm(m.authority) +
+                      "|" + sm_map(m.headers) + "|" + sm_map(m.query_params) + "|" +
+                      sm_map(m.without_headers) + "|" + (m.ignore_uri_case ? "i" : "") + "|" +
+                      std::to_string(m.port) + "|" + m.source_namespace + "|" +
+                      join(m.gateways, ",") + "|";
+    for (const auto& [k, v] : m.source_labels)
+        out += k + "=" + v + ";";
+    return out;
+}
+
+std::string match_key(const L4Match& m) {
+    std::string out =
+        std::to_string(m.port) + "|" + join(m.sni_hosts, ",") + "|" + m.source_namespace + "|";
+    for (const auto& [k, v] : m.source_labels)
+        out += k + "=" + v + ";";
+    return out;
+}
+
+// Upstream's genMatchHTTPRoutes: a prefix-URI match, for the overlap check.
+struct PrefixMatch {
+    std::string route, match, prefix;
+    uint32_t port = 0;
+    std::string method, authority;
+    std::map<std::string, std::string> headers, query_params, without_headers;
+};
+
+std::string exact_or_prefix(const std::optional<StringMatch>& m) {
+    if (!m || m->value.empty()) return "";
+    if (m->type == StringMatch::Type::Exact) return "exact:" + m->value;
+    if (m->type == StringMatch::Type::Prefix) return "prefix:" + m->value;
+    return "";
+}
+
+// coveredValidation: `a` (earlier) covers `b`.
+bool covers(const PrefixMatch& a, const PrefixMatch& b) {
+    if (!b.prefix.starts_with(a.prefix)) return false;
+    if (b.port != a.port) return false;
+    if (a.method != b.method && !a.method.starts_with(b.method)) return false;
+    if (a.authority != b.authority && !a.authority.starts_with(b.authority)) return false;
+    auto maps = [](const std::map<std::string, std::string>& x,
+                   const std::map<std::string, std::string>& y) {
+        if (x.size() != y.size()) return false;
+        for (const auto& [k, v] : x) {
+            auto it = y.find(k);
+            if (it == y.end()) return false;
+            if (v != it->second && !v.starts_with(it->second)) return false;
+        }
+        return true;
+    };
+    return maps(a.headers, b.headers) && maps(a.query_params, b.query_params) &&
+           maps(a.without_headers, b.without_headers);
+}
+
+// IST0130 / IST0131: rules no request can reach, matches an earlier rule already takes (Istio's
+// VirtualService validation, reported by the schema analyzer).
+void unreachable_rules(const Config& c, std::vector<Message>& out) {
+    for (const auto& vs : c.virtual_services) {
+        auto unused = [&](const std::string& rule, const std::string& reason) {
+            out.push_back(message("IST0130", Level::Warning, "VirtualService", vs.meta,
+                                  "VirtualService rule " + rule + " not used (" + reason + ")."));
+        };
+        auto ineffective = [&](const std::string& rule, const std::string& match,
+                               const std::string& dup) {
+            out.push_back(message("IST0131", Level::Info, "VirtualService", vs.meta,
+                                  "VirtualService rule " + rule + " match " + match +
+                                      " is not used (duplicate/overlapping match in rule " + dup +
+                                      ")."));
+        };
+        auto http_name = [&](std::size_t i) {
+            const auto& r = vs.http[i];
+            return r.name.empty() ? "#" + std::to_string(i) : go_quote(r.name);
+        };
+        std::map<std::string, std::size_t> seen;
+        int empty_at = -1;
+        std::vector<PrefixMatch> prefixes;
+        for (std::size_t rn = 0; rn < vs.http.size(); ++rn) {
+            const HTTPRoute& route = vs.http[rn];
+            if (route.match.empty()) {
+                if (empty_at >= 0) unused(http_name(rn), "only the last rule can have no matches");
+                empty_at = static_cast<int>(rn);
+                continue;
+            }
+            std::size_t duplicates = 0;
+            for (std::size_t mn = 0; mn < route.match.size(); ++mn) {
+                const HTTPMatchRequest& m = route.match[mn];
+                if (empty_at >= 0) {
+                    unused(http_name(rn), "route without matches defined before");
+                    continue;
+                }
+                std::string key = match_key(m);
+                auto it = seen.find(key);
+                const std::string match_name =
+                    m.name.empty() ? "#" + std::to_string(mn) : go_quote(m.name);
+                if (it != seen.end()) {
+                    ineffective(http_name(rn), match_name, http_name(it->second));
+                    ++duplicates;
+                    continue;
+                }
+                seen.emplace(key, rn);
+                if (m.uri && m.uri->type == StringMatch::Type::Prefix && !m.uri->value.empty()) {
+                    PrefixMatch p;
+                    p.route = http_name(rn);
+                    p.match = match_name;
+                    p.prefix = m.uri->value;
+                    p.port = m.port;
+                    p.method = exact_or_prefix(m.method);
+                    if (p.method.empty()) p.method = "exact:GET";
+                    p.authority = exact_or_prefix(m.authority);
+                    for (const auto& [k, v] : m.headers)
+                        p.headers[k] = exact_or_prefix(v);
+                    for (const auto& [k, v] : m.query_params)
+                        p.query_params[k] = exact_or_prefix(v);
+                    for (const auto& [k, v] : m.without_headers)
+                        p.without_headers[k] = exact_or_prefix(v);
+                    prefixes.push_back(std::move(p));
+                }
+            }
+            if (duplicates == route.match.size()) {
+                unused(http_name(rn), "all matches used by prior rules");
+            }
+        }
+        for (std::size_t a = 0; a < prefixes.size(); ++a) {
+            for (std::size_t b = a + 1; b < prefixes.size(); ++b) {
+                if (prefixes[b].prefix == prefixes[a].prefix) continue;
+                if (covers(prefixes[a], prefixes[b])) {
+                    ineffective(prefixes[b].route,
+                                prefixes[b].match + " of prefix " + prefixes[b].prefix,
+                                prefixes[a].match + " of prefix " + prefixes[a].prefix + " on " +
+                                    prefixes[a].route);
+                }
+            }
+        }
+        for (const auto* l4 : {&vs.tcp, &vs.tls}) {
+            std::map<std::string, std::size_t> l4_seen;
+            int l4_empty = -1;
+            for (std::size_t rn = 0; rn < l4->size(); ++rn) {
+                const L4Route& route = (*l4)[rn];
+                const std::string name = "#" + std::to_string(rn);
+                if (route.match.empty()) {
+                    if (l4_empty >= 0) unused(name, "only the last rule can have no matches");
+                    l4_empty = static_cast<int>(rn);
+                    continue;
+                }
+                std::size_t duplicates = 0;
+                for (std::size_t mn = 0; mn < route.match.size(); ++mn) {
+                    if (l4_empty >= 0) {
+                        unused(name, "route without matches defined before");
+                        continue;
+                    }
+                    auto [it, fresh] = l4_seen.emplace(match_key(route.match[mn]), rn);
+                    if (!fresh) {
+                        ineffective(name, "#" + std::to_string(mn),
+                                    "#" + std::to_string(it->second));
+                        ++duplicates;
+                    }
+                }
+                if (duplicates == route.match.size()) {
+                    unused(name, "all matches used by prior rules");
+                }
+            }
         }
     }
 }
@@ -608,7 +1038,8 @@ std::optional<Level> level_from_name(std::string name) {
 const char* analyzer_description(Analyzer a) {
     switch (a) {
         case Analyzer::SchemaValidation:
-            return "Runs schema validation as Istio's webhook does (IST0106, IST0133)";
+            return "Runs schema validation as Istio's webhook does (IST0106, IST0133; IST0130, "
+                   "IST0131 for unreachable VirtualService rules and matches)";
         case Analyzer::DestinationHost:
             return "Checks the destination hosts and ports of VirtualServices (IST0101, IST0112)";
         case Analyzer::DestinationRule:
@@ -626,6 +1057,14 @@ const char* analyzer_description(Analyzer a) {
                    "(IST0127, IST0101)";
         case Analyzer::Deprecation:
             return "Checks for deprecated Istio fields (IST0002)";
+        case Analyzer::Gateway:
+            return "Checks the gateways VirtualServices name exist and serve their hosts "
+                   "(IST0101, IST0132)";
+        case Analyzer::ConflictingGateways:
+            return "Checks Gateways of the same workloads and port define no host twice (IST0145)";
+        case Analyzer::SidecarSelector:
+            return "Checks Sidecar workload selectors select pods, and no pod or namespace has "
+                   "two Sidecars (IST0101, IST0110, IST0111, IST0167)";
     }
     return "";
 }
@@ -663,26 +1102,32 @@ const char* analyzer_name(Analyzer a) {
             return "auth.AuthorizationPoliciesAnalyzer";
         case Analyzer::Deprecation:
             return "deprecation.DeprecationAnalyzer";
+        case Analyzer::Gateway:
+            return "virtualservice.GatewayAnalyzer";
+        case Analyzer::ConflictingGateways:
+            return "gateway.ConflictingGatewayAnalyzer";
+        case Analyzer::SidecarSelector:
+            return "sidecar.SelectorAnalyzer";
     }
     return "";
 }
 
 std::vector<Analyzer> all_analyzers() {
-    return {Analyzer::SchemaValidation,
-            Analyzer::DestinationHost,
-            Analyzer::DestinationRule,
-            Analyzer::ConflictingMeshGatewayHosts,
-            Analyzer::PodNotSelected,
-            Analyzer::CaCertificate,
-            Analyzer::ServiceEntryAddresses,
-            Analyzer::AuthorizationPolicies,
-            Analyzer::Deprecation};
+    return {Analyzer::SchemaValidation,      Analyzer::DestinationHost,
+            Analyzer::DestinationRule,       Analyzer::ConflictingMeshGatewayHosts,
+            Analyzer::PodNotSelected,        Analyzer::CaCertificate,
+            Analyzer::ServiceEntryAddresses, Analyzer::AuthorizationPolicies,
+            Analyzer::Deprecation,           Analyzer::Gateway,
+            Analyzer::ConflictingGateways,   Analyzer::SidecarSelector};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
     auto on = [&](Analyzer a) { return options.only.empty() || options.only.count(a); };
     std::vector<Message> out;
-    if (on(Analyzer::SchemaValidation)) schema_validation(config, out);
+    if (on(Analyzer::SchemaValidation)) {
+        schema_validation(config, out);
+        unreachable_rules(config, out);
+    }
     if (on(Analyzer::DestinationHost)) destination_host(config, out);
     if (on(Analyzer::DestinationRule)) destination_rule(config, out);
     if (on(Analyzer::ConflictingMeshGatewayHosts)) conflicting_mesh_gateway_hosts(config, out);
@@ -691,6 +1136,9 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::ServiceEntryAddresses)) service_entry_addresses(config, options, out);
     if (on(Analyzer::AuthorizationPolicies)) authorization_policies(config, options, out);
     if (on(Analyzer::Deprecation)) deprecation(config, out);
+    if (on(Analyzer::Gateway)) gateway_references(config, out);
+    if (on(Analyzer::ConflictingGateways)) conflicting_gateways(config, out);
+    if (on(Analyzer::SidecarSelector)) sidecar_selector(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

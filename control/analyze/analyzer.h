@@ -39,6 +39,9 @@ enum class Analyzer {
     ServiceEntryAddresses,        // IST0134
     AuthorizationPolicies,        // IST0127, IST0101 (namespaces)
     Deprecation,                  // IST0002
+    Gateway,                      // IST0101 (gateway), IST0132: VirtualService gateway references
+    ConflictingGateways,          // IST0145
+    SidecarSelector,              // IST0101 (selector), IST0110, IST0111, IST0167
 };
 
 struct Options {

@@ -151,6 +151,60 @@ std::string wildcard_domain_problem(std::string_view host) {
     return labels_problem(host, host.substr(dot + 1));
 }
 
+namespace {
+
+// validateSidecarOrGatewayHostnamePart.
+void host_part_problems(std::string_view host, bool gateway, std::vector<std::string>& out) {
+    if (host != "*" && host.find('.') == std::string_view::npos) {
+        out.push_back("short names (non FQDN) are not allowed");
+    }
+    if (auto p = wildcard_domain_problem(host); !p.empty()) {
+        // A Gateway also takes an IP here (upstream says it twice for a sidecar: once here).
+        if (!gateway || !is_ip(host)) out.push_back(p);
+    }
+    if (host.find('*') != std::string_view::npos && host.size() != 1 && !host.starts_with("*.")) {
+        out.push_back("partial wildcard \"" + std::string(host) + "\" not allowed");
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> namespace_host_problems(std::string_view host, bool gateway) {
+    std::vector<std::string> out;
+    auto slash = host.find('/');
+    if (slash == std::string_view::npos) {
+        if (gateway) {
+            host_part_problems(host, true, out);
+        } else {
+            out.push_back("host must be of form namespace/dnsName");
+        }
+        return out;
+    }
+    std::string_view ns = host.substr(0, slash), name = host.substr(slash + 1);
+    if (ns.empty() || name.empty()) {
+        out.push_back("config namespace and dnsName in host entry cannot be empty");
+    }
+    if (!gateway) {
+        std::string_view bare = ns.starts_with('~') ? ns.substr(1) : ns;
+        if (!bare.empty() && bare != "*" && bare != "." && !is_dns1123_label(bare)) {
+            out.push_back("invalid namespace value \"" + std::string(ns) + "\" in sidecar");
+        }
+    } else if (ns != "*" && ns != "." && !is_dns1123_label(ns)) {
+        out.push_back("invalid namespace value \"" + std::string(ns) + "\" in gateway");
+    }
+    host_part_problems(name, gateway, out);
+    return out;
+}
+
+std::string unix_address_problem(std::string_view path) {
+    if (path.empty()) return "unix address must not be empty";
+    if (path.starts_with('@')) return "";  // abstract socket
+    if (!path.starts_with('/') || path.ends_with('/')) {
+        return std::string(path) + " is not an absolute path to a file";
+    }
+    return "";
+}
+
 std::string fqdn_problem(std::string_view host) {
     if (auto p = preconditions(host); !p.empty()) return p;
     return labels_problem(host, host);

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "control/model/model.h"
 
@@ -16,6 +17,11 @@ bool is_dns1123_subdomain(std::string_view s);
 
 // Istio's ValidateWildcardDomain: DNS name whose first label may be "*" or "*"-prefixed.
 std::string wildcard_domain_problem(std::string_view host);
+// Istio's ValidateNamespaceSlashWildcardHostname: "namespace/dnsName" hosts of Sidecar egress
+// listeners and Gateway servers (a Gateway also takes a bare dnsName or an IP). Every problem.
+std::vector<std::string> namespace_host_problems(std::string_view host, bool gateway);
+// Istio's ValidateUnixAddress (the part after "unix://").
+std::string unix_address_problem(std::string_view path);
 // Istio's ValidateFQDN: DNS name without wildcards.
 std::string fqdn_problem(std::string_view host);
 // Kubernetes label key (optional DNS prefix + "/" + name) and value rules.

@@ -25,9 +25,41 @@ using detail::Obj;
 using detail::Reporter;
 using detail::Value;
 
-constexpr const char* kNetworkingVersions[] = {
-    "networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"};
-constexpr const char* kSecurityVersions[] = {"security.istio.io/v1", "security.istio.io/v1beta1"};
+// The apiVersions that serve each Istio kind read here (Istio's CRDs), and how to say so.
+struct ServedVersions {
+    const char* kind;
+    const char* versions[3];
+    const char* hint;
+};
+
+constexpr const char* kNetworkingHint = "networking.istio.io/v1, v1beta1 or v1alpha3";
+constexpr const char* kSecurityHint = "security.istio.io/v1 or v1beta1";
+#define REMORA_NETWORKING \
+    {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+#define REMORA_SECURITY {"security.istio.io/v1", "security.istio.io/v1beta1", nullptr}
+constexpr ServedVersions kServed[] = {
+    {"VirtualService", REMORA_NETWORKING, kNetworkingHint},
+    {"DestinationRule", REMORA_NETWORKING, kNetworkingHint},
+    {"ServiceEntry", REMORA_NETWORKING, kNetworkingHint},
+    {"WorkloadEntry", REMORA_NETWORKING, kNetworkingHint},
+    {"Sidecar", REMORA_NETWORKING, kNetworkingHint},
+    {"Gateway", REMORA_NETWORKING, kNetworkingHint},
+    {"ProxyConfig", {"networking.istio.io/v1beta1", nullptr, nullptr},
+     "networking.istio.io/v1beta1"},
+    {"PeerAuthentication", REMORA_SECURITY, kSecurityHint},
+    {"AuthorizationPolicy", REMORA_SECURITY, kSecurityHint},
+    {"RequestAuthentication", REMORA_SECURITY, kSecurityHint},
+    {"Telemetry", {"telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1", nullptr},
+     "telemetry.istio.io/v1 or v1alpha1"},
+};
+#undef REMORA_NETWORKING
+#undef REMORA_SECURITY
+
+const ServedVersions* served_versions(const std::string& kind) {
+    for (const ServedVersions& s : kServed)
+        if (kind == s.kind) return &s;
+    return nullptr;
+}
 
 std::string format_location(const Location& l) {
     std::string s = l.file;
@@ -94,13 +126,17 @@ class DocumentLoader {
 
   private:
     struct Sizes {
-        std::size_t vs, dr, se, we, pa, ap, svc, workloads;
+        std::size_t vs, dr, se, we, pa, ap, svc, workloads, sidecars, gateways, ras, telemetries,
+            proxy_configs;
     };
     Sizes sizes() const {
         return {config_.virtual_services.size(),     config_.destination_rules.size(),
                 config_.service_entries.size(),      config_.workload_entries.size(),
                 config_.peer_authentications.size(), config_.authorization_policies.size(),
-                config_.kube_services.size(),        config_.workloads.size()};
+                config_.kube_services.size(),        config_.workloads.size(),
+                config_.sidecars.size(),             config_.gateways.size(),
+                config_.request_authentications.size(), config_.telemetries.size(),
+                config_.proxy_configs.size()};
     }
     void truncate(const Sizes& s) {
         auto cut = [](auto& v, std::size_t n) {
@@ -114,6 +150,11 @@ class DocumentLoader {
         cut(config_.authorization_policies, s.ap);
         cut(config_.kube_services, s.svc);
         cut(config_.workloads, s.workloads);
+        cut(config_.sidecars, s.sidecars);
+        cut(config_.gateways, s.gateways);
+        cut(config_.request_authentications, s.ras);
+        cut(config_.telemetries, s.telemetries);
+        cut(config_.proxy_configs, s.proxy_configs);
     }
 
     void load_document(Reporter& reporter, const yaml::Node& doc) {
@@ -131,10 +172,12 @@ class DocumentLoader {
         if (ns.empty()) ns = config_.default_namespace;
         reporter_.set_resource(kind, ns, name, where);
 
-        bool networking = kind == "VirtualService" || kind == "DestinationRule" ||
-                          kind == "ServiceEntry" || kind == "WorkloadEntry";
-        bool security = kind == "PeerAuthentication" || kind == "AuthorizationPolicy";
-        if (!networking && !security) {
+        const ServedVersions* served_by = served_versions(kind);
+        // Kubernetes Gateway API's Gateway (gateway.networking.k8s.io) is another kind.
+        if (kind == "Gateway" && !api.empty() && !api.starts_with("networking.istio.io/")) {
+            served_by = nullptr;
+        }
+        if (!served_by) {
             load_kubernetes(reporter, doc, kind, api, name, ns);
             return;
         }
@@ -149,19 +192,12 @@ class DocumentLoader {
                 top.require("apiVersion");
             } else {
                 bool served = false;
-                if (networking) {
-                    for (const char* v : kNetworkingVersions)
-                        served |= api == v;
-                } else {
-                    for (const char* v : kSecurityVersions)
-                        served |= api == v;
-                }
+                for (const char* v : served_by->versions)
+                    served |= v != nullptr && api == v;
                 if (!served) {
                     reporter_.error(api_value->mark(), "apiVersion",
                                     detail::in_quotes(api) + " does not serve " + kind + " (use " +
-                                        (networking ? "networking.istio.io/v1, v1beta1 or v1alpha3"
-                                                    : "security.istio.io/v1 or v1beta1") +
-                                        ")");
+                                        served_by->hint + ")");
                 }
             }
             Metadata meta;
@@ -203,6 +239,34 @@ class DocumentLoader {
                     config_.workloads.push_back(
                         {kind, meta.name, meta.ns, we.spec.labels, "", {}, false});
                     config_.workload_entries.push_back(std::move(we));
+                } else if (kind == "Sidecar") {
+                    Sidecar sc;
+                    sc.meta = meta;
+                    detail::parse_sidecar(spec, sc);
+                    config_.sidecars.push_back(std::move(sc));
+                } else if (kind == "Gateway") {
+                    Gateway gw;
+                    gw.meta = meta;
+                    auto semantics = meta.annotations.find("internal.istio.io/gateway-semantics");
+                    detail::parse_gateway(spec, gw,
+                                          semantics != meta.annotations.end() &&
+                                              semantics->second == "gateway");
+                    config_.gateways.push_back(std::move(gw));
+                } else if (kind == "RequestAuthentication") {
+                    RequestAuthentication ra;
+                    ra.meta = meta;
+                    detail::parse_request_authentication(spec, ra);
+                    config_.request_authentications.push_back(std::move(ra));
+                } else if (kind == "Telemetry") {
+                    Telemetry t;
+                    t.meta = meta;
+                    detail::parse_telemetry(spec, t);
+                    config_.telemetries.push_back(std::move(t));
+                } else if (kind == "ProxyConfig") {
+                    ProxyConfig pc;
+                    pc.meta = meta;
+                    detail::parse_proxy_config(spec, pc);
+                    config_.proxy_configs.push_back(std::move(pc));
                 } else if (kind == "PeerAuthentication") {
                     PeerAuthentication pa;
                     pa.meta = meta;
@@ -276,6 +340,11 @@ class DocumentLoader {
         }
         if (kind == "PeerAuthentication") drop(config_.peer_authentications);
         if (kind == "AuthorizationPolicy") drop(config_.authorization_policies);
+        if (kind == "Sidecar") drop(config_.sidecars);
+        if (kind == "Gateway") drop(config_.gateways);
+        if (kind == "RequestAuthentication") drop(config_.request_authentications);
+        if (kind == "Telemetry") drop(config_.telemetries);
+        if (kind == "ProxyConfig") drop(config_.proxy_configs);
         return true;
     }
 
@@ -289,6 +358,11 @@ class DocumentLoader {
         if (kind == "WorkloadEntry") mark(config_.workload_entries);
         if (kind == "PeerAuthentication") mark(config_.peer_authentications);
         if (kind == "AuthorizationPolicy") mark(config_.authorization_policies);
+        if (kind == "Sidecar") mark(config_.sidecars);
+        if (kind == "Gateway") mark(config_.gateways);
+        if (kind == "RequestAuthentication") mark(config_.request_authentications);
+        if (kind == "Telemetry") mark(config_.telemetries);
+        if (kind == "ProxyConfig") mark(config_.proxy_configs);
     }
 
     void load_kubernetes(Reporter& reporter_, const yaml::Node& doc, const std::string& kind,
@@ -394,12 +468,6 @@ class DocumentLoader {
             }
             config_.workloads.push_back(std::move(pod));
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
-            return;
-        }
-        if (kind == "Sidecar" && api.starts_with("networking.istio.io/")) {
-            config_.sidecars.push_back(
-                {meta, field(doc, {"spec", "outboundTrafficPolicy", "egressProxy"}).IsDefined()});
-            reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
             return;
         }
         if (kind == "Namespace" && api == "v1" && !name.empty()) {

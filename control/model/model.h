@@ -371,10 +371,125 @@ struct Workload {
     bool istio_proxy = false;  // a Pod with an istio-proxy (init) container that has an image
 };
 
-// A Sidecar, read leniently for the analyzer (the kind is not validated or enforced yet).
-struct SidecarResource {
+// ---- networking.istio.io Sidecar, Gateway -------------------------------------------------
+
+// Sidecar ingress/egress port (SidecarPort) and Gateway server port (Port).
+struct PortSpec {
+    uint32_t number = 0;   // 0 on a Sidecar egress listener: a unix domain socket bind
+    std::string protocol;  // as written; "" = detect
+    std::string name;
+};
+
+// ServerTLSSettings (Gateway servers[].tls, Sidecar ingress[].tls).
+struct ServerTLSSettings {
+    std::string mode = "PASSTHROUGH";  // Istio's enum value 0
+    bool https_redirect = false;
+    std::string server_certificate, private_key, ca_certificates, ca_crl, credential_name,
+        ca_cert_credential_name;
+    std::vector<std::string> credential_names, subject_alt_names, cipher_suites;
+    std::size_t tls_certificates = 0;  // tlsCertificates[] entries
+    std::string min_protocol_version, max_protocol_version;
+};
+
+// Sidecar spec.egress[]: the hosts ("namespace/dnsName") this listener's proxies can reach.
+struct IstioEgressListener {
+    std::optional<PortSpec> port;  // absent: the catch-all listener (only the last one)
+    std::string bind;
+    std::string capture_mode = "DEFAULT";  // DEFAULT, IPTABLES, NONE
+    std::vector<std::string> hosts;
+    Location where;
+};
+
+// Sidecar spec.ingress[].
+struct IstioIngressListener {
+    PortSpec port;
+    std::string bind;
+    std::string capture_mode = "DEFAULT";
+    std::string default_endpoint;  // "127.0.0.1:8080", ":8080", "unix:///path", ""
+    std::optional<ServerTLSSettings> tls;
+    std::optional<ConnectionPoolSettings> connection_pool;
+    Location where;
+};
+
+struct OutboundTrafficPolicy {
+    std::string mode = "REGISTRY_ONLY";   // Istio's enum value 0, when the policy is written
+    std::optional<Destination> egress_proxy;  // deprecated
+};
+
+// Sidecar (networking.istio.io): which workloads it applies to (workloadSelector, or the whole
+// namespace without one; in the root namespace, the mesh's default) and what their proxies
+// receive (egress hosts) and listen on (ingress).
+struct Sidecar {
     Metadata meta;
-    bool egress_proxy = false;  // spec.outboundTrafficPolicy.egressProxy (deprecated, ignored)
+    std::optional<Labels> workload_selector;  // workloadSelector.labels
+    std::vector<IstioIngressListener> ingress;
+    std::vector<IstioEgressListener> egress;
+    std::optional<OutboundTrafficPolicy> outbound_traffic_policy;  // absent: the mesh's
+    std::optional<ConnectionPoolSettings> inbound_connection_pool;
+};
+
+// Gateway (networking.istio.io): the servers (port, hosts, TLS) of the gateway proxies its
+// selector picks. Read and validated; Remora runs no gateway proxy yet.
+struct Server {
+    PortSpec port;
+    std::string bind, name;
+    std::vector<std::string> hosts;  // "namespace/dnsName" or "dnsName"
+    std::optional<ServerTLSSettings> tls;
+    Location where;
+};
+
+struct Gateway {
+    Metadata meta;
+    Labels selector;  // spec.selector: the gateway workloads' labels (empty = every workload)
+    std::vector<Server> servers;
+};
+
+// ---- security.istio.io RequestAuthentication ----------------------------------------------
+
+struct JWTRule {
+    std::string issuer, jwks_uri, jwks, output_payload_to_header;
+    std::vector<std::string> audiences, from_params, from_cookies;
+    std::vector<std::pair<std::string, std::string>> from_headers;  // name, prefix
+    std::vector<std::pair<std::string, std::string>> output_claim_to_headers;  // claim, header
+    bool forward_original_token = false;
+    std::optional<Duration> timeout;
+};
+
+struct RequestAuthentication {
+    Metadata meta;
+    std::optional<Labels> selector;  // selector.matchLabels
+    std::vector<JWTRule> jwt_rules;
+};
+
+// ---- telemetry.istio.io Telemetry, networking.istio.io ProxyConfig --------------------------
+
+struct Telemetry {
+    Metadata meta;
+    std::optional<Labels> selector;
+    struct Tracing {
+        std::vector<std::string> providers;
+        std::optional<double> random_sampling_percentage;
+        bool disable_span_reporting = false;
+    };
+    std::vector<Tracing> tracing;
+    struct Metrics {
+        std::vector<std::string> providers;
+    };
+    std::vector<Metrics> metrics;
+    struct AccessLogging {
+        std::vector<std::string> providers;
+        std::string filter;  // filter.expression (CEL)
+        std::optional<bool> disabled;
+    };
+    std::vector<AccessLogging> access_logging;
+};
+
+struct ProxyConfig {
+    Metadata meta;
+    std::optional<Labels> selector;
+    std::optional<int32_t> concurrency;
+    std::map<std::string, std::string> environment_variables;
+    std::string image_type;  // image.imageType
 };
 
 // Everything read from a set of files. Resources with errors stay (meta.valid = false) so the
@@ -392,7 +507,11 @@ struct Config {
     std::vector<Workload> workloads;
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
-    std::vector<SidecarResource> sidecars;
+    std::vector<Sidecar> sidecars;
+    std::vector<Gateway> gateways;
+    std::vector<RequestAuthentication> request_authentications;
+    std::vector<Telemetry> telemetries;
+    std::vector<ProxyConfig> proxy_configs;
     std::vector<Diagnostic> diagnostics;
     // "kind ns/name" of the resources read so far: a redefinition (which replaces the first, as
     // kubectl apply would) is looked for only when the name is here, not by scanning every

@@ -93,6 +93,8 @@ void parse_string_match_map(Obj& parent, const std::string& key,
     });
 }
 
+}  // namespace
+
 void parse_destination(Obj& d, Destination& out) {
     Reporter& r = d.reporter();
     if (!d.has("host")) {
@@ -122,6 +124,8 @@ void parse_destination(Obj& d, Destination& out) {
         if (!p.has("number")) p.require("number");
     });
 }
+
+namespace {
 
 void parse_header_ops(Obj& parent, const std::string& key, HeaderOperations& out, bool request) {
     Reporter& r = parent.reporter();
@@ -843,9 +847,37 @@ void parse_load_balancer(Obj& o, LoadBalancerSettings& out) {
     }
     o.unsupported("localityLbSetting");
     o.unsupported("zoneAwareLbSetting");
-    o.unsupported("warmupDurationSecs");
-    o.unsupported("warmup");
+    // Not enforced, still validated as Istio validates them.
+    if (o.has("warmupDurationSecs")) {
+        std::optional<Duration> d;
+        o.duration("warmupDurationSecs", d);
+        o.unsupported("warmupDurationSecs");
+    }
+    if (auto w = o.get("warmup")) {
+        Obj warm(r, *w);
+        if (!warm.has("duration")) {
+            r.error(w->mark(), join(w->path, "duration"), "duration is required");
+        } else {
+            std::optional<Duration> d;
+            warm.duration("duration", d);
+        }
+        double minimum = 0, aggression = 1;
+        if (auto v = warm.get("minimumPercent")) {
+            if (warm.number("minimumPercent", minimum) && minimum > 100) {
+                r.error(v->mark(), v->path,
+                        "minimumPercent value should be less than or equal to 100");
+            }
+        }
+        if (auto v = warm.get("aggression")) {
+            if (warm.number("aggression", aggression) && aggression <= 0) {
+                r.error(v->mark(), v->path, "aggression should be greater than 0");
+            }
+        }
+        r.unsupported(w->mark(), w->path);
+    }
 }
+
+}  // namespace
 
 void parse_connection_pool(Obj& o, ConnectionPoolSettings& out) {
     Reporter& r = o.reporter();
@@ -914,6 +946,8 @@ void parse_connection_pool(Obj& o, ConnectionPoolSettings& out) {
         out.http = http;
     });
 }
+
+namespace {
 
 void parse_outlier_detection(Obj& o, OutlierDetection& out) {
     Reporter& r = o.reporter();
@@ -1136,9 +1170,22 @@ void parse_workload_entry(Obj& spec, WorkloadEntrySpec& we, bool inline_endpoint
     auto addr = spec.get("address");
     spec.str("address", we.address);
     if (we.address.empty() && !inline_endpoint) {
-        if (!spec.has("network"))
+        if (!spec.has("network")) {
             r.error(spec.mark(), join(spec.path(), "address"), "address is required");
+        } else {
+            std::string network;
+            spec.str("network", network);
+            r.warning(spec.mark(), join(spec.path(), "address"),
+                      "address is unset with network " + in_quotes(network));
+        }
     } else if (addr && we.address.starts_with("unix://")) {
+        if (auto p = unix_address_problem(std::string_view(we.address).substr(7)); !p.empty())
+            r.error(addr->mark(), addr->path, p);
+        if (spec.has("ports")) {
+            auto ports = spec.get("ports");
+            r.error(ports->mark(), ports->path,
+                    "unix endpoint " + we.address + " must not include ports");
+        }
         r.unsupported(addr->mark(), addr->path, "unix domain socket endpoints");
     } else if (addr && !is_ip(we.address) && !fqdn_problem(we.address).empty()) {
         r.error(
@@ -1232,6 +1279,10 @@ void parse_service_entry(Obj& spec, ServiceEntry& se) {
                         "endpoint port " + std::to_string(port) +
                             " is not defined by the service entry");
             }
+        }
+        if (we.address.starts_with("unix://") && se.ports.size() != 1) {
+            r.error(e.mark(), join(e.path(), "address"),
+                    "exactly 1 service port required for unix endpoints");
         }
         if (se.resolution == "STATIC" && !we.address.empty() && !is_ip(we.address) &&
             !we.address.starts_with("unix://")) {

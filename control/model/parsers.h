@@ -12,6 +12,20 @@ void parse_service_entry(Obj& spec, ServiceEntry& out);
 void parse_workload_entry(Obj& spec, WorkloadEntrySpec& out, bool inline_endpoint);
 void parse_peer_authentication(Obj& spec, PeerAuthentication& out);
 void parse_authorization_policy(Obj& spec, AuthorizationPolicy& out);
+void parse_sidecar(Obj& spec, Sidecar& out);
+// `gateway_semantics`: converted from a Kubernetes Gateway API resource (the internal annotation).
+void parse_gateway(Obj& spec, Gateway& out, bool gateway_semantics);
+void parse_request_authentication(Obj& spec, RequestAuthentication& out);
+void parse_telemetry(Obj& spec, Telemetry& out);
+void parse_proxy_config(Obj& spec, ProxyConfig& out);
+// targetRef / targetRefs (PolicyTargetReference) and their one-of with `selector`.
+void parse_target_refs(Obj& spec, bool has_selector);
+
+// Pieces more than one kind uses.
+void parse_destination(Obj& d, Destination& out);
+void parse_connection_pool(Obj& o, ConnectionPoolSettings& out);
+// ServerTLSSettings with validateTLSOptions' rules (Gateway servers, Sidecar ingress).
+void parse_server_tls(Obj& t, ServerTLSSettings& out);
 
 // exportTo: ".", "*", "~" (ServiceEntry only) or namespace names; no duplicates; "*" alone.
 void check_export_to(Obj& spec, const std::string& ns, std::vector<std::string>& out,

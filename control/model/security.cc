@@ -1,4 +1,7 @@
-// PeerAuthentication and AuthorizationPolicy: parsing with Istio's validation rules.
+// PeerAuthentication, AuthorizationPolicy and RequestAuthentication: parsing with Istio's
+// validation rules.
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "control/model/checks.h"
@@ -314,6 +317,171 @@ void parse_authorization_policy(Obj& spec, AuthorizationPolicy& ap) {
         parsed.push_back(std::move(rule));
     });
     if (!parsed.empty() || has_rules) ap.rules = std::move(parsed);
+}
+
+}  // namespace remora::control::model::detail
+
+namespace remora::control::model::detail {
+
+namespace {
+
+// Go's url.Parse + ParseJwksURI: only http and https.
+std::string jwks_uri_problem(const std::string& uri) {
+    auto colon = uri.find(':');
+    std::string scheme;
+    if (colon != std::string::npos && colon > 0 &&
+        std::all_of(uri.begin(), uri.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+        })) {
+        scheme = uri.substr(0, colon);
+        for (char& c : scheme)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    if (scheme != "http" && scheme != "https") {
+        return "URI scheme " + in_quotes(scheme) + " is not supported";
+    }
+    return "";
+}
+
+// Istio's ValidateStrictHTTPHeaderName: an RFC 7230 token.
+bool is_header_name(const std::string& h) {
+    static const std::string kExtra = "!#$%&'*+-.^_`|~";
+    return !h.empty() && std::all_of(h.begin(), h.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || kExtra.find(c) != std::string::npos;
+    });
+}
+
+}  // namespace
+
+void parse_target_refs(Obj& spec, bool has_selector) {
+    Reporter& r = spec.reporter();
+    int set = has_selector ? 1 : 0;
+    auto check = [&](Obj& t) {
+        std::string group, kind, name, ns;
+        t.str("group", group);
+        t.str("kind", kind);
+        t.str("name", name);
+        t.str("namespace", ns);
+        if (name.empty()) r.error(t.mark(), join(t.path(), "name"), "targetRef name must be set");
+        if (!ns.empty()) {
+            r.error(t.mark(), join(t.path(), "namespace"),
+                    "targetRef namespace must not be set; cross namespace referencing is not "
+                    "supported");
+        }
+        bool allowed = (group.empty() && kind == "Service") ||
+                       (group == "networking.istio.io" && kind == "ServiceEntry") ||
+                       (group == "gateway.networking.k8s.io" &&
+                        (kind == "Gateway" || kind == "GatewayClass"));
+        if (!allowed) {
+            r.error(t.mark(), t.path(),
+                    "targetRef must be to one of [core/v1/Service "
+                    "networking.istio.io/v1/ServiceEntry gateway.networking.k8s.io/v1/Gateway "
+                    "gateway.networking.k8s.io/v1/GatewayClass] but was " +
+                        group + "/" + kind);
+        }
+    };
+    if (spec.has("targetRef")) {
+        ++set;
+        spec.object("targetRef", check);
+        spec.unsupported("targetRef", "targetRef policies attach to gateways and waypoints");
+    }
+    auto refs = spec.get("targetRefs");
+    if (refs && refs->node.IsSequence() && refs->node.size() > 0) ++set;
+    spec.objects("targetRefs", [&](Obj& t, std::size_t) { check(t); });
+    if (refs) spec.unsupported("targetRefs", "targetRefs policies attach to gateways and waypoints");
+    if (set > 1) {
+        r.error(spec.mark(), spec.path(), "only one of targetRefs or workloadSelector can be set");
+    }
+}
+
+void parse_request_authentication(Obj& spec, RequestAuthentication& ra) {
+    Reporter& r = spec.reporter();
+    parse_selector(spec, "selector", ra.selector);
+    parse_target_refs(spec, spec.has("selector"));
+    spec.objects("jwtRules", [&](Obj& j, std::size_t) {
+        JWTRule rule;
+        j.str("issuer", rule.issuer);
+        auto audiences = j.get("audiences");
+        j.strings("audiences", rule.audiences);
+        for (std::size_t i = 0; i < rule.audiences.size(); ++i) {
+            if (rule.audiences[i].empty()) {
+                r.error(mark_of(item(audiences->node, i)), at_index(audiences->path, i),
+                        "audience must be non-empty string");
+            }
+        }
+        auto uri = j.get("jwksUri");
+        j.str("jwksUri", rule.jwks_uri);
+        if (rule.jwks_uri.empty()) {
+            uri = j.get("jwks_uri");  // the proto's field name, which Kubernetes also accepts
+            j.str("jwks_uri", rule.jwks_uri);
+        } else {
+            j.skip("jwks_uri");
+        }
+        if (rule.issuer.empty() && rule.jwks_uri.empty()) {
+            r.error(j.mark(), j.path(), "issuer or jwksUri must be non-empty string");
+        }
+        if (!rule.jwks_uri.empty()) {
+            if (auto p = jwks_uri_problem(rule.jwks_uri); !p.empty())
+                r.error(uri->mark(), uri->path, p);
+        }
+        j.str("jwks", rule.jwks);
+        j.objects("fromHeaders", [&](Obj& h, std::size_t) {
+            std::string name, prefix;
+            h.str("name", name);
+            h.str("prefix", prefix);
+            if (name.empty()) {
+                r.error(h.mark(), join(h.path(), "name"),
+                        "location header name must be non-empty string");
+            }
+            rule.from_headers.emplace_back(name, prefix);
+        });
+        auto params = j.get("fromParams");
+        j.strings("fromParams", rule.from_params);
+        for (std::size_t i = 0; i < rule.from_params.size(); ++i) {
+            if (rule.from_params[i].empty()) {
+                r.error(mark_of(item(params->node, i)), at_index(params->path, i),
+                        "location query must be non-empty string");
+            }
+        }
+        auto cookies = j.get("fromCookies");
+        j.strings("fromCookies", rule.from_cookies);
+        for (std::size_t i = 0; i < rule.from_cookies.size(); ++i) {
+            if (rule.from_cookies[i].empty()) {
+                r.error(mark_of(item(cookies->node, i)), at_index(cookies->path, i),
+                        "cookie name must be non-empty string");
+            }
+        }
+        j.str("outputPayloadToHeader", rule.output_payload_to_header);
+        j.list("outputClaimToHeaders", [&](const Value& v, std::size_t) {
+            if (v.node.IsNull()) {
+                r.error(v.mark(), v.path, "outputClaimToHeaders must not be null");
+                return;
+            }
+            Obj o(r, v);
+            std::string claim, header;
+            o.str("claim", claim);
+            o.str("header", header);
+            if (claim.empty() || header.empty()) {
+                r.error(v.mark(), v.path,
+                        "outputClaimToHeaders header and claim value must be non-empty string");
+                return;
+            }
+            if (!is_header_name(header)) {
+                r.error(v.mark(), join(v.path, "header"),
+                        "header name " + header + " is not a valid header name");
+            }
+            rule.output_claim_to_headers.emplace_back(claim, header);
+        });
+        j.boolean("forwardOriginalToken", rule.forward_original_token);
+        j.duration("timeout", rule.timeout);
+        std::vector<std::string> claims;
+        j.strings("spaceDelimitedClaims", claims);
+        std::string presence;
+        j.enumeration("presence", presence, {"OPTIONAL", "REQUIRED"});
+        ra.jwt_rules.push_back(std::move(rule));
+    });
+    r.unsupported(spec.mark(), spec.path().empty() ? "spec" : spec.path(),
+                  "no JWT end-user authentication: tokens are not checked");
 }
 
 }  // namespace remora::control::model::detail

@@ -230,10 +230,8 @@ HttpResponse ConfigApi::list(const HttpRequest& req,
         kind = store::kind_from_name(get("kind"));
         if (!kind) {
             return error_response(400,
-                                  "unknown kind \"" + get("kind") +
-                                      "\": use VirtualService (vs), DestinationRule (dr), "
-                                      "ServiceEntry (se), WorkloadEntry (we), "
-                                      "PeerAuthentication (pa) or AuthorizationPolicy (ap)",
+                                  "unknown kind \"" + get("kind") + "\": use " +
+                                      store::kind_list(),
                                   v);
         }
     }

@@ -42,6 +42,12 @@ constexpr KindInfo kKinds[] = {
     // Kubernetes Services (core v1): the mesh's service names, ports and selectors; their
     // endpoints are the registered pods the selector picks.
     {Kind::Service, "Service", "", "services", "svc"},
+    {Kind::Sidecar, "Sidecar", "networking.istio.io", "sidecars", ""},
+    {Kind::Gateway, "Gateway", "networking.istio.io", "gateways", "gw"},
+    {Kind::RequestAuthentication, "RequestAuthentication", "security.istio.io",
+     "requestauthentications", "ra"},
+    {Kind::Telemetry, "Telemetry", "telemetry.istio.io", "telemetries", "telemetry"},
+    {Kind::ProxyConfig, "ProxyConfig", "networking.istio.io", "proxyconfigs", ""},
 };
 
 const KindInfo& info(Kind k) {
@@ -167,13 +173,26 @@ std::vector<Kind> all_kinds() {
     return out;
 }
 
+std::string kind_list(bool short_names) {
+    std::string out;
+    const std::size_t n = std::size(kKinds);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i > 0) out += i + 1 == n ? " or " : ", ";
+        out += kKinds[i].name;
+        if (short_names && *kKinds[i].short_name) {
+            out += std::string(" (") + kKinds[i].short_name + ")";
+        }
+    }
+    return out;
+}
+
 std::optional<Kind> kind_from_name(std::string_view name) {
     std::string n = lower(name);
     for (const KindInfo& i : kKinds) {
         std::string singular = lower(i.name);
         bool grouped = *i.group && (n == singular + "." + i.group ||
                                     n == std::string(i.plural) + "." + i.group);
-        if (n == singular || n == i.plural || n == i.short_name || grouped) {
+        if (n == singular || n == i.plural || (*i.short_name && n == i.short_name) || grouped) {
             return i.kind;
         }
     }
@@ -223,8 +242,12 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
         std::string ns = model::scalar_text(model::field(doc, {"metadata", "namespace"}));
         if (ns.empty()) ns = "default";
         auto k = kind_exact(kind);
-        if (k == Kind::Service && model::scalar_text(model::field(doc, "apiVersion")) != "v1") {
+        const std::string api = model::scalar_text(model::field(doc, "apiVersion"));
+        if (k == Kind::Service && api != "v1") {
             k.reset();  // Knative's, ...
+        }
+        if (k == Kind::Gateway && !api.empty() && !api.starts_with("networking.istio.io/")) {
+            k.reset();  // Kubernetes Gateway API's
         }
         if (!k) {
             ChangeResult::Item item;
@@ -295,10 +318,7 @@ ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string&
     if (!validate(base, {{source, yaml_text}}, result)) return result;
     if (parsed.docs.empty()) {
         result.status = 400;
-        result.error =
-            "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
-            "PeerAuthentication, AuthorizationPolicy or Service in " +
-            source;
+        result.error = "no " + kind_list(false) + " in " + source;
         result.items = std::move(parsed.skipped);
         return result;
     }
@@ -353,10 +373,7 @@ ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string
     Parsed parsed = split_documents(yaml_text);
     if (parsed.docs.empty()) {
         result.status = 400;
-        result.error =
-            "no VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, "
-            "PeerAuthentication, AuthorizationPolicy or Service named in " +
-            source;
+        result.error = "no " + kind_list(false) + " named in " + source;
         return result;
     }
     std::set<ResourceKey> keys;

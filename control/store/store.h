@@ -28,12 +28,20 @@ enum class Kind {
     WorkloadEntry,
     PeerAuthentication,
     AuthorizationPolicy,
-    Service  // Kubernetes core v1
+    Service,  // Kubernetes core v1
+    Sidecar,
+    Gateway,
+    RequestAuthentication,
+    Telemetry,
+    ProxyConfig,
 };
 
 const char* kind_name(Kind kind);   // "VirtualService"
 const char* kind_group(Kind kind);  // "networking.istio.io"; "" for Kubernetes' core kinds
 std::vector<Kind> all_kinds();
+// "VirtualService (vs), DestinationRule (dr), ... or Sidecar" (without the short names unless
+// `short_names`): the kinds, for messages.
+std::string kind_list(bool short_names = true);
 // The names kubectl and istioctl accept, case-insensitive: "VirtualService", "virtualservice",
 // "virtualservices", "vs", "virtualservice.networking.istio.io", ...; nullopt otherwise.
 std::optional<Kind> kind_from_name(std::string_view name);

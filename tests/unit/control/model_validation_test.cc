@@ -491,14 +491,14 @@ TEST_CASE("documents: YAML syntax, apiVersion, metadata and duplicate keys") {
 
 TEST_CASE("other kinds are skipped with a note, not an error") {
     Config c = load_yaml(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n"
-        "  name: gw\nspec:\n  anything: 1\n",
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n"
+        "  name: ef\nspec:\n  anything: 1\n",
         "t.yaml");
     CHECK(!c.has_errors());
     REQUIRE(c.diagnostics.size() == 1);
     CHECK(c.diagnostics[0].str() ==
-          "t.yaml:1:1: note: Gateway default/gw: skipped Gateway "
-          "default/gw (not a resource remora reads)");
+          "t.yaml:1:1: note: EnvoyFilter default/ef: skipped EnvoyFilter "
+          "default/ef (not a resource remora reads)");
 }
 
 TEST_CASE("warnings: valid Istio features remora does not implement") {
@@ -651,6 +651,11 @@ TEST_CASE("every spec field of Istio's CRDs is known for the kinds remora reads"
     CHECK(c.workload_entries.size() == 1);
     CHECK(c.peer_authentications.size() == 1);
     CHECK(c.authorization_policies.size() == 1);
+    CHECK(c.sidecars.size() == 1);
+    CHECK(c.gateways.size() == 1);
+    CHECK(c.request_authentications.size() == 1);
+    CHECK(c.telemetries.size() == 1);
+    CHECK(c.proxy_configs.size() == 1);
     for (const auto& d : c.diagnostics) {
         CAPTURE(d.str());
         CHECK(d.message != "unknown field");

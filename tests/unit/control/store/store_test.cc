@@ -168,6 +168,31 @@ TEST_CASE("other kinds are skipped; input without any stored kind is refused") {
     CHECK(f.store->version() == 1);
 }
 
+TEST_CASE("a Sidecar is stored and parsed; an invalid one is refused with Istio's message") {
+    Fixture f;
+    const std::string sc =
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: default\n"
+        "  namespace: prod\nspec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n";
+    ChangeResult r = f.store->apply(sc, "sidecar.yaml");
+    REQUIRE(r.ok());
+    CHECK(r.items.at(0).action == "created");
+    CHECK(f.store->snapshot()->resources.count({Kind::Sidecar, "prod", "default"}) == 1);
+    REQUIRE(f.store->snapshot()->config.sidecars.size() == 1);
+    CHECK(f.store->snapshot()->config.sidecars[0].egress.at(0).hosts.at(1) == "istio-system/*");
+    // Remora does not scope proxies by it yet: the warning says so.
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].find("not supported by remora") != std::string::npos);
+
+    r = f.store->apply("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n"
+                       "  name: bad\nspec:\n  egress:\n  - hosts: [bookinfo.com]\n",
+                       "bad.yaml");
+    CHECK(r.status == 400);
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0].find("bad.yaml:7:13: spec.egress[0].hosts[0]: host must be of form "
+                             "namespace/dnsName") != std::string::npos);
+    CHECK(f.store->snapshot()->config.sidecars.size() == 1);
+}
+
 TEST_CASE("Kubernetes Services (core v1) are stored; another group's Service is skipped") {
     Fixture f;
     std::string svc =
@@ -452,7 +477,9 @@ TEST_CASE("kind names as kubectl and istioctl accept them") {
     CHECK(kind_from_name("pa") == Kind::PeerAuthentication);
     CHECK(kind_from_name("AuthorizationPolicies") == Kind::AuthorizationPolicy);
     CHECK(kind_from_name("ap") == Kind::AuthorizationPolicy);
-    CHECK_FALSE(kind_from_name("gateway").has_value());
+    CHECK(kind_from_name("sidecars") == Kind::Sidecar);
+    CHECK(kind_from_name("sidecar.networking.istio.io") == Kind::Sidecar);
+    CHECK_FALSE(kind_from_name("").has_value());  // Sidecar has no short name
     CHECK(std::string(kind_group(Kind::PeerAuthentication)) == "security.istio.io");
 }
 

@@ -1,8 +1,15 @@
 # Generates, for each kind Remora reads, one document holding every field of Istio's CRD schema.
+# Usage: every_field.py CRDS OUT, CRDS being istio/api's kubernetes/customresourcedefinitions.gen.yaml
+# or istio/istio's manifests/charts/base/files/crd-all.gen.yaml (the same CRDs). The checked-in
+# istio_every_field.yaml took the first six kinds from istio/api b8f8791d and the five others from
+# istio/istio 86c9f01fd735 (newer CRDs add fields, e.g. loadBalancer.backendUtilization).
 import sys, yaml
 crd_path, out_path = sys.argv[1], sys.argv[2]
-KINDS = ['VirtualService','DestinationRule','ServiceEntry','WorkloadEntry','PeerAuthentication','AuthorizationPolicy']
-API = {'PeerAuthentication':'security.istio.io/v1','AuthorizationPolicy':'security.istio.io/v1'}
+KINDS = ['VirtualService','DestinationRule','ServiceEntry','WorkloadEntry','PeerAuthentication','AuthorizationPolicy',
+         'Sidecar','Gateway','Telemetry','RequestAuthentication','ProxyConfig']
+API = {'PeerAuthentication':'security.istio.io/v1','AuthorizationPolicy':'security.istio.io/v1',
+       'RequestAuthentication':'security.istio.io/v1','Telemetry':'telemetry.istio.io/v1',
+       'ProxyConfig':'networking.istio.io/v1beta1'}
 def value(s):
     if s.get('x-kubernetes-int-or-string'): return 1
     t = s.get('type')
@@ -23,7 +30,8 @@ for d in yaml.safe_load_all(open(crd_path)):
     if not d: continue
     kind = d['spec']['names']['kind']
     if kind not in KINDS: continue
-    v = [v for v in d['spec']['versions'] if v['name'] == 'v1'][0]
+    version = API.get(kind, 'networking.istio.io/v1').split('/')[1]
+    v = [v for v in d['spec']['versions'] if v['name'] == version][0]
     spec = v['schema']['openAPIV3Schema']['properties']['spec']
     out.append({'apiVersion': API.get(kind, 'networking.istio.io/v1'), 'kind': kind,
                 'metadata': {'name': 'every-field', 'namespace': 'default'}, 'spec': value(spec)})
