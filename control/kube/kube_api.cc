@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -395,6 +396,26 @@ Reflector::Step Reflector::on_event(const WatchEvent& e) {
     return Step::Changed;
 }
 
+namespace {
+
+json::value sorted_keys(const json::value& v) {
+    if (const json::array* a = v.if_array()) {
+        json::array out;
+        for (const json::value& e : *a) out.push_back(sorted_keys(e));
+        return out;
+    }
+    const json::object* o = v.if_object();
+    if (!o) return v;
+    std::vector<std::string_view> keys;
+    for (const auto& kv : *o) keys.push_back(kv.key());
+    std::sort(keys.begin(), keys.end());
+    json::object out;
+    for (std::string_view k : keys) out[k] = sorted_keys(o->at(k));
+    return out;
+}
+
+}  // namespace
+
 std::string object_yaml(const json::object& obj) {
     json::object copy = obj;
     copy.erase("status");
@@ -409,7 +430,18 @@ std::string object_yaml(const json::object& obj) {
             if (a->as_object().empty()) meta.erase("annotations");
         }
     }
-    return store::json_to_yaml(copy);
+    // One order whichever way the object came (a list item is stamped with kind and apiVersion
+    // afterwards; a watch event has them first), so the same object is the same text: the
+    // usual four first, every other key sorted, at every depth.
+    json::object ordered;
+    for (const char* k : {"apiVersion", "kind", "metadata", "spec"}) {
+        if (auto* v = copy.if_contains(k)) ordered[k] = sorted_keys(*v);
+    }
+    json::value rest = sorted_keys(copy);
+    for (const auto& kv : rest.as_object()) {
+        if (!ordered.contains(kv.key())) ordered[kv.key()] = kv.value();
+    }
+    return store::json_to_yaml(ordered);
 }
 
 namespace {
@@ -545,7 +577,7 @@ std::vector<RenderedDoc> render(
         d.ns = ns;
         d.name = name;
         d.source = "kube:EndpointSlice " + ns + "/" + e.slice;
-        d.yaml = store::json_to_yaml(we);
+        d.yaml = object_yaml(we);
         d.resource_version = e.rv;
         out.push_back(std::move(d));
     }

@@ -24,7 +24,8 @@ of changes", "Watch bookmarks", "Retrieving large results sets in chunks"):
 Test controls (not part of Kubernetes) under /_fake/:
   POST   /_fake/objects         body: an object with kind/apiVersion/metadata -> create or update
   DELETE /_fake/objects?kind=K&namespace=NS&name=N
-  POST   /_fake/compact         forget the history: older watches get 410
+  POST   /_fake/compact         forget the history: older watches get 410 (?drop=1: and drop
+                                every open watch at once, so each comes back with a version too old)
   POST   /_fake/gone            send ERROR 410 on every open watch (and forget the history)
   POST   /_fake/drop            close every open watch connection mid-stream, without the last chunk
   GET    /_fake/requests        the requests served so far: [{"path", "query", "status"}]
@@ -133,11 +134,20 @@ def make_handler(state, token, bookmark_every, gone_as_event):
                 return self.send_json(200, {"resourceVersion": str(rv)})
             if url.path == "/_fake/compact":
                 with state.cond:
+                    # Past every version a client has seen (bookmarks included): the next watch
+                    # from any of them is too old.
+                    state.rv += 1
                     state.oldest = state.rv
                     state.history.clear()
+                    if "drop" in url.query:
+                        # And every open watch dropped in the same moment: none can get a bookmark
+                        # of the new version first, so every one comes back too old.
+                        state.drops += 1
+                        state.cond.notify_all()
                 return self.send_json(200, {"oldest": state.oldest})
             if url.path == "/_fake/gone":
                 with state.cond:
+                    state.rv += 1
                     state.oldest = state.rv
                     state.history.clear()
                     state.gones += 1

@@ -336,3 +336,19 @@ TEST_CASE("watched kinds: core, discovery and the Istio CRDs at v1 then v1beta1"
     CHECK(by["VirtualService"].paths.at(1) == "/apis/networking.istio.io/v1beta1/virtualservices");
     CHECK(by["AuthorizationPolicy"].api_versions.at(0) == "security.istio.io/v1");
 }
+
+TEST_CASE("object_yaml: the same object is the same text, whichever order its keys came in") {
+    // A list item is stamped with kind and apiVersion after the rest; a watch event has them
+    // first. Different text would be a store change (a push to every proxy) after each relist.
+    Reflector listed("VirtualService", "networking.istio.io/v1");
+    listed.on_list_page(R"({"metadata":{"resourceVersion":"1"},"items":[
+      {"metadata":{"name":"r","namespace":"default","resourceVersion":"1"},"spec":{"hosts":["r"]}}]})");
+    Reflector watched("VirtualService", "networking.istio.io/v1");
+    watched.on_list_page(R"({"metadata":{"resourceVersion":"0"},"items":[]})");
+    watched.on_event(parse_watch_event(
+        R"({"type":"ADDED","object":{"kind":"VirtualService","apiVersion":"networking.istio.io/v1","spec":{"hosts":["r"]},"metadata":{"namespace":"default","name":"r","resourceVersion":"2"},"status":{"x":1}}})"));
+    std::string a = object_yaml(listed.objects().at("default/r"));
+    std::string b = object_yaml(watched.objects().at("default/r"));
+    CHECK(a == b);
+    CHECK(a.rfind("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:", 0) == 0);
+}
