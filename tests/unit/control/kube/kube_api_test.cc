@@ -61,10 +61,10 @@ TEST_CASE("watch events: the four object types and ERROR's Status code") {
     CHECK(b.type == WatchEvent::Type::Bookmark);
     CHECK(b.resource_version == "20");
     WatchEvent e = parse_watch_event(
-        R"({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5 (20)","reason":"Expired","code":410}})");
+        R"({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5 [20]","reason":"Expired","code":410}})");
     CHECK(e.type == WatchEvent::Type::Error);
     CHECK(e.code == 410);
-    CHECK(e.message == "too old resource version: 5 (20)");
+    CHECK(e.message == "too old resource version: 5 [20]");
 
     CHECK_THROWS_WITH(parse_watch_event("{not json"), doctest::Contains("not JSON"));
     CHECK_THROWS_WITH(parse_watch_event(R"({"type":"RENAMED","object":{}})"),
