@@ -148,43 +148,41 @@ ApiServer load_kubeconfig(const fs::path& file, const std::string& context) {
         throw KubeConfigError(f + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
     }
     const fs::path base = file.parent_path();
-    auto field = [&](const YAML::Node& n, const std::string& where) -> std::string {
-        if (!n || !n.IsScalar()) return "";
-        (void)where;
-        return n.Scalar();
+    auto field = [](const YAML::Node& n) -> std::string {
+        return n && n.IsScalar() ? n.Scalar() : std::string();
     };
     auto at = [&](const YAML::Node& n) {
         return n.Mark().is_null() ? std::string() : ":" + std::to_string(n.Mark().line + 1);
     };
-    std::string ctx_name = context.empty() ? field(doc["current-context"], "current-context") : context;
+    std::string ctx_name = context.empty() ? field(doc["current-context"]) : context;
     if (ctx_name.empty()) throw KubeConfigError(f + ": current-context: not set");
     auto find_named = [&](const char* list, const std::string& name, const char* inner) {
         YAML::Node items = doc[list];
         if (items && items.IsSequence()) {
             for (const YAML::Node& item : items) {
-                if (item.IsMap() && field(item["name"], "") == name && item[inner]) return item[inner];
+                if (item.IsMap() && field(item["name"]) == name && item[inner]) return item[inner];
             }
         }
         throw KubeConfigError(f + ": " + list + ": no entry named \"" + name + "\"");
     };
     YAML::Node ctx = find_named("contexts", ctx_name, "context");
-    std::string cluster_name = field(ctx["cluster"], "");
-    std::string user_name = field(ctx["user"], "");
+    std::string cluster_name = field(ctx["cluster"]);
+    std::string user_name = field(ctx["user"]);
     YAML::Node cluster = find_named("clusters", cluster_name, "cluster");
     ApiServer s;
-    std::string server = field(cluster["server"], "");
+    std::string server = field(cluster["server"]);
     if (server.empty()) {
         throw KubeConfigError(f + at(cluster) + ": clusters[" + cluster_name + "].cluster.server: not set");
     }
     parse_server(server, s, f + at(cluster["server"]) + ": clusters[" + cluster_name + "].cluster.server");
     auto data_or_file = [&](const YAML::Node& n, const char* data_key, const char* file_key,
                             const std::string& where) -> std::string {
-        if (std::string d = field(n[data_key], ""); !d.empty()) {
+        if (std::string d = field(n[data_key]); !d.empty()) {
             auto pem = unbase64(d);
             if (!pem) throw KubeConfigError(f + at(n[data_key]) + ": " + where + "." + data_key + ": not base64");
             return *pem;
         }
-        if (std::string p = field(n[file_key], ""); !p.empty()) {
+        if (std::string p = field(n[file_key]); !p.empty()) {
             fs::path path = fs::path(p).is_absolute() ? fs::path(p) : base / p;
             return read_text(path, f + at(n[file_key]) + ": " + where + "." + file_key);
         }
@@ -192,12 +190,12 @@ ApiServer load_kubeconfig(const fs::path& file, const std::string& context) {
     };
     const std::string cwhere = "clusters[" + cluster_name + "].cluster";
     s.ca_pem = data_or_file(cluster, "certificate-authority-data", "certificate-authority", cwhere);
-    s.insecure_skip_verify = field(cluster["insecure-skip-tls-verify"], "") == "true";
+    s.insecure_skip_verify = field(cluster["insecure-skip-tls-verify"]) == "true";
     if (!user_name.empty()) {
         YAML::Node user = find_named("users", user_name, "user");
         const std::string uwhere = "users[" + user_name + "].user";
-        s.token = field(user["token"], "");
-        if (std::string tf = field(user["tokenFile"], ""); !tf.empty() && s.token.empty()) {
+        s.token = field(user["token"]);
+        if (std::string tf = field(user["tokenFile"]); !tf.empty() && s.token.empty()) {
             s.token_file = fs::path(tf).is_absolute() ? fs::path(tf) : base / tf;
         }
         s.client_cert_pem = data_or_file(user, "client-certificate-data", "client-certificate", uwhere);
