@@ -28,7 +28,8 @@ std::string read_text(const fs::path& p, const std::string& what) {
 }
 
 std::string trim(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
+        s.pop_back();
     return s;
 }
 
@@ -82,7 +83,8 @@ void parse_server(const std::string& server, ApiServer& out, const std::string& 
         host = rest.substr(0, colon);
         port = rest.substr(colon + 1);
     }
-    if (host.empty() || port.empty()) throw KubeConfigError(where + ": no host in \"" + server + "\"");
+    if (host.empty() || port.empty())
+        throw KubeConfigError(where + ": no host in \"" + server + "\"");
     out.host = host;
     out.port = port;
 }
@@ -133,7 +135,8 @@ ApiServer in_cluster(const fs::path& sa_dir, const EnvFn& env) {
         throw KubeConfigError("--kube: no service-account token at " + s.token_file.string());
     }
     s.ca_pem = read_text(sa_dir / "ca.crt", "--kube: the cluster CA");
-    s.described = "in-cluster (" + s.url() + ", service account token " + s.token_file.string() + ")";
+    s.described =
+        "in-cluster (" + s.url() + ", service account token " + s.token_file.string() + ")";
     return s;
 }
 
@@ -172,14 +175,18 @@ ApiServer load_kubeconfig(const fs::path& file, const std::string& context) {
     ApiServer s;
     std::string server = field(cluster["server"]);
     if (server.empty()) {
-        throw KubeConfigError(f + at(cluster) + ": clusters[" + cluster_name + "].cluster.server: not set");
+        throw KubeConfigError(f + at(cluster) + ": clusters[" + cluster_name +
+                              "].cluster.server: not set");
     }
-    parse_server(server, s, f + at(cluster["server"]) + ": clusters[" + cluster_name + "].cluster.server");
+    parse_server(server, s,
+                 f + at(cluster["server"]) + ": clusters[" + cluster_name + "].cluster.server");
     auto data_or_file = [&](const YAML::Node& n, const char* data_key, const char* file_key,
                             const std::string& where) -> std::string {
         if (std::string d = field(n[data_key]); !d.empty()) {
             auto pem = unbase64(d);
-            if (!pem) throw KubeConfigError(f + at(n[data_key]) + ": " + where + "." + data_key + ": not base64");
+            if (!pem)
+                throw KubeConfigError(f + at(n[data_key]) + ": " + where + "." + data_key +
+                                      ": not base64");
             return *pem;
         }
         if (std::string p = field(n[file_key]); !p.empty()) {
@@ -198,7 +205,8 @@ ApiServer load_kubeconfig(const fs::path& file, const std::string& context) {
         if (std::string tf = field(user["tokenFile"]); !tf.empty() && s.token.empty()) {
             s.token_file = fs::path(tf).is_absolute() ? fs::path(tf) : base / tf;
         }
-        s.client_cert_pem = data_or_file(user, "client-certificate-data", "client-certificate", uwhere);
+        s.client_cert_pem =
+            data_or_file(user, "client-certificate-data", "client-certificate", uwhere);
         s.client_key_pem = data_or_file(user, "client-key-data", "client-key", uwhere);
         if (s.client_cert_pem.empty() != s.client_key_pem.empty()) {
             throw KubeConfigError(f + at(user) + ": " + uwhere +
@@ -241,11 +249,16 @@ std::vector<WatchedKind> watched_kinds() {
 
 const char* event_type_name(WatchEvent::Type t) {
     switch (t) {
-        case WatchEvent::Type::Added: return "ADDED";
-        case WatchEvent::Type::Modified: return "MODIFIED";
-        case WatchEvent::Type::Deleted: return "DELETED";
-        case WatchEvent::Type::Bookmark: return "BOOKMARK";
-        case WatchEvent::Type::Error: return "ERROR";
+        case WatchEvent::Type::Added:
+            return "ADDED";
+        case WatchEvent::Type::Modified:
+            return "MODIFIED";
+        case WatchEvent::Type::Deleted:
+            return "DELETED";
+        case WatchEvent::Type::Bookmark:
+            return "BOOKMARK";
+        case WatchEvent::Type::Error:
+            return "ERROR";
     }
     return "?";
 }
@@ -261,15 +274,22 @@ WatchEvent parse_watch_event(std::string_view line) {
     if (!obj) throw std::runtime_error("watch event " + type + " without an object");
     WatchEvent e;
     e.object = *obj;
-    if (type == "ADDED") e.type = WatchEvent::Type::Added;
-    else if (type == "MODIFIED") e.type = WatchEvent::Type::Modified;
-    else if (type == "DELETED") e.type = WatchEvent::Type::Deleted;
-    else if (type == "BOOKMARK") e.type = WatchEvent::Type::Bookmark;
-    else if (type == "ERROR") e.type = WatchEvent::Type::Error;
-    else throw std::runtime_error("watch event of unknown type \"" + type + "\"");
+    if (type == "ADDED")
+        e.type = WatchEvent::Type::Added;
+    else if (type == "MODIFIED")
+        e.type = WatchEvent::Type::Modified;
+    else if (type == "DELETED")
+        e.type = WatchEvent::Type::Deleted;
+    else if (type == "BOOKMARK")
+        e.type = WatchEvent::Type::Bookmark;
+    else if (type == "ERROR")
+        e.type = WatchEvent::Type::Error;
+    else
+        throw std::runtime_error("watch event of unknown type \"" + type + "\"");
     if (e.type == WatchEvent::Type::Error) {
         // A metav1.Status: {"kind":"Status","status":"Failure","reason":"Expired","code":410}.
-        if (auto* c = obj->if_contains("code"); c && c->is_int64()) e.code = static_cast<int>(c->as_int64());
+        if (auto* c = obj->if_contains("code"); c && c->is_int64())
+            e.code = static_cast<int>(c->as_int64());
         e.message = str_at(*obj, "message");
         if (e.message.empty()) e.message = str_at(*obj, "reason");
         return e;
@@ -303,7 +323,8 @@ void Reflector::stamp(json::object& obj) const {
     obj["kind"] = kind_;
     obj["apiVersion"] = api_version_;
     // The server's bookkeeping nobody here reads: kept out of memory.
-    if (auto* m = obj.if_contains("metadata"); m && m->is_object()) m->as_object().erase("managedFields");
+    if (auto* m = obj.if_contains("metadata"); m && m->is_object())
+        m->as_object().erase("managedFields");
 }
 
 std::string Reflector::list_target(const std::string& path, const std::string& continue_token,
@@ -399,16 +420,19 @@ namespace {
 json::value sorted_keys(const json::value& v) {
     if (const json::array* a = v.if_array()) {
         json::array out;
-        for (const json::value& e : *a) out.push_back(sorted_keys(e));
+        for (const json::value& e : *a)
+            out.push_back(sorted_keys(e));
         return out;
     }
     const json::object* o = v.if_object();
     if (!o) return v;
     std::vector<std::string_view> keys;
-    for (const auto& kv : *o) keys.push_back(kv.key());
+    for (const auto& kv : *o)
+        keys.push_back(kv.key());
     std::sort(keys.begin(), keys.end());
     json::object out;
-    for (std::string_view k : keys) out[k] = sorted_keys(o->at(k));
+    for (std::string_view k : keys)
+        out[k] = sorted_keys(o->at(k));
     return out;
 }
 
@@ -521,10 +545,12 @@ std::vector<RenderedDoc> render(
             Entry& e = entries[{ns, address}];
             e.slice = meta_str(slice, "name");
             e.rv = meta_str(slice, "resourceVersion");
-            for (const auto& [n, p] : ports) e.ports[n] = p;
+            for (const auto& [n, p] : ports)
+                e.ports[n] = p;
             const json::object* ref = obj_at(*ep, "targetRef");
             std::string pod_name = ref && str_at(*ref, "kind") == "Pod" ? str_at(*ref, "name") : "";
-            std::string pod_ns = ref && !str_at(*ref, "namespace").empty() ? str_at(*ref, "namespace") : ns;
+            std::string pod_ns =
+                ref && !str_at(*ref, "namespace").empty() ? str_at(*ref, "namespace") : ns;
             auto pod = pods.find(pod_ns + "/" + pod_name);
             if (!pod_name.empty() && pod != pods.end()) {
                 e.pod = pod_name;
@@ -560,7 +586,8 @@ std::vector<RenderedDoc> render(
         if (!e.sa.empty()) spec["serviceAccount"] = e.sa;
         if (!e.ports.empty()) {
             json::object ports;
-            for (const auto& [n, p] : e.ports) ports[n] = p;
+            for (const auto& [n, p] : e.ports)
+                ports[n] = p;
             spec["ports"] = std::move(ports);
         }
         json::object we{{"apiVersion", "networking.istio.io/v1"},

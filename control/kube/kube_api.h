@@ -53,7 +53,7 @@ ApiServer load_kubeconfig(const std::filesystem::path& file, const std::string& 
 // One kind remora-control watches. `paths` are the collection URLs to try in order (an Istio CRD
 // served at v1, else at v1beta1); a 404 moves to the next.
 struct WatchedKind {
-    std::string kind;         // "VirtualService"
+    std::string kind;                       // "VirtualService"
     std::vector<std::string> paths;         // "/apis/networking.istio.io/v1/virtualservices"
     std::vector<std::string> api_versions;  // the apiVersion of each path
 };

@@ -159,7 +159,8 @@ struct KubeSource::Watch {
                 const std::string& path = kind.paths[path_index];
                 lowest.expires_after(std::chrono::seconds(60));
                 co_await http::async_write(
-                    stream, request(reflector.list_target(path, cont, src.options_.list_page_limit)),
+                    stream,
+                    request(reflector.list_target(path, cont, src.options_.list_page_limit)),
                     asio::use_awaitable);
                 http::response_parser<http::string_body> parser;
                 parser.body_limit(kMaxListBody);
@@ -177,7 +178,8 @@ struct KubeSource::Watch {
                     reflector.set_api_version(kind.api_versions[0]);
                     if (!not_served_logged) {
                         src.log_("--kube " + kind.kind + ": not served by the API server (" +
-                                 kind.paths.front() + ": 404; is the CRD installed?); none, "
+                                 kind.paths.front() +
+                                 ": 404; is the CRD installed?); none, "
                                  "looking again every 60 s");
                         not_served_logged = true;
                     }
@@ -219,7 +221,8 @@ struct KubeSource::Watch {
         if (status == 410) {
             // "410 Gone": the version is older than the server keeps; list again.
             src.log_("--kube " + kind.kind + ": watch from resourceVersion " +
-                     reflector.resource_version() + ": 410 Gone; relisting (the cache stays "
+                     reflector.resource_version() +
+                     ": 410 Gone; relisting (the cache stays "
                      "until the list replaces it)");
             reflector.on_gone();
             co_return Outcome::Relist;
@@ -367,7 +370,9 @@ bool KubeSource::valid(const RenderedDoc& doc, std::string& why) {
         if (m.level != analyze::Level::Error) continue;
         if (errors++ == 0) first = m.str();
     }
-    why = errors == 0 ? "" : first + (errors > 1 ? " (and " + std::to_string(errors - 1) + " more)" : "");
+    why = errors == 0
+              ? ""
+              : first + (errors > 1 ? " (and " + std::to_string(errors - 1) + " more)" : "");
     verdicts_[key] = {doc.yaml, why};
     if (!why.empty()) {
         // As `kubectl get events` shows a Warning: type, reason, object, message.
@@ -405,7 +410,8 @@ void KubeSource::publish() {
         it = present.count(it->first) ? std::next(it) : verdicts_.erase(it);
     }
     last_good_ = good;
-    for (const auto& [key, d] : good) files.push_back({d.source, d.yaml});
+    for (const auto& [key, d] : good)
+        files.push_back({d.source, d.yaml});
     store::ChangeResult r;
     try {
         r = store_.set_owned(store::Origin::Kube, files);
@@ -421,7 +427,8 @@ void KubeSource::publish() {
         }
         log_("--kube: the store refused the cluster's state: " + r.error +
              "; keeping the last good configuration");
-        for (const std::string& m : r.messages) log_("  " + m);
+        for (const std::string& m : r.messages)
+            log_("  " + m);
         return;
     }
     std::string what;
@@ -463,21 +470,25 @@ std::string KubeSource::prometheus() const {
            metrics_.list_failures);
     family("remora_kube_rejected_resources_total", "counter",
            "Resources from the API skipped because they do not validate.", metrics_.rejected);
-    out += "# HELP remora_kube_watch_events_total Watch events received, by kind and type.\n"
-           "# TYPE remora_kube_watch_events_total counter\n";
+    out +=
+        "# HELP remora_kube_watch_events_total Watch events received, by kind and type.\n"
+        "# TYPE remora_kube_watch_events_total counter\n";
     for (const auto& [k, v] : metrics_.events) {
         out += "remora_kube_watch_events_total{kind=\"" + k.first + "\",type=\"" + k.second +
                "\"} " + std::to_string(v) + "\n";
     }
-    out += "# HELP remora_kube_store_changes_total Changes the --kube source made to the store.\n"
-           "# TYPE remora_kube_store_changes_total counter\nremora_kube_store_changes_total " +
-           std::to_string(metrics_.store_changes) + "\n";
-    out += "# HELP remora_kube_store_refusals_total States of the cluster the store refused.\n"
-           "# TYPE remora_kube_store_refusals_total counter\nremora_kube_store_refusals_total " +
-           std::to_string(metrics_.store_refusals) + "\n";
-    out += "# HELP remora_kube_synced 1 once every kind was listed and given to the store.\n"
-           "# TYPE remora_kube_synced gauge\nremora_kube_synced " +
-           std::string(synced_ ? "1" : "0") + "\n";
+    out +=
+        "# HELP remora_kube_store_changes_total Changes the --kube source made to the store.\n"
+        "# TYPE remora_kube_store_changes_total counter\nremora_kube_store_changes_total " +
+        std::to_string(metrics_.store_changes) + "\n";
+    out +=
+        "# HELP remora_kube_store_refusals_total States of the cluster the store refused.\n"
+        "# TYPE remora_kube_store_refusals_total counter\nremora_kube_store_refusals_total " +
+        std::to_string(metrics_.store_refusals) + "\n";
+    out +=
+        "# HELP remora_kube_synced 1 once every kind was listed and given to the store.\n"
+        "# TYPE remora_kube_synced gauge\nremora_kube_synced " +
+        std::string(synced_ ? "1" : "0") + "\n";
     return out;
 }
 

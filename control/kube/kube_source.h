@@ -81,8 +81,8 @@ class KubeSource {
     struct Verdict {
         std::string yaml, why;  // why: "" when valid
     };
-    std::map<std::string, Verdict> verdicts_;          // by "Kind ns/name"
-    std::map<std::string, RenderedDoc> last_good_;     // kept while a newer version is invalid
+    std::map<std::string, Verdict> verdicts_;       // by "Kind ns/name"
+    std::map<std::string, RenderedDoc> last_good_;  // kept while a newer version is invalid
 
     struct Metrics {
         std::map<std::string, uint64_t> objects, relists, reconnects, rejected, list_failures;

@@ -24,8 +24,8 @@ namespace {
 
 std::string svc_json(const std::string& name, const std::string& rv, const std::string& ip) {
     return R"({"metadata":{"name":")" + name + R"(","namespace":"default","resourceVersion":")" +
-           rv + R"("},"spec":{"clusterIP":")" + ip +
-           R"(","selector":{"app":")" + name + R"("},"ports":[{"name":"http","port":8080}]}})";
+           rv + R"("},"spec":{"clusterIP":")" + ip + R"(","selector":{"app":")" + name +
+           R"("},"ports":[{"name":"http","port":8080}]}})";
 }
 
 std::string event(const std::string& type, const std::string& object) {
@@ -33,8 +33,8 @@ std::string event(const std::string& type, const std::string& object) {
 }
 
 fs::path temp_dir(const std::string& name) {
-    fs::path d = fs::temp_directory_path() / ("remora-kube-test-" + name + "-" +
-                                              std::to_string(::getpid()));
+    fs::path d =
+        fs::temp_directory_path() / ("remora-kube-test-" + name + "-" + std::to_string(::getpid()));
     fs::remove_all(d);
     fs::create_directories(d);
     return d;
@@ -69,7 +69,8 @@ TEST_CASE("watch events: the four object types and ERROR's Status code") {
     CHECK_THROWS_WITH(parse_watch_event("{not json"), doctest::Contains("not JSON"));
     CHECK_THROWS_WITH(parse_watch_event(R"({"type":"RENAMED","object":{}})"),
                       doctest::Contains("unknown type"));
-    CHECK_THROWS_WITH(parse_watch_event(R"({"type":"ADDED"})"), doctest::Contains("without an object"));
+    CHECK_THROWS_WITH(parse_watch_event(R"({"type":"ADDED"})"),
+                      doctest::Contains("without an object"));
     CHECK_THROWS_WITH(parse_watch_event(R"({"type":"ADDED","object":{"metadata":{}}})"),
                       doctest::Contains("metadata.name"));
 }
@@ -107,19 +108,24 @@ TEST_CASE("reflector: list pages, watch from the list's version, events move the
     CHECK(r.resource_version() == "10");  // every page is the first page's snapshot
     // List items come without kind and apiVersion; the cache has them.
     CHECK(json::value_to<std::string>(r.objects().at("default/a").at("kind")) == "Service");
-    CHECK(r.watch_target("/api/v1/services", 300) ==
-          "/api/v1/services?watch=1&resourceVersion=10&allowWatchBookmarks=true&timeoutSeconds=300");
+    CHECK(
+        r.watch_target("/api/v1/services", 300) ==
+        "/api/v1/services?watch=1&resourceVersion=10&allowWatchBookmarks=true&timeoutSeconds=300");
 
     using Step = Reflector::Step;
-    CHECK(r.on_event(parse_watch_event(event("ADDED", svc_json("c", "12", "10.0.0.3")))) == Step::Changed);
+    CHECK(r.on_event(parse_watch_event(event("ADDED", svc_json("c", "12", "10.0.0.3")))) ==
+          Step::Changed);
     CHECK(r.on_event(parse_watch_event(event("MODIFIED", svc_json("c", "12", "10.0.0.3")))) ==
           Step::Unchanged);
-    CHECK(r.on_event(parse_watch_event(event("MODIFIED", svc_json("c", "13", "10.0.0.9")))) == Step::Changed);
-    CHECK(r.on_event(parse_watch_event(event("DELETED", svc_json("a", "14", "10.0.0.1")))) == Step::Changed);
+    CHECK(r.on_event(parse_watch_event(event("MODIFIED", svc_json("c", "13", "10.0.0.9")))) ==
+          Step::Changed);
+    CHECK(r.on_event(parse_watch_event(event("DELETED", svc_json("a", "14", "10.0.0.1")))) ==
+          Step::Changed);
     CHECK(r.objects().size() == 2);
-    CHECK(r.on_event(parse_watch_event(
-              R"({"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1","metadata":{"resourceVersion":"30"}}})")) ==
-          Step::Unchanged);
+    CHECK(
+        r.on_event(parse_watch_event(
+            R"({"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1","metadata":{"resourceVersion":"30"}}})")) ==
+        Step::Unchanged);
     // A dropped connection resumes from the last version seen, bookmarks included.
     CHECK(r.resource_version() == "30");
     CHECK_FALSE(r.needs_list());
@@ -127,15 +133,16 @@ TEST_CASE("reflector: list pages, watch from the list's version, events move the
 
 TEST_CASE("reflector: 410 Gone relists, and the cache stays until the new list replaces it") {
     Reflector r("Service", "v1");
-    r.on_list_page(R"({"metadata":{"resourceVersion":"5"},"items":[)" + svc_json("a", "1", "10.0.0.1") +
-                   "," + svc_json("b", "2", "10.0.0.2") + "]}");
+    r.on_list_page(R"({"metadata":{"resourceVersion":"5"},"items":[)" +
+                   svc_json("a", "1", "10.0.0.1") + "," + svc_json("b", "2", "10.0.0.2") + "]}");
     WatchEvent gone = parse_watch_event(
         R"({"type":"ERROR","object":{"kind":"Status","status":"Failure","reason":"Expired","code":410}})");
     CHECK(r.on_event(gone) == Reflector::Step::Relist);
     CHECK(r.needs_list());
     CHECK(r.objects().size() == 2);  // state kept meanwhile
     // Another ERROR is not a relist: watch again from the same version.
-    WatchEvent other = parse_watch_event(R"({"type":"ERROR","object":{"code":500,"message":"boom"}})");
+    WatchEvent other =
+        parse_watch_event(R"({"type":"ERROR","object":{"code":500,"message":"boom"}})");
     Reflector r2("Service", "v1");
     r2.on_list_page(R"({"metadata":{"resourceVersion":"5"},"items":[]})");
     CHECK(r2.on_event(other) == Reflector::Step::Failed);
@@ -143,8 +150,8 @@ TEST_CASE("reflector: 410 Gone relists, and the cache stays until the new list r
     CHECK(r2.resource_version() == "5");
 
     // The relist: b deleted and c added while the watch was gone.
-    r.on_list_page(R"({"metadata":{"resourceVersion":"40"},"items":[)" + svc_json("a", "1", "10.0.0.1") +
-                   "," + svc_json("c", "39", "10.0.0.3") + "]}");
+    r.on_list_page(R"({"metadata":{"resourceVersion":"40"},"items":[)" +
+                   svc_json("a", "1", "10.0.0.1") + "," + svc_json("c", "39", "10.0.0.3") + "]}");
     CHECK(r.last_list_changed());
     CHECK_FALSE(r.needs_list());
     CHECK(r.resource_version() == "40");
@@ -153,15 +160,16 @@ TEST_CASE("reflector: 410 Gone relists, and the cache stays until the new list r
     // The same list again changes nothing.
     r.on_gone();
     CHECK(r.needs_list());
-    r.on_list_page(R"({"metadata":{"resourceVersion":"41"},"items":[)" + svc_json("a", "1", "10.0.0.1") +
-                   "," + svc_json("c", "39", "10.0.0.3") + "]}");
+    r.on_list_page(R"({"metadata":{"resourceVersion":"41"},"items":[)" +
+                   svc_json("a", "1", "10.0.0.1") + "," + svc_json("c", "39", "10.0.0.3") + "]}");
     CHECK_FALSE(r.last_list_changed());
-    CHECK_THROWS_WITH(r.on_list_page(R"({"kind":"Status","code":403})"), doctest::Contains("no items"));
+    CHECK_THROWS_WITH(r.on_list_page(R"({"kind":"Status","code":403})"),
+                      doctest::Contains("no items"));
 }
 
 TEST_CASE("render: ready EndpointSlice addresses become WorkloadEntries with their Pod's labels") {
-    Reflector svcs("Service", "v1"), slices("EndpointSlice", "discovery.k8s.io/v1"), pods("Pod", "v1"),
-        vss("VirtualService", "networking.istio.io/v1");
+    Reflector svcs("Service", "v1"), slices("EndpointSlice", "discovery.k8s.io/v1"),
+        pods("Pod", "v1"), vss("VirtualService", "networking.istio.io/v1");
     svcs.on_list_page(R"({"metadata":{"resourceVersion":"1"},"items":[)" +
                       svc_json("reviews", "1", "10.96.0.30") + "]}");
     pods.on_list_page(R"({"metadata":{"resourceVersion":"1"},"items":[
@@ -185,7 +193,8 @@ TEST_CASE("render: ready EndpointSlice addresses become WorkloadEntries with the
                         {"Pod", &pods.objects()},
                         {"VirtualService", &vss.objects()}});
     std::map<std::string, RenderedDoc> by;
-    for (auto& d : docs) by[d.kind + " " + d.ns + "/" + d.name] = d;
+    for (auto& d : docs)
+        by[d.kind + " " + d.ns + "/" + d.name] = d;
     REQUIRE(by.count("Service default/reviews"));
     REQUIRE(by.count("VirtualService default/reviews"));
     const std::string& vs = by["VirtualService default/reviews"].yaml;
@@ -202,7 +211,8 @@ TEST_CASE("render: ready EndpointSlice addresses become WorkloadEntries with the
     CHECK(v1.find("http: 9080") != std::string::npos);
     // Not ready: left out.
     CHECK(by.count("WorkloadEntry default/kube-endpoint-reviews-v2") == 0);
-    for (auto& d : docs) CHECK(d.yaml.find("198.18.0.6") == std::string::npos);
+    for (auto& d : docs)
+        CHECK(d.yaml.find("198.18.0.6") == std::string::npos);
     // Ready by default (no conditions), no Pod: the Service's selector, so the Service picks it.
     REQUIRE(by.count("WorkloadEntry default/kube-endpoint-198-18-0-7"));
     CHECK(by["WorkloadEntry default/kube-endpoint-198-18-0-7"].yaml.find("app: reviews") !=
@@ -210,9 +220,11 @@ TEST_CASE("render: ready EndpointSlice addresses become WorkloadEntries with the
 
     // The documents are what the store reads: Service + entries give the service endpoints.
     std::vector<store::SourceFile> files;
-    for (auto& d : docs) files.push_back({d.source, d.yaml});
+    for (auto& d : docs)
+        files.push_back({d.source, d.yaml});
     fs::path dir = temp_dir("render");
-    store::ConfigStore st(dir, [] { return std::chrono::system_clock::now(); }, [](const std::string&) {});
+    store::ConfigStore st(
+        dir, [] { return std::chrono::system_clock::now(); }, [](const std::string&) {});
     store::ChangeResult res = st.set_owned(store::Origin::Kube, files);
     INFO(res.error, " ", res.messages.empty() ? "" : res.messages[0]);
     REQUIRE(res.ok());
@@ -223,7 +235,8 @@ TEST_CASE("render: ready EndpointSlice addresses become WorkloadEntries with the
 
 TEST_CASE("store: resources from the Kubernetes API are read-only over the config API") {
     fs::path dir = temp_dir("origin");
-    store::ConfigStore st(dir, [] { return std::chrono::system_clock::now(); }, [](const std::string&) {});
+    store::ConfigStore st(
+        dir, [] { return std::chrono::system_clock::now(); }, [](const std::string&) {});
     const std::string vs =
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: "
         "default}\nspec:\n  hosts: [r]\n  http:\n  - route: [{destination: {host: r}}]\n";
@@ -267,14 +280,17 @@ clusters:
 - name: c2
   cluster:
     server: http://[::1]:8080
-    certificate-authority-data: )" + base64("DATA CA") + R"(
+    certificate-authority-data: )" +
+                              base64("DATA CA") + R"(
 users:
 - name: u1
   user: {token: abc123}
 - name: u2
   user:
-    client-certificate-data: )" + base64("CERT") + R"(
-    client-key-data: )" + base64("KEY") + R"(
+    client-certificate-data: )" +
+                              base64("CERT") + R"(
+    client-key-data: )" + base64("KEY") +
+                              R"(
 )");
     ApiServer s = load_kubeconfig(dir / "config");
     CHECK(s.host == "10.1.2.3");
@@ -294,9 +310,11 @@ users:
 
     CHECK_THROWS_WITH(load_kubeconfig(dir / "config", "nope"),
                       doctest::Contains("contexts: no entry named \"nope\""));
-    write(dir / "bad", "current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
-                       "clusters:\n- name: c\n  cluster: {server: ftp://x}\n");
-    CHECK_THROWS_WITH(load_kubeconfig(dir / "bad"), doctest::Contains("clusters[c].cluster.server"));
+    write(dir / "bad",
+          "current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
+          "clusters:\n- name: c\n  cluster: {server: ftp://x}\n");
+    CHECK_THROWS_WITH(load_kubeconfig(dir / "bad"),
+                      doctest::Contains("clusters[c].cluster.server"));
     CHECK_THROWS_WITH(load_kubeconfig(dir / "missing"), doctest::Contains("cannot read"));
     fs::remove_all(dir);
 }
@@ -325,10 +343,11 @@ TEST_CASE("in-cluster: service host and port from the environment, token and CA 
 TEST_CASE("watched kinds: core, discovery and the Istio CRDs at v1 then v1beta1") {
     auto kinds = watched_kinds();
     std::map<std::string, WatchedKind> by;
-    for (auto& k : kinds) by[k.kind] = k;
-    for (const char* k : {"Service", "EndpointSlice", "Pod", "Namespace", "VirtualService",
-                          "DestinationRule", "ServiceEntry", "WorkloadEntry", "PeerAuthentication",
-                          "AuthorizationPolicy"}) {
+    for (auto& k : kinds)
+        by[k.kind] = k;
+    for (const char* k :
+         {"Service", "EndpointSlice", "Pod", "Namespace", "VirtualService", "DestinationRule",
+          "ServiceEntry", "WorkloadEntry", "PeerAuthentication", "AuthorizationPolicy"}) {
         CHECK(by.count(k) == 1);
     }
     CHECK(by["EndpointSlice"].paths.at(0) == "/apis/discovery.k8s.io/v1/endpointslices");
