@@ -9,12 +9,14 @@
 #include <charconv>
 #include <filesystem>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
+#include "control/kube/kube_source.h"
 #include "control/kube/webhook.h"
 #include "control/server/config_api.h"
 #include "control/server/mesh_graph.h"
@@ -55,6 +57,14 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --threads N            I/O threads (default 2)
   --config-dir DIR       also serve the Istio YAML in DIR (e.g. a mounted ConfigMap), reloaded
                          on every change; its resources are read-only over the API
+  --kube                 also take Services, EndpointSlices (ready endpoints), Pods and the Istio
+                         resources from the Kubernetes API server, listed and watched: in-cluster
+                         with the service account (KUBERNETES_SERVICE_HOST/PORT and
+                         /var/run/secrets/kubernetes.io/serviceaccount), or with --kubeconfig;
+                         Services' endpoints then come from EndpointSlices, not registrations;
+                         its resources are read-only over the API
+  --kubeconfig FILE      with --kube: the API server, CA and credentials from this kubeconfig
+  --kube-context NAME    with --kubeconfig: this context instead of the current-context
   --mesh-config FILE     Istio MeshConfig (the istio ConfigMap's `mesh` key), served as
                          GET /v1/meshconfig; its trustDomain applies unless --trust-domain is given
 
@@ -178,7 +188,7 @@ HttpResponse webhook_handler(const kube::InjectOptions& options, InjectionStats&
 
 HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribution& distribution,
                                 server::MeshPage& mesh_page, const InjectionStats& injection,
-                                const HttpRequest& req) {
+                                const kube::KubeSource* kube_source, const HttpRequest& req) {
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
         return json_response(405, R"({"error":"method not allowed: use GET"})", req.version());
     }
@@ -188,7 +198,8 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
     if (req.target() == "/metrics") {
         HttpResponse res =
             json_response(200, ca.metrics().prometheus(ca.signer().root()) + distribution.prometheus() +
-                              injection.prometheus(),
+                              injection.prometheus() +
+                              (kube_source ? kube_source->prometheus() : std::string()),
                           req.version());
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         return res;
@@ -202,8 +213,8 @@ int run(const std::vector<std::string>& argv) {
     Args args(argv,
               {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
                "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
-               "inject-image", "inject-control-address"},
-              {"help", "inject-native-sidecar", "inject-no-hold"});
+               "inject-image", "inject-control-address", "kubeconfig", "kube-context"},
+              {"help", "inject-native-sidecar", "inject-no-hold", "kube"});
     if (args.has("help")) {
         std::cout << kUsage;
         return 0;
@@ -238,6 +249,21 @@ int run(const std::vector<std::string>& argv) {
     if (config_dir && !std::filesystem::is_directory(*config_dir)) {
         throw UsageError("--config-dir " + *config_dir + ": not a directory");
     }
+    // --kube's API server and credentials, read before anything binds: a bad kubeconfig stops the
+    // start naming file and field.
+    std::optional<kube::ApiServer> kube_server;
+    if (args.has("kube")) {
+        if (auto file = args.get("kubeconfig")) {
+            kube_server = kube::load_kubeconfig(*file, args.get_or("kube-context", ""));
+        } else {
+            kube_server = kube::in_cluster(kube::kServiceAccountDir, [](const std::string& n) {
+                const char* v = std::getenv(n.c_str());
+                return v ? std::optional<std::string>(v) : std::nullopt;
+            });
+        }
+    } else if (args.has("kubeconfig") || args.has("kube-context")) {
+        throw UsageError("--kubeconfig and --kube-context go with --kube");
+    }
     config.max_ttl =
         std::chrono::seconds(parse_duration_seconds("max-ttl", args.get_or("max-ttl", "90d")));
     std::string threads_text = args.get_or("threads", "2");
@@ -266,6 +292,7 @@ int run(const std::vector<std::string>& argv) {
     std::optional<server::Distribution> distribution;
     std::optional<server::MeshGraph> mesh_graph;
     std::optional<server::MeshPage> mesh_page;
+    std::optional<kube::KubeSource> kube_source;
     TlsContextSlot slot;
     LogFn log = [](const std::string& m) { log_line("remora-control", m); };
     auto bind = [&](const char* flag, const asio::ip::tcp::endpoint& ep, HttpHandler handler,
@@ -291,8 +318,10 @@ int run(const std::vector<std::string>& argv) {
         &slot);
     auto mon = bind(
         "monitoring", monitoring,
-        [&ca, &distribution, &mesh_page, &injection_stats](const HttpRequest& r, const PeerInfo&) {
-            return monitoring_handler(*ca, *distribution, *mesh_page, injection_stats, r);
+        [&ca, &distribution, &mesh_page, &injection_stats, &kube_source](const HttpRequest& r,
+                                                                          const PeerInfo&) {
+            return monitoring_handler(*ca, *distribution, *mesh_page, injection_stats,
+                                      kube_source ? &*kube_source : nullptr, r);
         },
         nullptr);
     std::unique_ptr<HttpServer> hook;
@@ -350,6 +379,11 @@ int run(const std::vector<std::string>& argv) {
                                            ": not loaded (see above); watching it for a valid state");
         }
     }
+    if (kube_server) {
+        proxy_registry->set_endpoints_from_registrations(false);
+        kube_source.emplace(std::move(*kube_server), *config_store, log);
+        kube_source->start();
+    }
     asio::steady_timer renew_timer(io);
     schedule_renewal(renew_timer, renew_own_certificate(*ca, slot), *ca, slot);
 
@@ -384,6 +418,7 @@ int run(const std::vector<std::string>& argv) {
         renew_timer.cancel();
         io.stop();
         if (watcher) watcher->stop();
+        if (kube_source) kube_source->stop();
     });
 
     std::vector<std::thread> pool;

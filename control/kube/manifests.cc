@@ -27,6 +27,9 @@ const std::vector<std::pair<std::string, std::string>> kDefaults = {
     {"control.resources.requests.cpu", "500m"},
     {"control.resources.requests.memory", "256Mi"},
     {"control.maxCertTtl", "90d"},
+    // remora-control --kube: Services, EndpointSlices, Pods and the Istio CRDs from the API
+    // server (the ClusterRole below lets it list and watch them).
+    {"control.kubeApi", "true"},
     {"crds.enabled", "true"},
     {"injector.enabled", "true"},
     {"injector.failurePolicy", "Fail"},
@@ -52,7 +55,7 @@ const std::map<std::string, std::string> kAliases = {
     {"meshConfig.trustDomain", "trustDomain"},
 };
 
-const std::set<std::string> kBoolKeys = {"crds.enabled", "injector.enabled",
+const std::set<std::string> kBoolKeys = {"crds.enabled", "injector.enabled", "control.kubeApi",
                                          "injector.nativeSidecar",
                                          "injector.holdApplicationUntilProxyStarts"};
 const std::set<std::string> kNumberKeys = {"control.replicas", "injector.timeoutSeconds"};
@@ -434,6 +437,7 @@ std::vector<json::value> generate_manifests(const InstallValues& v, const Instal
                         "/etc/remora/cacerts/root-cert.pem",
                         "--max-ttl",
                         v.get("control.maxCertTtl")};
+    if (v.flag("control.kubeApi")) args.push_back("--kube");
     json::array mounts = {
         {{"name", "state"}, {"mountPath", "/var/lib/remora"}},
         {{"name", "mesh"}, {"mountPath", "/etc/remora/mesh"}, {"readOnly", true}},

@@ -127,6 +127,7 @@ std::optional<ProxyRecord> ProxyRegistry::find(const std::string& name) const {
 std::vector<model::WorkloadEntry> ProxyRegistry::workload_entries() const {
     std::lock_guard lock(mu_);
     std::vector<model::WorkloadEntry> out;
+    if (!endpoints_from_registrations_) return out;
     for (const auto& [id, r] : proxies_) {
         model::WorkloadEntry we;
         we.meta.name = r.reg.pod_name;

@@ -4,6 +4,7 @@
 // keeps what each proxy was sent and what it said about it (ACK/NACK) for proxy-status.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -83,6 +84,10 @@ class ProxyRegistry {
     // The registered pods as WorkloadEntries (with the sidecar's tlsMode label, as Istio's
     // injector puts on pods), for translation; ordered by id.
     std::vector<model::WorkloadEntry> workload_entries() const;
+    // With --kube, Services' endpoints are the ready addresses of the API's EndpointSlices, as
+    // on Istio: registrations then say who is connected, not where traffic goes, and
+    // workload_entries() is empty.
+    void set_endpoints_from_registrations(bool on) { endpoints_from_registrations_ = on; }
 
     static std::string id_of(const std::string& ns, const Registration& reg) {
         return reg.pod_name + "." + ns;
@@ -95,6 +100,7 @@ class ProxyRegistry {
     mutable std::mutex mu_;
     std::map<std::string, ProxyRecord> proxies_;
     uint64_t generation_ = 1;
+    std::atomic<bool> endpoints_from_registrations_{true};
 };
 
 }  // namespace remora::control::registry

@@ -204,8 +204,23 @@ std::string ResourceKey::str() const {
 }
 
 const char* origin_name(Origin origin) {
-    return origin == Origin::Api ? "api" : "config-dir";
+    switch (origin) {
+        case Origin::Api: return "api";
+        case Origin::ConfigDir: return "config-dir";
+        case Origin::Kube: return "kube";
+    }
+    return "api";
 }
+
+namespace {
+
+// How a refusal names the owner of a resource the API may not change.
+std::string managed_by(const Resource& r) {
+    if (r.origin == Origin::Kube) return "managed by the Kubernetes API (--kube, " + r.source + ")";
+    return "managed by --config-dir (" + r.source + ")";
+}
+
+}  // namespace
 
 ConfigStore::ConfigStore(fs::path dir, Clock clock, Logger log)
     : dir_(std::move(dir)),
@@ -302,14 +317,17 @@ ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string&
 
     for (const Document& d : parsed.docs) {
         auto it = cur->resources.find(d.key);
-        if (it != cur->resources.end() && it->second.origin == Origin::ConfigDir) {
-            result.messages.push_back(d.key.str() + " is managed by --config-dir (" +
-                                      it->second.source + "): change the file there");
+        if (it != cur->resources.end() && it->second.origin != Origin::Api) {
+            result.messages.push_back(d.key.str() + " is " + managed_by(it->second) +
+                                      (it->second.origin == Origin::Kube
+                                           ? ": change it there"
+                                           : ": change the file there"));
         }
     }
     if (!result.messages.empty()) {
         result.status = 409;
-        result.error = "refused: resources managed by --config-dir cannot be changed over the API";
+        result.error = "refused: resources managed by --config-dir or --kube cannot be changed "
+                       "over the API";
         return result;
     }
     std::map<ResourceKey, Resource> base = cur->resources;
@@ -383,10 +401,12 @@ ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string
         if (it == cur->resources.end()) {
             result.status = 404;
             result.messages.push_back(d.key.str() + " not found");
-        } else if (it->second.origin == Origin::ConfigDir && result.status != 404) {
+        } else if (it->second.origin != Origin::Api && result.status != 404) {
             result.status = 409;
-            result.messages.push_back(d.key.str() + " is managed by --config-dir (" +
-                                      it->second.source + "): remove it from the file there");
+            result.messages.push_back(d.key.str() + " is " + managed_by(it->second) +
+                                      (it->second.origin == Origin::Kube
+                                           ? ": delete it there"
+                                           : ": remove it from the file there"));
         }
     }
     if (!result.messages.empty()) {
@@ -394,8 +414,8 @@ ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string
                            ? "not found: " + result.messages.front() +
                                  (result.messages.size() > 1 ? " (and more)" : "") +
                                  "; nothing was deleted"
-                           : "refused: resources managed by --config-dir cannot be deleted over "
-                             "the API";
+                           : "refused: resources managed by --config-dir or --kube cannot be "
+                             "deleted over the API";
         return result;
     }
     std::map<ResourceKey, Resource> next_resources = cur->resources;
@@ -411,24 +431,39 @@ ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string
 }
 
 ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
+    return set_owned(Origin::ConfigDir, files);
+}
+
+ChangeResult ConfigStore::set_owned(Origin origin, const std::vector<SourceFile>& files) {
     std::lock_guard lock(change_mu_);
     SnapshotPtr cur = snapshot();
     ChangeResult result;
     result.version = cur->version;
     std::map<ResourceKey, Document> dir_docs;
     std::map<ResourceKey, std::string> dir_source;
+    std::vector<SourceFile> inputs;  // what is validated: `files` less another owner's keys
     for (const SourceFile& f : files) {
         Parsed parsed = split_documents(f.text);
+        bool taken = true;
         for (Document& d : parsed.docs) {
+            auto held = cur->resources.find(d.key);
+            if (held != cur->resources.end() && held->second.origin != Origin::Api &&
+                held->second.origin != origin) {
+                result.items.push_back({d.key, "skipped", managed_by(held->second)});
+                taken = false;
+                continue;
+            }
             dir_source[d.key] = f.path;
             dir_docs[d.key] = std::move(d);
         }
+        if (taken) inputs.push_back(f);
     }
     std::map<ResourceKey, Resource> base;
     for (const auto& [key, r] : cur->resources) {
-        if (r.origin == Origin::Api && !dir_docs.count(key)) base.emplace(key, r);
+        if (r.origin == origin || dir_docs.count(key)) continue;
+        base.emplace(key, r);
     }
-    if (!validate(base, files, result)) return result;
+    if (!validate(base, inputs, result)) return result;
 
     const int64_t now = now_seconds();
     const uint64_t next = cur->version + 1;
@@ -436,7 +471,7 @@ ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
     bool changed = false;
     for (auto& [key, d] : dir_docs) {
         auto old = cur->resources.find(key);
-        if (old != cur->resources.end() && old->second.origin == Origin::ConfigDir &&
+        if (old != cur->resources.end() && old->second.origin == origin &&
             old->second.yaml == d.text && old->second.source == dir_source[key]) {
             next_resources.emplace(key, old->second);
             continue;
@@ -445,13 +480,14 @@ ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
         r.key = key;
         r.yaml = d.text;
         r.source = dir_source[key];
-        r.origin = Origin::ConfigDir;
+        r.origin = origin;
         r.created = old == cur->resources.end() ? now : old->second.created;
         r.updated = now;
         r.resource_version = next;
         std::string detail;
         if (old != cur->resources.end() && old->second.origin == Origin::Api) {
-            detail = "applied over the API before; now managed by --config-dir";
+            detail = std::string("applied over the API before; now managed by ") +
+                     (origin == Origin::Kube ? "--kube" : "--config-dir");
         }
         result.items.push_back(
             {key, old == cur->resources.end() ? "created" : "configured", detail});
@@ -459,7 +495,7 @@ ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
         changed = true;
     }
     for (const auto& [key, r] : cur->resources) {
-        if (r.origin == Origin::ConfigDir && !dir_docs.count(key)) {
+        if (r.origin == origin && !dir_docs.count(key)) {
             result.items.push_back({key, "deleted", ""});
             changed = true;
         }

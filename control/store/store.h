@@ -55,9 +55,10 @@ struct ResourceKey {
     std::string str() const;  // "VirtualService default/reviews"
 };
 
-// Who owns a resource: the API (remoractl apply/delete) or the --config-dir directory.
-enum class Origin { Api, ConfigDir };
-const char* origin_name(Origin origin);  // "api", "config-dir"
+// Who owns a resource: the API (remoractl apply/delete), the --config-dir directory, or the
+// Kubernetes API server (--kube).
+enum class Origin { Api, ConfigDir, Kube };
+const char* origin_name(Origin origin);  // "api", "config-dir", "kube"
 
 struct Resource {
     ResourceKey key;
@@ -125,6 +126,10 @@ class ConfigStore {
     // resources of origin ConfigDir; a key the API created becomes the directory's. Refused
     // (400, nothing changes) when the result would not validate.
     ChangeResult set_config_dir(const std::vector<SourceFile>& files);
+    // The same for another owner than the API (ConfigDir, Kube): the resources of `origin`
+    // become exactly those in `files`, taking over keys the API created; keys another such owner
+    // holds stay its own (the document is listed as "skipped").
+    ChangeResult set_owned(Origin origin, const std::vector<SourceFile>& files);
 
     SnapshotPtr snapshot() const { return current_.load(); }
     uint64_t version() const { return current_.load()->version; }

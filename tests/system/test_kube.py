@@ -143,7 +143,10 @@ class Context:
 
 def t_install_and_start(ctx):
     out = subprocess.run([ctx.remoractl, "install", "--state-dir", os.path.join(ctx.tmp, "state"),
-                          "--set", "control.replicas=2"],
+                          "--set", "control.replicas=2",
+                          # No API server for --kube here (test_kube_api.py tests it, with a
+                          # stand-in for one).
+                          "--set", "control.kubeApi=false"],
                          capture_output=True, text=True, timeout=30)
     check(out.returncode == 0, "remoractl install failed", out.stderr)
     ctx.docs = [d for d in yaml.safe_load_all(out.stdout) if d]

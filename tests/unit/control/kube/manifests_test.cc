@@ -98,6 +98,17 @@ TEST_CASE("the default profile: everything the issue lists, the injector as Isti
     CHECK(has_arg(dep, "--webhook"));
     CHECK(has_arg(dep, "--ca-cert"));
     CHECK(has_arg(dep, "localhost/remora-proxy:0.1.0"));
+    // remora-control watches the API server, with the ClusterRole to list and watch what it reads.
+    CHECK(has_arg(dep, "--kube"));
+    std::string rules = json::serialize(one(m, "ClusterRole").at("rules"));
+    for (const char* r : {"\"services\"", "\"pods\"", "\"namespaces\"", "\"endpointslices\"",
+                          "\"networking.istio.io\"", "\"security.istio.io\"", "\"watch\"",
+                          "\"list\""}) {
+        CHECK_MESSAGE(rules.find(r) != std::string::npos, r);
+    }
+    InstallValues no_kube;
+    no_kube.set("control.kubeApi=false");
+    CHECK(!has_arg(one(by_kind(no_kube), "Deployment"), "--kube"));
     std::set<long long> ports;
     for (const json::value& p : one(m, "Service").at("spec").at("ports").as_array())
         ports.insert(p.at("port").to_number<long long>());

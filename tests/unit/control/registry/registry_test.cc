@@ -102,3 +102,13 @@ TEST_CASE("registered pods become WorkloadEntries with the sidecar's tlsMode lab
     CHECK(wes[0].spec.labels.at("version") == "v2");
     CHECK(wes[0].spec.labels.at("security.istio.io/tlsMode") == "istio");
 }
+
+TEST_CASE("with --kube, registrations are not endpoints (EndpointSlices are)") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    CHECK(reg.workload_entries().size() == 1);
+    reg.set_endpoints_from_registrations(false);
+    CHECK(reg.workload_entries().empty());
+    CHECK(reg.list().size() == 1);  // still registered: proxy-status shows it
+}
