@@ -11,7 +11,8 @@ tokens become ConfigMaps (a token from `remoractl token create`, trusted by the 
 --cluster-jwks); downward-API fields other than metadata.name become literal values (each pod
 gets a fixed address); init containers need restartPolicy OnFailure; Services are given to
 remora-control with `remoractl apply` (over mTLS, with a certificate its CA issued) and their
-names resolved through hostAliases; container ports are dropped (podman publishes them on the
+names resolved through hostAliases; a Pod's annotations longer than 63 characters are dropped
+(podman checks them as label values); container ports are dropped (podman publishes them on the
 host); stale named volumes are removed first. podman 4.3 runs no lifecycle hooks and no Jobs:
 the meshed Job's pod is created with `kube play --start=false` and started here container by
 container as the kubelet does (init containers to completion, then each container, running its
@@ -128,6 +129,11 @@ def podman_adapt(docs, pod_ip, token=None, extra_config_maps=None):
         d["metadata"].pop("namespace", None)
         if d["kind"] == "Deployment":
             d["spec"]["replicas"] = 1
+        # podman checks a Pod's annotation values as if they were label values (63 characters).
+        if d["kind"] == "Pod":
+            anns = meta.get("annotations", {})
+            for k in [k for k, v in anns.items() if len(str(v)) > 63]:
+                del anns[k]
         spec["restartPolicy"] = "OnFailure"  # an init container restarts forever under Always
         sa = spec.get("serviceAccountName", "default")
         values = {"metadata.namespace": ns, "spec.serviceAccountName": sa,
@@ -348,7 +354,10 @@ def job_manifest():
                                            "restartPolicy": "Never",
                                            "hostAliases": [{"ip": SERVER_VIP, "hostnames": ["server"]}],
                                            "containers": [{"name": "app", "image": TESTAPP,
-                                                           "command": ["python3", "-c", JOB_APP],
+                                                           # one line: podman's YAML reader fails on
+                                                           # the long folded string PyYAML writes
+                                                           "command": ["python3", "-c", "import base64;exec(base64.b64decode('"
+                                                                       + base64.b64encode(JOB_APP.encode()).decode() + "'))"],
                                                            "volumeMounts": [{"name": "host-usr", "mountPath": "/usr", "readOnly": True}]}],
                                            "volumes": [{"name": "host-usr", "hostPath": {"path": "/usr"}}]}}}}
 
