@@ -404,10 +404,30 @@ def t_job_holds_then_completes(ctx):
         code = ctx.podman("wait", f"job-{init['name']}", timeout=60).stdout.strip()
         check(code == "0", f"init container {init['name']} exited {code}",
               ctx.logs(f"job-{init['name']}"))
-    ctx.podman("start", "job-remora-proxy")
-    r = ctx.podman("exec", "job-remora-proxy", *hook, timeout=90, check_rc=False)
-    check(r.returncode == 0, f"the postStart hook {hook} exited {r.returncode}", clip(r.stderr),
-          ctx.logs("job-remora-proxy"))
+    # The control plane is paused, so the proxy cannot get its certificate and is not ready: the
+    # hook must still be waiting a few seconds later (it cannot return while the pause lasts).
+    control = "remora-control-pod-0-remora-control"
+    ctx.podman("pause", control)
+    try:
+        ctx.podman("start", "job-remora-proxy")
+        hook_proc = subprocess.Popen(["podman", "exec", "job-remora-proxy", *hook], env=ctx.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+        held = hook_proc.poll() is None
+    finally:
+        ctx.podman("unpause", control)
+    if not held:
+        out, err = hook_proc.communicate()
+        check(False, f"the postStart hook returned ({hook_proc.returncode}) while the proxy "
+              "could not be ready", clip(err), ctx.logs("job-remora-proxy"))
+    try:
+        _, err = hook_proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        hook_proc.kill()
+        check(False, "the postStart hook did not return once the control plane was back",
+              ctx.logs("job-remora-proxy"))
+    check(hook_proc.returncode == 0, f"the postStart hook {hook} exited {hook_proc.returncode}",
+          clip(err), ctx.logs("job-remora-proxy"))
     # The hook returned: the proxy is ready now, before the app exists.
     status, body = http_status(f"http://{JOB_IP}:15021/healthz/ready")
     check(status == 200, f"postStart returned but readiness is {status}", body)
