@@ -206,9 +206,8 @@ void rewrite_probes(json::object& container, json::object& probers) {
             std::optional<long long> port = whole_number(g->as_object().if_contains("port"));
             if (!port) continue;
             const json::value* service = g->as_object().if_contains("service");
-            original["grpc"] =
-                json::object{{"port", *port},
-                             {"service", service && service->is_string() ? *service : nullptr}};
+            original["grpc"] = json::object{
+                {"port", *port}, {"service", service && service->is_string() ? *service : nullptr}};
             probe.erase("grpc");
         } else {
             continue;  // exec probes run inside the container, where kubelet runs them
@@ -327,10 +326,10 @@ json::object proxy_container(const json::object& metadata, const json::array& ap
                         "--pod-ip",
                         "$(INSTANCE_IP)",
                         "--workload-name",
-                        workload_name,
-                        // Istio's status port: a Job's app POSTs /quitquitquit here when done.
-                        "--agent",
-                        "0.0.0.0:15020"};
+                        workload_name};
+    // Istio's status port: a Job's app POSTs /quitquitquit here when it is done.
+    args.push_back("--agent");
+    args.push_back("0.0.0.0:15020");
     if (std::string l = join_labels(labels); !l.empty()) {
         args.push_back("--labels");
         args.push_back(json::string(l));

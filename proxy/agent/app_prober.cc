@@ -70,8 +70,8 @@ AppProbers AppProbers::parse(std::string_view json_text) {
                 std::string scheme(sc->get_string());
                 if (scheme != "HTTP" && scheme != "HTTPS")
                     throw std::invalid_argument("ISTIO_KUBE_APP_PROBERS: " + path +
-                                                ".httpGet.scheme: HTTP or HTTPS, not \"" +
-                                                scheme + "\"");
+                                                ".httpGet.scheme: HTTP or HTTPS, not \"" + scheme +
+                                                "\"");
                 p.https = scheme == "HTTPS";
             }
             if (const json::value* hs = get.if_contains("httpHeaders"); hs && hs->is_array()) {
@@ -90,7 +90,8 @@ AppProbers AppProbers::parse(std::string_view json_text) {
         } else if (const json::value* g = o.if_contains("grpc"); g && g->is_object()) {
             p.kind = AppProbe::Kind::grpc;
             p.port = port_of(g->as_object(), path + ".grpc");
-            if (const json::value* sv = g->as_object().if_contains("service"); sv && sv->is_string())
+            if (const json::value* sv = g->as_object().if_contains("service");
+                sv && sv->is_string())
                 p.grpc_service = std::string(sv->get_string());
         } else {
             throw std::invalid_argument("ISTIO_KUBE_APP_PROBERS: " + path +
@@ -300,8 +301,9 @@ std::optional<int> grpc_health_check(const std::string& host, uint16_t port,
     std::unique_ptr<nghttp2_session_callbacks, decltype(&nghttp2_session_callbacks_del)> cbs_owner(
         cbs, nghttp2_session_callbacks_del);
     nghttp2_session_callbacks_set_on_header_callback(
-        cbs, [](nghttp2_session*, const nghttp2_frame*, const uint8_t* name, size_t namelen,
-                const uint8_t* value, size_t valuelen, uint8_t, void* user) -> int {
+        cbs,
+        [](nghttp2_session*, const nghttp2_frame*, const uint8_t* name, size_t namelen,
+           const uint8_t* value, size_t valuelen, uint8_t, void* user) -> int {
             auto* c = static_cast<GrpcCall*>(user);
             std::string_view n(reinterpret_cast<const char*>(name), namelen);
             std::string v(reinterpret_cast<const char*>(value), valuelen);
@@ -314,8 +316,8 @@ std::optional<int> grpc_health_check(const std::string& host, uint16_t port,
             return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
-        cbs, [](nghttp2_session*, uint8_t, int32_t, const uint8_t* data, size_t len,
-                void* user) -> int {
+        cbs,
+        [](nghttp2_session*, uint8_t, int32_t, const uint8_t* data, size_t len, void* user) -> int {
             auto* c = static_cast<GrpcCall*>(user);
             if (c->response.size() + len > GrpcCall::kMaxResponse)
                 return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -333,16 +335,18 @@ std::optional<int> grpc_health_check(const std::string& host, uint16_t port,
                                                                              nghttp2_session_del);
     const std::string authority = host + ":" + std::to_string(port);
     const std::string post = "POST", scheme = "http", rpc = "/grpc.health.v1.Health/Check",
-                      content_type = "application/grpc", te = "trailers",
-                      agent = "remora-agent";
-    nghttp2_nv nva[] = {header(":method", post),          header(":scheme", scheme),
-                        header(":path", rpc),             header(":authority", authority),
-                        header("content-type", content_type), header("te", te),
+                      content_type = "application/grpc", te = "trailers", agent = "remora-agent";
+    nghttp2_nv nva[] = {header(":method", post),
+                        header(":scheme", scheme),
+                        header(":path", rpc),
+                        header(":authority", authority),
+                        header("content-type", content_type),
+                        header("te", te),
                         header("user-agent", agent)};
     nghttp2_data_provider body;
     body.source.ptr = &call;
-    body.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t length,
-                            uint32_t* flags, nghttp2_data_source* src, void*) -> ssize_t {
+    body.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                            nghttp2_data_source* src, void*) -> ssize_t {
         auto* c = static_cast<GrpcCall*>(src->ptr);
         size_t n = std::min(length, c->request.size() - c->sent);
         std::memcpy(buf, c->request.data() + c->sent, n);
@@ -407,10 +411,10 @@ unsigned run_probe(const AppProbe& probe) {
                        ? 200
                        : 503;
         case AppProbe::Kind::http:
-            status = probe.https ? https_get("127.0.0.1", probe.port, probe.path, probe.headers,
-                                             probe.timeout)
-                                 : http_get("127.0.0.1", probe.port, probe.path, probe.headers,
-                                            probe.timeout);
+            status =
+                probe.https
+                    ? https_get("127.0.0.1", probe.port, probe.path, probe.headers, probe.timeout)
+                    : http_get("127.0.0.1", probe.port, probe.path, probe.headers, probe.timeout);
             break;
     }
     return status && *status >= 200 && *status < 400 ? 200 : 503;

@@ -60,8 +60,7 @@ std::optional<unsigned> https_get(const std::string& host, uint16_t port, const 
 // `timeout`: the ServingStatus answered (1 is SERVING), or nullopt when the call failed (no
 // connection, not HTTP/2, grpc-status other than 0, a response that is not a HealthCheckResponse).
 std::optional<int> grpc_health_check(const std::string& host, uint16_t port,
-                                     const std::string& service,
-                                     std::chrono::milliseconds timeout);
+                                     const std::string& service, std::chrono::milliseconds timeout);
 
 // Runs a probe against 127.0.0.1 (blocking, bounded by its timeout) and answers as kubelet would
 // judge it: 200 when the app's answer was 200-399 (HTTP, HTTPS), the TCP connect succeeded, or the

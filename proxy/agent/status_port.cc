@@ -10,9 +10,9 @@ namespace http = boost::beast::http;
 bool is_loopback_peer(const std::string& remote) {
     // "ip:port", "[v6]:port", or the server's unbracketed "v6:port": drop the port, then parse.
     std::string host = remote;
-    if (size_t colon = host.rfind(':'); colon != std::string::npos && colon + 1 < host.size() &&
-                                        host.find_first_not_of("0123456789", colon + 1) ==
-                                            std::string::npos)
+    if (size_t colon = host.rfind(':');
+        colon != std::string::npos && colon + 1 < host.size() &&
+        host.find_first_not_of("0123456789", colon + 1) == std::string::npos)
         host = host.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);

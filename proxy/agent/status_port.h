@@ -9,7 +9,6 @@
 
 namespace remora::proxy::agent {
 
-
 struct StatusPortActions {
     std::function<bool()> ready;  // certificate and configuration loaded, not draining
     std::function<void()> quit;   // drain (no new connections) and exit 0

@@ -326,9 +326,8 @@ TEST_CASE("probes go through the proxy's health port, the originals to the proxy
         CHECK(probe.at("httpGet").at("scheme") == "HTTP");  // kubelet to the proxy: plaintext
         CHECK(!probe.contains("grpc"));
     }
-    json::value tg_probers =
-        json::parse(env_value(named(arr(tg_spec, "containers"), "remora-proxy"),
-                              "ISTIO_KUBE_APP_PROBERS"));
+    json::value tg_probers = json::parse(
+        env_value(named(arr(tg_spec, "containers"), "remora-proxy"), "ISTIO_KUBE_APP_PROBERS"));
     CHECK(tg_probers.at("/app-health/web/livez") ==
           json::parse(R"({"httpGet": {"path": "/live", "port": 8443, "scheme": "HTTPS"},
                           "timeoutSeconds": 2})"));
@@ -426,9 +425,9 @@ TEST_CASE("bad input names the line; a bad proxy.istio.io/config names the workl
                           {});
         FAIL("accepted concurrency: 1.5");
     } catch (const kube::InjectError& e) {
-        CHECK_MESSAGE(std::string(e.what()).find("concurrency: not a whole number") !=
-                          std::string::npos,
-                      e.what());
+        CHECK_MESSAGE(
+            std::string(e.what()).find("concurrency: not a whole number") != std::string::npos,
+            e.what());
     }
     // Documents that are not objects, and empty ones, do not crash the injector.
     CHECK_NOTHROW(kube::inject_yaml("--- 3\n---\n- a\n---\n", "x.yaml", {}));

@@ -146,18 +146,19 @@ TEST_CASE("a malformed review is admitted with a warning, never refused") {
     // Pod shapes the API server would not send, or annotations with odd values: always a 200
     // with allowed: true (a throw here would be a 500, which failurePolicy: Fail turns into a
     // refused pod).
-    for (const char* odd :
-         {R"({"metadata": {"annotations": {"proxy.istio.io/config": "concurrency: 1.5"}},
+    for (
+        const char* odd :
+        {R"({"metadata": {"annotations": {"proxy.istio.io/config": "concurrency: 1.5"}},
               "spec": {"containers": [{"name": "a"}]}})",
-          R"({"metadata": {"annotations": {"proxy.istio.io/config": "holdApplicationUntilProxyStarts: maybe"}},
+         R"({"metadata": {"annotations": {"proxy.istio.io/config": "holdApplicationUntilProxyStarts: maybe"}},
               "spec": {"containers": [{"name": "a"}]}})",
-          R"({"metadata": [], "spec": {"containers": [{"name": "a"}]}})",
-          R"({"metadata": {"labels": [1], "annotations": "x"}, "spec": {"containers": 5}})",
-          R"({"spec": {"containers": [5, null, {"name": 7, "ports": "x",
+         R"({"metadata": [], "spec": {"containers": [{"name": "a"}]}})",
+         R"({"metadata": {"labels": [1], "annotations": "x"}, "spec": {"containers": 5}})",
+         R"({"spec": {"containers": [5, null, {"name": 7, "ports": "x",
               "livenessProbe": {"httpGet": {"port": 1.5}},
               "readinessProbe": {"grpc": {"port": "grpc"}},
               "startupProbe": {"tcpSocket": 8080}}]}})",
-          R"({"spec": {"containers": [{"name": "a", "livenessProbe": {"httpGet": {"port": "http"}},
+         R"({"spec": {"containers": [{"name": "a", "livenessProbe": {"httpGet": {"port": "http"}},
               "ports": [{"name": "http", "containerPort": 80.5}]}]}})"}) {
         CAPTURE(odd);
         WebhookAnswer w;

@@ -86,9 +86,8 @@ class TinyTlsServer {
         : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
           reply_(std::move(reply)) {
         auto key = remora::certs::PrivateKey::generate_p256();
-        auto cert = remora::certs::make_root_certificate(key, "app.example",
-                                                         std::chrono::system_clock::now(),
-                                                         std::chrono::hours(1));
+        auto cert = remora::certs::make_root_certificate(
+            key, "app.example", std::chrono::system_clock::now(), std::chrono::hours(1));
         tls_ = remora::common::make_server_tls_context({cert}, key);
         thread_ = std::thread([this] { loop(); });
     }
@@ -176,12 +175,13 @@ TEST_CASE("the injector's probers parse; bad ones are refused naming the probe")
     CHECK(p.find("/app-health/other/livez") == nullptr);
     CHECK(AppProbers::parse("").empty());
 
-    for (const char* bad : {"[1]", "not json", R"({"/elsewhere": {"tcpSocket": {"port": 1}}})",
-                            R"({"/app-health/a/livez": {"httpGet": {"port": "http"}}})",
-                            R"({"/app-health/a/livez": {"tcpSocket": {"port": 70000}}})",
-                            R"({"/app-health/a/livez": {"exec": {}}})",
-                            R"({"/app-health/a/livez": {"grpc": {"service": "x"}}})",
-                            R"({"/app-health/a/livez": {"httpGet": {"port": 1, "scheme": "FTP"}}})"}) {
+    for (const char* bad :
+         {"[1]", "not json", R"({"/elsewhere": {"tcpSocket": {"port": 1}}})",
+          R"({"/app-health/a/livez": {"httpGet": {"port": "http"}}})",
+          R"({"/app-health/a/livez": {"tcpSocket": {"port": 70000}}})",
+          R"({"/app-health/a/livez": {"exec": {}}})",
+          R"({"/app-health/a/livez": {"grpc": {"service": "x"}}})",
+          R"({"/app-health/a/livez": {"httpGet": {"port": 1, "scheme": "FTP"}}})"}) {
         CAPTURE(bad);
         CHECK_THROWS_AS(AppProbers::parse(bad), std::invalid_argument);
     }

@@ -48,15 +48,14 @@ TEST_CASE("POST /quitquitquit from localhost quits; from elsewhere or with GET i
     CHECK(r.body() == "OK\n");
     CHECK(quits == 1);
 
-    r = status_port_answer(request(http::verb::post, "/quitquitquit"),
-                           from("198.18.61.1:40000"), actions);
+    r = status_port_answer(request(http::verb::post, "/quitquitquit"), from("198.18.61.1:40000"),
+                           actions);
     CHECK(r.result_int() == 403);
     CHECK(r.body().find("only requests from localhost") != std::string::npos);
     CHECK(r.body().find("198.18.61.1:40000") != std::string::npos);
     CHECK(quits == 1);
 
-    r = status_port_answer(request(http::verb::get, "/quitquitquit"), from("127.0.0.1:5"),
-                           actions);
+    r = status_port_answer(request(http::verb::get, "/quitquitquit"), from("127.0.0.1:5"), actions);
     CHECK(r.result_int() == 405);
     CHECK(r[http::field::allow] == "POST");
     CHECK(quits == 1);
@@ -65,8 +64,8 @@ TEST_CASE("POST /quitquitquit from localhost quits; from elsewhere or with GET i
 TEST_CASE("readiness and unknown paths") {
     bool ready = false;
     StatusPortActions actions{[&] { return ready; }, [] {}};
-    auto r = status_port_answer(request(http::verb::get, "/healthz/ready"),
-                                from("198.18.61.1:1"), actions);
+    auto r = status_port_answer(request(http::verb::get, "/healthz/ready"), from("198.18.61.1:1"),
+                                actions);
     CHECK(r.result_int() == 503);
     ready = true;
     r = status_port_answer(request(http::verb::get, "/healthz/ready"), from("198.18.61.1:1"),
