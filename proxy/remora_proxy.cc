@@ -1,5 +1,5 @@
 // remora-proxy: the sidecar. Outbound capture on 15001, inbound on 15006, admin on 127.0.0.1:15000,
-// health on 15021; or explicit listeners for running on loopback without iptables.
+// health on 15021, the pod's status port 15020 when asked (--agent); or explicit listeners for running on loopback without iptables.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -17,6 +17,7 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "proxy/agent/app_prober.h"
+#include "proxy/agent/status_port.h"
 #include "proxy/authz/authz.h"
 #include "proxy/identity/identity_agent.h"
 #include "proxy/meshconfig/mesh_config.h"
@@ -75,6 +76,9 @@ Traffic:
 Operation:
   --admin ADDR:PORT        admin (default 127.0.0.1:15000)
   --health ADDR:PORT       readiness (default 0.0.0.0:15021)
+  --agent ADDR:PORT        the pod's status port, as Istio's agent on 15020 (off by default; the
+                           injector sets 0.0.0.0:15020): POST /quitquitquit from localhost drains
+                           and exits 0 (a Job's last step), GET /healthz/ready
   --concurrency N          worker threads (default 2)
   --drain-duration D       SIGTERM drains for D (default 5s; MeshConfig terminationDrainDuration):
                            still accepting, Connection: close / GOAWAY, readiness 503; then exits.
@@ -137,7 +141,7 @@ struct Proxy {
     std::unique_ptr<IdentityAgent> identity;
     std::unique_ptr<ConfigSubscriber> subscriber;  // set when the config comes from remora-control
     std::atomic<bool> snapshot_applied{false};
-    std::unique_ptr<common::HttpServer> admin, health, metrics;
+    std::unique_ptr<common::HttpServer> admin, health, metrics, agent;
     std::shared_ptr<const TelemetryConfig> telemetry;
     std::chrono::seconds drain_duration{5};
     bool exit_on_zero_active = false;  // Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS
@@ -296,6 +300,7 @@ struct Proxy {
             if (admin) admin->stop();
             if (metrics) metrics->stop();
             if (health) health->stop();
+            if (agent) agent->stop();
             io.stop();
         });
     }
@@ -676,7 +681,7 @@ int run(const std::vector<std::string>& argv) {
               {"control", "token-file", "namespace", "service-account", "cert-ttl", "cert-chain", "key",
                "trust-bundle", "trust-domain", "registry", "config", "outbound", "inbound", "mtls-mode",
                "listen-outbound", "upstream", "upstream-identity", "listen-inbound", "app", "admin",
-               "health", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
+               "health", "agent", "concurrency", "drain-duration", "request-header-timeout", "idle-timeout",
                "stream-idle-timeout", "request-timeout",
                "connect-timeout", "protocol-detection-timeout", "mesh-config", "workload-name", "labels", "pod-ip", "metrics",
                "access-log", "access-log-encoding", "zipkin-address", "trace-sampling", "pod-name",
@@ -847,6 +852,20 @@ int run(const std::vector<std::string>& argv) {
     auto app_probers = std::make_shared<const remora::proxy::agent::AppProbers>(
         remora::proxy::agent::AppProbers::parse(probers_env ? probers_env : ""));
     if (!app_probers->empty()) remora::proxy::agent::serve_app_probes(*proxy.health, app_probers);
+    if (auto at = args.get("agent"); at && *at != "off") {
+        remora::proxy::agent::StatusPortActions actions{
+            [&proxy] { return proxy.ready() && !proxy.draining.load(); },
+            [&proxy] {
+                common::log_line("remora-proxy", "POST /quitquitquit on the status port");
+                asio::post(proxy.io, [&proxy] { proxy.start_drain(true, false); });
+            }};
+        proxy.agent = std::make_unique<common::HttpServer>(
+            proxy.io, common::parse_endpoint("agent", *at),
+            [actions](const common::HttpRequest& r, const common::PeerInfo& peer) {
+                return remora::proxy::agent::status_port_answer(r, peer, actions);
+            },
+            nullptr, common::HttpLimits{}, log);
+    }
 
     std::string metrics_at = args.get_or("metrics", "0.0.0.0:15090");
     if (metrics_at != "off") {
@@ -899,12 +918,14 @@ int run(const std::vector<std::string>& argv) {
     for (auto& w : proxy.workers) w->start();
     proxy.admin->start();
     proxy.health->start();
+    if (proxy.agent) proxy.agent->start();
     if (proxy.metrics) proxy.metrics->start();
     std::string ls;
     for (const ListenerSpec& l : listeners) ls += std::string(" ") + listener_name(l.kind) + "=" + common::format_endpoint(l.address);
     common::log_line("remora-proxy", "started: concurrency=" + std::to_string(concurrency) + ls +
                                          " admin=" + common::format_endpoint(proxy.admin->local_endpoint()) +
                                          " health=" + common::format_endpoint(proxy.health->local_endpoint()) +
+                                         (proxy.agent ? " agent=" + common::format_endpoint(proxy.agent->local_endpoint()) : "") +
                                          (proxy.metrics ? " metrics=" + common::format_endpoint(proxy.metrics->local_endpoint()) : ""));
 
     asio::signal_set signals(proxy.io, SIGINT, SIGTERM);

@@ -60,7 +60,7 @@ int kube_inject_command(const std::vector<std::string>& argv, std::istream& in, 
     }
     std::string injected;
     try {
-        injected = kube::inject_yaml(text, name, inject_options(args));
+        injected = kube::inject_yaml(text, name == "-" ? "<stdin>" : name, inject_options(args));
     } catch (const kube::InjectError& e) {
         throw std::runtime_error(e.what());
     }

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -95,6 +97,14 @@ std::optional<bool> bool_of(const std::optional<std::string>& v) {
     return std::nullopt;
 }
 
+std::optional<long long> whole_number(const json::value* v) {
+    if (!v) return std::nullopt;
+    if (v->is_int64()) return v->get_int64();
+    if (v->is_uint64() && v->get_uint64() <= uint64_t(std::numeric_limits<long long>::max()))
+        return static_cast<long long>(v->get_uint64());
+    return std::nullopt;  // fractions and non-numbers
+}
+
 json::object field_env(std::string_view name, std::string_view field_path) {
     return {{"name", name}, {"valueFrom", {{"fieldRef", {{"fieldPath", field_path}}}}}};
 }
@@ -125,8 +135,9 @@ PodProxyConfig parse_proxy_config(const std::optional<std::string>& text) {
     if (!v.is_object()) throw InjectError("annotation proxy.istio.io/config: not a mapping");
     pc.raw = v.as_object();
     if (const json::value* c = pc.raw.if_contains("concurrency")) {
-        if (!c->is_number()) throw InjectError("proxy.istio.io/config: concurrency: not a number");
-        pc.concurrency = c->to_number<long long>();
+        pc.concurrency = whole_number(c);
+        if (!pc.concurrency)
+            throw InjectError("proxy.istio.io/config: concurrency: not a whole number");
     }
     pc.drain_duration = text_at(pc.raw, "terminationDrainDuration");
     if (auto h = text_at(pc.raw, "holdApplicationUntilProxyStarts")) {
@@ -147,25 +158,24 @@ PodProxyConfig parse_proxy_config(const std::optional<std::string>& text) {
 
 // A named port ("http") resolved against the container's ports; numbers pass through.
 std::optional<long long> resolve_port(const json::value& port, const json::object& container) {
-    if (port.is_number()) return port.to_number<long long>();
+    if (port.is_number()) return whole_number(&port);
     if (!port.is_string()) return std::nullopt;
     std::string name(port.get_string());
     if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) return std::stoll(name);
     if (const json::value* ports = container.if_contains("ports"); ports && ports->is_array()) {
         for (const json::value& p : ports->get_array()) {
             if (p.is_object() && text_at(p.as_object(), "name") == name) {
-                if (const json::value* n = p.as_object().if_contains("containerPort");
-                    n && n->is_number())
-                    return n->to_number<long long>();
+                return whole_number(p.as_object().if_contains("containerPort"));
             }
         }
     }
     return std::nullopt;
 }
 
-// Rewrites an app container's httpGet and tcpSocket probes to the proxy's health port, as
-// Istio's rewriteAppHTTPProbers does: kubelet's probes are plaintext and would be refused under
-// STRICT mTLS. The original probes go to the proxy in ISTIO_KUBE_APP_PROBERS.
+// Rewrites an app container's httpGet (HTTP and HTTPS), tcpSocket and grpc probes to the proxy's
+// health port, as Istio's rewriteAppHTTPProbers does: kubelet's probes come from outside the pod
+// without a mesh certificate and would be refused under STRICT mTLS. The original probes go to
+// the proxy in ISTIO_KUBE_APP_PROBERS; exec probes run inside the container and stay.
 void rewrite_probes(json::object& container, json::object& probers) {
     std::string cname = text_at(container, "name").value_or("");
     static const std::pair<const char*, const char*> kinds[] = {
@@ -177,8 +187,8 @@ void rewrite_probes(json::object& container, json::object& probers) {
         json::object original;
         if (json::value* h = probe.if_contains("httpGet"); h && h->is_object()) {
             json::object get = h->as_object();
-            // HTTPS probes stay as they are: the proxy's prober speaks plaintext HTTP only.
-            if (text_at(get, "scheme").value_or("HTTP") != "HTTP") continue;
+            std::string scheme = text_at(get, "scheme").value_or("HTTP");
+            if (scheme != "HTTP" && scheme != "HTTPS") continue;  // the API server refuses others
             const json::value* port = get.if_contains("port");
             std::optional<long long> n = port ? resolve_port(*port, container) : std::nullopt;
             if (!n || *n == kHealthPort) continue;
@@ -192,8 +202,15 @@ void rewrite_probes(json::object& container, json::object& probers) {
             if (!n) continue;
             original["tcpSocket"] = json::object{{"port", *n}};
             probe.erase("tcpSocket");
+        } else if (json::value* g = probe.if_contains("grpc"); g && g->is_object()) {
+            std::optional<long long> port = whole_number(g->as_object().if_contains("port"));
+            if (!port) continue;
+            const json::value* service = g->as_object().if_contains("service");
+            original["grpc"] = json::object{
+                {"port", *port}, {"service", service && service->is_string() ? *service : nullptr}};
+            probe.erase("grpc");
         } else {
-            continue;  // exec probes run inside the container; grpc probes are left as they are
+            continue;  // exec probes run inside the container, where kubelet runs them
         }
         if (const json::value* t = probe.if_contains("timeoutSeconds"))
             original["timeoutSeconds"] = *t;
@@ -310,6 +327,9 @@ json::object proxy_container(const json::object& metadata, const json::array& ap
                         "$(INSTANCE_IP)",
                         "--workload-name",
                         workload_name};
+    // Istio's status port: a Job's app POSTs /quitquitquit here when it is done.
+    args.push_back("--agent");
+    args.push_back("0.0.0.0:15020");
     if (std::string l = join_labels(labels); !l.empty()) {
         args.push_back("--labels");
         args.push_back(json::string(l));

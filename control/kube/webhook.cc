@@ -70,6 +70,10 @@ WebhookAnswer review_admission(const std::string& request_body, const InjectOpti
                                  {std::string("remora sidecar injector: ") + e.what() +
                                   "; the pod is admitted without a sidecar"}}});
         return out;
+    } catch (const std::exception& e) {
+        // A pod shape the injector did not foresee: admitted as it came, never a 500 that the
+        // API server would count as a failure under failurePolicy: Fail.
+        return malformed(uid, std::string("the injector could not handle this pod: ") + e.what());
     }
     if (out.outcome != InjectOutcome::injected) {
         out.body = answer(uid, {});

@@ -6,7 +6,9 @@ of the generated Deployment (paths mapped to a temporary dir, addresses to loopb
 the generated CA Secret and MeshConfig; then a real TLS client plays the API server: it trusts
 only the caBundle of the generated MutatingWebhookConfiguration, checks the certificate for the
 Service's DNS name, and POSTs AdmissionReviews to /inject. remora-agent's readiness wait (the
-postStart hook) is run against a local HTTP server.
+postStart hook) is run against a local HTTP server. remora-proxy runs the injector's rewritten
+app probes (HTTPS against a Python TLS server, gRPC health checks against a grpcio server) and
+exits 0 on POST /quitquitquit to its status port.
 
     python3 tests/system/test_kube.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
 
@@ -25,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -87,6 +91,7 @@ class Context:
         self.remoractl = os.path.join(bin_dir, "control", "remoractl")
         self.control_bin = os.path.join(bin_dir, "control", "remora-control")
         self.agent_bin = os.path.join(bin_dir, "proxy", "agent", "remora-agent")
+        self.proxy_bin = os.path.join(bin_dir, "proxy", "remora-proxy")
         self.proc = None
         self.log = os.path.join(tmp, "control.log")
         self.docs = []
@@ -316,6 +321,190 @@ def t_agent_waits_for_readiness(ctx):
     check(r.returncode == 1, f"nothing listening: exit {r.returncode}", r.stderr)
 
 
+MIXED = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: "fast", count: "3"}
+---
+apiVersion: example.io/v1
+kind: Frobnicator
+metadata: {name: f}
+spec:
+  template: {spec: {containers: [{name: x, image: x}]}}
+  replicas: 3
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: work, image: work:1}]
+"""
+
+
+def t_kube_inject_cli(ctx):
+    def inject(text):
+        return subprocess.run([ctx.remoractl, "kube-inject", "-f", "-"], input=text,
+                              capture_output=True, text=True, timeout=30)
+    r = inject(MIXED)
+    check(r.returncode == 0, f"kube-inject exited {r.returncode}", r.stderr)
+    before = [d for d in yaml.safe_load_all(MIXED) if d]
+    after = [d for d in yaml.safe_load_all(r.stdout) if d]
+    check(len(after) == 3, f"{len(after)} documents out of 3")
+    # Unknown kinds and ConfigMaps pass through untouched, even with a pod template inside.
+    check(after[0] == before[0] and after[1] == before[1], "a non-workload was changed",
+          r.stdout)
+    spec = after[2]["spec"]["template"]["spec"]
+    check([c["name"] for c in spec["containers"]] == ["remora-proxy", "work"],
+          "the Job was not injected", r.stdout)
+    check(any(a == "--agent" for a in spec["containers"][0]["args"]),
+          "the Job's proxy has no status port for /quitquitquit", spec["containers"][0]["args"])
+    again = inject(r.stdout)
+    check(again.returncode == 0 and again.stdout == r.stdout, "injecting twice changed the output")
+    bad = inject("apiVersion: v1\nkind: Pod\nmetadata:\n  name: [oops\nspec: {}\n")
+    check(bad.returncode != 0 and bad.stdout == "", "YAML that does not parse was accepted",
+          bad.stdout)
+    check("<stdin>:4:" in bad.stderr or "<stdin>:5:" in bad.stderr,
+          "the error does not name the line", bad.stderr)
+    check("not YAML" in bad.stderr, "the error does not say what is wrong", bad.stderr)
+
+
+# A gRPC health service (grpc.health.v1.Health/Check) without generated code: the request and
+# answer are encoded by hand (HealthCheckRequest{service = 1}, HealthCheckResponse{status = 1}).
+GRPC_HEALTH_SERVER = r"""
+import grpc
+from concurrent import futures
+STATUS = {"": 1, "shop.Cart": 1, "shop.Down": 2}   # 1 SERVING, 2 NOT_SERVING
+def check(request, context):
+    service = request[2:].decode() if request[:1] == b"\n" else ""
+    if service not in STATUS:
+        context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+    return bytes([8, STATUS[service]])
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+    "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"""
+
+
+class TlsApp(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200 if self.path == "/ok" else 500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def http_call(url, method="GET"):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=15) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def grpc_python():
+    for py in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([py, "-c", "import grpc"], capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def t_proxy_runs_app_probes_and_quits(ctx):
+    tmp = os.path.join(ctx.tmp, "probes")
+    os.makedirs(tmp)
+    key, cert = os.path.join(tmp, "app.key"), os.path.join(tmp, "app.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=app.shop", "-days", "1",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "openssl req failed", r.stderr)
+    tls_app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TlsApp)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(cert, key)
+    tls_app.socket = sctx.wrap_socket(tls_app.socket, server_side=True)
+    threading.Thread(target=tls_app.serve_forever, daemon=True).start()
+    py = grpc_python()
+    check(py is not None, "no Python with grpcio (python3-grpcio)")
+    grpc_app = subprocess.Popen([py, "-c", GRPC_HEALTH_SERVER], stdout=subprocess.PIPE, text=True)
+    proxy = None
+    try:
+        grpc_port = int(grpc_app.stdout.readline())
+        tls_port = tls_app.server_address[1]
+        # What the injector writes for a pod with these probes (see test_kube's t_inject_pod).
+        probers = {
+            "/app-health/web/livez": {"httpGet": {"path": "/ok", "port": tls_port,
+                                                  "scheme": "HTTPS"}},
+            "/app-health/web/readyz": {"httpGet": {"path": "/fail", "port": tls_port,
+                                                   "scheme": "HTTPS"}},
+            "/app-health/cart/livez": {"grpc": {"port": grpc_port, "service": "shop.Cart"}},
+            "/app-health/cart/readyz": {"grpc": {"port": grpc_port, "service": "shop.Down"}},
+            "/app-health/cart/startupz": {"grpc": {"port": grpc_port, "service": "shop.Gone"}},
+            "/app-health/all/livez": {"grpc": {"port": grpc_port, "service": None}},
+        }
+        token = os.path.join(tmp, "token")
+        with open(token, "w") as f:
+            f.write(subprocess.run([ctx.remoractl, "token", "create", "--namespace", "shop",
+                                    "--service-account", "web", "--state-dir",
+                                    os.path.join(ctx.tmp, "state")],
+                                   capture_output=True, text=True, timeout=30).stdout.strip())
+        empty = os.path.join(tmp, "empty.yaml")
+        open(empty, "w").close()
+        health, agent = free_port(), free_port()
+        log = os.path.join(tmp, "proxy.log")
+        proxy = subprocess.Popen(
+            [ctx.proxy_bin, "--control", f"127.0.0.1:{ctx.api_port}", "--token-file", token,
+             "--trust-bundle", os.path.join(ctx.tmp, "state", "root-cert.pem"),
+             "--config", empty, "--outbound", "127.0.0.1:0", "--inbound", "off",
+             "--admin", "127.0.0.1:0", "--health", f"127.0.0.1:{health}", "--metrics", "off",
+             "--agent", f"127.0.0.1:{agent}"],
+            env=dict(os.environ, ISTIO_KUBE_APP_PROBERS=json.dumps(probers)),
+            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+        def proxy_log():
+            with open(log) as f:
+                return "remora-proxy log:\n" + clip(f.read()[-3000:])
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", agent), timeout=1).close()
+                break
+            except OSError:
+                check(proxy.poll() is None and time.monotonic() < deadline,
+                      "remora-proxy did not open its status port", proxy_log())
+                time.sleep(0.1)
+        want = {"/app-health/web/livez": 200, "/app-health/web/readyz": 503,
+                "/app-health/cart/livez": 200, "/app-health/cart/readyz": 503,
+                "/app-health/cart/startupz": 503, "/app-health/all/livez": 200}
+        got = {path: http_call(f"http://127.0.0.1:{health}{path}")[0] for path in want}
+        check(got == want, f"app probes through the proxy: {got}", proxy_log())
+
+        status, _ = http_call(f"http://127.0.0.1:{agent}/quitquitquit")
+        check(status == 405, f"GET /quitquitquit answered {status}")
+        check(proxy.poll() is None, "the proxy exited on a GET /quitquitquit")
+        status, body = http_call(f"http://127.0.0.1:{agent}/quitquitquit", method="POST")
+        check(status == 200 and body == "OK\n", f"POST /quitquitquit: {status} {body!r}")
+        try:
+            rc = proxy.wait(30)
+        except subprocess.TimeoutExpired:
+            check(False, "remora-proxy still running 30 s after /quitquitquit", proxy_log())
+        check(rc == 0, f"remora-proxy exited {rc} after /quitquitquit", proxy_log())
+    finally:
+        tls_app.shutdown()
+        grpc_app.kill()
+        grpc_app.wait()
+        if proxy and proxy.poll() is None:
+            proxy.kill()
+            proxy.wait()
+
+
 TESTS = [
     ("install and start remora-control from the manifests", t_install_and_start),
     ("webhook injects a pod", t_inject_pod),
@@ -324,6 +513,10 @@ TESTS = [
     ("webhook certificate names the Service", t_certificate_names_the_service),
     ("injector counters", t_counters),
     ("remora-agent wait holds until ready", t_agent_waits_for_readiness),
+    ("kube-inject: other kinds untouched, twice a no-op, bad YAML names the line",
+     t_kube_inject_cli),
+    ("remora-proxy runs HTTPS and gRPC app probes, exits on /quitquitquit",
+     t_proxy_runs_app_probes_and_quits),
 ]
 
 

@@ -11,8 +11,13 @@ tokens become ConfigMaps (a token from `remoractl token create`, trusted by the 
 --cluster-jwks); downward-API fields other than metadata.name become literal values (each pod
 gets a fixed address); init containers need restartPolicy OnFailure; Services are given to
 remora-control with `remoractl apply` (over mTLS, with a certificate its CA issued) and their
-names resolved through hostAliases; container ports are dropped (podman publishes them on the
-host); stale named volumes are removed first. Exit 77 without root or podman.
+names resolved through hostAliases; a Pod's annotations longer than 63 characters are dropped
+(podman checks them as label values); container ports are dropped (podman publishes them on the
+host); stale named volumes are removed first. podman 4.3 runs no lifecycle hooks and no Jobs:
+the meshed Job's pod is created with `kube play --start=false` and started here container by
+container as the kubelet does (init containers to completion, then each container, running its
+postStart hook and waiting for it before the next one), with the manifest's own hook command run
+in the proxy container. Exit 77 without root or podman.
 """
 
 import argparse
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import yaml
@@ -38,6 +44,7 @@ CONTROL_IP = "198.18.61.10"
 SERVER_IP = "198.18.61.20"
 CLIENT_IP = "198.18.61.30"
 PLAIN_IP = "198.18.61.40"
+JOB_IP = "198.18.61.50"
 SERVER_VIP = "198.19.61.20"
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TESTAPP = "localhost/remora-testapp:e2e"
@@ -67,7 +74,7 @@ class Context:
     def podman(self, *args, timeout=180, check_rc=True):
         return sh(["podman", *args], timeout=timeout, check_rc=check_rc, env=self.env)
 
-    def play(self, name, docs, ip):
+    def play(self, name, docs, ip, start=True):
         # podman keeps ConfigMap and emptyDir volumes as named volumes across plays: start from
         # fresh ones (an emptyDir is then filled from the image, owner included); but never one
         # this run made already: `volume rm -f` would take down the pods that use it.
@@ -85,7 +92,8 @@ class Context:
         with open(path, "w") as f:
             yaml.safe_dump_all(docs, f, sort_keys=False)
         self.played.append(path)
-        return self.podman("kube", "play", "--network", NET, "--ip", ip, path, timeout=300)
+        return self.podman("kube", "play", "--network", NET, "--ip", ip,
+                           *([] if start else ["--start=false"]), path, timeout=300)
 
     def logs(self, container, tail=40):
         r = self.podman("logs", "--tail", str(tail), container, check_rc=False)
@@ -121,6 +129,11 @@ def podman_adapt(docs, pod_ip, token=None, extra_config_maps=None):
         d["metadata"].pop("namespace", None)
         if d["kind"] == "Deployment":
             d["spec"]["replicas"] = 1
+        # podman checks a Pod's annotation values as if they were label values (63 characters).
+        if d["kind"] == "Pod":
+            anns = meta.get("annotations", {})
+            for k in [k for k, v in anns.items() if len(str(v)) > 63]:
+                del anns[k]
         spec["restartPolicy"] = "OnFailure"  # an init container restarts forever under Always
         sa = spec.get("serviceAccountName", "default")
         values = {"metadata.namespace": ns, "spec.serviceAccountName": sa,
@@ -318,12 +331,144 @@ def t_plaintext_refused(ctx):
           clip(r.stdout), clip(r.stderr))
 
 
+JOB_APP = """
+import sys, urllib.request
+# The app's first request, at start and without a retry: it goes through the mesh only if the
+# proxy was ready before this container started (holdApplicationUntilProxyStarts).
+try:
+    r = urllib.request.urlopen('http://server:8080/job', timeout=10)
+    print('request', r.status, r.read().decode(), flush=True)
+except Exception as e:
+    print('request failed', type(e).__name__, e, flush=True)
+    sys.exit(3)
+# The Job's last step, as with Istio: tell the sidecar to exit.
+q = urllib.request.Request('http://127.0.0.1:15020/quitquitquit', method='POST')
+print('quitquitquit', urllib.request.urlopen(q, timeout=5).status, flush=True)
+"""
+
+
+def job_manifest():
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "job", "namespace": "default"},
+            "spec": {"backoffLimit": 0,
+                     "template": {"metadata": {"labels": {"app": "job"}},
+                                  "spec": {"serviceAccountName": "job",
+                                           "restartPolicy": "Never",
+                                           "hostAliases": [{"ip": SERVER_VIP, "hostnames": ["server"]}],
+                                           "containers": [{"name": "app", "image": TESTAPP,
+                                                           # one line: podman's YAML reader fails on
+                                                           # the long folded string PyYAML writes
+                                                           "command": ["python3", "-c", "import base64;exec(base64.b64decode('"
+                                                                       + base64.b64encode(JOB_APP.encode()).decode() + "'))"],
+                                                           "volumeMounts": [{"name": "host-usr", "mountPath": "/usr", "readOnly": True}]}],
+                                           "volumes": [{"name": "host-usr", "hostPath": {"path": "/usr"}}]}}}}
+
+
+def http_status(url, method="GET", timeout=5):
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def t_job_holds_then_completes(ctx):
+    raw = os.path.join(ctx.tmp, "job-raw.yaml")
+    with open(raw, "w") as f:
+        yaml.safe_dump(job_manifest(), f, sort_keys=False)
+    injected = sh([ctx.remoractl, "kube-inject", "-f", raw, "--image",
+                   f"localhost/remora-proxy:{ctx.version}", "--control-address",
+                   f"{CONTROL_IP}:15012"]).stdout
+    job = next(d for d in yaml.safe_load_all(injected) if d)
+    check(job["kind"] == "Job", "kube-inject did not return the Job")
+    # The Pod the Job controller would make from the template (podman runs no Jobs).
+    tmpl = job["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "job", "namespace": "default", **tmpl["metadata"]},
+           "spec": tmpl["spec"]}
+    root = next(d for d in ctx.install if d["kind"] == "ConfigMap"
+                and d["metadata"]["name"] == "remora-ca-root-cert")
+    rc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "remora-ca-root-cert"},
+          "data": root["data"]}
+    docs = podman_adapt([pod], JOB_IP, ctx.token("default", "job"), [rc])
+    played = next(d for d in docs if d["kind"] == "Pod")
+    played["spec"]["restartPolicy"] = "Never"  # a failed first request must not be retried
+    names = [c["name"] for c in played["spec"]["containers"]]
+    check(names == ["remora-proxy", "app"], f"containers {names}: the proxy is not first")
+    hook = played["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"]
+    ctx.play("job", docs, JOB_IP, start=False)
+
+    # The kubelet's order: init containers to completion; then each container in turn, its
+    # postStart hook run and waited for before the next container starts.
+    for init in played["spec"]["initContainers"]:
+        ctx.podman("start", f"job-{init['name']}")
+        code = ctx.podman("wait", f"job-{init['name']}", timeout=60).stdout.strip()
+        check(code == "0", f"init container {init['name']} exited {code}",
+              ctx.logs(f"job-{init['name']}"))
+    # The control plane is paused, so the proxy cannot get its certificate and is not ready: the
+    # hook must still be waiting a few seconds later (it cannot return while the pause lasts).
+    control = "remora-control-pod-0-remora-control"
+    ctx.podman("pause", control)
+    try:
+        ctx.podman("start", "job-remora-proxy")
+        hook_proc = subprocess.Popen(["podman", "exec", "job-remora-proxy", *hook], env=ctx.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+        held = hook_proc.poll() is None
+    finally:
+        ctx.podman("unpause", control)
+    if not held:
+        out, err = hook_proc.communicate()
+        check(False, f"the postStart hook returned ({hook_proc.returncode}) while the proxy "
+              "could not be ready", clip(err), ctx.logs("job-remora-proxy"))
+    try:
+        _, err = hook_proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        hook_proc.kill()
+        check(False, "the postStart hook did not return once the control plane was back",
+              ctx.logs("job-remora-proxy"))
+    check(hook_proc.returncode == 0, f"the postStart hook {hook} exited {hook_proc.returncode}",
+          clip(err), ctx.logs("job-remora-proxy"))
+    # The hook returned: the proxy is ready now, before the app exists.
+    status, body = http_status(f"http://{JOB_IP}:15021/healthz/ready")
+    check(status == 200, f"postStart returned but readiness is {status}", body)
+    # The status port refuses /quitquitquit from outside the pod (the host is not localhost).
+    status, body = http_status(f"http://{JOB_IP}:15020/quitquitquit", method="POST")
+    check(status == 403 and "localhost" in body, f"/quitquitquit from the host: {status}", body)
+    check(ctx.podman("inspect", "--format", "{{.State.Status}}",
+                     "job-remora-proxy").stdout.strip() == "running",
+          "the proxy stopped on a /quitquitquit from outside the pod")
+
+    ctx.podman("start", "job-app")
+    code = ctx.podman("wait", "job-app", timeout=60).stdout.strip()
+    out = ctx.logs("job-app")
+    check(code == "0", f"the job's app exited {code}", out, ctx.logs("job-remora-proxy"))
+    check("request 200" in out and "URI=spiffe://cluster.local/ns/default/sa/job" in out,
+          "the job's first request did not reach the server over mTLS", out)
+    check("quitquitquit 200" in out, "no 200 from /quitquitquit", out)
+    # The proxy drains and exits 0 by itself, so the pod completes.
+    code = ctx.podman("wait", "job-remora-proxy", timeout=60).stdout.strip()
+    check(code == "0", f"remora-proxy exited {code} after /quitquitquit",
+          ctx.logs("job-remora-proxy"))
+    info = json.loads(ctx.podman("pod", "inspect", "job").stdout)
+    info = info[0] if isinstance(info, list) else info
+    check(info["State"] == "Exited", f"the job's pod is {info['State']}, not Exited")
+    for c in info["Containers"]:
+        if c["Name"] == info.get("InfraContainerID") or c["Id"] == info.get("InfraContainerID"):
+            continue
+        r = ctx.podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", c["Id"])
+        check(r.stdout.split() == ["exited", "0"], f"{c['Name']}: {r.stdout.strip()}")
+
+
 TESTS = [
     ("images", t_images),
     ("remora-control from the generated manifests", t_control_plane),
     ("injected client and server start", t_meshed_apps),
     ("client to server over mTLS with the caller's SPIFFE ID in XFCC", t_request_over_mtls),
     ("plaintext from an uninjected pod is refused", t_plaintext_refused),
+    ("a meshed Job: held until its proxy is ready, then /quitquitquit completes the pod",
+     t_job_holds_then_completes),
 ]
 
 

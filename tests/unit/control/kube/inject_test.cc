@@ -309,6 +309,33 @@ TEST_CASE("probes go through the proxy's health port, the originals to the proxy
           json::parse(R"({"httpGet": {"path": "/live", "port": 8080}, "timeoutSeconds": 2})"));
     CHECK(probers.at("/app-health/web/readyz") == json::parse(R"({"tcpSocket": {"port": 8080}})"));
 
+    // HTTPS httpGet and gRPC probes too, as Istio rewrites them; the agent speaks TLS or gRPC.
+    std::string tls_grpc = deployment();
+    tls_grpc.replace(tls_grpc.find("httpGet: {path: /live, port: http}"), 34,
+                     "httpGet: {path: /live, port: 8443, scheme: HTTPS}");
+    tls_grpc.replace(tls_grpc.find("tcpSocket: {port: 8080}"), 23,
+                     "grpc: {port: 9090, service: shop.Cart}");
+    tls_grpc.replace(tls_grpc.find("exec: {command: [true]}"), 23, "grpc: {port: 9090}");
+    json::value tg = inject(tls_grpc);
+    const json::object& tg_spec = at(tg, {"spec", "template", "spec"});
+    const json::object& tg_web = named(arr(tg_spec, "containers"), "web");
+    for (const char* field : {"livenessProbe", "readinessProbe", "startupProbe"}) {
+        CAPTURE(field);
+        const json::object& probe = tg_web.at(field).as_object();
+        CHECK(probe.at("httpGet").at("port") == 15021);
+        CHECK(probe.at("httpGet").at("scheme") == "HTTP");  // kubelet to the proxy: plaintext
+        CHECK(!probe.contains("grpc"));
+    }
+    json::value tg_probers = json::parse(
+        env_value(named(arr(tg_spec, "containers"), "remora-proxy"), "ISTIO_KUBE_APP_PROBERS"));
+    CHECK(tg_probers.at("/app-health/web/livez") ==
+          json::parse(R"({"httpGet": {"path": "/live", "port": 8443, "scheme": "HTTPS"},
+                          "timeoutSeconds": 2})"));
+    CHECK(tg_probers.at("/app-health/web/readyz") ==
+          json::parse(R"({"grpc": {"port": 9090, "service": "shop.Cart"}})"));
+    CHECK(tg_probers.at("/app-health/web/startupz") ==
+          json::parse(R"({"grpc": {"port": 9090, "service": null}})"));
+
     json::value kept = inject(deployment(R"({"sidecar.istio.io/rewriteAppHTTPProbers": "false"})"));
     const json::object& kept_web =
         named(arr(at(kept, {"spec", "template", "spec"}), "containers"), "web");
@@ -347,6 +374,7 @@ TEST_CASE("annotations: traffic ports and ranges, resources, proxy config, log l
     CHECK(has_arg_pair(proxy, "--trace-sampling", "10"));
     CHECK(has_arg_pair(proxy, "--zipkin-address", "zipkin.obs:9411"));
     CHECK(has_arg_pair(proxy, "--workload-name", "web"));
+    CHECK(has_arg_pair(proxy, "--agent", "0.0.0.0:15020"));  // the status port, /quitquitquit
     CHECK(env_value(proxy, "REMORA_LOG_LEVEL") == "debug");
     CHECK(env_value(proxy, "ISTIO_META_OWNER") ==
           "kubernetes://apis/apps/v1/namespaces/shop/deployments/web");
@@ -390,6 +418,16 @@ TEST_CASE("bad input names the line; a bad proxy.istio.io/config names the workl
         std::string what = e.what();
         CHECK_MESSAGE(what.find("Deployment/web") != std::string::npos, what);
         CHECK_MESSAGE(what.find("proxy.istio.io/config") != std::string::npos, what);
+    }
+    // A fractional concurrency is refused by name, not by a number-conversion exception.
+    try {
+        kube::inject_yaml(deployment(R"({"proxy.istio.io/config": "concurrency: 1.5"})"), "d.yaml",
+                          {});
+        FAIL("accepted concurrency: 1.5");
+    } catch (const kube::InjectError& e) {
+        CHECK_MESSAGE(
+            std::string(e.what()).find("concurrency: not a whole number") != std::string::npos,
+            e.what());
     }
     // Documents that are not objects, and empty ones, do not crash the injector.
     CHECK_NOTHROW(kube::inject_yaml("--- 3\n---\n- a\n---\n", "x.yaml", {}));

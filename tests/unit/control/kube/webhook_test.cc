@@ -142,4 +142,27 @@ TEST_CASE("a malformed review is admitted with a warning, never refused") {
     CHECK(!r.contains("patch"));
     CHECK(r.at("warnings").as_array()[0].as_string().find("proxy.istio.io/config") !=
           std::string::npos);
+
+    // Pod shapes the API server would not send, or annotations with odd values: always a 200
+    // with allowed: true (a throw here would be a 500, which failurePolicy: Fail turns into a
+    // refused pod).
+    for (
+        const char* odd :
+        {R"({"metadata": {"annotations": {"proxy.istio.io/config": "concurrency: 1.5"}},
+              "spec": {"containers": [{"name": "a"}]}})",
+         R"({"metadata": {"annotations": {"proxy.istio.io/config": "holdApplicationUntilProxyStarts: maybe"}},
+              "spec": {"containers": [{"name": "a"}]}})",
+         R"({"metadata": [], "spec": {"containers": [{"name": "a"}]}})",
+         R"({"metadata": {"labels": [1], "annotations": "x"}, "spec": {"containers": 5}})",
+         R"({"spec": {"containers": [5, null, {"name": 7, "ports": "x",
+              "livenessProbe": {"httpGet": {"port": 1.5}},
+              "readinessProbe": {"grpc": {"port": "grpc"}},
+              "startupProbe": {"tcpSocket": 8080}}]}})",
+         R"({"spec": {"containers": [{"name": "a", "livenessProbe": {"httpGet": {"port": "http"}},
+              "ports": [{"name": "http", "containerPort": 80.5}]}]}})"}) {
+        CAPTURE(odd);
+        WebhookAnswer w;
+        CHECK_NOTHROW(w = review_admission(review(odd), {}));
+        CHECK(response_of(w).at("allowed") == true);
+    }
 }
