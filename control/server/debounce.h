@@ -19,34 +19,34 @@ class Debouncer {
 
     // A change at `now`; returns when the push is due (0 s debounce: at once).
     Clock::time_point change(Clock::time_point now) {
-        if (!first_) first_ = now;
+        if (changes_ == 0) first_ = now;
         last_ = now;
         changes_ += 1;
-        return *due();
+        return due_at();
     }
     // When the pending push is due; nullopt when nothing is pending.
     std::optional<Clock::time_point> due() const {
-        if (!first_) return std::nullopt;
-        return std::min(last_ + after_, *first_ + max_);
+        if (changes_ == 0) return std::nullopt;
+        return due_at();
     }
     // At `now`: true when the pending push is due, and then it is taken (the count of changes it
     // covers is in `merged`); false when nothing is pending or it is not due yet.
     bool take(Clock::time_point now, uint64_t* merged = nullptr) {
-        if (!first_ || now < *due()) return false;
+        if (changes_ == 0 || now < due_at()) return false;
         if (merged) *merged = changes_;
-        first_.reset();
         changes_ = 0;
         return true;
     }
-    bool pending() const { return first_.has_value(); }
+    bool pending() const { return changes_ > 0; }
     Duration after() const { return after_; }
     Duration max() const { return max_; }
 
   private:
+    Clock::time_point due_at() const { return std::min(last_ + after_, first_ + max_); }
+
     Duration after_, max_;
-    std::optional<Clock::time_point> first_;
-    Clock::time_point last_{};
-    uint64_t changes_ = 0;
+    Clock::time_point first_{}, last_{};  // of the pending changes, when there are any
+    uint64_t changes_ = 0;                // pending
 };
 
 }  // namespace remora::control::server

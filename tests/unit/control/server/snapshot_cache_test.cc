@@ -10,6 +10,7 @@
 #include <set>
 
 #include "control/server/snapshot_cache.h"
+#include "proxy/snapshot/snapshot_json.h"
 
 namespace fs = std::filesystem;
 using namespace remora::control;
@@ -42,7 +43,8 @@ struct Fixture {
 
     void apply(const std::string& yaml) {
         auto r = store.apply(yaml, "test.yaml");
-        REQUIRE_MESSAGE(r.ok(), r.error + (r.messages.empty() ? "" : ": " + r.messages.front()));
+        std::string why = r.error + (r.messages.empty() ? "" : ": " + r.messages.front());
+        REQUIRE_MESSAGE(r.ok(), why);
     }
     void remove(const std::string& yaml) {
         auto r = store.remove(yaml, "test.yaml");
@@ -59,7 +61,7 @@ struct Fixture {
     std::string fresh_version(const ProxyClass& c) const {
         model::Config config = store.snapshot()->config;
         for (const auto& we : registered) config.workload_entries.push_back(we);
-        return proxy::snapshot::version_of(
+        return remora::proxy::snapshot::version_of(
             translate::translate(config, {c.ns, c.service_account, c.labels}, options));
     }
     // Gets the class and says whether the cache had to translate it.
