@@ -27,6 +27,7 @@ the machine. Everything is bounded (--timeout per push, --start-timeout) and sto
 """
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import re
@@ -101,8 +102,11 @@ class Control:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"remora-control exited {self.proc.returncode}: {self.tail()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.mon), timeout=1):
+                c = http.client.HTTPConnection("127.0.0.1", self.mon, timeout=1)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
                     break
+                time.sleep(0.05)
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError("remora-control did not listen within 30 s")
@@ -126,8 +130,7 @@ class Control:
         return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
 
     def metric(self, name):
-        import http.client
-        c = http.client.HTTPConnection("127.0.0.1", self.mon, timeout=10)
+        c = http.client.HTTPConnection("127.0.0.1", self.mon, timeout=30)
         c.request("GET", "/metrics")
         text = c.getresponse().read().decode()
         m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
@@ -230,7 +233,10 @@ async def run_proxy(p, stop, wait_seconds=60):
 
 
 def run(argv, **kw):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=300, **kw)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])}... exited {r.returncode}: {r.stderr[-1000:]}")
+    return r
 
 
 def apply(ctl, control, state, path):
@@ -331,7 +337,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
                 await asyncio.sleep(0.5)  # let the last ACK polls reach the control plane
             cpu = sum(c.cpu_seconds() for c in controls) - cpu0
             rss, hwm = controls[0].memory()
-            classes = controls[0].metric("remora_control_snapshot_classes")
+            classes = await asyncio.to_thread(controls[0].metric, "remora_control_snapshot_classes")
             errors = sum(p.errors for p in proxies)
         finally:
             stop.set()
@@ -370,6 +376,7 @@ def main():
                          "store: --store etcd)")
     ap.add_argument("--control-arg", action="append", default=[],
                     help="one more flag for remora-control (repeatable), e.g. --control-arg=--debounce-after=0")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
     if args.replicas > 1 and args.store == "dir":
         sys.exit("--replicas > 1 needs a shared store (--store etcd --etcd-endpoints ...)")
@@ -406,7 +413,10 @@ def main():
                   f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {classes:>7} "
                   f"{r['startup_s']:>7.1f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
