@@ -14,7 +14,8 @@ and the time until the last proxy whose snapshot it changes has ACKed it. Report
   cpu_s             remora-control's CPU seconds (user+system) for all the applies
   rss_MiB           its resident memory after them (and the peak, VmHWM)
   snap_KiB          snapshot bytes per proxy (mean of the last pushes)
-  classes           distinct proxy classes (namespace, service account, labels)
+  classes           distinct proxy classes (namespace, service account, labels) cached
+  apply_s           how long `remoractl apply` itself took (median; part of last_ack)
 The change (--change) is a VirtualService's timeout in ns-0: exported everywhere (`mesh`, every
 proxy gets a new snapshot) or only to ns-0 (`namespace`). With --baseline-bin an older
 remora-control runs the same steps in the same run. It reports and never asserts: time depends on
@@ -307,7 +308,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
                                        f"{args.start_timeout} s")
             startup_s = time.monotonic() - (deadline - args.start_timeout)
             cpu0 = sum(c.cpu_seconds() for c in controls)
-            last_acks, acks, sizes = [], [], []
+            last_acks, acks, sizes, apply_times = [], [], [], []
             for k in range(args.applies):
                 path = os.path.join(tmp, f"change-{name}-{k}.yaml")
                 with open(path, "w") as f:
@@ -316,6 +317,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
                 marks = {p.index: len(p.received) for p in proxies}
                 t0 = time.monotonic()
                 await asyncio.to_thread(apply, ctl, controls[0], state, path)
+                apply_times.append(time.monotonic() - t0)
                 deadline = time.monotonic() + args.timeout
                 while True:
                     done = [p for p in expect if len(p.received) > marks[p.index] and
@@ -348,6 +350,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
                 "last_p99": percentile(last_acks, 99), "ack_p50": percentile(acks, 50),
                 "ack_p99": percentile(acks, 99), "cpu_s": cpu, "rss": rss, "hwm": hwm,
                 "snap_kib": statistics.mean(sizes) / 1024 if sizes else 0.0,
+                "apply_s": statistics.median(apply_times),
                 "classes": classes, "errors": errors}
     finally:
         for c in controls:
@@ -411,7 +414,7 @@ def main():
             print(f"{n:>8} {name:>9} {r['last_p50']:>9.3f}/{r['last_p99']:<9.3f} "
                   f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} "
                   f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {classes:>7} "
-                  f"{r['startup_s']:>7.1f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
+                  f"{r['startup_s']:>7.1f} {r['apply_s']:>7.2f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
     finally:
         if args.keep:
             print(f"kept {tmp}")
