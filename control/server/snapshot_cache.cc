@@ -109,6 +109,8 @@ class ConfigIndex {
             const auto& r = config_.authorization_policies[i];
             return r.meta.valid ? policy_scope(r.meta.ns, r.selector, o) : everything();
         }
+        default:  // a kind translation does not read yet (Sidecar, when h13 lands): everyone
+            break;
         }
         return everything();
     }
