@@ -67,6 +67,9 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --kube-context NAME    with --kubeconfig: this context instead of the current-context
   --mesh-config FILE     Istio MeshConfig (the istio ConfigMap's `mesh` key), served as
                          GET /v1/meshconfig; its trustDomain applies unless --trust-domain is given
+  --debounce-after D     push a change to proxies once no other came for D (Istio's
+                         PILOT_DEBOUNCE_AFTER; default 100ms; 0 pushes at once)
+  --debounce-max D       ... but at most D after the first change (PILOT_DEBOUNCE_MAX; default 10s)
 
 Sidecar injector (a Kubernetes mutating admission webhook, POST /inject, AdmissionReview v1):
   --webhook ADDR:PORT    serve it here over TLS, with this control plane's certificate (its DNS
@@ -209,11 +212,24 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
                          req.version());
 }
 
+// --debounce-after / --debounce-max: a Go duration ("100ms", "10s"), 0 to 1 h.
+std::chrono::milliseconds debounce_flag(const Args& args, const char* flag,
+                                        std::chrono::milliseconds fallback) {
+    auto text = args.get(flag);
+    if (!text) return fallback;
+    auto d = *text == "0" ? std::optional<model::Duration>(model::Duration{0}) : model::parse_duration(*text);
+    if (!d || *d < model::Duration{0} || *d > std::chrono::hours(1)) {
+        throw UsageError(std::string("--") + flag + " \"" + *text + "\": expected a duration such as 100ms or 10s, at most 1h");
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
 int run(const std::vector<std::string>& argv) {
     Args args(argv,
               {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
                "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
-               "inject-image", "inject-control-address", "kubeconfig", "kube-context"},
+               "inject-image", "inject-control-address", "kubeconfig", "kube-context", "debounce-after",
+               "debounce-max"},
               {"help", "inject-native-sidecar", "inject-no-hold", "kube"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -365,6 +381,8 @@ int run(const std::vector<std::string>& argv) {
                            [] { return std::chrono::system_clock::now(); },
                            std::chrono::milliseconds(3000));
     server::DistributionOptions dist_options;
+    dist_options.debounce_after = debounce_flag(args, "debounce-after", dist_options.debounce_after);
+    dist_options.debounce_max = debounce_flag(args, "debounce-max", dist_options.debounce_max);
     dist_options.translate.trust_domain = config.trust_domain;
     dist_options.translate.root_namespace = mesh.root_namespace;
     distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);

@@ -75,7 +75,7 @@ bool ProxyRegistry::report(const std::string& id, const std::string& version,
 }
 
 void ProxyRegistry::sent(const std::string& id, const std::string& version,
-                         uint64_t config_version, std::string snapshot_json) {
+                         uint64_t config_version, std::shared_ptr<const std::string> snapshot_json) {
     std::lock_guard lock(mu_);
     auto it = proxies_.find(id);
     if (it == proxies_.end()) return;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -45,7 +46,9 @@ struct ProxyRecord {
     Certificate cert;  // the SVID presented on the latest poll
     // What was sent (content version of the snapshot, store version it came from, its JSON) and
     // what the proxy reported.
-    std::string sent_version, sent_snapshot;
+    std::string sent_version;
+    // The snapshot's JSON, shared with every proxy of its class (null until one is sent).
+    std::shared_ptr<const std::string> sent_snapshot;
     uint64_t sent_config_version = 0;
     std::string acked_version, nacked_version, nack_error;
     int polls = 0;  // long-polls in flight
@@ -71,7 +74,7 @@ class ProxyRegistry {
     // True when it is a refusal of a version not refused before (proxies repeat their report).
     bool report(const std::string& id, const std::string& version, const std::string& error);
     void sent(const std::string& id, const std::string& version, uint64_t config_version,
-              std::string snapshot_json);
+              std::shared_ptr<const std::string> snapshot_json);
     // Forgets proxies with no poll in flight whose last poll ended more than the grace period ago.
     // Returns their ids.
     std::vector<std::string> expire();

@@ -1,6 +1,8 @@
 // Long-polls wait in a table; a store change (through the store's waiter) or a registry change
-// wakes them, and each gets its snapshot again, answered only when its content version differs
-// from the one the proxy holds. A one-second sweep ends expired polls (304) and registrations.
+// asks for a push, debounced (Istio's PILOT_DEBOUNCE_AFTER/MAX), which wakes them: each gets its
+// class's snapshot from the cache (translated once per class; a change drops only the classes it
+// touches), answered only when its content version differs from the one the proxy holds. A
+// one-second sweep ends expired polls (304) and registrations.
 #include "control/server/distribution.h"
 
 #include <boost/asio/post.hpp>
@@ -74,7 +76,10 @@ Distribution::Distribution(asio::io_context& io, store::ConfigStore& store,
       auth_(std::move(auth)),
       options_(std::move(options)),
       log_(std::move(log)),
-      sweep_timer_(io) {}
+      sweep_timer_(io),
+      cache_(options_.translate),
+      debounce_(options_.debounce_after, options_.debounce_max),
+      push_timer_(io) {}
 
 Distribution::~Distribution() {
     stop();
@@ -101,6 +106,10 @@ void Distribution::stop() {
     }
     if (store_waiter_) store_.cancel_waiter(store_waiter_);
     sweep_timer_.cancel();
+    {
+        std::lock_guard lock(mu_);
+        push_timer_.cancel();
+    }
     for (auto& p : polls) p->responder->respond(error_json(503, "the control plane is stopping", p->http_version));
 }
 
@@ -114,7 +123,7 @@ void Distribution::watch_store(uint64_t after) {
                 if (stopped_) return;
             }
             log_("config version " + std::to_string(v) + ": pushing to subscribed proxies");
-            wake_all();
+            request_push();
             watch_store(v);
         });
     });
@@ -146,7 +155,7 @@ void Distribution::sweep() {
     }
     // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
     // then: registrations wake everyone themselves, store changes through the store's waiter).
-    if (!gone.empty()) wake_all();
+    if (!gone.empty()) request_push();
     sweep_timer_.expires_after(std::chrono::seconds(1));
     sweep_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) sweep();
@@ -156,36 +165,53 @@ void Distribution::sweep() {
 Distribution::Computed Distribution::compute(const std::string& ns,
                                              const std::string& service_account,
                                              const model::Labels& labels) {
-    store::SnapshotPtr stored = store_.snapshot();
+    // The generation before the workloads: a registration in between is seen again next time.
     uint64_t generation = registry_.generation();
-    std::shared_ptr<const model::Config> config;
+    cache_.update(store_.snapshot(), generation, [this] { return registry_.workload_entries(); });
+    SnapshotCache::Result r = cache_.get(ProxyClass{ns, service_account, labels});
+    return Computed{r.entry->version, r.entry->json, r.config_version};
+}
+
+void Distribution::request_push() {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    debounce_.change(std::chrono::steady_clock::now());
+    if (!push_timer_armed_) arm_push_timer();
+}
+
+void Distribution::arm_push_timer() {
+    push_timer_armed_ = true;
+    push_timer_.expires_at(*debounce_.due());
+    push_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) on_push_timer();
+    });
+}
+
+void Distribution::on_push_timer() {
+    uint64_t merged = 0;
     {
-        std::lock_guard lock(effective_mu_);
-        if (!effective_.config || effective_.store_version != stored->version ||
-            effective_.generation != generation) {
-            auto c = std::make_shared<model::Config>(stored->config);
-            for (auto& we : registry_.workload_entries()) c->workload_entries.push_back(std::move(we));
-            effective_ = {stored->version, generation, std::move(c)};
+        std::lock_guard lock(mu_);
+        push_timer_armed_ = false;
+        if (stopped_) return;
+        if (!debounce_.take(std::chrono::steady_clock::now(), &merged)) {
+            // Changes came since the timer was set: wait for the quiet period again.
+            if (debounce_.pending()) arm_push_timer();
+            return;
         }
-        config = effective_.config;
     }
-    translate::WorkloadRef w{ns, service_account, labels};
-    proxy::snapshot::Snapshot snap = translate::translate(*config, w, options_.translate);
-    Computed out;
-    out.version = proxy::snapshot::version_of(snap);
-    out.json = json::serialize(proxy::snapshot::to_json(snap));
-    out.config_version = stored->version;
-    return out;
+    push_batches_ += 1;
+    push_changes_ += merged;
+    wake_all();
 }
 
 proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, const std::string& service_account,
                                                      const model::Labels& labels) {
-    return proxy::snapshot::from_json(json::parse(compute(ns, service_account, labels).json));
+    return proxy::snapshot::from_json(json::parse(*compute(ns, service_account, labels).json));
 }
 
 void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
     std::string body = "{\"version\":\"" + c.version + "\",\"configVersion\":" +
-                       std::to_string(c.config_version) + ",\"snapshot\":" + c.json + "}\n";
+                       std::to_string(c.config_version) + ",\"snapshot\":" + *c.json + "}\n";
     if (poll->responder->respond(json_response(200, std::move(body), poll->http_version))) {
         registry_.sent(poll->id, c.version, c.config_version, c.json);
         registry_.poll_ended(poll->id);
@@ -330,7 +356,7 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
         });
     }
     // Others' endpoints follow the registry.
-    if (changed) asio::post(io_, [this] { wake_all(); });
+    if (changed) request_push();
 }
 
 std::string Distribution::prometheus() const {
@@ -357,6 +383,25 @@ std::string Distribution::prometheus() const {
     head("remora_control_registrations_expired_total", "counter",
          "Registrations removed because their proxy went away.");
     out += "remora_control_registrations_expired_total " + std::to_string(expired_.load()) + "\n";
+    const SnapshotCache::Stats cs = cache_.stats();
+    head("remora_control_snapshot_classes", "gauge",
+         "Proxy classes (namespace, service account, labels) with a cached snapshot.");
+    out += "remora_control_snapshot_classes " + std::to_string(cs.classes) + "\n";
+    head("remora_control_snapshot_computes_total", "counter", "Snapshots translated (cache misses).");
+    out += "remora_control_snapshot_computes_total " + std::to_string(cs.computes) + "\n";
+    head("remora_control_snapshot_cache_hits_total", "counter", "Snapshots answered from the cache.");
+    out += "remora_control_snapshot_cache_hits_total " + std::to_string(cs.hits) + "\n";
+    head("remora_control_snapshot_dropped_total", "counter",
+         "Cached snapshots dropped because a change touched their class.");
+    out += "remora_control_snapshot_dropped_total " + std::to_string(cs.dropped) + "\n";
+    head("remora_control_snapshot_cache_overflows_total", "counter",
+         "Times the cache held its most classes and started over.");
+    out += "remora_control_snapshot_cache_overflows_total " + std::to_string(cs.overflows) + "\n";
+    head("remora_control_push_batches_total", "counter",
+         "Debounced pushes to waiting proxies (each covers one or more changes).");
+    out += "remora_control_push_batches_total " + std::to_string(push_batches_.load()) + "\n";
+    head("remora_control_push_changes_total", "counter", "Changes covered by debounced pushes.");
+    out += "remora_control_push_changes_total " + std::to_string(push_changes_.load()) + "\n";
     head("remora_control_config_version", "gauge", "The config store's version.");
     out += "remora_control_config_version " + std::to_string(store_.version()) + "\n";
     return out;
@@ -407,7 +452,7 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
         if (!valid_name(ns) || !valid_name(sa)) return error_json(400, "namespace and serviceAccount must be names", v);
         Computed c = compute(ns, sa, labels);
         return json_response(200, "{\"version\":\"" + c.version + "\",\"configVersion\":" +
-                                      std::to_string(c.config_version) + ",\"snapshot\":" + c.json + "}\n", v);
+                                      std::to_string(c.config_version) + ",\"snapshot\":" + *c.json + "}\n", v);
     }
     if (path == "/v1/proxies") {
         json::array a;
@@ -423,7 +468,7 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
     json::object o = record_json(*record);
     if (what == "snapshot") {
         json::error_code jec;
-        json::value snap = record->sent_snapshot.empty() ? json::value(nullptr) : json::parse(record->sent_snapshot, jec);
+        json::value snap = !record->sent_snapshot ? json::value(nullptr) : json::parse(*record->sent_snapshot, jec);
         o["snapshot"] = std::move(snap);
         json::array roots;
         for (const auto& root : auth_.bundle.roots()) {

@@ -16,6 +16,8 @@
 #include "common/http_server.h"
 #include "control/registry/proxy_registry.h"
 #include "control/server/config_api.h"
+#include "control/server/debounce.h"
+#include "control/server/snapshot_cache.h"
 #include "control/store/store.h"
 #include "control/translate/translate.h"
 #include "proxy/snapshot/snapshot.h"
@@ -26,6 +28,10 @@ struct DistributionOptions {
     translate::Options translate;
     std::chrono::seconds default_wait{20};  // long-poll length when the proxy does not say
     std::chrono::seconds max_wait{60};
+    // Istio's PILOT_DEBOUNCE_AFTER and PILOT_DEBOUNCE_MAX: pushes wait for `debounce_after` of
+    // quiet, at most `debounce_max` after the first change (0 = push at once).
+    std::chrono::milliseconds debounce_after{100};
+    std::chrono::milliseconds debounce_max{10000};
 };
 
 class Distribution {
@@ -60,12 +66,17 @@ class Distribution {
     struct Poll;
     struct Computed {
         std::string version;
-        std::string json;  // the snapshot
+        std::shared_ptr<const std::string> json;  // the snapshot, shared by its class
         uint64_t config_version = 0;
     };
-    // The snapshot for one registered workload, from the current store and registry.
+    // The snapshot for one registered workload, from the current store and registry, through the
+    // cache of snapshots by class.
     Computed compute(const std::string& ns, const std::string& service_account,
                      const model::Labels& labels);
+    // A change of the store or the registry: the push to waiting polls goes out debounced.
+    void request_push();
+    void arm_push_timer();  // with mu_ held
+    void on_push_timer();
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
     void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
@@ -85,14 +96,11 @@ class Distribution {
     uint64_t next_poll_ = 1;
     uint64_t store_waiter_ = 0;
     bool stopped_ = false;
-    std::atomic<uint64_t> pushes_{0}, rejects_{0}, expired_{0};
-    // The effective config (store + registered workloads) for one (store, registry) version.
-    struct Effective {
-        uint64_t store_version = 0, generation = 0;
-        std::shared_ptr<const model::Config> config;
-    };
-    std::mutex effective_mu_;
-    Effective effective_;
+    std::atomic<uint64_t> pushes_{0}, rejects_{0}, expired_{0}, push_batches_{0}, push_changes_{0};
+    SnapshotCache cache_;
+    Debouncer debounce_;                  // under mu_
+    boost::asio::steady_timer push_timer_;  // under mu_
+    bool push_timer_armed_ = false;       // under mu_
 };
 
 }  // namespace remora::control::server

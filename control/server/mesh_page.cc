@@ -140,9 +140,9 @@ std::string MeshPage::proxy_json(const std::string& name) const {
     if (!r) return error_doc("no proxy named " + name);
     json::object o{{"name", r->id}, {"workload", r->reg.workload_name}, {"namespace", r->ns},
                    {"serviceAccount", r->service_account}, {"status", registry::sync_status_name(r->status())}};
-    if (!r->sent_snapshot.empty()) {
+    if (r->sent_snapshot) {
         try {
-            proxy::snapshot::Snapshot s = proxy::snapshot::from_json(json::parse(r->sent_snapshot));
+            proxy::snapshot::Snapshot s = proxy::snapshot::from_json(json::parse(*r->sent_snapshot));
             json::array routes;
             for (const auto& vh : s.virtual_hosts) {
                 std::string vs;
@@ -174,21 +174,21 @@ std::string MeshPage::explain_json(const std::string& from, const std::string& u
                                    const std::vector<std::string>& headers) {
     auto client = registry_.find(from);
     if (!client) return error_doc("no proxy named " + from);
-    if (client->sent_snapshot.empty()) return error_doc("proxy " + from + " has not been sent a snapshot yet");
+    if (!client->sent_snapshot) return error_doc("proxy " + from + " has not been sent a snapshot yet");
     try {
         explain::Request request = explain::parse_request(url, method, headers);
         explain::Inputs in;
         in.client = {client->reg.pod_name, client->ns, client->service_account, client->reg.pod_ip, client->reg.labels};
         in.trust_domain = trust_domain_;
-        in.snapshot = proxy::snapshot::from_json(json::parse(client->sent_snapshot));
+        in.snapshot = proxy::snapshot::from_json(json::parse(*client->sent_snapshot));
         in.source = "the snapshot remora-control sent to " + client->id;
         in.server_for = [this](const proxy::snapshot::Cluster&, const proxy::snapshot::Endpoint& e) {
             explain::Server s;
             for (const auto& r : registry_.list()) {
-                if (r.reg.pod_ip != e.address || r.sent_snapshot.empty()) continue;
+                if (r.reg.pod_ip != e.address || !r.sent_snapshot) continue;
                 s.known = true;
                 s.workload = {r.reg.pod_name, r.ns, r.service_account, r.reg.pod_ip, r.reg.labels};
-                s.inbound = proxy::snapshot::from_json(json::parse(r.sent_snapshot)).inbound;
+                s.inbound = proxy::snapshot::from_json(json::parse(*r.sent_snapshot)).inbound;
                 s.source = "the snapshot remora-control sent to " + r.id;
                 return s;
             }

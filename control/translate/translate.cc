@@ -75,7 +75,9 @@ ServiceEndpoint from_workload_entry(const model::WorkloadEntry& we) {
             we.spec.service_account.empty() ? "default" : we.spec.service_account, we.spec.weight};
 }
 
-std::vector<ServiceInfo> services_of(const model::Config& config, const Options& o) {
+// The services a proxy in `client_ns` can see (exportTo).
+std::vector<ServiceInfo> services_of(const model::Config& config, const std::string& client_ns,
+                                     const Options& o) {
     std::vector<ServiceInfo> out;
     std::unordered_map<std::string, std::vector<const model::WorkloadEntry*>> entries_by_ns;
     for (const auto& we : config.workload_entries) {
@@ -92,7 +94,7 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const Options&
         return eps;
     };
     for (const auto& ks : config.kube_services) {
-        if (!ks.meta.valid) continue;
+        if (!ks.meta.valid || !exported_to(ks.meta.ns, service_export_to(ks), client_ns)) continue;
         ServiceInfo s;
         s.name = ks.meta.name;
         s.ns = ks.meta.ns;
@@ -103,7 +105,7 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const Options&
         out.push_back(std::move(s));
     }
     for (const auto& se : config.service_entries) {
-        if (!se.meta.valid) continue;
+        if (!se.meta.valid || !exported_to(se.meta.ns, se.export_to, client_ns)) continue;
         for (const std::string& host : se.hosts) {
             ServiceInfo s;
             s.name = se.meta.name;
@@ -163,9 +165,9 @@ snap::Millis millis(model::Duration d) {
 // a service's rule does not scan every rule (40,000 services with a rule each were quadratic).
 class RuleIndex {
   public:
-    RuleIndex(const model::Config& config, const Options& o) {
+    RuleIndex(const model::Config& config, const std::string& client_ns, const Options& o) {
         for (const auto& dr : config.destination_rules) {
-            if (!dr.meta.valid) continue;
+            if (!dr.meta.valid || !exported_to(dr.meta.ns, dr.export_to, client_ns)) continue;
             std::string host = resolve_host(dr.host, dr.meta.ns, o);
             if (host.starts_with("*")) wildcards_[dr.meta.ns].push_back({std::move(host), &dr});
             exact_.emplace(dr.meta.ns + '\0' + resolve_host(dr.host, dr.meta.ns, o), &dr);
@@ -450,6 +452,33 @@ std::string resolve_host(const std::string& host, const std::string& ns, const O
     return host + "." + ns + "." + o.cluster_domain;
 }
 
+bool exported_to(const std::string& resource_ns, const std::vector<std::string>& export_to,
+                 const std::string& client_ns) {
+    if (export_to.empty()) return true;
+    for (const std::string& e : export_to) {
+        if (e == "*" || e == client_ns || (e == "." && resource_ns == client_ns)) return true;
+    }
+    return false;
+}
+
+std::vector<std::string> service_export_to(const model::KubeService& service) {
+    std::vector<std::string> out;
+    auto anno = service.meta.annotations.find("networking.istio.io/exportTo");
+    if (anno == service.meta.annotations.end()) return out;
+    const std::string& s = anno->second;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        std::size_t comma = s.find(',', start);
+        std::string e = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        e.erase(0, e.find_first_not_of(" \t"));
+        e.erase(e.find_last_not_of(" \t") + 1);
+        if (!e.empty()) out.push_back(std::move(e));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
 snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o) {
     snap::Snapshot out;
     out.workload_namespace = w.ns;
@@ -466,7 +495,7 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     count_invalid(config.authorization_policies);
     if (skipped) out.notes.push_back(std::to_string(skipped) + " invalid resource(s) left out");
 
-    const std::vector<ServiceInfo> services = services_of(config, o);
+    const std::vector<ServiceInfo> services = services_of(config, w.ns, o);
     // services_of sorts by host.
     auto find_service = [&](const std::string& host) -> const ServiceInfo* {
         auto it = std::lower_bound(services.begin(), services.end(), host,
@@ -475,7 +504,7 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     };
 
     // Clusters: one per service port, and one per port and DestinationRule subset.
-    const RuleIndex rules(config, o);
+    const RuleIndex rules(config, w.ns, o);
     for (const ServiceInfo& s : services) {
         const model::DestinationRule* dr = rules.rule_for(s, w, o);
         for (const ServicePortInfo& p : s.ports) {
@@ -491,7 +520,9 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     // namespace and name. For a host claimed twice the first wins (IST0109 reports the conflict).
     std::vector<const model::VirtualService*> vss;
     for (const auto& vs : config.virtual_services) {
-        if (vs.meta.valid && vs.applies_to_mesh()) vss.push_back(&vs);
+        if (vs.meta.valid && vs.applies_to_mesh() && exported_to(vs.meta.ns, vs.export_to, w.ns)) {
+            vss.push_back(&vs);
+        }
     }
     std::stable_sort(vss.begin(), vss.end(), [&](const auto* a, const auto* b) {
         return std::make_tuple(a->meta.ns != w.ns, a->meta.ns, a->meta.name) <

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "control/model/model.h"
 #include "proxy/snapshot/snapshot.h"
@@ -28,5 +29,13 @@ proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadR
 // "reviews" in namespace "default" → "reviews.default.svc.cluster.local"; names with a dot and
 // wildcards are kept as written, as Istio resolves short names.
 std::string resolve_host(const std::string& host, const std::string& ns, const Options& options);
+
+// Istio's exportTo: whether a resource of namespace `resource_ns` is visible to proxies in
+// `client_ns`. Empty or "*": everywhere (Istio's default); ".": its own namespace; "~": nowhere;
+// else the namespaces named.
+bool exported_to(const std::string& resource_ns, const std::vector<std::string>& export_to,
+                 const std::string& client_ns);
+// A Kubernetes Service's exportTo: its annotation networking.istio.io/exportTo, comma-separated.
+std::vector<std::string> service_export_to(const model::KubeService& service);
 
 }  // namespace remora::control::translate

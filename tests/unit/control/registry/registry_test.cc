@@ -66,11 +66,11 @@ TEST_CASE("SYNCED, STALE and NACK follow what was sent and what the proxy said")
     ProxyRegistry reg = c.make();
     reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
     CHECK(reg.find("r1.default")->status() == SyncStatus::NotSent);
-    reg.sent("r1.default", "aaaa", 3, "{}");
+    reg.sent("r1.default", "aaaa", 3, std::make_shared<const std::string>("{}"));
     CHECK(reg.find("r1")->status() == SyncStatus::Stale);
     reg.report("r1.default", "aaaa", "");
     CHECK(reg.find("r1")->status() == SyncStatus::Synced);
-    reg.sent("r1.default", "bbbb", 4, "{}");
+    reg.sent("r1.default", "bbbb", 4, std::make_shared<const std::string>("{}"));
     reg.report("r1.default", "bbbb", "route reviews:8080: regex \"(\": missing )");
     auto r = reg.find("r1.default");
     CHECK(r->status() == SyncStatus::Nack);

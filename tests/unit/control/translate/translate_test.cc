@@ -498,4 +498,69 @@ spec:
     CHECK(vh2->tls_routes[1].sni_hosts == vh->tls_routes[1].sni_hosts);
     CHECK(vh2->tls_routes[1].clusters[1].weight == 10);
     CHECK(vh2->tls_virtual_service == "store.default");
+
+TEST_CASE("exportTo: a resource is in the snapshots of the namespaces it is exported to only") {
+    auto c = bookinfo({}, R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-here, namespace: default}
+spec:
+  hosts: [reviews]
+  exportTo: ["."]
+  http:
+  - timeout: 3s
+    route:
+    - destination: {host: reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: default}
+spec:
+  hosts: [api.example.com]
+  exportTo: [".", team-b]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-lb, namespace: default}
+spec:
+  host: reviews
+  exportTo: [team-c]
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hidden
+  namespace: default
+  annotations: {networking.istio.io/exportTo: "."}
+spec:
+  ports: [{name: http, port: 80}]
+)");
+    auto here = translate::translate(c, productpage());
+    auto there = translate::translate(c, {"team-b", "sa", {}});
+    auto elsewhere = translate::translate(c, {"team-c", "sa", {}});
+    // The VirtualService: its own namespace only.
+    REQUIRE(vhost(here, kReviews + ":9080"));
+    CHECK(vhost(here, kReviews + ":9080")->routes.front().virtual_service == "reviews-here.default");
+    REQUIRE(vhost(there, kReviews + ":9080"));
+    CHECK(vhost(there, kReviews + ":9080")->routes.front().virtual_service.empty());
+    // The ServiceEntry: default and team-b.
+    CHECK(vhost(here, "api.example.com:443"));
+    CHECK(vhost(there, "api.example.com:443"));
+    CHECK_FALSE(vhost(elsewhere, "api.example.com:443"));
+    // The DestinationRule exported to team-c only: not in its own namespace's snapshots.
+    REQUIRE(cluster(here, "outbound|9080||" + kReviews));
+    CHECK(cluster(here, "outbound|9080||" + kReviews)->destination_rule.empty());
+    REQUIRE(cluster(elsewhere, "outbound|9080||" + kReviews));
+    CHECK(cluster(elsewhere, "outbound|9080||" + kReviews)->destination_rule == "reviews-lb.default");
+    // The Service's annotation.
+    CHECK(vhost(here, "hidden.default.svc.cluster.local:80"));
+    CHECK_FALSE(vhost(there, "hidden.default.svc.cluster.local:80"));
+    CHECK(translate::exported_to("a", {}, "b"));
+    CHECK(translate::exported_to("a", {"*"}, "b"));
+    CHECK_FALSE(translate::exported_to("a", {"."}, "b"));
+    CHECK(translate::exported_to("a", {"."}, "a"));
+    CHECK_FALSE(translate::exported_to("a", {"~"}, "a"));
 }

@@ -1,0 +1,97 @@
+// Proxy snapshots by class (namespace, service account, labels), computed once per class and
+// shared by every proxy of the class; a change of the store or of the registered workloads drops
+// only the classes it can touch (exportTo, namespaces, workload selectors), as istiod scopes its
+// pushes. When in doubt a change touches every class: a proxy never keeps a stale snapshot.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "control/model/model.h"
+#include "control/store/store.h"
+#include "control/translate/translate.h"
+
+namespace remora::control::server {
+
+// What a proxy's snapshot depends on besides the config: who it is and its pod's labels.
+struct ProxyClass {
+    std::string ns, service_account;
+    model::Labels labels;
+    auto operator<=>(const ProxyClass&) const = default;
+};
+
+// The classes a change can touch: all, whole namespaces, or the workloads a selector picks in
+// a namespace.
+struct ChangeScope {
+    bool all = false;
+    std::set<std::string> namespaces;
+    std::vector<std::pair<std::string, model::Labels>> selected;  // (namespace, selector)
+
+    bool touches(const ProxyClass& c) const;
+    bool empty() const { return !all && namespaces.empty() && selected.empty(); }
+    void add(const ChangeScope& other);
+    std::string str() const;  // "all", "namespaces a,b; selected a{app=x}", "none"
+};
+
+// The scope of a change from (`before`, `registered_before`) to (`after`, `registered_after`):
+// the store's resources that differ and the registered workloads that differ.
+ChangeScope scope_of_change(const store::Snapshot& before,
+                            const std::vector<model::WorkloadEntry>& registered_before,
+                            const store::Snapshot& after,
+                            const std::vector<model::WorkloadEntry>& registered_after,
+                            const translate::Options& options);
+
+class SnapshotCache {
+  public:
+    struct Entry {
+        std::string version;                      // the snapshot's content version
+        std::shared_ptr<const std::string> json;  // the serialized snapshot
+    };
+    struct Result {
+        std::shared_ptr<const Entry> entry;
+        uint64_t config_version = 0;  // the store version this snapshot is current for
+    };
+    struct Stats {
+        uint64_t classes = 0;      // cached now
+        uint64_t computes = 0;     // translations done
+        uint64_t hits = 0;         // answered from the cache
+        uint64_t dropped = 0;      // entries dropped by changes
+        uint64_t changes = 0;      // updates that found a change
+        uint64_t kept = 0;         // entries a change did not touch
+        uint64_t overflows = 0;    // times kMaxClasses was reached
+    };
+    using Registered = std::function<std::vector<model::WorkloadEntry>()>;
+
+    // Classes kept at most; past it the cache starts over (classes of pods long gone stay until
+    // a change touches them otherwise). Counted in Stats::overflows.
+    static constexpr std::size_t kMaxClasses = 20000;
+
+    explicit SnapshotCache(translate::Options options);
+
+    // Moves to the store's `stored` snapshot and the registry's `generation` (its workloads read
+    // through `registered` only when the generation moved: read the generation first). Never
+    // goes back to an older store version or generation. Thread-safe.
+    void update(store::SnapshotPtr stored, uint64_t generation, const Registered& registered);
+    // The snapshot of a class at the current inputs, translated on a miss.
+    Result get(const ProxyClass& c);
+    Stats stats() const;
+
+  private:
+    translate::Options options_;
+    mutable std::mutex mu_;
+    store::SnapshotPtr stored_;
+    uint64_t generation_ = 0;
+    std::vector<model::WorkloadEntry> registered_;
+    std::shared_ptr<const model::Config> effective_;  // store config + registered workloads
+    std::map<ProxyClass, std::shared_ptr<const Entry>> entries_;
+    Stats stats_;
+};
+
+}  // namespace remora::control::server

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""How fast remora-control pushes a change to many proxies, and what it costs it.
+
+Starts the real remora-control on loopback, applies N Kubernetes Services (one VirtualService
+and one DestinationRule per ten) with `remoractl apply`, and subscribes P simulated proxies from
+this one process: each is a long-poll over mTLS on /v1/proxies/subscribe with a real SVID from
+the control plane's CA (one per namespace, from `remoractl cert request`), registering its pod
+and reporting what it applied (ACK) on its next poll, as remora-proxy's subscriber does. A
+simulated proxy reads the snapshot's version and bytes but does not build a route table (that is
+the proxy's cost, measured by config_ready.py). Then, several times: `remoractl apply` of a change
+and the time until the last proxy whose snapshot it changes has ACKed it. Reports per size:
+  last_ack p50/p99  time from the apply's start to the last proxy's ACK, over the applies (s)
+  ack p50/p99       per-proxy ACK times, all applies together (s)
+  cpu_s             remora-control's CPU seconds (user+system) for all the applies
+  rss_MiB           its resident memory after them (and the peak, VmHWM)
+  snap_KiB          snapshot bytes per proxy (mean of the last pushes)
+  classes           distinct proxy classes (namespace, service account, labels) cached
+  apply_s           how long `remoractl apply` itself took (median; part of last_ack)
+The change (--change) is a VirtualService's timeout in ns-0: exported everywhere (`mesh`, every
+proxy gets a new snapshot) or only to ns-0 (`namespace`). With --baseline-bin an older
+remora-control runs the same steps in the same run. It reports and never asserts: time depends on
+the machine. Everything is bounded (--timeout per push, --start-timeout) and stops by itself.
+
+  ninja -C build-h control/remora-control control/remoractl
+  python3 tests/bench/control_plane.py --bin-dir build-h [--services 1000,10000] [--proxies 1000]
+      [--classes 20] [--applies 5] [--change mesh|namespace] [--baseline-bin OLD/remora-control]
+      [--store dir | --store etcd --etcd-endpoints URL,URL] [--replicas N]
+"""
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+VERSION_RE = re.compile(rb'"version":"([^"]*)"')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(round(q / 100 * (len(v) - 1)))))]
+
+
+def services_yaml(n, namespaces, apps, start=0):
+    """N Kubernetes Services over the namespaces, each selecting app-K pods of its namespace;
+    a VirtualService (timeout, retries) and a DestinationRule (two subsets) per ten."""
+    docs = []
+    for i in range(start, start + n):
+        ns = f"ns-{i % namespaces}"
+        ip = f"198.19.{(i // 250) % 256}.{i % 250 + 1}"
+        docs.append(f"apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: {ns}}}\n"
+                    f"spec:\n  clusterIP: {ip}\n  selector: {{app: app-{i % apps}}}\n"
+                    f"  ports: [{{name: http, port: 8080}}]\n")
+        if i % 10 == 0:
+            docs.append(f"apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+                        f"metadata: {{name: svc-{i}, namespace: {ns}}}\nspec:\n  hosts: [svc-{i}]\n"
+                        f"  http:\n  - timeout: 5s\n    retries: {{attempts: 2}}\n    route:\n"
+                        f"    - destination: {{host: svc-{i}, subset: v1}}\n      weight: 90\n"
+                        f"    - destination: {{host: svc-{i}, subset: v2}}\n      weight: 10\n")
+            docs.append(f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+                        f"metadata: {{name: svc-{i}, namespace: {ns}}}\nspec:\n  host: svc-{i}\n"
+                        f"  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n"
+                        f"  - {{name: v2, labels: {{version: v2}}}}\n")
+    return "---\n".join(docs)
+
+
+def change_yaml(k, scope):
+    export = "  exportTo: [\".\"]\n" if scope == "namespace" else ""
+    return (f"apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+            f"metadata: {{name: bench-change, namespace: ns-0}}\nspec:\n  hosts: [svc-0]\n{export}"
+            f"  http:\n  - timeout: {1000 + k}ms\n    route:\n    - destination: {{host: svc-0}}\n")
+
+
+class Control:
+    """One remora-control process (one replica)."""
+
+    def __init__(self, binary, tmp, state, store_args, index):
+        self.port, self.mon = free_port(), free_port()
+        self.log = os.path.join(tmp, f"control-{index}.log")
+        argv = [binary, "--state-dir", state, "--listen", f"127.0.0.1:{self.port}",
+                "--monitoring", f"127.0.0.1:{self.mon}", *store_args]
+        with open(self.log, "w") as f:
+            self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"remora-control exited {self.proc.returncode}: {self.tail()}")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.mon, timeout=1)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+                time.sleep(0.05)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("remora-control did not listen within 30 s")
+                time.sleep(0.05)
+
+    def tail(self):
+        with open(self.log) as f:
+            return f.read()[-2000:]
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory(self):
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] = int(line.split()[1]) / 1024
+        return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+
+    def metric(self, name):
+        c = http.client.HTTPConnection("127.0.0.1", self.mon, timeout=30)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class SimProxy:
+    def __init__(self, index, ns, labels, ctx, control):
+        self.index, self.ns, self.labels, self.ctx, self.control = index, ns, labels, ctx, control
+        self.name = f"p-{index}"
+        self.ip = f"198.18.{index // 250}.{index % 250 + 1}"
+        self.version = ""
+        self.received = []  # (monotonic time the ACK went out, version, bytes)
+        self.errors = 0
+
+
+async def read_response(reader):
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("closed")
+    status = int(status_line.split()[1])
+    length, chunked, close = 0, False, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        k, v = k.strip().lower(), v.strip().lower()
+        if k == "content-length":
+            length = int(v)
+        elif k == "transfer-encoding" and "chunked" in v:
+            chunked = True
+        elif k == "connection" and v == "close":
+            close = True
+    if chunked:
+        body = bytearray()
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                await reader.readline()
+                break
+            body += await reader.readexactly(size)
+            await reader.readline()
+        return status, bytes(body), close
+    return status, await reader.readexactly(length) if length else b"", close
+
+
+async def run_proxy(p, stop, wait_seconds=60):
+    report = None
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", p.control.port, ssl=p.ctx, server_hostname="localhost")
+        except (OSError, ssl.SSLError):
+            p.errors += 1
+            await asyncio.sleep(0.5)
+            continue
+        try:
+            while not stop.is_set():
+                body = {"node": {"podName": p.name, "workloadName": p.name.rsplit("-", 1)[0],
+                                 "podIp": p.ip, "labels": p.labels, "ports": [8080],
+                                 "proxyVersion": "bench"},
+                        "version": p.version, "waitSeconds": wait_seconds}
+                if report:
+                    body["applied"] = {"version": report, "error": ""}
+                data = json.dumps(body).encode()
+                writer.write(b"POST /v1/proxies/subscribe HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: " +
+                             str(len(data)).encode() + b"\r\n\r\n" + data)
+                await writer.drain()
+                if report and p.received and p.received[-1][0] is None:
+                    # The ACK of what came last is on its way: that is when it counts.
+                    t, v, n = p.received[-1]
+                    p.received[-1] = (time.monotonic(), v, n)
+                status, payload, close = await read_response(reader)
+                if status == 200:
+                    m = VERSION_RE.search(payload[:200])
+                    p.version = m.group(1).decode() if m else ""
+                    report = p.version
+                    p.received.append((None, p.version, len(payload)))
+                elif status != 304:
+                    p.errors += 1
+                    await asyncio.sleep(0.5)
+                if close:
+                    break
+        except (OSError, ssl.SSLError, ConnectionError, asyncio.IncompleteReadError, ValueError,
+                IndexError):
+            p.errors += 1
+        finally:
+            writer.close()
+
+
+def run(argv, **kw):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])}... exited {r.returncode}: {r.stderr[-1000:]}")
+    return r
+
+
+def apply(ctl, control, state, path):
+    run([ctl, "apply", "-f", path, "--control", f"localhost:{control.port}", "--state-dir", state])
+
+
+async def bench_one(name, binary, ctl, args, n_services, tmp):
+    state = os.path.join(tmp, f"state-{name}-{n_services}")
+    os.makedirs(state)
+    store_args = []
+    if args.store != "dir":
+        store_args = ["--store", args.store]
+        if args.etcd_endpoints:
+            store_args += ["--etcd-endpoints", args.etcd_endpoints]
+    store_args += args.control_arg
+    controls = []
+    try:
+        controls.append(Control(binary, tmp, state, store_args, f"{name}-{n_services}-0"))
+        for r in range(1, args.replicas):
+            controls.append(Control(binary, tmp, state, store_args, f"{name}-{n_services}-{r}"))
+        root = os.path.join(state, "root-cert.pem")
+        if not os.path.exists(root):
+            with open(root, "w") as f:
+                f.write(run([ctl, "ca", "root", "--state-dir", state]).stdout)
+        # The services, in files under the API's 4 MiB request limit.
+        chunk = 2000
+        for start in range(0, n_services, chunk):
+            path = os.path.join(tmp, f"services-{name}-{start}.yaml")
+            with open(path, "w") as f:
+                f.write(services_yaml(min(chunk, n_services - start), args.namespaces, args.apps, start))
+            apply(ctl, controls[0], state, path)
+        # One SVID per namespace (service account "default"): proxies of a namespace share it.
+        ctxs = {}
+        for k in range(args.namespaces):
+            ns = f"ns-{k}"
+            token = os.path.join(tmp, f"token-{ns}")
+            with open(token, "w") as f:
+                f.write(run([ctl, "token", "create", "--namespace", ns, "--service-account",
+                             "default", "--state-dir", state]).stdout)
+            out = os.path.join(tmp, f"svid-{name}-{n_services}-{ns}")
+            run([ctl, "cert", "request", "--control", f"localhost:{controls[0].port}",
+                 "--trust-bundle", root, "--token-file", token, "--out", out, "--ttl", "2h"])
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=root)
+            ctx.load_cert_chain(os.path.join(out, "cert-chain.pem"), os.path.join(out, "key.pem"))
+            ctxs[ns] = ctx
+        proxies = []
+        for j in range(args.proxies):
+            c = j % args.classes
+            ns = f"ns-{c % args.namespaces}"
+            labels = {"app": f"app-{c % args.apps}", "version": "v1", "deploy": f"d-{c}"}
+            proxies.append(SimProxy(j, ns, labels, ctxs[ns], controls[j % len(controls)]))
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(run_proxy(p, stop)) for p in proxies]
+        try:
+            # Registered, each with a snapshot, and quiet (registrations change endpoints).
+            deadline = time.monotonic() + args.start_timeout
+            quiet_since, seen = time.monotonic(), 0
+            while True:
+                await asyncio.sleep(0.5)
+                total = sum(len(p.received) for p in proxies)
+                if total != seen:
+                    seen, quiet_since = total, time.monotonic()
+                if all(p.version for p in proxies) and time.monotonic() - quiet_since > 3:
+                    break
+                if time.monotonic() > deadline:
+                    have = sum(1 for p in proxies if p.version)
+                    raise RuntimeError(f"{have}/{len(proxies)} proxies had a snapshot after "
+                                       f"{args.start_timeout} s")
+            startup_s = time.monotonic() - (deadline - args.start_timeout)
+            cpu0 = sum(c.cpu_seconds() for c in controls)
+            last_acks, acks, sizes, apply_times = [], [], [], []
+            for k in range(args.applies):
+                path = os.path.join(tmp, f"change-{name}-{k}.yaml")
+                with open(path, "w") as f:
+                    f.write(change_yaml(k, args.change))
+                expect = [p for p in proxies if args.change == "mesh" or p.ns == "ns-0"]
+                marks = {p.index: len(p.received) for p in proxies}
+                t0 = time.monotonic()
+                await asyncio.to_thread(apply, ctl, controls[0], state, path)
+                apply_times.append(time.monotonic() - t0)
+                deadline = time.monotonic() + args.timeout
+                while True:
+                    done = [p for p in expect if len(p.received) > marks[p.index] and
+                            p.received[marks[p.index]][0] is not None]
+                    if len(done) == len(expect):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"apply {k}: {len(done)}/{len(expect)} proxies ACKed "
+                                           f"within {args.timeout} s")
+                    await asyncio.sleep(0.005)
+                times = [p.received[marks[p.index]][0] - t0 for p in expect]
+                sizes += [p.received[marks[p.index]][2] for p in expect]
+                others = sum(1 for p in proxies if p not in expect and len(p.received) > marks[p.index])
+                acks += times
+                last_acks.append(max(times))
+                print(f"    {name} apply {k}: {len(expect)} proxies ACKed, last after "
+                      f"{max(times):.3f} s, p50 {percentile(times, 50):.3f} s; "
+                      f"{others} others were sent a snapshot", flush=True)
+                await asyncio.sleep(0.5)  # let the last ACK polls reach the control plane
+            cpu = sum(c.cpu_seconds() for c in controls) - cpu0
+            rss, hwm = controls[0].memory()
+            classes = await asyncio.to_thread(controls[0].metric, "remora_control_snapshot_classes")
+            errors = sum(p.errors for p in proxies)
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return {"startup_s": startup_s, "last_p50": percentile(last_acks, 50),
+                "last_p99": percentile(last_acks, 99), "ack_p50": percentile(acks, 50),
+                "ack_p99": percentile(acks, 99), "cpu_s": cpu, "rss": rss, "hwm": hwm,
+                "snap_kib": statistics.mean(sizes) / 1024 if sizes else 0.0,
+                "apply_s": statistics.median(apply_times),
+                "classes": classes, "errors": errors}
+    finally:
+        for c in controls:
+            c.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin-dir", default="build")
+    ap.add_argument("--baseline-bin", help="an older remora-control to run side by side")
+    ap.add_argument("--services", default="1000,10000")
+    ap.add_argument("--proxies", type=int, default=1000)
+    ap.add_argument("--classes", type=int, default=20,
+                    help="distinct pod label sets (deployments), spread over the namespaces")
+    ap.add_argument("--namespaces", type=int, default=10)
+    ap.add_argument("--apps", type=int, default=50, help="distinct app labels services select")
+    ap.add_argument("--applies", type=int, default=5)
+    ap.add_argument("--change", choices=["mesh", "namespace"], default="mesh")
+    ap.add_argument("--timeout", type=float, default=120, help="bound on one push (s)")
+    ap.add_argument("--start-timeout", type=float, default=600,
+                    help="bound on registering every proxy (s)")
+    ap.add_argument("--store", default="dir", help="dir (default) or etcd (passed through)")
+    ap.add_argument("--etcd-endpoints", default="", help="with --store etcd (passed through)")
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="remora-control processes; proxies spread round-robin (needs a shared "
+                         "store: --store etcd)")
+    ap.add_argument("--control-arg", action="append", default=[],
+                    help="one more flag for remora-control (repeatable), e.g. --control-arg=--debounce-after=0")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
+    args = ap.parse_args()
+    if args.replicas > 1 and args.store == "dir":
+        sys.exit("--replicas > 1 needs a shared store (--store etcd --etcd-endpoints ...)")
+
+    ctl = os.path.join(args.bin_dir, "control", "remoractl")
+    binaries = [("remora", os.path.join(args.bin_dir, "control", "remora-control"))]
+    if args.baseline_bin:
+        binaries.append(("baseline", args.baseline_bin))
+    for _, b in binaries + [("remoractl", ctl)]:
+        if not os.access(b, os.X_OK):
+            sys.exit(f"{b} not found: build it first (ninja -C {args.bin_dir} "
+                     "control/remora-control control/remoractl)")
+    tmp = tempfile.mkdtemp(prefix="remora-control-bench-")
+    print(f"{args.proxies} proxies in {args.classes} classes over {args.namespaces} namespaces, "
+          f"{args.applies} applies of a {args.change}-wide change, store {args.store}, "
+          f"{args.replicas} replica(s)", flush=True)
+    rows = []
+    try:
+        for n in [int(s) for s in args.services.split(",")]:
+            for name, binary in binaries:
+                print(f"  {n} services, {name} ({binary})", flush=True)
+                try:
+                    r = asyncio.run(bench_one(name, binary, ctl, args, n, tmp))
+                except RuntimeError as e:
+                    print(f"    {name}: {e}", flush=True)
+                    continue
+                rows.append((n, name, r))
+        print(f"\n{'services':>8} {'control':>9} {'last_ack p50/p99 s':>19} {'ack p50/p99 s':>14} "
+              f"{'cpu_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'classes':>7} {'start_s':>7}")
+        for n, name, r in rows:
+            classes = "-" if r["classes"] is None else f"{r['classes']:.0f}"
+            print(f"{n:>8} {name:>9} {r['last_p50']:>9.3f}/{r['last_p99']:<9.3f} "
+                  f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} "
+                  f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {classes:>7} "
+                  f"{r['startup_s']:>7.1f} {r['apply_s']:>7.2f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

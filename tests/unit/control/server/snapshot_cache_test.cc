@@ -1,0 +1,425 @@
+// The snapshot cache by proxy class: a change drops exactly the classes it can touch (exportTo,
+// namespaces, selectors, the root namespace), and after any sequence of changes to the store and
+// the registry every class's cached snapshot is the one a fresh translation gives.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "control/server/snapshot_cache.h"
+#include "proxy/snapshot/snapshot_json.h"
+
+namespace fs = std::filesystem;
+using namespace remora::control;
+using server::ProxyClass;
+using server::SnapshotCache;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/snapshot-cache-test-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+struct Fixture {
+    TempDir tmp;
+    store::ConfigStore store{tmp.path / "config",
+                             [] { return std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000)); },
+                             [](const std::string&) {}};
+    std::vector<model::WorkloadEntry> registered;
+    uint64_t generation = 1;
+    translate::Options options;
+    SnapshotCache cache{options};
+
+    void apply(const std::string& yaml) {
+        auto r = store.apply(yaml, "test.yaml");
+        std::string why = r.error + (r.messages.empty() ? "" : ": " + r.messages.front());
+        REQUIRE_MESSAGE(r.ok(), why);
+    }
+    void remove(const std::string& yaml) {
+        auto r = store.remove(yaml, "test.yaml");
+        REQUIRE_MESSAGE(r.ok(), r.error);
+    }
+    void set_registered(std::vector<model::WorkloadEntry> pods) {
+        registered = std::move(pods);
+        generation += 1;
+    }
+    void update() {
+        cache.update(store.snapshot(), generation, [this] { return registered; });
+    }
+    // What a fresh translation gives the class now.
+    std::string fresh_version(const ProxyClass& c) const {
+        model::Config config = store.snapshot()->config;
+        for (const auto& we : registered) config.workload_entries.push_back(we);
+        return remora::proxy::snapshot::version_of(
+            translate::translate(config, {c.ns, c.service_account, c.labels}, options));
+    }
+    // Gets the class and says whether the cache had to translate it.
+    bool computed(const ProxyClass& c) {
+        uint64_t before = cache.stats().computes;
+        auto r = cache.get(c);
+        CHECK(r.entry->version == fresh_version(c));
+        return cache.stats().computes > before;
+    }
+};
+
+model::WorkloadEntry pod(const std::string& ns, const std::string& name, const std::string& ip,
+                         model::Labels labels) {
+    model::WorkloadEntry we;
+    we.meta.ns = ns;
+    we.meta.name = name;
+    we.spec.address = ip;
+    we.spec.labels = std::move(labels);
+    we.spec.service_account = "default";
+    return we;
+}
+
+const std::string kServices = R"(apiVersion: v1
+kind: Service
+metadata: {name: svc-a, namespace: a}
+spec:
+  selector: {app: x}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-b, namespace: b}
+spec:
+  selector: {app: x}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: svc-c
+  namespace: c
+  annotations: {networking.istio.io/exportTo: "."}
+spec:
+  selector: {app: z}
+  ports: [{name: http, port: 9090}]
+)";
+
+std::string virtual_service(const std::string& ns, const std::string& name, const std::string& host,
+                            const std::string& export_to, int timeout_ms) {
+    return "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " + name +
+           ", namespace: " + ns + "}\nspec:\n  hosts: [" + host + "]\n" +
+           (export_to.empty() ? "" : "  exportTo: [" + export_to + "]\n") +
+           "  http:\n  - timeout: " + std::to_string(timeout_ms) + "ms\n    route:\n    - destination: {host: " +
+           host + "}\n";
+}
+
+const ProxyClass kA{"a", "default", {{"app", "x"}}};
+const ProxyClass kA2{"a", "other", {{"app", "y"}}};
+const ProxyClass kB{"b", "default", {{"app", "x"}}};
+const ProxyClass kB0{"b", "default", {}};
+const ProxyClass kC{"c", "default", {{"app", "z"}}};
+const std::vector<ProxyClass> kClasses = {kA, kA2, kB, kB0, kC};
+
+}  // namespace
+
+TEST_CASE("a snapshot is translated once per class and shared by its proxies") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kB));
+    auto one = f.cache.get(kA), two = f.cache.get(kA);
+    CHECK(one.entry == two.entry);  // the same serialized JSON, not a copy
+    CHECK(one.config_version == f.store.version());
+    CHECK(f.cache.stats().classes == 2);
+}
+
+TEST_CASE("a VirtualService in a exported to a touches a's classes, not b's or c's") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    for (const auto& c : kClasses) f.computed(c);
+    f.apply(virtual_service("a", "svc-a", "svc-a", "\".\"", 1500));
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+    // Exported everywhere instead: everyone.
+    f.apply(virtual_service("a", "svc-a", "svc-a", "", 1500));
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+    // Moved from everywhere to b only: everyone (a loses it, b keeps it, c loses it).
+    f.apply(virtual_service("a", "svc-a", "svc-a", "b", 1500));
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+    // Changed while exported to b only: b's classes alone.
+    f.apply(virtual_service("a", "svc-a", "svc-a", "b", 2500));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+}
+
+TEST_CASE("scopes: policies by namespace and selector, the root namespace, registered pods") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    for (const auto& c : kClasses) f.computed(c);
+
+    // A PeerAuthentication picking app=y in a: kA2 alone.
+    f.apply(R"(apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict-y, namespace: a}
+spec:
+  selector: {matchLabels: {app: y}}
+  mtls: {mode: STRICT}
+)");
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+
+    // An AuthorizationPolicy for all of b: b's classes.
+    f.apply(R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: b}
+spec: {}
+)");
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+
+    // One in the root namespace: everyone.
+    f.apply(R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-deny, namespace: remora-system}
+spec:
+  action: DENY
+  rules: [{from: [{source: {namespaces: [evil]}}]}]
+)");
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+
+    // A pod registering in c, picked by svc-c which is exported to c alone: c's classes.
+    f.set_registered({pod("c", "z-1", "198.18.0.30", {{"app", "z"}})});
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK_FALSE(f.computed(kB));
+    CHECK(f.computed(kC));
+    // A pod no service selects: nobody.
+    auto pods = f.registered;
+    pods.push_back(pod("b", "lonely-1", "198.18.0.31", {{"app", "nobody"}}));
+    f.set_registered(pods);
+    f.update();
+    for (const auto& c : kClasses) CHECK_FALSE(f.computed(c));
+    // A pod of svc-a (exported everywhere): everyone.
+    pods.push_back(pod("a", "x-1", "198.18.0.32", {{"app", "x"}}));
+    f.set_registered(pods);
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+
+    // Nothing changed (same generation, same store version): nothing dropped.
+    uint64_t dropped = f.cache.stats().dropped;
+    f.update();
+    CHECK(f.cache.stats().dropped == dropped);
+}
+
+TEST_CASE("scope_of_change names what it touches") {
+    Fixture f;
+    f.apply(kServices);
+    auto before = f.store.snapshot();
+    f.apply(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "a,c", 100));
+    auto s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
+    CHECK(s.str() == "namespaces a,c");
+    before = f.store.snapshot();
+    f.remove(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "a,c", 100));
+    s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
+    CHECK(s.str() == "namespaces a,c");
+    CHECK(server::scope_of_change(*before, {}, *before, {}, f.options).empty());
+}
+
+// Random changes to the store and the registry; after each, every class's cached snapshot must
+// be what a fresh translation gives, and classes a change does not touch stay cached.
+TEST_CASE("after any sequence of changes no class keeps a stale snapshot") {
+    Fixture f;
+    f.apply(kServices);
+    std::vector<std::string> docs = {
+        virtual_service("a", "svc-a", "svc-a", "\".\"", 100),
+        virtual_service("a", "svc-a", "svc-a", "", 200),
+        virtual_service("a", "svc-a", "svc-a", "b", 300),
+        virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "\".\"", 400),
+        virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "a,c", 500),
+        R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: wild, namespace: c}
+spec:
+  hosts: ["*.example.com"]
+  http:
+  - timeout: 600ms
+    route:
+    - destination: {host: api.example.com}
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc-b, namespace: b}
+spec:
+  host: svc-b
+  exportTo: ["."]
+  subsets: [{name: v1, labels: {version: v1}}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc-b, namespace: b}
+spec:
+  host: svc-b
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: all-a, namespace: remora-system}
+spec:
+  host: "*.a.svc.cluster.local"
+  trafficPolicy: {tls: {mode: DISABLE}}
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: a}
+spec:
+  hosts: [api.example.com]
+  exportTo: ["."]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: a}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 8443, name: tls, protocol: TLS}]
+  resolution: DNS
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: vms, namespace: b}
+spec:
+  hosts: [vm.b.internal]
+  exportTo: ["."]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: vm}}
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: b}
+spec: {address: 198.18.1.1, labels: {app: vm}}
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: b}
+spec: {address: 198.18.1.2, labels: {app: vm}}
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: z-vm, namespace: c}
+spec: {address: 198.18.1.3, labels: {app: z}}
+)",
+        R"(apiVersion: v1
+kind: Service
+metadata: {name: svc-c, namespace: c}
+spec:
+  selector: {app: z}
+  ports: [{name: http, port: 9090}]
+)",
+        R"(apiVersion: v1
+kind: Service
+metadata:
+  name: svc-c
+  namespace: c
+  annotations: {networking.istio.io/exportTo: "c,a"}
+spec:
+  selector: {app: z}
+  ports: [{name: grpc, port: 9090}]
+)",
+        R"(apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict-y, namespace: a}
+spec:
+  selector: {matchLabels: {app: y}}
+  mtls: {mode: STRICT}
+)",
+        R"(apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict-y, namespace: a}
+spec:
+  selector: {matchLabels: {app: x}}
+  mtls: {mode: DISABLE}
+)",
+        R"(apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: remora-system}
+spec: {mtls: {mode: STRICT}}
+)",
+        R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: b}
+spec: {}
+)",
+        R"(apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: b}
+spec:
+  selector: {matchLabels: {app: x}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+)",
+    };
+    std::vector<model::WorkloadEntry> pod_pool = {
+        pod("a", "x-1", "198.18.0.10", {{"app", "x"}}),
+        pod("a", "x-1", "198.18.0.11", {{"app", "x"}, {"version", "v2"}}),
+        pod("b", "x-2", "198.18.0.12", {{"app", "x"}, {"version", "v1"}}),
+        pod("c", "z-1", "198.18.0.13", {{"app", "z"}}),
+        pod("b", "vm-pod", "198.18.0.14", {{"app", "vm"}}),
+        pod("a", "y-1", "198.18.0.15", {{"app", "y"}}),
+    };
+    std::mt19937 rng(15);  // fixed: the same sequence on every run
+    f.update();
+    uint64_t steps_with_kept = 0;
+    for (int step = 0; step < 150; ++step) {
+        for (const auto& c : kClasses) f.cache.get(c);  // every class cached
+        uint64_t kept = f.cache.stats().kept;
+        const int what = static_cast<int>(rng() % 3);
+        if (what == 0) {
+            f.apply(docs[rng() % docs.size()]);
+        } else if (what == 1) {
+            // Delete one present resource (by applying then removing its text, whichever it is).
+            const std::string& doc = docs[rng() % docs.size()];
+            f.apply(doc);
+            f.update();
+            f.remove(doc);
+        } else {
+            std::vector<model::WorkloadEntry> pods;
+            std::set<std::string> names;
+            for (const auto& p : pod_pool) {
+                if (rng() % 2 && names.insert(p.meta.ns + "/" + p.meta.name).second) pods.push_back(p);
+            }
+            f.set_registered(pods);
+        }
+        f.update();
+        if (f.cache.stats().kept > kept) steps_with_kept += 1;
+        for (const auto& c : kClasses) {
+            INFO("step " << step << " class " << c.ns << "/" << c.service_account);
+            CHECK(f.cache.get(c).entry->version == f.fresh_version(c));
+        }
+    }
+    // The cache did its job too: many changes left some classes alone.
+    CHECK(steps_with_kept > 30);
+}
