@@ -498,6 +498,7 @@ spec:
     CHECK(vh2->tls_routes[1].sni_hosts == vh->tls_routes[1].sni_hosts);
     CHECK(vh2->tls_routes[1].clusters[1].weight == 10);
     CHECK(vh2->tls_virtual_service == "store.default");
+}
 
 TEST_CASE("exportTo: a resource is in the snapshots of the namespaces it is exported to only") {
     auto c = bookinfo({}, R"(
