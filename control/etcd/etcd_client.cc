@@ -171,7 +171,7 @@ std::string EtcdClient::post(const Endpoint& ep, const std::string& path, const 
     }
     beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
     if (ep.tls) SSL_set_tlsext_host_name(stream.native_handle(), ep.host.c_str());
-    Exchange x{ep, {http::verb::post, path, 11}, options_.timeout, on_line};
+    Exchange x{ep, {http::verb::post, path, 11}, options_.timeout, on_line, 0, {}};
     x.req.set(http::field::host, ep.host + ":" + ep.port);
     x.req.set(http::field::user_agent, "remora-control");
     x.req.set(http::field::content_type, "application/json");
