@@ -320,8 +320,9 @@ void RegistrySync::apply_remote() {
         std::lock_guard lock(remote_mu_);
         for (const auto& [key, entry] : remote_) by_id.insert_or_assign(entry.second.id, entry.second);
     }
+    const std::size_t n = by_id.size();
     if (registry_.set_remote(std::move(by_id))) {
-        log_("proxies registered with other replicas: " + std::to_string(remote_.size()));
+        log_("proxies registered with other replicas: " + std::to_string(n));
     }
 }
 

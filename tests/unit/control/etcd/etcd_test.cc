@@ -252,3 +252,166 @@ TEST_CASE("a proxy's shared registration round-trips; other values are not one")
     CHECK_FALSE(RegistrySync::decode("{}"));
     CHECK_FALSE(RegistrySync::decode("nope"));
 }
+
+// ---- Against a real etcd (Debian's etcd-server), one member on loopback; skipped without it. ----
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+extern char** environ;
+
+namespace {
+
+struct LocalEtcd {
+    pid_t pid = -1;
+    std::filesystem::path dir;
+    std::string client;
+
+    LocalEtcd() {
+        if (access("/usr/bin/etcd", X_OK) != 0) return;
+        dir = std::filesystem::temp_directory_path() / ("remora-etcd-unit-" + std::to_string(::getpid()));
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+        int base = 30000 + static_cast<int>(::getpid() % 10000) * 2;
+        client = "127.0.0.1:" + std::to_string(base);
+        std::string peer = "http://127.0.0.1:" + std::to_string(base + 1);
+        std::string log = (dir / "log").string();
+        std::vector<std::string> args = {"/usr/bin/etcd", "--name", "u", "--data-dir", (dir / "data").string(),
+                                         "--listen-client-urls", "http://" + client,
+                                         "--advertise-client-urls", "http://" + client,
+                                         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                         "--initial-cluster", "u=" + peer, "--log-outputs", log};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) pid = -1;
+    }
+    ~LocalEtcd() {
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+        if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+    bool up() const { return pid > 0; }
+    EtcdOptions options() const {
+        EtcdOptions o;
+        o.endpoints = parse_endpoints(client, false);
+        o.timeout = std::chrono::milliseconds(2000);
+        return o;
+    }
+};
+
+bool eventually(const std::function<bool()>& fn) {
+    for (int i = 0; i < 200; ++i) {
+        if (fn()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+const char* kVs = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: %s}}]
+)";
+
+std::string vs(const char* subset) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, kVs, subset);
+    return buf;
+}
+
+}  // namespace
+
+TEST_CASE("two config stores on one etcd: the same versions, changes seen through the watch, no lost write") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    auto clock = [] { return std::chrono::system_clock::now(); };
+    auto quiet = [](const std::string&) {};
+    EtcdClient client2(etcd.options());
+    store::ConfigStore one(std::make_unique<EtcdConfigBackend>(client, "/t", quiet), clock, quiet);
+    store::ConfigStore two(std::make_unique<EtcdConfigBackend>(client2, "/t", quiet), clock, quiet);
+    CHECK(one.version() == 0);
+
+    store::ChangeResult r = one.apply(vs("v1"), "vs.yaml");
+    REQUIRE(r.ok());
+    KeyValue stored = client.range("/t/config").kvs.at(0);
+    CHECK(r.version == static_cast<uint64_t>(stored.mod_revision));  // the version is the revision
+    CHECK(eventually([&] { return two.version() == r.version; }));  // through the watch
+    CHECK(two.snapshot()->config.virtual_services.size() == 1);
+
+    // Two changes on the same old state, through the two stores: both end up stored.
+    std::thread t([&] { CHECK(two.apply(vs("v2"), "a.yaml").ok()); });
+    std::string other = vs("v1");
+    other.replace(other.find("name: reviews"), 13, "name: ratings");
+    CHECK(one.apply(other, "b.yaml").ok());
+    t.join();
+    CHECK(eventually([&] { return one.version() == two.version(); }));
+    CHECK(one.snapshot()->resources.size() == 2);
+    CHECK(two.snapshot()->resources.size() == 2);
+    CHECK(one.snapshot()->resources.begin()->second.resource_version > 0);
+
+    // A store started later reads the same state at the same version.
+    store::ConfigStore three(std::make_unique<EtcdConfigBackend>(client, "/t", quiet), clock, quiet);
+    CHECK(three.version() == one.version());
+
+    // etcd gone: a change is refused with 503 and nothing changes.
+    kill(etcd.pid, SIGKILL);
+    waitpid(etcd.pid, nullptr, 0);
+    etcd.pid = -1;
+    uint64_t before = one.version();
+    store::ChangeResult down = one.apply(vs("v3"), "c.yaml");
+    CHECK(down.status == 503);
+    CHECK(down.error.find("cannot take writes") != std::string::npos);
+    CHECK(one.version() == before);
+}
+
+TEST_CASE("the CA record: created once, the same for every replica, sealed in etcd") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed: skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    SecretBox box(std::string(32, 'k'));
+    auto dir = etcd.dir / "state";
+    auto quiet = [](const std::string&) {};
+    SharedCa a = load_or_create_shared_ca(client, "/t", box, dir / "a", "cluster.local", std::nullopt,
+                                          std::chrono::system_clock::now(), std::chrono::seconds(20), quiet);
+    SharedCa b = load_or_create_shared_ca(client, "/t", box, dir / "b", "cluster.local", std::nullopt,
+                                          std::chrono::system_clock::now(), std::chrono::seconds(20), quiet);
+    CHECK(a.state.created);
+    CHECK_FALSE(b.state.created);
+    CHECK(a.state.signer.root().to_pem() == b.state.signer.root().to_pem());
+    CHECK(a.admin_token == b.admin_token);
+    CHECK(a.state.jwt_key.to_pem() == b.state.jwt_key.to_pem());
+    std::string value = client.range("/t/ca").kvs.at(0).value;
+    CHECK(value.find("PRIVATE KEY") == std::string::npos);
+    CHECK(value.find(a.admin_token) == std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "b" / "root-key.pem"));  // the CA key stays in memory
+    CHECK(std::filesystem::exists(dir / "b" / "root-cert.pem"));
+    SecretBox wrong(std::string(32, 'w'));
+    CHECK_THROWS_WITH_AS(load_or_create_shared_ca(client, "/t", wrong, dir / "c", "cluster.local", std::nullopt,
+                                                  std::chrono::system_clock::now(), std::chrono::seconds(20), quiet),
+                         doctest::Contains("does not open with this key"), std::runtime_error);
+}
