@@ -255,6 +255,7 @@ TEST_CASE("a proxy's shared registration round-trips; other values are not one")
 
 // ---- Against a real etcd (Debian's etcd-server), one member on loopback; skipped without it. ----
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -279,16 +280,21 @@ struct LocalEtcd {
         int base = 30000 + static_cast<int>(::getpid() % 10000) * 2;
         client = "127.0.0.1:" + std::to_string(base);
         std::string peer = "http://127.0.0.1:" + std::to_string(base + 1);
-        std::string log = (dir / "log").string();
+        std::string log = (dir / "etcd.log").string();
         std::vector<std::string> args = {"/usr/bin/etcd", "--name", "u", "--data-dir", (dir / "data").string(),
                                          "--listen-client-urls", "http://" + client,
                                          "--advertise-client-urls", "http://" + client,
                                          "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                                         "--initial-cluster", "u=" + peer, "--log-outputs", log};
+                                         "--initial-cluster", "u=" + peer};
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
-        if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) pid = -1;
+        posix_spawn_file_actions_t io;
+        posix_spawn_file_actions_init(&io);
+        posix_spawn_file_actions_addopen(&io, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_adddup2(&io, 1, 2);
+        if (posix_spawn(&pid, argv[0], &io, nullptr, argv.data(), environ) != 0) pid = -1;
+        posix_spawn_file_actions_destroy(&io);
     }
     ~LocalEtcd() {
         if (pid > 0) {
