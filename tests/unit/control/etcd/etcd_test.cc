@@ -272,20 +272,29 @@ struct LocalEtcd {
     std::filesystem::path dir;
     std::string client;
 
-    LocalEtcd() {
+    // `tls_dir`: serve https with server.pem/server.key and ask for a client certificate from ca.pem.
+    explicit LocalEtcd(const std::string& tls_dir = "") {
         if (access("/usr/bin/etcd", X_OK) != 0) return;
-        dir = std::filesystem::temp_directory_path() / ("remora-etcd-unit-" + std::to_string(::getpid()));
+        dir = std::filesystem::temp_directory_path() /
+              ("remora-etcd-unit-" + std::to_string(::getpid()) + (tls_dir.empty() ? "" : "-tls"));
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
-        int base = 30000 + static_cast<int>(::getpid() % 10000) * 2;
+        int base = 30000 + static_cast<int>(::getpid() % 10000) * 2 + (tls_dir.empty() ? 0 : 20000);
+        const std::string scheme = tls_dir.empty() ? "http://" : "https://";
         client = "127.0.0.1:" + std::to_string(base);
         std::string peer = "http://127.0.0.1:" + std::to_string(base + 1);
         std::string log = (dir / "etcd.log").string();
         std::vector<std::string> args = {"/usr/bin/etcd", "--name", "u", "--data-dir", (dir / "data").string(),
-                                         "--listen-client-urls", "http://" + client,
-                                         "--advertise-client-urls", "http://" + client,
+                                         "--listen-client-urls", scheme + client,
+                                         "--advertise-client-urls", scheme + client,
                                          "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                                          "--initial-cluster", "u=" + peer};
+        if (!tls_dir.empty()) {
+            std::vector<std::string> tls = {"--cert-file", tls_dir + "/server.pem", "--key-file",
+                                            tls_dir + "/server.key", "--trusted-ca-file", tls_dir + "/ca.pem",
+                                            "--client-cert-auth"};
+            args.insert(args.end(), tls.begin(), tls.end());
+        }
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -420,4 +429,54 @@ TEST_CASE("the CA record: created once, the same for every replica, sealed in et
     CHECK_THROWS_WITH_AS(load_or_create_shared_ca(client, "/t", wrong, dir / "c", "cluster.local", std::nullopt,
                                                   std::chrono::system_clock::now(), std::chrono::seconds(20), quiet),
                          doctest::Contains("does not open with this key"), std::runtime_error);
+}
+
+TEST_CASE("TLS to etcd: etcd's CA verifies the server, a client certificate gets in") {
+    if (access("/usr/bin/etcd", X_OK) != 0 || access("/usr/bin/openssl", X_OK) != 0) {
+        MESSAGE("etcd or openssl is not installed: skipped");
+        return;
+    }
+    auto pki = std::filesystem::temp_directory_path() / ("remora-etcd-pki-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(pki);
+    const std::string d = pki.string();
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
+    std::string script =
+        "cd " + d + " && openssl req -x509" + ec + "-keyout ca.key -out ca.pem -days 1 -subj /CN=etcd-ca"
+        " && openssl req -x509" + ec + "-keyout other.key -out other.pem -days 1 -subj /CN=other-ca"
+        " && openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=etcd"
+        " && printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext"
+        " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile server.ext"
+        " && openssl req" + ec + "-keyout client.key -out client.csr -subj /CN=remora-control"
+        " && printf 'extendedKeyUsage=clientAuth\\n' > client.ext"
+        " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 -extfile client.ext"
+        " >/dev/null 2>&1";
+    REQUIRE(std::system(script.c_str()) == 0);
+    LocalEtcd etcd(d);
+    REQUIRE(etcd.up());
+    EtcdOptions o;
+    o.endpoints = parse_endpoints(etcd.client, true);
+    o.ca_file = d + "/ca.pem";
+    o.cert_file = d + "/client.pem";
+    o.key_file = d + "/client.key";
+    o.timeout = std::chrono::milliseconds(2000);
+    EtcdClient client(o);
+    REQUIRE(eventually([&] {
+        try {
+            client.put("/tls", "works");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    CHECK(client.range("/tls").kvs.at(0).value == "works");
+
+    EtcdOptions no_cert = o;
+    no_cert.cert_file.clear();
+    no_cert.key_file.clear();
+    CHECK_THROWS_AS(EtcdClient(no_cert).range("/tls"), EtcdUnavailable);  // etcd wants a client cert
+    EtcdOptions wrong_ca = o;
+    wrong_ca.ca_file = d + "/other.pem";
+    CHECK_THROWS_WITH_AS(EtcdClient(wrong_ca).range("/tls"), doctest::Contains("TLS handshake failed"),
+                         EtcdUnavailable);
+    std::filesystem::remove_all(pki);
 }
