@@ -306,6 +306,29 @@ def test_f_two_etcd_members_down_then_recovery(m):
              lambda: m.get_json("client", "http://reviews:8080/")["pod"] == "reviews-v2", 5, step=0.2)
 
 
+def test_g_bad_flags_and_the_wrong_key(m):
+    def start(*flags):
+        return m.c.run("node", [m.control_bin, "--state-dir", os.path.join(m.tmp, "state-bad"),
+                                "--listen", f"{NODE_IP}:15412", "--monitoring", f"{NODE_IP}:15414", *flags],
+                       check=False, timeout=30)
+    r = start("--store", "etcd", "--etcd-endpoints", ETCD_ENDPOINTS)
+    check(r.returncode == 2 and "--ca-key-encryption-key-file" in r.stderr, "--store etcd without a key", describe(r))
+    r = start("--etcd-endpoints", ETCD_ENDPOINTS)
+    check(r.returncode == 2 and "--etcd-endpoints needs --store etcd" in r.stderr, "etcd flags without --store etcd",
+          describe(r))
+    r = start("--store", "zk")
+    check(r.returncode == 2 and "expected dir or etcd" in r.stderr, "--store zk", describe(r))
+    # Another key than the one the CA was sealed with: refused, and the sealed CA is not replaced.
+    def sealed_ca():
+        return m.c.run("node", ["etcdctl", "--endpoints", ETCD_ENDPOINTS, "get", "/remora/ca", "--print-value-only"],
+                       env={"ETCDCTL_API": "3"}).stdout
+    before = sealed_ca()
+    other = m.file("other-kek", os.urandom(32).hex() + "\n", mode=0o600)
+    r = start("--store", "etcd", "--etcd-endpoints", ETCD_ENDPOINTS, "--ca-key-encryption-key-file", other)
+    check(r.returncode != 0 and "does not open with this key" in r.stderr, "a replica with the wrong key", describe(r))
+    check(sealed_ca() == before, "the sealed CA in etcd changed")
+
+
 TESTS = [
     ("a_one_ca_every_replica", test_a_one_ca_every_replica),
     ("b_proxies_synced_on_their_replicas", test_b_proxies_synced_on_their_replicas),
@@ -313,6 +336,7 @@ TESTS = [
     ("d_kill_a_replica_under_load", test_d_kill_a_replica_under_load),
     ("e_one_etcd_member_down_changes_nothing", test_e_one_etcd_member_down_changes_nothing),
     ("f_two_etcd_members_down_then_recovery", test_f_two_etcd_members_down_then_recovery),
+    ("g_bad_flags_and_the_wrong_key", test_g_bad_flags_and_the_wrong_key),
 ]
 
 
