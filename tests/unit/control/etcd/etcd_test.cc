@@ -279,7 +279,8 @@ struct LocalEtcd {
               ("remora-etcd-unit-" + std::to_string(::getpid()) + (tls_dir.empty() ? "" : "-tls"));
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
-        int base = 30000 + static_cast<int>(::getpid() % 10000) * 2 + (tls_dir.empty() ? 0 : 20000);
+        // Four ports per process (plain and TLS, client and peer), all below 60000.
+        int base = 20000 + static_cast<int>(::getpid() % 10000) * 4 + (tls_dir.empty() ? 0 : 2);
         const std::string scheme = tls_dir.empty() ? "http://" : "https://";
         client = "127.0.0.1:" + std::to_string(base);
         std::string peer = "http://127.0.0.1:" + std::to_string(base + 1);
@@ -322,7 +323,7 @@ struct LocalEtcd {
 };
 
 bool eventually(const std::function<bool()>& fn) {
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 400; ++i) {  // etcd's start on a busy machine
         if (fn()) return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
