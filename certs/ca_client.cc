@@ -57,6 +57,43 @@ void CallCanceller::detach() {
     cancel_fn_ = nullptr;
 }
 
+std::vector<ControlAddress> parse_control_addresses(const std::string& text) {
+    std::vector<ControlAddress> out;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t comma = text.find(',', pos);
+        std::string item =
+            text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        pos = comma == std::string::npos ? text.size() + 1 : comma + 1;
+        if (item.empty()) continue;
+        std::size_t colon = item.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == item.size() ||
+            item.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+            throw std::invalid_argument("\"" + item + "\": expected HOST:PORT");
+        }
+        std::string host = item.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        out.push_back({host, item.substr(colon + 1)});
+    }
+    if (out.empty()) throw std::invalid_argument("\"" + text + "\": expected HOST:PORT[,HOST:PORT...]");
+    return out;
+}
+
+ControlFailover::ControlFailover(std::string host, std::string port, std::vector<ControlAddress> more) {
+    all_.push_back({std::move(host), std::move(port)});
+    for (ControlAddress& a : more) {
+        if (!(a == all_.front())) all_.push_back(std::move(a));
+    }
+}
+
+bool ControlFailover::failed() {
+    at_ = (at_ + 1) % all_.size();
+    failures_ += 1;
+    if (failures_ < all_.size()) return false;
+    failures_ = 0;
+    return true;
+}
+
 namespace {
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);

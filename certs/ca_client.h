@@ -33,6 +33,33 @@ private:
     std::function<void()> cancel_fn_;
 };
 
+// One control-plane address, HOST:PORT ([v6]:PORT).
+struct ControlAddress {
+    std::string host, port;
+    std::string str() const { return host + ":" + port; }
+    bool operator==(const ControlAddress&) const = default;
+};
+// "a:15012,b:15012" (several replicas) or "name:15012" (a DNS name with several addresses is tried
+// address by address on connect). Throws std::invalid_argument naming the entry that is wrong.
+std::vector<ControlAddress> parse_control_addresses(const std::string& text);
+
+// The replicas a proxy's agents talk to, and the one in use: a failure moves to the next, a
+// success stays. Not thread-safe: one per agent thread.
+class ControlFailover {
+public:
+    ControlFailover(std::string host, std::string port, std::vector<ControlAddress> more);
+    const ControlAddress& current() const { return all_[at_]; }
+    // The call to current() failed: use the next address. True when it wrapped around (every
+    // address failed once since the last success): time to back off.
+    bool failed();
+    void succeeded() { failures_ = 0; }
+    std::size_t size() const { return all_.size(); }
+
+private:
+    std::vector<ControlAddress> all_;
+    std::size_t at_ = 0, failures_ = 0;
+};
+
 struct CaClientOptions {
     std::string host;  // name or address; also the TLS SNI
     std::string port;

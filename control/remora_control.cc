@@ -17,6 +17,7 @@
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
 #include "control/kube/kube_source.h"
+#include "control/etcd/etcd_state.h"
 #include "control/kube/webhook.h"
 #include "control/server/config_api.h"
 #include "control/server/mesh_graph.h"
@@ -70,6 +71,22 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --debounce-after D     push a change to proxies once no other came for D (Istio's
                          PILOT_DEBOUNCE_AFTER; default 100ms; 0 pushes at once)
   --debounce-max D       ... but at most D after the first change (PILOT_DEBOUNCE_MAX; default 10s)
+
+Shared state for several replicas (each serves CA and distribution; any answers any proxy):
+  --store dir|etcd       where the config, the CA and the proxy registry live: the state dir
+                         (default), or etcd v3, shared by every replica given the same endpoints
+  --etcd-endpoints LIST  etcd members, HOST:PORT or http(s)://HOST:PORT, comma-separated
+  --etcd-prefix P        the keys' prefix (default /remora)
+  --etcd-ca FILE         TLS to etcd: the CA of its serving certificates (https:// endpoints)
+  --etcd-cert FILE       TLS to etcd: this replica's client certificate (with --etcd-key)
+  --etcd-key FILE
+  --ca-key-encryption-key-file FILE
+                         with --store etcd (required): the AES-256 key (64 hex digits, e.g.
+                         openssl rand -hex 32) that seals the CA's signing material in etcd;
+                         give every replica the same file; it is never written to etcd
+  --registration-ttl DURATION
+                         with --store etcd: the lease that holds this replica's proxies'
+                         registrations; they expire this long after the replica dies (default 5s)
 
 Sidecar injector (a Kubernetes mutating admission webhook, POST /inject, AdmissionReview v1):
   --webhook ADDR:PORT    serve it here over TLS, with this control plane's certificate (its DNS
@@ -229,7 +246,8 @@ int run(const std::vector<std::string>& argv) {
               {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
                "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
                "inject-image", "inject-control-address", "kubeconfig", "kube-context", "debounce-after",
-               "debounce-max"},
+               "debounce-max", "store", "etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key",
+               "ca-key-encryption-key-file", "registration-ttl"},
               {"help", "inject-native-sidecar", "inject-no-hold", "kube"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -291,6 +309,41 @@ int run(const std::vector<std::string>& argv) {
         throw UsageError("--threads \"" + threads_text + "\": must be a number from 1 to 64");
     }
 
+    // --store etcd: everything checked before anything binds.
+    const std::string store_kind = args.get_or("store", "dir");
+    if (store_kind != "dir" && store_kind != "etcd") {
+        throw UsageError("--store \"" + store_kind + "\": expected dir or etcd");
+    }
+    std::unique_ptr<etcd::EtcdClient> etcd_client;
+    std::optional<etcd::SecretBox> ca_box;
+    const std::string etcd_prefix = args.get_or("etcd-prefix", "/remora");
+    std::chrono::seconds registration_ttl{5};
+    if (store_kind == "etcd") {
+        etcd::EtcdOptions eo;
+        try {
+            eo.endpoints = etcd::parse_endpoints(args.require("etcd-endpoints"), args.has("etcd-ca"));
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(std::string("--etcd-endpoints: ") + e.what());
+        }
+        eo.ca_file = args.get_or("etcd-ca", "");
+        eo.cert_file = args.get_or("etcd-cert", "");
+        eo.key_file = args.get_or("etcd-key", "");
+        if (eo.cert_file.empty() != eo.key_file.empty())
+            throw UsageError("--etcd-cert and --etcd-key go together");
+        if (etcd_prefix.empty() || etcd_prefix.front() != '/')
+            throw UsageError("--etcd-prefix \"" + etcd_prefix + "\": must start with /");
+        ca_box.emplace(etcd::SecretBox::from_file(args.require("ca-key-encryption-key-file")));
+        registration_ttl = std::chrono::seconds(
+            parse_duration_seconds("registration-ttl", args.get_or("registration-ttl", "5s")));
+        if (registration_ttl.count() < 2) throw UsageError("--registration-ttl: at least 2s");
+        etcd_client = std::make_unique<etcd::EtcdClient>(std::move(eo));
+    } else {
+        for (const char* flag : {"etcd-endpoints", "etcd-ca", "etcd-cert", "etcd-key",
+                                 "ca-key-encryption-key-file", "registration-ttl", "etcd-prefix"}) {
+            if (args.has(flag)) throw UsageError(std::string("--") + flag + " needs --store etcd");
+        }
+    }
+
     std::optional<OperatorCa> operator_ca;
     if (args.has("ca-cert") || args.has("ca-key")) {
         operator_ca = OperatorCa{args.require("ca-cert"), args.require("ca-key"),
@@ -350,10 +403,22 @@ int run(const std::vector<std::string>& argv) {
             &slot);
     }
 
-    CaState state = load_or_create_ca(state_dir, config.trust_domain, operator_ca,
-                                      std::chrono::system_clock::now());
+    std::optional<std::string> shared_admin_token;
+    std::optional<CaState> loaded_state;
+    if (etcd_client) {
+        etcd::SharedCa shared = etcd::load_or_create_shared_ca(
+            *etcd_client, etcd_prefix, *ca_box, state_dir, config.trust_domain, operator_ca,
+            std::chrono::system_clock::now(), std::chrono::seconds(60), log);
+        shared_admin_token = std::move(shared.admin_token);
+        loaded_state.emplace(std::move(shared.state));
+    } else {
+        loaded_state.emplace(load_or_create_ca(state_dir, config.trust_domain, operator_ca,
+                                               std::chrono::system_clock::now()));
+    }
+    CaState& state = *loaded_state;
     log_line("remora-control",
-             std::string(state.created ? "created" : "loaded") + " CA in " + state_dir +
+             std::string(state.created ? "created" : "loaded") + " CA " +
+                 (etcd_client ? "in etcd " + etcd_prefix + "/ca (sealed)" : "in " + state_dir) +
                  ": signer=\"" + state.signer.cert.subject() +
                  "\" root serial=" + state.signer.root().serial_hex() +
                  " root not_after=" + certs::format_time(state.signer.root().not_after()));
@@ -370,11 +435,18 @@ int run(const std::vector<std::string>& argv) {
         std::move(state.signer), std::move(trusted), config,
         [] { return std::chrono::system_clock::now(); }, log);
 
-    config_store.emplace(
-        std::filesystem::path(state_dir) / kConfigStoreDir,
-        [] { return std::chrono::system_clock::now(); }, log);
+    if (etcd_client) {
+        config_store.emplace(
+            std::make_unique<etcd::EtcdConfigBackend>(*etcd_client, etcd_prefix, log),
+            [] { return std::chrono::system_clock::now(); }, log);
+    } else {
+        config_store.emplace(
+            std::filesystem::path(state_dir) / kConfigStoreDir,
+            [] { return std::chrono::system_clock::now(); }, log);
+    }
     server::ApiAuth auth;
-    auth.admin_token = load_or_create_admin_token(state_dir);
+    auth.admin_token =
+        shared_admin_token ? *shared_admin_token : load_or_create_admin_token(state_dir);
     auth.bundle = ca->bundle();
     auth.trust_domain = config.trust_domain;
     proxy_registry.emplace([] { return std::chrono::steady_clock::now(); },
@@ -386,6 +458,11 @@ int run(const std::vector<std::string>& argv) {
     dist_options.translate.trust_domain = config.trust_domain;
     dist_options.translate.root_namespace = mesh.root_namespace;
     distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);
+    std::unique_ptr<etcd::RegistrySync> registry_sync;
+    if (etcd_client) {
+        registry_sync = std::make_unique<etcd::RegistrySync>(*etcd_client, etcd_prefix,
+                                                             *proxy_registry, registration_ttl, log);
+    }
     mesh_graph.emplace(*proxy_registry, std::chrono::seconds(2));
     mesh_page.emplace(*proxy_registry, *distribution, *mesh_graph, config.trust_domain);
     config_api.emplace(*config_store, std::move(auth), mesh, log);
@@ -411,6 +488,7 @@ int run(const std::vector<std::string>& argv) {
                    distribution->subscribe(r, p, std::move(responder));
                });
     distribution->start();
+    if (registry_sync) registry_sync->start();
     mesh_graph->start();
     api->start();
     mon->start();
@@ -432,6 +510,7 @@ int run(const std::vector<std::string>& argv) {
         mon->stop();
         if (hook) hook->stop();
         distribution->stop();
+        if (registry_sync) registry_sync->stop();
         mesh_graph->stop();
         renew_timer.cancel();
         io.stop();

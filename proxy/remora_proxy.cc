@@ -47,6 +47,8 @@ The Remora sidecar proxy.
 Identity (one of):
   --control HOST:PORT --token-file F   obtain the SVID from remora-control, renew at half-life
       [--namespace NS --service-account SA] [--cert-ttl 24h]
+      (several replicas: --control A:PORT,B:PORT; certificates and config fail over between
+      them with backoff and jitter)
   --cert-chain F --key F               static SVID from files
   --trust-bundle F                     roots to verify peers (and the CA) against (required)
   --trust-domain TD                    default cluster.local
@@ -603,8 +605,6 @@ std::optional<MeshConfig> fetch_mesh_config(const IdentityOptions& id, const Tls
         return std::nullopt;
     }
     certs::CaClientOptions opts;
-    opts.host = id.control_host;
-    opts.port = id.control_port;
     opts.bundle = snap->bundle;
     opts.trust_domain = snap->trust_domain;
     opts.client_chain = snap->chain;
@@ -612,7 +612,20 @@ std::optional<MeshConfig> fetch_mesh_config(const IdentityOptions& id, const Tls
     opts.timeout = std::chrono::seconds(5);
     const std::string where = "remora-control /v1/meshconfig";
     try {
-        certs::CaClientResult res = certs::call_control(opts, "GET", "/v1/meshconfig", "");
+        // The first replica that answers.
+        certs::CaClientResult res;
+        certs::ControlFailover controls(id.control_host, id.control_port, id.more_controls);
+        for (std::size_t tried = 0;; ++tried) {
+            opts.host = controls.current().host;
+            opts.port = controls.current().port;
+            try {
+                res = certs::call_control(opts, "GET", "/v1/meshconfig", "");
+                break;
+            } catch (const std::exception&) {
+                if (tried + 1 >= controls.size()) throw;
+                controls.failed();
+            }
+        }
         if (res.status != 200) throw std::runtime_error("HTTP " + std::to_string(res.status) + ": " + res.body);
         MeshConfig mesh = MeshConfig::parse(res.body, where);  // JSON is YAML
         for (const std::string& note : mesh.notes) log(where + ": " + note);
@@ -717,10 +730,16 @@ int run(const std::vector<std::string>& argv) {
     if (args.has("control")) {
         if (args.has("cert-chain") || args.has("key")) throw UsageError("--control and --cert-chain/--key exclude each other");
         std::string control = args.require("control");
-        size_t colon = control.rfind(':');
-        if (colon == std::string::npos) throw UsageError("--control \"" + control + "\": expected HOST:PORT");
-        id.control_host = control.substr(0, colon);
-        id.control_port = control.substr(colon + 1);
+        // Several replicas: "a:15012,b:15012"; the agents fail over between them.
+        std::vector<certs::ControlAddress> controls;
+        try {
+            controls = certs::parse_control_addresses(control);
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(std::string("--control ") + e.what());
+        }
+        id.control_host = controls.front().host;
+        id.control_port = controls.front().port;
+        id.more_controls.assign(controls.begin() + 1, controls.end());
         id.token_file = args.require("token-file");
         id.expected_ns = args.get_or("namespace", "");
         id.expected_sa = args.get_or("service-account", "");
@@ -888,6 +907,7 @@ int run(const std::vector<std::string>& argv) {
         SubscriptionOptions so;
         so.control_host = id.control_host;
         so.control_port = id.control_port;
+        so.more_controls = id.more_controls;
         so.trust_domain = cfg->trust_domain;
         so.pod_name = args.get_or("pod-name", "");
         so.workload_name = args.get_or("workload-name", "");

@@ -2,6 +2,8 @@
 // never on a data path.
 #include "control/registry/proxy_registry.h"
 
+#include <utility>
+
 namespace remora::control::registry {
 
 const char* sync_status_name(SyncStatus s) {
@@ -100,6 +102,20 @@ std::vector<std::string> ProxyRegistry::expire() {
     return gone;
 }
 
+bool ProxyRegistry::set_remote(std::map<std::string, RemoteProxy> remote) {
+    std::lock_guard lock(mu_);
+    if (remote == remote_) return false;
+    remote_ = std::move(remote);
+    remote_changed_ = true;
+    ++generation_;
+    return true;
+}
+
+bool ProxyRegistry::take_remote_change() {
+    std::lock_guard lock(mu_);
+    return std::exchange(remote_changed_, false);
+}
+
 uint64_t ProxyRegistry::generation() const {
     std::lock_guard lock(mu_);
     return generation_;
@@ -126,20 +142,27 @@ std::optional<ProxyRecord> ProxyRegistry::find(const std::string& name) const {
 
 std::vector<model::WorkloadEntry> ProxyRegistry::workload_entries() const {
     std::lock_guard lock(mu_);
-    std::vector<model::WorkloadEntry> out;
-    if (!endpoints_from_registrations_) return out;
-    for (const auto& [id, r] : proxies_) {
+    // With --kube, endpoints come from EndpointSlices only (a not-ready pod gets no traffic).
+    if (!endpoints_from_registrations_) return {};
+    std::map<std::string, model::WorkloadEntry> by_id;
+    auto add = [&](const std::string& id, const std::string& ns, const std::string& sa,
+                   const Registration& reg) {
         model::WorkloadEntry we;
-        we.meta.name = r.reg.pod_name;
-        we.meta.ns = r.ns;
+        we.meta.name = reg.pod_name;
+        we.meta.ns = ns;
         we.meta.valid = true;
-        we.spec.address = r.reg.pod_ip;
-        we.spec.labels = r.reg.labels;
+        we.spec.address = reg.pod_ip;
+        we.spec.labels = reg.labels;
         // A registered pod has a sidecar: auto mTLS reaches it over ISTIO_MUTUAL.
         we.spec.labels["security.istio.io/tlsMode"] = "istio";
-        we.spec.service_account = r.service_account;
-        out.push_back(std::move(we));
-    }
+        we.spec.service_account = sa;
+        by_id.insert_or_assign(id, std::move(we));
+    };
+    // A proxy that moved here from another replica is this replica's: its own record wins.
+    for (const auto& [id, r] : remote_) add(id, r.ns, r.service_account, r.reg);
+    for (const auto& [id, r] : proxies_) add(id, r.ns, r.service_account, r.reg);
+    std::vector<model::WorkloadEntry> out;
+    for (auto& [id, we] : by_id) out.push_back(std::move(we));
     return out;
 }
 

@@ -58,6 +58,14 @@ struct ProxyRecord {
     SyncStatus status() const;
 };
 
+// A proxy registered with another replica (shared through etcd, control/etcd): it gives services
+// endpoints here too, and nothing else (its sync status is that replica's to tell).
+struct RemoteProxy {
+    std::string id, ns, service_account;
+    Registration reg;
+    bool operator==(const RemoteProxy&) const = default;
+};
+
 class ProxyRegistry {
   public:
     using SteadyClock = std::function<std::chrono::steady_clock::time_point()>;
@@ -78,6 +86,12 @@ class ProxyRegistry {
     // Forgets proxies with no poll in flight whose last poll ended more than the grace period ago.
     // Returns their ids.
     std::vector<std::string> expire();
+
+    // Replaces the other replicas' proxies. True (and a new generation) when they changed.
+    bool set_remote(std::map<std::string, RemoteProxy> remote);
+    // True once after set_remote changed them: the distribution's sweep then recomputes the
+    // waiting proxies' snapshots (their endpoints changed).
+    bool take_remote_change();
 
     // Changes when the set of registered workloads changes.
     uint64_t generation() const;
@@ -102,6 +116,8 @@ class ProxyRegistry {
     std::chrono::milliseconds grace_;
     mutable std::mutex mu_;
     std::map<std::string, ProxyRecord> proxies_;
+    std::map<std::string, RemoteProxy> remote_;
+    bool remote_changed_ = false;
     uint64_t generation_ = 1;
     std::atomic<bool> endpoints_from_registrations_{true};
 };

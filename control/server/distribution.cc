@@ -155,7 +155,9 @@ void Distribution::sweep() {
     }
     // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
     // then: registrations wake everyone themselves, store changes through the store's waiter).
-    if (!gone.empty()) request_push();
+    // Other replicas' registrations (etcd) change endpoints too.
+    const bool remote_changed = registry_.take_remote_change();
+    if (!gone.empty() || remote_changed) request_push();
     sweep_timer_.expires_after(std::chrono::seconds(1));
     sweep_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) sweep();

@@ -222,19 +222,39 @@ std::string managed_by(const Resource& r) {
 
 }  // namespace
 
-ConfigStore::ConfigStore(fs::path dir, Clock clock, Logger log)
-    : dir_(std::move(dir)),
-      file_(dir_ / kStoreFile),
-      clock_(std::move(clock)),
-      log_(std::move(log)) {
+DirBackend::DirBackend(fs::path dir) : dir_(std::move(dir)), file_(dir_ / kStoreFile) {
     std::error_code ec;
     if (!fs::is_directory(dir_, ec)) {
         fs::create_directories(dir_, ec);
         if (ec) throw std::runtime_error("cannot create " + dir_.string() + ": " + ec.message());
         fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::replace, ec);
     }
+}
+
+std::optional<StoredResources> DirBackend::load() {
+    std::error_code ec;
+    if (!fs::exists(file_, ec)) return std::nullopt;
+    return decode_resources(common::read_file(file_), file_.string());
+}
+
+uint64_t DirBackend::persist(uint64_t base_version,
+                             const std::map<ResourceKey, Resource>& resources) {
+    common::write_file_atomic(file_, encode_resources(base_version + 1, resources), 0600);
+    return base_version + 1;
+}
+
+ConfigStore::ConfigStore(fs::path dir, Clock clock, Logger log)
+    : ConfigStore(std::make_unique<DirBackend>(std::move(dir)), std::move(clock), std::move(log)) {}
+
+ConfigStore::ConfigStore(std::unique_ptr<StoreBackend> backend, Clock clock, Logger log)
+    : backend_(std::move(backend)), clock_(std::move(clock)), log_(std::move(log)) {
     current_.store(std::make_shared<const Snapshot>());
     load();
+    backend_->watch([this](StoredResources stored) { take_remote(std::move(stored)); });
+}
+
+ConfigStore::~ConfigStore() {
+    backend_->stop();
 }
 
 int64_t ConfigStore::now_seconds() const {
@@ -309,125 +329,128 @@ bool ConfigStore::validate(const std::map<ResourceKey, Resource>& base,
 }
 
 ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string& source) {
-    std::lock_guard lock(change_mu_);
-    SnapshotPtr cur = snapshot();
-    ChangeResult result;
-    result.version = cur->version;
-    Parsed parsed = split_documents(yaml_text);
+    return with_retry([&]() -> ChangeResult {
+        std::lock_guard lock(change_mu_);
+        SnapshotPtr cur = snapshot();
+        ChangeResult result;
+        result.version = cur->version;
+        Parsed parsed = split_documents(yaml_text);
 
-    for (const Document& d : parsed.docs) {
-        auto it = cur->resources.find(d.key);
-        if (it != cur->resources.end() && it->second.origin != Origin::Api) {
-            result.messages.push_back(d.key.str() + " is " + managed_by(it->second) +
-                                      (it->second.origin == Origin::Kube
-                                           ? ": change it there"
-                                           : ": change the file there"));
+        for (const Document& d : parsed.docs) {
+            auto it = cur->resources.find(d.key);
+            if (it != cur->resources.end() && it->second.origin != Origin::Api) {
+                result.messages.push_back(d.key.str() + " is " + managed_by(it->second) +
+                                          (it->second.origin == Origin::Kube
+                                               ? ": change it there"
+                                               : ": change the file there"));
+            }
         }
-    }
-    if (!result.messages.empty()) {
-        result.status = 409;
-        result.error = "refused: resources managed by --config-dir or --kube cannot be changed "
-                       "over the API";
-        return result;
-    }
-    std::map<ResourceKey, Resource> base = cur->resources;
-    for (const Document& d : parsed.docs)
-        base.erase(d.key);
-    if (!validate(base, {{source, yaml_text}}, result)) return result;
-    if (parsed.docs.empty()) {
-        result.status = 400;
-        result.error = "no " + kind_list(false) + " in " + source;
-        result.items = std::move(parsed.skipped);
-        return result;
-    }
+        if (!result.messages.empty()) {
+            result.status = 409;
+            result.error = "refused: resources managed by --config-dir or --kube cannot be changed "
+                           "over the API";
+            return result;
+        }
+        std::map<ResourceKey, Resource> base = cur->resources;
+        for (const Document& d : parsed.docs)
+            base.erase(d.key);
+        if (!validate(base, {{source, yaml_text}}, result)) return result;
+        if (parsed.docs.empty()) {
+            result.status = 400;
+            result.error = "no " + kind_list(false) + " in " + source;
+            result.items = std::move(parsed.skipped);
+            return result;
+        }
 
-    const int64_t now = now_seconds();
-    const uint64_t next = cur->version + 1;
-    std::map<ResourceKey, Resource> next_resources = cur->resources;
-    std::map<ResourceKey, std::string> actions;  // the last document for a key decides
-    for (const Document& d : parsed.docs) {
-        auto old = cur->resources.find(d.key);
-        Resource r;
-        r.key = d.key;
-        r.yaml = d.text;
-        r.source = source;
-        r.origin = Origin::Api;
-        r.updated = now;
-        r.resource_version = next;
-        if (old == cur->resources.end()) {
-            r.created = now;
-            actions[d.key] = "created";
-        } else if (old->second.yaml == d.text) {
-            r = old->second;
-            actions[d.key] = "unchanged";
-        } else {
-            r.created = old->second.created;
-            actions[d.key] = "configured";
+        const int64_t now = now_seconds();
+        std::map<ResourceKey, Resource> next_resources = cur->resources;
+        std::map<ResourceKey, std::string> actions;  // the last document for a key decides
+        for (const Document& d : parsed.docs) {
+            auto old = cur->resources.find(d.key);
+            Resource r;
+            r.key = d.key;
+            r.yaml = d.text;
+            r.source = source;
+            r.origin = Origin::Api;
+            r.updated = now;
+            r.resource_version = 0;  // this change's version, set by commit
+            if (old == cur->resources.end()) {
+                r.created = now;
+                actions[d.key] = "created";
+            } else if (old->second.yaml == d.text) {
+                r = old->second;
+                actions[d.key] = "unchanged";
+            } else {
+                r.created = old->second.created;
+                actions[d.key] = "configured";
+            }
+            next_resources[d.key] = std::move(r);
         }
-        next_resources[d.key] = std::move(r);
-    }
-    bool changed = false;
-    std::set<ResourceKey> listed;
-    for (const Document& d : parsed.docs) {
-        if (!listed.insert(d.key).second) continue;
-        result.items.push_back({d.key, actions[d.key], ""});
-        changed |= actions[d.key] != "unchanged";
-    }
-    for (auto& s : parsed.skipped)
-        result.items.push_back(std::move(s));
-    if (!changed) return result;
-    if (commit(std::move(next_resources), result)) {
-        log_("applied " + source + ": " + std::to_string(listed.size()) + " resource(s), version " +
-             std::to_string(result.version));
-    }
-    return result;
+        bool changed = false;
+        std::set<ResourceKey> listed;
+        for (const Document& d : parsed.docs) {
+            if (!listed.insert(d.key).second) continue;
+            result.items.push_back({d.key, actions[d.key], ""});
+            changed |= actions[d.key] != "unchanged";
+        }
+        for (auto& s : parsed.skipped)
+            result.items.push_back(std::move(s));
+        if (!changed) return result;
+        if (commit(std::move(next_resources), result)) {
+            log_("applied " + source + ": " + std::to_string(listed.size()) + " resource(s), version " +
+                 std::to_string(result.version));
+        }
+        return result;
+    });
 }
 
 ChangeResult ConfigStore::remove(const std::string& yaml_text, const std::string& source) {
-    std::lock_guard lock(change_mu_);
-    SnapshotPtr cur = snapshot();
-    ChangeResult result;
-    result.version = cur->version;
-    Parsed parsed = split_documents(yaml_text);
-    if (parsed.docs.empty()) {
-        result.status = 400;
-        result.error = "no " + kind_list(false) + " named in " + source;
-        return result;
-    }
-    std::set<ResourceKey> keys;
-    for (const Document& d : parsed.docs) {
-        if (!keys.insert(d.key).second) continue;
-        auto it = cur->resources.find(d.key);
-        if (it == cur->resources.end()) {
-            result.status = 404;
-            result.messages.push_back(d.key.str() + " not found");
-        } else if (it->second.origin != Origin::Api && result.status != 404) {
-            result.status = 409;
-            result.messages.push_back(d.key.str() + " is " + managed_by(it->second) +
-                                      (it->second.origin == Origin::Kube
-                                           ? ": delete it there"
-                                           : ": remove it from the file there"));
+    return with_retry([&]() -> ChangeResult {
+        std::lock_guard lock(change_mu_);
+        SnapshotPtr cur = snapshot();
+        ChangeResult result;
+        result.version = cur->version;
+        Parsed parsed = split_documents(yaml_text);
+        if (parsed.docs.empty()) {
+            result.status = 400;
+            result.error = "no " + kind_list(false) + " named in " + source;
+            return result;
         }
-    }
-    if (!result.messages.empty()) {
-        result.error = result.status == 404
-                           ? "not found: " + result.messages.front() +
-                                 (result.messages.size() > 1 ? " (and more)" : "") +
-                                 "; nothing was deleted"
-                           : "refused: resources managed by --config-dir or --kube cannot be "
-                             "deleted over the API";
+        std::set<ResourceKey> keys;
+        for (const Document& d : parsed.docs) {
+            if (!keys.insert(d.key).second) continue;
+            auto it = cur->resources.find(d.key);
+            if (it == cur->resources.end()) {
+                result.status = 404;
+                result.messages.push_back(d.key.str() + " not found");
+            } else if (it->second.origin != Origin::Api && result.status != 404) {
+                result.status = 409;
+                result.messages.push_back(d.key.str() + " is " + managed_by(it->second) +
+                                          (it->second.origin == Origin::Kube
+                                               ? ": delete it there"
+                                               : ": remove it from the file there"));
+            }
+        }
+        if (!result.messages.empty()) {
+            result.error = result.status == 404
+                               ? "not found: " + result.messages.front() +
+                                     (result.messages.size() > 1 ? " (and more)" : "") +
+                                     "; nothing was deleted"
+                               : "refused: resources managed by --config-dir or --kube cannot be "
+                                 "deleted over the API";
+            return result;
+        }
+        std::map<ResourceKey, Resource> next_resources = cur->resources;
+        for (const ResourceKey& k : keys) {
+            next_resources.erase(k);
+            result.items.push_back({k, "deleted", ""});
+        }
+        if (commit(std::move(next_resources), result)) {
+            log_("deleted " + std::to_string(keys.size()) + " resource(s) named in " + source +
+                 ", version " + std::to_string(result.version));
+        }
         return result;
-    }
-    std::map<ResourceKey, Resource> next_resources = cur->resources;
-    for (const ResourceKey& k : keys) {
-        next_resources.erase(k);
-        result.items.push_back({k, "deleted", ""});
-    }
-    if (commit(std::move(next_resources), result)) {
-        log_("deleted " + std::to_string(keys.size()) + " resource(s) named in " + source +
-             ", version " + std::to_string(result.version));
-    }
-    return result;
+    });
 }
 
 ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
@@ -435,87 +458,102 @@ ChangeResult ConfigStore::set_config_dir(const std::vector<SourceFile>& files) {
 }
 
 ChangeResult ConfigStore::set_owned(Origin origin, const std::vector<SourceFile>& files) {
-    std::lock_guard lock(change_mu_);
-    SnapshotPtr cur = snapshot();
-    ChangeResult result;
-    result.version = cur->version;
-    std::map<ResourceKey, Document> dir_docs;
-    std::map<ResourceKey, std::string> dir_source;
-    std::vector<SourceFile> inputs;  // what is validated: `files` less another owner's keys
-    for (const SourceFile& f : files) {
-        Parsed parsed = split_documents(f.text);
-        bool taken = true;
-        for (Document& d : parsed.docs) {
-            auto held = cur->resources.find(d.key);
-            if (held != cur->resources.end() && held->second.origin != Origin::Api &&
-                held->second.origin != origin) {
-                result.items.push_back({d.key, "skipped", managed_by(held->second)});
-                taken = false;
+    return with_retry([&]() -> ChangeResult {
+        std::lock_guard lock(change_mu_);
+        SnapshotPtr cur = snapshot();
+        ChangeResult result;
+        result.version = cur->version;
+        std::map<ResourceKey, Document> dir_docs;
+        std::map<ResourceKey, std::string> dir_source;
+        std::vector<SourceFile> inputs;  // what is validated: `files` less another owner's keys
+        for (const SourceFile& f : files) {
+            Parsed parsed = split_documents(f.text);
+            bool taken = true;
+            for (Document& d : parsed.docs) {
+                auto held = cur->resources.find(d.key);
+                if (held != cur->resources.end() && held->second.origin != Origin::Api &&
+                    held->second.origin != origin) {
+                    result.items.push_back({d.key, "skipped", managed_by(held->second)});
+                    taken = false;
+                    continue;
+                }
+                dir_source[d.key] = f.path;
+                dir_docs[d.key] = std::move(d);
+            }
+            if (taken) inputs.push_back(f);
+        }
+        std::map<ResourceKey, Resource> base;
+        for (const auto& [key, r] : cur->resources) {
+            if (r.origin == origin || dir_docs.count(key)) continue;
+            base.emplace(key, r);
+        }
+        if (!validate(base, inputs, result)) return result;
+
+        const int64_t now = now_seconds();
+        std::map<ResourceKey, Resource> next_resources = base;
+        bool changed = false;
+        for (auto& [key, d] : dir_docs) {
+            auto old = cur->resources.find(key);
+            if (old != cur->resources.end() && old->second.origin == origin &&
+                old->second.yaml == d.text && old->second.source == dir_source[key]) {
+                next_resources.emplace(key, old->second);
                 continue;
             }
-            dir_source[d.key] = f.path;
-            dir_docs[d.key] = std::move(d);
-        }
-        if (taken) inputs.push_back(f);
-    }
-    std::map<ResourceKey, Resource> base;
-    for (const auto& [key, r] : cur->resources) {
-        if (r.origin == origin || dir_docs.count(key)) continue;
-        base.emplace(key, r);
-    }
-    if (!validate(base, inputs, result)) return result;
-
-    const int64_t now = now_seconds();
-    const uint64_t next = cur->version + 1;
-    std::map<ResourceKey, Resource> next_resources = base;
-    bool changed = false;
-    for (auto& [key, d] : dir_docs) {
-        auto old = cur->resources.find(key);
-        if (old != cur->resources.end() && old->second.origin == origin &&
-            old->second.yaml == d.text && old->second.source == dir_source[key]) {
-            next_resources.emplace(key, old->second);
-            continue;
-        }
-        Resource r;
-        r.key = key;
-        r.yaml = d.text;
-        r.source = dir_source[key];
-        r.origin = origin;
-        r.created = old == cur->resources.end() ? now : old->second.created;
-        r.updated = now;
-        r.resource_version = next;
-        std::string detail;
-        if (old != cur->resources.end() && old->second.origin == Origin::Api) {
-            detail = std::string("applied over the API before; now managed by ") +
-                     (origin == Origin::Kube ? "--kube" : "--config-dir");
-        }
-        result.items.push_back(
-            {key, old == cur->resources.end() ? "created" : "configured", detail});
-        next_resources.emplace(key, std::move(r));
-        changed = true;
-    }
-    for (const auto& [key, r] : cur->resources) {
-        if (r.origin == origin && !dir_docs.count(key)) {
-            result.items.push_back({key, "deleted", ""});
+            Resource r;
+            r.key = key;
+            r.yaml = d.text;
+            r.source = dir_source[key];
+            r.origin = origin;
+            r.created = old == cur->resources.end() ? now : old->second.created;
+            r.updated = now;
+            r.resource_version = 0;  // this change's version, set by commit
+            std::string detail;
+            if (old != cur->resources.end() && old->second.origin == Origin::Api) {
+                detail = std::string("applied over the API before; now managed by ") +
+                         (origin == Origin::Kube ? "--kube" : "--config-dir");
+            }
+            result.items.push_back(
+                {key, old == cur->resources.end() ? "created" : "configured", detail});
+            next_resources.emplace(key, std::move(r));
             changed = true;
         }
-    }
-    if (!changed) return result;
-    commit(std::move(next_resources), result);
-    return result;
+        for (const auto& [key, r] : cur->resources) {
+            if (r.origin == origin && !dir_docs.count(key)) {
+                result.items.push_back({key, "deleted", ""});
+                changed = true;
+            }
+        }
+        if (!changed) return result;
+        commit(std::move(next_resources), result);
+        return result;
+    });
 }
 
 bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult& result) {
     SnapshotPtr cur = snapshot();
-    const uint64_t next = cur->version + 1;
-    try {
-        persist(next, resources);
-    } catch (const std::exception& e) {
-        result.status = 500;
-        result.error = std::string("cannot write the store: ") + e.what() + "; nothing was changed";
-        log_(result.error);
+    uint64_t next = 0;
+    auto refuse = [&](int status, std::string error) {
+        result.status = status;
+        result.error = std::move(error);
         result.items.clear();
+        log_(result.error);
         return false;
+    };
+    try {
+        next = backend_->persist(cur->version, resources);
+    } catch (const StoreConflict& e) {
+        conflict_ = true;
+        return refuse(409, std::string("refused: changed concurrently through another replica (") +
+                               e.what() + "); nothing was changed, try again");
+    } catch (const StoreUnavailable& e) {
+        return refuse(503, std::string("the config store cannot take writes now: ") + e.what() +
+                               "; nothing was changed (proxies keep their config)");
+    } catch (const std::exception& e) {
+        return refuse(500, std::string("cannot write the store: ") + e.what() +
+                               "; nothing was changed");
+    }
+    for (auto& [key, r] : resources) {
+        if (r.resource_version == 0) r.resource_version = next;
     }
     auto snap = std::make_shared<Snapshot>();
     snap->version = next;
@@ -526,8 +564,41 @@ bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult
     return true;
 }
 
-void ConfigStore::persist(uint64_t version,
-                          const std::map<ResourceKey, Resource>& resources) const {
+ChangeResult ConfigStore::with_retry(const std::function<ChangeResult()>& change) {
+    for (int attempt = 1;; ++attempt) {
+        ChangeResult result = change();
+        bool conflict = false;
+        {
+            std::lock_guard lock(change_mu_);
+            std::swap(conflict, conflict_);
+        }
+        if (!conflict || attempt == 5) return result;
+        try {
+            if (auto stored = backend_->load()) take_remote(std::move(*stored));
+        } catch (const std::exception& e) {
+            log_(std::string("reading the store again after a concurrent change failed: ") + e.what());
+            return result;
+        }
+    }
+}
+
+void ConfigStore::take_remote(StoredResources stored) {
+    std::lock_guard lock(change_mu_);
+    SnapshotPtr cur = snapshot();
+    if (stored.version <= cur->version) return;  // this replica's own change, or older
+    for (const auto& [key, r] : cur->resources) {
+        if (r.origin != Origin::Api) stored.resources.insert_or_assign(key, r);
+    }
+    auto snap = std::make_shared<Snapshot>();
+    snap->version = stored.version;
+    snap->config = build_config(stored.resources);
+    snap->resources = std::move(stored.resources);
+    log_("config version " + std::to_string(snap->version) + " from " + backend_->describe() +
+         ": " + std::to_string(snap->resources.size()) + " resource(s)");
+    publish(std::move(snap));
+}
+
+std::string encode_resources(uint64_t version, const std::map<ResourceKey, Resource>& resources) {
     json::array items;
     for (const auto& [key, r] : resources) {
         // The directory is the durable copy of its own resources: they are read again from it.
@@ -539,22 +610,19 @@ void ConfigStore::persist(uint64_t version,
         o["source"] = r.source;
         o["created"] = r.created;
         o["updated"] = r.updated;
-        o["resourceVersion"] = r.resource_version;
+        o["resourceVersion"] = r.resource_version ? r.resource_version : version;
         o["yaml"] = r.yaml;
         items.push_back(std::move(o));
     }
     json::object doc;
     doc["version"] = version;
     doc["resources"] = std::move(items);
-    common::write_file_atomic(file_, json::serialize(doc) + "\n", 0600);
+    return json::serialize(doc) + "\n";
 }
 
-void ConfigStore::load() {
-    std::error_code ec;
-    if (!fs::exists(file_, ec)) return;
-    std::string text = common::read_file(file_);
+StoredResources decode_resources(const std::string& text, const std::string& where) {
     auto damaged = [&](const std::string& why) {
-        return std::runtime_error(file_.string() + ": damaged config store: " + why);
+        return std::runtime_error(where + ": damaged config store: " + why);
     };
     json::error_code jec;
     json::value doc = json::parse(text, jec);
@@ -564,8 +632,8 @@ void ConfigStore::load() {
         !top->if_contains("resources") || !top->at("resources").is_array()) {
         throw damaged("expected {\"version\": N, \"resources\": [...]}");
     }
-    auto snap = std::make_shared<Snapshot>();
-    snap->version = top->at("version").to_number<uint64_t>();
+    StoredResources out;
+    out.version = top->at("version").to_number<uint64_t>();
     std::size_t index = 0;
     for (const json::value& v : top->at("resources").as_array()) {
         const json::object* o = v.if_object();
@@ -594,16 +662,26 @@ void ConfigStore::load() {
         r.created = num("created");
         r.updated = num("updated");
         r.resource_version = static_cast<uint64_t>(num("resourceVersion"));
-        snap->resources[r.key] = std::move(r);
+        if (r.resource_version == 0) r.resource_version = out.version;
+        out.resources[r.key] = std::move(r);
         ++index;
     }
+    return out;
+}
+
+void ConfigStore::load() {
+    std::optional<StoredResources> stored = backend_->load();
+    if (!stored) return;
+    auto snap = std::make_shared<Snapshot>();
+    snap->version = stored->version;
+    snap->resources = std::move(stored->resources);
     snap->config = build_config(snap->resources);
     for (const model::Diagnostic* d : snap->config.errors()) {
         // Stored with an older, more lenient validation: kept, and said loudly.
         log_("stored resource no longer validates: " + d->str());
     }
     log_("loaded " + std::to_string(snap->resources.size()) + " resource(s) from " +
-         file_.string() + ", version " + std::to_string(snap->version));
+         backend_->describe() + ", version " + std::to_string(snap->version));
     current_.store(std::move(snap));
 }
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,6 +105,65 @@ struct SourceFile {
     bool operator==(const SourceFile&) const = default;
 };
 
+// The durable copy of the API's resources (those of origin Api: the --config-dir directory is its
+// own durable copy). The state dir's store.json is the default; control/etcd keeps them in etcd,
+// shared by several replicas, where the version is etcd's revision.
+struct StoredResources {
+    uint64_t version = 0;
+    std::map<ResourceKey, Resource> resources;
+};
+
+// Another writer changed the stored resources since `base_version`: read them again and retry.
+class StoreConflict : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+// The backend cannot take writes now (etcd without quorum): HTTP 503, nothing changed.
+class StoreUnavailable : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+class StoreBackend {
+  public:
+    virtual ~StoreBackend() = default;
+    // What is stored; nullopt when nothing ever was. Throws std::runtime_error naming the place
+    // when it is damaged or cannot be read.
+    virtual std::optional<StoredResources> load() = 0;
+    // Stores `resources` (origin Api only) as the change that follows `base_version`; a resource
+    // whose resource_version is 0 changes in this write. Returns the new version. Throws
+    // StoreConflict, StoreUnavailable, or std::exception for any other failure.
+    virtual uint64_t persist(uint64_t base_version,
+                             const std::map<ResourceKey, Resource>& resources) = 0;
+    // Changes another writer made: `fn` is called (on the backend's thread) with each new state.
+    // The default (one writer) never calls it.
+    virtual void watch(std::function<void(StoredResources)> fn) { (void)fn; }
+    virtual void stop() {}
+    virtual std::string describe() const = 0;  // "store.json path" or "etcd <endpoints>"
+};
+
+// The JSON the backends keep: {"version": N, "resources": [{"kind", "namespace", "name",
+// "source", "created", "updated", "resourceVersion", "yaml"}, ...]} (origin Api only). `encode`
+// writes a pending resource_version (0) as `version`; `decode` reads a 0 as `version` and
+// throws std::runtime_error("<where>: damaged config store: ...").
+std::string encode_resources(uint64_t version, const std::map<ResourceKey, Resource>& resources);
+StoredResources decode_resources(const std::string& text, const std::string& where);
+
+// store.json in a directory (a single replica's state dir).
+class DirBackend : public StoreBackend {
+  public:
+    // Creates `dir` (0700) when absent.
+    explicit DirBackend(std::filesystem::path dir);
+    std::optional<StoredResources> load() override;
+    uint64_t persist(uint64_t base_version,
+                     const std::map<ResourceKey, Resource>& resources) override;
+    std::string describe() const override { return file_.string(); }
+    const std::filesystem::path& file() const { return file_; }
+
+  private:
+    std::filesystem::path dir_, file_;
+};
+
 class ConfigStore {
   public:
     using Clock = std::function<std::chrono::system_clock::time_point()>;
@@ -112,6 +172,9 @@ class ConfigStore {
     // Opens the store kept in `dir` (created 0700 if absent; `<state-dir>/config`), loading
     // store.json when present. Throws std::runtime_error naming the file when it is damaged.
     ConfigStore(std::filesystem::path dir, Clock clock, Logger log);
+    // The same on another backend; changes it watches are published as new versions.
+    ConfigStore(std::unique_ptr<StoreBackend> backend, Clock clock, Logger log);
+    ~ConfigStore();
     ConfigStore(const ConfigStore&) = delete;
     ConfigStore& operator=(const ConfigStore&) = delete;
 
@@ -146,7 +209,7 @@ class ConfigStore {
     // Blocks until the version is greater than `after` or `timeout` passes (nullptr then).
     SnapshotPtr wait_newer(uint64_t after, std::chrono::milliseconds timeout);
 
-    const std::filesystem::path& file() const { return file_; }
+    const StoreBackend& backend() const { return *backend_; }
 
   private:
     struct Document {
@@ -163,16 +226,20 @@ class ConfigStore {
     // `result` (400) and returns false.
     bool validate(const std::map<ResourceKey, Resource>& candidate,
                   const std::vector<SourceFile>& input, ChangeResult& result) const;
-    // Persists and publishes `resources` as the next version.
+    // Persists and publishes `resources` as the next version. Sets `conflict_` when another
+    // writer got there first.
     bool commit(std::map<ResourceKey, Resource> resources, ChangeResult& result);
-    void persist(uint64_t version, const std::map<ResourceKey, Resource>& resources) const;
+    // Runs a change, again on the newest stored state when another replica wrote in between.
+    ChangeResult with_retry(const std::function<ChangeResult()>& change);
     void load();
+    // Publishes what another writer stored, with this replica's --config-dir resources.
+    void take_remote(StoredResources stored);
     static model::Config build_config(const std::map<ResourceKey, Resource>& resources);
     void publish(SnapshotPtr snap);
     int64_t now_seconds() const;
 
-    std::filesystem::path dir_;
-    std::filesystem::path file_;
+    std::unique_ptr<StoreBackend> backend_;
+    bool conflict_ = false;  // under change_mu_
     Clock clock_;
     Logger log_;
     std::mutex change_mu_;  // one change at a time: validate, write, publish

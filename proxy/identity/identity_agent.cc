@@ -26,7 +26,8 @@ std::string trim(std::string s) {
 IdentityAgent::IdentityAgent(IdentityOptions options, TlsStore& store, WallClock clock, LogFn log,
                              uint64_t seed)
     : options_(std::move(options)), store_(store), clock_(std::move(clock)), log_(std::move(log)),
-      rng_(seed) {
+      rng_(seed),
+      controls_(options_.control_host, options_.control_port, options_.more_controls) {
     auto bundle = certs::TrustBundle::from_pem(slurp(options_.trust_bundle_file, "--trust-bundle"));
     if (!bundle) {
         throw std::runtime_error("--trust-bundle " + options_.trust_bundle_file + ": " +
@@ -89,8 +90,6 @@ void IdentityAgent::publish(const certs::IssuedSvid& svid) {
 
 bool IdentityAgent::fetch(bool renewal) {
     certs::CaClientOptions opts;
-    opts.host = options_.control_host;
-    opts.port = options_.control_port;
     opts.bundle = bundle_;
     opts.trust_domain = options_.trust_domain;
     auto current = store_.current();
@@ -100,20 +99,34 @@ bool IdentityAgent::fetch(bool renewal) {
     } else {
         opts.bearer_token = trim(slurp(options_.token_file, "--token-file"));
     }
-    try {
-        certs::IssuedSvid svid = certs::request_svid(opts, options_.ttl);
-        if ((!options_.expected_ns.empty() && svid.id.ns() != options_.expected_ns) ||
-            (!options_.expected_sa.empty() && svid.id.service_account() != options_.expected_sa)) {
-            log_("the CA issued " + svid.id.str() + ", but this proxy runs as ns " +
-                 options_.expected_ns + " sa " + options_.expected_sa + "; not using it");
-            return false;
+    // Each replica once: one that cannot be reached hands over to the next at once; the caller
+    // backs off when none answered.
+    for (std::size_t tried = 0; tried < controls_.size(); ++tried) {
+        const certs::ControlAddress& control = controls_.current();
+        opts.host = control.host;
+        opts.port = control.port;
+        const std::string where = controls_.size() > 1 ? " (" + control.str() + ")" : std::string();
+        try {
+            certs::IssuedSvid svid = certs::request_svid(opts, options_.ttl);
+            controls_.succeeded();
+            if ((!options_.expected_ns.empty() && svid.id.ns() != options_.expected_ns) ||
+                (!options_.expected_sa.empty() && svid.id.service_account() != options_.expected_sa)) {
+                log_("the CA issued " + svid.id.str() + ", but this proxy runs as ns " +
+                     options_.expected_ns + " sa " + options_.expected_sa + "; not using it");
+                return false;
+            }
+            publish(svid);
+            return true;
+        } catch (const certs::CaRefused& e) {
+            log_(std::string(renewal ? "certificate renewal" : "certificate request") + where + " failed: " + e.what());
+            if (e.status() < 500) return false;  // a refusal: another replica says the same
+        } catch (const std::exception& e) {
+            log_(std::string(renewal ? "certificate renewal" : "certificate request") + where + " failed: " + e.what());
         }
-        publish(svid);
-        return true;
-    } catch (const std::exception& e) {
-        log_(std::string(renewal ? "certificate renewal" : "certificate request") + " failed: " + e.what());
-        return false;
+        if (controls_.size() == 1) return false;
+        controls_.failed();
     }
+    return false;
 }
 
 void IdentityAgent::run() {

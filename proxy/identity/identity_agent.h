@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "certs/ca_client.h"
 #include "proxy/tls/tls_store.h"
@@ -23,6 +24,7 @@ struct IdentityOptions {
     std::string cert_chain_file, key_file;
     // CA mode (when control_host is set).
     std::string control_host, control_port, token_file;
+    std::vector<certs::ControlAddress> more_controls;  // more replicas: tried in turn on failure
     std::optional<std::chrono::seconds> ttl;
     std::string expected_ns, expected_sa;  // refuse a certificate for anyone else
     // Both.
@@ -61,6 +63,7 @@ private:
     LogFn log_;
     std::mt19937_64 rng_;
     certs::TrustBundle bundle_;
+    certs::ControlFailover controls_;  // the agent thread's own
     std::thread thread_;
     std::mutex mu_;
     std::condition_variable cv_;

@@ -15,7 +15,8 @@ ConfigSubscriber::ConfigSubscriber(SubscriptionOptions options, const TlsStore& 
       tls_(tls),
       apply_(std::move(apply)),
       log_(std::move(log)),
-      rng_(seed) {}
+      rng_(seed),
+      controls_(options_.control_host, options_.control_port, options_.more_controls) {}
 
 ConfigSubscriber::~ConfigSubscriber() {
     stop();
@@ -73,8 +74,9 @@ std::string ConfigSubscriber::request_body(const std::string& held_version,
 bool ConfigSubscriber::poll_once() {
     auto tls = tls_.current();
     certs::CaClientOptions opts;
-    opts.host = options_.control_host;
-    opts.port = options_.control_port;
+    const certs::ControlAddress& control = controls_.current();
+    opts.host = control.host;
+    opts.port = control.port;
     opts.bundle = tls->bundle;
     opts.trust_domain = options_.trust_domain;
     opts.client_chain = tls->chain;
@@ -89,15 +91,19 @@ bool ConfigSubscriber::poll_once() {
     } catch (const std::exception& e) {
         std::lock_guard lock(mu_);
         if (stopping_) return false;
-        if (status_.connected || status_.last_error != e.what()) {
-            log_(std::string("config subscription: ") + e.what() +
-                 "; serving the last snapshot, retrying with backoff");
+        std::string why = (controls_.size() > 1 ? control.str() + ": " : std::string()) + e.what();
+        if (controls_.size() > 1) controls_.failed();
+        if (status_.connected || status_.last_error != why) {
+            log_("config subscription: " + why + "; serving the last snapshot, retrying " +
+                 (controls_.size() > 1 ? "on " + controls_.current().str() + " " : std::string()) +
+                 "with backoff");
         }
         status_.connected = false;
-        status_.last_error = e.what();
+        status_.last_error = why;
         status_.failures += 1;
         return false;
     }
+    controls_.succeeded();
     if (res.status == 304) {
         std::lock_guard lock(mu_);
         status_.connected = true;
@@ -108,6 +114,8 @@ bool ConfigSubscriber::poll_once() {
         std::string why = "HTTP " + std::to_string(res.status) + ": " + res.body;
         while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
         if (status_.last_error != why) log_("config subscription refused: " + why);
+        // A replica that cannot serve (503: stopping) is worth leaving; a refusal is not.
+        if (res.status >= 500 && controls_.size() > 1) controls_.failed();
         status_.connected = false;
         status_.last_error = why;
         status_.failures += 1;

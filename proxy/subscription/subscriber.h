@@ -26,6 +26,8 @@ namespace remora::proxy {
 
 struct SubscriptionOptions {
     std::string control_host, control_port;
+    // More replicas (--control a:p,b:p): a failed poll moves to the next address.
+    std::vector<certs::ControlAddress> more_controls;
     std::string trust_domain = "cluster.local";
     // What this proxy registers (namespace and service account come from its certificate).
     std::string pod_name, workload_name, pod_ip, proxy_version;
@@ -77,6 +79,7 @@ class ConfigSubscriber {
     ApplyFn apply_;
     LogFn log_;
     std::mt19937_64 rng_;
+    certs::ControlFailover controls_;  // the poll thread's own
     std::shared_ptr<certs::CallCanceller> canceller_ = std::make_shared<certs::CallCanceller>();
 
     // Poll state (the thread's own). The report (what became of the last snapshot received) goes

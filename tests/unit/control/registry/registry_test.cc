@@ -112,3 +112,36 @@ TEST_CASE("with --kube, registrations are not endpoints (EndpointSlices are)") {
     CHECK(reg.workload_entries().empty());
     CHECK(reg.list().size() == 1);  // still registered: proxy-status shows it
 }
+
+TEST_CASE("other replicas' proxies (etcd) give endpoints; this replica's own record wins") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    CHECK_FALSE(reg.take_remote_change());
+    uint64_t g0 = reg.generation();
+    std::map<std::string, RemoteProxy> remote;
+    remote["r2.default"] = {"r2.default", "default", "reviews", pod("r2", "198.18.0.6", "v2")};
+    remote["r1.default"] = {"r1.default", "default", "reviews", pod("r1", "198.18.0.99")};
+    CHECK(reg.set_remote(remote));
+    CHECK(reg.generation() > g0);
+    CHECK(reg.take_remote_change());
+    CHECK_FALSE(reg.take_remote_change());  // once
+    CHECK_FALSE(reg.set_remote(remote));    // the same: no new generation
+    CHECK(reg.list().empty());              // proxy-status shows this replica's own only
+
+    auto entries = reg.workload_entries();
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[1].meta.name == "r2");
+    CHECK(entries[1].spec.address == "198.18.0.6");
+    CHECK(entries[1].spec.labels.at("security.istio.io/tlsMode") == "istio");
+
+    // r1 moved here: its own registration (address .5) wins over the stale remote one (.99).
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    entries = reg.workload_entries();
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[0].meta.name == "r1");
+    CHECK(entries[0].spec.address == "198.18.0.5");
+
+    // The other replica died: its lease took r2 away.
+    CHECK(reg.set_remote({}));
+    CHECK(reg.workload_entries().size() == 1);
+}

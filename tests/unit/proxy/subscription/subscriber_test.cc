@@ -110,10 +110,12 @@ struct Fixture {
         tls.publish(proxy::make_tls_snapshot(workload.chain, workload.key, certs::TrustBundle({ca.root()}),
                                              "cluster.local", [] { return std::chrono::system_clock::now(); }));
     }
-    std::unique_ptr<proxy::ConfigSubscriber> subscriber(const FakeControl& fake) {
+    std::unique_ptr<proxy::ConfigSubscriber> subscriber(const FakeControl& fake,
+                                                        std::vector<certs::ControlAddress> more = {}) {
         proxy::SubscriptionOptions o;
         o.control_host = "127.0.0.1";
         o.control_port = fake.port();
+        o.more_controls = std::move(more);
         o.pod_name = "reviews-v1-0";
         o.pod_ip = "127.0.0.1";
         o.labels = {{"app", "reviews"}, {"version", "v1"}};
@@ -218,4 +220,49 @@ TEST_CASE("a control plane that is not there: failures counted, nothing applied,
     CHECK(st.last_error.find("cannot connect") != std::string::npos);
     CHECK(st.applied_version.empty());
     sub.stop();
+}
+
+TEST_CASE("several control-plane replicas: when one goes away the poll moves on, holding its snapshot") {
+    Fixture f;
+    auto first = std::make_unique<FakeControl>(f.control);
+    FakeControl second(f.control);
+    first->script = {snapshot_answer("v1", "one")};  // then holds the next poll
+    second.script = {snapshot_answer("v2", "two")};
+    // The replica in the middle is not there at all.
+    auto sub = f.subscriber(*first, {{"127.0.0.1", "1"}, {"127.0.0.1", second.port()}});
+    sub->start();
+    first->wait_requests(2);
+    first.reset();  // the replica dies with a poll in flight
+    second.wait_requests(1);
+    for (int i = 0; i < 400 && sub->status().applied_version != "v2"; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    {
+        std::lock_guard lock(second.mu);
+        // It tells the new replica what it holds, so an unchanged config costs nothing.
+        CHECK(str(second.requests[0], "version") == "v1");
+    }
+    std::lock_guard lock(f.mu);
+    CHECK(f.applied == std::vector<std::string>{"one", "two"});
+    CHECK(sub->status().applied_version == "v2");
+    sub->stop();
+}
+
+TEST_CASE("--control a:p,b:p") {
+    auto a = certs::parse_control_addresses("remora-control-0:15012,10.0.0.2:15012,[::1]:15012");
+    REQUIRE(a.size() == 3);
+    CHECK(a[0].str() == "remora-control-0:15012");
+    CHECK(a[2].host == "::1");
+    CHECK_THROWS_AS(certs::parse_control_addresses("a:15012,b"), std::invalid_argument);
+    certs::ControlFailover f("a", "1", {{"b", "1"}, {"a", "1"}, {"c", "1"}});
+    CHECK(f.size() == 3);  // the first address is not repeated
+    CHECK(f.current().host == "a");
+    CHECK_FALSE(f.failed());
+    CHECK(f.current().host == "b");
+    f.succeeded();  // b works: stay there
+    CHECK(f.current().host == "b");
+    CHECK_FALSE(f.failed());
+    CHECK_FALSE(f.failed());
+    CHECK(f.failed());  // every replica failed once: back off
+    CHECK(f.current().host == "b");  // round the ring once
 }

@@ -1,0 +1,114 @@
+// remora-control's shared state on etcd, for several replicas at once:
+//   <prefix>/config          the API's Istio resources (store JSON); its mod_revision is the
+//                            config version, the same on every replica for the same content
+//   <prefix>/ca              the CA's signing material, JWT key and admin token, sealed with
+//                            AES-256-GCM (SecretBox); created once (txn create-if-absent)
+//   <prefix>/proxies/<id>    each replica's registered proxies, under that replica's lease, so
+//                            a dead replica's registrations expire with it
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "control/ca/state_dir.h"
+#include "control/etcd/etcd_client.h"
+#include "control/etcd/secret_box.h"
+#include "control/registry/proxy_registry.h"
+#include "control/store/store.h"
+
+namespace remora::control::etcd {
+
+using LogFn = std::function<void(const std::string&)>;
+
+// The config store's backend on etcd: one key, written with a compare on its mod_revision (a
+// replica that wrote from an older state gets StoreConflict and the store retries), watched for
+// the other replicas' changes.
+class EtcdConfigBackend : public store::StoreBackend {
+  public:
+    EtcdConfigBackend(EtcdClient& client, std::string prefix, LogFn log);
+    ~EtcdConfigBackend() override;
+    std::optional<store::StoredResources> load() override;
+    uint64_t persist(uint64_t base_version,
+                     const std::map<store::ResourceKey, store::Resource>& resources) override;
+    void watch(std::function<void(store::StoredResources)> fn) override;
+    void stop() override;
+    std::string describe() const override;
+
+    const std::string& key() const { return key_; }
+    // The stored value as text and revision (tests, remoractl debugging).
+    static store::StoredResources decode(const KeyValue& kv);
+
+  private:
+    EtcdClient& client_;
+    std::string key_;
+    LogFn log_;
+    std::atomic<int64_t> loaded_revision_{0};
+    std::unique_ptr<Watcher> watcher_;
+};
+
+// What a replica needs from the shared CA record.
+struct SharedCa {
+    CaState state;
+    std::string admin_token;
+};
+
+// Reads the sealed CA record, or creates it (the first replica: a new root, or the operator's CA,
+// a JWT key and an admin token) with a create-if-absent transaction; a replica that loses the
+// race reads the winner's. Writes the public parts (root-cert.pem, jwks.json) and what remoractl
+// reads on this machine (admin-token, jwt-signing-key.pem, 0600) to `state_dir`; the CA's own key
+// stays in memory. Waits up to `wait` for etcd. Throws std::runtime_error naming what failed.
+SharedCa load_or_create_shared_ca(EtcdClient& client, const std::string& prefix,
+                                  const SecretBox& box, const std::filesystem::path& state_dir,
+                                  const std::string& trust_domain,
+                                  const std::optional<OperatorCa>& operator_ca,
+                                  certs::SystemTime now, std::chrono::seconds wait, LogFn log);
+
+// Publishes this replica's registered proxies under its lease and keeps the other replicas'
+// in the registry (set_remote), from a watch on <prefix>/proxies/.
+class RegistrySync {
+  public:
+    RegistrySync(EtcdClient& client, std::string prefix, registry::ProxyRegistry& registry,
+                 std::chrono::seconds lease_ttl, LogFn log);
+    ~RegistrySync();
+    void start();
+    // Revokes the lease: the other replicas forget this one's proxies at once.
+    void stop();
+    const std::string& replica_id() const { return replica_; }
+
+    // The value stored for a proxy, and back (nullopt when not one of ours).
+    static std::string encode(const std::string& replica, const registry::ProxyRecord& r);
+    static std::optional<std::pair<std::string, registry::RemoteProxy>> decode(
+        const std::string& value);
+
+  private:
+    void run();
+    void publish();
+    void apply_remote();
+    int64_t resync();
+
+    EtcdClient& client_;
+    std::string prefix_;
+    registry::ProxyRegistry& registry_;
+    std::chrono::seconds ttl_;
+    LogFn log_;
+    std::string replica_;
+    int64_t lease_ = 0;
+    std::map<std::string, std::string> published_;  // key -> value, under lease_
+    std::mutex remote_mu_;
+    std::map<std::string, std::pair<std::string, registry::RemoteProxy>> remote_;  // by key
+    std::unique_ptr<Watcher> watcher_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace remora::control::etcd

@@ -1,0 +1,483 @@
+// control/etcd/: the JSON gateway's encoding (against answers captured from etcd 3.4), the sealed
+// CA record's encryption, and the values the replicas share.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "control/etcd/etcd_client.h"
+#include "control/etcd/etcd_json.h"
+#include "control/etcd/etcd_state.h"
+#include "control/etcd/secret_box.h"
+
+using namespace remora::control;
+using namespace remora::control::etcd;
+namespace json = boost::json;
+
+TEST_CASE("base64 as grpc-gateway writes bytes") {
+    CHECK(base64_encode("") == "");
+    CHECK(base64_encode("f") == "Zg==");
+    CHECK(base64_encode("fo") == "Zm8=");
+    CHECK(base64_encode("foo") == "Zm9v");
+    CHECK(base64_encode(std::string("\0\xff\x10", 3)) == "AP8Q");
+    CHECK(base64_decode("Zg==") == std::optional<std::string>("f"));
+    CHECK(base64_decode("Zm8=") == std::optional<std::string>("fo"));
+    CHECK(base64_decode("AP8Q") == std::optional<std::string>(std::string("\0\xff\x10", 3)));
+    CHECK(base64_decode("") == std::optional<std::string>(""));
+    CHECK_FALSE(base64_decode("Zm9"));    // not a multiple of 4
+    CHECK_FALSE(base64_decode("Zm9v!!!!"));
+    std::string all;
+    for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+    CHECK(base64_decode(base64_encode(all)) == std::optional<std::string>(all));
+}
+
+TEST_CASE("prefix_end is etcd's --prefix range end") {
+    CHECK(prefix_end("/remora/proxies/") == "/remora/proxies0");
+    CHECK(prefix_end("a\xff") == "b");
+    CHECK(prefix_end("\xff\xff") == std::string(1, '\0'));
+    CHECK(prefix_end("") == std::string(1, '\0'));
+}
+
+TEST_CASE("requests: keys and values in base64, 64-bit numbers as strings") {
+    CHECK(json::serialize(put_request("foo", "bar")) == R"({"key":"Zm9v","value":"YmFy"})");
+    CHECK(json::serialize(put_request("foo", "bar", 7587862)) ==
+          R"({"key":"Zm9v","value":"YmFy","lease":"7587862"})");
+    CHECK(json::serialize(range_request("a", "b")) == R"({"key":"YQ==","range_end":"Yg=="})");
+    CHECK(json::serialize(watch_request("foo", "", 12)) ==
+          R"({"create_request":{"key":"Zm9v","start_revision":"12"}})");
+    CHECK(json::serialize(lease_grant_request(5)) == R"({"TTL":"5"})");
+    CHECK(json::serialize(lease_id_request(42)) == R"({"ID":"42"})");
+
+    json::object t = put_if_mod_revision("/r/config", 9, "{}");
+    CHECK(json::serialize(t["compare"]) ==
+          R"([{"key":"L3IvY29uZmln","result":"EQUAL","target":"MOD","mod_revision":"9"}])");
+    CHECK(json::serialize(t["success"]) == R"([{"request_put":{"key":"L3IvY29uZmln","value":"e30="}}])");
+    CHECK(json::serialize(t["failure"]) == R"([{"request_range":{"key":"L3IvY29uZmln"}}])");
+    json::object c = put_if_absent("/r/ca", "x");
+    CHECK(json::serialize(c["compare"]) ==
+          R"([{"key":"L3IvY2E=","result":"EQUAL","target":"CREATE","create_revision":"0"}])");
+}
+
+TEST_CASE("answers captured from etcd 3.4's gateway") {
+    RangeAnswer r = parse_range(json::parse(
+        R"({"header":{"cluster_id":"3249","member_id":"3319","revision":"4","raft_term":"2"},)"
+        R"("kvs":[{"key":"Zm9v","create_revision":"4","mod_revision":"4","version":"1","value":"YmFy",)"
+        R"("lease":"2324035861825135625"}],"count":"1"})"));
+    CHECK(r.revision == 4);
+    REQUIRE(r.kvs.size() == 1);
+    CHECK(r.kvs[0].key == "foo");
+    CHECK(r.kvs[0].value == "bar");
+    CHECK(r.kvs[0].mod_revision == 4);
+    CHECK(r.kvs[0].lease == 2324035861825135625);
+    // An empty range: no "kvs" at all (zero values are left out).
+    CHECK(parse_range(json::parse(R"({"header":{"revision":"3"}})")).kvs.empty());
+
+    TxnAnswer ok = parse_txn(json::parse(
+        R"({"header":{"revision":"4"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"4"}}}]})"));
+    CHECK(ok.succeeded);
+    CHECK(ok.revision == 4);
+    CHECK_FALSE(ok.current);
+    TxnAnswer lost = parse_txn(json::parse(
+        R"({"header":{"revision":"6"},"responses":[{"response_range":{"header":{"revision":"6"},)"
+        R"("kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"5","version":"2","value":"YmF6"}],"count":"1"}}]})"));
+    CHECK_FALSE(lost.succeeded);
+    REQUIRE(lost.current);
+    CHECK(lost.current->value == "baz");
+    CHECK(lost.current->mod_revision == 5);
+
+    WatchMessage created = parse_watch_message(
+        R"({"result":{"header":{"cluster_id":"3249","revision":"2","raft_term":"2"},"created":true}})");
+    CHECK(created.created);
+    CHECK(created.events.empty());
+    WatchMessage put = parse_watch_message(
+        R"({"result":{"header":{"revision":"2"},"events":[{"kv":{"key":"Zm9v","create_revision":"2",)"
+        R"("mod_revision":"2","version":"1","value":"YmFy"}}]}})");
+    REQUIRE(put.events.size() == 1);
+    CHECK_FALSE(put.events[0].deleted);
+    CHECK(put.events[0].kv.value == "bar");
+    WatchMessage del = parse_watch_message(
+        R"({"result":{"header":{"revision":"3"},"events":[{"type":"DELETE","kv":{"key":"Zm9v","mod_revision":"3"}}]}})");
+    REQUIRE(del.events.size() == 1);
+    CHECK(del.events[0].deleted);
+    CHECK(del.events[0].kv.key == "foo");
+    CHECK(del.events[0].kv.mod_revision == 3);
+    WatchMessage compacted = parse_watch_message(
+        R"({"result":{"header":{"revision":"90"},"canceled":true,"compact_revision":"50"}})");
+    CHECK(compacted.canceled);
+    CHECK(compacted.compact_revision == 50);
+
+    LeaseAnswer grant = parse_lease(json::parse(R"({"header":{"revision":"4"},"ID":"2324035861825135625","TTL":"5"})"));
+    CHECK(grant.id == 2324035861825135625);
+    CHECK(grant.ttl == 5);
+    LeaseAnswer alive = parse_lease(json::parse(R"({"result":{"header":{"revision":"4"},"ID":"77","TTL":"5"}})"));
+    CHECK(alive.ttl == 5);
+    // A keepalive on a lease that expired: no TTL.
+    LeaseAnswer gone = parse_lease(json::parse(R"({"result":{"header":{"revision":"4"},"ID":"77"}})"));
+    CHECK(gone.ttl == 0);
+}
+
+TEST_CASE("etcd's errors become EtcdAnswerError with the gRPC code") {
+    try {
+        parse_range(json::parse(R"({"error":"etcdserver: requested lease not found","message":"x","code":5})"));
+        FAIL("no error");
+    } catch (const EtcdAnswerError& e) {
+        CHECK(std::string(e.what()) == "etcdserver: requested lease not found");
+        CHECK(e.code() == 5);
+    }
+    CHECK_THROWS_AS(parse_watch_message("not json"), EtcdAnswerError);
+    CHECK_THROWS_AS(parse_range(json::parse(R"({"kvs":[{"key":"***"}]})")), EtcdAnswerError);
+    CHECK_THROWS_AS(parse_range(json::parse(R"({"header":{"revision":"x"}})")), EtcdAnswerError);
+}
+
+TEST_CASE("--etcd-endpoints") {
+    auto eps = parse_endpoints("127.0.0.1:2379,https://etcd-1:2379,http://[::1]:2381/", false);
+    REQUIRE(eps.size() == 3);
+    CHECK(eps[0].str() == "http://127.0.0.1:2379");
+    CHECK(eps[1].tls);
+    CHECK(eps[1].host == "etcd-1");
+    CHECK(eps[2].host == "::1");
+    CHECK(eps[2].port == "2381");
+    CHECK(parse_endpoints("a:1", true)[0].tls);
+    CHECK_THROWS_WITH_AS(parse_endpoints("a:1,b", false), "etcd endpoint \"b\": expected HOST:PORT",
+                         std::invalid_argument);
+    CHECK_THROWS_AS(parse_endpoints(",", false), std::invalid_argument);
+}
+
+namespace {
+
+struct TmpFile {
+    std::filesystem::path path;
+    explicit TmpFile(const std::string& content) {
+        path = std::filesystem::temp_directory_path() /
+               ("remora-etcd-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+        std::ofstream(path, std::ios::binary) << content;
+    }
+    ~TmpFile() { std::filesystem::remove(path); }
+    static int& counter() {
+        static int n = 0;
+        return n;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("SecretBox: AES-256-GCM; the key and the purpose must match, changes are caught") {
+    SecretBox box(std::string(32, 'k'));
+    const std::string secret = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG...\n";
+    std::string sealed = box.seal(secret, "remora-ca /remora/ca");
+    CHECK(sealed.find("MIGHAgEAMBMG") == std::string::npos);  // never in the clear
+    CHECK(sealed.find(base64_encode(secret)) == std::string::npos);
+    json::value v = json::parse(sealed);
+    CHECK(v.at("alg") == "AES-256-GCM");
+    CHECK(base64_decode(v.at("nonce").as_string())->size() == 12);
+    CHECK(base64_decode(v.at("tag").as_string())->size() == 16);
+    CHECK(box.open(sealed, "remora-ca /remora/ca") == secret);
+    // A fresh nonce each time.
+    CHECK(box.seal(secret, "p") != box.seal(secret, "p"));
+
+    SecretBox other(std::string(32, 'x'));
+    CHECK_THROWS_AS(other.open(sealed, "remora-ca /remora/ca"), SecretBoxError);
+    CHECK_THROWS_AS(box.open(sealed, "remora-ca /other/ca"), SecretBoxError);
+    json::object changed = v.as_object();
+    std::string ct = *base64_decode(changed["ciphertext"].as_string());
+    ct[0] = static_cast<char>(ct[0] ^ 1);
+    changed["ciphertext"] = base64_encode(ct);
+    CHECK_THROWS_WITH_AS(box.open(json::serialize(changed), "remora-ca /remora/ca"),
+                         doctest::Contains("does not open with this key"), SecretBoxError);
+    CHECK_THROWS_WITH_AS(box.open("{\"alg\":\"none\"}", "p"), doctest::Contains("not a sealed value"),
+                         SecretBoxError);
+    CHECK_THROWS_AS(SecretBox(std::string(16, 'k')), SecretBoxError);
+}
+
+TEST_CASE("SecretBox::from_file: hex, base64 or raw 32 bytes") {
+    const std::string hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    std::string raw;
+    for (int i = 0; i < 32; ++i) raw.push_back(static_cast<char>(i));
+    TmpFile hex_file(hex + "\n"), b64_file(base64_encode(raw)), raw_file(raw), bad(hex.substr(2));
+    std::string sealed = SecretBox(raw).seal("x", "p");
+    CHECK(SecretBox::from_file(hex_file.path).open(sealed, "p") == "x");
+    CHECK(SecretBox::from_file(b64_file.path).open(sealed, "p") == "x");
+    CHECK(SecretBox::from_file(raw_file.path).open(sealed, "p") == "x");
+    CHECK_THROWS_WITH_AS(SecretBox::from_file(bad.path), doctest::Contains("expected a 256-bit key"),
+                         SecretBoxError);
+    CHECK_THROWS_WITH_AS(SecretBox::from_file("/nonexistent/key"),
+                         doctest::Contains("--ca-key-encryption-key-file /nonexistent/key"),
+                         SecretBoxError);
+}
+
+TEST_CASE("the stored config: the version is the key's mod_revision, changed resources take it") {
+    store::Resource a;
+    a.key = {store::Kind::VirtualService, "default", "reviews"};
+    a.yaml = "kind: VirtualService\n";
+    a.resource_version = 7;  // unchanged since revision 7
+    store::Resource b;
+    b.key = {store::Kind::DestinationRule, "default", "reviews"};
+    b.yaml = "kind: DestinationRule\n";
+    b.resource_version = 0;  // changed by this write
+    std::map<store::ResourceKey, store::Resource> resources{{a.key, a}, {b.key, b}};
+    KeyValue kv;
+    kv.key = "/remora/config";
+    kv.value = store::encode_resources(0, resources);
+    kv.mod_revision = 42;
+    store::StoredResources s = EtcdConfigBackend::decode(kv);
+    CHECK(s.version == 42);
+    CHECK(s.resources.at(a.key).resource_version == 7);
+    CHECK(s.resources.at(b.key).resource_version == 42);
+    CHECK(s.resources.at(b.key).yaml == "kind: DestinationRule\n");
+    kv.value = "{";
+    CHECK_THROWS_WITH_AS(EtcdConfigBackend::decode(kv),
+                         doctest::Contains("etcd key /remora/config: damaged config store"),
+                         std::runtime_error);
+}
+
+TEST_CASE("a proxy's shared registration round-trips; other values are not one") {
+    registry::ProxyRecord r;
+    r.id = "reviews-v1-0.default";
+    r.ns = "default";
+    r.service_account = "bookinfo-reviews";
+    r.reg.pod_name = "reviews-v1-0";
+    r.reg.workload_name = "reviews-v1";
+    r.reg.pod_ip = "198.18.0.7";
+    r.reg.labels = {{"app", "reviews"}, {"version", "v1"}};
+    r.reg.ports = {9080};
+    auto d = RegistrySync::decode(RegistrySync::encode("replica-a", r));
+    REQUIRE(d);
+    CHECK(d->first == "replica-a");
+    CHECK(d->second.id == r.id);
+    CHECK(d->second.ns == "default");
+    CHECK(d->second.service_account == "bookinfo-reviews");
+    CHECK(d->second.reg == r.reg);
+    CHECK_FALSE(RegistrySync::decode("{}"));
+    CHECK_FALSE(RegistrySync::decode("nope"));
+}
+
+// ---- Against a real etcd (Debian's etcd-server), one member on loopback; skipped without it. ----
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+extern char** environ;
+
+namespace {
+
+struct LocalEtcd {
+    pid_t pid = -1;
+    std::filesystem::path dir;
+    std::string client;
+
+    // `tls_dir`: serve https with server.pem/server.key and ask for a client certificate from ca.pem.
+    explicit LocalEtcd(const std::string& tls_dir = "") {
+        if (access("/usr/bin/etcd", X_OK) != 0) return;
+        dir = std::filesystem::temp_directory_path() /
+              ("remora-etcd-unit-" + std::to_string(::getpid()) + (tls_dir.empty() ? "" : "-tls"));
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+        // Four ports per process (plain and TLS, client and peer), all below 60000.
+        int base = 20000 + static_cast<int>(::getpid() % 10000) * 4 + (tls_dir.empty() ? 0 : 2);
+        const std::string scheme = tls_dir.empty() ? "http://" : "https://";
+        client = "127.0.0.1:" + std::to_string(base);
+        std::string peer = "http://127.0.0.1:" + std::to_string(base + 1);
+        std::string log = (dir / "etcd.log").string();
+        std::vector<std::string> args = {"/usr/bin/etcd", "--name", "u", "--data-dir", (dir / "data").string(),
+                                         "--listen-client-urls", scheme + client,
+                                         "--advertise-client-urls", scheme + client,
+                                         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                         "--initial-cluster", "u=" + peer};
+        if (!tls_dir.empty()) {
+            std::vector<std::string> tls = {"--cert-file", tls_dir + "/server.pem", "--key-file",
+                                            tls_dir + "/server.key", "--trusted-ca-file", tls_dir + "/ca.pem",
+                                            "--client-cert-auth"};
+            args.insert(args.end(), tls.begin(), tls.end());
+        }
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t io;
+        posix_spawn_file_actions_init(&io);
+        posix_spawn_file_actions_addopen(&io, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_adddup2(&io, 1, 2);
+        if (posix_spawn(&pid, argv[0], &io, nullptr, argv.data(), environ) != 0) pid = -1;
+        posix_spawn_file_actions_destroy(&io);
+    }
+    ~LocalEtcd() {
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+        if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+    bool up() const { return pid > 0; }
+    EtcdOptions options() const {
+        EtcdOptions o;
+        o.endpoints = parse_endpoints(client, false);
+        o.timeout = std::chrono::milliseconds(2000);
+        return o;
+    }
+};
+
+bool eventually(const std::function<bool()>& fn) {
+    for (int i = 0; i < 400; ++i) {  // etcd's start on a busy machine
+        if (fn()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+const char* kVs = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: %s}}]
+)";
+
+std::string vs(const char* subset) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, kVs, subset);
+    return buf;
+}
+
+}  // namespace
+
+TEST_CASE("two config stores on one etcd: the same versions, changes seen through the watch, no lost write") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    auto clock = [] { return std::chrono::system_clock::now(); };
+    auto quiet = [](const std::string&) {};
+    EtcdClient client2(etcd.options());
+    store::ConfigStore one(std::make_unique<EtcdConfigBackend>(client, "/t", quiet), clock, quiet);
+    store::ConfigStore two(std::make_unique<EtcdConfigBackend>(client2, "/t", quiet), clock, quiet);
+    CHECK(one.version() == 0);
+
+    store::ChangeResult r = one.apply(vs("v1"), "vs.yaml");
+    REQUIRE(r.ok());
+    KeyValue stored = client.range("/t/config").kvs.at(0);
+    CHECK(r.version == static_cast<uint64_t>(stored.mod_revision));  // the version is the revision
+    CHECK(eventually([&] { return two.version() == r.version; }));  // through the watch
+    CHECK(two.snapshot()->config.virtual_services.size() == 1);
+
+    // Two changes on the same old state, through the two stores: both end up stored.
+    std::thread t([&] { CHECK(two.apply(vs("v2"), "a.yaml").ok()); });
+    std::string other = vs("v1");
+    other.replace(other.find("name: reviews"), 13, "name: ratings");
+    CHECK(one.apply(other, "b.yaml").ok());
+    t.join();
+    CHECK(eventually([&] { return one.version() == two.version(); }));
+    CHECK(one.snapshot()->resources.size() == 2);
+    CHECK(two.snapshot()->resources.size() == 2);
+    CHECK(one.snapshot()->resources.begin()->second.resource_version > 0);
+
+    // A store started later reads the same state at the same version.
+    store::ConfigStore three(std::make_unique<EtcdConfigBackend>(client, "/t", quiet), clock, quiet);
+    CHECK(three.version() == one.version());
+
+    // etcd gone: a change is refused with 503 and nothing changes.
+    kill(etcd.pid, SIGKILL);
+    waitpid(etcd.pid, nullptr, 0);
+    etcd.pid = -1;
+    uint64_t before = one.version();
+    store::ChangeResult down = one.apply(vs("v3"), "c.yaml");
+    CHECK(down.status == 503);
+    CHECK(down.error.find("cannot take writes") != std::string::npos);
+    CHECK(one.version() == before);
+}
+
+TEST_CASE("the CA record: created once, the same for every replica, sealed in etcd") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed: skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    SecretBox box(std::string(32, 'k'));
+    auto dir = etcd.dir / "state";
+    auto quiet = [](const std::string&) {};
+    SharedCa a = load_or_create_shared_ca(client, "/t", box, dir / "a", "cluster.local", std::nullopt,
+                                          std::chrono::system_clock::now(), std::chrono::seconds(20), quiet);
+    SharedCa b = load_or_create_shared_ca(client, "/t", box, dir / "b", "cluster.local", std::nullopt,
+                                          std::chrono::system_clock::now(), std::chrono::seconds(20), quiet);
+    CHECK(a.state.created);
+    CHECK_FALSE(b.state.created);
+    CHECK(a.state.signer.root().to_pem() == b.state.signer.root().to_pem());
+    CHECK(a.admin_token == b.admin_token);
+    CHECK(a.state.jwt_key.to_pem() == b.state.jwt_key.to_pem());
+    std::string value = client.range("/t/ca").kvs.at(0).value;
+    CHECK(value.find("PRIVATE KEY") == std::string::npos);
+    CHECK(value.find(a.admin_token) == std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "b" / "root-key.pem"));  // the CA key stays in memory
+    CHECK(std::filesystem::exists(dir / "b" / "root-cert.pem"));
+    SecretBox wrong(std::string(32, 'w'));
+    CHECK_THROWS_WITH_AS(load_or_create_shared_ca(client, "/t", wrong, dir / "c", "cluster.local", std::nullopt,
+                                                  std::chrono::system_clock::now(), std::chrono::seconds(20), quiet),
+                         doctest::Contains("does not open with this key"), std::runtime_error);
+}
+
+TEST_CASE("TLS to etcd: etcd's CA verifies the server, a client certificate gets in") {
+    if (access("/usr/bin/etcd", X_OK) != 0 || access("/usr/bin/openssl", X_OK) != 0) {
+        MESSAGE("etcd or openssl is not installed: skipped");
+        return;
+    }
+    auto pki = std::filesystem::temp_directory_path() / ("remora-etcd-pki-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(pki);
+    const std::string d = pki.string();
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
+    std::string script =
+        "cd " + d + " && openssl req -x509" + ec + "-keyout ca.key -out ca.pem -days 1 -subj /CN=etcd-ca"
+        " && openssl req -x509" + ec + "-keyout other.key -out other.pem -days 1 -subj /CN=other-ca"
+        " && openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=etcd"
+        " && printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext"
+        " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile server.ext"
+        " && openssl req" + ec + "-keyout client.key -out client.csr -subj /CN=remora-control"
+        " && printf 'extendedKeyUsage=clientAuth\\n' > client.ext"
+        " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 -extfile client.ext"
+        " >/dev/null 2>&1";
+    REQUIRE(std::system(script.c_str()) == 0);
+    LocalEtcd etcd(d);
+    REQUIRE(etcd.up());
+    EtcdOptions o;
+    o.endpoints = parse_endpoints(etcd.client, true);
+    o.ca_file = d + "/ca.pem";
+    o.cert_file = d + "/client.pem";
+    o.key_file = d + "/client.key";
+    o.timeout = std::chrono::milliseconds(2000);
+    EtcdClient client(o);
+    REQUIRE(eventually([&] {
+        try {
+            client.put("/tls", "works");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    CHECK(client.range("/tls").kvs.at(0).value == "works");
+
+    EtcdOptions no_cert = o;
+    no_cert.cert_file.clear();
+    no_cert.key_file.clear();
+    CHECK_THROWS_AS(EtcdClient(no_cert).range("/tls"), EtcdUnavailable);  // etcd wants a client cert
+    EtcdOptions wrong_ca = o;
+    wrong_ca.ca_file = d + "/other.pem";
+    CHECK_THROWS_WITH_AS(EtcdClient(wrong_ca).range("/tls"), doctest::Contains("TLS handshake failed"),
+                         EtcdUnavailable);
+    std::filesystem::remove_all(pki);
+}
