@@ -781,7 +781,6 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
         spec.objects(kind, [&](Obj& t, std::size_t) {
             L4Route route;
             parse_l4_route(t, route, tls, r);
-            if (tls) r.unsupported(t.mark(), t.path(), "TLS routes");
             (tls ? vs.tls : vs.tcp).push_back(std::move(route));
         });
     }
