@@ -204,7 +204,6 @@ asio::awaitable<std::optional<ClientHello>> peek_client_hello(tcp::socket& s, co
     std::string buf(2 * kMaxClientHelloBytes, '\0');
     size_t last = 0;
     for (;;) {
-        boost::system::error_code ec;
         const ssize_t n = ::recv(s.native_handle(), buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
         if (n == 0) co_return std::nullopt;  // closed
         if (n > 0) {
