@@ -547,11 +547,8 @@ std::shared_ptr<const RouteTable> load_routes(const std::vector<std::pair<std::s
     for (const auto& [flag, path] : inputs) names += (names.empty() ? "" : ", ") + flag + " " + path;
     control::model::Config istio;
     {
-        std::optional<LargePagesWhileLoading> large_pages;
-        for (const auto& [flag, path] : inputs) {
-            if (!large_pages && path == inputs.back().second) large_pages.emplace(path);
-            control::model::load_path(istio, path);
-        }
+        LargePagesWhileLoading large_pages(inputs.back().second);  // --config: the large one
+        for (const auto& [flag, path] : inputs) control::model::load_path(istio, path);
     }
     const auto t1 = Clock::now();
     for (const auto* w : istio.warnings()) common::log_line("remora-proxy", w->str());

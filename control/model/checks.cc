@@ -300,6 +300,17 @@ bool is_protocol(std::string_view s) {
     return std::find(kProtocols.begin(), kProtocols.end(), upper) != kProtocols.end();
 }
 
+std::string ascii_upper(std::string s) {
+    for (char& c : s)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+}
+
+bool is_tls_protocol(std::string_view p) {
+    const std::string u = ascii_upper(std::string(p));
+    return u == "HTTPS" || u == "TLS";
+}
+
 }  // namespace detail
 
 }  // namespace remora::control::model

@@ -36,5 +36,9 @@ bool is_ip(std::string_view s);
 // Istio protocol names (case-insensitive): HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, MYSQL,
 // REDIS, TCP, TLS, UDP.
 bool is_protocol(std::string_view s);
+// ASCII upper case ("https" -> "HTTPS"), for Istio's case-insensitive protocol names.
+std::string ascii_upper(std::string s);
+// A port protocol that carries TLS to the server: HTTPS or TLS, in any case.
+bool is_tls_protocol(std::string_view p);
 
 }  // namespace remora::control::model::detail

@@ -11,20 +11,9 @@ namespace remora::control::model::detail {
 
 namespace {
 
-std::string upper(std::string s) {
-    for (char& c : s)
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-}
-
 bool is_http(const std::string& p) {
-    std::string u = upper(p);
+    std::string u = ascii_upper(p);
     return u == "HTTP" || u == "HTTP2" || u == "GRPC" || u == "GRPC-WEB" || u == "HTTP_PROXY";
-}
-
-bool is_tls(const std::string& p) {
-    std::string u = upper(p);
-    return u == "HTTPS" || u == "TLS";
 }
 
 void parse_server(Obj& s, Server& out, bool gateway_semantics) {
@@ -104,10 +93,10 @@ void parse_server(Obj& s, Server& out, bool gateway_semantics) {
         parse_server_tls(t, out.tls.emplace());
     }
     if (port_ok) {
-        if (is_tls(out.port.protocol) && !out.tls) {
+        if (is_tls_protocol(out.port.protocol) && !out.tls) {
             r.error(s.mark(), join(s.path(), "tls"),
                     "server must have TLS settings for HTTPS/TLS protocols");
-        } else if (!is_tls(out.port.protocol) && out.tls) {
+        } else if (!is_tls_protocol(out.port.protocol) && out.tls) {
             if (is_http(out.port.protocol)) {
                 bool passthrough =
                     out.tls->mode == "PASSTHROUGH" || out.tls->mode == "AUTO_PASSTHROUGH";

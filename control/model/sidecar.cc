@@ -12,17 +12,6 @@ namespace remora::control::model::detail {
 
 namespace {
 
-std::string upper(std::string s) {
-    for (char& c : s)
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-}
-
-bool is_tls_protocol(const std::string& p) {
-    std::string u = upper(p);
-    return u == "HTTPS" || u == "TLS";
-}
-
 // SidecarPort: number 0..2^32-1 as the CRD takes it, range checked by the caller.
 bool parse_sidecar_port(Obj& parent, PortSpec& out, std::optional<Value>& number_at) {
     bool present = false;
@@ -312,7 +301,7 @@ void parse_sidecar(Obj& spec, Sidecar& sc) {
         if (auto cv = i.get("connectionPool")) {
             Obj c(r, *cv);
             parse_connection_pool(c, in.connection_pool.emplace());
-            std::string proto = upper(in.port.protocol);
+            std::string proto = ascii_upper(in.port.protocol);
             bool http = proto == "HTTP" || proto == "HTTP2" || proto == "GRPC" ||
                         proto == "GRPC-WEB" || proto == "HTTP_PROXY";
             if (in.connection_pool->http && !http) {
