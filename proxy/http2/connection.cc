@@ -526,7 +526,7 @@ asio::awaitable<BodyEvent> Connection::read_body(std::shared_ptr<StreamState> s,
 asio::awaitable<boost::system::result<http::ResponseHead>> Connection::read_head(
     std::shared_ptr<StreamState> s) {
     for (;;) {
-        if (s->head_received) co_return s->response;
+        if (s->head_received) co_return std::move(s->response);  // read once, by one stream
         if (s->closed || finished_)
             co_return s->close_error ? s->close_error
                                      : make_error_code(Http2Error::connection_closed);

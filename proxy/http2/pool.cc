@@ -34,8 +34,17 @@ void Http2Pool::prune(Entry& e) {
     pooled_.fetch_sub(gone, std::memory_order_relaxed);
 }
 
+ClientConnection* Http2Pool::ready(std::string_view key) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return nullptr;
+    prune(it->second);
+    for (auto& c : it->second.connections)
+        if (c.available()) return &c;
+    return nullptr;
+}
+
 asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
-    std::string key, ConnectFn connect) {
+    std::string key, const ConnectFn& connect) {
     const auto deadline = std::chrono::steady_clock::now() + pool_limits_.pending_timeout;
     bool counted = false;
     for (;;) {
@@ -90,10 +99,15 @@ asio::awaitable<boost::system::result<ClientConnection>> Http2Pool::acquire(
 }
 
 asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> Http2Pool::open_stream(
-    std::string key, http::RequestHead head, bool end_stream, ConnectFn connect,
+    std::string_view key, const http::RequestHead& head, bool end_stream, const ConnectFn& connect,
     uint32_t max_requests_per_connection) {
     for (int attempt = 0;; ++attempt) {
-        auto conn = co_await acquire(key, connect);
+        boost::system::result<ClientConnection> conn = make_error_code(Http2Error::connect_failed);
+        if (ClientConnection* c = ready(key)) {
+            conn = *c;
+        } else {
+            conn = co_await acquire(std::string(key), connect);
+        }
         if (!conn) co_return conn.error();
         auto stream = conn->open(head, end_stream);
         if (stream) {

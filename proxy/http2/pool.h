@@ -45,16 +45,20 @@ public:
 
     // A connection with room for one more stream (open() on it, before the next co_await, fits).
     // Parameters by value: they live in the coroutine frame across its suspensions.
+    // `connect` by reference: co_await the call at once (the caller's frame keeps it alive).
     boost::asio::awaitable<boost::system::result<ClientConnection>> acquire(std::string key,
-                                                                           ConnectFn connect);
+                                                                           const ConnectFn& connect);
     // acquire() + open(); when open() loses a race with a GOAWAY or a full connection it tries
     // once more on another connection (counted in pool_streams_retried). A connection that has
     // carried max_requests_per_connection requests (DestinationRule
     // connectionPool.http.maxRequestsPerConnection; 0: no limit) takes no more: it is drained
     // (GOAWAY; its streams complete) and the next request gets another, as Envoy's pools do for
     // HTTP/1.1 and HTTP/2 alike. Counted in pool_connections_drained.
+    // The request path's call, once per request: when a connection has room (the usual case) the
+    // stream opens without a suspension or a copy. Arguments by reference: co_await the call at
+    // once, as every caller does (they live in the caller's frame).
     boost::asio::awaitable<boost::system::result<std::shared_ptr<ClientStream>>> open_stream(
-        std::string key, http::RequestHead head, bool end_stream, ConnectFn connect,
+        std::string_view key, const http::RequestHead& head, bool end_stream, const ConnectFn& connect,
         uint32_t max_requests_per_connection = 0);
 
     std::size_t connection_count(const std::string& key) const;
@@ -71,12 +75,18 @@ private:
         std::shared_ptr<Signal> changed;  // a connection came up, a stream slot freed, one closed
     };
     void prune(Entry& e);
+    // A connection of `key` with room now, or null.
+    ClientConnection* ready(std::string_view key);
+    struct KeyHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
 
     boost::asio::any_io_executor executor_;
     Http2Limits limits_;
     std::shared_ptr<Http2Stats> stats_;
     Http2PoolLimits pool_limits_;
-    std::unordered_map<std::string, Entry> entries_;
+    std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> entries_;
     std::atomic<uint64_t> pooled_{0};
 };
 

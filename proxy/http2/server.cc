@@ -16,6 +16,10 @@ asio::awaitable<error_code> ServerStream::write_head(http::ResponseHead head, bo
     co_return conn_->submit_response(*state_, head, end_stream);
 }
 
+error_code ServerStream::submit_head(const http::ResponseHead& head, bool end_stream) {
+    return conn_->submit_response(*state_, head, end_stream);
+}
+
 asio::awaitable<error_code> ServerStream::write_body(std::span<const uint8_t> data,
                                                      bool end_stream) {
     return conn_->write_body(state_, data, end_stream);

@@ -32,6 +32,11 @@ public:
     // By value: a coroutine's reference parameters would dangle if the awaitable were stored.
     boost::asio::awaitable<boost::system::error_code> write_head(http::ResponseHead head,
                                                                  bool end_stream);
+    // The same, at once: nghttp2 copies the fields, so no coroutine frame or copy of the head.
+    boost::system::error_code submit_head(const http::ResponseHead& head, bool end_stream);
+    // The request head, moved out (the stream does not read it again): for the one handler
+    // that takes the stream over, instead of a copy.
+    http::RequestHead take_head() noexcept { return std::move(state_->request); }
     // Completes once nghttp2 has taken every byte (flow control allowing): the span must stay
     // valid until then, and nothing is buffered beyond the connection's coalescing buffer.
     boost::asio::awaitable<boost::system::error_code> write_body(std::span<const uint8_t> data,

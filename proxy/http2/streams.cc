@@ -38,7 +38,7 @@ http::BodyPart to_part(BodyEvent& ev, bool& ended) {
 }  // namespace
 
 ServerStreamAdapter::ServerStreamAdapter(std::shared_ptr<http2::ServerStream> s) : s_(std::move(s)) {
-    head_ = s_->head();
+    head_ = s_->take_head();
     head_.protocol = http::Protocol::http2;
 }
 
@@ -50,7 +50,7 @@ asio::awaitable<http::BodyPart> ServerStreamAdapter::read_body(std::chrono::stea
 
 asio::awaitable<error_code> ServerStreamAdapter::send_head(http::ResponseHead& head, bool end_stream) {
     head_sent_ = true;
-    co_return co_await s_->write_head(head, end_stream);
+    co_return s_->submit_head(head, end_stream);
 }
 
 asio::awaitable<error_code> ServerStreamAdapter::send_body(std::string_view data, bool end_stream) {
@@ -63,10 +63,10 @@ asio::awaitable<error_code> ServerStreamAdapter::send_trailers(const http::Trail
 
 asio::awaitable<error_code> ServerStreamAdapter::flush() { co_return error_code{}; }
 
-ClientStreamAdapter::ClientStreamAdapter(Http2Pool& pool, std::string key, ConnectFn connect,
+ClientStreamAdapter::ClientStreamAdapter(Http2Pool& pool, std::string_view key, ConnectFn connect,
                                          uint32_t max_requests_per_connection)
     : pool_(pool),
-      key_(std::move(key)),
+      key_(key),
       connect_(std::move(connect)),
       max_requests_per_connection_(max_requests_per_connection) {}
 

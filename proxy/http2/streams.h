@@ -36,12 +36,13 @@ private:
     bool head_sent_ = false;
 };
 
-class ClientStreamAdapter final : public http::ClientStream {
+class ClientStreamAdapter : public http::ClientStream {
 public:
     // The stream opens on send_head(), on a connection of `pool` for `key` (made by `connect`
     // when none has room).
     // max_requests_per_connection: see Http2Pool::open_stream (0: no limit).
-    ClientStreamAdapter(Http2Pool& pool, std::string key, ConnectFn connect,
+    // `key` is a view: what it names must outlive send_head() (the request's target does).
+    ClientStreamAdapter(Http2Pool& pool, std::string_view key, ConnectFn connect,
                         uint32_t max_requests_per_connection = 0);
     ~ClientStreamAdapter() override;
 
@@ -61,7 +62,7 @@ public:
 
 private:
     Http2Pool& pool_;
-    std::string key_;
+    std::string_view key_;
     ConnectFn connect_;
     uint32_t max_requests_per_connection_ = 0;
     std::shared_ptr<http2::ClientStream> s_;

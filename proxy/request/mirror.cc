@@ -38,7 +38,7 @@ asio::awaitable<void> send_mirror(http::RequestHead head, std::string body,
         }
     } slot{ctx, *cluster, index};
     ctx.balancer.started(*cluster, index);
-    const UpstreamTarget target = target_for(*cluster, index);
+    const UpstreamTarget& target = config->routes->target(*cluster, index);
     const ClusterHealth& health = config->routes->health(*cluster);
     auto failed = [&](unsigned status, const std::string& why) {
         ctx.stats.inc(Counter::upstream_rq_mirror_failed);

@@ -168,9 +168,9 @@ struct RequestState {
     const bool outbound;
     RequestRecord rec;
 
-    // Where it goes.
-    UpstreamTarget routed;
+    // Where it goes: a target of the route table (outbound) or the connection's (inbound).
     const UpstreamTarget* target = nullptr;
+    bool routed = false;  // by the route table (outbound, to a cluster)
     const snapshot::Route* route = nullptr;
     const snapshot::WeightedCluster* destination = nullptr;
     InFlight in_flight;
@@ -308,7 +308,7 @@ asio::awaitable<bool> route(RequestState& st) {
     view.source_ip = std::string_view(st.info.remote).substr(0, st.info.remote.rfind(':'));
     RouteResult r = config.routes ? resolve_route(*config.routes, view, st.info.original_dst, st.ctx.balancer,
                                                   st.ctx.telemetry.rng())
-                                  : RouteResult{std::nullopt, ProxyError::no_route};
+                                  : RouteResult{nullptr, ProxyError::no_route};
     st.route = r.route;
     st.destination = r.destination;
     if (r.cluster) st.in_flight.start(r.cluster, r.endpoint);
@@ -340,8 +340,8 @@ asio::awaitable<bool> route(RequestState& st) {
                                                                       : ProxyError::no_route);
         co_return false;
     }
-    st.routed = std::move(*r.target);
-    st.target = &st.routed;
+    st.target = r.target;
+    st.routed = true;
     co_return true;
 }
 
@@ -445,7 +445,7 @@ void rewrite(RequestState& st) {
 asio::awaitable<bool> buffer_body(RequestState& st) {
     st.request_has_body = !st.down.body_done();
     const snapshot::Route* r = st.route;
-    st.wants_replay = st.request_has_body && r && st.config->routes && !st.routed.cluster.empty() &&
+    st.wants_replay = st.request_has_body && r && st.config->routes && st.routed && !st.target->cluster.empty() &&
                       (r->retries.attempts > 0 || !r->mirrors.empty());
     if (!st.wants_replay) co_return true;
     if (auto cl = st.head.headers.get("content-length")) {
@@ -502,7 +502,7 @@ asio::awaitable<void> mirror(RequestState& st) {
         std::optional<size_t> mi;
         if (mc) mi = st.ctx.balancer.pick(*mc, nullptr, nullptr, st.ctx.telemetry.rng(), std::nullopt,
                                           &st.config->routes->health(*mc));
-        if (!mi || target_for(*mc, *mi).key.empty()) {
+        if (!mi || st.config->routes->target(*mc, *mi).key.empty()) {
             st.ctx.stats.inc(Counter::upstream_rq_mirror_failed);
             continue;
         }
@@ -731,7 +731,7 @@ asio::awaitable<void> forward(RequestState& st) {
     // or with one held whole, which can be sent again. Each retry waits a jittered exponential
     // backoff from 25 ms and goes to the cluster's next endpoint when it has another.
     const snapshot::RetryPolicy* retry =
-        route && st.config->routes && !st.routed.cluster.empty() && st.replayable() ? &route->retries : nullptr;
+        route && st.config->routes && st.routed && !st.target->cluster.empty() && st.replayable() ? &route->retries : nullptr;
     uint32_t retries_left = retry ? retry->attempts : 0;
     uint32_t retries_done = 0;
     if (route && route->timeout) {
@@ -785,9 +785,9 @@ asio::awaitable<void> forward(RequestState& st) {
         if (const snapshot::Cluster* c = st.in_flight.cluster; c && c->endpoints.size() > 1) {
             const std::optional<size_t> i = ctx.balancer.pick(*c, nullptr, nullptr, ctx.telemetry.rng(), st.in_flight.index,
                                                               &st.config->routes->health(*c));
-            UpstreamTarget next = i ? target_for(*c, *i) : UpstreamTarget{};
-            if (!next.key.empty()) {
-                st.routed = std::move(next);
+            const UpstreamTarget* next = i ? &st.config->routes->target(*c, *i) : nullptr;
+            if (next && !next->key.empty()) {
+                st.target = next;
                 st.in_flight.start(c, *i);
             }
         }

@@ -105,6 +105,47 @@ private:
     std::unique_ptr<UpstreamConn> c_;
 };
 
+// An HTTP/2 stream to `target` on the worker's pool. The pool calls connect() only from
+// send_head(), while the request (which owns the target and limits) is waiting on it: the
+// function captures `this`, small enough for std::function to hold without allocating.
+class MeshH2Stream final : public http2::ClientStreamAdapter {
+public:
+    MeshH2Stream(const UpstreamTarget& target, const Limits& limits, uint64_t conn_id, WorkerContext& ctx,
+                 uint32_t max_requests_per_connection)
+        : ClientStreamAdapter(*ctx.h2pool, target.pool_key(), [this] { return connect(); },
+                              max_requests_per_connection),
+          target_(target),
+          limits_(limits),
+          conn_id_(conn_id),
+          ctx_(ctx) {}
+
+private:
+    asio::awaitable<http2::ConnectResult> connect() {
+        http2::ConnectResult r;
+        std::unique_ptr<UpstreamConn> conn =
+            co_await connect_upstream(target_, limits_, conn_id_, ctx_, target_.mtls ? kAlpnH2 : std::string_view{});
+        if (!conn) {
+            r.error = asio::error::connection_refused;
+            co_return r;
+        }
+        if (auto* t = std::get_if<TlsStream>(&conn->stream); t && negotiated_alpn(t->native_handle()) != "h2") {
+            ctx_.stats.inc(Counter::upstream_cx_connect_fail);
+            ctx_.log("conn=" + std::to_string(conn_id_) + " upstream " + endpoint_text(target_.address) + " (" +
+                     target_.cluster + "): the peer did not agree to HTTP/2 (ALPN)");
+            r.error = asio::error::no_protocol_option;
+            co_return r;
+        }
+        ctx_.stats.inc(Counter::upstream_cx_http2);
+        r.stream = std::make_unique<ConnByteStream>(std::move(conn));
+        co_return r;
+    }
+
+    const UpstreamTarget& target_;
+    const Limits& limits_;
+    uint64_t conn_id_;
+    WorkerContext& ctx_;
+};
+
 }  // namespace
 
 asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(const UpstreamTarget& target,
@@ -115,27 +156,7 @@ asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(const Upstrea
                                                                   std::chrono::steady_clock::duration budget) {
     if (protocol == http::Protocol::http2) {
         // Many requests share a few connections: made on demand by the pool, which keeps them.
-        http2::ConnectFn connect = [target, limits, conn_id, &ctx]() -> asio::awaitable<http2::ConnectResult> {
-            http2::ConnectResult r;
-            std::unique_ptr<UpstreamConn> conn =
-                co_await connect_upstream(target, limits, conn_id, ctx, target.mtls ? kAlpnH2 : std::string_view{});
-            if (!conn) {
-                r.error = asio::error::connection_refused;
-                co_return r;
-            }
-            if (auto* t = std::get_if<TlsStream>(&conn->stream); t && negotiated_alpn(t->native_handle()) != "h2") {
-                ctx.stats.inc(Counter::upstream_cx_connect_fail);
-                ctx.log("conn=" + std::to_string(conn_id) + " upstream " + endpoint_text(target.address) +
-                        " (" + target.cluster + "): the peer did not agree to HTTP/2 (ALPN)");
-                r.error = asio::error::no_protocol_option;
-                co_return r;
-            }
-            ctx.stats.inc(Counter::upstream_cx_http2);
-            r.stream = std::make_unique<ConnByteStream>(std::move(conn));
-            co_return r;
-        };
-        co_return std::make_unique<http2::ClientStreamAdapter>(*ctx.h2pool, target.pool_key() + "|h2",
-                                                               std::move(connect), max_requests_per_connection);
+        co_return std::make_unique<MeshH2Stream>(target, limits, conn_id, ctx, max_requests_per_connection);
     }
     std::unique_ptr<UpstreamConn> conn = ctx.pool.take(target.pool_key());
     if (conn) {

@@ -36,7 +36,8 @@ Protocol declared_protocol_at(const ProxyConfig& config, const boost::asio::ip::
 // An exchange with `target` in `protocol`. Null when an HTTP/1.1 connection could not be made
 // (counted and logged by connect_upstream): a connect failure. HTTP/2 connects on send_head().
 // `budget` (the request's time left) bounds an HTTP/1.1 connect; HTTP/2's wait for a connection
-// is bounded by the wait for the response header.
+// is bounded by the wait for the response header. `target` and `limits` must outlive the
+// stream's send_head() (an HTTP/2 connection is made from there).
 boost::asio::awaitable<std::unique_ptr<http::ClientStream>> open_upstream(
     const UpstreamTarget& target, http::Protocol protocol, uint32_t max_requests_per_connection,
     const Limits& limits, uint64_t conn_id, WorkerContext& ctx,

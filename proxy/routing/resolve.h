@@ -10,11 +10,12 @@
 
 #include "proxy/config.h"
 #include "proxy/request/error.h"
+#include "proxy/routing/target.h"
 
 namespace remora::proxy {
 
 struct RouteResult {
-    std::optional<UpstreamTarget> target;
+    const UpstreamTarget* target = nullptr;  // the table's (RouteTable::target)
     ProxyError error = ProxyError::none;  // none, no_route or no_healthy_upstream
     // With a route table: the rule that matched and the destination picked (owned by the table,
     // which the connection's config keeps alive). The rule may answer without an upstream
@@ -34,17 +35,6 @@ bool is_mesh_destination(const ProxyConfig& config, const boost::asio::ip::tcp::
 RouteResult resolve_route(const RouteTable& routes, const RequestView& request,
                           const std::optional<boost::asio::ip::tcp::endpoint>& original_dst,
                           WorkerBalancer& balancer, std::mt19937_64& rng);
-
-// The target for endpoint `index` of `cluster` (address, mTLS identity, telemetry names).
-UpstreamTarget target_for(const snapshot::Cluster& cluster, size_t index);
-
-// A service's host and its name and namespace as Istio's destination_service* labels carry them
-// ("reviews.default.svc.cluster.local" → "reviews", "default"; other hosts: the first label, no
-// namespace).
-struct ServiceNames {
-    std::string host, name, ns;
-};
-ServiceNames service_names(std::string host);
 
 // Inbound: the service a request was sent to, by its Host (else the address it was sent to: this
 // pod's endpoint of a service port), from the snapshot's virtual hosts. None when unknown.

@@ -2,11 +2,13 @@
 #include "proxy/routing/route_table.h"
 
 #include "proxy/request/retry.h"
+#include "proxy/routing/resolve.h"
 
 #include <re2/re2.h>
 
 #include <algorithm>
 #include <cctype>
+#include <mutex>
 #include <stdexcept>
 
 namespace remora::proxy {
@@ -68,6 +70,11 @@ struct RouteTable::CompiledRoute {
     std::vector<CompiledBlock> blocks;
 };
 
+struct RouteTable::Targets {
+    std::once_flag made;
+    std::vector<UpstreamTarget> targets;
+};
+
 RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
     : snapshot_(std::move(s)), states_(states ? std::move(states) : std::make_shared<ClusterStates>()) {
     std::vector<std::string> names;
@@ -75,6 +82,7 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
         clusters_.emplace(c.name, &c);
         names.push_back(c.name);
         health_.emplace(&c, std::make_unique<ClusterHealth>(c, states_->cluster(c.name), states_));
+        targets_.emplace(&c, std::make_unique<Targets>());
         const snap::LoadBalancer& lb = c.load_balancer;
         if (!lb.hash_header.empty() || !lb.hash_cookie.empty() || !lb.hash_query_parameter.empty() ||
             lb.hash_source_ip) {
@@ -141,6 +149,15 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
 
 RouteTable::~RouteTable() = default;
 
+const UpstreamTarget& RouteTable::target(const snap::Cluster& c, size_t index) const {
+    Targets& t = *targets_.at(&c);
+    std::call_once(t.made, [&] {
+        t.targets.reserve(c.endpoints.size());
+        for (size_t i = 0; i < c.endpoints.size(); ++i) t.targets.push_back(target_for(c, i));
+    });
+    return t.targets.at(index);
+}
+
 const snap::VirtualHost* RouteTable::find_host(std::string_view host) const {
     std::string h = lower(host);
     auto it = by_domain_.find(h);
@@ -168,7 +185,7 @@ const HashRing* RouteTable::ring(const snap::Cluster& c) const {
 }
 
 const snap::Cluster* RouteTable::cluster(std::string_view name) const {
-    auto it = clusters_.find(std::string(name));
+    auto it = clusters_.find(name);
     return it == clusters_.end() ? nullptr : it->second;
 }
 

@@ -24,6 +24,8 @@ class RE2;
 
 namespace remora::proxy {
 
+struct UpstreamTarget;
+
 // What route matching may look at in a request.
 struct RequestView {
     std::string_view method, path, authority, scheme = "http";
@@ -73,6 +75,10 @@ public:
     ClusterState& state(const snapshot::Cluster& cluster) const;
     const ClusterHealth& health(const snapshot::Cluster& cluster) const;
     const std::shared_ptr<ClusterStates>& states() const { return states_; }
+    // Endpoint `index` of `cluster` as a request's target (target_for's answer), made the first
+    // time any worker asks and kept with the table: the request path neither parses the address
+    // nor builds the names and the pool key per request. A target without a key is unusable.
+    const UpstreamTarget& target(const snapshot::Cluster& cluster, size_t index) const;
     // The first route of `vh` whose match blocks accept the request (blocks ORed, conditions
     // within a block ANDed); null when none does.
     const snapshot::Route* match(const snapshot::VirtualHost& vh, const RequestView& req) const;
@@ -92,7 +98,13 @@ private:
     // Domains written "*<suffix>", by suffix, longest first.
     std::vector<std::pair<std::string, const snapshot::VirtualHost*>> wildcard_domains_;
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_address_;
-    std::unordered_map<std::string, const snapshot::Cluster*> clusters_;
+    struct StringHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, const snapshot::Cluster*, StringHash, std::equal_to<>> clusters_;
+    struct Targets;
+    std::unordered_map<const snapshot::Cluster*, std::unique_ptr<Targets>> targets_;
     std::unordered_map<const snapshot::VirtualHost*, std::vector<CompiledRoute>> routes_;
     std::unordered_map<const snapshot::Cluster*, HashRing> rings_;
     std::shared_ptr<ClusterStates> states_;

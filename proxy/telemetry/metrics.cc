@@ -40,52 +40,56 @@ const char* label_name(Label l) {
     return kNames[static_cast<size_t>(l)];
 }
 
-MetricLabels::MetricLabels() {
-    values.fill("unknown");
-    (*this)[Label::grpc_response_status] = "";
-    (*this)[Label::response_flags] = "-";
-}
-
-std::string MetricLabels::key() const {
-    std::string k;
-    size_t n = 0;
-    for (const auto& v : values) n += v.size() + 1;
-    k.reserve(n);
-    for (const auto& v : values) {
-        k += v;
-        k += '\x1f';
-    }
-    return k;
-}
-
 WorkerMetrics::~WorkerMetrics() {
     for (HttpSeries* s = http_head_.load(); s;) delete std::exchange(s, s->next);
     for (TcpSeries* s = tcp_head_.load(); s;) delete std::exchange(s, s->next);
 }
 
+HttpSeries* WorkerMetrics::http_series(std::string&& key, const MetricLabels* labels,
+                                       const MetricLabelViews* views) {
+    if (series_ >= max_series_) {
+        overflow_.fetch_add(1, std::memory_order_relaxed);
+        return nullptr;
+    }
+    auto* s = new HttpSeries;
+    if (labels) {
+        s->labels = *labels;
+    } else {
+        for (size_t i = 0; i < views->values.size(); ++i) s->labels.values[i] = std::string(views->values[i]);
+    }
+    s->next = http_head_.load(std::memory_order_relaxed);
+    http_head_.store(s, std::memory_order_release);
+    http_index_.emplace(std::move(key), s);
+    ++series_;
+    return s;
+}
+
+namespace {
+
+void observe(HttpSeries& s, double duration_ms, uint64_t request_bytes, uint64_t response_bytes) {
+    s.requests.fetch_add(1, std::memory_order_relaxed);
+    s.duration_ms.observe(kDurationBucketsMs, duration_ms);
+    s.request_bytes.observe(kByteBuckets, static_cast<double>(request_bytes));
+    s.response_bytes.observe(kByteBuckets, static_cast<double>(response_bytes));
+}
+
+}  // namespace
+
 void WorkerMetrics::record_request(const MetricLabels& labels, double duration_ms,
                                    uint64_t request_bytes, uint64_t response_bytes) {
     std::string key = labels.key();
-    HttpSeries* s = nullptr;
     auto it = http_index_.find(key);
-    if (it != http_index_.end()) {
-        s = it->second;
-    } else {
-        if (series_ >= max_series_) {
-            overflow_.fetch_add(1, std::memory_order_relaxed);
-            return;
-        }
-        s = new HttpSeries;
-        s->labels = labels;
-        s->next = http_head_.load(std::memory_order_relaxed);
-        http_head_.store(s, std::memory_order_release);
-        http_index_.emplace(std::move(key), s);
-        ++series_;
-    }
-    s->requests.fetch_add(1, std::memory_order_relaxed);
-    s->duration_ms.observe(kDurationBucketsMs, duration_ms);
-    s->request_bytes.observe(kByteBuckets, static_cast<double>(request_bytes));
-    s->response_bytes.observe(kByteBuckets, static_cast<double>(response_bytes));
+    HttpSeries* s = it != http_index_.end() ? it->second : http_series(std::move(key), &labels, nullptr);
+    if (s) observe(*s, duration_ms, request_bytes, response_bytes);
+}
+
+void WorkerMetrics::record_request(const MetricLabelViews& labels, double duration_ms,
+                                   uint64_t request_bytes, uint64_t response_bytes) {
+    key_.clear();
+    labels.append_key(key_);
+    auto it = http_index_.find(std::string_view(key_));
+    HttpSeries* s = it != http_index_.end() ? it->second : http_series(std::string(key_), nullptr, &labels);
+    if (s) observe(*s, duration_ms, request_bytes, response_bytes);
 }
 
 TcpSeries* WorkerMetrics::tcp_series(const MetricLabels& labels) {

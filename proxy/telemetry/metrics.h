@@ -48,14 +48,38 @@ enum class Label : size_t {
 
 const char* label_name(Label l);
 
-struct MetricLabels {
-    std::array<std::string, static_cast<size_t>(Label::kCount)> values;
+// Label values: MetricLabels owns them (a series keeps its own); MetricLabelViews points into
+// a request's record and the telemetry config, so the request path builds its key without
+// allocating and copies the values only for a new series.
+template <class S>
+struct BasicMetricLabels {
+    std::array<S, static_cast<size_t>(Label::kCount)> values;
 
-    MetricLabels();  // every label "unknown", as Istio reports what it cannot know
-    std::string& operator[](Label l) { return values[static_cast<size_t>(l)]; }
-    const std::string& operator[](Label l) const { return values[static_cast<size_t>(l)]; }
-    std::string key() const;
+    BasicMetricLabels() {  // every label "unknown", as Istio reports what it cannot know
+        values.fill("unknown");
+        (*this)[Label::grpc_response_status] = "";
+        (*this)[Label::response_flags] = "-";
+    }
+    S& operator[](Label l) { return values[static_cast<size_t>(l)]; }
+    const S& operator[](Label l) const { return values[static_cast<size_t>(l)]; }
+    // The series' identity: every value, each followed by a unit separator.
+    void append_key(std::string& k) const {
+        for (const auto& v : values) {
+            k += v;
+            k += '\x1f';
+        }
+    }
+    std::string key() const {
+        std::string k;
+        size_t n = 0;
+        for (const auto& v : values) n += v.size() + 1;
+        k.reserve(n);
+        append_key(k);
+        return k;
+    }
 };
+using MetricLabels = BasicMetricLabels<std::string>;
+using MetricLabelViews = BasicMetricLabels<std::string_view>;
 
 // Istio's duration buckets (ms) and byte-size buckets.
 inline constexpr std::array<double, 19> kDurationBucketsMs = {
@@ -104,6 +128,9 @@ public:
     // Worker thread only.
     void record_request(const MetricLabels& labels, double duration_ms, uint64_t request_bytes,
                         uint64_t response_bytes);
+    // The same for the request path: no allocation when the series exists.
+    void record_request(const MetricLabelViews& labels, double duration_ms, uint64_t request_bytes,
+                        uint64_t response_bytes);
     // The series a TCP connection adds its bytes to; null when the series limit is reached.
     TcpSeries* tcp_series(const MetricLabels& labels);
 
@@ -115,7 +142,13 @@ public:
 private:
     size_t max_series_;
     size_t series_ = 0;
-    std::unordered_map<std::string, HttpSeries*> http_index_;
+    struct KeyHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    HttpSeries* http_series(std::string&& key, const MetricLabels* labels, const MetricLabelViews* views);
+    std::string key_;  // the request path's key, built in place
+    std::unordered_map<std::string, HttpSeries*, KeyHash, std::equal_to<>> http_index_;
     std::unordered_map<std::string, TcpSeries*> tcp_index_;
     std::atomic<HttpSeries*> http_head_{nullptr};
     std::atomic<TcpSeries*> tcp_head_{nullptr};

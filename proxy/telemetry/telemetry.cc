@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include <array>
 #include <ctime>
 
 namespace remora::proxy {
@@ -30,7 +31,8 @@ std::string upstream_service_time(const RequestRecord& r) {
 
 }  // namespace
 
-void fill_workload(MetricLabels& l, bool source, const WorkloadInfo& w) {
+template <class S>
+void fill_workload(BasicMetricLabels<S>& l, bool source, const WorkloadInfo& w) {
     l[source ? Label::source_workload : Label::destination_workload] = w.name;
     l[source ? Label::source_workload_namespace : Label::destination_workload_namespace] = w.ns;
     l[source ? Label::source_app : Label::destination_app] = w.app;
@@ -39,6 +41,9 @@ void fill_workload(MetricLabels& l, bool source, const WorkloadInfo& w) {
     l[source ? Label::source_canonical_revision : Label::destination_canonical_revision] = w.canonical_revision;
     l[source ? Label::source_cluster : Label::destination_cluster] = w.cluster;
 }
+
+template void fill_workload(MetricLabels&, bool, const WorkloadInfo&);
+template void fill_workload(MetricLabelViews&, bool, const WorkloadInfo&);
 
 std::string format_start_time(std::chrono::system_clock::time_point t) {
     auto secs = std::chrono::system_clock::to_time_t(t);
@@ -51,13 +56,27 @@ std::string format_start_time(std::chrono::system_clock::time_point t) {
     return buf;
 }
 
-MetricLabels labels_for(const RequestRecord& r, const TelemetryConfig& c) {
-    MetricLabels l;
+namespace {
+
+// "100".."599" and "0", kept for the life of the process: a status code as a view.
+std::string_view status_text(unsigned status) {
+    static const std::array<std::string, 600> kCodes = [] {
+        std::array<std::string, 600> a;
+        for (size_t i = 0; i < a.size(); ++i) a[i] = std::to_string(i);
+        return a;
+    }();
+    return status < kCodes.size() ? std::string_view(kCodes[status]) : std::string_view();
+}
+
+}  // namespace
+
+template <class S>
+void fill_labels(const RequestRecord& r, const TelemetryConfig& c, BasicMetricLabels<S>& l, std::string& code) {
     l[Label::reporter] = r.outbound ? "source" : "destination";
     fill_workload(l, r.outbound, c.self);
     if (r.peer) fill_workload(l, !r.outbound, *r.peer);
-    const std::string own = r.self_principal.empty() ? "unknown" : r.self_principal;
-    const std::string peer = r.peer_principal.empty() ? "unknown" : r.peer_principal;
+    const std::string_view own = r.self_principal.empty() ? std::string_view("unknown") : r.self_principal;
+    const std::string_view peer = r.peer_principal.empty() ? std::string_view("unknown") : r.peer_principal;
     if (r.outbound) {
         l[Label::source_principal] = r.mtls ? own : "unknown";
         l[Label::destination_principal] = peer;
@@ -71,9 +90,20 @@ MetricLabels labels_for(const RequestRecord& r, const TelemetryConfig& c) {
     if (!r.service_name.empty()) l[Label::destination_service_name] = r.service_name;
     if (!r.service_ns.empty()) l[Label::destination_service_namespace] = r.service_ns;
     l[Label::request_protocol] = r.grpc ? "grpc" : "http";
-    l[Label::response_code] = std::to_string(r.status);
+    std::string_view status = status_text(r.status);
+    if (status.empty()) {
+        code = std::to_string(r.status);
+        status = code;
+    }
+    l[Label::response_code] = status;
     if (r.grpc) l[Label::grpc_response_status] = r.grpc_status;
-    l[Label::response_flags] = std::string(r.flags);
+    l[Label::response_flags] = r.flags;
+}
+
+MetricLabels labels_for(const RequestRecord& r, const TelemetryConfig& c) {
+    MetricLabels l;
+    std::string code;
+    fill_labels(r, c, l, code);
     return l;
 }
 
@@ -192,7 +222,10 @@ void WorkerTelemetry::finish(RequestRecord& r) {
     const TelemetryConfig& c = *config_;
     r.end = c.steady_clock();
     if (c.metrics) {
-        metrics_.record_request(labels_for(r, c), ms_between(r.start, r.end),
+        MetricLabelViews labels;
+        std::string code;  // a status outside 0..599 (none is sent)
+        fill_labels(r, c, labels, code);
+        metrics_.record_request(labels, ms_between(r.start, r.end),
                                 r.request_header_bytes + r.request_body_bytes,
                                 r.response_header_bytes + r.response_body_bytes);
     }

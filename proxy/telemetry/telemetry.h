@@ -85,7 +85,8 @@ private:
 
 MetricLabels labels_for(const RequestRecord& r, const TelemetryConfig& c);
 // The source_* (or destination_*) workload labels from a workload's metadata.
-void fill_workload(MetricLabels& l, bool source, const WorkloadInfo& w);
+template <class S>
+void fill_workload(BasicMetricLabels<S>& l, bool source, const WorkloadInfo& w);
 // A TCP connection passed through to a destination outside the mesh (Istio's PassthroughCluster).
 MetricLabels passthrough_labels(const std::string& destination, const TelemetryConfig& c);
 std::string format_access_log(const RequestRecord& r, const TelemetryConfig& c);

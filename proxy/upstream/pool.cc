@@ -7,12 +7,6 @@
 
 namespace remora::proxy {
 
-UpstreamTarget& UpstreamTarget::finalize() {
-    key = (mtls ? "tls|" : "tcp|") + address.address().to_string() + ":" +
-          std::to_string(address.port()) + "|" + expected_identity.value_or("");
-    return *this;
-}
-
 namespace {
 
 int native_fd(UpstreamConn& c) {

@@ -17,31 +17,13 @@
 #include <vector>
 
 #include "proxy/stats/stats.h"
+#include "proxy/routing/target.h"
 #include "proxy/tls/tls_store.h"
 
 namespace remora::proxy {
 
 using PlainStream = boost::beast::tcp_stream;
 using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
-
-// Where a request goes: one endpoint of a cluster.
-struct UpstreamTarget {
-    std::string cluster;                          // for logs and /config_dump
-    boost::asio::ip::tcp::endpoint address;
-    bool mtls = false;
-    std::optional<std::string> expected_identity;  // the peer's SPIFFE ID must equal this
-    std::string key;                               // pool key: set by finalize(), once
-    // The mesh service this endpoint serves (telemetry's destination_service labels).
-    std::string service_host, service_name, service_ns;
-    uint16_t service_port = 0;
-    // The cluster's connect timeout (DestinationRule connectionPool.tcp.connectTimeout, 10 s by
-    // default); zero: the proxy's --connect-timeout (targets without a snapshot cluster).
-    std::chrono::milliseconds connect_timeout{0};
-
-    // Computes `key` from the fields above; call after setting them.
-    UpstreamTarget& finalize();
-    const std::string& pool_key() const { return key; }
-};
 
 struct UpstreamConn {
     std::variant<std::monostate, PlainStream, TlsStream> stream;
