@@ -1,12 +1,16 @@
-// HeaderMap: a vector of lowercase-named fields, searched linearly (requests carry few headers).
+// HeaderMap: a vector of lowercase-named fields, searched linearly (requests carry few headers),
+// their bytes in append-only blocks.
 #include "proxy/http/header_map.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace remora::proxy::http {
 
 namespace {
 constexpr char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
+// A block holds a typical request's or response's fields; bigger fields get a block of their own.
+constexpr std::size_t kBlockBytes = 1024;
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
@@ -27,14 +31,61 @@ HeaderMap::HeaderMap(std::initializer_list<std::pair<std::string_view, std::stri
     for (const auto& [n, v] : fields) add(n, v);
 }
 
+HeaderMap::HeaderMap(const HeaderMap& other) {
+    if (other.entries_.empty()) return;
+    entries_.reserve(other.entries_.size());
+    add_bytes(other.byte_size());
+    for (const Entry& e : other.entries_) entries_.push_back(Entry{store(e.name, false), store(e.value, false)});
+}
+
+HeaderMap& HeaderMap::operator=(const HeaderMap& other) {
+    if (this != &other) *this = HeaderMap(other);
+    return *this;
+}
+
+void HeaderMap::add_bytes(std::size_t n) {
+    const std::size_t size = std::max(n, kBlockBytes);
+    blocks_.push_back(std::make_unique_for_overwrite<char[]>(size));
+    free_ = blocks_.back().get();
+    left_ = size;
+}
+
+std::string_view HeaderMap::store(std::string_view s, bool lowercase) {
+    if (s.empty()) return {};
+    if (s.size() > left_) add_bytes(s.size());
+    char* out = free_;
+    if (lowercase) {
+        for (std::size_t i = 0; i < s.size(); ++i) out[i] = lower(s[i]);
+    } else {
+        std::memcpy(out, s.data(), s.size());
+    }
+    free_ += s.size();
+    left_ -= s.size();
+    return {out, s.size()};
+}
+
+void HeaderMap::reserve(std::size_t n) {
+    entries_.reserve(n);
+    if (left_ < n * 32) add_bytes(n * 32);
+}
+
+void HeaderMap::clear() noexcept {
+    entries_.clear();
+    blocks_.clear();
+    free_ = nullptr;
+    left_ = 0;
+}
+
 std::optional<std::string_view> HeaderMap::get(std::string_view name) const noexcept {
     for (const auto& e : entries_)
-        if (iequals(e.name, name)) return std::string_view(e.value);
+        if (iequals(e.name, name)) return e.value;
     return std::nullopt;
 }
 
 void HeaderMap::add(std::string_view name, std::string_view value) {
-    entries_.push_back(Entry{to_lower(name), std::string(value)});
+    if (entries_.empty() && entries_.capacity() < 16) entries_.reserve(16);
+    const std::string_view n = store(name, true);
+    entries_.push_back(Entry{n, store(value, false)});
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
@@ -44,7 +95,7 @@ void HeaderMap::set(std::string_view name, std::string_view value) {
         add(name, value);
         return;
     }
-    first->value.assign(value);
+    first->value = store(value, false);
     auto rest = std::remove_if(first + 1, entries_.end(),
                                [&](const Entry& e) { return iequals(e.name, name); });
     entries_.erase(rest, entries_.end());

@@ -1,8 +1,14 @@
 // Protocol-neutral HTTP header fields: ordered (name, value) pairs with lowercase names, shared by
 // the HTTP/1.1 and HTTP/2 codecs and by the request phases written once above them.
+//
+// Names and values live in the map's own storage blocks (one allocation for a typical header
+// block, not two per field), and Entry holds views into them. A view stays valid while the map
+// lives, across add(), set(), remove() and moves of the map: blocks are never reallocated or
+// reused, only added; clear() and assignment end them.
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,13 +24,18 @@ std::string to_lower(std::string_view s);
 class HeaderMap {
 public:
     struct Entry {
-        std::string name;  // always lowercase
-        std::string value;
+        std::string_view name;  // always lowercase
+        std::string_view value;
+        bool operator==(const Entry&) const = default;
     };
     using const_iterator = std::vector<Entry>::const_iterator;
 
     HeaderMap() = default;
     HeaderMap(std::initializer_list<std::pair<std::string_view, std::string_view>> fields);
+    HeaderMap(const HeaderMap& other);
+    HeaderMap& operator=(const HeaderMap& other);
+    HeaderMap(HeaderMap&&) noexcept = default;
+    HeaderMap& operator=(HeaderMap&&) noexcept = default;
 
     // The first value of `name` (any case), or none.
     std::optional<std::string_view> get(std::string_view name) const noexcept;
@@ -37,8 +48,9 @@ public:
     void set(std::string_view name, std::string_view value);
     // Removes every field of that name; returns how many were removed.
     std::size_t remove(std::string_view name);
-    void clear() noexcept { entries_.clear(); }
-    void reserve(std::size_t n) { entries_.reserve(n); }
+    void clear() noexcept;
+    // Room for n fields (and their bytes, about 32 each) without another allocation.
+    void reserve(std::size_t n);
 
     std::size_t size() const noexcept { return entries_.size(); }
     bool empty() const noexcept { return entries_.empty(); }
@@ -48,10 +60,17 @@ public:
     // Bytes of names and values, without framing: what header size limits are measured in.
     std::size_t byte_size() const noexcept;
 
-    bool operator==(const HeaderMap&) const = default;
+    bool operator==(const HeaderMap& o) const { return entries_ == o.entries_; }
 
 private:
+    // Copies `s` into the current block (lowercased when asked), adding a block when it is full.
+    std::string_view store(std::string_view s, bool lowercase);
+    void add_bytes(std::size_t n);
+
     std::vector<Entry> entries_;
+    std::vector<std::unique_ptr<char[]>> blocks_;
+    char* free_ = nullptr;  // the unused end of the last block
+    std::size_t left_ = 0;
 };
 
 }  // namespace remora::proxy::http

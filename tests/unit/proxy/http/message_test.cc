@@ -31,7 +31,7 @@ TEST_CASE("HeaderMap set replaces every field of the name in place; remove count
     CHECK(h.remove("B") == 1);
     CHECK(h.remove("b") == 0);
     std::string joined;
-    for (const auto& e : h) joined += e.name + "=" + e.value + ";";
+    for (const auto& e : h) joined += std::string(e.name) + "=" + std::string(e.value) + ";";
     CHECK(joined == "a=x;c=4;new=n;");
 }
 
@@ -86,4 +86,28 @@ TEST_CASE("grpc-timeout parses every unit and refuses malformed values") {
     CHECK_FALSE(parse_grpc_timeout_ms("10s").has_value());
     CHECK_FALSE(parse_grpc_timeout_ms("-1S").has_value());
     CHECK_FALSE(parse_grpc_timeout_ms("").has_value());
+}
+
+TEST_CASE("HeaderMap: views stay valid while the map grows, is moved, and is copied apart") {
+    HeaderMap h;
+    h.add("Host", "a.example");
+    const std::string_view host = *h.get("host");
+    const std::string big(5000, 'v');  // bigger than a block: a block of its own
+    for (int i = 0; i < 200; ++i) h.add("x-field-" + std::to_string(i), "value-" + std::to_string(i));
+    h.add("x-big", big);
+    h.set("host", host);  // from a view into the same map
+    CHECK(host == "a.example");
+    CHECK(*h.get("host") == "a.example");
+    CHECK(*h.get("x-big") == big);
+    CHECK(*h.get("x-field-199") == "value-199");
+    HeaderMap moved = std::move(h);
+    CHECK(host == "a.example");  // moving the map moves no bytes
+    HeaderMap copy = moved;
+    moved.clear();
+    CHECK(copy.size() == 202);
+    CHECK(*copy.get("x-field-7") == "value-7");
+    CHECK(*copy.get("x-big") == big);
+    CHECK(copy[0].name == "host");
+    copy = copy;  // self-assignment keeps it
+    CHECK(copy.byte_size() > 5000);
 }

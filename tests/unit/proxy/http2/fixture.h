@@ -160,7 +160,7 @@ inline asio::awaitable<void> echo_handler(std::shared_ptr<ServerStream> s) {
     auto ec = co_await s->write_body(bytes(body.data), !has_trailers);
     if (ec || !has_trailers) co_return;
     http::Trailers t;
-    for (const auto& e : body.trailers) t.add("x-echo-" + e.name, e.value);
+    for (const auto& e : body.trailers) t.add("x-echo-" + std::string(e.name), e.value);
     co_await s->write_trailers(std::move(t));
 }
 
