@@ -291,7 +291,7 @@ void begin(RequestState& st) {
         h.headers.remove(kOrigProtoHeader);
     }
     for (std::string_view name : trace_header_names()) h.headers.remove(name);
-    for (auto& [name, value] : propagation_headers(*rec.span)) h.headers.set(name, value);
+    for_each_propagation_header(*rec.span, [&h](std::string_view name, std::string_view value) { h.headers.set(name, value); });
     h.headers.set("x-request-id", rec.request_id);
     rec.traceparent = value_or_empty(h.headers, "traceparent");
 }

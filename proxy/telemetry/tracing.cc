@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 namespace remora::proxy {
 
@@ -130,11 +131,16 @@ std::string random_hex(std::mt19937_64& rng, size_t digits) {
 }
 
 std::string new_request_id(std::mt19937_64& rng) {
-    std::string hex = random_hex(rng, 32);
-    hex[12] = '4';
-    hex[16] = "89ab"[hex[16] % 4];
-    return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-           hex.substr(16, 4) + "-" + hex.substr(20);
+    std::string id = random_hex(rng, 36);  // 32 digits and room for the 4 dashes
+    id[12] = '4';
+    id[16] = "89ab"[id[16] % 4];
+    // 8-4-4-4-12: move the digits right, from the end, to open the dashes.
+    for (size_t from = 31, to = 35;; --from, --to) {
+        id[to] = id[from];
+        if (to == 24 || to == 19 || to == 14 || to == 9) id[--to] = '-';
+        if (from == 0) break;
+    }
+    return id;
 }
 
 SpanContext start_span(const IncomingTrace& in, double sampling_percent, std::mt19937_64& rng) {
@@ -168,23 +174,40 @@ const std::vector<std::string_view>& trace_header_names() {
     return kNames;
 }
 
-std::vector<std::pair<std::string_view, std::string>> propagation_headers(const SpanContext& s) {
-    std::vector<std::pair<std::string_view, std::string>> out;
+void for_each_propagation_header(const SpanContext& s,
+                                 const std::function<void(std::string_view, std::string_view)>& set) {
+    // Ids are hex of bounded length (trace 32, span and parent 16 digits, as parsed): a buffer
+    // on the stack holds every value.
+    char buf[160];
+    auto join = [&buf](std::initializer_list<std::string_view> parts) {
+        size_t n = 0;
+        for (std::string_view p : parts) {
+            p = p.substr(0, sizeof buf - n);
+            std::memcpy(buf + n, p.data(), p.size());
+            n += p.size();
+        }
+        return std::string_view(buf, n);
+    };
     if (s.formats & kW3c) {
-        out.emplace_back("traceparent", "00-" + s.trace_id + "-" + s.span_id + (s.sampled ? "-01" : "-00"));
-        if (!s.tracestate.empty()) out.emplace_back("tracestate", s.tracestate);
+        set("traceparent", join({"00-", s.trace_id, "-", s.span_id, s.sampled ? "-01" : "-00"}));
+        if (!s.tracestate.empty()) set("tracestate", s.tracestate);
     }
     if (s.formats & kB3Single) {
-        std::string v = s.trace_id + "-" + s.span_id + (s.sampled ? "-1" : "-0");
-        if (!s.parent_id.empty()) v += "-" + s.parent_id;
-        out.emplace_back("b3", std::move(v));
+        set("b3", s.parent_id.empty()
+                      ? join({s.trace_id, "-", s.span_id, s.sampled ? "-1" : "-0"})
+                      : join({s.trace_id, "-", s.span_id, s.sampled ? "-1" : "-0", "-", s.parent_id}));
     }
     if (s.formats & kB3Multi) {
-        out.emplace_back("x-b3-traceid", s.trace_id);
-        out.emplace_back("x-b3-spanid", s.span_id);
-        if (!s.parent_id.empty()) out.emplace_back("x-b3-parentspanid", s.parent_id);
-        out.emplace_back("x-b3-sampled", s.sampled ? "1" : "0");
+        set("x-b3-traceid", s.trace_id);
+        set("x-b3-spanid", s.span_id);
+        if (!s.parent_id.empty()) set("x-b3-parentspanid", s.parent_id);
+        set("x-b3-sampled", s.sampled ? "1" : "0");
     }
+}
+
+std::vector<std::pair<std::string_view, std::string>> propagation_headers(const SpanContext& s) {
+    std::vector<std::pair<std::string_view, std::string>> out;
+    for_each_propagation_header(s, [&](std::string_view n, std::string_view v) { out.emplace_back(n, v); });
     return out;
 }
 

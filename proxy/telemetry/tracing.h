@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -51,6 +52,10 @@ SpanContext start_span(const IncomingTrace& in, double sampling_percent, std::mt
 // The headers to send onward so the next hop's parent is this span: each format that arrived is
 // rewritten; a trace that starts here gets traceparent and B3 multi-headers.
 std::vector<std::pair<std::string_view, std::string>> propagation_headers(const SpanContext& s);
+// The same, one call of set(name, value) per header; the values are views that end with the call
+// (the request path: no allocation).
+void for_each_propagation_header(const SpanContext& s,
+                                 const std::function<void(std::string_view, std::string_view)>& set);
 // Every header name propagation may write, to clear stale copies first.
 const std::vector<std::string_view>& trace_header_names();
 
