@@ -54,7 +54,12 @@ def main(argv):
     env["ASAN_OPTIONS"] = with_log_path(env.get("ASAN_OPTIONS"), os.path.join(directory, "asan"))
     env["UBSAN_OPTIONS"] = with_log_path(env.get("UBSAN_OPTIONS"),
                                          os.path.join(directory, "ubsan"))
-    proc = subprocess.Popen(argv, env=env)
+    try:
+        proc = subprocess.Popen(argv, env=env)
+    except OSError as e:
+        os.rmdir(directory)
+        print(f"sanitized.py: cannot run {argv[0]}: {e}", file=sys.stderr)
+        return 127
 
     def forward(signum, _frame):
         proc.send_signal(signum)
