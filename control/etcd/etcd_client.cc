@@ -302,14 +302,15 @@ void Watcher::start() {
 }
 
 void Watcher::stop() {
-    std::function<void()> cancel;
     {
+        // cancel_ posts to the io_context that lives on watch_once's stack: it is called under
+        // mu_ because the watcher clears it (set_cancel(nullptr), also under mu_) before that
+        // io_context goes away; a copy called after unlocking could post to a destroyed one.
         std::lock_guard lock(mu_);
         stopping_ = true;
-        cancel = cancel_;
+        if (cancel_) cancel_();
     }
     cv_.notify_all();
-    if (cancel) cancel();
     if (thread_.joinable()) thread_.join();
 }
 

@@ -760,7 +760,9 @@ def test_f_dns_failure_does_not_touch_vip_routing(m):
 def check_partition_load(m, res, dropped, subset, threads, consecutive, flags, slowest):
     failed = res.failures()
     details = [res.summary(), res.timeline()] + res.describe(failed)
-    require_load(res, 150)
+    # 80 in ~10 s: enough to see both replicas, the partition and the ejection; an ASan build on
+    # a loaded 2-core machine managed 135 (the checks below need requests, not a rate).
+    require_load(res, 80)
     check(res.answered_by(until=dropped).get("web-2"), f"{subset}: web-2 answered nothing before "
           "the partition", *details)
     check(failed, f"{subset}: no request failed: the partition hit nothing", *details)
