@@ -109,6 +109,10 @@ class DocumentLoader {
         if (!doc.IsDefined() || doc.IsNull()) return;
         Reporter reporter(config_.diagnostics, file_, line_offset_);
         reporter.set_text(text_);
+        if (is_list(doc)) {
+            load_list(reporter, doc);
+            return;
+        }
         Sizes before = sizes();
         try {
             load_document(reporter, doc);
@@ -125,6 +129,37 @@ class DocumentLoader {
     }
 
   private:
+    // `kind: List` (what `kubectl get -o yaml` writes) and the typed lists (`GatewayList`, ...)
+    // hold their resources in items[]; kubectl and istioctl read each item as a document of its
+    // own, at its own line.
+    static bool is_list(const yaml::Node& doc) {
+        if (!doc.IsMap()) return false;
+        const std::string kind = scalar_at(doc, {"kind"});
+        if (kind == "List") return true;
+        return kind.size() > 4 && kind.ends_with("List") && field(doc, "items").IsDefined();
+    }
+
+    void load_list(Reporter& reporter, const yaml::Node& doc) {
+        const std::string kind = scalar_at(doc, {"kind"});
+        reporter.set_resource(kind, "", "", reporter.location(doc.Mark()));
+        yaml::Node items = field(doc, "items");
+        if (!items.IsDefined() || items.IsNull()) return;  // an empty List
+        if (!items.IsSequence()) {
+            reporter.error(items.Mark(), "items",
+                           "must be a list of resources (istioctl: malformed items field)");
+            return;
+        }
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            yaml::Node resource = item(items, i);
+            if (!resource.IsMap()) {
+                reporter.error(mark_of(resource), detail::at_index("items", i),
+                               "must be a mapping (a Kubernetes resource)");
+                continue;
+            }
+            load(resource);
+        }
+    }
+
     struct Sizes {
         std::size_t vs, dr, se, we, pa, ap, svc, workloads, sidecars, gateways, ras, telemetries,
             proxy_configs;

@@ -60,10 +60,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
 }
 
 // Cases whose messages remora does not give yet (the analyzer exists, the check does not).
-const std::vector<std::string> kKnownGaps = {
-    // A `kind: List` (v1) of Gateways: remora reads no List.
-    "Analyze conflicting gateway with list type",
-};
+const std::vector<std::string> kKnownGaps = {};
 
 }  // namespace
 
