@@ -725,6 +725,70 @@ void conflicting_gateways(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// gateway.IngressGatewayPortAnalyzer: a Gateway's selector matches pods (IST0101), and each of
+// its server ports is offered by a Service that selects those pods (IST0162): as a target port,
+// or as a Service port when the target port is not a number. For files only, istioctl adds a
+// default ingress gateway (local/defaults.go): a Pod labelled istio=ingressgateway and the
+// istio-ingressgateway Service (80, 443, 31400, 15443) in the istio namespace; so does this.
+void ingress_gateway_ports(const Config& c, const Options& options, std::vector<Message>& out) {
+    Workload default_pod{"Pod", "istio-ingressgateway-dummypod", options.istio_namespace,
+                         {{"istio", "ingressgateway"}}, "", {}, true};
+    KubeService default_service;
+    default_service.meta.name = "istio-ingressgateway";
+    default_service.meta.ns = options.istio_namespace;
+    default_service.selector = {{"istio", "ingressgateway"}};
+    for (uint32_t p : {80u, 443u, 31400u, 15443u})
+        default_service.ports.push_back({"", "TCP", "", p, p});
+    std::vector<const Workload*> pods = {&default_pod};
+    for (const auto& w : c.workloads)
+        if (w.kind == "Pod") pods.push_back(&w);
+    std::vector<const KubeService*> services = {&default_service};
+    for (const auto& svc : c.kube_services)
+        services.push_back(&svc);
+
+    for (const auto& gw : c.gateways) {
+        std::set<uint32_t> target_ports, service_ports;
+        bool matched = false;
+        for (const Workload* pod : pods) {
+            if (!selects(gw.selector, pod->labels)) continue;
+            matched = true;
+            for (const KubeService* svc : services) {
+                // Services select pods of their own namespace (an empty selector selects all,
+                // as klabels.SelectorFromSet({}) does upstream).
+                if (svc->meta.ns != pod->ns || !selects(svc->selector, pod->labels)) continue;
+                for (const auto& port : svc->ports) {
+                    // Upstream counts TCP ports; a port without protocol is TCP in Kubernetes.
+                    if (!port.protocol.empty() && port.protocol != "TCP") continue;
+                    if (port.target_port != 0) {
+                        target_ports.insert(port.target_port);
+                        service_ports.insert(port.port);
+                    } else {
+                        target_ports.insert(port.port);
+                    }
+                }
+            }
+        }
+        const std::string selector = selector_string(gw.selector);
+        if (!matched) {
+            out.push_back(message("IST0101", Level::Error, "Gateway", gw.meta,
+                                  "Referenced selector not found: " + go_quote(selector)));
+            continue;
+        }
+        for (const auto& server : gw.servers) {
+            const uint32_t number = server.port.number;
+            if (target_ports.count(number) || service_ports.count(number)) continue;
+            out.push_back(message(
+                "IST0162", Level::Warning, "Gateway", gw.meta,
+                "The gateway is listening on a target port (port " + std::to_string(number) +
+                    ") that is not defined in the Service associated with its workload "
+                    "instances (Pod selector " +
+                    selector +
+                    "). If you need to access the gateway port through the gateway Service, it "
+                    "will not be available."));
+        }
+    }
+}
+
 // sidecar.SelectorAnalyzer: a Sidecar's workloadSelector selects pods of its namespace (IST0101),
 // no pod is selected by two Sidecars (IST0110), a namespace has at most one Sidecar without a
 // selector (IST0111); in ambient mode a Sidecar has no effect (IST0167).
@@ -1065,6 +1129,9 @@ const char* analyzer_description(Analyzer a) {
         case Analyzer::SidecarSelector:
             return "Checks Sidecar workload selectors select pods, and no pod or namespace has "
                    "two Sidecars (IST0101, IST0110, IST0111, IST0167)";
+        case Analyzer::IngressGatewayPort:
+            return "Checks a Gateway's selector matches pods and its ports are on the gateway's "
+                   "Kubernetes Service (IST0101, IST0162)";
     }
     return "";
 }
@@ -1108,6 +1175,8 @@ const char* analyzer_name(Analyzer a) {
             return "gateway.ConflictingGatewayAnalyzer";
         case Analyzer::SidecarSelector:
             return "sidecar.SelectorAnalyzer";
+        case Analyzer::IngressGatewayPort:
+            return "gateway.IngressGatewayPortAnalyzer";
     }
     return "";
 }
@@ -1118,7 +1187,8 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::PodNotSelected,        Analyzer::CaCertificate,
             Analyzer::ServiceEntryAddresses, Analyzer::AuthorizationPolicies,
             Analyzer::Deprecation,           Analyzer::Gateway,
-            Analyzer::ConflictingGateways,   Analyzer::SidecarSelector};
+            Analyzer::ConflictingGateways,   Analyzer::SidecarSelector,
+            Analyzer::IngressGatewayPort};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1139,6 +1209,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::Gateway)) gateway_references(config, out);
     if (on(Analyzer::ConflictingGateways)) conflicting_gateways(config, out);
     if (on(Analyzer::SidecarSelector)) sidecar_selector(config, out);
+    if (on(Analyzer::IngressGatewayPort)) ingress_gateway_ports(config, options, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -469,6 +469,7 @@ class DocumentLoader {
                     bad_port = true;
                 }
                 port.port = *number;
+                if (auto t = port_number(target_text)) port.target_port = *t;
                 svc.ports.push_back(port);
             }
             if (bad_port) return;  // refused whole, as Kubernetes would

@@ -353,6 +353,7 @@ struct KubeServicePort {
     std::string name, protocol;
     std::string app_protocol;  // spec.ports[].appProtocol: wins over the name's prefix
     uint32_t port = 0;
+    uint32_t target_port = 0;  // spec.ports[].targetPort when a number; 0 when named or absent
 };
 
 struct KubeService {

@@ -51,6 +51,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"virtualservice.GatewayAnalyzer", analyze::Analyzer::Gateway},
         {"gateway.ConflictingGatewayAnalyzer", analyze::Analyzer::ConflictingGateways},
         {"sidecar.SelectorAnalyzer", analyze::Analyzer::SidecarSelector},
+        {"gateway.IngressGatewayPortAnalyzer", analyze::Analyzer::IngressGatewayPort},
         {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
          analyze::Analyzer::SchemaValidation},
     };
