@@ -789,6 +789,62 @@ void ingress_gateway_ports(const Config& c, const Options& options, std::vector<
     }
 }
 
+// telemetry.SelectorAnalyzer: a Telemetry's selector selects pods of its namespace (IST0101), and
+// no pod is selected by two Telemetries (IST0159). A selector without labels is left out.
+void telemetry_selector(const Config& c, std::vector<Message>& out) {
+    std::map<std::pair<std::string, std::string>, std::vector<const Telemetry*>> by_pod;
+    for (const auto& t : c.telemetries) {
+        if (!t.selector || t.selector->empty()) continue;
+        bool found = false;
+        for (const auto& w : c.workloads) {
+            if (w.kind != "Pod" || w.ns != t.meta.ns || !selects(*t.selector, w.labels)) continue;
+            found = true;
+            by_pod[{w.ns, w.name}].push_back(&t);
+        }
+        if (!found) {
+            out.push_back(message("IST0101", Level::Error, "Telemetry", t.meta,
+                                  "Referenced selector not found: " +
+                                      go_quote(selector_string(*t.selector))));
+        }
+    }
+    for (const auto& [pod, list] : by_pod) {
+        if (list.size() < 2) continue;
+        std::vector<std::string> names;
+        for (const auto* t : list)
+            names.push_back(t->meta.name);
+        std::sort(names.begin(), names.end());
+        for (const auto* t : list) {
+            out.push_back(message("IST0159", Level::Error, "Telemetry", t->meta,
+                                  "The Telemetries " + go_list(names) + " in namespace " +
+                                      go_quote(pod.first) + " select the same workload pod " +
+                                      go_quote(pod.second) +
+                                      ", which can lead to undefined behavior."));
+        }
+    }
+}
+
+// telemetry.DefaultSelectorAnalyzer: at most one Telemetry without selector per namespace
+// (IST0160).
+void telemetry_default_selector(const Config& c, std::vector<Message>& out) {
+    std::map<std::string, std::vector<const Telemetry*>> by_namespace;
+    for (const auto& t : c.telemetries)
+        if (!t.selector) by_namespace[t.meta.ns].push_back(&t);
+    for (const auto& [ns, list] : by_namespace) {
+        if (list.size() < 2) continue;
+        std::vector<std::string> names;
+        for (const auto* t : list)
+            names.push_back(t->meta.name);
+        std::sort(names.begin(), names.end());
+        for (const auto* t : list) {
+            out.push_back(message("IST0160", Level::Error, "Telemetry", t->meta,
+                                  "The Telemetries " + go_list(names) + " in namespace " +
+                                      go_quote(ns) +
+                                      " have no workload selector, which can lead to undefined "
+                                      "behavior."));
+        }
+    }
+}
+
 // sidecar.SelectorAnalyzer: a Sidecar's workloadSelector selects pods of its namespace (IST0101),
 // no pod is selected by two Sidecars (IST0110), a namespace has at most one Sidecar without a
 // selector (IST0111); in ambient mode a Sidecar has no effect (IST0167).
@@ -1132,6 +1188,11 @@ const char* analyzer_description(Analyzer a) {
         case Analyzer::IngressGatewayPort:
             return "Checks a Gateway's selector matches pods and its ports are on the gateway's "
                    "Kubernetes Service (IST0101, IST0162)";
+        case Analyzer::TelemetrySelector:
+            return "Checks Telemetry selectors select pods, and no pod has two Telemetries "
+                   "(IST0101, IST0159)";
+        case Analyzer::TelemetryDefaultSelector:
+            return "Checks a namespace has at most one Telemetry without selector (IST0160)";
     }
     return "";
 }
@@ -1177,6 +1238,10 @@ const char* analyzer_name(Analyzer a) {
             return "sidecar.SelectorAnalyzer";
         case Analyzer::IngressGatewayPort:
             return "gateway.IngressGatewayPortAnalyzer";
+        case Analyzer::TelemetrySelector:
+            return "telemetry.SelectorAnalyzer";
+        case Analyzer::TelemetryDefaultSelector:
+            return "telemetry.DefaultSelectorAnalyzer";
     }
     return "";
 }
@@ -1188,7 +1253,8 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::ServiceEntryAddresses, Analyzer::AuthorizationPolicies,
             Analyzer::Deprecation,           Analyzer::Gateway,
             Analyzer::ConflictingGateways,   Analyzer::SidecarSelector,
-            Analyzer::IngressGatewayPort};
+            Analyzer::IngressGatewayPort,    Analyzer::TelemetrySelector,
+            Analyzer::TelemetryDefaultSelector};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1210,6 +1276,8 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::ConflictingGateways)) conflicting_gateways(config, out);
     if (on(Analyzer::SidecarSelector)) sidecar_selector(config, out);
     if (on(Analyzer::IngressGatewayPort)) ingress_gateway_ports(config, options, out);
+    if (on(Analyzer::TelemetrySelector)) telemetry_selector(config, out);
+    if (on(Analyzer::TelemetryDefaultSelector)) telemetry_default_selector(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

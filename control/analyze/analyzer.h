@@ -43,6 +43,8 @@ enum class Analyzer {
     ConflictingGateways,          // IST0145
     SidecarSelector,              // IST0101 (selector), IST0110, IST0111, IST0167
     IngressGatewayPort,           // IST0101 (selector), IST0162: Gateway ports on its Service
+    TelemetrySelector,            // IST0101 (selector), IST0159
+    TelemetryDefaultSelector,     // IST0160
 };
 
 struct Options {

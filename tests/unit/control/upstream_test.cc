@@ -52,6 +52,8 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"gateway.ConflictingGatewayAnalyzer", analyze::Analyzer::ConflictingGateways},
         {"sidecar.SelectorAnalyzer", analyze::Analyzer::SidecarSelector},
         {"gateway.IngressGatewayPortAnalyzer", analyze::Analyzer::IngressGatewayPort},
+        {"telemetry.SelectorAnalyzer", analyze::Analyzer::TelemetrySelector},
+        {"telemetry.DefaultSelectorAnalyzer", analyze::Analyzer::TelemetryDefaultSelector},
         {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
          analyze::Analyzer::SchemaValidation},
     };
