@@ -326,6 +326,26 @@ TEST_CASE("Gateway: servers land in model::Gateway; Istio's validation errors") 
           p + "9:5" + r +
               "spec.servers[1].port.name: port names in servers must be unique: "
               "duplicate name a\n");
+    // cipherSuites: names BoringSSL (Envoy's TLS library) knows, as Istio's ValidCipherSuites;
+    // Istio warns and drops the others and the duplicates.
+    const std::string tls =
+        "  servers:\n  - port: {number: 443, name: x, protocol: HTTPS}\n"
+        "    hosts: [\"*\"]\n    tls:\n      mode: SIMPLE\n      credentialName: c\n"
+        "      cipherSuites:\n";
+    CHECK(warnings_of(gateway(tls + "      - ECDHE-RSA-AES128-GCM-SHA256\n      - ALL\n"
+                                    "      - -AES128-SHA\n      - '[AES128-SHA|AES256-SHA]'\n"))
+              .size() == 1);  // only remora's "no gateway proxy"
+    auto w = warnings_of(gateway(tls + "      - ECDHE-RSA-AES128-GCM-SHA256\n"
+                                       "      - TLS_AES_128_GCM_SHA256\n"
+                                       "      - ECDHE-RSA-AES128-GCM-SHA256\n"
+                                       "      - RC4-SHA\n"));
+    REQUIRE(w.size() == 3);
+    CHECK(w[0] == p + "14:9: warning" + r +
+                      "spec.servers[0].tls.cipherSuites: ignoring invalid cipher suites: "
+                      "[RC4-SHA TLS_AES_128_GCM_SHA256]");
+    CHECK(w[1] == p + "15:9: warning" + r +
+                      "spec.servers[0].tls.cipherSuites: ignoring duplicate cipher suites: "
+                      "[ECDHE-RSA-AES128-GCM-SHA256]");
     // Kubernetes Gateway API's Gateway is another kind: skipped, not refused.
     Config k8s = load_yaml(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
