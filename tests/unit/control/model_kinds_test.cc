@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "control/model/checks.h"
 #include "control/model/model.h"
 
 using namespace remora::control::model;
@@ -440,6 +441,66 @@ TEST_CASE("RequestAuthentication: inline jwks parsed as Istio's validation (jwx)
     CHECK(w[0] == "t.yaml:7:11: warning: RequestAuthentication foo/jwt: spec.jwtRules[0].jwks: "
                   "jwks key at index 1 contains private key material; only public keys are used "
                   "for verification");
+}
+
+TEST_CASE("Telemetry: accessLogging filter expressions are CEL, as Istio parses them") {
+    const std::string head =
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"
+        "metadata: {name: t, namespace: istio-system}\nspec:\n  accessLogging:\n"
+        "  - providers: [{name: envoy}]\n";
+    // Istio's TestValidateTelemetryFilter cases and its message prefix.
+    CHECK(errors_of(head + "    filter: {expression: \"response.code >= 400\"}\n") == "");
+    CHECK(errors_of(head + "    filter:\n      expression: \"connection.mtls && "
+                           "request.url_path.contains('v1beta3')\"\n") == "");
+    CHECK(errors_of(head + "    filter: {expression: response.code}\n") == "");
+    CHECK(errors_of(head + "    filter: {expression: \")++++\"}\n") ==
+          "t.yaml:7:26: Telemetry istio-system/t: spec.accessLogging[0].filter.expression: must "
+          "be a valid CEL expression, ERROR: <input>:1:1: Syntax error: unexpected ')'\n");
+    // A filter without expression is an empty one: cel-go refuses it too.
+    CHECK(errors_of(head + "    filter: {}\n") ==
+          "t.yaml:7:13: Telemetry istio-system/t: spec.accessLogging[0].filter.expression: must "
+          "be a valid CEL expression, ERROR: <input>:1:1: Syntax error: unexpected end of "
+          "expression\n");
+
+    using detail::cel_syntax_problem;
+    for (const char* ok :
+         {"response.code >= 400 && response.code < 500", "!(request.headers['x-a'] == 'b')",
+          "request.headers[\"user-agent\"].startsWith(\"curl\")", "size(request.path) > 3u",
+          "request.method in ['GET', 'HEAD',]", "{'a': 1, 'b': 2.5e3}['a'] == 1",
+          "has(request.headers.foo) ? 1 : -9223372036854775808", "x.all(h, h > 0x1F)",
+          "[1, 2].map(i, i * 2).exists(j, j % 2 == 0)",
+          "r'\\d+' + b'\\x00' + '''a\nb''' + '\\u00e9' + \"\\101\"",
+          "google.protobuf.Duration{seconds: 5} < duration('10s')", ".f(1) // a comment",
+          "-.5 <= 1.0 || null == null || true != false"}) {
+        CAPTURE(ok);
+        CHECK(cel_syntax_problem(ok) == "");
+    }
+    const std::vector<std::pair<const char*, const char*>> bad = {
+        {"", "1:1: Syntax error: unexpected end of expression"},
+        {"response.code >=", "1:17: Syntax error: unexpected end of expression"},
+        {"a +* b", "1:4: Syntax error: unexpected '*'"},
+        {"(a", "1:3: Syntax error: missing ')' at end of expression"},
+        {"a.b(", "1:5: Syntax error: unexpected end of expression"},
+        {"a.", "1:3: Syntax error: unexpected end of expression"},
+        {"a b", "1:3: Syntax error: unexpected 'b'"},
+        {"'abc", "1:1: Syntax error: unterminated string literal"},
+        {"'\\q'", "1:1: Syntax error: invalid escape sequence '\\q'"},
+        {"a # b", "1:3: Syntax error: token recognition error at: '#'"},
+        {"if", "1:1: Syntax error: reserved identifier: if"},
+        {"has(a)", "1:1: Syntax error: invalid argument to has() macro"},
+        {"l.all(x.y, true)", "1:3: Syntax error: argument must be a simple name"},
+        {"a.?b", "1:3: Syntax error: unsupported syntax '.?'"},
+        {"9223372036854775808", "1:1: Syntax error: invalid int literal"},
+        {"a ==\n  = b", "2:3: Syntax error: token recognition error at: '='"},
+        {"a ==\n  ) b", "2:3: Syntax error: unexpected ')'"},
+    };
+    for (const auto& [expression, want] : bad) {
+        CAPTURE(expression);
+        CHECK(cel_syntax_problem(expression) == std::string("ERROR: <input>:") + want);
+    }
+    // cel-go's recursion limit (250), not the stack, ends a deep expression.
+    CHECK(cel_syntax_problem(std::string(100000, '(')).find("recursion limit exceeded") !=
+          std::string::npos);
 }
 
 TEST_CASE("Telemetry and ProxyConfig: read and validated as Istio does") {
