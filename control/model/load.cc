@@ -162,7 +162,7 @@ class DocumentLoader {
 
     struct Sizes {
         std::size_t vs, dr, se, we, pa, ap, svc, workloads, sidecars, gateways, ras, telemetries,
-            proxy_configs;
+            proxy_configs, kube_gateways;
     };
     Sizes sizes() const {
         return {config_.virtual_services.size(),     config_.destination_rules.size(),
@@ -171,7 +171,7 @@ class DocumentLoader {
                 config_.kube_services.size(),        config_.workloads.size(),
                 config_.sidecars.size(),             config_.gateways.size(),
                 config_.request_authentications.size(), config_.telemetries.size(),
-                config_.proxy_configs.size()};
+                config_.proxy_configs.size(),       config_.kube_gateways.size()};
     }
     void truncate(const Sizes& s) {
         auto cut = [](auto& v, std::size_t n) {
@@ -190,6 +190,7 @@ class DocumentLoader {
         cut(config_.request_authentications, s.ras);
         cut(config_.telemetries, s.telemetries);
         cut(config_.proxy_configs, s.proxy_configs);
+        cut(config_.kube_gateways, s.kube_gateways);
     }
 
     void load_document(Reporter& reporter, const yaml::Node& doc) {
@@ -475,6 +476,29 @@ class DocumentLoader {
             if (bad_port) return;  // refused whole, as Kubernetes would
             config_.kube_services.push_back(std::move(svc));
             reporter_.note(doc.Mark(), "", "read " + what + " for host and port lookups");
+            return;
+        }
+        if (kind == "Gateway" && api.starts_with("gateway.networking.k8s.io/") && !name.empty()) {
+            // Its listeners' hostnames, for the VirtualServices that name it (Istio's analyzers
+            // read them so); Kubernetes validates the rest.
+            KubeGateway gw;
+            gw.meta = meta;
+            yaml::Node listeners = field(doc, {"spec", "listeners"});
+            for (std::size_t i = 0; listeners.IsSequence() && i < listeners.size(); ++i) {
+                yaml::Node l = item(listeners, i);
+                KubeGateway::Listener listener;
+                listener.name = scalar_at(l, {"name"});
+                listener.hostname = scalar_at(l, {"hostname"});
+                listener.protocol = scalar_at(l, {"protocol"});
+                listener.port = port_number(scalar_at(l, {"port"})).value_or(0);
+                gw.listeners.push_back(std::move(listener));
+            }
+            std::erase_if(config_.kube_gateways, [&](const KubeGateway& g) {
+                return g.meta.ns == ns && g.meta.name == name;  // a redefinition replaces it
+            });
+            config_.kube_gateways.push_back(std::move(gw));
+            reporter_.note(doc.Mark(), "",
+                           "read " + what + " (Gateway API) for VirtualService gateway lookups");
             return;
         }
         static const std::vector<std::string> kTemplated = {"Deployment", "StatefulSet",

@@ -354,6 +354,19 @@ TEST_CASE("Gateway: servers land in model::Gateway; Istio's validation errors") 
         "t.yaml");
     CHECK_FALSE(k8s.has_errors());
     CHECK(k8s.gateways.empty());
+    // Its listeners are read for the analyzers (a VirtualService may name it).
+    k8s = load_yaml(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+        "metadata: {name: gw, namespace: edge}\nspec:\n  gatewayClassName: istio\n"
+        "  listeners:\n  - {name: http, hostname: example.com, port: 80, protocol: HTTP}\n"
+        "  - {name: any, port: 8080, protocol: HTTP}\n",
+        "t.yaml");
+    REQUIRE(k8s.kube_gateways.size() == 1);
+    CHECK(k8s.kube_gateways[0].meta.ns == "edge");
+    REQUIRE(k8s.kube_gateways[0].listeners.size() == 2);
+    CHECK(k8s.kube_gateways[0].listeners[0].hostname == "example.com");
+    CHECK(k8s.kube_gateways[0].listeners[1].hostname == "");
+    CHECK(k8s.kube_gateways[0].listeners[1].port == 8080);
 }
 
 TEST_CASE("RequestAuthentication: JWT rules read and validated as Istio does") {
