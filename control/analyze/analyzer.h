@@ -42,6 +42,9 @@ enum class Analyzer {
     Gateway,                      // IST0101 (gateway), IST0132: VirtualService gateway references
     ConflictingGateways,          // IST0145
     SidecarSelector,              // IST0101 (selector), IST0110, IST0111, IST0167
+    IngressGatewayPort,           // IST0101 (selector), IST0162: Gateway ports on its Service
+    TelemetrySelector,            // IST0101 (selector), IST0159
+    TelemetryDefaultSelector,     // IST0160
 };
 
 struct Options {
@@ -53,6 +56,9 @@ struct Options {
     std::map<std::string, std::string> proxy_metadata;
     // MeshConfig rootNamespace: an AuthorizationPolicy there applies to the whole mesh.
     std::string root_namespace = "istio-system";
+    // istioctl --istioNamespace: where, for files only, istioctl adds its default ingress
+    // gateway (a Pod labelled istio=ingressgateway and the istio-ingressgateway Service).
+    std::string istio_namespace = "istio-system";
 };
 
 // Runs the analyzers on everything in `config` (invalid resources included, as istioctl does).

@@ -40,5 +40,11 @@ bool is_protocol(std::string_view s);
 std::string ascii_upper(std::string s);
 // A port protocol that carries TLS to the server: HTTPS or TLS, in any case.
 bool is_tls_protocol(std::string_view p);
+// Istio's security.IsValidCipherSuite: a cipher suite Envoy's TLS library (BoringSSL) knows
+// by its OpenSSL name, "" or "ALL", or an expression starting with an operator (-, +, !, [).
+bool is_valid_cipher_suite(std::string_view cs);
+// cel-go's Parse (no extensions), as Istio checks a Telemetry access log filter expression:
+// "" when it parses, else "ERROR: <input>:line:col: Syntax error: ..." (cel.cc).
+std::string cel_syntax_problem(std::string_view expression);
 
 }  // namespace remora::control::model::detail

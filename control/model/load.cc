@@ -109,6 +109,10 @@ class DocumentLoader {
         if (!doc.IsDefined() || doc.IsNull()) return;
         Reporter reporter(config_.diagnostics, file_, line_offset_);
         reporter.set_text(text_);
+        if (is_list(doc)) {
+            load_list(reporter, doc);
+            return;
+        }
         Sizes before = sizes();
         try {
             load_document(reporter, doc);
@@ -125,9 +129,40 @@ class DocumentLoader {
     }
 
   private:
+    // `kind: List` (what `kubectl get -o yaml` writes) and the typed lists (`GatewayList`, ...)
+    // hold their resources in items[]; kubectl and istioctl read each item as a document of its
+    // own, at its own line.
+    static bool is_list(const yaml::Node& doc) {
+        if (!doc.IsMap()) return false;
+        const std::string kind = scalar_at(doc, {"kind"});
+        if (kind == "List") return true;
+        return kind.size() > 4 && kind.ends_with("List") && field(doc, "items").IsDefined();
+    }
+
+    void load_list(Reporter& reporter, const yaml::Node& doc) {
+        const std::string kind = scalar_at(doc, {"kind"});
+        reporter.set_resource(kind, "", "", reporter.location(doc.Mark()));
+        yaml::Node items = field(doc, "items");
+        if (!items.IsDefined() || items.IsNull()) return;  // an empty List
+        if (!items.IsSequence()) {
+            reporter.error(items.Mark(), "items",
+                           "must be a list of resources (istioctl: malformed items field)");
+            return;
+        }
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            yaml::Node resource = item(items, i);
+            if (!resource.IsMap()) {
+                reporter.error(mark_of(resource), detail::at_index("items", i),
+                               "must be a mapping (a Kubernetes resource)");
+                continue;
+            }
+            load(resource);
+        }
+    }
+
     struct Sizes {
         std::size_t vs, dr, se, we, pa, ap, svc, workloads, sidecars, gateways, ras, telemetries,
-            proxy_configs;
+            proxy_configs, kube_gateways;
     };
     Sizes sizes() const {
         return {config_.virtual_services.size(),     config_.destination_rules.size(),
@@ -136,7 +171,7 @@ class DocumentLoader {
                 config_.kube_services.size(),        config_.workloads.size(),
                 config_.sidecars.size(),             config_.gateways.size(),
                 config_.request_authentications.size(), config_.telemetries.size(),
-                config_.proxy_configs.size()};
+                config_.proxy_configs.size(),       config_.kube_gateways.size()};
     }
     void truncate(const Sizes& s) {
         auto cut = [](auto& v, std::size_t n) {
@@ -155,6 +190,7 @@ class DocumentLoader {
         cut(config_.request_authentications, s.ras);
         cut(config_.telemetries, s.telemetries);
         cut(config_.proxy_configs, s.proxy_configs);
+        cut(config_.kube_gateways, s.kube_gateways);
     }
 
     void load_document(Reporter& reporter, const yaml::Node& doc) {
@@ -434,11 +470,35 @@ class DocumentLoader {
                     bad_port = true;
                 }
                 port.port = *number;
+                if (auto t = port_number(target_text)) port.target_port = *t;
                 svc.ports.push_back(port);
             }
             if (bad_port) return;  // refused whole, as Kubernetes would
             config_.kube_services.push_back(std::move(svc));
             reporter_.note(doc.Mark(), "", "read " + what + " for host and port lookups");
+            return;
+        }
+        if (kind == "Gateway" && api.starts_with("gateway.networking.k8s.io/") && !name.empty()) {
+            // Its listeners' hostnames, for the VirtualServices that name it (Istio's analyzers
+            // read them so); Kubernetes validates the rest.
+            KubeGateway gw;
+            gw.meta = meta;
+            yaml::Node listeners = field(doc, {"spec", "listeners"});
+            for (std::size_t i = 0; listeners.IsSequence() && i < listeners.size(); ++i) {
+                yaml::Node l = item(listeners, i);
+                KubeGateway::Listener listener;
+                listener.name = scalar_at(l, {"name"});
+                listener.hostname = scalar_at(l, {"hostname"});
+                listener.protocol = scalar_at(l, {"protocol"});
+                listener.port = port_number(scalar_at(l, {"port"})).value_or(0);
+                gw.listeners.push_back(std::move(listener));
+            }
+            std::erase_if(config_.kube_gateways, [&](const KubeGateway& g) {
+                return g.meta.ns == ns && g.meta.name == name;  // a redefinition replaces it
+            });
+            config_.kube_gateways.push_back(std::move(gw));
+            reporter_.note(doc.Mark(), "",
+                           "read " + what + " (Gateway API) for VirtualService gateway lookups");
             return;
         }
         static const std::vector<std::string> kTemplated = {"Deployment", "StatefulSet",

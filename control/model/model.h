@@ -353,6 +353,7 @@ struct KubeServicePort {
     std::string name, protocol;
     std::string app_protocol;  // spec.ports[].appProtocol: wins over the name's prefix
     uint32_t port = 0;
+    uint32_t target_port = 0;  // spec.ports[].targetPort when a number; 0 when named or absent
 };
 
 struct KubeService {
@@ -363,6 +364,17 @@ struct KubeService {
 };
 
 // Pod labels from a Pod, a pod template (Deployment, StatefulSet, ...) or a WorkloadEntry.
+// A Kubernetes Gateway API Gateway (gateway.networking.k8s.io), read for the analyzers only
+// (VirtualServices may name one); Remora does not serve it.
+struct KubeGateway {
+    Metadata meta;
+    struct Listener {
+        std::string name, hostname, protocol;  // hostname "" = every host
+        uint32_t port = 0;
+    };
+    std::vector<Listener> listeners;
+};
+
 struct Workload {
     std::string kind, name, ns;
     Labels labels;
@@ -504,6 +516,7 @@ struct Config {
     std::vector<PeerAuthentication> peer_authentications;
     std::vector<AuthorizationPolicy> authorization_policies;
     std::vector<KubeService> kube_services;
+    std::vector<KubeGateway> kube_gateways;
     std::vector<Workload> workloads;
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels

@@ -1,5 +1,7 @@
 // PeerAuthentication, AuthorizationPolicy and RequestAuthentication: parsing with Istio's
 // validation rules.
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -343,6 +345,101 @@ std::string jwks_uri_problem(const std::string& uri) {
     return "";
 }
 
+// base64 or base64url, padded or not: what jwx's base64.Decode takes for a key's members.
+bool is_base64(std::string_view s) {
+    std::size_t n = s.size();
+    while (n > 0 && s[n - 1] == '=')
+        --n;
+    if (s.size() - n > 2 || n % 4 == 1) return false;
+    return std::all_of(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(n), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '-' ||
+               c == '_';
+    });
+}
+
+// What Istio's validation (lestrrat-go/jwx v1 jwk.Parse) finds wrong in an inline JWKS: a JSON
+// Web Key Set {"keys": [...]} or a sole key, each with a known kty and its members (RSA n, e;
+// EC crv, x, y; OKP crv, x; oct k) as base64. "" when it parses. `private_keys` gets the index
+// of each key with private material (d, or a symmetric key), which Istio warns about.
+std::string jwks_problem(const std::string& text, std::vector<std::size_t>& private_keys) {
+    const std::string prefix = "jwks parse error: failed to unmarshal JWK set: ";
+    boost::system::error_code ec;
+    boost::json::value doc = boost::json::parse(text, ec);
+    if (ec) return prefix + "not valid JSON (" + ec.message() + ")";
+    const boost::json::object* top = doc.if_object();
+    if (!top) return prefix + "a JWK set must be a JSON object";
+    std::vector<const boost::json::value*> keys;
+    bool sole = true;
+    if (const boost::json::value* k = top->if_contains("keys")) {
+        const boost::json::array* list = k->if_array();
+        if (!list && !k->is_null()) return prefix + "keys must be an array";
+        if (list && !list->empty()) {
+            sole = false;
+            for (const auto& key : *list)
+                keys.push_back(&key);
+        }
+    }
+    if (sole) keys.push_back(&doc);  // {"keys": []} too: jwx then reads the set as one key
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        const std::string which = sole ? std::string("failed to parse sole key in key set: ")
+                                       : "key #" + std::to_string(i + 1) + " (of " +
+                                             std::to_string(keys.size()) + "): ";
+        const boost::json::object* key = keys[i]->if_object();
+        if (!key) return prefix + which + "a key must be a JSON object";
+        auto member = [&](const char* name) -> const boost::json::string* {
+            const boost::json::value* v = key->if_contains(name);
+            return v ? v->if_string() : nullptr;
+        };
+        for (const auto& m : *key) {
+            if (!m.value().is_string() && (m.key() == "kty" || m.key() == "n" || m.key() == "e" ||
+                                           m.key() == "crv" || m.key() == "x" || m.key() == "y" ||
+                                           m.key() == "d" || m.key() == "k")) {
+                return prefix + which + "field " + std::string(m.key()) + " must be a string";
+            }
+        }
+        const boost::json::string* kty = member("kty");
+        const std::string type = kty ? std::string(*kty) : "";
+        std::vector<const char*> required;
+        if (type == "RSA") {
+            required = {"e", "n"};
+        } else if (type == "EC") {
+            required = {"crv", "x", "y"};
+        } else if (type == "OKP") {
+            required = {"crv", "x"};
+        } else if (type == "oct") {
+            required = {"k"};
+        } else {
+            return prefix + which + "invalid key type from JSON (" + type + ")";
+        }
+        for (const char* name : required) {
+            if (!member(name)) return prefix + which + "required field " + name + " is missing";
+        }
+        if (type == "EC") {
+            const std::string crv(*member("crv"));
+            if (crv != "P-256" && crv != "P-384" && crv != "P-521") {
+                return prefix + which + "invalid curve " + in_quotes(crv) +
+                       " (P-256, P-384 or P-521)";
+            }
+        }
+        if (type == "OKP") {
+            const std::string crv(*member("crv"));
+            if (crv != "Ed25519" && crv != "X25519") {
+                return prefix + which + "invalid curve " + in_quotes(crv) +
+                       " (Ed25519 or X25519)";
+            }
+        }
+        for (const char* name : {"n", "e", "x", "y", "d", "k"}) {
+            const boost::json::string* v = member(name);
+            if (v && !is_base64(std::string_view(v->data(), v->size()))) {
+                return prefix + which + "failed to decode value for key " + name +
+                       " (not base64url)";
+            }
+        }
+        if (type == "oct" || member("d")) private_keys.push_back(i);
+    }
+    return "";
+}
+
 // Istio's ValidateStrictHTTPHeaderName: an RFC 7230 token.
 bool is_header_name(const std::string& h) {
     static const std::string kExtra = "!#$%&'*+-.^_`|~";
@@ -424,7 +521,20 @@ void parse_request_authentication(Obj& spec, RequestAuthentication& ra) {
             if (auto p = jwks_uri_problem(rule.jwks_uri); !p.empty())
                 r.error(uri->mark(), uri->path, p);
         }
+        auto jwks = j.get("jwks");
         j.str("jwks", rule.jwks);
+        if (!rule.jwks.empty()) {
+            std::vector<std::size_t> private_keys;
+            if (auto p = jwks_problem(rule.jwks, private_keys); !p.empty()) {
+                r.error(jwks->mark(), jwks->path, p);
+            }
+            for (std::size_t i : private_keys) {
+                r.warning(jwks->mark(), jwks->path,
+                          "jwks key at index " + std::to_string(i) +
+                              " contains private key material; only public keys are used for "
+                              "verification");
+            }
+        }
         j.objects("fromHeaders", [&](Obj& h, std::size_t) {
             std::string name, prefix;
             h.str("name", name);

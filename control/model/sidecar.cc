@@ -119,6 +119,7 @@ void parse_server_tls(Obj& t, ServerTLSSettings& out) {
     t.str("caCertCredentialName", out.ca_cert_credential_name);
     t.strings("credentialNames", out.credential_names);
     t.strings("subjectAltNames", out.subject_alt_names);
+    auto ciphers = t.get("cipherSuites");
     t.strings("cipherSuites", out.cipher_suites);
     std::vector<std::string> ignored;
     t.strings("verifyCertificateSpki", ignored);
@@ -162,15 +163,34 @@ void parse_server_tls(Obj& t, ServerTLSSettings& out) {
                   "TLS version below TLSV1_2 require setting compatible ciphers as by default "
                   "they no longer include compatible ciphers.");
     }
-    std::set<std::string> seen, duplicates;
-    for (const auto& c : out.cipher_suites)
-        if (!seen.insert(c).second) duplicates.insert(c);
-    if (!duplicates.empty()) {
+    // Istio warns (and drops them from what it sends Envoy); so does Remora.
+    // The warning points at the first suite it names.
+    std::set<std::string> seen, duplicates, invalid;
+    YAML::Mark invalid_at = t.mark(), duplicate_at = t.mark();
+    for (std::size_t i = 0; i < out.cipher_suites.size(); ++i) {
+        const std::string& c = out.cipher_suites[i];
+        YAML::Mark at = ciphers ? mark_of(item(ciphers->node, i)) : t.mark();
+        if (!is_valid_cipher_suite(c)) {
+            if (invalid.empty()) invalid_at = at;
+            invalid.insert(c);
+        } else if (!seen.insert(c).second) {
+            if (duplicates.empty()) duplicate_at = at;
+            duplicates.insert(c);
+        }
+    }
+    auto go_list = [](const std::set<std::string>& items) {
         std::string list;
-        for (const auto& d : duplicates)
+        for (const auto& d : items)
             list += (list.empty() ? "" : " ") + d;
-        r.warning(t.mark(), join(t.path(), "cipherSuites"),
-                  "ignoring duplicate cipher suites: [" + list + "]");
+        return "[" + list + "]";
+    };
+    if (!invalid.empty()) {
+        r.warning(invalid_at, join(t.path(), "cipherSuites"),
+                  "ignoring invalid cipher suites: " + go_list(invalid));
+    }
+    if (!duplicates.empty()) {
+        r.warning(duplicate_at, join(t.path(), "cipherSuites"),
+                  "ignoring duplicate cipher suites: " + go_list(duplicates));
     }
     if (out.mode == "ISTIO_MUTUAL") {
         auto no = [&](bool set, const char* what) {

@@ -1,6 +1,7 @@
 // Telemetry (telemetry.istio.io) and ProxyConfig (networking.istio.io): parsing with Istio's
 // validation rules (pkg/config/validation ValidateTelemetry, ValidateProxyConfig). Remora's own
 // telemetry is configured by MeshConfig and proxy flags; these resources are read and validated.
+#include "control/model/checks.h"
 #include "control/model/parsers.h"
 
 namespace remora::control::model::detail {
@@ -144,7 +145,16 @@ void parse_telemetry(Obj& spec, Telemetry& t) {
         match_mode(o);
         bool disabled = false;
         if (o.boolean("disabled", disabled)) a.disabled = disabled;
-        o.object("filter", [&](Obj& f) { f.str("expression", a.filter); });
+        o.object("filter", [&](Obj& f) {
+            // Istio parses it as CEL (cel-go, syntax only); a filter without expression too.
+            auto expression = f.get("expression");
+            f.str("expression", a.filter);
+            if (auto p = cel_syntax_problem(a.filter); !p.empty()) {
+                r.error(expression ? expression->mark() : f.mark(),
+                        expression ? expression->path : join(f.path(), "expression"),
+                        "must be a valid CEL expression, " + p);
+            }
+        });
         t.access_logging.push_back(std::move(a));
     });
     r.unsupported(spec.mark(), spec.path().empty() ? "spec" : spec.path(),

@@ -239,3 +239,48 @@ TEST_CASE("analyzer: a consistent bookinfo has no messages") {
         lines.push_back(msg.str());
     CHECK(lines == std::vector<std::string>{});
 }
+
+TEST_CASE("analyzer: Gateway ports on the gateway's Service (IngressGatewayPortAnalyzer)") {
+    const std::string yaml =
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\n"
+        "metadata: {name: gw, namespace: edge}\n"
+        "spec:\n  selector: {app: edge-gw}\n  servers:\n"
+        "  - port: {number: 8443, name: https, protocol: HTTPS}\n    hosts: ['*']\n"
+        "    tls: {mode: PASSTHROUGH}\n"
+        "  - port: {number: 9000, name: http, protocol: HTTP}\n    hosts: ['*']\n"
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: edge-gw-1\n  namespace: edge\n"
+        "  labels: {app: edge-gw}\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: edge-gw, namespace: edge}\n"
+        "spec:\n  selector: {app: edge-gw}\n  ports:\n"
+        // no protocol: TCP, as Kubernetes defaults it; targetPort 8443 offers the server port
+        "  - {name: https, port: 443, targetPort: 8443}\n"
+        "  - {name: udp, port: 9000, protocol: UDP}\n";
+    model::Config c = model::load_yaml(yaml, "gw.yaml");
+    REQUIRE(!c.has_errors());
+    auto m = analyze::analyze(c, {{Analyzer::IngressGatewayPort}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].str() ==
+          "Warning [IST0162] (Gateway edge/gw gw.yaml:1) The gateway is listening on a target "
+          "port (port 9000) that is not defined in the Service associated with its workload "
+          "instances (Pod selector app=edge-gw). If you need to access the gateway port through "
+          "the gateway Service, it will not be available.");
+    // A selector no pod has: IST0101, and no port messages.
+    c = model::load_yaml(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+        "spec:\n  selector: {istio: ingress, app: x}\n  servers:\n"
+        "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n",
+        "gw.yaml");
+    m = analyze::analyze(c, {{Analyzer::IngressGatewayPort}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].str() ==
+          "Error [IST0101] (Gateway default/gw gw.yaml:1) Referenced selector not found: "
+          "\"app=x,istio=ingress\"");
+    // istioctl's default ingress gateway (files only) lives in --istioNamespace.
+    c = model::load_yaml(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+        "spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+        "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: ['*']\n"
+        "    tls: {mode: PASSTHROUGH}\n",
+        "gw.yaml");
+    CHECK(analyze::analyze(c, {{Analyzer::IngressGatewayPort}}).empty());
+}

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "control/model/checks.h"
 #include "control/model/model.h"
 
 using namespace remora::control::model;
@@ -326,6 +327,26 @@ TEST_CASE("Gateway: servers land in model::Gateway; Istio's validation errors") 
           p + "9:5" + r +
               "spec.servers[1].port.name: port names in servers must be unique: "
               "duplicate name a\n");
+    // cipherSuites: names BoringSSL (Envoy's TLS library) knows, as Istio's ValidCipherSuites;
+    // Istio warns and drops the others and the duplicates.
+    const std::string tls =
+        "  servers:\n  - port: {number: 443, name: x, protocol: HTTPS}\n"
+        "    hosts: [\"*\"]\n    tls:\n      mode: SIMPLE\n      credentialName: c\n"
+        "      cipherSuites:\n";
+    CHECK(warnings_of(gateway(tls + "      - ECDHE-RSA-AES128-GCM-SHA256\n      - ALL\n"
+                                    "      - -AES128-SHA\n      - '[AES128-SHA|AES256-SHA]'\n"))
+              .size() == 1);  // only remora's "no gateway proxy"
+    auto w = warnings_of(gateway(tls + "      - ECDHE-RSA-AES128-GCM-SHA256\n"
+                                       "      - TLS_AES_128_GCM_SHA256\n"
+                                       "      - ECDHE-RSA-AES128-GCM-SHA256\n"
+                                       "      - RC4-SHA\n"));
+    REQUIRE(w.size() == 3);
+    CHECK(w[0] == p + "14:9: warning" + r +
+                      "spec.servers[0].tls.cipherSuites: ignoring invalid cipher suites: "
+                      "[RC4-SHA TLS_AES_128_GCM_SHA256]");
+    CHECK(w[1] == p + "15:9: warning" + r +
+                      "spec.servers[0].tls.cipherSuites: ignoring duplicate cipher suites: "
+                      "[ECDHE-RSA-AES128-GCM-SHA256]");
     // Kubernetes Gateway API's Gateway is another kind: skipped, not refused.
     Config k8s = load_yaml(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
@@ -333,6 +354,19 @@ TEST_CASE("Gateway: servers land in model::Gateway; Istio's validation errors") 
         "t.yaml");
     CHECK_FALSE(k8s.has_errors());
     CHECK(k8s.gateways.empty());
+    // Its listeners are read for the analyzers (a VirtualService may name it).
+    k8s = load_yaml(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+        "metadata: {name: gw, namespace: edge}\nspec:\n  gatewayClassName: istio\n"
+        "  listeners:\n  - {name: http, hostname: example.com, port: 80, protocol: HTTP}\n"
+        "  - {name: any, port: 8080, protocol: HTTP}\n",
+        "t.yaml");
+    REQUIRE(k8s.kube_gateways.size() == 1);
+    CHECK(k8s.kube_gateways[0].meta.ns == "edge");
+    REQUIRE(k8s.kube_gateways[0].listeners.size() == 2);
+    CHECK(k8s.kube_gateways[0].listeners[0].hostname == "example.com");
+    CHECK(k8s.kube_gateways[0].listeners[1].hostname == "");
+    CHECK(k8s.kube_gateways[0].listeners[1].port == 8080);
 }
 
 TEST_CASE("RequestAuthentication: JWT rules read and validated as Istio does") {
@@ -378,6 +412,108 @@ TEST_CASE("RequestAuthentication: JWT rules read and validated as Istio does") {
               "networking.istio.io/v1/ServiceEntry "
               "gateway.networking.k8s.io/v1/Gateway "
               "gateway.networking.k8s.io/v1/GatewayClass] but was /Pod\n");
+}
+
+TEST_CASE("RequestAuthentication: inline jwks parsed as Istio's validation (jwx) parses it") {
+    const std::string head =
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt, namespace: foo}\nspec:\n  jwtRules:\n  - issuer: foo.com\n"
+        "    jwks: '";
+    auto with = [&](const std::string& jwks) { return errors_of(head + jwks + "'\n"); };
+    // Istio's "jwks ok" case (an RSA key), an EC key, a sole key, an OKP key.
+    const std::string rsa =
+        R"({"e":"AQAB","kid":"DHFbpoIUqrY8t2zpA2qXfCmr5VO5ZEr4RzHU_-envvQ","kty":"RSA",)"
+        R"("n":"xAE7eB6qugXyCAG3yhh7pkDkT65pHymX-P7KfIupjf59vsdo91bSP9C8H07pSAGQO1MV_xFj9Vsw"})";
+    CHECK(with(R"({ "keys":[ )" + rsa + "]}") == "");
+    CHECK(with(R"({"keys":[{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6K)"
+               R"(PAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]})") == "");
+    CHECK(with(rsa) == "");
+    CHECK(with(R"({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"})") ==
+          "");
+    const std::string at = "t.yaml:7:11: RequestAuthentication foo/jwt: spec.jwtRules[0].jwks: "
+                           "jwks parse error: failed to unmarshal JWK set: ";
+    // Istio's "jwks error" case.
+    CHECK(with("foo") == at + "not valid JSON (syntax error)\n");
+    CHECK(with("[1]") == at + "a JWK set must be a JSON object\n");
+    CHECK(with(R"({"keys":[]})") ==
+          at + "failed to parse sole key in key set: invalid key type from JSON ()\n");
+    CHECK(with(R"({"keys":[{"kty":"RSA","e":"AQAB"}]})") ==
+          at + "key #1 (of 1): required field n is missing\n");
+    CHECK(with(R"({"keys":[)" + rsa + R"(,{"kty":"DSA"}]})") ==
+          at + "key #2 (of 2): invalid key type from JSON (DSA)\n");
+    CHECK(with(R"({"keys":[{"kty":"EC","crv":"P-192","x":"AA","y":"AA"}]})") ==
+          at + "key #1 (of 1): invalid curve \"P-192\" (P-256, P-384 or P-521)\n");
+    CHECK(with(R"({"keys":[{"kty":"RSA","e":"AQAB","n":"not base64!"}]})") ==
+          at + "key #1 (of 1): failed to decode value for key n (not base64url)\n");
+    CHECK(with(R"({"keys":[{"kty":"RSA","e":1,"n":"AA"}]})") ==
+          at + "key #1 (of 1): field e must be a string\n");
+    // Private key material: valid, with Istio's warning naming the key's index.
+    auto w = warnings_of(head + R"({"keys":[)" + rsa + R"(,{"kty":"oct","k":"c2VjcmV0"}]})" +
+                         "'\n");
+    REQUIRE(w.size() == 2);  // and remora's "not supported" on spec
+    CHECK(w[0] == "t.yaml:7:11: warning: RequestAuthentication foo/jwt: spec.jwtRules[0].jwks: "
+                  "jwks key at index 1 contains private key material; only public keys are used "
+                  "for verification");
+}
+
+TEST_CASE("Telemetry: accessLogging filter expressions are CEL, as Istio parses them") {
+    const std::string head =
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"
+        "metadata: {name: t, namespace: istio-system}\nspec:\n  accessLogging:\n"
+        "  - providers: [{name: envoy}]\n";
+    // Istio's TestValidateTelemetryFilter cases and its message prefix.
+    CHECK(errors_of(head + "    filter: {expression: \"response.code >= 400\"}\n") == "");
+    CHECK(errors_of(head + "    filter:\n      expression: \"connection.mtls && "
+                           "request.url_path.contains('v1beta3')\"\n") == "");
+    CHECK(errors_of(head + "    filter: {expression: response.code}\n") == "");
+    CHECK(errors_of(head + "    filter: {expression: \")++++\"}\n") ==
+          "t.yaml:7:26: Telemetry istio-system/t: spec.accessLogging[0].filter.expression: must "
+          "be a valid CEL expression, ERROR: <input>:1:1: Syntax error: unexpected ')'\n");
+    // A filter without expression is an empty one: cel-go refuses it too.
+    CHECK(errors_of(head + "    filter: {}\n") ==
+          "t.yaml:7:13: Telemetry istio-system/t: spec.accessLogging[0].filter.expression: must "
+          "be a valid CEL expression, ERROR: <input>:1:1: Syntax error: unexpected end of "
+          "expression\n");
+
+    using detail::cel_syntax_problem;
+    for (const char* ok :
+         {"response.code >= 400 && response.code < 500", "!(request.headers['x-a'] == 'b')",
+          "request.headers[\"user-agent\"].startsWith(\"curl\")", "size(request.path) > 3u",
+          "request.method in ['GET', 'HEAD',]", "{'a': 1, 'b': 2.5e3}['a'] == 1",
+          "has(request.headers.foo) ? 1 : -9223372036854775808", "x.all(h, h > 0x1F)",
+          "[1, 2].map(i, i * 2).exists(j, j % 2 == 0)",
+          "r'\\d+' + b'\\x00' + '''a\nb''' + '\\u00e9' + \"\\101\"",
+          "google.protobuf.Duration{seconds: 5} < duration('10s')", ".f(1) // a comment",
+          "-.5 <= 1.0 || null == null || true != false"}) {
+        CAPTURE(ok);
+        CHECK(cel_syntax_problem(ok) == "");
+    }
+    const std::vector<std::pair<const char*, const char*>> bad = {
+        {"", "1:1: Syntax error: unexpected end of expression"},
+        {"response.code >=", "1:17: Syntax error: unexpected end of expression"},
+        {"a +* b", "1:4: Syntax error: unexpected '*'"},
+        {"(a", "1:3: Syntax error: missing ')' at end of expression"},
+        {"a.b(", "1:5: Syntax error: unexpected end of expression"},
+        {"a.", "1:3: Syntax error: unexpected end of expression"},
+        {"a b", "1:3: Syntax error: unexpected 'b'"},
+        {"'abc", "1:1: Syntax error: unterminated string literal"},
+        {"'\\q'", "1:1: Syntax error: invalid escape sequence '\\q'"},
+        {"a # b", "1:3: Syntax error: token recognition error at: '#'"},
+        {"if", "1:1: Syntax error: reserved identifier: if"},
+        {"has(a)", "1:1: Syntax error: invalid argument to has() macro"},
+        {"l.all(x.y, true)", "1:3: Syntax error: argument must be a simple name"},
+        {"a.?b", "1:3: Syntax error: unsupported syntax '.?'"},
+        {"9223372036854775808", "1:1: Syntax error: invalid int literal"},
+        {"a ==\n  = b", "2:3: Syntax error: token recognition error at: '='"},
+        {"a ==\n  ) b", "2:3: Syntax error: unexpected ')'"},
+    };
+    for (const auto& [expression, want] : bad) {
+        CAPTURE(expression);
+        CHECK(cel_syntax_problem(expression) == std::string("ERROR: <input>:") + want);
+    }
+    // cel-go's recursion limit (250), not the stack, ends a deep expression.
+    CHECK(cel_syntax_problem(std::string(100000, '(')).find("recursion limit exceeded") !=
+          std::string::npos);
 }
 
 TEST_CASE("Telemetry and ProxyConfig: read and validated as Istio does") {

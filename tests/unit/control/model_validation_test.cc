@@ -489,6 +489,59 @@ TEST_CASE("documents: YAML syntax, apiVersion, metadata and duplicate keys") {
           "t.yaml:12:5: VirtualService default/reviews: spec.http[0].timeout: duplicate field");
 }
 
+TEST_CASE("kind: List: each item is read as a resource, at its own line") {
+    const std::string list =
+        "apiVersion: v1\n"
+        "kind: List\n"
+        "items:\n"
+        "- apiVersion: networking.istio.io/v1\n"  // line 4
+        "  kind: VirtualService\n"
+        "  metadata: {name: a, namespace: prod}\n"
+        "  spec:\n"
+        "    hosts: [a]\n"
+        "    http:\n"
+        "    - route:\n"
+        "      - destination: {host: a}\n"
+        "- apiVersion: v1\n"  // line 12
+        "  kind: Service\n"
+        "  metadata: {name: a, namespace: prod}\n"
+        "  spec:\n"
+        "    ports: [{port: 80, name: http}]\n"
+        "- apiVersion: networking.istio.io/v1\n"  // line 17
+        "  kind: DestinationRule\n"
+        "  metadata: {name: a}\n"
+        "  spec:\n"
+        "    host: a\n"
+        "    trafficPolicy: {loadBalancer: {simple: FASTEST}}\n";
+    Config c = load_yaml(list, "t.yaml");
+    REQUIRE(c.virtual_services.size() == 1);
+    CHECK(c.virtual_services[0].meta.name == "a");
+    CHECK(c.virtual_services[0].meta.ns == "prod");
+    CHECK(c.virtual_services[0].meta.where.line == 4);
+    REQUIRE(c.kube_services.size() == 1);
+    CHECK(c.kube_services[0].meta.where.line == 12);
+    // An invalid item is refused with its own file, line and field; the others stay.
+    REQUIRE(c.destination_rules.size() == 1);
+    CHECK(!c.destination_rules[0].meta.valid);
+    CHECK(error_of(list).starts_with("t.yaml:22:44: DestinationRule default/a: "
+                                     "spec.trafficPolicy.loadBalancer.simple: "));
+    // A typed list (what `kubectl get virtualservices -o yaml` writes) and a List inside a List.
+    c = load_yaml("apiVersion: networking.istio.io/v1\nkind: VirtualServiceList\nitems:\n"
+                  "- apiVersion: v1\n  kind: List\n  items:\n"
+                  "  - apiVersion: v1\n    kind: Namespace\n    metadata: {name: prod}\n",
+                  "t.yaml");
+    CHECK(!c.has_errors());
+    CHECK(c.namespaces.count("prod") == 1);
+    // An empty List is nothing; a malformed one is an error naming the field.
+    CHECK(error_of("apiVersion: v1\nkind: List\nitems: []\n") == "");
+    CHECK(error_of("apiVersion: v1\nkind: List\n") == "");
+    CHECK(error_of("apiVersion: v1\nkind: List\nitems: {a: 1}\n") ==
+          "t.yaml:3:8: List /: items: must be a list of resources (istioctl: malformed items "
+          "field)");
+    CHECK(error_of("apiVersion: v1\nkind: List\nitems:\n- 3\n") ==
+          "t.yaml:4:3: List /: items[0]: must be a mapping (a Kubernetes resource)");
+}
+
 TEST_CASE("other kinds are skipped with a note, not an error") {
     Config c = load_yaml(
         "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n"

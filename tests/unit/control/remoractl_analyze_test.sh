@@ -52,9 +52,21 @@ out=$("$remoractl" analyze -n elsewhere "$dr")
 out=$("$remoractl" analyze --list-analyzers)
 echo "$out" | grep -q '^\* destinationrule.CaCertificateAnalyzer:$' || fail "--list-analyzers: $out"
 
-# A Service with spec: {} and a headless one without ports are valid Kubernetes.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+
+# istioctl's default ingress gateway (files only): a Gateway selecting istio=ingressgateway finds
+# its pod, and port 80 on its Service; port 8080 is not there (IST0162, a warning: exit 0).
+printf 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ["*"]\n' > "$tmp/gw.yaml"
+out=$("$remoractl" analyze --no-remora-warnings --analyzers gateway.IngressGatewayPortAnalyzer "$tmp/gw.yaml" 2>&1)
+[ $? -eq 0 ] || fail "default ingress gateway: want exit 0: $out"
+echo "$out" | grep -q '^✔ No validation issues found' || fail "default ingress gateway: $out"
+sed -i 's/number: 80,/number: 8080,/' "$tmp/gw.yaml"
+out=$("$remoractl" analyze --analyzers IngressGatewayPortAnalyzer "$tmp/gw.yaml" 2>&1)
+[ $? -eq 0 ] || fail "IST0162: want exit 0: $out"
+echo "$out" | grep -q '^Warning \[IST0162\] (Gateway default/gw .*gw.yaml:1) The gateway is listening on a target port (port 8080)' \
+    || fail "IST0162 missing: $out"
+# A Service with spec: {} and a headless one without ports are valid Kubernetes.
 printf 'apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec: {}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  clusterIP: None\n' > "$tmp/svc.yaml"
 out=$("$remoractl" analyze "$tmp/svc.yaml" 2>&1)
 [ $? -eq 0 ] || fail "Service spec: {}: want exit 0: $out"

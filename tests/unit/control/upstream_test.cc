@@ -51,6 +51,9 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"virtualservice.GatewayAnalyzer", analyze::Analyzer::Gateway},
         {"gateway.ConflictingGatewayAnalyzer", analyze::Analyzer::ConflictingGateways},
         {"sidecar.SelectorAnalyzer", analyze::Analyzer::SidecarSelector},
+        {"gateway.IngressGatewayPortAnalyzer", analyze::Analyzer::IngressGatewayPort},
+        {"telemetry.SelectorAnalyzer", analyze::Analyzer::TelemetrySelector},
+        {"telemetry.DefaultSelectorAnalyzer", analyze::Analyzer::TelemetryDefaultSelector},
         {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
          analyze::Analyzer::SchemaValidation},
     };
@@ -60,10 +63,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
 }
 
 // Cases whose messages remora does not give yet (the analyzer exists, the check does not).
-const std::vector<std::string> kKnownGaps = {
-    // A `kind: List` (v1) of Gateways: remora reads no List.
-    "Analyze conflicting gateway with list type",
-};
+const std::vector<std::string> kKnownGaps = {};
 
 }  // namespace
 
