@@ -3,6 +3,8 @@
 //   WorkloadEntry (stored or a registered pod): the scope of every service that selects it;
 //   PeerAuthentication, AuthorizationPolicy: the root namespace's everyone, else the workloads
 //   of their namespace (those their selector picks);
+//   Sidecar: the classes it scopes, before or after (translate::sidecar_for), and those another
+//   Sidecar scoped until this one took them over;
 //   anything else (a resource not in the model, an invalid one): every class.
 // Both the old and the new form of a changed resource count (a VirtualService moving its
 // exportTo from `a` to `b` touches both).
@@ -72,6 +74,7 @@ class ConfigIndex {
         add(store::Kind::PeerAuthentication, c.peer_authentications);
         add(store::Kind::AuthorizationPolicy, c.authorization_policies);
         add(store::Kind::Service, c.kube_services);
+        add(store::Kind::Sidecar, c.sidecars);
     }
 
     // The scope of the resource `k` in this config; nullopt when the config does not hold it.
@@ -109,7 +112,14 @@ class ConfigIndex {
             const auto& r = config_.authorization_policies[i];
             return r.meta.valid ? policy_scope(r.meta.ns, r.selector, o) : everything();
         }
-        default:  // a kind translation does not read yet (Sidecar, when h13 lands): everyone
+        case store::Kind::Sidecar: {
+            // Valid or not: an invalid one scopes nobody, and its other form says whom it did.
+            const auto& r = config_.sidecars[i];
+            ChangeScope s;
+            s.sidecars.insert(r.meta.ns + "/" + r.meta.name);
+            return s;
+        }
+        default:  // a kind translation does not read: everyone
             break;
         }
         return everything();
@@ -166,6 +176,12 @@ std::string version_of_json(const std::string& text) {
     return buf;
 }
 
+// The Sidecar that scopes a class in a config: "namespace/name", "" for none.
+std::string sidecar_key(const model::Config& config, const ProxyClass& c, const translate::Options& o) {
+    const model::Sidecar* sc = translate::sidecar_for(config, c.ns, c.labels, o);
+    return sc ? sc->meta.ns + "/" + sc->meta.name : "";
+}
+
 bool same_workload(const model::WorkloadEntry& a, const model::WorkloadEntry& b) {
     return a.meta.ns == b.meta.ns && a.meta.name == b.meta.name && a.meta.valid == b.meta.valid &&
            a.spec.address == b.spec.address && a.spec.ports == b.spec.ports &&
@@ -176,8 +192,13 @@ bool same_workload(const model::WorkloadEntry& a, const model::WorkloadEntry& b)
 
 }  // namespace
 
-bool ChangeScope::touches(const ProxyClass& c) const {
+bool ChangeScope::touches(const ProxyClass& c, const std::string& sidecar_before,
+                          const std::string& sidecar_after) const {
     if (all || namespaces.count(c.ns)) return true;
+    if (!sidecars.empty() &&
+        (sidecar_before != sidecar_after || sidecars.count(sidecar_before))) {
+        return true;
+    }
     for (const auto& [ns, selector] : selected) {
         if (ns == c.ns && selects(selector, c.labels)) return true;
     }
@@ -191,6 +212,7 @@ void ChangeScope::add(const ChangeScope& other) {
         return;
     }
     namespaces.insert(other.namespaces.begin(), other.namespaces.end());
+    sidecars.insert(other.sidecars.begin(), other.sidecars.end());
     for (const auto& s : other.selected) {
         if (!namespaces.count(s.first) &&
             std::find(selected.begin(), selected.end(), s) == selected.end()) {
@@ -217,6 +239,14 @@ std::string ChangeScope::str() const {
                 first = false;
             }
             out += "}";
+        }
+    }
+    if (!sidecars.empty()) {
+        out += out.empty() ? "sidecars " : "; sidecars ";
+        bool first = true;
+        for (const auto& sc : sidecars) {
+            out += (first ? "" : ",") + sc;
+            first = false;
         }
     }
     return out;
@@ -299,7 +329,9 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
     ChangeScope scope = scope_of_change(*stored_, registered_, *new_stored, new_registered, options_);
     stats_.changes += 1;
     for (auto it = entries_.begin(); it != entries_.end();) {
-        if (scope.touches(it->first)) {
+        std::string sidecar_after;
+        if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
+        if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
             it = entries_.erase(it);
             stats_.dropped += 1;
         } else {
@@ -332,6 +364,7 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
     auto entry = std::make_shared<Entry>();
     auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
     entry->version = version_of_json(*text);
+    entry->sidecar = sidecar_key(*effective_, c, options_);
     entry->json = std::move(text);
     stats_.computes += 1;
     if (entries_.size() >= kMaxClasses) {

@@ -1,7 +1,7 @@
 // Proxy snapshots by class (namespace, service account, labels), computed once per class and
 // shared by every proxy of the class; a change of the store or of the registered workloads drops
-// only the classes it can touch (exportTo, namespaces, workload selectors), as istiod scopes its
-// pushes. When in doubt a change touches every class: a proxy never keeps a stale snapshot.
+// only the classes it can touch (exportTo, namespaces, workload selectors, the Sidecar that
+// scopes them), as istiod scopes its pushes. When in doubt a change touches every class: a proxy never keeps a stale snapshot.
 #pragma once
 
 #include <cstdint>
@@ -27,17 +27,24 @@ struct ProxyClass {
     auto operator<=>(const ProxyClass&) const = default;
 };
 
-// The classes a change can touch: all, whole namespaces, or the workloads a selector picks in
-// a namespace.
+// The classes a change can touch: all, whole namespaces, the workloads a selector picks in a
+// namespace, or the classes a Sidecar applies to (before or after the change).
 struct ChangeScope {
     bool all = false;
     std::set<std::string> namespaces;
     std::vector<std::pair<std::string, model::Labels>> selected;  // (namespace, selector)
+    // Sidecars ("namespace/name") changed, added or removed: the classes whose Sidecar was one
+    // of them or whose Sidecar is now another one (SnapshotCache::update decides, with the
+    // Sidecar each entry was translated under).
+    std::set<std::string> sidecars;
 
-    bool touches(const ProxyClass& c) const;
-    bool empty() const { return !all && namespaces.empty() && selected.empty(); }
+    // Whether the class is touched, given the Sidecar it was translated under ("" = none) and the
+    // one that applies to it after the change.
+    bool touches(const ProxyClass& c, const std::string& sidecar_before = "",
+                 const std::string& sidecar_after = "") const;
+    bool empty() const { return !all && namespaces.empty() && selected.empty() && sidecars.empty(); }
     void add(const ChangeScope& other);
-    std::string str() const;  // "all", "namespaces a,b; selected a{app=x}", "none"
+    std::string str() const;  // "all", "namespaces a,b; selected a{app=x}; sidecars a/s", "none"
 };
 
 // The scope of a change from (`before`, `registered_before`) to (`after`, `registered_after`):
@@ -53,6 +60,9 @@ class SnapshotCache {
     struct Entry {
         std::string version;                      // the snapshot's content version
         std::shared_ptr<const std::string> json;  // the serialized snapshot
+        // The Sidecar that scoped it ("namespace/name"; "" = none): with (namespace, service
+        // account, labels) the class's full key, kept here because the labels decide it.
+        std::string sidecar;
     };
     struct Result {
         std::shared_ptr<const Entry> entry;

@@ -118,6 +118,14 @@ std::string virtual_service(const std::string& ns, const std::string& name, cons
            host + "}\n";
 }
 
+std::string sidecar(const std::string& ns, const std::string& name, const std::string& selector,
+                    const std::string& hosts) {
+    return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: " + name +
+           ", namespace: " + ns + "}\nspec:\n" +
+           (selector.empty() ? "" : "  workloadSelector: {labels: {" + selector + "}}\n") +
+           "  egress: [{hosts: [" + hosts + "]}]\n";
+}
+
 const ProxyClass kA{"a", "default", {{"app", "x"}}};
 const ProxyClass kA2{"a", "other", {{"app", "y"}}};
 const ProxyClass kB{"b", "default", {{"app", "x"}}};
@@ -247,6 +255,76 @@ TEST_CASE("scope_of_change names what it touches") {
     s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
     CHECK(s.str() == "namespaces a,c");
     CHECK(server::scope_of_change(*before, {}, *before, {}, f.options).empty());
+    before = f.store.snapshot();
+    f.apply(sidecar("a", "default", "", "\"./*\""));
+    s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
+    CHECK(s.str() == "sidecars a/default");
+}
+
+TEST_CASE("a Sidecar change recomputes exactly the classes it scopes, before or after") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    auto all_cached = [&] { for (const auto& c : kClasses) f.computed(c); };
+    all_cached();
+    // The root namespace's default: every class (none has a Sidecar of its own).
+    f.apply(sidecar("remora-system", "default", "", "\"./*\""));
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+    CHECK(f.cache.get(kB).entry->sidecar == "remora-system/default");
+    // b's own default: b's classes take it over from the root's.
+    f.apply(sidecar("b", "default", "", "\"a/*\""));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK_FALSE(f.computed(kA2));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+    CHECK(f.cache.get(kB).entry->sidecar == "b/default");
+    // A selector in a picking app=y: kA2 alone.
+    f.apply(sidecar("a", "y", "app: y", "\"c/*\""));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kC));
+    // The root default changed: a and c, which still use it; not b (its own) nor kA2.
+    f.apply(sidecar("remora-system", "default", "", "\"./*\", \"b/*\""));
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK_FALSE(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kB0));
+    CHECK(f.computed(kC));
+    // The selector moves from app=y to app=x: both kA (now picked) and kA2 (no longer).
+    f.apply(sidecar("a", "y", "app: x", "\"c/*\""));
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kC));
+    // b's removed: b's classes fall back to the root's.
+    f.remove(sidecar("b", "default", "", "\"a/*\""));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+    CHECK(f.cache.get(kB).entry->sidecar == "remora-system/default");
+}
+
+TEST_CASE("a scoped snapshot holds its Sidecar's hosts only") {
+    Fixture f;
+    f.apply(kServices);
+    f.apply(sidecar("a", "default", "", "\"./*\""));
+    f.update();
+    const std::string& json = *f.cache.get(kA).entry->json;
+    CHECK(json.find("svc-a.a.svc.cluster.local") != std::string::npos);
+    CHECK(json.find("svc-b.b.svc.cluster.local") == std::string::npos);
+    const std::string& unscoped = *f.cache.get(kB).entry->json;
+    CHECK(unscoped.find("svc-a.a.svc.cluster.local") != std::string::npos);
+    CHECK(unscoped.find("svc-b.b.svc.cluster.local") != std::string::npos);
+    CHECK(json.size() < unscoped.size());
 }
 
 // Random changes to the store and the registry; after each, every class's cached snapshot must
@@ -380,6 +458,38 @@ metadata: {name: deny-all, namespace: b}
 spec:
   selector: {matchLabels: {app: x}}
   rules: [{to: [{operation: {methods: [GET]}}]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: remora-system}
+spec:
+  egress: [{hosts: ["./*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: remora-system}
+spec:
+  egress: [{hosts: ["./*", "a/*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: a}
+spec:
+  egress: [{hosts: ["b/*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: x-only, namespace: a}
+spec:
+  workloadSelector: {labels: {app: x}}
+  egress: [{port: {number: 9090, name: grpc, protocol: GRPC}, hosts: ["*/*"]}, {hosts: ["./*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: x-only, namespace: a}
+spec:
+  workloadSelector: {labels: {app: y}}
+  egress: [{hosts: ["c/*"]}]
 )",
     };
     std::vector<model::WorkloadEntry> pod_pool = {
