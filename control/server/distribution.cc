@@ -151,7 +151,7 @@ void Distribution::sweep() {
     }
     for (auto& p : expired) {
         HttpResponse res{http::status::not_modified, p->http_version};
-        if (p->responder->respond(std::move(res))) registry_.poll_ended(p->id);
+        if (p->responder->respond(std::move(res))) end_poll_when_written(p);
     }
     // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
     // then: registrations wake everyone themselves, store changes through the store's waiter).
@@ -216,9 +216,16 @@ void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) 
                        std::to_string(c.config_version) + ",\"snapshot\":" + *c.json + "}\n";
     if (poll->responder->respond(json_response(200, std::move(body), poll->http_version))) {
         registry_.sent(poll->id, c.version, c.config_version, c.json);
-        registry_.poll_ended(poll->id);
+        end_poll_when_written(poll);
         pushes_ += 1;
     }
+}
+
+void Distribution::end_poll_when_written(const std::shared_ptr<Poll>& poll) {
+    // Until the answer is written the poll is in flight and the registration cannot expire: a
+    // proxy still reading a large snapshot is not gone (it was expired, re-registered, and that
+    // pushed to everyone: push storms at 10,000 services).
+    poll->responder->on_written([this, id = poll->id] { registry_.poll_ended(id); });
 }
 
 void Distribution::wake_all() {

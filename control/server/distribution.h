@@ -83,6 +83,8 @@ class Distribution {
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
     void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
+    // The registry's poll_ended once the poll's answer is written (the grace starts then).
+    void end_poll_when_written(const std::shared_ptr<Poll>& poll);
     void watch_store(uint64_t after);
     void sweep();
 
