@@ -8,6 +8,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
+#include <set>
+#include <thread>
+
 #include "common/args.h"
 #include "proxy/snapshot/snapshot_json.h"
 
@@ -233,6 +237,26 @@ void Distribution::wake_all() {
     {
         std::lock_guard lock(mu_);
         for (auto& [id, p] : polls_) polls.push_back(p);
+    }
+    // The classes of the waiting proxies, translated in parallel first (one helper thread per
+    // spare core): translation is what a push spends its time on, and the cache translates a
+    // class once whoever asks.
+    std::set<ProxyClass> classes;
+    for (auto& p : polls) classes.insert(ProxyClass{p->ns, p->service_account, p->labels});
+    const std::size_t helpers =
+        std::min<std::size_t>(classes.size(), std::max(1u, std::thread::hardware_concurrency())) - (classes.empty() ? 0 : 1);
+    if (helpers > 0) {
+        std::vector<ProxyClass> todo(classes.begin(), classes.end());
+        std::atomic<std::size_t> next{0};
+        auto work = [&] {
+            for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
+                compute(todo[i].ns, todo[i].service_account, todo[i].labels);
+            }
+        };
+        std::vector<std::thread> threads;
+        for (std::size_t i = 0; i < helpers; ++i) threads.emplace_back(work);
+        work();
+        for (auto& t : threads) t.join();
     }
     for (auto& p : polls) {
         Computed c = compute(p->ns, p->service_account, p->labels);

@@ -310,23 +310,26 @@ ChangeScope scope_of_change(const store::Snapshot& before,
     return scope;
 }
 
-SnapshotCache::SnapshotCache(translate::Options options) : options_(std::move(options)) {}
+SnapshotCache::SnapshotCache(translate::Options options)
+    : options_(std::move(options)),
+      registered_(std::make_shared<const std::vector<model::WorkloadEntry>>()) {}
 
 void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const Registered& registered) {
     std::lock_guard lock(mu_);
     if (!stored_) {
         stored_ = std::move(stored);
         generation_ = generation;
-        registered_ = registered();
-        effective_.reset();
+        registered_ = std::make_shared<const std::vector<model::WorkloadEntry>>(registered());
+        epoch_ += 1;
         return;
     }
     const bool store_moved = stored->version > stored_->version;
     const bool registry_moved = generation > generation_;
     if (!store_moved && !registry_moved) return;
     store::SnapshotPtr new_stored = store_moved ? std::move(stored) : stored_;
-    std::vector<model::WorkloadEntry> new_registered = registry_moved ? registered() : registered_;
-    ChangeScope scope = scope_of_change(*stored_, registered_, *new_stored, new_registered, options_);
+    auto new_registered =
+        registry_moved ? std::make_shared<const std::vector<model::WorkloadEntry>>(registered()) : registered_;
+    ChangeScope scope = scope_of_change(*stored_, *registered_, *new_stored, *new_registered, options_);
     stats_.changes += 1;
     for (auto it = entries_.begin(); it != entries_.end();) {
         std::string sidecar_after;
@@ -342,38 +345,65 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
     stored_ = std::move(new_stored);
     if (registry_moved) generation_ = generation;
     registered_ = std::move(new_registered);
-    effective_.reset();
+    epoch_ += 1;
 }
 
 SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
-    std::lock_guard lock(mu_);
-    Result out;
-    out.config_version = stored_ ? stored_->version : 0;
-    if (auto it = entries_.find(c); it != entries_.end()) {
-        stats_.hits += 1;
-        out.entry = it->second;
+    std::unique_lock lock(mu_);
+    for (int attempt = 0;; ++attempt) {
+        // One translation of a class at a time: the others wait for it and take its result.
+        inflight_cv_.wait(lock, [&] { return !inflight_.count(c); });
+        Result out;
+        out.config_version = stored_ ? stored_->version : 0;
+        if (auto it = entries_.find(c); it != entries_.end()) {
+            stats_.hits += 1;
+            out.entry = it->second;
+            return out;
+        }
+        // Translated without the lock, so that classes translate in parallel (one per io
+        // thread) and hits are answered meanwhile; from inputs that stay alive (shared).
+        store::SnapshotPtr stored = stored_;
+        auto registered = registered_;
+        const uint64_t epoch = epoch_;
+        inflight_.insert(c);
+        lock.unlock();
+        std::shared_ptr<Entry> entry;
+        try {
+            static const model::Config kEmpty;
+            const model::Config& config = stored ? stored->config : kEmpty;
+            proxy::snapshot::Snapshot snap = translate::translate(
+                config, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_, *registered);
+            entry = std::make_shared<Entry>();
+            auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
+            entry->version = version_of_json(*text);
+            entry->sidecar = sidecar_key(config, c, options_);
+            entry->json = std::move(text);
+        } catch (...) {
+            lock.lock();
+            inflight_.erase(c);
+            inflight_cv_.notify_all();
+            throw;
+        }
+        lock.lock();
+        inflight_.erase(c);
+        inflight_cv_.notify_all();
+        stats_.computes += 1;
+        out.config_version = stored ? stored->version : 0;
+        out.entry = entry;
+        if (epoch != epoch_) {
+            // The inputs moved while translating: not cached; once more from the new ones, then
+            // (if they keep moving) this answer, which the push their change makes follows.
+            stats_.stale += 1;
+            if (attempt == 0) continue;
+            return out;
+        }
+        if (entries_.size() >= kMaxClasses) {
+            entries_.clear();
+            stats_.overflows += 1;
+        }
+        entries_[c] = std::move(entry);
         return out;
     }
-    if (!effective_) {
-        auto config = std::make_shared<model::Config>(stored_ ? stored_->config : model::Config{});
-        for (const auto& we : registered_) config->workload_entries.push_back(we);
-        effective_ = std::move(config);
-    }
-    proxy::snapshot::Snapshot snap =
-        translate::translate(*effective_, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_);
-    auto entry = std::make_shared<Entry>();
-    auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
-    entry->version = version_of_json(*text);
-    entry->sidecar = sidecar_key(*effective_, c, options_);
-    entry->json = std::move(text);
-    stats_.computes += 1;
-    if (entries_.size() >= kMaxClasses) {
-        entries_.clear();
-        stats_.overflows += 1;
-    }
-    entries_[c] = entry;
-    out.entry = std::move(entry);
-    return out;
 }
 
 SnapshotCache::Stats SnapshotCache::stats() const {

@@ -4,6 +4,7 @@
 // scopes them), as istiod scopes its pushes. When in doubt a change touches every class: a proxy never keeps a stale snapshot.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -76,6 +77,7 @@ class SnapshotCache {
         uint64_t changes = 0;      // updates that found a change
         uint64_t kept = 0;         // entries a change did not touch
         uint64_t overflows = 0;    // times kMaxClasses was reached
+        uint64_t stale = 0;        // translations whose inputs changed meanwhile (not cached)
     };
     using Registered = std::function<std::vector<model::WorkloadEntry>()>;
 
@@ -89,7 +91,8 @@ class SnapshotCache {
     // through `registered` only when the generation moved: read the generation first). Never
     // goes back to an older store version or generation. Thread-safe.
     void update(store::SnapshotPtr stored, uint64_t generation, const Registered& registered);
-    // The snapshot of a class at the current inputs, translated on a miss.
+    // The snapshot of a class at the current inputs, translated on a miss (without the lock:
+    // other classes translate meanwhile; a class is translated by one caller at a time).
     Result get(const ProxyClass& c);
     Stats stats() const;
 
@@ -98,9 +101,11 @@ class SnapshotCache {
     mutable std::mutex mu_;
     store::SnapshotPtr stored_;
     uint64_t generation_ = 0;
-    std::vector<model::WorkloadEntry> registered_;
-    std::shared_ptr<const model::Config> effective_;  // store config + registered workloads
+    std::shared_ptr<const std::vector<model::WorkloadEntry>> registered_;
+    uint64_t epoch_ = 0;  // moves with every update that changed the inputs
     std::map<ProxyClass, std::shared_ptr<const Entry>> entries_;
+    std::set<ProxyClass> inflight_;  // classes being translated (without mu_ held)
+    std::condition_variable inflight_cv_;
     Stats stats_;
 };
 

@@ -3,8 +3,10 @@
 #include "control/translate/translate.h"
 
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace remora::control::translate {
 
@@ -75,13 +77,21 @@ ServiceEndpoint from_workload_entry(const model::WorkloadEntry& we) {
             we.spec.service_account.empty() ? "default" : we.spec.service_account, we.spec.weight};
 }
 
-// The services a proxy in `client_ns` can see (exportTo).
+// Which services a proxy's translation needs (namespace, host): under a Sidecar, those its
+// listeners import and the destinations of the VirtualServices they import; null: all.
+using ServiceFilter = std::function<bool(const std::string& ns, const std::string& host)>;
+
+// The services a proxy in `client_ns` can see (exportTo) and `wanted` keeps.
 std::vector<ServiceInfo> services_of(const model::Config& config, const std::string& client_ns,
-                                     const Options& o) {
+                                     const Options& o, const std::vector<model::WorkloadEntry>& more_workloads,
+                                     const ServiceFilter& wanted = nullptr,
+                                     std::size_t* left_out_ports = nullptr) {
     std::vector<ServiceInfo> out;
     std::unordered_map<std::string, std::vector<const model::WorkloadEntry*>> entries_by_ns;
-    for (const auto& we : config.workload_entries) {
-        if (we.meta.valid) entries_by_ns[we.meta.ns].push_back(&we);
+    for (const auto* list : {&config.workload_entries, &more_workloads}) {
+        for (const auto& we : *list) {
+            if (we.meta.valid) entries_by_ns[we.meta.ns].push_back(&we);
+        }
     }
     auto entries_selected = [&](const Labels& selector, const std::string& ns) {
         std::vector<ServiceEndpoint> eps;
@@ -95,10 +105,15 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
     };
     for (const auto& ks : config.kube_services) {
         if (!ks.meta.valid || !exported_to(ks.meta.ns, service_export_to(ks), client_ns)) continue;
+        std::string host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
+        if (wanted && !wanted(ks.meta.ns, host)) {
+            if (left_out_ports) *left_out_ports += ks.ports.size();
+            continue;
+        }
         ServiceInfo s;
         s.name = ks.meta.name;
         s.ns = ks.meta.ns;
-        s.host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
+        s.host = std::move(host);
         s.vips = ks.cluster_ips;
         for (const auto& p : ks.ports) s.ports.push_back({p.port, p.name, 0, kube_port_protocol(p)});
         s.endpoints = entries_selected(ks.selector, ks.meta.ns);
@@ -107,6 +122,10 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
     for (const auto& se : config.service_entries) {
         if (!se.meta.valid || !exported_to(se.meta.ns, se.export_to, client_ns)) continue;
         for (const std::string& host : se.hosts) {
+            if (wanted && !wanted(se.meta.ns, host)) {
+                if (left_out_ports) *left_out_ports += se.ports.size();
+                continue;
+            }
             ServiceInfo s;
             s.name = se.meta.name;
             s.ns = se.meta.ns;
@@ -196,6 +215,19 @@ class EgressScope {
     static bool imports(const Listener& l, const std::string& ns, const std::string& host) {
         for (const Host& h : l.hosts) {
             if (!h.ns.empty() && (h.ns == "*" || h.ns == ns) && host_matches(h.dns, host)) return true;
+        }
+        return false;
+    }
+    // By any listener, on any port.
+    bool imports_any(const std::string& ns, const std::string& host) const {
+        for (const Listener& l : listeners_) {
+            if (imports(l, ns, host)) return true;
+        }
+        return false;
+    }
+    bool imports_any(const model::VirtualService& vs, const Options& o) const {
+        for (const Listener& l : listeners_) {
+            if (imports(l, vs, o)) return true;
         }
         return false;
     }
@@ -571,6 +603,11 @@ std::vector<std::string> service_export_to(const model::KubeService& service) {
 }
 
 snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o) {
+    return translate(config, w, o, {});
+}
+
+snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o,
+                         const std::vector<model::WorkloadEntry>& more_workloads) {
     snap::Snapshot out;
     out.workload_namespace = w.ns;
     out.workload_labels = w.labels;
@@ -582,22 +619,50 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     count_invalid(config.destination_rules);
     count_invalid(config.service_entries);
     count_invalid(config.workload_entries);
+    count_invalid(more_workloads);
     count_invalid(config.peer_authentications);
     count_invalid(config.authorization_policies);
     if (skipped) out.notes.push_back(std::to_string(skipped) + " invalid resource(s) left out");
 
-    const std::vector<ServiceInfo> services = services_of(config, w.ns, o);
+    // The Sidecar that scopes this proxy's egress, if any: virtual hosts for the service ports
+    // its listeners import, clusters for those and for what their routes send to. Only those
+    // services are read at all (at 10,000 services a scoped proxy's translation was mostly
+    // building and sorting services it then left out).
+    const EgressScope egress(sidecar_for(config, w.ns, w.labels, o), w.ns);
+    std::set<std::pair<std::string, uint32_t>> wanted;  // (host, port) needing clusters; scoped only
+    ServiceFilter needed;
+    std::unordered_set<std::string> destinations;  // hosts the imported VirtualServices name
+    if (egress.scoped()) {
+        for (const auto& vs : config.virtual_services) {
+            if (!vs.meta.valid || !vs.applies_to_mesh() || !exported_to(vs.meta.ns, vs.export_to, w.ns) ||
+                !egress.imports_any(vs, o)) {
+                continue;
+            }
+            auto add = [&](const model::Destination& d) { destinations.insert(resolve_host(d.host, vs.meta.ns, o)); };
+            for (const auto& hr : vs.http) {
+                for (const auto& rd : hr.route) add(rd.destination);
+                if (hr.mirror) add(*hr.mirror);
+                for (const auto& m : hr.mirrors) add(m.destination);
+            }
+            for (const auto& r : vs.tcp) {
+                for (const auto& rd : r.route) add(rd.destination);
+            }
+            for (const auto& r : vs.tls) {
+                for (const auto& rd : r.route) add(rd.destination);
+            }
+        }
+        needed = [&](const std::string& ns, const std::string& host) {
+            return egress.imports_any(ns, host) || destinations.count(host) > 0;
+        };
+    }
+    std::size_t scoped_out = 0;  // service ports a Sidecar leaves out
+    const std::vector<ServiceInfo> services = services_of(config, w.ns, o, more_workloads, needed, &scoped_out);
     // services_of sorts by host.
     auto find_service = [&](const std::string& host) -> const ServiceInfo* {
         auto it = std::lower_bound(services.begin(), services.end(), host,
                                    [](const ServiceInfo& s, const std::string& h) { return s.host < h; });
         return it != services.end() && it->host == host ? &*it : nullptr;
     };
-
-    // The Sidecar that scopes this proxy's egress, if any: virtual hosts for the service ports
-    // its listeners import, clusters for those and for what their routes send to.
-    const EgressScope egress(sidecar_for(config, w.ns, w.labels, o), w.ns);
-    std::set<std::pair<std::string, uint32_t>> wanted;  // (host, port) needing clusters; scoped only
 
     // The mesh VirtualServices, in a stable order: the workload's namespace first, then by
     // namespace and name. For a host claimed twice the first wins (IST0109 reports the conflict).
@@ -644,7 +709,6 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
         return best < vss.size() ? vss[best] : nullptr;
     };
 
-    std::size_t scoped_out = 0;  // service ports a Sidecar leaves out
     for (const ServiceInfo& s : services) {
         for (const ServicePortInfo& p : s.ports) {
             const EgressScope::Listener* listener = nullptr;

@@ -25,6 +25,11 @@ struct Options {
 
 proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadRef& workload,
                                     const Options& options = {});
+// The same with `more_workloads` (the registered pods) counted as config.workload_entries
+// after the config's own, without copying the config.
+proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadRef& workload,
+                                    const Options& options,
+                                    const std::vector<model::WorkloadEntry>& more_workloads);
 
 // Istio's Sidecar for a workload: the one of its namespace whose workloadSelector picks its
 // labels, else its namespace's selector-less one, else the root namespace's selector-less one
