@@ -445,7 +445,17 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
     if (auto refused = authorize(auth_, req, peer, Access::Admin)) return *refused;
     if (req.method() != http::verb::get) return error_json(405, "use GET", v);
     auto [path, query] = split_target(req.target());
-    auto record_json = [](const registry::ProxyRecord& r) {
+    // Against the snapshot the proxy should run now, not only the last one sent: during the
+    // debounce window a change is not sent yet, and a proxy that ACKed the previous version is
+    // STALE until it ACKs the new one (scripts wait for SYNCED, then send traffic).
+    auto status_of = [this](const registry::ProxyRecord& r) -> std::string {
+        const registry::SyncStatus s = r.status();
+        if (s != registry::SyncStatus::Synced) return registry::sync_status_name(s);
+        return compute(r.ns, r.service_account, r.reg.labels).version == r.acked_version
+                   ? registry::sync_status_name(s)
+                   : registry::sync_status_name(registry::SyncStatus::Stale);
+    };
+    auto record_json = [&status_of](const registry::ProxyRecord& r) {
         json::object o;
         o["name"] = r.id;
         o["podName"] = r.reg.pod_name;
@@ -457,7 +467,7 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
         for (const auto& [k, val] : r.reg.labels) labels[k] = val;
         o["labels"] = std::move(labels);
         o["proxyVersion"] = r.reg.proxy_version;
-        o["status"] = registry::sync_status_name(r.status());
+        o["status"] = status_of(r);
         o["sentVersion"] = r.sent_version;
         o["configVersion"] = r.sent_config_version;
         o["ackedVersion"] = r.acked_version;

@@ -5,7 +5,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <random>
 #include <set>
 
@@ -532,4 +534,29 @@ spec:
     }
     // The cache did its job too: many changes left some classes alone.
     CHECK(steps_with_kept > 30);
+}
+
+// Classes translate without the cache's lock: readers on several threads while the store
+// changes must still end with every class current, and a class is translated by one of them
+// at a time (the others take its result).
+TEST_CASE("concurrent gets while the store changes end current") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 4; ++t) {
+        readers.emplace_back([&, t] {
+            for (std::size_t i = t; !stop.load(); ++i) f.cache.get(kClasses[i % kClasses.size()]);
+        });
+    }
+    for (int k = 0; k < 30; ++k) {
+        f.apply(virtual_service("a", "svc-a", "svc-a", k % 2 ? "" : "\".\"", 100 + k));
+        f.update();
+    }
+    stop = true;
+    for (auto& t : readers) t.join();
+    for (const auto& c : kClasses) CHECK(f.cache.get(c).entry->version == f.fresh_version(c));
+    // Five classes, many gets: translations are few (once per class per change at most).
+    CHECK(f.cache.stats().computes <= 5 * 31 + f.cache.stats().stale);
 }
