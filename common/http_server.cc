@@ -184,6 +184,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
             }
         }
         HttpResponse res;
+        std::shared_ptr<Responder> deferred;  // told when its answer is written
         bool keep_alive = false;
         std::optional<uint64_t> unread;  // body bytes the client will still send, when known
         if (rec == http::error::body_limit && parser.content_length()) {
@@ -205,6 +206,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
                     co_await await_deferred(stream, responder, st->limits.max_deferral);
                 if (!answer) co_return;  // the client went away
                 res = std::move(*answer);
+                deferred = std::move(responder);
             } else {
                 // A handler's exception would end the coroutine silently (co_spawn's detached
                 // drops it) and the client would see a truncated stream: answer 500 instead.
@@ -225,6 +227,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         res.prepare_payload();
         beast::get_lowest_layer(stream).expires_after(st->limits.write_timeout);
         auto [wec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
+        if (deferred) deferred->written();
         if (!wec && rec) co_await drain_before_close(stream, unread);
         if (wec || !keep_alive) co_return;
     }
@@ -350,6 +353,27 @@ void Responder::on_gone(std::function<void()> fn) {
         return;
     }
     on_gone_ = std::move(fn);
+}
+
+void Responder::on_written(std::function<void()> fn) {
+    std::unique_lock lock(mu_);
+    if (written_) {
+        lock.unlock();
+        fn();
+        return;
+    }
+    on_written_ = std::move(fn);
+}
+
+void Responder::written() {
+    std::function<void()> fn;
+    {
+        std::lock_guard lock(mu_);
+        if (written_) return;
+        written_ = true;
+        fn = std::move(on_written_);
+    }
+    if (fn) fn();
 }
 
 bool Responder::finished() const {

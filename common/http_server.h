@@ -45,10 +45,15 @@ class Responder : public std::enable_shared_from_this<Responder> {
     bool respond(HttpResponse res);
     // Runs `fn` when the client has gone away (at once, if it has already).
     void on_gone(std::function<void()> fn);
+    // Runs `fn` once the answer has been written to the client, or its write failed (at once, if
+    // that happened already): a long-poll's registration grace starts then, not while a large
+    // answer is still on its way to a slow reader.
+    void on_written(std::function<void()> fn);
     bool finished() const;
 
     // The server's side.
     void client_gone();
+    void written();
     std::optional<HttpResponse> take();
     boost::asio::steady_timer& timer() { return timer_; }
 
@@ -56,8 +61,9 @@ class Responder : public std::enable_shared_from_this<Responder> {
     mutable std::mutex mu_;
     bool finished_ = false;
     bool gone_ = false;
+    bool written_ = false;
     std::optional<HttpResponse> response_;
-    std::function<void()> on_gone_;
+    std::function<void()> on_gone_, on_written_;
     boost::asio::steady_timer timer_;
 };
 

@@ -69,7 +69,7 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --mesh-config FILE     Istio MeshConfig (the istio ConfigMap's `mesh` key), served as
                          GET /v1/meshconfig; its trustDomain applies unless --trust-domain is given
   --debounce-after D     push a change to proxies once no other came for D (Istio's
-                         PILOT_DEBOUNCE_AFTER, 100ms there; default 0: push at once)
+                         PILOT_DEBOUNCE_AFTER; default 100ms as there; 0: push at once)
   --debounce-max D       ... but at most D after the first change (PILOT_DEBOUNCE_MAX; default 10s)
 
 Shared state for several replicas (each serves CA and distribution; any answers any proxy):

@@ -477,10 +477,14 @@ void parse_sidecar(Obj& spec, Sidecar& sc) {
         }
         sc.outbound_traffic_policy = std::move(policy);
     }
-    // Until the control plane scopes each proxy's configuration by its Sidecar, every proxy
-    // receives the whole mesh's: say so once per resource. (Remove with that work.)
-    r.unsupported(spec.mark(), spec.path().empty() ? "spec" : spec.path(),
-                  "proxies are not yet scoped by Sidecar resources");
+    // egress[] scopes each proxy's snapshot (control/translate); these two are not enforced.
+    if (auto v = spec.get("ingress")) {
+        r.unsupported(v->mark(), v->path, "ingress listeners: the proxy accepts inbound traffic on "
+                                          "every port, to 127.0.0.1:<port>");
+    }
+    if (auto v = spec.get("outboundTrafficPolicy")) {
+        r.unsupported(v->mark(), v->path, "a Sidecar's outboundTrafficPolicy: the mesh's mode applies");
+    }
 }
 
 }  // namespace remora::control::model::detail

@@ -8,6 +8,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
+#include <set>
+#include <thread>
+
 #include "common/args.h"
 #include "proxy/snapshot/snapshot_json.h"
 
@@ -151,7 +155,7 @@ void Distribution::sweep() {
     }
     for (auto& p : expired) {
         HttpResponse res{http::status::not_modified, p->http_version};
-        if (p->responder->respond(std::move(res))) registry_.poll_ended(p->id);
+        if (p->responder->respond(std::move(res))) end_poll_when_written(p);
     }
     // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
     // then: registrations wake everyone themselves, store changes through the store's waiter).
@@ -216,9 +220,16 @@ void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) 
                        std::to_string(c.config_version) + ",\"snapshot\":" + *c.json + "}\n";
     if (poll->responder->respond(json_response(200, std::move(body), poll->http_version))) {
         registry_.sent(poll->id, c.version, c.config_version, c.json);
-        registry_.poll_ended(poll->id);
+        end_poll_when_written(poll);
         pushes_ += 1;
     }
+}
+
+void Distribution::end_poll_when_written(const std::shared_ptr<Poll>& poll) {
+    // Until the answer is written the poll is in flight and the registration cannot expire: a
+    // proxy still reading a large snapshot is not gone (it was expired, re-registered, and that
+    // pushed to everyone: push storms at 10,000 services).
+    poll->responder->on_written([this, id = poll->id] { registry_.poll_ended(id); });
 }
 
 void Distribution::wake_all() {
@@ -226,6 +237,26 @@ void Distribution::wake_all() {
     {
         std::lock_guard lock(mu_);
         for (auto& [id, p] : polls_) polls.push_back(p);
+    }
+    // The classes of the waiting proxies, translated in parallel first (one helper thread per
+    // spare core): translation is what a push spends its time on, and the cache translates a
+    // class once whoever asks.
+    std::set<ProxyClass> classes;
+    for (auto& p : polls) classes.insert(ProxyClass{p->ns, p->service_account, p->labels});
+    const std::size_t helpers =
+        std::min<std::size_t>(classes.size(), std::max(1u, std::thread::hardware_concurrency())) - (classes.empty() ? 0 : 1);
+    if (helpers > 0) {
+        std::vector<ProxyClass> todo(classes.begin(), classes.end());
+        std::atomic<std::size_t> next{0};
+        auto work = [&] {
+            for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
+                compute(todo[i].ns, todo[i].service_account, todo[i].labels);
+            }
+        };
+        std::vector<std::thread> threads;
+        for (std::size_t i = 0; i < helpers; ++i) threads.emplace_back(work);
+        work();
+        for (auto& t : threads) t.join();
     }
     for (auto& p : polls) {
         Computed c = compute(p->ns, p->service_account, p->labels);
@@ -414,7 +445,17 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
     if (auto refused = authorize(auth_, req, peer, Access::Admin)) return *refused;
     if (req.method() != http::verb::get) return error_json(405, "use GET", v);
     auto [path, query] = split_target(req.target());
-    auto record_json = [](const registry::ProxyRecord& r) {
+    // Against the snapshot the proxy should run now, not only the last one sent: during the
+    // debounce window a change is not sent yet, and a proxy that ACKed the previous version is
+    // STALE until it ACKs the new one (scripts wait for SYNCED, then send traffic).
+    auto status_of = [this](const registry::ProxyRecord& r) -> std::string {
+        const registry::SyncStatus s = r.status();
+        if (s != registry::SyncStatus::Synced) return registry::sync_status_name(s);
+        return compute(r.ns, r.service_account, r.reg.labels).version == r.acked_version
+                   ? registry::sync_status_name(s)
+                   : registry::sync_status_name(registry::SyncStatus::Stale);
+    };
+    auto record_json = [&status_of](const registry::ProxyRecord& r) {
         json::object o;
         o["name"] = r.id;
         o["podName"] = r.reg.pod_name;
@@ -426,7 +467,7 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
         for (const auto& [k, val] : r.reg.labels) labels[k] = val;
         o["labels"] = std::move(labels);
         o["proxyVersion"] = r.reg.proxy_version;
-        o["status"] = registry::sync_status_name(r.status());
+        o["status"] = status_of(r);
         o["sentVersion"] = r.sent_version;
         o["configVersion"] = r.sent_config_version;
         o["ackedVersion"] = r.acked_version;

@@ -29,11 +29,10 @@ struct DistributionOptions {
     std::chrono::seconds default_wait{20};  // long-poll length when the proxy does not say
     std::chrono::seconds max_wait{60};
     // Istio's PILOT_DEBOUNCE_AFTER and PILOT_DEBOUNCE_MAX: pushes wait for `debounce_after` of
-    // quiet, at most `debounce_max` after the first change (0 = push at once). Remora's default
-    // is 0: proxy-status shows a proxy SYNCED while a change waits out the debounce, and tools
-    // and tests that apply, wait for SYNCED and then send traffic would race it. Large meshes
-    // set 100ms (Istio's default) with --debounce-after.
-    std::chrono::milliseconds debounce_after{0};
+    // quiet, at most `debounce_max` after the first change (0 = push at once). proxy-status
+    // shows a proxy STALE while a change waits out the window, so scripts that apply and wait
+    // for SYNCED do not race it.
+    std::chrono::milliseconds debounce_after{100};
     std::chrono::milliseconds debounce_max{10000};
 };
 
@@ -83,6 +82,8 @@ class Distribution {
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
     void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
+    // The registry's poll_ended once the poll's answer is written (the grace starts then).
+    void end_poll_when_written(const std::shared_ptr<Poll>& poll);
     void watch_store(uint64_t after);
     void sweep();
 

@@ -3,6 +3,8 @@
 //   WorkloadEntry (stored or a registered pod): the scope of every service that selects it;
 //   PeerAuthentication, AuthorizationPolicy: the root namespace's everyone, else the workloads
 //   of their namespace (those their selector picks);
+//   Sidecar: the classes it scopes, before or after (translate::sidecar_for), and those another
+//   Sidecar scoped until this one took them over;
 //   anything else (a resource not in the model, an invalid one): every class.
 // Both the old and the new form of a changed resource count (a VirtualService moving its
 // exportTo from `a` to `b` touches both).
@@ -72,6 +74,7 @@ class ConfigIndex {
         add(store::Kind::PeerAuthentication, c.peer_authentications);
         add(store::Kind::AuthorizationPolicy, c.authorization_policies);
         add(store::Kind::Service, c.kube_services);
+        add(store::Kind::Sidecar, c.sidecars);
     }
 
     // The scope of the resource `k` in this config; nullopt when the config does not hold it.
@@ -109,7 +112,14 @@ class ConfigIndex {
             const auto& r = config_.authorization_policies[i];
             return r.meta.valid ? policy_scope(r.meta.ns, r.selector, o) : everything();
         }
-        default:  // a kind translation does not read yet (Sidecar, when h13 lands): everyone
+        case store::Kind::Sidecar: {
+            // Valid or not: an invalid one scopes nobody, and its other form says whom it did.
+            const auto& r = config_.sidecars[i];
+            ChangeScope s;
+            s.sidecars.insert(r.meta.ns + "/" + r.meta.name);
+            return s;
+        }
+        default:  // a kind translation does not read: everyone
             break;
         }
         return everything();
@@ -166,6 +176,12 @@ std::string version_of_json(const std::string& text) {
     return buf;
 }
 
+// The Sidecar that scopes a class in a config: "namespace/name", "" for none.
+std::string sidecar_key(const model::Config& config, const ProxyClass& c, const translate::Options& o) {
+    const model::Sidecar* sc = translate::sidecar_for(config, c.ns, c.labels, o);
+    return sc ? sc->meta.ns + "/" + sc->meta.name : "";
+}
+
 bool same_workload(const model::WorkloadEntry& a, const model::WorkloadEntry& b) {
     return a.meta.ns == b.meta.ns && a.meta.name == b.meta.name && a.meta.valid == b.meta.valid &&
            a.spec.address == b.spec.address && a.spec.ports == b.spec.ports &&
@@ -176,8 +192,13 @@ bool same_workload(const model::WorkloadEntry& a, const model::WorkloadEntry& b)
 
 }  // namespace
 
-bool ChangeScope::touches(const ProxyClass& c) const {
+bool ChangeScope::touches(const ProxyClass& c, const std::string& sidecar_before,
+                          const std::string& sidecar_after) const {
     if (all || namespaces.count(c.ns)) return true;
+    if (!sidecars.empty() &&
+        (sidecar_before != sidecar_after || sidecars.count(sidecar_before))) {
+        return true;
+    }
     for (const auto& [ns, selector] : selected) {
         if (ns == c.ns && selects(selector, c.labels)) return true;
     }
@@ -191,6 +212,7 @@ void ChangeScope::add(const ChangeScope& other) {
         return;
     }
     namespaces.insert(other.namespaces.begin(), other.namespaces.end());
+    sidecars.insert(other.sidecars.begin(), other.sidecars.end());
     for (const auto& s : other.selected) {
         if (!namespaces.count(s.first) &&
             std::find(selected.begin(), selected.end(), s) == selected.end()) {
@@ -217,6 +239,14 @@ std::string ChangeScope::str() const {
                 first = false;
             }
             out += "}";
+        }
+    }
+    if (!sidecars.empty()) {
+        out += out.empty() ? "sidecars " : "; sidecars ";
+        bool first = true;
+        for (const auto& sc : sidecars) {
+            out += (first ? "" : ",") + sc;
+            first = false;
         }
     }
     return out;
@@ -280,26 +310,31 @@ ChangeScope scope_of_change(const store::Snapshot& before,
     return scope;
 }
 
-SnapshotCache::SnapshotCache(translate::Options options) : options_(std::move(options)) {}
+SnapshotCache::SnapshotCache(translate::Options options)
+    : options_(std::move(options)),
+      registered_(std::make_shared<const std::vector<model::WorkloadEntry>>()) {}
 
 void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const Registered& registered) {
     std::lock_guard lock(mu_);
     if (!stored_) {
         stored_ = std::move(stored);
         generation_ = generation;
-        registered_ = registered();
-        effective_.reset();
+        registered_ = std::make_shared<const std::vector<model::WorkloadEntry>>(registered());
+        epoch_ += 1;
         return;
     }
     const bool store_moved = stored->version > stored_->version;
     const bool registry_moved = generation > generation_;
     if (!store_moved && !registry_moved) return;
     store::SnapshotPtr new_stored = store_moved ? std::move(stored) : stored_;
-    std::vector<model::WorkloadEntry> new_registered = registry_moved ? registered() : registered_;
-    ChangeScope scope = scope_of_change(*stored_, registered_, *new_stored, new_registered, options_);
+    auto new_registered =
+        registry_moved ? std::make_shared<const std::vector<model::WorkloadEntry>>(registered()) : registered_;
+    ChangeScope scope = scope_of_change(*stored_, *registered_, *new_stored, *new_registered, options_);
     stats_.changes += 1;
     for (auto it = entries_.begin(); it != entries_.end();) {
-        if (scope.touches(it->first)) {
+        std::string sidecar_after;
+        if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
+        if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
             it = entries_.erase(it);
             stats_.dropped += 1;
         } else {
@@ -310,37 +345,65 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
     stored_ = std::move(new_stored);
     if (registry_moved) generation_ = generation;
     registered_ = std::move(new_registered);
-    effective_.reset();
+    epoch_ += 1;
 }
 
 SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
-    std::lock_guard lock(mu_);
-    Result out;
-    out.config_version = stored_ ? stored_->version : 0;
-    if (auto it = entries_.find(c); it != entries_.end()) {
-        stats_.hits += 1;
-        out.entry = it->second;
+    std::unique_lock lock(mu_);
+    for (int attempt = 0;; ++attempt) {
+        // One translation of a class at a time: the others wait for it and take its result.
+        inflight_cv_.wait(lock, [&] { return !inflight_.count(c); });
+        Result out;
+        out.config_version = stored_ ? stored_->version : 0;
+        if (auto it = entries_.find(c); it != entries_.end()) {
+            stats_.hits += 1;
+            out.entry = it->second;
+            return out;
+        }
+        // Translated without the lock, so that classes translate in parallel (one per io
+        // thread) and hits are answered meanwhile; from inputs that stay alive (shared).
+        store::SnapshotPtr stored = stored_;
+        auto registered = registered_;
+        const uint64_t epoch = epoch_;
+        inflight_.insert(c);
+        lock.unlock();
+        std::shared_ptr<Entry> entry;
+        try {
+            static const model::Config kEmpty;
+            const model::Config& config = stored ? stored->config : kEmpty;
+            proxy::snapshot::Snapshot snap = translate::translate(
+                config, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_, *registered);
+            entry = std::make_shared<Entry>();
+            auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
+            entry->version = version_of_json(*text);
+            entry->sidecar = sidecar_key(config, c, options_);
+            entry->json = std::move(text);
+        } catch (...) {
+            lock.lock();
+            inflight_.erase(c);
+            inflight_cv_.notify_all();
+            throw;
+        }
+        lock.lock();
+        inflight_.erase(c);
+        inflight_cv_.notify_all();
+        stats_.computes += 1;
+        out.config_version = stored ? stored->version : 0;
+        out.entry = entry;
+        if (epoch != epoch_) {
+            // The inputs moved while translating: not cached; once more from the new ones, then
+            // (if they keep moving) this answer, which the push their change makes follows.
+            stats_.stale += 1;
+            if (attempt == 0) continue;
+            return out;
+        }
+        if (entries_.size() >= kMaxClasses) {
+            entries_.clear();
+            stats_.overflows += 1;
+        }
+        entries_[c] = std::move(entry);
         return out;
     }
-    if (!effective_) {
-        auto config = std::make_shared<model::Config>(stored_ ? stored_->config : model::Config{});
-        for (const auto& we : registered_) config->workload_entries.push_back(we);
-        effective_ = std::move(config);
-    }
-    proxy::snapshot::Snapshot snap =
-        translate::translate(*effective_, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_);
-    auto entry = std::make_shared<Entry>();
-    auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
-    entry->version = version_of_json(*text);
-    entry->json = std::move(text);
-    stats_.computes += 1;
-    if (entries_.size() >= kMaxClasses) {
-        entries_.clear();
-        stats_.overflows += 1;
-    }
-    entries_[c] = entry;
-    out.entry = std::move(entry);
-    return out;
 }
 
 SnapshotCache::Stats SnapshotCache::stats() const {

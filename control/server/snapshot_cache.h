@@ -1,9 +1,10 @@
 // Proxy snapshots by class (namespace, service account, labels), computed once per class and
 // shared by every proxy of the class; a change of the store or of the registered workloads drops
-// only the classes it can touch (exportTo, namespaces, workload selectors), as istiod scopes its
-// pushes. When in doubt a change touches every class: a proxy never keeps a stale snapshot.
+// only the classes it can touch (exportTo, namespaces, workload selectors, the Sidecar that
+// scopes them), as istiod scopes its pushes. When in doubt a change touches every class: a proxy never keeps a stale snapshot.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,17 +28,24 @@ struct ProxyClass {
     auto operator<=>(const ProxyClass&) const = default;
 };
 
-// The classes a change can touch: all, whole namespaces, or the workloads a selector picks in
-// a namespace.
+// The classes a change can touch: all, whole namespaces, the workloads a selector picks in a
+// namespace, or the classes a Sidecar applies to (before or after the change).
 struct ChangeScope {
     bool all = false;
     std::set<std::string> namespaces;
     std::vector<std::pair<std::string, model::Labels>> selected;  // (namespace, selector)
+    // Sidecars ("namespace/name") changed, added or removed: the classes whose Sidecar was one
+    // of them or whose Sidecar is now another one (SnapshotCache::update decides, with the
+    // Sidecar each entry was translated under).
+    std::set<std::string> sidecars;
 
-    bool touches(const ProxyClass& c) const;
-    bool empty() const { return !all && namespaces.empty() && selected.empty(); }
+    // Whether the class is touched, given the Sidecar it was translated under ("" = none) and the
+    // one that applies to it after the change.
+    bool touches(const ProxyClass& c, const std::string& sidecar_before = "",
+                 const std::string& sidecar_after = "") const;
+    bool empty() const { return !all && namespaces.empty() && selected.empty() && sidecars.empty(); }
     void add(const ChangeScope& other);
-    std::string str() const;  // "all", "namespaces a,b; selected a{app=x}", "none"
+    std::string str() const;  // "all", "namespaces a,b; selected a{app=x}; sidecars a/s", "none"
 };
 
 // The scope of a change from (`before`, `registered_before`) to (`after`, `registered_after`):
@@ -53,6 +61,9 @@ class SnapshotCache {
     struct Entry {
         std::string version;                      // the snapshot's content version
         std::shared_ptr<const std::string> json;  // the serialized snapshot
+        // The Sidecar that scoped it ("namespace/name"; "" = none): with (namespace, service
+        // account, labels) the class's full key, kept here because the labels decide it.
+        std::string sidecar;
     };
     struct Result {
         std::shared_ptr<const Entry> entry;
@@ -66,6 +77,7 @@ class SnapshotCache {
         uint64_t changes = 0;      // updates that found a change
         uint64_t kept = 0;         // entries a change did not touch
         uint64_t overflows = 0;    // times kMaxClasses was reached
+        uint64_t stale = 0;        // translations whose inputs changed meanwhile (not cached)
     };
     using Registered = std::function<std::vector<model::WorkloadEntry>()>;
 
@@ -79,7 +91,8 @@ class SnapshotCache {
     // through `registered` only when the generation moved: read the generation first). Never
     // goes back to an older store version or generation. Thread-safe.
     void update(store::SnapshotPtr stored, uint64_t generation, const Registered& registered);
-    // The snapshot of a class at the current inputs, translated on a miss.
+    // The snapshot of a class at the current inputs, translated on a miss (without the lock:
+    // other classes translate meanwhile; a class is translated by one caller at a time).
     Result get(const ProxyClass& c);
     Stats stats() const;
 
@@ -88,9 +101,11 @@ class SnapshotCache {
     mutable std::mutex mu_;
     store::SnapshotPtr stored_;
     uint64_t generation_ = 0;
-    std::vector<model::WorkloadEntry> registered_;
-    std::shared_ptr<const model::Config> effective_;  // store config + registered workloads
+    std::shared_ptr<const std::vector<model::WorkloadEntry>> registered_;
+    uint64_t epoch_ = 0;  // moves with every update that changed the inputs
     std::map<ProxyClass, std::shared_ptr<const Entry>> entries_;
+    std::set<ProxyClass> inflight_;  // classes being translated (without mu_ held)
+    std::condition_variable inflight_cv_;
     Stats stats_;
 };
 

@@ -3,8 +3,10 @@
 #include "control/translate/translate.h"
 
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace remora::control::translate {
 
@@ -75,13 +77,21 @@ ServiceEndpoint from_workload_entry(const model::WorkloadEntry& we) {
             we.spec.service_account.empty() ? "default" : we.spec.service_account, we.spec.weight};
 }
 
-// The services a proxy in `client_ns` can see (exportTo).
+// Which services a proxy's translation needs (namespace, host): under a Sidecar, those its
+// listeners import and the destinations of the VirtualServices they import; null: all.
+using ServiceFilter = std::function<bool(const std::string& ns, const std::string& host)>;
+
+// The services a proxy in `client_ns` can see (exportTo) and `wanted` keeps.
 std::vector<ServiceInfo> services_of(const model::Config& config, const std::string& client_ns,
-                                     const Options& o) {
+                                     const Options& o, const std::vector<model::WorkloadEntry>& more_workloads,
+                                     const ServiceFilter& wanted = nullptr,
+                                     std::size_t* left_out_ports = nullptr) {
     std::vector<ServiceInfo> out;
     std::unordered_map<std::string, std::vector<const model::WorkloadEntry*>> entries_by_ns;
-    for (const auto& we : config.workload_entries) {
-        if (we.meta.valid) entries_by_ns[we.meta.ns].push_back(&we);
+    for (const auto* list : {&config.workload_entries, &more_workloads}) {
+        for (const auto& we : *list) {
+            if (we.meta.valid) entries_by_ns[we.meta.ns].push_back(&we);
+        }
     }
     auto entries_selected = [&](const Labels& selector, const std::string& ns) {
         std::vector<ServiceEndpoint> eps;
@@ -95,10 +105,15 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
     };
     for (const auto& ks : config.kube_services) {
         if (!ks.meta.valid || !exported_to(ks.meta.ns, service_export_to(ks), client_ns)) continue;
+        std::string host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
+        if (wanted && !wanted(ks.meta.ns, host)) {
+            if (left_out_ports) *left_out_ports += ks.ports.size();
+            continue;
+        }
         ServiceInfo s;
         s.name = ks.meta.name;
         s.ns = ks.meta.ns;
-        s.host = ks.meta.name + "." + ks.meta.ns + "." + o.cluster_domain;
+        s.host = std::move(host);
         s.vips = ks.cluster_ips;
         for (const auto& p : ks.ports) s.ports.push_back({p.port, p.name, 0, kube_port_protocol(p)});
         s.endpoints = entries_selected(ks.selector, ks.meta.ns);
@@ -107,6 +122,10 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
     for (const auto& se : config.service_entries) {
         if (!se.meta.valid || !exported_to(se.meta.ns, se.export_to, client_ns)) continue;
         for (const std::string& host : se.hosts) {
+            if (wanted && !wanted(se.meta.ns, host)) {
+                if (left_out_ports) *left_out_ports += se.ports.size();
+                continue;
+            }
             ServiceInfo s;
             s.name = se.meta.name;
             s.ns = se.meta.ns;
@@ -143,6 +162,92 @@ bool host_matches(const std::string& pattern, const std::string& host) {
     }
     return false;
 }
+
+// Istio's Sidecar egress for one workload: the listener that governs a port (the one with that
+// port, else the catch-all one without a port; none: nothing on that port is imported) and what
+// a listener imports, by `namespace/dnsName`: namespace `*` any, `.` the workload's (also for
+// the root namespace's default Sidecar, as istiod converts it per namespace), `~` none; dnsName
+// `*`, a `*.suffix` wildcard or an FQDN. A Sidecar without egress imports `*/*`; no Sidecar
+// imports everything (unscoped).
+class EgressScope {
+  public:
+    struct Host {
+        std::string ns;   // "*" = any namespace; "" = none (`~`)
+        std::string dns;  // "*", "*.suffix" or an FQDN
+    };
+    struct Listener {
+        uint32_t port = 0;  // 0: the catch-all listener
+        std::vector<Host> hosts;
+    };
+
+    EgressScope(const model::Sidecar* sc, const std::string& workload_ns) : sidecar_(sc) {
+        if (!sc) return;
+        for (const model::IstioEgressListener& e : sc->egress) {
+            if (e.port && e.port->number == 0) continue;  // a unix socket bind: no port to govern
+            Listener l;
+            l.port = e.port ? e.port->number : 0;
+            for (const std::string& h : e.hosts) {
+                const auto slash = h.find('/');
+                if (slash == std::string::npos) continue;  // validation refuses it
+                std::string ns = h.substr(0, slash);
+                if (ns.starts_with('~')) ns.clear();
+                else if (ns == ".") ns = workload_ns;
+                l.hosts.push_back({std::move(ns), h.substr(slash + 1)});
+            }
+            listeners_.push_back(std::move(l));
+        }
+        if (sc->egress.empty()) listeners_.push_back({0, {{"*", "*"}}});
+    }
+
+    const model::Sidecar* sidecar() const { return sidecar_; }
+    bool scoped() const { return sidecar_ != nullptr; }
+
+    const Listener* for_port(uint32_t port) const {
+        const Listener* catch_all = nullptr;
+        for (const Listener& l : listeners_) {
+            if (l.port == port) return &l;
+            if (l.port == 0 && !catch_all) catch_all = &l;
+        }
+        return catch_all;
+    }
+
+    // A service (or ServiceEntry host) of namespace `ns`.
+    static bool imports(const Listener& l, const std::string& ns, const std::string& host) {
+        for (const Host& h : l.hosts) {
+            if (!h.ns.empty() && (h.ns == "*" || h.ns == ns) && host_matches(h.dns, host)) return true;
+        }
+        return false;
+    }
+    // By any listener, on any port.
+    bool imports_any(const std::string& ns, const std::string& host) const {
+        for (const Listener& l : listeners_) {
+            if (imports(l, ns, host)) return true;
+        }
+        return false;
+    }
+    bool imports_any(const model::VirtualService& vs, const Options& o) const {
+        for (const Listener& l : listeners_) {
+            if (imports(l, vs, o)) return true;
+        }
+        return false;
+    }
+    // A VirtualService: one of its hosts (resolved, maybe a wildcard) meets an egress host of
+    // its namespace.
+    static bool imports(const Listener& l, const model::VirtualService& vs, const Options& o) {
+        for (const std::string& raw : vs.hosts) {
+            const std::string host = resolve_host(raw, vs.meta.ns, o);
+            for (const Host& h : l.hosts) {
+                if (h.ns.empty() || (h.ns != "*" && h.ns != vs.meta.ns)) continue;
+                if (host_matches(h.dns, host) || host_matches(host, h.dns)) return true;
+            }
+        }
+        return false;
+    }
+
+  private:
+    const model::Sidecar* sidecar_;
+    std::vector<Listener> listeners_;
+};
 
 // A gRPC status name (fault.abort.grpcStatus) as its code; validation admits only known names.
 uint32_t grpc_status_code(const std::string& name) {
@@ -447,6 +552,24 @@ std::vector<snap::AuthzPolicy> authorization_policies(const model::Config& confi
 
 }  // namespace
 
+const model::Sidecar* sidecar_for(const model::Config& config, const std::string& ns,
+                                  const Labels& labels, const Options& o) {
+    const model::Sidecar *picked = nullptr, *ns_default = nullptr, *root = nullptr;
+    auto first = [](const model::Sidecar*& best, const model::Sidecar& sc) {
+        if (!best || sc.meta.name < best->meta.name) best = &sc;
+    };
+    for (const model::Sidecar& sc : config.sidecars) {
+        if (!sc.meta.valid) continue;
+        const bool selector = sc.workload_selector && !sc.workload_selector->empty();
+        if (sc.meta.ns == ns) {
+            if (!selector) first(ns_default, sc);
+            else if (selects(*sc.workload_selector, labels)) first(picked, sc);
+        }
+        if (sc.meta.ns == o.root_namespace && !selector) first(root, sc);
+    }
+    return picked ? picked : ns_default ? ns_default : root;
+}
+
 std::string resolve_host(const std::string& host, const std::string& ns, const Options& o) {
     if (host.find('.') != std::string::npos || host.find('*') != std::string::npos) return host;
     return host + "." + ns + "." + o.cluster_domain;
@@ -480,6 +603,11 @@ std::vector<std::string> service_export_to(const model::KubeService& service) {
 }
 
 snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o) {
+    return translate(config, w, o, {});
+}
+
+snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o,
+                         const std::vector<model::WorkloadEntry>& more_workloads) {
     snap::Snapshot out;
     out.workload_namespace = w.ns;
     out.workload_labels = w.labels;
@@ -491,30 +619,50 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     count_invalid(config.destination_rules);
     count_invalid(config.service_entries);
     count_invalid(config.workload_entries);
+    count_invalid(more_workloads);
     count_invalid(config.peer_authentications);
     count_invalid(config.authorization_policies);
     if (skipped) out.notes.push_back(std::to_string(skipped) + " invalid resource(s) left out");
 
-    const std::vector<ServiceInfo> services = services_of(config, w.ns, o);
+    // The Sidecar that scopes this proxy's egress, if any: virtual hosts for the service ports
+    // its listeners import, clusters for those and for what their routes send to. Only those
+    // services are read at all (at 10,000 services a scoped proxy's translation was mostly
+    // building and sorting services it then left out).
+    const EgressScope egress(sidecar_for(config, w.ns, w.labels, o), w.ns);
+    std::set<std::pair<std::string, uint32_t>> wanted;  // (host, port) needing clusters; scoped only
+    ServiceFilter needed;
+    std::unordered_set<std::string> destinations;  // hosts the imported VirtualServices name
+    if (egress.scoped()) {
+        for (const auto& vs : config.virtual_services) {
+            if (!vs.meta.valid || !vs.applies_to_mesh() || !exported_to(vs.meta.ns, vs.export_to, w.ns) ||
+                !egress.imports_any(vs, o)) {
+                continue;
+            }
+            auto add = [&](const model::Destination& d) { destinations.insert(resolve_host(d.host, vs.meta.ns, o)); };
+            for (const auto& hr : vs.http) {
+                for (const auto& rd : hr.route) add(rd.destination);
+                if (hr.mirror) add(*hr.mirror);
+                for (const auto& m : hr.mirrors) add(m.destination);
+            }
+            for (const auto& r : vs.tcp) {
+                for (const auto& rd : r.route) add(rd.destination);
+            }
+            for (const auto& r : vs.tls) {
+                for (const auto& rd : r.route) add(rd.destination);
+            }
+        }
+        needed = [&](const std::string& ns, const std::string& host) {
+            return egress.imports_any(ns, host) || destinations.count(host) > 0;
+        };
+    }
+    std::size_t scoped_out = 0;  // service ports a Sidecar leaves out
+    const std::vector<ServiceInfo> services = services_of(config, w.ns, o, more_workloads, needed, &scoped_out);
     // services_of sorts by host.
     auto find_service = [&](const std::string& host) -> const ServiceInfo* {
         auto it = std::lower_bound(services.begin(), services.end(), host,
                                    [](const ServiceInfo& s, const std::string& h) { return s.host < h; });
         return it != services.end() && it->host == host ? &*it : nullptr;
     };
-
-    // Clusters: one per service port, and one per port and DestinationRule subset.
-    const RuleIndex rules(config, w.ns, o);
-    for (const ServiceInfo& s : services) {
-        const model::DestinationRule* dr = rules.rule_for(s, w, o);
-        for (const ServicePortInfo& p : s.ports) {
-            out.clusters.push_back(make_cluster(config, s, p, dr, nullptr, o));
-            if (dr) {
-                for (const model::Subset& sub : dr->subsets) out.clusters.push_back(make_cluster(config, s, p, dr, &sub, o));
-            }
-        }
-    }
-    std::sort(out.clusters.begin(), out.clusters.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
 
     // The mesh VirtualServices, in a stable order: the workload's namespace first, then by
     // namespace and name. For a host claimed twice the first wins (IST0109 reports the conflict).
@@ -530,20 +678,31 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     });
 
     // The first of them naming a service's host, found through an index of exact hosts (the
-    // earliest VirtualService per host) and the short list of wildcard ones.
-    std::unordered_map<std::string, std::size_t> vs_by_host;
-    std::vector<std::pair<std::string, std::size_t>> vs_wildcards;
-    for (std::size_t i = 0; i < vss.size(); ++i) {
-        for (const std::string& h : vss[i]->hosts) {
-            std::string host = resolve_host(h, vss[i]->meta.ns, o);
-            if (host.starts_with("*")) vs_wildcards.emplace_back(host, i);
-            vs_by_host.emplace(std::move(host), i);
+    // earliest VirtualService per host) and the short list of wildcard ones. Under a Sidecar,
+    // one index per egress listener, of the VirtualServices that listener imports.
+    struct VsIndex {
+        std::unordered_map<std::string, std::size_t> by_host;
+        std::vector<std::pair<std::string, std::size_t>> wildcards;
+    };
+    std::map<const EgressScope::Listener*, VsIndex> vs_indexes;
+    auto vs_index = [&](const EgressScope::Listener* l) -> const VsIndex& {
+        auto [it, fresh] = vs_indexes.try_emplace(l);
+        if (!fresh) return it->second;
+        for (std::size_t i = 0; i < vss.size(); ++i) {
+            if (l && !EgressScope::imports(*l, *vss[i], o)) continue;
+            for (const std::string& h : vss[i]->hosts) {
+                std::string host = resolve_host(h, vss[i]->meta.ns, o);
+                if (host.starts_with("*")) it->second.wildcards.emplace_back(host, i);
+                it->second.by_host.emplace(std::move(host), i);
+            }
         }
-    }
-    auto vs_for = [&](const std::string& host) -> const model::VirtualService* {
+        return it->second;
+    };
+    auto vs_for = [&](const std::string& host, const EgressScope::Listener* l) -> const model::VirtualService* {
+        const VsIndex& index = vs_index(l);
         std::size_t best = vss.size();
-        if (auto it = vs_by_host.find(host); it != vs_by_host.end()) best = it->second;
-        for (const auto& [pattern, i] : vs_wildcards) {
+        if (auto it = index.by_host.find(host); it != index.by_host.end()) best = it->second;
+        for (const auto& [pattern, i] : index.wildcards) {
             if (i >= best) break;
             if (host_matches(pattern, host)) best = i;
         }
@@ -551,8 +710,17 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     };
 
     for (const ServiceInfo& s : services) {
-        const model::VirtualService* vs = vs_for(s.host);
         for (const ServicePortInfo& p : s.ports) {
+            const EgressScope::Listener* listener = nullptr;
+            if (egress.scoped()) {
+                listener = egress.for_port(p.number);
+                if (!listener || !EgressScope::imports(*listener, s.ns, s.host)) {
+                    ++scoped_out;
+                    continue;
+                }
+                wanted.emplace(s.host, p.number);
+            }
+            const model::VirtualService* vs = vs_for(s.host, listener);
             snap::VirtualHost vh;
             vh.name = s.host + ":" + std::to_string(p.number);
             const std::string port = ":" + std::to_string(p.number);
@@ -582,6 +750,7 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                     const ServiceInfo* target = find_service(host);
                     dport = target && target->ports.size() == 1 ? target->ports.front().number : p.number;
                 }
+                if (egress.scoped()) wanted.emplace(host, dport);
                 return cluster_name(dport, d.subset, host);
             };
 
@@ -729,6 +898,36 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     }
     std::sort(out.virtual_hosts.begin(), out.virtual_hosts.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
+
+    // Clusters: one per service port, and one per port and DestinationRule subset; under a
+    // Sidecar only for the ports it imports and the destinations of their routes.
+    const RuleIndex rules(config, w.ns, o);
+    for (const ServiceInfo& s : services) {
+        const model::DestinationRule* dr = nullptr;
+        bool looked_up = false;
+        for (const ServicePortInfo& p : s.ports) {
+            if (egress.scoped() && !wanted.count({s.host, p.number})) continue;
+            if (!looked_up) {
+                dr = rules.rule_for(s, w, o);
+                looked_up = true;
+            }
+            out.clusters.push_back(make_cluster(config, s, p, dr, nullptr, o));
+            if (dr) {
+                for (const model::Subset& sub : dr->subsets) out.clusters.push_back(make_cluster(config, s, p, dr, &sub, o));
+            }
+        }
+    }
+    std::sort(out.clusters.begin(), out.clusters.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    if (const model::Sidecar* sc = egress.sidecar()) {
+        out.notes.push_back("Sidecar " + sc->meta.ns + "/" + sc->meta.name + " scopes egress: " +
+                            std::to_string(out.virtual_hosts.size()) + " service port(s) imported, " +
+                            std::to_string(scoped_out) + " left out");
+        if (sc->outbound_traffic_policy) {
+            out.notes.push_back("Sidecar " + sc->meta.ns + "/" + sc->meta.name +
+                                ": outboundTrafficPolicy is not supported by remora; the mesh's "
+                                "mode applies");
+        }
+    }
 
     out.inbound = peer_authentication_for(config, w.ns, w.labels, o);
     out.inbound.authz = authorization_policies(config, w, o, out.notes);

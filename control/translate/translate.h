@@ -25,6 +25,17 @@ struct Options {
 
 proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadRef& workload,
                                     const Options& options = {});
+// The same with `more_workloads` (the registered pods) counted as config.workload_entries
+// after the config's own, without copying the config.
+proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadRef& workload,
+                                    const Options& options,
+                                    const std::vector<model::WorkloadEntry>& more_workloads);
+
+// Istio's Sidecar for a workload: the one of its namespace whose workloadSelector picks its
+// labels, else its namespace's selector-less one, else the root namespace's selector-less one
+// (the mesh's default); among equals the first by name. nullptr: none applies (the whole mesh).
+const model::Sidecar* sidecar_for(const model::Config& config, const std::string& ns,
+                                  const model::Labels& labels, const Options& options);
 
 // "reviews" in namespace "default" → "reviews.default.svc.cluster.local"; names with a dot and
 // wildcards are kept as written, as Istio resolves short names.

@@ -14,16 +14,22 @@ and the time until the last proxy whose snapshot it changes has ACKed it. Report
   cpu_s             remora-control's CPU seconds (user+system) for all the applies
   rss_MiB           its resident memory after them (and the peak, VmHWM)
   snap_KiB          snapshot bytes per proxy (mean of the last pushes)
+  held_KiB          snapshot bytes per proxy over every proxy before the applies (mean)
   classes           distinct proxy classes (namespace, service account, labels) cached
   apply_s           how long `remoractl apply` itself took (median; part of last_ack)
 The change (--change) is a VirtualService's timeout in ns-0: exported everywhere (`mesh`, every
-proxy gets a new snapshot) or only to ns-0 (`namespace`). With --baseline-bin an older
+proxy gets a new snapshot) or only to ns-0 (`namespace`). --sidecar namespace applies, in every
+namespace, Istio's recommended default Sidecar (egress hosts `./*` and the root namespace's
+`remora-system/*`), so each proxy receives its own namespace's services only; the change then
+reaches ns-0's proxies only (the others do not import ns-0's VirtualService: their snapshot does
+not change, and they are not sent one). --sidecar both runs each size without and with. With --baseline-bin an older
 remora-control runs the same steps in the same run. It reports and never asserts: time depends on
 the machine. Everything is bounded (--timeout per push, --start-timeout) and stops by itself.
 
   ninja -C build-h control/remora-control control/remoractl
   python3 tests/bench/control_plane.py --bin-dir build-h [--services 1000,10000] [--proxies 1000]
-      [--classes 20] [--applies 5] [--change mesh|namespace] [--baseline-bin OLD/remora-control]
+      [--classes 20] [--applies 5] [--change mesh|namespace] [--sidecar none|namespace|both]
+      [--baseline-bin OLD/remora-control]
       [--store dir | --store etcd --etcd-endpoints URL,URL] [--replicas N]
 """
 import argparse
@@ -79,6 +85,13 @@ def services_yaml(n, namespaces, apps, start=0):
                         f"  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n"
                         f"  - {{name: v2, labels: {{version: v2}}}}\n")
     return "---\n".join(docs)
+
+
+def sidecars_yaml(namespaces):
+    """Istio's recommended namespace default: its own namespace and the root namespace's."""
+    return "---\n".join(
+        f"apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: ns-{k}}}\n"
+        f"spec:\n  egress:\n  - hosts: [\"./*\", \"remora-system/*\"]\n" for k in range(namespaces))
 
 
 def change_yaml(k, scope):
@@ -244,8 +257,8 @@ def apply(ctl, control, state, path):
     run([ctl, "apply", "-f", path, "--control", f"localhost:{control.port}", "--state-dir", state])
 
 
-async def bench_one(name, binary, ctl, args, n_services, tmp):
-    state = os.path.join(tmp, f"state-{name}-{n_services}")
+async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
+    state = os.path.join(tmp, f"state-{name}-{n_services}-{sidecar}")
     os.makedirs(state)
     store_args = []
     if args.store != "dir":
@@ -268,6 +281,11 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
             path = os.path.join(tmp, f"services-{name}-{start}.yaml")
             with open(path, "w") as f:
                 f.write(services_yaml(min(chunk, n_services - start), args.namespaces, args.apps, start))
+            apply(ctl, controls[0], state, path)
+        if sidecar == "namespace":
+            path = os.path.join(tmp, f"sidecars-{name}.yaml")
+            with open(path, "w") as f:
+                f.write(sidecars_yaml(args.namespaces))
             apply(ctl, controls[0], state, path)
         # One SVID per namespace (service account "default"): proxies of a namespace share it.
         ctxs = {}
@@ -307,13 +325,16 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
                     raise RuntimeError(f"{have}/{len(proxies)} proxies had a snapshot after "
                                        f"{args.start_timeout} s")
             startup_s = time.monotonic() - (deadline - args.start_timeout)
+            # Every proxy's snapshot as it stands (the pushes below reach only some with --sidecar).
+            held = [p.received[-1][2] for p in proxies if p.received]
             cpu0 = sum(c.cpu_seconds() for c in controls)
             last_acks, acks, sizes, apply_times = [], [], [], []
             for k in range(args.applies):
                 path = os.path.join(tmp, f"change-{name}-{k}.yaml")
                 with open(path, "w") as f:
                     f.write(change_yaml(k, args.change))
-                expect = [p for p in proxies if args.change == "mesh" or p.ns == "ns-0"]
+                expect = [p for p in proxies
+                          if (args.change == "mesh" and sidecar == "none") or p.ns == "ns-0"]
                 marks = {p.index: len(p.received) for p in proxies}
                 t0 = time.monotonic()
                 await asyncio.to_thread(apply, ctl, controls[0], state, path)
@@ -350,6 +371,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp):
                 "last_p99": percentile(last_acks, 99), "ack_p50": percentile(acks, 50),
                 "ack_p99": percentile(acks, 99), "cpu_s": cpu, "rss": rss, "hwm": hwm,
                 "snap_kib": statistics.mean(sizes) / 1024 if sizes else 0.0,
+                "held_kib": statistics.mean(held) / 1024 if held else 0.0,
                 "apply_s": statistics.median(apply_times),
                 "classes": classes, "errors": errors}
     finally:
@@ -369,6 +391,8 @@ def main():
     ap.add_argument("--apps", type=int, default=50, help="distinct app labels services select")
     ap.add_argument("--applies", type=int, default=5)
     ap.add_argument("--change", choices=["mesh", "namespace"], default="mesh")
+    ap.add_argument("--sidecar", choices=["none", "namespace", "both"], default="none",
+                    help="a default Sidecar per namespace (./* and remora-system/*); both: each way")
     ap.add_argument("--timeout", type=float, default=120, help="bound on one push (s)")
     ap.add_argument("--start-timeout", type=float, default=600,
                     help="bound on registering every proxy (s)")
@@ -400,20 +424,22 @@ def main():
     try:
         for n in [int(s) for s in args.services.split(",")]:
             for name, binary in binaries:
-                print(f"  {n} services, {name} ({binary})", flush=True)
-                try:
-                    r = asyncio.run(bench_one(name, binary, ctl, args, n, tmp))
-                except RuntimeError as e:
-                    print(f"    {name}: {e}", flush=True)
-                    continue
-                rows.append((n, name, r))
+                for sidecar in (["none", "namespace"] if args.sidecar == "both" else [args.sidecar]):
+                    label = name + ("+sc" if sidecar == "namespace" else "")
+                    print(f"  {n} services, {label} ({binary})", flush=True)
+                    try:
+                        r = asyncio.run(bench_one(name, binary, ctl, args, n, tmp, sidecar))
+                    except RuntimeError as e:
+                        print(f"    {label}: {e}", flush=True)
+                        continue
+                    rows.append((n, label, r))
         print(f"\n{'services':>8} {'control':>9} {'last_ack p50/p99 s':>19} {'ack p50/p99 s':>14} "
-              f"{'cpu_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'classes':>7} {'start_s':>7}")
+              f"{'cpu_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
         for n, name, r in rows:
             classes = "-" if r["classes"] is None else f"{r['classes']:.0f}"
             print(f"{n:>8} {name:>9} {r['last_p50']:>9.3f}/{r['last_p99']:<9.3f} "
                   f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} "
-                  f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {classes:>7} "
+                  f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {r['held_kib']:>9.0f} {classes:>7} "
                   f"{r['startup_s']:>7.1f} {r['apply_s']:>7.2f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
     finally:
         if args.keep:

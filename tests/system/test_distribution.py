@@ -160,10 +160,10 @@ defaultConfig:
 """
 
 
-def start_control(m):
+def start_control(m, extra=()):
     """remora-control as the mesh tests start it, with a MeshConfig the proxies must pick up."""
     m.control = m.c.spawn("node", [m.control_bin, "--state-dir", m.state, "--listen", CONTROL,
-                                   "--monitoring", MONITORING, "--mesh-config", m.mesh_config],
+                                   "--monitoring", MONITORING, "--mesh-config", m.mesh_config, *extra],
                           log_path=m.control_log)
     m.c.wait_http("node", f"http://{MONITORING}/healthz", timeout=15, proc=m.control, status=200)
     r = m.c.run("node", [m.ctl_bin, "ca", "root", "--state-dir", m.state])
@@ -414,6 +414,31 @@ def test_f_bad_subscriptions_refused(m):
     check(r.stdout.strip().endswith("401"), "GET /v1/proxies without credentials", [describe(r)])
 
 
+def test_i_proxy_status_stale_during_the_debounce(m):
+    """With a debounce window, an applied change is not pushed yet: proxy-status must not say
+    SYNCED for the proxies it changes until they ACK the new version (a script that applies,
+    waits for SYNCED and sends traffic would otherwise race the push). Last: it leaves the
+    control plane debouncing."""
+    m.involved = ["client"]
+    m.c.stop(m.control)
+    start_control(m, ["--debounce-after", "3s"])
+    wait_for("the proxies SYNCED after the restart",  # (test e killed reviews-v1b's)
+             lambda: all_synced(m, ["client", "reviews-v1", "reviews-v2"]), 20, step=0.5)
+    before = proxy_status(m)["client"]["ackedVersion"]
+    now = m.get_json("client", "http://reviews:8080/")["pod"]
+    want = "v1" if now == "reviews-v2" else "v2"  # a change, whatever ran before
+    apply(m, "i-change.yaml", ROUTE_TO.format(subset=want))
+    st = proxy_status(m)["client"]
+    check(st["status"] == "STALE" and st["ackedVersion"] == before,
+          "right after the apply, inside the debounce window, proxy-status does not say STALE",
+          [json.dumps(st)])
+    st = wait_for("the client SYNCED on the new version",
+                  lambda: (lambda s: s if s["status"] == "SYNCED" else None)(proxy_status(m)["client"]), 20)
+    check(st["ackedVersion"] != before, "SYNCED on the old version", [json.dumps(st)])
+    doc = m.get_json("client", "http://reviews:8080/")
+    check(doc["pod"].startswith(f"reviews-{want}"), f"after SYNCED the request went to {doc['pod']}")
+
+
 TESTS = [
     ("a_proxies_subscribe_register_and_sync", test_a_proxies_subscribe_register_and_sync),
     ("b_apply_while_traffic_flows", test_b_apply_while_traffic_flows),
@@ -423,6 +448,7 @@ TESTS = [
     ("f_bad_subscriptions_refused", test_f_bad_subscriptions_refused),
     ("g_registry_only_blackholes_the_rest", test_g_registry_only_blackholes_the_rest),
     ("h_idle_keepalive_connection_takes_the_change", test_h_idle_keepalive_connection_takes_the_change),
+    ("i_proxy_status_stale_during_the_debounce", test_i_proxy_status_stale_during_the_debounce),
 ]
 
 

@@ -207,8 +207,6 @@ TEST_CASE("Sidecar: Istio's warnings and Remora's") {
             "ns/a.b.c",
         r + "8:12: warning: Sidecar prod/sc: spec.egress[0].hosts: `*/*` host select all "
             "resources, no other hosts can be added",
-        r + "6:3: warning: Sidecar prod/sc: spec: not supported by remora (proxies are not yet "
-            "scoped by Sidecar resources)",
     };
     for (std::size_t i = 0; i < std::max(w.size(), want.size()); ++i)
         CHECK((i < w.size() ? w[i] : "") == (i < want.size() ? want[i] : ""));
@@ -224,6 +222,15 @@ TEST_CASE("Sidecar: Istio's warnings and Remora's") {
     CHECK(tls[1] ==
           "t.yaml:9:18: warning: Sidecar prod/sc: spec.ingress[0].captureMode: not "
           "supported by remora");
+    // egress[] is enforced (translation scopes each proxy); ingress listeners and the
+    // outboundTrafficPolicy override are not.
+    CHECK(tls[2] ==
+          "t.yaml:7:3: warning: Sidecar prod/sc: spec.ingress: not supported by remora (ingress "
+          "listeners: the proxy accepts inbound traffic on every port, to 127.0.0.1:<port>)");
+    CHECK(warnings_of(sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")) ==
+          std::vector<std::string>{
+              "t.yaml:6:26: warning: Sidecar prod/sc: spec.outboundTrafficPolicy: not supported by "
+              "remora (a Sidecar's outboundTrafficPolicy: the mesh's mode applies)"});
 }
 
 TEST_CASE("Sidecar: a second definition replaces the first; a broken one stays, marked invalid") {

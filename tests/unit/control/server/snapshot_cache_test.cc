@@ -5,7 +5,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <random>
 #include <set>
 
@@ -116,6 +118,14 @@ std::string virtual_service(const std::string& ns, const std::string& name, cons
            (export_to.empty() ? "" : "  exportTo: [" + export_to + "]\n") +
            "  http:\n  - timeout: " + std::to_string(timeout_ms) + "ms\n    route:\n    - destination: {host: " +
            host + "}\n";
+}
+
+std::string sidecar(const std::string& ns, const std::string& name, const std::string& selector,
+                    const std::string& hosts) {
+    return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: " + name +
+           ", namespace: " + ns + "}\nspec:\n" +
+           (selector.empty() ? "" : "  workloadSelector: {labels: {" + selector + "}}\n") +
+           "  egress: [{hosts: [" + hosts + "]}]\n";
 }
 
 const ProxyClass kA{"a", "default", {{"app", "x"}}};
@@ -247,6 +257,76 @@ TEST_CASE("scope_of_change names what it touches") {
     s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
     CHECK(s.str() == "namespaces a,c");
     CHECK(server::scope_of_change(*before, {}, *before, {}, f.options).empty());
+    before = f.store.snapshot();
+    f.apply(sidecar("a", "default", "", "\"./*\""));
+    s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
+    CHECK(s.str() == "sidecars a/default");
+}
+
+TEST_CASE("a Sidecar change recomputes exactly the classes it scopes, before or after") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    auto all_cached = [&] { for (const auto& c : kClasses) f.computed(c); };
+    all_cached();
+    // The root namespace's default: every class (none has a Sidecar of its own).
+    f.apply(sidecar("remora-system", "default", "", "\"./*\""));
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+    CHECK(f.cache.get(kB).entry->sidecar == "remora-system/default");
+    // b's own default: b's classes take it over from the root's.
+    f.apply(sidecar("b", "default", "", "\"a/*\""));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK_FALSE(f.computed(kA2));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+    CHECK(f.cache.get(kB).entry->sidecar == "b/default");
+    // A selector in a picking app=y: kA2 alone.
+    f.apply(sidecar("a", "y", "app: y", "\"c/*\""));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kC));
+    // The root default changed: a and c, which still use it; not b (its own) nor kA2.
+    f.apply(sidecar("remora-system", "default", "", "\"./*\", \"b/*\""));
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK_FALSE(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kB0));
+    CHECK(f.computed(kC));
+    // The selector moves from app=y to app=x: both kA (now picked) and kA2 (no longer).
+    f.apply(sidecar("a", "y", "app: x", "\"c/*\""));
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK(f.computed(kA2));
+    CHECK_FALSE(f.computed(kB));
+    CHECK_FALSE(f.computed(kC));
+    // b's removed: b's classes fall back to the root's.
+    f.remove(sidecar("b", "default", "", "\"a/*\""));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK_FALSE(f.computed(kC));
+    CHECK(f.cache.get(kB).entry->sidecar == "remora-system/default");
+}
+
+TEST_CASE("a scoped snapshot holds its Sidecar's hosts only") {
+    Fixture f;
+    f.apply(kServices);
+    f.apply(sidecar("a", "default", "", "\"./*\""));
+    f.update();
+    const std::string& json = *f.cache.get(kA).entry->json;
+    CHECK(json.find("svc-a.a.svc.cluster.local") != std::string::npos);
+    CHECK(json.find("svc-b.b.svc.cluster.local") == std::string::npos);
+    const std::string& unscoped = *f.cache.get(kB).entry->json;
+    CHECK(unscoped.find("svc-a.a.svc.cluster.local") != std::string::npos);
+    CHECK(unscoped.find("svc-b.b.svc.cluster.local") != std::string::npos);
+    CHECK(json.size() < unscoped.size());
 }
 
 // Random changes to the store and the registry; after each, every class's cached snapshot must
@@ -381,6 +461,38 @@ spec:
   selector: {matchLabels: {app: x}}
   rules: [{to: [{operation: {methods: [GET]}}]}]
 )",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: remora-system}
+spec:
+  egress: [{hosts: ["./*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: remora-system}
+spec:
+  egress: [{hosts: ["./*", "a/*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: a}
+spec:
+  egress: [{hosts: ["b/*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: x-only, namespace: a}
+spec:
+  workloadSelector: {labels: {app: x}}
+  egress: [{port: {number: 9090, name: grpc, protocol: GRPC}, hosts: ["*/*"]}, {hosts: ["./*"]}]
+)",
+        R"(apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: x-only, namespace: a}
+spec:
+  workloadSelector: {labels: {app: y}}
+  egress: [{hosts: ["c/*"]}]
+)",
     };
     std::vector<model::WorkloadEntry> pod_pool = {
         pod("a", "x-1", "198.18.0.10", {{"app", "x"}}),
@@ -422,4 +534,29 @@ spec:
     }
     // The cache did its job too: many changes left some classes alone.
     CHECK(steps_with_kept > 30);
+}
+
+// Classes translate without the cache's lock: readers on several threads while the store
+// changes must still end with every class current, and a class is translated by one of them
+// at a time (the others take its result).
+TEST_CASE("concurrent gets while the store changes end current") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 4; ++t) {
+        readers.emplace_back([&, t] {
+            for (std::size_t i = t; !stop.load(); ++i) f.cache.get(kClasses[i % kClasses.size()]);
+        });
+    }
+    for (int k = 0; k < 30; ++k) {
+        f.apply(virtual_service("a", "svc-a", "svc-a", k % 2 ? "" : "\".\"", 100 + k));
+        f.update();
+    }
+    stop = true;
+    for (auto& t : readers) t.join();
+    for (const auto& c : kClasses) CHECK(f.cache.get(c).entry->version == f.fresh_version(c));
+    // Five classes, many gets: translations are few (once per class per change at most).
+    CHECK(f.cache.stats().computes <= 5 * 31 + f.cache.stats().stale);
 }

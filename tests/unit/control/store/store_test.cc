@@ -179,9 +179,8 @@ TEST_CASE("a Sidecar is stored and parsed; an invalid one is refused with Istio'
     CHECK(f.store->snapshot()->resources.count({Kind::Sidecar, "prod", "default"}) == 1);
     REQUIRE(f.store->snapshot()->config.sidecars.size() == 1);
     CHECK(f.store->snapshot()->config.sidecars[0].egress.at(0).hosts.at(1) == "istio-system/*");
-    // Remora does not scope proxies by it yet: the warning says so.
-    REQUIRE(r.warnings.size() == 1);
-    CHECK(r.warnings[0].find("not supported by remora") != std::string::npos);
+    // egress[] is enforced (translation scopes proxies by it): no warning.
+    CHECK(r.warnings.empty());
 
     r = f.store->apply("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n"
                        "  name: bad\nspec:\n  egress:\n  - hosts: [bookinfo.com]\n",

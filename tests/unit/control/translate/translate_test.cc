@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "control/translate/translate.h"
 #include "proxy/snapshot/snapshot_json.h"
@@ -564,4 +565,188 @@ spec:
     CHECK_FALSE(translate::exported_to("a", {"."}, "b"));
     CHECK(translate::exported_to("a", {"."}, "a"));
     CHECK_FALSE(translate::exported_to("a", {"~"}, "a"));
+}
+
+namespace {
+
+// Three namespaces of services, a ServiceEntry, and a VirtualService in prod routing to a
+// service of shared; each test adds the Sidecars it is about.
+const char* kScopedMesh = R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}, {name: http-admin, port: 9000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: prod}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cache, namespace: shared}
+spec:
+  selector: {app: cache}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: auth, namespace: shared}
+spec:
+  selector: {app: auth}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: dev}
+spec:
+  selector: {app: other}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: prod}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: prod}
+spec:
+  hosts: [web]
+  http:
+  - match: [{uri: {prefix: /cache}}]
+    route: [{destination: {host: cache.shared.svc.cluster.local}}]
+  - route: [{destination: {host: web}}]
+)";
+
+model::Config scoped_mesh(const std::string& sidecars) {
+    model::Config c;
+    model::load_yaml(c, kScopedMesh, "mesh.yaml");
+    if (!sidecars.empty()) model::load_yaml(c, sidecars, "sidecars.yaml");
+    for (const auto* e : c.errors()) FAIL_CHECK(e->str());
+    return c;
+}
+
+std::set<std::string> vhost_names(const snap::Snapshot& s) {
+    std::set<std::string> out;
+    for (const auto& v : s.virtual_hosts) out.insert(v.name);
+    return out;
+}
+
+std::set<std::string> cluster_names(const snap::Snapshot& s) {
+    std::set<std::string> out;
+    for (const auto& c : s.clusters) out.insert(c.name);
+    return out;
+}
+
+const std::string kWeb = "web.prod.svc.cluster.local", kDb = "db.prod.svc.cluster.local",
+                  kCache = "cache.shared.svc.cluster.local", kAuth = "auth.shared.svc.cluster.local",
+                  kOther = "other.dev.svc.cluster.local";
+
+}  // namespace
+
+TEST_CASE("Sidecar egress: a scoped snapshot holds the hosts its listeners import, as Istio") {
+    // No Sidecar: the whole mesh.
+    auto all = translate::translate(scoped_mesh(""), {"prod", "sa", {{"app", "web"}}});
+    CHECK(vhost_names(all).size() == 7);
+    CHECK(translate::sidecar_for(scoped_mesh(""), "prod", {}, {}) == nullptr);
+
+    // The namespace's default: its own namespace and one host of shared.
+    auto c = scoped_mesh(R"(
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: prod}
+spec:
+  egress:
+  - hosts: ["./*", "shared/auth.shared.svc.cluster.local"]
+)");
+    auto s = translate::translate(c, {"prod", "sa", {{"app", "web"}}});
+    CHECK(vhost_names(s) == std::set<std::string>{kWeb + ":80", kWeb + ":9000", kDb + ":5432",
+                                                  "api.example.com:443", kAuth + ":80"});
+    // cache is left out as a virtual host but keeps its cluster: web's imported VirtualService
+    // routes to it (istiod adds a VirtualService's destinations to the scope).
+    CHECK(cluster_names(s) ==
+          std::set<std::string>{"outbound|80||" + kWeb, "outbound|9000||" + kWeb, "outbound|5432||" + kDb,
+                                "outbound|443||api.example.com", "outbound|80||" + kAuth,
+                                "outbound|80||" + kCache});
+    CHECK(vhost(s, kWeb + ":80")->routes.front().virtual_service == "web.prod");
+    CHECK(std::find_if(s.notes.begin(), s.notes.end(), [](const std::string& n) {
+              return n == "Sidecar prod/default scopes egress: 5 service port(s) imported, 2 left out";
+          }) != s.notes.end());
+    // dev has no Sidecar and there is no mesh default: the whole mesh.
+    CHECK(vhost_names(translate::translate(c, {"dev", "sa", {}})).size() == 7);
+}
+
+TEST_CASE("Sidecar selection: workloadSelector, then the namespace's, then the root namespace's") {
+    auto c = scoped_mesh(R"(
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: remora-system}
+spec:
+  egress:
+  - hosts: ["./*", "remora-system/*"]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: prod}
+spec:
+  egress:
+  - hosts: ["./*"]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web-only, namespace: prod}
+spec:
+  workloadSelector: {labels: {app: web}}
+  egress:
+  - hosts: ["shared/*"]
+)");
+    translate::Options o;
+    CHECK(translate::sidecar_for(c, "prod", {{"app", "web"}}, o)->meta.name == "web-only");
+    CHECK(translate::sidecar_for(c, "prod", {{"app", "db"}}, o)->meta.name == "default");
+    CHECK(translate::sidecar_for(c, "prod", {{"app", "db"}}, o)->meta.ns == "prod");
+    CHECK(translate::sidecar_for(c, "dev", {}, o)->meta.ns == "remora-system");
+    // The workload's own: shared alone.
+    CHECK(vhost_names(translate::translate(c, {"prod", "sa", {{"app", "web"}}})) ==
+          std::set<std::string>{kCache + ":80", kAuth + ":80"});
+    // The namespace's: prod alone (with cache's cluster through web's VirtualService).
+    auto db = translate::translate(c, {"prod", "sa", {{"app", "db"}}});
+    CHECK(vhost_names(db) == std::set<std::string>{kWeb + ":80", kWeb + ":9000", kDb + ":5432",
+                                                   "api.example.com:443"});
+    // The root namespace's default, where "." is the workload's own namespace: dev's services.
+    CHECK(vhost_names(translate::translate(c, {"dev", "sa", {}})) == std::set<std::string>{kOther + ":80"});
+    CHECK(vhost_names(translate::translate(c, {"shared", "sa", {}})) ==
+          std::set<std::string>{kCache + ":80", kAuth + ":80"});
+}
+
+TEST_CASE("Sidecar egress: port-scoped listeners, wildcards, ~ and */") {
+    auto with = [](const std::string& spec, translate::WorkloadRef w = {"dev", "sa", {}}) {
+        auto c = scoped_mesh("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: "
+                             "default, namespace: dev}\nspec:\n" + spec);
+        return vhost_names(translate::translate(c, w));
+    };
+    // Port 80 takes prod's services, every other port the catch-all listener's (shared).
+    CHECK(with("  egress:\n  - port: {number: 80, protocol: HTTP, name: http}\n    hosts: [\"prod/*\"]\n"
+               "  - hosts: [\"*/api.example.com\"]\n") ==
+          std::set<std::string>{kWeb + ":80", "api.example.com:443"});
+    // Without a catch-all listener nothing on another port is imported.
+    CHECK(with("  egress:\n  - port: {number: 9000, protocol: HTTP, name: admin}\n    hosts: [\"*/*\"]\n") ==
+          std::set<std::string>{kWeb + ":9000"});
+    // A wildcard dnsName in any namespace.
+    CHECK(with("  egress:\n  - hosts: [\"*/*.shared.svc.cluster.local\"]\n") ==
+          std::set<std::string>{kCache + ":80", kAuth + ":80"});
+    // ~/* imports nothing.
+    CHECK(with("  egress:\n  - hosts: [\"~/*\"]\n").empty());
+    // A ServiceEntry host belongs to the ServiceEntry's namespace.
+    CHECK(with("  egress:\n  - hosts: [\"dev/api.example.com\"]\n").empty());
+    CHECK(with("  egress:\n  - hosts: [\"prod/api.example.com\"]\n") == std::set<std::string>{"api.example.com:443"});
+    // A Sidecar without egress (here: only outboundTrafficPolicy) imports */*.
+    CHECK(with("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n").size() == 7);
 }

@@ -1,0 +1,106 @@
+// A long-poll's answer and its registration grace: the server says when a deferred answer has
+// been written (Responder::on_written), which is when remora-control's registry starts a proxy's
+// grace period. A client still reading a large snapshot has not been "answered" yet.
+#include <doctest/doctest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
+#include "common/http_server.h"
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace remora;
+
+namespace {
+
+struct Server {
+    asio::io_context io;
+    std::unique_ptr<common::HttpServer> server;
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool responded = false;
+    std::atomic<bool> written{false};
+    std::size_t body_bytes;
+
+    explicit Server(std::size_t body) : body_bytes(body) {
+        server = std::make_unique<common::HttpServer>(
+            io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
+            [](const common::HttpRequest& r, const common::PeerInfo&) {
+                return common::json_response(404, "{}", r.version());
+            },
+            nullptr, common::HttpLimits{}, [](const std::string&) {});
+        server->defer("/poll", [this](const common::HttpRequest& req, const common::PeerInfo&,
+                                      std::shared_ptr<common::Responder> responder) {
+            REQUIRE(responder->respond(common::json_response(200, std::string(body_bytes, 'x'), req.version())));
+            responder->on_written([this] {
+                written = true;
+                cv.notify_all();
+            });
+            std::lock_guard lock(mu);
+            responded = true;
+            cv.notify_all();
+        });
+        server->start();
+        thread = std::thread([this] { io.run(); });
+    }
+    ~Server() {
+        server->stop();
+        io.stop();
+        thread.join();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a deferred answer counts as written once the client has taken it, not when given") {
+    // 64 MiB: more than loopback's socket buffers on both sides hold, so the write cannot end
+    // before the client reads.
+    Server s(64u << 20);
+    asio::io_context client_io;
+    tcp::socket sock(client_io);
+    sock.connect(s.server->local_endpoint());
+    const std::string req = "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    asio::write(sock, asio::buffer(req));
+    {
+        std::unique_lock lock(s.mu);
+        REQUIRE(s.cv.wait_for(lock, std::chrono::seconds(20), [&] { return s.responded; }));
+    }
+    // Given, and for a while on its way: not written while the client reads nothing.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK_FALSE(s.written.load());
+    // The client reads it all: now it is.
+    std::vector<char> buf(1 << 20);
+    std::size_t got = 0;
+    boost::system::error_code ec;
+    while (got < (64u << 20) && !ec) got += sock.read_some(asio::buffer(buf), ec);
+    CHECK(got >= (64u << 20));
+    std::unique_lock lock(s.mu);
+    CHECK(s.cv.wait_for(lock, std::chrono::seconds(20), [&] { return s.written.load(); }));
+}
+
+TEST_CASE("on_written after the write runs at once") {
+    Server s(16);
+    asio::io_context client_io;
+    tcp::socket sock(client_io);
+    sock.connect(s.server->local_endpoint());
+    const std::string req = "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    asio::write(sock, asio::buffer(req));
+    std::string all;
+    std::vector<char> buf(4096);
+    boost::system::error_code ec;
+    while (!ec) {
+        std::size_t n = sock.read_some(asio::buffer(buf), ec);
+        all.append(buf.data(), n);
+    }
+    CHECK(all.find("xxxxxxxxxxxxxxxx") != std::string::npos);
+    std::unique_lock lock(s.mu);
+    REQUIRE(s.cv.wait_for(lock, std::chrono::seconds(20), [&] { return s.written.load(); }));
+}
