@@ -45,9 +45,14 @@ HeaderMap& HeaderMap::operator=(const HeaderMap& other) {
 
 void HeaderMap::add_bytes(std::size_t n) {
     const std::size_t size = std::max(n, kBlockBytes);
-    blocks_.push_back(std::make_unique_for_overwrite<char[]>(size));
-    free_ = blocks_.back().get();
+    auto block = std::make_unique_for_overwrite<char[]>(size);
+    free_ = block.get();
     left_ = size;
+    if (!first_) {
+        first_ = std::move(block);
+    } else {
+        blocks_.push_back(std::move(block));
+    }
 }
 
 std::string_view HeaderMap::store(std::string_view s, bool lowercase) {
@@ -71,6 +76,7 @@ void HeaderMap::reserve(std::size_t n) {
 
 void HeaderMap::clear() noexcept {
     entries_.clear();
+    first_.reset();
     blocks_.clear();
     free_ = nullptr;
     left_ = 0;

@@ -68,7 +68,8 @@ private:
     void add_bytes(std::size_t n);
 
     std::vector<Entry> entries_;
-    std::vector<std::unique_ptr<char[]>> blocks_;
+    std::unique_ptr<char[]> first_;                // most maps need only this block
+    std::vector<std::unique_ptr<char[]>> blocks_;  // the others
     char* free_ = nullptr;  // the unused end of the last block
     std::size_t left_ = 0;
 };

@@ -46,7 +46,10 @@ public:
 private:
     // Destroyed first (in ~Worker): pending connection coroutines hold references to the stats
     // and context below, so those must outlive it.
-    std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
+    // One thread runs it and only that thread touches its sockets (others post to it): no
+    // per-socket locks in the reactor. The scheduler still locks, for those posts.
+    std::unique_ptr<boost::asio::io_context> io_ =
+        std::make_unique<boost::asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
     WorkerStats stats_;
     WorkerTelemetry telemetry_;
     WorkerContext ctx_;
