@@ -809,6 +809,14 @@ void ingress_gateway_ports(const Config& c, const Options& options, std::vector<
     }
 }
 
+// The resources' names, sorted: how istioctl lists the parties of a conflict.
+std::vector<std::string> sorted_names(const std::vector<const Telemetry*>& list) {
+    std::vector<std::string> names;
+    for (const auto* t : list) names.push_back(t->meta.name);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
 // telemetry.SelectorAnalyzer: a Telemetry's selector selects pods of its namespace (IST0101), and
 // no pod is selected by two Telemetries (IST0159). A selector without labels is left out.
 void telemetry_selector(const Config& c, std::vector<Message>& out) {
@@ -829,10 +837,7 @@ void telemetry_selector(const Config& c, std::vector<Message>& out) {
     }
     for (const auto& [pod, list] : by_pod) {
         if (list.size() < 2) continue;
-        std::vector<std::string> names;
-        for (const auto* t : list)
-            names.push_back(t->meta.name);
-        std::sort(names.begin(), names.end());
+        const std::vector<std::string> names = sorted_names(list);
         for (const auto* t : list) {
             out.push_back(message("IST0159", Level::Error, "Telemetry", t->meta,
                                   "The Telemetries " + go_list(names) + " in namespace " +
@@ -851,10 +856,7 @@ void telemetry_default_selector(const Config& c, std::vector<Message>& out) {
         if (!t.selector) by_namespace[t.meta.ns].push_back(&t);
     for (const auto& [ns, list] : by_namespace) {
         if (list.size() < 2) continue;
-        std::vector<std::string> names;
-        for (const auto* t : list)
-            names.push_back(t->meta.name);
-        std::sort(names.begin(), names.end());
+        const std::vector<std::string> names = sorted_names(list);
         for (const auto* t : list) {
             out.push_back(message("IST0160", Level::Error, "Telemetry", t->meta,
                                   "The Telemetries " + go_list(names) + " in namespace " +
