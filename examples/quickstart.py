@@ -105,6 +105,24 @@ def write(path, text, mode=0o644):
     return path
 
 
+def wait_synced(c, ctl, admin, names, timeout=10.0):
+    """Wait until `remoractl proxy-status` shows every one of `names` SYNCED: the proxy ACKed the
+    snapshot it should run now (a change still in the control plane's debounce window shows as
+    STALE), so the next request sees the change. Returns the last status table."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = c.run("node", [ctl, "proxy-status", "-o", "json", *admin], check=False)
+        try:
+            rows = json.loads(r.stdout)
+            rows = rows.get("proxies", rows) if isinstance(rows, dict) else rows
+            status = {p["podName"]: p["status"] for p in rows}
+        except (ValueError, KeyError, TypeError):
+            status = {}
+        if all(status.get(n) == "SYNCED" for n in names) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, os.environ.get("BUILD_DIR", "build")))
@@ -190,6 +208,10 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
         c.wait_http("node", f"http://{pods[n].ip}:15021/healthz/ready", timeout=20, proc=proc,
                     status=200)
         say(f"{n}: ready; " + tail(os.path.join(work, f"proxy-{n}.log"), 1).split(": ", 1)[-1])
+    # Each proxy that registers adds endpoints to the others' snapshots: wait until every proxy
+    # runs the snapshot that holds all of them (what `remoractl proxy-status` calls SYNCED).
+    status = wait_synced(c, ctl, admin, list(proxies))
+    say("remoractl proxy-status: " + ", ".join(f"{n} {status.get(n, '?')}" for n in proxies))
     rules = c.run("client", ["iptables-save", "-t", "nat"]).stdout
     say(f"client's nat table: {sum(1 for l in rules.splitlines() if l.startswith('-A'))} rules, "
         "e.g.:")
@@ -216,7 +238,8 @@ def run(c, work, control_bin, ctl, proxy_bin, init_bin):
     r = c.run("node", [ctl, "apply", "-f", canary, *admin], check=False)
     say((r.stdout + r.stderr).strip())
     ok = ok and r.returncode == 0
-    time.sleep(0.5)  # the proxies get it within a fraction of a second
+    status = wait_synced(c, ctl, admin, list(proxies))  # within a fraction of a second
+    say("remoractl proxy-status: " + ", ".join(f"{n} {status.get(n, '?')}" for n in proxies))
     seen = []
     for i in range(6):
         r = c.curl("client", "http://hello:8080/", max_time=5, user=APP_UID)
