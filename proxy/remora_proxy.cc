@@ -161,9 +161,17 @@ struct Proxy {
         return out;
     }
 
-    // The HTTP/2 codec's and pool's counters, summed over workers, as remora.http2.<name>.
-    std::map<std::string, uint64_t> http2_counters() const {
+    // Counters kept outside the workers' stats: the HTTP/2 codec's and pool's, summed over workers
+    // (remora.http2.<name>), and the identity agent's (remora.identity.<name>).
+    std::map<std::string, uint64_t> extra_counters() const {
         std::map<std::string, uint64_t> out;
+        if (identity && identity->from_ca()) {
+            const IdentityCounts c = identity->counts();
+            out["remora.identity.certificate_requests"] = c.requests;
+            out["remora.identity.certificate_request_failures"] = c.request_failures;
+            out["remora.identity.certificate_renewals"] = c.renewals;
+            out["remora.identity.certificate_renewal_failures"] = c.renewal_failures;
+        }
         for (const auto& w : workers) {
             http2::for_each_counter(w->http2_stats(), [&](const char* name, uint64_t n) {
                 auto& v = out[std::string("remora.http2.") + name];
@@ -191,6 +199,22 @@ struct Proxy {
                 snap->leaf().not_after().time_since_epoch()).count();
             gauge("remora_cert_expiration_timestamp_seconds", "When this proxy's certificate expires.",
                   std::to_string(secs));
+        }
+        if (identity && identity->from_ca()) {
+            // One family, labelled by kind and result: `rate(...{result="failure"}[5m]) > 0` with no
+            // success since is the alert that comes before an expired certificate.
+            const IdentityCounts c = identity->counts();
+            out += "# HELP remora_identity_certificate_requests_total Certificate requests to the CA "
+                   "(kind: request with the bootstrap token, renewal over mTLS), by result.\n"
+                   "# TYPE remora_identity_certificate_requests_total counter\n";
+            auto line = [&](const char* kind, const char* result, uint64_t n) {
+                out += std::string("remora_identity_certificate_requests_total{kind=\"") + kind +
+                       "\",result=\"" + result + "\"} " + std::to_string(n) + "\n";
+            };
+            line("request", "success", c.requests);
+            line("request", "failure", c.request_failures);
+            line("renewal", "success", c.renewals);
+            line("renewal", "failure", c.renewal_failures);
         }
         if (subscriber) {
             SubscriptionStatus st = subscriber->status();
@@ -462,7 +486,7 @@ struct Proxy {
         if (path == "/ready") return ready() ? text(200, "LIVE\n") : text(503, "PRE_INITIALIZING\n");
         if (path == "/stats") {
             bool as_json = target.find("format=json") != std::string_view::npos;
-            auto res = text(200, render_stats(stats(), as_json, http2_counters()));
+            auto res = text(200, render_stats(stats(), as_json, extra_counters()));
             if (as_json) res.set(http::field::content_type, "application/json");
             return res;
         }

@@ -113,14 +113,18 @@ bool IdentityAgent::fetch(bool renewal) {
                 (!options_.expected_sa.empty() && svid.id.service_account() != options_.expected_sa)) {
                 log_("the CA issued " + svid.id.str() + ", but this proxy runs as ns " +
                      options_.expected_ns + " sa " + options_.expected_sa + "; not using it");
+                (renewal ? renewal_failures_ : request_failures_).fetch_add(1, std::memory_order_relaxed);
                 return false;
             }
             publish(svid);
+            (renewal ? renewals_ : requests_).fetch_add(1, std::memory_order_relaxed);
             return true;
         } catch (const certs::CaRefused& e) {
+            (renewal ? renewal_failures_ : request_failures_).fetch_add(1, std::memory_order_relaxed);
             log_(std::string(renewal ? "certificate renewal" : "certificate request") + where + " failed: " + e.what());
             if (e.status() < 500) return false;  // a refusal: another replica says the same
         } catch (const std::exception& e) {
+            (renewal ? renewal_failures_ : request_failures_).fetch_add(1, std::memory_order_relaxed);
             log_(std::string(renewal ? "certificate renewal" : "certificate request") + where + " failed: " + e.what());
         }
         if (controls_.size() == 1) return false;

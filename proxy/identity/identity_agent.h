@@ -4,8 +4,10 @@
 // requests are rare and must never stall a worker.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -32,6 +34,13 @@ struct IdentityOptions {
     std::string trust_domain = "cluster.local";
 };
 
+// What the agent did, for the proxy's metrics: a renewal that keeps failing is visible (and
+// alertable) before the certificate expires, not only in the log.
+struct IdentityCounts {
+    uint64_t requests = 0, request_failures = 0;  // first certificate (bootstrap token)
+    uint64_t renewals = 0, renewal_failures = 0;  // renewals over mTLS
+};
+
 class IdentityAgent {
 public:
     using LogFn = std::function<void(const std::string&)>;
@@ -47,6 +56,13 @@ public:
     // When the next renewal is due for a certificate received at `received` and valid until `na`:
     // half of the remaining life, ±1%. Not from NotBefore: the CA backdates it by 2 minutes, which
     // for a short-lived certificate would put the half-life in the past.
+    // CA mode: certificates come from remora-control (not from files).
+    bool from_ca() const noexcept { return !options_.control_host.empty(); }
+    IdentityCounts counts() const noexcept {
+        return {requests_.load(std::memory_order_relaxed), request_failures_.load(std::memory_order_relaxed),
+                renewals_.load(std::memory_order_relaxed), renewal_failures_.load(std::memory_order_relaxed)};
+    }
+
     static certs::SystemTime renewal_time(certs::SystemTime received, certs::SystemTime na,
                                           double jitter01);
 
@@ -68,6 +84,8 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_ = false;
+    // Attempts that ended with a certificate, and those that did not (each replica tried counts).
+    std::atomic<uint64_t> requests_{0}, request_failures_{0}, renewals_{0}, renewal_failures_{0};
 };
 
 }  // namespace remora::proxy

@@ -707,6 +707,19 @@ def test_e_ca_outage_across_renewal(m):
               *details)
         check(renewed[p].get("identity") == first[p].get("identity"), f"{p}: identity changed "
               "on renewal", *details)
+        # The same story in the proxy's counters (what an alert on failing renewals reads).
+        counts = {k: v for k, v in m.stats(p).items() if k.startswith("identity.")}
+        check(counts.get("identity.certificate_requests") == 1 and
+              counts.get("identity.certificate_renewals", 0) >= 1 and
+              counts.get("identity.certificate_renewal_failures", 0) >= len(fails_down[p]),
+              f"{p}: the identity counters do not tell the outage: {counts} (renewal failures "
+              f"logged while the CA was down: {len(fails_down[p])})", *details)
+        prom = m.c.run(p, ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15090/stats/prometheus"],
+                       check=False).stdout
+        want = (f'remora_identity_certificate_requests_total{{kind="renewal",result="failure"}} '
+                f'{counts.get("identity.certificate_renewal_failures")}')
+        check(want in prom, f"{p}: /stats/prometheus lacks `{want}`",
+              *[l for l in prom.splitlines() if "identity" in l])
     print(f"    {res.summary()}; {handshakes_down} handshakes on ca-server while the CA was down; "
           f"renewal failures {details[-1].split(': ', 1)[1]}", flush=True)
 
