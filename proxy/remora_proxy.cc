@@ -280,6 +280,9 @@ struct Proxy {
                                                             std::to_string(drain_duration.count()) +
                                                             "s, connections close after their current response"
                                                       : "draining: no new connections; finishing in-flight work");
+            // The control plane withdraws this pod's endpoints from the other proxies now, not
+            // when the registration expires after the exit.
+            if (subscriber) subscriber->set_draining();
         }
         if (!graceful && listeners_open) {
             listeners_open = false;

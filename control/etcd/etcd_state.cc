@@ -246,6 +246,7 @@ std::string RegistrySync::encode(const std::string& replica, const registry::Pro
     o["workloadName"] = r.reg.workload_name;
     o["podIp"] = r.reg.pod_ip;
     o["proxyVersion"] = r.reg.proxy_version;
+    if (r.reg.draining) o["draining"] = true;
     json::object labels;
     for (const auto& [k, v] : r.reg.labels) labels[k] = v;
     o["labels"] = std::move(labels);
@@ -273,6 +274,7 @@ std::optional<std::pair<std::string, registry::RemoteProxy>> RegistrySync::decod
     p.reg.workload_name = str("workloadName");
     p.reg.pod_ip = str("podIp");
     p.reg.proxy_version = str("proxyVersion");
+    if (const json::value* d = o->if_contains("draining"); d && d->is_bool()) p.reg.draining = d->get_bool();
     if (const json::value* l = o->if_contains("labels"); l && l->is_object()) {
         for (const auto& kv : l->get_object()) {
             if (kv.value().is_string()) p.reg.labels[std::string(kv.key())] = std::string(kv.value().get_string());

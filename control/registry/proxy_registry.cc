@@ -37,7 +37,7 @@ bool ProxyRegistry::poll_started(const std::string& ns, const std::string& servi
     auto [it, created] = proxies_.try_emplace(id);
     ProxyRecord& r = it->second;
     bool changed = created || r.reg.pod_ip != reg.pod_ip || r.reg.labels != reg.labels ||
-                   r.service_account != service_account;
+                   r.reg.draining != reg.draining || r.service_account != service_account;
     if (created) {
         r.id = id;
         r.connected_since =
@@ -147,6 +147,10 @@ std::vector<model::WorkloadEntry> ProxyRegistry::workload_entries() const {
     std::map<std::string, model::WorkloadEntry> by_id;
     auto add = [&](const std::string& id, const std::string& ns, const std::string& sa,
                    const Registration& reg) {
+        if (reg.draining) {
+            by_id.erase(id);  // (a remote record of the same proxy does not bring it back)
+            return;
+        }
         model::WorkloadEntry we;
         we.meta.name = reg.pod_name;
         we.meta.ns = ns;

@@ -28,6 +28,9 @@ struct Registration {
     model::Labels labels;
     std::vector<uint32_t> ports;  // the app's ports (informational)
     std::string proxy_version;
+    // The proxy is draining (SIGTERM, /drain): still polling, but its pod gets no new traffic,
+    // as a terminating pod leaves its Service's endpoints in Kubernetes.
+    bool draining = false;
     bool operator==(const Registration&) const = default;
 };
 

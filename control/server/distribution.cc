@@ -305,6 +305,10 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
     reg.workload_name = string_field(node, "workloadName");
     reg.pod_ip = string_field(node, "podIp");
     reg.proxy_version = string_field(node, "proxyVersion");
+    if (const json::value* d = node.if_contains("draining")) {
+        if (!d->is_bool()) return refuse(400, "node.draining: expected true or false");
+        reg.draining = d->get_bool();
+    }
     std::string caller_ip = address_of(peer.remote);
     if (reg.pod_ip.empty()) reg.pod_ip = caller_ip;
     boost::system::error_code aec;
@@ -353,7 +357,10 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
     registry::Certificate cert{id->str(), leaf.serial_hex(), unix_seconds(leaf.not_before()),
                                unix_seconds(leaf.not_after())};
     bool changed = registry_.poll_started(poll->ns, poll->service_account, reg, cert);
-    if (changed) log_("proxy " + poll->id + " registered: " + reg.pod_ip + " " + id->str());
+    if (changed) {
+        log_("proxy " + poll->id + (reg.draining ? " draining: its endpoints are withdrawn: " : " registered: ") +
+             reg.pod_ip + " " + id->str());
+    }
     // ACK or NACK for what it was sent before.
     if (const json::value* a = o.if_contains("applied"); a && a->is_object()) {
         std::string version = string_field(a->get_object(), "version");
@@ -467,6 +474,7 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
         for (const auto& [k, val] : r.reg.labels) labels[k] = val;
         o["labels"] = std::move(labels);
         o["proxyVersion"] = r.reg.proxy_version;
+        o["draining"] = r.reg.draining;
         o["status"] = status_of(r);
         o["sentVersion"] = r.sent_version;
         o["configVersion"] = r.sent_config_version;

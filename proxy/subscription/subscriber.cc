@@ -27,13 +27,27 @@ void ConfigSubscriber::start() {
 }
 
 void ConfigSubscriber::stop() {
+    std::shared_ptr<certs::CallCanceller> canceller;
     {
         std::lock_guard lock(mu_);
         stopping_ = true;
+        canceller = canceller_;
     }
     cv_.notify_all();
-    canceller_->cancel();
+    canceller->cancel();
     if (thread_.joinable()) thread_.join();
+}
+
+void ConfigSubscriber::set_draining() {
+    std::shared_ptr<certs::CallCanceller> canceller;
+    {
+        std::lock_guard lock(mu_);
+        if (draining_.exchange(true) || stopping_) return;
+        drain_interrupted_ = true;
+        canceller = canceller_;
+    }
+    cv_.notify_all();     // a backoff sleep ends too
+    canceller->cancel();  // a long poll in flight ends; the next one carries the news
 }
 
 SubscriptionStatus ConfigSubscriber::status() const {
@@ -43,7 +57,7 @@ SubscriptionStatus ConfigSubscriber::status() const {
 
 bool ConfigSubscriber::sleep_for(std::chrono::milliseconds d) {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, d, [this] { return stopping_; });
+    cv_.wait_for(lock, d, [this] { return stopping_ || drain_interrupted_; });
     return !stopping_;
 }
 
@@ -61,6 +75,7 @@ std::string ConfigSubscriber::request_body(const std::string& held_version,
     json::array ports;
     for (uint32_t p : options_.ports) ports.emplace_back(p);
     node["ports"] = std::move(ports);
+    if (draining_.load()) node["draining"] = true;
     json::object body;
     body["node"] = std::move(node);
     body["version"] = held_version;
@@ -83,7 +98,14 @@ bool ConfigSubscriber::poll_once() {
     opts.client_key = tls->key;
     opts.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options_.wait) +
                    std::chrono::seconds(10);
-    opts.canceller = canceller_;
+    {
+        // A canceller stays cancelled: the one set_draining() used is replaced for the next poll.
+        std::lock_guard lock(mu_);
+        if (stopping_) return false;
+        if (canceller_->cancelled()) canceller_ = std::make_shared<certs::CallCanceller>();
+        drain_interrupted_ = false;
+        opts.canceller = canceller_;
+    }
     certs::CaClientResult res;
     try {
         res = certs::call_control(opts, "POST", "/v1/proxies/subscribe",
@@ -91,6 +113,7 @@ bool ConfigSubscriber::poll_once() {
     } catch (const std::exception& e) {
         std::lock_guard lock(mu_);
         if (stopping_) return false;
+        if (drain_interrupted_) return true;  // ended on purpose: poll again now, saying so
         std::string why = (controls_.size() > 1 ? control.str() + ": " : std::string()) + e.what();
         if (controls_.size() > 1) controls_.failed();
         if (status_.connected || status_.last_error != why) {

@@ -6,6 +6,7 @@
 // calls block and must never stall a worker.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -62,6 +63,11 @@ class ConfigSubscriber {
 
     void start();
     void stop();  // cancels a poll in flight; returns once the thread has ended
+    // The proxy drains: the poll in flight ends and the next ones say so ("draining": true), so
+    // the control plane withdraws this pod's endpoints from every other proxy at once, as
+    // Kubernetes takes a terminating pod out of its EndpointSlices. Polling goes on (the proxy
+    // still serves while it drains).
+    void set_draining();
     SubscriptionStatus status() const;
 
     // The poll's request body (JSON), exposed for tests.
@@ -89,6 +95,8 @@ class ConfigSubscriber {
     mutable std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_ = false;
+    std::atomic<bool> draining_{false};
+    bool drain_interrupted_ = false;  // the poll in flight was ended to say so (mu_)
     SubscriptionStatus status_;
     std::thread thread_;
 };

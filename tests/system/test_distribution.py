@@ -338,6 +338,39 @@ def test_d_control_plane_down_traffic_goes_on(m):
     check(doc["pod"] == "reviews-v2", "after the restart the stored route is lost")
 
 
+def test_e0_draining_proxy_leaves_every_snapshot(m):
+    """SIGTERM on a subscribed proxy: while it drains (still serving, 5 s) it tells the control
+    plane, which withdraws its pod's endpoint from every other proxy at once, as Kubernetes takes
+    a terminating pod out of its EndpointSlices; new requests go to the other replica. Fails when
+    the endpoint stays until the registration expires after the exit. Then the proxy starts
+    again and is back in the snapshots."""
+    m.involved = ["client", "reviews-v1b"]
+    apply(m, "to-v1.yaml", ROUTE_TO.format(subset="v1"))
+    want_all = sorted(f"{m.ip(p)}:8080" for p, v in REVIEWS if v == "v1")
+    wait_for("the client has both v1 endpoints", lambda: endpoints_of(dump(m, "client"), V1) == want_all, 10)
+    proc = m.proxies["reviews-v1b"].proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    termed = time.monotonic()
+    want = [f"{m.ip('reviews-v1')}:8080"]
+    for pod in ("client", "reviews-v1", "reviews-v2"):
+        wait_for(f"reviews-v1b's endpoint leaves {pod}'s snapshot while it drains",
+                 lambda: endpoints_of(dump(m, pod), V1) == want, 4)
+    took = time.monotonic() - termed
+    check(proc.poll() is None, "reviews-v1b's proxy exited before its endpoint was withdrawn: "
+          "the test proved nothing about draining")
+    st = proxy_status(m).get("reviews-v1b", {})
+    check(st.get("draining") is True, "proxy-status does not say reviews-v1b is draining", [json.dumps(st)])
+    res = load_result(run_load(m, 1.0), 30)
+    check(res and all(x[1] == 200 and x[2] == "reviews-v1" for x in res),
+          "requests during the drain did not all reach reviews-v1", [json.dumps(res[:5])])
+    proc.wait(timeout=20)
+    m.init("reviews-v1b")
+    start_subscribed_proxy(m, "reviews-v1b", "reviews", "app=reviews,version=v1", "reviews-v1")
+    m.wait_ready("reviews-v1b")
+    wait_for("reviews-v1b back in the client's snapshot", lambda: endpoints_of(dump(m, "client"), V1) == want_all, 10)
+    print(f"  endpoint withdrawn from every snapshot {took:.2f} s after SIGTERM, the proxy still draining")
+
+
 def test_e_killed_proxy_leaves_every_snapshot(m):
     m.involved = ["client"]
     apply(m, "to-v1.yaml", ROUTE_TO.format(subset="v1"))
@@ -444,6 +477,7 @@ TESTS = [
     ("b_apply_while_traffic_flows", test_b_apply_while_traffic_flows),
     ("c_invalid_apply_refused_old_keeps_working", test_c_invalid_apply_refused_old_keeps_working),
     ("d_control_plane_down_traffic_goes_on", test_d_control_plane_down_traffic_goes_on),
+    ("e0_draining_proxy_leaves_every_snapshot", test_e0_draining_proxy_leaves_every_snapshot),
     ("e_killed_proxy_leaves_every_snapshot", test_e_killed_proxy_leaves_every_snapshot),
     ("f_bad_subscriptions_refused", test_f_bad_subscriptions_refused),
     ("g_registry_only_blackholes_the_rest", test_g_registry_only_blackholes_the_rest),

@@ -145,3 +145,21 @@ TEST_CASE("other replicas' proxies (etcd) give endpoints; this replica's own rec
     CHECK(reg.set_remote({}));
     CHECK(reg.workload_entries().size() == 1);
 }
+
+TEST_CASE("a draining proxy stays registered but its pod is no longer an endpoint") {
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    reg.poll_started("default", "reviews", pod("r2", "198.18.0.6"), {});
+    CHECK(reg.workload_entries().size() == 2);
+    const uint64_t g = reg.generation();
+    Registration draining = pod("r2", "198.18.0.6");
+    draining.draining = true;
+    CHECK(reg.poll_started("default", "reviews", draining, {}));  // a change: others are pushed
+    CHECK(reg.generation() > g);
+    auto entries = reg.workload_entries();
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].spec.address == "198.18.0.5");
+    CHECK(reg.find("r2.default").has_value());  // proxy-status still lists it
+    CHECK_FALSE(reg.poll_started("default", "reviews", draining, {}));  // the same again: no change
+}
