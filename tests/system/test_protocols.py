@@ -3,7 +3,8 @@
 tcp- and on an undeclared port (detected), server-first exchanges, half-close, gRPC (unary and a
 10 MB server stream) with python3-grpcio on both sides, L4 AuthorizationPolicy, a VirtualService
 tcp route, Istio's TCP metrics with the metadata exchange's labels, a WebSocket upgrade, the app's
-own TLS routed by SNI (tls[] routes) and passed through a PERMISSIVE sidecar from outside the mesh.
+own TLS routed by SNI (tls[] routes) and passed through a PERMISSIVE sidecar from outside the mesh,
+TCP access-log lines (TEXT from the client's sidecar, JSON from the server's) with their flags.
 
     python3 tests/system/test_protocols.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
 
@@ -18,6 +19,7 @@ Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from test_mesh import APP_UID, ECHO_APP, describe, run_suite  # noqa: E402
 
 VIP = "198.19.0.40"
 OTHER_VIP = "198.19.0.41"
+CLOSED_VIP = "198.19.0.42"  # a plaintext endpoint (the outside pod) where nothing listens
 GRPC_PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-grpcio
 
 SERVICES = """\
@@ -45,6 +48,7 @@ spec:
   - {{number: 2526, name: banner-undeclared}}
   - {{number: 2527, name: tcp-denied, protocol: TCP}}
   - {{number: 2528, name: tcp-routed, protocol: TCP}}
+  - {{number: 2529, name: tcp-no-app, protocol: TCP}}
   - {{number: 50051, name: grpc, protocol: GRPC}}
   - {{number: 8090, name: http-ws, protocol: HTTP}}
   - {{number: 8080, name: http-echo, protocol: HTTP}}
@@ -67,6 +71,19 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: closed, namespace: default}}
+spec:
+  hosts: [closed.default.svc.cluster.local]
+  addresses: [{closed_vip}]
+  ports:
+  - {{number: 2529, name: tcp-closed, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - address: {outside}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -646,7 +663,8 @@ def setup(m):
         c.add_pod(name)
     c.add_service("store", VIP)
     c.add_service("other", OTHER_VIP)
-    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, server=m.ip("server"))
+    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, closed_vip=CLOSED_VIP, server=m.ip("server"),
+                               outside=m.ip("outside"))
     m.services = m.file("services.yaml", services)
     m.file("registry.yaml", services)
     m.policy = m.file("policy.yaml", POLICY)
@@ -706,12 +724,19 @@ def setup(m):
                                user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "tls-app.log"))))
     for port, proc in apps:
         c.wait_port("node", m.ip("server"), port, timeout=20, proc=proc)
+    # Access logs: TEXT from the client's sidecar, JSON from the server's (the proxies run as
+    # their own user, so the files are made writable first).
+    m.access_log = {pod: os.path.join(m.tmp, f"access-{pod}.log") for pod in ("client", "server")}
+    for path in m.access_log.values():
+        open(path, "w").close()
+        os.chmod(path, 0o666)
     m.init("client")
     m.start_proxy("client", "client", ["--config", m.services, "--workload-name", "client",
-                                       "--labels", "app=client"])
+                                       "--labels", "app=client", "--access-log", m.access_log["client"]])
     m.init("server")
     m.start_proxy("server", "store", ["--config", m.policy, "--workload-name", "store",
-                                      "--labels", "app=store"])
+                                      "--labels", "app=store", "--access-log", m.access_log["server"],
+                                      "--access-log-encoding", "JSON"])
     for pod in ("client", "server"):
         m.wait_ready(pod)
 
@@ -1079,6 +1104,93 @@ def test_r_permissive_passes_app_tls_from_outside_the_mesh(m):
     check(got.startswith("app=B "), f"meshed client to 9444: {got!r}")
 
 
+def access_lines(m, pod, start, want, what):
+    """The access-log lines of `pod` after byte offset `start` that `want(line)` accepts; waits
+    (bounded) for the writer thread to write one."""
+    deadline = time.monotonic() + 15
+    while True:
+        with open(m.access_log[pod], encoding="utf-8") as f:
+            f.seek(start)
+            lines = [line.rstrip("\n") for line in f if line.strip()]
+        found = [line for line in lines if want(line)]
+        if found or time.monotonic() > deadline:
+            check(found, f"no access-log line in {pod} for {what}", "\n".join(lines[-20:]))
+            return found
+
+
+# Istio's TEXT format for a TCP connection, then Remora's peer identity and reporter.
+TCP_LINE = re.compile(
+    r'^\[(?P<start>[^\]]+)\] "- - -" 0 (?P<flags>\S+) - (?P<termination>\S+) "(?P<failure>[^"]*)" '
+    r'(?P<received>\d+) (?P<sent>\d+) (?P<duration>\d+) - "-" "-" "-" "-" "(?P<upstream_host>[^"]*)" '
+    r'(?P<cluster>\S+) (?P<upstream_local>\S+) (?P<downstream_local>\S+) (?P<downstream_remote>\S+) '
+    r'(?P<sni>\S+) - "(?P<peer>[^"]*)" (?P<reporter>source|destination)$')
+
+
+def tcp_line(line):
+    got = TCP_LINE.match(line)
+    check(got, f"not a TCP access-log line: {line}")
+    return got.groupdict()
+
+
+def test_s_tcp_connections_write_access_log_lines(m):
+    m.involved = ["client", "server"]
+    start = {pod: os.path.getsize(m.access_log[pod]) for pod in ("client", "server")}
+    server_ip = m.ip("server")
+    # A TCP exchange with exact byte counts: 1000 bytes up, the banner and the answer down.
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2525, "send": 1000})
+    check(out.get("answer") == "got 1000", "the banner exchange failed", json.dumps(out))
+    down = len("220 banner 2525\r\n") + len("got 1000\r\n")
+    text = access_lines(m, "client", start["client"], lambda l: f" {VIP}:2525 " in l, "the banner connection")
+    f = tcp_line(text[-1])
+    check(f["flags"] == "-" and f["received"] == "1000" and f["sent"] == str(down),
+          f"flags, bytes received/sent wrong (want -, 1000, {down}): {text[-1]}")
+    check(f["upstream_host"] == f"{server_ip}:2525" and
+          f["cluster"] == "outbound|2525||store.default.svc.cluster.local", f"upstream host or cluster: {text[-1]}")
+    check(f["upstream_local"].startswith(m.ip("client") + ":") and f["downstream_local"] == f"{VIP}:2525" and
+          f["downstream_remote"].startswith(m.ip("client") + ":"), f"addresses wrong: {text[-1]}")
+    check(f["peer"] == "spiffe://cluster.local/ns/default/sa/store" and f["reporter"] == "source",
+          f"peer or reporter wrong: {text[-1]}")
+    js = [json.loads(l) for l in access_lines(
+        m, "server", start["server"],
+        lambda l: f'"downstream_local_address":"{server_ip}:2525"' in l, "the inbound banner connection")]
+    j = js[-1]
+    check(j["response_code"] == 0 and j["method"] is None and j["response_flags"] == "-", f"inbound line: {j}")
+    check(j["bytes_received"] == 1000 and j["bytes_sent"] == down, f"inbound bytes: {j}")
+    check(j["upstream_cluster"] == "inbound|2525||" and j["reporter"] == "destination" and
+          j["downstream_peer_uri_san"] == CLIENT_SPIFFE, f"inbound cluster, reporter or peer: {j}")
+    # Redis: both sidecars count the same bytes.
+    check(redis(m, 6379, "SET", "logged", "yes") == "OK", "SET did not answer OK")
+    text = access_lines(m, "client", start["client"], lambda l: f" {VIP}:6379 " in l, "the redis connection")
+    f = tcp_line(text[-1])
+    j = access_lines(m, "server", start["server"],
+                     lambda l: f'"downstream_local_address":"{server_ip}:6379"' in l, "the inbound redis connection")
+    j = json.loads(j[-1])
+    check(int(f["received"]) > 0 and f["sent"] == "5", f"redis bytes on the client: {text[-1]}")  # "+OK\r\n"
+    check([j["bytes_received"], j["bytes_sent"]] == [int(f["received"]), int(f["sent"])],
+          f"the two sidecars disagree on the redis bytes: {text[-1]} / {j}")
+    # No app on the port: the server's sidecar cannot connect (UF, Envoy's reason).
+    run_client(m, m.banner_client, {"host": "store", "port": 2529, "send": 10})
+    j = json.loads(access_lines(m, "server", start["server"],
+                                lambda l: f'"downstream_local_address":"{server_ip}:2529"' in l, "port 2529")[-1])
+    check(j["response_flags"] == "UF" and j["upstream_transport_failure_reason"] == "delayed connect error: 111" and
+          j["upstream_cluster"] == "inbound|2529||", f"inbound connect failure: {j}")
+    # Denied by an L4 AuthorizationPolicy: Envoy's RBAC termination details.
+    run_client(m, m.banner_client, {"host": "store", "port": 2527, "send": 10})
+    j = json.loads(access_lines(m, "server", start["server"],
+                                lambda l: f'"downstream_local_address":"{server_ip}:2527"' in l, "port 2527")[-1])
+    check((j["connection_termination_details"] or "").startswith("rbac_access_denied_matched_policy[") and
+          "deny-2527" in j["connection_termination_details"] and j["upstream_host"] is None,
+          f"RBAC denial: {j}")
+    # A plaintext endpoint that refuses: the client's sidecar logs UF.
+    out = run_client(m, m.banner_client, {"host": CLOSED_VIP, "port": 2529, "send": 10})
+    check(not out.get("banner"), "a refused upstream gave a banner", json.dumps(out))
+    text = access_lines(m, "client", start["client"], lambda l: f" {CLOSED_VIP}:2529 " in l, "the refused connection")
+    f = tcp_line(text[-1])
+    check(f["flags"] == "UF" and f["upstream_host"] == f'{m.ip("outside")}:2529' and
+          (f["received"], f["sent"]) == ("0", "0"),
+          f"refused connection's line: {text[-1]}")
+
+
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -1099,6 +1211,7 @@ TESTS = [
     ("p_http2_client_to_an_http11_port_is_downgraded", test_p_http2_client_to_an_http11_port_is_downgraded),
     ("q_app_tls_routed_by_sni_and_passed_through", test_q_app_tls_routed_by_sni_and_passed_through),
     ("r_permissive_passes_app_tls_from_outside_the_mesh", test_r_permissive_passes_app_tls_from_outside_the_mesh),
+    ("s_tcp_connections_write_access_log_lines", test_s_tcp_connections_write_access_log_lines),
 ]
 
 
