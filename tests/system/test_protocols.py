@@ -279,8 +279,24 @@ def collect(it, ctx):
 def chat(it, ctx):
     for x in it:
         yield b"re:" + x
-calls = {"Flaky": 0, "NoRetry": 0}
+calls = {"Flaky": 0, "NoRetry": 0, "FlakyCollect": 0, "FlakyCollectSizes": []}
 lock = threading.Lock()
+def flaky_collect(it, ctx):
+    # Reads the whole request stream, then every other call fails with UNAVAILABLE. On its first
+    # message it leaves a marker the slow client waits for before it sends its last.
+    call_id = dict(ctx.invocation_metadata()).get("call-id", "-")
+    n = 0
+    for i, x in enumerate(it):
+        if i == 0 and len(sys.argv) > 2:
+            open("%s/first-%s" % (sys.argv[2], call_id), "a").close()
+        n += len(x)
+    with lock:
+        calls["FlakyCollect"] += 1
+        calls["FlakyCollectSizes"].append(n)
+        k = calls["FlakyCollect"]
+    if k % 2 == 1:
+        ctx.abort(grpc.StatusCode.UNAVAILABLE, "replica busy")
+    return str(n).encode()
 def flaky(name):
     # Every other call fails with UNAVAILABLE before any message: a trailers-only response.
     def call(req, ctx):
@@ -309,6 +325,7 @@ handlers = {
     "Denied": grpc.unary_unary_rpc_method_handler(denied),
     "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
     "Count": grpc.unary_unary_rpc_method_handler(count),
+    "FlakyCollect": grpc.stream_unary_rpc_method_handler(flaky_collect),
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Svc", handlers),))
@@ -447,6 +464,38 @@ else:
 
 # gRPC through the sidecars' L7 features: retries read from grpc-status, a fault abort with
 # grpcStatus, statuses counted per outcome.
+# A slow gRPC client stream (HTTP/2 from the app): three messages with pauses, to a method that
+# fails every other call after reading them all; the route retries on unavailable.
+GRPC_SLOW_CLIENT = r'''
+import json, os, sys, time
+import grpc
+a = json.loads(sys.argv[1])
+out = {"answers": [], "streamed": []}
+def slow(call):
+    for i in range(3):
+        if i:
+            time.sleep(a["pause"])
+        if i == 2:
+            # The last message waits until the app has the first (bounded: a proxy that held the
+            # body back would never deliver it before this one).
+            marker = "%s/first-%s" % (a["markers"], call)
+            deadline = time.monotonic() + 15
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            out["streamed"].append(os.path.exists(marker))
+        yield b"m" * a["size"]
+with grpc.insecure_channel(a["target"]) as ch:
+    grpc.channel_ready_future(ch).result(timeout=10)
+    for call in range(a["calls"]):
+        try:
+            md = (("call-id", "%s-%d" % (a["tag"], call)),)
+            out["answers"].append(ch.stream_unary("/test.Svc/FlakyCollect")(slow("%s-%d" % (a["tag"], call)), metadata=md, timeout=40).decode())
+        except grpc.RpcError as e:
+            out["answers"].append(e.code().name)
+    out["server_calls"] = json.loads(ch.unary_unary("/test.Svc/Count")(b"", timeout=10).decode())
+print(json.dumps(out))
+'''
+
 GRPC_L7_CLIENT = r'''
 import json, sys, time
 import grpc
@@ -675,6 +724,7 @@ def setup(m):
     ws_server = m.file("ws_server.py", WS_SERVER)
     m.ws_client = m.file("ws_client.py", WS_CLIENT)
     m.grpc_l7_client = m.file("grpc_l7_client.py", GRPC_L7_CLIENT)
+    m.grpc_slow_client = m.file("grpc_slow_client.py", GRPC_SLOW_CLIENT)
     m.h1_client = m.file("h1_client.py", H1_CLIENT)
     m.raw_client = m.file("raw_client.py", RAW_CLIENT)
     m.h2_attacks = m.file("h2_attacks.py", H2_ATTACKS)
@@ -712,7 +762,10 @@ def setup(m):
                                    log_path=os.path.join(m.tmp, f"redis-{port}.log"))))
     apps.append((2525, c.spawn("server", ["python3", banner, "2525", "2526", "2527"], user=(APP_UID, APP_UID),
                                log_path=os.path.join(m.tmp, "banner.log"))))
-    apps.append((50051, c.spawn("server", [GRPC_PYTHON, grpc_server, "50051"], user=(APP_UID, APP_UID),
+    m.markers = os.path.join(m.tmp, "markers")
+    os.makedirs(m.markers, exist_ok=True)
+    os.chmod(m.markers, 0o777)
+    apps.append((50051, c.spawn("server", [GRPC_PYTHON, grpc_server, "50051", m.markers], user=(APP_UID, APP_UID),
                                 log_path=os.path.join(m.tmp, "grpc.log"))))
     apps.append((8090, c.spawn("server", ["python3", ws_server, "8090"], user=(APP_UID, APP_UID),
                                log_path=os.path.join(m.tmp, "ws.log"))))
@@ -1191,6 +1244,22 @@ def test_s_tcp_connections_write_access_log_lines(m):
           f"refused connection's line: {text[-1]}")
 
 
+def test_t_slow_grpc_client_stream_is_retried_whole(m):
+    # HTTP/2 from the app: the request body (a client stream) streams to the first attempt while
+    # the sidecar keeps a copy; the retry after UNAVAILABLE resends every message.
+    m.involved = ["client", "server"]
+    before = m.stats("client").get("upstream_rq_retry", 0)
+    out = run_client(m, m.grpc_slow_client, {"target": "store:50051", "calls": 4, "size": 20000, "pause": 0.1,
+                                             "markers": m.markers, "tag": "t"}, python=GRPC_PYTHON, timeout=150)
+    check(out["answers"] == ["60000"] * 4, "the slow client streams were not retried whole", json.dumps(out))
+    check(out["streamed"] == [True] * 4, "the app did not get the first message before the client sent its last "
+          "(the body was held back instead of streamed)", json.dumps(out))
+    calls = out["server_calls"]
+    check(calls["FlakyCollect"] == 8 and calls["FlakyCollectSizes"] == [60000] * 8,
+          "the app did not see each call twice with its whole stream", json.dumps(calls))
+    check(m.stats("client").get("upstream_rq_retry", 0) - before >= 4, "the client sidecar retried fewer than 4")
+
+
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -1212,6 +1281,7 @@ TESTS = [
     ("q_app_tls_routed_by_sni_and_passed_through", test_q_app_tls_routed_by_sni_and_passed_through),
     ("r_permissive_passes_app_tls_from_outside_the_mesh", test_r_permissive_passes_app_tls_from_outside_the_mesh),
     ("s_tcp_connections_write_access_log_lines", test_s_tcp_connections_write_access_log_lines),
+    ("t_slow_grpc_client_stream_is_retried_whole", test_t_slow_grpc_client_stream_is_retried_whole),
 ]
 
 
