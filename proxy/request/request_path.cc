@@ -184,7 +184,7 @@ struct RequestState {
     // (all of it once `body_complete`), kept while `keep_copy`.
     bool request_has_body = false;
     bool wants_replay = false;
-    bool keep_copy = false;      // dropped past kMaxReplayBody
+    bool keep_copy = false;  // dropped past kMaxReplayBody
     std::string replay_body;
     bool body_complete = false;  // the client's body has ended; `replay_body` is all of it
     bool mirrored = false;
@@ -737,7 +737,8 @@ asio::awaitable<void> forward(RequestState& st) {
     // dropped while the body streams). Each retry waits a jittered exponential backoff from 25 ms
     // and goes to the cluster's next endpoint when it has another.
     const snapshot::RetryPolicy* retry =
-        route && st.config->routes && st.routed && !st.target->cluster.empty() ? &route->retries : nullptr;
+        route && st.config->routes && st.routed && !st.target->cluster.empty() ? &route->retries
+                                                                               : nullptr;
     uint32_t retries_left = retry ? retry->attempts : 0;
     uint32_t retries_done = 0;
     if (route && route->timeout) {
@@ -766,7 +767,8 @@ asio::awaitable<void> forward(RequestState& st) {
     // May this outcome be retried? The policy must cover it and the cluster's retries in flight
     // stay within the retry budget (20% of its active requests, at least 3) and maxRetries.
     auto admit_retry = [&](const AttemptOutcome& o) -> bool {
-        if (!retry || retries_left == 0 || !st.replayable() || !retry_covers(*retry, o)) return false;
+        if (!retry || retries_left == 0 || !st.replayable() || !retry_covers(*retry, o))
+            return false;
         retry_slot.release();  // the previous retry's attempt is over
         if (ClusterState* cs = st.breaker_state) {
             const uint32_t active = cs->requests.load(std::memory_order_relaxed) + cs->pending.load(std::memory_order_relaxed);

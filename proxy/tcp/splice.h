@@ -32,7 +32,8 @@ boost::asio::ip::tcp::socket& socket_of(Stream& s) {
 // sidecar reads the FIN as the end of this direction).
 template <class From, class To>
 boost::asio::awaitable<void> copy_one_way(From& from, To& to, std::span<char> buf, bool& activity,
-                                          std::atomic<uint64_t>* counted, std::atomic<uint64_t>* also) {
+                                          std::atomic<uint64_t>* counted,
+                                          std::atomic<uint64_t>* also) {
     namespace asio = boost::asio;
     constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
     for (;;) {
@@ -82,9 +83,10 @@ boost::asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_cloc
     auto storage = std::make_unique<char[]>(2 * kRelayChunk);
     std::span<char> to_up(storage.get(), kRelayChunk), to_down(storage.get() + kRelayChunk, kRelayChunk);
     bool activity = true;
-    auto r = co_await ((splice_detail::copy_one_way(down, up, to_up, activity, received, received_also) &&
-                        splice_detail::copy_one_way(up, down, to_down, activity, sent, sent_also)) ||
-                       splice_detail::idle_watchdog(idle, activity, down, up));
+    auto r = co_await (
+        (splice_detail::copy_one_way(down, up, to_up, activity, received, received_also) &&
+         splice_detail::copy_one_way(up, down, to_down, activity, sent, sent_also)) ||
+        splice_detail::idle_watchdog(idle, activity, down, up));
     co_return r.index() == 1;
 }
 

@@ -115,10 +115,11 @@ std::string connect_failure_reason(const boost::system::error_code& ec, bool tim
 // Both directions, counted in the metric series and the access-log line; true when the idle
 // timeout closed the connection (said in the line's termination details).
 template <class Down, class Up>
-asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::duration idle, TcpSeries* series,
-                             TcpLog& log) {
-    const bool idled = co_await remora::proxy::splice(down, up, idle, series ? &series->received : nullptr,
-                                                      series ? &series->sent : nullptr, &log.received, &log.sent);
+asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::duration idle,
+                             TcpSeries* series, TcpLog& log) {
+    const bool idled =
+        co_await remora::proxy::splice(down, up, idle, series ? &series->received : nullptr,
+                                       series ? &series->sent : nullptr, &log.received, &log.sent);
     if (idled) log.rec.termination_details = "tcp_session_idle_timeout";
     co_return idled;
 }
@@ -226,8 +227,9 @@ bool authorize_tcp(const Downstream& info, WorkerContext& ctx, TcpLog& log) {
         ctx.stats.inc(Counter::rbac_denied);
         ctx.stats.inc(Counter::downstream_cx_tcp_rbac_denied);
         // Envoy's network RBAC filter's words; "none" when no ALLOW policy matched.
-        log.rec.termination_details = "rbac_access_denied_matched_policy[" +
-                                      (verdict.policy.empty() ? std::string("none") : std::string(verdict.policy)) + "]";
+        log.rec.termination_details =
+            "rbac_access_denied_matched_policy[" +
+            (verdict.policy.empty() ? std::string("none") : std::string(verdict.policy)) + "]";
         ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TCP connection denied by " +
                 (verdict.policy.empty() ? std::string("default (no ALLOW policy matched)")
                                         : std::string(verdict.policy) + " rule " + std::to_string(verdict.rule)) +
@@ -270,7 +272,8 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
         log.rec.flags = "UF";
         log.rec.transport_failure = connect_failure_reason(
-            result.index() == 0 ? std::get<0>(std::get<0>(result)) : boost::system::error_code(), result.index() != 0);
+            result.index() == 0 ? std::get<0>(std::get<0>(result)) : boost::system::error_code(),
+            result.index() != 0);
         ctx.log("conn=" + std::to_string(info.id) + " inbound TCP to the app at " + endpoint_text(app) +
                 " failed to connect (UF)");
         co_return;
@@ -313,7 +316,8 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
         if (wec) co_return;
         log.count_received(series, prefix.size());
     }
-    if (co_await splice(down, up, kDefaultTcpIdleTimeout, series, log)) ctx.stats.inc(Counter::tcp_idle_timeout);
+    if (co_await splice(down, up, kDefaultTcpIdleTimeout, series, log))
+        ctx.stats.inc(Counter::tcp_idle_timeout);
 }
 
 }  // namespace
@@ -392,8 +396,8 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     }
     log.upstream(target->cluster, target->address);
 
-    std::unique_ptr<UpstreamConn> conn =
-        co_await connect_upstream(*target, cfg.limits, info.id, ctx, target->mtls ? kAlpnTcp : std::string_view());
+    std::unique_ptr<UpstreamConn> conn = co_await connect_upstream(
+        *target, cfg.limits, info.id, ctx, target->mtls ? kAlpnTcp : std::string_view());
     if (!conn) {
         ctx.stats.inc(Counter::rq_flag_uf);
         log.rec.flags = "UF";
@@ -406,8 +410,10 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     labels[Label::reporter] = "source";
     fill_workload(labels, true, tcfg.self);
     if (!target->service_host.empty()) labels[Label::destination_service] = target->service_host;
-    if (!target->service_name.empty()) labels[Label::destination_service_name] = target->service_name;
-    if (!target->service_ns.empty()) labels[Label::destination_service_namespace] = target->service_ns;
+    if (!target->service_name.empty())
+        labels[Label::destination_service_name] = target->service_name;
+    if (!target->service_ns.empty())
+        labels[Label::destination_service_namespace] = target->service_ns;
     labels[Label::request_protocol] = "tcp";
     labels[Label::response_flags] = "-";
     labels[Label::connection_security_policy] = "unknown";
@@ -417,11 +423,13 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     if (auto* tls = std::get_if<TlsStream>(&conn->stream)) {
         beast::get_lowest_layer(*tls).expires_never();  // the connect deadline ends here
         log.upstream_local(socket_of(*tls));
-        if (target->expected_identity) log.rec.peer_principal = *target->expected_identity;  // verified
+        if (target->expected_identity)
+            log.rec.peer_principal = *target->expected_identity;  // verified
         const bool mx = negotiated_alpn(tls->native_handle()) == kAlpnPeerExchange;
         labels[Label::source_principal] = conn->tls ? conn->tls->id.str() : "unknown";
         labels[Label::destination_principal] = target->expected_identity.value_or("unknown");
-        std::string first = mx ? peer_exchange_preamble(tcfg.peer_metadata, target->service_host) : std::string();
+        std::string first =
+            mx ? peer_exchange_preamble(tcfg.peer_metadata, target->service_host) : std::string();
         first += prefix;
         if (!first.empty()) {
             auto [wec, wn] = co_await asio::async_write(*tls, asio::buffer(first), use_nothrow);
@@ -432,7 +440,8 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
             auto got = co_await read_peer_exchange(*tls, extra, cfg.limits.connect_timeout);
             if (!got) {
                 ctx.stats.inc(Counter::downstream_cx_peer_exchange_failed);
-                ctx.log("conn=" + std::to_string(info.id) + " TCP to " + endpoint_text(target->address) +
+                ctx.log("conn=" + std::to_string(info.id) + " TCP to " +
+                        endpoint_text(target->address) +
                         ": the peer sidecar closed it before its metadata exchange (refused by its "
                         "AuthorizationPolicy, or no app on the port?)");
                 co_return;
@@ -458,7 +467,8 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
             if (wec) co_return;
             log.count_received(series, prefix.size());
         }
-        if (co_await splice(app, *plain, idle, series, log)) ctx.stats.inc(Counter::tcp_idle_timeout);
+        if (co_await splice(app, *plain, idle, series, log))
+            ctx.stats.inc(Counter::tcp_idle_timeout);
     }
 }
 
@@ -475,7 +485,8 @@ asio::awaitable<void> passthrough(tcp::socket down, std::string prefix, Downstre
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
         log.rec.flags = "UF";
         log.rec.transport_failure = connect_failure_reason(
-            result.index() == 0 ? std::get<0>(std::get<0>(result)) : boost::system::error_code(), result.index() != 0);
+            result.index() == 0 ? std::get<0>(std::get<0>(result)) : boost::system::error_code(),
+            result.index() != 0);
         ctx.log("conn=" + std::to_string(info.id) + " passthrough to " + endpoint_text(dst) +
                 " failed to connect");
         co_return;

@@ -174,8 +174,10 @@ std::string format_access_log(const TcpRecord& r, const TelemetryConfig& c) {
     if (c.access_log_encoding == AccessLogEncoding::json) {
         boost::json::object o;
         auto str = [&](const char* k, const std::string& v) {
-            if (v.empty()) o[k] = nullptr;
-            else o[k] = v;
+            if (v.empty())
+                o[k] = nullptr;
+            else
+                o[k] = v;
         };
         o["start_time"] = start;
         o["method"] = nullptr;
@@ -210,12 +212,14 @@ std::string format_access_log(const TcpRecord& r, const TelemetryConfig& c) {
     // the response code), as Envoy writes them.
     std::string out;
     out.reserve(320);
-    out += '[' + start + "] \"- - -\" 0 " + std::string(r.flags) + " - " + or_dash(r.termination_details) + " \"" +
-           or_dash(r.transport_failure) + "\" ";
-    out += std::to_string(r.bytes_received) + ' ' + std::to_string(r.bytes_sent) + ' ' + std::to_string(duration) + " - ";
-    out += "\"-\" \"-\" \"-\" \"-\" \"" + or_dash(r.upstream_host) + "\" " + or_dash(r.upstream_cluster) + ' ' +
-           or_dash(r.upstream_local) + ' ' + or_dash(r.downstream_local) + ' ' + or_dash(r.downstream_remote) + ' ' +
-           or_dash(r.sni) + " - \"" + or_dash(r.peer_principal) + "\" " + reporter + "\n";
+    out += '[' + start + "] \"- - -\" 0 " + std::string(r.flags) + " - " +
+           or_dash(r.termination_details) + " \"" + or_dash(r.transport_failure) + "\" ";
+    out += std::to_string(r.bytes_received) + ' ' + std::to_string(r.bytes_sent) + ' ' +
+           std::to_string(duration) + " - ";
+    out += "\"-\" \"-\" \"-\" \"-\" \"" + or_dash(r.upstream_host) + "\" " +
+           or_dash(r.upstream_cluster) + ' ' + or_dash(r.upstream_local) + ' ' +
+           or_dash(r.downstream_local) + ' ' + or_dash(r.downstream_remote) + ' ' + or_dash(r.sni) +
+           " - \"" + or_dash(r.peer_principal) + "\" " + reporter + "\n";
     return out;
 }
 

@@ -69,15 +69,15 @@ struct TcpRecord {
     bool outbound = true;
     std::chrono::system_clock::time_point start_wall;
     std::chrono::steady_clock::time_point start, end;
-    std::string_view flags = "-";        // UF, UH, UO, NR; "-" when none
-    std::string termination_details;     // CONNECTION_TERMINATION_DETAILS (RBAC, idle timeout)
-    std::string transport_failure;       // UPSTREAM_TRANSPORT_FAILURE_REASON (connect, TLS)
-    uint64_t bytes_received = 0;         // from the downstream
-    uint64_t bytes_sent = 0;             // to the downstream
+    std::string_view flags = "-";     // UF, UH, UO, NR; "-" when none
+    std::string termination_details;  // CONNECTION_TERMINATION_DETAILS (RBAC, idle timeout)
+    std::string transport_failure;    // UPSTREAM_TRANSPORT_FAILURE_REASON (connect, TLS)
+    uint64_t bytes_received = 0;      // from the downstream
+    uint64_t bytes_sent = 0;          // to the downstream
     std::string upstream_host, upstream_cluster, upstream_local;
     std::string downstream_local, downstream_remote;
-    std::string sni;                     // REQUESTED_SERVER_NAME
-    std::string peer_principal;          // the other side's SPIFFE ID, when proven by mTLS
+    std::string sni;             // REQUESTED_SERVER_NAME
+    std::string peer_principal;  // the other side's SPIFFE ID, when proven by mTLS
 };
 
 class WorkerTelemetry {
@@ -97,7 +97,7 @@ public:
     void begin(TcpRecord& r) const;
     void finish(TcpRecord& r) const;
 
-private:
+  private:
     std::shared_ptr<const TelemetryConfig> config_;
     std::mt19937_64 rng_;
     WorkerMetrics metrics_;

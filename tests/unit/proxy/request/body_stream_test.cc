@@ -3,6 +3,7 @@
 // HTTP/1.1 upstream on 127.0.0.1:0. The body streams to the first attempt while a copy is kept;
 // a retry resends the copy whole; past kMaxReplayBody (1 MiB) the copy is dropped and the request
 // is not retried but still delivered.
+#include <doctest/doctest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -12,7 +13,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <doctest/doctest.h>
 
 #include <deque>
 #include <exception>
@@ -32,7 +32,7 @@ namespace {
 
 // A client stream whose body parts the test hands over one at a time (a slow client).
 class ScriptedStream final : public http::ServerStream {
-public:
+  public:
     explicit ScriptedStream(asio::any_io_executor ex) : wake_(ex) {}
 
     void push(std::string part) {
@@ -65,13 +65,15 @@ public:
             co_await wake_.async_wait(nothrow);
         }
     }
-    asio::awaitable<boost::system::error_code> send_head(http::ResponseHead& h, bool end_stream) override {
+    asio::awaitable<boost::system::error_code> send_head(http::ResponseHead& h,
+                                                         bool end_stream) override {
         response = h;
         head_out_ = true;
         response_ended = end_stream;
         co_return boost::system::error_code{};
     }
-    asio::awaitable<boost::system::error_code> send_body(std::string_view data, bool end_stream) override {
+    asio::awaitable<boost::system::error_code> send_body(std::string_view data,
+                                                         bool end_stream) override {
         response_body.append(data);
         response_ended = end_stream;
         co_return boost::system::error_code{};
@@ -80,11 +82,13 @@ public:
         response_ended = true;
         co_return boost::system::error_code{};
     }
-    asio::awaitable<boost::system::error_code> flush() override { co_return boost::system::error_code{}; }
+    asio::awaitable<boost::system::error_code> flush() override {
+        co_return boost::system::error_code{};
+    }
     void reset() noexcept override { was_reset = true; }
     bool head_sent() const noexcept override { return head_out_; }
 
-private:
+  private:
     asio::steady_timer wake_;
     std::deque<std::string> parts_;
     std::string current_;
@@ -95,16 +99,16 @@ private:
 // what every attempt received; answers 503 to the first `failures` requests, then 200 with the
 // body's length. One request per connection (Connection: close).
 class App {
-public:
-    App(asio::io_context& io, int failures) : acceptor_(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)),
-                                              failures_(failures) {
+  public:
+    App(asio::io_context& io, int failures)
+        : acceptor_(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)), failures_(failures) {
         asio::co_spawn(io, accept_loop(), asio::detached);
     }
     uint16_t port() const { return acceptor_.local_endpoint().port(); }
     std::vector<std::string> attempts;  // the body bytes each request has delivered so far
     std::vector<bool> complete;         // whether that request's body has ended
 
-private:
+  private:
     asio::awaitable<void> accept_loop() {
         for (;;) {
             auto [ec, s] = co_await acceptor_.async_accept(nothrow);
@@ -114,7 +118,8 @@ private:
     }
     asio::awaitable<void> serve(tcp::socket s) {
         std::string in;
-        auto [ec, n] = co_await asio::async_read_until(s, asio::dynamic_buffer(in), "\r\n\r\n", nothrow);
+        auto [ec, n] =
+            co_await asio::async_read_until(s, asio::dynamic_buffer(in), "\r\n\r\n", nothrow);
         if (ec) co_return;
         std::string head = in.substr(0, n);
         in.erase(0, n);
@@ -122,7 +127,8 @@ private:
         attempts.emplace_back();
         complete.push_back(false);
         auto lower = head;
-        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (char& c : lower)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         auto more = [&](size_t want) -> asio::awaitable<bool> {  // at least `want` bytes in `in`
             while (in.size() < want) {
                 char buf[4096];
@@ -163,8 +169,10 @@ private:
         }
         complete[me] = true;
         std::string body = "got " + std::to_string(attempts[me].size());
-        std::string status = static_cast<int>(me) < failures_ ? "503 Service Unavailable" : "200 OK";
-        std::string res = "HTTP/1.1 " + status + "\r\ncontent-length: " + std::to_string(body.size()) +
+        std::string status =
+            static_cast<int>(me) < failures_ ? "503 Service Unavailable" : "200 OK";
+        std::string res = "HTTP/1.1 " + status +
+                          "\r\ncontent-length: " + std::to_string(body.size()) +
                           "\r\nconnection: close\r\n\r\n" + body;
         co_await asio::async_write(s, asio::buffer(res), nothrow);
         boost::system::error_code ignored;
@@ -179,10 +187,24 @@ private:
 struct Worker {
     explicit Worker(asio::io_context& io, uint16_t port, const std::string& retries)
         : telemetry(std::make_shared<TelemetryConfig>(), 1),
-          ctx{tls, store, stats, telemetry, draining, [](const std::string&) {}, UpstreamPool{}, WorkerBalancer{},
-              1, 0, std::make_shared<http2::Http2Stats>(), {}, nullptr, {}, std::nullopt} {
+          ctx{tls,
+              store,
+              stats,
+              telemetry,
+              draining,
+              [](const std::string&) {},
+              UpstreamPool{},
+              WorkerBalancer{},
+              1,
+              0,
+              std::make_shared<http2::Http2Stats>(),
+              {},
+              nullptr,
+              {},
+              std::nullopt} {
         ctx.pool.set_stats(&stats);
-        ctx.h2pool = std::make_unique<http2::Http2Pool>(io.get_executor(), ctx.h2limits, ctx.h2stats);
+        ctx.h2pool =
+            std::make_unique<http2::Http2Pool>(io.get_executor(), ctx.h2limits, ctx.h2stats);
         const std::string p = std::to_string(port);
         const std::string yaml = R"(
 apiVersion: networking.istio.io/v1
@@ -206,10 +228,12 @@ spec:
 )";
         remora::control::model::Config istio;
         remora::control::model::load_yaml(istio, yaml, "mem.yaml");
-        for (const auto* e : istio.errors()) FAIL_CHECK(e->str());
+        for (const auto* e : istio.errors())
+            FAIL_CHECK(e->str());
         remora::control::translate::WorkloadRef client{"default", "client", {{"app", "client"}}};
         auto c = std::make_shared<ProxyConfig>();
-        c->routes = std::make_shared<const RouteTable>(remora::control::translate::translate(istio, client, {}));
+        c->routes = std::make_shared<const RouteTable>(
+            remora::control::translate::translate(istio, client, {}));
         store.publish(c);
         info.kind = ListenerKind::outbound_explicit;
         info.remote = "127.0.0.1:40000";
@@ -244,7 +268,8 @@ void run(asio::io_context& io, asio::awaitable<void> body) {
         error = e;
     });
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!done && std::chrono::steady_clock::now() < until) io.run_one_for(std::chrono::milliseconds(100));
+    while (!done && std::chrono::steady_clock::now() < until)
+        io.run_one_for(std::chrono::milliseconds(100));
     REQUIRE_MESSAGE(done, "the request did not finish before the deadline");
     if (error) std::rethrow_exception(error);
 }
@@ -271,18 +296,22 @@ TEST_CASE("a retried request's body streams to the first attempt, and the retry 
         app.attempts.clear();
         app.complete.clear();
         ScriptedStream s(io.get_executor());
-        post_head(s, w.authority, chunked ? std::nullopt : std::optional<size_t>(first.size() + last.size()));
+        post_head(s, w.authority,
+                  chunked ? std::nullopt : std::optional<size_t>(first.size() + last.size()));
         bool streamed = false;
         run(io, [&]() -> asio::awaitable<void> {
             asio::co_spawn(io, serve_request(s, w.info, w.ctx), asio::detached);
             s.push(first);
             // The client has not sent its last part yet: the first must reach the app anyway.
-            streamed = co_await until([&] { return !app.attempts.empty() && app.attempts[0] == first; });
+            streamed =
+                co_await until([&] { return !app.attempts.empty() && app.attempts[0] == first; });
             s.push(last);
             s.end();
             co_await until([&] { return s.response_ended || s.was_reset; });
         }());
-        CHECK_MESSAGE(streamed, "the body's first part did not reach the upstream before the client sent the last");
+        CHECK_MESSAGE(
+            streamed,
+            "the body's first part did not reach the upstream before the client sent the last");
         REQUIRE(app.attempts.size() == 2);  // the first failed (503), the retry succeeded
         CHECK(app.attempts[0] == first + last);
         CHECK(app.attempts[1] == first + last);
@@ -329,7 +358,8 @@ TEST_CASE("a body at the bound is still copied and retried") {
     post_head(s, w.authority, std::nullopt);
     run(io, [&]() -> asio::awaitable<void> {
         asio::co_spawn(io, serve_request(s, w.info, w.ctx), asio::detached);
-        for (size_t i = 0; i < 16; ++i) s.push(part);  // exactly 1 MiB
+        for (size_t i = 0; i < 16; ++i)
+            s.push(part);  // exactly 1 MiB
         s.end();
         co_await until([&] { return s.response_ended || s.was_reset; });
     }());

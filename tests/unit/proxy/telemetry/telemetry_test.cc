@@ -138,9 +138,11 @@ TcpRecord tcp_record() {
 TEST_CASE("TCP access log: Istio's text format with the TCP fields, then peer and reporter") {
     TelemetryConfig c = config_for("client", "client");
     CHECK(format_access_log(tcp_record(), c) ==
-          "[2023-11-14T22:13:20.123Z] \"- - -\" 0 - - - \"-\" 1527 1530 2041 - \"-\" \"-\" \"-\" \"-\" "
+          "[2023-11-14T22:13:20.123Z] \"- - -\" 0 - - - \"-\" 1527 1530 2041 - \"-\" \"-\" \"-\" "
+          "\"-\" "
           "\"198.18.0.5:6379\" outbound|6379||redis.default.svc.cluster.local 198.18.0.4:56148 "
-          "198.19.0.40:6379 198.18.0.4:56146 - - \"spiffe://cluster.local/ns/default/sa/redis\" source\n");
+          "198.19.0.40:6379 198.18.0.4:56146 - - \"spiffe://cluster.local/ns/default/sa/redis\" "
+          "source\n");
     // A refused connect: the flag, Envoy's failure reason, no bytes, no upstream local address.
     TcpRecord failed = tcp_record();
     failed.flags = "UF";
@@ -151,8 +153,10 @@ TEST_CASE("TCP access log: Istio's text format with the TCP fields, then peer an
     failed.sni = "db.example";
     failed.end = failed.start;
     CHECK(format_access_log(failed, c) ==
-          "[2023-11-14T22:13:20.123Z] \"- - -\" 0 UF - - \"delayed connect error: 111\" 0 0 0 - \"-\" \"-\" \"-\" "
-          "\"-\" \"198.18.0.5:6379\" outbound|6379||redis.default.svc.cluster.local - 198.19.0.40:6379 "
+          "[2023-11-14T22:13:20.123Z] \"- - -\" 0 UF - - \"delayed connect error: 111\" 0 0 0 - "
+          "\"-\" \"-\" \"-\" "
+          "\"-\" \"198.18.0.5:6379\" outbound|6379||redis.default.svc.cluster.local - "
+          "198.19.0.40:6379 "
           "198.18.0.4:56146 db.example - \"-\" source\n");
     // Inbound, denied by RBAC before any upstream: the termination details say by what.
     TcpRecord denied;
@@ -161,7 +165,8 @@ TEST_CASE("TCP access log: Istio's text format with the TCP fields, then peer an
     denied.termination_details = "rbac_access_denied_matched_policy[default/deny-2527]";
     denied.downstream_remote = "198.18.0.4:40000";
     CHECK(format_access_log(denied, c) ==
-          "[2023-11-14T22:13:20.000Z] \"- - -\" 0 - - rbac_access_denied_matched_policy[default/deny-2527] \"-\" "
+          "[2023-11-14T22:13:20.000Z] \"- - -\" 0 - - "
+          "rbac_access_denied_matched_policy[default/deny-2527] \"-\" "
           "0 0 0 - \"-\" \"-\" \"-\" \"-\" \"-\" - - - 198.18.0.4:40000 - - \"-\" destination\n");
 }
 
@@ -188,13 +193,15 @@ TEST_CASE("TCP access log: JSON with Istio's keys, HTTP-only ones null") {
     CHECK(o.at("downstream_remote_address").as_string() == "198.18.0.4:56146");
     CHECK(o.at("requested_server_name").is_null());
     CHECK(o.at("connection_termination_details").is_null());
-    CHECK(o.at("downstream_peer_uri_san").as_string() == "spiffe://cluster.local/ns/default/sa/redis");
+    CHECK(o.at("downstream_peer_uri_san").as_string() ==
+          "spiffe://cluster.local/ns/default/sa/redis");
     CHECK(o.at("reporter").as_string() == "source");
     CHECK(o.at("workload").as_string() == "client.default");
 }
 
 TEST_CASE("TCP access log: finish writes the line only when logs are on") {
-    auto path = std::filesystem::temp_directory_path() / ("remora-tcp-access-" + std::to_string(::getpid()) + ".log");
+    auto path = std::filesystem::temp_directory_path() /
+                ("remora-tcp-access-" + std::to_string(::getpid()) + ".log");
     std::filesystem::remove(path);
     {
         auto c = std::make_shared<TelemetryConfig>(config_for("client", "client"));
