@@ -180,7 +180,11 @@ struct SourceOnly final : RequestView {
 };
 
 std::chrono::steady_clock::duration tcp_idle_timeout(const snapshot::Cluster* cluster) {
-    if (cluster && cluster->limits.idle_timeout) return *cluster->limits.idle_timeout;
+    if (cluster && cluster->limits.tcp_idle_timeout) {
+        // 0s turns the timeout off, as in Envoy (a decade stands for never).
+        if (cluster->limits.tcp_idle_timeout->count() == 0) return std::chrono::hours(24 * 365 * 10);
+        return *cluster->limits.tcp_idle_timeout;
+    }
     return kDefaultTcpIdleTimeout;
 }
 

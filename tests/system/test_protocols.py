@@ -32,6 +32,8 @@ from test_mesh import APP_UID, ECHO_APP, describe, run_suite  # noqa: E402
 VIP = "198.19.0.40"
 OTHER_VIP = "198.19.0.41"
 CLOSED_VIP = "198.19.0.42"  # a plaintext endpoint (the outside pod) where nothing listens
+EMPTY_VIP = "198.19.0.43"  # a service without endpoints
+IDLE_VIP = "198.19.0.44"  # the banner app behind a 1 s TCP idle timeout
 GRPC_PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-grpcio
 
 SERVICES = """\
@@ -84,6 +86,39 @@ spec:
   resolution: STATIC
   endpoints:
   - address: {outside}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: empty, namespace: default}}
+spec:
+  hosts: [empty.default.svc.cluster.local]
+  addresses: [{empty_vip}]
+  ports:
+  - {{number: 2530, name: tcp-empty, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: nobody}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: idle, namespace: default}}
+spec:
+  hosts: [idle.default.svc.cluster.local]
+  addresses: [{idle_vip}]
+  ports:
+  - {{number: 2525, name: tcp-banner, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: idle, namespace: default}}
+spec:
+  host: idle.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp: {{idleTimeout: 1s}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -249,7 +284,10 @@ try:
         buf += b
     out["banner"] = buf.decode(errors="replace").strip()
     out["banner_seconds"] = time.monotonic() - t0
-    if buf:
+    if buf and a.get("hold"):
+        # Send nothing more: wait for the other side to close.
+        out["closed"] = s.recv(4096) == b""
+    elif buf:
         s.sendall(b"x" * a.get("send", 100000))
         s.shutdown(socket.SHUT_WR)
         rest = b""
@@ -712,7 +750,7 @@ def setup(m):
         c.add_pod(name)
     c.add_service("store", VIP)
     c.add_service("other", OTHER_VIP)
-    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, closed_vip=CLOSED_VIP, server=m.ip("server"),
+    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, closed_vip=CLOSED_VIP, empty_vip=EMPTY_VIP, idle_vip=IDLE_VIP, server=m.ip("server"),
                                outside=m.ip("outside"))
     m.services = m.file("services.yaml", services)
     m.file("registry.yaml", services)
@@ -1242,6 +1280,19 @@ def test_s_tcp_connections_write_access_log_lines(m):
     check(f["flags"] == "UF" and f["upstream_host"] == f'{m.ip("outside")}:2529' and
           (f["received"], f["sent"]) == ("0", "0"),
           f"refused connection's line: {text[-1]}")
+    # Idle past the DestinationRule's tcp.idleTimeout: the sidecar closes it and says why.
+    out = run_client(m, m.banner_client, {"host": IDLE_VIP, "port": 2525, "hold": True, "timeout": 20})
+    check(out.get("closed") is True, "the idle connection was not closed by the sidecar", json.dumps(out))
+    text = access_lines(m, "client", start["client"], lambda l: f" {IDLE_VIP}:2525 " in l, "the idle connection")
+    f = tcp_line(text[-1])
+    check(f["termination"] == "tcp_session_idle_timeout" and f["sent"] == str(len("220 banner 2525\r\n")),
+          f"idle-timeout line: {text[-1]}")
+    # A service without endpoints: no healthy upstream (UH), its cluster named, no host.
+    run_client(m, m.banner_client, {"host": EMPTY_VIP, "port": 2530, "send": 10})
+    text = access_lines(m, "client", start["client"], lambda l: f" {EMPTY_VIP}:2530 " in l, "the service without endpoints")
+    f = tcp_line(text[-1])
+    check(f["flags"] == "UH" and f["upstream_host"] == "-" and
+          f["cluster"] == "outbound|2530||empty.default.svc.cluster.local", f"no endpoint's line: {text[-1]}")
 
 
 def test_t_slow_grpc_client_stream_is_retried_whole(m):
