@@ -897,7 +897,8 @@ asio::awaitable<void> forward(RequestState& st) {
             co_return;
         }
         st.rec.upstream_sent = st.tcfg.steady_clock();
-        co_await mirror(st);  // the body is whole now, when a copy was kept for mirrors
+        // The body is whole now, when a copy was kept for mirrors (no coroutine for routes without).
+        if (!st.mirrored && route && !route->mirrors.empty()) co_await mirror(st);
 
         http::ResponseHead res;
         if (error_code ec = co_await up->read_head(res, header_wait())) {
