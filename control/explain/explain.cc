@@ -168,6 +168,7 @@ json::object pool_json(const snap::Cluster& c) {
                    {"maxRequestsPerConnection", l.max_requests_per_connection ? std::to_string(l.max_requests_per_connection) : "unlimited"},
                    {"maxRetries", limit_text(l.max_retries)}};
     if (l.idle_timeout) o["idleTimeout"] = ms_text(*l.idle_timeout);
+    if (l.tcp_idle_timeout) o["tcpIdleTimeout"] = ms_text(*l.tcp_idle_timeout);
     if (!l.h2_upgrade_policy.empty()) o["h2UpgradePolicy"] = l.h2_upgrade_policy;
     return o;
 }

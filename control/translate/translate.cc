@@ -320,6 +320,7 @@ void apply_policy(snap::Cluster& c, const model::TrafficPolicy& tp) {
         if (pool && pool->tcp) {
             if (pool->tcp->max_connections) c.limits.max_connections = static_cast<uint32_t>(*pool->tcp->max_connections);
             if (pool->tcp->connect_timeout) c.limits.connect_timeout = millis(*pool->tcp->connect_timeout);
+            if (pool->tcp->idle_timeout) c.limits.tcp_idle_timeout = millis(*pool->tcp->idle_timeout);
         }
         if (pool && pool->http) {
             const auto& h = *pool->http;

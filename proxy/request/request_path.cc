@@ -26,9 +26,11 @@ using boost::system::error_code;
 
 namespace {
 
-// A request body up to this size is held so a retry (or a mirror) can send it again; a larger one
-// is streamed and never retried (counted in retry_or_shadow_abandoned), as Envoy's buffer limit.
-constexpr size_t kMaxReplayBody = 64 * 1024;
+// On a route with retries or mirrors the request body streams to the first attempt while a copy
+// is kept, up to this size, for a retry (or a mirror) to send again; past it the copy is dropped
+// and the request is no longer retried nor mirrored (counted in retry_or_shadow_abandoned), as
+// Envoy's buffer limit (per_connection_buffer_limit_bytes, 1 MiB).
+constexpr size_t kMaxReplayBody = 1024 * 1024;
 
 // True with probability percent / 100.
 bool chance(double percent, std::mt19937_64& rng) {
@@ -178,13 +180,28 @@ struct RequestState {
     http::Protocol client_protocol = http::Protocol::http11;  // what the app speaks (inbound: restored)
     bool websocket = false;
 
-    // The request body held for retries and mirrors.
+    // The request body's copy for retries and mirrors: what has been read from the client so far
+    // (all of it once `body_complete`), kept while `keep_copy`.
     bool request_has_body = false;
     bool wants_replay = false;
-    std::string replay_body;  // the whole body once buffered, else the part read so far
-    bool body_buffered = false;
+    bool keep_copy = false;  // dropped past kMaxReplayBody
+    std::string replay_body;
+    bool body_complete = false;  // the client's body has ended; `replay_body` is all of it
+    bool mirrored = false;
     std::optional<http::Trailers> request_trailers;
-    bool replayable() const { return !request_has_body || body_buffered; }
+    // Can another attempt send the request again?
+    bool replayable() const { return !request_has_body || keep_copy; }
+    // Appends to the copy, or drops it past the bound (counted once).
+    void copy_body(std::string_view data) {
+        if (!keep_copy) return;
+        if (replay_body.size() + data.size() > kMaxReplayBody) {
+            keep_copy = false;
+            std::string().swap(replay_body);
+            ctx.stats.inc(Counter::retry_or_shadow_abandoned);
+            return;
+        }
+        replay_body.append(data);
+    }
 
     // Circuit breaking.
     RequestSlot breaker;
@@ -440,54 +457,36 @@ void rewrite(RequestState& st) {
     }
 }
 
-// --- buffer: a body a retry or a mirror may need again ---------------------------------------
-// False when the request has ended here: the client went away, or its body stalled (answered).
-asio::awaitable<bool> buffer_body(RequestState& st) {
+// --- copy: whether a body a retry or a mirror may need again is kept ---------------------------
+// Nothing is read here: the body streams to the first attempt (send_request), which keeps the
+// copy as it goes, so a slow client's first bytes reach the upstream before its last are sent.
+void plan_body_copy(RequestState& st) {
     st.request_has_body = !st.down.body_done();
     const snapshot::Route* r = st.route;
     st.wants_replay = st.request_has_body && r && st.config->routes && st.routed && !st.target->cluster.empty() &&
                       (r->retries.attempts > 0 || !r->mirrors.empty());
-    if (!st.wants_replay) co_return true;
+    if (!st.wants_replay) return;
+    st.keep_copy = true;
     if (auto cl = st.head.headers.get("content-length")) {
         uint64_t length = 0;
         auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), length);
-        if (ec == std::errc() && length > kMaxReplayBody) {
+        if (ec == std::errc() && length > kMaxReplayBody) {  // known too large: never copied
+            st.keep_copy = false;
             st.ctx.stats.inc(Counter::retry_or_shadow_abandoned);
-            co_return true;
+            return;
         }
         if (ec == std::errc()) st.replay_body.reserve(length);
     }
-    for (;;) {
-        http::BodyPart part = co_await st.down.read_body(st.body_wait());
-        if (part.kind == http::BodyPart::Kind::error) {
-            const ProxyError why = st.body_failure(part);
-            if (why == ProxyError::downstream_disconnect) st.rec.flags = "DC";  // the client went away mid-body
-            else co_await st.reply(why);
-            co_return false;
-        }
-        if (part.kind == http::BodyPart::Kind::end) {
-            if (part.trailers) st.request_trailers = *part.trailers;
-            st.body_buffered = true;
-            break;
-        }
-        st.replay_body.append(part.data);
-        if (st.replay_body.size() > kMaxReplayBody) {  // over the bound: stream from here on
-            st.ctx.stats.inc(Counter::retry_or_shadow_abandoned);
-            break;
-        }
-    }
-    st.rec.request_body_bytes = st.replay_body.size();
-    if (st.body_buffered) {
-        // Sent whole from now on: a length says where it ends.
-        st.head.headers.set("content-length", std::to_string(st.replay_body.size()));
-    }
-    co_return true;
 }
 
 // --- mirror: copies to mirror clusters, fire and forget --------------------------------------
+// Sent once the whole body is known: before the first attempt for a request without one, after
+// the first attempt has sent the body otherwise.
 asio::awaitable<void> mirror(RequestState& st) {
     const snapshot::Route* r = st.route;
-    if (!r || !st.config->routes || r->mirrors.empty() || st.websocket) co_return;
+    if (st.mirrored || !r || !st.config->routes || r->mirrors.empty() || st.websocket) co_return;
+    if (st.request_has_body && st.keep_copy && !st.body_complete) co_return;  // not yet
+    st.mirrored = true;
     for (const snapshot::Mirror& m : r->mirrors) {
         if (!chance(m.percent, st.ctx.telemetry.rng())) continue;
         const snapshot::Cluster* mc = st.config->routes->cluster(m.cluster);
@@ -579,14 +578,15 @@ asio::awaitable<ProxyError> send_request(RequestState& st, http::ClientStream& u
         co_return ec ? upstream_send_error(ec) : ProxyError::none;
     }
     if (error_code ec = co_await up.send_head(head, false)) co_return upstream_send_error(ec);
-    if (st.body_buffered) {
+    // A retry: the copy of what the client has sent so far goes first (all of it when the body
+    // has ended), then the rest as it comes.
+    if (st.body_complete) {
         if (error_code ec = co_await up.send_body(st.replay_body, !st.request_trailers)) co_return upstream_send_error(ec);
         if (st.request_trailers) {
             if (error_code ec = co_await up.send_trailers(*st.request_trailers)) co_return upstream_send_error(ec);
         }
         co_return ProxyError::none;
     }
-    // Streamed: what was read while trying to hold it goes first, then the rest as it comes.
     if (!st.replay_body.empty()) {
         if (error_code ec = co_await up.send_body(st.replay_body, false)) co_return upstream_send_error(ec);
     }
@@ -595,11 +595,16 @@ asio::awaitable<ProxyError> send_request(RequestState& st, http::ClientStream& u
         switch (part.kind) {
             case http::BodyPart::Kind::error: co_return st.body_failure(part);
             case http::BodyPart::Kind::data: {
+                // Each part is copied (while the copy is kept) before it goes: a failure of this
+                // attempt leaves every byte the client sent for the next one.
                 st.rec.request_body_bytes += part.data.size();
+                st.copy_body(part.data);
                 if (error_code ec = co_await up.send_body(part.data, false)) co_return early_or_reset(up);
                 break;
             }
             case http::BodyPart::Kind::end: {
+                if (part.trailers) st.request_trailers = *part.trailers;
+                st.body_complete = st.keep_copy;
                 error_code ec = part.trailers ? co_await up.send_trailers(*part.trailers) : co_await up.send_body({}, true);
                 co_return ec ? early_or_reset(up) : ProxyError::none;
             }
@@ -728,10 +733,12 @@ asio::awaitable<void> forward(RequestState& st) {
     const Limits& limits = st.limits;
     const snapshot::Route* route = st.route;
     // Retries (the route's policy, Istio's default when it has none): for requests without a body
-    // or with one held whole, which can be sent again. Each retry waits a jittered exponential
-    // backoff from 25 ms and goes to the cluster's next endpoint when it has another.
+    // or whose body's copy is still kept (replayable: checked at each decision, as the copy may be
+    // dropped while the body streams). Each retry waits a jittered exponential backoff from 25 ms
+    // and goes to the cluster's next endpoint when it has another.
     const snapshot::RetryPolicy* retry =
-        route && st.config->routes && st.routed && !st.target->cluster.empty() && st.replayable() ? &route->retries : nullptr;
+        route && st.config->routes && st.routed && !st.target->cluster.empty() ? &route->retries
+                                                                               : nullptr;
     uint32_t retries_left = retry ? retry->attempts : 0;
     uint32_t retries_done = 0;
     if (route && route->timeout) {
@@ -760,7 +767,8 @@ asio::awaitable<void> forward(RequestState& st) {
     // May this outcome be retried? The policy must cover it and the cluster's retries in flight
     // stay within the retry budget (20% of its active requests, at least 3) and maxRetries.
     auto admit_retry = [&](const AttemptOutcome& o) -> bool {
-        if (!retry || retries_left == 0 || !retry_covers(*retry, o)) return false;
+        if (!retry || retries_left == 0 || !st.replayable() || !retry_covers(*retry, o))
+            return false;
         retry_slot.release();  // the previous retry's attempt is over
         if (ClusterState* cs = st.breaker_state) {
             const uint32_t active = cs->requests.load(std::memory_order_relaxed) + cs->pending.load(std::memory_order_relaxed);
@@ -889,6 +897,8 @@ asio::awaitable<void> forward(RequestState& st) {
             co_return;
         }
         st.rec.upstream_sent = st.tcfg.steady_clock();
+        // The body is whole now, when a copy was kept for mirrors (no coroutine for routes without).
+        if (!st.mirrored && route && !route->mirrors.empty()) co_await mirror(st);
 
         http::ResponseHead res;
         if (error_code ec = co_await up->read_head(res, header_wait())) {
@@ -956,7 +966,7 @@ asio::awaitable<void> serve_request(http::ServerStream& down, Downstream& info, 
     finisher.armed = true;
     if (st.outbound ? !co_await route(st) : !co_await authorize(st)) co_return;
     rewrite(st);
-    if (!co_await buffer_body(st)) co_return;
+    plan_body_copy(st);
     co_await mirror(st);
     if (!co_await admit(st)) co_return;
     co_await forward(st);

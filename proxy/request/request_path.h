@@ -8,8 +8,9 @@
 //   answer      (outbound) direct response, redirect, or no route
 //   authorize   (inbound) AuthorizationPolicy, XFCC
 //   rewrite     rewrite.uri/authority, header operations, hop-by-hop, protocol hand-over
-//   buffer      a body a retry or a mirror may send again (bounded)
-//   mirror      copies to mirror clusters
+//   copy        whether the body streamed to the first attempt is also copied for a retry or a
+//               mirror (up to 1 MiB, past it dropped: no retry)
+//   mirror      copies to mirror clusters (after the first attempt has the whole body)
 //   admit       circuit breakers (requests, pending)
 //   forward     attempts with retries, per-try and route timeouts, outlier detection
 //   respond     response header operations, body and trailers streamed back

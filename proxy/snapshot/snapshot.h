@@ -41,7 +41,8 @@ struct ConnectionLimits {
     uint32_t http2_max_requests = 4294967295u;
     uint32_t max_requests_per_connection = 0;  // 0 = unlimited
     uint32_t max_retries = 4294967295u;
-    std::optional<Millis> idle_timeout;
+    std::optional<Millis> idle_timeout;      // connectionPool.http.idleTimeout
+    std::optional<Millis> tcp_idle_timeout;  // connectionPool.tcp.idleTimeout (TCP proxy; 1 h if unset)
     // connectionPool.http.h2UpgradePolicy ("", DEFAULT, DO_NOT_UPGRADE, UPGRADE) and
     // useClientProtocol: which protocol HTTP/1.1 requests take to this cluster.
     std::string h2_upgrade_policy;

@@ -75,6 +75,7 @@ json::value cluster_json(const Cluster& c) {
                         {"max_requests_per_connection", l.max_requests_per_connection},
                         {"max_retries", l.max_retries}};
     if (l.idle_timeout) limits["idle_timeout_ms"] = l.idle_timeout->count();
+    if (l.tcp_idle_timeout) limits["tcp_idle_timeout_ms"] = l.tcp_idle_timeout->count();
     if (!l.h2_upgrade_policy.empty()) limits["h2_upgrade_policy"] = l.h2_upgrade_policy;
     if (l.use_client_protocol) limits["use_client_protocol"] = true;
     o["limits"] = std::move(limits);
@@ -334,6 +335,7 @@ Cluster read_cluster(const json::value& v, const std::string& path) {
         l.read("max_requests_per_connection", c.limits.max_requests_per_connection);
         l.read("max_retries", c.limits.max_retries);
         l.read("idle_timeout_ms", c.limits.idle_timeout);
+        l.read("tcp_idle_timeout_ms", c.limits.tcp_idle_timeout);
         l.read("h2_upgrade_policy", c.limits.h2_upgrade_policy);
         l.read("use_client_protocol", c.limits.use_client_protocol);
     }

@@ -32,7 +32,8 @@ boost::asio::ip::tcp::socket& socket_of(Stream& s) {
 // sidecar reads the FIN as the end of this direction).
 template <class From, class To>
 boost::asio::awaitable<void> copy_one_way(From& from, To& to, std::span<char> buf, bool& activity,
-                                          std::atomic<uint64_t>* counted) {
+                                          std::atomic<uint64_t>* counted,
+                                          std::atomic<uint64_t>* also) {
     namespace asio = boost::asio;
     constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
     for (;;) {
@@ -42,6 +43,7 @@ boost::asio::awaitable<void> copy_one_way(From& from, To& to, std::span<char> bu
             auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), nothrow);
             if (wec) break;
             if (counted) counted->fetch_add(n, std::memory_order_relaxed);
+            if (also) also->fetch_add(n, std::memory_order_relaxed);
         }
         if (ec) break;
     }
@@ -70,17 +72,21 @@ namespace remora::proxy {
 
 // Both directions until both have ended, or `idle` passes without a byte; true when the idle
 // timeout closed it. `received` counts bytes from `down`, `sent` bytes to it (Istio's
-// istio_tcp_received/sent_bytes_total); either may be null.
+// istio_tcp_received/sent_bytes_total), and `received_also`/`sent_also` count them again (the
+// connection's access-log line); any may be null.
 template <class Down, class Up>
 boost::asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::duration idle,
-                                    std::atomic<uint64_t>* received, std::atomic<uint64_t>* sent) {
+                                    std::atomic<uint64_t>* received, std::atomic<uint64_t>* sent,
+                                    std::atomic<uint64_t>* received_also = nullptr,
+                                    std::atomic<uint64_t>* sent_also = nullptr) {
     using namespace boost::asio::experimental::awaitable_operators;
     auto storage = std::make_unique<char[]>(2 * kRelayChunk);
     std::span<char> to_up(storage.get(), kRelayChunk), to_down(storage.get() + kRelayChunk, kRelayChunk);
     bool activity = true;
-    auto r = co_await ((splice_detail::copy_one_way(down, up, to_up, activity, received) &&
-                        splice_detail::copy_one_way(up, down, to_down, activity, sent)) ||
-                       splice_detail::idle_watchdog(idle, activity, down, up));
+    auto r = co_await (
+        (splice_detail::copy_one_way(down, up, to_up, activity, received, received_also) &&
+         splice_detail::copy_one_way(up, down, to_down, activity, sent, sent_also)) ||
+        splice_detail::idle_watchdog(idle, activity, down, up));
     co_return r.index() == 1;
 }
 

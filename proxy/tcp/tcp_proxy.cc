@@ -62,11 +62,66 @@ namespace {
 
 using splice_detail::socket_of;
 
-// Both directions; true when the idle timeout closed the connection.
+// The connection's access-log line (Envoy's tcp_proxy access log), written when the connection
+// ends, whichever way it ends. The byte counts are kept apart from the metric series, which
+// exist only while metrics are on.
+struct TcpLog {
+    WorkerTelemetry& telemetry;
+    TcpRecord rec;
+    std::atomic<uint64_t> received{0}, sent{0};
+    TcpLog(WorkerTelemetry& t, const Downstream& info, bool outbound) : telemetry(t) {
+        telemetry.begin(rec);
+        rec.outbound = outbound;
+        rec.downstream_remote = info.remote;
+        // Where the client connected, as Envoy's original-destination listeners report it.
+        rec.downstream_local = info.original_dst ? endpoint_text(*info.original_dst) : info.local;
+        rec.sni = info.sni;
+        if (info.peer_identity) rec.peer_principal = *info.peer_identity;
+    }
+    TcpLog(const TcpLog&) = delete;
+    TcpLog& operator=(const TcpLog&) = delete;
+    ~TcpLog() {
+        rec.bytes_received = received.load(std::memory_order_relaxed);
+        rec.bytes_sent = sent.load(std::memory_order_relaxed);
+        telemetry.finish(rec);
+    }
+    // `n` bytes from the downstream (or to it) written outside splice (detection's prefix, the
+    // bytes that followed the metadata exchange).
+    void count_received(TcpSeries* series, size_t n) {
+        received.fetch_add(n, std::memory_order_relaxed);
+        if (series) series->received.fetch_add(n, std::memory_order_relaxed);
+    }
+    void count_sent(TcpSeries* series, size_t n) {
+        sent.fetch_add(n, std::memory_order_relaxed);
+        if (series) series->sent.fetch_add(n, std::memory_order_relaxed);
+    }
+    void upstream(const std::string& cluster, const tcp::endpoint& host) {
+        rec.upstream_cluster = cluster;
+        rec.upstream_host = endpoint_text(host);
+    }
+    void upstream_local(const tcp::socket& s) {
+        boost::system::error_code ec;
+        tcp::endpoint local = s.local_endpoint(ec);
+        if (!ec) rec.upstream_local = endpoint_text(local);
+    }
+};
+
+// Envoy's words for a failed connect (UPSTREAM_TRANSPORT_FAILURE_REASON).
+std::string connect_failure_reason(const boost::system::error_code& ec, bool timed_out) {
+    if (timed_out) return "connect timeout";
+    return "delayed connect error: " + std::to_string(ec.value());
+}
+
+// Both directions, counted in the metric series and the access-log line; true when the idle
+// timeout closed the connection (said in the line's termination details).
 template <class Down, class Up>
-asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::duration idle, TcpSeries* series) {
-    co_return co_await remora::proxy::splice(down, up, idle, series ? &series->received : nullptr,
-                                             series ? &series->sent : nullptr);
+asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_clock::duration idle,
+                             TcpSeries* series, TcpLog& log) {
+    const bool idled =
+        co_await remora::proxy::splice(down, up, idle, series ? &series->received : nullptr,
+                                       series ? &series->sent : nullptr, &log.received, &log.sent);
+    if (idled) log.rec.termination_details = "tcp_session_idle_timeout";
+    co_return idled;
 }
 
 // Reads the peer's preamble; bytes that came after it are left in `extra`.
@@ -125,7 +180,11 @@ struct SourceOnly final : RequestView {
 };
 
 std::chrono::steady_clock::duration tcp_idle_timeout(const snapshot::Cluster* cluster) {
-    if (cluster && cluster->limits.idle_timeout) return *cluster->limits.idle_timeout;
+    if (cluster && cluster->limits.tcp_idle_timeout) {
+        // 0s turns the timeout off, as in Envoy (a decade stands for never).
+        if (cluster->limits.tcp_idle_timeout->count() == 0) return std::chrono::hours(24 * 365 * 10);
+        return *cluster->limits.tcp_idle_timeout;
+    }
     return kDefaultTcpIdleTimeout;
 }
 
@@ -150,7 +209,7 @@ struct TcpAuthzRequest final : authz::Request {
 
 // AuthorizationPolicy on an inbound TCP connection: true when it may go on. Istio's rules for
 // TCP: a rule that needs an HTTP attribute never matches in ALLOW and always in DENY.
-bool authorize_tcp(const Downstream& info, WorkerContext& ctx) {
+bool authorize_tcp(const Downstream& info, WorkerContext& ctx, TcpLog& log) {
     const authz::Engine* engine = info.config->authz.get();
     if (!engine) return true;
     TcpAuthzRequest req;
@@ -171,6 +230,10 @@ bool authorize_tcp(const Downstream& info, WorkerContext& ctx) {
     if (verdict.decision == authz::Decision::deny) {
         ctx.stats.inc(Counter::rbac_denied);
         ctx.stats.inc(Counter::downstream_cx_tcp_rbac_denied);
+        // Envoy's network RBAC filter's words; "none" when no ALLOW policy matched.
+        log.rec.termination_details =
+            "rbac_access_denied_matched_policy[" +
+            (verdict.policy.empty() ? std::string("none") : std::string(verdict.policy)) + "]";
         ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " TCP connection denied by " +
                 (verdict.policy.empty() ? std::string("default (no ALLOW policy matched)")
                                         : std::string(verdict.policy) + " rule " + std::to_string(verdict.rule)) +
@@ -187,6 +250,7 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
     ctx.stats.inc(Counter::downstream_cx_tcp);
     const TelemetryConfig& tcfg = ctx.telemetry.config();
     const Limits& limits = info.config->limits;
+    TcpLog log(ctx.telemetry, info, false);
     PeerExchange mx;
     if (peer_exchange) {
         auto got = co_await read_peer_exchange(down, prefix, limits.request_header_timeout);
@@ -197,7 +261,7 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
         }
         mx = std::move(*got);
     }
-    if (!authorize_tcp(info, ctx)) co_return;
+    if (!authorize_tcp(info, ctx, log)) co_return;
 
     const tcp::endpoint app = info.config->app ? *info.config->app
                                                : tcp::endpoint(asio::ip::address_v4::loopback(),
@@ -207,14 +271,20 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
     connect_deadline.expires_after(limits.connect_timeout);
     auto result = co_await (up.async_connect(app, use_nothrow) || connect_deadline.async_wait(use_nothrow));
     ctx.stats.inc(Counter::upstream_cx_total);
+    log.upstream("inbound|" + std::to_string(app.port()) + "||", app);
     if (result.index() != 0 || std::get<0>(std::get<0>(result))) {
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
+        log.rec.flags = "UF";
+        log.rec.transport_failure = connect_failure_reason(
+            result.index() == 0 ? std::get<0>(std::get<0>(result)) : boost::system::error_code(),
+            result.index() != 0);
         ctx.log("conn=" + std::to_string(info.id) + " inbound TCP to the app at " + endpoint_text(app) +
                 " failed to connect (UF)");
         co_return;
     }
     boost::system::error_code ec;
     up.set_option(tcp::no_delay(true), ec);
+    log.upstream_local(up);
 
     MetricLabels labels;
     labels[Label::reporter] = "destination";
@@ -248,9 +318,10 @@ asio::awaitable<void> serve_inbound_tcp(Down& down, std::string prefix, bool pee
     if (!prefix.empty()) {
         auto [wec, wn] = co_await asio::async_write(up, asio::buffer(prefix), use_nothrow);
         if (wec) co_return;
-        if (series) series->received.fetch_add(prefix.size(), std::memory_order_relaxed);
+        log.count_received(series, prefix.size());
     }
-    if (co_await splice(down, up, kDefaultTcpIdleTimeout, series)) ctx.stats.inc(Counter::tcp_idle_timeout);
+    if (co_await splice(down, up, kDefaultTcpIdleTimeout, series, log))
+        ctx.stats.inc(Counter::tcp_idle_timeout);
 }
 
 }  // namespace
@@ -269,8 +340,9 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     const ProxyConfig& cfg = *info.config;
     const TelemetryConfig& tcfg = ctx.telemetry.config();
     const tcp::endpoint dst = *info.original_dst;
+    TcpLog log(ctx.telemetry, info, true);
     ConnectionSlot slot{ctx.balancer, nullptr, 0, {}};
-    UpstreamTarget target;
+    const UpstreamTarget* target = nullptr;
     if (cfg.routes) {
         const snapshot::VirtualHost* vh = cfg.routes->find_address(dst);
         // TLS the app originated: the first tls[] route whose sniHosts name the ClientHello's
@@ -290,6 +362,7 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
         const snapshot::Cluster* cluster = wc ? cfg.routes->cluster(wc->cluster) : nullptr;
         if (!cluster) {
             ctx.stats.inc(Counter::rq_flag_nr);
+            log.rec.flags = "NR";
             ctx.log("conn=" + std::to_string(info.id) + " TCP to " + endpoint_text(dst) + ": no route (NR)");
             co_return;
         }
@@ -298,34 +371,40 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
         const std::optional<size_t> i = ctx.balancer.pick(*cluster, cfg.routes->ring(*cluster), &view,
                                                           ctx.telemetry.rng(), std::nullopt,
                                                           &cfg.routes->health(*cluster));
-        if (!i) {
+        log.rec.upstream_cluster = cluster->name;
+        if (i) target = &cfg.routes->target(*cluster, *i);
+        if (!i || target->key.empty()) {
             ctx.stats.inc(Counter::rq_flag_uh);
+            log.rec.flags = "UH";
             ctx.log("conn=" + std::to_string(info.id) + " TCP to " + cluster->name + ": no healthy upstream (UH)");
             co_return;
         }
         ClusterState& st = cfg.routes->state(*cluster);
         if (!take_below(st.connections, cluster->limits.max_connections)) {
             ctx.stats.inc(Counter::rq_flag_uo);
+            log.rec.flags = "UO";
             ctx.log("conn=" + std::to_string(info.id) + " TCP to " + cluster->name + ": circuit breaker open (UO)");
             co_return;
         }
         slot.breaker.counter = &st.connections;
-        target = target_for(*cluster, *i);
         slot.cluster = cluster;
         slot.index = *i;
         ctx.balancer.started(*cluster, *i);
     } else {
         if (!cfg.upstream) {
             ctx.stats.inc(Counter::rq_flag_nr);
+            log.rec.flags = "NR";
             co_return;
         }
-        target = *cfg.upstream;
+        target = &*cfg.upstream;
     }
+    log.upstream(target->cluster, target->address);
 
-    std::unique_ptr<UpstreamConn> conn =
-        co_await connect_upstream(target, cfg.limits, info.id, ctx, target.mtls ? kAlpnTcp : std::string_view());
+    std::unique_ptr<UpstreamConn> conn = co_await connect_upstream(
+        *target, cfg.limits, info.id, ctx, target->mtls ? kAlpnTcp : std::string_view());
     if (!conn) {
         ctx.stats.inc(Counter::rq_flag_uf);
+        log.rec.flags = "UF";
         if (slot.cluster) cfg.routes->health(*slot.cluster).report(slot.index, 503);
         co_return;  // the app sees its connection closed, as Envoy's tcp_proxy does on UF
     }
@@ -334,9 +413,11 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     MetricLabels labels;
     labels[Label::reporter] = "source";
     fill_workload(labels, true, tcfg.self);
-    if (!target.service_host.empty()) labels[Label::destination_service] = target.service_host;
-    if (!target.service_name.empty()) labels[Label::destination_service_name] = target.service_name;
-    if (!target.service_ns.empty()) labels[Label::destination_service_namespace] = target.service_ns;
+    if (!target->service_host.empty()) labels[Label::destination_service] = target->service_host;
+    if (!target->service_name.empty())
+        labels[Label::destination_service_name] = target->service_name;
+    if (!target->service_ns.empty())
+        labels[Label::destination_service_namespace] = target->service_ns;
     labels[Label::request_protocol] = "tcp";
     labels[Label::response_flags] = "-";
     labels[Label::connection_security_policy] = "unknown";
@@ -345,10 +426,14 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
     PlainStream app(std::move(down));
     if (auto* tls = std::get_if<TlsStream>(&conn->stream)) {
         beast::get_lowest_layer(*tls).expires_never();  // the connect deadline ends here
+        log.upstream_local(socket_of(*tls));
+        if (target->expected_identity)
+            log.rec.peer_principal = *target->expected_identity;  // verified
         const bool mx = negotiated_alpn(tls->native_handle()) == kAlpnPeerExchange;
         labels[Label::source_principal] = conn->tls ? conn->tls->id.str() : "unknown";
-        labels[Label::destination_principal] = target.expected_identity.value_or("unknown");
-        std::string first = mx ? peer_exchange_preamble(tcfg.peer_metadata, target.service_host) : std::string();
+        labels[Label::destination_principal] = target->expected_identity.value_or("unknown");
+        std::string first =
+            mx ? peer_exchange_preamble(tcfg.peer_metadata, target->service_host) : std::string();
         first += prefix;
         if (!first.empty()) {
             auto [wec, wn] = co_await asio::async_write(*tls, asio::buffer(first), use_nothrow);
@@ -359,7 +444,8 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
             auto got = co_await read_peer_exchange(*tls, extra, cfg.limits.connect_timeout);
             if (!got) {
                 ctx.stats.inc(Counter::downstream_cx_peer_exchange_failed);
-                ctx.log("conn=" + std::to_string(info.id) + " TCP to " + endpoint_text(target.address) +
+                ctx.log("conn=" + std::to_string(info.id) + " TCP to " +
+                        endpoint_text(target->address) +
                         ": the peer sidecar closed it before its metadata exchange (refused by its "
                         "AuthorizationPolicy, or no app on the port?)");
                 co_return;
@@ -368,39 +454,48 @@ asio::awaitable<void> outbound_tcp(tcp::socket down, std::string prefix, Downstr
         }
         TcpSeries* series = open_series(ctx, labels);
         SeriesClose closer{series};
-        if (series) series->received.fetch_add(prefix.size(), std::memory_order_relaxed);
+        log.count_received(series, prefix.size());
         if (!extra.empty()) {
             auto [wec, wn] = co_await asio::async_write(app, asio::buffer(extra), use_nothrow);
             if (wec) co_return;
-            if (series) series->sent.fetch_add(extra.size(), std::memory_order_relaxed);
+            log.count_sent(series, extra.size());
         }
-        if (co_await splice(app, *tls, idle, series)) ctx.stats.inc(Counter::tcp_idle_timeout);
+        if (co_await splice(app, *tls, idle, series, log)) ctx.stats.inc(Counter::tcp_idle_timeout);
     } else if (auto* plain = std::get_if<PlainStream>(&conn->stream)) {
         plain->expires_never();
+        log.upstream_local(socket_of(*plain));
         TcpSeries* series = open_series(ctx, labels);
         SeriesClose closer{series};
         if (!prefix.empty()) {
             auto [wec, wn] = co_await asio::async_write(*plain, asio::buffer(prefix), use_nothrow);
             if (wec) co_return;
-            if (series) series->received.fetch_add(prefix.size(), std::memory_order_relaxed);
+            log.count_received(series, prefix.size());
         }
-        if (co_await splice(app, *plain, idle, series)) ctx.stats.inc(Counter::tcp_idle_timeout);
+        if (co_await splice(app, *plain, idle, series, log))
+            ctx.stats.inc(Counter::tcp_idle_timeout);
     }
 }
 
 asio::awaitable<void> passthrough(tcp::socket down, std::string prefix, Downstream& info, WorkerContext& ctx) {
     ctx.stats.inc(Counter::downstream_cx_passthrough);
     const tcp::endpoint dst = *info.original_dst;
+    TcpLog log(ctx.telemetry, info, true);
+    log.upstream("PassthroughCluster", dst);
     tcp::socket up(down.get_executor());
     asio::steady_timer connect_deadline(down.get_executor());
     connect_deadline.expires_after(info.config->limits.connect_timeout);
     auto result = co_await (up.async_connect(dst, use_nothrow) || connect_deadline.async_wait(use_nothrow));
     if (result.index() != 0 || std::get<0>(std::get<0>(result))) {
         ctx.stats.inc(Counter::upstream_cx_connect_fail);
+        log.rec.flags = "UF";
+        log.rec.transport_failure = connect_failure_reason(
+            result.index() == 0 ? std::get<0>(std::get<0>(result)) : boost::system::error_code(),
+            result.index() != 0);
         ctx.log("conn=" + std::to_string(info.id) + " passthrough to " + endpoint_text(dst) +
                 " failed to connect");
         co_return;
     }
+    log.upstream_local(up);
     TcpSeries* series = nullptr;
     if (ctx.telemetry.config().metrics) {
         series = ctx.telemetry.metrics().tcp_series(passthrough_labels(endpoint_text(dst), ctx.telemetry.config()));
@@ -410,9 +505,9 @@ asio::awaitable<void> passthrough(tcp::socket down, std::string prefix, Downstre
     if (!prefix.empty()) {
         auto [wec, wn] = co_await asio::async_write(up, asio::buffer(prefix), use_nothrow);
         if (wec) co_return;
-        if (series) series->received.fetch_add(prefix.size(), std::memory_order_relaxed);
+        log.count_received(series, prefix.size());
     }
-    if (co_await splice(down, up, info.config->limits.stream_idle_timeout, series)) {
+    if (co_await splice(down, up, info.config->limits.stream_idle_timeout, series, log)) {
         ctx.stats.inc(Counter::tcp_idle_timeout);
     }
 }

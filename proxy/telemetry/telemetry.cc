@@ -167,6 +167,62 @@ std::string format_access_log(const RequestRecord& r, const TelemetryConfig& c) 
     return out;
 }
 
+std::string format_access_log(const TcpRecord& r, const TelemetryConfig& c) {
+    const auto duration = static_cast<int64_t>(ms_between(r.start, r.end));
+    const std::string start = format_start_time(r.start_wall);
+    const char* reporter = r.outbound ? "source" : "destination";
+    if (c.access_log_encoding == AccessLogEncoding::json) {
+        boost::json::object o;
+        auto str = [&](const char* k, const std::string& v) {
+            if (v.empty())
+                o[k] = nullptr;
+            else
+                o[k] = v;
+        };
+        o["start_time"] = start;
+        o["method"] = nullptr;
+        o["path"] = nullptr;
+        o["protocol"] = nullptr;
+        o["response_code"] = 0;
+        o["response_flags"] = std::string(r.flags);
+        o["response_code_details"] = nullptr;
+        str("connection_termination_details", r.termination_details);
+        str("upstream_transport_failure_reason", r.transport_failure);
+        o["bytes_received"] = r.bytes_received;
+        o["bytes_sent"] = r.bytes_sent;
+        o["duration"] = duration;
+        o["upstream_service_time"] = nullptr;
+        o["x_forwarded_for"] = nullptr;
+        o["user_agent"] = nullptr;
+        o["request_id"] = nullptr;
+        o["authority"] = nullptr;
+        str("upstream_host", r.upstream_host);
+        str("upstream_cluster", r.upstream_cluster);
+        str("upstream_local_address", r.upstream_local);
+        str("downstream_local_address", r.downstream_local);
+        str("downstream_remote_address", r.downstream_remote);
+        str("requested_server_name", r.sni);
+        o["route_name"] = nullptr;
+        str("downstream_peer_uri_san", r.peer_principal);
+        o["reporter"] = reporter;
+        str("workload", c.self.name + "." + c.self.ns);
+        return boost::json::serialize(o) + "\n";
+    }
+    // Istio's default TEXT format, whose HTTP-only fields a TCP connection leaves "-" (and 0 for
+    // the response code), as Envoy writes them.
+    std::string out;
+    out.reserve(320);
+    out += '[' + start + "] \"- - -\" 0 " + std::string(r.flags) + " - " +
+           or_dash(r.termination_details) + " \"" + or_dash(r.transport_failure) + "\" ";
+    out += std::to_string(r.bytes_received) + ' ' + std::to_string(r.bytes_sent) + ' ' +
+           std::to_string(duration) + " - ";
+    out += "\"-\" \"-\" \"-\" \"-\" \"" + or_dash(r.upstream_host) + "\" " +
+           or_dash(r.upstream_cluster) + ' ' + or_dash(r.upstream_local) + ' ' +
+           or_dash(r.downstream_local) + ' ' + or_dash(r.downstream_remote) + ' ' + or_dash(r.sni) +
+           " - \"" + or_dash(r.peer_principal) + "\" " + reporter + "\n";
+    return out;
+}
+
 Span span_for(const RequestRecord& r, const TelemetryConfig& c) {
     Span s;
     s.trace_id = r.span->trace_id;
@@ -216,6 +272,17 @@ void WorkerTelemetry::begin(RequestRecord& r, const TraceHeaders& trace, std::st
     r.start = c.steady_clock();
     r.request_id = request_id.empty() ? new_request_id(rng_) : std::string(request_id);
     r.span = start_span(extract_trace(trace), c.sampling_percent, rng_);
+}
+
+void WorkerTelemetry::begin(TcpRecord& r) const {
+    r.start_wall = config_->wall_clock();
+    r.start = config_->steady_clock();
+}
+
+void WorkerTelemetry::finish(TcpRecord& r) const {
+    const TelemetryConfig& c = *config_;
+    r.end = c.steady_clock();
+    if (c.access_log) c.access_log->submit(format_access_log(r, c));
 }
 
 void WorkerTelemetry::finish(RequestRecord& r) {

@@ -63,6 +63,23 @@ struct RequestRecord {
     std::string grpc_status;             // grpc-status of the response, "" when none came
 };
 
+// One opaque TCP connection (tcp_proxy: outbound, inbound, passthrough), logged when it closes as
+// Envoy's tcp_proxy access log does. Filled by proxy/tcp/ as the connection goes.
+struct TcpRecord {
+    bool outbound = true;
+    std::chrono::system_clock::time_point start_wall;
+    std::chrono::steady_clock::time_point start, end;
+    std::string_view flags = "-";     // UF, UH, UO, NR; "-" when none
+    std::string termination_details;  // CONNECTION_TERMINATION_DETAILS (RBAC, idle timeout)
+    std::string transport_failure;    // UPSTREAM_TRANSPORT_FAILURE_REASON (connect, TLS)
+    uint64_t bytes_received = 0;      // from the downstream
+    uint64_t bytes_sent = 0;          // to the downstream
+    std::string upstream_host, upstream_cluster, upstream_local;
+    std::string downstream_local, downstream_remote;
+    std::string sni;             // REQUESTED_SERVER_NAME
+    std::string peer_principal;  // the other side's SPIFFE ID, when proven by mTLS
+};
+
 class WorkerTelemetry {
 public:
     WorkerTelemetry(std::shared_ptr<const TelemetryConfig> config, uint64_t seed)
@@ -76,8 +93,11 @@ public:
     // The span for this hop and the request id (kept when the caller sent one).
     void begin(RequestRecord& r, const TraceHeaders& trace, std::string_view request_id);
     void finish(RequestRecord& r);
+    // A TCP connection's start (clocks) and its end: the access-log line when logs are on.
+    void begin(TcpRecord& r) const;
+    void finish(TcpRecord& r) const;
 
-private:
+  private:
     std::shared_ptr<const TelemetryConfig> config_;
     std::mt19937_64 rng_;
     WorkerMetrics metrics_;
@@ -90,6 +110,9 @@ void fill_workload(BasicMetricLabels<S>& l, bool source, const WorkloadInfo& w);
 // A TCP connection passed through to a destination outside the mesh (Istio's PassthroughCluster).
 MetricLabels passthrough_labels(const std::string& destination, const TelemetryConfig& c);
 std::string format_access_log(const RequestRecord& r, const TelemetryConfig& c);
+// Istio's default access-log format as Envoy fills it for a TCP connection ("- - -" 0 …), then
+// the peer identity and the reporter; or JSON with Istio's keys.
+std::string format_access_log(const TcpRecord& r, const TelemetryConfig& c);
 Span span_for(const RequestRecord& r, const TelemetryConfig& c);
 std::string format_start_time(std::chrono::system_clock::time_point t);  // 2026-11-21T10:00:00.123Z
 

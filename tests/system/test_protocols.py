@@ -3,7 +3,8 @@
 tcp- and on an undeclared port (detected), server-first exchanges, half-close, gRPC (unary and a
 10 MB server stream) with python3-grpcio on both sides, L4 AuthorizationPolicy, a VirtualService
 tcp route, Istio's TCP metrics with the metadata exchange's labels, a WebSocket upgrade, the app's
-own TLS routed by SNI (tls[] routes) and passed through a PERMISSIVE sidecar from outside the mesh.
+own TLS routed by SNI (tls[] routes) and passed through a PERMISSIVE sidecar from outside the mesh,
+TCP access-log lines (TEXT from the client's sidecar, JSON from the server's) with their flags.
 
     python3 tests/system/test_protocols.py --bin-dir BUILD_DIR [-k SUBSTRING] [--keep]
 
@@ -18,6 +19,7 @@ Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +31,9 @@ from test_mesh import APP_UID, ECHO_APP, describe, run_suite  # noqa: E402
 
 VIP = "198.19.0.40"
 OTHER_VIP = "198.19.0.41"
+CLOSED_VIP = "198.19.0.42"  # a plaintext endpoint (the outside pod) where nothing listens
+EMPTY_VIP = "198.19.0.43"  # a service without endpoints
+IDLE_VIP = "198.19.0.44"  # the banner app behind a 1 s TCP idle timeout
 GRPC_PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-grpcio
 
 SERVICES = """\
@@ -45,6 +50,7 @@ spec:
   - {{number: 2526, name: banner-undeclared}}
   - {{number: 2527, name: tcp-denied, protocol: TCP}}
   - {{number: 2528, name: tcp-routed, protocol: TCP}}
+  - {{number: 2529, name: tcp-no-app, protocol: TCP}}
   - {{number: 50051, name: grpc, protocol: GRPC}}
   - {{number: 8090, name: http-ws, protocol: HTTP}}
   - {{number: 8080, name: http-echo, protocol: HTTP}}
@@ -67,6 +73,52 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: closed, namespace: default}}
+spec:
+  hosts: [closed.default.svc.cluster.local]
+  addresses: [{closed_vip}]
+  ports:
+  - {{number: 2529, name: tcp-closed, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - address: {outside}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: empty, namespace: default}}
+spec:
+  hosts: [empty.default.svc.cluster.local]
+  addresses: [{empty_vip}]
+  ports:
+  - {{number: 2530, name: tcp-empty, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: nobody}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: idle, namespace: default}}
+spec:
+  hosts: [idle.default.svc.cluster.local]
+  addresses: [{idle_vip}]
+  ports:
+  - {{number: 2525, name: tcp-banner, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: idle, namespace: default}}
+spec:
+  host: idle.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp: {{idleTimeout: 1s}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -232,7 +284,10 @@ try:
         buf += b
     out["banner"] = buf.decode(errors="replace").strip()
     out["banner_seconds"] = time.monotonic() - t0
-    if buf:
+    if buf and a.get("hold"):
+        # Send nothing more: wait for the other side to close.
+        out["closed"] = s.recv(4096) == b""
+    elif buf:
         s.sendall(b"x" * a.get("send", 100000))
         s.shutdown(socket.SHUT_WR)
         rest = b""
@@ -262,8 +317,24 @@ def collect(it, ctx):
 def chat(it, ctx):
     for x in it:
         yield b"re:" + x
-calls = {"Flaky": 0, "NoRetry": 0}
+calls = {"Flaky": 0, "NoRetry": 0, "FlakyCollect": 0, "FlakyCollectSizes": []}
 lock = threading.Lock()
+def flaky_collect(it, ctx):
+    # Reads the whole request stream, then every other call fails with UNAVAILABLE. On its first
+    # message it leaves a marker the slow client waits for before it sends its last.
+    call_id = dict(ctx.invocation_metadata()).get("call-id", "-")
+    n = 0
+    for i, x in enumerate(it):
+        if i == 0 and len(sys.argv) > 2:
+            open("%s/first-%s" % (sys.argv[2], call_id), "a").close()
+        n += len(x)
+    with lock:
+        calls["FlakyCollect"] += 1
+        calls["FlakyCollectSizes"].append(n)
+        k = calls["FlakyCollect"]
+    if k % 2 == 1:
+        ctx.abort(grpc.StatusCode.UNAVAILABLE, "replica busy")
+    return str(n).encode()
 def flaky(name):
     # Every other call fails with UNAVAILABLE before any message: a trailers-only response.
     def call(req, ctx):
@@ -292,6 +363,7 @@ handlers = {
     "Denied": grpc.unary_unary_rpc_method_handler(denied),
     "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
     "Count": grpc.unary_unary_rpc_method_handler(count),
+    "FlakyCollect": grpc.stream_unary_rpc_method_handler(flaky_collect),
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Svc", handlers),))
@@ -430,6 +502,38 @@ else:
 
 # gRPC through the sidecars' L7 features: retries read from grpc-status, a fault abort with
 # grpcStatus, statuses counted per outcome.
+# A slow gRPC client stream (HTTP/2 from the app): three messages with pauses, to a method that
+# fails every other call after reading them all; the route retries on unavailable.
+GRPC_SLOW_CLIENT = r'''
+import json, os, sys, time
+import grpc
+a = json.loads(sys.argv[1])
+out = {"answers": [], "streamed": []}
+def slow(call):
+    for i in range(3):
+        if i:
+            time.sleep(a["pause"])
+        if i == 2:
+            # The last message waits until the app has the first (bounded: a proxy that held the
+            # body back would never deliver it before this one).
+            marker = "%s/first-%s" % (a["markers"], call)
+            deadline = time.monotonic() + 15
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            out["streamed"].append(os.path.exists(marker))
+        yield b"m" * a["size"]
+with grpc.insecure_channel(a["target"]) as ch:
+    grpc.channel_ready_future(ch).result(timeout=10)
+    for call in range(a["calls"]):
+        try:
+            md = (("call-id", "%s-%d" % (a["tag"], call)),)
+            out["answers"].append(ch.stream_unary("/test.Svc/FlakyCollect")(slow("%s-%d" % (a["tag"], call)), metadata=md, timeout=40).decode())
+        except grpc.RpcError as e:
+            out["answers"].append(e.code().name)
+    out["server_calls"] = json.loads(ch.unary_unary("/test.Svc/Count")(b"", timeout=10).decode())
+print(json.dumps(out))
+'''
+
 GRPC_L7_CLIENT = r'''
 import json, sys, time
 import grpc
@@ -646,7 +750,8 @@ def setup(m):
         c.add_pod(name)
     c.add_service("store", VIP)
     c.add_service("other", OTHER_VIP)
-    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, server=m.ip("server"))
+    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, closed_vip=CLOSED_VIP, empty_vip=EMPTY_VIP, idle_vip=IDLE_VIP, server=m.ip("server"),
+                               outside=m.ip("outside"))
     m.services = m.file("services.yaml", services)
     m.file("registry.yaml", services)
     m.policy = m.file("policy.yaml", POLICY)
@@ -657,6 +762,7 @@ def setup(m):
     ws_server = m.file("ws_server.py", WS_SERVER)
     m.ws_client = m.file("ws_client.py", WS_CLIENT)
     m.grpc_l7_client = m.file("grpc_l7_client.py", GRPC_L7_CLIENT)
+    m.grpc_slow_client = m.file("grpc_slow_client.py", GRPC_SLOW_CLIENT)
     m.h1_client = m.file("h1_client.py", H1_CLIENT)
     m.raw_client = m.file("raw_client.py", RAW_CLIENT)
     m.h2_attacks = m.file("h2_attacks.py", H2_ATTACKS)
@@ -694,7 +800,10 @@ def setup(m):
                                    log_path=os.path.join(m.tmp, f"redis-{port}.log"))))
     apps.append((2525, c.spawn("server", ["python3", banner, "2525", "2526", "2527"], user=(APP_UID, APP_UID),
                                log_path=os.path.join(m.tmp, "banner.log"))))
-    apps.append((50051, c.spawn("server", [GRPC_PYTHON, grpc_server, "50051"], user=(APP_UID, APP_UID),
+    m.markers = os.path.join(m.tmp, "markers")
+    os.makedirs(m.markers, exist_ok=True)
+    os.chmod(m.markers, 0o777)
+    apps.append((50051, c.spawn("server", [GRPC_PYTHON, grpc_server, "50051", m.markers], user=(APP_UID, APP_UID),
                                 log_path=os.path.join(m.tmp, "grpc.log"))))
     apps.append((8090, c.spawn("server", ["python3", ws_server, "8090"], user=(APP_UID, APP_UID),
                                log_path=os.path.join(m.tmp, "ws.log"))))
@@ -706,12 +815,19 @@ def setup(m):
                                user=(APP_UID, APP_UID), log_path=os.path.join(m.tmp, "tls-app.log"))))
     for port, proc in apps:
         c.wait_port("node", m.ip("server"), port, timeout=20, proc=proc)
+    # Access logs: TEXT from the client's sidecar, JSON from the server's (the proxies run as
+    # their own user, so the files are made writable first).
+    m.access_log = {pod: os.path.join(m.tmp, f"access-{pod}.log") for pod in ("client", "server")}
+    for path in m.access_log.values():
+        open(path, "w").close()
+        os.chmod(path, 0o666)
     m.init("client")
     m.start_proxy("client", "client", ["--config", m.services, "--workload-name", "client",
-                                       "--labels", "app=client"])
+                                       "--labels", "app=client", "--access-log", m.access_log["client"]])
     m.init("server")
     m.start_proxy("server", "store", ["--config", m.policy, "--workload-name", "store",
-                                      "--labels", "app=store"])
+                                      "--labels", "app=store", "--access-log", m.access_log["server"],
+                                      "--access-log-encoding", "JSON"])
     for pod in ("client", "server"):
         m.wait_ready(pod)
 
@@ -1079,6 +1195,122 @@ def test_r_permissive_passes_app_tls_from_outside_the_mesh(m):
     check(got.startswith("app=B "), f"meshed client to 9444: {got!r}")
 
 
+def access_lines(m, pod, start, want, what):
+    """The access-log lines of `pod` after byte offset `start` that `want(line)` accepts; waits
+    (bounded) for the writer thread to write one."""
+    deadline = time.monotonic() + 15
+    while True:
+        with open(m.access_log[pod], encoding="utf-8") as f:
+            f.seek(start)
+            lines = [line.rstrip("\n") for line in f if line.strip()]
+        found = [line for line in lines if want(line)]
+        if found or time.monotonic() > deadline:
+            check(found, f"no access-log line in {pod} for {what}", "\n".join(lines[-20:]))
+            return found
+
+
+# Istio's TEXT format for a TCP connection, then Remora's peer identity and reporter.
+TCP_LINE = re.compile(
+    r'^\[(?P<start>[^\]]+)\] "- - -" 0 (?P<flags>\S+) - (?P<termination>\S+) "(?P<failure>[^"]*)" '
+    r'(?P<received>\d+) (?P<sent>\d+) (?P<duration>\d+) - "-" "-" "-" "-" "(?P<upstream_host>[^"]*)" '
+    r'(?P<cluster>\S+) (?P<upstream_local>\S+) (?P<downstream_local>\S+) (?P<downstream_remote>\S+) '
+    r'(?P<sni>\S+) - "(?P<peer>[^"]*)" (?P<reporter>source|destination)$')
+
+
+def tcp_line(line):
+    got = TCP_LINE.match(line)
+    check(got, f"not a TCP access-log line: {line}")
+    return got.groupdict()
+
+
+def test_s_tcp_connections_write_access_log_lines(m):
+    m.involved = ["client", "server"]
+    start = {pod: os.path.getsize(m.access_log[pod]) for pod in ("client", "server")}
+    server_ip = m.ip("server")
+    # A TCP exchange with exact byte counts: 1000 bytes up, the banner and the answer down.
+    out = run_client(m, m.banner_client, {"host": "store", "port": 2525, "send": 1000})
+    check(out.get("answer") == "got 1000", "the banner exchange failed", json.dumps(out))
+    down = len("220 banner 2525\r\n") + len("got 1000\r\n")
+    text = access_lines(m, "client", start["client"], lambda l: f" {VIP}:2525 " in l, "the banner connection")
+    f = tcp_line(text[-1])
+    check(f["flags"] == "-" and f["received"] == "1000" and f["sent"] == str(down),
+          f"flags, bytes received/sent wrong (want -, 1000, {down}): {text[-1]}")
+    check(f["upstream_host"] == f"{server_ip}:2525" and
+          f["cluster"] == "outbound|2525||store.default.svc.cluster.local", f"upstream host or cluster: {text[-1]}")
+    check(f["upstream_local"].startswith(m.ip("client") + ":") and f["downstream_local"] == f"{VIP}:2525" and
+          f["downstream_remote"].startswith(m.ip("client") + ":"), f"addresses wrong: {text[-1]}")
+    check(f["peer"] == "spiffe://cluster.local/ns/default/sa/store" and f["reporter"] == "source",
+          f"peer or reporter wrong: {text[-1]}")
+    js = [json.loads(l) for l in access_lines(
+        m, "server", start["server"],
+        lambda l: f'"downstream_local_address":"{server_ip}:2525"' in l, "the inbound banner connection")]
+    j = js[-1]
+    check(j["response_code"] == 0 and j["method"] is None and j["response_flags"] == "-", f"inbound line: {j}")
+    check(j["bytes_received"] == 1000 and j["bytes_sent"] == down, f"inbound bytes: {j}")
+    check(j["upstream_cluster"] == "inbound|2525||" and j["reporter"] == "destination" and
+          j["downstream_peer_uri_san"] == CLIENT_SPIFFE, f"inbound cluster, reporter or peer: {j}")
+    # Redis: both sidecars count the same bytes.
+    check(redis(m, 6379, "SET", "logged", "yes") == "OK", "SET did not answer OK")
+    text = access_lines(m, "client", start["client"], lambda l: f" {VIP}:6379 " in l, "the redis connection")
+    f = tcp_line(text[-1])
+    j = access_lines(m, "server", start["server"],
+                     lambda l: f'"downstream_local_address":"{server_ip}:6379"' in l, "the inbound redis connection")
+    j = json.loads(j[-1])
+    check(int(f["received"]) > 0 and f["sent"] == "5", f"redis bytes on the client: {text[-1]}")  # "+OK\r\n"
+    check([j["bytes_received"], j["bytes_sent"]] == [int(f["received"]), int(f["sent"])],
+          f"the two sidecars disagree on the redis bytes: {text[-1]} / {j}")
+    # No app on the port: the server's sidecar cannot connect (UF, Envoy's reason).
+    run_client(m, m.banner_client, {"host": "store", "port": 2529, "send": 10})
+    j = json.loads(access_lines(m, "server", start["server"],
+                                lambda l: f'"downstream_local_address":"{server_ip}:2529"' in l, "port 2529")[-1])
+    check(j["response_flags"] == "UF" and j["upstream_transport_failure_reason"] == "delayed connect error: 111" and
+          j["upstream_cluster"] == "inbound|2529||", f"inbound connect failure: {j}")
+    # Denied by an L4 AuthorizationPolicy: Envoy's RBAC termination details.
+    run_client(m, m.banner_client, {"host": "store", "port": 2527, "send": 10})
+    j = json.loads(access_lines(m, "server", start["server"],
+                                lambda l: f'"downstream_local_address":"{server_ip}:2527"' in l, "port 2527")[-1])
+    check((j["connection_termination_details"] or "").startswith("rbac_access_denied_matched_policy[") and
+          "deny-2527" in j["connection_termination_details"] and j["upstream_host"] is None,
+          f"RBAC denial: {j}")
+    # A plaintext endpoint that refuses: the client's sidecar logs UF.
+    out = run_client(m, m.banner_client, {"host": CLOSED_VIP, "port": 2529, "send": 10})
+    check(not out.get("banner"), "a refused upstream gave a banner", json.dumps(out))
+    text = access_lines(m, "client", start["client"], lambda l: f" {CLOSED_VIP}:2529 " in l, "the refused connection")
+    f = tcp_line(text[-1])
+    check(f["flags"] == "UF" and f["upstream_host"] == f'{m.ip("outside")}:2529' and
+          (f["received"], f["sent"]) == ("0", "0"),
+          f"refused connection's line: {text[-1]}")
+    # Idle past the DestinationRule's tcp.idleTimeout: the sidecar closes it and says why.
+    out = run_client(m, m.banner_client, {"host": IDLE_VIP, "port": 2525, "hold": True, "timeout": 20})
+    check(out.get("closed") is True, "the idle connection was not closed by the sidecar", json.dumps(out))
+    text = access_lines(m, "client", start["client"], lambda l: f" {IDLE_VIP}:2525 " in l, "the idle connection")
+    f = tcp_line(text[-1])
+    check(f["termination"] == "tcp_session_idle_timeout" and f["sent"] == str(len("220 banner 2525\r\n")),
+          f"idle-timeout line: {text[-1]}")
+    # A service without endpoints: no healthy upstream (UH), its cluster named, no host.
+    run_client(m, m.banner_client, {"host": EMPTY_VIP, "port": 2530, "send": 10})
+    text = access_lines(m, "client", start["client"], lambda l: f" {EMPTY_VIP}:2530 " in l, "the service without endpoints")
+    f = tcp_line(text[-1])
+    check(f["flags"] == "UH" and f["upstream_host"] == "-" and
+          f["cluster"] == "outbound|2530||empty.default.svc.cluster.local", f"no endpoint's line: {text[-1]}")
+
+
+def test_t_slow_grpc_client_stream_is_retried_whole(m):
+    # HTTP/2 from the app: the request body (a client stream) streams to the first attempt while
+    # the sidecar keeps a copy; the retry after UNAVAILABLE resends every message.
+    m.involved = ["client", "server"]
+    before = m.stats("client").get("upstream_rq_retry", 0)
+    out = run_client(m, m.grpc_slow_client, {"target": "store:50051", "calls": 4, "size": 20000, "pause": 0.1,
+                                             "markers": m.markers, "tag": "t"}, python=GRPC_PYTHON, timeout=150)
+    check(out["answers"] == ["60000"] * 4, "the slow client streams were not retried whole", json.dumps(out))
+    check(out["streamed"] == [True] * 4, "the app did not get the first message before the client sent its last "
+          "(the body was held back instead of streamed)", json.dumps(out))
+    calls = out["server_calls"]
+    check(calls["FlakyCollect"] == 8 and calls["FlakyCollectSizes"] == [60000] * 8,
+          "the app did not see each call twice with its whole stream", json.dumps(calls))
+    check(m.stats("client").get("upstream_rq_retry", 0) - before >= 4, "the client sidecar retried fewer than 4")
+
+
 TESTS = [
     ("a_redis_on_a_tcp_port_over_mtls", test_a_redis_on_a_tcp_port_over_mtls),
     ("b_redis_on_an_undeclared_port_is_detected", test_b_redis_on_an_undeclared_port_is_detected),
@@ -1099,6 +1331,8 @@ TESTS = [
     ("p_http2_client_to_an_http11_port_is_downgraded", test_p_http2_client_to_an_http11_port_is_downgraded),
     ("q_app_tls_routed_by_sni_and_passed_through", test_q_app_tls_routed_by_sni_and_passed_through),
     ("r_permissive_passes_app_tls_from_outside_the_mesh", test_r_permissive_passes_app_tls_from_outside_the_mesh),
+    ("s_tcp_connections_write_access_log_lines", test_s_tcp_connections_write_access_log_lines),
+    ("t_slow_grpc_client_stream_is_retried_whole", test_t_slow_grpc_client_stream_is_retried_whole),
 ]
 
 

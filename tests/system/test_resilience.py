@@ -152,7 +152,15 @@ def client(t):
         started = time.monotonic()
         try:
             headers = {"Host": a["host_header"]}
-            if body is not None and a.get("chunked"):
+            if body is not None and a.get("pause"):
+                def parts():
+                    third = len(body) // 3
+                    for k in range(3):
+                        if k:
+                            time.sleep(a["pause"])
+                        yield body[k * third:(k + 1) * third if k < 2 else len(body)]
+                conn.request("POST", a["path"] + "&i=%d-%d" % (t, i), body=parts(), headers=headers, encode_chunked=True)
+            elif body is not None and a.get("chunked"):
                 conn.request("POST", a["path"] + "&i=%d-%d" % (t, i), body=iter([body[:7000], body[7000:]]), headers=headers, encode_chunked=True)
             elif body is not None:
                 conn.request("POST", a["path"] + "&i=%d-%d" % (t, i), body=body, headers=headers)
@@ -186,9 +194,9 @@ print(json.dumps({"seen": seen, "codes": codes, "errors": errors[:5], "failed": 
 '''
 
 
-def load(m, path, n=1, threads=1, body=None, chunked=False):
+def load(m, path, n=1, threads=1, body=None, chunked=False, pause=0):
     args = {"host": "reviews", "port": 8080, "host_header": "reviews:8080", "path": path,
-            "n": n, "threads": threads, "chunked": chunked}
+            "n": n, "threads": threads, "chunked": chunked, "pause": pause}
     if body is not None:
         import hashlib
         args["body_file"] = m.file(f"body-{len(body)}.bin", body)
@@ -339,21 +347,26 @@ def test_e_post_body_retried_whole(m):
     res = load(m, "/body?fail_pod=reviews-v1", n=12, body=body, chunked=True)
     check(res["codes"] == {"200": 12} and res["bodies_ok"] == 12,
           f"a chunked 20000-byte POST was not retried whole: {json.dumps(res)}")
+    # A slow client: its body comes in three parts with pauses, so it streams to the first attempt
+    # (reviews-v1 reads it all, then fails) and the retry resends the copy whole to reviews-v2.
+    res = load(m, "/body?fail_pod=reviews-v1", n=6, body=body, chunked=True, pause=0.3)
+    check(res["codes"] == {"200": 6} and res["seen"] == {"reviews-v2": 6} and res["bodies_ok"] == 6,
+          f"a slow client's chunked POST was not retried whole: {json.dumps(res)}")
 
 
 def test_f_body_over_the_bound_is_streamed_not_retried(m):
     m.involved = ["client"]
-    body = bytes((i * 13) % 251 for i in range(100 * 1024))
+    body = bytes((i * 13) % 251 for i in range(1024 * 1024 + 64 * 1024))  # over the 1 MiB copy
     before = stat(m, "retry_or_shadow_abandoned")
     res = load(m, "/body?fail_pod=reviews-v1", n=16, body=body)
     ok, failed = res["codes"].get("200", 0), res["codes"].get("503", 0)
     check(ok + failed == 16 and failed >= 1 and res["bodies_ok"] == ok,
-          f"a 100 KiB POST should reach the app whole and not be retried (503 from v1 stays): {json.dumps(res)}")
+          f"a 1.06 MiB POST should reach the app whole and not be retried (503 from v1 stays): {json.dumps(res)}")
     check(stat(m, "retry_or_shadow_abandoned") - before == 16, "the bodies over the bound are not counted")
     res = load(m, "/body?fail_pod=reviews-v1", n=8, body=body, chunked=True)
     ok = res["codes"].get("200", 0)
     check(res["bodies_ok"] == ok and ok + res["codes"].get("503", 0) == 8,
-          f"a chunked 100 KiB POST was damaged: {json.dumps(res)}")
+          f"a chunked 1.06 MiB POST was damaged: {json.dumps(res)}")
 
 
 def test_g_mirror_gets_its_percentage_with_shadow_host(m):

@@ -209,8 +209,8 @@ spec:
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
     connectionPool:
-      tcp: {maxConnections: 1, connectTimeout: 250ms}
-      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 10}
+      tcp: {maxConnections: 1, connectTimeout: 250ms, idleTimeout: 90s}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 10, idleTimeout: 30s}
     outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 15s, maxEjectionPercent: 100}
     portLevelSettings:
     - port: {number: 9080}
@@ -229,6 +229,8 @@ spec:
     CHECK(all->load_balancer.simple == "RANDOM");  // port level beats host level
     CHECK(all->limits.max_connections == 1);
     CHECK(all->limits.connect_timeout == snap::Millis(250));
+    CHECK(all->limits.tcp_idle_timeout == snap::Millis(90000));  // the TCP proxy's, apart from HTTP's
+    CHECK(all->limits.idle_timeout == snap::Millis(30000));
     CHECK(all->limits.http1_max_pending_requests == 1);
     CHECK(all->limits.max_requests_per_connection == 10);
     REQUIRE(all->outlier_detection);

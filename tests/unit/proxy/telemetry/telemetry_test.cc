@@ -118,6 +118,114 @@ TEST_CASE("access log: Envoy's text format, then cluster, traceparent, peer, rep
           std::string::npos);
 }
 
+TcpRecord tcp_record() {
+    TcpRecord r;
+    r.outbound = true;
+    r.start_wall = system_clock::time_point(seconds(1700000000)) + milliseconds(123);
+    r.start = steady_clock::time_point(seconds(100));
+    r.end = r.start + milliseconds(2041);
+    r.bytes_received = 1527;
+    r.bytes_sent = 1530;
+    r.upstream_host = "198.18.0.5:6379";
+    r.upstream_cluster = "outbound|6379||redis.default.svc.cluster.local";
+    r.upstream_local = "198.18.0.4:56148";
+    r.downstream_local = "198.19.0.40:6379";
+    r.downstream_remote = "198.18.0.4:56146";
+    r.peer_principal = "spiffe://cluster.local/ns/default/sa/redis";
+    return r;
+}
+
+TEST_CASE("TCP access log: Istio's text format with the TCP fields, then peer and reporter") {
+    TelemetryConfig c = config_for("client", "client");
+    CHECK(format_access_log(tcp_record(), c) ==
+          "[2023-11-14T22:13:20.123Z] \"- - -\" 0 - - - \"-\" 1527 1530 2041 - \"-\" \"-\" \"-\" "
+          "\"-\" "
+          "\"198.18.0.5:6379\" outbound|6379||redis.default.svc.cluster.local 198.18.0.4:56148 "
+          "198.19.0.40:6379 198.18.0.4:56146 - - \"spiffe://cluster.local/ns/default/sa/redis\" "
+          "source\n");
+    // A refused connect: the flag, Envoy's failure reason, no bytes, no upstream local address.
+    TcpRecord failed = tcp_record();
+    failed.flags = "UF";
+    failed.transport_failure = "delayed connect error: 111";
+    failed.bytes_received = failed.bytes_sent = 0;
+    failed.upstream_local.clear();
+    failed.peer_principal.clear();
+    failed.sni = "db.example";
+    failed.end = failed.start;
+    CHECK(format_access_log(failed, c) ==
+          "[2023-11-14T22:13:20.123Z] \"- - -\" 0 UF - - \"delayed connect error: 111\" 0 0 0 - "
+          "\"-\" \"-\" \"-\" "
+          "\"-\" \"198.18.0.5:6379\" outbound|6379||redis.default.svc.cluster.local - "
+          "198.19.0.40:6379 "
+          "198.18.0.4:56146 db.example - \"-\" source\n");
+    // Inbound, denied by RBAC before any upstream: the termination details say by what.
+    TcpRecord denied;
+    denied.outbound = false;
+    denied.start_wall = system_clock::time_point(seconds(1700000000));
+    denied.termination_details = "rbac_access_denied_matched_policy[default/deny-2527]";
+    denied.downstream_remote = "198.18.0.4:40000";
+    CHECK(format_access_log(denied, c) ==
+          "[2023-11-14T22:13:20.000Z] \"- - -\" 0 - - "
+          "rbac_access_denied_matched_policy[default/deny-2527] \"-\" "
+          "0 0 0 - \"-\" \"-\" \"-\" \"-\" \"-\" - - - 198.18.0.4:40000 - - \"-\" destination\n");
+}
+
+TEST_CASE("TCP access log: JSON with Istio's keys, HTTP-only ones null") {
+    TelemetryConfig c = config_for("client", "client");
+    c.access_log_encoding = AccessLogEncoding::json;
+    TcpRecord r = tcp_record();
+    r.flags = "UO";
+    std::string line = format_access_log(r, c);
+    REQUIRE(line.back() == '\n');
+    auto o = boost::json::parse(line).as_object();
+    CHECK(o.at("start_time").as_string() == "2023-11-14T22:13:20.123Z");
+    CHECK(o.at("method").is_null());
+    CHECK(o.at("protocol").is_null());
+    CHECK(o.at("response_code").as_int64() == 0);
+    CHECK(o.at("response_flags").as_string() == "UO");
+    CHECK(o.at("bytes_received").as_int64() == 1527);
+    CHECK(o.at("bytes_sent").as_int64() == 1530);
+    CHECK(o.at("duration").as_int64() == 2041);
+    CHECK(o.at("upstream_host").as_string() == "198.18.0.5:6379");
+    CHECK(o.at("upstream_cluster").as_string() == "outbound|6379||redis.default.svc.cluster.local");
+    CHECK(o.at("upstream_local_address").as_string() == "198.18.0.4:56148");
+    CHECK(o.at("downstream_local_address").as_string() == "198.19.0.40:6379");
+    CHECK(o.at("downstream_remote_address").as_string() == "198.18.0.4:56146");
+    CHECK(o.at("requested_server_name").is_null());
+    CHECK(o.at("connection_termination_details").is_null());
+    CHECK(o.at("downstream_peer_uri_san").as_string() ==
+          "spiffe://cluster.local/ns/default/sa/redis");
+    CHECK(o.at("reporter").as_string() == "source");
+    CHECK(o.at("workload").as_string() == "client.default");
+}
+
+TEST_CASE("TCP access log: finish writes the line only when logs are on") {
+    auto path = std::filesystem::temp_directory_path() /
+                ("remora-tcp-access-" + std::to_string(::getpid()) + ".log");
+    std::filesystem::remove(path);
+    {
+        auto c = std::make_shared<TelemetryConfig>(config_for("client", "client"));
+        WorkerTelemetry off(c, 1);
+        TcpRecord r = tcp_record();
+        off.finish(r);  // no writer: nothing, no crash
+        c->access_log = std::make_shared<AccessLogWriter>(path.string());
+        c->steady_clock = [] { return steady_clock::time_point(seconds(100)) + milliseconds(30); };
+        c->wall_clock = [] { return system_clock::time_point(seconds(1700000000)); };
+        WorkerTelemetry on(c, 1);
+        TcpRecord t = tcp_record();
+        on.begin(t);
+        on.finish(t);
+        CHECK(t.end - t.start == milliseconds(0));
+    }  // the writer drains and closes
+    std::ifstream in(path);
+    std::string line;
+    REQUIRE(std::getline(in, line));
+    CHECK(line.starts_with("[2023-11-14T22:13:20.000Z] \"- - -\" 0 - "));
+    CHECK(line.find(" 1527 1530 0 - ") != std::string::npos);
+    CHECK_FALSE(std::getline(in, line));
+    std::filesystem::remove(path);
+}
+
 TEST_CASE("access log: JSON with Istio's keys") {
     TelemetryConfig c = config_for("productpage-v1", "productpage");
     c.access_log_encoding = AccessLogEncoding::json;
