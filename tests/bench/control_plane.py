@@ -246,6 +246,59 @@ async def run_proxy(p, stop, wait_seconds=60):
             writer.close()
 
 
+class NativeClient:
+    """tests/bench/sim_proxies: every proxy's subscription in one C++ process (what remora-proxy's
+    ConfigSubscriber does: one mTLS connection per poll, the ACK on the next poll, the whole
+    answer read). Its event lines update the same SimProxy records run_proxy does."""
+
+    def __init__(self, binary, proxies, root, svids, tmp, label, threads, wait_seconds=60):
+        spec = {"bundle": root, "waitSeconds": wait_seconds, "identities": svids,
+                "proxies": [{"name": p.name, "workload": p.name.rsplit("-", 1)[0], "ip": p.ip,
+                             "labels": p.labels, "ports": [8080], "identity": p.ns,
+                             "control": f"127.0.0.1:{p.control.port}"} for p in proxies]}
+        path = os.path.join(tmp, f"sim-{label}.json")
+        with open(path, "w") as f:
+            json.dump(spec, f)
+        self.proxies = proxies
+        self.binary, self.path, self.threads = binary, path, threads
+        self.errors_seen = []
+
+    async def start(self):
+        self.proc = await asyncio.create_subprocess_exec(
+            self.binary, self.path, "--threads", str(self.threads), stdout=subprocess.PIPE,
+            limit=1 << 20)
+        self.reader = asyncio.create_task(self.read())
+
+    async def read(self):
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                return
+            kind, _, rest = line.decode().rstrip("\n").partition(" ")
+            if kind == "got":
+                i, version, size, _t = rest.split(" ")
+                p = self.proxies[int(i)]
+                p.version = version
+                p.received.append((None, version, int(size)))
+            elif kind == "ack":
+                i, version, t = rest.split(" ")
+                p = self.proxies[int(i)]
+                if p.received and p.received[-1][0] is None and p.received[-1][1] == version:
+                    p.received[-1] = (float(t), version, p.received[-1][2])
+            elif kind == "err":
+                i, _, why = rest.partition(" ")
+                self.proxies[int(i)].errors += 1
+                if len(self.errors_seen) < 5:
+                    self.errors_seen.append(why)
+
+    async def stop(self):
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+        self.reader.cancel()
+        await asyncio.gather(self.reader, return_exceptions=True)
+
+
 def run(argv, **kw):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kw)
     if r.returncode != 0:
@@ -288,7 +341,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                 f.write(sidecars_yaml(args.namespaces))
             apply(ctl, controls[0], state, path)
         # One SVID per namespace (service account "default"): proxies of a namespace share it.
-        ctxs = {}
+        ctxs, svids = {}, {}
         for k in range(args.namespaces):
             ns = f"ns-{k}"
             token = os.path.join(tmp, f"token-{ns}")
@@ -301,6 +354,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=root)
             ctx.load_cert_chain(os.path.join(out, "cert-chain.pem"), os.path.join(out, "key.pem"))
             ctxs[ns] = ctx
+            svids[ns] = out
         proxies = []
         for j in range(args.proxies):
             c = j % args.classes
@@ -308,7 +362,14 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             labels = {"app": f"app-{c % args.apps}", "version": "v1", "deploy": f"d-{c}"}
             proxies.append(SimProxy(j, ns, labels, ctxs[ns], controls[j % len(controls)]))
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(run_proxy(p, stop)) for p in proxies]
+        native = None
+        if args.client == "native":
+            native = NativeClient(args.sim_bin, proxies, root, svids, tmp,
+                                  f"{name}-{n_services}-{sidecar}", args.client_threads)
+            await native.start()
+            tasks = []
+        else:
+            tasks = [asyncio.create_task(run_proxy(p, stop)) for p in proxies]
         try:
             # Registered, each with a snapshot, and quiet (registrations change endpoints).
             deadline = time.monotonic() + args.start_timeout
@@ -364,6 +425,10 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             errors = sum(p.errors for p in proxies)
         finally:
             stop.set()
+            if native:
+                await native.stop()
+                if native.errors_seen:
+                    print(f"    first poll errors: {native.errors_seen}", flush=True)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -403,6 +468,12 @@ def main():
                          "store: --store etcd)")
     ap.add_argument("--control-arg", action="append", default=[],
                     help="one more flag for remora-control (repeatable), e.g. --control-arg=--debounce-after=0")
+    ap.add_argument("--client", choices=["native", "python"],
+                    help="simulated proxies: native (tests/bench/sim_proxies, default when built) "
+                         "or python (asyncio in this process; keeps one connection per proxy, "
+                         "which remora-proxy does not, and cannot go past ~100 proxies)")
+    ap.add_argument("--client-threads", type=int, default=1,
+                    help="io threads of the native client (default 1: the control plane has the other core)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
     if args.replicas > 1 and args.store == "dir":
@@ -416,10 +487,15 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} not found: build it first (ninja -C {args.bin_dir} "
                      "control/remora-control control/remoractl)")
+    args.sim_bin = os.path.join(args.bin_dir, "tests", "bench", "sim_proxies")
+    if args.client is None:
+        args.client = "native" if os.access(args.sim_bin, os.X_OK) else "python"
+    if args.client == "native" and not os.access(args.sim_bin, os.X_OK):
+        sys.exit(f"{args.sim_bin} not found: ninja -C {args.bin_dir} tests/bench/sim_proxies")
     tmp = tempfile.mkdtemp(prefix="remora-control-bench-")
     print(f"{args.proxies} proxies in {args.classes} classes over {args.namespaces} namespaces, "
           f"{args.applies} applies of a {args.change}-wide change, store {args.store}, "
-          f"{args.replicas} replica(s)", flush=True)
+          f"{args.replicas} replica(s), {args.client} client", flush=True)
     rows = []
     try:
         for n in [int(s) for s in args.services.split(",")]:
