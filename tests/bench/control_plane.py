@@ -11,8 +11,10 @@ the proxy's cost, measured by config_ready.py). Then, several times: `remoractl 
 and the time until the last proxy whose snapshot it changes has ACKed it. Reports per size:
   last_ack p50/p99  time from the apply's start to the last proxy's ACK, over the applies (s)
   ack p50/p99       per-proxy ACK times, all applies together (s)
-  cpu_s             remora-control's CPU seconds (user+system) for all the applies
-  rss_MiB           its resident memory after them (and the peak, VmHWM)
+  cpu_s             remora-control's CPU seconds (user+system) for all the applies (all replicas)
+  cores             cpu_s over the wall time of the applies, per replica (istiod's anchor is a rate)
+  etcd_s            the etcd members' CPU seconds over the same time (--etcd-members)
+  rss_MiB           resident memory after them (and the peak, VmHWM); the largest replica's
   snap_KiB          snapshot bytes per proxy (mean of the last pushes)
   held_KiB          snapshot bytes per proxy over every proxy before the applies (mean)
   classes           distinct proxy classes (namespace, service account, labels) cached
@@ -30,7 +32,11 @@ the machine. Everything is bounded (--timeout per push, --start-timeout) and sto
   python3 tests/bench/control_plane.py --bin-dir build-h [--services 1000,10000] [--proxies 1000]
       [--classes 20] [--applies 5] [--change mesh|namespace] [--sidecar none|namespace|both]
       [--baseline-bin OLD/remora-control]
-      [--store dir | --store etcd --etcd-endpoints URL,URL] [--replicas N]
+      [--store dir | --store etcd --etcd-endpoints URL,URL | --etcd-members 3] [--replicas N]
+      [--client native|python] [--client-threads N]
+The simulated proxies run in tests/bench/sim_proxies (--client native, the default when built:
+ninja -C build-h tests/bench/sim_proxies), one C++ process doing what remora-proxy's
+subscription does; --client python keeps them in this process (up to ~100 proxies).
 """
 import argparse
 import asyncio
@@ -158,6 +164,61 @@ class Control:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class EtcdCluster:
+    """N etcd members on loopback (Debian's etcd-server), fresh data, for --etcd-members."""
+
+    def __init__(self, n, tmp, label):
+        self.procs = []
+        clients = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+        peers = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+        cluster = ",".join(f"e{j}=http://{peers[j]}" for j in range(n))
+        for i in range(n):
+            log = open(os.path.join(tmp, f"etcd-{label}-{i}.log"), "w")
+            self.procs.append(subprocess.Popen(
+                ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"etcd-{label}-{i}"),
+                 "--listen-client-urls", f"http://{clients[i]}",
+                 "--advertise-client-urls", f"http://{clients[i]}",
+                 "--listen-peer-urls", f"http://{peers[i]}",
+                 "--initial-advertise-peer-urls", f"http://{peers[i]}",
+                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                 "--initial-cluster-token", f"bench-{label}", "--quota-backend-bytes", str(8 << 30)],
+                stdout=log, stderr=subprocess.STDOUT))
+        self.endpoints = ",".join(f"http://{c}" for c in clients)
+        deadline = time.monotonic() + 60
+        for c in clients:
+            while True:
+                try:
+                    h = http.client.HTTPConnection(*c.split(":"), timeout=2)
+                    h.request("GET", "/health")
+                    if b'"true"' in h.getresponse().read():
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the etcd cluster was not healthy within 60 s")
+                time.sleep(0.2)
+
+    def cpu_seconds(self):
+        total = 0.0
+        for p in self.procs:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 class SimProxy:
@@ -314,7 +375,16 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
     state = os.path.join(tmp, f"state-{name}-{n_services}-{sidecar}")
     os.makedirs(state)
     store_args = []
-    if args.store != "dir":
+    etcd = None
+    if args.etcd_members:
+        etcd = EtcdCluster(args.etcd_members, tmp, f"{name}-{n_services}-{sidecar}")
+        kek = os.path.join(tmp, "ca-kek")
+        with open(kek, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(kek, 0o600)
+        store_args = ["--store", "etcd", "--etcd-endpoints", etcd.endpoints,
+                      "--ca-key-encryption-key-file", kek]
+    elif args.store != "dir":
         store_args = ["--store", args.store]
         if args.etcd_endpoints:
             store_args += ["--etcd-endpoints", args.etcd_endpoints]
@@ -389,6 +459,8 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             # Every proxy's snapshot as it stands (the pushes below reach only some with --sidecar).
             held = [p.received[-1][2] for p in proxies if p.received]
             cpu0 = sum(c.cpu_seconds() for c in controls)
+            etcd_cpu0 = etcd.cpu_seconds() if etcd else 0.0
+            wall0 = time.monotonic()
             last_acks, acks, sizes, apply_times = [], [], [], []
             for k in range(args.applies):
                 path = os.path.join(tmp, f"change-{name}-{k}.yaml")
@@ -420,7 +492,10 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                       f"{others} others were sent a snapshot", flush=True)
                 await asyncio.sleep(0.5)  # let the last ACK polls reach the control plane
             cpu = sum(c.cpu_seconds() for c in controls) - cpu0
-            rss, hwm = controls[0].memory()
+            wall = time.monotonic() - wall0
+            etcd_cpu = etcd.cpu_seconds() - etcd_cpu0 if etcd else None
+            mems = [c.memory() for c in controls]
+            rss, hwm = max(m[0] for m in mems), max(m[1] for m in mems)
             classes = await asyncio.to_thread(controls[0].metric, "remora_control_snapshot_classes")
             errors = sum(p.errors for p in proxies)
         finally:
@@ -434,7 +509,8 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             await asyncio.gather(*tasks, return_exceptions=True)
         return {"startup_s": startup_s, "last_p50": percentile(last_acks, 50),
                 "last_p99": percentile(last_acks, 99), "ack_p50": percentile(acks, 50),
-                "ack_p99": percentile(acks, 99), "cpu_s": cpu, "rss": rss, "hwm": hwm,
+                "ack_p99": percentile(acks, 99), "cpu_s": cpu, "cores": cpu / wall / len(controls),
+                "etcd_cpu_s": etcd_cpu, "rss": rss, "hwm": hwm,
                 "snap_kib": statistics.mean(sizes) / 1024 if sizes else 0.0,
                 "held_kib": statistics.mean(held) / 1024 if held else 0.0,
                 "apply_s": statistics.median(apply_times),
@@ -442,6 +518,8 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
     finally:
         for c in controls:
             c.stop()
+        if etcd:
+            etcd.stop()
 
 
 def main():
@@ -463,6 +541,9 @@ def main():
                     help="bound on registering every proxy (s)")
     ap.add_argument("--store", default="dir", help="dir (default) or etcd (passed through)")
     ap.add_argument("--etcd-endpoints", default="", help="with --store etcd (passed through)")
+    ap.add_argument("--etcd-members", type=int, default=0,
+                    help="start a fresh N-member etcd cluster on loopback for each run and use it "
+                         "(--store etcd); needs Debian's etcd-server")
     ap.add_argument("--replicas", type=int, default=1,
                     help="remora-control processes; proxies spread round-robin (needs a shared "
                          "store: --store etcd)")
@@ -476,7 +557,7 @@ def main():
                     help="io threads of the native client (default 1: the control plane has the other core)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
-    if args.replicas > 1 and args.store == "dir":
+    if args.replicas > 1 and args.store == "dir" and not args.etcd_members:
         sys.exit("--replicas > 1 needs a shared store (--store etcd --etcd-endpoints ...)")
 
     ctl = os.path.join(args.bin_dir, "control", "remoractl")
@@ -495,7 +576,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="remora-control-bench-")
     print(f"{args.proxies} proxies in {args.classes} classes over {args.namespaces} namespaces, "
           f"{args.applies} applies of a {args.change}-wide change, store {args.store}, "
-          f"{args.replicas} replica(s), {args.client} client", flush=True)
+          f"{args.replicas} replica(s){f' on {args.etcd_members} etcd members' if args.etcd_members else ''}, {args.client} client", flush=True)
     rows = []
     try:
         for n in [int(s) for s in args.services.split(",")]:
@@ -510,11 +591,12 @@ def main():
                         continue
                     rows.append((n, label, r))
         print(f"\n{'services':>8} {'control':>9} {'last_ack p50/p99 s':>19} {'ack p50/p99 s':>14} "
-              f"{'cpu_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
+              f"{'cpu_s':>6} {'cores':>5} {'etcd_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
         for n, name, r in rows:
             classes = "-" if r["classes"] is None else f"{r['classes']:.0f}"
             print(f"{n:>8} {name:>9} {r['last_p50']:>9.3f}/{r['last_p99']:<9.3f} "
-                  f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} "
+                  f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} {r['cores']:>5.2f} "
+                  f"{'-' if r['etcd_cpu_s'] is None else format(r['etcd_cpu_s'], '.1f'):>6} "
                   f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {r['held_kib']:>9.0f} {classes:>7} "
                   f"{r['startup_s']:>7.1f} {r['apply_s']:>7.2f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
     finally:
