@@ -312,7 +312,8 @@ class NativeClient:
     ConfigSubscriber does: one mTLS connection per poll, the ACK on the next poll, the whole
     answer read). Its event lines update the same SimProxy records run_proxy does."""
 
-    def __init__(self, binary, proxies, root, svids, tmp, label, threads, wait_seconds=60):
+    def __init__(self, binary, proxies, root, svids, tmp, label, threads, keep_alive,
+                 wait_seconds=60):
         spec = {"bundle": root, "waitSeconds": wait_seconds, "identities": svids,
                 "proxies": [{"name": p.name, "workload": p.name.rsplit("-", 1)[0], "ip": p.ip,
                              "labels": p.labels, "ports": [8080], "identity": p.ns,
@@ -322,11 +323,13 @@ class NativeClient:
             json.dump(spec, f)
         self.proxies = proxies
         self.binary, self.path, self.threads = binary, path, threads
+        self.keep_alive = keep_alive
         self.errors_seen = []
 
     async def start(self):
         self.proc = await asyncio.create_subprocess_exec(
-            self.binary, self.path, "--threads", str(self.threads), stdout=subprocess.PIPE,
+            self.binary, self.path, "--threads", str(self.threads),
+            *(["--keep-alive"] if self.keep_alive else []), stdout=subprocess.PIPE,
             limit=1 << 20)
         self.reader = asyncio.create_task(self.read())
 
@@ -435,7 +438,8 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
         native = None
         if args.client == "native":
             native = NativeClient(args.sim_bin, proxies, root, svids, tmp,
-                                  f"{name}-{n_services}-{sidecar}", args.client_threads)
+                                  f"{name}-{n_services}-{sidecar}", args.client_threads,
+                                  args.client_keep_alive)
             await native.start()
             tasks = []
         else:
@@ -555,6 +559,9 @@ def main():
                          "which remora-proxy does not, and cannot go past ~100 proxies)")
     ap.add_argument("--client-threads", type=int, default=1,
                     help="io threads of the native client (default 1: the control plane has the other core)")
+    ap.add_argument("--client-keep-alive", action="store_true",
+                    help="native client: poll again on the same TLS connection (remora-proxy "
+                         "opens a new one per poll; this shows what reusing it would save)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
     if args.replicas > 1 and args.store == "dir" and not args.etcd_members:

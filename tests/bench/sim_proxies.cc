@@ -9,7 +9,9 @@
 // first bytes of an answer (the version), so a thousand 17 MB answers in flight do not need
 // 17 GB. One io_context per --threads, proxies spread over them.
 //
-//   sim_proxies SPEC.json [--threads N]
+//   sim_proxies SPEC.json [--threads N] [--keep-alive]
+// --keep-alive polls again on the same connection (the server allows it; remora-proxy today opens
+// a new one per poll, so this shows what reusing it would save: a TLS handshake per poll).
 // SPEC: {"bundle": "root.pem", "trustDomain": "cluster.local", "waitSeconds": 60,
 //        "identities": {"ns-0": "DIR with cert-chain.pem and key.pem", ...},
 //        "proxies": [{"name": "p-0", "workload": "p", "ip": "198.18.0.1", "labels": {...},
@@ -121,7 +123,7 @@ std::string version_of(const std::string& head) {
     return end == std::string::npos ? "" : head.substr(at, end - at);
 }
 
-asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, uint64_t seed) {
+asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     auto backoff = std::chrono::milliseconds(200);
@@ -133,43 +135,50 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, uint64_t seed) {
             beast::ssl_stream<beast::tcp_stream> stream(executor, *p.tls);
             SSL_set_tlsext_host_name(stream.native_handle(), p.options.host.c_str());
             co_await remora::certs::connect_control(stream, p.options);
-            json::object body;
-            body["node"] = p.node;
-            body["version"] = held;
-            if (!report.empty()) body["applied"] = json::object{{"version", report}, {"error", ""}};
-            body["waitSeconds"] = wait_seconds;
-            http::request<http::string_body> req{http::verb::post, "/v1/proxies/subscribe", 11};
-            req.set(http::field::host, p.options.host);
-            req.set(http::field::user_agent, "remoractl");
-            req.set(http::field::content_type, "application/json");
-            req.keep_alive(false);
-            req.body() = json::serialize(body);
-            req.prepare_payload();
-            beast::get_lowest_layer(stream).expires_after(p.options.timeout);
-            auto [wec, wn] = co_await http::async_write(stream, req, use_nothrow);
-            if (wec) throw std::runtime_error("sending the poll failed: " + wec.message());
-            if (!report.empty()) {
-                emit("ack " + std::to_string(p.index) + " " + report + " " +
-                     std::to_string(now_s()));
-                report.clear();
-            }
             beast::flat_buffer buffer;
-            http::response_parser<CountingBody> parser;
-            parser.body_limit(boost::none);
-            beast::get_lowest_layer(stream).expires_after(p.options.timeout);
-            auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
-            if (rec) throw std::runtime_error("reading the answer failed: " + rec.message());
-            int status = static_cast<int>(parser.get().result_int());
-            beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
-            co_await stream.async_shutdown(use_nothrow);
-            if (status == 200) {
-                const auto& b = parser.get().body();
-                held = version_of(b.head);
-                report = held;  // ACKed on the next poll, as the proxy reports what it applied
-                emit("got " + std::to_string(p.index) + " " + held + " " + std::to_string(b.size) +
-                     " " + std::to_string(now_s()));
-            } else if (status != 304) {
-                why = "HTTP " + std::to_string(status);
+            for (bool again = true; again;) {
+                json::object body;
+                body["node"] = p.node;
+                body["version"] = held;
+                if (!report.empty())
+                    body["applied"] = json::object{{"version", report}, {"error", ""}};
+                body["waitSeconds"] = wait_seconds;
+                http::request<http::string_body> req{http::verb::post, "/v1/proxies/subscribe", 11};
+                req.set(http::field::host, p.options.host);
+                req.set(http::field::user_agent, "remoractl");
+                req.set(http::field::content_type, "application/json");
+                req.keep_alive(keep_alive);
+                req.body() = json::serialize(body);
+                req.prepare_payload();
+                beast::get_lowest_layer(stream).expires_after(p.options.timeout);
+                auto [wec, wn] = co_await http::async_write(stream, req, use_nothrow);
+                if (wec) throw std::runtime_error("sending the poll failed: " + wec.message());
+                if (!report.empty()) {
+                    emit("ack " + std::to_string(p.index) + " " + report + " " +
+                         std::to_string(now_s()));
+                    report.clear();
+                }
+                http::response_parser<CountingBody> parser;
+                parser.body_limit(boost::none);
+                beast::get_lowest_layer(stream).expires_after(p.options.timeout);
+                auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+                if (rec) throw std::runtime_error("reading the answer failed: " + rec.message());
+                int status = static_cast<int>(parser.get().result_int());
+                again = keep_alive && parser.get().keep_alive();
+                if (!again) {
+                    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+                    co_await stream.async_shutdown(use_nothrow);
+                }
+                if (status == 200) {
+                    const auto& b = parser.get().body();
+                    held = version_of(b.head);
+                    report = held;  // ACKed on the next poll, as the proxy reports what it applied
+                    emit("got " + std::to_string(p.index) + " " + held + " " +
+                         std::to_string(b.size) + " " + std::to_string(now_s()));
+                } else if (status != 304) {
+                    why = "HTTP " + std::to_string(status);
+                    break;
+                }
             }
         } catch (const std::exception& e) {
             why = e.what();
@@ -191,22 +200,34 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, uint64_t seed) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::cerr << "usage: sim_proxies SPEC.json [--threads N]\n";
+        std::cerr << "usage: sim_proxies SPEC.json [--threads N] [--keep-alive]\n";
         return 2;
     }
     int threads = 1;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (std::string(argv[i]) == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
+    bool keep_alive = false;
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--threads" && i + 1 < argc) {
+            threads = std::max(1, std::atoi(argv[++i]));
+        } else if (a == "--keep-alive") {
+            keep_alive = true;
+        } else {
+            std::cerr << "sim_proxies: unknown argument " << a << "\n";
+            return 2;
+        }
     }
     try {
         json::value spec = json::parse(slurp(argv[1]));
         const json::object& o = spec.as_object();
-        auto bundle = remora::certs::TrustBundle::from_pem(slurp(json::value_to<std::string>(o.at("bundle"))));
+        auto bundle = remora::certs::TrustBundle::from_pem(
+            slurp(json::value_to<std::string>(o.at("bundle"))));
         if (!bundle) throw std::runtime_error("bundle: " + bundle.error().message());
         std::string trust_domain = o.contains("trustDomain")
                                        ? json::value_to<std::string>(o.at("trustDomain"))
                                        : std::string("cluster.local");
-        int wait_seconds = o.contains("waitSeconds") ? static_cast<int>(o.at("waitSeconds").to_number<double>()) : 60;
+        int wait_seconds = o.contains("waitSeconds")
+                               ? static_cast<int>(o.at("waitSeconds").to_number<double>())
+                               : 60;
 
         // One TLS context per identity, as each proxy has its own; shared by the proxies that
         // hold the same SVID.
@@ -217,7 +238,8 @@ int main(int argc, char** argv) {
             opts.bundle = *bundle;
             opts.trust_domain = trust_domain;
             auto chain = remora::certs::Certificate::chain_from_pem(slurp(dir + "/cert-chain.pem"));
-            if (!chain) throw std::runtime_error(dir + "/cert-chain.pem: " + chain.error().message());
+            if (!chain)
+                throw std::runtime_error(dir + "/cert-chain.pem: " + chain.error().message());
             auto key = remora::certs::PrivateKey::from_pem(slurp(dir + "/key.pem"));
             if (!key) throw std::runtime_error(dir + "/key.pem: " + key.error().message());
             opts.client_chain = std::move(*chain);
@@ -250,9 +272,11 @@ int main(int argc, char** argv) {
         }
 
         std::vector<std::unique_ptr<asio::io_context>> ios;
-        for (int t = 0; t < threads; ++t) ios.push_back(std::make_unique<asio::io_context>(1));
+        for (int t = 0; t < threads; ++t)
+            ios.push_back(std::make_unique<asio::io_context>(1));
         for (SimProxy& p : proxies) {
-            asio::co_spawn(*ios[p.index % ios.size()], run_proxy(p, wait_seconds, p.index + 1),
+            asio::co_spawn(*ios[p.index % ios.size()],
+                           run_proxy(p, wait_seconds, keep_alive, p.index + 1),
                            [&p](std::exception_ptr e) {
                                if (!e) return;
                                try {
@@ -263,9 +287,11 @@ int main(int argc, char** argv) {
                            });
         }
         std::vector<std::thread> workers;
-        for (int t = 1; t < threads; ++t) workers.emplace_back([&ios, t] { ios[t]->run(); });
+        for (int t = 1; t < threads; ++t)
+            workers.emplace_back([&ios, t] { ios[t]->run(); });
         ios[0]->run();
-        for (auto& w : workers) w.join();
+        for (auto& w : workers)
+            w.join();
     } catch (const std::exception& e) {
         std::cerr << "sim_proxies: " << e.what() << "\n";
         return 1;
