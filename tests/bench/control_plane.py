@@ -582,7 +582,8 @@ def main():
         sys.exit(f"{args.sim_bin} not found: ninja -C {args.bin_dir} tests/bench/sim_proxies")
     tmp = tempfile.mkdtemp(prefix="remora-control-bench-")
     print(f"{args.proxies} proxies in {args.classes} classes over {args.namespaces} namespaces, "
-          f"{args.applies} applies of a {args.change}-wide change, store {args.store}, "
+          f"{args.applies} applies of a {args.change}-wide change, "
+          f"store {'etcd' if args.etcd_members else args.store}, "
           f"{args.replicas} replica(s){f' on {args.etcd_members} etcd members' if args.etcd_members else ''}, {args.client} client", flush=True)
     rows = []
     try:
