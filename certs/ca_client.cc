@@ -1,6 +1,7 @@
 // Beast HTTPS client for remoractl and the proxy's agents: a blocking call for its caller, run on
 // a private io_context so that every step has a deadline and another thread can cancel it.
 #include "certs/ca_client.h"
+#include "certs/ca_client_async.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -104,10 +105,10 @@ struct Call {
     CaClientResult result;
 };
 
-// Every step on the stream's own deadline (Beast's timeouts apply to asynchronous operations
-// only, so the blocking API would wait forever on a silent server).
-asio::awaitable<void> run_call(beast::ssl_stream<beast::tcp_stream>& stream, Call& call) {
-    const CaClientOptions& options = call.options;
+}  // namespace
+
+asio::awaitable<void> connect_control(beast::ssl_stream<beast::tcp_stream>& stream,
+                                      const CaClientOptions& options) {
     auto fail = [](const std::string& what, const beast::error_code& ec) {
         std::string why = ec == beast::error::timeout ? std::string("timed out") : ec.message();
         throw std::runtime_error(what + ": " + why);
@@ -138,6 +139,37 @@ asio::awaitable<void> run_call(beast::ssl_stream<beast::tcp_stream>& stream, Cal
         throw std::runtime_error("server identity is " + id->str() + ", expected " +
                                  (expected ? expected->str() : std::string("the control plane")));
     }
+}
+
+void configure_client_context(ssl::context& ctx, const CaClientOptions& options) {
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    // The server's SVID is checked with the SPIFFE rules, which OpenSSL's hostname-based
+    // verification does not know; no request is written before that check passes.
+    ctx.set_verify_mode(ssl::verify_none);
+    if (options.client_key) {
+        SSL_CTX* raw = ctx.native_handle();
+        if (options.client_chain.empty() ||
+            SSL_CTX_use_certificate(raw, options.client_chain.front().get()) != 1 ||
+            SSL_CTX_use_PrivateKey(raw, options.client_key->get()) != 1) {
+            throw std::runtime_error("client certificate and key do not match");
+        }
+        for (size_t i = 1; i < options.client_chain.size(); ++i) {
+            SSL_CTX_add1_chain_cert(raw, options.client_chain[i].get());
+        }
+    }
+}
+
+namespace {
+
+// Every step on the stream's own deadline (Beast's timeouts apply to asynchronous operations
+// only, so the blocking API would wait forever on a silent server).
+asio::awaitable<void> run_call(beast::ssl_stream<beast::tcp_stream>& stream, Call& call) {
+    const CaClientOptions& options = call.options;
+    auto fail = [](const std::string& what, const beast::error_code& ec) {
+        std::string why = ec == beast::error::timeout ? std::string("timed out") : ec.message();
+        throw std::runtime_error(what + ": " + why);
+    };
+    co_await connect_control(stream, options);
 
     beast::get_lowest_layer(stream).expires_after(options.timeout);
     auto [wec, wn] = co_await http::async_write(stream, call.req, use_nothrow);
@@ -161,21 +193,7 @@ CaClientResult call_control(const CaClientOptions& options, const std::string& m
                             const std::string& content_type) {
     asio::io_context io;
     ssl::context ctx(ssl::context::tls_client);
-    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
-    // The server's SVID is checked with the SPIFFE rules, which OpenSSL's hostname-based
-    // verification does not know; no request is written before that check passes.
-    ctx.set_verify_mode(ssl::verify_none);
-    if (options.client_key) {
-        SSL_CTX* raw = ctx.native_handle();
-        if (options.client_chain.empty() ||
-            SSL_CTX_use_certificate(raw, options.client_chain.front().get()) != 1 ||
-            SSL_CTX_use_PrivateKey(raw, options.client_key->get()) != 1) {
-            throw std::runtime_error("client certificate and key do not match");
-        }
-        for (size_t i = 1; i < options.client_chain.size(); ++i) {
-            SSL_CTX_add1_chain_cert(raw, options.client_chain[i].get());
-        }
-    }
+    configure_client_context(ctx, options);
 
     http::verb verb = http::string_to_verb(method);
     if (verb == http::verb::unknown) throw std::runtime_error("unknown HTTP method " + method);

@@ -226,7 +226,21 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
         res.keep_alive(keep_alive);
         res.prepare_payload();
         beast::get_lowest_layer(stream).expires_after(st->limits.write_timeout);
-        auto [wec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
+        boost::system::error_code wec;
+        if (auto shared = deferred ? deferred->shared_body() : nullptr) {
+            // The head, then the shared body as it is (no copy into this answer).
+            res.content_length(shared->size());
+            http::response_serializer<http::string_body> sr(res);
+            auto [hec, hn] = co_await http::async_write_header(stream, sr, use_nothrow);
+            wec = hec;
+            if (!wec) {
+                auto [bec, bn] = co_await asio::async_write(stream, asio::buffer(*shared), use_nothrow);
+                wec = bec;
+            }
+        } else {
+            auto [ec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
+            wec = ec;
+        }
         if (deferred) deferred->written();
         if (!wec && rec) co_await drain_before_close(stream, unread);
         if (wec || !keep_alive) co_return;
@@ -334,11 +348,19 @@ Responder::Responder(const asio::any_io_executor& connection_executor)
     : timer_(connection_executor) {}
 
 bool Responder::respond(HttpResponse res) {
+    return respond(std::move(res), nullptr);
+}
+
+bool Responder::respond(HttpResponse res, std::shared_ptr<const std::string> shared_body) {
     {
         std::lock_guard lock(mu_);
         if (finished_) return false;
         finished_ = true;
         response_ = std::move(res);
+        if (shared_body) {
+            response_->body().clear();
+            shared_body_ = std::move(shared_body);
+        }
     }
     // Wake the connection on its own strand.
     asio::post(timer_.get_executor(), [self = shared_from_this()] { self->timer_.cancel(); });
@@ -391,6 +413,11 @@ void Responder::client_gone() {
     }
     timer_.cancel();  // runs on the connection's strand (the socket wait's handler)
     if (fn) fn();
+}
+
+std::shared_ptr<const std::string> Responder::shared_body() const {
+    std::lock_guard lock(mu_);
+    return shared_body_;
 }
 
 std::optional<HttpResponse> Responder::take() {

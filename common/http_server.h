@@ -43,6 +43,9 @@ class Responder : public std::enable_shared_from_this<Responder> {
     explicit Responder(const boost::asio::any_io_executor& connection_executor);
     // True when this call gave the answer; false when one was given already or the client left.
     bool respond(HttpResponse res);
+    // The same, with a body shared by many answers (one push's snapshot message, written to every
+    // proxy of a class without a copy each): `res` is the head, its own body is ignored.
+    bool respond(HttpResponse res, std::shared_ptr<const std::string> shared_body);
     // Runs `fn` when the client has gone away (at once, if it has already).
     void on_gone(std::function<void()> fn);
     // Runs `fn` once the answer has been written to the client, or its write failed (at once, if
@@ -55,6 +58,7 @@ class Responder : public std::enable_shared_from_this<Responder> {
     void client_gone();
     void written();
     std::optional<HttpResponse> take();
+    std::shared_ptr<const std::string> shared_body() const;
     boost::asio::steady_timer& timer() { return timer_; }
 
   private:
@@ -63,6 +67,7 @@ class Responder : public std::enable_shared_from_this<Responder> {
     bool gone_ = false;
     bool written_ = false;
     std::optional<HttpResponse> response_;
+    std::shared_ptr<const std::string> shared_body_;
     std::function<void()> on_gone_, on_written_;
     boost::asio::steady_timer timer_;
 };

@@ -84,6 +84,9 @@ Shared state for several replicas (each serves CA and distribution; any answers 
                          with --store etcd (required): the AES-256 key (64 hex digits, e.g.
                          openssl rand -hex 32) that seals the CA's signing material in etcd;
                          give every replica the same file; it is never written to etcd
+  --registration-grace DURATION
+                         how long a proxy stays registered (an endpoint of its services) after
+                         its last answer was written with no new poll from it (default 3s)
   --registration-ttl DURATION
                          with --store etcd: the lease that holds this replica's proxies'
                          registrations; they expire this long after the replica dies (default 5s)
@@ -247,7 +250,7 @@ int run(const std::vector<std::string>& argv) {
                "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
                "inject-image", "inject-control-address", "kubeconfig", "kube-context", "debounce-after",
                "debounce-max", "store", "etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key",
-               "ca-key-encryption-key-file", "registration-ttl"},
+               "ca-key-encryption-key-file", "registration-ttl", "registration-grace"},
               {"help", "inject-native-sidecar", "inject-no-hold", "kube"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -318,6 +321,9 @@ int run(const std::vector<std::string>& argv) {
     std::optional<etcd::SecretBox> ca_box;
     const std::string etcd_prefix = args.get_or("etcd-prefix", "/remora");
     std::chrono::seconds registration_ttl{5};
+    const std::chrono::seconds registration_grace(
+        parse_duration_seconds("registration-grace", args.get_or("registration-grace", "3s")));
+    if (registration_grace.count() < 1) throw UsageError("--registration-grace: at least 1s");
     if (store_kind == "etcd") {
         etcd::EtcdOptions eo;
         try {
@@ -451,7 +457,7 @@ int run(const std::vector<std::string>& argv) {
     auth.trust_domain = config.trust_domain;
     proxy_registry.emplace([] { return std::chrono::steady_clock::now(); },
                            [] { return std::chrono::system_clock::now(); },
-                           std::chrono::milliseconds(3000));
+                           registration_grace);
     server::DistributionOptions dist_options;
     dist_options.debounce_after = debounce_flag(args, "debounce-after", dist_options.debounce_after);
     dist_options.debounce_max = debounce_flag(args, "debounce-max", dist_options.debounce_max);

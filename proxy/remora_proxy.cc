@@ -843,7 +843,13 @@ int run(const std::vector<std::string>& argv) {
             }
         }
     }
-    cfg->registry_only = mesh.outbound_traffic_policy == "REGISTRY_ONLY";
+    const bool mesh_registry_only = mesh.outbound_traffic_policy == "REGISTRY_ONLY";
+    // A Sidecar's outboundTrafficPolicy (carried in the snapshot) replaces the mesh's mode.
+    auto registry_only_for = [mesh_registry_only](const snapshot::Snapshot& snap) {
+        return snap.outbound_traffic_policy.empty() ? mesh_registry_only
+                                                    : snap.outbound_traffic_policy == "REGISTRY_ONLY";
+    };
+    cfg->registry_only = cfg->routes ? registry_only_for(cfg->routes->snapshot()) : mesh_registry_only;
     // The HTTP connection manager's stream timeouts: a flag, else the MeshConfig, else Envoy's defaults.
     if (mesh.stream_idle_seconds) cfg->limits.stream_idle_timeout = std::chrono::seconds(*mesh.stream_idle_seconds);
     if (mesh.request_timeout_seconds) cfg->limits.request_timeout = std::chrono::seconds(*mesh.request_timeout_seconds);
@@ -941,7 +947,7 @@ int run(const std::vector<std::string>& argv) {
         bool mode_flag = args.has("mtls-mode");
         proxy.subscriber = std::make_unique<ConfigSubscriber>(
             so, proxy.tls,
-            [&proxy, mode_flag](snapshot::Snapshot snap, const std::string&) -> std::string {
+            [&proxy, mode_flag, registry_only_for](snapshot::Snapshot snap, const std::string&) -> std::string {
                 auto current = proxy.config.current();
                 auto next = std::make_shared<ProxyConfig>(*current);
                 try {
@@ -949,6 +955,7 @@ int run(const std::vector<std::string>& argv) {
                     next->routes = std::make_shared<const RouteTable>(
                         std::move(snap), current->routes ? current->routes->states() : nullptr);
                     apply_inbound_policy(*next, next->routes->snapshot(), mode_flag);
+                    next->registry_only = registry_only_for(next->routes->snapshot());
                 } catch (const std::exception& e) {
                     return e.what();  // NACK: the last good configuration stays
                 }

@@ -477,13 +477,11 @@ void parse_sidecar(Obj& spec, Sidecar& sc) {
         }
         sc.outbound_traffic_policy = std::move(policy);
     }
-    // egress[] scopes each proxy's snapshot (control/translate); these two are not enforced.
+    // egress[] scopes each proxy's snapshot and outboundTrafficPolicy's mode is carried in it
+    // (control/translate); ingress is not enforced.
     if (auto v = spec.get("ingress")) {
         r.unsupported(v->mark(), v->path, "ingress listeners: the proxy accepts inbound traffic on "
                                           "every port, to 127.0.0.1:<port>");
-    }
-    if (auto v = spec.get("outboundTrafficPolicy")) {
-        r.unsupported(v->mark(), v->path, "a Sidecar's outboundTrafficPolicy: the mesh's mode applies");
     }
 }
 

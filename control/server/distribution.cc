@@ -215,10 +215,31 @@ proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, cons
     return proxy::snapshot::from_json(json::parse(*compute(ns, service_account, labels).json));
 }
 
+std::shared_ptr<const std::string> Distribution::message_for(const Computed& c) {
+    std::lock_guard lock(messages_mu_);
+    auto it = messages_.find(c.json);
+    if (it != messages_.end() && it->second.first == c.config_version) return it->second.second;
+    auto body = std::make_shared<std::string>();
+    body->reserve(c.json->size() + c.version.size() + 64);
+    *body += "{\"version\":\"";
+    *body += c.version;
+    *body += "\",\"configVersion\":";
+    *body += std::to_string(c.config_version);
+    *body += ",\"snapshot\":";
+    *body += *c.json;
+    *body += "}\n";
+    if (it == messages_.end()) {
+        std::erase_if(messages_, [](const auto& kv) { return kv.first.use_count() == 1; });
+        messages_.emplace(c.json, std::make_pair(c.config_version, body));
+    } else {
+        it->second = {c.config_version, body};
+    }
+    return body;
+}
+
 void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
-    std::string body = "{\"version\":\"" + c.version + "\",\"configVersion\":" +
-                       std::to_string(c.config_version) + ",\"snapshot\":" + *c.json + "}\n";
-    if (poll->responder->respond(json_response(200, std::move(body), poll->http_version))) {
+    if (poll->responder->respond(json_response(200, std::string(), poll->http_version),
+                                 message_for(c))) {
         registry_.sent(poll->id, c.version, c.config_version, c.json);
         end_poll_when_written(poll);
         pushes_ += 1;

@@ -82,6 +82,10 @@ class Distribution {
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
     void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
+    // The answer's body for `c` ({"version", "configVersion", "snapshot"}), built once and
+    // shared by every poll of its class that a push answers: at 10,000 services a copy per proxy
+    // was 17 MB each, 17 GB for a thousand proxies.
+    std::shared_ptr<const std::string> message_for(const Computed& c);
     // The registry's poll_ended once the poll's answer is written (the grace starts then).
     void end_poll_when_written(const std::shared_ptr<Poll>& poll);
     void watch_store(uint64_t after);
@@ -102,6 +106,11 @@ class Distribution {
     bool stopped_ = false;
     std::atomic<uint64_t> pushes_{0}, rejects_{0}, expired_{0}, push_batches_{0}, push_changes_{0};
     SnapshotCache cache_;
+    // message_for's memo: by snapshot text (kept alive here) and config version; entries whose
+    // snapshot nothing else holds any more are dropped when one is added.
+    std::mutex messages_mu_;
+    std::map<std::shared_ptr<const std::string>,
+             std::pair<uint64_t, std::shared_ptr<const std::string>>> messages_;
     Debouncer debounce_;                  // under mu_
     boost::asio::steady_timer push_timer_;  // under mu_
     bool push_timer_armed_ = false;       // under mu_

@@ -310,6 +310,14 @@ ChangeScope scope_of_change(const store::Snapshot& before,
     return scope;
 }
 
+bool SnapshotCache::Entry::sees_pods_of(const std::set<std::string>& namespaces) const {
+    if (other_hosts) return true;
+    for (const std::string& ns : namespaces) {
+        if (service_namespaces.count(ns)) return true;
+    }
+    return false;
+}
+
 SnapshotCache::SnapshotCache(translate::Options options)
     : options_(std::move(options)),
       registered_(std::make_shared<const std::vector<model::WorkloadEntry>>()) {}
@@ -331,7 +339,37 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
         registry_moved ? std::make_shared<const std::vector<model::WorkloadEntry>>(registered()) : registered_;
     ChangeScope scope = scope_of_change(*stored_, *registered_, *new_stored, *new_registered, options_);
     stats_.changes += 1;
+    // Registrations alone: only the snapshots holding the changed pods' namespaces' services
+    // can change (their endpoints), whatever exportTo says; under Sidecar scoping that is a
+    // fraction of the classes. Invalid workloads change a note everywhere: no shortcut then.
+    std::optional<std::set<std::string>> pod_namespaces;
+    if (!store_moved && registry_moved) {
+        pod_namespaces.emplace();
+        std::map<std::pair<std::string, std::string>, const model::WorkloadEntry*> old_pods;
+        for (const auto& we : *registered_) old_pods.emplace(std::make_pair(we.meta.ns, we.meta.name), &we);
+        for (const auto& we : *new_registered) {
+            auto at = old_pods.find({we.meta.ns, we.meta.name});
+            if (at == old_pods.end() || !same_workload(*at->second, we)) {
+                pod_namespaces->insert(we.meta.ns);
+                if (!we.meta.valid || (at != old_pods.end() && !at->second->meta.valid)) pod_namespaces.reset();
+            }
+            if (at != old_pods.end()) old_pods.erase(at);
+            if (!pod_namespaces) break;
+        }
+        if (pod_namespaces) {
+            for (const auto& [key, we] : old_pods) {
+                pod_namespaces->insert(we->meta.ns);
+                if (!we->meta.valid) pod_namespaces.reset();
+                if (!pod_namespaces) break;
+            }
+        }
+    }
     for (auto it = entries_.begin(); it != entries_.end();) {
+        if (pod_namespaces && !it->second->sees_pods_of(*pod_namespaces)) {
+            ++it;
+            stats_.kept += 1;
+            continue;
+        }
         std::string sidecar_after;
         if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
         if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
@@ -377,6 +415,20 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
             auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
             entry->version = version_of_json(*text);
             entry->sidecar = sidecar_key(config, c, options_);
+            const std::string suffix = "." + options_.cluster_domain;
+            for (const auto& cl : snap.clusters) {
+                const std::string& h = cl.service_host;
+                std::size_t dot = h.find('.');
+                if (h.size() > suffix.size() && h.compare(h.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+                    dot != std::string::npos && dot + 1 < h.size() - suffix.size()) {
+                    std::string ns = h.substr(dot + 1, h.size() - suffix.size() - dot - 1);
+                    if (ns.find('.') == std::string::npos) {
+                        entry->service_namespaces.insert(std::move(ns));
+                        continue;
+                    }
+                }
+                entry->other_hosts = true;
+            }
             entry->json = std::move(text);
         } catch (...) {
             lock.lock();

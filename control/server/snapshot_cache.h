@@ -64,6 +64,13 @@ class SnapshotCache {
         // The Sidecar that scoped it ("namespace/name"; "" = none): with (namespace, service
         // account, labels) the class's full key, kept here because the labels decide it.
         std::string sidecar;
+        // The namespaces of the Kubernetes services its clusters are for (from their hosts,
+        // name.<ns>.<cluster domain>), and whether some cluster's host is not one (a
+        // ServiceEntry's): a registered pod changes only its own namespace's services'
+        // endpoints, so a registration elsewhere leaves this snapshot as it is.
+        std::set<std::string> service_namespaces;
+        bool other_hosts = false;
+        bool sees_pods_of(const std::set<std::string>& namespaces) const;
     };
     struct Result {
         std::shared_ptr<const Entry> entry;

@@ -923,11 +923,8 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
         out.notes.push_back("Sidecar " + sc->meta.ns + "/" + sc->meta.name + " scopes egress: " +
                             std::to_string(out.virtual_hosts.size()) + " service port(s) imported, " +
                             std::to_string(scoped_out) + " left out");
-        if (sc->outbound_traffic_policy) {
-            out.notes.push_back("Sidecar " + sc->meta.ns + "/" + sc->meta.name +
-                                ": outboundTrafficPolicy is not supported by remora; the mesh's "
-                                "mode applies");
-        }
+        // Istio: the Sidecar's mode replaces the mesh's for the proxies it applies to.
+        if (sc->outbound_traffic_policy) out.outbound_traffic_policy = sc->outbound_traffic_policy->mode;
     }
 
     out.inbound = peer_authentication_for(config, w.ns, w.labels, o);

@@ -218,6 +218,9 @@ struct Snapshot {
     std::vector<Cluster> clusters;
     std::vector<VirtualHost> virtual_hosts;
     InboundPolicy inbound;
+    // A Sidecar's outboundTrafficPolicy mode for this proxy, "REGISTRY_ONLY" or "ALLOW_ANY";
+    // empty (absent from the JSON) = the mesh's mode (MeshConfig outboundTrafficPolicy).
+    std::string outbound_traffic_policy;
     std::vector<std::string> notes;  // what translation left out, and why
 };
 

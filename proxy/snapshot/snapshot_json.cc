@@ -591,6 +591,7 @@ json::value to_json(const Snapshot& snap) {
     o["inbound"] = json::object{{"mtls_mode", snap.inbound.mtls_mode}, {"port_mtls", std::move(port_mtls)},
                                 {"peer_authentications", strings_json(snap.inbound.peer_authentications)},
                                 {"authz", std::move(authz)}};
+    if (!snap.outbound_traffic_policy.empty()) o["outbound_traffic_policy"] = snap.outbound_traffic_policy;
     o["notes"] = strings_json(snap.notes);
     return o;
 }
@@ -644,6 +645,11 @@ Snapshot from_json(const json::value& doc) {
                 s.inbound.port_mtls[port] = std::string(kv.value().get_string());
             }
         }
+    }
+    f.read("outbound_traffic_policy", s.outbound_traffic_policy);
+    if (!s.outbound_traffic_policy.empty() && s.outbound_traffic_policy != "REGISTRY_ONLY" &&
+        s.outbound_traffic_policy != "ALLOW_ANY") {
+        fail(f.at("outbound_traffic_policy"), "expected REGISTRY_ONLY or ALLOW_ANY");
     }
     f.read("notes", s.notes);
     return s;

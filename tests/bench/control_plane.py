@@ -11,8 +11,10 @@ the proxy's cost, measured by config_ready.py). Then, several times: `remoractl 
 and the time until the last proxy whose snapshot it changes has ACKed it. Reports per size:
   last_ack p50/p99  time from the apply's start to the last proxy's ACK, over the applies (s)
   ack p50/p99       per-proxy ACK times, all applies together (s)
-  cpu_s             remora-control's CPU seconds (user+system) for all the applies
-  rss_MiB           its resident memory after them (and the peak, VmHWM)
+  cpu_s             remora-control's CPU seconds (user+system) for all the applies (all replicas)
+  cores             cpu_s over the wall time of the applies, per replica (istiod's anchor is a rate)
+  etcd_s            the etcd members' CPU seconds over the same time (--etcd-members)
+  rss_MiB           resident memory after them (and the peak, VmHWM); the largest replica's
   snap_KiB          snapshot bytes per proxy (mean of the last pushes)
   held_KiB          snapshot bytes per proxy over every proxy before the applies (mean)
   classes           distinct proxy classes (namespace, service account, labels) cached
@@ -30,7 +32,11 @@ the machine. Everything is bounded (--timeout per push, --start-timeout) and sto
   python3 tests/bench/control_plane.py --bin-dir build-h [--services 1000,10000] [--proxies 1000]
       [--classes 20] [--applies 5] [--change mesh|namespace] [--sidecar none|namespace|both]
       [--baseline-bin OLD/remora-control]
-      [--store dir | --store etcd --etcd-endpoints URL,URL] [--replicas N]
+      [--store dir | --store etcd --etcd-endpoints URL,URL | --etcd-members 3] [--replicas N]
+      [--client native|python] [--client-threads N]
+The simulated proxies run in tests/bench/sim_proxies (--client native, the default when built:
+ninja -C build-h tests/bench/sim_proxies), one C++ process doing what remora-proxy's
+subscription does; --client python keeps them in this process (up to ~100 proxies).
 """
 import argparse
 import asyncio
@@ -160,6 +166,61 @@ class Control:
                 self.proc.wait()
 
 
+class EtcdCluster:
+    """N etcd members on loopback (Debian's etcd-server), fresh data, for --etcd-members."""
+
+    def __init__(self, n, tmp, label):
+        self.procs = []
+        clients = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+        peers = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+        cluster = ",".join(f"e{j}=http://{peers[j]}" for j in range(n))
+        for i in range(n):
+            log = open(os.path.join(tmp, f"etcd-{label}-{i}.log"), "w")
+            self.procs.append(subprocess.Popen(
+                ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"etcd-{label}-{i}"),
+                 "--listen-client-urls", f"http://{clients[i]}",
+                 "--advertise-client-urls", f"http://{clients[i]}",
+                 "--listen-peer-urls", f"http://{peers[i]}",
+                 "--initial-advertise-peer-urls", f"http://{peers[i]}",
+                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                 "--initial-cluster-token", f"bench-{label}", "--quota-backend-bytes", str(8 << 30)],
+                stdout=log, stderr=subprocess.STDOUT))
+        self.endpoints = ",".join(f"http://{c}" for c in clients)
+        deadline = time.monotonic() + 60
+        for c in clients:
+            while True:
+                try:
+                    h = http.client.HTTPConnection(*c.split(":"), timeout=2)
+                    h.request("GET", "/health")
+                    if b'"true"' in h.getresponse().read():
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the etcd cluster was not healthy within 60 s")
+                time.sleep(0.2)
+
+    def cpu_seconds(self):
+        total = 0.0
+        for p in self.procs:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 class SimProxy:
     def __init__(self, index, ns, labels, ctx, control):
         self.index, self.ns, self.labels, self.ctx, self.control = index, ns, labels, ctx, control
@@ -246,6 +307,62 @@ async def run_proxy(p, stop, wait_seconds=60):
             writer.close()
 
 
+class NativeClient:
+    """tests/bench/sim_proxies: every proxy's subscription in one C++ process (what remora-proxy's
+    ConfigSubscriber does: one mTLS connection per poll, the ACK on the next poll, the whole
+    answer read). Its event lines update the same SimProxy records run_proxy does."""
+
+    def __init__(self, binary, proxies, root, svids, tmp, label, threads, keep_alive,
+                 wait_seconds=60):
+        spec = {"bundle": root, "waitSeconds": wait_seconds, "identities": svids,
+                "proxies": [{"name": p.name, "workload": p.name.rsplit("-", 1)[0], "ip": p.ip,
+                             "labels": p.labels, "ports": [8080], "identity": p.ns,
+                             "control": f"127.0.0.1:{p.control.port}"} for p in proxies]}
+        path = os.path.join(tmp, f"sim-{label}.json")
+        with open(path, "w") as f:
+            json.dump(spec, f)
+        self.proxies = proxies
+        self.binary, self.path, self.threads = binary, path, threads
+        self.keep_alive = keep_alive
+        self.errors_seen = []
+
+    async def start(self):
+        self.proc = await asyncio.create_subprocess_exec(
+            self.binary, self.path, "--threads", str(self.threads),
+            *(["--keep-alive"] if self.keep_alive else []), stdout=subprocess.PIPE,
+            limit=1 << 20)
+        self.reader = asyncio.create_task(self.read())
+
+    async def read(self):
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                return
+            kind, _, rest = line.decode().rstrip("\n").partition(" ")
+            if kind == "got":
+                i, version, size, _t = rest.split(" ")
+                p = self.proxies[int(i)]
+                p.version = version
+                p.received.append((None, version, int(size)))
+            elif kind == "ack":
+                i, version, t = rest.split(" ")
+                p = self.proxies[int(i)]
+                if p.received and p.received[-1][0] is None and p.received[-1][1] == version:
+                    p.received[-1] = (float(t), version, p.received[-1][2])
+            elif kind == "err":
+                i, _, why = rest.partition(" ")
+                self.proxies[int(i)].errors += 1
+                if len(self.errors_seen) < 5:
+                    self.errors_seen.append(why)
+
+    async def stop(self):
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+        self.reader.cancel()
+        await asyncio.gather(self.reader, return_exceptions=True)
+
+
 def run(argv, **kw):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kw)
     if r.returncode != 0:
@@ -261,7 +378,16 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
     state = os.path.join(tmp, f"state-{name}-{n_services}-{sidecar}")
     os.makedirs(state)
     store_args = []
-    if args.store != "dir":
+    etcd = None
+    if args.etcd_members:
+        etcd = EtcdCluster(args.etcd_members, tmp, f"{name}-{n_services}-{sidecar}")
+        kek = os.path.join(tmp, "ca-kek")
+        with open(kek, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(kek, 0o600)
+        store_args = ["--store", "etcd", "--etcd-endpoints", etcd.endpoints,
+                      "--ca-key-encryption-key-file", kek]
+    elif args.store != "dir":
         store_args = ["--store", args.store]
         if args.etcd_endpoints:
             store_args += ["--etcd-endpoints", args.etcd_endpoints]
@@ -288,7 +414,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                 f.write(sidecars_yaml(args.namespaces))
             apply(ctl, controls[0], state, path)
         # One SVID per namespace (service account "default"): proxies of a namespace share it.
-        ctxs = {}
+        ctxs, svids = {}, {}
         for k in range(args.namespaces):
             ns = f"ns-{k}"
             token = os.path.join(tmp, f"token-{ns}")
@@ -301,6 +427,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=root)
             ctx.load_cert_chain(os.path.join(out, "cert-chain.pem"), os.path.join(out, "key.pem"))
             ctxs[ns] = ctx
+            svids[ns] = out
         proxies = []
         for j in range(args.proxies):
             c = j % args.classes
@@ -308,7 +435,15 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             labels = {"app": f"app-{c % args.apps}", "version": "v1", "deploy": f"d-{c}"}
             proxies.append(SimProxy(j, ns, labels, ctxs[ns], controls[j % len(controls)]))
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(run_proxy(p, stop)) for p in proxies]
+        native = None
+        if args.client == "native":
+            native = NativeClient(args.sim_bin, proxies, root, svids, tmp,
+                                  f"{name}-{n_services}-{sidecar}", args.client_threads,
+                                  args.client_keep_alive)
+            await native.start()
+            tasks = []
+        else:
+            tasks = [asyncio.create_task(run_proxy(p, stop)) for p in proxies]
         try:
             # Registered, each with a snapshot, and quiet (registrations change endpoints).
             deadline = time.monotonic() + args.start_timeout
@@ -328,6 +463,8 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             # Every proxy's snapshot as it stands (the pushes below reach only some with --sidecar).
             held = [p.received[-1][2] for p in proxies if p.received]
             cpu0 = sum(c.cpu_seconds() for c in controls)
+            etcd_cpu0 = etcd.cpu_seconds() if etcd else 0.0
+            wall0 = time.monotonic()
             last_acks, acks, sizes, apply_times = [], [], [], []
             for k in range(args.applies):
                 path = os.path.join(tmp, f"change-{name}-{k}.yaml")
@@ -359,17 +496,25 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                       f"{others} others were sent a snapshot", flush=True)
                 await asyncio.sleep(0.5)  # let the last ACK polls reach the control plane
             cpu = sum(c.cpu_seconds() for c in controls) - cpu0
-            rss, hwm = controls[0].memory()
+            wall = time.monotonic() - wall0
+            etcd_cpu = etcd.cpu_seconds() - etcd_cpu0 if etcd else None
+            mems = [c.memory() for c in controls]
+            rss, hwm = max(m[0] for m in mems), max(m[1] for m in mems)
             classes = await asyncio.to_thread(controls[0].metric, "remora_control_snapshot_classes")
             errors = sum(p.errors for p in proxies)
         finally:
             stop.set()
+            if native:
+                await native.stop()
+                if native.errors_seen:
+                    print(f"    first poll errors: {native.errors_seen}", flush=True)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return {"startup_s": startup_s, "last_p50": percentile(last_acks, 50),
                 "last_p99": percentile(last_acks, 99), "ack_p50": percentile(acks, 50),
-                "ack_p99": percentile(acks, 99), "cpu_s": cpu, "rss": rss, "hwm": hwm,
+                "ack_p99": percentile(acks, 99), "cpu_s": cpu, "cores": cpu / wall / len(controls),
+                "etcd_cpu_s": etcd_cpu, "rss": rss, "hwm": hwm,
                 "snap_kib": statistics.mean(sizes) / 1024 if sizes else 0.0,
                 "held_kib": statistics.mean(held) / 1024 if held else 0.0,
                 "apply_s": statistics.median(apply_times),
@@ -377,6 +522,8 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
     finally:
         for c in controls:
             c.stop()
+        if etcd:
+            etcd.stop()
 
 
 def main():
@@ -398,14 +545,26 @@ def main():
                     help="bound on registering every proxy (s)")
     ap.add_argument("--store", default="dir", help="dir (default) or etcd (passed through)")
     ap.add_argument("--etcd-endpoints", default="", help="with --store etcd (passed through)")
+    ap.add_argument("--etcd-members", type=int, default=0,
+                    help="start a fresh N-member etcd cluster on loopback for each run and use it "
+                         "(--store etcd); needs Debian's etcd-server")
     ap.add_argument("--replicas", type=int, default=1,
                     help="remora-control processes; proxies spread round-robin (needs a shared "
                          "store: --store etcd)")
     ap.add_argument("--control-arg", action="append", default=[],
                     help="one more flag for remora-control (repeatable), e.g. --control-arg=--debounce-after=0")
+    ap.add_argument("--client", choices=["native", "python"],
+                    help="simulated proxies: native (tests/bench/sim_proxies, default when built) "
+                         "or python (asyncio in this process; keeps one connection per proxy, "
+                         "which remora-proxy does not, and cannot go past ~100 proxies)")
+    ap.add_argument("--client-threads", type=int, default=1,
+                    help="io threads of the native client (default 1: the control plane has the other core)")
+    ap.add_argument("--client-keep-alive", action="store_true",
+                    help="native client: poll again on the same TLS connection (remora-proxy "
+                         "opens a new one per poll; this shows what reusing it would save)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
-    if args.replicas > 1 and args.store == "dir":
+    if args.replicas > 1 and args.store == "dir" and not args.etcd_members:
         sys.exit("--replicas > 1 needs a shared store (--store etcd --etcd-endpoints ...)")
 
     ctl = os.path.join(args.bin_dir, "control", "remoractl")
@@ -416,10 +575,16 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} not found: build it first (ninja -C {args.bin_dir} "
                      "control/remora-control control/remoractl)")
+    args.sim_bin = os.path.join(args.bin_dir, "tests", "bench", "sim_proxies")
+    if args.client is None:
+        args.client = "native" if os.access(args.sim_bin, os.X_OK) else "python"
+    if args.client == "native" and not os.access(args.sim_bin, os.X_OK):
+        sys.exit(f"{args.sim_bin} not found: ninja -C {args.bin_dir} tests/bench/sim_proxies")
     tmp = tempfile.mkdtemp(prefix="remora-control-bench-")
     print(f"{args.proxies} proxies in {args.classes} classes over {args.namespaces} namespaces, "
-          f"{args.applies} applies of a {args.change}-wide change, store {args.store}, "
-          f"{args.replicas} replica(s)", flush=True)
+          f"{args.applies} applies of a {args.change}-wide change, "
+          f"store {'etcd' if args.etcd_members else args.store}, "
+          f"{args.replicas} replica(s){f' on {args.etcd_members} etcd members' if args.etcd_members else ''}, {args.client} client", flush=True)
     rows = []
     try:
         for n in [int(s) for s in args.services.split(",")]:
@@ -434,11 +599,12 @@ def main():
                         continue
                     rows.append((n, label, r))
         print(f"\n{'services':>8} {'control':>9} {'last_ack p50/p99 s':>19} {'ack p50/p99 s':>14} "
-              f"{'cpu_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
+              f"{'cpu_s':>6} {'cores':>5} {'etcd_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
         for n, name, r in rows:
             classes = "-" if r["classes"] is None else f"{r['classes']:.0f}"
             print(f"{n:>8} {name:>9} {r['last_p50']:>9.3f}/{r['last_p99']:<9.3f} "
-                  f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} "
+                  f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} {r['cores']:>5.2f} "
+                  f"{'-' if r['etcd_cpu_s'] is None else format(r['etcd_cpu_s'], '.1f'):>6} "
                   f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {r['held_kib']:>9.0f} {classes:>7} "
                   f"{r['startup_s']:>7.1f} {r['apply_s']:>7.2f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
     finally:

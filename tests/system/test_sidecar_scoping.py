@@ -18,6 +18,9 @@ its registry, so under ALLOW_ANY the connection is passed through to the origina
 BlackHoleCluster (closed, counted in downstream_cx_blackhole). Calls go to far-1's pod address:
 a service VIP passed through reaches nothing here (no kube-proxy in the local cluster).
 
+A Sidecar's outboundTrafficPolicy replaces the mesh's mode for the proxies it applies to (the
+control plane carries it in their snapshot), in either direction.
+
 Exit status: 0 all passed, 1 some failed, 77 not root or tools missing.
 """
 
@@ -71,6 +74,35 @@ spec:
 """
 
 REGISTRY_ONLY = "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"
+
+# Sidecars that set outboundTrafficPolicy: team-a's proxies REGISTRY_ONLY, team-b's ALLOW_ANY
+# (each scoped to its own namespace), and app=strict ALLOW_ANY over its mesh's REGISTRY_ONLY.
+POLICY_SIDECARS = """\
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: team-a}
+spec:
+  egress:
+  - hosts: ["./*"]
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: team-b}
+spec:
+  egress:
+  - hosts: ["./*"]
+  outboundTrafficPolicy: {mode: ALLOW_ANY}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: strict, namespace: team-a}
+spec:
+  workloadSelector: {labels: {app: strict}}
+  egress:
+  - hosts: ["./*"]
+  outboundTrafficPolicy: {mode: ALLOW_ANY}
+"""
 
 NEAR = "near.team-a.svc.cluster.local"
 FAR = "far.team-b.svc.cluster.local"
@@ -256,12 +288,39 @@ def test_d_removed_sidecars_give_the_mesh_back(m):
     via_mesh(m, "client-s", "near-1", "team-a")
 
 
+def test_e_sidecar_outbound_traffic_policy(m):
+    """A Sidecar's outboundTrafficPolicy replaces the mesh's for its proxies: team-a's
+    REGISTRY_ONLY blackholes a destination outside its scope while team-b's ALLOW_ANY passes the
+    same kind of destination through; app=strict's ALLOW_ANY Sidecar overrides its own
+    --mesh-config's REGISTRY_ONLY. Removing them gives each proxy its mesh's mode back."""
+    m.involved = CLIENTS
+    apply(m, "policy-sidecars.yaml", POLICY_SIDECARS)
+    sees(m, "client-a", [NEAR])
+    sees(m, "client-s", [NEAR])
+    sees(m, "client-b", [FAR])
+    policy = lambda pod: dump(m, pod).get("outbound_traffic_policy")  # noqa: E731
+    wait_for("client-a REGISTRY_ONLY, client-b and client-s ALLOW_ANY", lambda: (
+        policy("client-a"), policy("client-b"), policy("client-s")) == (
+        "REGISTRY_ONLY", "ALLOW_ANY", "ALLOW_ANY"), 15)
+    via_mesh(m, "client-a", "near-1", "team-a")
+    blackholed(m, "client-a", "far-1")      # mesh ALLOW_ANY, its Sidecar REGISTRY_ONLY
+    passed_through(m, "client-b", "near-1")  # its Sidecar ALLOW_ANY
+    passed_through(m, "client-s", "far-1")   # mesh REGISTRY_ONLY, its Sidecar ALLOW_ANY
+    delete(m, "policy-sidecars.yaml", POLICY_SIDECARS)
+    for pod in CLIENTS:
+        sees(m, pod, [NEAR, FAR])
+    wait_for("every client back on its mesh's mode", lambda: (
+        policy("client-a"), policy("client-b"), policy("client-s")) == (
+        "ALLOW_ANY", "ALLOW_ANY", "REGISTRY_ONLY"), 15)
+
+
 TESTS = [
     ("a_unscoped_proxies_reach_every_namespace", test_a_unscoped_proxies_reach_every_namespace),
     ("b_namespace_sidecar_scopes_team_a", test_b_namespace_sidecar_scopes_team_a),
     ("c_workload_selector_wins_over_the_namespace_default",
      test_c_workload_selector_wins_over_the_namespace_default),
     ("d_removed_sidecars_give_the_mesh_back", test_d_removed_sidecars_give_the_mesh_back),
+    ("e_sidecar_outbound_traffic_policy", test_e_sidecar_outbound_traffic_policy),
 ]
 
 

@@ -222,15 +222,12 @@ TEST_CASE("Sidecar: Istio's warnings and Remora's") {
     CHECK(tls[1] ==
           "t.yaml:9:18: warning: Sidecar prod/sc: spec.ingress[0].captureMode: not "
           "supported by remora");
-    // egress[] is enforced (translation scopes each proxy); ingress listeners and the
-    // outboundTrafficPolicy override are not.
+    // egress[] and the outboundTrafficPolicy override are enforced (translation scopes each
+    // proxy and carries the mode in its snapshot); ingress listeners are not.
     CHECK(tls[2] ==
           "t.yaml:7:3: warning: Sidecar prod/sc: spec.ingress: not supported by remora (ingress "
           "listeners: the proxy accepts inbound traffic on every port, to 127.0.0.1:<port>)");
-    CHECK(warnings_of(sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")) ==
-          std::vector<std::string>{
-              "t.yaml:6:26: warning: Sidecar prod/sc: spec.outboundTrafficPolicy: not supported by "
-              "remora (a Sidecar's outboundTrafficPolicy: the mesh's mode applies)"});
+    CHECK(warnings_of(sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")).empty());
 }
 
 TEST_CASE("Sidecar: a second definition replaces the first; a broken one stays, marked invalid") {

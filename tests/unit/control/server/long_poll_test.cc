@@ -29,8 +29,10 @@ struct Server {
     bool responded = false;
     std::atomic<bool> written{false};
     std::size_t body_bytes;
+    std::shared_ptr<const std::string> shared;  // when set, every answer shares this body
 
-    explicit Server(std::size_t body) : body_bytes(body) {
+    explicit Server(std::size_t body, std::shared_ptr<const std::string> shared_body = nullptr)
+        : body_bytes(body), shared(std::move(shared_body)) {
         server = std::make_unique<common::HttpServer>(
             io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
             [](const common::HttpRequest& r, const common::PeerInfo&) {
@@ -39,7 +41,12 @@ struct Server {
             nullptr, common::HttpLimits{}, [](const std::string&) {});
         server->defer("/poll", [this](const common::HttpRequest& req, const common::PeerInfo&,
                                       std::shared_ptr<common::Responder> responder) {
-            REQUIRE(responder->respond(common::json_response(200, std::string(body_bytes, 'x'), req.version())));
+            if (shared) {
+                REQUIRE(responder->respond(common::json_response(200, "ignored", req.version()), shared));
+            } else {
+                REQUIRE(responder->respond(
+                    common::json_response(200, std::string(body_bytes, 'x'), req.version())));
+            }
             responder->on_written([this] {
                 written = true;
                 cv.notify_all();
@@ -103,4 +110,34 @@ TEST_CASE("on_written after the write runs at once") {
     CHECK(all.find("xxxxxxxxxxxxxxxx") != std::string::npos);
     std::unique_lock lock(s.mu);
     REQUIRE(s.cv.wait_for(lock, std::chrono::seconds(20), [&] { return s.written.load(); }));
+}
+
+TEST_CASE("a shared body is written as it is, with its length, to every answer on a connection") {
+    // One push's snapshot message, written to many proxies without a copy each.
+    auto body = std::make_shared<const std::string>("{\"version\":\"v1\",\"snapshot\":{}}\n");
+    Server s(0, body);
+    asio::io_context client_io;
+    tcp::socket sock(client_io);
+    sock.connect(s.server->local_endpoint());
+    const std::string req = "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    const std::string last =
+        "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    asio::write(sock, asio::buffer(req));
+    asio::write(sock, asio::buffer(last));
+    std::string all;
+    std::vector<char> buf(4096);
+    boost::system::error_code ec;
+    while (!ec) {
+        std::size_t n = sock.read_some(asio::buffer(buf), ec);
+        all.append(buf.data(), n);
+    }
+    const std::string answer = "Content-Length: " + std::to_string(body->size()) + "\r\n";
+    std::size_t first = all.find("\r\n\r\n");
+    REQUIRE(first != std::string::npos);
+    CHECK(all.substr(0, first + 2).find(answer) != std::string::npos);
+    CHECK(all.substr(first + 4, body->size()) == *body);
+    std::size_t second = all.find("\r\n\r\n", first + 4 + body->size());
+    REQUIRE(second != std::string::npos);
+    CHECK(all.substr(second + 4) == *body);  // the second answer: the same bytes, nothing more
+    CHECK(all.find("ignored") == std::string::npos);
 }

@@ -329,6 +329,35 @@ TEST_CASE("a scoped snapshot holds its Sidecar's hosts only") {
     CHECK(json.size() < unscoped.size());
 }
 
+TEST_CASE("a registered pod recomputes only the classes whose snapshot holds its namespace's services") {
+    Fixture f;
+    f.apply(kServices);
+    f.apply(sidecar("a", "default", "", "\"./*\""));  // a's classes import a's services alone
+    f.update();
+    for (const auto& c : kClasses) f.computed(c);
+    CHECK(f.cache.get(kA).entry->service_namespaces == std::set<std::string>{"a"});
+    // A pod of svc-b (exported everywhere): every class that holds svc-b, not a's.
+    f.set_registered({pod("b", "x-1", "198.18.0.40", {{"app", "x"}})});
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK_FALSE(f.computed(kA2));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK(f.computed(kC));  // c sees svc-a and svc-b (exported everywhere)
+    // A pod of svc-a: a's classes too.
+    auto pods = f.registered;
+    pods.push_back(pod("a", "x-2", "198.18.0.41", {{"app", "x"}}));
+    f.set_registered(pods);
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK(f.computed(kB));
+    // Gone again: the same.
+    pods.pop_back();
+    f.set_registered(pods);
+    f.update();
+    CHECK(f.computed(kA));
+}
+
 // Random changes to the store and the registry; after each, every class's cached snapshot must
 // be what a fresh translation gives, and classes a change does not touch stay cached.
 TEST_CASE("after any sequence of changes no class keeps a stale snapshot") {

@@ -752,3 +752,32 @@ TEST_CASE("Sidecar egress: port-scoped listeners, wildcards, ~ and */") {
     // A Sidecar without egress (here: only outboundTrafficPolicy) imports */*.
     CHECK(with("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n").size() == 7);
 }
+
+TEST_CASE("Sidecar outboundTrafficPolicy: its mode goes in the snapshot of the proxies it applies to") {
+    auto c = scoped_mesh(R"(
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: prod}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web-only, namespace: prod}
+spec:
+  workloadSelector: {labels: {app: web}}
+  outboundTrafficPolicy: {mode: ALLOW_ANY}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shared}
+spec:
+  egress:
+  - hosts: ["./*"]
+)");
+    CHECK(translate::translate(c, {"prod", "sa", {{"app", "db"}}}).outbound_traffic_policy == "REGISTRY_ONLY");
+    CHECK(translate::translate(c, {"prod", "sa", {{"app", "web"}}}).outbound_traffic_policy == "ALLOW_ANY");
+    // A Sidecar without the field, or none at all: absent, the mesh's mode applies.
+    CHECK(translate::translate(c, {"shared", "sa", {}}).outbound_traffic_policy.empty());
+    CHECK(translate::translate(c, {"dev", "sa", {}}).outbound_traffic_policy.empty());
+}

@@ -154,6 +154,17 @@ TEST_CASE("every field survives JSON and back") {
     CHECK(back.inbound.authz[1].rules.empty());  // ALLOW with no rules: stays "matches nothing"
 }
 
+TEST_CASE("a Sidecar's outboundTrafficPolicy: carried when set, absent (the mesh's) otherwise") {
+    snap::Snapshot s = full();
+    CHECK(text(s).find("outbound_traffic_policy") == std::string::npos);
+    CHECK(snap::from_json(json::parse(text(s))).outbound_traffic_policy.empty());
+    s.outbound_traffic_policy = "REGISTRY_ONLY";
+    CHECK(snap::from_json(json::parse(text(s))).outbound_traffic_policy == "REGISTRY_ONLY");
+    CHECK(snap::version_of(s) != snap::version_of(full()));
+    CHECK(error_of(R"({"outbound_traffic_policy":"DENY"})") ==
+          "snapshot.outbound_traffic_policy: expected REGISTRY_ONLY or ALLOW_ANY");
+}
+
 TEST_CASE("an authorization policy's action must be one the proxy enforces") {
     CHECK(error_of(R"({"inbound":{"authz":[{"name":"x","action":"CUSTOM"}]}})") ==
           "snapshot.inbound.authz[0].action: \"CUSTOM\" is not ALLOW, DENY or AUDIT");
