@@ -5,6 +5,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -70,7 +72,40 @@ struct Exchange {
     const std::function<void(std::string_view)>* on_line;  // streaming: no deadline after headers
     int status = 0;
     std::string body;
+    // Streaming only: after `check_interval` without a byte, `check` runs (blocking, it throws
+    // when the member cannot serve); a throw ends the stream with its reason.
+    std::chrono::milliseconds check_interval{0};
+    std::function<void()> check;
 };
+
+// The silence watch of one stream: `last` moves with every chunk read.
+struct SilenceWatch {
+    explicit SilenceWatch(const asio::any_io_executor& exec) : timer(exec) {}
+    asio::steady_timer timer;
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    bool done = false;
+    std::string why;  // set when the check failed and the stream was cut
+};
+
+asio::awaitable<void> watch_silence(std::shared_ptr<SilenceWatch> w, beast::tcp_stream& tcp,
+                                    const Exchange& x) {
+    while (!w->done) {
+        w->timer.expires_at(w->last + x.check_interval);
+        auto [ec] = co_await w->timer.async_wait(use_nothrow);
+        (void)ec;  // cancelled when the stream ends: `done` says so
+        if (w->done) co_return;
+        if (std::chrono::steady_clock::now() - w->last < x.check_interval) continue;
+        try {
+            x.check();
+            w->last = std::chrono::steady_clock::now();
+        } catch (const std::exception& e) {
+            w->why = std::string("nothing for ") + std::to_string(x.check_interval.count()) +
+                     " ms and the member cannot serve a read (" + e.what() + ")";
+            tcp.cancel();
+            co_return;
+        }
+    }
+}
 
 [[noreturn]] void fail(const Exchange& x, const std::string& what, const beast::error_code& ec) {
     std::string why = ec == beast::error::timeout ? std::string("timed out") : ec.message();
@@ -90,9 +125,15 @@ asio::awaitable<void> talk(Stream& stream, beast::tcp_stream& tcp, Exchange& x) 
     if (hec) fail(x, "reading the answer failed", hec);
     x.status = static_cast<int>(parser.get().result_int());
     std::string pending;
+    std::shared_ptr<SilenceWatch> watch;
     if (x.on_line && x.status == 200) {
+        if (x.check && x.check_interval.count() > 0) {
+            watch = std::make_shared<SilenceWatch>(co_await asio::this_coro::executor);
+            asio::co_spawn(watch->timer.get_executor(), watch_silence(watch, tcp, x), asio::detached);
+        }
         // A stream of JSON messages, each ended by a newline, across chunks of any size.
         auto on_chunk = [&](std::uint64_t, beast::string_view data, beast::error_code&) {
+            if (watch) watch->last = std::chrono::steady_clock::now();
             pending.append(data.data(), data.size());
             std::size_t start = 0;
             for (std::size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -108,6 +149,11 @@ asio::awaitable<void> talk(Stream& stream, beast::tcp_stream& tcp, Exchange& x) 
         tcp.expires_after(x.timeout);
     }
     auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+    if (watch) {
+        watch->done = true;
+        watch->timer.cancel();
+        if (!watch->why.empty()) throw EtcdUnavailable(x.ep.str() + ": the watch stream was given up: " + watch->why);
+    }
     if (rec) fail(x, x.on_line ? "the watch stream ended" : "reading the answer failed", rec);
     x.body = parser.get().body();
     if (x.on_line && x.status == 200 && !pending.empty()) (*x.on_line)(pending);
@@ -148,7 +194,8 @@ EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {
 
 std::string EtcdClient::post(const Endpoint& ep, const std::string& path, const std::string& body,
                              const std::function<void(std::string_view)>* on_line,
-                             const std::function<void(std::function<void()>)>* set_cancel) {
+                             const std::function<void(std::function<void()>)>* set_cancel,
+                             std::function<void()> check) {
     asio::io_context io;
     ssl::context ctx(ssl::context::tls_client);
     if (ep.tls) {
@@ -171,7 +218,8 @@ std::string EtcdClient::post(const Endpoint& ep, const std::string& path, const 
     }
     beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
     if (ep.tls) SSL_set_tlsext_host_name(stream.native_handle(), ep.host.c_str());
-    Exchange x{ep, {http::verb::post, path, 11}, options_.timeout, on_line, 0, {}};
+    Exchange x{ep, {http::verb::post, path, 11}, options_.timeout, on_line, 0, {},
+               options_.watch_check_interval, std::move(check)};
     x.req.set(http::field::host, ep.host + ":" + ep.port);
     x.req.set(http::field::user_agent, "remora-control");
     x.req.set(http::field::content_type, "application/json");
@@ -268,8 +316,19 @@ void EtcdClient::watch_once(const std::string& key, const std::string& range_end
     std::function<void(std::string_view)> on_line = [&](std::string_view line) {
         on_message(parse_watch_message(line));
     };
+    // The silence check: a linearizable count of the range needs the member's leader and a
+    // quorum, which a member that stopped or was cut off from its peers cannot give.
+    json::object probe = range_request(key, range_end);
+    probe["count_only"] = true;
+    const std::string probe_body = json::serialize(probe);
+    auto check = [this, &ep, &probe_body] {
+        json::error_code jec;
+        json::value v = json::parse(post(ep, "/v3/kv/range", probe_body, nullptr, nullptr), jec);
+        if (jec) throw EtcdAnswerError("the answer is not JSON");
+        check_error(v);
+    };
     try {
-        post(ep, "/v3/watch", body, &on_line, &set_cancel);
+        post(ep, "/v3/watch", body, &on_line, &set_cancel, check);
     } catch (...) {
         // Next time, another member.
         std::size_t expected = at;

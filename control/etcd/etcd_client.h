@@ -34,6 +34,12 @@ struct EtcdOptions {
     std::string ca_file, cert_file, key_file;
     // Deadline of one unary call to one endpoint (connect, send, whole answer).
     std::chrono::milliseconds timeout{3000};
+    // A watch stream silent this long is checked: a linearizable read (count only) of the watched
+    // range on the same member, within `timeout`. When it fails (the member is stopped, cut off
+    // from its peers, or a half-open connection), the stream is given up and resumed on the next
+    // member; without the check a silent member would hold the watch, and every change after it,
+    // forever.
+    std::chrono::milliseconds watch_check_interval{5000};
 };
 
 // "a:2379,https://b:2379,http://c:2379" (a name without scheme is http://, or https:// when
@@ -77,7 +83,8 @@ class EtcdClient {
   private:
     std::string post(const Endpoint& ep, const std::string& path, const std::string& body,
                      const std::function<void(std::string_view)>* on_line,
-                     const std::function<void(std::function<void()>)>* set_cancel);
+                     const std::function<void(std::function<void()>)>* set_cancel,
+                     std::function<void()> check = {});
 
     EtcdOptions options_;
     std::atomic<std::size_t> preferred_{0};

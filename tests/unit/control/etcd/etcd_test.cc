@@ -261,6 +261,7 @@ TEST_CASE("a proxy's shared registration round-trips; other values are not one")
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <thread>
 
 extern char** environ;
@@ -400,6 +401,73 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
     CHECK(down.status == 503);
     CHECK(down.error.find("cannot take writes") != std::string::npos);
     CHECK(one.version() == before);
+}
+
+TEST_CASE("a watch on a member that stops answering is given up and resumed when it is back") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed: skipped");
+        return;
+    }
+    EtcdOptions options = etcd.options();
+    options.timeout = std::chrono::milliseconds(1000);
+    options.watch_check_interval = std::chrono::milliseconds(300);
+    EtcdClient client(options);
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    std::mutex mu;
+    std::vector<std::string> keys, logs;
+    auto seen = [&](const std::string& what, const std::vector<std::string>& in) {
+        std::lock_guard lock(mu);
+        for (const auto& k : in) {
+            if (k.find(what) != std::string::npos) return true;
+        }
+        return false;
+    };
+    Watcher w(
+        client, "/w/", prefix_end("/w/"), client.range("/w/", prefix_end("/w/")).revision,
+        [&](const std::vector<WatchEvent>& events, int64_t) {
+            std::lock_guard lock(mu);
+            for (const auto& e : events) keys.push_back(e.kv.key);
+        },
+        [&] { return client.range("/w/", prefix_end("/w/")).revision; },
+        [&](const std::string& line) {
+            std::lock_guard lock(mu);
+            logs.push_back(line);
+        });
+    w.start();
+    client.put("/w/a", "1");
+    CHECK(eventually([&] { return seen("/w/a", keys); }));
+    // Quiet for several check intervals while the member serves: the watch stays.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    CHECK_FALSE(seen("given up", logs));
+
+    // The member stops (SIGSTOP: its sockets stay open, so the stream only goes silent).
+    kill(etcd.pid, SIGSTOP);
+    bool given_up = eventually([&] { return seen("given up", logs); });
+    kill(etcd.pid, SIGCONT);
+    CHECK_MESSAGE(given_up, "a silent watch on a stopped member was never given up");
+    {
+        std::lock_guard lock(mu);
+        for (const auto& l : logs) MESSAGE(l);
+    }
+    // Back: a change made now arrives through the resumed watch.
+    REQUIRE(eventually([&] {
+        try {
+            client.put("/w/b", "2");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    CHECK(eventually([&] { return seen("/w/b", keys); }));
+    w.stop();
 }
 
 TEST_CASE("the CA record: created once, the same for every replica, sealed in etcd") {
