@@ -432,10 +432,14 @@ json::object explain(const Inputs& in, const Request& request) {
     if (!vh) {
         host["virtualHost"] = nullptr;
         const std::string why = "is not a service this proxy knows (no virtual host for " + in_quotes(authority) + ")";
-        if (in.registry_only) {
-            outcomes.push_back({1, 502, "", "BlackHoleCluster: " + request.host + " " + why + " and outboundTrafficPolicy is REGISTRY_ONLY", "", false});
+        // A Sidecar's outboundTrafficPolicy, carried in the client's snapshot, replaces the mesh's.
+        const std::string& sidecar_mode = in.snapshot.outbound_traffic_policy;
+        const bool registry_only = sidecar_mode.empty() ? in.registry_only : sidecar_mode == "REGISTRY_ONLY";
+        const std::string whose = sidecar_mode.empty() ? "the mesh's" : "the Sidecar's";
+        if (registry_only) {
+            outcomes.push_back({1, 502, "", "BlackHoleCluster: " + request.host + " " + why + " and outboundTrafficPolicy is REGISTRY_ONLY (" + whose + ")", "", false});
         } else {
-            outcomes.push_back({1, 0, "", "", "PassthroughCluster (" + request.host + " " + why + "; ALLOW_ANY sends it to the address dialled)", true});
+            outcomes.push_back({1, 0, "", "", "PassthroughCluster (" + request.host + " " + why + "; ALLOW_ANY (" + whose + ") sends it to the address dialled)", true});
         }
         report["host"] = std::move(host);
         for (const auto& n : in.snapshot.notes) notes.push_back(json::string(n));

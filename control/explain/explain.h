@@ -65,7 +65,9 @@ struct Inputs {
     std::string trust_domain = "cluster.local";
     snap::Snapshot snapshot;   // the client's
     std::string source;        // where the snapshot came from, for the reader
-    bool registry_only = false;  // outboundTrafficPolicy REGISTRY_ONLY
+    // The mesh's outboundTrafficPolicy is REGISTRY_ONLY; a Sidecar's mode in the snapshot
+    // (snapshot.outbound_traffic_policy) wins over it either way.
+    bool registry_only = false;
     // The server behind an endpoint of a cluster.
     std::function<Server(const snap::Cluster&, const snap::Endpoint&)> server_for;
     // Outlier ejection from the client's running proxy (its admin /clusters), by

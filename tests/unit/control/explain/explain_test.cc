@@ -152,6 +152,28 @@ TEST_CASE("no endpoint is 503 UH; an unknown host passes through, or is refused 
                        [](explain::Inputs& in) { in.registry_only = true; });
     CHECK_FALSE(explain::served(blocked));
     CHECK(summary(blocked).rfind("502 ", 0) == 0);
+    CHECK(summary(blocked).find("(the mesh's)") != std::string::npos);
+}
+
+TEST_CASE("a Sidecar's outboundTrafficPolicy replaces the mesh's, either way") {
+    const char* sidecar = R"(
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  outboundTrafficPolicy: {mode: %s}
+)";
+    char buf[256];
+    std::snprintf(buf, sizeof buf, sidecar, "REGISTRY_ONLY");
+    auto strict = config_of(buf);
+    auto blocked = run(strict, "productpage", "http://example.com/");  // the mesh: ALLOW_ANY
+    CHECK_FALSE(explain::served(blocked));
+    CHECK(summary(blocked).rfind("502 ", 0) == 0);
+    CHECK(summary(blocked).find("(the Sidecar's)") != std::string::npos);
+    std::snprintf(buf, sizeof buf, sidecar, "ALLOW_ANY");
+    auto open = run(config_of(buf), "productpage", "http://example.com/", "GET", {},
+                    [](explain::Inputs& in) { in.registry_only = true; });  // the mesh: REGISTRY_ONLY
+    CHECK(explain::served(open));
 }
 
 TEST_CASE("a fault abort's share is refused with FI; a missing subset is UH; a rule with no match is NR") {
