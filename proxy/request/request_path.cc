@@ -352,6 +352,14 @@ asio::awaitable<bool> route(RequestState& st) {
         co_await st.reply(LocalReply{st.route->redirect_code, "", "", st.location, {}});
         co_return false;
     }
+    if (!r.target && !r.route && st.info.block_unknown_hosts &&
+        (view.authority.empty() || !config.routes || !config.routes->find_host(view.authority))) {
+        // Istio's block_all virtual host (REGISTRY_ONLY): a direct 502 for a host outside the
+        // registry; a host the proxy knows is routed as on any address.
+        st.ctx.stats.inc(Counter::downstream_rq_blackhole);
+        co_await st.reply(LocalReply{502, "", "", {}, {}});
+        co_return false;
+    }
     if (!r.target) {
         co_await st.reply(r.error == ProxyError::no_healthy_upstream ? ProxyError::no_healthy_upstream
                                                                       : ProxyError::no_route);

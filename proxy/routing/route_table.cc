@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <mutex>
 #include <stdexcept>
 
@@ -103,6 +104,16 @@ RouteTable::RouteTable(snap::Snapshot s, std::shared_ptr<ClusterStates> states)
     by_domain_.reserve(snapshot_.virtual_hosts.size() * 4);
     routes_.reserve(snapshot_.virtual_hosts.size());
     for (const snap::VirtualHost& vh : snapshot_.virtual_hosts) {
+        if (vh.protocol.empty() || vh.protocol == "HTTP" || vh.protocol == "HTTP2" || vh.protocol == "GRPC" ||
+            vh.protocol == "GRPC-Web") {
+            const size_t colon = vh.name.rfind(':');
+            unsigned port = 0;
+            if (colon != std::string::npos &&
+                std::from_chars(vh.name.data() + colon + 1, vh.name.data() + vh.name.size(), port).ec == std::errc{} &&
+                port > 0 && port < 65536) {
+                http_ports_.insert(static_cast<uint16_t>(port));
+            }
+        }
         for (const std::string& d : vh.domains) {
             by_domain_.emplace(lower(d), &vh);
             if (d.size() > 1 && d[0] == '*') wildcard_domains_.emplace_back(lower(d.substr(1)), &vh);

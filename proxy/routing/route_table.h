@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "proxy/routing/cluster_state.h"
@@ -67,6 +68,10 @@ public:
     const snapshot::VirtualHost* find_host(std::string_view host) const;
     // By the address the app dialled: a service VIP:port or an endpoint's address:port.
     const snapshot::VirtualHost* find_address(const boost::asio::ip::tcp::endpoint& dst) const;
+    // Some service port `port` is HTTP (HTTP, HTTP2, gRPC, gRPC-Web) or undeclared (detected):
+    // Istio has an HTTP listener on 0.0.0.0:<port>, which takes HTTP to any address on that
+    // port and routes it by Host.
+    bool http_port(uint16_t port) const { return http_ports_.contains(port); }
     const snapshot::Cluster* cluster(std::string_view name) const;
     // The hash ring of a cluster whose policy is consistentHash; null otherwise.
     const HashRing* ring(const snapshot::Cluster& cluster) const;
@@ -98,6 +103,7 @@ private:
     // Domains written "*<suffix>", by suffix, longest first.
     std::vector<std::pair<std::string, const snapshot::VirtualHost*>> wildcard_domains_;
     std::unordered_map<std::string, const snapshot::VirtualHost*> by_address_;
+    std::unordered_set<uint16_t> http_ports_;
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }

@@ -259,6 +259,14 @@ asio::awaitable<void> serve_outbound(tcp::socket socket, Downstream& info, Worke
         co_await serve_http2(PlainStream(std::move(socket)), std::move(prefix), info, ctx);
         co_return;
     }
+    if (info.block_unknown_hosts) {
+        // Not HTTP, to an address outside the registry: the TCP side of the port's listener
+        // goes to the BlackHoleCluster.
+        ctx.stats.inc(Counter::downstream_cx_blackhole);
+        ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " to " + endpoint_text(*info.original_dst) +
+                ": not HTTP, not a mesh service and outboundTrafficPolicy is REGISTRY_ONLY; closed (BlackHoleCluster)");
+        co_return;
+    }
     if (p == Protocol::tls && info.config->routes) {
         // A VirtualService's tls[] routes choose by the ClientHello's server name: read it whole
         // (it is passed on untouched, as everything read here).
@@ -395,6 +403,12 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ListenerKind kind, Wo
 
     if (kind == ListenerKind::outbound_capture) {
         if (!is_mesh_destination(*info.config, *info.original_dst)) {
+            if (info.config->registry_only && info.config->routes &&
+                info.config->routes->http_port(info.original_dst->port())) {
+                info.block_unknown_hosts = true;
+                co_await serve_outbound(std::move(socket), info, ctx);
+                co_return;
+            }
             if (info.config->registry_only) {
                 ctx.stats.inc(Counter::downstream_cx_blackhole);
                 ctx.log("conn=" + std::to_string(info.id) + " " + info.remote + " to " +

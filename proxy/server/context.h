@@ -64,6 +64,10 @@ struct Downstream {
     std::string xfcc;                              // By=<own>;URI=<peer>, when the peer is known
     // TLS the app originated: the server name its ClientHello asked for (tls[] routes), when read.
     std::string sni;
+    // REGISTRY_ONLY, to an address outside the registry on a port some service serves as HTTP:
+    // Istio's HTTP listener on 0.0.0.0:<port> routes such a request by Host, and answers one for
+    // a host the proxy does not know from its block_all virtual host (502).
+    bool block_unknown_hosts = false;
     // The peer sidecar's workload metadata, decoded once per connection (every request of an
     // mTLS connection comes from the same sidecar).
     std::string peer_metadata_raw;

@@ -29,6 +29,7 @@ const char* counter_name(Counter c) {
         "upstream_rq_mirror_failed",   "upstream_rq_mirror_overflow",
         "rbac_allowed",                "rbac_denied",
         "rbac_audited",                "downstream_cx_blackhole",
+        "downstream_rq_blackhole",
         "downstream_cx_tcp",           "downstream_cx_tcp_rbac_denied",
         "downstream_cx_peer_exchange_failed", "tcp_idle_timeout",
         "downstream_cx_detected_http1", "downstream_cx_detected_http2",

@@ -58,6 +58,7 @@ enum class Counter : size_t {
     rbac_denied,   // ... and denied: 403 RBAC
     rbac_audited,  // ... that matched an AUDIT policy
     downstream_cx_blackhole,  // outbound to a destination outside the registry, REGISTRY_ONLY
+    downstream_rq_blackhole,  // ... HTTP to such a destination on an HTTP port: 502 (block_all)
     downstream_cx_tcp,        // connections carried as opaque TCP (outbound or inbound)
     downstream_cx_tcp_rbac_denied,          // inbound TCP connections AuthorizationPolicy closed
     downstream_cx_peer_exchange_failed,     // a TCP tunnel without the metadata exchange preamble

@@ -14,7 +14,8 @@ scoped by Istio Sidecar resources applied with remoractl while they run.
 
 What a scoped proxy gets for a host its Sidecar leaves out is Istio's: the destination is not in
 its registry, so under ALLOW_ANY the connection is passed through to the original destination
-(plaintext, no client certificate: the app sees no XFCC) and under REGISTRY_ONLY it goes to the
+(plaintext, no client certificate: the app sees no XFCC) and under REGISTRY_ONLY an HTTP request
+on a port the mesh serves as HTTP gets block_all's 502 and anything else goes to the
 BlackHoleCluster (closed, counted in downstream_cx_blackhole). Calls go to far-1's pod address:
 a service VIP passed through reaches nothing here (no kube-proxy in the local cluster).
 
@@ -32,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import Failure, check  # noqa: E402
-from test_mesh import CONTROL, PROXY_UID, Proxy, describe, headers_of, run_suite  # noqa: E402
+from test_mesh import APP_UID, CONTROL, PROXY_UID, Proxy, describe, headers_of, run_suite  # noqa: E402
 
 SERVICES = """\
 apiVersion: v1
@@ -203,13 +204,52 @@ def passed_through(m, pod, target):
     check(after >= before + 1, f"{pod} downstream_cx_passthrough went {before} -> {after}")
 
 
+RAW_EXCHANGE = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(bytes.fromhex(sys.argv[3]))
+s.shutdown(socket.SHUT_WR)
+got = b""
+try:
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+except OSError as e:
+    print("error", e)
+print("received", len(got))
+"""
+
+
+def raw_exchange(m, pod, ip, port, data):
+    """Bytes sent from `pod` to ip:port as they are; how many came back before the close."""
+    r = m.c.run(pod, ["python3", "-c", RAW_EXCHANGE, ip, str(port), data.hex()], user=APP_UID,
+                check=False, timeout=20)
+    check(r.returncode == 0 and "received" in r.stdout, f"raw exchange {pod} -> {ip}:{port} failed",
+          [describe(r)])
+    return int(r.stdout.split()[-1])
+
+
 def blackholed(m, pod, target):
-    """REGISTRY_ONLY: the BlackHoleCluster; the connection is closed without an answer."""
-    before = m.stats(pod).get("downstream_cx_blackhole", 0)
+    """REGISTRY_ONLY, to an address outside the registry. On a port that a service of the proxy
+    serves as HTTP (8080 here), Istio's HTTP listener routes by Host and answers a host it does not
+    know from its block_all virtual host: 502 (downstream_rq_blackhole). Anything but HTTP on that
+    port, and anything on a port no service has, goes to the BlackHoleCluster: closed without an
+    answer (downstream_cx_blackhole)."""
+    before = m.stats(pod)
     rc, status, body, r = m.curl(pod, f"http://{m.ip(target)}:8080/")
-    check(rc != 0 and status == 0, f"{pod} -> {target} got through under REGISTRY_ONLY", [describe(r)])
-    after = m.stats(pod).get("downstream_cx_blackhole", 0)
-    check(after == before + 1, f"{pod} downstream_cx_blackhole went {before} -> {after}")
+    check(status == 502, f"{pod} -> {target}:8080 got {status or 'no answer'} under REGISTRY_ONLY, "
+          "not Istio's block_all 502", [describe(r)])
+    got = raw_exchange(m, pod, m.ip(target), 8080, b"\x00\x01\x02 not http\r\n")
+    check(got == 0, f"{pod} -> {target}:8080, not HTTP: {got} bytes came back under REGISTRY_ONLY")
+    rc, status, body, r = m.curl(pod, f"http://{m.ip(target)}:8081/")
+    check(rc != 0 and status == 0, f"{pod} -> {target}:8081 (no service has it) got an answer "
+          "under REGISTRY_ONLY", [describe(r)])
+    after = m.stats(pod)
+    for name, n in (("downstream_rq_blackhole", 1), ("downstream_cx_blackhole", 2)):
+        check(after.get(name, 0) == before.get(name, 0) + n,
+              f"{pod} {name} went {before.get(name, 0)} -> {after.get(name, 0)}, not +{n}")
 
 
 def setup(m):
@@ -260,9 +300,10 @@ def test_b_namespace_sidecar_scopes_team_a(m):
     passed_through(m, "client-a", "far-1")
     blackholed(m, "client-s", "far-1")
     via_mesh(m, "client-b", "far-1", "team-b")
-    # By name, the REGISTRY_ONLY client gets the BlackHoleCluster too.
+    # By name (far's VIP, outside client-s's registry now), block_all's 502 too.
     rc, status, _, r = m.curl("client-s", "http://far.team-b:8080/")
-    check(rc != 0 and status == 0, "client-s reached far.team-b by name under its Sidecar", [describe(r)])
+    check(status == 502, f"client-s -> far.team-b by name under its Sidecar: {status or 'no answer'}, "
+          "not block_all's 502", [describe(r)])
 
 
 def test_c_workload_selector_wins_over_the_namespace_default(m):

@@ -102,6 +102,23 @@ TEST_CASE("virtual hosts by Host header, any case, and by the dialled address") 
     CHECK(t.cluster("outbound|9080|v1|reviews.default.svc.cluster.local"));
 }
 
+TEST_CASE("HTTP ports: where Istio has an HTTP listener for any address (REGISTRY_ONLY's block_all)") {
+    snap::Snapshot s = bookinfo();  // reviews:9080, undeclared: detected, so HTTP may come
+    snap::VirtualHost db;
+    db.name = "db.default.svc.cluster.local:5432";
+    db.protocol = "TCP";
+    s.virtual_hosts.push_back(db);
+    snap::VirtualHost grpc;
+    grpc.name = "greeter.default.svc.cluster.local:50051";
+    grpc.protocol = "GRPC";
+    s.virtual_hosts.push_back(grpc);
+    RouteTable t(std::move(s));
+    CHECK(t.http_port(9080));
+    CHECK(t.http_port(50051));
+    CHECK_FALSE(t.http_port(5432));  // TCP: its listener has no HTTP side
+    CHECK_FALSE(t.http_port(8080));  // no service has it
+}
+
 TEST_CASE("first matching rule wins; blocks ORed, conditions ANDed") {
     RouteTable t(bookinfo());
     Req jason("GET", "/api/x");
