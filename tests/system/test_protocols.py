@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,6 +35,7 @@ OTHER_VIP = "198.19.0.41"
 CLOSED_VIP = "198.19.0.42"  # a plaintext endpoint (the outside pod) where nothing listens
 EMPTY_VIP = "198.19.0.43"  # a service without endpoints
 IDLE_VIP = "198.19.0.44"  # the banner app behind a 1 s TCP idle timeout
+CAPPED_VIP = "198.19.0.45"  # the banner app behind tcp.maxConnections 1
 GRPC_PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-grpcio
 
 SERVICES = """\
@@ -110,6 +112,27 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: capped, namespace: default}}
+spec:
+  hosts: [capped.default.svc.cluster.local]
+  addresses: [{capped_vip}]
+  ports:
+  - {{number: 2525, name: tcp-banner, protocol: TCP}}
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: store}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: capped, namespace: default}}
+spec:
+  host: capped.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp: {{maxConnections: 1}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -750,7 +773,7 @@ def setup(m):
         c.add_pod(name)
     c.add_service("store", VIP)
     c.add_service("other", OTHER_VIP)
-    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, closed_vip=CLOSED_VIP, empty_vip=EMPTY_VIP, idle_vip=IDLE_VIP, server=m.ip("server"),
+    services = SERVICES.format(vip=VIP, other_vip=OTHER_VIP, closed_vip=CLOSED_VIP, empty_vip=EMPTY_VIP, idle_vip=IDLE_VIP, capped_vip=CAPPED_VIP, server=m.ip("server"),
                                outside=m.ip("outside"))
     m.services = m.file("services.yaml", services)
     m.file("registry.yaml", services)
@@ -1293,6 +1316,29 @@ def test_s_tcp_connections_write_access_log_lines(m):
     f = tcp_line(text[-1])
     check(f["flags"] == "UH" and f["upstream_host"] == "-" and
           f["cluster"] == "outbound|2530||empty.default.svc.cluster.local", f"no endpoint's line: {text[-1]}")
+    # Past the DestinationRule's tcp.maxConnections (1): while one connection is open, the next
+    # is closed at once (UO, the breaker's cluster named); the first is not disturbed.
+    held = {}
+    active = m.stats("client").get("downstream_cx_active", 0)
+    first = threading.Thread(target=lambda: held.update(run_client(
+        m, m.banner_client, {"host": CAPPED_VIP, "port": 2525, "hold": True, "timeout": 3})))
+    first.start()
+    try:
+        deadline = time.monotonic() + 15
+        while m.stats("client").get("downstream_cx_active", 0) <= active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # its upstream connection (the breaker's count) follows the downstream one
+        out = run_client(m, m.banner_client, {"host": CAPPED_VIP, "port": 2525, "send": 10})
+    finally:
+        first.join()
+    check(held.get("banner", "").startswith("220"), "the first connection under maxConnections 1 got no banner",
+          json.dumps(held))
+    check(not out.get("banner"), "a second connection past maxConnections 1 got a banner", json.dumps(out))
+    text = access_lines(m, "client", start["client"], lambda l: f" {CAPPED_VIP}:2525 " in l, "the capped connections")
+    flags = [tcp_line(l)["flags"] for l in text]
+    over = [tcp_line(l) for l in text if tcp_line(l)["flags"] == "UO"]
+    check(sorted(flags) == ["-", "UO"] and over[0]["cluster"] == "outbound|2525||capped.default.svc.cluster.local"
+          and over[0]["upstream_host"] == "-", f"capped connections' lines (want one '-' and one UO): {text}")
 
 
 def test_t_slow_grpc_client_stream_is_retried_whole(m):
