@@ -170,6 +170,10 @@ json::object pool_json(const snap::Cluster& c) {
     if (l.idle_timeout) o["idleTimeout"] = ms_text(*l.idle_timeout);
     if (l.tcp_idle_timeout) o["tcpIdleTimeout"] = ms_text(*l.tcp_idle_timeout);
     if (!l.h2_upgrade_policy.empty()) o["h2UpgradePolicy"] = l.h2_upgrade_policy;
+    if (l.retry_budget_percent) {
+        o["retryBudget"] = json::object{{"percent", *l.retry_budget_percent},
+                                        {"minRetryConcurrency", l.retry_budget_min_concurrency}};
+    }
     return o;
 }
 
@@ -198,11 +202,10 @@ json::object route_json(const snap::Route& r) {
     json::array codes;
     for (uint32_t c : r.retries.retriable_status_codes) codes.push_back(c);
     retries["retriableStatusCodes"] = std::move(codes);
-    // The budget the proxy applies per cluster (proxy/routing/cluster_state.h), with the pool's
-    // maxRetries as its ceiling.
-    retries["budget"] = "retries in flight to a cluster at most " + std::to_string(proxy::kRetryBudgetPercent) +
-                        "% of its active requests (at least " + std::to_string(proxy::kRetryBudgetMinConcurrency) +
-                        "), never more than its connectionPool.http.maxRetries";
+    // What bounds retries in flight per cluster (proxy/routing/cluster_state.h); each cluster's
+    // connectionPool shows its maxRetries and retryBudget.
+    retries["budget"] = "retries in flight to a cluster at most its connectionPool.http.maxRetries (Istio's default "
+                        "unlimited), and within its DestinationRule's retryBudget when one is set";
     o["retries"] = std::move(retries);
     if (r.fault) {
         json::object f;

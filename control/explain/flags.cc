@@ -52,7 +52,7 @@ const std::vector<FlagDoc>& response_flags() {
          "Retry limit exceeded: the route's retries were used up and the last answer (or failure) went to the client. Appears with another flag (UF,URX) or alone on an upstream's 5xx.",
          {"every endpoint fails the same way (all down, all refusing)",
           "retries.attempts too low for a flaky upstream",
-          "the retry budget (20% of active requests, at least 3) or DestinationRule http.maxRetries stopped retries"},
+          "DestinationRule http.maxRetries or its retryBudget stopped retries"},
          {"remoractl explain --from POD URL   (the route's retries and the pool's maxRetries)",
           "curl -s 127.0.0.1:15000/stats in the client's pod (upstream_rq_retry, upstream_rq_retry_overflow)"}},
         {"UT", "504",

@@ -250,12 +250,21 @@ struct PortTrafficPolicy {
     std::optional<ClientTLSSettings> tls;
 };
 
+// TrafficPolicy.retryBudget: retries in flight to the cluster may be at most `percent` of its
+// active and pending requests, never fewer than `min_retry_concurrency` (Envoy's retry_budget;
+// unset fields are Envoy's defaults, 20% and 3).
+struct RetryBudget {
+    std::optional<double> percent;
+    std::optional<uint32_t> min_retry_concurrency;
+};
+
 struct TrafficPolicy {
     std::optional<LoadBalancerSettings> load_balancer;
     std::optional<ConnectionPoolSettings> connection_pool;
     std::optional<OutlierDetection> outlier_detection;
     std::optional<ClientTLSSettings> tls;
     std::vector<PortTrafficPolicy> port_level_settings;
+    std::optional<RetryBudget> retry_budget;
 };
 
 struct Subset {

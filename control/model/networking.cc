@@ -1092,16 +1092,25 @@ void parse_traffic_policy(Obj& o, TrafficPolicy& out) {
     }
     if (auto v = o.get("retryBudget")) {
         Obj b(r, *v);
+        RetryBudget& budget = out.retry_budget.emplace();
         double percent = 0;
-        if (b.number("percent", percent) && (percent < 0 || percent > 100)) {
-            auto p = b.get("percent");
-            r.error(p->mark(), p->path, "percent must be in range [0, 100]");
+        if (b.number("percent", percent)) {
+            if (percent < 0 || percent > 100) {
+                auto p = b.get("percent");
+                r.error(p->mark(), p->path, "percent must be in range [0, 100]");
+            } else {
+                budget.percent = percent;
+            }
         }
         uint32_t min_concurrency = 0;
-        b.integer("minRetryConcurrency", min_concurrency, 0, UINT32_MAX);
+        if (b.has("minRetryConcurrency") && b.integer("minRetryConcurrency", min_concurrency, 0, UINT32_MAX)) {
+            budget.min_retry_concurrency = min_concurrency;
+        }
         std::optional<Duration> interval;
-        b.duration("budgetInterval", interval, true);
-        r.unsupported(v->mark(), v->path);
+        if (b.duration("budgetInterval", interval, true) && interval) {
+            auto i = b.get("budgetInterval");
+            r.unsupported(i->mark(), i->path);
+        }
     }
 }
 

@@ -345,6 +345,10 @@ void apply_policy(snap::Cluster& c, const model::TrafficPolicy& tp) {
         if (tls && !tls->mode.empty()) c.tls_mode = tls->mode;
     };
     apply_parts(tp.load_balancer, tp.connection_pool, tp.outlier_detection, tp.tls);
+    if (tp.retry_budget) {
+        c.limits.retry_budget_percent = tp.retry_budget->percent.value_or(20.0);
+        c.limits.retry_budget_min_concurrency = tp.retry_budget->min_retry_concurrency.value_or(3);
+    }
     for (const auto& pl : tp.port_level_settings) {
         if (pl.port == c.port) apply_parts(pl.load_balancer, pl.connection_pool, pl.outlier_detection, pl.tls);
     }

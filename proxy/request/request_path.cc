@@ -773,15 +773,16 @@ asio::awaitable<void> forward(RequestState& st) {
     };
     CounterSlot retry_slot;  // a retry in flight to the cluster, from the decision through its attempt
     // May this outcome be retried? The policy must cover it and the cluster's retries in flight
-    // stay within the retry budget (20% of its active requests, at least 3) and maxRetries.
+    // stay within maxRetries and the DestinationRule's retryBudget, if any.
     auto admit_retry = [&](const AttemptOutcome& o) -> bool {
         if (!retry || retries_left == 0 || !st.replayable() || !retry_covers(*retry, o))
             return false;
         retry_slot.release();  // the previous retry's attempt is over
         if (ClusterState* cs = st.breaker_state) {
             const uint32_t active = cs->requests.load(std::memory_order_relaxed) + cs->pending.load(std::memory_order_relaxed);
-            const uint32_t max_retries = st.in_flight.cluster ? st.in_flight.cluster->limits.max_retries : UINT32_MAX;
-            if (!take_below(cs->retries, retry_budget(active, max_retries))) {
+            static const snapshot::ConnectionLimits kNoLimits;
+            const snapshot::ConnectionLimits& limits = st.in_flight.cluster ? st.in_flight.cluster->limits : kNoLimits;
+            if (!take_below(cs->retries, retry_budget(active, limits))) {
                 ctx.stats.inc(Counter::upstream_rq_retry_overflow);
                 return false;
             }

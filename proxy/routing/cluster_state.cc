@@ -75,10 +75,11 @@ void ClusterState::release_request(uint32_t limit) {
     for (auto& w : woken) w->wake();
 }
 
-uint32_t retry_budget(uint32_t active, uint32_t max_retries) {
-    const uint64_t share = uint64_t{active} * kRetryBudgetPercent / 100;
-    const uint64_t budget = std::max<uint64_t>(kRetryBudgetMinConcurrency, share);
-    return static_cast<uint32_t>(std::min<uint64_t>(budget, max_retries));
+uint32_t retry_budget(uint32_t active, const snapshot::ConnectionLimits& limits) {
+    if (!limits.retry_budget_percent) return limits.max_retries;
+    const auto share = static_cast<uint64_t>(static_cast<double>(active) * *limits.retry_budget_percent / 100.0);
+    const uint64_t budget = std::max<uint64_t>(limits.retry_budget_min_concurrency, share);
+    return static_cast<uint32_t>(std::min<uint64_t>(budget, limits.max_retries));
 }
 
 std::shared_ptr<EndpointHealth> ClusterState::endpoint(const std::string& address_port) {

@@ -25,15 +25,11 @@ namespace remora::proxy {
 using SteadyTime = std::chrono::steady_clock::time_point;
 using SteadyClock = std::function<SteadyTime()>;
 
-// Envoy's retry budget defaults (retry_budget.budget_percent, min_retry_concurrency), as Linkerd
-// and newer Istio apply them: retries in flight to a cluster may be at most this share of its
-// active requests, but never fewer than the minimum.
-constexpr uint32_t kRetryBudgetPercent = 20;
-constexpr uint32_t kRetryBudgetMinConcurrency = 3;
-
-// How many retries may be in flight to a cluster with `active` requests (and pending ones) under
-// the budget, never more than the DestinationRule's http.maxRetries.
-uint32_t retry_budget(uint32_t active, uint32_t max_retries);
+// How many retries may be in flight to a cluster with `active` requests (and pending ones): the
+// DestinationRule's http.maxRetries (Istio's default 2^32 - 1: istiod raises Envoy's default of 3
+// because it made rolling updates fail), and, when the DestinationRule sets a retryBudget, at
+// most its percent of `active`, never fewer than its minimum (Envoy's retry_budget).
+uint32_t retry_budget(uint32_t active, const snapshot::ConnectionLimits& limits);
 
 // Takes one unit of `counter` if it is below `limit` (a breaker, budget or ejection admission).
 bool take_below(std::atomic<uint32_t>& counter, uint32_t limit);

@@ -41,6 +41,11 @@ struct ConnectionLimits {
     uint32_t http2_max_requests = 4294967295u;
     uint32_t max_requests_per_connection = 0;  // 0 = unlimited
     uint32_t max_retries = 4294967295u;
+    // TrafficPolicy.retryBudget (Envoy's retry_budget), when set: retries in flight at most this
+    // percent of the cluster's active and pending requests, never fewer than the minimum. Unset
+    // (Istio's default) only max_retries bounds them.
+    std::optional<double> retry_budget_percent;
+    uint32_t retry_budget_min_concurrency = 3;
     std::optional<Millis> idle_timeout;      // connectionPool.http.idleTimeout
     std::optional<Millis> tcp_idle_timeout;  // connectionPool.tcp.idleTimeout (TCP proxy; 1 h if unset)
     // connectionPool.http.h2UpgradePolicy ("", DEFAULT, DO_NOT_UPGRADE, UPGRADE) and

@@ -74,6 +74,10 @@ json::value cluster_json(const Cluster& c) {
                         {"http2_max_requests", l.http2_max_requests},
                         {"max_requests_per_connection", l.max_requests_per_connection},
                         {"max_retries", l.max_retries}};
+    if (l.retry_budget_percent) {
+        limits["retry_budget_percent"] = *l.retry_budget_percent;
+        limits["retry_budget_min_concurrency"] = l.retry_budget_min_concurrency;
+    }
     if (l.idle_timeout) limits["idle_timeout_ms"] = l.idle_timeout->count();
     if (l.tcp_idle_timeout) limits["tcp_idle_timeout_ms"] = l.tcp_idle_timeout->count();
     if (!l.h2_upgrade_policy.empty()) limits["h2_upgrade_policy"] = l.h2_upgrade_policy;
@@ -334,6 +338,12 @@ Cluster read_cluster(const json::value& v, const std::string& path) {
         l.read("http2_max_requests", c.limits.http2_max_requests);
         l.read("max_requests_per_connection", c.limits.max_requests_per_connection);
         l.read("max_retries", c.limits.max_retries);
+        if (l.find("retry_budget_percent")) {
+            double percent = 0;
+            l.read("retry_budget_percent", percent);
+            c.limits.retry_budget_percent = percent;
+            l.read("retry_budget_min_concurrency", c.limits.retry_budget_min_concurrency);
+        }
         l.read("idle_timeout_ms", c.limits.idle_timeout);
         l.read("tcp_idle_timeout_ms", c.limits.tcp_idle_timeout);
         l.read("h2_upgrade_policy", c.limits.h2_upgrade_policy);

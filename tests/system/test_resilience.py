@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""System test of the sidecar's outbound resilience: outlier detection, the retry budget, retries
+"""System test of the sidecar's outbound resilience: outlier detection, a retryBudget, retries
 of requests with bodies, mirroring and least-request balancing, through real proxies in a local
 cluster reading Istio YAML (--config).
 
@@ -90,6 +90,8 @@ kind: DestinationRule
 metadata: {name: reviews, namespace: default}
 spec:
   host: reviews
+  trafficPolicy:
+    retryBudget: {percent: 20, minRetryConcurrency: 3}
   subsets:
   - name: v1
     labels: {version: v1}
@@ -332,7 +334,7 @@ def test_d_retry_budget_stops_a_retry_storm(m):
     print(f"    retry storm: {n} requests x (1 + 10 attempts) would be {n * 11}; upstream saw {sent}, "
           f"{retried} retries, {overflow} refused by the budget", flush=True)
     check(sent <= n * 11 * 0.4, f"upstream saw {sent} requests for {n} failing requests with attempts 10: "
-          f"the retry budget should keep it far below {n * 11}")
+          f"the DestinationRule's retryBudget should keep it far below {n * 11}")
     check(overflow > 0, "no retry was refused (upstream_rq_retry_overflow)")
 
 

@@ -212,6 +212,7 @@ spec:
       tcp: {maxConnections: 1, connectTimeout: 250ms, idleTimeout: 90s}
       http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 10, idleTimeout: 30s}
     outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 15s, maxEjectionPercent: 100}
+    retryBudget: {percent: 25}
     portLevelSettings:
     - port: {number: 9080}
       loadBalancer: {simple: RANDOM}
@@ -233,6 +234,8 @@ spec:
     CHECK(all->limits.idle_timeout == snap::Millis(30000));
     CHECK(all->limits.http1_max_pending_requests == 1);
     CHECK(all->limits.max_requests_per_connection == 10);
+    CHECK(all->limits.retry_budget_percent == 25.0);
+    CHECK(all->limits.retry_budget_min_concurrency == 3);  // Envoy's default minimum
     REQUIRE(all->outlier_detection);
     CHECK(all->outlier_detection->consecutive_5xx_errors == 3);
     CHECK(all->outlier_detection->base_ejection_time == snap::Millis(15000));
@@ -241,6 +244,7 @@ spec:
     REQUIRE(v1);
     CHECK(v1->load_balancer.hash_header == "x-user");
     CHECK(v1->limits.max_connections == 1);  // inherited from the host level
+    CHECK(v1->limits.retry_budget_percent == 25.0);
     CHECK(v1->tls_mode == "DISABLE");
     REQUIRE(v1->endpoints.size() == 1);
     CHECK_FALSE(v1->endpoints[0].mtls);  // DISABLE: plaintext even to a sidecar

@@ -262,16 +262,31 @@ TEST_CASE("a new route table keeps ejections and breaker counts by cluster name 
     CHECK(states->clusters().empty());
 }
 
-TEST_CASE("retry budget: 20% of active requests, at least 3, never above maxRetries") {
-    CHECK(retry_budget(0, UINT32_MAX) == 3);
-    CHECK(retry_budget(10, UINT32_MAX) == 3);
-    CHECK(retry_budget(15, UINT32_MAX) == 3);
-    CHECK(retry_budget(20, UINT32_MAX) == 4);
-    CHECK(retry_budget(100, UINT32_MAX) == 20);
-    CHECK(retry_budget(1001, UINT32_MAX) == 200);
-    CHECK(retry_budget(100, 5) == 5);
-    CHECK(retry_budget(100, 0) == 0);
-    CHECK(retry_budget(UINT32_MAX, UINT32_MAX) == UINT32_MAX / 5);
+TEST_CASE("retries in flight: maxRetries alone by default (Istio's 2^32 - 1), a retryBudget when set") {
+    snap::ConnectionLimits istio;  // no retryBudget
+    CHECK(retry_budget(0, istio) == UINT32_MAX);
+    CHECK(retry_budget(100, istio) == UINT32_MAX);
+    istio.max_retries = 5;
+    CHECK(retry_budget(1000, istio) == 5);
+
+    snap::ConnectionLimits b;  // retryBudget {percent: 20, minRetryConcurrency: 3}
+    b.retry_budget_percent = 20;
+    CHECK(retry_budget(0, b) == 3);
+    CHECK(retry_budget(10, b) == 3);
+    CHECK(retry_budget(15, b) == 3);
+    CHECK(retry_budget(20, b) == 4);
+    CHECK(retry_budget(100, b) == 20);
+    CHECK(retry_budget(1001, b) == 200);
+    CHECK(retry_budget(UINT32_MAX, b) == UINT32_MAX / 5);
+    b.max_retries = 5;
+    CHECK(retry_budget(100, b) == 5);
+    b.max_retries = 0;
+    CHECK(retry_budget(100, b) == 0);
+    snap::ConnectionLimits half;
+    half.retry_budget_percent = 50.5;
+    half.retry_budget_min_concurrency = 0;
+    CHECK(retry_budget(1, half) == 0);
+    CHECK(retry_budget(200, half) == 101);
 }
 
 TEST_CASE("the pending queue: a slot given back goes to the first waiter, in order; one that left is skipped") {

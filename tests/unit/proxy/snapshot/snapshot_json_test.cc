@@ -31,6 +31,8 @@ snap::Snapshot full() {
     c.limits.max_retries = 5;
     c.limits.idle_timeout = snap::Millis(6000);
     c.limits.tcp_idle_timeout = snap::Millis(7000);
+    c.limits.retry_budget_percent = 12.5;
+    c.limits.retry_budget_min_concurrency = 4;
     c.outlier_detection = snap::OutlierDetection{7, 8, snap::Millis(900), snap::Millis(1100), 50, 20};
     c.tls_mode = "DISABLE";
     c.endpoints.push_back({"198.18.0.11", 9080, {{"version", "v1"}}, "spiffe://cluster.local/ns/default/sa/r", true, 3});
@@ -137,6 +139,8 @@ TEST_CASE("every field survives JSON and back") {
     CHECK(back.clusters[0].outlier_detection->base_ejection_time == snap::Millis(1100));
     CHECK(back.clusters[0].limits.idle_timeout == snap::Millis(6000));
     CHECK(back.clusters[0].limits.tcp_idle_timeout == snap::Millis(7000));
+    CHECK(back.clusters[0].limits.retry_budget_percent == 12.5);
+    CHECK(back.clusters[0].limits.retry_budget_min_concurrency == 4);
     CHECK(back.clusters[0].endpoints[0].mtls);
     const snap::Route& r = back.virtual_hosts.at(0).routes.at(0);
     CHECK(r.matches.at(0).method->kind == snap::StringMatcher::Kind::regex);
