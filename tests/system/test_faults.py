@@ -47,9 +47,7 @@ WEB = "web.default.svc.cluster.local"
 DEFAULT_CLUSTER = f"outbound|8080||{WEB}"
 # The rolling restarts' requests take 25 ms in the app, as real work does: each load's three
 # clients are busy most of the time, so requests are in flight on the replica whose proxy is about
-# to exit (a drain that cuts them at its end is caught nearly every run). Three clients per load:
-# Remora's retry budget allows 3 retries in flight per cluster at this concurrency (more clients
-# can overflow it at the moment a replica goes: upstream_rq_retry_overflow).
+# to exit (a drain that cuts them at its end is caught nearly every run). Three clients per load.
 SLOW = "/slow?ms=25"
 
 MESH_CONFIG = f"""\
