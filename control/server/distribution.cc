@@ -2,7 +2,8 @@
 // asks for a push, debounced (Istio's PILOT_DEBOUNCE_AFTER/MAX), which wakes them: each gets its
 // class's snapshot from the cache (translated once per class; a change drops only the classes it
 // touches), answered only when its content version differs from the one the proxy holds. A
-// one-second sweep ends expired polls (304) and registrations.
+// one-second sweep ends expired polls (304) and registrations; an answered poll on a kept-alive
+// connection counts as in flight until that connection carries the proxy's next poll or closes.
 #include "control/server/distribution.h"
 
 #include <boost/asio/post.hpp>
@@ -155,7 +156,7 @@ void Distribution::sweep() {
     }
     for (auto& p : expired) {
         HttpResponse res{http::status::not_modified, p->http_version};
-        if (p->responder->respond(std::move(res))) end_poll_when_written(p);
+        if (p->responder->respond(std::move(res))) end_poll_when_released(p);
     }
     // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
     // then: registrations wake everyone themselves, store changes through the store's waiter).
@@ -241,16 +242,19 @@ void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) 
     if (poll->responder->respond(json_response(200, std::string(), poll->http_version),
                                  message_for(c))) {
         registry_.sent(poll->id, c.version, c.config_version, c.json);
-        end_poll_when_written(poll);
+        end_poll_when_released(poll);
         pushes_ += 1;
     }
 }
 
-void Distribution::end_poll_when_written(const std::shared_ptr<Poll>& poll) {
+void Distribution::end_poll_when_released(const std::shared_ptr<Poll>& poll) {
     // Until the answer is written the poll is in flight and the registration cannot expire: a
     // proxy still reading a large snapshot is not gone (it was expired, re-registered, and that
-    // pushed to everyone: push storms at 10,000 services).
-    poll->responder->on_written([this, id = poll->id] { registry_.poll_ended(id); });
+    // pushed to everyone: push storms at 10,000 services). Nor is a proxy whose next poll, on
+    // the same kept-alive connection, waits unread while this control plane's threads are busy
+    // (translating a push): the poll ends when its connection has handed the next one to
+    // subscribe() (which counts it first) or has closed.
+    poll->responder->on_released([this, id = poll->id] { registry_.poll_ended(id); });
 }
 
 void Distribution::wake_all() {

@@ -86,8 +86,9 @@ class Distribution {
     // shared by every poll of its class that a push answers: at 10,000 services a copy per proxy
     // was 17 MB each, 17 GB for a thousand proxies.
     std::shared_ptr<const std::string> message_for(const Computed& c);
-    // The registry's poll_ended once the poll's answer is written (the grace starts then).
-    void end_poll_when_written(const std::shared_ptr<Poll>& poll);
+    // The registry's poll_ended once the poll's answer is written and its connection has read
+    // the proxy's next poll or closed (Responder::on_released): the grace starts then.
+    void end_poll_when_released(const std::shared_ptr<Poll>& poll);
     void watch_store(uint64_t after);
     void sweep();
 
