@@ -137,7 +137,16 @@ void Distribution::watch_store(uint64_t after) {
 }
 
 void Distribution::sweep() {
-    std::vector<std::string> gone = registry_.expire();
+    // A sweep late by more than a moment means this control plane's threads were all busy
+    // (translating a push): proxies' next polls waited in its own queue meanwhile, unread, so
+    // that time does not count against their registrations' grace.
+    std::chrono::milliseconds stalled{0};
+    const auto started = std::chrono::steady_clock::now();
+    if (sweep_due_ && started > *sweep_due_ + std::chrono::milliseconds(500)) {
+        stalled = std::chrono::duration_cast<std::chrono::milliseconds>(started - *sweep_due_);
+        stalls_ += 1;
+    }
+    std::vector<std::string> gone = registry_.expire(stalled);
     expired_ += gone.size();
     for (const std::string& id : gone) log_("proxy " + id + " gone: registration removed");
     std::vector<std::shared_ptr<Poll>> expired;
@@ -163,7 +172,8 @@ void Distribution::sweep() {
     // Other replicas' registrations (etcd) change endpoints too.
     const bool remote_changed = registry_.take_remote_change();
     if (!gone.empty() || remote_changed) request_push();
-    sweep_timer_.expires_after(std::chrono::seconds(1));
+    sweep_due_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    sweep_timer_.expires_at(*sweep_due_);
     sweep_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) sweep();
     });
@@ -449,6 +459,10 @@ std::string Distribution::prometheus() const {
          "Registrations removed because their proxy went away.");
     out += "remora_control_registrations_expired_total " + std::to_string(expired_.load()) + "\n";
     const SnapshotCache::Stats cs = cache_.stats();
+    head("remora_control_sweep_stalls_total", "counter",
+         "Registry sweeps that ran late because every thread was busy (that time did not count "
+         "against registrations' grace).");
+    out += "remora_control_sweep_stalls_total " + std::to_string(stalls_.load()) + "\n";
     head("remora_control_snapshot_classes", "gauge",
          "Proxy classes (namespace, service account, labels) with a cached snapshot.");
     out += "remora_control_snapshot_classes " + std::to_string(cs.classes) + "\n";

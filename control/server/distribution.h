@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "common/http_server.h"
 #include "control/registry/proxy_registry.h"
@@ -99,6 +100,7 @@ class Distribution {
     DistributionOptions options_;
     Logger log_;
     boost::asio::steady_timer sweep_timer_;
+    std::optional<std::chrono::steady_clock::time_point> sweep_due_;  // the sweep thread's own
 
     std::mutex mu_;
     std::map<uint64_t, std::shared_ptr<Poll>> polls_;
@@ -106,6 +108,7 @@ class Distribution {
     uint64_t store_waiter_ = 0;
     bool stopped_ = false;
     std::atomic<uint64_t> pushes_{0}, rejects_{0}, expired_{0}, push_batches_{0}, push_changes_{0};
+    std::atomic<uint64_t> stalls_{0};  // sweeps that ran late (busy threads)
     SnapshotCache cache_;
     // message_for's memo: by snapshot text (kept alive here) and config version; entries whose
     // snapshot nothing else holds any more are dropped when one is added.
