@@ -7,10 +7,14 @@
 #include <doctest/doctest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
 #include <condition_variable>
+#include <array>
 #include <deque>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -117,6 +121,70 @@ common::HttpResponse status_answer(unsigned status) {
     r.body() = status == 304 ? "" : "{\"error\":\"not now\"}";
     return r;
 }
+
+// A TCP relay between the subscriber and a fake control plane, which can reset the client's
+// side of every connection it carries (SO_LINGER 0, then close: an RST), as a middlebox or a
+// crashed host's kernel does in the middle of a poll.
+struct Relay {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    asio::ip::tcp::endpoint upstream;
+    std::vector<std::shared_ptr<asio::ip::tcp::socket>> clients;  // io thread only
+    std::atomic<int> accepted{0};
+    std::thread thread;
+
+    explicit Relay(unsigned short upstream_port)
+        : upstream(asio::ip::make_address("127.0.0.1"), upstream_port) {
+        accept();
+        thread = std::thread([this] { io.run(); });
+    }
+    ~Relay() {
+        io.stop();
+        thread.join();
+    }
+    std::string port() const { return std::to_string(acceptor.local_endpoint().port()); }
+    static void pump(std::shared_ptr<asio::ip::tcp::socket> from,
+                     std::shared_ptr<asio::ip::tcp::socket> to) {
+        auto buf = std::make_shared<std::array<char, 16384>>();
+        from->async_read_some(asio::buffer(*buf), [from, to, buf](boost::system::error_code ec, std::size_t n) {
+            if (ec) {
+                boost::system::error_code ignored;
+                to->shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+                return;
+            }
+            asio::async_write(*to, asio::buffer(buf->data(), n),
+                              [from, to, buf](boost::system::error_code wec, std::size_t) {
+                                  if (!wec) pump(from, to);
+                              });
+        });
+    }
+    void accept() {
+        acceptor.async_accept([this](boost::system::error_code ec, asio::ip::tcp::socket sock) {
+            if (ec) return;
+            auto client = std::make_shared<asio::ip::tcp::socket>(std::move(sock));
+            auto server = std::make_shared<asio::ip::tcp::socket>(io);
+            server->connect(upstream);
+            clients.push_back(client);
+            accepted += 1;
+            pump(client, server);
+            pump(server, client);
+            accept();
+        });
+    }
+    void reset_all() {
+        std::promise<void> done;
+        asio::post(io, [this, &done] {
+            for (auto& c : clients) {
+                boost::system::error_code ignored;
+                c->set_option(asio::socket_base::linger(true, 0), ignored);
+                c->close(ignored);
+            }
+            clients.clear();
+            done.set_value();
+        });
+        done.get_future().wait();
+    }
+};
 
 struct Fixture {
     certs::Signer ca = certs::testing::make_root_signer("cluster.local", std::chrono::system_clock::now());
@@ -342,6 +410,42 @@ TEST_CASE("the control plane restarts with a poll in flight: the subscriber reco
         CHECK(str(again.requests[0], "version") == "v1");
     }
     CHECK(sub->status().connections_opened == 2);
+    sub->stop();
+}
+
+TEST_CASE("a reset in the middle of a poll: one new connection at once, no failure") {
+    Fixture f;
+    FakeControl fake(f.control);
+    Relay relay(static_cast<unsigned short>(std::stoi(fake.port())));
+    fake.script = {snapshot_answer("v1", "one"), std::nullopt, snapshot_answer("v2", "two"),
+                   std::nullopt};
+    std::unique_ptr<proxy::ConfigSubscriber> sub;
+    {  // through the relay
+        proxy::SubscriptionOptions so;
+        so.control_host = "127.0.0.1";
+        so.control_port = relay.port();
+        so.pod_name = "reviews-v1-0";
+        so.pod_ip = "127.0.0.1";
+        so.backoff_initial = std::chrono::milliseconds(10);
+        so.backoff_max = std::chrono::milliseconds(40);
+        sub = std::make_unique<proxy::ConfigSubscriber>(
+            so, f.tls, [](proxy::snapshot::Snapshot, const std::string&) { return std::string(); },
+            [](const std::string&) {}, 7);
+    }
+    sub->start();
+    fake.wait_requests(2);  // the second poll is held
+    relay.reset_all();      // the client's side is reset mid-poll
+    fake.wait_requests(3);  // polled again, on a new connection, with what it holds
+    CHECK(eventually([&] { return sub->status().applied_version == "v2"; }));
+    {
+        std::lock_guard lock(fake.mu);
+        CHECK(str(fake.requests[2], "version") == "v1");
+    }
+    auto st = sub->status();
+    CHECK(relay.accepted.load() == 2);
+    CHECK(st.connections_opened == 2);
+    CHECK(st.connections_closed_by_server == 1);
+    CHECK(st.failures == 0);
     sub->stop();
 }
 
