@@ -116,6 +116,9 @@ void Distribution::stop() {
         push_timer_.cancel();
     }
     for (auto& p : polls) p->responder->respond(error_json(503, "the control plane is stopping", p->http_version));
+    // Work not begun is dropped (the process is ending); a translation under way finishes.
+    translator_.stop();
+    translator_.join();
 }
 
 void Distribution::watch_store(uint64_t after) {
@@ -218,7 +221,7 @@ void Distribution::on_push_timer() {
     }
     push_batches_ += 1;
     push_changes_ += merged;
-    wake_all();
+    asio::post(translator_, [this] { wake_all(); });
 }
 
 proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, const std::string& service_account,
@@ -248,13 +251,15 @@ std::shared_ptr<const std::string> Distribution::message_for(const Computed& c) 
     return body;
 }
 
-void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
-    if (poll->responder->respond(json_response(200, std::string(), poll->http_version),
-                                 message_for(c))) {
-        registry_.sent(poll->id, c.version, c.config_version, c.json);
-        end_poll_when_released(poll);
-        pushes_ += 1;
+bool Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
+    if (!poll->responder->respond(json_response(200, std::string(), poll->http_version),
+                                  message_for(c))) {
+        return false;
     }
+    registry_.sent(poll->id, c.version, c.config_version, c.json);
+    end_poll_when_released(poll);
+    pushes_ += 1;
+    return true;
 }
 
 void Distribution::end_poll_when_released(const std::shared_ptr<Poll>& poll) {
@@ -407,31 +412,41 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
         }
     }
 
-    Computed c = compute(poll->ns, poll->service_account, poll->labels);
-    if (c.version != poll->have_version) {
-        answer(poll, c);
-    } else {
-        // It holds the current snapshot already (this control plane may have restarted since
-        // sending it): that counts as sent, and its report says whether it is in use.
-        registry_.sent(poll->id, c.version, c.config_version, c.json);
-        uint64_t key = 0;
-        {
-            std::lock_guard lock(mu_);
-            if (stopped_) return refuse(503, "the control plane is stopping");
-            key = next_poll_++;
-            polls_[key] = poll;
-        }
-        responder->on_gone([this, key, pid = poll->id] {
-            {
-                std::lock_guard lock(mu_);
-                polls_.erase(key);
-            }
-            log_("proxy " + pid + " closed its poll");
-            registry_.poll_ended(pid);
-        });
-    }
+    // The snapshot may need translating: not on this io thread.
+    asio::post(translator_, [this, poll] { answer_or_wait(poll); });
     // Others' endpoints follow the registry.
     if (changed) request_push();
+}
+
+void Distribution::answer_or_wait(const std::shared_ptr<Poll>& poll) {
+    Computed c = compute(poll->ns, poll->service_account, poll->labels);
+    if (c.version != poll->have_version) {
+        // A proxy that left while its poll waited here ends it (nothing else will).
+        if (!answer(poll, c)) registry_.poll_ended(poll->id);
+        return;
+    }
+    // It holds the current snapshot already (this control plane may have restarted since
+    // sending it): that counts as sent, and its report says whether it is in use.
+    registry_.sent(poll->id, c.version, c.config_version, c.json);
+    uint64_t key = 0;
+    {
+        std::lock_guard lock(mu_);
+        if (stopped_) {
+            poll->responder->respond(error_json(503, "the control plane is stopping", poll->http_version));
+            return;
+        }
+        key = next_poll_++;
+        polls_[key] = poll;
+    }
+    // (At once when the proxy has left already.)
+    poll->responder->on_gone([this, key, pid = poll->id] {
+        {
+            std::lock_guard lock(mu_);
+            polls_.erase(key);
+        }
+        log_("proxy " + pid + " closed its poll");
+        registry_.poll_ended(pid);
+    });
 }
 
 std::string Distribution::prometheus() const {

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <map>
@@ -82,7 +83,10 @@ class Distribution {
     void on_push_timer();
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
-    void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
+    // A new poll's first answer, or its place among the waiting ones (on translator_).
+    void answer_or_wait(const std::shared_ptr<Poll>& poll);
+    // False when the proxy had gone (or the poll was answered already).
+    bool answer(const std::shared_ptr<Poll>& poll, const Computed& c);
     // The answer's body for `c` ({"version", "configVersion", "snapshot"}), built once and
     // shared by every poll of its class that a push answers: at 10,000 services a copy per proxy
     // was 17 MB each, 17 GB for a thousand proxies.
@@ -118,6 +122,11 @@ class Distribution {
     Debouncer debounce_;                  // under mu_
     boost::asio::steady_timer push_timer_;  // under mu_
     bool push_timer_armed_ = false;       // under mu_
+    // Translation runs here, never on the io threads: while a push translates (seconds at
+    // 10,000 services on a busy machine), they go on accepting, handshaking and reading polls.
+    // One thread: pushes and first answers in order; a push spreads its classes over every core
+    // itself (wake_all).
+    boost::asio::thread_pool translator_{1};
 };
 
 }  // namespace remora::control::server
