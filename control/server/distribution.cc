@@ -412,8 +412,10 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
         }
     }
 
-    // The snapshot may need translating: not on this io thread.
-    asio::post(translator_, [this, poll] { answer_or_wait(poll); });
+    // On this io thread: queued behind pushes on the translator, first answers waited past
+    // their clients' deadlines at 10,000 services (docs/benchmark.md, h15d), and translating
+    // here holds back new connections, which is the throttle a start-up storm needs.
+    answer_or_wait(poll);
     // Others' endpoints follow the registry.
     if (changed) request_push();
 }

@@ -83,7 +83,7 @@ class Distribution {
     void on_push_timer();
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
-    // A new poll's first answer, or its place among the waiting ones (on translator_).
+    // A new poll's first answer, or its place among the waiting ones.
     void answer_or_wait(const std::shared_ptr<Poll>& poll);
     // False when the proxy had gone (or the poll was answered already).
     bool answer(const std::shared_ptr<Poll>& poll, const Computed& c);
@@ -122,10 +122,9 @@ class Distribution {
     Debouncer debounce_;                  // under mu_
     boost::asio::steady_timer push_timer_;  // under mu_
     bool push_timer_armed_ = false;       // under mu_
-    // Translation runs here, never on the io threads: while a push translates (seconds at
-    // 10,000 services on a busy machine), they go on accepting, handshaking and reading polls.
-    // One thread: pushes and first answers in order; a push spreads its classes over every core
-    // itself (wake_all).
+    // Pushes translate here, not on the io threads: while a push translates (seconds at 10,000
+    // services on a busy machine), they go on accepting, handshaking and reading polls. One
+    // thread: pushes in order; a push spreads its classes over every core itself (wake_all).
     boost::asio::thread_pool translator_{1};
 };
 
