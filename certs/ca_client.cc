@@ -17,6 +17,11 @@
 
 #include <openssl/ssl.h>
 
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <optional>
 #include <stdexcept>
 
 namespace remora::certs {
@@ -188,6 +193,27 @@ asio::awaitable<void> run_call(beast::ssl_stream<beast::tcp_stream>& stream, Cal
 
 }  // namespace
 
+namespace {
+
+http::request<http::string_body> make_request(const CaClientOptions& options,
+                                              const std::string& method, const std::string& target,
+                                              const std::string& body,
+                                              const std::string& content_type, bool keep_alive) {
+    http::verb verb = http::string_to_verb(method);
+    if (verb == http::verb::unknown) throw std::runtime_error("unknown HTTP method " + method);
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, options.host);
+    req.set(http::field::user_agent, "remoractl");
+    if (!body.empty() || verb == http::verb::post) req.set(http::field::content_type, content_type);
+    req.keep_alive(keep_alive);
+    if (options.bearer_token) req.set(http::field::authorization, "Bearer " + *options.bearer_token);
+    req.body() = body;
+    req.prepare_payload();
+    return req;
+}
+
+}  // namespace
+
 CaClientResult call_control(const CaClientOptions& options, const std::string& method,
                             const std::string& target, const std::string& body,
                             const std::string& content_type) {
@@ -195,18 +221,7 @@ CaClientResult call_control(const CaClientOptions& options, const std::string& m
     ssl::context ctx(ssl::context::tls_client);
     configure_client_context(ctx, options);
 
-    http::verb verb = http::string_to_verb(method);
-    if (verb == http::verb::unknown) throw std::runtime_error("unknown HTTP method " + method);
-    Call call{options, {verb, target, 11}, {}};
-    call.req.set(http::field::host, options.host);
-    call.req.set(http::field::user_agent, "remoractl");
-    if (!body.empty() || verb == http::verb::post)
-        call.req.set(http::field::content_type, content_type);
-    call.req.keep_alive(false);
-    if (options.bearer_token)
-        call.req.set(http::field::authorization, "Bearer " + *options.bearer_token);
-    call.req.body() = body;
-    call.req.prepare_payload();
+    Call call{options, make_request(options, method, target, body, content_type, false), {}};
 
     beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
     SSL_set_tlsext_host_name(stream.native_handle(), options.host.c_str());
@@ -225,6 +240,185 @@ CaClientResult call_control(const CaClientOptions& options, const std::string& m
         std::rethrow_exception(error);
     }
     return call.result;
+}
+
+struct ControlConnection::State {
+    asio::io_context io{1};
+    // The kept connection, the address it goes to and the client certificate it presented.
+    std::shared_ptr<ssl::context> ctx;
+    std::optional<beast::ssl_stream<beast::tcp_stream>> stream;
+    beast::flat_buffer buffer;
+    ControlAddress address;
+    std::optional<Certificate> client_leaf;
+    uint64_t call_seq = 0;  // a cancel posted for an earlier call must not end a later one
+    std::atomic<uint64_t> calls{0}, opened{0}, reused{0}, closed_by_server{0};
+
+    void drop() {
+        if (stream) {
+            boost::system::error_code ignored;
+            beast::get_lowest_layer(*stream).socket().close(ignored);
+        }
+        stream.reset();
+        buffer.clear();
+    }
+
+    // The kept connection is closed (EOF or reset waiting) or has something unasked for on it
+    // (a TLS alert): the server ended it between calls. Looked at without blocking.
+    bool closed_by_peer() {
+        int fd = beast::get_lowest_layer(*stream).socket().native_handle();
+        char c;
+        ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+
+    bool same_client(const CaClientOptions& options) const {
+        if (options.client_chain.empty() || !options.client_key) return !client_leaf;
+        return client_leaf && X509_cmp(client_leaf->get(), options.client_chain.front().get()) == 0;
+    }
+};
+
+namespace {
+
+bool ended_by_peer(const beast::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof ||
+           ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+           ec == ssl::error::stream_truncated;
+}
+
+asio::awaitable<void> run_kept_call(ControlConnection::State& st, const CaClientOptions& options,
+                                    http::request<http::string_body>& req, CaClientResult& result) {
+    auto fail = [](const std::string& what, const beast::error_code& ec) {
+        std::string why = ec == beast::error::timeout ? std::string("timed out") : ec.message();
+        throw std::runtime_error(what + ": " + why);
+    };
+    for (int attempt = 0;; ++attempt) {
+        bool kept = st.stream.has_value();
+        if (kept && st.closed_by_peer()) {
+            st.drop();
+            st.closed_by_server += 1;
+            kept = false;
+        }
+        if (!kept) {
+            st.stream.emplace(st.io, *st.ctx);
+            SSL_set_tlsext_host_name(st.stream->native_handle(), options.host.c_str());
+            try {
+                co_await connect_control(*st.stream, options);
+            } catch (...) {
+                st.drop();
+                throw;
+            }
+            st.opened += 1;
+        } else {
+            st.reused += 1;
+        }
+        // A cancel posted while no operation was pending cancelled nothing: look before each
+        // one (the flag is set before the cancel is posted, and this runs on the same thread).
+        auto check_cancel = [&options] {
+            if (options.canceller && options.canceller->cancelled()) {
+                throw std::runtime_error("cancelled");
+            }
+        };
+        check_cancel();
+        auto& stream = *st.stream;
+        // Only a kept connection's first failure, before any of the answer came, is the server
+        // having closed it between calls; once is enough (a second is a real failure).
+        const bool may_retry = kept && attempt == 0;
+        beast::get_lowest_layer(stream).expires_after(options.timeout);
+        auto [wec, wn] = co_await http::async_write(stream, req, use_nothrow);
+        if (wec) {
+            st.drop();
+            if (may_retry && ended_by_peer(wec)) {
+                st.closed_by_server += 1;
+                continue;
+            }
+            fail("sending the request failed", wec);
+        }
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(64 * 1024 * 1024);
+        check_cancel();
+        beast::get_lowest_layer(stream).expires_after(options.timeout);
+        auto [xec, xn] = co_await http::async_read(stream, st.buffer, parser, use_nothrow);
+        if (xec) {
+            const bool nothing_came = !parser.got_some();
+            st.drop();
+            if (may_retry && nothing_came && ended_by_peer(xec)) {
+                st.closed_by_server += 1;
+                continue;
+            }
+            fail("reading the answer failed", xec);
+        }
+        result = {static_cast<int>(parser.get().result_int()), parser.get().body()};
+        if (!parser.get().keep_alive()) {
+            beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+            co_await stream.async_shutdown(use_nothrow);
+            st.drop();
+        }
+        co_return;
+    }
+}
+
+}  // namespace
+
+ControlConnection::ControlConnection() : state_(std::make_unique<State>()) {}
+
+ControlConnection::~ControlConnection() {
+    close();
+}
+
+void ControlConnection::close() {
+    state_->drop();
+}
+
+ControlConnection::Counts ControlConnection::counts() const {
+    return Counts{state_->calls.load(), state_->opened.load(), state_->reused.load(),
+                  state_->closed_by_server.load()};
+}
+
+CaClientResult ControlConnection::call(const CaClientOptions& options, const std::string& method,
+                                       const std::string& target, const std::string& body,
+                                       const std::string& content_type) {
+    State& st = *state_;
+    auto req = make_request(options, method, target, body, content_type, true);
+    const ControlAddress address{options.host, options.port};
+    if (!st.ctx || !st.same_client(options)) {
+        // A new (or the first) SVID: a new TLS context, and the kept connection, which presented
+        // the old one, is closed.
+        auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+        configure_client_context(*ctx, options);
+        st.drop();
+        st.ctx = std::move(ctx);
+        st.client_leaf.reset();
+        if (!options.client_chain.empty() && options.client_key) {
+            st.client_leaf = options.client_chain.front();
+        }
+    }
+    if (st.stream && !(st.address == address)) st.drop();
+    st.address = address;
+
+    const uint64_t seq = ++st.call_seq;
+    if (options.canceller) {
+        bool attached = options.canceller->attach([&st, seq] {
+            asio::post(st.io, [&st, seq] {
+                if (st.call_seq == seq && st.stream) beast::get_lowest_layer(*st.stream).cancel();
+            });
+        });
+        if (!attached) throw std::runtime_error("cancelled");
+    }
+    CaClientResult result;
+    std::exception_ptr error;
+    asio::co_spawn(st.io, run_kept_call(st, options, req, result),
+                   [&error](std::exception_ptr e) { error = e; });
+    st.io.restart();
+    st.io.run();
+    ++st.call_seq;  // a cancel posted from now on finds no call of its own
+    if (options.canceller) options.canceller->detach();
+    if (error) {
+        st.drop();
+        if (options.canceller && options.canceller->cancelled()) throw std::runtime_error("cancelled");
+        std::rethrow_exception(error);
+    }
+    st.calls += 1;
+    return result;
 }
 
 IssuedSvid request_svid(const CaClientOptions& options, std::optional<std::chrono::seconds> ttl) {

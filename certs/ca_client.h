@@ -87,6 +87,44 @@ CaClientResult call_control(const CaClientOptions& options, const std::string& m
                             const std::string& target, const std::string& body,
                             const std::string& content_type = "application/json");
 
+// A connection to the control plane kept across calls (HTTP/1.1 keep-alive), for a caller that
+// calls again and again: the proxy's config subscriber long-polls, and a new TLS connection per
+// poll made every push cost the control plane one handshake per proxy. Each call is a blocking
+// call_control on the kept connection: it connects and verifies the server's SVID when there is
+// none, and connects anew when the address or the client SVID (options.client_chain's leaf)
+// differs from the connection's, so a renewed SVID is presented on the next call. A kept
+// connection the server closed between calls is replaced at once, once, without an error (found
+// closed before the request is written, or ended before any byte of the answer came). Any other
+// failure drops the connection and throws as call_control does; so does a cancel (the server
+// may still answer the abandoned request, so that connection is never reused). One thread at a
+// time; counts() from any thread.
+class ControlConnection {
+  public:
+    ControlConnection();
+    ~ControlConnection();
+    ControlConnection(const ControlConnection&) = delete;
+    ControlConnection& operator=(const ControlConnection&) = delete;
+
+    CaClientResult call(const CaClientOptions& options, const std::string& method,
+                        const std::string& target, const std::string& body,
+                        const std::string& content_type = "application/json");
+    // Closes the kept connection (the next call connects anew).
+    void close();
+
+    struct Counts {
+        uint64_t calls = 0;             // answered
+        uint64_t opened = 0;            // connections opened (TCP + TLS handshake + SVID check)
+        uint64_t reused = 0;            // calls sent on a connection a previous call opened
+        uint64_t closed_by_server = 0;  // kept connections found closed: replaced at once
+    };
+    Counts counts() const;
+
+    struct State;  // defined in the .cc; public so the call's coroutine there can name it
+
+  private:
+    std::unique_ptr<State> state_;
+};
+
 // POSTs `body` to /v1/certificates (call_control).
 CaClientResult post_certificate_request(const CaClientOptions& options, const std::string& body);
 

@@ -160,9 +160,14 @@ asio::awaitable<std::optional<HttpResponse>> await_deferred(Stream& stream,
     co_return responder->take();
 }
 
+// `carried`: the deferred request this connection answered last and keeps open (keep-alive),
+// released once the next request has been handed on or the connection ends (serve_requests).
 template <class Stream>
-asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer::State> st,
-                                     const PeerInfo& peer) {
+asio::awaitable<void> serve_request_loop(Stream& stream, std::shared_ptr<HttpServer::State> st,
+                                         const PeerInfo& peer, std::shared_ptr<Responder>& carried) {
+    auto release_carried = [&carried] {
+        if (carried) std::exchange(carried, nullptr)->released();
+    };
     beast::flat_buffer buffer;
     for (;;) {
         http::request_parser<http::string_body> parser;
@@ -197,11 +202,13 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
             st->log("conn=" + std::to_string(peer.connection_id) + " " + peer.remote +
                     " bad request: " + rec.message());
             res = json_response(status, "{\"error\":\"" + reason_for(status) + "\"}");
+            release_carried();
         } else {
             const HttpRequest& req = parser.get();
             if (const DeferredHandler* later = deferred_for(*st, req.target())) {
                 auto responder = std::make_shared<Responder>(co_await asio::this_coro::executor);
                 (*later)(req, peer, responder);
+                release_carried();  // after the handler has taken the next one (a new poll)
                 std::optional<HttpResponse> answer =
                     co_await await_deferred(stream, responder, st->limits.max_deferral);
                 if (!answer) co_return;  // the client went away
@@ -219,6 +226,7 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
                     res = json_response(500, "{\"error\":\"internal error (the server's log "
                                              "says more)\"}");
                 }
+                release_carried();
             }
             keep_alive = req.keep_alive();
             res.version(req.version());
@@ -241,10 +249,25 @@ asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer:
             auto [ec, nwritten] = co_await http::async_write(stream, res, use_nothrow);
             wec = ec;
         }
-        if (deferred) deferred->written();
+        if (deferred) {
+            deferred->written();
+            if (!wec && keep_alive) {
+                carried = std::move(deferred);
+            } else {
+                deferred->released();
+            }
+        }
         if (!wec && rec) co_await drain_before_close(stream, unread);
         if (wec || !keep_alive) co_return;
     }
+}
+
+template <class Stream>
+asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<HttpServer::State> st,
+                                     const PeerInfo& peer) {
+    std::shared_ptr<Responder> carried;
+    co_await serve_request_loop(stream, st, peer, carried);
+    if (carried) carried->released();  // the connection ends
 }
 
 asio::awaitable<void> serve_plain(tcp::socket sock, std::shared_ptr<HttpServer::State> st) {
@@ -394,6 +417,27 @@ void Responder::written() {
         if (written_) return;
         written_ = true;
         fn = std::move(on_written_);
+    }
+    if (fn) fn();
+}
+
+void Responder::on_released(std::function<void()> fn) {
+    std::unique_lock lock(mu_);
+    if (released_) {
+        lock.unlock();
+        fn();
+        return;
+    }
+    on_released_ = std::move(fn);
+}
+
+void Responder::released() {
+    std::function<void()> fn;
+    {
+        std::lock_guard lock(mu_);
+        if (released_) return;
+        released_ = true;
+        fn = std::move(on_released_);
     }
     if (fn) fn();
 }

@@ -52,11 +52,18 @@ class Responder : public std::enable_shared_from_this<Responder> {
     // that happened already): a long-poll's registration grace starts then, not while a large
     // answer is still on its way to a slow reader.
     void on_written(std::function<void()> fn);
+    // Runs `fn` once the answer's connection is done with this request: it has read its next
+    // request and handed it to a handler, or it has ended (closed, reset, idle past the read
+    // timeout, or the answer was the last); at once if that happened already. A kept-alive
+    // long-poll lives until then: a client whose next poll waits unread in this server's queue
+    // (its threads busy) is not gone, and remora-control's registry does not start its grace.
+    void on_released(std::function<void()> fn);
     bool finished() const;
 
     // The server's side.
     void client_gone();
     void written();
+    void released();
     std::optional<HttpResponse> take();
     std::shared_ptr<const std::string> shared_body() const;
     boost::asio::steady_timer& timer() { return timer_; }
@@ -66,9 +73,10 @@ class Responder : public std::enable_shared_from_this<Responder> {
     bool finished_ = false;
     bool gone_ = false;
     bool written_ = false;
+    bool released_ = false;
     std::optional<HttpResponse> response_;
     std::shared_ptr<const std::string> shared_body_;
-    std::function<void()> on_gone_, on_written_;
+    std::function<void()> on_gone_, on_written_, on_released_;
     boost::asio::steady_timer timer_;
 };
 

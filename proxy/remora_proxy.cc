@@ -172,6 +172,15 @@ struct Proxy {
             out["remora.identity.certificate_renewals"] = c.renewals;
             out["remora.identity.certificate_renewal_failures"] = c.renewal_failures;
         }
+        if (subscriber) {
+            // The config subscription's connection to remora-control: kept alive across polls,
+            // so opened stays at one per control plane (plus one per restart, failover, SVID
+            // renewal or drain) while polls grow with every push.
+            const SubscriptionStatus st = subscriber->status();
+            out["remora.config.polls"] = st.polls;
+            out["remora.config.connections_opened"] = st.connections_opened;
+            out["remora.config.connections_closed_by_server"] = st.connections_closed_by_server;
+        }
         for (const auto& w : workers) {
             http2::for_each_counter(w->http2_stats(), [&](const char* name, uint64_t n) {
                 auto& v = out[std::string("remora.http2.") + name];
@@ -223,6 +232,13 @@ struct Proxy {
             counter("remora_config_updates_total", "Snapshots received and applied.", st.updates);
             counter("remora_config_rejections_total", "Snapshots received and refused (NACK).", st.rejections);
             counter("remora_config_failures_total", "Polls that could not reach remora-control.", st.failures);
+            counter("remora_config_polls_total", "Config polls remora-control answered.", st.polls);
+            counter("remora_config_connections_opened_total",
+                    "Connections opened to remora-control for config polls (kept alive across polls).",
+                    st.connections_opened);
+            counter("remora_config_connections_closed_by_server_total",
+                    "Kept connections remora-control had closed between polls (replaced at once).",
+                    st.connections_closed_by_server);
         }
         uint64_t idle = 0;
         for (const auto& w : workers) idle += w->idle_upstream_connections();
@@ -401,7 +417,11 @@ struct Proxy {
                                              {"last_error", st.last_error},
                                              {"updates", st.updates},
                                              {"rejections", st.rejections},
-                                             {"failures", st.failures}};
+                                             {"failures", st.failures},
+                                             {"polls", st.polls},
+                                             {"connections_opened", st.connections_opened},
+                                             {"connections_closed_by_server",
+                                              st.connections_closed_by_server}};
         }
         if (cfg->routes) {
             const auto& snap = cfg->routes->snapshot();

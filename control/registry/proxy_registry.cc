@@ -2,6 +2,7 @@
 // never on a data path.
 #include "control/registry/proxy_registry.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace remora::control::registry {
@@ -86,10 +87,15 @@ void ProxyRegistry::sent(const std::string& id, const std::string& version,
     it->second.sent_snapshot = std::move(snapshot_json);
 }
 
-std::vector<std::string> ProxyRegistry::expire() {
+std::vector<std::string> ProxyRegistry::expire(std::chrono::milliseconds stalled) {
     std::lock_guard lock(mu_);
     std::vector<std::string> gone;
     auto now = steady_();
+    if (stalled.count() > 0) {
+        for (auto& [id, r] : proxies_) {
+            if (r.polls == 0) r.last_seen = std::min(now, r.last_seen + stalled);
+        }
+    }
     for (auto it = proxies_.begin(); it != proxies_.end();) {
         if (it->second.polls == 0 && now - it->second.last_seen > grace_) {
             gone.push_back(it->first);

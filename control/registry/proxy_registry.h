@@ -87,8 +87,10 @@ class ProxyRegistry {
     void sent(const std::string& id, const std::string& version, uint64_t config_version,
               std::shared_ptr<const std::string> snapshot_json);
     // Forgets proxies with no poll in flight whose last poll ended more than the grace period ago.
-    // Returns their ids.
-    std::vector<std::string> expire();
+    // Returns their ids. `stalled`: how long the caller could not run before this call (its
+    // threads busy translating a push); that time does not count against anyone's grace, since
+    // a proxy whose next poll waited in the control plane's own queue could not be heard then.
+    std::vector<std::string> expire(std::chrono::milliseconds stalled = {});
 
     // Replaces the other replicas' proxies. True (and a new generation) when they changed.
     bool set_remote(std::map<std::string, RemoteProxy> remote);

@@ -2,7 +2,8 @@
 // asks for a push, debounced (Istio's PILOT_DEBOUNCE_AFTER/MAX), which wakes them: each gets its
 // class's snapshot from the cache (translated once per class; a change drops only the classes it
 // touches), answered only when its content version differs from the one the proxy holds. A
-// one-second sweep ends expired polls (304) and registrations.
+// one-second sweep ends expired polls (304) and registrations; an answered poll on a kept-alive
+// connection counts as in flight until that connection carries the proxy's next poll or closes.
 #include "control/server/distribution.h"
 
 #include <boost/asio/post.hpp>
@@ -115,6 +116,9 @@ void Distribution::stop() {
         push_timer_.cancel();
     }
     for (auto& p : polls) p->responder->respond(error_json(503, "the control plane is stopping", p->http_version));
+    // Work not begun is dropped (the process is ending); a translation under way finishes.
+    translator_.stop();
+    translator_.join();
 }
 
 void Distribution::watch_store(uint64_t after) {
@@ -136,7 +140,16 @@ void Distribution::watch_store(uint64_t after) {
 }
 
 void Distribution::sweep() {
-    std::vector<std::string> gone = registry_.expire();
+    // A sweep late by more than a moment means this control plane's threads were all busy
+    // (translating a push): proxies' next polls waited in its own queue meanwhile, unread, so
+    // that time does not count against their registrations' grace.
+    std::chrono::milliseconds stalled{0};
+    const auto started = std::chrono::steady_clock::now();
+    if (sweep_due_ && started > *sweep_due_ + std::chrono::milliseconds(500)) {
+        stalled = std::chrono::duration_cast<std::chrono::milliseconds>(started - *sweep_due_);
+        stalls_ += 1;
+    }
+    std::vector<std::string> gone = registry_.expire(stalled);
     expired_ += gone.size();
     for (const std::string& id : gone) log_("proxy " + id + " gone: registration removed");
     std::vector<std::shared_ptr<Poll>> expired;
@@ -155,14 +168,15 @@ void Distribution::sweep() {
     }
     for (auto& p : expired) {
         HttpResponse res{http::status::not_modified, p->http_version};
-        if (p->responder->respond(std::move(res))) end_poll_when_written(p);
+        if (p->responder->respond(std::move(res))) end_poll_when_released(p);
     }
     // A proxy gone changes others' endpoints (computing every waiting proxy's snapshot, so only
     // then: registrations wake everyone themselves, store changes through the store's waiter).
     // Other replicas' registrations (etcd) change endpoints too.
     const bool remote_changed = registry_.take_remote_change();
     if (!gone.empty() || remote_changed) request_push();
-    sweep_timer_.expires_after(std::chrono::seconds(1));
+    sweep_due_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    sweep_timer_.expires_at(*sweep_due_);
     sweep_timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) sweep();
     });
@@ -207,7 +221,7 @@ void Distribution::on_push_timer() {
     }
     push_batches_ += 1;
     push_changes_ += merged;
-    wake_all();
+    asio::post(translator_, [this] { wake_all(); });
 }
 
 proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, const std::string& service_account,
@@ -237,20 +251,25 @@ std::shared_ptr<const std::string> Distribution::message_for(const Computed& c) 
     return body;
 }
 
-void Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
-    if (poll->responder->respond(json_response(200, std::string(), poll->http_version),
-                                 message_for(c))) {
-        registry_.sent(poll->id, c.version, c.config_version, c.json);
-        end_poll_when_written(poll);
-        pushes_ += 1;
+bool Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
+    if (!poll->responder->respond(json_response(200, std::string(), poll->http_version),
+                                  message_for(c))) {
+        return false;
     }
+    registry_.sent(poll->id, c.version, c.config_version, c.json);
+    end_poll_when_released(poll);
+    pushes_ += 1;
+    return true;
 }
 
-void Distribution::end_poll_when_written(const std::shared_ptr<Poll>& poll) {
+void Distribution::end_poll_when_released(const std::shared_ptr<Poll>& poll) {
     // Until the answer is written the poll is in flight and the registration cannot expire: a
     // proxy still reading a large snapshot is not gone (it was expired, re-registered, and that
-    // pushed to everyone: push storms at 10,000 services).
-    poll->responder->on_written([this, id = poll->id] { registry_.poll_ended(id); });
+    // pushed to everyone: push storms at 10,000 services). Nor is a proxy whose next poll, on
+    // the same kept-alive connection, waits unread while this control plane's threads are busy
+    // (translating a push): the poll ends when its connection has handed the next one to
+    // subscribe() (which counts it first) or has closed.
+    poll->responder->on_released([this, id = poll->id] { registry_.poll_ended(id); });
 }
 
 void Distribution::wake_all() {
@@ -393,31 +412,43 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
         }
     }
 
-    Computed c = compute(poll->ns, poll->service_account, poll->labels);
-    if (c.version != poll->have_version) {
-        answer(poll, c);
-    } else {
-        // It holds the current snapshot already (this control plane may have restarted since
-        // sending it): that counts as sent, and its report says whether it is in use.
-        registry_.sent(poll->id, c.version, c.config_version, c.json);
-        uint64_t key = 0;
-        {
-            std::lock_guard lock(mu_);
-            if (stopped_) return refuse(503, "the control plane is stopping");
-            key = next_poll_++;
-            polls_[key] = poll;
-        }
-        responder->on_gone([this, key, pid = poll->id] {
-            {
-                std::lock_guard lock(mu_);
-                polls_.erase(key);
-            }
-            log_("proxy " + pid + " closed its poll");
-            registry_.poll_ended(pid);
-        });
-    }
+    // On this io thread: queued behind pushes on the translator, first answers waited past
+    // their clients' deadlines at 10,000 services (docs/benchmark.md, h15d), and translating
+    // here holds back new connections, which is the throttle a start-up storm needs.
+    answer_or_wait(poll);
     // Others' endpoints follow the registry.
     if (changed) request_push();
+}
+
+void Distribution::answer_or_wait(const std::shared_ptr<Poll>& poll) {
+    Computed c = compute(poll->ns, poll->service_account, poll->labels);
+    if (c.version != poll->have_version) {
+        // A proxy that left while its poll waited here ends it (nothing else will).
+        if (!answer(poll, c)) registry_.poll_ended(poll->id);
+        return;
+    }
+    // It holds the current snapshot already (this control plane may have restarted since
+    // sending it): that counts as sent, and its report says whether it is in use.
+    registry_.sent(poll->id, c.version, c.config_version, c.json);
+    uint64_t key = 0;
+    {
+        std::lock_guard lock(mu_);
+        if (stopped_) {
+            poll->responder->respond(error_json(503, "the control plane is stopping", poll->http_version));
+            return;
+        }
+        key = next_poll_++;
+        polls_[key] = poll;
+    }
+    // (At once when the proxy has left already.)
+    poll->responder->on_gone([this, key, pid = poll->id] {
+        {
+            std::lock_guard lock(mu_);
+            polls_.erase(key);
+        }
+        log_("proxy " + pid + " closed its poll");
+        registry_.poll_ended(pid);
+    });
 }
 
 std::string Distribution::prometheus() const {
@@ -445,6 +476,10 @@ std::string Distribution::prometheus() const {
          "Registrations removed because their proxy went away.");
     out += "remora_control_registrations_expired_total " + std::to_string(expired_.load()) + "\n";
     const SnapshotCache::Stats cs = cache_.stats();
+    head("remora_control_sweep_stalls_total", "counter",
+         "Registry sweeps that ran late because every thread was busy (that time did not count "
+         "against registrations' grace).");
+    out += "remora_control_sweep_stalls_total " + std::to_string(stalls_.load()) + "\n";
     head("remora_control_snapshot_classes", "gauge",
          "Proxy classes (namespace, service account, labels) with a cached snapshot.");
     out += "remora_control_snapshot_classes " + std::to_string(cs.classes) + "\n";

@@ -7,11 +7,13 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "common/http_server.h"
 #include "control/registry/proxy_registry.h"
@@ -81,13 +83,17 @@ class Distribution {
     void on_push_timer();
     // Answers every waiting poll whose snapshot changed.
     void wake_all();
-    void answer(const std::shared_ptr<Poll>& poll, const Computed& c);
+    // A new poll's first answer, or its place among the waiting ones.
+    void answer_or_wait(const std::shared_ptr<Poll>& poll);
+    // False when the proxy had gone (or the poll was answered already).
+    bool answer(const std::shared_ptr<Poll>& poll, const Computed& c);
     // The answer's body for `c` ({"version", "configVersion", "snapshot"}), built once and
     // shared by every poll of its class that a push answers: at 10,000 services a copy per proxy
     // was 17 MB each, 17 GB for a thousand proxies.
     std::shared_ptr<const std::string> message_for(const Computed& c);
-    // The registry's poll_ended once the poll's answer is written (the grace starts then).
-    void end_poll_when_written(const std::shared_ptr<Poll>& poll);
+    // The registry's poll_ended once the poll's answer is written and its connection has read
+    // the proxy's next poll or closed (Responder::on_released): the grace starts then.
+    void end_poll_when_released(const std::shared_ptr<Poll>& poll);
     void watch_store(uint64_t after);
     void sweep();
 
@@ -98,6 +104,7 @@ class Distribution {
     DistributionOptions options_;
     Logger log_;
     boost::asio::steady_timer sweep_timer_;
+    std::optional<std::chrono::steady_clock::time_point> sweep_due_;  // the sweep thread's own
 
     std::mutex mu_;
     std::map<uint64_t, std::shared_ptr<Poll>> polls_;
@@ -105,6 +112,7 @@ class Distribution {
     uint64_t store_waiter_ = 0;
     bool stopped_ = false;
     std::atomic<uint64_t> pushes_{0}, rejects_{0}, expired_{0}, push_batches_{0}, push_changes_{0};
+    std::atomic<uint64_t> stalls_{0};  // sweeps that ran late (busy threads)
     SnapshotCache cache_;
     // message_for's memo: by snapshot text (kept alive here) and config version; entries whose
     // snapshot nothing else holds any more are dropped when one is added.
@@ -114,6 +122,10 @@ class Distribution {
     Debouncer debounce_;                  // under mu_
     boost::asio::steady_timer push_timer_;  // under mu_
     bool push_timer_armed_ = false;       // under mu_
+    // Pushes translate here, not on the io threads: while a push translates (seconds at 10,000
+    // services on a busy machine), they go on accepting, handshaking and reading polls. One
+    // thread: pushes in order; a push spreads its classes over every core itself (wake_all).
+    boost::asio::thread_pool translator_{1};
 };
 
 }  // namespace remora::control::server

@@ -1,4 +1,5 @@
 // The poll loop: wait for an SVID, poll, apply, report on the next poll; back off on failure.
+// A failed poll has dropped its connection (ControlConnection), so the retry connects anew.
 #include "proxy/subscription/subscriber.h"
 
 #include <boost/json.hpp>
@@ -51,8 +52,16 @@ void ConfigSubscriber::set_draining() {
 }
 
 SubscriptionStatus ConfigSubscriber::status() const {
-    std::lock_guard lock(mu_);
-    return status_;
+    SubscriptionStatus st;
+    {
+        std::lock_guard lock(mu_);
+        st = status_;
+    }
+    const certs::ControlConnection::Counts c = connection_.counts();
+    st.polls = c.calls;
+    st.connections_opened = c.opened;
+    st.connections_closed_by_server = c.closed_by_server;
+    return st;
 }
 
 bool ConfigSubscriber::sleep_for(std::chrono::milliseconds d) {
@@ -108,8 +117,10 @@ bool ConfigSubscriber::poll_once() {
     }
     certs::CaClientResult res;
     try {
-        res = certs::call_control(opts, "POST", "/v1/proxies/subscribe",
-                                  request_body(held_version_, report_version_, report_error_));
+        // On the kept connection: a new one when there is none, when the address moved on (a
+        // failover) or when the SVID was renewed (the next poll presents the new one).
+        res = connection_.call(opts, "POST", "/v1/proxies/subscribe",
+                               request_body(held_version_, report_version_, report_error_));
     } catch (const std::exception& e) {
         std::lock_guard lock(mu_);
         if (stopping_) return false;

@@ -2,8 +2,10 @@
 // credential) that registers this pod, says which snapshot it holds and what became of the last
 // one (ACK, or NACK with the reason), and receives a new snapshot whenever the control plane
 // computes a different one. When the control plane is unreachable the proxy keeps serving on its
-// last snapshot and tries again with jittered exponential backoff. Runs on its own thread: the
-// calls block and must never stall a worker.
+// last snapshot and tries again with jittered exponential backoff. The polls go over one kept-alive
+// connection (certs::ControlConnection): one TLS handshake per control plane, not one per poll (a
+// push answered every poll, and every proxy reconnecting at once was a thousand handshakes on
+// the control plane). Runs on its own thread: the calls block and must never stall a worker.
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,9 @@ struct SubscriptionStatus {
     std::string rejected_version, rejected_error;  // the last snapshot refused, and why
     std::string last_error;        // the last failure to reach the control plane
     uint64_t updates = 0, rejections = 0, failures = 0;
+    // The control connection: polls answered, connections opened for them, and kept connections
+    // the control plane had closed between polls (replaced at once, not failures).
+    uint64_t polls = 0, connections_opened = 0, connections_closed_by_server = 0;
 };
 
 class ConfigSubscriber {
@@ -86,6 +91,7 @@ class ConfigSubscriber {
     LogFn log_;
     std::mt19937_64 rng_;
     certs::ControlFailover controls_;  // the poll thread's own
+    certs::ControlConnection connection_;  // the poll thread's own (counts() from any thread)
     std::shared_ptr<certs::CallCanceller> canceller_ = std::make_shared<certs::CallCanceller>();
 
     // Poll state (the thread's own). The report (what became of the last snapshot received) goes

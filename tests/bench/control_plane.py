@@ -329,7 +329,7 @@ class NativeClient:
     async def start(self):
         self.proc = await asyncio.create_subprocess_exec(
             self.binary, self.path, "--threads", str(self.threads),
-            *(["--keep-alive"] if self.keep_alive else []), stdout=subprocess.PIPE,
+            *([] if self.keep_alive else ["--new-connection-per-poll"]), stdout=subprocess.PIPE,
             limit=1 << 20)
         self.reader = asyncio.create_task(self.read())
 
@@ -439,7 +439,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
         if args.client == "native":
             native = NativeClient(args.sim_bin, proxies, root, svids, tmp,
                                   f"{name}-{n_services}-{sidecar}", args.client_threads,
-                                  args.client_keep_alive)
+                                  not args.client_new_connection_per_poll)
             await native.start()
             tasks = []
         else:
@@ -559,9 +559,12 @@ def main():
                          "which remora-proxy does not, and cannot go past ~100 proxies)")
     ap.add_argument("--client-threads", type=int, default=1,
                     help="io threads of the native client (default 1: the control plane has the other core)")
+    ap.add_argument("--client-new-connection-per-poll", action="store_true",
+                    help="native client: a new TLS connection for every poll, as remora-proxy did "
+                         "before it kept its control connection (default: poll again on the same "
+                         "connection, as remora-proxy does)")
     ap.add_argument("--client-keep-alive", action="store_true",
-                    help="native client: poll again on the same TLS connection (remora-proxy "
-                         "opens a new one per poll; this shows what reusing it would save)")
+                    help="(the default now; kept so old command lines run)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
     if args.replicas > 1 and args.store == "dir" and not args.etcd_members:

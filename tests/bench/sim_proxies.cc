@@ -1,17 +1,19 @@
 // Many simulated proxies' config subscriptions in one process, for tests/bench/control_plane.py.
 //
-// Each simulated proxy does what remora-proxy's ConfigSubscriber does (proxy/subscription/): a new
-// mTLS connection per poll with its namespace's SVID (certs' connect_control: the control plane's
-// SVID is verified before anything is written), POST /v1/proxies/subscribe with its node (pod,
-// workload, IP, labels, ports), the version it holds and the ACK of the snapshot it received last,
-// waits for the answer and reads all of it, then polls again at once; backoff with jitter after a
-// failure. It does not build a route table (config_ready.py measures that) and keeps only the
+// Each simulated proxy does what remora-proxy's ConfigSubscriber does (proxy/subscription/): one
+// mTLS connection with its namespace's SVID (certs' connect_control: the control plane's SVID is
+// verified before anything is written), kept across polls (HTTP/1.1 keep-alive, as
+// certs::ControlConnection), POST /v1/proxies/subscribe with its node (pod, workload, IP,
+// labels, ports), the version it holds and the ACK of the snapshot it received last, waits for
+// the answer and reads all of it, then polls again at once; a new connection when the server
+// closed it; backoff with jitter after a failure. It does not build a route table (config_ready.py measures that) and keeps only the
 // first bytes of an answer (the version), so a thousand 17 MB answers in flight do not need
 // 17 GB. One io_context per --threads, proxies spread over them.
 //
-//   sim_proxies SPEC.json [--threads N] [--keep-alive]
-// --keep-alive polls again on the same connection (the server allows it; remora-proxy today opens
-// a new one per poll, so this shows what reusing it would save: a TLS handshake per poll).
+//   sim_proxies SPEC.json [--threads N] [--new-connection-per-poll]
+// --new-connection-per-poll opens a new connection for every poll, as remora-proxy did before it
+// kept its control connection (every push then costs the control plane a handshake per proxy).
+// (--keep-alive, the default, is accepted for old command lines.)
 // SPEC: {"bundle": "root.pem", "trustDomain": "cluster.local", "waitSeconds": 60,
 //        "identities": {"ns-0": "DIR with cert-chain.pem and key.pem", ...},
 //        "proxies": [{"name": "p-0", "workload": "p", "ip": "198.18.0.1", "labels": {...},
@@ -129,8 +131,10 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
     auto backoff = std::chrono::milliseconds(200);
     std::string held, report;
     auto executor = co_await asio::this_coro::executor;
+    bool reconnect_now = false;  // the kept connection failed after serving polls
     for (;;) {
         std::string why;
+        std::size_t served = 0;
         try {
             beast::ssl_stream<beast::tcp_stream> stream(executor, *p.tls);
             SSL_set_tlsext_host_name(stream.native_handle(), p.options.host.c_str());
@@ -164,6 +168,8 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
                 auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
                 if (rec) throw std::runtime_error("reading the answer failed: " + rec.message());
                 int status = static_cast<int>(parser.get().result_int());
+                served += 1;
+                reconnect_now = false;
                 again = keep_alive && parser.get().keep_alive();
                 if (!again) {
                     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
@@ -187,6 +193,13 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
             backoff = std::chrono::milliseconds(200);
             continue;
         }
+        // As certs::ControlConnection: a kept connection that ends after serving polls (the
+        // server closed it) is replaced at once, once, without an error.
+        if (keep_alive && served > 0 && !reconnect_now) {
+            reconnect_now = true;
+            continue;
+        }
+        reconnect_now = false;
         emit("err " + std::to_string(p.index) + " " + why);
         asio::steady_timer timer(executor);
         timer.expires_after(std::chrono::milliseconds(
@@ -200,17 +213,19 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::cerr << "usage: sim_proxies SPEC.json [--threads N] [--keep-alive]\n";
+        std::cerr << "usage: sim_proxies SPEC.json [--threads N] [--new-connection-per-poll]\n";
         return 2;
     }
     int threads = 1;
-    bool keep_alive = false;
+    bool keep_alive = true;
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--threads" && i + 1 < argc) {
             threads = std::max(1, std::atoi(argv[++i]));
         } else if (a == "--keep-alive") {
             keep_alive = true;
+        } else if (a == "--new-connection-per-poll") {
+            keep_alive = false;
         } else {
             std::cerr << "sim_proxies: unknown argument " << a << "\n";
             return 2;

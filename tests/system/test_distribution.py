@@ -318,6 +318,7 @@ def test_c_invalid_apply_refused_old_keeps_working(m):
 
 def test_d_control_plane_down_traffic_goes_on(m):
     m.involved = ["client"]
+    opened = m.stats("client")["config.connections_opened"]
     m.c.stop(m.control)
     try:
         load = run_load(m, 3.0, pause=0.01)
@@ -336,6 +337,8 @@ def test_d_control_plane_down_traffic_goes_on(m):
              lambda: all_synced(m, ["client"] + [p for p, _ in REVIEWS]), 20, step=0.5)
     doc = m.get_json("client", "http://reviews:8080/")
     check(doc["pod"] == "reviews-v2", "after the restart the stored route is lost")
+    check(m.stats("client")["config.connections_opened"] > opened,
+          "the client polls the restarted control plane without a new connection?")
 
 
 def test_e0_draining_proxy_leaves_every_snapshot(m):
@@ -433,6 +436,45 @@ def test_h_idle_keepalive_connection_takes_the_change(m):
           "the new route", [json.dumps(res)])
 
 
+TIMEOUT_ROUTE = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews]
+  http:
+  - timeout: {seconds}s
+    route: [{{destination: {{host: reviews, subset: v1}}}}]
+"""
+
+
+def test_h2_polls_keep_one_connection(m):
+    """Each push answers the proxy's long-poll and the proxy polls again at once: on the same
+    TLS connection (HTTP/1.1 keep-alive), not a new one per poll (a thousand proxies reconnecting
+    after every push kept the control plane handshaking, and their registrations expired).
+    Twenty pushes: twenty more polls, not one more connection. Fails when every poll
+    reconnects."""
+    m.involved = ["client"]
+    before = m.stats("client")
+    for i in range(20):
+        updates = dump(m, "client")["subscription"]["updates"]
+        apply(m, f"h2-{i}.yaml", TIMEOUT_ROUTE.format(seconds=30 + i))
+        wait_for(f"the client applied push {i + 1}",
+                 lambda: dump(m, "client")["subscription"]["updates"] > updates, 10, step=0.05)
+    after = m.stats("client")
+    polls = after["config.polls"] - before["config.polls"]
+    opened = after["config.connections_opened"] - before["config.connections_opened"]
+    check(polls >= 20, f"20 pushes answered {polls} polls", [json.dumps(after)])
+    check(opened == 0 and before["config.connections_opened"] >= 1,
+          f"{polls} polls opened {opened} new connections to remora-control "
+          f"(before: {before['config.connections_opened']})", [json.dumps(after)])
+    sub = dump(m, "client")["subscription"]
+    check(sub["polls"] >= after["config.polls"],
+          "/config_dump's subscription does not count the polls", [json.dumps(sub)])
+    print(f"  {polls} polls on {before['config.connections_opened']} connection(s) opened since "
+          "the proxy started")
+
+
 def test_f_bad_subscriptions_refused(m):
     m.involved = []
     # No client certificate: 401, with the reason.
@@ -482,6 +524,7 @@ TESTS = [
     ("f_bad_subscriptions_refused", test_f_bad_subscriptions_refused),
     ("g_registry_only_blackholes_the_rest", test_g_registry_only_blackholes_the_rest),
     ("h_idle_keepalive_connection_takes_the_change", test_h_idle_keepalive_connection_takes_the_change),
+    ("h2_polls_keep_one_connection", test_h2_polls_keep_one_connection),
     ("i_proxy_status_stale_during_the_debounce", test_i_proxy_status_stale_during_the_debounce),
 ]
 

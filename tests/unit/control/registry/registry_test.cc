@@ -163,3 +163,22 @@ TEST_CASE("a draining proxy stays registered but its pod is no longer an endpoin
     CHECK(reg.find("r2.default").has_value());  // proxy-status still lists it
     CHECK_FALSE(reg.poll_started("default", "reviews", draining, {}));  // the same again: no change
 }
+
+TEST_CASE("time the control plane could not run does not count against the grace") {
+    // Its threads were busy translating a push for 10 s: the proxy's next poll waited in the
+    // control plane's own queue, unread. The sweep, late by as much, says so.
+    Clocks c;
+    ProxyRegistry reg = c.make();
+    reg.poll_started("default", "reviews", pod("r1", "198.18.0.5"), {});
+    reg.poll_ended("r1.default");
+    c.steady += 10s;
+    CHECK(reg.expire(9s).empty());  // 1 s of grace used, not 10
+    c.steady += 1s;
+    CHECK(reg.expire().empty());    // 2 s
+    c.steady += 1001ms;
+    CHECK(reg.expire() == std::vector<std::string>{"r1.default"});  // past 3 s of running time
+    // A proxy with a poll in flight is never expired, stall or not.
+    reg.poll_started("default", "reviews", pod("r2", "198.18.0.6"), {});
+    c.steady += 60s;
+    CHECK(reg.expire(30s).empty());
+}
