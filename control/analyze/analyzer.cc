@@ -745,20 +745,338 @@ void conflicting_gateways(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// ---- Kubernetes workloads, Services and Namespaces ------------------------------------------
+
+// A message about a resource that is no Istio resource (a Pod, a Namespace, ...).
+Message message_about(const std::string& code, Level level, const std::string& kind,
+                      const std::string& ns, const std::string& name, const Location& where,
+                      std::string text) {
+    Metadata meta;
+    meta.ns = ns;
+    meta.name = name;
+    meta.where = where;
+    return message(code, level, kind, meta, std::move(text));
+}
+
+// Adds `m` unless the same message (code, resource, text) is there: istioctl reports each once
+// (diag.Messages.SortedDedupedCopy).
+class Reported {
+  public:
+    explicit Reported(std::vector<Message>& out) : out_(out) {}
+    void add(Message m) {
+        if (seen_.insert({m.code, m.kind, m.ns, m.name, m.text}).second)
+            out_.push_back(std::move(m));
+    }
+
+  private:
+    std::vector<Message>& out_;
+    std::set<std::tuple<std::string, std::string, std::string, std::string, std::string>> seen_;
+};
+
+// Kubernetes' own namespaces, whose resources istioctl leaves out when it reads files
+// (inject.IgnoredNamespaces).
+bool ignored_namespace(const std::string& ns) {
+    return ns == "kube-system" || ns == "kube-public" || ns == "kube-node-lease" ||
+           ns == "local-path-storage";
+}
+
+std::string label_value(const Labels& l, const std::string& key) {
+    auto it = l.find(key);
+    return it == l.end() ? std::string() : it->second;
+}
+
+// util.IsIstioControlPlane: an `istio` label, or `release: istio`.
+bool istio_control_plane(const Labels& object_labels) {
+    return object_labels.count("istio") > 0 || label_value(object_labels, "release") == "istio";
+}
+
+// istioctl's default ingress gateway pod for files (local/defaults.go): labelled
+// istio=ingressgateway, an istio-proxy container without image.
+Workload default_ingress_pod(const Options& options) {
+    Workload pod;
+    pod.kind = "Pod";
+    pod.name = "istio-ingressgateway-dummypod";
+    pod.ns = options.istio_namespace;
+    pod.labels = {{"istio", "ingressgateway"}};
+    pod.object_labels = pod.labels;
+    pod.istio_proxy = true;
+    pod.containers.push_back({"istio-proxy", "", std::nullopt});
+    return pod;
+}
+
+// Istio's protocol.Parse: whether a port name prefix or appProtocol names a protocol it knows.
+bool known_protocol(std::string name) {
+    for (char& ch : name)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    static const std::set<std::string> kKnown = {"tcp",   "udp",  "grpc",  "grpc-web",
+                                                 "http",  "http_proxy", "http2", "https",
+                                                 "tls",   "mongo", "redis", "mysql"};
+    return kKnown.count(name) > 0;
+}
+
+// kube.ConvertProtocol(...).IsUnsupported(): a UDP port is UDP; else appProtocol (when set)
+// replaces the name; Kubernetes' kubernetes.io/h2c, ws and wss are known; "grpc-web[-x]" is
+// gRPC-Web; else the name up to its first '-' must be a protocol; well-known ports (SMTP 25,
+// DNS 53, MySQL 3306, MongoDB 27017) are TCP. This is istioctl's reading for the message; how
+// Remora routes a port is control/translate's kube_port_protocol.
+bool unsupported_protocol(const KubeServicePort& p) {
+    if (p.protocol == "UDP") return false;
+    std::string name = p.name;
+    if (!p.app_protocol.empty()) {
+        name = p.app_protocol;
+        if (name == "kubernetes.io/h2c" || name == "kubernetes.io/ws" ||
+            name == "kubernetes.io/wss") {
+            return false;
+        }
+    }
+    std::string head = name.substr(0, 8);
+    for (char& ch : head)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (head == "grpc-web") return false;
+    if (known_protocol(name.substr(0, name.find('-')))) return false;
+    return !(p.port == 25 || p.port == 53 || p.port == 3306 || p.port == 27017);
+}
+
+// service.PortNameAnalyzer: a Service port whose protocol Istio cannot tell from its name or
+// appProtocol (IST0118; protocol detection applies); for an ExternalName Service, such a port or
+// one named "tcp" (IST0150). Istio's own Services and managed gateways' are left out.
+void port_names(const Config& c, std::vector<Message>& out) {
+    for (const auto& svc : c.kube_services) {
+        if (ignored_namespace(svc.meta.ns) || istio_control_plane(svc.meta.labels)) continue;
+        const std::string managed = label_value(svc.meta.labels, "gateway.istio.io/managed");
+        if (managed == "istio.io-gateway-controller" || managed == "istio.io-mesh-controller" ||
+            managed == "istio.io-eastwest-controller") {
+            continue;
+        }
+        const bool external_name = svc.type == "ExternalName";
+        for (const auto& p : svc.ports) {
+            if (!unsupported_protocol(p) && !(p.name == "tcp" && external_name)) continue;
+            if (external_name) {
+                out.push_back(message("IST0150", Level::Warning, "Service", svc.meta,
+                                      "Port name for ExternalName service is invalid. Proxy may "
+                                      "prevent tcp named ports and unmatched traffic for ports "
+                                      "serving TCP protocol from being forwarded correctly"));
+                continue;
+            }
+            // Go's intstr String(): an absent targetPort is the number 0.
+            const std::string target = p.target_port_text.empty() ? "0" : p.target_port_text;
+            out.push_back(message("IST0118", Level::Info, "Service", svc.meta,
+                                  "Port name " + p.name + " (port: " + std::to_string(p.port) +
+                                      ", targetPort: " + target +
+                                      ") doesn't follow the naming convention of Istio port."));
+        }
+    }
+}
+
+// gateway.CertificateAnalyzer: two Gateways for the same workloads (the other's selector has
+// every label of this one's; an empty selector takes every Gateway) whose TLS servers use the
+// same credentialName, or the same serverCertificate and privateKey (IST0138).
+void gateway_certificates(const Config& c, std::vector<Message>& out) {
+    auto same_certificate = [](const ServerTLSSettings& a, const ServerTLSSettings& b) {
+        if (!a.credential_name.empty() && !b.credential_name.empty())
+            return a.credential_name == b.credential_name;
+        if (a.credential_name.empty() && b.credential_name.empty() &&
+            !a.server_certificate.empty() && a.server_certificate == b.server_certificate &&
+            !a.private_key.empty() && !b.private_key.empty()) {
+            return a.private_key == b.private_key;
+        }
+        return false;
+    };
+    Reported reported(out);
+    for (const auto& gw : c.gateways) {
+        const std::string name = gw.meta.ns + "/" + gw.meta.name;
+        for (const auto& other : c.gateways) {
+            if (&other == &gw || !selects(gw.selector, other.selector)) continue;
+            const std::string other_name = other.meta.ns + "/" + other.meta.name;
+            if (other_name == name) continue;
+            for (const auto& server : gw.servers) {
+                for (const auto& other_server : other.servers) {
+                    if (!server.tls || !other_server.tls) continue;
+                    if (!same_certificate(*server.tls, *other_server.tls)) continue;
+                    reported.add(message("IST0138", Level::Warning, "Gateway", gw.meta,
+                                         "Duplicate certificate in multiple gateways " +
+                                             go_list({name, other_name}) +
+                                             " may cause 404s if clients re-use HTTP2 "
+                                             "connections."));
+                }
+            }
+        }
+    }
+}
+
+// jwt.ToRoutingClaim(...).Match: "@request.auth.claims.a.b" or "@request.auth.claims[a][b]".
+bool jwt_claim_header(const std::string& header) {
+    static constexpr std::string_view kPrefix = "@request.auth.claims";
+    if (header.size() < kPrefix.size()) return false;
+    std::string head = header.substr(0, kPrefix.size());
+    for (char& ch : head)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (head != kPrefix) return false;
+    const std::string rest = header.substr(kPrefix.size());
+    if (rest.size() > 1 && rest[0] == '.') return true;
+    return rest.size() > 2 && rest.front() == '[' && rest.back() == ']';
+}
+
+// virtualservice.JWTClaimRouteAnalyzer: a VirtualService that routes on JWT claims
+// (@request.auth.claims headers) through a gateway whose pods no RequestAuthentication (of the
+// pod's namespace or istio-system) applies to: there are no claims to route on (IST0149).
+void jwt_claim_routes(const Config& c, const Options& options, std::vector<Message>& out) {
+    std::map<std::string, std::vector<Labels>> authn_selectors;  // namespace -> matchLabels
+    for (const auto& ra : c.request_authentications)
+        authn_selectors[ra.meta.ns].push_back(ra.selector.value_or(Labels{}));
+    const Workload default_pod = default_ingress_pod(options);
+    std::vector<const Workload*> pods = {&default_pod};
+    for (const auto& w : c.workloads)
+        if (w.kind == "Pod" && !ignored_namespace(w.ns)) pods.push_back(&w);
+    Reported reported(out);
+    for (const auto& vs : c.virtual_services) {
+        std::string key;
+        for (const auto& h : vs.http) {
+            for (const auto& m : h.match) {
+                for (const auto* headers : {&m.headers, &m.without_headers}) {
+                    for (const auto& [name, _] : *headers)
+                        if (key.empty() && jwt_claim_header(name)) key = name;
+                }
+            }
+        }
+        if (key.empty()) continue;
+        for (const auto& gw_ref : vs.gateways) {
+            if (gw_ref == "mesh") continue;
+            auto slash = gw_ref.find('/');
+            const std::string ns = slash == std::string::npos ? vs.meta.ns : gw_ref.substr(0, slash);
+            const std::string name = slash == std::string::npos ? gw_ref : gw_ref.substr(slash + 1);
+            const Gateway* gw = nullptr;
+            for (const auto& g : c.gateways)
+                if (g.meta.ns == ns && g.meta.name == name) gw = &g;
+            if (!gw) continue;  // the GatewayAnalyzer reports it (IST0101)
+            for (const Workload* pod : pods) {
+                if (!selects(gw->selector, pod->labels)) continue;
+                bool authenticated = false;
+                for (const std::string& ra_ns : {std::string("istio-system"), pod->ns}) {
+                    auto it = authn_selectors.find(ra_ns);
+                    if (it == authn_selectors.end()) continue;
+                    for (const Labels& s : it->second)
+                        authenticated |= selects(s, pod->labels);
+                }
+                if (authenticated) continue;
+                reported.add(message(
+                    "IST0149", Level::Error, "VirtualService", vs.meta,
+                    "The virtual service uses the JWT claim based routing (key: " + key +
+                        ") but found no request authentication for the gateway (" + ns + "/" +
+                        name + ") pod (" + pod->name +
+                        "). The request authentication must first be applied for the gateway "
+                        "pods to validate the JWT token and make the claims available for "
+                        "routing."));
+            }
+        }
+    }
+}
+
+// deployment.ApplicationUIDAnalyzer (applicationUID.Analyzer): a Pod or Deployment whose pod
+// runs as UID 1337, the sidecar proxy's, at pod level or in an application container (IST0144).
+void application_uid(const Config& c, std::vector<Message>& out) {
+    constexpr int64_t kProxyUid = 1337;
+    Reported reported(out);
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Pod" && w.kind != "Deployment") continue;
+        if (ignored_namespace(w.ns) || istio_control_plane(w.object_labels)) continue;
+        bool reserved = w.run_as_user == kProxyUid;
+        for (const auto& container : w.containers) {
+            if (container.name == "istio-proxy" || container.name == "istio-operator") continue;
+            reserved |= container.run_as_user == kProxyUid;
+        }
+        if (!reserved) continue;
+        reported.add(message_about("IST0144", Level::Warning, w.kind, w.ns, w.name, w.where,
+                                   "User ID (UID) 1337 is reserved for the sidecar proxy."));
+    }
+}
+
+// injection.Analyzer: Namespaces without an injection label (IST0102, or IST0148 when the
+// injector's ConfigMap enables namespaces by default), with more than one kind of injection
+// label (IST0123), and Pods of injected namespaces without an istio-proxy container (IST0103).
+void injection(const Config& c, std::vector<Message>& out) {
+    bool by_default = false;  // as upstream, what the last injector ConfigMap found says
+    std::set<std::string> injected;
+    for (const auto& [ns, labels] : c.namespaces) {
+        if (ns == "istio-system" || ignored_namespace(ns)) continue;
+        auto where_it = c.namespace_where.find(ns);
+        const Location where = where_it == c.namespace_where.end() ? Location{} : where_it->second;
+        auto injection_label = labels.find("istio-injection");
+        auto revision = labels.find("istio.io/rev");
+        const bool has_injection = injection_label != labels.end();
+        const std::string injection = has_injection ? injection_label->second : "";
+        std::vector<std::string> istio_labels;
+        if (has_injection) istio_labels.push_back("istio-injection=" + injection);
+        for (const char* key : {"istio.io/rev", "istio.io/dataplane-mode"}) {
+            auto it = labels.find(key);
+            if (it != labels.end() && (!has_injection || injection == "enabled"))
+                istio_labels.push_back(std::string(key) + "=" + it->second);
+        }
+        if (istio_labels.size() > 1) {
+            out.push_back(message_about("IST0123", Level::Warning, "Namespace", "", ns, where,
+                                        "The namespace has more than one type of injection "
+                                        "labels " +
+                                            go_list(istio_labels) +
+                                            ", which may lead to undefined behavior. Make sure "
+                                            "only one injection label exists."));
+        }
+        if (label_value(labels, "istio.io/dataplane-mode") == "ambient") continue;
+        const std::string rev = revision == labels.end() ? "" : revision->second;
+        const std::string injector = rev.empty() || rev == "default"
+                                         ? "istio-sidecar-injector"
+                                         : "istio-sidecar-injector-" + rev;
+        auto cm = c.injector_namespaces_by_default.find(injector);
+        if (cm != c.injector_namespaces_by_default.end()) by_default = cm->second;
+        if (injection.empty() && revision == labels.end()) {
+            if (by_default) {
+                out.push_back(message_about("IST0148", Level::Info, "Namespace", "", ns, where,
+                                            "is enabled for Istio injection, as Istio is "
+                                            "installed with enableNamespacesByDefault as true."));
+                continue;
+            }
+            out.push_back(message_about(
+                "IST0102", Level::Info, "Namespace", "", ns, where,
+                "The namespace is not enabled for Istio injection. Run 'kubectl label namespace " +
+                    ns + " istio-injection=enabled' to enable it, or 'kubectl label namespace " +
+                    ns + " istio-injection=disabled' to explicitly mark it as not needing "
+                         "injection."));
+            continue;
+        }
+        if (injection == "enabled") injected.insert(ns);
+    }
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Pod" || !injected.count(w.ns)) continue;
+        std::string inject = label_value(w.annotations, "sidecar.istio.io/inject");
+        if (w.labels.count("sidecar.istio.io/inject")) inject = w.labels.at("sidecar.istio.io/inject");
+        for (char& ch : inject)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (inject == "false" || w.host_network) continue;
+        // The first istio-proxy container (containers, then init containers) must have an image.
+        std::vector<Container> all = w.containers;
+        all.insert(all.end(), w.init_containers.begin(), w.init_containers.end());
+        auto proxy = std::find_if(all.begin(), all.end(),
+                                  [](const Container& k) { return k.name == "istio-proxy"; });
+        if (proxy != all.end() && !proxy->image.empty()) continue;
+        out.push_back(message_about("IST0103", Level::Warning, "Pod", w.ns, w.name, w.where,
+                                    "The pod " + w.ns + "/" + w.name +
+                                        " is missing the Istio proxy. This can often be resolved "
+                                        "by restarting or redeploying the workload."));
+    }
+}
+
 // gateway.IngressGatewayPortAnalyzer: a Gateway's selector matches pods (IST0101), and each of
 // its server ports is offered by a Service that selects those pods (IST0162): as a target port,
 // or as a Service port when the target port is not a number. For files only, istioctl adds a
 // default ingress gateway (local/defaults.go): a Pod labelled istio=ingressgateway and the
 // istio-ingressgateway Service (80, 443, 31400, 15443) in the istio namespace; so does this.
 void ingress_gateway_ports(const Config& c, const Options& options, std::vector<Message>& out) {
-    Workload default_pod{"Pod", "istio-ingressgateway-dummypod", options.istio_namespace,
-                         {{"istio", "ingressgateway"}}, "", {}, true};
+    const Workload default_pod = default_ingress_pod(options);
     KubeService default_service;
     default_service.meta.name = "istio-ingressgateway";
     default_service.meta.ns = options.istio_namespace;
     default_service.selector = {{"istio", "ingressgateway"}};
     for (uint32_t p : {80u, 443u, 31400u, 15443u})
-        default_service.ports.push_back({"", "TCP", "", p, p});
+        default_service.ports.push_back({"", "TCP", "", p, p, std::to_string(p)});
     std::vector<const Workload*> pods = {&default_pod};
     for (const auto& w : c.workloads)
         if (w.kind == "Pod") pods.push_back(&w);
@@ -1215,13 +1533,30 @@ const char* analyzer_description(Analyzer a) {
                    "(IST0101, IST0159)";
         case Analyzer::TelemetryDefaultSelector:
             return "Checks a namespace has at most one Telemetry without selector (IST0160)";
+        case Analyzer::PortName:
+            return "Checks Service port names or appProtocols name a protocol (IST0118, IST0150)";
+        case Analyzer::GatewayCertificate:
+            return "Checks no two Gateways of the same workloads share a certificate (IST0138)";
+        case Analyzer::JwtClaimRoute:
+            return "Checks a VirtualService routing on JWT claims through a gateway has a "
+                   "RequestAuthentication for the gateway's pods (IST0149)";
+        case Analyzer::ApplicationUid:
+            return "Checks no Pod or Deployment runs an application as UID 1337 (IST0144)";
+        case Analyzer::Injection:
+            return "Checks Namespaces are labelled for injection and their Pods have the sidecar "
+                   "(IST0102, IST0103, IST0123, IST0148)";
     }
     return "";
 }
 
+std::string Message::origin() const {
+    if (kind.empty()) return "";
+    return kind + " " + (ns.empty() ? "" : ns + "/") + name;
+}
+
 std::string Message::str() const {
-    std::string origin;
-    if (!kind.empty()) origin = kind + " " + ns + "/" + name + " ";
+    std::string origin = this->origin();
+    if (!origin.empty()) origin += " ";
     origin += where.file;
     if (where.line > 0) origin += ":" + std::to_string(where.line);
     return std::string(level_name(level)) + " [" + code + "] (" + origin + ") " + text;
@@ -1264,6 +1599,16 @@ const char* analyzer_name(Analyzer a) {
             return "telemetry.SelectorAnalyzer";
         case Analyzer::TelemetryDefaultSelector:
             return "telemetry.DefaultSelectorAnalyzer";
+        case Analyzer::PortName:
+            return "service.PortNameAnalyzer";
+        case Analyzer::GatewayCertificate:
+            return "gateway.CertificateAnalyzer";
+        case Analyzer::JwtClaimRoute:
+            return "virtualservice.JWTClaimRouteAnalyzer";
+        case Analyzer::ApplicationUid:
+            return "applicationUID.Analyzer";
+        case Analyzer::Injection:
+            return "injection.Analyzer";
     }
     return "";
 }
@@ -1276,7 +1621,9 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::Deprecation,           Analyzer::Gateway,
             Analyzer::ConflictingGateways,   Analyzer::SidecarSelector,
             Analyzer::IngressGatewayPort,    Analyzer::TelemetrySelector,
-            Analyzer::TelemetryDefaultSelector};
+            Analyzer::TelemetryDefaultSelector, Analyzer::PortName,
+            Analyzer::GatewayCertificate,    Analyzer::JwtClaimRoute,
+            Analyzer::ApplicationUid,        Analyzer::Injection};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1300,6 +1647,11 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::IngressGatewayPort)) ingress_gateway_ports(config, options, out);
     if (on(Analyzer::TelemetrySelector)) telemetry_selector(config, out);
     if (on(Analyzer::TelemetryDefaultSelector)) telemetry_default_selector(config, out);
+    if (on(Analyzer::PortName)) port_names(config, out);
+    if (on(Analyzer::GatewayCertificate)) gateway_certificates(config, out);
+    if (on(Analyzer::JwtClaimRoute)) jwt_claim_routes(config, options, out);
+    if (on(Analyzer::ApplicationUid)) application_uid(config, out);
+    if (on(Analyzer::Injection)) injection(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

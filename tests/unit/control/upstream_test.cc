@@ -54,6 +54,11 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"gateway.IngressGatewayPortAnalyzer", analyze::Analyzer::IngressGatewayPort},
         {"telemetry.SelectorAnalyzer", analyze::Analyzer::TelemetrySelector},
         {"telemetry.DefaultSelectorAnalyzer", analyze::Analyzer::TelemetryDefaultSelector},
+        {"service.PortNameAnalyzer", analyze::Analyzer::PortName},
+        {"gateway.CertificateAnalyzer", analyze::Analyzer::GatewayCertificate},
+        {"virtualservice.JWTClaimRouteAnalyzer", analyze::Analyzer::JwtClaimRoute},
+        {"deployment.ApplicationUIDAnalyzer", analyze::Analyzer::ApplicationUid},
+        {"injection.Analyzer", analyze::Analyzer::Injection},
         {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
          analyze::Analyzer::SchemaValidation},
     };
