@@ -284,3 +284,134 @@ TEST_CASE("analyzer: Gateway ports on the gateway's Service (IngressGatewayPortA
         "gw.yaml");
     CHECK(analyze::analyze(c, {{Analyzer::IngressGatewayPort}}).empty());
 }
+
+TEST_CASE("analyzer: Service port names (PortNameAnalyzer) beyond upstream's cases") {
+    model::Config c = model::load_yaml(R"(apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  ports:
+  - {name: web, port: 8080, appProtocol: http}   # appProtocol names the protocol: exempt
+  - {name: http, port: 8081, appProtocol: h2c}   # appProtocol replaces the name: h2c is unknown
+  - {name: grpc-web-ui, port: 8082}              # grpc-web is a protocol of its own
+  - {name: dns, port: 53}                        # a well-known port is TCP
+  - {name: stats, port: 9125, protocol: UDP}     # UDP is UDP, whatever its name
+  - {name: HTTP2-x, port: 8083}                  # the prefix is read in any case
+  - {name: admin, port: 8084, targetPort: admin-port}
+)",
+                                       "svc.yaml");
+    REQUIRE(!c.has_errors());
+    std::vector<std::string> lines;
+    for (const auto& m : analyze::analyze(c, {{Analyzer::PortName}}))
+        lines.push_back(m.str());
+    CHECK(lines == std::vector<std::string>{
+                       "Info [IST0118] (Service shop/api svc.yaml:1) Port name http (port: 8081, "
+                       "targetPort: 0) doesn't follow the naming convention of Istio port.",
+                       "Info [IST0118] (Service shop/api svc.yaml:1) Port name admin (port: "
+                       "8084, targetPort: admin-port) doesn't follow the naming convention of "
+                       "Istio port."});
+}
+
+TEST_CASE("analyzer: JWT claim routes need a RequestAuthentication on the gateway's pods") {
+    const std::string base = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: claims, namespace: web}
+spec:
+  hosts: [app.example.com]
+  gateways: [edge/gw]
+  http:
+  - match:
+    - withoutHeaders:
+        "@request.auth.claims[group]": {exact: admin}
+    route:
+    - destination: {host: app.web.svc.cluster.local}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: edge}
+spec:
+  selector: {app: edge}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/app.example.com"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: edge-1, namespace: edge, labels: {app: edge}}
+)";
+    model::Config c = model::load_yaml(base, "vs.yaml");
+    auto m = analyze::analyze(c, {{Analyzer::JwtClaimRoute}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].str() ==
+          "Error [IST0149] (VirtualService web/claims vs.yaml:1) The virtual service uses the JWT "
+          "claim based routing (key: @request.auth.claims[group]) but found no request "
+          "authentication for the gateway (edge/gw) pod (edge-1). The request authentication "
+          "must first be applied for the gateway pods to validate the JWT token and make the "
+          "claims available for routing.");
+    // A RequestAuthentication in istio-system (any selector matching the pod) is enough; one in
+    // a third namespace is not.
+    const std::string ra = "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+                           "metadata: {name: jwt, namespace: NS}\nspec:\n"
+                           "  selector: {matchLabels: {app: edge}}\n"
+                           "  jwtRules: [{issuer: https://issuer.example.com}]\n";
+    auto with_ra = [&](const std::string& ns) {
+        std::string doc = ra;
+        doc.replace(doc.find("NS"), 2, ns);
+        model::Config cfg = model::load_yaml(base + doc, "vs.yaml");
+        REQUIRE(!cfg.has_errors());
+        return analyze::analyze(cfg, {{Analyzer::JwtClaimRoute}}).size();
+    };
+    CHECK(with_ra("istio-system") == 0);
+    CHECK(with_ra("edge") == 0);
+    CHECK(with_ra("web") == 1);
+}
+
+TEST_CASE("analyzer: injection and the proxy's UID on Namespaces, Pods and Deployments") {
+    model::Config c = model::load_yaml(R"(apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: with-proxy, namespace: shop}
+spec:
+  initContainers:
+  - {name: istio-proxy, image: remora/proxy}    # a native sidecar counts
+  containers:
+  - {name: app, image: app}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: proxy-uid-ok, namespace: shop}
+spec:
+  containers:
+  - {name: app, image: app, securityContext: {runAsUser: 1000}}
+  - {name: istio-proxy, image: remora/proxy, securityContext: {runAsUser: 1337}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod, namespace: shop, labels: {istio: pilot}}
+spec:
+  template:
+    spec:
+      securityContext: {runAsUser: 1337}        # Istio's own control plane is left out
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  template:
+    spec:
+      securityContext: {runAsUser: 1337}        # upstream reads Pods and Deployments only
+)",
+                                       "ns.yaml");
+    REQUIRE(!c.has_errors());
+    CHECK(analyze::analyze(c, {{Analyzer::Injection, Analyzer::ApplicationUid}}).empty());
+    // A Namespace message names no namespace.
+    c = model::load_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n", "ns.yaml");
+    auto m = analyze::analyze(c, {{Analyzer::Injection}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].origin() == "Namespace plain");
+    CHECK(m[0].str().starts_with("Info [IST0102] (Namespace plain ns.yaml:1) The namespace is "
+                                 "not enabled for Istio injection."));
+}
