@@ -2,8 +2,11 @@
 // host conflicts, subsets that select no workload, DestinationRules for unknown hosts.
 #include "control/analyze/analyzer.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <map>
 #include <set>
 #include <tuple>
@@ -1064,6 +1067,271 @@ void injection(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// ---- annotations.K8sAnalyzer ----------------------------------------------------------------
+
+struct IstioAnnotation {
+    const char* name;
+    bool deprecated;
+    const char* resources;  // the kinds it attaches to, ", "-joined; "Any" for every kind
+};
+
+constexpr IstioAnnotation kIstioAnnotations[] = {
+#include "control/analyze/istio_annotations.inc"
+};
+
+// Go's strconv.ParseUint(value, 10, bits) error, or "" when `value` parses.
+std::string go_parse_uint_error(const std::string& value, int bits) {
+    const std::string quoted = "strconv.ParseUint: parsing " + go_quote(value) + ": ";
+    if (value.empty() ||
+        !std::all_of(value.begin(), value.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        return quoted + "invalid syntax";
+    }
+    const uint64_t max = bits == 64 ? UINT64_MAX : (uint64_t{1} << bits) - 1;
+    uint64_t v = 0;
+    for (char ch : value) {
+        uint64_t digit = static_cast<uint64_t>(ch - '0');
+        if (v > (max - digit) / 10) return quoted + "value out of range";
+        v = v * 10 + digit;
+    }
+    return "";
+}
+
+std::string trim_space(const std::string& s) {
+    auto b = s.find_first_not_of(" \t\n\r\v\f");
+    if (b == std::string::npos) return "";
+    return s.substr(b, s.find_last_not_of(" \t\n\r\v\f") - b + 1);
+}
+
+// inject.parsePorts (comma-separated port numbers; "" is none).
+std::string go_port_list_error(const std::string& parameter, const std::string& ports) {
+    const std::string list = trim_space(ports);
+    if (list.empty()) return "";
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = list.find(',', start);
+        std::string port = list.substr(start, comma == std::string::npos ? comma : comma - start);
+        if (std::string e = go_parse_uint_error(trim_space(port), 16); !e.empty()) {
+            return parameter + " invalid: failed parsing port '" + port +
+                   "': failed parsing port '" + port + "': " + e;
+        }
+        if (comma == std::string::npos) return "";
+        start = comma + 1;
+    }
+}
+
+// inject.validateCIDRList: each comma-separated entry a prefix (netip.ParsePrefix; the reasons
+// are Go's for the common mistakes, not all of its texts).
+std::string go_cidr_list_error(const std::string& parameter, const std::string& cidrs) {
+    if (cidrs.empty()) return "";
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = cidrs.find(',', start);
+        std::string cidr = cidrs.substr(start, comma == std::string::npos ? comma : comma - start);
+        std::string reason;
+        auto slash = cidr.find('/');
+        if (slash == std::string::npos) {
+            reason = "no '/'";
+        } else {
+            const std::string addr = cidr.substr(0, slash), bits = cidr.substr(slash + 1);
+            unsigned char buf[16];
+            const bool v4 = inet_pton(AF_INET, addr.c_str(), buf) == 1;
+            const bool v6 = !v4 && inet_pton(AF_INET6, addr.c_str(), buf) == 1;
+            const bool digits =
+                !bits.empty() && bits.size() <= 3 &&
+                std::all_of(bits.begin(), bits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+            if (!v4 && !v6) {
+                reason = "ParseAddr(" + go_quote(addr) + "): unable to parse IP";
+            } else if (!digits || (bits.size() > 1 && bits[0] == '0') ||
+                       std::stoi(bits) > (v4 ? 32 : 128)) {
+                reason = "bad bits after slash: " + go_quote(bits);
+            }
+        }
+        if (!reason.empty()) {
+            return parameter + " invalid: failed parsing cidr '" + cidr +
+                   "': netip.ParsePrefix(" + go_quote(cidr) + "): " + reason;
+        }
+        if (comma == std::string::npos) return "";
+        start = comma + 1;
+    }
+}
+
+// netutil.ValidateInterfaceNames.
+std::string go_interface_names_error(const std::string& interfaces) {
+    if (interfaces.empty()) return "";
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = interfaces.find(',', start);
+        std::string name = trim_space(
+            interfaces.substr(start, comma == std::string::npos ? comma : comma - start));
+        if (name.empty()) return "empty interface name";
+        if (name.size() > 15) return "interface name " + go_quote(name) + " too long (max 15 chars)";
+        bool ok = std::isalpha(static_cast<unsigned char>(name[0])) &&
+                  std::all_of(name.begin(), name.end(), [](char ch) {
+                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                             ch == '.' || ch == '-';
+                  });
+        if (!ok) return "interface name " + go_quote(name) + " contains invalid characters";
+        if (comma == std::string::npos) return "";
+        start = comma + 1;
+    }
+}
+
+// Kubernetes' resource.ParseQuantity, as far as its syntax goes.
+std::string go_quantity_error(const std::string& value) {
+    if (std::any_of(value.begin(), value.end(),
+                    [](char ch) { return std::iscntrl(static_cast<unsigned char>(ch)); })) {
+        return "value contains control characters";
+    }
+    static const std::string kWrong =
+        "quantities must match the regular expression "
+        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    std::size_t i = 0;
+    if (i < value.size() && (value[i] == '+' || value[i] == '-')) ++i;
+    std::size_t digits = 0, dots = 0;
+    for (; i < value.size() && (std::isdigit(static_cast<unsigned char>(value[i])) ||
+                                value[i] == '.');
+         ++i) {
+        (value[i] == '.' ? dots : digits)++;
+    }
+    if (digits == 0 || dots > 1) return kWrong;
+    const std::string suffix = value.substr(i);
+    static const std::set<std::string> kSuffixes = {"",   "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n",
+                                                    "u",  "m",  "k",  "M",  "G",  "T",  "P",  "E"};
+    if (kSuffixes.count(suffix)) return "";
+    if ((suffix[0] == 'e' || suffix[0] == 'E') && suffix.size() > 1) {
+        std::size_t j = 1;
+        if (suffix[j] == '+' || suffix[j] == '-') ++j;
+        if (j < suffix.size() &&
+            std::all_of(suffix.begin() + static_cast<std::ptrdiff_t>(j), suffix.end(),
+                        [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); })) {
+            return "";
+        }
+    }
+    return kWrong;
+}
+
+// inject.AnnotationValidation: the problem with an annotation's value, "" when fine (or not
+// checked: proxy.istio.io/config, a ProxyConfig, is not validated here).
+std::string annotation_value_error(const std::string& name, const std::string& value) {
+    if (name == "sidecar.istio.io/interceptionMode") {
+        if (value == "REDIRECT" || value == "TPROXY" || value == "NONE") return "";
+        return "interceptionMode invalid, use REDIRECT,TPROXY,NONE: " + value;
+    }
+    if (name == "status.sidecar.istio.io/port") {
+        if (std::string e = go_parse_uint_error(trim_space(value), 16); !e.empty())
+            return "excludeInboundPorts invalid: failed parsing port '" + value + "': " + e;
+        return "";
+    }
+    if (name == "readiness.status.sidecar.istio.io/initialDelaySeconds" ||
+        name == "readiness.status.sidecar.istio.io/periodSeconds" ||
+        name == "readiness.status.sidecar.istio.io/failureThreshold") {
+        return go_parse_uint_error(value, 32);
+    }
+    if (name == "traffic.sidecar.istio.io/includeOutboundIPRanges") {
+        return value == "*" ? "" : go_cidr_list_error("includeIPRanges", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeOutboundIPRanges") {
+        return go_cidr_list_error("excludeIPRanges", value);
+    }
+    if (name == "traffic.sidecar.istio.io/includeInboundPorts") {
+        return value == "*" ? "" : go_port_list_error("includeInboundPorts", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeInboundPorts") {
+        return go_port_list_error("excludeInboundPorts", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeOutboundPorts") {
+        return go_port_list_error("excludeOutboundPorts", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeInterfaces" ||
+        name == "traffic.sidecar.istio.io/kubevirtInterfaces" ||
+        name == "istio.io/reroute-virtual-interfaces") {
+        return go_interface_names_error(value);
+    }
+    if (name == "prometheus.istio.io/merge-metrics") {
+        static const std::set<std::string> kBools = {"1", "t", "T", "TRUE", "true", "True",
+                                                     "0", "f", "F", "FALSE", "false", "False"};
+        return kBools.count(value) ? "" : "strconv.ParseBool: parsing " + go_quote(value) +
+                                              ": invalid syntax";
+    }
+    if (name == "sidecar.istio.io/proxyCPU" || name == "sidecar.istio.io/proxyMemory" ||
+        name == "sidecar.istio.io/proxyCPULimit" || name == "sidecar.istio.io/proxyMemoryLimit") {
+        return go_quantity_error(value);
+    }
+    return "";
+}
+
+// annotations.K8sAnalyzer: Istio annotations (a domain ending in istio.io, and
+// kubernetes.io/ingress.class) on Namespaces, Services, Pods and Deployments that Istio does not
+// know (IST0108), that belong on another kind (IST0107), that are deprecated (IST0135) or whose
+// value is invalid (IST0125).
+void annotations(const Config& c, std::vector<Message>& out) {
+    Reported reported(out);
+    auto check = [&](const std::string& kind, const std::string& ns, const std::string& name,
+                     const Location& where, const Labels& annotations, const Labels& labels) {
+        for (const auto& [ann, value] : annotations) {
+            const std::string domain = ann.substr(0, ann.find('/'));
+            if (ann != "kubernetes.io/ingress.class" && !domain.ends_with("istio.io")) continue;
+            // Set by Istio itself (maturity.AlwaysIgnoredAnnotations).
+            if (ann == "sidecar.istio.io/status" || ann == "gateway.istio.io/controller-version" ||
+                ann == "istio.io/rev") {
+                continue;
+            }
+            const IstioAnnotation* def = nullptr;
+            for (const auto& a : kIstioAnnotations)
+                if (ann == a.name) def = &a;
+            auto report = [&](const char* code, Level level, std::string text) {
+                reported.add(message_about(code, level, kind, ns, name, where, std::move(text)));
+            };
+            if (!def) {
+                report("IST0108", Level::Warning, "Unknown annotation: " + ann);
+                continue;
+            }
+            if (def->deprecated &&
+                !(ann == "sidecar.istio.io/inject" && labels.count("sidecar.istio.io/inject"))) {
+                const std::string extra = ann == "sidecar.istio.io/inject"
+                                              ? " in favor of the \"sidecar.istio.io/inject\" label"
+                                              : "";
+                report("IST0135", Level::Info,
+                       "Annotation " + go_quote(ann) + " has been deprecated" + extra +
+                           " and may not work in future Istio versions.");
+            }
+            const std::string resources = def->resources;
+            std::vector<std::string> kinds;
+            for (std::size_t start = 0; start < resources.size();) {
+                std::size_t comma = resources.find(", ", start);
+                kinds.push_back(resources.substr(start, comma - start));
+                if (comma == std::string::npos) break;
+                start = comma + 2;
+            }
+            if (std::find(kinds.begin(), kinds.end(), "Any") != kinds.end()) continue;
+            if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+                report("IST0107", Level::Warning,
+                       "Misplaced annotation: " + ann + " can only be applied to " + resources);
+                continue;
+            }
+            if (std::string problem = annotation_value_error(ann, value); !problem.empty()) {
+                report("IST0125", Level::Warning, "Invalid annotation " + ann + ": " + problem);
+            }
+        }
+    };
+    for (const auto& [ns, annotations] : c.namespace_annotations) {
+        if (ignored_namespace(ns)) continue;
+        auto where = c.namespace_where.find(ns);
+        auto labels = c.namespaces.find(ns);
+        check("Namespace", "", ns, where == c.namespace_where.end() ? Location{} : where->second,
+              annotations, labels == c.namespaces.end() ? Labels{} : labels->second);
+    }
+    for (const auto& svc : c.kube_services) {
+        if (ignored_namespace(svc.meta.ns)) continue;
+        check("Service", svc.meta.ns, svc.meta.name, svc.meta.where, svc.meta.annotations,
+              svc.meta.labels);
+    }
+    for (const auto& w : c.workloads) {
+        if ((w.kind != "Pod" && w.kind != "Deployment") || ignored_namespace(w.ns)) continue;
+        check(w.kind, w.ns, w.name, w.where, w.object_annotations, w.object_labels);
+    }
+}
+
 // gateway.IngressGatewayPortAnalyzer: a Gateway's selector matches pods (IST0101), and each of
 // its server ports is offered by a Service that selects those pods (IST0162): as a target port,
 // or as a Service port when the target port is not a number. For files only, istioctl adds a
@@ -1542,6 +1810,9 @@ const char* analyzer_description(Analyzer a) {
                    "RequestAuthentication for the gateway's pods (IST0149)";
         case Analyzer::ApplicationUid:
             return "Checks no Pod or Deployment runs an application as UID 1337 (IST0144)";
+        case Analyzer::Annotations:
+            return "Checks Istio annotations on Namespaces, Services, Pods and Deployments are "
+                   "known, in place, current and valid (IST0107, IST0108, IST0125, IST0135)";
         case Analyzer::Injection:
             return "Checks Namespaces are labelled for injection and their Pods have the sidecar "
                    "(IST0102, IST0103, IST0123, IST0148)";
@@ -1609,6 +1880,8 @@ const char* analyzer_name(Analyzer a) {
             return "applicationUID.Analyzer";
         case Analyzer::Injection:
             return "injection.Analyzer";
+        case Analyzer::Annotations:
+            return "annotations.K8sAnalyzer";
     }
     return "";
 }
@@ -1623,7 +1896,8 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::IngressGatewayPort,    Analyzer::TelemetrySelector,
             Analyzer::TelemetryDefaultSelector, Analyzer::PortName,
             Analyzer::GatewayCertificate,    Analyzer::JwtClaimRoute,
-            Analyzer::ApplicationUid,        Analyzer::Injection};
+            Analyzer::ApplicationUid,        Analyzer::Injection,
+            Analyzer::Annotations};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1652,6 +1926,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::JwtClaimRoute)) jwt_claim_routes(config, options, out);
     if (on(Analyzer::ApplicationUid)) application_uid(config, out);
     if (on(Analyzer::Injection)) injection(config, out);
+    if (on(Analyzer::Annotations)) annotations(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -52,6 +52,7 @@ enum class Analyzer {
     JwtClaimRoute,                // IST0149: JWT claim routes without RequestAuthentication
     ApplicationUid,               // IST0144: pods running as the proxy's UID
     Injection,                    // IST0102, IST0103, IST0123, IST0148: sidecar injection
+    Annotations,                  // IST0107, IST0108, IST0125, IST0135: Istio annotations
 };
 
 struct Options {

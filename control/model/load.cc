@@ -518,6 +518,7 @@ class DocumentLoader {
             w.ns = ns;
             w.labels = labels_at(doc, {"spec", "template", "metadata", "labels"});
             w.object_labels = meta.labels;
+            w.object_annotations = meta.annotations;
             w.where = meta.where;
             read_pod_spec(field(doc, {"spec", "template", "spec"}), w);
             config_.workloads.push_back(std::move(w));
@@ -533,6 +534,7 @@ class DocumentLoader {
             pod.node = scalar_at(doc, {"spec", "nodeName"});
             pod.annotations = meta.annotations;
             pod.object_labels = meta.labels;
+            pod.object_annotations = meta.annotations;
             pod.where = meta.where;
             read_pod_spec(field(doc, {"spec"}), pod);
             for (const auto* list : {&pod.containers, &pod.init_containers}) {
@@ -546,6 +548,7 @@ class DocumentLoader {
         if (kind == "Namespace" && api == "v1" && !name.empty()) {
             config_.namespaces[name] = meta.labels;
             config_.namespace_where[name] = meta.where;
+            config_.namespace_annotations[name] = meta.annotations;
             reporter_.note(doc.Mark(), "", "read Namespace " + name + " labels");
             return;
         }

@@ -389,8 +389,9 @@ struct Workload {
     std::string node;  // a Pod's spec.nodeName
     Labels annotations;
     bool istio_proxy = false;  // a Pod with an istio-proxy (init) container that has an image
-    // The object's own metadata labels (a Deployment's, not its template's), where it starts.
-    Labels object_labels;
+    // The object's own metadata labels and annotations (a Deployment's, not its template's),
+    // where it starts.
+    Labels object_labels, object_annotations;
     Location where;
     // The pod spec (spec, or spec.template.spec): read for the UID and injection analyzers.
     std::optional<int64_t> run_as_user;  // securityContext.runAsUser
@@ -536,6 +537,7 @@ struct Config {
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
     std::map<std::string, Location> namespace_where;  // where each Namespace starts
+    std::map<std::string, Labels> namespace_annotations;
     // ConfigMaps istio-sidecar-injector[-<revision>] (by name): their values'
     // sidecarInjectorWebhook.enableNamespacesByDefault.
     std::map<std::string, bool> injector_namespaces_by_default;

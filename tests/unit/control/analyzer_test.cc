@@ -415,3 +415,59 @@ spec:
     CHECK(m[0].str().starts_with("Info [IST0102] (Namespace plain ns.yaml:1) The namespace is "
                                  "not enabled for Istio injection."));
 }
+
+TEST_CASE("analyzer: Istio annotation values (annotations.K8sAnalyzer) as the injector checks them") {
+    auto problems = [](const std::string& annotations, const std::string& labels = "{}") {
+        model::Config c = model::load_yaml("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n"
+                                           "  namespace: shop\n  labels: " +
+                                               labels + "\n  annotations:\n" + annotations,
+                                           "pod.yaml");
+        std::vector<std::string> out;
+        for (const auto& m : analyze::analyze(c, {{Analyzer::Annotations}}))
+            out.push_back(m.code + " " + m.text);
+        return out;
+    };
+    using V = std::vector<std::string>;
+    CHECK(problems("    traffic.sidecar.istio.io/includeInboundPorts: '*'\n"
+                   "    traffic.sidecar.istio.io/excludeOutboundPorts: ' 80, 443'\n"
+                   "    traffic.sidecar.istio.io/includeOutboundIPRanges: 10.0.0.0/8,fd00::/8\n"
+                   "    sidecar.istio.io/proxyCPU: 100m\n"
+                   "    sidecar.istio.io/proxyMemoryLimit: 1Gi\n"
+                   "    prometheus.istio.io/merge-metrics: 'False'\n"
+                   "    sidecar.istio.io/interceptionMode: TPROXY\n"
+                   "    traffic.sidecar.istio.io/excludeInterfaces: eth1,net-2\n"
+                   "    example.com/other: x\n")
+              .empty());
+    CHECK(problems("    traffic.sidecar.istio.io/excludeInboundPorts: 80, http\n") ==
+          V{"IST0125 Invalid annotation traffic.sidecar.istio.io/excludeInboundPorts: "
+            "excludeInboundPorts invalid: failed parsing port ' http': failed parsing port "
+            "' http': strconv.ParseUint: parsing \"http\": invalid syntax"});
+    CHECK(problems("    status.sidecar.istio.io/port: '70000'\n") ==
+          V{"IST0125 Invalid annotation status.sidecar.istio.io/port: excludeInboundPorts "
+            "invalid: failed parsing port '70000': strconv.ParseUint: parsing \"70000\": value "
+            "out of range"});
+    CHECK(problems("    traffic.sidecar.istio.io/excludeOutboundIPRanges: 10.0.0.1\n") ==
+          V{"IST0125 Invalid annotation traffic.sidecar.istio.io/excludeOutboundIPRanges: "
+            "excludeIPRanges invalid: failed parsing cidr '10.0.0.1': "
+            "netip.ParsePrefix(\"10.0.0.1\"): no '/'"});
+    CHECK(problems("    sidecar.istio.io/interceptionMode: redirect\n") ==
+          V{"IST0125 Invalid annotation sidecar.istio.io/interceptionMode: interceptionMode "
+            "invalid, use REDIRECT,TPROXY,NONE: redirect"});
+    CHECK(problems("    sidecar.istio.io/proxyMemory: 1 GB\n").size() == 1);
+    // Deprecated: the annotation, unless the replacing label is there too.
+    CHECK(problems("    sidecar.istio.io/inject: 'true'\n") ==
+          V{"IST0135 Annotation \"sidecar.istio.io/inject\" has been deprecated in favor of the "
+            "\"sidecar.istio.io/inject\" label and may not work in future Istio versions."});
+    CHECK(problems("    sidecar.istio.io/inject: 'true'\n", "{sidecar.istio.io/inject: 'true'}")
+              .empty());
+    // Set by Istio itself: not the user's to fix, even where it does not belong.
+    model::Config c = model::load_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  annotations:\n"
+        "    sidecar.istio.io/status: '{}'\n    istio.io/rev: canary\n"
+        "    sidecar.istio.io/proxyCPU: 100m\n",
+        "svc.yaml");
+    auto m = analyze::analyze(c, {{Analyzer::Annotations}});
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].text ==
+          "Misplaced annotation: sidecar.istio.io/proxyCPU can only be applied to Pod");
+}

@@ -59,6 +59,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"virtualservice.JWTClaimRouteAnalyzer", analyze::Analyzer::JwtClaimRoute},
         {"deployment.ApplicationUIDAnalyzer", analyze::Analyzer::ApplicationUid},
         {"injection.Analyzer", analyze::Analyzer::Injection},
+        {"annotations.K8sAnalyzer", analyze::Analyzer::Annotations},
         {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
          analyze::Analyzer::SchemaValidation},
     };
