@@ -465,6 +465,59 @@ void service_entry_addresses(const Config& c, const Options& options, std::vecto
     }
 }
 
+// serviceentry.ConflictingServiceEntryProtocolAnalyzer: ServiceEntries visible in one scope
+// (each exportTo namespace, or everywhere) that give one host and port different protocols
+// (IST0177); each ServiceEntry is reported once, for the first such host and port (in host,
+// port order; upstream's order is Go's map order).
+void conflicting_service_entry_protocols(const Config& c, std::vector<Message>& out) {
+    using Key = std::tuple<std::string, std::string, uint32_t>;  // scope, host, port
+    std::map<Key, std::vector<std::pair<std::string, const ServiceEntry*>>> index;
+    for (const auto& se : c.service_entries) {
+        std::set<std::string> scopes;
+        if (se.export_to.empty() ||
+            std::find(se.export_to.begin(), se.export_to.end(), "*") != se.export_to.end()) {
+            scopes.insert("*");
+        } else {
+            for (const auto& e : se.export_to)
+                scopes.insert(e == "." ? se.meta.ns : e);
+        }
+        for (const auto& scope : scopes) {
+            for (const auto& h : se.hosts) {
+                for (const auto& p : se.ports)
+                    index[{scope, h, p.number}].emplace_back(p.protocol, &se);
+            }
+        }
+    }
+    std::set<std::string> reported;  // "ns/name"
+    for (const auto& [key, list] : index) {
+        const auto& [scope, host, port] = key;
+        auto entries = list;
+        if (scope != "*") {
+            auto wide = index.find({"*", host, port});
+            if (wide != index.end())
+                entries.insert(entries.end(), wide->second.begin(), wide->second.end());
+        }
+        std::set<std::string> protocols, names;
+        for (const auto& [protocol, se] : entries) {
+            std::string upper = protocol;
+            for (char& ch : upper)
+                ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            protocols.insert(upper);
+            names.insert(se->meta.ns + "/" + se->meta.name);
+        }
+        if (protocols.size() < 2) continue;
+        const std::string text =
+            "Multiple ServiceEntries (" + join({names.begin(), names.end()}, ", ") +
+            ") define the same host " + go_quote(host) + " and port " + std::to_string(port) +
+            " with conflicting protocols (" + join({protocols.begin(), protocols.end()}, ", ") +
+            ").";
+        for (const auto& [protocol, se] : entries) {
+            if (!reported.insert(se->meta.ns + "/" + se->meta.name).second) continue;
+            out.push_back(message("IST0177", Level::Warning, "ServiceEntry", se->meta, text));
+        }
+    }
+}
+
 // auth.AuthorizationPoliciesAnalyzer: a policy whose selector matches no pod in the mesh (in its
 // namespace, or anywhere for the root namespace), and source namespaces no Namespace matches.
 void authorization_policies(const Config& c, const Options& options, std::vector<Message>& out) {
@@ -1810,6 +1863,9 @@ const char* analyzer_description(Analyzer a) {
                    "RequestAuthentication for the gateway's pods (IST0149)";
         case Analyzer::ApplicationUid:
             return "Checks no Pod or Deployment runs an application as UID 1337 (IST0144)";
+        case Analyzer::ServiceEntryProtocols:
+            return "Checks ServiceEntries visible together give a host and port one protocol "
+                   "(IST0177)";
         case Analyzer::Annotations:
             return "Checks Istio annotations on Namespaces, Services, Pods and Deployments are "
                    "known, in place, current and valid (IST0107, IST0108, IST0125, IST0135)";
@@ -1882,6 +1938,8 @@ const char* analyzer_name(Analyzer a) {
             return "injection.Analyzer";
         case Analyzer::Annotations:
             return "annotations.K8sAnalyzer";
+        case Analyzer::ServiceEntryProtocols:
+            return "serviceentry.ConflictingServiceEntryProtocolAnalyzer";
     }
     return "";
 }
@@ -1897,7 +1955,7 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::TelemetryDefaultSelector, Analyzer::PortName,
             Analyzer::GatewayCertificate,    Analyzer::JwtClaimRoute,
             Analyzer::ApplicationUid,        Analyzer::Injection,
-            Analyzer::Annotations};
+            Analyzer::Annotations,           Analyzer::ServiceEntryProtocols};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1927,6 +1985,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::ApplicationUid)) application_uid(config, out);
     if (on(Analyzer::Injection)) injection(config, out);
     if (on(Analyzer::Annotations)) annotations(config, out);
+    if (on(Analyzer::ServiceEntryProtocols)) conflicting_service_entry_protocols(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -53,6 +53,7 @@ enum class Analyzer {
     ApplicationUid,               // IST0144: pods running as the proxy's UID
     Injection,                    // IST0102, IST0103, IST0123, IST0148: sidecar injection
     Annotations,                  // IST0107, IST0108, IST0125, IST0135: Istio annotations
+    ServiceEntryProtocols,        // IST0177: one host and port, two protocols
 };
 
 struct Options {

@@ -471,3 +471,26 @@ TEST_CASE("analyzer: Istio annotation values (annotations.K8sAnalyzer) as the in
     CHECK(m[0].text ==
           "Misplaced annotation: sidecar.istio.io/proxyCPU can only be applied to Pod");
 }
+
+TEST_CASE("analyzer: a ServiceEntry exported everywhere conflicts with one visible in a namespace") {
+    auto se = [](const std::string& name, const std::string& ns, const std::string& protocol,
+                 const std::string& export_to) {
+        return "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " + name +
+               ", namespace: " + ns + "}\nspec:\n  hosts: [api.example.com]\n  ports:\n"
+               "  - {number: 8443, name: p, protocol: " +
+               protocol + "}\n  resolution: DNS\n  exportTo: " + export_to + "\n---\n";
+    };
+    model::Config c = model::load_yaml(se("local", "ns1", "https", "[.]") +
+                                           se("wide", "ns2", "TLS", "['*']") +
+                                           se("same", "ns3", "HTTPS", "[ns1]"),
+                                       "se.yaml");
+    REQUIRE(!c.has_errors());
+    std::vector<std::string> got;
+    for (const auto& m : analyze::analyze(c, {{Analyzer::ServiceEntryProtocols}}))
+        got.push_back(m.ns + "/" + m.name + ": " + m.text);
+    // Protocols compare in any case: only wide's TLS differs.
+    const std::string text = "Multiple ServiceEntries (ns1/local, ns2/wide, ns3/same) define the "
+                             "same host \"api.example.com\" and port 8443 with conflicting "
+                             "protocols (HTTPS, TLS).";
+    CHECK(sorted(got) == sorted({"ns1/local: " + text, "ns2/wide: " + text, "ns3/same: " + text}));
+}

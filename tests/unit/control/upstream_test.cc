@@ -60,6 +60,8 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"deployment.ApplicationUIDAnalyzer", analyze::Analyzer::ApplicationUid},
         {"injection.Analyzer", analyze::Analyzer::Injection},
         {"annotations.K8sAnalyzer", analyze::Analyzer::Annotations},
+        {"serviceentry.ConflictingServiceEntryProtocolAnalyzer",
+         analyze::Analyzer::ServiceEntryProtocols},
         {"schemaValidation.CollectionValidationAnalyzer(collections.VirtualService)",
          analyze::Analyzer::SchemaValidation},
     };
