@@ -1120,6 +1120,79 @@ void injection(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// util.DeploymentInMesh / PodInMesh: an istio-proxy container with an image, else the
+// sidecar.istio.io/inject label, then annotation ("true"), else the Namespace's istio-injection
+// label (when the Namespace is in the input).
+bool workload_in_mesh(const Config& c, const Workload& w, bool with_init_containers) {
+    std::vector<Container> all = w.containers;
+    if (with_init_containers)
+        all.insert(all.end(), w.init_containers.begin(), w.init_containers.end());
+    auto proxy = std::find_if(all.begin(), all.end(),
+                              [](const Container& k) { return k.name == "istio-proxy"; });
+    if (proxy != all.end() && !proxy->image.empty()) return true;
+    for (const Labels* l : {&w.labels, &w.annotations}) {
+        auto it = l->find("sidecar.istio.io/inject");
+        if (it != l->end()) return it->second == "true";
+    }
+    auto ns = c.namespaces.find(w.ns);
+    return ns != c.namespaces.end() && label_value(ns->second, "istio-injection") == "enabled";
+}
+
+// deployment.ServiceAssociationAnalyzer (deployment.MultiServiceAnalyzer): the Services that
+// select a Deployment's pods (in its namespace, with a selector) in the mesh give one port two
+// protocols (IST0116), or one targetPort two ports (IST0137).
+void service_association(const Config& c, std::vector<Message>& out) {
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Deployment" || ignored_namespace(w.ns)) continue;
+        if (label_value(w.object_labels, "gateway.istio.io/managed") == "istio.io-mesh-controller")
+            continue;  // a waypoint
+        if (!workload_in_mesh(c, w, false)) continue;
+        // port -> protocol -> Services; targetPort -> port -> Service (the last one)
+        std::map<uint32_t, std::map<std::string, std::vector<std::string>>> protocols;
+        std::map<std::string, std::map<uint32_t, std::string>> target_ports;
+        for (const auto& svc : c.kube_services) {
+            if (svc.meta.ns != w.ns || svc.selector.empty() || !selects(svc.selector, w.labels))
+                continue;
+            const std::string name = svc.meta.ns + "/" + svc.meta.name;
+            for (const auto& p : svc.ports) {
+                protocols[p.port][p.protocol.empty() ? "TCP" : p.protocol].push_back(name);
+                std::string target = p.target_port_text;
+                if (target.empty() || target == "0") target = std::to_string(p.port);
+                target_ports[target][p.port] = name;
+            }
+        }
+        for (const auto& [port, by_protocol] : protocols) {
+            if (by_protocol.size() < 2) continue;
+            std::vector<std::string> names;
+            for (const auto& [_, list] : by_protocol)
+                names.insert(names.end(), list.begin(), list.end());
+            std::sort(names.begin(), names.end());
+            out.push_back(message_about("IST0116", Level::Warning, "Deployment", w.ns, w.name,
+                                        w.where,
+                                        "This deployment " + w.name +
+                                            " is associated with multiple services using port " +
+                                            std::to_string(port) +
+                                            " but different protocols: " + go_list(names)));
+        }
+        for (const auto& [target, by_port] : target_ports) {
+            if (by_port.size() < 2) continue;
+            std::vector<std::string> names, ports;
+            for (const auto& [port, name] : by_port) {
+                names.push_back(name);
+                ports.push_back(std::to_string(port));
+            }
+            std::sort(names.begin(), names.end());
+            out.push_back(message_about("IST0137", Level::Warning, "Deployment", w.ns, w.name,
+                                        w.where,
+                                        "This deployment " + w.name +
+                                            " is associated with multiple services " +
+                                            go_list(names) + " using targetPort " +
+                                            go_quote(target) + " but different ports: " +
+                                            go_list(ports) + "."));
+        }
+    }
+}
+
 // ---- annotations.K8sAnalyzer ----------------------------------------------------------------
 
 struct IstioAnnotation {
@@ -1866,6 +1939,9 @@ const char* analyzer_description(Analyzer a) {
         case Analyzer::ServiceEntryProtocols:
             return "Checks ServiceEntries visible together give a host and port one protocol "
                    "(IST0177)";
+        case Analyzer::ServiceAssociation:
+            return "Checks the Services of a mesh Deployment's pods give a port one protocol and "
+                   "a targetPort one port (IST0116, IST0137)";
         case Analyzer::Annotations:
             return "Checks Istio annotations on Namespaces, Services, Pods and Deployments are "
                    "known, in place, current and valid (IST0107, IST0108, IST0125, IST0135)";
@@ -1940,6 +2016,8 @@ const char* analyzer_name(Analyzer a) {
             return "annotations.K8sAnalyzer";
         case Analyzer::ServiceEntryProtocols:
             return "serviceentry.ConflictingServiceEntryProtocolAnalyzer";
+        case Analyzer::ServiceAssociation:
+            return "deployment.MultiServiceAnalyzer";
     }
     return "";
 }
@@ -1955,7 +2033,8 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::TelemetryDefaultSelector, Analyzer::PortName,
             Analyzer::GatewayCertificate,    Analyzer::JwtClaimRoute,
             Analyzer::ApplicationUid,        Analyzer::Injection,
-            Analyzer::Annotations,           Analyzer::ServiceEntryProtocols};
+            Analyzer::Annotations,           Analyzer::ServiceEntryProtocols,
+            Analyzer::ServiceAssociation};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1986,6 +2065,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::Injection)) injection(config, out);
     if (on(Analyzer::Annotations)) annotations(config, out);
     if (on(Analyzer::ServiceEntryProtocols)) conflicting_service_entry_protocols(config, out);
+    if (on(Analyzer::ServiceAssociation)) service_association(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

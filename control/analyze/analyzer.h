@@ -54,6 +54,7 @@ enum class Analyzer {
     Injection,                    // IST0102, IST0103, IST0123, IST0148: sidecar injection
     Annotations,                  // IST0107, IST0108, IST0125, IST0135: Istio annotations
     ServiceEntryProtocols,        // IST0177: one host and port, two protocols
+    ServiceAssociation,           // IST0116, IST0137: a Deployment's Services disagree on ports
 };
 
 struct Options {

@@ -517,6 +517,7 @@ class DocumentLoader {
             w.name = name;
             w.ns = ns;
             w.labels = labels_at(doc, {"spec", "template", "metadata", "labels"});
+            w.annotations = labels_at(doc, {"spec", "template", "metadata", "annotations"});
             w.object_labels = meta.labels;
             w.object_annotations = meta.annotations;
             w.where = meta.where;

@@ -494,3 +494,29 @@ TEST_CASE("analyzer: a ServiceEntry exported everywhere conflicts with one visib
                              "protocols (HTTPS, TLS).";
     CHECK(sorted(got) == sorted({"ns1/local: " + text, "ns2/wide: " + text, "ns3/same: " + text}));
 }
+
+TEST_CASE("analyzer: a mesh Deployment's Services (MultiServiceAnalyzer); no selector selects none") {
+    auto run_with = [](const std::string& second_selector) {
+        model::Config c = model::load_yaml(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: dns, namespace: shop}\n"
+            "spec:\n  template:\n    metadata:\n"
+            "      labels: {app: dns}\n"
+            "      annotations: {sidecar.istio.io/inject: 'true'}\n"  // the pod's, not the Deployment's
+            "    spec:\n      containers: [{name: dns, image: dns}]\n---\n"
+            "apiVersion: v1\nkind: Service\nmetadata: {name: dns-tcp, namespace: shop}\n"
+            "spec:\n  selector: {app: dns}\n  ports: [{name: tcp-dns, port: 53}]\n---\n"
+            "apiVersion: v1\nkind: Service\nmetadata: {name: dns-udp, namespace: shop}\n"
+            "spec:\n" +
+                second_selector + "  ports: [{name: udp-dns, port: 53, protocol: UDP}]\n",
+            "dns.yaml");
+        std::vector<std::string> out;
+        for (const auto& m : analyze::analyze(c, {{Analyzer::ServiceAssociation}}))
+            out.push_back(m.code + " " + m.text);
+        return out;
+    };
+    CHECK(run_with("").empty());
+    CHECK(run_with("  selector: {app: dns}\n") ==
+          std::vector<std::string>{
+              "IST0116 This deployment dns is associated with multiple services using port 53 "
+              "but different protocols: [shop/dns-tcp shop/dns-udp]"});
+}
