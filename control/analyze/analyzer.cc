@@ -856,7 +856,7 @@ Workload default_ingress_pod(const Options& options) {
     pod.labels = {{"istio", "ingressgateway"}};
     pod.object_labels = pod.labels;
     pod.istio_proxy = true;
-    pod.containers.push_back({"istio-proxy", "", std::nullopt});
+    pod.containers.push_back({"istio-proxy", "", std::nullopt, {}});
     return pod;
 }
 
@@ -1190,6 +1190,39 @@ void service_association(const Config& c, std::vector<Message>& out) {
                                             go_quote(target) + " but different ports: " +
                                             go_list(ports) + "."));
         }
+    }
+}
+
+// authn.BlockedCIDRsAnalyzer: RequestAuthentications exist while istiod (a Deployment labelled
+// app=istiod) has no BLOCKED_CIDRS_IN_JWKS_URIS, so jwksUri fetches may reach any network
+// (IST0175). Remora's control plane fetches no JWKS for RequestAuthentication yet; the message is
+// about an Istio control plane in the input.
+void blocked_cidrs(const Config& c, std::vector<Message>& out) {
+    std::vector<std::string> names;
+    for (const auto& ra : c.request_authentications)
+        names.push_back(ra.meta.ns + "/" + ra.meta.name);
+    if (names.empty()) return;
+    std::sort(names.begin(), names.end());
+    constexpr std::size_t kShown = 5;
+    std::string shown = join({names.begin(), names.begin() + static_cast<std::ptrdiff_t>(
+                                                               std::min(kShown, names.size()))},
+                             ", ");
+    if (names.size() > kShown)
+        shown += ", and " + std::to_string(names.size() - kShown) + " more";
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Deployment" || ignored_namespace(w.ns)) continue;
+        if (label_value(w.object_labels, "app") != "istiod") continue;
+        bool configured = std::any_of(w.containers.begin(), w.containers.end(),
+                                      [](const Container& k) {
+                                          auto it = k.env.find("BLOCKED_CIDRS_IN_JWKS_URIS");
+                                          return it != k.env.end() && !it->second.empty();
+                                      });
+        if (configured) continue;
+        out.push_back(message_about(
+            "IST0175", Level::Warning, "Deployment", w.ns, w.name, w.where,
+            "BLOCKED_CIDRS_IN_JWKS_URIS is not configured but " + std::to_string(names.size()) +
+                " RequestAuthentication resource(s) exist (" + shown +
+                "). Consider configuring it to restrict JWKS URI fetches to trusted networks."));
     }
 }
 
@@ -1942,6 +1975,9 @@ const char* analyzer_description(Analyzer a) {
         case Analyzer::ServiceAssociation:
             return "Checks the Services of a mesh Deployment's pods give a port one protocol and "
                    "a targetPort one port (IST0116, IST0137)";
+        case Analyzer::BlockedCidrs:
+            return "Checks istiod restricts JWKS URI fetches (BLOCKED_CIDRS_IN_JWKS_URIS) when "
+                   "RequestAuthentications exist (IST0175)";
         case Analyzer::Annotations:
             return "Checks Istio annotations on Namespaces, Services, Pods and Deployments are "
                    "known, in place, current and valid (IST0107, IST0108, IST0125, IST0135)";
@@ -2018,6 +2054,8 @@ const char* analyzer_name(Analyzer a) {
             return "serviceentry.ConflictingServiceEntryProtocolAnalyzer";
         case Analyzer::ServiceAssociation:
             return "deployment.MultiServiceAnalyzer";
+        case Analyzer::BlockedCidrs:
+            return "authn.BlockedCIDRsAnalyzer";
     }
     return "";
 }
@@ -2034,7 +2072,7 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::GatewayCertificate,    Analyzer::JwtClaimRoute,
             Analyzer::ApplicationUid,        Analyzer::Injection,
             Analyzer::Annotations,           Analyzer::ServiceEntryProtocols,
-            Analyzer::ServiceAssociation};
+            Analyzer::ServiceAssociation,    Analyzer::BlockedCidrs};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -2066,6 +2104,7 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::Annotations)) annotations(config, out);
     if (on(Analyzer::ServiceEntryProtocols)) conflicting_service_entry_protocols(config, out);
     if (on(Analyzer::ServiceAssociation)) service_association(config, out);
+    if (on(Analyzer::BlockedCidrs)) blocked_cidrs(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -55,6 +55,7 @@ enum class Analyzer {
     Annotations,                  // IST0107, IST0108, IST0125, IST0135: Istio annotations
     ServiceEntryProtocols,        // IST0177: one host and port, two protocols
     ServiceAssociation,           // IST0116, IST0137: a Deployment's Services disagree on ports
+    BlockedCidrs,                 // IST0175: istiod fetches JWKS from anywhere
 };
 
 struct Options {

@@ -594,7 +594,13 @@ class DocumentLoader {
             yaml::Node containers = field(spec, {list});
             for (std::size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
                 yaml::Node c = item(containers, i);
-                out->push_back({scalar_at(c, {"name"}), scalar_at(c, {"image"}), uid(c)});
+                Container k{scalar_at(c, {"name"}), scalar_at(c, {"image"}), uid(c), {}};
+                yaml::Node env = field(c, {"env"});
+                for (std::size_t j = 0; env.IsSequence() && j < env.size(); ++j) {
+                    yaml::Node e = item(env, j);
+                    k.env[scalar_at(e, {"name"})] = scalar_at(e, {"value"});
+                }
+                out->push_back(std::move(k));
             }
         }
     }

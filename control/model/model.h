@@ -381,6 +381,7 @@ struct KubeGateway {
 struct Container {
     std::string name, image;
     std::optional<int64_t> run_as_user;  // securityContext.runAsUser
+    std::map<std::string, std::string> env;  // env[].name -> value ("" with valueFrom)
 };
 
 struct Workload {

@@ -520,3 +520,23 @@ TEST_CASE("analyzer: a mesh Deployment's Services (MultiServiceAnalyzer); no sel
               "IST0116 This deployment dns is associated with multiple services using port 53 "
               "but different protocols: [shop/dns-tcp shop/dns-udp]"});
 }
+
+TEST_CASE("analyzer: IST0175 names five RequestAuthentications and counts the rest") {
+    std::string yaml =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: istiod\n"
+        "  namespace: istio-system\n  labels: {app: istiod}\nspec:\n  template:\n    spec:\n"
+        "      containers:\n      - name: discovery\n        env:\n"
+        "        - {name: BLOCKED_CIDRS_IN_JWKS_URIS, valueFrom: {configMapKeyRef: {name: x}}}\n";
+    for (int i = 1; i <= 7; ++i) {
+        yaml += "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: "
+                "{name: ra-" +
+                std::to_string(i) + "}\nspec: {}\n";
+    }
+    model::Config c = model::load_yaml(yaml, "ra.yaml");
+    auto m = analyze::analyze(c, {{Analyzer::BlockedCidrs}});
+    REQUIRE(m.size() == 1);  // an env var without a value is not configured
+    CHECK(m[0].text == "BLOCKED_CIDRS_IN_JWKS_URIS is not configured but 7 RequestAuthentication "
+                       "resource(s) exist (default/ra-1, default/ra-2, default/ra-3, default/ra-4, "
+                       "default/ra-5, and 2 more). Consider configuring it to restrict JWKS URI "
+                       "fetches to trusted networks.");
+}

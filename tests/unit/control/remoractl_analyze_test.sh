@@ -79,7 +79,7 @@ echo "$out" | grep -q '"origin": "Pod shop/app",' || fail "IST0144 missing: $out
 out=$("$remoractl" analyze -o json --analyzers injection.Analyzer "$tmp/ns.yaml" 2>&1)
 echo "$out" | grep -q '"origin": "Namespace plain",' || fail "IST0102 origin: $out"
 out=$("$remoractl" analyze --list-analyzers)
-for a in service.PortNameAnalyzer gateway.CertificateAnalyzer virtualservice.JWTClaimRouteAnalyzer applicationUID.Analyzer injection.Analyzer annotations.K8sAnalyzer serviceentry.ConflictingServiceEntryProtocolAnalyzer deployment.MultiServiceAnalyzer; do
+for a in service.PortNameAnalyzer gateway.CertificateAnalyzer virtualservice.JWTClaimRouteAnalyzer applicationUID.Analyzer injection.Analyzer annotations.K8sAnalyzer serviceentry.ConflictingServiceEntryProtocolAnalyzer deployment.MultiServiceAnalyzer authn.BlockedCIDRsAnalyzer; do
     echo "$out" | grep -q "^\* $a:\$" || fail "--list-analyzers: no $a: $out"
 done
 # A Service with spec: {} and a headless one without ports are valid Kubernetes.

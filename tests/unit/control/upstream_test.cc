@@ -60,6 +60,7 @@ std::optional<analyze::Analyzer> analyzer_for(const std::string& name) {
         {"deployment.ApplicationUIDAnalyzer", analyze::Analyzer::ApplicationUid},
         {"injection.Analyzer", analyze::Analyzer::Injection},
         {"annotations.K8sAnalyzer", analyze::Analyzer::Annotations},
+        {"authn.BlockedCIDRsAnalyzer", analyze::Analyzer::BlockedCidrs},
         {"deployment.ServiceAssociationAnalyzer", analyze::Analyzer::ServiceAssociation},
         {"serviceentry.ConflictingServiceEntryProtocolAnalyzer",
          analyze::Analyzer::ServiceEntryProtocols},
