@@ -1,5 +1,7 @@
 // Istio's analyzers over the resource model: destination hosts and ports, subsets, mesh gateway
-// host conflicts, subsets that select no workload, DestinationRules for unknown hosts.
+// host conflicts, subsets that select no workload, DestinationRules for unknown hosts; and over
+// the Kubernetes objects in the input (Services, Pods, Deployments, Namespaces): port names,
+// injection, the proxy's UID, Istio annotations.
 #include "control/analyze/analyzer.h"
 
 #include <arpa/inet.h>
