@@ -1,9 +1,14 @@
 // Istio's analyzers over the resource model: destination hosts and ports, subsets, mesh gateway
-// host conflicts, subsets that select no workload, DestinationRules for unknown hosts.
+// host conflicts, subsets that select no workload, DestinationRules for unknown hosts; and over
+// the Kubernetes objects in the input (Services, Pods, Deployments, Namespaces): port names,
+// injection, the proxy's UID, Istio annotations.
 #include "control/analyze/analyzer.h"
+
+#include <arpa/inet.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <map>
 #include <set>
 #include <tuple>
@@ -462,6 +467,59 @@ void service_entry_addresses(const Config& c, const Options& options, std::vecto
     }
 }
 
+// serviceentry.ConflictingServiceEntryProtocolAnalyzer: ServiceEntries visible in one scope
+// (each exportTo namespace, or everywhere) that give one host and port different protocols
+// (IST0177); each ServiceEntry is reported once, for the first such host and port (in host,
+// port order; upstream's order is Go's map order).
+void conflicting_service_entry_protocols(const Config& c, std::vector<Message>& out) {
+    using Key = std::tuple<std::string, std::string, uint32_t>;  // scope, host, port
+    std::map<Key, std::vector<std::pair<std::string, const ServiceEntry*>>> index;
+    for (const auto& se : c.service_entries) {
+        std::set<std::string> scopes;
+        if (se.export_to.empty() ||
+            std::find(se.export_to.begin(), se.export_to.end(), "*") != se.export_to.end()) {
+            scopes.insert("*");
+        } else {
+            for (const auto& e : se.export_to)
+                scopes.insert(e == "." ? se.meta.ns : e);
+        }
+        for (const auto& scope : scopes) {
+            for (const auto& h : se.hosts) {
+                for (const auto& p : se.ports)
+                    index[{scope, h, p.number}].emplace_back(p.protocol, &se);
+            }
+        }
+    }
+    std::set<std::string> reported;  // "ns/name"
+    for (const auto& [key, list] : index) {
+        const auto& [scope, host, port] = key;
+        auto entries = list;
+        if (scope != "*") {
+            auto wide = index.find({"*", host, port});
+            if (wide != index.end())
+                entries.insert(entries.end(), wide->second.begin(), wide->second.end());
+        }
+        std::set<std::string> protocols, names;
+        for (const auto& [protocol, se] : entries) {
+            std::string upper = protocol;
+            for (char& ch : upper)
+                ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            protocols.insert(upper);
+            names.insert(se->meta.ns + "/" + se->meta.name);
+        }
+        if (protocols.size() < 2) continue;
+        const std::string text =
+            "Multiple ServiceEntries (" + join({names.begin(), names.end()}, ", ") +
+            ") define the same host " + go_quote(host) + " and port " + std::to_string(port) +
+            " with conflicting protocols (" + join({protocols.begin(), protocols.end()}, ", ") +
+            ").";
+        for (const auto& [protocol, se] : entries) {
+            if (!reported.insert(se->meta.ns + "/" + se->meta.name).second) continue;
+            out.push_back(message("IST0177", Level::Warning, "ServiceEntry", se->meta, text));
+        }
+    }
+}
+
 // auth.AuthorizationPoliciesAnalyzer: a policy whose selector matches no pod in the mesh (in its
 // namespace, or anywhere for the root namespace), and source namespaces no Namespace matches.
 void authorization_policies(const Config& c, const Options& options, std::vector<Message>& out) {
@@ -745,20 +803,709 @@ void conflicting_gateways(const Config& c, std::vector<Message>& out) {
     }
 }
 
+// ---- Kubernetes workloads, Services and Namespaces ------------------------------------------
+
+// A message about a resource that is no Istio resource (a Pod, a Namespace, ...).
+Message message_about(const std::string& code, Level level, const std::string& kind,
+                      const std::string& ns, const std::string& name, const Location& where,
+                      std::string text) {
+    Metadata meta;
+    meta.ns = ns;
+    meta.name = name;
+    meta.where = where;
+    return message(code, level, kind, meta, std::move(text));
+}
+
+// Adds `m` unless the same message (code, resource, text) is there: istioctl reports each once
+// (diag.Messages.SortedDedupedCopy).
+class Reported {
+  public:
+    explicit Reported(std::vector<Message>& out) : out_(out) {}
+    void add(Message m) {
+        if (seen_.insert({m.code, m.kind, m.ns, m.name, m.text}).second)
+            out_.push_back(std::move(m));
+    }
+
+  private:
+    std::vector<Message>& out_;
+    std::set<std::tuple<std::string, std::string, std::string, std::string, std::string>> seen_;
+};
+
+// Kubernetes' own namespaces, whose resources istioctl leaves out when it reads files
+// (inject.IgnoredNamespaces).
+bool ignored_namespace(const std::string& ns) {
+    return ns == "kube-system" || ns == "kube-public" || ns == "kube-node-lease" ||
+           ns == "local-path-storage";
+}
+
+std::string label_value(const Labels& l, const std::string& key) {
+    auto it = l.find(key);
+    return it == l.end() ? std::string() : it->second;
+}
+
+// util.IsIstioControlPlane: an `istio` label, or `release: istio`.
+bool istio_control_plane(const Labels& object_labels) {
+    return object_labels.count("istio") > 0 || label_value(object_labels, "release") == "istio";
+}
+
+// istioctl's default ingress gateway pod for files (local/defaults.go): labelled
+// istio=ingressgateway, an istio-proxy container without image.
+Workload default_ingress_pod(const Options& options) {
+    Workload pod;
+    pod.kind = "Pod";
+    pod.name = "istio-ingressgateway-dummypod";
+    pod.ns = options.istio_namespace;
+    pod.labels = {{"istio", "ingressgateway"}};
+    pod.object_labels = pod.labels;
+    pod.istio_proxy = true;
+    pod.containers.push_back({"istio-proxy", "", std::nullopt, {}});
+    return pod;
+}
+
+// Istio's protocol.Parse: whether a port name prefix or appProtocol names a protocol it knows.
+bool known_protocol(std::string name) {
+    for (char& ch : name)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    static const std::set<std::string> kKnown = {"tcp",   "udp",  "grpc",  "grpc-web",
+                                                 "http",  "http_proxy", "http2", "https",
+                                                 "tls",   "mongo", "redis", "mysql"};
+    return kKnown.count(name) > 0;
+}
+
+// kube.ConvertProtocol(...).IsUnsupported(): a UDP port is UDP; else appProtocol (when set)
+// replaces the name; Kubernetes' kubernetes.io/h2c, ws and wss are known; "grpc-web[-x]" is
+// gRPC-Web; else the name up to its first '-' must be a protocol; well-known ports (SMTP 25,
+// DNS 53, MySQL 3306, MongoDB 27017) are TCP. This is istioctl's reading for the message; how
+// Remora routes a port is control/translate's kube_port_protocol.
+bool unsupported_protocol(const KubeServicePort& p) {
+    if (p.protocol == "UDP") return false;
+    std::string name = p.name;
+    if (!p.app_protocol.empty()) {
+        name = p.app_protocol;
+        if (name == "kubernetes.io/h2c" || name == "kubernetes.io/ws" ||
+            name == "kubernetes.io/wss") {
+            return false;
+        }
+    }
+    std::string head = name.substr(0, 8);
+    for (char& ch : head)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (head == "grpc-web") return false;
+    if (known_protocol(name.substr(0, name.find('-')))) return false;
+    return !(p.port == 25 || p.port == 53 || p.port == 3306 || p.port == 27017);
+}
+
+// service.PortNameAnalyzer: a Service port whose protocol Istio cannot tell from its name or
+// appProtocol (IST0118; protocol detection applies); for an ExternalName Service, such a port or
+// one named "tcp" (IST0150). Istio's own Services and managed gateways' are left out.
+void port_names(const Config& c, std::vector<Message>& out) {
+    for (const auto& svc : c.kube_services) {
+        if (ignored_namespace(svc.meta.ns) || istio_control_plane(svc.meta.labels)) continue;
+        const std::string managed = label_value(svc.meta.labels, "gateway.istio.io/managed");
+        if (managed == "istio.io-gateway-controller" || managed == "istio.io-mesh-controller" ||
+            managed == "istio.io-eastwest-controller") {
+            continue;
+        }
+        const bool external_name = svc.type == "ExternalName";
+        for (const auto& p : svc.ports) {
+            if (!unsupported_protocol(p) && !(p.name == "tcp" && external_name)) continue;
+            if (external_name) {
+                out.push_back(message("IST0150", Level::Warning, "Service", svc.meta,
+                                      "Port name for ExternalName service is invalid. Proxy may "
+                                      "prevent tcp named ports and unmatched traffic for ports "
+                                      "serving TCP protocol from being forwarded correctly"));
+                continue;
+            }
+            // Go's intstr String(): an absent targetPort is the number 0.
+            const std::string target = p.target_port_text.empty() ? "0" : p.target_port_text;
+            out.push_back(message("IST0118", Level::Info, "Service", svc.meta,
+                                  "Port name " + p.name + " (port: " + std::to_string(p.port) +
+                                      ", targetPort: " + target +
+                                      ") doesn't follow the naming convention of Istio port."));
+        }
+    }
+}
+
+// gateway.CertificateAnalyzer: two Gateways for the same workloads (the other's selector has
+// every label of this one's; an empty selector takes every Gateway) whose TLS servers use the
+// same credentialName, or the same serverCertificate and privateKey (IST0138).
+void gateway_certificates(const Config& c, std::vector<Message>& out) {
+    auto same_certificate = [](const ServerTLSSettings& a, const ServerTLSSettings& b) {
+        if (!a.credential_name.empty() && !b.credential_name.empty())
+            return a.credential_name == b.credential_name;
+        if (a.credential_name.empty() && b.credential_name.empty() &&
+            !a.server_certificate.empty() && a.server_certificate == b.server_certificate &&
+            !a.private_key.empty() && !b.private_key.empty()) {
+            return a.private_key == b.private_key;
+        }
+        return false;
+    };
+    Reported reported(out);
+    for (const auto& gw : c.gateways) {
+        const std::string name = gw.meta.ns + "/" + gw.meta.name;
+        for (const auto& other : c.gateways) {
+            if (&other == &gw || !selects(gw.selector, other.selector)) continue;
+            const std::string other_name = other.meta.ns + "/" + other.meta.name;
+            if (other_name == name) continue;
+            for (const auto& server : gw.servers) {
+                for (const auto& other_server : other.servers) {
+                    if (!server.tls || !other_server.tls) continue;
+                    if (!same_certificate(*server.tls, *other_server.tls)) continue;
+                    reported.add(message("IST0138", Level::Warning, "Gateway", gw.meta,
+                                         "Duplicate certificate in multiple gateways " +
+                                             go_list({name, other_name}) +
+                                             " may cause 404s if clients re-use HTTP2 "
+                                             "connections."));
+                }
+            }
+        }
+    }
+}
+
+// jwt.ToRoutingClaim(...).Match: "@request.auth.claims.a.b" or "@request.auth.claims[a][b]".
+bool jwt_claim_header(const std::string& header) {
+    static constexpr std::string_view kPrefix = "@request.auth.claims";
+    if (header.size() < kPrefix.size()) return false;
+    std::string head = header.substr(0, kPrefix.size());
+    for (char& ch : head)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (head != kPrefix) return false;
+    const std::string rest = header.substr(kPrefix.size());
+    if (rest.size() > 1 && rest[0] == '.') return true;
+    return rest.size() > 2 && rest.front() == '[' && rest.back() == ']';
+}
+
+// virtualservice.JWTClaimRouteAnalyzer: a VirtualService that routes on JWT claims
+// (@request.auth.claims headers) through a gateway whose pods no RequestAuthentication (of the
+// pod's namespace or istio-system) applies to: there are no claims to route on (IST0149).
+void jwt_claim_routes(const Config& c, const Options& options, std::vector<Message>& out) {
+    std::map<std::string, std::vector<Labels>> authn_selectors;  // namespace -> matchLabels
+    for (const auto& ra : c.request_authentications)
+        authn_selectors[ra.meta.ns].push_back(ra.selector.value_or(Labels{}));
+    const Workload default_pod = default_ingress_pod(options);
+    std::vector<const Workload*> pods = {&default_pod};
+    for (const auto& w : c.workloads)
+        if (w.kind == "Pod" && !ignored_namespace(w.ns)) pods.push_back(&w);
+    Reported reported(out);
+    for (const auto& vs : c.virtual_services) {
+        std::string key;
+        for (const auto& h : vs.http) {
+            for (const auto& m : h.match) {
+                for (const auto* headers : {&m.headers, &m.without_headers}) {
+                    for (const auto& [name, _] : *headers)
+                        if (key.empty() && jwt_claim_header(name)) key = name;
+                }
+            }
+        }
+        if (key.empty()) continue;
+        for (const auto& gw_ref : vs.gateways) {
+            if (gw_ref == "mesh") continue;
+            auto slash = gw_ref.find('/');
+            const std::string ns = slash == std::string::npos ? vs.meta.ns : gw_ref.substr(0, slash);
+            const std::string name = slash == std::string::npos ? gw_ref : gw_ref.substr(slash + 1);
+            const Gateway* gw = nullptr;
+            for (const auto& g : c.gateways)
+                if (g.meta.ns == ns && g.meta.name == name) gw = &g;
+            if (!gw) continue;  // the GatewayAnalyzer reports it (IST0101)
+            for (const Workload* pod : pods) {
+                if (!selects(gw->selector, pod->labels)) continue;
+                bool authenticated = false;
+                for (const std::string& ra_ns : {std::string("istio-system"), pod->ns}) {
+                    auto it = authn_selectors.find(ra_ns);
+                    if (it == authn_selectors.end()) continue;
+                    for (const Labels& s : it->second)
+                        authenticated |= selects(s, pod->labels);
+                }
+                if (authenticated) continue;
+                reported.add(message(
+                    "IST0149", Level::Error, "VirtualService", vs.meta,
+                    "The virtual service uses the JWT claim based routing (key: " + key +
+                        ") but found no request authentication for the gateway (" + ns + "/" +
+                        name + ") pod (" + pod->name +
+                        "). The request authentication must first be applied for the gateway "
+                        "pods to validate the JWT token and make the claims available for "
+                        "routing."));
+            }
+        }
+    }
+}
+
+// deployment.ApplicationUIDAnalyzer (applicationUID.Analyzer): a Pod or Deployment whose pod
+// runs as UID 1337, the sidecar proxy's, at pod level or in an application container (IST0144).
+void application_uid(const Config& c, std::vector<Message>& out) {
+    constexpr int64_t kProxyUid = 1337;
+    Reported reported(out);
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Pod" && w.kind != "Deployment") continue;
+        if (ignored_namespace(w.ns) || istio_control_plane(w.object_labels)) continue;
+        bool reserved = w.run_as_user == kProxyUid;
+        for (const auto& container : w.containers) {
+            if (container.name == "istio-proxy" || container.name == "istio-operator") continue;
+            reserved |= container.run_as_user == kProxyUid;
+        }
+        if (!reserved) continue;
+        reported.add(message_about("IST0144", Level::Warning, w.kind, w.ns, w.name, w.where,
+                                   "User ID (UID) 1337 is reserved for the sidecar proxy."));
+    }
+}
+
+// injection.Analyzer: Namespaces without an injection label (IST0102, or IST0148 when the
+// injector's ConfigMap enables namespaces by default), with more than one kind of injection
+// label (IST0123), and Pods of injected namespaces without an istio-proxy container (IST0103).
+void injection(const Config& c, std::vector<Message>& out) {
+    bool by_default = false;  // as upstream, what the last injector ConfigMap found says
+    std::set<std::string> injected;
+    for (const auto& [ns, labels] : c.namespaces) {
+        if (ns == "istio-system" || ignored_namespace(ns)) continue;
+        auto where_it = c.namespace_where.find(ns);
+        const Location where = where_it == c.namespace_where.end() ? Location{} : where_it->second;
+        auto injection_label = labels.find("istio-injection");
+        auto revision = labels.find("istio.io/rev");
+        const bool has_injection = injection_label != labels.end();
+        const std::string injection = has_injection ? injection_label->second : "";
+        std::vector<std::string> istio_labels;
+        if (has_injection) istio_labels.push_back("istio-injection=" + injection);
+        for (const char* key : {"istio.io/rev", "istio.io/dataplane-mode"}) {
+            auto it = labels.find(key);
+            if (it != labels.end() && (!has_injection || injection == "enabled"))
+                istio_labels.push_back(std::string(key) + "=" + it->second);
+        }
+        if (istio_labels.size() > 1) {
+            out.push_back(message_about("IST0123", Level::Warning, "Namespace", "", ns, where,
+                                        "The namespace has more than one type of injection "
+                                        "labels " +
+                                            go_list(istio_labels) +
+                                            ", which may lead to undefined behavior. Make sure "
+                                            "only one injection label exists."));
+        }
+        if (label_value(labels, "istio.io/dataplane-mode") == "ambient") continue;
+        const std::string rev = revision == labels.end() ? "" : revision->second;
+        const std::string injector = rev.empty() || rev == "default"
+                                         ? "istio-sidecar-injector"
+                                         : "istio-sidecar-injector-" + rev;
+        auto cm = c.injector_namespaces_by_default.find(injector);
+        if (cm != c.injector_namespaces_by_default.end()) by_default = cm->second;
+        if (injection.empty() && revision == labels.end()) {
+            if (by_default) {
+                out.push_back(message_about("IST0148", Level::Info, "Namespace", "", ns, where,
+                                            "is enabled for Istio injection, as Istio is "
+                                            "installed with enableNamespacesByDefault as true."));
+                continue;
+            }
+            out.push_back(message_about(
+                "IST0102", Level::Info, "Namespace", "", ns, where,
+                "The namespace is not enabled for Istio injection. Run 'kubectl label namespace " +
+                    ns + " istio-injection=enabled' to enable it, or 'kubectl label namespace " +
+                    ns + " istio-injection=disabled' to explicitly mark it as not needing "
+                         "injection."));
+            continue;
+        }
+        if (injection == "enabled") injected.insert(ns);
+    }
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Pod" || !injected.count(w.ns)) continue;
+        std::string inject = label_value(w.annotations, "sidecar.istio.io/inject");
+        if (w.labels.count("sidecar.istio.io/inject")) inject = w.labels.at("sidecar.istio.io/inject");
+        for (char& ch : inject)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (inject == "false" || w.host_network) continue;
+        // The first istio-proxy container (containers, then init containers) must have an image.
+        std::vector<Container> all = w.containers;
+        all.insert(all.end(), w.init_containers.begin(), w.init_containers.end());
+        auto proxy = std::find_if(all.begin(), all.end(),
+                                  [](const Container& k) { return k.name == "istio-proxy"; });
+        if (proxy != all.end() && !proxy->image.empty()) continue;
+        out.push_back(message_about("IST0103", Level::Warning, "Pod", w.ns, w.name, w.where,
+                                    "The pod " + w.ns + "/" + w.name +
+                                        " is missing the Istio proxy. This can often be resolved "
+                                        "by restarting or redeploying the workload."));
+    }
+}
+
+// util.DeploymentInMesh / PodInMesh: an istio-proxy container with an image, else the
+// sidecar.istio.io/inject label, then annotation ("true"), else the Namespace's istio-injection
+// label (when the Namespace is in the input).
+bool workload_in_mesh(const Config& c, const Workload& w, bool with_init_containers) {
+    std::vector<Container> all = w.containers;
+    if (with_init_containers)
+        all.insert(all.end(), w.init_containers.begin(), w.init_containers.end());
+    auto proxy = std::find_if(all.begin(), all.end(),
+                              [](const Container& k) { return k.name == "istio-proxy"; });
+    if (proxy != all.end() && !proxy->image.empty()) return true;
+    for (const Labels* l : {&w.labels, &w.annotations}) {
+        auto it = l->find("sidecar.istio.io/inject");
+        if (it != l->end()) return it->second == "true";
+    }
+    auto ns = c.namespaces.find(w.ns);
+    return ns != c.namespaces.end() && label_value(ns->second, "istio-injection") == "enabled";
+}
+
+// deployment.ServiceAssociationAnalyzer (deployment.MultiServiceAnalyzer): the Services that
+// select a Deployment's pods (in its namespace, with a selector) in the mesh give one port two
+// protocols (IST0116), or one targetPort two ports (IST0137).
+void service_association(const Config& c, std::vector<Message>& out) {
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Deployment" || ignored_namespace(w.ns)) continue;
+        if (label_value(w.object_labels, "gateway.istio.io/managed") == "istio.io-mesh-controller")
+            continue;  // a waypoint
+        if (!workload_in_mesh(c, w, false)) continue;
+        // port -> protocol -> Services; targetPort -> port -> Service (the last one)
+        std::map<uint32_t, std::map<std::string, std::vector<std::string>>> protocols;
+        std::map<std::string, std::map<uint32_t, std::string>> target_ports;
+        for (const auto& svc : c.kube_services) {
+            if (svc.meta.ns != w.ns || svc.selector.empty() || !selects(svc.selector, w.labels))
+                continue;
+            const std::string name = svc.meta.ns + "/" + svc.meta.name;
+            for (const auto& p : svc.ports) {
+                protocols[p.port][p.protocol.empty() ? "TCP" : p.protocol].push_back(name);
+                std::string target = p.target_port_text;
+                if (target.empty() || target == "0") target = std::to_string(p.port);
+                target_ports[target][p.port] = name;
+            }
+        }
+        for (const auto& [port, by_protocol] : protocols) {
+            if (by_protocol.size() < 2) continue;
+            std::vector<std::string> names;
+            for (const auto& [_, list] : by_protocol)
+                names.insert(names.end(), list.begin(), list.end());
+            std::sort(names.begin(), names.end());
+            out.push_back(message_about("IST0116", Level::Warning, "Deployment", w.ns, w.name,
+                                        w.where,
+                                        "This deployment " + w.name +
+                                            " is associated with multiple services using port " +
+                                            std::to_string(port) +
+                                            " but different protocols: " + go_list(names)));
+        }
+        for (const auto& [target, by_port] : target_ports) {
+            if (by_port.size() < 2) continue;
+            std::vector<std::string> names, ports;
+            for (const auto& [port, name] : by_port) {
+                names.push_back(name);
+                ports.push_back(std::to_string(port));
+            }
+            std::sort(names.begin(), names.end());
+            out.push_back(message_about("IST0137", Level::Warning, "Deployment", w.ns, w.name,
+                                        w.where,
+                                        "This deployment " + w.name +
+                                            " is associated with multiple services " +
+                                            go_list(names) + " using targetPort " +
+                                            go_quote(target) + " but different ports: " +
+                                            go_list(ports) + "."));
+        }
+    }
+}
+
+// authn.BlockedCIDRsAnalyzer: RequestAuthentications exist while istiod (a Deployment labelled
+// app=istiod) has no BLOCKED_CIDRS_IN_JWKS_URIS, so jwksUri fetches may reach any network
+// (IST0175). Remora's control plane fetches no JWKS for RequestAuthentication yet; the message is
+// about an Istio control plane in the input.
+void blocked_cidrs(const Config& c, std::vector<Message>& out) {
+    std::vector<std::string> names;
+    for (const auto& ra : c.request_authentications)
+        names.push_back(ra.meta.ns + "/" + ra.meta.name);
+    if (names.empty()) return;
+    std::sort(names.begin(), names.end());
+    constexpr std::size_t kShown = 5;
+    std::string shown = join({names.begin(), names.begin() + static_cast<std::ptrdiff_t>(
+                                                               std::min(kShown, names.size()))},
+                             ", ");
+    if (names.size() > kShown)
+        shown += ", and " + std::to_string(names.size() - kShown) + " more";
+    for (const auto& w : c.workloads) {
+        if (w.kind != "Deployment" || ignored_namespace(w.ns)) continue;
+        if (label_value(w.object_labels, "app") != "istiod") continue;
+        bool configured = std::any_of(w.containers.begin(), w.containers.end(),
+                                      [](const Container& k) {
+                                          auto it = k.env.find("BLOCKED_CIDRS_IN_JWKS_URIS");
+                                          return it != k.env.end() && !it->second.empty();
+                                      });
+        if (configured) continue;
+        out.push_back(message_about(
+            "IST0175", Level::Warning, "Deployment", w.ns, w.name, w.where,
+            "BLOCKED_CIDRS_IN_JWKS_URIS is not configured but " + std::to_string(names.size()) +
+                " RequestAuthentication resource(s) exist (" + shown +
+                "). Consider configuring it to restrict JWKS URI fetches to trusted networks."));
+    }
+}
+
+// ---- annotations.K8sAnalyzer ----------------------------------------------------------------
+
+struct IstioAnnotation {
+    const char* name;
+    bool deprecated;
+    const char* resources;  // the kinds it attaches to, ", "-joined; "Any" for every kind
+};
+
+constexpr IstioAnnotation kIstioAnnotations[] = {
+#include "control/analyze/istio_annotations.inc"
+};
+
+// Go's strconv.ParseUint(value, 10, bits) error, or "" when `value` parses.
+std::string go_parse_uint_error(const std::string& value, int bits) {
+    const std::string quoted = "strconv.ParseUint: parsing " + go_quote(value) + ": ";
+    if (value.empty() ||
+        !std::all_of(value.begin(), value.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        return quoted + "invalid syntax";
+    }
+    const uint64_t max = bits == 64 ? UINT64_MAX : (uint64_t{1} << bits) - 1;
+    uint64_t v = 0;
+    for (char ch : value) {
+        uint64_t digit = static_cast<uint64_t>(ch - '0');
+        if (v > (max - digit) / 10) return quoted + "value out of range";
+        v = v * 10 + digit;
+    }
+    return "";
+}
+
+std::string trim_space(const std::string& s) {
+    auto b = s.find_first_not_of(" \t\n\r\v\f");
+    if (b == std::string::npos) return "";
+    return s.substr(b, s.find_last_not_of(" \t\n\r\v\f") - b + 1);
+}
+
+// inject.parsePorts (comma-separated port numbers; "" is none).
+std::string go_port_list_error(const std::string& parameter, const std::string& ports) {
+    const std::string list = trim_space(ports);
+    if (list.empty()) return "";
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = list.find(',', start);
+        std::string port = list.substr(start, comma == std::string::npos ? comma : comma - start);
+        if (std::string e = go_parse_uint_error(trim_space(port), 16); !e.empty()) {
+            return parameter + " invalid: failed parsing port '" + port +
+                   "': failed parsing port '" + port + "': " + e;
+        }
+        if (comma == std::string::npos) return "";
+        start = comma + 1;
+    }
+}
+
+// inject.validateCIDRList: each comma-separated entry a prefix (netip.ParsePrefix; the reasons
+// are Go's for the common mistakes, not all of its texts).
+std::string go_cidr_list_error(const std::string& parameter, const std::string& cidrs) {
+    if (cidrs.empty()) return "";
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = cidrs.find(',', start);
+        std::string cidr = cidrs.substr(start, comma == std::string::npos ? comma : comma - start);
+        std::string reason;
+        auto slash = cidr.find('/');
+        if (slash == std::string::npos) {
+            reason = "no '/'";
+        } else {
+            const std::string addr = cidr.substr(0, slash), bits = cidr.substr(slash + 1);
+            unsigned char buf[16];
+            const bool v4 = inet_pton(AF_INET, addr.c_str(), buf) == 1;
+            const bool v6 = !v4 && inet_pton(AF_INET6, addr.c_str(), buf) == 1;
+            const bool digits =
+                !bits.empty() && bits.size() <= 3 &&
+                std::all_of(bits.begin(), bits.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+            if (!v4 && !v6) {
+                reason = "ParseAddr(" + go_quote(addr) + "): unable to parse IP";
+            } else if (!digits || (bits.size() > 1 && bits[0] == '0') ||
+                       std::stoi(bits) > (v4 ? 32 : 128)) {
+                reason = "bad bits after slash: " + go_quote(bits);
+            }
+        }
+        if (!reason.empty()) {
+            return parameter + " invalid: failed parsing cidr '" + cidr +
+                   "': netip.ParsePrefix(" + go_quote(cidr) + "): " + reason;
+        }
+        if (comma == std::string::npos) return "";
+        start = comma + 1;
+    }
+}
+
+// netutil.ValidateInterfaceNames.
+std::string go_interface_names_error(const std::string& interfaces) {
+    if (interfaces.empty()) return "";
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = interfaces.find(',', start);
+        std::string name = trim_space(
+            interfaces.substr(start, comma == std::string::npos ? comma : comma - start));
+        if (name.empty()) return "empty interface name";
+        if (name.size() > 15) return "interface name " + go_quote(name) + " too long (max 15 chars)";
+        bool ok = std::isalpha(static_cast<unsigned char>(name[0])) &&
+                  std::all_of(name.begin(), name.end(), [](char ch) {
+                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                             ch == '.' || ch == '-';
+                  });
+        if (!ok) return "interface name " + go_quote(name) + " contains invalid characters";
+        if (comma == std::string::npos) return "";
+        start = comma + 1;
+    }
+}
+
+// Kubernetes' resource.ParseQuantity, as far as its syntax goes.
+std::string go_quantity_error(const std::string& value) {
+    if (std::any_of(value.begin(), value.end(),
+                    [](char ch) { return std::iscntrl(static_cast<unsigned char>(ch)); })) {
+        return "value contains control characters";
+    }
+    static const std::string kWrong =
+        "quantities must match the regular expression "
+        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    std::size_t i = 0;
+    if (i < value.size() && (value[i] == '+' || value[i] == '-')) ++i;
+    std::size_t digits = 0, dots = 0;
+    for (; i < value.size() && (std::isdigit(static_cast<unsigned char>(value[i])) ||
+                                value[i] == '.');
+         ++i) {
+        (value[i] == '.' ? dots : digits)++;
+    }
+    if (digits == 0 || dots > 1) return kWrong;
+    const std::string suffix = value.substr(i);
+    static const std::set<std::string> kSuffixes = {"",   "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n",
+                                                    "u",  "m",  "k",  "M",  "G",  "T",  "P",  "E"};
+    if (kSuffixes.count(suffix)) return "";
+    if ((suffix[0] == 'e' || suffix[0] == 'E') && suffix.size() > 1) {
+        std::size_t j = 1;
+        if (suffix[j] == '+' || suffix[j] == '-') ++j;
+        if (j < suffix.size() &&
+            std::all_of(suffix.begin() + static_cast<std::ptrdiff_t>(j), suffix.end(),
+                        [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); })) {
+            return "";
+        }
+    }
+    return kWrong;
+}
+
+// inject.AnnotationValidation: the problem with an annotation's value, "" when fine (or not
+// checked: proxy.istio.io/config, a ProxyConfig, is not validated here).
+std::string annotation_value_error(const std::string& name, const std::string& value) {
+    if (name == "sidecar.istio.io/interceptionMode") {
+        if (value == "REDIRECT" || value == "TPROXY" || value == "NONE") return "";
+        return "interceptionMode invalid, use REDIRECT,TPROXY,NONE: " + value;
+    }
+    if (name == "status.sidecar.istio.io/port") {
+        if (std::string e = go_parse_uint_error(trim_space(value), 16); !e.empty())
+            return "excludeInboundPorts invalid: failed parsing port '" + value + "': " + e;
+        return "";
+    }
+    if (name == "readiness.status.sidecar.istio.io/initialDelaySeconds" ||
+        name == "readiness.status.sidecar.istio.io/periodSeconds" ||
+        name == "readiness.status.sidecar.istio.io/failureThreshold") {
+        return go_parse_uint_error(value, 32);
+    }
+    if (name == "traffic.sidecar.istio.io/includeOutboundIPRanges") {
+        return value == "*" ? "" : go_cidr_list_error("includeIPRanges", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeOutboundIPRanges") {
+        return go_cidr_list_error("excludeIPRanges", value);
+    }
+    if (name == "traffic.sidecar.istio.io/includeInboundPorts") {
+        return value == "*" ? "" : go_port_list_error("includeInboundPorts", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeInboundPorts") {
+        return go_port_list_error("excludeInboundPorts", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeOutboundPorts") {
+        return go_port_list_error("excludeOutboundPorts", value);
+    }
+    if (name == "traffic.sidecar.istio.io/excludeInterfaces" ||
+        name == "traffic.sidecar.istio.io/kubevirtInterfaces" ||
+        name == "istio.io/reroute-virtual-interfaces") {
+        return go_interface_names_error(value);
+    }
+    if (name == "prometheus.istio.io/merge-metrics") {
+        static const std::set<std::string> kBools = {"1", "t", "T", "TRUE", "true", "True",
+                                                     "0", "f", "F", "FALSE", "false", "False"};
+        return kBools.count(value) ? "" : "strconv.ParseBool: parsing " + go_quote(value) +
+                                              ": invalid syntax";
+    }
+    if (name == "sidecar.istio.io/proxyCPU" || name == "sidecar.istio.io/proxyMemory" ||
+        name == "sidecar.istio.io/proxyCPULimit" || name == "sidecar.istio.io/proxyMemoryLimit") {
+        return go_quantity_error(value);
+    }
+    return "";
+}
+
+// annotations.K8sAnalyzer: Istio annotations (a domain ending in istio.io, and
+// kubernetes.io/ingress.class) on Namespaces, Services, Pods and Deployments that Istio does not
+// know (IST0108), that belong on another kind (IST0107), that are deprecated (IST0135) or whose
+// value is invalid (IST0125).
+void annotations(const Config& c, std::vector<Message>& out) {
+    Reported reported(out);
+    auto check = [&](const std::string& kind, const std::string& ns, const std::string& name,
+                     const Location& where, const Labels& annotations, const Labels& labels) {
+        for (const auto& [ann, value] : annotations) {
+            const std::string domain = ann.substr(0, ann.find('/'));
+            if (ann != "kubernetes.io/ingress.class" && !domain.ends_with("istio.io")) continue;
+            // Set by Istio itself (maturity.AlwaysIgnoredAnnotations).
+            if (ann == "sidecar.istio.io/status" || ann == "gateway.istio.io/controller-version" ||
+                ann == "istio.io/rev") {
+                continue;
+            }
+            const IstioAnnotation* def = nullptr;
+            for (const auto& a : kIstioAnnotations)
+                if (ann == a.name) def = &a;
+            auto report = [&](const char* code, Level level, std::string text) {
+                reported.add(message_about(code, level, kind, ns, name, where, std::move(text)));
+            };
+            if (!def) {
+                report("IST0108", Level::Warning, "Unknown annotation: " + ann);
+                continue;
+            }
+            if (def->deprecated &&
+                !(ann == "sidecar.istio.io/inject" && labels.count("sidecar.istio.io/inject"))) {
+                const std::string extra = ann == "sidecar.istio.io/inject"
+                                              ? " in favor of the \"sidecar.istio.io/inject\" label"
+                                              : "";
+                report("IST0135", Level::Info,
+                       "Annotation " + go_quote(ann) + " has been deprecated" + extra +
+                           " and may not work in future Istio versions.");
+            }
+            const std::string resources = def->resources;
+            std::vector<std::string> kinds;
+            for (std::size_t start = 0; start < resources.size();) {
+                std::size_t comma = resources.find(", ", start);
+                kinds.push_back(resources.substr(start, comma - start));
+                if (comma == std::string::npos) break;
+                start = comma + 2;
+            }
+            if (std::find(kinds.begin(), kinds.end(), "Any") != kinds.end()) continue;
+            if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+                report("IST0107", Level::Warning,
+                       "Misplaced annotation: " + ann + " can only be applied to " + resources);
+                continue;
+            }
+            if (std::string problem = annotation_value_error(ann, value); !problem.empty()) {
+                report("IST0125", Level::Warning, "Invalid annotation " + ann + ": " + problem);
+            }
+        }
+    };
+    for (const auto& [ns, annotations] : c.namespace_annotations) {
+        if (ignored_namespace(ns)) continue;
+        auto where = c.namespace_where.find(ns);
+        auto labels = c.namespaces.find(ns);
+        check("Namespace", "", ns, where == c.namespace_where.end() ? Location{} : where->second,
+              annotations, labels == c.namespaces.end() ? Labels{} : labels->second);
+    }
+    for (const auto& svc : c.kube_services) {
+        if (ignored_namespace(svc.meta.ns)) continue;
+        check("Service", svc.meta.ns, svc.meta.name, svc.meta.where, svc.meta.annotations,
+              svc.meta.labels);
+    }
+    for (const auto& w : c.workloads) {
+        if ((w.kind != "Pod" && w.kind != "Deployment") || ignored_namespace(w.ns)) continue;
+        check(w.kind, w.ns, w.name, w.where, w.object_annotations, w.object_labels);
+    }
+}
+
 // gateway.IngressGatewayPortAnalyzer: a Gateway's selector matches pods (IST0101), and each of
 // its server ports is offered by a Service that selects those pods (IST0162): as a target port,
 // or as a Service port when the target port is not a number. For files only, istioctl adds a
 // default ingress gateway (local/defaults.go): a Pod labelled istio=ingressgateway and the
 // istio-ingressgateway Service (80, 443, 31400, 15443) in the istio namespace; so does this.
 void ingress_gateway_ports(const Config& c, const Options& options, std::vector<Message>& out) {
-    Workload default_pod{"Pod", "istio-ingressgateway-dummypod", options.istio_namespace,
-                         {{"istio", "ingressgateway"}}, "", {}, true};
+    const Workload default_pod = default_ingress_pod(options);
     KubeService default_service;
     default_service.meta.name = "istio-ingressgateway";
     default_service.meta.ns = options.istio_namespace;
     default_service.selector = {{"istio", "ingressgateway"}};
     for (uint32_t p : {80u, 443u, 31400u, 15443u})
-        default_service.ports.push_back({"", "TCP", "", p, p});
+        default_service.ports.push_back({"", "TCP", "", p, p, std::to_string(p)});
     std::vector<const Workload*> pods = {&default_pod};
     for (const auto& w : c.workloads)
         if (w.kind == "Pod") pods.push_back(&w);
@@ -1215,13 +1962,42 @@ const char* analyzer_description(Analyzer a) {
                    "(IST0101, IST0159)";
         case Analyzer::TelemetryDefaultSelector:
             return "Checks a namespace has at most one Telemetry without selector (IST0160)";
+        case Analyzer::PortName:
+            return "Checks Service port names or appProtocols name a protocol (IST0118, IST0150)";
+        case Analyzer::GatewayCertificate:
+            return "Checks no two Gateways of the same workloads share a certificate (IST0138)";
+        case Analyzer::JwtClaimRoute:
+            return "Checks a VirtualService routing on JWT claims through a gateway has a "
+                   "RequestAuthentication for the gateway's pods (IST0149)";
+        case Analyzer::ApplicationUid:
+            return "Checks no Pod or Deployment runs an application as UID 1337 (IST0144)";
+        case Analyzer::ServiceEntryProtocols:
+            return "Checks ServiceEntries visible together give a host and port one protocol "
+                   "(IST0177)";
+        case Analyzer::ServiceAssociation:
+            return "Checks the Services of a mesh Deployment's pods give a port one protocol and "
+                   "a targetPort one port (IST0116, IST0137)";
+        case Analyzer::BlockedCidrs:
+            return "Checks istiod restricts JWKS URI fetches (BLOCKED_CIDRS_IN_JWKS_URIS) when "
+                   "RequestAuthentications exist (IST0175)";
+        case Analyzer::Annotations:
+            return "Checks Istio annotations on Namespaces, Services, Pods and Deployments are "
+                   "known, in place, current and valid (IST0107, IST0108, IST0125, IST0135)";
+        case Analyzer::Injection:
+            return "Checks Namespaces are labelled for injection and their Pods have the sidecar "
+                   "(IST0102, IST0103, IST0123, IST0148)";
     }
     return "";
 }
 
+std::string Message::origin() const {
+    if (kind.empty()) return "";
+    return kind + " " + (ns.empty() ? "" : ns + "/") + name;
+}
+
 std::string Message::str() const {
-    std::string origin;
-    if (!kind.empty()) origin = kind + " " + ns + "/" + name + " ";
+    std::string origin = this->origin();
+    if (!origin.empty()) origin += " ";
     origin += where.file;
     if (where.line > 0) origin += ":" + std::to_string(where.line);
     return std::string(level_name(level)) + " [" + code + "] (" + origin + ") " + text;
@@ -1264,6 +2040,24 @@ const char* analyzer_name(Analyzer a) {
             return "telemetry.SelectorAnalyzer";
         case Analyzer::TelemetryDefaultSelector:
             return "telemetry.DefaultSelectorAnalyzer";
+        case Analyzer::PortName:
+            return "service.PortNameAnalyzer";
+        case Analyzer::GatewayCertificate:
+            return "gateway.CertificateAnalyzer";
+        case Analyzer::JwtClaimRoute:
+            return "virtualservice.JWTClaimRouteAnalyzer";
+        case Analyzer::ApplicationUid:
+            return "applicationUID.Analyzer";
+        case Analyzer::Injection:
+            return "injection.Analyzer";
+        case Analyzer::Annotations:
+            return "annotations.K8sAnalyzer";
+        case Analyzer::ServiceEntryProtocols:
+            return "serviceentry.ConflictingServiceEntryProtocolAnalyzer";
+        case Analyzer::ServiceAssociation:
+            return "deployment.MultiServiceAnalyzer";
+        case Analyzer::BlockedCidrs:
+            return "authn.BlockedCIDRsAnalyzer";
     }
     return "";
 }
@@ -1276,7 +2070,11 @@ std::vector<Analyzer> all_analyzers() {
             Analyzer::Deprecation,           Analyzer::Gateway,
             Analyzer::ConflictingGateways,   Analyzer::SidecarSelector,
             Analyzer::IngressGatewayPort,    Analyzer::TelemetrySelector,
-            Analyzer::TelemetryDefaultSelector};
+            Analyzer::TelemetryDefaultSelector, Analyzer::PortName,
+            Analyzer::GatewayCertificate,    Analyzer::JwtClaimRoute,
+            Analyzer::ApplicationUid,        Analyzer::Injection,
+            Analyzer::Annotations,           Analyzer::ServiceEntryProtocols,
+            Analyzer::ServiceAssociation,    Analyzer::BlockedCidrs};
 }
 
 std::vector<Message> analyze(const Config& config, const Options& options) {
@@ -1300,6 +2098,15 @@ std::vector<Message> analyze(const Config& config, const Options& options) {
     if (on(Analyzer::IngressGatewayPort)) ingress_gateway_ports(config, options, out);
     if (on(Analyzer::TelemetrySelector)) telemetry_selector(config, out);
     if (on(Analyzer::TelemetryDefaultSelector)) telemetry_default_selector(config, out);
+    if (on(Analyzer::PortName)) port_names(config, out);
+    if (on(Analyzer::GatewayCertificate)) gateway_certificates(config, out);
+    if (on(Analyzer::JwtClaimRoute)) jwt_claim_routes(config, options, out);
+    if (on(Analyzer::ApplicationUid)) application_uid(config, out);
+    if (on(Analyzer::Injection)) injection(config, out);
+    if (on(Analyzer::Annotations)) annotations(config, out);
+    if (on(Analyzer::ServiceEntryProtocols)) conflicting_service_entry_protocols(config, out);
+    if (on(Analyzer::ServiceAssociation)) service_association(config, out);
+    if (on(Analyzer::BlockedCidrs)) blocked_cidrs(config, out);
     std::stable_sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
         return std::tie(a.where.file, a.where.line, a.code) <
                std::tie(b.where.file, b.where.line, b.code);

@@ -26,6 +26,8 @@ struct Message {
     // istioctl's line: `Error [IST0101] (VirtualService default/reviews file.yaml:12) Referenced
     // host+subset in destinationrule not found: "reviews+v3"`
     std::string str() const;
+    // "Kind namespace/name", or "Kind name" for a cluster-scoped resource (a Namespace).
+    std::string origin() const;
 };
 
 // The analyzers, named as Istio's.
@@ -45,6 +47,15 @@ enum class Analyzer {
     IngressGatewayPort,           // IST0101 (selector), IST0162: Gateway ports on its Service
     TelemetrySelector,            // IST0101 (selector), IST0159
     TelemetryDefaultSelector,     // IST0160
+    PortName,                     // IST0118, IST0150: Service port names
+    GatewayCertificate,           // IST0138: Gateways sharing a certificate
+    JwtClaimRoute,                // IST0149: JWT claim routes without RequestAuthentication
+    ApplicationUid,               // IST0144: pods running as the proxy's UID
+    Injection,                    // IST0102, IST0103, IST0123, IST0148: sidecar injection
+    Annotations,                  // IST0107, IST0108, IST0125, IST0135: Istio annotations
+    ServiceEntryProtocols,        // IST0177: one host and port, two protocols
+    ServiceAssociation,           // IST0116, IST0137: a Deployment's Services disagree on ports
+    BlockedCidrs,                 // IST0175: istiod fetches JWKS from anywhere
 };
 
 struct Options {

@@ -122,7 +122,7 @@ std::vector<std::pair<std::string, std::string>> fields(const analyze::Message& 
          "https://istio.io/latest/docs/reference/config/analysis/" + code + "/"},
         {"level", analyze::level_name(m.level)},
         {"message", m.text}};
-    if (!m.kind.empty()) f.emplace_back("origin", m.kind + " " + m.ns + "/" + m.name);
+    if (!m.kind.empty()) f.emplace_back("origin", m.origin());
     std::string reference = m.where.file;
     if (m.where.line > 0) reference += ":" + std::to_string(m.where.line);
     if (!reference.empty()) f.emplace_back("reference", reference);
@@ -262,7 +262,8 @@ int analyze_command(const std::vector<std::string>& argv_in, std::ostream& out) 
     std::vector<analyze::Message> messages;
     bool failed = false;
     for (auto& m : analyze::analyze(config, options)) {
-        if (only_ns && !m.kind.empty() && m.ns != *only_ns) continue;
+        // Cluster-scoped resources (Namespaces) are in no namespace: always reported.
+        if (only_ns && !m.kind.empty() && !m.ns.empty() && m.ns != *only_ns) continue;
         if (suppressed(suppressions, m)) continue;
         if (analyze::severity(m.level) >= analyze::severity(failure)) failed = true;
         if (analyze::severity(m.level) >= analyze::severity(shown))

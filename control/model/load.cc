@@ -272,8 +272,14 @@ class DocumentLoader {
                     WorkloadEntry we;
                     we.meta = meta;
                     detail::parse_workload_entry(spec, we.spec, false);
-                    config_.workloads.push_back(
-                        {kind, meta.name, meta.ns, we.spec.labels, "", {}, false});
+                    Workload w;
+                    w.kind = kind;
+                    w.name = meta.name;
+                    w.ns = meta.ns;
+                    w.labels = we.spec.labels;
+                    w.object_labels = meta.labels;
+                    w.where = meta.where;
+                    config_.workloads.push_back(std::move(w));
                     config_.workload_entries.push_back(std::move(we));
                 } else if (kind == "Sidecar") {
                     Sidecar sc;
@@ -422,6 +428,7 @@ class DocumentLoader {
             KubeService svc;
             svc.meta = meta;
             svc.selector = labels_at(doc, {"spec", "selector"});
+            svc.type = scalar_at(doc, {"spec", "type"});
             // spec: {}, a headless Service without ports, ExternalName ...: all valid Kubernetes.
             auto add_ip = [&](const std::string& ip) {
                 if (!ip.empty() && ip != "None" &&
@@ -470,6 +477,7 @@ class DocumentLoader {
                     bad_port = true;
                 }
                 port.port = *number;
+                port.target_port_text = target_text;
                 if (auto t = port_number(target_text)) port.target_port = *t;
                 svc.ports.push_back(port);
             }
@@ -504,27 +512,35 @@ class DocumentLoader {
         static const std::vector<std::string> kTemplated = {"Deployment", "StatefulSet",
                                                             "DaemonSet", "ReplicaSet", "Job"};
         if (std::find(kTemplated.begin(), kTemplated.end(), kind) != kTemplated.end()) {
-            config_.workloads.push_back({kind,
-                                         name,
-                                         ns,
-                                         labels_at(doc, {"spec", "template", "metadata", "labels"}),
-                                         "",
-                                         {},
-                                         false});
+            Workload w;
+            w.kind = kind;
+            w.name = name;
+            w.ns = ns;
+            w.labels = labels_at(doc, {"spec", "template", "metadata", "labels"});
+            w.annotations = labels_at(doc, {"spec", "template", "metadata", "annotations"});
+            w.object_labels = meta.labels;
+            w.object_annotations = meta.annotations;
+            w.where = meta.where;
+            read_pod_spec(field(doc, {"spec", "template", "spec"}), w);
+            config_.workloads.push_back(std::move(w));
             reporter_.note(doc.Mark(), "", "read " + what + " pod template labels");
             return;
         }
         if (kind == "Pod" && api == "v1") {
-            Workload pod{
-                kind, name, ns, meta.labels, scalar_at(doc, {"spec", "nodeName"}), meta.annotations,
-                false};
-            for (const char* list : {"containers", "initContainers"}) {
-                yaml::Node containers = field(doc, {"spec", list});
-                for (std::size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
-                    yaml::Node c = item(containers, i);
-                    if (scalar_at(c, {"name"}) == "istio-proxy" && !scalar_at(c, {"image"}).empty())
-                        pod.istio_proxy = true;
-                }
+            Workload pod;
+            pod.kind = kind;
+            pod.name = name;
+            pod.ns = ns;
+            pod.labels = meta.labels;
+            pod.node = scalar_at(doc, {"spec", "nodeName"});
+            pod.annotations = meta.annotations;
+            pod.object_labels = meta.labels;
+            pod.object_annotations = meta.annotations;
+            pod.where = meta.where;
+            read_pod_spec(field(doc, {"spec"}), pod);
+            for (const auto* list : {&pod.containers, &pod.init_containers}) {
+                for (const auto& c : *list)
+                    pod.istio_proxy |= c.name == "istio-proxy" && !c.image.empty();
             }
             config_.workloads.push_back(std::move(pod));
             reporter_.note(doc.Mark(), "", "read " + what + " labels");
@@ -532,6 +548,8 @@ class DocumentLoader {
         }
         if (kind == "Namespace" && api == "v1" && !name.empty()) {
             config_.namespaces[name] = meta.labels;
+            config_.namespace_where[name] = meta.where;
+            config_.namespace_annotations[name] = meta.annotations;
             reporter_.note(doc.Mark(), "", "read Namespace " + name + " labels");
             return;
         }
@@ -540,7 +558,51 @@ class DocumentLoader {
             reporter_.note(doc.Mark(), "", "read Node " + name + " topology labels");
             return;
         }
+        if (kind == "ConfigMap" && api == "v1" && name.starts_with("istio-sidecar-injector")) {
+            // The injector's Helm values (JSON, which YAML reads): whether namespaces without an
+            // injection label are injected (the injection analyzer's IST0148).
+            bool by_default = false;
+            try {
+                YAML::Node values = YAML::Load(scalar_at(doc, {"data", "values"}));
+                by_default = scalar_text(field(values, {"sidecarInjectorWebhook",
+                                                        "enableNamespacesByDefault"})) == "true";
+            } catch (const YAML::Exception&) {
+                by_default = false;  // istioctl reads unreadable values as false, too
+            }
+            config_.injector_namespaces_by_default[name] = by_default;
+            reporter_.note(doc.Mark(), "", "read " + what + " injection defaults");
+            return;
+        }
         reporter_.note(doc.Mark(), "", "skipped " + what + " (not a resource remora reads)");
+    }
+
+    // The parts of a pod spec the analyzers read; Kubernetes validates the rest.
+    static void read_pod_spec(const yaml::Node& spec, Workload& w) {
+        auto uid = [](const yaml::Node& n) -> std::optional<int64_t> {
+            std::string text = scalar_at(n, {"securityContext", "runAsUser"});
+            int64_t v = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+                return std::nullopt;
+            }
+            return v;
+        };
+        w.run_as_user = uid(spec);
+        w.host_network = scalar_at(spec, {"hostNetwork"}) == "true";
+        for (auto [list, out] : {std::pair{"containers", &w.containers},
+                                 std::pair{"initContainers", &w.init_containers}}) {
+            yaml::Node containers = field(spec, {list});
+            for (std::size_t i = 0; containers.IsSequence() && i < containers.size(); ++i) {
+                yaml::Node c = item(containers, i);
+                Container k{scalar_at(c, {"name"}), scalar_at(c, {"image"}), uid(c), {}};
+                yaml::Node env = field(c, {"env"});
+                for (std::size_t j = 0; env.IsSequence() && j < env.size(); ++j) {
+                    yaml::Node e = item(env, j);
+                    k.env[scalar_at(e, {"name"})] = scalar_at(e, {"value"});
+                }
+                out->push_back(std::move(k));
+            }
+        }
     }
 
     Config& config_;

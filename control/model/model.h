@@ -363,6 +363,7 @@ struct KubeServicePort {
     std::string app_protocol;  // spec.ports[].appProtocol: wins over the name's prefix
     uint32_t port = 0;
     uint32_t target_port = 0;  // spec.ports[].targetPort when a number; 0 when named or absent
+    std::string target_port_text;  // targetPort as written ("" when absent)
 };
 
 struct KubeService {
@@ -370,6 +371,7 @@ struct KubeService {
     std::vector<KubeServicePort> ports;
     Labels selector;
     std::vector<std::string> cluster_ips;  // spec.clusterIP / clusterIPs; "None" left out
+    std::string type;                      // spec.type: ClusterIP (""), ExternalName, ...
 };
 
 // Pod labels from a Pod, a pod template (Deployment, StatefulSet, ...) or a WorkloadEntry.
@@ -384,12 +386,27 @@ struct KubeGateway {
     std::vector<Listener> listeners;
 };
 
+// A container of a pod (spec) or pod template, as far as the analyzers read it.
+struct Container {
+    std::string name, image;
+    std::optional<int64_t> run_as_user;  // securityContext.runAsUser
+    std::map<std::string, std::string> env;  // env[].name -> value ("" with valueFrom)
+};
+
 struct Workload {
     std::string kind, name, ns;
-    Labels labels;
+    Labels labels;  // the pod's labels (a pod template's for Deployments, ...)
     std::string node;  // a Pod's spec.nodeName
     Labels annotations;
     bool istio_proxy = false;  // a Pod with an istio-proxy (init) container that has an image
+    // The object's own metadata labels and annotations (a Deployment's, not its template's),
+    // where it starts.
+    Labels object_labels, object_annotations;
+    Location where;
+    // The pod spec (spec, or spec.template.spec): read for the UID and injection analyzers.
+    std::optional<int64_t> run_as_user;  // securityContext.runAsUser
+    std::vector<Container> containers, init_containers;
+    bool host_network = false;
 };
 
 // ---- networking.istio.io Sidecar, Gateway -------------------------------------------------
@@ -529,6 +546,11 @@ struct Config {
     std::vector<Workload> workloads;
     std::map<std::string, Labels> node_labels;  // Kubernetes Nodes: topology labels for pods
     std::map<std::string, Labels> namespaces;   // Kubernetes Namespaces and their labels
+    std::map<std::string, Location> namespace_where;  // where each Namespace starts
+    std::map<std::string, Labels> namespace_annotations;
+    // ConfigMaps istio-sidecar-injector[-<revision>] (by name): their values'
+    // sidecarInjectorWebhook.enableNamespacesByDefault.
+    std::map<std::string, bool> injector_namespaces_by_default;
     std::vector<Sidecar> sidecars;
     std::vector<Gateway> gateways;
     std::vector<RequestAuthentication> request_authentications;

@@ -61,20 +61,46 @@ void parse_string_match(Obj& parent, const std::string& key, std::optional<Strin
     parse_string_match_value(parent.reporter(), parent.get(key), out, empty_prefix_ok);
 }
 
+// Go's %v of a []string: "[a b]".
+std::string go_words(const std::vector<std::string>& words) {
+    std::string out;
+    for (const auto& w : words)
+        out += (out.empty() ? "" : " ") + w;
+    return "[" + out + "]";
+}
+
+// jwt.ToRoutingClaim(name).Match: "@request.auth.claims.a.b" or "@request.auth.claims[a][b]"
+// (the prefix in any case).
+bool is_jwt_claim_key(const std::string& name) {
+    static constexpr std::string_view kPrefix = "@request.auth.claims";
+    if (name.size() < kPrefix.size()) return false;
+    for (std::size_t i = 0; i < kPrefix.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(name[i])) != kPrefix[i]) return false;
+    }
+    std::string_view rest = std::string_view(name).substr(kPrefix.size());
+    if (rest.size() > 1 && rest.front() == '.') return true;
+    return rest.size() > 2 && rest.front() == '[' && rest.back() == ']';
+}
+
+// `mesh_gateways`: for header names, the gateways of a VirtualService that applies to the mesh
+// (JWT claims exist only at gateways, so routing on them there is refused, as Istio does); null
+// when it applies to gateways only.
 void parse_string_match_map(Obj& parent, const std::string& key,
-                            std::map<std::string, StringMatch>& out, bool header_names) {
+                            std::map<std::string, StringMatch>& out, bool header_names,
+                            const std::vector<std::string>* mesh_gateways = nullptr) {
     Reporter& r = parent.reporter();
     parent.entries(key, [&](const std::string& name, const YAML::Mark& key_mark, const Value& v) {
         if (name.empty()) {
             r.error(key_mark, v.path, "header name cannot be empty");
             return;
         }
-        bool claim = name.starts_with("@request.auth.claims");
-        if (header_names && claim) {
+        bool claim = header_names && is_jwt_claim_key(name);
+        if (claim && mesh_gateways) {
             r.error(key_mark, v.path,
                     "JWT claim based routing (key: " + name +
-                        ") is only supported for gateway, found no gateways");
-        } else if (header_names) {
+                        ") is only supported for gateway, found no gateways: " +
+                        go_words(*mesh_gateways));
+        } else if (header_names && !claim) {
             std::string lower = name;
             for (char& c : lower)
                 c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -247,15 +273,15 @@ void parse_gateways(Obj& parent, std::vector<std::string>& out, bool warn_non_me
 
 // --- VirtualService --------------------------------------------------------------------------
 
-void parse_match(Obj& m, HTTPMatchRequest& out) {
+void parse_match(Obj& m, HTTPMatchRequest& out, const std::vector<std::string>* mesh_gateways) {
     Reporter& r = m.reporter();
     m.str("name", out.name);
     parse_string_match(m, "uri", out.uri, true);
     parse_string_match(m, "scheme", out.scheme, false);
     parse_string_match(m, "method", out.method, false);
     parse_string_match(m, "authority", out.authority, false);
-    parse_string_match_map(m, "headers", out.headers, true);
-    parse_string_match_map(m, "withoutHeaders", out.without_headers, true);
+    parse_string_match_map(m, "headers", out.headers, true, mesh_gateways);
+    parse_string_match_map(m, "withoutHeaders", out.without_headers, true, mesh_gateways);
     parse_string_match_map(m, "queryParams", out.query_params, false);
     m.boolean("ignoreUriCase", out.ignore_uri_case);
     m.integer("port", out.port, 0, 65535);
@@ -426,13 +452,14 @@ void parse_cors(Obj& c) {
     c.enumeration("unmatchedPreflights", s, {"UNSPECIFIED", "FORWARD", "IGNORE"});
 }
 
-void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs) {
+void parse_http_route(Obj& h, HTTPRoute& out, bool delegate_vs,
+                      const std::vector<std::string>* mesh_gateways) {
     Reporter& r = h.reporter();
     out.where = r.location(h.mark());
     h.str("name", out.name);
     h.objects("match", [&](Obj& m, std::size_t) {
         HTTPMatchRequest req;
-        parse_match(m, req);
+        parse_match(m, req, mesh_gateways);
         out.match.push_back(std::move(req));
     });
     parse_route_destinations(h, out.route, true);
@@ -773,7 +800,7 @@ void parse_virtual_service(Obj& spec, VirtualService& vs) {
         }
         Obj h(r, v);
         HTTPRoute route;
-        parse_http_route(h, route, vs.hosts.empty());
+        parse_http_route(h, route, vs.hosts.empty(), mesh ? &vs.gateways : nullptr);
         vs.http.push_back(std::move(route));
     });
     for (const char* kind : {"tcp", "tls"}) {

@@ -183,6 +183,33 @@ TEST_CASE("VirtualService: header match keys are lowercase") {
           "header match key \"End-User\" must be lowercase");
 }
 
+TEST_CASE("VirtualService: JWT claim routes only at gateways, as Istio validates them") {
+    const std::string match = "  - match:\n"
+                              "    - headers:\n"
+                              "        \"@request.auth.claims.groups\":\n"
+                              "          exact: admin\n"
+                              "    route:\n"
+                              "    - destination:\n"
+                              "        host: reviews\n";
+    // Bound to the mesh (no gateways): there are no claims to route on.
+    CHECK(error_of(vs(match)) ==
+          "t.yaml:10:9: VirtualService default/reviews: "
+          "spec.http[0].match[0].headers[\"@request.auth.claims.groups\"]: JWT claim based "
+          "routing (key: @request.auth.claims.groups) is only supported for gateway, found no "
+          "gateways: []");
+    // Bound to a gateway only: valid (the [a][b] form too); with mesh among them: not.
+    auto with_gateways = [&](const std::string& gateways, const std::string& key) {
+        std::string doc = vs(match);
+        doc.replace(doc.find("  http:\n"), 0, "  gateways: " + gateways + "\n");
+        doc.replace(doc.find("@request.auth.claims.groups"), 27, key);
+        return error_of(doc);
+    };
+    CHECK(with_gateways("[edge/gw]", "@request.auth.claims.groups") == "");
+    CHECK(with_gateways("[edge/gw]", "@request.auth.claims[groups][0]") == "");
+    CHECK(with_gateways("[edge/gw, mesh]", "@request.auth.claims.groups")
+              .ends_with("found no gateways: [edge/gw mesh]"));
+}
+
 TEST_CASE("VirtualService: regexes compile with RE2") {
     std::string e =
         error_of(vs("  - match:\n"

@@ -66,6 +66,22 @@ out=$("$remoractl" analyze --analyzers IngressGatewayPortAnalyzer "$tmp/gw.yaml"
 [ $? -eq 0 ] || fail "IST0162: want exit 0: $out"
 echo "$out" | grep -q '^Warning \[IST0162\] (Gateway default/gw .*gw.yaml:1) The gateway is listening on a target port (port 8080)' \
     || fail "IST0162 missing: $out"
+# Namespaces and Pods: injection (IST0102 is about a Namespace, which -n does not hide) and the
+# proxy's UID (IST0144).
+printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: plain\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: shop\nspec:\n  securityContext: {runAsUser: 1337}\n  containers: [{name: app, image: app}]\n' > "$tmp/ns.yaml"
+out=$("$remoractl" analyze -n elsewhere "$tmp/ns.yaml" 2>&1)
+[ $? -eq 0 ] || fail "IST0102: want exit 0: $out"
+echo "$out" | grep -q "^Info \[IST0102\] (Namespace plain .*ns.yaml:1) The namespace is not enabled for Istio injection. Run 'kubectl label namespace plain istio-injection=enabled'" \
+    || fail "IST0102 missing: $out"
+echo "$out" | grep -q 'IST0144' && fail "-n elsewhere: shop's Pod reported: $out"
+out=$("$remoractl" analyze -o json --analyzers applicationUID.Analyzer "$tmp/ns.yaml" 2>&1)
+echo "$out" | grep -q '"origin": "Pod shop/app",' || fail "IST0144 missing: $out"
+out=$("$remoractl" analyze -o json --analyzers injection.Analyzer "$tmp/ns.yaml" 2>&1)
+echo "$out" | grep -q '"origin": "Namespace plain",' || fail "IST0102 origin: $out"
+out=$("$remoractl" analyze --list-analyzers)
+for a in service.PortNameAnalyzer gateway.CertificateAnalyzer virtualservice.JWTClaimRouteAnalyzer applicationUID.Analyzer injection.Analyzer annotations.K8sAnalyzer serviceentry.ConflictingServiceEntryProtocolAnalyzer deployment.MultiServiceAnalyzer authn.BlockedCIDRsAnalyzer; do
+    echo "$out" | grep -q "^\* $a:\$" || fail "--list-analyzers: no $a: $out"
+done
 # A Service with spec: {} and a headless one without ports are valid Kubernetes.
 printf 'apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec: {}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  clusterIP: None\n' > "$tmp/svc.yaml"
 out=$("$remoractl" analyze "$tmp/svc.yaml" 2>&1)
