@@ -184,12 +184,13 @@ void Distribution::sweep() {
 
 Distribution::Computed Distribution::compute(const std::string& ns,
                                              const std::string& service_account,
-                                             const model::Labels& labels) {
+                                             const model::Labels& labels,
+                                             SnapshotCache::Staleness staleness) {
     // The generation before the workloads: a registration in between is seen again next time.
     uint64_t generation = registry_.generation();
     cache_.update(store_.snapshot(), generation, [this] { return registry_.workload_entries(); });
-    SnapshotCache::Result r = cache_.get(ProxyClass{ns, service_account, labels});
-    return Computed{r.entry->version, r.entry->json, r.config_version};
+    SnapshotCache::Result r = cache_.get(ProxyClass{ns, service_account, labels}, staleness);
+    return Computed{r.entry->version, r.entry->json, r.config_version, r.lagging};
 }
 
 void Distribution::request_push() {
@@ -278,19 +279,22 @@ void Distribution::wake_all() {
         std::lock_guard lock(mu_);
         for (auto& [id, p] : polls_) polls.push_back(p);
     }
-    // The classes of the waiting proxies, translated in parallel first (one helper thread per
-    // spare core): translation is what a push spends its time on, and the cache translates a
-    // class once whoever asks.
-    std::set<ProxyClass> classes;
-    for (auto& p : polls) classes.insert(ProxyClass{p->ns, p->service_account, p->labels});
-    const std::size_t helpers =
-        std::min<std::size_t>(classes.size(), std::max(1u, std::thread::hardware_concurrency())) - (classes.empty() ? 0 : 1);
-    if (helpers > 0) {
-        std::vector<ProxyClass> todo(classes.begin(), classes.end());
+    // The classes of the waiting proxies, translated in parallel (one helper thread per spare
+    // core): translation is what a push spends its time on. Each class once, and its proxies
+    // answered with that result: while registrations keep coming (a start-up storm) a result is
+    // not cached, and asking the cache again per proxy translated the class again per proxy.
+    std::map<ProxyClass, Computed> results;
+    for (auto& p : polls) results.emplace(ProxyClass{p->ns, p->service_account, p->labels}, Computed{});
+    {
+        std::vector<std::pair<const ProxyClass, Computed>*> todo;
+        for (auto& kv : results) todo.push_back(&kv);
+        const std::size_t helpers =
+            todo.empty() ? 0 : std::min<std::size_t>(todo.size(), std::max(1u, std::thread::hardware_concurrency())) - 1;
         std::atomic<std::size_t> next{0};
         auto work = [&] {
             for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
-                compute(todo[i].ns, todo[i].service_account, todo[i].labels);
+                const ProxyClass& c = todo[i]->first;
+                todo[i]->second = compute(c.ns, c.service_account, c.labels);
             }
         };
         std::vector<std::thread> threads;
@@ -299,7 +303,7 @@ void Distribution::wake_all() {
         for (auto& t : threads) t.join();
     }
     for (auto& p : polls) {
-        Computed c = compute(p->ns, p->service_account, p->labels);
+        const Computed& c = results.at(ProxyClass{p->ns, p->service_account, p->labels});
         if (c.version == p->have_version) continue;
         {
             std::lock_guard lock(mu_);
@@ -421,7 +425,10 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
 }
 
 void Distribution::answer_or_wait(const std::shared_ptr<Poll>& poll) {
-    Computed c = compute(poll->ns, poll->service_account, poll->labels);
+    // Endpoints may lag here (the registrations that changed them have a push coming): a first
+    // answer translates only a class never seen or whose config changed.
+    Computed c = compute(poll->ns, poll->service_account, poll->labels,
+                         SnapshotCache::Staleness::RegistrationsMayLag);
     if (c.version != poll->have_version) {
         // A proxy that left while its poll waited here ends it (nothing else will).
         if (!answer(poll, c)) registry_.poll_ended(poll->id);
@@ -440,6 +447,10 @@ void Distribution::answer_or_wait(const std::shared_ptr<Poll>& poll) {
         key = next_poll_++;
         polls_[key] = poll;
     }
+    // It waits holding a snapshot that registrations made out of date: a push computes it anew
+    // (the one those registrations asked for may have gone out while this proxy was between
+    // polls, and answered only the proxies waiting then).
+    if (c.lagging) request_push();
     // (At once when the proxy has left already.)
     poll->responder->on_gone([this, key, pid = poll->id] {
         {

@@ -72,11 +72,13 @@ class Distribution {
         std::string version;
         std::shared_ptr<const std::string> json;  // the snapshot, shared by its class
         uint64_t config_version = 0;
+        bool lagging = false;  // registrations since are not in it (SnapshotCache::Result)
     };
     // The snapshot for one registered workload, from the current store and registry, through the
     // cache of snapshots by class.
     Computed compute(const std::string& ns, const std::string& service_account,
-                     const model::Labels& labels);
+                     const model::Labels& labels,
+                     SnapshotCache::Staleness staleness = SnapshotCache::Staleness::Current);
     // A change of the store or the registry: the push to waiting polls goes out debounced.
     void request_push();
     void arm_push_timer();  // with mu_ held

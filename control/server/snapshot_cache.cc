@@ -328,7 +328,6 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
         stored_ = std::move(stored);
         generation_ = generation;
         registered_ = std::make_shared<const std::vector<model::WorkloadEntry>>(registered());
-        epoch_ += 1;
         return;
     }
     const bool store_moved = stored->version > stored_->version;
@@ -373,6 +372,8 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
         std::string sidecar_after;
         if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
         if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
+            // Registrations alone leave its config current: kept for answers that may lag.
+            if (!store_moved) lagging_[it->first] = it->second;
             it = entries_.erase(it);
             stats_.dropped += 1;
         } else {
@@ -380,18 +381,53 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
             stats_.kept += 1;
         }
     }
+    if (store_moved) {
+        for (auto it = lagging_.begin(); it != lagging_.end();) {
+            std::string sidecar_after;
+            if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
+            if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
+                it = lagging_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    // Translations under way started from the inputs before this change.
+    for (auto& [c, what] : inflight_) {
+        if (store_moved) {
+            what.config_changed = true;
+        } else if (pod_namespaces) {
+            what.pod_namespaces.insert(pod_namespaces->begin(), pod_namespaces->end());
+        } else {
+            what.unknown = true;
+        }
+    }
     stored_ = std::move(new_stored);
     if (registry_moved) generation_ = generation;
     registered_ = std::move(new_registered);
-    epoch_ += 1;
 }
 
-SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
+SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness staleness) {
     std::unique_lock lock(mu_);
     for (int attempt = 0;; ++attempt) {
+        Result out;
+        out.config_version = stored_ ? stored_->version : 0;
+        if (staleness == Staleness::RegistrationsMayLag) {
+            // Without waiting for a translation of the class under way.
+            if (auto it = entries_.find(c); it != entries_.end()) {
+                stats_.hits += 1;
+                out.entry = it->second;
+                return out;
+            }
+            if (auto it = lagging_.find(c); it != lagging_.end()) {
+                stats_.lagging += 1;
+                out.entry = it->second;
+                out.lagging = true;
+                return out;
+            }
+        }
         // One translation of a class at a time: the others wait for it and take its result.
         inflight_cv_.wait(lock, [&] { return !inflight_.count(c); });
-        Result out;
         out.config_version = stored_ ? stored_->version : 0;
         if (auto it = entries_.find(c); it != entries_.end()) {
             stats_.hits += 1;
@@ -402,11 +438,11 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
         // thread) and hits are answered meanwhile; from inputs that stay alive (shared).
         store::SnapshotPtr stored = stored_;
         auto registered = registered_;
-        const uint64_t epoch = epoch_;
-        inflight_.insert(c);
+        inflight_.emplace(c, Inflight{});
         lock.unlock();
         std::shared_ptr<Entry> entry;
         try {
+            if (translate_hook_) translate_hook_(c);
             static const model::Config kEmpty;
             const model::Config& config = stored ? stored->config : kEmpty;
             proxy::snapshot::Snapshot snap = translate::translate(
@@ -437,22 +473,34 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c) {
             throw;
         }
         lock.lock();
+        const Inflight meanwhile = std::move(inflight_.at(c));
         inflight_.erase(c);
         inflight_cv_.notify_all();
         stats_.computes += 1;
         out.config_version = stored ? stored->version : 0;
         out.entry = entry;
-        if (epoch != epoch_) {
-            // The inputs moved while translating: not cached; once more from the new ones, then
-            // (if they keep moving) this answer, which the push their change makes follows.
+        if (meanwhile.config_changed) {
+            // The config moved while translating: not cached; once more from the new one,
+            // then (if it keeps moving) this answer, which the push its change makes follows.
             stats_.stale += 1;
             if (attempt == 0) continue;
             return out;
         }
-        if (entries_.size() >= kMaxClasses) {
+        if (meanwhile.unknown || entry->sees_pods_of(meanwhile.pod_namespaces)) {
+            // Registrations came meanwhile that change its endpoints: not cached, but the newest
+            // this class has (their push follows); not translated again here, which in a
+            // start-up storm (a registration every few milliseconds) would never end.
+            stats_.stale += 1;
+            lagging_[c] = entry;
+            out.lagging = true;
+            return out;
+        }
+        if (entries_.size() + lagging_.size() >= kMaxClasses) {
             entries_.clear();
+            lagging_.clear();
             stats_.overflows += 1;
         }
+        lagging_.erase(c);
         entries_[c] = std::move(entry);
         return out;
     }

@@ -75,7 +75,16 @@ class SnapshotCache {
     struct Result {
         std::shared_ptr<const Entry> entry;
         uint64_t config_version = 0;  // the store version this snapshot is current for
+        // The entry misses registrations made since it was translated (get with
+        // Staleness::RegistrationsMayLag only): a push for them is on its way.
+        bool lagging = false;
     };
+    // Whether get may answer with the newest snapshot of a class that registrations (pods
+    // coming and going: endpoints) have made out of date, rather than translate it now. The
+    // config it holds is current either way. A new poll's first answer may lag (istiod's EDS
+    // is eventually consistent the same way): at 10,000 services every registration of a
+    // start-up storm made its namespace's next poll translate 1,000 services on an io thread.
+    enum class Staleness { Current, RegistrationsMayLag };
     struct Stats {
         uint64_t classes = 0;      // cached now
         uint64_t computes = 0;     // translations done
@@ -85,6 +94,7 @@ class SnapshotCache {
         uint64_t kept = 0;         // entries a change did not touch
         uint64_t overflows = 0;    // times kMaxClasses was reached
         uint64_t stale = 0;        // translations whose inputs changed meanwhile (not cached)
+        uint64_t lagging = 0;      // answered with a snapshot that registrations made out of date
     };
     using Registered = std::function<std::vector<model::WorkloadEntry>()>;
 
@@ -100,18 +110,36 @@ class SnapshotCache {
     void update(store::SnapshotPtr stored, uint64_t generation, const Registered& registered);
     // The snapshot of a class at the current inputs, translated on a miss (without the lock:
     // other classes translate meanwhile; a class is translated by one caller at a time).
-    Result get(const ProxyClass& c);
+    // With RegistrationsMayLag, the class's newest snapshot when only registrations changed it
+    // since, without waiting for a translation under way.
+    Result get(const ProxyClass& c, Staleness staleness = Staleness::Current);
     Stats stats() const;
+    // Tests only: called as a translation of a class begins (without the lock), so that a test
+    // can change the inputs while it runs.
+    void on_translate(std::function<void(const ProxyClass&)> hook) { translate_hook_ = std::move(hook); }
 
   private:
+    std::function<void(const ProxyClass&)> translate_hook_;
     translate::Options options_;
     mutable std::mutex mu_;
     store::SnapshotPtr stored_;
     uint64_t generation_ = 0;
     std::shared_ptr<const std::vector<model::WorkloadEntry>> registered_;
-    uint64_t epoch_ = 0;  // moves with every update that changed the inputs
     std::map<ProxyClass, std::shared_ptr<const Entry>> entries_;
-    std::set<ProxyClass> inflight_;  // classes being translated (without mu_ held)
+    // The newest snapshot of classes not in entries_ whose config is current but whose
+    // endpoints registrations have changed since (dropped by a registration, or translated
+    // while one came): for get(RegistrationsMayLag). A config change touching the class
+    // removes it; caching the class anew replaces it.
+    std::map<ProxyClass, std::shared_ptr<const Entry>> lagging_;
+    // Classes being translated (without mu_ held), with what changed meanwhile: the namespaces
+    // of the pods registered or gone, or something else (the store, or a registration whose
+    // reach is unknown), after which the result is not cached.
+    struct Inflight {
+        bool config_changed = false;
+        bool unknown = false;
+        std::set<std::string> pod_namespaces;
+    };
+    std::map<ProxyClass, Inflight> inflight_;
     std::condition_variable inflight_cv_;
     Stats stats_;
 };

@@ -589,3 +589,139 @@ TEST_CASE("concurrent gets while the store changes end current") {
     // Five classes, many gets: translations are few (once per class per change at most).
     CHECK(f.cache.stats().computes <= 5 * 31 + f.cache.stats().stale);
 }
+
+// A new poll's first answer (get with RegistrationsMayLag) takes the class's newest snapshot
+// when registrations alone made it out of date, without translating; never when the config
+// changed, and never for a class not translated yet.
+TEST_CASE("a first answer may lag registrations, never the config") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    const std::string before = f.cache.get(kA).entry->version;
+    using S = SnapshotCache::Staleness;
+    // A pod of svc-a registers: a's snapshot is out of date (its endpoints).
+    f.set_registered({pod("a", "x-1", "198.18.0.41", {{"app", "x"}})});
+    f.update();
+    uint64_t computes = f.cache.stats().computes;
+    auto lag = f.cache.get(kA, S::RegistrationsMayLag);
+    CHECK(lag.lagging);
+    CHECK(lag.entry->version == before);
+    CHECK(lag.entry->version != f.fresh_version(kA));
+    CHECK(f.cache.stats().computes == computes);
+    CHECK(f.cache.stats().lagging == 1);
+    // Current: translated anew, and from then on the lagging answer is the current one.
+    CHECK(f.computed(kA));
+    auto now = f.cache.get(kA, S::RegistrationsMayLag);
+    CHECK_FALSE(now.lagging);
+    CHECK(now.entry->version == f.fresh_version(kA));
+    // A class never translated is translated, lagging allowed or not.
+    auto first = f.cache.get(kB, S::RegistrationsMayLag);
+    CHECK_FALSE(first.lagging);
+    CHECK(first.entry->version == f.fresh_version(kB));
+    // Registrations, then a config change for a: the lagging snapshot held a's old config and
+    // is gone; a first answer translates.
+    f.set_registered({pod("a", "x-1", "198.18.0.41", {{"app", "x"}}), pod("a", "x-2", "198.18.0.42", {{"app", "x"}})});
+    f.update();
+    CHECK(f.cache.get(kA, S::RegistrationsMayLag).lagging);
+    f.apply(virtual_service("a", "svc-a", "svc-a", "\".\"", 700));
+    f.update();
+    computes = f.cache.stats().computes;
+    auto after_config = f.cache.get(kA, S::RegistrationsMayLag);
+    CHECK_FALSE(after_config.lagging);
+    CHECK(after_config.entry->version == f.fresh_version(kA));
+    CHECK(f.cache.stats().computes == computes + 1);
+    // A config change that does not touch b keeps b's lagging snapshot (its config is current).
+    const std::string b_version = f.cache.get(kB).entry->version;
+    f.set_registered({pod("b", "x-3", "198.18.0.43", {{"app", "x"}})});
+    f.update();
+    f.apply(virtual_service("a", "svc-a", "svc-a", "\".\"", 800));
+    f.update();
+    auto b_lag = f.cache.get(kB, S::RegistrationsMayLag);
+    CHECK(b_lag.lagging);
+    CHECK(b_lag.entry->version == b_version);
+}
+
+// Registrations arriving while classes translate (a start-up storm): translations whose
+// endpoints moved meanwhile are not cached but answered, lagging answers never wait, and once
+// the registrations stop every class ends current.
+TEST_CASE("a start-up storm of registrations ends with every class current") {
+    Fixture f;
+    f.apply(kServices);
+    f.update();
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 4; ++t) {
+        readers.emplace_back([&, t] {
+            for (std::size_t i = t; !stop.load(); ++i) {
+                auto staleness = i % 2 ? SnapshotCache::Staleness::RegistrationsMayLag : SnapshotCache::Staleness::Current;
+                f.cache.get(kClasses[i % kClasses.size()], staleness);
+            }
+        });
+    }
+    std::vector<model::WorkloadEntry> pods;
+    for (int k = 0; k < 60; ++k) {
+        const std::string ns = k % 3 == 0 ? "a" : k % 3 == 1 ? "b" : "c";
+        pods.push_back(pod(ns, "p-" + std::to_string(k), "198.18.1." + std::to_string(k + 1),
+                           {{"app", ns == "c" ? "z" : "x"}}));
+        f.set_registered(pods);
+        const std::vector<model::WorkloadEntry> copy = pods;  // the readers' threads read it
+        f.cache.update(f.store.snapshot(), f.generation, [copy] { return copy; });
+        if (k == 30) {
+            f.apply(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "\".\"", 450));
+            f.cache.update(f.store.snapshot(), f.generation, [copy] { return copy; });
+        }
+    }
+    stop = true;
+    for (auto& t : readers) t.join();
+    for (const auto& c : kClasses) {
+        CHECK(f.cache.get(c).entry->version == f.fresh_version(c));
+        auto r = f.cache.get(c, SnapshotCache::Staleness::RegistrationsMayLag);
+        CHECK_FALSE(r.lagging);
+        CHECK(r.entry->version == f.fresh_version(c));
+    }
+}
+
+// A registration while a class translates: the result misses it, so it is answered but not
+// cached (the next get translates again); a registration elsewhere leaves it cacheable.
+TEST_CASE("a translation that a registration overtakes is answered, not cached") {
+    Fixture f;
+    f.apply(kServices);
+    f.apply(sidecar("a", "default", "", "\"./*\""));  // a's classes hold a's services alone
+    f.update();
+    std::vector<model::WorkloadEntry> next;
+    f.cache.on_translate([&](const ProxyClass&) {
+        if (next.empty()) return;
+        f.set_registered(std::exchange(next, {}));
+        const auto copy = f.registered;
+        f.cache.update(f.store.snapshot(), f.generation, [copy] { return copy; });
+    });
+    // A pod of c registers meanwhile: a's snapshot does not hold c's services, cached.
+    next = {pod("c", "z-1", "198.18.0.50", {{"app", "z"}})};
+    auto r = f.cache.get(kA);
+    CHECK_FALSE(r.lagging);
+    CHECK_FALSE(f.computed(kA));
+    // A pod of a registers meanwhile: answered as the newest a has, not cached.
+    next = f.registered;
+    next.push_back(pod("a", "x-1", "198.18.0.51", {{"app", "x"}}));
+    f.apply(virtual_service("a", "svc-a", "svc-a", "\".\"", 900));
+    f.update();
+    r = f.cache.get(kA);
+    CHECK(r.lagging);
+    CHECK(r.entry->version != f.fresh_version(kA));
+    auto lag = f.cache.get(kA, SnapshotCache::Staleness::RegistrationsMayLag);
+    CHECK(lag.lagging);
+    CHECK(lag.entry == r.entry);
+    CHECK(f.computed(kA));
+    // The config changing meanwhile: translated once more from the new config.
+    f.cache.on_translate([&, once = true](const ProxyClass&) mutable {
+        if (!once) return;
+        once = false;
+        f.apply(virtual_service("a", "svc-a", "svc-a", "\".\"", 950));
+        f.update();
+    });
+    const uint64_t computes = f.cache.stats().computes;
+    r = f.cache.get(kB);
+    CHECK_FALSE(r.lagging);
+    CHECK(f.cache.stats().computes == computes + 2);
+    CHECK(r.entry->version == f.fresh_version(kB));
+}
