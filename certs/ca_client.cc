@@ -185,7 +185,8 @@ asio::awaitable<void> run_call(beast::ssl_stream<beast::tcp_stream>& stream, Cal
     beast::get_lowest_layer(stream).expires_after(options.timeout);
     auto [xec, xn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
     if (xec) fail("reading the answer failed", xec);
-    call.result = {static_cast<int>(parser.get().result_int()), parser.get().body()};
+    call.result = {static_cast<int>(parser.get().result_int()), parser.get().body(),
+                   std::string(parser.get()[http::field::content_encoding])};
     // The answer is complete; a truncated close is not an error here.
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
     co_await stream.async_shutdown(use_nothrow);
@@ -207,6 +208,7 @@ http::request<http::string_body> make_request(const CaClientOptions& options,
     if (!body.empty() || verb == http::verb::post) req.set(http::field::content_type, content_type);
     req.keep_alive(keep_alive);
     if (options.bearer_token) req.set(http::field::authorization, "Bearer " + *options.bearer_token);
+    if (!options.accept_encoding.empty()) req.set(http::field::accept_encoding, options.accept_encoding);
     req.body() = body;
     req.prepare_payload();
     return req;
@@ -347,7 +349,8 @@ asio::awaitable<void> run_kept_call(ControlConnection::State& st, const CaClient
             }
             fail("reading the answer failed", xec);
         }
-        result = {static_cast<int>(parser.get().result_int()), parser.get().body()};
+        result = {static_cast<int>(parser.get().result_int()), parser.get().body(),
+                  std::string(parser.get()[http::field::content_encoding])};
         if (!parser.get().keep_alive()) {
             beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
             co_await stream.async_shutdown(use_nothrow);

@@ -72,11 +72,15 @@ struct CaClientOptions {
     // Deadline for each step: connect, TLS handshake, sending, and reading the whole answer.
     std::chrono::milliseconds timeout{30000};
     std::shared_ptr<CallCanceller> canceller;  // optional
+    // Sent as Accept-Encoding when not empty (the subscriber's "gzip"); the answer's body is
+    // returned as it came, with its Content-Encoding.
+    std::string accept_encoding;
 };
 
 struct CaClientResult {
     int status = 0;
     std::string body;
+    std::string content_encoding;  // the answer's Content-Encoding ("" = none)
 };
 
 // One request to the control plane's TLS API (`method` "GET", "POST", "DELETE"; `target` a path

@@ -71,6 +71,10 @@ The Remora control plane: the mesh's certificate authority and its store of Isti
   --debounce-after D     push a change to proxies once no other came for D (Istio's
                          PILOT_DEBOUNCE_AFTER; default 100ms as there; 0: push at once)
   --debounce-max D       ... but at most D after the first change (PILOT_DEBOUNCE_MAX; default 10s)
+  --mesh-scrape-interval D
+                         how often the mesh page reads every registered proxy's metrics at its
+                         pod address, port 15090 (default 2s; 0: never, the page then shows
+                         proxies but no traffic)
 
 Shared state for several replicas (each serves CA and distribution; any answers any proxy):
   --store dir|etcd       where the config, the CA and the proxy registry live: the state dir
@@ -232,7 +236,7 @@ HttpResponse monitoring_handler(CertificateAuthority& ca, const server::Distribu
                          req.version());
 }
 
-// --debounce-after / --debounce-max: a Go duration ("100ms", "10s"), 0 to 1 h.
+// --debounce-after / --debounce-max / --mesh-scrape-interval: a Go duration ("100ms", "10s"), 0 to 1 h.
 std::chrono::milliseconds debounce_flag(const Args& args, const char* flag,
                                         std::chrono::milliseconds fallback) {
     auto text = args.get(flag);
@@ -249,7 +253,7 @@ int run(const std::vector<std::string>& argv) {
               {"state-dir", "listen", "monitoring", "trust-domain", "ca-cert", "ca-key",
                "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
                "inject-image", "inject-control-address", "kubeconfig", "kube-context", "debounce-after",
-               "debounce-max", "store", "etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key",
+               "debounce-max", "mesh-scrape-interval", "store", "etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key",
                "ca-key-encryption-key-file", "registration-ttl", "registration-grace"},
               {"help", "inject-native-sidecar", "inject-no-hold", "kube"});
     if (args.has("help")) {
@@ -469,7 +473,9 @@ int run(const std::vector<std::string>& argv) {
         registry_sync = std::make_unique<etcd::RegistrySync>(*etcd_client, etcd_prefix,
                                                              *proxy_registry, registration_ttl, log);
     }
-    mesh_graph.emplace(*proxy_registry, std::chrono::seconds(2));
+    const auto scrape_interval =
+        debounce_flag(args, "mesh-scrape-interval", std::chrono::milliseconds(2000));
+    mesh_graph.emplace(*proxy_registry, scrape_interval);
     mesh_page.emplace(*proxy_registry, *distribution, *mesh_graph, config.trust_domain);
     config_api.emplace(*config_store, std::move(auth), mesh, log);
     std::optional<store::ConfigDirWatcher> watcher;
@@ -495,7 +501,7 @@ int run(const std::vector<std::string>& argv) {
                });
     distribution->start();
     if (registry_sync) registry_sync->start();
-    mesh_graph->start();
+    if (scrape_interval.count() > 0) mesh_graph->start();
     api->start();
     mon->start();
     if (hook) {

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config g++ cmake python3 curl openssl
-          libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libre2-dev libyaml-dev doctest-dev
+          libboost1.81-dev libssl-dev libnghttp2-dev zlib1g-dev libyaml-cpp-dev libre2-dev libyaml-dev doctest-dev
           iproute2 util-linux iptables prometheus redis-server python3-grpcio
           nghttp2-client nghttp2-server clang-14 libclang-rt-14-dev nodejs python3-yaml python3-h2
           podman buildah runc catatonit libmimalloc-dev chromium etcd-server etcd-client)

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/args.h"
+#include "common/gzip.h"
 #include "proxy/snapshot/snapshot_json.h"
 
 namespace remora::control::server {
@@ -32,6 +33,7 @@ struct Distribution::Poll {
     std::shared_ptr<common::Responder> responder;
     std::chrono::steady_clock::time_point deadline;
     unsigned http_version = 11;
+    bool gzip = false;  // its Accept-Encoding allows gzip
 };
 
 namespace {
@@ -230,33 +232,51 @@ proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, cons
     return proxy::snapshot::from_json(json::parse(*compute(ns, service_account, labels).json));
 }
 
-std::shared_ptr<const std::string> Distribution::message_for(const Computed& c) {
+std::shared_ptr<const std::string> Distribution::message_for(const Computed& c, bool gzip) {
+    std::shared_ptr<const std::string> body;
+    {
+        std::lock_guard lock(messages_mu_);
+        auto it = messages_.find(c.json);
+        if (it != messages_.end() && it->second.config_version == c.config_version) {
+            if (!gzip) return it->second.body;
+            if (it->second.gzipped) return it->second.gzipped;
+            body = it->second.body;
+        }
+    }
+    if (!body) {
+        auto b = std::make_shared<std::string>();
+        b->reserve(c.json->size() + c.version.size() + 64);
+        *b += "{\"version\":\"";
+        *b += c.version;
+        *b += "\",\"configVersion\":";
+        *b += std::to_string(c.config_version);
+        *b += ",\"snapshot\":";
+        *b += *c.json;
+        *b += "}\n";
+        body = std::move(b);
+    }
+    // Compressed without the lock (tens of milliseconds for a large snapshot); two polls of a
+    // class racing here may both compress it, once.
+    std::shared_ptr<const std::string> gzipped;
+    if (gzip) gzipped = std::make_shared<const std::string>(common::gzip(*body, 6));
     std::lock_guard lock(messages_mu_);
     auto it = messages_.find(c.json);
-    if (it != messages_.end() && it->second.first == c.config_version) return it->second.second;
-    auto body = std::make_shared<std::string>();
-    body->reserve(c.json->size() + c.version.size() + 64);
-    *body += "{\"version\":\"";
-    *body += c.version;
-    *body += "\",\"configVersion\":";
-    *body += std::to_string(c.config_version);
-    *body += ",\"snapshot\":";
-    *body += *c.json;
-    *body += "}\n";
     if (it == messages_.end()) {
         std::erase_if(messages_, [](const auto& kv) { return kv.first.use_count() == 1; });
-        messages_.emplace(c.json, std::make_pair(c.config_version, body));
-    } else {
-        it->second = {c.config_version, body};
+        it = messages_.emplace(c.json, Message{c.config_version, body, nullptr}).first;
+    } else if (it->second.config_version != c.config_version) {
+        it->second = Message{c.config_version, body, nullptr};
     }
-    return body;
+    if (!gzip) return it->second.body;
+    if (!it->second.gzipped) it->second.gzipped = gzipped;
+    return it->second.gzipped;
 }
 
 bool Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {
-    if (!poll->responder->respond(json_response(200, std::string(), poll->http_version),
-                                  message_for(c))) {
-        return false;
-    }
+    HttpResponse res = json_response(200, std::string(), poll->http_version);
+    if (poll->gzip) res.set(http::field::content_encoding, "gzip");
+    res.set(http::field::vary, "Accept-Encoding");
+    if (!poll->responder->respond(std::move(res), message_for(c, poll->gzip))) return false;
     registry_.sent(poll->id, c.version, c.config_version, c.json);
     end_poll_when_released(poll);
     pushes_ += 1;
@@ -283,6 +303,8 @@ void Distribution::wake_all() {
     // core): translation is what a push spends its time on. Each class once, and its proxies
     // answered with that result: while registrations keep coming (a start-up storm) a result is
     // not cached, and asking the cache again per proxy translated the class again per proxy.
+    const auto started = std::chrono::steady_clock::now();
+    const uint64_t computes_before = cache_.stats().computes;
     std::map<ProxyClass, Computed> results;
     for (auto& p : polls) results.emplace(ProxyClass{p->ns, p->service_account, p->labels}, Computed{});
     {
@@ -302,6 +324,8 @@ void Distribution::wake_all() {
         work();
         for (auto& t : threads) t.join();
     }
+    const auto computed = std::chrono::steady_clock::now();
+    std::size_t answered = 0;
     for (auto& p : polls) {
         const Computed& c = results.at(ProxyClass{p->ns, p->service_account, p->labels});
         if (c.version == p->have_version) continue;
@@ -317,8 +341,13 @@ void Distribution::wake_all() {
             }
             if (!mine) continue;  // another wake answered it
         }
-        answer(p, c);
+        if (answer(p, c)) answered += 1;
     }
+    auto ms = [](auto d) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()); };
+    log_("push: " + std::to_string(results.size()) + " classes of " + std::to_string(polls.size()) +
+         " waiting proxies (" + std::to_string(cache_.stats().computes - computes_before) + " translated) in " +
+         ms(computed - started) + " ms; " + std::to_string(answered) + " answered in " +
+         ms(std::chrono::steady_clock::now() - computed) + " ms");
 }
 
 void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& peer,
@@ -391,6 +420,7 @@ void Distribution::subscribe(const HttpRequest& req, const common::PeerInfo& pee
     poll->have_version = string_field(o, "version");
     poll->responder = responder;
     poll->http_version = v;
+    poll->gzip = common::accepts_gzip(req[http::field::accept_encoding]);
     std::chrono::seconds wait = options_.default_wait;
     if (const json::value* w = o.if_contains("waitSeconds"); w && w->is_int64()) {
         wait = std::chrono::seconds(std::clamp<int64_t>(w->get_int64(), 0, options_.max_wait.count()));

@@ -106,7 +106,9 @@ async function refresh() {
     }
     if (chosen) from.value = chosen;
     draw(g);
-    $("#at").textContent = "scraped " + new Date(1000 * g.scrapedAt).toISOString() + ", every " + g.intervalSeconds + " s";
+    $("#at").textContent = g.intervalSeconds > 0
+      ? "scraped " + new Date(1000 * g.scrapedAt).toISOString() + ", every " + g.intervalSeconds + " s"
+      : "proxies' metrics not scraped (remora-control --mesh-scrape-interval 0)";
   } catch (err) { $("#at").textContent = "error: " + err; }
 }
 $("#explain").addEventListener("submit", async (ev) => {

@@ -86,7 +86,11 @@ class ConfigIndex {
         switch (k.kind) {
         case store::Kind::VirtualService: {
             const auto& r = config_.virtual_services[i];
-            return r.meta.valid ? exported(r.meta.ns, r.export_to) : everything();
+            if (!r.meta.valid) return everything();
+            const ChangeScope e = exported(r.meta.ns, r.export_to);
+            ChangeScope s;
+            s.imported.push_back({r.meta.ns, e.all, e.namespaces});
+            return s;
         }
         case store::Kind::DestinationRule: {
             const auto& r = config_.destination_rules[i];
@@ -193,11 +197,20 @@ bool same_workload(const model::WorkloadEntry& a, const model::WorkloadEntry& b)
 }  // namespace
 
 bool ChangeScope::touches(const ProxyClass& c, const std::string& sidecar_before,
-                          const std::string& sidecar_after) const {
+                          const std::string& sidecar_after,
+                          const std::set<std::string>* sidecar_imports) const {
     if (all || namespaces.count(c.ns)) return true;
     if (!sidecars.empty() &&
         (sidecar_before != sidecar_after || sidecars.count(sidecar_before))) {
         return true;
+    }
+    // (Its Sidecar is the same before and after here.)
+    for (const Imported& i : imported) {
+        if (!i.all && !i.namespaces.count(c.ns)) continue;
+        if (sidecar_before.empty() || !sidecar_imports || sidecar_imports->count("*") ||
+            sidecar_imports->count(i.ns)) {
+            return true;
+        }
     }
     for (const auto& [ns, selector] : selected) {
         if (ns == c.ns && selects(selector, c.labels)) return true;
@@ -213,6 +226,9 @@ void ChangeScope::add(const ChangeScope& other) {
     }
     namespaces.insert(other.namespaces.begin(), other.namespaces.end());
     sidecars.insert(other.sidecars.begin(), other.sidecars.end());
+    for (const Imported& i : other.imported) {
+        if (std::find(imported.begin(), imported.end(), i) == imported.end()) imported.push_back(i);
+    }
     for (const auto& s : other.selected) {
         if (!namespaces.count(s.first) &&
             std::find(selected.begin(), selected.end(), s) == selected.end()) {
@@ -240,6 +256,20 @@ std::string ChangeScope::str() const {
             }
             out += "}";
         }
+    }
+    for (const Imported& i : imported) {
+        out += out.empty() ? "" : "; ";
+        out += "virtual services of " + i.ns + " for ";
+        if (i.all) {
+            out += "all";
+        } else {
+            bool first = true;
+            for (const auto& ns : i.namespaces) {
+                out += (first ? "" : ",") + ns;
+                first = false;
+            }
+        }
+        out += " where imported";
     }
     if (!sidecars.empty()) {
         out += out.empty() ? "sidecars " : "; sidecars ";
@@ -371,7 +401,7 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
         }
         std::string sidecar_after;
         if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
-        if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
+        if (scope.touches(it->first, it->second->sidecar, sidecar_after, &it->second->sidecar_imports)) {
             // Registrations alone leave its config current: kept for answers that may lag.
             if (!store_moved) lagging_[it->first] = it->second;
             it = entries_.erase(it);
@@ -385,7 +415,7 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
         for (auto it = lagging_.begin(); it != lagging_.end();) {
             std::string sidecar_after;
             if (!scope.sidecars.empty()) sidecar_after = sidecar_key(new_stored->config, it->first, options_);
-            if (scope.touches(it->first, it->second->sidecar, sidecar_after)) {
+            if (scope.touches(it->first, it->second->sidecar, sidecar_after, &it->second->sidecar_imports)) {
                 it = lagging_.erase(it);
             } else {
                 ++it;
@@ -450,7 +480,17 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness stalenes
             entry = std::make_shared<Entry>();
             auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
             entry->version = version_of_json(*text);
-            entry->sidecar = sidecar_key(config, c, options_);
+            if (const model::Sidecar* sc = translate::sidecar_for(config, c.ns, c.labels, options_)) {
+                entry->sidecar = sc->meta.ns + "/" + sc->meta.name;
+                if (sc->egress.empty()) entry->sidecar_imports.insert("*");
+                for (const model::IstioEgressListener& e : sc->egress) {
+                    for (const std::string& h : e.hosts) {
+                        const std::string ns = h.substr(0, h.find('/'));
+                        if (ns.starts_with('~')) continue;
+                        entry->sidecar_imports.insert(ns == "." ? c.ns : ns);
+                    }
+                }
+            }
             const std::string suffix = "." + options_.cluster_domain;
             for (const auto& cl : snap.clusters) {
                 const std::string& h = cl.service_host;

@@ -34,16 +34,32 @@ struct ChangeScope {
     bool all = false;
     std::set<std::string> namespaces;
     std::vector<std::pair<std::string, model::Labels>> selected;  // (namespace, selector)
+    // VirtualServices changed: their namespace and the classes they are exported to (all, or
+    // these namespaces). Translation imports a VirtualService into a class that a Sidecar
+    // scopes only when an egress host names its namespace (or `*`), so those classes are
+    // touched only then: a change in `ns-0` exported everywhere leaves the classes of other
+    // namespaces under the namespace default Sidecar (`./*`) alone, as istiod's SidecarScope.
+    struct Imported {
+        std::string ns;
+        bool all = false;
+        std::set<std::string> namespaces;
+        auto operator<=>(const Imported&) const = default;
+    };
+    std::vector<Imported> imported;
     // Sidecars ("namespace/name") changed, added or removed: the classes whose Sidecar was one
     // of them or whose Sidecar is now another one (SnapshotCache::update decides, with the
     // Sidecar each entry was translated under).
     std::set<std::string> sidecars;
 
-    // Whether the class is touched, given the Sidecar it was translated under ("" = none) and the
-    // one that applies to it after the change.
+    // Whether the class is touched, given the Sidecar it was translated under ("" = none), the
+    // one that applies to it after the change, and the namespaces the egress hosts of the first
+    // name ("*" for any; null: unknown, any).
     bool touches(const ProxyClass& c, const std::string& sidecar_before = "",
-                 const std::string& sidecar_after = "") const;
-    bool empty() const { return !all && namespaces.empty() && selected.empty() && sidecars.empty(); }
+                 const std::string& sidecar_after = "",
+                 const std::set<std::string>* sidecar_imports = nullptr) const;
+    bool empty() const {
+        return !all && namespaces.empty() && selected.empty() && sidecars.empty() && imported.empty();
+    }
     void add(const ChangeScope& other);
     std::string str() const;  // "all", "namespaces a,b; selected a{app=x}; sidecars a/s", "none"
 };
@@ -64,6 +80,8 @@ class SnapshotCache {
         // The Sidecar that scoped it ("namespace/name"; "" = none): with (namespace, service
         // account, labels) the class's full key, kept here because the labels decide it.
         std::string sidecar;
+        // The namespaces its Sidecar's egress hosts name ("*": any; `.` as the class's own).
+        std::set<std::string> sidecar_imports;
         // The namespaces of the Kubernetes services its clusters are for (from their hosts,
         // name.<ns>.<cluster domain>), and whether some cluster's host is not one (a
         // ServiceEntry's): a registered pod changes only its own namespace's services'

@@ -16,6 +16,8 @@ and the time until the last proxy whose snapshot it changes has ACKed it. Report
   etcd_s            the etcd members' CPU seconds over the same time (--etcd-members)
   rss_MiB           resident memory after them (and the peak, VmHWM); the largest replica's
   snap_KiB          snapshot bytes per proxy (mean of the last pushes)
+  wire_KiB          the bytes those answers took on the wire (gzip, as remora-proxy asks for it;
+                    --client-identity: without)
   held_KiB          snapshot bytes per proxy over every proxy before the applies (mean)
   classes           distinct proxy classes (namespace, service account, labels) cached
   apply_s           how long `remoractl apply` itself took (median; part of last_ack)
@@ -114,7 +116,11 @@ class Control:
         self.port, self.mon = free_port(), free_port()
         self.log = os.path.join(tmp, f"control-{index}.log")
         argv = [binary, "--state-dir", state, "--listen", f"127.0.0.1:{self.port}",
-                "--monitoring", f"127.0.0.1:{self.mon}", *store_args]
+                "--monitoring", f"127.0.0.1:{self.mon}",
+                *store_args]
+        # The simulated pods' addresses lead nowhere: never scrape them (when it can say so).
+        if "--mesh-scrape-interval" in subprocess.run([binary, "--help"], capture_output=True, text=True).stdout:
+            argv += ["--mesh-scrape-interval", "0"]
         with open(self.log, "w") as f:
             self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -225,9 +231,12 @@ class SimProxy:
     def __init__(self, index, ns, labels, ctx, control):
         self.index, self.ns, self.labels, self.ctx, self.control = index, ns, labels, ctx, control
         self.name = f"p-{index}"
-        self.ip = f"198.18.{index // 250}.{index % 250 + 1}"
+        # In 127.0.0.0/8: nothing listens there, and whatever connects to a registered pod (the
+        # mesh page's metrics scrape, in remora-control builds without --mesh-scrape-interval)
+        # stays on loopback.
+        self.ip = f"127.18.{index // 250}.{index % 250 + 1}"
         self.version = ""
-        self.received = []  # (monotonic time the ACK went out, version, bytes)
+        self.received = []  # (monotonic time the ACK went out, version, bytes, bytes on the wire)
         self.errors = 0
 
 
@@ -287,14 +296,14 @@ async def run_proxy(p, stop, wait_seconds=60):
                 await writer.drain()
                 if report and p.received and p.received[-1][0] is None:
                     # The ACK of what came last is on its way: that is when it counts.
-                    t, v, n = p.received[-1]
-                    p.received[-1] = (time.monotonic(), v, n)
+                    t, v, n, w = p.received[-1]
+                    p.received[-1] = (time.monotonic(), v, n, w)
                 status, payload, close = await read_response(reader)
                 if status == 200:
                     m = VERSION_RE.search(payload[:200])
                     p.version = m.group(1).decode() if m else ""
                     report = p.version
-                    p.received.append((None, p.version, len(payload)))
+                    p.received.append((None, p.version, len(payload), len(payload)))
                 elif status != 304:
                     p.errors += 1
                     await asyncio.sleep(0.5)
@@ -312,7 +321,7 @@ class NativeClient:
     ConfigSubscriber does: one mTLS connection per poll, the ACK on the next poll, the whole
     answer read). Its event lines update the same SimProxy records run_proxy does."""
 
-    def __init__(self, binary, proxies, root, svids, tmp, label, threads, keep_alive,
+    def __init__(self, binary, proxies, root, svids, tmp, label, threads, keep_alive, gzip=True,
                  wait_seconds=60):
         spec = {"bundle": root, "waitSeconds": wait_seconds, "identities": svids,
                 "proxies": [{"name": p.name, "workload": p.name.rsplit("-", 1)[0], "ip": p.ip,
@@ -324,12 +333,14 @@ class NativeClient:
         self.proxies = proxies
         self.binary, self.path, self.threads = binary, path, threads
         self.keep_alive = keep_alive
+        self.gzip = gzip
         self.errors_seen = []
 
     async def start(self):
         self.proc = await asyncio.create_subprocess_exec(
             self.binary, self.path, "--threads", str(self.threads),
-            *([] if self.keep_alive else ["--new-connection-per-poll"]), stdout=subprocess.PIPE,
+            *([] if self.keep_alive else ["--new-connection-per-poll"]),
+            *([] if self.gzip else ["--identity"]), stdout=subprocess.PIPE,
             limit=1 << 20)
         self.reader = asyncio.create_task(self.read())
 
@@ -340,15 +351,15 @@ class NativeClient:
                 return
             kind, _, rest = line.decode().rstrip("\n").partition(" ")
             if kind == "got":
-                i, version, size, _t = rest.split(" ")
+                i, version, size, _t, *wire = rest.split(" ")
                 p = self.proxies[int(i)]
                 p.version = version
-                p.received.append((None, version, int(size)))
+                p.received.append((None, version, int(size), int(wire[0]) if wire else int(size)))
             elif kind == "ack":
                 i, version, t = rest.split(" ")
                 p = self.proxies[int(i)]
                 if p.received and p.received[-1][0] is None and p.received[-1][1] == version:
-                    p.received[-1] = (float(t), version, p.received[-1][2])
+                    p.received[-1] = (float(t), version, *p.received[-1][2:])
             elif kind == "err":
                 i, _, why = rest.partition(" ")
                 self.proxies[int(i)].errors += 1
@@ -372,6 +383,16 @@ def run(argv, **kw):
 
 def apply(ctl, control, state, path):
     run([ctl, "apply", "-f", path, "--control", f"localhost:{control.port}", "--state-dir", state])
+
+
+def synced(ctl, control, state):
+    """How many proxies proxy-status shows SYNCED with the snapshot they should run now (a proxy
+    may have been sent one that registrations since made out of date: its push is coming)."""
+    out = subprocess.run([ctl, "proxy-status", "-o", "json", "--control", f"localhost:{control.port}",
+                          "--state-dir", state], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        return 0
+    return sum(1 for p in json.loads(out.stdout) if p["status"] == "SYNCED")
 
 
 async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
@@ -439,13 +460,14 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
         if args.client == "native":
             native = NativeClient(args.sim_bin, proxies, root, svids, tmp,
                                   f"{name}-{n_services}-{sidecar}", args.client_threads,
-                                  not args.client_new_connection_per_poll)
+                                  not args.client_new_connection_per_poll, not args.client_identity)
             await native.start()
             tasks = []
         else:
             tasks = [asyncio.create_task(run_proxy(p, stop)) for p in proxies]
         try:
-            # Registered, each with a snapshot, and quiet (registrations change endpoints).
+            # Registered, each with a snapshot, quiet (registrations change endpoints), and every
+            # proxy SYNCED with what it should run now.
             deadline = time.monotonic() + args.start_timeout
             quiet_since, seen = time.monotonic(), 0
             while True:
@@ -453,7 +475,9 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                 total = sum(len(p.received) for p in proxies)
                 if total != seen:
                     seen, quiet_since = total, time.monotonic()
-                if all(p.version for p in proxies) and time.monotonic() - quiet_since > 3:
+                # (Each replica lists the proxies subscribed to it.)
+                if (all(p.version for p in proxies) and time.monotonic() - quiet_since > 3 and
+                        sum([await asyncio.to_thread(synced, ctl, c, state) for c in controls]) == len(proxies)):
                     break
                 if time.monotonic() > deadline:
                     have = sum(1 for p in proxies if p.version)
@@ -465,7 +489,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
             cpu0 = sum(c.cpu_seconds() for c in controls)
             etcd_cpu0 = etcd.cpu_seconds() if etcd else 0.0
             wall0 = time.monotonic()
-            last_acks, acks, sizes, apply_times = [], [], [], []
+            last_acks, acks, sizes, wires, apply_times = [], [], [], [], []
             for k in range(args.applies):
                 path = os.path.join(tmp, f"change-{name}-{k}.yaml")
                 with open(path, "w") as f:
@@ -488,6 +512,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                     await asyncio.sleep(0.005)
                 times = [p.received[marks[p.index]][0] - t0 for p in expect]
                 sizes += [p.received[marks[p.index]][2] for p in expect]
+                wires += [p.received[marks[p.index]][3] for p in expect]
                 others = sum(1 for p in proxies if p not in expect and len(p.received) > marks[p.index])
                 acks += times
                 last_acks.append(max(times))
@@ -516,6 +541,7 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                 "ack_p99": percentile(acks, 99), "cpu_s": cpu, "cores": cpu / wall / len(controls),
                 "etcd_cpu_s": etcd_cpu, "rss": rss, "hwm": hwm,
                 "snap_kib": statistics.mean(sizes) / 1024 if sizes else 0.0,
+                "wire_kib": statistics.mean(wires) / 1024 if wires else 0.0,
                 "held_kib": statistics.mean(held) / 1024 if held else 0.0,
                 "apply_s": statistics.median(apply_times),
                 "classes": classes, "errors": errors}
@@ -565,6 +591,8 @@ def main():
                          "connection, as remora-proxy does)")
     ap.add_argument("--client-keep-alive", action="store_true",
                     help="(the default now; kept so old command lines run)")
+    ap.add_argument("--client-identity", action="store_true",
+                    help="the native client asks for answers without gzip (remora-proxy asks for gzip)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs)")
     args = ap.parse_args()
     if args.replicas > 1 and args.store == "dir" and not args.etcd_members:
@@ -602,13 +630,13 @@ def main():
                         continue
                     rows.append((n, label, r))
         print(f"\n{'services':>8} {'control':>9} {'last_ack p50/p99 s':>19} {'ack p50/p99 s':>14} "
-              f"{'cpu_s':>6} {'cores':>5} {'etcd_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
+              f"{'cpu_s':>6} {'cores':>5} {'etcd_s':>6} {'rss/peak MiB':>13} {'snap_KiB':>9} {'wire_KiB':>9} {'held_KiB':>9} {'classes':>7} {'start_s':>7} {'apply_s':>7}")
         for n, name, r in rows:
             classes = "-" if r["classes"] is None else f"{r['classes']:.0f}"
             print(f"{n:>8} {name:>9} {r['last_p50']:>9.3f}/{r['last_p99']:<9.3f} "
                   f"{r['ack_p50']:>6.3f}/{r['ack_p99']:<7.3f} {r['cpu_s']:>6.1f} {r['cores']:>5.2f} "
                   f"{'-' if r['etcd_cpu_s'] is None else format(r['etcd_cpu_s'], '.1f'):>6} "
-                  f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {r['held_kib']:>9.0f} {classes:>7} "
+                  f"{r['rss']:>6.0f}/{r['hwm']:<6.0f} {r['snap_kib']:>9.0f} {r['wire_kib']:>9.0f} {r['held_kib']:>9.0f} {classes:>7} "
                   f"{r['startup_s']:>7.1f} {r['apply_s']:>7.2f}" + (f"  ({r['errors']} poll errors)" if r["errors"] else ""))
     finally:
         if args.keep:

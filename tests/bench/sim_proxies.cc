@@ -10,17 +10,20 @@
 // first bytes of an answer (the version), so a thousand 17 MB answers in flight do not need
 // 17 GB. One io_context per --threads, proxies spread over them.
 //
-//   sim_proxies SPEC.json [--threads N] [--new-connection-per-poll]
+//   sim_proxies SPEC.json [--threads N] [--new-connection-per-poll] [--identity]
+// --identity asks for answers without gzip (remora-proxy asks for gzip, and so does this by
+// default; only the first bytes of an answer, the version, are inflated).
 // --new-connection-per-poll opens a new connection for every poll, as remora-proxy did before it
 // kept its control connection (every push then costs the control plane a handshake per proxy).
 // (--keep-alive, the default, is accepted for old command lines.)
 // SPEC: {"bundle": "root.pem", "trustDomain": "cluster.local", "waitSeconds": 60,
 //        "identities": {"ns-0": "DIR with cert-chain.pem and key.pem", ...},
-//        "proxies": [{"name": "p-0", "workload": "p", "ip": "198.18.0.1", "labels": {...},
+//        "proxies": [{"name": "p-0", "workload": "p", "ip": "127.18.0.1", "labels": {...},
 //                     "ports": [8080], "identity": "ns-0", "control": "127.0.0.1:15012"}, ...]}
 // Writes one line per event on stdout, times in CLOCK_MONOTONIC seconds (Python's
 // time.monotonic()):
-//   got INDEX VERSION BYTES T   a 200 answer was read whole
+//   got INDEX VERSION BYTES T WIRE   a 200 answer was read whole: the message's bytes, and the
+//                                    bytes that came (fewer when gzip)
 //   ack INDEX VERSION T         the poll carrying the ACK of VERSION has been written
 //   err INDEX WHY               a poll failed (the proxy backs off and retries)
 // Runs until killed.
@@ -33,9 +36,13 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include <zlib.h>
+
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -58,25 +65,66 @@ namespace {
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kHeadBytes = 256;  // enough for "version" at the start of the answer
 
-// A response body that counts its bytes and keeps the first kHeadBytes.
+// A response body that counts its bytes and keeps the first kHeadBytes of the message: as they
+// came, or inflated when the answer is gzip (as remora-proxy asks for), with the message's size
+// from gzip's trailer (ISIZE: the size modulo 2^32).
 struct CountingBody {
     struct value_type {
-        std::size_t size = 0;
-        std::string head;
+        std::size_t size = 0;  // bytes on the wire
+        std::string head;      // the message's first bytes
+        bool gzip = false;
+        z_stream z{};
+        bool inflating = false;
+        unsigned char tail[4] = {0, 0, 0, 0};  // the last four bytes (gzip's ISIZE)
+        value_type() = default;
+        value_type(const value_type&) = delete;
+        value_type& operator=(const value_type&) = delete;
+        ~value_type() {
+            if (inflating) inflateEnd(&z);
+        }
+        // The message's size: the bytes, or what the gzip trailer says they inflate to.
+        std::size_t message_size() const {
+            if (!gzip) return size;
+            return static_cast<std::size_t>(tail[0]) | static_cast<std::size_t>(tail[1]) << 8 |
+                   static_cast<std::size_t>(tail[2]) << 16 | static_cast<std::size_t>(tail[3]) << 24;
+        }
     };
     struct reader {
         value_type& body;
+        std::function<bool()> gzip;  // whether the head says Content-Encoding: gzip
+        // (Made with the parser, before the head is read: init() looks at it.)
         template <bool isRequest, class Fields>
-        reader(http::header<isRequest, Fields>&, value_type& b) : body(b) {}
-        void init(const boost::optional<std::uint64_t>&, beast::error_code& ec) { ec = {}; }
+        reader(http::header<isRequest, Fields>& h, value_type& b)
+            : body(b), gzip([&h] { return beast::iequals(h[http::field::content_encoding], "gzip"); }) {}
+        void init(const boost::optional<std::uint64_t>&, beast::error_code& ec) {
+            ec = {};
+            body.gzip = gzip();
+            if (body.gzip && !body.inflating) body.inflating = inflateInit2(&body.z, 15 + 16) == Z_OK;
+        }
         template <class Buffers>
         std::size_t put(const Buffers& buffers, beast::error_code& ec) {
             ec = {};
             std::size_t n = 0;
             for (auto b : beast::buffers_range_ref(buffers)) {
-                if (body.head.size() < kHeadBytes) {
-                    body.head.append(static_cast<const char*>(b.data()),
-                                     std::min(b.size(), kHeadBytes - body.head.size()));
+                const auto* data = static_cast<const unsigned char*>(b.data());
+                if (body.head.size() < kHeadBytes && !body.gzip) {
+                    body.head.append(reinterpret_cast<const char*>(data), std::min(b.size(), kHeadBytes - body.head.size()));
+                } else if (body.head.size() < kHeadBytes && body.inflating) {
+                    // Only the head is inflated; the rest is counted.
+                    char out[kHeadBytes];
+                    body.z.next_in = const_cast<unsigned char*>(data);
+                    body.z.avail_in = static_cast<uInt>(b.size());
+                    while (body.z.avail_in > 0 && body.head.size() < kHeadBytes) {
+                        body.z.next_out = reinterpret_cast<Bytef*>(out);
+                        body.z.avail_out = static_cast<uInt>(kHeadBytes - body.head.size());
+                        const int rc = inflate(&body.z, Z_NO_FLUSH);
+                        body.head.append(out, kHeadBytes - body.head.size() - body.z.avail_out);
+                        if (rc != Z_OK) break;
+                    }
+                }
+                for (std::size_t i = b.size() >= 4 ? b.size() - 4 : 0; i < b.size(); ++i) {
+                    std::memmove(body.tail, body.tail + 1, 3);
+                    body.tail[3] = data[i];
                 }
                 n += b.size();
             }
@@ -125,7 +173,7 @@ std::string version_of(const std::string& head) {
     return end == std::string::npos ? "" : head.substr(at, end - at);
 }
 
-asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, uint64_t seed) {
+asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, bool gzip, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     auto backoff = std::chrono::milliseconds(200);
@@ -151,6 +199,7 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
                 req.set(http::field::host, p.options.host);
                 req.set(http::field::user_agent, "remoractl");
                 req.set(http::field::content_type, "application/json");
+                if (gzip) req.set(http::field::accept_encoding, "gzip");
                 req.keep_alive(keep_alive);
                 req.body() = json::serialize(body);
                 req.prepare_payload();
@@ -180,7 +229,8 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
                     held = version_of(b.head);
                     report = held;  // ACKed on the next poll, as the proxy reports what it applied
                     emit("got " + std::to_string(p.index) + " " + held + " " +
-                         std::to_string(b.size) + " " + std::to_string(now_s()));
+                         std::to_string(b.message_size()) + " " + std::to_string(now_s()) + " " +
+                         std::to_string(b.size));
                 } else if (status != 304) {
                     why = "HTTP " + std::to_string(status);
                     break;
@@ -213,11 +263,12 @@ asio::awaitable<void> run_proxy(SimProxy& p, int wait_seconds, bool keep_alive, 
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::cerr << "usage: sim_proxies SPEC.json [--threads N] [--new-connection-per-poll]\n";
+        std::cerr << "usage: sim_proxies SPEC.json [--threads N] [--new-connection-per-poll] [--identity]\n";
         return 2;
     }
     int threads = 1;
     bool keep_alive = true;
+    bool gzip = true;
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--threads" && i + 1 < argc) {
@@ -226,6 +277,8 @@ int main(int argc, char** argv) {
             keep_alive = true;
         } else if (a == "--new-connection-per-poll") {
             keep_alive = false;
+        } else if (a == "--identity") {
+            gzip = false;
         } else {
             std::cerr << "sim_proxies: unknown argument " << a << "\n";
             return 2;
@@ -291,7 +344,7 @@ int main(int argc, char** argv) {
             ios.push_back(std::make_unique<asio::io_context>(1));
         for (SimProxy& p : proxies) {
             asio::co_spawn(*ios[p.index % ios.size()],
-                           run_proxy(p, wait_seconds, keep_alive, p.index + 1),
+                           run_proxy(p, wait_seconds, keep_alive, gzip, p.index + 1),
                            [&p](std::exception_ptr e) {
                                if (!e) return;
                                try {

@@ -251,11 +251,15 @@ TEST_CASE("scope_of_change names what it touches") {
     auto before = f.store.snapshot();
     f.apply(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "a,c", 100));
     auto s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
-    CHECK(s.str() == "namespaces a,c");
+    CHECK(s.str() == "virtual services of b for a,c where imported");
     before = f.store.snapshot();
     f.remove(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "a,c", 100));
     s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
-    CHECK(s.str() == "namespaces a,c");
+    CHECK(s.str() == "virtual services of b for a,c where imported");
+    before = f.store.snapshot();
+    f.apply(virtual_service("a", "svc-a", "svc-a", "", 100));
+    s = server::scope_of_change(*before, {}, *f.store.snapshot(), {}, f.options);
+    CHECK(s.str() == "virtual services of a for all where imported");
     CHECK(server::scope_of_change(*before, {}, *before, {}, f.options).empty());
     before = f.store.snapshot();
     f.apply(sidecar("a", "default", "", "\"./*\""));
@@ -313,6 +317,53 @@ TEST_CASE("a Sidecar change recomputes exactly the classes it scopes, before or 
     CHECK(f.computed(kB0));
     CHECK_FALSE(f.computed(kC));
     CHECK(f.cache.get(kB).entry->sidecar == "remora-system/default");
+}
+
+// Istio's SidecarScope: a VirtualService is imported by an egress host naming its namespace, so
+// a change exported everywhere recomputes unscoped classes and those whose Sidecar imports its
+// namespace, not the others.
+TEST_CASE("a VirtualService change recomputes only the classes whose Sidecar imports its namespace") {
+    Fixture f;
+    f.apply(kServices);
+    f.apply(sidecar("a", "default", "", "\"./*\""));               // kA, kA2: a's only
+    f.apply(sidecar("b", "default", "", "\"./*\", \"a/*\""));      // kB, kB0: b's and a's
+    // c: none (unscoped)
+    f.update();
+    for (const auto& c : kClasses) f.computed(c);
+    CHECK(f.cache.get(kB).entry->sidecar_imports == std::set<std::string>{"a", "b"});
+    CHECK(f.cache.get(kC).entry->sidecar_imports.empty());
+    // In b, exported everywhere: b's classes (import b) and c's (unscoped), not a's.
+    f.apply(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "", 300));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK_FALSE(f.computed(kA2));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kB0));
+    CHECK(f.computed(kC));
+    // In a, exported everywhere: everyone imports a.
+    f.apply(virtual_service("a", "svc-a", "svc-a", "", 400));
+    f.update();
+    for (const auto& c : kClasses) CHECK(f.computed(c));
+    // In a, exported to c only: c alone.
+    f.apply(virtual_service("a", "svc-a", "svc-a", "c", 500));
+    f.update();
+    CHECK(f.computed(kA));  // it was exported to a before the change
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kC));
+    f.apply(virtual_service("a", "svc-a", "svc-a", "c", 600));
+    f.update();
+    CHECK_FALSE(f.computed(kA));
+    CHECK_FALSE(f.computed(kB));
+    CHECK(f.computed(kC));
+    // A Sidecar importing `*/*`: every VirtualService.
+    f.apply(sidecar("a", "default", "", "\"*/*\""));
+    f.update();
+    for (const auto& c : {kA, kA2}) CHECK(f.computed(c));
+    f.apply(virtual_service("b", "to-a", "svc-a.a.svc.cluster.local", "", 700));
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK(f.computed(kB));
+    CHECK(f.computed(kC));
 }
 
 TEST_CASE("a scoped snapshot holds its Sidecar's hosts only") {
