@@ -180,6 +180,9 @@ struct Proxy {
             out["remora.config.polls"] = st.polls;
             out["remora.config.connections_opened"] = st.connections_opened;
             out["remora.config.connections_closed_by_server"] = st.connections_closed_by_server;
+            // Snapshot answers: bytes on the wire (gzip) and inflated.
+            out["remora.config.bytes_received"] = st.bytes_received;
+            out["remora.config.snapshot_bytes"] = st.snapshot_bytes;
         }
         for (const auto& w : workers) {
             http2::for_each_counter(w->http2_stats(), [&](const char* name, uint64_t n) {
@@ -239,6 +242,13 @@ struct Proxy {
             counter("remora_config_connections_closed_by_server_total",
                     "Kept connections remora-control had closed between polls (replaced at once).",
                     st.connections_closed_by_server);
+            counter("remora_config_received_bytes_total",
+                    "Bytes of snapshot answers as they came from remora-control (gzip-compressed).",
+                    st.bytes_received);
+            counter("remora_config_snapshot_bytes_total", "Bytes of snapshot answers once inflated.",
+                    st.snapshot_bytes);
+            gauge("remora_config_snapshot_bytes", "The size of the last snapshot received (JSON).",
+                  std::to_string(st.last_snapshot_bytes));
         }
         uint64_t idle = 0;
         for (const auto& w : workers) idle += w->idle_upstream_connections();
@@ -421,7 +431,10 @@ struct Proxy {
                                              {"polls", st.polls},
                                              {"connections_opened", st.connections_opened},
                                              {"connections_closed_by_server",
-                                              st.connections_closed_by_server}};
+                                              st.connections_closed_by_server},
+                                             {"bytes_received", st.bytes_received},
+                                             {"snapshot_bytes", st.snapshot_bytes},
+                                             {"last_snapshot_bytes", st.last_snapshot_bytes}};
         }
         if (cfg->routes) {
             const auto& snap = cfg->routes->snapshot();

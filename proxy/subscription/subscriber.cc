@@ -169,10 +169,12 @@ bool ConfigSubscriber::poll_once() {
     json::error_code jec;
     json::value doc;
     std::string encoding_error;
+    std::size_t message_bytes = res.body.size();
     if (res.content_encoding.empty() || boost::beast::iequals(res.content_encoding, "identity")) {
         doc = json::parse(res.body, jec);
     } else if (boost::beast::iequals(res.content_encoding, "gzip")) {
         if (auto text = common::gunzip(res.body, kMaxSnapshotBytes, &encoding_error)) {
+            message_bytes = text->size();
             doc = json::parse(*text, jec);
         }
     } else {
@@ -203,6 +205,9 @@ bool ConfigSubscriber::poll_once() {
     std::lock_guard lock(mu_);
     status_.connected = true;
     status_.last_error.clear();
+    status_.bytes_received += res.body.size();
+    status_.snapshot_bytes += message_bytes;
+    status_.last_snapshot_bytes = message_bytes;
     if (error.empty()) {
         status_.applied_version = version;
         status_.config_version = config_version;

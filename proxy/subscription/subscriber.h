@@ -52,6 +52,9 @@ struct SubscriptionStatus {
     // The control connection: polls answered, connections opened for them, and kept connections
     // the control plane had closed between polls (replaced at once, not failures).
     uint64_t polls = 0, connections_opened = 0, connections_closed_by_server = 0;
+    // Snapshot answers' bytes as they came (gzip when remora-control compressed them) and as
+    // read (inflated), over all answers; the last snapshot's alone.
+    uint64_t bytes_received = 0, snapshot_bytes = 0, last_snapshot_bytes = 0;
 };
 
 class ConfigSubscriber {

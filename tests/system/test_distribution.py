@@ -473,6 +473,15 @@ def test_h2_polls_keep_one_connection(m):
           "/config_dump's subscription does not count the polls", [json.dumps(sub)])
     print(f"  {polls} polls on {before['config.connections_opened']} connection(s) opened since "
           "the proxy started")
+    # The answers came gzip-compressed (the proxy asks for it) and inflated to the snapshots it
+    # applied: fewer bytes on the wire than read. Fails when the control plane sends them as
+    # they are, or the proxy does not ask.
+    wire = after["config.bytes_received"] - before["config.bytes_received"]
+    read = after["config.snapshot_bytes"] - before["config.snapshot_bytes"]
+    check(0 < wire and wire * 3 < read,
+          f"20 snapshots took {wire} bytes on the wire for {read} bytes of JSON (not gzip?)",
+          [json.dumps(after)])
+    print(f"  snapshots: {read} bytes of JSON in {wire} bytes of gzip")
 
 
 def test_f_bad_subscriptions_refused(m):
