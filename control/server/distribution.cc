@@ -317,6 +317,17 @@ void Distribution::wake_all() {
             for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
                 const ProxyClass& c = todo[i]->first;
                 todo[i]->second = compute(c.ns, c.service_account, c.labels);
+                // Compressed here too, in parallel, when some proxy of the class will be
+                // answered with it (message_for keeps it for them).
+                bool answers = false;
+                for (const auto& p : polls) {
+                    if (p->gzip && p->have_version != todo[i]->second.version && p->ns == c.ns &&
+                        p->service_account == c.service_account && p->labels == c.labels) {
+                        answers = true;
+                        break;
+                    }
+                }
+                if (answers) message_for(todo[i]->second, true);
             }
         };
         std::vector<std::thread> threads;

@@ -478,7 +478,7 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness stalenes
             proxy::snapshot::Snapshot snap = translate::translate(
                 config, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_, *registered);
             entry = std::make_shared<Entry>();
-            auto text = std::make_shared<const std::string>(json::serialize(proxy::snapshot::to_json(snap)));
+            auto text = std::make_shared<const std::string>(proxy::snapshot::to_json_text(snap));
             entry->version = version_of_json(*text);
             if (const model::Sidecar* sc = translate::sidecar_for(config, c.ns, c.labels, options_)) {
                 entry->sidecar = sc->meta.ns + "/" + sc->meta.name;

@@ -568,6 +568,38 @@ AuthzPolicy read_authz_policy(const json::value& v, const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+json::value virtual_host_json(const VirtualHost& vh) {
+    json::array routes;
+    for (const auto& r : vh.routes) routes.push_back(route_json(r));
+    json::array tls_routes;
+    for (const auto& t : vh.tls_routes) {
+        tls_routes.push_back(json::object{{"sni_hosts", strings_json(t.sni_hosts)},
+                                          {"clusters", weighted_clusters_json(t.clusters)}});
+    }
+    return json::object{{"name", vh.name},
+                        {"domains", strings_json(vh.domains)},
+                        {"routes", std::move(routes)},
+                        {"protocol", vh.protocol},
+                        {"tcp_clusters", weighted_clusters_json(vh.tcp_clusters)},
+                        {"tcp_virtual_service", vh.tcp_virtual_service},
+                        {"tls_routes", std::move(tls_routes)},
+                        {"tls_virtual_service", vh.tls_virtual_service}};
+}
+
+json::value inbound_json(const InboundPolicy& in) {
+    json::object port_mtls;
+    for (const auto& [port, mode] : in.port_mtls) port_mtls[std::to_string(port)] = mode;
+    json::array authz;
+    for (const auto& p : in.authz) authz.push_back(authz_policy_json(p));
+    return json::object{{"mtls_mode", in.mtls_mode}, {"port_mtls", std::move(port_mtls)},
+                        {"peer_authentications", strings_json(in.peer_authentications)},
+                        {"authz", std::move(authz)}};
+}
+
+}  // namespace
+
 json::value to_json(const Snapshot& snap) {
     json::object o;
     o["workload_namespace"] = snap.workload_namespace;
@@ -576,34 +608,47 @@ json::value to_json(const Snapshot& snap) {
     for (const auto& c : snap.clusters) clusters.push_back(cluster_json(c));
     o["clusters"] = std::move(clusters);
     json::array vhs;
-    for (const auto& vh : snap.virtual_hosts) {
-        json::array routes;
-        for (const auto& r : vh.routes) routes.push_back(route_json(r));
-        json::array tls_routes;
-        for (const auto& t : vh.tls_routes) {
-            tls_routes.push_back(json::object{{"sni_hosts", strings_json(t.sni_hosts)},
-                                              {"clusters", weighted_clusters_json(t.clusters)}});
-        }
-        vhs.push_back(json::object{{"name", vh.name},
-                                   {"domains", strings_json(vh.domains)},
-                                   {"routes", std::move(routes)},
-                                   {"protocol", vh.protocol},
-                                   {"tcp_clusters", weighted_clusters_json(vh.tcp_clusters)},
-                                   {"tcp_virtual_service", vh.tcp_virtual_service},
-                                   {"tls_routes", std::move(tls_routes)},
-                                   {"tls_virtual_service", vh.tls_virtual_service}});
-    }
+    for (const auto& vh : snap.virtual_hosts) vhs.push_back(virtual_host_json(vh));
     o["virtual_hosts"] = std::move(vhs);
-    json::object port_mtls;
-    for (const auto& [port, mode] : snap.inbound.port_mtls) port_mtls[std::to_string(port)] = mode;
-    json::array authz;
-    for (const auto& p : snap.inbound.authz) authz.push_back(authz_policy_json(p));
-    o["inbound"] = json::object{{"mtls_mode", snap.inbound.mtls_mode}, {"port_mtls", std::move(port_mtls)},
-                                {"peer_authentications", strings_json(snap.inbound.peer_authentications)},
-                                {"authz", std::move(authz)}};
+    o["inbound"] = inbound_json(snap.inbound);
     if (!snap.outbound_traffic_policy.empty()) o["outbound_traffic_policy"] = snap.outbound_traffic_policy;
     o["notes"] = strings_json(snap.notes);
     return o;
+}
+
+std::string to_json_text(const Snapshot& snap) {
+    // The fields in to_json's order; each element's small tree is serialized and freed at once.
+    std::string out;
+    json::serializer sr;
+    auto append = [&](const json::value& v) {
+        sr.reset(&v);
+        char buf[16384];
+        while (!sr.done()) out.append(sr.read(buf));
+    };
+    out += "{\"workload_namespace\":";
+    append(json::value(snap.workload_namespace));
+    out += ",\"workload_labels\":";
+    append(labels_json(snap.workload_labels));
+    out += ",\"clusters\":[";
+    for (std::size_t i = 0; i < snap.clusters.size(); ++i) {
+        if (i) out += ',';
+        append(cluster_json(snap.clusters[i]));
+    }
+    out += "],\"virtual_hosts\":[";
+    for (std::size_t i = 0; i < snap.virtual_hosts.size(); ++i) {
+        if (i) out += ',';
+        append(virtual_host_json(snap.virtual_hosts[i]));
+    }
+    out += "],\"inbound\":";
+    append(inbound_json(snap.inbound));
+    if (!snap.outbound_traffic_policy.empty()) {
+        out += ",\"outbound_traffic_policy\":";
+        append(json::value(snap.outbound_traffic_policy));
+    }
+    out += ",\"notes\":";
+    append(strings_json(snap.notes));
+    out += '}';
+    return out;
 }
 
 Snapshot from_json(const json::value& doc) {
@@ -666,7 +711,7 @@ Snapshot from_json(const json::value& doc) {
 }
 
 std::string version_of(const Snapshot& snap) {
-    std::string text = json::serialize(to_json(snap));
+    std::string text = to_json_text(snap);
     uint64_t h = 1469598103934665603ull;  // FNV-1a 64
     for (unsigned char c : text) {
         h ^= c;

@@ -206,3 +206,21 @@ TEST_CASE("a malformed document names the field that is wrong") {
           "snapshot.inbound.port_mtls.http: expected a port number as the key");
     CHECK(error_of(R"({"workload_labels":{"app":1}})") == "snapshot.workload_labels.app: expected a string");
 }
+
+// The control plane writes snapshots with to_json_text (a cluster and a virtual host at a time)
+// and versions hash that text: it must be the tree's serialization exactly, with every field
+// set, with several elements (the commas between them), and empty.
+TEST_CASE("to_json_text is serialize(to_json) byte for byte") {
+    snap::Snapshot s = full();
+    CHECK(snap::to_json_text(s) == json::serialize(snap::to_json(s)));
+    s.clusters.push_back(s.clusters.at(0));
+    s.clusters.back().name = "outbound|9080|v2|reviews.default.svc.cluster.local";
+    s.clusters.back().endpoints.push_back(s.clusters.back().endpoints.at(0));
+    s.virtual_hosts.push_back(s.virtual_hosts.at(0));
+    s.virtual_hosts.back().name = "quote \" and \\ and \x01 and é";
+    s.outbound_traffic_policy = "REGISTRY_ONLY";
+    s.notes = {"one", "two"};
+    CHECK(snap::to_json_text(s) == json::serialize(snap::to_json(s)));
+    CHECK(snap::to_json_text(snap::Snapshot{}) == json::serialize(snap::to_json(snap::Snapshot{})));
+    CHECK(snap::version_of(s) != snap::version_of(full()));
+}
