@@ -238,8 +238,8 @@ std::shared_ptr<const std::string> Distribution::message_for(const Computed& c, 
         std::lock_guard lock(messages_mu_);
         auto it = messages_.find(c.json);
         if (it != messages_.end() && it->second.config_version == c.config_version) {
-            if (!gzip) return it->second.body;
-            if (it->second.gzipped) return it->second.gzipped;
+            if (gzip && it->second.gzipped) return it->second.gzipped;
+            if (!gzip && it->second.body) return it->second.body;
             body = it->second.body;
         }
     }
@@ -256,18 +256,22 @@ std::shared_ptr<const std::string> Distribution::message_for(const Computed& c, 
         body = std::move(b);
     }
     // Compressed without the lock (tens of milliseconds for a large snapshot); two polls of a
-    // class racing here may both compress it, once.
+    // class racing here may both compress it, once. The plain body is kept only when a proxy
+    // that does not take gzip asked for it (one more copy of the snapshot per class).
     std::shared_ptr<const std::string> gzipped;
     if (gzip) gzipped = std::make_shared<const std::string>(common::gzip(*body, 6));
     std::lock_guard lock(messages_mu_);
     auto it = messages_.find(c.json);
     if (it == messages_.end()) {
         std::erase_if(messages_, [](const auto& kv) { return kv.first.use_count() == 1; });
-        it = messages_.emplace(c.json, Message{c.config_version, body, nullptr}).first;
+        it = messages_.emplace(c.json, Message{c.config_version, nullptr, nullptr}).first;
     } else if (it->second.config_version != c.config_version) {
-        it->second = Message{c.config_version, body, nullptr};
+        it->second = Message{c.config_version, nullptr, nullptr};
     }
-    if (!gzip) return it->second.body;
+    if (!gzip) {
+        if (!it->second.body) it->second.body = body;
+        return it->second.body;
+    }
     if (!it->second.gzipped) it->second.gzipped = gzipped;
     return it->second.gzipped;
 }
