@@ -108,11 +108,11 @@ def apply(m, name, text):
     return ctl(m, "apply", "-f", m.file(name, text))
 
 
-def start_subscribed_proxy(m, pod, sa, labels, workload):
+def start_subscribed_proxy(m, pod, sa, labels, workload, extra=()):
     log = os.path.join(m.tmp, f"proxy-{pod}.log")
     argv = [m.proxy_bin, "--control", CONTROL, "--token-file", m.token(sa), "--trust-bundle", m.root,
             "--namespace", "default", "--service-account", sa, "--pod-name", pod,
-            "--pod-ip", m.ip(pod), "--workload-name", workload, "--labels", labels]
+            "--pod-ip", m.ip(pod), "--workload-name", workload, "--labels", labels, *extra]
     with open(log, "a") as f:
         f.write(f"==== {' '.join(argv)}\n")
     proc = m.c.spawn(pod, argv, user=(PROXY_UID, PROXY_UID), log_path=log)
@@ -523,6 +523,40 @@ def test_i_proxy_status_stale_during_the_debounce(m):
     check(doc["pod"].startswith(f"reviews-{want}"), f"after SYNCED the request went to {doc['pod']}")
 
 
+def test_j_renewed_svid_carries_the_subscription(m):
+    """A proxy whose SVID is renewed presents the new certificate on its next config poll: one
+    new control connection (the kept one carries the old certificate), proxy-status shows the new
+    serial, and pushes keep reaching it. Fails when the subscription goes on with the old
+    certificate (it would be refused once that expires) or stops after a renewal. reviews-v2
+    restarts with a 16 s certificate, renewed at half-life."""
+    m.involved = ["reviews-v2"]
+    proc = m.proxies["reviews-v2"].proc
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    m.init("reviews-v2")
+    start_subscribed_proxy(m, "reviews-v2", "reviews", "app=reviews,version=v2", "reviews-v2",
+                           ["--cert-ttl", "16s"])
+    m.wait_ready("reviews-v2")
+    first = wait_for("reviews-v2 registered with its first certificate",
+                     lambda: proxy_status(m).get("reviews-v2", {}).get("certificate", {}).get("serial"), 10)
+    opened = m.stats("reviews-v2")["config.connections_opened"]
+    wait_for("reviews-v2 renewed its certificate",
+             lambda: m.stats("reviews-v2").get("identity.certificate_renewals", 0) >= 1, 20, step=0.5)
+    # A push answers the poll in flight (on the old connection); the next poll carries the new one.
+    apply(m, "j-change.yaml", TIMEOUT_ROUTE.format(seconds=77))
+    st = wait_for("proxy-status shows reviews-v2's renewed certificate, SYNCED",
+                  lambda: (lambda s: s if s.get("certificate", {}).get("serial") not in (None, first)
+                           and s.get("status") == "SYNCED" else None)(proxy_status(m).get("reviews-v2", {})),
+                  30, step=0.5)
+    stats = m.stats("reviews-v2")
+    check(stats["config.connections_opened"] > opened,
+          "the renewed certificate was not presented on a new control connection", [json.dumps(stats)])
+    check(dump(m, "reviews-v2")["subscription"]["last_error"] == "",
+          "the subscription reports an error after the renewal", [json.dumps(dump(m, "reviews-v2")["subscription"])])
+    print(f"  certificate {first[:8]}... renewed as {st['certificate']['serial'][:8]}...; "
+          f"{stats['config.connections_opened'] - opened} new control connection(s)")
+
+
 TESTS = [
     ("a_proxies_subscribe_register_and_sync", test_a_proxies_subscribe_register_and_sync),
     ("b_apply_while_traffic_flows", test_b_apply_while_traffic_flows),
@@ -535,6 +569,7 @@ TESTS = [
     ("h_idle_keepalive_connection_takes_the_change", test_h_idle_keepalive_connection_takes_the_change),
     ("h2_polls_keep_one_connection", test_h2_polls_keep_one_connection),
     ("i_proxy_status_stale_during_the_debounce", test_i_proxy_status_stale_during_the_debounce),
+    ("j_renewed_svid_carries_the_subscription", test_j_renewed_svid_carries_the_subscription),
 ]
 
 
