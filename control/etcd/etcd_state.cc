@@ -60,6 +60,17 @@ uint64_t EtcdConfigBackend::persist(uint64_t base_version,
         t = client_.txn(put_if_mod_revision(key_, static_cast<int64_t>(base_version), value));
     } catch (const EtcdUnavailable& e) {
         throw store::StoreUnavailable(e.what());
+    } catch (const EtcdAnswerError& e) {
+        // The whole config is one etcd value: past etcd's --max-request-bytes (1.5 MiB unless
+        // raised) no write can succeed. Say so, with the size.
+        if (std::string_view(e.what()).find("request is too large") != std::string_view::npos) {
+            throw EtcdAnswerError(std::string(e.what()) + " (the config is one etcd value, " +
+                                      std::to_string(value.size()) +
+                                      " bytes with this change: start etcd with a larger "
+                                      "--max-request-bytes, see docs/replicas.md)",
+                                  e.code());
+        }
+        throw;
     }
     if (!t.succeeded) {
         throw store::StoreConflict("the stored config is at version " +

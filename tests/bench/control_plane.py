@@ -189,7 +189,10 @@ class EtcdCluster:
                  "--listen-peer-urls", f"http://{peers[i]}",
                  "--initial-advertise-peer-urls", f"http://{peers[i]}",
                  "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                 "--initial-cluster-token", f"bench-{label}", "--quota-backend-bytes", str(8 << 30)],
+                 "--initial-cluster-token", f"bench-{label}", "--quota-backend-bytes", str(8 << 30),
+                 # remora-control keeps the config in one etcd value: 10,000 services are
+                 # ~5 MB, past etcd's default 1.5 MiB request limit (docs/replicas.md).
+                 "--max-request-bytes", str(64 << 20)],
                 stdout=log, stderr=subprocess.STDOUT))
         self.endpoints = ",".join(f"http://{c}" for c in clients)
         deadline = time.monotonic() + 60

@@ -274,7 +274,7 @@ struct LocalEtcd {
     std::string client;
 
     // `tls_dir`: serve https with server.pem/server.key and ask for a client certificate from ca.pem.
-    explicit LocalEtcd(const std::string& tls_dir = "") {
+    explicit LocalEtcd(const std::string& tls_dir = "", const std::vector<std::string>& extra = {}) {
         if (access("/usr/bin/etcd", X_OK) != 0) return;
         dir = std::filesystem::temp_directory_path() /
               ("remora-etcd-unit-" + std::to_string(::getpid()) + (tls_dir.empty() ? "" : "-tls"));
@@ -297,6 +297,7 @@ struct LocalEtcd {
                                             "--client-cert-auth"};
             args.insert(args.end(), tls.begin(), tls.end());
         }
+        args.insert(args.end(), extra.begin(), extra.end());
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -401,6 +402,43 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
     CHECK(down.status == 503);
     CHECK(down.error.find("cannot take writes") != std::string::npos);
     CHECK(one.version() == before);
+}
+
+// The config is one etcd value: past etcd's --max-request-bytes an apply is refused, nothing
+// changes, and the error says what to raise (docs/replicas.md).
+TEST_CASE("a config larger than etcd takes is refused, saying why") {
+    LocalEtcd etcd("", {"--max-request-bytes", "8192"});
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    auto clock = [] { return std::chrono::system_clock::now(); };
+    auto quiet = [](const std::string&) {};
+    store::ConfigStore store(std::make_unique<EtcdConfigBackend>(client, "/big", quiet), clock, quiet);
+    REQUIRE(store.apply(vs("v1"), "small.yaml").ok());
+    const uint64_t before = store.version();
+    std::string many;
+    for (int i = 0; i < 60; ++i) {
+        std::string doc = vs("v1");
+        doc.replace(doc.find("name: reviews"), 13, "name: reviews-" + std::to_string(i));
+        many += (many.empty() ? "" : "---\n") + doc;
+    }
+    store::ChangeResult r = store.apply(many, "big.yaml");
+    CHECK_FALSE(r.ok());
+    INFO(r.error);
+    CHECK(r.error.find("request is too large") != std::string::npos);
+    CHECK(r.error.find("--max-request-bytes") != std::string::npos);
+    CHECK(store.version() == before);
+    CHECK(store.snapshot()->resources.size() == 1);
 }
 
 TEST_CASE("a watch on a member that stops answering is given up and resumed when it is back") {
