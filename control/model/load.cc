@@ -627,6 +627,59 @@ bool VirtualService::applies_to_mesh() const {
            std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
 }
 
+void erase_files(Config& config, const std::unordered_set<std::string>& files) {
+    if (files.empty()) return;
+    auto from = [&](const Location& where) { return files.count(where.file) > 0; };
+    auto erase = [&](auto& v, const char* kind) {
+        std::erase_if(v, [&](const auto& r) {
+            if (!from(r.meta.where)) return false;
+            config.defined_names.erase(std::string(kind) + " " + r.meta.ns + "/" + r.meta.name);
+            return true;
+        });
+    };
+    erase(config.virtual_services, "VirtualService");
+    erase(config.destination_rules, "DestinationRule");
+    erase(config.service_entries, "ServiceEntry");
+    erase(config.workload_entries, "WorkloadEntry");
+    erase(config.peer_authentications, "PeerAuthentication");
+    erase(config.authorization_policies, "AuthorizationPolicy");
+    erase(config.sidecars, "Sidecar");
+    erase(config.gateways, "Gateway");
+    erase(config.request_authentications, "RequestAuthentication");
+    erase(config.telemetries, "Telemetry");
+    erase(config.proxy_configs, "ProxyConfig");
+    std::erase_if(config.kube_services, [&](const KubeService& s) { return from(s.meta.where); });
+    std::erase_if(config.kube_gateways, [&](const KubeGateway& g) { return from(g.meta.where); });
+    std::erase_if(config.workloads, [&](const Workload& w) { return from(w.where); });
+    std::erase_if(config.diagnostics, [&](const Diagnostic& d) { return from(d.where); });
+}
+
+void sort_by_name(Config& config) {
+    auto sort = [](auto& v, auto meta) {
+        auto less = [&](const auto& a, const auto& b) {
+            const auto& [ans, aname] = meta(a);
+            const auto& [bns, bname] = meta(b);
+            return ans != bns ? ans < bns : aname < bname;
+        };
+        if (!std::is_sorted(v.begin(), v.end(), less)) std::stable_sort(v.begin(), v.end(), less);
+    };
+    auto by_meta = [](const auto& r) { return std::tie(r.meta.ns, r.meta.name); };
+    sort(config.virtual_services, by_meta);
+    sort(config.destination_rules, by_meta);
+    sort(config.service_entries, by_meta);
+    sort(config.workload_entries, by_meta);
+    sort(config.peer_authentications, by_meta);
+    sort(config.authorization_policies, by_meta);
+    sort(config.sidecars, by_meta);
+    sort(config.gateways, by_meta);
+    sort(config.request_authentications, by_meta);
+    sort(config.telemetries, by_meta);
+    sort(config.proxy_configs, by_meta);
+    sort(config.kube_services, by_meta);
+    sort(config.kube_gateways, by_meta);
+    sort(config.workloads, [](const Workload& w) { return std::tie(w.ns, w.name); });
+}
+
 bool Config::has_errors() const {
     return std::any_of(diagnostics.begin(), diagnostics.end(),
                        [](const Diagnostic& d) { return d.severity == Severity::Error; });

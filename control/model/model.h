@@ -571,6 +571,15 @@ struct Config {
 // Parses a multi-document YAML text into `config`; `file_name` appears in diagnostics.
 // Never throws for bad input: every problem becomes a Diagnostic.
 void load_yaml(Config& config, const std::string& yaml_text, const std::string& file_name);
+// Takes out of `config` every resource read from one of `files` (the file_name given to
+// load_yaml), with its diagnostics, the workload a WorkloadEntry made and its name in
+// defined_names; the rest keeps its order. Reading those files' new texts with load_yaml and
+// then sort_by_name gives the model that reading every file again in name order would, without
+// parsing the rest (the config store's changes of one resource among 10,000).
+void erase_files(Config& config, const std::unordered_set<std::string>& files);
+// Orders each kind's resources (and the workloads) by namespace, then name, keeping the order of
+// equals: the order of a store whose resources are read sorted that way.
+void sort_by_name(Config& config);
 // A file, or every *.yaml / *.yml file under a directory (sorted, recursive).
 // Unreadable paths become diagnostics.
 void load_path(Config& config, const std::filesystem::path& path);

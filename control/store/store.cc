@@ -10,6 +10,7 @@
 #include <cctype>
 #include <set>
 #include <stdexcept>
+#include <unordered_set>
 
 #include "common/files.h"
 #include "control/analyze/analyzer.h"
@@ -152,8 +153,11 @@ std::string tidy(std::string s) {
 }
 
 // The file name a stored resource's text goes by when it is validated again.
+std::string stored_name(const ResourceKey& key) {
+    return "store:" + std::string(kind_name(key.kind)) + "/" + key.ns + "/" + key.name;
+}
 std::string stored_name(const Resource& r) {
-    return "store:" + std::string(kind_name(r.key.kind)) + "/" + r.key.ns + "/" + r.key.name;
+    return stored_name(r.key);
 }
 
 }  // namespace
@@ -298,11 +302,9 @@ ConfigStore::Parsed ConfigStore::split_documents(const std::string& text) {
     return out;
 }
 
-bool ConfigStore::validate(const std::map<ResourceKey, Resource>& base,
+bool ConfigStore::validate(const Snapshot& cur, const std::map<ResourceKey, Resource>& base,
                            const std::vector<SourceFile>& input, ChangeResult& result) const {
-    model::Config config;
-    for (const auto& [key, r] : base)
-        model::load_yaml(config, r.yaml, stored_name(r));
+    model::Config config = update_config(cur.config, cur.resources, base);
     std::set<std::string> inputs;
     for (const SourceFile& f : input) {
         model::load_yaml(config, f.text, f.path);
@@ -354,7 +356,7 @@ ChangeResult ConfigStore::apply(const std::string& yaml_text, const std::string&
         std::map<ResourceKey, Resource> base = cur->resources;
         for (const Document& d : parsed.docs)
             base.erase(d.key);
-        if (!validate(base, {{source, yaml_text}}, result)) return result;
+        if (!validate(*cur, base, {{source, yaml_text}}, result)) return result;
         if (parsed.docs.empty()) {
             result.status = 400;
             result.error = "no " + kind_list(false) + " in " + source;
@@ -487,7 +489,7 @@ ChangeResult ConfigStore::set_owned(Origin origin, const std::vector<SourceFile>
             if (r.origin == origin || dir_docs.count(key)) continue;
             base.emplace(key, r);
         }
-        if (!validate(base, inputs, result)) return result;
+        if (!validate(*cur, base, inputs, result)) return result;
 
         const int64_t now = now_seconds();
         std::map<ResourceKey, Resource> next_resources = base;
@@ -539,6 +541,7 @@ bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult
         log_(result.error);
         return false;
     };
+    const auto t0 = std::chrono::steady_clock::now();
     try {
         next = backend_->persist(cur->version, resources);
     } catch (const StoreConflict& e) {
@@ -557,9 +560,15 @@ bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult
     }
     auto snap = std::make_shared<Snapshot>();
     snap->version = next;
-    snap->config = build_config(resources);
+    const auto t1 = std::chrono::steady_clock::now();
+    snap->config = update_config(cur->config, cur->resources, resources);
     snap->resources = std::move(resources);
     result.version = next;
+    auto ms = [](auto d) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+    };
+    log_("version " + std::to_string(next) + " stored in " + ms(t1 - t0) + " ms, model built in " +
+         ms(std::chrono::steady_clock::now() - t1) + " ms");
     publish(std::move(snap));
     return true;
 }
@@ -584,6 +593,7 @@ ChangeResult ConfigStore::with_retry(const std::function<ChangeResult()>& change
 
 void ConfigStore::take_remote(StoredResources stored) {
     std::lock_guard lock(change_mu_);
+    const auto t0 = std::chrono::steady_clock::now();
     SnapshotPtr cur = snapshot();
     if (stored.version <= cur->version) return;  // this replica's own change, or older
     for (const auto& [key, r] : cur->resources) {
@@ -591,10 +601,12 @@ void ConfigStore::take_remote(StoredResources stored) {
     }
     auto snap = std::make_shared<Snapshot>();
     snap->version = stored.version;
-    snap->config = build_config(stored.resources);
+    snap->config = update_config(cur->config, cur->resources, stored.resources);
     snap->resources = std::move(stored.resources);
     log_("config version " + std::to_string(snap->version) + " from " + backend_->describe() +
-         ": " + std::to_string(snap->resources.size()) + " resource(s)");
+         ": " + std::to_string(snap->resources.size()) + " resource(s), model built in " +
+         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - t0).count()) + " ms");
     publish(std::move(snap));
 }
 
@@ -689,6 +701,39 @@ model::Config ConfigStore::build_config(const std::map<ResourceKey, Resource>& r
     model::Config config;
     for (const auto& [key, r] : resources)
         model::load_yaml(config, r.yaml, stored_name(r));
+    return config;
+}
+
+model::Config ConfigStore::update_config(const model::Config& base,
+                                         const std::map<ResourceKey, Resource>& base_resources,
+                                         const std::map<ResourceKey, Resource>& resources) {
+    // The keys whose text differs, walking both maps in order.
+    std::vector<ResourceKey> changed;
+    auto b = base_resources.begin();
+    auto n = resources.begin();
+    while (b != base_resources.end() || n != resources.end()) {
+        if (n == resources.end() || (b != base_resources.end() && b->first < n->first)) {
+            changed.push_back((b++)->first);
+        } else if (b == base_resources.end() || n->first < b->first) {
+            changed.push_back((n++)->first);
+        } else {
+            if (b->second.yaml != n->second.yaml) changed.push_back(n->first);
+            ++b;
+            ++n;
+        }
+    }
+    // Reading everything again is cheaper than copying a model most of which changes.
+    if (changed.size() * 2 > resources.size()) return build_config(resources);
+    model::Config config = base;
+    std::unordered_set<std::string> files;
+    for (const ResourceKey& key : changed)
+        files.insert(stored_name(key));
+    model::erase_files(config, files);
+    for (const ResourceKey& key : changed) {
+        auto it = resources.find(key);
+        if (it != resources.end()) model::load_yaml(config, it->second.yaml, stored_name(it->second));
+    }
+    model::sort_by_name(config);
     return config;
 }
 

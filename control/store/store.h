@@ -222,9 +222,9 @@ class ConfigStore {
     };
     // The stored-kind documents of a text (kind and metadata only), in order.
     static Parsed split_documents(const std::string& text);
-    // Validates `candidate` together with `input` (the new text, named `source`); on errors fills
-    // `result` (400) and returns false.
-    bool validate(const std::map<ResourceKey, Resource>& candidate,
+    // Validates `candidate` (`cur`'s resources less some) together with `input` (the new text,
+    // named `source`); on errors fills `result` (400) and returns false.
+    bool validate(const Snapshot& cur, const std::map<ResourceKey, Resource>& candidate,
                   const std::vector<SourceFile>& input, ChangeResult& result) const;
     // Persists and publishes `resources` as the next version. Sets `conflict_` when another
     // writer got there first.
@@ -235,6 +235,11 @@ class ConfigStore {
     // Publishes what another writer stored, with this replica's --config-dir resources.
     void take_remote(StoredResources stored);
     static model::Config build_config(const std::map<ResourceKey, Resource>& resources);
+    // The model of `resources` from `base`, the model of `base_resources`: only the resources
+    // whose text differs are read again (the rest is copied).
+    static model::Config update_config(const model::Config& base,
+                                       const std::map<ResourceKey, Resource>& base_resources,
+                                       const std::map<ResourceKey, Resource>& resources);
     void publish(SnapshotPtr snap);
     int64_t now_seconds() const;
 

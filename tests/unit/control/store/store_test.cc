@@ -6,6 +6,9 @@
 
 #include <unistd.h>
 #include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/files.h"
@@ -561,4 +564,124 @@ TEST_CASE("YAML documents as JSON: lines count from the stream's start") {
     }
     CHECK(yaml_documents_to_json("a: 1\n---\nb: 2\n").size() == 2);
     CHECK(yaml_documents_to_json("---\na: 1\n").size() == 1);
+}
+
+namespace {
+
+// What a model holds, resource by resource, in order: names, where each was read, validity, a
+// field of its content; the diagnostics as a sorted list (their order is the log's, not kept).
+std::string model_digest(const remora::control::model::Config& c) {
+    std::ostringstream o;
+    auto list = [&](const char* what, const auto& v, auto content) {
+        o << what << ":";
+        for (const auto& r : v) {
+            o << " " << r.meta.ns << "/" << r.meta.name << "@" << r.meta.where.file << ":"
+              << r.meta.where.line << (r.meta.valid ? "" : "!") << "=" << content(r);
+        }
+        o << "\n";
+    };
+    auto join = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (const auto& x : v)
+            s += x + ",";
+        return s;
+    };
+    list("vs", c.virtual_services, [&](const auto& r) { return join(r.hosts) + std::to_string(r.http.size()); });
+    list("dr", c.destination_rules, [&](const auto& r) { return r.host + std::to_string(r.subsets.size()); });
+    list("se", c.service_entries, [&](const auto& r) { return join(r.hosts); });
+    list("we", c.workload_entries, [&](const auto& r) { return r.spec.address; });
+    list("svc", c.kube_services, [&](const auto& r) { return std::to_string(r.ports.size()); });
+    list("sc", c.sidecars, [&](const auto&) { return std::string(); });
+    list("pa", c.peer_authentications, [&](const auto&) { return std::string(); });
+    o << "workloads:";
+    for (const auto& w : c.workloads)
+        o << " " << w.kind << " " << w.ns << "/" << w.name;
+    std::vector<std::string> diags, names(c.defined_names.begin(), c.defined_names.end());
+    for (const auto& d : c.diagnostics)
+        diags.push_back(d.str());
+    std::sort(diags.begin(), diags.end());
+    std::sort(names.begin(), names.end());
+    o << "\ndiagnostics:\n" << join(diags) << "\ndefined: " << join(names) << "\n";
+    return o.str();
+}
+
+std::string random_resource(std::mt19937& rng, int i, int version) {
+    const std::string ns = "ns-" + std::to_string(rng() % 3);
+    const std::string name = "r-" + std::to_string(i);
+    const std::string v = std::to_string(version);
+    switch (i % 6) {
+        case 0:
+            return "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " +
+                   name + ", namespace: " + ns + "}\nspec:\n  hosts: [h" + v +
+                   "]\n  http:\n  - route:\n    - destination: {host: h" + v + "}\n";
+        case 1:
+            return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " +
+                   name + ", namespace: " + ns + "}\nspec:\n  host: h" + v +
+                   "\n  subsets:\n  - {name: v" + v + ", labels: {version: v" + v + "}}\n";
+        case 2:
+            return "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " +
+                   name + ", namespace: " + ns + "}\nspec:\n  hosts: [e" + v +
+                   ".example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+                   "  resolution: DNS\n";
+        case 3:
+            return "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: " +
+                   name + ", namespace: " + ns + "}\nspec:\n  address: 198.18.0." + v +
+                   "\n  labels: {app: a" + v + "}\n";
+        case 4:
+            return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + ", namespace: " + ns +
+                   "}\nspec:\n  selector: {app: a" + v + "}\n  ports:\n  - {name: http, port: 80}\n" +
+                   (version % 2 ? "  - {name: grpc, port: 81}\n" : "");
+        default:
+            // A DestinationRule with a field remora warns about (kept, with its warning).
+            return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " +
+                   name + ", namespace: " + ns + "}\nspec:\n  host: w" + v +
+                   "\n  trafficPolicy:\n    loadBalancer:\n      warmupDurationSecs: " +
+                   std::to_string(10 + version) + "s\n";
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a change reads again only what it changed, and makes the model a reread makes") {
+    Fixture f;
+    std::mt19937 rng(15);
+    std::map<int, std::string> live;  // what is applied, by resource number
+    for (int round = 0; round < 40; ++round) {
+        std::string yaml, removed;
+        std::set<int> touched;  // a resource is applied or deleted once a round
+        const int count = 1 + static_cast<int>(rng() % 4);
+        for (int k = 0; k < count; ++k) {
+            const int i = static_cast<int>(rng() % 24);
+            if (!touched.insert(i).second) continue;
+            auto it = live.find(i);
+            if (it != live.end() && rng() % 3 == 0) {
+                removed += "---\n" + it->second;
+                live.erase(it);
+                continue;
+            }
+            std::string text = random_resource(rng, i, round);
+            if (it != live.end()) {
+                // Another namespace would make another resource: keep the first one's.
+                const std::string& old = it->second;
+                text.replace(text.find("namespace: "), 15, old.substr(old.find("namespace: "), 15));
+            }
+            yaml += "---\n" + text;
+            live[i] = text;
+        }
+        if (!removed.empty()) {
+            ChangeResult r = f.store->remove(removed, "round-" + std::to_string(round) + ".yaml");
+            REQUIRE_MESSAGE(r.ok(), r.error);
+        }
+        if (!yaml.empty()) {
+            ChangeResult r = f.store->apply(yaml, "round-" + std::to_string(round) + ".yaml");
+            REQUIRE_MESSAGE(r.ok(), r.error, " ", r.messages.empty() ? "" : r.messages.front());
+        }
+        const std::string incremental = model_digest(f.store->snapshot()->config);
+        f.reopen();  // reads every resource again
+        CHECK_MESSAGE(model_digest(f.store->snapshot()->config) == incremental, "round ", round);
+    }
+    // The rounds did change, delete and re-create resources of every kind.
+    CHECK(f.store->snapshot()->config.kube_services.size() > 0);
+    CHECK(f.store->snapshot()->config.workloads.size() > 0);
+    CHECK(f.store->snapshot()->config.diagnostics.size() > 0);
 }
