@@ -152,20 +152,36 @@ namespace {
 json::object txn(json::object compare, std::string_view key, std::string_view value) {
     json::object t;
     t["compare"] = json::array{std::move(compare)};
-    t["success"] = json::array{json::object{{"request_put", put_request(key, value)}}};
+    t["success"] = json::array{put_op(key, value)};
     t["failure"] = json::array{json::object{{"request_range", range_request(key)}}};
     return t;
 }
 
 }  // namespace
 
-json::object put_if_mod_revision(std::string_view key, int64_t expected, std::string_view value) {
+json::object put_op(std::string_view key, std::string_view value) {
+    return json::object{{"request_put", put_request(key, value)}};
+}
+
+json::object delete_op(std::string_view key) {
+    return json::object{{"request_delete_range", delete_request(key)}};
+}
+
+json::object txn_if_mod_revision(std::string_view key, int64_t expected, json::array ops) {
     json::object c;
     c["key"] = base64_encode(key);
     c["result"] = "EQUAL";
     c["target"] = "MOD";
     c["mod_revision"] = num(expected);
-    return txn(std::move(c), key, value);
+    json::object t;
+    t["compare"] = json::array{std::move(c)};
+    t["success"] = std::move(ops);
+    t["failure"] = json::array{json::object{{"request_range", range_request(key)}}};
+    return t;
+}
+
+json::object put_if_mod_revision(std::string_view key, int64_t expected, std::string_view value) {
+    return txn_if_mod_revision(key, expected, json::array{put_op(key, value)});
 }
 
 json::object put_if_absent(std::string_view key, std::string_view value) {

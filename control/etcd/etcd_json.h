@@ -54,6 +54,13 @@ RangeAnswer parse_range(const boost::json::value& answer);
 boost::json::object put_request(std::string_view key, std::string_view value, int64_t lease = 0);
 boost::json::object delete_request(std::string_view key, std::string_view range_end = {});
 
+// Operations of a transaction's branch.
+boost::json::object put_op(std::string_view key, std::string_view value);
+boost::json::object delete_op(std::string_view key);
+// `if <key>'s mod_revision == expected (0: the key does not exist) then <ops>, else read the
+// key`: several keys changed at one revision, or none.
+boost::json::object txn_if_mod_revision(std::string_view key, int64_t expected_mod_revision,
+                                        boost::json::array ops);
 // A transaction of one comparison on one key and puts/deletes: `if <key>'s mod_revision ==
 // expected (0: the key does not exist) then put, else read the key`.
 boost::json::object put_if_mod_revision(std::string_view key, int64_t expected_mod_revision,

@@ -1,5 +1,5 @@
-// The three kinds of shared state on etcd: the config (one key, compare-and-swap on its
-// mod_revision), the sealed CA record (create-if-absent), the proxies (one key each, leased).
+// The three kinds of shared state on etcd: the config (a key per resource and a version key,
+// changed together in a transaction that compares the version key's mod_revision), the sealed CA record (create-if-absent), the proxies (one key each, leased).
 #include "control/etcd/etcd_state.h"
 
 #include <boost/json.hpp>
@@ -17,7 +17,12 @@ namespace fs = std::filesystem;
 // --- config -------------------------------------------------------------------------------------
 
 EtcdConfigBackend::EtcdConfigBackend(EtcdClient& client, std::string prefix, LogFn log)
-    : client_(client), key_(std::move(prefix) + "/config"), log_(std::move(log)) {}
+    : client_(client),
+      config_prefix_(prefix + "/config/"),
+      resources_prefix_(prefix + "/config/resources/"),
+      version_key_(prefix + "/config/version"),
+      legacy_key_(prefix + "/config"),
+      log_(std::move(log)) {}
 
 EtcdConfigBackend::~EtcdConfigBackend() {
     stop();
@@ -26,48 +31,126 @@ EtcdConfigBackend::~EtcdConfigBackend() {
 std::string EtcdConfigBackend::describe() const {
     std::string eps;
     for (const Endpoint& ep : client_.options().endpoints) eps += (eps.empty() ? "" : ",") + ep.str();
-    return "etcd " + eps + " key " + key_;
+    return "etcd " + eps + " prefix " + config_prefix_;
 }
 
-store::StoredResources EtcdConfigBackend::decode(const KeyValue& kv) {
-    store::StoredResources s = store::decode_resources(kv.value, "etcd key " + kv.key);
-    // The version is the revision of the write, the same on every replica.
-    s.version = static_cast<uint64_t>(kv.mod_revision);
-    for (auto& [key, r] : s.resources) {
-        if (r.resource_version == 0) r.resource_version = s.version;
+std::string EtcdConfigBackend::resource_key(const store::ResourceKey& key) const {
+    return resources_prefix_ + store::kind_name(key.kind) + "/" + key.ns + "/" + key.name;
+}
+
+std::optional<store::ResourceKey> EtcdConfigBackend::key_of(std::string_view etcd_key) const {
+    if (!etcd_key.starts_with(resources_prefix_)) return std::nullopt;
+    std::string_view rest = etcd_key.substr(resources_prefix_.size());
+    const auto a = rest.find('/');
+    const auto b = a == std::string_view::npos ? a : rest.find('/', a + 1);
+    if (b == std::string_view::npos) return std::nullopt;
+    auto kind = store::kind_from_name(rest.substr(0, a));
+    if (!kind || std::string_view(store::kind_name(*kind)) != rest.substr(0, a)) return std::nullopt;
+    return store::ResourceKey{*kind, std::string(rest.substr(a + 1, b - a - 1)),
+                              std::string(rest.substr(b + 1))};
+}
+
+std::optional<store::StoredResources> EtcdConfigBackend::read() {
+    RangeAnswer a = client_.range(config_prefix_, prefix_end(config_prefix_));
+    store::StoredResources s;
+    bool versioned = false;
+    for (const KeyValue& kv : a.kvs) {
+        if (kv.key == version_key_) {
+            s.version = static_cast<uint64_t>(kv.mod_revision);
+            versioned = true;
+        } else if (auto key = key_of(kv.key)) {
+            store::Resource r = store::decode_resource(
+                kv.value, static_cast<uint64_t>(kv.mod_revision), "etcd key " + kv.key);
+            if (r.key != *key) {
+                throw std::runtime_error("etcd key " + kv.key + ": damaged config store: holds " +
+                                         r.key.str());
+            }
+            s.resources.emplace(r.key, std::move(r));
+        }
     }
+    if (!versioned && !s.resources.empty()) {
+        throw std::runtime_error("etcd prefix " + config_prefix_ + ": damaged config store: " +
+                                 std::to_string(s.resources.size()) + " resource(s) but no " +
+                                 version_key_);
+    }
+    loaded_revision_ = a.revision;
+    if (!versioned) return std::nullopt;
     return s;
 }
 
+bool EtcdConfigBackend::move_legacy() {
+    RangeAnswer old = client_.range(legacy_key_);
+    if (old.kvs.empty()) return false;
+    const KeyValue& kv = old.kvs.front();
+    store::StoredResources s = store::decode_resources(kv.value, "etcd key " + kv.key);
+    json::array ops;
+    for (auto& [key, r] : s.resources) {
+        if (r.resource_version == 0) r.resource_version = static_cast<uint64_t>(kv.mod_revision);
+        ops.push_back(put_op(resource_key(key), store::encode_resource(r)));
+    }
+    ops.push_back(put_op(version_key_, std::to_string(s.resources.size())));
+    ops.push_back(delete_op(legacy_key_));
+    TxnAnswer t = client_.txn(txn_if_mod_revision(version_key_, 0, std::move(ops)));
+    log_(t.succeeded ? "etcd: moved the config of " + legacy_key_ + " (" +
+                           std::to_string(s.resources.size()) + " resource(s), one value) to a key "
+                           "per resource under " + resources_prefix_
+                     : "etcd: another replica moved " + legacy_key_ + " first");
+    return true;
+}
+
 std::optional<store::StoredResources> EtcdConfigBackend::load() {
-    RangeAnswer a;
     try {
-        a = client_.range(key_);
+        auto s = read();
+        if (!s && move_legacy()) s = read();
+        return s;
     } catch (const EtcdUnavailable& e) {
         throw std::runtime_error(std::string("cannot read the config store: ") + e.what());
     }
-    loaded_revision_ = a.revision;
-    if (a.kvs.empty()) return std::nullopt;
-    return decode(a.kvs.front());
 }
 
 uint64_t EtcdConfigBackend::persist(uint64_t base_version,
-                                    const std::map<store::ResourceKey, store::Resource>& resources) {
-    // Version 0 in the value: every resource changed by this write reads as its revision.
-    std::string value = store::encode_resources(0, resources);
+                                    const std::map<store::ResourceKey, store::Resource>& resources,
+                                    const store::StoreChange& change) {
+    json::array ops;
+    std::size_t bytes = 0;
+    for (const store::ResourceKey& key : change.written) {
+        std::string value = store::encode_resource(resources.at(key));
+        bytes += value.size();
+        ops.push_back(put_op(resource_key(key), value));
+    }
+    for (const store::ResourceKey& key : change.deleted)
+        ops.push_back(delete_op(resource_key(key)));
+    std::size_t stored = 0;
+    for (const auto& [key, r] : resources)
+        stored += r.origin == store::Origin::Api;
+    ops.push_back(put_op(version_key_, std::to_string(stored)));
+    const std::size_t op_count = ops.size();
     TxnAnswer t;
     try {
-        t = client_.txn(put_if_mod_revision(key_, static_cast<int64_t>(base_version), value));
+        t = client_.txn(txn_if_mod_revision(version_key_, static_cast<int64_t>(base_version),
+                                            std::move(ops)));
     } catch (const EtcdUnavailable& e) {
         throw store::StoreUnavailable(e.what());
     } catch (const EtcdAnswerError& e) {
-        // The whole config is one etcd value: past etcd's --max-request-bytes (1.5 MiB unless
-        // raised) no write can succeed. Say so, with the size.
-        if (std::string_view(e.what()).find("request is too large") != std::string_view::npos) {
-            throw EtcdAnswerError(std::string(e.what()) + " (the config is one etcd value, " +
-                                      std::to_string(value.size()) +
-                                      " bytes with this change: start etcd with a larger "
-                                      "--max-request-bytes, see docs/replicas.md)",
+        // One change is one transaction: etcd bounds its size (--max-request-bytes, 1.5 MiB
+        // unless raised) and its operations (--max-txn-ops, 128). Say which, with the figures.
+        const std::string_view what = e.what();
+        if (what.find("request is too large") != std::string_view::npos) {
+            throw EtcdAnswerError(std::string(e.what()) + " (this change writes " +
+                                      std::to_string(change.written.size()) + " resource(s), " +
+                                      std::to_string(bytes) +
+                                      " bytes, in one etcd transaction: apply fewer at once or "
+                                      "start etcd with a larger --max-request-bytes, see "
+                                      "docs/replicas.md)",
+                                  e.code());
+        }
+        if (what.find("too many operations") != std::string_view::npos) {
+            throw EtcdAnswerError(std::string(e.what()) + " (this change is " +
+                                      std::to_string(op_count) +
+                                      " operations in one etcd transaction, a key per resource "
+                                      "written or deleted and the version: apply fewer at once or "
+                                      "start etcd with a larger --max-txn-ops, see "
+                                      "docs/replicas.md)",
                                   e.code());
         }
         throw;
@@ -81,31 +164,50 @@ uint64_t EtcdConfigBackend::persist(uint64_t base_version,
     return static_cast<uint64_t>(t.revision);
 }
 
-void EtcdConfigBackend::watch(std::function<void(store::StoredResources)> fn) {
-    auto deliver = [fn](const KeyValue* kv, int64_t revision) {
-        if (kv) {
-            fn(decode(*kv));
-        } else {
-            store::StoredResources empty;
-            empty.version = static_cast<uint64_t>(revision);
-            fn(std::move(empty));
+store::StoredUpdate EtcdConfigBackend::update_from(const std::vector<WatchEvent>& events) const {
+    store::StoredUpdate u;
+    uint64_t newest = 0;
+    for (const WatchEvent& e : events) {
+        const auto revision = static_cast<uint64_t>(e.kv.mod_revision);
+        newest = std::max(newest, revision);
+        if (e.kv.key == version_key_) {
+            if (!e.deleted) u.version = std::max(u.version, revision);
+            continue;
         }
-    };
+        auto key = key_of(e.kv.key);
+        if (!key) continue;
+        std::erase(u.deleted, *key);
+        u.resources.erase(*key);
+        if (e.deleted) {
+            u.deleted.push_back(*key);
+            continue;
+        }
+        try {
+            store::Resource r = store::decode_resource(e.kv.value, revision, "etcd key " + e.kv.key);
+            if (r.key != *key) throw std::runtime_error("etcd key " + e.kv.key + " holds " + r.key.str());
+            u.resources.emplace(r.key, std::move(r));
+        } catch (const std::exception& ex) {
+            log_(std::string("etcd: not taken at revision ") + std::to_string(revision) + ": " +
+                 ex.what());
+        }
+    }
+    // A write without the version key (etcdctl by hand) still counts, at its own revision.
+    if (u.version == 0) u.version = newest;
+    return u;
+}
+
+void EtcdConfigBackend::watch(std::function<void(store::StoredUpdate)> fn) {
     watcher_ = std::make_unique<Watcher>(
-        client_, key_, "", loaded_revision_.load(),
-        [this, deliver](const std::vector<WatchEvent>& events, int64_t revision) {
-            const WatchEvent& last = events.back();  // one key: the last event is its state
-            try {
-                deliver(last.deleted ? nullptr : &last.kv, revision);
-            } catch (const std::exception& e) {
-                log_("etcd " + key_ + " at revision " + std::to_string(revision) +
-                     ": not taken: " + e.what());
-            }
-        },
-        [this, deliver]() -> int64_t {
-            RangeAnswer a = client_.range(key_);
-            deliver(a.kvs.empty() ? nullptr : &a.kvs.front(), a.revision);
-            return a.revision;
+        client_, config_prefix_, prefix_end(config_prefix_), loaded_revision_.load(),
+        [this, fn](const std::vector<WatchEvent>& events, int64_t) { fn(update_from(events)); },
+        [this, fn]() -> int64_t {
+            auto s = read();
+            store::StoredUpdate whole;
+            whole.whole = true;
+            whole.version = s ? s->version : static_cast<uint64_t>(loaded_revision_.load());
+            if (s) whole.resources = std::move(s->resources);
+            fn(std::move(whole));
+            return loaded_revision_.load();
         },
         log_);
     watcher_->start();

@@ -1,10 +1,16 @@
 // remora-control's shared state on etcd, for several replicas at once:
-//   <prefix>/config          the API's Istio resources (store JSON); its mod_revision is the
-//                            config version, the same on every replica for the same content
+//   <prefix>/config/resources/<Kind>/<namespace>/<name>
+//                            each Istio resource applied over the API (its store JSON); its
+//                            mod_revision is its resourceVersion
+//   <prefix>/config/version  written by every change of the config, in the same transaction:
+//                            its mod_revision is the config version, the same on every replica
+//                            for the same content
 //   <prefix>/ca              the CA's signing material, JWT key and admin token, sealed with
 //                            AES-256-GCM (SecretBox); created once (txn create-if-absent)
 //   <prefix>/proxies/<id>    each replica's registered proxies, under that replica's lease, so
 //                            a dead replica's registrations expire with it
+// (Before 2026-12-07 the config was one value, <prefix>/config: it is moved to one key per
+// resource when a replica finds it.)
 #pragma once
 
 #include <atomic>
@@ -28,27 +34,38 @@ namespace remora::control::etcd {
 
 using LogFn = std::function<void(const std::string&)>;
 
-// The config store's backend on etcd: one key, written with a compare on its mod_revision (a
-// replica that wrote from an older state gets StoreConflict and the store retries), watched for
-// the other replicas' changes.
+// The config store's backend on etcd: one key per resource, and a version key; a change writes
+// the keys it changes and the version key in one transaction that compares the version key's
+// mod_revision with the version the change was made on (a replica that wrote from an older state
+// gets StoreConflict and the store retries). The other replicas' changes come through a watch on
+// <prefix>/config/, as what each transaction changed.
 class EtcdConfigBackend : public store::StoreBackend {
   public:
     EtcdConfigBackend(EtcdClient& client, std::string prefix, LogFn log);
     ~EtcdConfigBackend() override;
     std::optional<store::StoredResources> load() override;
     uint64_t persist(uint64_t base_version,
-                     const std::map<store::ResourceKey, store::Resource>& resources) override;
-    void watch(std::function<void(store::StoredResources)> fn) override;
+                     const std::map<store::ResourceKey, store::Resource>& resources,
+                     const store::StoreChange& change) override;
+    void watch(std::function<void(store::StoredUpdate)> fn) override;
     void stop() override;
     std::string describe() const override;
 
-    const std::string& key() const { return key_; }
-    // The stored value as text and revision (tests, remoractl debugging).
-    static store::StoredResources decode(const KeyValue& kv);
+    const std::string& version_key() const { return version_key_; }
+    std::string resource_key(const store::ResourceKey& key) const;
+    // The resource a key under <prefix>/config/resources/ names; nullopt for any other key.
+    std::optional<store::ResourceKey> key_of(std::string_view etcd_key) const;
+    // The watch's events as one update (resources decoded; a damaged one is logged and skipped).
+    store::StoredUpdate update_from(const std::vector<WatchEvent>& events) const;
 
   private:
+    std::optional<store::StoredResources> read();
+    // Moves the one-value config of an older remora-control (<prefix>/config) to one key per
+    // resource; false when there is none.
+    bool move_legacy();
+
     EtcdClient& client_;
-    std::string key_;
+    std::string config_prefix_, resources_prefix_, version_key_, legacy_key_;
     LogFn log_;
     std::atomic<int64_t> loaded_revision_{0};
     std::unique_ptr<Watcher> watcher_;

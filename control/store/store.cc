@@ -241,8 +241,8 @@ std::optional<StoredResources> DirBackend::load() {
     return decode_resources(common::read_file(file_), file_.string());
 }
 
-uint64_t DirBackend::persist(uint64_t base_version,
-                             const std::map<ResourceKey, Resource>& resources) {
+uint64_t DirBackend::persist(uint64_t base_version, const std::map<ResourceKey, Resource>& resources,
+                             const StoreChange&) {
     common::write_file_atomic(file_, encode_resources(base_version + 1, resources), 0600);
     return base_version + 1;
 }
@@ -254,7 +254,7 @@ ConfigStore::ConfigStore(std::unique_ptr<StoreBackend> backend, Clock clock, Log
     : backend_(std::move(backend)), clock_(std::move(clock)), log_(std::move(log)) {
     current_.store(std::make_shared<const Snapshot>());
     load();
-    backend_->watch([this](StoredResources stored) { take_remote(std::move(stored)); });
+    backend_->watch([this](StoredUpdate update) { take_remote(std::move(update)); });
 }
 
 ConfigStore::~ConfigStore() {
@@ -541,9 +541,18 @@ bool ConfigStore::commit(std::map<ResourceKey, Resource> resources, ChangeResult
         log_(result.error);
         return false;
     };
+    StoreChange change;
+    for (const auto& [key, r] : resources) {
+        if (r.origin == Origin::Api && r.resource_version == 0) change.written.push_back(key);
+    }
+    for (const auto& [key, r] : cur->resources) {
+        if (r.origin != Origin::Api) continue;
+        auto now = resources.find(key);
+        if (now == resources.end() || now->second.origin != Origin::Api) change.deleted.push_back(key);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     try {
-        next = backend_->persist(cur->version, resources);
+        next = backend_->persist(cur->version, resources, change);
     } catch (const StoreConflict& e) {
         conflict_ = true;
         return refuse(409, std::string("refused: changed concurrently through another replica (") +
@@ -583,7 +592,10 @@ ChangeResult ConfigStore::with_retry(const std::function<ChangeResult()>& change
         }
         if (!conflict || attempt == 5) return result;
         try {
-            if (auto stored = backend_->load()) take_remote(std::move(*stored));
+            if (auto stored = backend_->load()) {
+                StoredUpdate whole{stored->version, true, std::move(stored->resources), {}};
+                take_remote(std::move(whole));
+            }
         } catch (const std::exception& e) {
             log_(std::string("reading the store again after a concurrent change failed: ") + e.what());
             return result;
@@ -591,18 +603,33 @@ ChangeResult ConfigStore::with_retry(const std::function<ChangeResult()>& change
     }
 }
 
-void ConfigStore::take_remote(StoredResources stored) {
+void ConfigStore::take_remote(StoredUpdate update) {
     std::lock_guard lock(change_mu_);
     const auto t0 = std::chrono::steady_clock::now();
     SnapshotPtr cur = snapshot();
-    if (stored.version <= cur->version) return;  // this replica's own change, or older
-    for (const auto& [key, r] : cur->resources) {
-        if (r.origin != Origin::Api) stored.resources.insert_or_assign(key, r);
+    if (update.version <= cur->version) return;  // this replica's own change, or older
+    // This replica's --config-dir and --kube resources stay its own.
+    std::map<ResourceKey, Resource> next;
+    if (update.whole) {
+        next = std::move(update.resources);
+        for (const auto& [key, r] : cur->resources) {
+            if (r.origin != Origin::Api) next.insert_or_assign(key, r);
+        }
+    } else {
+        next = cur->resources;
+        for (auto& [key, r] : update.resources) {
+            auto it = next.find(key);
+            if (it == next.end() || it->second.origin == Origin::Api) next.insert_or_assign(key, std::move(r));
+        }
+        for (const ResourceKey& key : update.deleted) {
+            auto it = next.find(key);
+            if (it != next.end() && it->second.origin == Origin::Api) next.erase(it);
+        }
     }
     auto snap = std::make_shared<Snapshot>();
-    snap->version = stored.version;
-    snap->config = update_config(cur->config, cur->resources, stored.resources);
-    snap->resources = std::move(stored.resources);
+    snap->version = update.version;
+    snap->config = update_config(cur->config, cur->resources, next);
+    snap->resources = std::move(next);
     log_("config version " + std::to_string(snap->version) + " from " + backend_->describe() +
          ": " + std::to_string(snap->resources.size()) + " resource(s), model built in " +
          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -610,20 +637,60 @@ void ConfigStore::take_remote(StoredResources stored) {
     publish(std::move(snap));
 }
 
+namespace {
+
+json::object resource_object(const Resource& r, uint64_t version) {
+    json::object o;
+    o["kind"] = kind_name(r.key.kind);
+    o["namespace"] = r.key.ns;
+    o["name"] = r.key.name;
+    o["source"] = r.source;
+    o["created"] = r.created;
+    o["updated"] = r.updated;
+    if (uint64_t rv = r.resource_version ? r.resource_version : version) o["resourceVersion"] = rv;
+    o["yaml"] = r.yaml;
+    return o;
+}
+
+// `at` names the object in messages ("resources[3]", or "" for a value on its own).
+Resource resource_from(const json::value& v, uint64_t version, const std::string& at,
+                       const std::function<std::runtime_error(const std::string&)>& damaged) {
+    const json::object* o = v.if_object();
+    const std::string prefix = at.empty() ? "" : at + ".";
+    if (!o) throw damaged((at.empty() ? std::string("the value") : at) + ": not an object");
+    auto str = [&](const char* field) -> std::string {
+        const json::value* f = o->if_contains(field);
+        if (!f || !f->is_string()) throw damaged(prefix + field + ": missing or not a string");
+        return std::string(f->as_string());
+    };
+    auto num = [&](const char* field) -> int64_t {
+        const json::value* f = o->if_contains(field);
+        if (!f || !f->is_number()) throw damaged(prefix + field + ": missing or not a number");
+        return f->to_number<int64_t>();
+    };
+    Resource r;
+    auto kind = kind_exact(str("kind"));
+    if (!kind) throw damaged(prefix + "kind: unknown kind");
+    r.key = {*kind, str("namespace"), str("name")};
+    r.source = str("source");
+    r.yaml = str("yaml");
+    r.created = num("created");
+    r.updated = num("updated");
+    r.resource_version = o->if_contains("resourceVersion") ? static_cast<uint64_t>(num("resourceVersion")) : 0;
+    if (r.resource_version == 0) r.resource_version = version;
+    return r;
+}
+
+}  // namespace
+
 std::string encode_resources(uint64_t version, const std::map<ResourceKey, Resource>& resources) {
     json::array items;
     for (const auto& [key, r] : resources) {
         // The directory is the durable copy of its own resources: they are read again from it.
         if (r.origin != Origin::Api) continue;
-        json::object o;
-        o["kind"] = kind_name(key.kind);
-        o["namespace"] = key.ns;
-        o["name"] = key.name;
-        o["source"] = r.source;
-        o["created"] = r.created;
-        o["updated"] = r.updated;
-        o["resourceVersion"] = r.resource_version ? r.resource_version : version;
-        o["yaml"] = r.yaml;
+        json::object o = resource_object(r, version);
+        // A pending change in a one-writer store is written with the version it takes.
+        if (!o.contains("resourceVersion")) o["resourceVersion"] = version;
         items.push_back(std::move(o));
     }
     json::object doc;
@@ -648,37 +715,24 @@ StoredResources decode_resources(const std::string& text, const std::string& whe
     out.version = top->at("version").to_number<uint64_t>();
     std::size_t index = 0;
     for (const json::value& v : top->at("resources").as_array()) {
-        const json::object* o = v.if_object();
-        auto str = [&](const char* field) -> std::string {
-            const json::value* f = o ? o->if_contains(field) : nullptr;
-            if (!f || !f->is_string()) {
-                throw damaged("resources[" + std::to_string(index) + "]." + field +
-                              ": missing or not a string");
-            }
-            return std::string(f->as_string());
-        };
-        auto num = [&](const char* field) -> int64_t {
-            const json::value* f = o ? o->if_contains(field) : nullptr;
-            if (!f || !f->is_number()) {
-                throw damaged("resources[" + std::to_string(index) + "]." + field +
-                              ": missing or not a number");
-            }
-            return f->to_number<int64_t>();
-        };
-        Resource r;
-        auto kind = kind_exact(str("kind"));
-        if (!kind) throw damaged("resources[" + std::to_string(index) + "].kind: unknown kind");
-        r.key = {*kind, str("namespace"), str("name")};
-        r.source = str("source");
-        r.yaml = str("yaml");
-        r.created = num("created");
-        r.updated = num("updated");
-        r.resource_version = static_cast<uint64_t>(num("resourceVersion"));
-        if (r.resource_version == 0) r.resource_version = out.version;
+        Resource r = resource_from(v, out.version, "resources[" + std::to_string(index++) + "]", damaged);
         out.resources[r.key] = std::move(r);
-        ++index;
     }
     return out;
+}
+
+std::string encode_resource(const Resource& r, uint64_t version) {
+    return json::serialize(resource_object(r, version));
+}
+
+Resource decode_resource(const std::string& text, uint64_t version, const std::string& where) {
+    auto damaged = [&](const std::string& why) {
+        return std::runtime_error(where + ": damaged config store: " + why);
+    };
+    json::error_code jec;
+    json::value v = json::parse(text, jec);
+    if (jec) throw damaged("not JSON: " + jec.message());
+    return resource_from(v, version, "", damaged);
 }
 
 void ConfigStore::load() {

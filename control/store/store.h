@@ -113,6 +113,22 @@ struct StoredResources {
     std::map<ResourceKey, Resource> resources;
 };
 
+// What one change does to the stored resources: the keys it writes (their resource_version is 0
+// in the map persist is given) and those it deletes. A backend that keeps each resource on its
+// own (etcd) writes only these.
+struct StoreChange {
+    std::vector<ResourceKey> written, deleted;
+};
+
+// A change another writer made, as a backend's watch delivers it: the whole stored state (after
+// a resync), or what one or more writes changed.
+struct StoredUpdate {
+    uint64_t version = 0;
+    bool whole = false;                         // `resources` is everything stored
+    std::map<ResourceKey, Resource> resources;  // whole: all; else the ones written
+    std::vector<ResourceKey> deleted;           // not whole: the ones deleted
+};
+
 // Another writer changed the stored resources since `base_version`: read them again and retry.
 class StoreConflict : public std::runtime_error {
   public:
@@ -130,14 +146,15 @@ class StoreBackend {
     // What is stored; nullopt when nothing ever was. Throws std::runtime_error naming the place
     // when it is damaged or cannot be read.
     virtual std::optional<StoredResources> load() = 0;
-    // Stores `resources` (origin Api only) as the change that follows `base_version`; a resource
-    // whose resource_version is 0 changes in this write. Returns the new version. Throws
-    // StoreConflict, StoreUnavailable, or std::exception for any other failure.
-    virtual uint64_t persist(uint64_t base_version,
-                             const std::map<ResourceKey, Resource>& resources) = 0;
-    // Changes another writer made: `fn` is called (on the backend's thread) with each new state.
-    // The default (one writer) never calls it.
-    virtual void watch(std::function<void(StoredResources)> fn) { (void)fn; }
+    // Stores `resources` (origin Api only) as the change that follows `base_version`: `change`
+    // says which of them it writes (their resource_version is 0) and which it deletes. Returns
+    // the new version. Throws StoreConflict, StoreUnavailable, or std::exception for any other
+    // failure.
+    virtual uint64_t persist(uint64_t base_version, const std::map<ResourceKey, Resource>& resources,
+                             const StoreChange& change) = 0;
+    // Changes another writer made: `fn` is called (on the backend's thread) with each. The
+    // default (one writer) never calls it.
+    virtual void watch(std::function<void(StoredUpdate)> fn) { (void)fn; }
     virtual void stop() {}
     virtual std::string describe() const = 0;  // "store.json path" or "etcd <endpoints>"
 };
@@ -148,6 +165,12 @@ class StoreBackend {
 // throws std::runtime_error("<where>: damaged config store: ...").
 std::string encode_resources(uint64_t version, const std::map<ResourceKey, Resource>& resources);
 StoredResources decode_resources(const std::string& text, const std::string& where);
+// One resource of that list, on its own (etcd keeps one per key): {"kind", "namespace", "name",
+// "source", "created", "updated", "yaml"} with "resourceVersion" when `version` is not 0.
+// `decode_resource` takes the resource_version from the JSON when there, else `version`, and
+// throws std::runtime_error("<where>: damaged config store: ...").
+std::string encode_resource(const Resource& r, uint64_t version = 0);
+Resource decode_resource(const std::string& text, uint64_t version, const std::string& where);
 
 // store.json in a directory (a single replica's state dir).
 class DirBackend : public StoreBackend {
@@ -155,8 +178,8 @@ class DirBackend : public StoreBackend {
     // Creates `dir` (0700) when absent.
     explicit DirBackend(std::filesystem::path dir);
     std::optional<StoredResources> load() override;
-    uint64_t persist(uint64_t base_version,
-                     const std::map<ResourceKey, Resource>& resources) override;
+    uint64_t persist(uint64_t base_version, const std::map<ResourceKey, Resource>& resources,
+                     const StoreChange& change) override;
     std::string describe() const override { return file_.string(); }
     const std::filesystem::path& file() const { return file_; }
 
@@ -233,7 +256,7 @@ class ConfigStore {
     ChangeResult with_retry(const std::function<ChangeResult()>& change);
     void load();
     // Publishes what another writer stored, with this replica's --config-dir resources.
-    void take_remote(StoredResources stored);
+    void take_remote(StoredUpdate update);
     static model::Config build_config(const std::map<ResourceKey, Resource>& resources);
     // The model of `resources` from `base`, the model of `base_resources`: only the resources
     // whose text differs are read again (the rest is copied).

@@ -207,29 +207,71 @@ TEST_CASE("SecretBox::from_file: hex, base64 or raw 32 bytes") {
                          SecretBoxError);
 }
 
-TEST_CASE("the stored config: the version is the key's mod_revision, changed resources take it") {
+TEST_CASE("the stored config: a key per resource; a watch's events become one update") {
+    EtcdOptions options;
+    options.endpoints = parse_endpoints("127.0.0.1:1", false);
+    EtcdClient client(options);
+    std::vector<std::string> logs;
+    EtcdConfigBackend backend(client, "/remora", [&](const std::string& m) { logs.push_back(m); });
+    const store::ResourceKey a_key{store::Kind::VirtualService, "default", "reviews"};
+    const store::ResourceKey b_key{store::Kind::DestinationRule, "shop", "reviews.v1"};
+    CHECK(backend.resource_key(a_key) == "/remora/config/resources/VirtualService/default/reviews");
+    CHECK(backend.key_of(backend.resource_key(b_key)) == b_key);
+    CHECK_FALSE(backend.key_of("/remora/config/version"));
+    CHECK_FALSE(backend.key_of("/remora/config/resources/virtualservice/default/reviews"));
+    CHECK_FALSE(backend.key_of("/remora/config/resources/VirtualService/default"));
+    CHECK_FALSE(backend.key_of("/other/config/resources/VirtualService/default/reviews"));
+    CHECK(backend.version_key() == "/remora/config/version");
+
     store::Resource a;
-    a.key = {store::Kind::VirtualService, "default", "reviews"};
+    a.key = a_key;
     a.yaml = "kind: VirtualService\n";
-    a.resource_version = 7;  // unchanged since revision 7
-    store::Resource b;
-    b.key = {store::Kind::DestinationRule, "default", "reviews"};
-    b.yaml = "kind: DestinationRule\n";
-    b.resource_version = 0;  // changed by this write
-    std::map<store::ResourceKey, store::Resource> resources{{a.key, a}, {b.key, b}};
-    KeyValue kv;
-    kv.key = "/remora/config";
-    kv.value = store::encode_resources(0, resources);
-    kv.mod_revision = 42;
-    store::StoredResources s = EtcdConfigBackend::decode(kv);
-    CHECK(s.version == 42);
-    CHECK(s.resources.at(a.key).resource_version == 7);
-    CHECK(s.resources.at(b.key).resource_version == 42);
-    CHECK(s.resources.at(b.key).yaml == "kind: DestinationRule\n");
-    kv.value = "{";
-    CHECK_THROWS_WITH_AS(EtcdConfigBackend::decode(kv),
-                         doctest::Contains("etcd key /remora/config: damaged config store"),
+    a.source = "reviews.yaml";
+    a.created = 100;
+    a.updated = 200;
+    // A value written by a change carries no version: the key's mod_revision is its version.
+    store::Resource back = store::decode_resource(store::encode_resource(a), 42, "k");
+    CHECK(back.key == a_key);
+    CHECK(back.yaml == a.yaml);
+    CHECK(back.source == "reviews.yaml");
+    CHECK(back.created == 100);
+    CHECK(back.updated == 200);
+    CHECK(back.resource_version == 42);
+    CHECK_THROWS_WITH_AS(store::decode_resource("{\"kind\": \"VirtualService\"}", 1, "etcd key k"),
+                         doctest::Contains("etcd key k: damaged config store: namespace: missing"),
                          std::runtime_error);
+
+    auto put = [&](const std::string& key, const std::string& value, int64_t rev) {
+        WatchEvent e;
+        e.kv.key = key;
+        e.kv.value = value;
+        e.kv.mod_revision = rev;
+        return e;
+    };
+    auto del = [&](const std::string& key, int64_t rev) {
+        WatchEvent e = put(key, "", rev);
+        e.deleted = true;
+        return e;
+    };
+    store::Resource b = a;
+    b.key = b_key;
+    const std::string c_key = "/remora/config/resources/VirtualService/default/c";
+    std::vector<WatchEvent> events = {
+        put(backend.resource_key(a_key), store::encode_resource(a), 10),
+        put(backend.resource_key(b_key), store::encode_resource(b), 10),
+        put("/remora/config/version", "2", 10),
+        del(backend.resource_key(a_key), 11),
+        put(c_key, "{", 11),  // damaged: logged, skipped
+        put("/remora/config/version", "1", 11),
+    };
+    store::StoredUpdate u = backend.update_from(events);
+    CHECK_FALSE(u.whole);
+    CHECK(u.version == 11);
+    REQUIRE(u.resources.size() == 1);
+    CHECK(u.resources.at(b_key).resource_version == 10);
+    CHECK(u.deleted == std::vector<store::ResourceKey>{a_key});
+    REQUIRE(logs.size() == 1);
+    CHECK(logs[0].find("etcd key " + c_key + ": damaged config store") != std::string::npos);
 }
 
 TEST_CASE("a proxy's shared registration round-trips; other values are not one") {
@@ -373,8 +415,9 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
 
     store::ChangeResult r = one.apply(vs("v1"), "vs.yaml");
     REQUIRE(r.ok());
-    KeyValue stored = client.range("/t/config").kvs.at(0);
+    KeyValue stored = client.range("/t/config/version").kvs.at(0);
     CHECK(r.version == static_cast<uint64_t>(stored.mod_revision));  // the version is the revision
+    CHECK(client.range("/t/config/resources/VirtualService/default/reviews").kvs.size() == 1);
     CHECK(eventually([&] { return two.version() == r.version; }));  // through the watch
     CHECK(two.snapshot()->config.virtual_services.size() == 1);
 
@@ -393,6 +436,24 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
     store::ConfigStore three(std::make_unique<EtcdConfigBackend>(client, "/t", quiet), clock, quiet);
     CHECK(three.version() == one.version());
 
+    // A change writes only its own keys; a delete reaches the other store as a delete.
+    const std::string ratings_key = "/t/config/resources/VirtualService/default/ratings";
+    const int64_t ratings_rev = client.range(ratings_key).kvs.at(0).mod_revision;
+    store::ChangeResult v4 = two.apply(vs("v4"), "d.yaml");
+    REQUIRE(v4.ok());
+    CHECK(client.range(ratings_key).kvs.at(0).mod_revision == ratings_rev);
+    CHECK(eventually([&] { return one.version() == v4.version; }));
+    CHECK(one.snapshot()->resources.at({store::Kind::VirtualService, "default", "ratings"})
+              .resource_version == static_cast<uint64_t>(ratings_rev));
+    CHECK(one.snapshot()->config.virtual_services.at(1).http.at(0).route.at(0).destination.subset ==
+          "v4");
+    store::ChangeResult gone = one.remove(other, "b.yaml");
+    REQUIRE(gone.ok());
+    CHECK(client.range(ratings_key).kvs.empty());
+    CHECK(eventually([&] { return two.version() == gone.version; }));
+    CHECK(two.snapshot()->resources.size() == 1);
+    CHECK(two.snapshot()->config.virtual_services.size() == 1);
+
     // etcd gone: a change is refused with 503 and nothing changes.
     kill(etcd.pid, SIGKILL);
     waitpid(etcd.pid, nullptr, 0);
@@ -404,10 +465,11 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
     CHECK(one.version() == before);
 }
 
-// The config is one etcd value: past etcd's --max-request-bytes an apply is refused, nothing
-// changes, and the error says what to raise (docs/replicas.md).
-TEST_CASE("a config larger than etcd takes is refused, saying why") {
-    LocalEtcd etcd("", {"--max-request-bytes", "8192"});
+// One change is one etcd transaction: past etcd's --max-request-bytes or --max-txn-ops an apply
+// is refused, nothing changes, and the error says what to raise (docs/replicas.md). The config as
+// a whole is not bounded by either.
+TEST_CASE("a change larger than etcd takes in one transaction is refused, saying why") {
+    LocalEtcd etcd("", {"--max-request-bytes", "8192", "--max-txn-ops", "16"});
     if (!etcd.up()) {
         MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
         return;
@@ -424,21 +486,90 @@ TEST_CASE("a config larger than etcd takes is refused, saying why") {
     auto clock = [] { return std::chrono::system_clock::now(); };
     auto quiet = [](const std::string&) {};
     store::ConfigStore store(std::make_unique<EtcdConfigBackend>(client, "/big", quiet), clock, quiet);
-    REQUIRE(store.apply(vs("v1"), "small.yaml").ok());
+    // Documents of about 1 KB each (an annotation pads them).
+    auto docs = [](int from, int count) {
+        std::string out;
+        for (int i = from; i < from + count; ++i) {
+            std::string doc = vs("v1");
+            doc.replace(doc.find("name: reviews"), 13,
+                        "name: reviews-" + std::to_string(i) + ", annotations: {pad: " +
+                            std::string(1000, 'x') + "}");
+            out += (out.empty() ? "" : "---\n") + doc;
+        }
+        return out;
+    };
+    // Five changes of five: 25 KB stored, three times etcd's request limit.
+    for (int i = 0; i < 25; i += 5) {
+        store::ChangeResult r = store.apply(docs(i, 5), "batch.yaml");
+        REQUIRE_MESSAGE(r.ok(), r.error);
+    }
     const uint64_t before = store.version();
+    CHECK(store.snapshot()->resources.size() == 25);
+
+    store::ChangeResult big = store.apply(docs(100, 10), "big.yaml");
+    CHECK_FALSE(big.ok());
+    INFO(big.error);
+    CHECK(big.error.find("request is too large") != std::string::npos);
+    CHECK(big.error.find("writes 10 resource(s)") != std::string::npos);
+    CHECK(big.error.find("--max-request-bytes") != std::string::npos);
+
     std::string many;
-    for (int i = 0; i < 60; ++i) {
+    for (int i = 0; i < 20; ++i) {
         std::string doc = vs("v1");
-        doc.replace(doc.find("name: reviews"), 13, "name: reviews-" + std::to_string(i));
+        doc.replace(doc.find("name: reviews"), 13, "name: small-" + std::to_string(i));
         many += (many.empty() ? "" : "---\n") + doc;
     }
-    store::ChangeResult r = store.apply(many, "big.yaml");
-    CHECK_FALSE(r.ok());
-    INFO(r.error);
-    CHECK(r.error.find("request is too large") != std::string::npos);
-    CHECK(r.error.find("--max-request-bytes") != std::string::npos);
+    store::ChangeResult ops = store.apply(many, "many.yaml");
+    CHECK_FALSE(ops.ok());
+    INFO(ops.error);
+    CHECK(ops.error.find("too many operations") != std::string::npos);
+    CHECK(ops.error.find("--max-txn-ops") != std::string::npos);
     CHECK(store.version() == before);
-    CHECK(store.snapshot()->resources.size() == 1);
+    CHECK(store.snapshot()->resources.size() == 25);
+}
+
+// An older remora-control kept the whole config in one value, <prefix>/config: a replica that
+// finds it moves it to a key per resource, once, losing nothing.
+TEST_CASE("the one-value config of an older version is moved to a key per resource") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    store::Resource a;
+    a.key = {store::Kind::VirtualService, "default", "reviews"};
+    a.yaml = vs("v2");
+    a.source = "old.yaml";
+    a.resource_version = 0;
+    std::map<store::ResourceKey, store::Resource> old{{a.key, a}};
+    const int64_t old_rev = client.put("/m/config", store::encode_resources(0, old));
+    std::vector<std::string> logs;
+    auto clock = [] { return std::chrono::system_clock::now(); };
+    auto log = [&](const std::string& m) { logs.push_back(m); };
+    store::ConfigStore store(std::make_unique<EtcdConfigBackend>(client, "/m", log), clock, log);
+    REQUIRE(store.snapshot()->resources.size() == 1);
+    CHECK(store.snapshot()->resources.begin()->second.resource_version ==
+          static_cast<uint64_t>(old_rev));
+    CHECK(store.snapshot()->config.virtual_services.at(0).http.at(0).route.at(0).destination.subset ==
+          "v2");
+    CHECK(client.range("/m/config").kvs.empty());
+    CHECK(store.version() == static_cast<uint64_t>(client.range("/m/config/version").kvs.at(0).mod_revision));
+    CHECK(std::any_of(logs.begin(), logs.end(), [](const std::string& m) {
+        return m.find("moved the config of /m/config (1 resource(s), one value)") != std::string::npos;
+    }));
+    // A second replica finds nothing left to move.
+    store::ConfigStore again(std::make_unique<EtcdConfigBackend>(client, "/m", log), clock, log);
+    CHECK(again.version() == store.version());
+    CHECK(again.snapshot()->resources.size() == 1);
 }
 
 TEST_CASE("a watch on a member that stops answering is given up and resumed when it is back") {
