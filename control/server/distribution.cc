@@ -310,6 +310,7 @@ void Distribution::wake_all() {
     const auto started = std::chrono::steady_clock::now();
     const uint64_t computes_before = cache_.stats().computes;
     std::map<ProxyClass, Computed> results;
+    std::atomic<int64_t> translate_us{0}, gzip_us{0};  // summed over the threads
     for (auto& p : polls) results.emplace(ProxyClass{p->ns, p->service_account, p->labels}, Computed{});
     {
         std::vector<std::pair<const ProxyClass, Computed>*> todo;
@@ -320,7 +321,10 @@ void Distribution::wake_all() {
         auto work = [&] {
             for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
                 const ProxyClass& c = todo[i]->first;
+                const auto t0 = std::chrono::steady_clock::now();
                 todo[i]->second = compute(c.ns, c.service_account, c.labels);
+                const auto t1 = std::chrono::steady_clock::now();
+                translate_us += std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count();
                 // Compressed here too, in parallel, when some proxy of the class will be
                 // answered with it (message_for keeps it for them).
                 bool answers = false;
@@ -331,7 +335,11 @@ void Distribution::wake_all() {
                         break;
                     }
                 }
-                if (answers) message_for(todo[i]->second, true);
+                if (answers) {
+                    message_for(todo[i]->second, true);
+                    gzip_us += std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - t1).count();
+                }
             }
         };
         std::vector<std::thread> threads;
@@ -361,7 +369,9 @@ void Distribution::wake_all() {
     auto ms = [](auto d) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()); };
     log_("push: " + std::to_string(results.size()) + " classes of " + std::to_string(polls.size()) +
          " waiting proxies (" + std::to_string(cache_.stats().computes - computes_before) + " translated) in " +
-         ms(computed - started) + " ms; " + std::to_string(answered) + " answered in " +
+         ms(computed - started) + " ms (translating " + std::to_string(translate_us / 1000) +
+         " ms, compressing " + std::to_string(gzip_us / 1000) + " ms, over the threads); " +
+         std::to_string(answered) + " answered in " +
          ms(std::chrono::steady_clock::now() - computed) + " ms");
 }
 
