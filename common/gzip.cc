@@ -27,20 +27,44 @@ bool iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::string gzip(std::string_view data, int level) {
+    return gzip({data}, level);
+}
+
+std::string gzip(std::initializer_list<std::string_view> parts, int level) {
     z_stream z{};
     if (deflateInit2(&z, std::clamp(level, 1, 9), Z_DEFLATED, kGzipWindow, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         throw std::runtime_error("gzip: deflateInit2 failed");
     }
+    // The output grows as it comes: JSON compresses 20 to 30 times, and sizing it by
+    // deflateBound would allocate and clear the input's size, and keep it as capacity.
+    std::size_t in_size = 0;
+    for (std::string_view p : parts) in_size += p.size();
+    const std::size_t chunk = std::max<std::size_t>(in_size / 16, 16 * 1024);
     std::string out;
-    out.resize(deflateBound(&z, static_cast<uLong>(data.size())));
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    z.avail_in = static_cast<uInt>(data.size());
-    z.next_out = reinterpret_cast<Bytef*>(out.data());
-    z.avail_out = static_cast<uInt>(out.size());
-    const int rc = deflate(&z, Z_FINISH);
-    out.resize(z.total_out);
+    std::size_t used = 0;
+    const std::string_view none;
+    const std::size_t count = std::max<std::size_t>(parts.size(), 1);
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::string_view p = parts.size() ? *(parts.begin() + i) : none;
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(p.data()));
+        z.avail_in = static_cast<uInt>(p.size());
+        const int flush = i + 1 == count ? Z_FINISH : Z_NO_FLUSH;
+        for (;;) {
+            if (used == out.size()) out.resize(out.size() + std::max(chunk, out.size() / 2));
+            z.next_out = reinterpret_cast<Bytef*>(out.data() + used);
+            z.avail_out = static_cast<uInt>(out.size() - used);
+            const int rc = deflate(&z, flush);
+            used = out.size() - z.avail_out;
+            if (rc == Z_STREAM_ERROR) {
+                deflateEnd(&z);
+                throw std::runtime_error("gzip: deflate failed");
+            }
+            if (flush == Z_FINISH ? rc == Z_STREAM_END : z.avail_in == 0 && z.avail_out != 0) break;
+        }
+    }
     deflateEnd(&z);
-    if (rc != Z_STREAM_END) throw std::runtime_error("gzip: deflate did not finish");
+    out.resize(used);
+    out.shrink_to_fit();
     return out;
 }
 

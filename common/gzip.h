@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,8 @@ namespace remora::common {
 
 // `data` compressed as a gzip member (zlib's level 1 to 9).
 std::string gzip(std::string_view data, int level = 6);
+// The concatenation of `parts`, compressed as one gzip member, without concatenating them first.
+std::string gzip(std::initializer_list<std::string_view> parts, int level = 6);
 
 // The data of one or more gzip members; nullopt, with the reason in `error`, when `data` is not
 // gzip, is cut short or corrupt, or would inflate past `max_bytes` (a small answer that

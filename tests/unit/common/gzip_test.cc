@@ -33,6 +33,20 @@ TEST_CASE("gzip round-trips, and repetitive JSON shrinks") {
     for (int level : {1, 6, 9}) CHECK(gunzip(gzip(noise, level), noise.size()) == noise);
 }
 
+TEST_CASE("gzip of parts is one member of their concatenation") {
+    std::mt19937 rng(11);
+    std::string noise(300000, '\0');  // past the output's first chunk even uncompressed
+    for (char& c : noise) c = static_cast<char>(rng());
+    const std::string head = "{\"version\":\"abc\",\"snapshot\":", tail = "}\n";
+    for (int level : {1, 6}) {
+        const std::string z = gzip({head, noise, "", tail}, level);
+        CHECK(gunzip(z, 1 << 20) == head + noise + tail);
+    }
+    CHECK(gunzip(gzip({}), 10) == std::string());
+    CHECK(gunzip(gzip({"", ""}), 10) == std::string());
+    CHECK(gzip({"abc", "def"}) == gzip("abcdef"));
+}
+
 TEST_CASE("gunzip reads concatenated members, as gzip(1) writes them") {
     const std::string z = gzip("hello, ") + gzip("world");
     CHECK(gunzip(z, 100) == std::string("hello, world"));
