@@ -54,7 +54,8 @@ json::value endpoint_json(const Endpoint& e) {
                         {"identity", e.identity}, {"mtls", e.mtls}, {"weight", e.weight}};
 }
 
-json::value cluster_json(const Cluster& c) {
+// `with_endpoints` false: every field but "endpoints" (the last), for to_json_text.
+json::value cluster_json(const Cluster& c, bool with_endpoints = true) {
     json::object o;
     o["name"] = c.name;
     o["service_host"] = c.service_host;
@@ -92,6 +93,7 @@ json::value cluster_json(const Cluster& c) {
                                               {"min_health_percent", od->min_health_percent}};
     }
     o["tls_mode"] = c.tls_mode;
+    if (!with_endpoints) return o;
     json::array eps;
     for (const auto& e : c.endpoints) eps.push_back(endpoint_json(e));
     o["endpoints"] = std::move(eps);
@@ -616,8 +618,51 @@ json::value to_json(const Snapshot& snap) {
     return o;
 }
 
+namespace {
+
+// A JSON string as boost::json serializes it. Most strings (addresses, label values, SPIFFE IDs)
+// need no escape and are copied; any other goes through the serializer.
+void append_json_string(std::string& out, std::string_view s) {
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == '"' || c == '\\') {
+            out += json::serialize(json::string_view(s.data(), s.size()));
+            return;
+        }
+    }
+    out += '"';
+    out += s;
+    out += '"';
+}
+
+// endpoint_json(e), serialized, without building the tree: a cluster's endpoints are most of a
+// large snapshot (thousands per cluster at 10,000 services).
+void append_endpoint(std::string& out, const Endpoint& e) {
+    out += "{\"address\":";
+    append_json_string(out, e.address);
+    out += ",\"port\":";
+    out += std::to_string(e.port);
+    out += ",\"labels\":{";
+    bool first = true;
+    for (const auto& [k, v] : e.labels) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, k);
+        out += ':';
+        append_json_string(out, v);
+    }
+    out += "},\"identity\":";
+    append_json_string(out, e.identity);
+    out += e.mtls ? ",\"mtls\":true" : ",\"mtls\":false";
+    out += ",\"weight\":";
+    out += std::to_string(e.weight);
+    out += '}';
+}
+
+}  // namespace
+
 std::string to_json_text(const Snapshot& snap) {
-    // The fields in to_json's order; each element's small tree is serialized and freed at once.
+    // The fields in to_json's order; each element's small tree is serialized and freed at once,
+    // and a cluster's endpoints (its last field) are written straight.
     std::string out;
     json::serializer sr;
     auto append = [&](const json::value& v) {
@@ -632,7 +677,17 @@ std::string to_json_text(const Snapshot& snap) {
     out += ",\"clusters\":[";
     for (std::size_t i = 0; i < snap.clusters.size(); ++i) {
         if (i) out += ',';
-        append(cluster_json(snap.clusters[i]));
+        json::value c = cluster_json(snap.clusters[i], false);
+        append(c);
+        out.pop_back();  // the object's '}': "endpoints" follows as its last field
+        out += ",\"endpoints\":[";
+        bool first = true;
+        for (const Endpoint& e : snap.clusters[i].endpoints) {
+            if (!first) out += ',';
+            first = false;
+            append_endpoint(out, e);
+        }
+        out += "]}";
     }
     out += "],\"virtual_hosts\":[";
     for (std::size_t i = 0; i < snap.virtual_hosts.size(); ++i) {

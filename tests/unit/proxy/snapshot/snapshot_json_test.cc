@@ -216,6 +216,15 @@ TEST_CASE("to_json_text is serialize(to_json) byte for byte") {
     s.clusters.push_back(s.clusters.at(0));
     s.clusters.back().name = "outbound|9080|v2|reviews.default.svc.cluster.local";
     s.clusters.back().endpoints.push_back(s.clusters.back().endpoints.at(0));
+    // Endpoints are written straight: strings that need escapes, no labels, a cluster without
+    // endpoints.
+    s.clusters.back().endpoints.back().labels = {{"a\"b", "tab\there"}, {"z", "\x7f\\ é"}};
+    s.clusters.back().endpoints.back().identity = "spiffe://cluster.local/ns/\x1f/sa/x";
+    s.clusters.back().endpoints.back().mtls = !s.clusters.back().endpoints.back().mtls;
+    s.clusters.back().endpoints.back().weight = 4294967295u;
+    s.clusters.back().endpoints.push_back(snap::Endpoint{});
+    s.clusters.push_back(s.clusters.at(0));
+    s.clusters.back().endpoints.clear();
     s.virtual_hosts.push_back(s.virtual_hosts.at(0));
     s.virtual_hosts.back().name = "quote \" and \\ and \x01 and é";
     s.outbound_traffic_policy = "REGISTRY_ONLY";
