@@ -664,6 +664,17 @@ std::string to_json_text(const Snapshot& snap) {
     // The fields in to_json's order; each element's small tree is serialized and freed at once,
     // and a cluster's endpoints (its last field) are written straight.
     std::string out;
+    // Sized first: at 10,000 services the text is megabytes, and growing it by doubling copied
+    // it and touched fresh pages again at each step.
+    std::size_t estimate = 4096 + snap.virtual_hosts.size() * 2048;
+    for (const Cluster& c : snap.clusters) {
+        estimate += 768 + c.name.size() + c.service_host.size();
+        for (const Endpoint& e : c.endpoints) {
+            estimate += 96 + e.address.size() + e.identity.size();
+            for (const auto& [k, v] : e.labels) estimate += 6 + k.size() + v.size();
+        }
+    }
+    out.reserve(estimate);
     json::serializer sr;
     auto append = [&](const json::value& v) {
         sr.reset(&v);
@@ -703,6 +714,7 @@ std::string to_json_text(const Snapshot& snap) {
     out += ",\"notes\":";
     append(strings_json(snap.notes));
     out += '}';
+    if (out.capacity() > out.size() + out.size() / 4) out.shrink_to_fit();  // it is kept, per class
     return out;
 }
 
