@@ -90,7 +90,21 @@ bool EtcdConfigBackend::move_legacy() {
     }
     ops.push_back(put_op(version_key_, std::to_string(s.resources.size())));
     ops.push_back(delete_op(legacy_key_));
-    TxnAnswer t = client_.txn(txn_if_mod_revision(version_key_, 0, std::move(ops)));
+    const std::size_t op_count = ops.size();
+    TxnAnswer t;
+    try {
+        t = client_.txn(txn_if_mod_revision(version_key_, 0, std::move(ops)));
+    } catch (const EtcdAnswerError& e) {
+        throw EtcdAnswerError("moving the config of " + legacy_key_ + " (" +
+                                  std::to_string(s.resources.size()) +
+                                  " resource(s), one value) to a key per resource: " + e.what() +
+                                  " (it is one transaction of " + std::to_string(op_count) +
+                                  " operations and " + std::to_string(kv.value.size()) +
+                                  " bytes, once: start etcd with --max-txn-ops and "
+                                  "--max-request-bytes above that for the upgrade, see "
+                                  "docs/replicas.md)",
+                              e.code());
+    }
     log_(t.succeeded ? "etcd: moved the config of " + legacy_key_ + " (" +
                            std::to_string(s.resources.size()) + " resource(s), one value) to a key "
                            "per resource under " + resources_prefix_

@@ -526,6 +526,28 @@ TEST_CASE("a change larger than etcd takes in one transaction is refused, saying
     CHECK(ops.error.find("--max-txn-ops") != std::string::npos);
     CHECK(store.version() == before);
     CHECK(store.snapshot()->resources.size() == 25);
+
+    // An older version's one-value config too large to move in one transaction: the replica does
+    // not start, saying why, and the value stays.
+    std::map<store::ResourceKey, store::Resource> old;
+    for (int i = 0; i < 20; ++i) {
+        store::Resource r;
+        r.key = {store::Kind::VirtualService, "default", "old-" + std::to_string(i)};
+        r.yaml = vs("v1");
+        old.emplace(r.key, r);
+    }
+    client.put("/mig/config", store::encode_resources(0, old));
+    try {
+        store::ConfigStore upgraded(std::make_unique<EtcdConfigBackend>(client, "/mig", quiet), clock, quiet);
+        FAIL("a replica started on a config it could not move");
+    } catch (const std::exception& e) {
+        const std::string what = e.what();
+        INFO(what);
+        CHECK(what.find("moving the config of /mig/config (20 resource(s), one value)") != std::string::npos);
+        CHECK(what.find("22 operations") != std::string::npos);
+        CHECK(what.find("--max-txn-ops") != std::string::npos);
+    }
+    CHECK(client.range("/mig/config").kvs.size() == 1);
 }
 
 // An older remora-control kept the whole config in one value, <prefix>/config: a replica that
