@@ -76,7 +76,15 @@ struct Exchange {
     // when the member cannot serve); a throw ends the stream with its reason.
     std::chrono::milliseconds check_interval{0};
     std::function<void()> check;
+    // Set (on the io thread) by a cancel: checked before each step, since cancelling the socket
+    // reaches only the operation in progress, and a cancel that lands between two steps (the
+    // watch being stopped just as it connects) was lost: the next step streamed forever.
+    bool cancelled = false;
 };
+
+void check_cancelled(const Exchange& x) {
+    if (x.cancelled) throw EtcdUnavailable(x.ep.str() + ": cancelled");
+}
 
 // The silence watch of one stream: `last` moves with every chunk read.
 struct SilenceWatch {
@@ -116,12 +124,14 @@ template <class Stream>
 asio::awaitable<void> talk(Stream& stream, beast::tcp_stream& tcp, Exchange& x) {
     tcp.expires_after(x.timeout);
     auto [wec, wn] = co_await http::async_write(stream, x.req, use_nothrow);
+    check_cancelled(x);
     if (wec) fail(x, "sending the request failed", wec);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(256 * 1024 * 1024);
     tcp.expires_after(x.timeout);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+    check_cancelled(x);
     if (hec) fail(x, "reading the answer failed", hec);
     x.status = static_cast<int>(parser.get().result_int());
     std::string pending;
@@ -162,14 +172,17 @@ asio::awaitable<void> talk(Stream& stream, beast::tcp_stream& tcp, Exchange& x) 
 asio::awaitable<void> run_exchange(beast::ssl_stream<beast::tcp_stream>& stream, Exchange& x) {
     tcp::resolver resolver(co_await asio::this_coro::executor);
     auto [rec, endpoints] = co_await resolver.async_resolve(x.ep.host, x.ep.port, use_nothrow);
+    check_cancelled(x);
     if (rec) throw EtcdUnavailable(x.ep.str() + ": cannot resolve " + x.ep.host + ": " + rec.message());
     beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
     tcp.expires_after(x.timeout);
     auto [cec, connected] = co_await tcp.async_connect(endpoints, use_nothrow);
+    check_cancelled(x);
     if (cec) fail(x, "cannot connect", cec);
     if (x.ep.tls) {
         tcp.expires_after(x.timeout);
         auto [sec] = co_await stream.async_handshake(ssl::stream_base::client, use_nothrow);
+        check_cancelled(x);
         if (sec) fail(x, "TLS handshake failed", sec);
         co_await talk(stream, tcp, x);
     } else {
@@ -227,8 +240,11 @@ std::string EtcdClient::post(const Endpoint& ep, const std::string& path, const 
     x.req.body() = body;
     x.req.prepare_payload();
     if (set_cancel) {
-        (*set_cancel)([&io, &stream] {
-            asio::post(io, [&stream] { beast::get_lowest_layer(stream).cancel(); });
+        (*set_cancel)([&io, &stream, &x] {
+            asio::post(io, [&stream, &x] {
+                x.cancelled = true;
+                beast::get_lowest_layer(stream).cancel();
+            });
         });
     }
     std::exception_ptr error;

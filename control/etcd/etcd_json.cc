@@ -159,8 +159,14 @@ json::object txn(json::object compare, std::string_view key, std::string_view va
 
 }  // namespace
 
-json::object put_op(std::string_view key, std::string_view value) {
-    return json::object{{"request_put", put_request(key, value)}};
+json::object put_op(std::string_view key, std::string_view value, int64_t lease) {
+    return json::object{{"request_put", put_request(key, value, lease)}};
+}
+
+json::object txn_all(json::array ops) {
+    json::object t;
+    t["success"] = std::move(ops);
+    return t;
 }
 
 json::object delete_op(std::string_view key) {

@@ -55,8 +55,10 @@ boost::json::object put_request(std::string_view key, std::string_view value, in
 boost::json::object delete_request(std::string_view key, std::string_view range_end = {});
 
 // Operations of a transaction's branch.
-boost::json::object put_op(std::string_view key, std::string_view value);
+boost::json::object put_op(std::string_view key, std::string_view value, int64_t lease = 0);
 boost::json::object delete_op(std::string_view key);
+// A transaction without a comparison: every operation, at one revision.
+boost::json::object txn_all(boost::json::array ops);
 // `if <key>'s mod_revision == expected (0: the key does not exist) then <ops>, else read the
 // key`: several keys changed at one revision, or none.
 boost::json::object txn_if_mod_revision(std::string_view key, int64_t expected_mod_revision,

@@ -472,25 +472,47 @@ int64_t RegistrySync::resync() {
 void RegistrySync::publish() {
     std::map<std::string, std::string> desired;
     for (const registry::ProxyRecord& r : registry_.list()) desired[prefix_ + r.id] = encode(replica_, r);
+    json::array ops;
+    std::vector<std::pair<std::string, std::optional<std::string>>> batch;  // key, value (none: deleted)
+    auto flush = [&] {
+        if (ops.empty()) return;
+        client_.txn(txn_all(std::move(ops)));
+        ops = json::array();
+        for (auto& [key, value] : batch) {
+            if (value) {
+                published_[key] = std::move(*value);
+            } else {
+                published_.erase(key);
+            }
+        }
+        batch.clear();
+        if (!keep_alive()) throw std::runtime_error("lease " + std::to_string(lease_) + " expired while publishing");
+    };
     for (const auto& [key, value] : desired) {
         auto it = published_.find(key);
         if (it != published_.end() && it->second == value) continue;
-        client_.put(key, value, lease_);
-        published_[key] = value;
+        ops.push_back(put_op(key, value, lease_));
+        batch.emplace_back(key, value);
+        if (ops.size() == kBatch) flush();
     }
-    for (auto it = published_.begin(); it != published_.end();) {
-        if (desired.count(it->first)) {
-            ++it;
-            continue;
-        }
-        client_.remove(it->first);
-        it = published_.erase(it);
+    for (const auto& [key, value] : published_) {
+        if (desired.count(key)) continue;
+        ops.push_back(delete_op(key));
+        batch.emplace_back(key, std::nullopt);
+        if (ops.size() == kBatch) flush();
     }
+    flush();
+}
+
+bool RegistrySync::keep_alive() {
+    if (std::chrono::steady_clock::now() < keepalive_due_) return true;
+    if (client_.lease_keepalive(lease_) == 0) return false;
+    keepalive_due_ = std::chrono::steady_clock::now() + ttl_ / 3;
+    return true;
 }
 
 void RegistrySync::run() {
     std::string last_error;
-    auto keepalive_due = std::chrono::steady_clock::now();
     for (;;) {
         try {
             if (!watcher_) {
@@ -517,16 +539,13 @@ void RegistrySync::run() {
             if (!lease_) {
                 lease_ = client_.lease_grant(ttl_.count());
                 published_.clear();
-                keepalive_due = std::chrono::steady_clock::now() + ttl_ / 3;
+                keepalive_due_ = std::chrono::steady_clock::now() + ttl_ / 3;
                 log_("etcd: replica " + replica_ + " holds its proxies' registrations under lease " +
                      std::to_string(lease_) + " (TTL " + std::to_string(ttl_.count()) + " s)");
-            } else if (std::chrono::steady_clock::now() >= keepalive_due) {
-                if (client_.lease_keepalive(lease_) == 0) {
-                    log_("etcd: lease " + std::to_string(lease_) + " expired; registering again");
-                    lease_ = 0;
-                    continue;
-                }
-                keepalive_due = std::chrono::steady_clock::now() + ttl_ / 3;
+            } else if (!keep_alive()) {
+                log_("etcd: lease " + std::to_string(lease_) + " expired; registering again");
+                lease_ = 0;
+                continue;
             }
             publish();
             if (!last_error.empty()) log_("etcd: registry sync works again");

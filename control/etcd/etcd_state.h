@@ -107,7 +107,13 @@ class RegistrySync {
 
   private:
     void run();
+    // Puts and deletes what changed in the registry, in transactions of up to kBatch operations,
+    // keeping the lease alive between them (a thousand single puts under a loaded etcd took
+    // longer than the lease's TTL: it expired, was granted again, and never caught up).
     void publish();
+    // Renews the lease when due; false when it is gone.
+    bool keep_alive();
+    static constexpr std::size_t kBatch = 100;  // under etcd's default --max-txn-ops (128)
     void apply_remote();
     int64_t resync();
 
@@ -118,6 +124,7 @@ class RegistrySync {
     LogFn log_;
     std::string replica_;
     int64_t lease_ = 0;
+    std::chrono::steady_clock::time_point keepalive_due_;
     std::map<std::string, std::string> published_;  // key -> value, under lease_
     std::mutex remote_mu_;
     std::map<std::string, std::pair<std::string, registry::RemoteProxy>> remote_;  // by key

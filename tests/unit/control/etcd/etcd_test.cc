@@ -304,6 +304,7 @@ TEST_CASE("a proxy's shared registration round-trips; other values are not one")
 #include <unistd.h>
 
 #include <mutex>
+#include <set>
 #include <thread>
 
 extern char** environ;
@@ -592,6 +593,80 @@ TEST_CASE("the one-value config of an older version is moved to a key per resour
     store::ConfigStore again(std::make_unique<EtcdConfigBackend>(client, "/m", log), clock, log);
     CHECK(again.version() == store.version());
     CHECK(again.snapshot()->resources.size() == 1);
+}
+
+// A replica publishes its proxies in transactions of up to RegistrySync::kBatch, under one lease:
+// a put per proxy (333 of them under a loaded etcd) took longer than the lease's TTL.
+TEST_CASE("a replica's proxies are published in batches under one lease") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    registry::ProxyRegistry reg([] { return std::chrono::steady_clock::now(); },
+                                [] { return std::chrono::system_clock::now(); },
+                                std::chrono::seconds(30));
+    for (int i = 0; i < 250; ++i) {
+        registry::Registration r;
+        r.pod_name = "p-" + std::to_string(i);
+        r.pod_ip = "127.18.0." + std::to_string(i % 250 + 1);
+        reg.poll_started("ns", "default", r, {});
+    }
+    const int64_t before = client.range("/probe").revision;
+    RegistrySync sync(client, "/r", reg, std::chrono::seconds(5), [](const std::string&) {});
+    sync.start();
+    REQUIRE(eventually([&] { return client.range("/r/proxies/", prefix_end("/r/proxies/")).kvs.size() == 250; }));
+    RangeAnswer a = client.range("/r/proxies/", prefix_end("/r/proxies/"));
+    std::set<int64_t> leases, revisions;
+    for (const KeyValue& kv : a.kvs) {
+        leases.insert(kv.lease);
+        revisions.insert(kv.mod_revision);
+    }
+    CHECK(leases.size() == 1);
+    CHECK(*leases.begin() != 0);
+    CHECK(revisions.size() == 3);  // 100 + 100 + 50
+    CHECK(a.revision - before <= 4);
+    sync.stop();
+    CHECK(eventually([&] { return client.range("/r/proxies/", prefix_end("/r/proxies/")).kvs.empty(); }));
+}
+
+// A watch stopped at any point of its start (resolving, connecting, sending, waiting for the
+// answer's header, streaming) ends: a cancel landing between two steps was lost, and stop() then
+// waited on a stream that never ended (a replica's shutdown, a store destroyed just after it
+// opened).
+TEST_CASE("a watch stopped as it starts ends") {
+    LocalEtcd etcd;
+    if (!etcd.up()) {
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
+        return;
+    }
+    EtcdClient client(etcd.options());
+    REQUIRE(eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
+    for (int i = 0; i < 60; ++i) {
+        Watcher w(client, "/s/", prefix_end("/s/"), 0, [](const std::vector<WatchEvent>&, int64_t) {},
+                  [] { return int64_t{0}; }, [](const std::string&) {});
+        w.start();
+        std::this_thread::sleep_for(std::chrono::microseconds(50 * (i % 20)));
+        const auto t0 = std::chrono::steady_clock::now();
+        w.stop();
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+    }
 }
 
 TEST_CASE("a watch on a member that stops answering is given up and resumed when it is back") {
