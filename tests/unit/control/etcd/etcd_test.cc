@@ -622,7 +622,12 @@ TEST_CASE("a replica's proxies are published in batches under one lease") {
         reg.poll_started("ns", "default", r, {});
     }
     const int64_t before = client.range("/probe").revision;
-    RegistrySync sync(client, "/r", reg, std::chrono::seconds(5), [](const std::string&) {});
+    std::vector<std::string> logs;
+    std::mutex logs_mu;
+    RegistrySync sync(client, "/r", reg, std::chrono::seconds(5), [&](const std::string& m) {
+        std::lock_guard lock(logs_mu);
+        logs.push_back(m);
+    });
     sync.start();
     REQUIRE(eventually([&] { return client.range("/r/proxies/", prefix_end("/r/proxies/")).kvs.size() == 250; }));
     RangeAnswer a = client.range("/r/proxies/", prefix_end("/r/proxies/"));
@@ -633,6 +638,12 @@ TEST_CASE("a replica's proxies are published in batches under one lease") {
     }
     CHECK(leases.size() == 1);
     CHECK(*leases.begin() != 0);
+    std::string log_text;
+    {
+        std::lock_guard lock(logs_mu);
+        for (const auto& l : logs) log_text += l + "\n";
+    }
+    INFO(log_text);
     CHECK(revisions.size() == 3);  // 100 + 100 + 50
     CHECK(a.revision - before <= 4);
     sync.stop();
