@@ -1,5 +1,6 @@
 // The three kinds of shared state on etcd: the config (a key per resource and a version key,
-// changed together in a transaction that compares the version key's mod_revision), the sealed CA record (create-if-absent), the proxies (one key each, leased).
+// changed together in a transaction that compares the version key's mod_revision), the sealed
+// CA record (create-if-absent), the proxies (one key each, leased, published in batches).
 #include "control/etcd/etcd_state.h"
 
 #include <boost/json.hpp>
