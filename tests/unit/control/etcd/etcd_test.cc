@@ -375,6 +375,18 @@ bool eventually(const std::function<bool()>& fn) {
     return false;
 }
 
+// The local etcd answers (it takes a while to start on a busy machine).
+bool answers(EtcdClient& client) {
+    return eventually([&] {
+        try {
+            client.range("/probe");
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    });
+}
+
 const char* kVs = R"(apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews, namespace: default}
@@ -399,14 +411,7 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
         return;
     }
     EtcdClient client(etcd.options());
-    REQUIRE(eventually([&] {
-        try {
-            client.range("/probe");
-            return true;
-        } catch (const std::exception&) {
-            return false;
-        }
-    }));
+    REQUIRE(answers(client));
     auto clock = [] { return std::chrono::system_clock::now(); };
     auto quiet = [](const std::string&) {};
     EtcdClient client2(etcd.options());
@@ -476,14 +481,7 @@ TEST_CASE("a change larger than etcd takes in one transaction is refused, saying
         return;
     }
     EtcdClient client(etcd.options());
-    REQUIRE(eventually([&] {
-        try {
-            client.range("/probe");
-            return true;
-        } catch (const std::exception&) {
-            return false;
-        }
-    }));
+    REQUIRE(answers(client));
     auto clock = [] { return std::chrono::system_clock::now(); };
     auto quiet = [](const std::string&) {};
     store::ConfigStore store(std::make_unique<EtcdConfigBackend>(client, "/big", quiet), clock, quiet);
@@ -560,14 +558,7 @@ TEST_CASE("the one-value config of an older version is moved to a key per resour
         return;
     }
     EtcdClient client(etcd.options());
-    REQUIRE(eventually([&] {
-        try {
-            client.range("/probe");
-            return true;
-        } catch (const std::exception&) {
-            return false;
-        }
-    }));
+    REQUIRE(answers(client));
     store::Resource a;
     a.key = {store::Kind::VirtualService, "default", "reviews"};
     a.yaml = vs("v2");
@@ -604,14 +595,7 @@ TEST_CASE("a replica's proxies are published in batches under one lease") {
         return;
     }
     EtcdClient client(etcd.options());
-    REQUIRE(eventually([&] {
-        try {
-            client.range("/probe");
-            return true;
-        } catch (const std::exception&) {
-            return false;
-        }
-    }));
+    REQUIRE(answers(client));
     registry::ProxyRegistry reg([] { return std::chrono::steady_clock::now(); },
                                 [] { return std::chrono::system_clock::now(); },
                                 std::chrono::seconds(30));
@@ -661,14 +645,7 @@ TEST_CASE("a watch stopped as it starts ends") {
         return;
     }
     EtcdClient client(etcd.options());
-    REQUIRE(eventually([&] {
-        try {
-            client.range("/probe");
-            return true;
-        } catch (const std::exception&) {
-            return false;
-        }
-    }));
+    REQUIRE(answers(client));
     for (int i = 0; i < 60; ++i) {
         Watcher w(client, "/s/", prefix_end("/s/"), 0, [](const std::vector<WatchEvent>&, int64_t) {},
                   [] { return int64_t{0}; }, [](const std::string&) {});
@@ -690,14 +667,7 @@ TEST_CASE("a watch on a member that stops answering is given up and resumed when
     options.timeout = std::chrono::milliseconds(1000);
     options.watch_check_interval = std::chrono::milliseconds(300);
     EtcdClient client(options);
-    REQUIRE(eventually([&] {
-        try {
-            client.range("/probe");
-            return true;
-        } catch (const std::exception&) {
-            return false;
-        }
-    }));
+    REQUIRE(answers(client));
     std::mutex mu;
     std::vector<std::string> keys, logs;
     auto seen = [&](const std::string& what, const std::vector<std::string>& in) {
