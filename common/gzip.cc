@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <stdexcept>
 
 namespace remora::common {
@@ -31,6 +32,7 @@ std::string gzip(std::string_view data, int level) {
 }
 
 std::string gzip(std::initializer_list<std::string_view> parts, int level) {
+    if (parts.size() == 0) return gzip(std::string_view(), level);
     z_stream z{};
     if (deflateInit2(&z, std::clamp(level, 1, 9), Z_DEFLATED, kGzipWindow, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         throw std::runtime_error("gzip: deflateInit2 failed");
@@ -42,13 +44,10 @@ std::string gzip(std::initializer_list<std::string_view> parts, int level) {
     const std::size_t chunk = std::max<std::size_t>(in_size / 16, 16 * 1024);
     std::string out;
     std::size_t used = 0;
-    const std::string_view none;
-    const std::size_t count = std::max<std::size_t>(parts.size(), 1);
-    for (std::size_t i = 0; i < count; ++i) {
-        const std::string_view p = parts.size() ? *(parts.begin() + i) : none;
+    for (const std::string_view& p : parts) {
         z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(p.data()));
         z.avail_in = static_cast<uInt>(p.size());
-        const int flush = i + 1 == count ? Z_FINISH : Z_NO_FLUSH;
+        const int flush = &p == std::prev(parts.end()) ? Z_FINISH : Z_NO_FLUSH;
         for (;;) {
             if (used == out.size()) out.resize(out.size() + std::max(chunk, out.size() / 2));
             z.next_out = reinterpret_cast<Bytef*>(out.data() + used);

@@ -149,10 +149,18 @@ json::object delete_request(std::string_view key, std::string_view range_end) {
 
 namespace {
 
-json::object txn(json::object compare, std::string_view key, std::string_view value) {
+// `if <key>'s <target> revision == <revision> then <ops>, else read <key>`; target "MOD" or
+// "CREATE" (field mod_revision or create_revision).
+json::object txn_if(std::string_view key, const char* target, const char* field, int64_t revision,
+                    json::array ops) {
+    json::object compare;
+    compare["key"] = base64_encode(key);
+    compare["result"] = "EQUAL";
+    compare["target"] = target;
+    compare[field] = num(revision);
     json::object t;
     t["compare"] = json::array{std::move(compare)};
-    t["success"] = json::array{put_op(key, value)};
+    t["success"] = std::move(ops);
     t["failure"] = json::array{json::object{{"request_range", range_request(key)}}};
     return t;
 }
@@ -163,40 +171,22 @@ json::object put_op(std::string_view key, std::string_view value, int64_t lease)
     return json::object{{"request_put", put_request(key, value, lease)}};
 }
 
+json::object delete_op(std::string_view key) {
+    return json::object{{"request_delete_range", delete_request(key)}};
+}
+
 json::object txn_all(json::array ops) {
     json::object t;
     t["success"] = std::move(ops);
     return t;
 }
 
-json::object delete_op(std::string_view key) {
-    return json::object{{"request_delete_range", delete_request(key)}};
-}
-
 json::object txn_if_mod_revision(std::string_view key, int64_t expected, json::array ops) {
-    json::object c;
-    c["key"] = base64_encode(key);
-    c["result"] = "EQUAL";
-    c["target"] = "MOD";
-    c["mod_revision"] = num(expected);
-    json::object t;
-    t["compare"] = json::array{std::move(c)};
-    t["success"] = std::move(ops);
-    t["failure"] = json::array{json::object{{"request_range", range_request(key)}}};
-    return t;
-}
-
-json::object put_if_mod_revision(std::string_view key, int64_t expected, std::string_view value) {
-    return txn_if_mod_revision(key, expected, json::array{put_op(key, value)});
+    return txn_if(key, "MOD", "mod_revision", expected, std::move(ops));
 }
 
 json::object put_if_absent(std::string_view key, std::string_view value) {
-    json::object c;
-    c["key"] = base64_encode(key);
-    c["result"] = "EQUAL";
-    c["target"] = "CREATE";
-    c["create_revision"] = num(0);
-    return txn(std::move(c), key, value);
+    return txn_if(key, "CREATE", "create_revision", 0, json::array{put_op(key, value)});
 }
 
 TxnAnswer parse_txn(const json::value& answer) {

@@ -63,10 +63,6 @@ boost::json::object txn_all(boost::json::array ops);
 // key`: several keys changed at one revision, or none.
 boost::json::object txn_if_mod_revision(std::string_view key, int64_t expected_mod_revision,
                                         boost::json::array ops);
-// A transaction of one comparison on one key and puts/deletes: `if <key>'s mod_revision ==
-// expected (0: the key does not exist) then put, else read the key`.
-boost::json::object put_if_mod_revision(std::string_view key, int64_t expected_mod_revision,
-                                        std::string_view value);
 // `if <key> does not exist then put, else read it` (create-if-absent).
 boost::json::object put_if_absent(std::string_view key, std::string_view value);
 struct TxnAnswer {

@@ -237,34 +237,31 @@ proxy::snapshot::Snapshot Distribution::snapshot_for(const std::string& ns, cons
 }
 
 std::shared_ptr<const std::string> Distribution::message_for(const Computed& c, bool gzip) {
-    std::shared_ptr<const std::string> body;
     {
         std::lock_guard lock(messages_mu_);
         auto it = messages_.find(c.json);
         if (it != messages_.end() && it->second.config_version == c.config_version) {
-            if (gzip && it->second.gzipped) return it->second.gzipped;
-            if (!gzip && it->second.body) return it->second.body;
-            body = it->second.body;
+            if (const auto& kept = gzip ? it->second.gzipped : it->second.body) return kept;
         }
     }
-    // {"version": ..., "configVersion": N, "snapshot": <the class's JSON>}
+    // {"version": ..., "configVersion": N, "snapshot": <the class's JSON>}, made without the lock
+    // (compressing a large snapshot takes tens of milliseconds), gzip straight from the class's
+    // JSON; two polls of a class racing here may both make it, once. The plain body is kept only
+    // when a proxy that does not take gzip asked for it (one more copy of the snapshot per class).
     const std::string head = "{\"version\":\"" + c.version + "\",\"configVersion\":" +
                              std::to_string(c.config_version) + ",\"snapshot\":";
     const std::string_view tail = "}\n";
-    if (!body && !gzip) {
+    std::shared_ptr<const std::string> made;
+    if (gzip) {
+        made = std::make_shared<const std::string>(common::gzip({head, *c.json, tail}, kGzipLevel));
+    } else {
         auto b = std::make_shared<std::string>();
         b->reserve(head.size() + c.json->size() + tail.size());
         *b += head;
         *b += *c.json;
         *b += tail;
-        body = std::move(b);
+        made = std::move(b);
     }
-    // Compressed without the lock (tens of milliseconds for a large snapshot), straight from the
-    // class's JSON; two polls of a class racing here may both compress it, once. The plain body
-    // is kept only when a proxy that does not take gzip asked for it (one more copy of the
-    // snapshot per class).
-    std::shared_ptr<const std::string> gzipped;
-    if (gzip) gzipped = std::make_shared<const std::string>(common::gzip({head, *c.json, tail}, kGzipLevel));
     std::lock_guard lock(messages_mu_);
     auto it = messages_.find(c.json);
     if (it == messages_.end()) {
@@ -273,12 +270,9 @@ std::shared_ptr<const std::string> Distribution::message_for(const Computed& c, 
     } else if (it->second.config_version != c.config_version) {
         it->second = Message{c.config_version, nullptr, nullptr};
     }
-    if (!gzip) {
-        if (!it->second.body) it->second.body = body;
-        return it->second.body;
-    }
-    if (!it->second.gzipped) it->second.gzipped = gzipped;
-    return it->second.gzipped;
+    auto& kept = gzip ? it->second.gzipped : it->second.body;
+    if (!kept) kept = std::move(made);
+    return kept;
 }
 
 bool Distribution::answer(const std::shared_ptr<Poll>& poll, const Computed& c) {

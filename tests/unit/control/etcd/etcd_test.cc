@@ -50,7 +50,7 @@ TEST_CASE("requests: keys and values in base64, 64-bit numbers as strings") {
     CHECK(json::serialize(lease_grant_request(5)) == R"({"TTL":"5"})");
     CHECK(json::serialize(lease_id_request(42)) == R"({"ID":"42"})");
 
-    json::object t = put_if_mod_revision("/r/config", 9, "{}");
+    json::object t = txn_if_mod_revision("/r/config", 9, json::array{put_op("/r/config", "{}")});
     CHECK(json::serialize(t["compare"]) ==
           R"([{"key":"L3IvY29uZmln","result":"EQUAL","target":"MOD","mod_revision":"9"}])");
     CHECK(json::serialize(t["success"]) == R"([{"request_put":{"key":"L3IvY29uZmln","value":"e30="}}])");
@@ -375,6 +375,13 @@ bool eventually(const std::function<bool()>& fn) {
     return false;
 }
 
+// Ends the test case, saying so, when Debian's etcd-server is not installed.
+#define SKIP_WITHOUT_ETCD(etcd)                                                     \
+    if (!(etcd).up()) {                                                             \
+        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");   \
+        return;                                                                     \
+    }
+
 // The local etcd answers (it takes a while to start on a busy machine).
 bool answers(EtcdClient& client) {
     return eventually([&] {
@@ -406,10 +413,7 @@ std::string vs(const char* subset) {
 
 TEST_CASE("two config stores on one etcd: the same versions, changes seen through the watch, no lost write") {
     LocalEtcd etcd;
-    if (!etcd.up()) {
-        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
-        return;
-    }
+    SKIP_WITHOUT_ETCD(etcd);
     EtcdClient client(etcd.options());
     REQUIRE(answers(client));
     auto clock = [] { return std::chrono::system_clock::now(); };
@@ -476,10 +480,7 @@ TEST_CASE("two config stores on one etcd: the same versions, changes seen throug
 // a whole is not bounded by either.
 TEST_CASE("a change larger than etcd takes in one transaction is refused, saying why") {
     LocalEtcd etcd("", {"--max-request-bytes", "8192", "--max-txn-ops", "16"});
-    if (!etcd.up()) {
-        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
-        return;
-    }
+    SKIP_WITHOUT_ETCD(etcd);
     EtcdClient client(etcd.options());
     REQUIRE(answers(client));
     auto clock = [] { return std::chrono::system_clock::now(); };
@@ -553,10 +554,7 @@ TEST_CASE("a change larger than etcd takes in one transaction is refused, saying
 // finds it moves it to a key per resource, once, losing nothing.
 TEST_CASE("the one-value config of an older version is moved to a key per resource") {
     LocalEtcd etcd;
-    if (!etcd.up()) {
-        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
-        return;
-    }
+    SKIP_WITHOUT_ETCD(etcd);
     EtcdClient client(etcd.options());
     REQUIRE(answers(client));
     store::Resource a;
@@ -590,10 +588,7 @@ TEST_CASE("the one-value config of an older version is moved to a key per resour
 // a put per proxy (333 of them under a loaded etcd) took longer than the lease's TTL.
 TEST_CASE("a replica's proxies are published in batches under one lease") {
     LocalEtcd etcd;
-    if (!etcd.up()) {
-        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
-        return;
-    }
+    SKIP_WITHOUT_ETCD(etcd);
     EtcdClient client(etcd.options());
     REQUIRE(answers(client));
     registry::ProxyRegistry reg([] { return std::chrono::steady_clock::now(); },
@@ -640,10 +635,7 @@ TEST_CASE("a replica's proxies are published in batches under one lease") {
 // opened).
 TEST_CASE("a watch stopped as it starts ends") {
     LocalEtcd etcd;
-    if (!etcd.up()) {
-        MESSAGE("etcd is not installed (apt-get install etcd-server): skipped");
-        return;
-    }
+    SKIP_WITHOUT_ETCD(etcd);
     EtcdClient client(etcd.options());
     REQUIRE(answers(client));
     for (int i = 0; i < 60; ++i) {
