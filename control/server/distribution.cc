@@ -307,7 +307,7 @@ void Distribution::wake_all() {
     // answered with that result: while registrations keep coming (a start-up storm) a result is
     // not cached, and asking the cache again per proxy translated the class again per proxy.
     const auto started = std::chrono::steady_clock::now();
-    const uint64_t computes_before = cache_.stats().computes;
+    const SnapshotCache::Stats before = cache_.stats();
     std::map<ProxyClass, Computed> results;
     std::atomic<int64_t> translate_us{0}, gzip_us{0};  // summed over the threads
     for (auto& p : polls) results.emplace(ProxyClass{p->ns, p->service_account, p->labels}, Computed{});
@@ -365,9 +365,13 @@ void Distribution::wake_all() {
         }
         if (answer(p, c)) answered += 1;
     }
+    const SnapshotCache::Stats after = cache_.stats();
+    cache_.drop_shared_clusters();
     auto ms = [](auto d) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()); };
     log_("push: " + std::to_string(results.size()) + " classes of " + std::to_string(polls.size()) +
-         " waiting proxies (" + std::to_string(cache_.stats().computes - computes_before) + " translated) in " +
+         " waiting proxies (" + std::to_string(after.computes - before.computes) + " translated, " +
+         std::to_string(after.clusters_made - before.clusters_made) + " clusters made, " +
+         std::to_string(after.clusters_shared - before.clusters_shared) + " shared) in " +
          ms(computed - started) + " ms (translating " + std::to_string(translate_us / 1000) +
          " ms, compressing " + std::to_string(gzip_us / 1000) + " ms, over the threads); " +
          std::to_string(answered) + " answered in " +

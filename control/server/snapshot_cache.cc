@@ -166,20 +166,6 @@ ChangeScope workload_scope(const model::WorkloadEntry& we,
     return s;
 }
 
-// proxy::snapshot::version_of(snap) from the JSON already serialized (it serializes again to
-// hash the same text: at 10,000 services that doubled a class's cost). The tests check that both
-// give the same version.
-std::string version_of_json(const std::string& text) {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a 64, as version_of
-    for (unsigned char c : text) {
-        h ^= c;
-        h *= 1099511628211ull;
-    }
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-    return buf;
-}
-
 // The Sidecar that scopes a class in a config: "namespace/name", "" for none.
 std::string sidecar_key(const model::Config& config, const ProxyClass& c, const translate::Options& o) {
     const model::Sidecar* sc = translate::sidecar_for(config, c.ns, c.labels, o);
@@ -358,6 +344,7 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
         stored_ = std::move(stored);
         generation_ = generation;
         registered_ = std::make_shared<const std::vector<model::WorkloadEntry>>(registered());
+        drop_clusters_locked();
         return;
     }
     const bool store_moved = stored->version > stored_->version;
@@ -435,6 +422,20 @@ void SnapshotCache::update(store::SnapshotPtr stored, uint64_t generation, const
     stored_ = std::move(new_stored);
     if (registry_moved) generation_ = generation;
     registered_ = std::move(new_registered);
+    drop_clusters_locked();
+}
+
+void SnapshotCache::drop_clusters_locked() {
+    if (!clusters_) return;
+    const translate::ClusterTexts::Stats s = clusters_->stats();
+    dropped_clusters_.made += s.made;
+    dropped_clusters_.reused += s.reused;
+    clusters_.reset();
+}
+
+void SnapshotCache::drop_shared_clusters() {
+    std::lock_guard lock(mu_);
+    drop_clusters_locked();
 }
 
 SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness staleness) {
@@ -468,6 +469,8 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness stalenes
         // thread) and hits are answered meanwhile; from inputs that stay alive (shared).
         store::SnapshotPtr stored = stored_;
         auto registered = registered_;
+        if (!clusters_) clusters_ = std::make_shared<translate::ClusterTexts>();
+        std::shared_ptr<translate::ClusterTexts> clusters = clusters_;
         inflight_.emplace(c, Inflight{});
         lock.unlock();
         std::shared_ptr<Entry> entry;
@@ -475,11 +478,15 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness stalenes
             if (translate_hook_) translate_hook_(c);
             static const model::Config kEmpty;
             const model::Config& config = stored ? stored->config : kEmpty;
-            proxy::snapshot::Snapshot snap = translate::translate(
-                config, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_, *registered);
+            translate::SharedTranslation t = translate::translate_shared(
+                config, translate::WorkloadRef{c.ns, c.service_account, c.labels}, options_, *registered,
+                *clusters);
             entry = std::make_shared<Entry>();
-            auto text = std::make_shared<const std::string>(proxy::snapshot::to_json_text(snap));
-            entry->version = version_of_json(*text);
+            std::vector<std::string_view> cluster_texts;
+            cluster_texts.reserve(t.clusters.size());
+            for (const auto& cl : t.clusters) cluster_texts.push_back(cl->json);
+            auto text = std::make_shared<const std::string>(proxy::snapshot::to_json_text(t.snapshot, cluster_texts));
+            entry->version = proxy::snapshot::version_of_text(*text);
             if (const model::Sidecar* sc = translate::sidecar_for(config, c.ns, c.labels, options_)) {
                 entry->sidecar = sc->meta.ns + "/" + sc->meta.name;
                 if (sc->egress.empty()) entry->sidecar_imports.insert("*");
@@ -492,8 +499,8 @@ SnapshotCache::Result SnapshotCache::get(const ProxyClass& c, Staleness stalenes
                 }
             }
             const std::string suffix = "." + options_.cluster_domain;
-            for (const auto& cl : snap.clusters) {
-                const std::string& h = cl.service_host;
+            for (const auto& cl : t.clusters) {
+                const std::string& h = cl->service_host;
                 std::size_t dot = h.find('.');
                 if (h.size() > suffix.size() && h.compare(h.size() - suffix.size(), suffix.size(), suffix) == 0 &&
                     dot != std::string::npos && dot + 1 < h.size() - suffix.size()) {
@@ -550,6 +557,14 @@ SnapshotCache::Stats SnapshotCache::stats() const {
     std::lock_guard lock(mu_);
     Stats s = stats_;
     s.classes = entries_.size();
+    translate::ClusterTexts::Stats c = dropped_clusters_;
+    if (clusters_) {
+        const translate::ClusterTexts::Stats now = clusters_->stats();
+        c.made += now.made;
+        c.reused += now.reused;
+    }
+    s.clusters_made = c.made;
+    s.clusters_shared = c.reused;
     return s;
 }
 

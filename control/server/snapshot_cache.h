@@ -113,6 +113,8 @@ class SnapshotCache {
         uint64_t overflows = 0;    // times kMaxClasses was reached
         uint64_t stale = 0;        // translations whose inputs changed meanwhile (not cached)
         uint64_t lagging = 0;      // answered with a snapshot that registrations made out of date
+        uint64_t clusters_made = 0;    // clusters translated and serialized
+        uint64_t clusters_shared = 0;  // clusters taken from another class's translation
     };
     using Registered = std::function<std::vector<model::WorkloadEntry>()>;
 
@@ -132,11 +134,15 @@ class SnapshotCache {
     // since, without waiting for a translation under way.
     Result get(const ProxyClass& c, Staleness staleness = Staleness::Current);
     Stats stats() const;
+    // Forgets the clusters kept for classes still to translate from the current inputs (their
+    // text is the bulk of a snapshot): after a push, until the next miss.
+    void drop_shared_clusters();
     // Tests only: called as a translation of a class begins (without the lock), so that a test
     // can change the inputs while it runs.
     void on_translate(std::function<void(const ProxyClass&)> hook) { translate_hook_ = std::move(hook); }
 
   private:
+    void drop_clusters_locked();
     std::function<void(const ProxyClass&)> translate_hook_;
     translate::Options options_;
     mutable std::mutex mu_;
@@ -144,6 +150,10 @@ class SnapshotCache {
     uint64_t generation_ = 0;
     std::shared_ptr<const std::vector<model::WorkloadEntry>> registered_;
     std::map<ProxyClass, std::shared_ptr<const Entry>> entries_;
+    // The clusters of the classes translated from the current inputs (stored_, registered_),
+    // shared among them; made again when the inputs move. Null until a miss needs it.
+    std::shared_ptr<translate::ClusterTexts> clusters_;
+    translate::ClusterTexts::Stats dropped_clusters_;  // stats of the ones let go
     // The newest snapshot of classes not in entries_ whose config is current but whose
     // endpoints registrations have changed since (dropped by a registration, or translated
     // while one came): for get(RegistrationsMayLag). A config change touching the class

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "proxy/snapshot/snapshot_json.h"
+
 namespace remora::control::translate {
 
 namespace snap = proxy::snapshot;
@@ -31,6 +33,7 @@ struct ServicePortInfo {
 };
 
 struct ServiceInfo {
+    const void* source = nullptr;  // the Kubernetes Service or ServiceEntry it comes from
     std::string host, name, ns;
     std::vector<std::string> vips;
     std::vector<ServicePortInfo> ports;
@@ -111,6 +114,7 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
             continue;
         }
         ServiceInfo s;
+        s.source = &ks;
         s.name = ks.meta.name;
         s.ns = ks.meta.ns;
         s.host = std::move(host);
@@ -127,6 +131,7 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
                 continue;
             }
             ServiceInfo s;
+            s.source = &se;
             s.name = se.meta.name;
             s.ns = se.meta.ns;
             s.host = host;
@@ -145,9 +150,9 @@ std::vector<ServiceInfo> services_of(const model::Config& config, const std::str
             out.push_back(std::move(s));
         }
     }
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.host < b.host; });
     // The first definition of a host wins (a Kubernetes Service before a ServiceEntry of the same
-    // name, as istiod's registries merge).
+    // name, as istiod's registries merge): a stable sort keeps them in that order.
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.host < b.host; });
     out.erase(std::unique(out.begin(), out.end(),
                           [](const auto& a, const auto& b) { return a.host == b.host; }),
               out.end());
@@ -611,9 +616,28 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
     return translate(config, w, o, {});
 }
 
-snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o,
-                         const std::vector<model::WorkloadEntry>& more_workloads) {
-    snap::Snapshot out;
+namespace {
+
+// A cluster to make: the service port, DestinationRule and subset it is made from.
+struct ClusterPlan {
+    const ServiceInfo* service;
+    const ServicePortInfo* port;
+    const model::DestinationRule* rule;
+    const model::Subset* subset;
+};
+
+// A translation before its clusters are made: the snapshot without them, the services they
+// are for, and the clusters to make (pointing into `services`).
+struct Translation {
+    snap::Snapshot snapshot;
+    std::vector<ServiceInfo> services;
+    std::vector<ClusterPlan> clusters;
+};
+
+Translation translate_parts(const model::Config& config, const WorkloadRef& w, const Options& o,
+                            const std::vector<model::WorkloadEntry>& more_workloads) {
+    Translation result;
+    snap::Snapshot& out = result.snapshot;
     out.workload_namespace = w.ns;
     out.workload_labels = w.labels;
     size_t skipped = 0;
@@ -661,7 +685,8 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
         };
     }
     std::size_t scoped_out = 0;  // service ports a Sidecar leaves out
-    const std::vector<ServiceInfo> services = services_of(config, w.ns, o, more_workloads, needed, &scoped_out);
+    std::vector<ServiceInfo>& services = result.services;
+    services = services_of(config, w.ns, o, more_workloads, needed, &scoped_out);
     // services_of sorts by host.
     auto find_service = [&](const std::string& host) -> const ServiceInfo* {
         auto it = std::lower_bound(services.begin(), services.end(), host,
@@ -916,13 +941,12 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
                 dr = rules.rule_for(s, w, o);
                 looked_up = true;
             }
-            out.clusters.push_back(make_cluster(config, s, p, dr, nullptr, o));
+            result.clusters.push_back({&s, &p, dr, nullptr});
             if (dr) {
-                for (const model::Subset& sub : dr->subsets) out.clusters.push_back(make_cluster(config, s, p, dr, &sub, o));
+                for (const model::Subset& sub : dr->subsets) result.clusters.push_back({&s, &p, dr, &sub});
             }
         }
     }
-    std::sort(out.clusters.begin(), out.clusters.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     if (const model::Sidecar* sc = egress.sidecar()) {
         out.notes.push_back("Sidecar " + sc->meta.ns + "/" + sc->meta.name + " scopes egress: " +
                             std::to_string(out.virtual_hosts.size()) + " service port(s) imported, " +
@@ -933,7 +957,106 @@ snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, cons
 
     out.inbound = peer_authentication_for(config, w.ns, w.labels, o);
     out.inbound.authz = authorization_policies(config, w, o, out.notes);
+    return result;
+}
+
+snap::Cluster make_cluster(const model::Config& config, const ClusterPlan& plan, const Options& o) {
+    return make_cluster(config, *plan.service, *plan.port, plan.rule, plan.subset, o);
+}
+
+}  // namespace
+
+snap::Snapshot translate(const model::Config& config, const WorkloadRef& w, const Options& o,
+                         const std::vector<model::WorkloadEntry>& more_workloads) {
+    Translation t = translate_parts(config, w, o, more_workloads);
+    snap::Snapshot& out = t.snapshot;
+    out.clusters.reserve(t.clusters.size());
+    for (const ClusterPlan& plan : t.clusters) out.clusters.push_back(make_cluster(config, plan, o));
+    std::sort(out.clusters.begin(), out.clusters.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    return std::move(out);
+}
+
+SharedTranslation translate_shared(const model::Config& config, const WorkloadRef& w, const Options& o,
+                                   const std::vector<model::WorkloadEntry>& more_workloads,
+                                   ClusterTexts& texts) {
+    Translation t = translate_parts(config, w, o, more_workloads);
+    SharedTranslation out;
+    out.snapshot = std::move(t.snapshot);
+    out.clusters.resize(t.clusters.size());
+    auto key_of = [](const ClusterPlan& plan) {
+        return ClusterTexts::Key{plan.service->source, plan.service->host, plan.port->number, plan.rule,
+                                 plan.subset};
+    };
+    auto make = [&](const ClusterTexts::Key& key, const ClusterPlan& plan) {
+        try {
+            snap::Cluster c = make_cluster(config, plan, o);
+            auto text = std::make_shared<ClusterTexts::Text>();
+            text->json = proxy::snapshot::cluster_json_text(c);
+            text->name = std::move(c.name);
+            text->service_host = std::move(c.service_host);
+            texts.put(key, text);
+            return ClusterTexts::TextPtr(std::move(text));
+        } catch (...) {
+            texts.abandon(key);
+            throw;
+        }
+    };
+    // Those another translation is making are taken at the end: two classes translated at once
+    // make alternate clusters rather than the same ones.
+    std::vector<std::size_t> busy;
+    for (std::size_t i = 0; i < t.clusters.size(); ++i) {
+        const ClusterTexts::Key key = key_of(t.clusters[i]);
+        switch (texts.find_or_claim(key, out.clusters[i], false)) {
+            case ClusterTexts::Found::Made: break;
+            case ClusterTexts::Found::Claimed: out.clusters[i] = make(key, t.clusters[i]); break;
+            case ClusterTexts::Found::Busy: busy.push_back(i); break;
+        }
+    }
+    for (std::size_t i : busy) {
+        const ClusterTexts::Key key = key_of(t.clusters[i]);
+        if (texts.find_or_claim(key, out.clusters[i], true) == ClusterTexts::Found::Claimed) {
+            out.clusters[i] = make(key, t.clusters[i]);
+        }
+    }
+    std::sort(out.clusters.begin(), out.clusters.end(), [](const auto& a, const auto& b) { return a->name < b->name; });
     return out;
+}
+
+ClusterTexts::Found ClusterTexts::find_or_claim(const Key& key, TextPtr& text, bool wait) {
+    std::unique_lock lock(mu_);
+    for (;;) {
+        auto [it, fresh] = texts_.try_emplace(key);
+        if (fresh) return Found::Claimed;
+        if (it->second) {
+            stats_.reused += 1;
+            text = it->second;
+            return Found::Made;
+        }
+        if (!wait) return Found::Busy;
+        cv_.wait(lock);
+    }
+}
+
+void ClusterTexts::put(const Key& key, TextPtr text) {
+    {
+        std::lock_guard lock(mu_);
+        texts_[key] = std::move(text);
+        stats_.made += 1;
+    }
+    cv_.notify_all();
+}
+
+void ClusterTexts::abandon(const Key& key) {
+    {
+        std::lock_guard lock(mu_);
+        texts_.erase(key);
+    }
+    cv_.notify_all();
+}
+
+ClusterTexts::Stats ClusterTexts::stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
 }
 
 }  // namespace remora::control::translate

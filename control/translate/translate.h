@@ -3,7 +3,13 @@
 // same snapshot, ordered by name.
 #pragma once
 
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "control/model/model.h"
@@ -30,6 +36,55 @@ proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadR
 proxy::snapshot::Snapshot translate(const model::Config& config, const WorkloadRef& workload,
                                     const Options& options,
                                     const std::vector<model::WorkloadEntry>& more_workloads);
+
+// Clusters serialized once and shared by every proxy class translated from the same inputs (a
+// config and the registered workloads): most of a snapshot is its clusters, and at 10,000
+// services two classes of a namespace (or, without a Sidecar, every class) have the same ones.
+// Thread-safe; classes translated at once share the work (a cluster another translation is
+// making is taken later rather than made twice). Only valid for the inputs it was first used
+// with: whoever holds it makes a new one when they change.
+class ClusterTexts {
+  public:
+    struct Text {
+        std::string name;          // the cluster's name, its order in a snapshot
+        std::string service_host;  // the host it is for
+        std::string json;          // its JSON, as in the snapshot's text
+    };
+    using TextPtr = std::shared_ptr<const Text>;
+    // A cluster: the service's definition (a Kubernetes Service or a ServiceEntry) and host, the
+    // port, the DestinationRule and subset that shape it; pointers into the inputs' config.
+    using Key = std::tuple<const void*, std::string, uint32_t, const void*, const void*>;
+
+    enum class Found { Made, Claimed, Busy };
+    // Made: `text` is set. Claimed: the caller makes it and calls put. Busy: another caller is
+    // making it (ask again later; a second ask waits for it).
+    Found find_or_claim(const Key& key, TextPtr& text, bool wait);
+    void put(const Key& key, TextPtr text);
+    // Lets a claimed key go (the maker failed): a waiting caller claims it.
+    void abandon(const Key& key);
+
+    struct Stats {
+        uint64_t made = 0, reused = 0;
+    };
+    Stats stats() const;
+
+  private:
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::map<Key, TextPtr> texts_;  // null while claimed
+    Stats stats_;
+};
+
+// A translation whose clusters come from (and go to) a ClusterTexts: the snapshot without its
+// clusters, and their texts by name. snapshot_json's to_json_text(snapshot, texts) writes it.
+struct SharedTranslation {
+    proxy::snapshot::Snapshot snapshot;
+    std::vector<ClusterTexts::TextPtr> clusters;
+};
+SharedTranslation translate_shared(const model::Config& config, const WorkloadRef& workload,
+                                   const Options& options,
+                                   const std::vector<model::WorkloadEntry>& more_workloads,
+                                   ClusterTexts& texts);
 
 // Istio's Sidecar for a workload: the one of its namespace whose workloadSelector picks its
 // labels, else its namespace's selector-less one, else the root namespace's selector-less one

@@ -150,6 +150,38 @@ TEST_CASE("a snapshot is translated once per class and shared by its proxies") {
     CHECK(f.cache.stats().classes == 2);
 }
 
+TEST_CASE("classes translated from the same inputs share their clusters; new inputs make them anew") {
+    Fixture f;
+    f.apply(kServices);
+    f.set_registered({pod("a", "p1", "198.18.0.1", {{"app", "x"}}), pod("b", "p2", "198.18.0.2", {{"app", "x"}})});
+    f.update();
+    CHECK(f.computed(kA));
+    const auto first = f.cache.stats();
+    CHECK(first.clusters_made > 0);
+    CHECK(first.clusters_shared == 0);
+    CHECK(f.computed(kA2));  // the same services: every cluster taken from kA's translation
+    const auto second = f.cache.stats();
+    CHECK(second.clusters_made == first.clusters_made);
+    CHECK(second.clusters_shared == first.clusters_made);
+    // A pod moves: the clusters of a's service hold it now, and are made again (computed()
+    // checks the text against a fresh translation).
+    f.set_registered({pod("a", "p1", "198.18.0.9", {{"app", "x"}}), pod("b", "p2", "198.18.0.2", {{"app", "x"}})});
+    f.update();
+    CHECK(f.computed(kA));
+    CHECK(f.cache.get(kA).entry->json->find("198.18.0.9") != std::string::npos);
+    CHECK(f.cache.stats().clusters_made > second.clusters_made);
+    // A config change, the same.
+    f.apply(virtual_service("a", "svc-a", "svc-a", "", 1500));
+    f.update();
+    CHECK(f.computed(kB));
+    const auto third = f.cache.stats();
+    // After a push the kept clusters are let go: the next class makes its own.
+    f.cache.drop_shared_clusters();
+    CHECK(f.computed(kB0));
+    CHECK(f.cache.stats().clusters_made > third.clusters_made);
+    CHECK(f.cache.stats().clusters_shared == third.clusters_shared);
+}
+
 TEST_CASE("a VirtualService in a exported to a touches a's classes, not b's or c's") {
     Fixture f;
     f.apply(kServices);

@@ -2,6 +2,8 @@
 // malformed document is refused with the path of the wrong field.
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include <boost/json.hpp>
 
 #include "proxy/snapshot/snapshot_json.h"
@@ -192,6 +194,26 @@ TEST_CASE("the version follows the content") {
     CHECK(snap::version_of(a).size() == 16);
     b.clusters[0].endpoints[0].address = "198.18.0.12";
     CHECK(snap::version_of(a) != snap::version_of(b));
+}
+
+TEST_CASE("version_of_text: the version of the text, the same on every machine and build") {
+    snap::Snapshot a = full();
+    CHECK(snap::version_of_text(snap::to_json_text(a)) == snap::version_of(a));
+    // Pinned: replicas of different builds hand out the same version for the same content only
+    // while the hash stays this one.
+    CHECK(snap::version_of_text("") == "836e528cb96be96d");
+    CHECK(snap::version_of_text("{\"workload_namespace\":\"default\"}") == "634102d19c37da58");
+    // One byte changed anywhere (first word, a word's last byte, the tail) changes it; so does
+    // the length alone.
+    const std::string text = snap::to_json_text(a);
+    std::set<std::string> seen{snap::version_of_text(text)};
+    for (std::size_t at : {std::size_t{0}, std::size_t{7}, std::size_t{8}, text.size() / 2, text.size() - 1}) {
+        std::string changed = text;
+        changed[at] = static_cast<char>(changed[at] ^ 1);
+        CHECK(seen.insert(snap::version_of_text(changed)).second);
+    }
+    CHECK(seen.insert(snap::version_of_text(text + std::string(1, '\0'))).second);
+    CHECK(seen.insert(snap::version_of_text(std::string_view(text).substr(0, text.size() - 1))).second);
 }
 
 TEST_CASE("a malformed document names the field that is wrong") {
