@@ -14,6 +14,7 @@
 #include <iostream>
 #include <thread>
 
+#include "certs/ca_client.h"
 #include "control/ca/ca_service.h"
 #include "control/ca/state_dir.h"
 #include "control/kube/kube_source.h"
@@ -94,6 +95,10 @@ Shared state for several replicas (each serves CA and distribution; any answers 
   --registration-ttl DURATION
                          with --store etcd: the lease that holds this replica's proxies'
                          registrations; they expire this long after the replica dies (default 5s)
+  --advertise-address HOST:PORT
+                         with --store etcd: where remoractl reaches this replica's config API,
+                         published for proxy-status through the other replicas (default: the
+                         --listen address, or $POD_IP with its port when it listens on all)
 
 Sidecar injector (a Kubernetes mutating admission webhook, POST /inject, AdmissionReview v1):
   --webhook ADDR:PORT    serve it here over TLS, with this control plane's certificate (its DNS
@@ -254,7 +259,7 @@ int run(const std::vector<std::string>& argv) {
                "root-cert", "jwks", "max-ttl", "threads", "config-dir", "mesh-config", "webhook",
                "inject-image", "inject-control-address", "kubeconfig", "kube-context", "debounce-after",
                "debounce-max", "mesh-scrape-interval", "store", "etcd-endpoints", "etcd-prefix", "etcd-ca", "etcd-cert", "etcd-key",
-               "ca-key-encryption-key-file", "registration-ttl", "registration-grace"},
+               "ca-key-encryption-key-file", "registration-ttl", "registration-grace", "advertise-address"},
               {"help", "inject-native-sidecar", "inject-no-hold", "kube"});
     if (args.has("help")) {
         std::cout << kUsage;
@@ -325,6 +330,7 @@ int run(const std::vector<std::string>& argv) {
     std::optional<etcd::SecretBox> ca_box;
     const std::string etcd_prefix = args.get_or("etcd-prefix", "/remora");
     std::chrono::seconds registration_ttl{5};
+    std::string advertise;  // this replica's config API for the others' proxy-status
     const std::chrono::seconds registration_grace(
         parse_duration_seconds("registration-grace", args.get_or("registration-grace", "3s")));
     if (registration_grace.count() < 1) throw UsageError("--registration-grace: at least 1s");
@@ -346,10 +352,27 @@ int run(const std::vector<std::string>& argv) {
         registration_ttl = std::chrono::seconds(
             parse_duration_seconds("registration-ttl", args.get_or("registration-ttl", "5s")));
         if (registration_ttl.count() < 2) throw UsageError("--registration-ttl: at least 2s");
+        if (auto a = args.get("advertise-address")) {
+            try {
+                if (certs::parse_control_addresses(*a).size() != 1) {
+                    throw std::invalid_argument("\"" + *a + "\": expected one HOST:PORT");
+                }
+            } catch (const std::invalid_argument& e) {
+                throw UsageError(std::string("--advertise-address: ") + e.what());
+            }
+            advertise = *a;
+        } else if (!listen.address().is_unspecified()) {
+            advertise = format_endpoint(listen);
+        } else if (const char* pod_ip = std::getenv("POD_IP"); pod_ip && *pod_ip) {
+            advertise = std::string(pod_ip).find(':') != std::string::npos
+                            ? "[" + std::string(pod_ip) + "]:" + std::to_string(listen.port())
+                            : std::string(pod_ip) + ":" + std::to_string(listen.port());
+        }
         etcd_client = std::make_unique<etcd::EtcdClient>(std::move(eo));
     } else {
         for (const char* flag : {"etcd-endpoints", "etcd-ca", "etcd-cert", "etcd-key",
-                                 "ca-key-encryption-key-file", "registration-ttl", "etcd-prefix"}) {
+                                 "ca-key-encryption-key-file", "registration-ttl", "etcd-prefix",
+                                 "advertise-address"}) {
             if (args.has(flag)) throw UsageError(std::string("--") + flag + " needs --store etcd");
         }
     }
@@ -467,12 +490,18 @@ int run(const std::vector<std::string>& argv) {
     dist_options.debounce_max = debounce_flag(args, "debounce-max", dist_options.debounce_max);
     dist_options.translate.trust_domain = config.trust_domain;
     dist_options.translate.root_namespace = mesh.root_namespace;
-    distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);
     std::unique_ptr<etcd::RegistrySync> registry_sync;
     if (etcd_client) {
-        registry_sync = std::make_unique<etcd::RegistrySync>(*etcd_client, etcd_prefix,
-                                                             *proxy_registry, registration_ttl, log);
+        registry_sync = std::make_unique<etcd::RegistrySync>(
+            *etcd_client, etcd_prefix, *proxy_registry, registration_ttl, log, advertise);
+        dist_options.replica_id = registry_sync->replica_id();
+        dist_options.peers = [sync = registry_sync.get()] {
+            std::vector<std::pair<std::string, std::string>> out;
+            for (const auto& p : sync->peers()) out.emplace_back(p.id, p.address);
+            return out;
+        };
     }
+    distribution.emplace(io, *config_store, *proxy_registry, auth, dist_options, log);
     const auto scrape_interval =
         debounce_flag(args, "mesh-scrape-interval", std::chrono::milliseconds(2000));
     mesh_graph.emplace(*proxy_registry, scrape_interval);

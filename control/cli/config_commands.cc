@@ -415,10 +415,53 @@ std::string match_text(const json::object& route) {
     return out;
 }
 
+// The other replicas /v1/proxies named (--store etcd), each as a connection like `opts` to its
+// advertised address; a replica that advertises none is named on `err`.
+std::vector<std::pair<std::string, certs::CaClientOptions>> other_replicas(
+    const certs::CaClientOptions& opts, const json::object& proxies, std::ostream& err) {
+    std::vector<std::pair<std::string, certs::CaClientOptions>> out;
+    const json::value* list = proxies.if_contains("otherReplicas");
+    if (!list || !list->is_array()) return out;
+    for (const auto& v : list->as_array()) {
+        if (!v.is_object()) continue;
+        const std::string id = str(v.as_object(), "replica"), address = str(v.as_object(), "address");
+        if (address.empty()) {
+            err << "replica " << id << " advertises no address (remora-control --advertise-address): "
+                << "its proxies are not listed\n";
+            continue;
+        }
+        certs::CaClientOptions peer = opts;
+        try {
+            set_control_address(peer, address);
+        } catch (const UsageError&) {
+            err << "replica " << id << " advertises \"" << address << "\", not HOST:PORT\n";
+            continue;
+        }
+        out.emplace_back(id + " (" + address + ")", std::move(peer));
+    }
+    return out;
+}
+
 json::object fetch_proxy(const certs::CaClientOptions& opts, const std::string& name, int& status,
-                         std::string& body) {
-    certs::CaClientResult res =
-        certs::call_control(opts, "GET", "/v1/proxies/" + encode(name) + "/snapshot", "");
+                         std::string& body, std::ostream& err) {
+    const std::string target = "/v1/proxies/" + encode(name) + "/snapshot";
+    certs::CaClientResult res = certs::call_control(opts, "GET", target, "");
+    if (res.status == 404) {
+        // Subscribed to another replica, maybe: ask the ones this one knows.
+        certs::CaClientResult all = certs::call_control(opts, "GET", "/v1/proxies", "");
+        if (all.status == 200) {
+            for (const auto& [who, peer] : other_replicas(opts, parse_object(all.body), err)) {
+                try {
+                    certs::CaClientResult r = certs::call_control(peer, "GET", target, "");
+                    if (r.status == 404) continue;
+                    res = std::move(r);
+                    break;
+                } catch (const std::exception& e) {
+                    err << "replica " << who << ": " << e.what() << "\n";
+                }
+            }
+        }
+    }
     status = res.status;
     body = res.body;
     if (res.status != 200) return {};
@@ -437,15 +480,33 @@ int proxy_status_command(const std::vector<std::string>& argv, std::ostream& out
     certs::CaClientResult res = certs::call_control(opts, "GET", "/v1/proxies", "");
     if (res.status != 200) return print_refusal(res.status, res.body, err);
     json::object o = parse_object(res.body);
-    const json::value* list = o.if_contains("proxies");
-    if (!list || !list->is_array()) throw std::runtime_error("answer without proxies");
     std::string only = args.positional().empty() ? "" : args.positional()[0];
     json::array shown;
-    for (const auto& pv : list->as_array()) {
-        if (!pv.is_object()) continue;
-        const json::object& p = pv.as_object();
-        if (!only.empty() && str(p, "name") != only && str(p, "podName") != only) continue;
-        shown.push_back(pv);
+    auto take = [&](const json::object& answer) {
+        const json::value* list = answer.if_contains("proxies");
+        if (!list || !list->is_array()) throw std::runtime_error("answer without proxies");
+        for (const auto& pv : list->as_array()) {
+            if (!pv.is_object()) continue;
+            const json::object& p = pv.as_object();
+            if (!only.empty() && str(p, "name") != only && str(p, "podName") != only) continue;
+            shown.push_back(pv);
+        }
+    };
+    take(o);
+    // With several replicas, each lists the proxies subscribed to it: ask every one, as
+    // istioctl proxy-status asks every istiod. One that does not answer is named, the rest shown.
+    const bool replicas = o.contains("replica");
+    for (const auto& [who, peer] : other_replicas(opts, o, err)) {
+        try {
+            certs::CaClientResult r = certs::call_control(peer, "GET", "/v1/proxies", "");
+            if (r.status != 200) {
+                err << "replica " << who << " refused: " << r.status << " " << r.body.substr(0, 200) << "\n";
+                continue;
+            }
+            take(parse_object(r.body));
+        } catch (const std::exception& e) {
+            err << "replica " << who << " did not answer: " << e.what() << "\n";
+        }
     }
     if (output == "json") {
         out << json::serialize(shown) << "\n";
@@ -457,6 +518,7 @@ int proxy_status_command(const std::vector<std::string>& argv, std::ostream& out
     }
     std::vector<std::vector<std::string>> rows = {
         {"NAME", "ADDRESS", "CONFIG", "VERSION", "CONFIG VERSION", "IDENTITY", "CERT EXPIRES"}};
+    if (replicas) rows[0].push_back("REPLICA");
     std::vector<std::string> nacks;
     for (const auto& pv : shown) {
         const json::object& p = pv.as_object();
@@ -466,6 +528,7 @@ int proxy_status_command(const std::vector<std::string>& argv, std::ostream& out
         rows.push_back({str(p, "name"), str(p, "podIp"), status, short_version(str(p, "ackedVersion")),
                         std::to_string(num(p, "configVersion")), str(cert, "spiffeId"),
                         unix_time(num(cert, "notAfter"))});
+        if (replicas) rows.back().push_back(str(p, "replica"));
         if (status == "NACK") {
             nacks.push_back(str(p, "name") + " refused " + str(p, "nackedVersion") + ": " + str(p, "nackError"));
         }
@@ -492,7 +555,7 @@ int proxy_config_command(const std::vector<std::string>& argv, std::ostream& out
     certs::CaClientOptions opts = connection(args);
     int status = 0;
     std::string body;
-    json::object p = fetch_proxy(opts, pos[1], status, body);
+    json::object p = fetch_proxy(opts, pos[1], status, body, err);
     if (status != 200) return print_refusal(status, body, err);
     const json::value* sv = p.if_contains("snapshot");
     if (!sv || !sv->is_object()) {

@@ -55,9 +55,9 @@ Commands:
                                  service (svc: Kubernetes Services, whose selectors pick the
                                  registered pods as endpoints).
   delete -f FILE|DIR              Delete the resources the files name.
-  proxy-status [NAME] [-o json]   Subscribed proxies: address, SYNCED / STALE / NACK (and why),
-                                 the snapshot version applied, the store version it came from,
-                                 identity and certificate expiry.
+  proxy-status [NAME] [-o json]   Subscribed proxies (of every replica): address, SYNCED / STALE /
+                                 NACK (and why), the snapshot version applied, the store version
+                                 it came from, identity and certificate expiry.
   proxy-config clusters|routes|endpoints|listeners|secret|all NAME [-o json]
                                  The configuration the control plane sent proxy NAME
                                  ("pod.namespace" or the pod name), as istioctl's tables.

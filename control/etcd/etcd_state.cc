@@ -352,13 +352,36 @@ SharedCa load_or_create_shared_ca(EtcdClient& client, const std::string& prefix,
 
 RegistrySync::RegistrySync(EtcdClient& client, std::string prefix,
                            registry::ProxyRegistry& registry, std::chrono::seconds lease_ttl,
-                           LogFn log)
+                           LogFn log, std::string advertise)
     : client_(client),
-      prefix_(std::move(prefix) + "/proxies/"),
+      prefix_(prefix + "/proxies/"),
       registry_(registry),
       ttl_(lease_ttl),
       log_(std::move(log)),
-      replica_(certs::random_hex(8)) {}
+      replica_(certs::random_hex(8)),
+      replicas_prefix_(prefix + "/replicas/"),
+      advertise_(std::move(advertise)) {}
+
+std::vector<RegistrySync::Peer> RegistrySync::peers() const {
+    std::lock_guard lock(peers_mu_);
+    return peers_;
+}
+
+void RegistrySync::read_peers() {
+    std::vector<Peer> peers;
+    for (const KeyValue& kv : client_.range(replicas_prefix_, prefix_end(replicas_prefix_)).kvs) {
+        json::error_code jec;
+        json::value v = json::parse(kv.value, jec);
+        const json::object* o = jec ? nullptr : v.if_object();
+        const json::value* id = o ? o->if_contains("replica") : nullptr;
+        const json::value* address = o ? o->if_contains("address") : nullptr;
+        if (!id || !id->is_string() || id->get_string() == replica_) continue;
+        peers.push_back({std::string(id->get_string()),
+                         address && address->is_string() ? std::string(address->get_string()) : ""});
+    }
+    std::lock_guard lock(peers_mu_);
+    peers_ = std::move(peers);
+}
 
 RegistrySync::~RegistrySync() {
     stop();
@@ -473,6 +496,8 @@ int64_t RegistrySync::resync() {
 void RegistrySync::publish() {
     std::map<std::string, std::string> desired;
     for (const registry::ProxyRecord& r : registry_.list()) desired[prefix_ + r.id] = encode(replica_, r);
+    desired[replicas_prefix_ + replica_] =
+        json::serialize(json::object{{"replica", replica_}, {"address", advertise_}});
     json::array ops;
     std::vector<std::pair<std::string, std::optional<std::string>>> batch;  // key, value (none: deleted)
     auto flush = [&] {
@@ -549,6 +574,7 @@ void RegistrySync::run() {
                 continue;
             }
             publish();
+            read_peers();
             if (!last_error.empty()) log_("etcd: registry sync works again");
             last_error.clear();
         } catch (const std::exception& e) {

@@ -89,16 +89,26 @@ SharedCa load_or_create_shared_ca(EtcdClient& client, const std::string& prefix,
                                   certs::SystemTime now, std::chrono::seconds wait, LogFn log);
 
 // Publishes this replica's registered proxies under its lease and keeps the other replicas'
-// in the registry (set_remote), from a watch on <prefix>/proxies/.
+// in the registry (set_remote), from a watch on <prefix>/proxies/; publishes this replica
+// (its id and advertised address) at <prefix>/replicas/<id> under the same lease, and reads the
+// others' there, for proxy-status across replicas.
 class RegistrySync {
   public:
+    // `advertise`: the address (HOST:PORT) at which remoractl reaches this replica's config
+    // API, published under the lease for the other replicas' proxy-status ("": none).
     RegistrySync(EtcdClient& client, std::string prefix, registry::ProxyRegistry& registry,
-                 std::chrono::seconds lease_ttl, LogFn log);
+                 std::chrono::seconds lease_ttl, LogFn log, std::string advertise = "");
     ~RegistrySync();
     void start();
     // Revokes the lease: the other replicas forget this one's proxies at once.
     void stop();
     const std::string& replica_id() const { return replica_; }
+    struct Peer {
+        std::string id, address;  // address "" when it advertises none
+        bool operator==(const Peer&) const = default;
+    };
+    // The other live replicas, as last read (every half second).
+    std::vector<Peer> peers() const;
 
     // The value stored for a proxy, and back (nullopt when not one of ours).
     static std::string encode(const std::string& replica, const registry::ProxyRecord& r);
@@ -123,6 +133,11 @@ class RegistrySync {
     std::chrono::seconds ttl_;
     LogFn log_;
     std::string replica_;
+    std::string replicas_prefix_;  // <prefix>/replicas/: a key per live replica, under its lease
+    std::string advertise_;
+    mutable std::mutex peers_mu_;
+    std::vector<Peer> peers_;
+    void read_peers();
     int64_t lease_ = 0;
     std::chrono::steady_clock::time_point keepalive_due_;
     std::map<std::string, std::string> published_;  // key -> value, under lease_

@@ -587,9 +587,10 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
                    ? registry::sync_status_name(s)
                    : registry::sync_status_name(registry::SyncStatus::Stale);
     };
-    auto record_json = [&status_of](const registry::ProxyRecord& r) {
+    auto record_json = [&status_of, this](const registry::ProxyRecord& r) {
         json::object o;
         o["name"] = r.id;
+        if (!options_.replica_id.empty()) o["replica"] = options_.replica_id;
         o["podName"] = r.reg.pod_name;
         o["namespace"] = r.ns;
         o["serviceAccount"] = r.service_account;
@@ -633,7 +634,18 @@ HttpResponse Distribution::handle(const HttpRequest& req, const common::PeerInfo
     if (path == "/v1/proxies") {
         json::array a;
         for (const auto& r : registry_.list()) a.push_back(record_json(r));
-        return json_response(200, json::serialize(json::object{{"proxies", std::move(a)}}) + "\n", v);
+        json::object o{{"proxies", std::move(a)}};
+        if (!options_.replica_id.empty()) {
+            o["replica"] = options_.replica_id;
+            json::array peers;
+            if (options_.peers) {
+                for (const auto& [id, address] : options_.peers()) {
+                    peers.push_back(json::object{{"replica", id}, {"address", address}});
+                }
+            }
+            o["otherReplicas"] = std::move(peers);
+        }
+        return json_response(200, json::serialize(o) + "\n", v);
     }
     constexpr std::string_view kPrefix = "/v1/proxies/";
     std::string rest = path.substr(kPrefix.size());

@@ -10,10 +10,14 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/http_server.h"
 #include "control/registry/proxy_registry.h"
@@ -36,6 +40,11 @@ struct DistributionOptions {
     // for SYNCED do not race it.
     std::chrono::milliseconds debounce_after{100};
     std::chrono::milliseconds debounce_max{10000};
+    // With several replicas (--store etcd): this one's id, and the others' ids and advertised
+    // addresses, which /v1/proxies names so that remoractl proxy-status can ask each of them (as
+    // istioctl asks every istiod).
+    std::string replica_id;
+    std::function<std::vector<std::pair<std::string, std::string>>()> peers;
 };
 
 class Distribution {

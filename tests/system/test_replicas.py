@@ -216,6 +216,21 @@ def test_b_proxies_synced_on_their_replicas(m):
         i = order[0]
         wait_for(f"{pod} SYNCED on replica {i + 1}",
                  lambda: proxy_status(m, i).get(pod, {}).get("status") == "SYNCED", 15, step=0.3)
+    # Through one replica, proxy-status lists the proxies of all three, each with its replica (as
+    # istioctl proxy-status lists every istiod's).
+    def all_synced():
+        st = proxy_status(m, 0)
+        return st if set(st) == set(PODS) and all(p.get("status") == "SYNCED" for p in st.values()) else None
+    st = wait_for("every pod SYNCED in proxy-status through replica 1", all_synced, 10, step=0.3)
+    m.replica_ids = {PODS[pod][3][0]: st[pod].get("replica") for pod in PODS}
+    check(len(set(m.replica_ids.values())) == 3 and all(m.replica_ids.values()),
+          "proxy-status does not name each pod's replica", [json.dumps(st)])
+    table = ctl(m, 1, "proxy-status").stdout
+    check("REPLICA" in table.splitlines()[0] and all(f" {r}" in table for r in m.replica_ids.values())
+          and all(pod in table for pod in PODS), "the proxy-status table through replica 2", [table])
+    cfg = ctl(m, 0, "proxy-config", "clusters", "client", "-o", "json")
+    check("outbound|8080||reviews" in cfg.stdout,
+          "proxy-config through replica 1 of the client (on replica 3)", [cfg.stdout[:300], cfg.stderr])
     doc = m.get_json("client", "http://reviews:8080/")
     check(doc["pod"] == "reviews-v1", f"a request went to {doc['pod']}")
     # The same config version (an etcd revision) on every replica.
@@ -255,10 +270,15 @@ def test_d_kill_a_replica_under_load(m):
     m.kill(m.replicas[2])  # the client's
     killed_at = time.monotonic()
 
+    dead = getattr(m, "replica_ids", {}).get(2)
+
     def synced_on():
+        # Through either live replica (proxy-status asks the dead one too, which fails and is
+        # named on stderr): SYNCED on a replica other than the dead one.
         for i in (0, 1):
-            if proxy_status(m, i).get("client", {}).get("status") == "SYNCED":
-                return f"replica {i + 1}"
+            p = proxy_status(m, i).get("client", {})
+            if p.get("status") == "SYNCED" and (dead is None or p.get("replica") != dead):
+                return f"replica {p.get('replica')}"
         return None
     on = wait_for("the client SYNCED on replica 1 or 2", synced_on, 15, step=0.1)
     took = time.monotonic() - killed_at

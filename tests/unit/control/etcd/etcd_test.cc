@@ -629,6 +629,34 @@ TEST_CASE("a replica's proxies are published in batches under one lease") {
     CHECK(eventually([&] { return client.range("/r/proxies/", prefix_end("/r/proxies/")).kvs.empty(); }));
 }
 
+// Each replica publishes itself (id and advertised address) under its lease, and knows the
+// others: proxy-status through one replica asks them for their proxies.
+TEST_CASE("replicas know each other's addresses while they live") {
+    LocalEtcd etcd;
+    SKIP_WITHOUT_ETCD(etcd);
+    EtcdClient client(etcd.options());
+    REQUIRE(answers(client));
+    auto registry = [] {
+        return std::make_unique<registry::ProxyRegistry>([] { return std::chrono::steady_clock::now(); },
+                                                         [] { return std::chrono::system_clock::now(); },
+                                                         std::chrono::seconds(30));
+    };
+    auto reg_a = registry(), reg_b = registry();
+    auto quiet = [](const std::string&) {};
+    RegistrySync a(client, "/p", *reg_a, std::chrono::seconds(5), quiet, "10.0.0.1:15012");
+    RegistrySync b(client, "/p", *reg_b, std::chrono::seconds(5), quiet, "");
+    a.start();
+    b.start();
+    REQUIRE(eventually([&] { return a.peers().size() == 1 && b.peers().size() == 1; }));
+    CHECK(a.peers() == std::vector<RegistrySync::Peer>{{b.replica_id(), ""}});
+    CHECK(b.peers() == std::vector<RegistrySync::Peer>{{a.replica_id(), "10.0.0.1:15012"}});
+    // The record is held by the replica's lease: gone when it stops.
+    a.stop();
+    CHECK(eventually([&] { return b.peers().empty(); }));
+    b.stop();
+    CHECK(client.range("/p/replicas/", prefix_end("/p/replicas/")).kvs.empty());
+}
+
 // A watch stopped at any point of its start (resolving, connecting, sending, waiting for the
 // answer's header, streaming) ends: a cancel landing between two steps was lost, and stop() then
 // waited on a stream that never ended (a replica's shutdown, a store destroyed just after it
