@@ -64,7 +64,8 @@ class ClusterTexts {
     void abandon(const Key& key);
 
     struct Stats {
-        uint64_t made = 0, reused = 0;
+        uint64_t made = 0;    // clusters translated and serialized (put)
+        uint64_t reused = 0;  // answers with a cluster made before
     };
     Stats stats() const;
 

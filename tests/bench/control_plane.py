@@ -390,13 +390,14 @@ def apply(ctl, control, state, path):
 
 
 def synced(ctl, control, state):
-    """How many proxies proxy-status shows SYNCED with the snapshot they should run now (a proxy
-    may have been sent one that registrations since made out of date: its push is coming)."""
+    """The proxies proxy-status shows SYNCED with the snapshot they should run now (a proxy may
+    have been sent one that registrations since made out of date: its push is coming). Through
+    one replica it lists every replica's (older builds: only its own)."""
     out = subprocess.run([ctl, "proxy-status", "-o", "json", "--control", f"localhost:{control.port}",
                           "--state-dir", state], capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
-        return 0
-    return sum(1 for p in json.loads(out.stdout) if p["status"] == "SYNCED")
+        return set()
+    return {p["name"] for p in json.loads(out.stdout) if p["status"] == "SYNCED"}
 
 
 async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
@@ -479,9 +480,9 @@ async def bench_one(name, binary, ctl, args, n_services, tmp, sidecar="none"):
                 total = sum(len(p.received) for p in proxies)
                 if total != seen:
                     seen, quiet_since = total, time.monotonic()
-                # (Each replica lists the proxies subscribed to it.)
+                # (The union: a replica of an older build lists only the proxies subscribed to it.)
                 if (all(p.version for p in proxies) and time.monotonic() - quiet_since > 3 and
-                        sum([await asyncio.to_thread(synced, ctl, c, state) for c in controls]) == len(proxies)):
+                        len(set().union(*[await asyncio.to_thread(synced, ctl, c, state) for c in controls])) == len(proxies)):
                     break
                 if time.monotonic() > deadline:
                     have = sum(1 for p in proxies if p.version)
