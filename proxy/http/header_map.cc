@@ -20,6 +20,16 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
+namespace {
+// `stored` is lowercase (every stored name is); `name` may be of any case.
+bool same_name(std::string_view stored, std::string_view name) noexcept {
+    if (stored.size() != name.size()) return false;
+    for (std::size_t i = 0; i < name.size(); ++i)
+        if (stored[i] != lower(name[i])) return false;
+    return true;
+}
+}  // namespace
+
 std::string to_lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = lower(c);
@@ -31,7 +41,7 @@ HeaderMap::HeaderMap(std::initializer_list<std::pair<std::string_view, std::stri
     for (const auto& [n, v] : fields) add(n, v);
 }
 
-HeaderMap::HeaderMap(const HeaderMap& other) {
+HeaderMap::HeaderMap(const HeaderMap& other) : names_(other.names_) {
     if (other.entries_.empty()) return;
     entries_.reserve(other.entries_.size());
     add_bytes(other.byte_size());
@@ -80,11 +90,13 @@ void HeaderMap::clear() noexcept {
     blocks_.clear();
     free_ = nullptr;
     left_ = 0;
+    names_ = 0;
 }
 
 std::optional<std::string_view> HeaderMap::get(std::string_view name) const noexcept {
+    if (!may_hold(name)) return std::nullopt;
     for (const auto& e : entries_)
-        if (iequals(e.name, name)) return e.value;
+        if (same_name(e.name, name)) return e.value;
     return std::nullopt;
 }
 
@@ -92,24 +104,30 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
     if (entries_.empty() && entries_.capacity() < 16) entries_.reserve(16);
     const std::string_view n = store(name, true);
     entries_.push_back(Entry{n, store(value, false)});
+    names_ |= name_bit(name);
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
+    if (!may_hold(name)) {
+        add(name, value);
+        return;
+    }
     auto first = std::find_if(entries_.begin(), entries_.end(),
-                              [&](const Entry& e) { return iequals(e.name, name); });
+                              [&](const Entry& e) { return same_name(e.name, name); });
     if (first == entries_.end()) {
         add(name, value);
         return;
     }
     first->value = store(value, false);
     auto rest = std::remove_if(first + 1, entries_.end(),
-                               [&](const Entry& e) { return iequals(e.name, name); });
+                               [&](const Entry& e) { return same_name(e.name, name); });
     entries_.erase(rest, entries_.end());
 }
 
 std::size_t HeaderMap::remove(std::string_view name) {
+    if (!may_hold(name)) return 0;
     auto rest = std::remove_if(entries_.begin(), entries_.end(),
-                               [&](const Entry& e) { return iequals(e.name, name); });
+                               [&](const Entry& e) { return same_name(e.name, name); });
     std::size_t n = std::size_t(entries_.end() - rest);
     entries_.erase(rest, entries_.end());
     return n;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,8 +67,20 @@ private:
     // Copies `s` into the current block (lowercased when asked), adding a block when it is full.
     std::string_view store(std::string_view s, bool lowercase);
     void add_bytes(std::size_t n);
+    // One of 64 bits for a name, from its length and its first and last letters (any case).
+    static uint64_t name_bit(std::string_view name) noexcept {
+        if (name.empty()) return 1;
+        auto low = [](char c) { return unsigned(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) & 0xffu; };
+        const unsigned h = unsigned(name.size()) * 7u + low(name.front()) * 3u + low(name.back());
+        return uint64_t{1} << (h & 63u);
+    }
+    // Whether a field of this name may be present; false means certainly absent.
+    bool may_hold(std::string_view name) const noexcept { return (names_ & name_bit(name)) != 0; }
 
     std::vector<Entry> entries_;
+    // The bits of every name added since the last clear(): most lookups and removals are of
+    // absent names (hop-by-hop fields, trace headers) and end here without a scan.
+    uint64_t names_ = 0;
     std::unique_ptr<char[]> first_;                // most maps need only this block
     std::vector<std::unique_ptr<char[]>> blocks_;  // the others
     char* free_ = nullptr;  // the unused end of the last block

@@ -70,9 +70,25 @@ bool dropped_on_send(const http::HeaderMap::Entry& e) {
     return e.name == "te" && !http::iequals(e.value, "trailers");
 }
 
+// Fields whose value is new on every request (ids and trace context). Entering them into the
+// HPACK dynamic table would only push out the fields that do repeat (the peer metadata, the
+// authority, the user agent), which then go out as literals again: between two sidecars that
+// cost more than the rest of encoding the header block. They are sent as literals never indexed.
+bool unique_per_request(std::string_view name) noexcept {
+    static constexpr std::string_view kNames[] = {
+        "x-request-id", "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid",
+        "x-b3-parentspanid", "x-client-trace-id", "x-ot-span-context", "x-cloud-trace-context"};
+    for (std::string_view n : kNames)
+        if (n.size() == name.size() && http::iequals(n, name)) return true;
+    return false;
+}
+
 void add_fields(std::vector<nghttp2_nv>& nv, const http::HeaderMap& headers) {
-    for (const auto& e : headers)
-        if (!dropped_on_send(e)) nv.push_back(make_nv(e.name, e.value));
+    for (const auto& e : headers) {
+        if (dropped_on_send(e)) continue;
+        nv.push_back(make_nv(e.name, e.value));
+        if (unique_per_request(e.name)) nv.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
+    }
 }
 
 }  // namespace

@@ -419,7 +419,7 @@ void rewrite(RequestState& st) {
     RequestRecord& rec = st.rec;
     http::HeaderMap& h = st.head.headers;
     rec.upstream_cluster = target.cluster;
-    rec.upstream_host = endpoint_text(target.address);
+    rec.upstream_host = target.address_text;
     if (st.outbound) {
         rec.service_host = target.service_host;
         rec.service_name = target.service_name;
@@ -808,7 +808,7 @@ asio::awaitable<void> forward(RequestState& st) {
                 st.in_flight.start(c, *i);
             }
         }
-        st.rec.upstream_host = endpoint_text(st.target->address);
+        st.rec.upstream_host = st.target->address_text;
         co_return true;
     };
     auto prepare_retry = [&](const AttemptOutcome& o) -> asio::awaitable<bool> {

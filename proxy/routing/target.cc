@@ -4,8 +4,8 @@
 namespace remora::proxy {
 
 UpstreamTarget& UpstreamTarget::finalize() {
-    key = (mtls ? "tls|" : "tcp|") + address.address().to_string() + ":" +
-          std::to_string(address.port()) + "|" + expected_identity.value_or("");
+    address_text = address.address().to_string() + ":" + std::to_string(address.port());
+    key = (mtls ? "tls|" : "tcp|") + address_text + "|" + expected_identity.value_or("");
     return *this;
 }
 

@@ -22,6 +22,7 @@ struct UpstreamTarget {
     bool mtls = false;
     std::optional<std::string> expected_identity;  // the peer's SPIFFE ID must equal this
     std::string key;                               // pool key: set by finalize(), once
+    std::string address_text;                      // "address:port" for logs and telemetry; by finalize()
     // The mesh service this endpoint serves (telemetry's destination_service labels).
     std::string service_host, service_name, service_ns;
     uint16_t service_port = 0;
@@ -29,7 +30,7 @@ struct UpstreamTarget {
     // default); zero: the proxy's --connect-timeout (targets without a snapshot cluster).
     std::chrono::milliseconds connect_timeout{0};
 
-    // Computes `key` from the fields above; call after setting them.
+    // Computes `key` and `address_text` from the fields above; call after setting them.
     UpstreamTarget& finalize();
     const std::string& pool_key() const { return key; }
 };

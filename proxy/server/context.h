@@ -73,7 +73,7 @@ struct Downstream {
     std::string peer_metadata_raw;
     std::optional<WorkloadInfo> peer_workload;
     // One relay buffer per connection, reused by every request: a chunk per read, never a body.
-    std::unique_ptr<char[]> relay_storage = std::make_unique<char[]>(kRelayChunk);
+    std::unique_ptr<char[]> relay_storage = std::make_unique_for_overwrite<char[]>(kRelayChunk);
     std::span<char> relay_buffer{relay_storage.get(), kRelayChunk};
 
     bool outbound() const {

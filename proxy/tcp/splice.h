@@ -80,7 +80,7 @@ boost::asio::awaitable<bool> splice(Down& down, Up& up, std::chrono::steady_cloc
                                     std::atomic<uint64_t>* received_also = nullptr,
                                     std::atomic<uint64_t>* sent_also = nullptr) {
     using namespace boost::asio::experimental::awaitable_operators;
-    auto storage = std::make_unique<char[]>(2 * kRelayChunk);
+    auto storage = std::make_unique_for_overwrite<char[]>(2 * kRelayChunk);
     std::span<char> to_up(storage.get(), kRelayChunk), to_down(storage.get() + kRelayChunk, kRelayChunk);
     bool activity = true;
     auto r = co_await (

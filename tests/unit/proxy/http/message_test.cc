@@ -1,6 +1,13 @@
 // Unit tests for proxy/http: HeaderMap, hop-by-hop stripping, gRPC helpers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "proxy/http/header_map.h"
 #include "proxy/http/message.h"
 
@@ -110,4 +117,84 @@ TEST_CASE("HeaderMap: views stay valid while the map grows, is moved, and is cop
     CHECK(copy[0].name == "host");
     copy = copy;  // self-assignment keeps it
     CHECK(copy.byte_size() > 5000);
+}
+
+// The map skips its scan for names it certainly does not hold (a 64-bit filter of names added).
+// Checked against a plain list of pairs, over many names that share filter bits, in every case.
+TEST_CASE("HeaderMap: get, set and remove agree with a plain list, through the name filter") {
+    std::vector<std::pair<std::string, std::string>> model;
+    auto lower = [](std::string s) {
+        for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+        return s;
+    };
+    auto model_get = [&](const std::string& name) -> std::optional<std::string> {
+        for (auto& [n, v] : model)
+            if (n == lower(name)) return v;
+        return std::nullopt;
+    };
+    std::vector<std::string> names;
+    for (const char* base : {"x-a", "x-b", "via", "te", "trailer", "x-request-id", "connection", "upgrade",
+                             "keep-alive", "x-forwarded-for", "content-length", "Host", "x-b3-spanid"}) {
+        names.push_back(base);
+        std::string upper = base;
+        for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
+        names.push_back(upper);
+        names.push_back(std::string(base) + "z");
+    }
+    HeaderMap h;
+    uint64_t state = 12345;
+    auto next = [&] {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        return static_cast<std::size_t>(state >> 33);
+    };
+    for (int step = 0; step < 4000; ++step) {
+        const std::string& name = names[next() % names.size()];
+        const std::string value = "v" + std::to_string(step);
+        switch (next() % 5) {
+            case 0:
+                h.add(name, value);
+                model.emplace_back(lower(name), value);
+                break;
+            case 1: {
+                h.set(name, value);
+                auto first = std::find_if(model.begin(), model.end(), [&](auto& p) { return p.first == lower(name); });
+                if (first == model.end()) {
+                    model.emplace_back(lower(name), value);
+                } else {
+                    first->second = value;
+                    model.erase(std::remove_if(first + 1, model.end(), [&](auto& p) { return p.first == lower(name); }),
+                                model.end());
+                }
+                break;
+            }
+            case 2: {
+                auto before = model.size();
+                model.erase(std::remove_if(model.begin(), model.end(), [&](auto& p) { return p.first == lower(name); }),
+                            model.end());
+                CHECK(h.remove(name) == before - model.size());
+                break;
+            }
+            case 3:
+                if (next() % 50 == 0) {
+                    h.clear();
+                    model.clear();
+                }
+                break;
+            default: {
+                HeaderMap copy = h;  // copies keep the filter
+                auto got = copy.get(name);
+                auto want = model_get(name);
+                REQUIRE(got.has_value() == want.has_value());
+                if (got) CHECK(*got == *want);
+            }
+        }
+        REQUIRE(h.size() == model.size());
+        for (const auto& n : names) {
+            auto got = h.get(n);
+            auto want = model_get(n);
+            REQUIRE(got.has_value() == want.has_value());
+            if (got) REQUIRE(*got == *want);
+            REQUIRE(h.contains(n) == want.has_value());
+        }
+    }
 }

@@ -5,6 +5,8 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
+#include <nghttp2/nghttp2.h>
+
 using namespace h2test;
 
 namespace {
@@ -325,4 +327,82 @@ TEST_CASE("the client skips 1xx heads from a hand-made server and reads the fina
         CHECK(body.data == "body");
         conn.close();
     }());
+}
+
+// Request ids and trace context are new on every request: the client sends them as literals
+// never indexed, so they do not push the fields that repeat (a long peer-metadata value, the user
+// agent) out of the HPACK dynamic table. Read back with nghttp2's own decoder on a raw server.
+TEST_CASE("per-request ids go out never indexed; repeating fields stay in the HPACK table") {
+    asio::io_context io;
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    constexpr int kRequests = 40;
+    const std::string peer_metadata(400, 'm');
+    std::vector<std::vector<std::pair<std::string, uint8_t>>> blocks;  // fields and flags, per request
+    std::vector<std::size_t> table_sizes;                              // decoder's table after each
+    auto raw_server = [&]() -> asio::awaitable<void> {
+        auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+        REQUIRE_FALSE(ec);
+        nghttp2_hd_inflater* inflater = nullptr;
+        REQUIRE(nghttp2_hd_inflate_new(&inflater) == 0);
+        std::string in;
+        std::array<char, 16384> buf;
+        std::size_t used = kPreface.size();
+        while (int(blocks.size()) < kRequests) {
+            auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), nothrow);
+            if (rec) break;
+            in.append(buf.data(), n);
+            if (in.size() < used) continue;
+            auto frames = parse_frames(std::string_view(in).substr(used));
+            for (const auto& f : frames) {
+                used += 9 + f.payload.size();
+                if (f.type != kHeaders) continue;
+                REQUIRE((f.flags & kEndHeaders) != 0);
+                std::vector<std::pair<std::string, uint8_t>> fields;
+                auto p = reinterpret_cast<const uint8_t*>(f.payload.data());
+                std::size_t left = f.payload.size();
+                for (;;) {
+                    nghttp2_nv nv;
+                    int flags = 0;
+                    auto r = nghttp2_hd_inflate_hd2(inflater, &nv, &flags, p, left, 1);
+                    REQUIRE(r >= 0);
+                    p += r;
+                    left -= std::size_t(r);
+                    if (flags & NGHTTP2_HD_INFLATE_EMIT)
+                        fields.emplace_back(std::string(reinterpret_cast<char*>(nv.name), nv.namelen), nv.flags);
+                    if (flags & NGHTTP2_HD_INFLATE_FINAL) break;
+                    if (r == 0 && left == 0) break;
+                }
+                nghttp2_hd_inflate_end_headers(inflater);
+                blocks.push_back(std::move(fields));
+                table_sizes.push_back(nghttp2_hd_inflate_get_dynamic_table_size(inflater));
+            }
+        }
+        nghttp2_hd_inflate_del(inflater);
+        socket.close();
+    };
+    asio::co_spawn(io, raw_server(), asio::detached);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto conn = co_await connect_client(acceptor.local_endpoint().port());
+        for (int i = 0; i < kRequests; ++i) {
+            auto req = make_request("GET", "/");
+            req.headers.add("user-agent", "test/1.0");
+            req.headers.add("x-envoy-peer-metadata", peer_metadata);
+            req.headers.add("X-Request-Id", "5f0c6a2e-0000-4000-8000-" + std::to_string(100000000000 + i));
+            req.headers.add("traceparent", "00-" + std::string(24, 'a') + std::to_string(10000000 + i) +
+                                               "-00f067aa0ba902b7-01");
+            REQUIRE(conn.open(req, true));
+        }
+        while (int(blocks.size()) < kRequests) co_await yield();
+        conn.close();
+    }());
+    REQUIRE(blocks.size() == std::size_t(kRequests));
+    for (const auto& fields : blocks) {
+        for (const auto& [name, flags] : fields) {
+            const bool unique = name == "x-request-id" || name == "traceparent";
+            CHECK_MESSAGE(((flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0) == unique, name);
+        }
+    }
+    // The table holds what repeats; per-request values never enter it, so it stops growing.
+    CHECK(table_sizes.front() > peer_metadata.size());
+    CHECK(table_sizes.back() == table_sizes.front());
 }
