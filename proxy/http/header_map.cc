@@ -70,7 +70,20 @@ std::string_view HeaderMap::store(std::string_view s, bool lowercase) {
     if (s.size() > left_) add_bytes(s.size());
     char* out = free_;
     if (lowercase) {
-        for (std::size_t i = 0; i < s.size(); ++i) out[i] = lower(s[i]);
+        // Eight bytes at a time: a byte gets 0x20 when it is 'A'..'Z' (bytes from 0x80 never do).
+        std::size_t i = 0;
+        for (; i + 8 <= s.size(); i += 8) {
+            uint64_t w;
+            std::memcpy(&w, s.data() + i, 8);
+            constexpr uint64_t kOnes = 0x0101010101010101ull;
+            const uint64_t low7 = w & (0x7f * kOnes);
+            const uint64_t from_a = low7 + (0x80 - 'A') * kOnes;     // high bit: byte >= 'A'
+            const uint64_t past_z = low7 + (0x80 - 'Z' - 1) * kOnes;  // high bit: byte > 'Z'
+            const uint64_t upper = from_a & ~past_z & ~w & (0x80 * kOnes);
+            w |= upper >> 2;
+            std::memcpy(out + i, &w, 8);
+        }
+        for (; i < s.size(); ++i) out[i] = lower(s[i]);
     } else {
         std::memcpy(out, s.data(), s.size());
     }

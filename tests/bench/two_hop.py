@@ -28,7 +28,13 @@ import time
 
 ALL_PATHS = ("direct", "haproxy", "haproxy-h2", "nginx", "remora", "remora-h1", "remora-nometrics",
              "remora-trace100")
-APT_PACKAGES = {"h2load": "nghttp2-client", "nginx": "nginx", "haproxy": "haproxy"}
+APT_PACKAGES = {"h2load": "nghttp2-client", "nginx": "nginx", "haproxy": "haproxy",
+                "valgrind": "valgrind", "callgrind_control": "valgrind"}
+# --instructions: the proxies run under valgrind's callgrind, one process each (nginx as a proxy
+# forks workers, so its path is left out there).
+INSTRUCTION_PATHS = ("haproxy", "haproxy-h2", "remora", "remora-h1", "remora-nometrics",
+                     "remora-trace100", "remora-baseline")
+PROXY_NAMES = ("haproxy-a", "haproxy-b", "remora-a", "remora-b")
 
 CLIENT_ID = ("bench", "client")  # proxy A's identity
 SERVER_ID = ("bench", "server")  # proxy B's identity
@@ -70,8 +76,11 @@ class Procs:
         self.tmp = tmp
         self.verbose = verbose
         self.live = []
+        self.wrap = None  # name -> argv prefix (valgrind for --instructions), or None
 
     def start(self, name, argv, env=None):
+        if self.wrap:
+            argv = self.wrap(name) + list(argv)
         if self.verbose:
             log("  $ " + " ".join(argv))
         out = open(os.path.join(self.tmp, name + ".log"), "wb")
@@ -194,8 +203,10 @@ def server_pids(procs):
 # ---------------------------------------------------------------------------------------------
 # tools and packages
 
-def ensure_tools(paths):
+def ensure_tools(paths, instructions=False):
     needed = ["h2load", "nginx"]  # nginx is always the app
+    if instructions:
+        needed += ["valgrind", "callgrind_control"]
     if any(p.startswith("haproxy") for p in paths):  # haproxy and haproxy-h2
         needed.append("haproxy")
     missing = [t for t in needed if shutil.which(t) is None]
@@ -713,6 +724,65 @@ def table(title, cols, results):
     log("")
 
 
+def callgrind_totals(path):
+    """Instructions (Ir) a callgrind output file counted, from its `totals:`/`summary:` line."""
+    found = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("totals:", "summary:")):
+                found[line.split(":")[0]] = int(line.split()[1])
+    if not found:
+        raise PathError(f"{path}: no totals line")
+    return found.get("totals", found.get("summary"))  # summary: comes first and may say 0
+
+
+def measure_instructions(bench, name, port, procs, args):
+    """User-space instructions per request of each proxy (callgrind), for `args.instructions`
+    requests after a warm-up: a count that, unlike time, does not depend on the machine's load."""
+    url = f"http://127.0.0.1:{port}/"
+    warm = ["h2load", "--h1", "-c", str(CLOSED_LOOP_CLIENTS), "-t", "1", "-n", "2000", url]
+    run_h2load(warm, 600)
+    for p in procs:
+        subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+    argv = ["h2load", "--h1", "-c", str(CLOSED_LOOP_CLIENTS), "-t", "1", "-n",
+            str(args.instructions), url]
+    bench.commands.setdefault("instructions", argv)
+    res = parse_h2load(run_h2load(argv, 1200))
+    for p in procs:
+        subprocess.run(["callgrind_control", "-i", "off", str(p.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+    if res["failed"] or res["non2xx"] or res["done"] != args.instructions:
+        raise PathError(f"{res['done']} requests done, {res['failed']} failed, "
+                        f"{res['non2xx']} not 2xx")
+    counts = {}
+    for p in procs:
+        bench.procs.stop(p)  # callgrind writes its file as the process exits
+        counts[p.bench_name[-1]] = callgrind_totals(bench.callgrind_out(name, p.bench_name))
+    n = args.instructions
+    return {"path": name, "ir_a": counts["a"] / n, "ir_b": counts["b"] / n,
+            "ir": (counts["a"] + counts["b"]) / n}
+
+
+def print_instructions(results, skipped, failed, header_notes, args):
+    log("")
+    log("Two-hop path: h2load -> A (HTTP/1.1) -> mTLS 1.3 (ECDSA P-256 SVIDs) -> B -> nginx app")
+    for n in header_notes:
+        log("  " + n)
+    log("")
+    table(f"User-space instructions per request (valgrind --tool=callgrind, {args.instructions} "
+          f"requests after 2000, h2load --h1, {CLOSED_LOOP_CLIENTS} connections)",
+          [("path", "{path}", 17), ("A", "{ir_a:.0f}", 9), ("B", "{ir_b:.0f}", 9),
+           ("A+B", "{ir:.0f}", 9)], results)
+    for name, why in skipped:
+        log(f"{name}: skipped: {why}")
+    for name, why in failed:
+        log(f"{name}: FAILED: {why}")
+    log("")
+    for r in results:
+        log(f"path={r['path']} ir_a={r['ir_a']:.0f} ir_b={r['ir_b']:.0f} ir={r['ir']:.0f}")
+
+
 def print_table(results, skipped, failed, header_notes, args):
     log("")
     log("Two-hop path: h2load -> A (HTTP/1.1) -> mTLS 1.3 (ECDSA P-256 SVIDs) -> B -> nginx app")
@@ -766,6 +836,9 @@ class Bench:
         self.remora_bin = None
         self.baseline_bin = None
 
+    def callgrind_out(self, path, proc):
+        return os.path.join(self.tmp, f"callgrind-{path}-{proc}.out")
+
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -782,6 +855,10 @@ def parse_args():
     ap.add_argument("--baseline-bin", default=None,
                     help="another remora-proxy binary (e.g. built from an earlier commit), measured as "
                          "the path `remora-baseline` beside the others")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="instead of timing: run each proxy under valgrind's callgrind and count "
+                         "its user-space instructions over N requests (repeatable where timings "
+                         "on a shared machine are not); HAProxy and Remora paths only")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every server command")
     args = ap.parse_args()
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
@@ -794,6 +871,15 @@ def parse_args():
         if not os.access(args.baseline_bin, os.X_OK):
             ap.error(f"--baseline-bin {args.baseline_bin}: not an executable")
         args.paths.append("remora-baseline")
+    if args.instructions:
+        if args.instructions < 100:
+            ap.error("--instructions needs at least 100 requests")
+        dropped = [p for p in args.paths if p not in INSTRUCTION_PATHS]
+        args.paths = [p for p in args.paths if p in INSTRUCTION_PATHS]
+        if not args.paths:
+            ap.error("--instructions measures " + ", ".join(INSTRUCTION_PATHS) + " only")
+        if dropped:
+            log("--instructions: leaving out " + ", ".join(dropped))
     if args.quick:
         args.duration = 2
     if args.duration < 1:
@@ -816,7 +902,7 @@ def main():
     tmp = None
     bench = None
     try:
-        ensure_tools(args.paths)
+        ensure_tools(args.paths, bool(args.instructions))
         tmp = tempfile.mkdtemp(prefix="remora-bench-")
         bench = Bench(tmp, args.verbose)
         notes = [f"h2load: {tool_version(['h2load', '--version'])}",
@@ -849,9 +935,18 @@ def main():
         for name in paths:
             log(f"{name}: starting")
             procs = []
+            if args.instructions:
+                bench.procs.wrap = lambda proc, name=name: (
+                    ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                     "--callgrind-out-file=" + bench.callgrind_out(name, proc)]
+                    if proc in PROXY_NAMES else [])
             try:
                 port, procs = STARTERS[name](bench)
                 wait_path(port, procs + [app], f"{name}: a request through the whole path")
+                if args.instructions:
+                    log(f"{name}: counting instructions over {args.instructions} requests")
+                    results.append(measure_instructions(bench, name, port, procs, args))
+                    continue
                 log(f"{name}: measuring ({args.duration} s closed loop, "
                     f"{args.duration} s at {RATE_CLIENTS * RATE_PER_CLIENT} req/s)")
                 results.append(measure(bench, name, port, procs, args))
@@ -864,6 +959,7 @@ def main():
                 log(f"{name}: FAILED: {why}")
                 failed.append((name, str(e)))
             finally:
+                bench.procs.wrap = None
                 for p in procs:
                     bench.procs.stop(p)
                 if app.poll() is not None:
@@ -875,7 +971,7 @@ def main():
             log("\nconfigs: " + " ".join(bench.configs))
             for k, v in bench.commands.items():
                 log(f"h2load ({k}): " + " ".join(v))
-        print_table(results, skipped, failed, notes, args)
+        (print_instructions if args.instructions else print_table)(results, skipped, failed, notes, args)
         return 1 if failed else 0
     except SetupError as e:
         log(f"setup failed: {e}")

@@ -198,3 +198,20 @@ TEST_CASE("HeaderMap: get, set and remove agree with a plain list, through the n
         }
     }
 }
+
+// Names are lowercased eight bytes at a time: every byte value, at every position of a word.
+TEST_CASE("HeaderMap lowercases names of every length and byte, and nothing else") {
+    for (int b = 0; b < 256; ++b) {
+        for (std::size_t len = 1; len <= 19; ++len) {
+            for (std::size_t at = 0; at < len; ++at) {
+                std::string name(len, 'Q');
+                name[at] = char(b);
+                HeaderMap h;
+                h.add(name, "v");
+                std::string want = name;
+                for (char& c : want) c = (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+                REQUIRE(h[0].name == want);
+            }
+        }
+    }
+}
