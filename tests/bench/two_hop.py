@@ -764,31 +764,35 @@ def measure_instructions(bench, name, port, procs, args):
             "ir": (counts["a"] + counts["b"]) / n}
 
 
-def print_instructions(results, skipped, failed, header_notes, args):
+def print_header(header_notes):
     log("")
     log("Two-hop path: h2load -> A (HTTP/1.1) -> mTLS 1.3 (ECDSA P-256 SVIDs) -> B -> nginx app")
     for n in header_notes:
         log("  " + n)
     log("")
-    table(f"User-space instructions per request (valgrind --tool=callgrind, {args.instructions} "
-          f"requests after 2000, h2load --h1, {CLOSED_LOOP_CLIENTS} connections)",
-          [("path", "{path}", 17), ("A", "{ir_a:.0f}", 9), ("B", "{ir_b:.0f}", 9),
-           ("A+B", "{ir:.0f}", 9)], results)
+
+
+def print_outcomes(skipped, failed):
     for name, why in skipped:
         log(f"{name}: skipped: {why}")
     for name, why in failed:
         log(f"{name}: FAILED: {why}")
     log("")
+
+
+def print_instructions(results, skipped, failed, header_notes, args):
+    print_header(header_notes)
+    table(f"User-space instructions per request (valgrind --tool=callgrind, {args.instructions} "
+          f"requests after 2000, h2load --h1, {CLOSED_LOOP_CLIENTS} connections)",
+          [("path", "{path}", 17), ("A", "{ir_a:.0f}", 9), ("B", "{ir_b:.0f}", 9),
+           ("A+B", "{ir:.0f}", 9)], results)
+    print_outcomes(skipped, failed)
     for r in results:
         log(f"path={r['path']} ir_a={r['ir_a']:.0f} ir_b={r['ir_b']:.0f} ir={r['ir']:.0f}")
 
 
 def print_table(results, skipped, failed, header_notes, args):
-    log("")
-    log("Two-hop path: h2load -> A (HTTP/1.1) -> mTLS 1.3 (ECDSA P-256 SVIDs) -> B -> nginx app")
-    for n in header_notes:
-        log("  " + n)
-    log("")
+    print_header(header_notes)
     table(f"Closed loop: h2load --h1, {CLOSED_LOOP_CLIENTS} connections, {args.duration} s "
           "(CPU: proxy A+B, % of one core)",
           [("path", "{path}", 17), ("req/s", "{rps:.0f}", 9), ("errors", "{closed_err}", 7),
@@ -809,11 +813,7 @@ def print_table(results, skipped, failed, header_notes, args):
     table("Resident memory, proxy A+B, all processes, KiB",
           [("path", "{path}", 17), ("idle", "!{rss_idle}", 9), ("after load", "!{rss_load}", 10),
            ("peak", "!{rss_peak}", 9)], results)
-    for name, why in skipped:
-        log(f"{name}: skipped: {why}")
-    for name, why in failed:
-        log(f"{name}: FAILED: {why}")
-    log("")
+    print_outcomes(skipped, failed)
     for r in results:
         log(f"path={r['path']} rps={r['rps']:.0f} p50_us={r['p50']} p90_us={r['p90']} "
             f"p99_us={r['p99']} rss_idle_kb={r['rss_idle']} rss_load_kb={r['rss_load']}")
